@@ -1,0 +1,7 @@
+//! ringkv's actors.
+#![deny(clippy::unwrap_used)]
+
+pub mod node_id;
+pub mod storage;
+
+pub use node_id::NodeId;

@@ -1,0 +1,101 @@
+//! The seam between the Storage actor and the bytes on disk.
+//!
+//! The actor only knows this trait; the engines behind it (`LogEngine`, the
+//! temporary append-only log; `MemoryEngine`, for `--storage memory` and the
+//! simulations; the LSM engine) are plain Rust without actix.
+
+use std::path::PathBuf;
+
+/// One operation of a write batch, applied in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteOp {
+    /// Sets `key` to `value`.
+    Put {
+        /// The engine key (opaque bytes).
+        key: Vec<u8>,
+        /// The engine value (opaque bytes; for ringkv, an encoded sibling set).
+        value: Vec<u8>,
+    },
+    /// Removes `key` at the engine level. ringkv's deletes are tombstone
+    /// *siblings* (values); this removes the object itself and is only used
+    /// once every replica holds the tombstone.
+    Delete {
+        /// The engine key.
+        key: Vec<u8>,
+    },
+}
+
+/// What can go wrong below the Storage actor.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// An I/O call failed; `context` says which file and what was being done.
+    #[error("I/O error while {context}: {source}")]
+    Io {
+        /// What the engine was doing, with the file name.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Stored bytes failed their checksum or do not parse.
+    #[error("corruption in {file} at offset {offset}: {reason}")]
+    Corruption {
+        /// The damaged file.
+        file: PathBuf,
+        /// Byte offset of the damaged record or block.
+        offset: u64,
+        /// What check failed.
+        reason: String,
+    },
+    /// An fsync failed earlier; the engine refuses writes from then on because
+    /// the kernel may have dropped the dirty pages (see the fsync-failure
+    /// studies): retrying would acknowledge data that is not on disk.
+    #[error("storage is poisoned after a failed fsync ({reason}); writes are refused")]
+    Poisoned {
+        /// The original failure.
+        reason: String,
+    },
+    /// The Storage actor's queue of pending requests is full.
+    #[error("storage overloaded: {pending} requests queued (limit {limit})")]
+    Overloaded {
+        /// Requests waiting.
+        pending: usize,
+        /// The named limit (`storage_queue_max`).
+        limit: usize,
+    },
+    /// The engine thread is gone (shut down or panicked).
+    #[error("storage engine stopped")]
+    Stopped,
+}
+
+/// A key-value engine. Implementations are shared between the engine's writer
+/// thread and its reader threads, so every method takes `&self`.
+///
+/// Laws every engine keeps (checked by the model tests):
+/// - a `write_batch` that returned `Ok` is durable (survives a crash) unless the
+///   engine was opened in a documented weaker sync mode;
+/// - `get` sees every batch that returned before it was called;
+/// - `scan` returns keys in ascending byte order.
+pub trait Engine: Send + Sync + 'static {
+    /// The newest value of `key`, or `None`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Applies `ops` in order and returns once they are durable. One call is
+    /// one group commit: the Storage actor hands every write that arrived
+    /// together to a single call, so they share one fsync.
+    fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StorageError>;
+
+    /// Up to `limit` entries with `start <= key < end` (no upper bound when
+    /// `end` is `None`), in ascending key order.
+    fn scan(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+
+    /// Makes everything written so far durable in the engine's long-term
+    /// structures (for engines with a memtable: flush it). Used by tests and
+    /// before a clean shutdown.
+    fn flush(&self) -> Result<(), StorageError>;
+}

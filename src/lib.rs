@@ -1,0 +1,1 @@
+//! ringkv: a Dynamo-style distributed key-value store.
