@@ -2,6 +2,8 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod node_id;
+pub mod ring;
 pub mod storage;
+pub mod wire;
 
 pub use node_id::NodeId;

@@ -1,0 +1,138 @@
+//! The Storage actor: a thin shell that queues requests for the engine's own
+//! threads (see `worker`) and hands the answers back. It never blocks its
+//! arbiter: a full queue is answered `Overloaded` at once.
+
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+use tracing::info;
+
+use super::engine::{Engine, StorageError};
+use super::worker::{self, ApplyError, ApplyJob, Mutation, ReadJob};
+
+/// Tuning of the Storage actor; every limit named with its unit.
+#[derive(Clone, Debug)]
+pub struct StorageOptions {
+    /// Requests that may wait for the writer (or the readers) before new
+    /// ones are refused with `Overloaded`.
+    pub storage_queue_max: usize,
+    /// Most writes handed to the engine in one group commit.
+    pub storage_batch_max: usize,
+    /// Threads serving point reads.
+    pub storage_reader_threads: usize,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        Self {
+            storage_queue_max: 4096,
+            storage_batch_max: 256,
+            storage_reader_threads: 2,
+        }
+    }
+}
+
+/// Read the stored bytes of `key`.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Vec<u8>>, StorageError>")]
+pub struct LocalRead {
+    /// The key.
+    pub key: Vec<u8>,
+}
+
+/// Atomically read, transform and write the value of `key`; answers with
+/// the value stored afterwards, once durable.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Vec<u8>>, ApplyError>")]
+pub struct LocalApply {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The transformation, run on the writer thread.
+    pub mutation: Mutation,
+    /// The client request served (for logs).
+    pub trace: u64,
+}
+
+/// The actor.
+pub struct Storage {
+    writes: SyncSender<ApplyJob>,
+    reads: SyncSender<ReadJob>,
+    options: StorageOptions,
+}
+
+impl Storage {
+    /// Starts the engine's threads; the actor itself is started by the caller.
+    pub fn new(engine: Arc<dyn Engine>, options: StorageOptions) -> std::io::Result<Self> {
+        let (writes, write_rx) = sync_channel(options.storage_queue_max);
+        let (reads, read_rx) = sync_channel(options.storage_queue_max);
+        let writer_engine = engine.clone();
+        let batch_max = options.storage_batch_max.max(1);
+        let span = tracing::Span::current();
+        std::thread::Builder::new()
+            .name("ringkv-storage-w".into())
+            .spawn(move || {
+                let _guard = span.enter();
+                worker::run_writer(writer_engine, write_rx, batch_max)
+            })?;
+        let read_rx = Arc::new(Mutex::new(read_rx));
+        for i in 0..options.storage_reader_threads.max(1) {
+            let (engine, rx) = (engine.clone(), read_rx.clone());
+            std::thread::Builder::new()
+                .name(format!("ringkv-storage-r{i}"))
+                .spawn(move || worker::run_reader(engine, rx))?;
+        }
+        Ok(Self {
+            writes,
+            reads,
+            options,
+        })
+    }
+}
+
+impl Actor for Storage {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        info!(
+            queue_max = self.options.storage_queue_max,
+            batch_max = self.options.storage_batch_max,
+            readers = self.options.storage_reader_threads,
+            "storage started"
+        );
+    }
+}
+
+impl Handler<LocalRead> for Storage {
+    type Result = ResponseFuture<Result<Option<Vec<u8>>, StorageError>>;
+
+    fn handle(&mut self, msg: LocalRead, _ctx: &mut Self::Context) -> Self::Result {
+        let (reply, rx) = oneshot::channel();
+        let job = ReadJob { key: msg.key, reply };
+        let queued = worker::offer(&self.reads, job, self.options.storage_queue_max);
+        Box::pin(async move {
+            queued?;
+            rx.await.map_err(|_| StorageError::Stopped)?
+        })
+    }
+}
+
+impl Handler<LocalApply> for Storage {
+    type Result = ResponseFuture<Result<Option<Vec<u8>>, ApplyError>>;
+
+    fn handle(&mut self, msg: LocalApply, _ctx: &mut Self::Context) -> Self::Result {
+        let (reply, rx) = oneshot::channel();
+        let job = ApplyJob {
+            key: msg.key,
+            mutation: msg.mutation,
+            trace: msg.trace,
+            reply,
+        };
+        let queued = worker::offer(&self.writes, job, self.options.storage_queue_max);
+        Box::pin(async move {
+            queued?;
+            rx.await.map_err(|_| ApplyError::Storage(StorageError::Stopped))?
+        })
+    }
+}
