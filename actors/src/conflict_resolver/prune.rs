@@ -61,3 +61,127 @@ impl Object {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::super::test_support::{dot, dots, node};
+    use super::super::VersionVector;
+    use super::*;
+
+    const DAY_MS: u64 = 86_400_000;
+
+    /// Each `(node, now_ms)` writes in turn, replacing the previous value.
+    fn chain(writes: &[(&str, u64)]) -> Object {
+        writes
+            .iter()
+            .fold(Object::default(), |object, (via, now_ms)| {
+                let value = Some(via.as_bytes().to_vec());
+                let limits = VersionLimits::default();
+                Object::update(
+                    Some(&object),
+                    object.context(),
+                    value,
+                    &node(via),
+                    *now_ms,
+                    &limits,
+                )
+                .unwrap()
+            })
+    }
+
+    fn limits(entries_max: usize) -> VersionLimits {
+        VersionLimits {
+            vclock_entries_max: entries_max,
+            ..VersionLimits::default()
+        }
+    }
+
+    fn nodes(object: &Object) -> Vec<&str> {
+        object
+            .context()
+            .iter()
+            .map(|(node, _)| node.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn prune_leaves_clocks_at_or_under_the_max_alone() {
+        let mut object = chain(&[("a", 0), ("b", 1), ("c", 2)]);
+        let before = object.clone();
+        object.prune(10 * DAY_MS, &limits(3));
+        assert_eq!(object, before);
+    }
+
+    #[test]
+    fn prune_removes_the_oldest_old_entries_until_at_the_max() {
+        let mut object = chain(&[("a", 3), ("b", 1), ("c", 2), ("d", 4), ("e", 5)]);
+        object.prune(10 * DAY_MS, &limits(3));
+        assert_eq!(nodes(&object), ["a", "d", "e"]);
+    }
+
+    #[test]
+    fn prune_keeps_entries_younger_than_the_prune_age() {
+        let now_ms = 10 * DAY_MS;
+        let mut object = chain(&[
+            ("a", 0),
+            ("b", now_ms - 1),
+            ("c", now_ms - 1),
+            ("d", now_ms),
+        ]);
+        object.prune(now_ms, &limits(1));
+        assert_eq!(nodes(&object), ["b", "c", "d"]);
+    }
+
+    #[test]
+    fn prune_keeps_every_entry_a_sibling_needs() {
+        let first = chain(&[("a", 0)]);
+        let concurrent = chain(&[("b", 0), ("c", 0)]);
+        let mut object = first.merge(&concurrent);
+        object.prune(10 * DAY_MS, &limits(0));
+        assert_eq!(nodes(&object), ["a", "c"]);
+        assert_eq!(dots(&object), [dot("a", 1), dot("c", 1)]);
+        assert!(Object::from_parts(object.clock.clone(), object.siblings.clone()).is_ok());
+    }
+
+    /// The documented cost: after pruning, an ancestor held by a stale replica
+    /// comes back as a sibling (a false sibling); the newer write stays.
+    #[test]
+    fn pruning_can_cause_a_false_sibling_never_a_lost_write() {
+        let old = chain(&[("a", 0)]);
+        let stale_replica = old.clone();
+        let mut current = chain(&[("a", 0), ("b", 1), ("c", 2)]);
+        assert_eq!(
+            current.merge(&stale_replica),
+            current,
+            "unpruned: the ancestor is recognised"
+        );
+        current.prune(10 * DAY_MS, &limits(2));
+        assert_eq!(nodes(&current), ["b", "c"]);
+        let merged = current.merge(&stale_replica);
+        assert_eq!(merged.live_values(), [b"a".as_slice(), b"c"]);
+        assert_eq!(dots(&merged), [dot("a", 1), dot("c", 1)]);
+    }
+
+    /// Why nodes prune with `prune_keeping`: a node that forgets its own entry
+    /// hands out an old counter again.
+    #[test]
+    fn prune_keeping_own_entry_keeps_the_next_dot_fresh() {
+        let stored_at_a = chain(&[("a", 0), ("b", 1)]);
+        let blind = VersionVector::new();
+        let write = |object: &Object| {
+            let limits = VersionLimits::default();
+            Object::update(Some(object), &blind, None, &node("a"), 10 * DAY_MS, &limits).unwrap()
+        };
+        let mut kept = stored_at_a.clone();
+        kept.prune_keeping(&node("a"), 10 * DAY_MS, &limits(1));
+        assert_eq!(nodes(&kept), ["a", "b"]);
+        assert!(dots(&write(&kept)).contains(&dot("a", 2)));
+        let mut forgotten = stored_at_a;
+        forgotten.prune(10 * DAY_MS, &limits(1));
+        assert!(
+            dots(&write(&forgotten)).contains(&dot("a", 1)),
+            "dot (a, 1) reused"
+        );
+    }
+}
