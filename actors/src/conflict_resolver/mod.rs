@@ -36,6 +36,9 @@ pub use object::{
 mod test_support;
 
 #[cfg(test)]
+mod encoding_tests;
+
+#[cfg(test)]
 mod laws_tests;
 
 #[cfg(test)]
