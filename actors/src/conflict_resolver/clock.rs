@@ -1,0 +1,198 @@
+//! Version vectors and dots: which writes a replica (or a client) has seen.
+//!
+//! A [`VersionVector`] maps each node that ever coordinated a write of the key
+//! to the highest counter it handed out that this clock has seen. Because a
+//! node hands out its counters one by one, the vector stands for a
+//! downward-closed set of [`Dot`]s: `(n, 1) ..= (n, counter(n))` for every `n`.
+
+use std::collections::BTreeMap;
+
+use crate::NodeId;
+
+/// One node's position in a version vector.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClockEntry {
+    /// The highest counter of this node that the clock has seen; every lower
+    /// counter of the node is seen too.
+    pub counter: u64,
+    /// Wall time (ms since the Unix epoch) at which this entry last advanced,
+    /// as reported by whoever advanced it. Only pruning reads it.
+    pub updated_ms: u64,
+}
+
+/// The unique name of one write: the coordinator that accepted it and the
+/// counter it handed out for this key.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Dot {
+    /// The node that coordinated the write.
+    pub node: NodeId,
+    /// The coordinator's counter for this key at that write (starts at 1).
+    pub counter: u64,
+}
+
+/// A version vector over node ids, kept in a `BTreeMap` so that iteration,
+/// equality and encoding are canonical.
+///
+/// Laws of [`VersionVector::merge`] (checked by proptest in `laws_tests`):
+/// commutative, associative and idempotent (it is the entrywise maximum of
+/// both `counter` and `updated_ms`), and the result descends from both inputs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VersionVector {
+    /// node -> entry; a node absent from the map has counter 0.
+    entries: BTreeMap<NodeId, ClockEntry>,
+}
+
+impl VersionVector {
+    /// An empty clock: has seen nothing (the context of a blind write).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// True when the clock has seen no write at all.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Number of nodes with an entry (what pruning bounds).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The highest counter of `node` this clock has seen (0 if none).
+    pub fn counter(&self, node: &NodeId) -> u64 {
+        self.entries.get(node).map_or(0, |entry| entry.counter)
+    }
+
+    /// The entry of `node`, if the clock has one.
+    pub fn entry(&self, node: &NodeId) -> Option<&ClockEntry> {
+        self.entries.get(node)
+    }
+
+    /// The entries in node order.
+    pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &ClockEntry)> {
+        self.entries.iter()
+    }
+
+    /// True when the write named `dot` is among the writes this clock has seen.
+    pub fn covers(&self, dot: &Dot) -> bool {
+        dot.counter <= self.counter(&dot.node)
+    }
+
+    /// True when this clock has seen everything `other` has seen (counters
+    /// entrywise `>=`; `updated_ms` is ignored). Every clock descends from
+    /// itself and from the empty clock.
+    pub fn descends(&self, other: &VersionVector) -> bool {
+        other
+            .entries
+            .iter()
+            .all(|(node, entry)| self.counter(node) >= entry.counter)
+    }
+
+    /// Joins `other` into `self`: per node, the larger counter and, separately,
+    /// the larger `updated_ms`. Commutative, associative, idempotent.
+    pub fn merge(&mut self, other: &VersionVector) {
+        for (node, theirs) in &other.entries {
+            let ours = self.entries.entry(node.clone()).or_default();
+            ours.counter = ours.counter.max(theirs.counter);
+            ours.updated_ms = ours.updated_ms.max(theirs.updated_ms);
+        }
+    }
+
+    /// Records that `node` handed out `counter` at `now_ms`. Only ever moves
+    /// the entry forward, so the clock keeps covering what it covered.
+    pub(crate) fn advance(&mut self, node: &NodeId, counter: u64, now_ms: u64) {
+        let entry = self.entries.entry(node.clone()).or_default();
+        entry.counter = entry.counter.max(counter);
+        entry.updated_ms = entry.updated_ms.max(now_ms);
+    }
+
+    /// Sets an entry as-is (decoding and tests build clocks this way).
+    pub(crate) fn insert(&mut self, node: NodeId, entry: ClockEntry) {
+        self.entries.insert(node, entry);
+    }
+
+    /// Drops `node`'s entry (pruning): the clock forgets that node's writes.
+    pub(crate) fn remove(&mut self, node: &NodeId) {
+        self.entries.remove(node);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn node(id: &str) -> NodeId {
+        NodeId::new(id).unwrap()
+    }
+
+    fn clock(entries: &[(&str, u64)]) -> VersionVector {
+        let mut clock = VersionVector::new();
+        for (id, counter) in entries {
+            clock.advance(&node(id), *counter, 0);
+        }
+        clock
+    }
+
+    #[test]
+    fn covers_is_downward_closed_per_node() {
+        let c = clock(&[("a", 2)]);
+        let dot = |id: &str, counter| Dot {
+            node: node(id),
+            counter,
+        };
+        assert!(c.covers(&dot("a", 1)));
+        assert!(c.covers(&dot("a", 2)));
+        assert!(!c.covers(&dot("a", 3)));
+        assert!(!c.covers(&dot("b", 1)));
+    }
+
+    #[test]
+    fn descends_compares_counters_entrywise() {
+        let ancestor = clock(&[("s0", 1), ("s1", 1)]);
+        let descendant = clock(&[("s0", 1), ("s1", 2)]);
+        assert!(descendant.descends(&ancestor));
+        assert!(!ancestor.descends(&descendant));
+        let left = clock(&[("s0", 1), ("s1", 2)]);
+        let right = clock(&[("s0", 2), ("s1", 1)]);
+        assert!(!left.descends(&right) && !right.descends(&left));
+        assert!(left.descends(&VersionVector::new()));
+    }
+
+    #[test]
+    fn merge_takes_entrywise_max_of_counter_and_time() {
+        let mut left = VersionVector::new();
+        left.insert(
+            node("a"),
+            ClockEntry {
+                counter: 3,
+                updated_ms: 10,
+            },
+        );
+        let mut right = VersionVector::new();
+        right.insert(
+            node("a"),
+            ClockEntry {
+                counter: 1,
+                updated_ms: 20,
+            },
+        );
+        right.insert(
+            node("b"),
+            ClockEntry {
+                counter: 2,
+                updated_ms: 5,
+            },
+        );
+        left.merge(&right);
+        assert_eq!(
+            left.entry(&node("a")),
+            Some(&ClockEntry {
+                counter: 3,
+                updated_ms: 20
+            })
+        );
+        assert_eq!(left.counter(&node("b")), 2);
+        assert_eq!(left.len(), 2);
+    }
+}

@@ -1,0 +1,203 @@
+//! Byte forms: an [`Object`] (the storage value and the replica wire form) and
+//! a [`VersionVector`] (the opaque context handed to clients).
+//!
+//! Both are one format-version byte ([`FORMAT_VERSION`]) followed by one
+//! MessagePack value in rmp-serde's compact form (arrays, no field names):
+//! - context: `[[node, counter, updated_ms], ...]`, entries sorted by node;
+//! - object: `[context, [[node, counter, value | nil, written_ms], ...]]`,
+//!   siblings sorted by dot, `value` a `bin` and `nil` for a tombstone.
+//!
+//! Decoding is total: any input gives an object or a [`VersionError`], never a
+//! panic, and the result satisfies the object invariant (node ids valid,
+//! entries sorted and distinct with counters >= 1, siblings sorted by
+//! distinct dots each covered by the clock, no trailing bytes). The golden
+//! tests at the bottom pin both forms.
+
+use std::io::Cursor;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize, Serializer};
+
+use super::clock::{ClockEntry, Dot, VersionVector};
+use super::object::{Object, Sibling, VersionError};
+use crate::NodeId;
+
+/// The format-version marker, the first byte of both forms. Bump it (and keep
+/// reading the old one) when the layout changes.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Bytes an encoded clock entry usually takes beyond its node id, to size the
+/// output buffer once.
+const ENTRY_OVERHEAD_BYTES: usize = 20;
+
+/// A clock entry on the wire.
+#[derive(Serialize, Deserialize)]
+struct WireEntry<N>(N, u64, u64);
+
+/// A sibling on its way out: node, counter, value (`bin`, or `nil` for a
+/// tombstone), written_ms.
+#[derive(Serialize)]
+struct WireSiblingOut<'a>(
+    &'a str,
+    u64,
+    #[serde(with = "serde_bytes")] Option<&'a [u8]>,
+    u64,
+);
+
+/// A sibling on its way in; same layout as [`WireSiblingOut`].
+#[derive(Deserialize)]
+struct WireSiblingIn(
+    String,
+    u64,
+    #[serde(with = "serde_bytes")] Option<Vec<u8>>,
+    u64,
+);
+
+/// Serializes a clock as a sequence without building a `Vec` first.
+struct ClockOut<'a>(&'a VersionVector);
+
+impl Serialize for ClockOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            self.0
+                .iter()
+                .map(|(node, entry)| WireEntry(node.as_str(), entry.counter, entry.updated_ms)),
+        )
+    }
+}
+
+/// Serializes siblings as a sequence without building a `Vec` first.
+struct SiblingsOut<'a>(&'a [Sibling]);
+
+impl Serialize for SiblingsOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|sibling| {
+            WireSiblingOut(
+                sibling.dot.node.as_str(),
+                sibling.dot.counter,
+                sibling.value.as_deref(),
+                sibling.written_ms,
+            )
+        }))
+    }
+}
+
+type WireClockIn = Vec<WireEntry<String>>;
+type WireObjectIn = (WireClockIn, Vec<WireSiblingIn>);
+
+impl VersionVector {
+    /// The opaque context for clients: [`FORMAT_VERSION`], then the entries.
+    pub fn encode_context(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + self.len() * ENTRY_OVERHEAD_BYTES);
+        out.push(FORMAT_VERSION);
+        write_msgpack(&mut out, &ClockOut(self));
+        out
+    }
+
+    /// Reads a client context; refuses anything [`Self::encode_context`]
+    /// would not have produced from a valid clock.
+    pub fn decode_context(bytes: &[u8]) -> Result<VersionVector, VersionError> {
+        clock_from_wire(read_msgpack(body(bytes)?)?)
+    }
+}
+
+impl Object {
+    /// The stored and replicated form: [`FORMAT_VERSION`], then
+    /// `[clock, siblings]`.
+    pub fn encode(&self) -> Vec<u8> {
+        let values: usize = self
+            .siblings
+            .iter()
+            .map(|s| s.value.as_ref().map_or(0, Vec::len))
+            .sum();
+        let entries = self.clock.len() + self.siblings.len();
+        let mut out = Vec::with_capacity(1 + values + entries * ENTRY_OVERHEAD_BYTES);
+        out.push(FORMAT_VERSION);
+        write_msgpack(
+            &mut out,
+            &(ClockOut(&self.clock), SiblingsOut(&self.siblings)),
+        );
+        out
+    }
+
+    /// Reads a stored or replicated object, checking the object invariant.
+    pub fn decode(bytes: &[u8]) -> Result<Object, VersionError> {
+        let (clock, siblings): WireObjectIn = read_msgpack(body(bytes)?)?;
+        let clock = clock_from_wire(clock)?;
+        let siblings = siblings
+            .into_iter()
+            .map(|WireSiblingIn(node, counter, value, written_ms)| {
+                Ok(Sibling {
+                    dot: dot(node, counter)?,
+                    value,
+                    written_ms,
+                })
+            })
+            .collect::<Result<Vec<_>, VersionError>>()?;
+        Object::from_parts(clock, siblings)
+    }
+}
+
+fn write_msgpack<T: Serialize>(out: &mut Vec<u8>, value: &T) {
+    if let Err(error) = rmp_serde::encode::write(out, value) {
+        // Writing plain data into a Vec has no failure path; reaching this is
+        // a bug in this module, not bad input.
+        unreachable!("encoding versioning data into memory failed: {error}");
+    }
+}
+
+/// Checks the format-version byte and returns what follows it.
+fn body(bytes: &[u8]) -> Result<&[u8], VersionError> {
+    match bytes.split_first() {
+        None => Err(bad("empty input")),
+        Some((&FORMAT_VERSION, rest)) => Ok(rest),
+        Some((&got, _)) => Err(VersionError::UnsupportedVersion { got }),
+    }
+}
+
+fn read_msgpack<T: DeserializeOwned>(body: &[u8]) -> Result<T, VersionError> {
+    let mut deserializer = rmp_serde::Deserializer::new(Cursor::new(body));
+    let value = T::deserialize(&mut deserializer).map_err(|error| bad(error.to_string()))?;
+    let read = deserializer.position();
+    if read != body.len() as u64 {
+        return Err(bad(format!("{} trailing bytes", body.len() as u64 - read)));
+    }
+    Ok(value)
+}
+
+fn clock_from_wire(entries: WireClockIn) -> Result<VersionVector, VersionError> {
+    let mut clock = VersionVector::new();
+    let mut previous: Option<NodeId> = None;
+    for WireEntry(node, counter, updated_ms) in entries {
+        let Dot { node, counter } = dot(node, counter)?;
+        if previous.as_ref().is_some_and(|previous| previous >= &node) {
+            return Err(bad(format!(
+                "clock entries not sorted and distinct at {node}"
+            )));
+        }
+        clock.insert(
+            node.clone(),
+            ClockEntry {
+                counter,
+                updated_ms,
+            },
+        );
+        previous = Some(node);
+    }
+    Ok(clock)
+}
+
+/// A dot (or a clock entry's position) from the wire: a valid node id and a
+/// counter of at least 1 (counter 0 names no write).
+fn dot(node: String, counter: u64) -> Result<Dot, VersionError> {
+    let node = NodeId::new(node).map_err(bad)?;
+    if counter == 0 {
+        return Err(bad(format!("counter 0 for node {node}")));
+    }
+    Ok(Dot { node, counter })
+}
+
+fn bad(reason: impl Into<String>) -> VersionError {
+    VersionError::BadEncoding {
+        reason: reason.into(),
+    }
+}

@@ -1,0 +1,260 @@
+//! The stored object: a sibling set plus the causal context that covers it,
+//! with the coordinator's write ([`Object::update`]) and the replica join
+//! ([`Object::merge`]).
+
+use std::cmp::Ordering;
+
+use super::clock::{Dot, VersionVector};
+use crate::NodeId;
+
+/// Default for [`VersionLimits::vclock_entries_max`]: Dynamo's and Riak's
+/// threshold; clocks grow by coordinating node, so a healthy cluster stays far
+/// below it.
+pub const VCLOCK_ENTRIES_MAX_DEFAULT: usize = 50;
+/// Default for [`VersionLimits::vclock_prune_age_s`]: one day, long enough for
+/// every replica to have caught up with an entry before it may be forgotten.
+pub const VCLOCK_PRUNE_AGE_S_DEFAULT: u64 = 86_400;
+/// Default for [`VersionLimits::siblings_max`]: past this, concurrent blind
+/// writers are a client bug, and every get would carry them all.
+pub const SIBLINGS_MAX_DEFAULT: usize = 100;
+
+/// Bounds on what one object may hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionLimits {
+    /// Pruning starts once a clock has more entries than this.
+    pub vclock_entries_max: usize,
+    /// Only entries that have not advanced for longer than this may be pruned.
+    pub vclock_prune_age_s: u64,
+    /// A write that would leave more siblings than this is refused.
+    pub siblings_max: usize,
+}
+
+impl Default for VersionLimits {
+    fn default() -> Self {
+        Self {
+            vclock_entries_max: VCLOCK_ENTRIES_MAX_DEFAULT,
+            vclock_prune_age_s: VCLOCK_PRUNE_AGE_S_DEFAULT,
+            siblings_max: SIBLINGS_MAX_DEFAULT,
+        }
+    }
+}
+
+/// What the versioning rules refuse.
+#[derive(Debug, thiserror::Error)]
+pub enum VersionError {
+    /// The write would leave more siblings than `siblings_max`.
+    #[error("too many siblings: limit {limit}, the write would leave {got}")]
+    TooManySiblings {
+        /// The configured `siblings_max`.
+        limit: usize,
+        /// How many siblings the write would have left.
+        got: usize,
+    },
+    /// Stored or received bytes are not a valid object or context.
+    #[error("bad version encoding: {reason}")]
+    BadEncoding {
+        /// What is wrong, for the log.
+        reason: String,
+    },
+    /// The bytes carry a format-version marker this build does not read.
+    #[error("unsupported version format {got}")]
+    UnsupportedVersion {
+        /// The marker found.
+        got: u8,
+    },
+    /// The coordinator's counter for this key is at `u64::MAX` (only a forged
+    /// context can get there); a further dot would repeat a name.
+    #[error("counter of node {node} is exhausted")]
+    CounterExhausted {
+        /// The coordinator whose counter cannot advance.
+        node: NodeId,
+    },
+}
+
+/// One version of the value: a write that no later write has replaced yet.
+///
+/// Derives `Ord` (dot first) so that siblings sort by dot, and so that two
+/// copies of one dot that disagree (only a bug or corruption) merge to the
+/// larger, keeping merge a join.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Sibling {
+    /// The write's unique name.
+    pub dot: Dot,
+    /// The value written; `None` is a tombstone (a delete).
+    pub value: Option<Vec<u8>>,
+    /// Wall time (ms) at which the coordinator accepted the write.
+    pub written_ms: u64,
+}
+
+/// A sibling set and its causal context (a dotted causal container).
+///
+/// Invariant (kept by every constructor, checked by `decode`): `siblings` are
+/// sorted by dot with distinct dots, and `clock` covers every sibling's dot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Object {
+    /// Everything this object has seen: its siblings and what they replaced.
+    pub(super) clock: VersionVector,
+    /// The concurrent versions, sorted by dot.
+    pub(super) siblings: Vec<Sibling>,
+}
+
+impl Object {
+    /// The coordinator's write. Keeps exactly the `local` siblings that
+    /// `context` does not cover, adds the new sibling with dot
+    /// `(coordinator, max(local[coordinator], context[coordinator]) + 1)`, and
+    /// sets the clock to `local.clock ∪ context ∪ {new dot}`.
+    ///
+    /// The new dot is fresh because the coordinator stores every result
+    /// locally, so `local` has seen every counter it handed out. Two writes
+    /// from one stale context through one node therefore both survive: the
+    /// second context does not cover the first write's dot.
+    pub fn update(
+        local: Option<&Object>,
+        context: &VersionVector,
+        value: Option<Vec<u8>>,
+        coordinator: &NodeId,
+        now_ms: u64,
+        limits: &VersionLimits,
+    ) -> Result<Object, VersionError> {
+        let mut clock = local.map(|object| object.clock.clone()).unwrap_or_default();
+        let seen = clock.counter(coordinator).max(context.counter(coordinator));
+        let counter = seen
+            .checked_add(1)
+            .ok_or_else(|| VersionError::CounterExhausted {
+                node: coordinator.clone(),
+            })?;
+        let mut siblings: Vec<Sibling> = local
+            .map(|object| object.siblings.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter(|sibling| !context.covers(&sibling.dot))
+            .cloned()
+            .collect();
+        let got = siblings.len() + 1;
+        if got > limits.siblings_max {
+            return Err(VersionError::TooManySiblings {
+                limit: limits.siblings_max,
+                got,
+            });
+        }
+        clock.merge(context);
+        clock.advance(coordinator, counter, now_ms);
+        let dot = Dot {
+            node: coordinator.clone(),
+            counter,
+        };
+        // The new dot is above every dot of `coordinator` already here.
+        let at = siblings.partition_point(|sibling| sibling.dot < dot);
+        siblings.insert(
+            at,
+            Sibling {
+                dot,
+                value,
+                written_ms: now_ms,
+            },
+        );
+        Ok(Object { clock, siblings })
+    }
+
+    /// The join of two replicas' objects. A sibling survives when the other
+    /// side holds the same dot or has not seen it; the clock is the join of
+    /// both clocks.
+    ///
+    /// Laws (proptest in `laws_tests`): commutative, associative, idempotent
+    /// (`a.merge(&a) == a`). Over any set of replicas, a sibling is in the
+    /// merge of all of them iff some replica holds its dot and every replica
+    /// whose clock covers the dot holds it too: a replica that saw a write and
+    /// dropped it (because a later write replaced it) wins over one that still
+    /// holds it.
+    pub fn merge(&self, other: &Object) -> Object {
+        let mut clock = self.clock.clone();
+        clock.merge(&other.clock);
+        let mut siblings = Vec::with_capacity(self.siblings.len().max(other.siblings.len()));
+        let mut ours = self.siblings.iter().peekable();
+        let mut theirs = other.siblings.iter().peekable();
+        loop {
+            let next = match (ours.peek(), theirs.peek()) {
+                (None, None) => break,
+                (Some(a), Some(b)) => match a.dot.cmp(&b.dot) {
+                    Ordering::Equal => {
+                        let kept = (*a).max(*b);
+                        ours.next();
+                        theirs.next();
+                        Some(kept)
+                    }
+                    Ordering::Less => ours.next().filter(|a| !other.clock.covers(&a.dot)),
+                    Ordering::Greater => theirs.next().filter(|b| !self.clock.covers(&b.dot)),
+                },
+                (Some(_), None) => ours.next().filter(|a| !other.clock.covers(&a.dot)),
+                (None, Some(_)) => theirs.next().filter(|b| !self.clock.covers(&b.dot)),
+            };
+            siblings.extend(next.cloned());
+        }
+        Object { clock, siblings }
+    }
+
+    /// The values of the non-tombstone siblings, in dot order. Empty when the
+    /// key was deleted (only tombstones) or never written.
+    pub fn live_values(&self) -> Vec<&[u8]> {
+        self.siblings
+            .iter()
+            .filter_map(|sibling| sibling.value.as_deref())
+            .collect()
+    }
+
+    /// All siblings, tombstones included, sorted by dot.
+    pub fn siblings(&self) -> &[Sibling] {
+        &self.siblings
+    }
+
+    /// The causal context to hand to the client: a put with it replaces every
+    /// sibling of this object. Non-empty even when only tombstones remain.
+    pub fn context(&self) -> &VersionVector {
+        &self.clock
+    }
+
+    /// Builds an object from parts, checking the invariant (sorted distinct
+    /// dots, each covered by the clock).
+    pub(crate) fn from_parts(
+        clock: VersionVector,
+        siblings: Vec<Sibling>,
+    ) -> Result<Object, VersionError> {
+        for pair in siblings.windows(2) {
+            if let [before, after] = pair {
+                if before.dot >= after.dot {
+                    return Err(VersionError::BadEncoding {
+                        reason: format!("siblings not sorted by distinct dot at {:?}", after.dot),
+                    });
+                }
+            }
+        }
+        if let Some(sibling) = siblings.iter().find(|sibling| !clock.covers(&sibling.dot)) {
+            return Err(VersionError::BadEncoding {
+                reason: format!("sibling dot {:?} not covered by the clock", sibling.dot),
+            });
+        }
+        Ok(Object { clock, siblings })
+    }
+}
+
+/// Read repair's question: would merging `merged` into this replica's answer
+/// change it? True when the replica had no object but `merged` has seen
+/// writes, when a counter of `merged.clock` is ahead of the replica's, or
+/// when the replica still holds a sibling that `merged` has replaced (or a
+/// different copy of one of its dots). Differences in `updated_ms` alone do
+/// not count: they are pruning hints, not data.
+pub fn is_stale(replica: Option<&Object>, merged: &Object) -> bool {
+    let Some(replica) = replica else {
+        return !merged.clock.is_empty();
+    };
+    if !replica.clock.descends(&merged.clock) {
+        return true;
+    }
+    replica.siblings.iter().any(|held| {
+        merged.clock.covers(&held.dot)
+            && match merged.siblings.binary_search_by(|s| s.dot.cmp(&held.dot)) {
+                Ok(at) => merged.siblings.get(at).is_some_and(|kept| kept > held),
+                Err(_) => true,
+            }
+    })
+}
