@@ -1,1 +1,27 @@
-//! ringkv: a Dynamo-style distributed key-value store.
+//! ringkv: a Dynamo-style distributed key-value store on actix.
+//!
+//! # Layout
+//!
+//! | module | job |
+//! |---|---|
+//! | `main.rs` | the CLI: `ringkv node`, `ringkv dev`, `ringkv admin`, `ringkv bench` |
+//! | [`config`] | [`NodeConfig`] from flags and a TOML file, validated once at start-up |
+//! | [`node`] | builds one node: listeners, storage, every actor and its collaborators |
+//! | [`client`] | the async Rust [`Client`] (pipelined; used by examples, tests, benches) |
+//! | [`bench`] | the load generator behind `ringkv bench` |
+//! | [`dev`] | `ringkv dev`: a local cluster of node processes |
+//! | [`logging`] | tracing set-up: pretty or JSON lines, `RUST_LOG` |
+//!
+//! The actors themselves, and the map of who sends what to whom, live in the
+//! `ringkv-actors` crate (`actors/src/lib.rs`).
+#![deny(clippy::unwrap_used)]
+
+pub mod bench;
+pub mod client;
+pub mod config;
+pub mod dev;
+pub mod logging;
+pub mod node;
+
+pub use client::Client;
+pub use config::NodeConfig;

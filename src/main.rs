@@ -1,1 +1,207 @@
-fn main() {}
+//! The `ringkv` binary: `node` runs one node, `dev` a local cluster,
+//! `admin` talks to a running node, `bench` generates load.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use ringkv::bench::{self, BenchArgs};
+use ringkv::client::Client;
+use ringkv::config::{LogFormat, NodeArgs};
+use ringkv::dev::{self, DevArgs};
+use ringkv::node::{self, NodeEnv};
+use ringkv_actors::net::{SystemClock, TokioNet};
+
+/// ringkv: a Dynamo-style distributed key-value store.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one node.
+    ///
+    /// Example: ringkv node --id n1 --listen 127.0.0.1:7101 --client-listen 127.0.0.1:7001
+    /// --data-dir ./data/n1 --seeds 127.0.0.1:7102,127.0.0.1:7103
+    Node(Box<NodeArgs>),
+    /// Start a local cluster (default 3 nodes, N=3 R=2 W=2, data under
+    /// ./ringkv-data); Ctrl-C stops it.
+    Dev(DevArgs),
+    /// Ask a running node about the cluster.
+    Admin(AdminArgs),
+    /// Generate load through the client and print throughput and latency.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct AdminArgs {
+    /// A node's client address.
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    addr: String,
+    #[command(subcommand)]
+    action: AdminAction,
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminAction {
+    /// Membership, states, ring shares and the node's settings.
+    Status,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Node(args) => run_node(*args),
+        Command::Dev(args) => run_dev(args),
+        Command::Admin(args) => run_admin(args),
+        Command::Bench(args) => run_bench(args),
+    }
+}
+
+fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    let config = args
+        .with_file()
+        .and_then(|a| a.validate())
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    ringkv::logging::init(config.log_format);
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let (parts, lock) = node::open_storage(&config)?;
+        let env = NodeEnv {
+            net: std::rc::Rc::new(TokioNet),
+            clock: std::rc::Rc::new(SystemClock),
+            engine: parts.engine.clone(),
+            members_file: parts.members_file,
+        };
+        let running = node::start(&config, env, lock).await?;
+        wait_for_shutdown().await;
+        tracing::info!(node = %config.id, actor = "node", "shutting down");
+        // Every acknowledged write is already durable; flush for tidiness.
+        let engine: Arc<dyn ringkv_actors::storage::Engine> = parts.engine;
+        if let Err(e) = engine.flush() {
+            tracing::warn!(node = %config.id, error = %e, "flush at shutdown failed");
+        }
+        drop(running);
+        Ok::<(), anyhow::Error>(())
+    })?;
+    Ok(())
+}
+
+async fn wait_for_shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn run_dev(args: DevArgs) -> anyhow::Result<()> {
+    ringkv::logging::init(LogFormat::Pretty);
+    let nodes = dev::plan(&args).map_err(anyhow::Error::msg)?;
+    let mut children = dev::spawn(&args, &nodes).map_err(anyhow::Error::msg)?;
+    println!(
+        "ringkv dev cluster: {} nodes, N={} R={} W={}",
+        nodes.len(),
+        args.n,
+        args.r,
+        args.w
+    );
+    for n in &nodes {
+        println!(
+            "  {}  client {}  peer {}  data {}",
+            n.id,
+            n.client,
+            n.peer,
+            n.data_dir.display()
+        );
+    }
+    if let Some(first) = nodes.first() {
+        println!("try:");
+        println!(
+            "  cargo run --example client -- --addr {} put hello world",
+            first.client
+        );
+        println!(
+            "  cargo run --example client -- --addr {} get hello",
+            nodes.last().map_or(first.client, |n| n.client)
+        );
+        println!(
+            "  cargo run --release -- admin --addr {} status",
+            first.client
+        );
+    }
+    println!("Ctrl-C stops the cluster.");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(wait_for_shutdown());
+    println!("stopping {} nodes", children.len());
+    dev::stop(&mut children);
+    Ok(())
+}
+
+fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = Client::connect(&args.addr)
+            .await
+            .with_context(|| format!("cannot connect to {}", args.addr))?;
+        match args.action {
+            AdminAction::Status => {
+                let status = client.status().await?;
+                println!("node {}", status.node);
+                println!(
+                    "{:<10} {:<8} {:<22} {:<22} {:<6} {:<6} {:>7}",
+                    "member", "state", "peer addr", "client addr", "dc", "rack", "ring"
+                );
+                for m in &status.members {
+                    println!(
+                        "{:<10} {:<8} {:<22} {:<22} {:<6} {:<6} {:>6.1}%",
+                        m.id,
+                        m.state,
+                        m.addr,
+                        m.client_addr.as_deref().unwrap_or("-"),
+                        m.dc,
+                        m.rack.as_deref().unwrap_or("-"),
+                        m.ring_share.unwrap_or(0.0) * 100.0
+                    );
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let report = runtime
+        .block_on(bench::run(&args))
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "{:?} x{} in flight: {} ok, {} errors in {:.2}s = {:.0} ops/s; p50 {} us, p99 {} us, max {} us",
+        args.op,
+        args.concurrency,
+        report.ok,
+        report.errors,
+        report.elapsed.as_secs_f64(),
+        report.throughput(),
+        report.p50_us,
+        report.p99_us,
+        report.max_us
+    );
+    Ok(())
+}

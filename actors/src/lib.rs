@@ -1,8 +1,50 @@
-//! ringkv's actors.
+//! ringkv's actors: one folder per box of the node diagram (the chapter's
+//! Figure 18), each holding its pure algorithm and a thin actix actor.
+//!
+//! # Layout
+//!
+//! | module | job |
+//! |---|---|
+//! | [`wire`] | the frame codec (u32 BE length + MessagePack), the client protocol, the peer protocol |
+//! | [`net`] | the network and clock seams (real sockets, or turmoil's in tests) |
+//! | [`ring`] | the consistent-hash ring: virtual nodes, weights, preference lists |
+//! | [`client_api`] | ClientApi (client listener) + one ClientSession per connection |
+//! | [`replicator`] | the coordinator: preference list -> fan-out -> quorum -> reply; the replica side of peer requests |
+//! | [`conflict_resolver`] | dotted version vectors, sibling sets, merge; the ConflictResolver actor |
+//! | [`failure_detector`] | membership, reachability, MembershipChanged events |
+//! | [`repair`] | read repair (hinted handoff and anti-entropy to come) |
+//! | [`storage`] | the Engine seam, its engines, and the Storage actor with its own threads |
+//! | [`bridge`] | node-to-node TCP: Bridge + one PeerConnection per peer + one PeerSession per inbound link |
+//!
+//! # The actor graph
+//!
+//! ```text
+//!  client ──frames──> ClientSession ──CoordinateGet/CoordinateWrite──> Replicator
+//!                          │ StatusQuery                                 │  │  │
+//!                          v                                             │  │  └─Reconcile──> ConflictResolver
+//!                    FailureDetector ──MembershipChanged──> Replicator,  │  └─ReadRepair──> Repair
+//!                          ^                                Repair       │
+//!                          │ PeerEvent                     LocalRead/LocalApply──> Storage ──> engine threads
+//!                        Bridge <──────────CallPeer──────────────────────┘
+//!                          │ PeerCall                        ^
+//!                          v                                 │ IncomingPeerRequest (Read/Write/Coordinate)
+//!                   PeerConnection ==TCP==> (peer) PeerSession ──> (peer) Replicator
+//! ```
+//!
+//! All actors of a node share one arbiter (messages between them are cheap
+//! same-thread hand-offs); the storage engine runs on its own threads, so no
+//! handler ever blocks on disk.
 #![deny(clippy::unwrap_used)]
+#![warn(missing_docs)]
 
+pub mod bridge;
+pub mod client_api;
 pub mod conflict_resolver;
+pub mod failure_detector;
+pub mod net;
 pub mod node_id;
+pub mod repair;
+pub mod replicator;
 pub mod ring;
 pub mod storage;
 pub mod wire;

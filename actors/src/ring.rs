@@ -160,15 +160,19 @@ impl Ring {
 /// Picks `wanted` of `candidates` (distinct members in clockwise order),
 /// preferring at each step the first candidate in a new data center, then
 /// the first in a new rack, then simply the next one.
-fn spread_across_topology(candidates: &[usize], members: &[RingMember], wanted: usize) -> Vec<usize> {
+fn spread_across_topology(
+    candidates: &[usize],
+    members: &[RingMember],
+    wanted: usize,
+) -> Vec<usize> {
     let mut chosen: Vec<usize> = Vec::with_capacity(wanted);
     let mut remaining: Vec<usize> = candidates.to_vec();
     while chosen.len() < wanted && !remaining.is_empty() {
         let new_dc = |m: &usize| chosen.iter().all(|c| members[*c].dc != members[*m].dc);
         let new_rack = |m: &usize| {
-            chosen
-                .iter()
-                .all(|c| (&members[*c].dc, &members[*c].rack) != (&members[*m].dc, &members[*m].rack))
+            chosen.iter().all(|c| {
+                (&members[*c].dc, &members[*c].rack) != (&members[*m].dc, &members[*m].rack)
+            })
         };
         let pick = remaining
             .iter()
@@ -235,8 +239,24 @@ mod tests {
 
     #[test]
     fn doubling_a_weight_roughly_doubles_the_share() {
-        let even = Ring::new(&[member("n1", 1), member("n2", 1), member("n3", 1), member("n4", 1)], 128);
-        let heavy = Ring::new(&[member("n1", 2), member("n2", 1), member("n3", 1), member("n4", 1)], 128);
+        let even = Ring::new(
+            &[
+                member("n1", 1),
+                member("n2", 1),
+                member("n3", 1),
+                member("n4", 1),
+            ],
+            128,
+        );
+        let heavy = Ring::new(
+            &[
+                member("n1", 2),
+                member("n2", 1),
+                member("n3", 1),
+                member("n4", 1),
+            ],
+            128,
+        );
         let ratio = share(&heavy, "n1") / share(&even, "n1");
         // n1 goes from 1/4 to 2/5 of the ring: a ratio of 1.6 in theory.
         assert!((1.4..=1.8).contains(&ratio), "ratio {ratio}");
@@ -272,7 +292,11 @@ mod tests {
     fn replicas_spread_across_racks_first() {
         // Two nodes in rack a, one in rack b: every list of 2 spans both racks.
         let ring = Ring::new(
-            &[placed("n1", 1, "dc1", "a"), placed("n2", 1, "dc1", "a"), placed("n3", 1, "dc1", "b")],
+            &[
+                placed("n1", 1, "dc1", "a"),
+                placed("n2", 1, "dc1", "a"),
+                placed("n3", 1, "dc1", "b"),
+            ],
             32,
         );
         for k in 0..500u32 {

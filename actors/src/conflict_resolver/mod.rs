@@ -9,6 +9,8 @@
 //!   [`Object::update`], the replica join [`Object::merge`], read repair's
 //!   [`is_stale`], [`VersionLimits`] and [`VersionError`].
 //! - `prune`: [`Object::prune`], bounding clock size, and what it costs.
+//! - `actor`: the ConflictResolver actor, which reconciles replicas'
+//!   answers for a read ([`reconcile`]).
 //! - `encoding`: the versioned byte forms of an object (disk and replica wire)
 //!   and of a client context.
 //!
@@ -20,11 +22,13 @@
 //! [`Object::merge`], a join (commutative, associative, idempotent), under
 //! which a sibling some replica knows to be replaced never comes back.
 
+mod actor;
 mod clock;
 mod encoding;
 mod object;
 mod prune;
 
+pub use actor::{reconcile, ConflictResolver, Reconcile, Reconciled};
 pub use clock::{ClockEntry, Dot, VersionVector};
 pub use encoding::FORMAT_VERSION;
 pub use object::{

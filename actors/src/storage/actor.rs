@@ -60,33 +60,43 @@ pub struct Storage {
     writes: SyncSender<ApplyJob>,
     reads: SyncSender<ReadJob>,
     options: StorageOptions,
+    span: tracing::Span,
 }
 
 impl Storage {
     /// Starts the engine's threads; the actor itself is started by the caller.
-    pub fn new(engine: Arc<dyn Engine>, options: StorageOptions) -> std::io::Result<Self> {
+    pub fn new(
+        node: &crate::NodeId,
+        engine: Arc<dyn Engine>,
+        options: StorageOptions,
+    ) -> std::io::Result<Self> {
+        let span = tracing::info_span!("storage", node = %node, actor = "storage");
         let (writes, write_rx) = sync_channel(options.storage_queue_max);
         let (reads, read_rx) = sync_channel(options.storage_queue_max);
         let writer_engine = engine.clone();
         let batch_max = options.storage_batch_max.max(1);
-        let span = tracing::Span::current();
+        let writer_span = span.clone();
         std::thread::Builder::new()
             .name("ringkv-storage-w".into())
             .spawn(move || {
-                let _guard = span.enter();
+                let _guard = writer_span.enter();
                 worker::run_writer(writer_engine, write_rx, batch_max)
             })?;
         let read_rx = Arc::new(Mutex::new(read_rx));
         for i in 0..options.storage_reader_threads.max(1) {
-            let (engine, rx) = (engine.clone(), read_rx.clone());
+            let (engine, rx, reader_span) = (engine.clone(), read_rx.clone(), span.clone());
             std::thread::Builder::new()
                 .name(format!("ringkv-storage-r{i}"))
-                .spawn(move || worker::run_reader(engine, rx))?;
+                .spawn(move || {
+                    let _guard = reader_span.enter();
+                    worker::run_reader(engine, rx)
+                })?;
         }
         Ok(Self {
             writes,
             reads,
             options,
+            span,
         })
     }
 }
@@ -95,6 +105,7 @@ impl Actor for Storage {
     type Context = Context<Self>;
 
     fn started(&mut self, _ctx: &mut Self::Context) {
+        let _span = self.span.enter();
         info!(
             queue_max = self.options.storage_queue_max,
             batch_max = self.options.storage_batch_max,
@@ -109,7 +120,10 @@ impl Handler<LocalRead> for Storage {
 
     fn handle(&mut self, msg: LocalRead, _ctx: &mut Self::Context) -> Self::Result {
         let (reply, rx) = oneshot::channel();
-        let job = ReadJob { key: msg.key, reply };
+        let job = ReadJob {
+            key: msg.key,
+            reply,
+        };
         let queued = worker::offer(&self.reads, job, self.options.storage_queue_max);
         Box::pin(async move {
             queued?;
@@ -132,7 +146,8 @@ impl Handler<LocalApply> for Storage {
         let queued = worker::offer(&self.writes, job, self.options.storage_queue_max);
         Box::pin(async move {
             queued?;
-            rx.await.map_err(|_| ApplyError::Storage(StorageError::Stopped))?
+            rx.await
+                .map_err(|_| ApplyError::Storage(StorageError::Stopped))?
         })
     }
 }

@@ -6,6 +6,9 @@
 
 use std::path::PathBuf;
 
+/// Key-value pairs in key order, as `scan` returns them.
+pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One operation of a write batch, applied in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WriteOp {
@@ -92,7 +95,7 @@ pub trait Engine: Send + Sync + 'static {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    ) -> Result<KeyValues, StorageError>;
 
     /// Makes everything written so far durable in the engine's long-term
     /// structures (for engines with a memtable: flush it). Used by tests and

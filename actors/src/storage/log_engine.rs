@@ -28,7 +28,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
-use super::engine::{Engine, StorageError, WriteOp};
+use super::engine::{Engine, KeyValues, StorageError, WriteOp};
 
 /// File name of the log inside the data directory.
 pub const LOG_FILE_NAME: &str = "ringkv.log";
@@ -88,7 +88,10 @@ impl LogEngine {
     }
 
     fn poison_reason(&self) -> Option<String> {
-        self.poisoned.lock().map(|p| p.clone()).unwrap_or(Some("lock poisoned".into()))
+        self.poisoned
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or(Some("lock poisoned".into()))
     }
 }
 
@@ -146,8 +149,16 @@ fn decode_record(bytes: &[u8]) -> Result<(u64, WriteOp, usize), String> {
     let seq = u64::from_be_bytes(checked[..8].try_into().map_err(|_| "short header")?);
     let payload = &checked[8..];
     let (&op, rest) = payload.split_first().ok_or("empty payload")?;
-    let key_len = u32::from_be_bytes(rest.get(..4).ok_or("short payload")?.try_into().map_err(|_| "short payload")?) as usize;
-    let key = rest.get(4..4 + key_len).ok_or("key runs past the record")?.to_vec();
+    let key_len = u32::from_be_bytes(
+        rest.get(..4)
+            .ok_or("short payload")?
+            .try_into()
+            .map_err(|_| "short payload")?,
+    ) as usize;
+    let key = rest
+        .get(4..4 + key_len)
+        .ok_or("key runs past the record")?
+        .to_vec();
     let value = rest.get(4 + key_len..).ok_or("short payload")?.to_vec();
     let op = match op {
         OP_PUT => WriteOp::Put { key, value },
@@ -229,7 +240,7 @@ impl Engine for LogEngine {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<KeyValues, StorageError> {
         let map = self.map.read().map_err(|_| lock_error())?;
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         Ok(map
@@ -263,7 +274,8 @@ mod tests {
         {
             let e = LogEngine::open(dir.path()).unwrap();
             e.write_batch(&[put("a", "1"), put("b", "2")]).unwrap();
-            e.write_batch(&[WriteOp::Delete { key: b"a".to_vec() }, put("c", "3")]).unwrap();
+            e.write_batch(&[WriteOp::Delete { key: b"a".to_vec() }, put("c", "3")])
+                .unwrap();
         }
         let e = LogEngine::open(dir.path()).unwrap();
         assert_eq!(e.get(b"a").unwrap(), None);

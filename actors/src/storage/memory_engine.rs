@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::RwLock;
 
-use super::engine::{Engine, StorageError, WriteOp};
+use super::engine::{Engine, KeyValues, StorageError, WriteOp};
 
 /// An in-memory engine.
 #[derive(Default)]
@@ -16,7 +16,12 @@ pub struct MemoryEngine {
 
 impl Engine for MemoryEngine {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.map.read().map_err(|_| StorageError::Stopped)?.get(key).cloned())
+        Ok(self
+            .map
+            .read()
+            .map_err(|_| StorageError::Stopped)?
+            .get(key)
+            .cloned())
     }
 
     fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StorageError> {
@@ -39,7 +44,7 @@ impl Engine for MemoryEngine {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<KeyValues, StorageError> {
         let map = self.map.read().map_err(|_| StorageError::Stopped)?;
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         Ok(map

@@ -584,7 +584,12 @@ mod tests {
         let cases = vec![
             (vec![("op", s("ping"))], 0, ErrorCode::BadRequest, "`id`"),
             (vec![("id", s("x"))], 0, ErrorCode::BadRequest, "`id`"),
-            (vec![("id", Value::from(3))], 3, ErrorCode::BadRequest, "`op`"),
+            (
+                vec![("id", Value::from(3))],
+                3,
+                ErrorCode::BadRequest,
+                "`op`",
+            ),
             (
                 vec![("id", Value::from(4)), ("op", s("frobnicate"))],
                 4,
@@ -604,7 +609,11 @@ mod tests {
                 "`key`",
             ),
             (
-                vec![("id", Value::from(7)), ("op", s("get")), ("key", s("123456789"))],
+                vec![
+                    ("id", Value::from(7)),
+                    ("op", s("get")),
+                    ("key", s("123456789")),
+                ],
                 7,
                 ErrorCode::TooLarge,
                 "max_key_bytes",
@@ -649,7 +658,11 @@ mod tests {
                 "`context`",
             ),
             (
-                vec![("id", Value::from(12)), ("op", s("ping")), ("timeout_ms", Value::from(0))],
+                vec![
+                    ("id", Value::from(12)),
+                    ("op", s("ping")),
+                    ("timeout_ms", Value::from(0)),
+                ],
                 12,
                 ErrorCode::BadRequest,
                 "`timeout_ms`",
@@ -679,6 +692,9 @@ mod tests {
         let err = encode_response(3, &Err(ClientError::new(ErrorCode::Timeout, "slow")));
         let (id, body) = parse_response(&err).unwrap();
         assert_eq!(id, 3);
-        assert_eq!(body.unwrap_err(), ClientError::new(ErrorCode::Timeout, "slow"));
+        assert_eq!(
+            body.unwrap_err(),
+            ClientError::new(ErrorCode::Timeout, "slow")
+        );
     }
 }

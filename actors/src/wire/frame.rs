@@ -136,7 +136,9 @@ mod tests {
         let mut codec = FrameCodec::new(64);
         let mut buf = BytesMut::new();
         for body in [&b"abc"[..], b"", b"0123456789"] {
-            codec.encode(Bytes::copy_from_slice(body), &mut buf).unwrap();
+            codec
+                .encode(Bytes::copy_from_slice(body), &mut buf)
+                .unwrap();
         }
         let frames = decode_all(&mut codec, &buf);
         let frames: Vec<_> = frames.into_iter().map(|f| f.unwrap()).collect();
@@ -158,7 +160,10 @@ mod tests {
         let frames = decode_all(&mut codec, &17u32.to_be_bytes());
         assert_eq!(frames.len(), 1);
         let err = frames[0].as_ref().unwrap_err();
-        assert!(err.contains("17 bytes") && err.contains("16 bytes"), "{err}");
+        assert!(
+            err.contains("17 bytes") && err.contains("16 bytes"),
+            "{err}"
+        );
         // A 4 GiB announcement is refused the same way, without allocating.
         let frames = decode_all(&mut codec, &u32::MAX.to_be_bytes());
         assert!(frames[0].is_err());

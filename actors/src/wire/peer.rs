@@ -207,7 +207,12 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        for body in [&[][..], &[0xc1], &[0x81, 0xa5, b'H'], &[0xdd, 0xff, 0xff, 0xff, 0xff]] {
+        for body in [
+            &[][..],
+            &[0xc1],
+            &[0x81, 0xa5, b'H'],
+            &[0xdd, 0xff, 0xff, 0xff, 0xff],
+        ] {
             assert!(PeerFrame::decode(body).is_err());
         }
     }

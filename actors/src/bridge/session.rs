@@ -1,0 +1,248 @@
+//! `PeerSession`: one actor per inbound peer connection. It checks the
+//! handshake, then serves the dialler's requests through the node's
+//! [`IncomingPeerRequest`] handler and writes each response back with the
+//! request's id, in completion order.
+
+use std::time::Duration;
+
+use actix::io::{FramedWrite, WriteHandler};
+use actix::prelude::*;
+use bytes::Bytes;
+use tokio::io::WriteHalf;
+use tokio_util::codec::FramedRead;
+use tracing::{debug, info, warn};
+
+use super::{Bridge, BridgeOptions, IncomingPeerRequest, PeerIntroduced};
+use crate::net::BoxConnection;
+use crate::wire::peer::{MemberInfo, PeerFailure, PeerFrame, PEER_PROTOCOL_VERSION};
+use crate::wire::{FrameCodec, FrameError};
+
+type Writer = FramedWrite<Bytes, WriteHalf<BoxConnection>, FrameCodec>;
+
+/// The inbound session actor.
+pub struct PeerSession {
+    own: MemberInfo,
+    cluster: String,
+    handler: Recipient<IncomingPeerRequest>,
+    bridge: Addr<Bridge>,
+    options: BridgeOptions,
+    writer: Option<Writer>,
+    conn: Option<BoxConnection>,
+    /// The dialler, once its `Hello` was accepted.
+    peer: Option<MemberInfo>,
+    in_flight: usize,
+    span: tracing::Span,
+}
+
+impl PeerSession {
+    /// A session over `conn`, accepted by the bridge.
+    pub fn new(
+        conn: BoxConnection,
+        own: MemberInfo,
+        cluster: String,
+        handler: Recipient<IncomingPeerRequest>,
+        bridge: Addr<Bridge>,
+        options: BridgeOptions,
+        remote: std::net::SocketAddr,
+    ) -> Self {
+        let span =
+            tracing::info_span!("peer_session", node = %own.id, actor = "bridge", remote = %remote);
+        Self {
+            own,
+            cluster,
+            handler,
+            bridge,
+            options,
+            writer: None,
+            conn: Some(conn),
+            peer: None,
+            in_flight: 0,
+            span,
+        }
+    }
+
+    fn send(&mut self, frame: &PeerFrame) {
+        if let Some(w) = self.writer.as_mut() {
+            w.write(Bytes::from(frame.encode()));
+        }
+    }
+
+    fn refuse(&mut self, reason: String, ctx: &mut Context<Self>) {
+        let span = self.span.clone();
+        let _span = span.enter();
+        warn!(%reason, "refusing peer handshake");
+        self.send(&PeerFrame::Refused { reason });
+        if let Some(w) = self.writer.as_mut() {
+            w.close();
+        }
+        // Give the refusal a moment to leave, then go regardless.
+        ctx.run_later(Duration::from_millis(100), |_, ctx| ctx.stop());
+    }
+
+    fn on_hello(
+        &mut self,
+        protocol: u32,
+        cluster: String,
+        member: MemberInfo,
+        ctx: &mut Context<Self>,
+    ) {
+        if protocol != PEER_PROTOCOL_VERSION {
+            return self.refuse(
+                format!("protocol version {protocol} is not ours ({PEER_PROTOCOL_VERSION})"),
+                ctx,
+            );
+        }
+        if cluster != self.cluster {
+            return self.refuse(
+                format!("cluster {cluster:?} is not ours ({:?})", self.cluster),
+                ctx,
+            );
+        }
+        if member.id == self.own.id && member.peer_addr != self.own.peer_addr {
+            return self.refuse(
+                format!(
+                    "node id {} is already used by this node ({}); ids must be unique",
+                    member.id, self.own.peer_addr
+                ),
+                ctx,
+            );
+        }
+        let welcome = PeerFrame::Welcome {
+            member: self.own.clone(),
+        };
+        self.send(&welcome);
+        if member.id != self.own.id {
+            let span = self.span.clone();
+            let _span = span.enter();
+            debug!(peer = %member.id, "peer session accepted");
+            self.bridge.do_send(PeerIntroduced {
+                member: member.clone(),
+            });
+        }
+        self.peer = Some(member);
+    }
+
+    fn on_request(
+        &mut self,
+        id: u64,
+        trace: u64,
+        timeout_ms: u64,
+        body: crate::wire::peer::PeerRequest,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(peer) = self.peer.as_ref() else {
+            return self.refuse("request before handshake".into(), ctx);
+        };
+        if self.in_flight >= self.options.peer_inflight_max {
+            let failure = PeerFailure {
+                code: "unavailable".into(),
+                message: format!(
+                    "{} requests in flight from this peer (peer_inflight_max)",
+                    self.in_flight
+                ),
+            };
+            return self.send(&PeerFrame::Response {
+                id,
+                body: Err(failure),
+            });
+        }
+        self.in_flight += 1;
+        let request = IncomingPeerRequest {
+            from: peer.id.clone(),
+            trace,
+            timeout_ms,
+            body,
+        };
+        let call = self.handler.send(request);
+        let limit = Duration::from_millis(timeout_ms);
+        let fut = async move {
+            match tokio::time::timeout(limit, call).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(e)) => Err(PeerFailure {
+                    code: "internal".into(),
+                    message: format!("local handler unavailable: {e}"),
+                }),
+                Err(_) => Err(PeerFailure {
+                    code: "timeout".into(),
+                    message: format!("replica did not finish within {timeout_ms} ms"),
+                }),
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(move |body, act, _| {
+            act.in_flight -= 1;
+            act.send(&PeerFrame::Response { id, body });
+        }));
+    }
+}
+
+impl Actor for PeerSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.options.peer_mailbox_max);
+        let Some(conn) = self.conn.take() else {
+            ctx.stop();
+            return;
+        };
+        let (read, write) = tokio::io::split(conn);
+        let codec = FrameCodec::new(self.options.max_frame_bytes);
+        ctx.add_stream(FramedRead::new(read, codec.clone()));
+        self.writer = Some(FramedWrite::new(write, codec, ctx));
+        let limit = Duration::from_millis(self.options.connect_timeout_ms);
+        ctx.run_later(limit, |act, ctx| {
+            if act.peer.is_none() {
+                act.refuse("no handshake in time".into(), ctx);
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if let Some(peer) = &self.peer {
+            let span = self.span.clone();
+            let _span = span.enter();
+            info!(peer = %peer.id, "peer session closed");
+        }
+    }
+}
+
+impl StreamHandler<Result<Bytes, FrameError>> for PeerSession {
+    fn handle(&mut self, item: Result<Bytes, FrameError>, ctx: &mut Self::Context) {
+        let frame = match item {
+            Ok(bytes) => PeerFrame::decode(&bytes),
+            Err(e) => {
+                let span = self.span.clone();
+                let _span = span.enter();
+                warn!(error = %e, "peer stream failed; closing");
+                ctx.stop();
+                return;
+            }
+        };
+        match frame {
+            Ok(PeerFrame::Hello {
+                protocol,
+                cluster,
+                member,
+            }) if self.peer.is_none() => self.on_hello(protocol, cluster, member, ctx),
+            Ok(PeerFrame::Request {
+                id,
+                trace,
+                timeout_ms,
+                body,
+            }) => self.on_request(id, trace, timeout_ms, body, ctx),
+            Ok(other) => self.refuse(format!("unexpected frame {}", frame_name(&other)), ctx),
+            Err(e) => self.refuse(e.to_string(), ctx),
+        }
+    }
+}
+
+fn frame_name(frame: &PeerFrame) -> &'static str {
+    match frame {
+        PeerFrame::Hello { .. } => "Hello",
+        PeerFrame::Welcome { .. } => "Welcome",
+        PeerFrame::Refused { .. } => "Refused",
+        PeerFrame::Request { .. } => "Request",
+        PeerFrame::Response { .. } => "Response",
+    }
+}
+
+impl WriteHandler<FrameError> for PeerSession {}

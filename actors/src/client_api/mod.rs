@@ -1,0 +1,133 @@
+//! The client API: the client listener ([`ClientApi`]) and one
+//! [`ClientSession`] per connection (session.rs), speaking PROTOCOL.md.
+
+mod session;
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use actix::prelude::*;
+use futures_util::stream::{self, Stream};
+use tracing::{info, warn};
+
+pub use session::ClientSession;
+
+use crate::failure_detector::FailureDetector;
+use crate::net::{BoxConnection, Listener};
+use crate::replicator::Replicator;
+use crate::wire::client::RequestLimits;
+use crate::NodeId;
+
+/// Limits of the client API; each named with its unit.
+#[derive(Clone, Debug)]
+pub struct ClientApiOptions {
+    /// Largest request frame body, in bytes.
+    pub max_frame_bytes: usize,
+    /// Key, value and quorum limits checked while parsing.
+    pub limits: RequestLimits,
+    /// Requests one connection may have in flight; more are answered
+    /// `unavailable` without being started.
+    pub client_inflight_max: usize,
+    /// Open client connections; more are closed at accept.
+    pub client_connections_max: usize,
+}
+
+/// Turns a listener into a stream of accepted connections.
+pub fn accept_stream(
+    listener: Box<dyn Listener>,
+) -> impl Stream<Item = std::io::Result<(BoxConnection, SocketAddr)>> {
+    stream::unfold(listener, |mut listener| async move {
+        let next = listener.accept().await;
+        Some((next, listener))
+    })
+}
+
+/// The client listener actor.
+pub struct ClientApi {
+    node: NodeId,
+    options: ClientApiOptions,
+    listener: Option<Box<dyn Listener>>,
+    replicator: Addr<Replicator>,
+    failure_detector: Addr<FailureDetector>,
+    /// Source of request ids; shared with every session.
+    next_trace: Rc<Cell<u64>>,
+    /// Open sessions, shared with every session (they decrement on stop).
+    open: Rc<Cell<usize>>,
+    span: tracing::Span,
+}
+
+impl ClientApi {
+    /// An API serving `listener`.
+    pub fn new(
+        node: NodeId,
+        options: ClientApiOptions,
+        listener: Box<dyn Listener>,
+        replicator: Addr<Replicator>,
+        failure_detector: Addr<FailureDetector>,
+    ) -> Self {
+        // Request ids start at a per-node offset so that ids from different
+        // coordinators rarely collide in a merged log.
+        let first = crate::ring::hash_bytes(node.as_str().as_bytes()) & 0xffff_ff00_0000_0000;
+        let span = tracing::info_span!("client_api", node = %node, actor = "client_api");
+        Self {
+            node,
+            options,
+            listener: Some(listener),
+            replicator,
+            failure_detector,
+            next_trace: Rc::new(Cell::new(first)),
+            open: Rc::new(Cell::new(0)),
+            span,
+        }
+    }
+}
+
+impl Actor for ClientApi {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(listener) = self.listener.take() {
+            ctx.add_stream(accept_stream(listener));
+        }
+    }
+}
+
+impl StreamHandler<std::io::Result<(BoxConnection, SocketAddr)>> for ClientApi {
+    fn handle(
+        &mut self,
+        item: std::io::Result<(BoxConnection, SocketAddr)>,
+        _ctx: &mut Self::Context,
+    ) {
+        let span = self.span.clone();
+        let _span = span.enter();
+        match item {
+            Ok((conn, remote)) => {
+                if self.open.get() >= self.options.client_connections_max {
+                    warn!(%remote, limit = self.options.client_connections_max,
+                        "refusing client connection: client_connections_max reached");
+                    return;
+                }
+                self.open.set(self.open.get() + 1);
+                ClientSession::new(
+                    conn,
+                    remote,
+                    self.node.clone(),
+                    self.options.clone(),
+                    self.replicator.clone(),
+                    self.failure_detector.clone(),
+                    self.next_trace.clone(),
+                    self.open.clone(),
+                )
+                .start();
+            }
+            Err(e) => warn!(error = %e, "client accept failed"),
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Self::Context) {
+        let span = self.span.clone();
+        let _span = span.enter();
+        info!("client listener closed");
+    }
+}

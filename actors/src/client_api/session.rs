@@ -1,0 +1,271 @@
+//! `ClientSession`: one actor per client connection.
+//!
+//! Frames are read as they come (pipelining); each request runs on its own
+//! and its response is written when it completes, so responses may leave in
+//! any order, matched by id. A frame that is not a valid request is answered
+//! `bad_request` (id 0 when the id is unreadable) and the connection stays
+//! usable; a length over `max_frame_bytes` is answered `too_large` and the
+//! connection is closed, because the rest of the stream cannot be framed.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use actix::io::{FramedWrite, WriteHandler};
+use actix::prelude::*;
+use bytes::Bytes;
+use tokio::io::WriteHalf;
+use tokio_util::codec::FramedRead;
+use tracing::{debug, info};
+
+use super::ClientApiOptions;
+use crate::failure_detector::{FailureDetector, StatusQuery};
+use crate::net::BoxConnection;
+use crate::replicator::{CoordinateGet, CoordinateWrite, Replicator};
+use crate::wire::client::{
+    encode_response, parse_request, ClientError, ClientOp, ClientReply, ClientRequest, ErrorCode,
+};
+use crate::wire::{FrameCodec, FrameError};
+use crate::NodeId;
+
+type Writer = FramedWrite<Bytes, WriteHalf<BoxConnection>, FrameCodec>;
+
+/// The session actor.
+pub struct ClientSession {
+    conn: Option<BoxConnection>,
+    node: NodeId,
+    options: ClientApiOptions,
+    replicator: Addr<Replicator>,
+    failure_detector: Addr<FailureDetector>,
+    next_trace: Rc<Cell<u64>>,
+    open: Rc<Cell<usize>>,
+    writer: Option<Writer>,
+    in_flight: usize,
+    /// The client closed its side; stop once the last answer is written.
+    client_done: bool,
+    span: tracing::Span,
+}
+
+impl ClientSession {
+    /// A session over an accepted connection.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        conn: BoxConnection,
+        remote: SocketAddr,
+        node: NodeId,
+        options: ClientApiOptions,
+        replicator: Addr<Replicator>,
+        failure_detector: Addr<FailureDetector>,
+        next_trace: Rc<Cell<u64>>,
+        open: Rc<Cell<usize>>,
+    ) -> Self {
+        let span = tracing::info_span!("client_session", node = %node, actor = "client_session", client = %remote);
+        Self {
+            conn: Some(conn),
+            node,
+            options,
+            replicator,
+            failure_detector,
+            next_trace,
+            open,
+            writer: None,
+            in_flight: 0,
+            client_done: false,
+            span,
+        }
+    }
+
+    /// Flushes what is queued and closes; the actor stops when the writer
+    /// is done (or at once if there is none).
+    fn close(&mut self, ctx: &mut Context<Self>) {
+        match self.writer.as_mut() {
+            Some(w) => w.close(),
+            None => ctx.stop(),
+        }
+    }
+
+    fn respond(&mut self, id: u64, result: &Result<ClientReply, ClientError>) {
+        if let Some(w) = self.writer.as_mut() {
+            w.write(Bytes::from(encode_response(id, result)));
+        }
+    }
+
+    fn on_frame(&mut self, frame: Bytes, ctx: &mut Context<Self>) {
+        let request = match parse_request(&frame, &self.options.limits) {
+            Ok(r) => r,
+            Err((id, error)) => {
+                let span = self.span.clone();
+                let _span = span.enter();
+                info!(id, code = error.code.as_str(), message = %error.message, "request failed");
+                return self.respond(id, &Err(error));
+            }
+        };
+        if self.in_flight >= self.options.client_inflight_max {
+            let error = ClientError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "{} requests in flight on this connection (client_inflight_max); not started",
+                    self.in_flight
+                ),
+            );
+            return self.respond(request.id, &Err(error));
+        }
+        let trace = self.next_trace.get();
+        self.next_trace.set(trace.wrapping_add(1));
+        self.in_flight += 1;
+        let (id, op_name) = (request.id, request.op.name());
+        let fut = self.dispatch(request, trace);
+        let span = self.span.clone();
+        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+            act.in_flight -= 1;
+            let _span = span.enter();
+            match &result {
+                Ok(_) => debug!(req = %format_args!("{trace:x}"), op = op_name, "request done"),
+                Err(e) => info!(
+                    req = %format_args!("{trace:x}"), op = op_name, code = e.code.as_str(),
+                    message = %e.message, "request failed"
+                ),
+            }
+            act.respond(id, &result);
+            if act.client_done && act.in_flight == 0 {
+                act.close(ctx);
+            }
+        }));
+    }
+
+    fn dispatch(
+        &self,
+        request: ClientRequest,
+        trace: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<ClientReply, ClientError>>>>
+    {
+        let gone = |e: MailboxError| {
+            ClientError::new(ErrorCode::Internal, format!("node actor unavailable: {e}"))
+        };
+        let timeout_ms = request.timeout_ms;
+        match request.op {
+            ClientOp::Ping => {
+                let node = self.node.to_string();
+                Box::pin(async move { Ok(ClientReply::Pong { node }) })
+            }
+            ClientOp::Status => {
+                let call = self.failure_detector.send(StatusQuery);
+                Box::pin(async move { call.await.map_err(gone) })
+            }
+            ClientOp::Get { key, r } => {
+                let call = self.replicator.send(CoordinateGet {
+                    key,
+                    r,
+                    timeout_ms,
+                    trace,
+                });
+                Box::pin(async move {
+                    let (values, context) = call.await.map_err(gone)??;
+                    Ok(ClientReply::Values { values, context })
+                })
+            }
+            ClientOp::Put {
+                key,
+                value,
+                context,
+                w,
+            } => self.write(key, Some(value), context, w, timeout_ms, trace),
+            ClientOp::Delete { key, context, w } => {
+                self.write(key, None, context, w, timeout_ms, trace)
+            }
+        }
+    }
+
+    fn write(
+        &self,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        context: Option<Vec<u8>>,
+        w: Option<usize>,
+        timeout_ms: Option<u64>,
+        trace: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<ClientReply, ClientError>>>>
+    {
+        let call = self.replicator.send(CoordinateWrite {
+            key,
+            value,
+            context,
+            w,
+            timeout_ms,
+            trace,
+        });
+        Box::pin(async move {
+            let context = call.await.map_err(|e| {
+                ClientError::new(ErrorCode::Internal, format!("replicator unavailable: {e}"))
+            })??;
+            Ok(ClientReply::Written { context })
+        })
+    }
+}
+
+impl Actor for ClientSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let Some(conn) = self.conn.take() else {
+            ctx.stop();
+            return;
+        };
+        let (read, write) = tokio::io::split(conn);
+        let codec = FrameCodec::new(self.options.max_frame_bytes);
+        ctx.add_stream(FramedRead::new(read, codec.clone()));
+        self.writer = Some(FramedWrite::new(write, codec, ctx));
+        let span = self.span.clone();
+        let _span = span.enter();
+        debug!("client connected");
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.open.set(self.open.get().saturating_sub(1));
+        let span = self.span.clone();
+        let _span = span.enter();
+        debug!("client disconnected");
+    }
+}
+
+impl StreamHandler<Result<Bytes, FrameError>> for ClientSession {
+    fn handle(&mut self, item: Result<Bytes, FrameError>, ctx: &mut Self::Context) {
+        match item {
+            Ok(frame) => self.on_frame(frame, ctx),
+            Err(FrameError::TooLarge { len, limit }) => {
+                let span = self.span.clone();
+                let _span = span.enter();
+                info!(
+                    len,
+                    limit, "frame over max_frame_bytes; answering too_large and closing"
+                );
+                let error = ClientError::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "frame of {len} bytes is over the limit of {limit} bytes (max_frame_bytes)"
+                    ),
+                );
+                self.respond(0, &Err(error));
+                if let Some(w) = self.writer.as_mut() {
+                    w.close();
+                }
+            }
+            Err(FrameError::Io(e)) => {
+                let span = self.span.clone();
+                let _span = span.enter();
+                debug!(error = %e, "client connection failed");
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        // The client closed its side: let in-flight answers go out, then stop.
+        self.client_done = true;
+        if self.in_flight == 0 {
+            self.close(ctx);
+        }
+    }
+}
+
+impl WriteHandler<FrameError> for ClientSession {}

@@ -1,0 +1,181 @@
+//! The ConflictResolver actor: reconciles the versions replicas answered for
+//! a read. It merges them (the join of `Object::merge`: what one version
+//! descends from is dropped, concurrent siblings are kept), extracts the live
+//! values and the context covering every version seen, and names the
+//! replicas whose answer lacks something (read repair's targets).
+//!
+//! New versions are minted inside the Storage writer's read-modify-write
+//! (`Object::update` in the replicator's write mutation), because minting
+//! must be atomic with the local read; the rules are the same pure functions.
+
+use actix::prelude::*;
+use tracing::error;
+
+use super::{is_stale, Object};
+use crate::wire::client::{ClientError, ErrorCode};
+use crate::NodeId;
+
+/// Merge the replicas' answers for one key.
+#[derive(Message)]
+#[rtype(result = "Result<Reconciled, ClientError>")]
+pub struct Reconcile {
+    /// Each replica and the bytes it stores (`None`: nothing).
+    pub answers: Vec<(NodeId, Option<Vec<u8>>)>,
+    /// The client request.
+    pub trace: u64,
+}
+
+/// The merged view of a key.
+#[derive(Debug)]
+pub struct Reconciled {
+    /// Live sibling values (empty: absent or only tombstones).
+    pub values: Vec<Vec<u8>>,
+    /// Encoded context covering every version seen (absent: never written).
+    pub context: Option<Vec<u8>>,
+    /// The merged object, encoded (absent: never written).
+    pub object: Option<Vec<u8>>,
+    /// Replicas whose answer lacks part of the merged object.
+    pub stale: Vec<NodeId>,
+}
+
+/// Merges answers; pure, so it is tested without the actor.
+pub fn reconcile(answers: &[(NodeId, Option<Vec<u8>>)]) -> Result<Reconciled, ClientError> {
+    let mut decoded: Vec<(NodeId, Option<Object>)> = Vec::with_capacity(answers.len());
+    for (node, bytes) in answers {
+        let object = bytes
+            .as_deref()
+            .map(Object::decode)
+            .transpose()
+            .map_err(|e| {
+                ClientError::new(
+                    ErrorCode::Internal,
+                    format!("replica {node} returned an object that does not decode: {e}"),
+                )
+            })?;
+        decoded.push((node.clone(), object));
+    }
+    let merged = decoded
+        .iter()
+        .filter_map(|(_, o)| o.as_ref())
+        .fold(None::<Object>, |acc, o| {
+            Some(match acc {
+                None => o.clone(),
+                Some(m) => m.merge(o),
+            })
+        });
+    let Some(merged) = merged else {
+        return Ok(Reconciled {
+            values: Vec::new(),
+            context: None,
+            object: None,
+            stale: Vec::new(),
+        });
+    };
+    let stale = decoded
+        .iter()
+        .filter(|(_, o)| is_stale(o.as_ref(), &merged))
+        .map(|(n, _)| n.clone())
+        .collect();
+    Ok(Reconciled {
+        values: merged
+            .live_values()
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .collect(),
+        context: Some(merged.context().encode_context()),
+        object: Some(merged.encode()),
+        stale,
+    })
+}
+
+/// The actor (stateless: the rules are pure).
+pub struct ConflictResolver {
+    span: tracing::Span,
+}
+
+impl ConflictResolver {
+    /// A resolver for node `node`.
+    pub fn new(node: &NodeId) -> Self {
+        Self {
+            span: tracing::info_span!("conflict_resolver", node = %node, actor = "conflict_resolver"),
+        }
+    }
+}
+
+impl Actor for ConflictResolver {
+    type Context = Context<Self>;
+}
+
+impl Handler<Reconcile> for ConflictResolver {
+    type Result = Result<Reconciled, ClientError>;
+
+    fn handle(&mut self, msg: Reconcile, _ctx: &mut Self::Context) -> Self::Result {
+        let result = reconcile(&msg.answers);
+        if let Err(e) = &result {
+            let span = self.span.clone();
+            let _span = span.enter();
+            error!(req = %format_args!("{:x}", msg.trace), error = %e, "replica answers do not reconcile");
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::conflict_resolver::{VersionLimits, VersionVector};
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    fn write(local: Option<&Object>, ctx: &VersionVector, v: &str, node: &str) -> Object {
+        Object::update(
+            local,
+            ctx,
+            Some(v.as_bytes().to_vec()),
+            &id(node),
+            1,
+            &VersionLimits::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn nothing_anywhere_is_absent_without_context() {
+        let r = reconcile(&[(id("a"), None), (id("b"), None)]).unwrap();
+        assert!(r.values.is_empty() && r.context.is_none() && r.stale.is_empty());
+    }
+
+    #[test]
+    fn newer_version_wins_and_the_old_replica_is_stale() {
+        let v1 = write(None, &VersionVector::new(), "v1", "a");
+        let v2 = write(Some(&v1), v1.context(), "v2", "a");
+        let r = reconcile(&[
+            (id("a"), Some(v2.encode())),
+            (id("b"), Some(v1.encode())),
+            (id("c"), None),
+        ])
+        .unwrap();
+        assert_eq!(r.values, vec![b"v2".to_vec()]);
+        assert_eq!(r.stale, vec![id("b"), id("c")]);
+    }
+
+    #[test]
+    fn concurrent_versions_become_siblings_and_both_replicas_are_stale() {
+        let x = write(None, &VersionVector::new(), "x", "a");
+        let y = write(None, &VersionVector::new(), "y", "b");
+        let r = reconcile(&[(id("a"), Some(x.encode())), (id("b"), Some(y.encode()))]).unwrap();
+        let mut values = r.values.clone();
+        values.sort();
+        assert_eq!(values, vec![b"x".to_vec(), b"y".to_vec()]);
+        assert_eq!(r.stale.len(), 2);
+    }
+
+    #[test]
+    fn garbage_from_a_replica_is_an_internal_error() {
+        let e = reconcile(&[(id("a"), Some(vec![0xff, 0x00]))]).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Internal);
+    }
+}

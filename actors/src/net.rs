@@ -1,0 +1,128 @@
+//! The network and clock seams (DESIGN.md §8).
+//!
+//! Node code opens listeners and connections only through [`Net`] and reads
+//! wall time only through [`Clock`], so the same actors run over real
+//! sockets in production and over turmoil's simulated network (with
+//! simulated time) in the deterministic tests. Timers use tokio's clock,
+//! which the simulator drives.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A boxed future that may hold `!Send` state (actors are single-threaded).
+pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// A byte stream to a peer or a client.
+pub trait Connection: AsyncRead + AsyncWrite + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + 'static> Connection for T {}
+
+/// A boxed connection.
+pub type BoxConnection = Box<dyn Connection>;
+
+/// A listening socket.
+pub trait Listener {
+    /// Waits for the next connection.
+    fn accept(&mut self) -> LocalBoxFuture<'_, io::Result<(BoxConnection, SocketAddr)>>;
+    /// The bound address (useful with port 0).
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// Opens listeners and connections.
+pub trait Net {
+    /// Binds a listener.
+    fn bind(&self, addr: SocketAddr) -> LocalBoxFuture<'static, io::Result<Box<dyn Listener>>>;
+    /// Connects to `addr`.
+    fn connect(&self, addr: SocketAddr) -> LocalBoxFuture<'static, io::Result<BoxConnection>>;
+}
+
+/// Shared handle to the network seam.
+pub type SharedNet = Rc<dyn Net>;
+
+/// Real TCP through tokio.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioNet;
+
+struct TokioListener(tokio::net::TcpListener);
+
+impl Listener for TokioListener {
+    fn accept(&mut self) -> LocalBoxFuture<'_, io::Result<(BoxConnection, SocketAddr)>> {
+        Box::pin(async move {
+            let (stream, addr) = self.0.accept().await?;
+            // Small request/response frames: do not wait for Nagle.
+            stream.set_nodelay(true)?;
+            Ok((Box::new(stream) as BoxConnection, addr))
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+impl Net for TokioNet {
+    fn bind(&self, addr: SocketAddr) -> LocalBoxFuture<'static, io::Result<Box<dyn Listener>>> {
+        Box::pin(async move {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            Ok(Box::new(TokioListener(listener)) as Box<dyn Listener>)
+        })
+    }
+
+    fn connect(&self, addr: SocketAddr) -> LocalBoxFuture<'static, io::Result<BoxConnection>> {
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            Ok(Box::new(stream) as BoxConnection)
+        })
+    }
+}
+
+/// Wall-clock time, for version timestamps and heartbeat ages.
+pub trait Clock {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// Shared handle to the clock seam.
+pub type SharedClock = Rc<dyn Clock>;
+
+/// The system clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that follows tokio's (possibly simulated) time from a fixed
+/// epoch: deterministic under turmoil or a paused runtime.
+#[derive(Clone, Copy, Debug)]
+pub struct TokioClock {
+    epoch_ms: u64,
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock reading `epoch_ms` now.
+    pub fn new(epoch_ms: u64) -> Self {
+        Self {
+            epoch_ms,
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now_ms(&self) -> u64 {
+        self.epoch_ms + self.start.elapsed().as_millis() as u64
+    }
+}

@@ -1,0 +1,339 @@
+//! The Replicator: the coordinator of every client request this node takes,
+//! and the replica side of every peer request.
+//!
+//! - `quorum`: counting answers toward R or W (pure);
+//! - `replicas`: one interface to the local replica and the remote ones;
+//! - `write`: put/delete coordination (and forwarding to a replica);
+//! - `read`: get coordination, early answer at R, read repair hand-off.
+//!
+//! The actor itself only keeps the ring and the reachable set (from the
+//! FailureDetector's `MembershipChanged`), validates the request against
+//! them, and spawns the coordination future.
+
+mod quorum;
+mod read;
+mod replicas;
+mod write;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use serde_bytes::ByteBuf;
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+pub use quorum::{ReplicaFailure, Tally, Verdict};
+pub use read::GetAnswer;
+pub use replicas::Replicas;
+
+use crate::bridge::{Bridge, IncomingPeerRequest};
+use crate::conflict_resolver::{ConflictResolver, VersionLimits, VersionVector};
+use crate::failure_detector::MembershipChanged;
+use crate::net::SharedClock;
+use crate::repair::Repair;
+use crate::ring::Ring;
+use crate::storage::{LocalRead, Storage};
+use crate::wire::client::{ClientError, ErrorCode};
+use crate::wire::peer::{PeerFailure, PeerReply, PeerRequest};
+use crate::NodeId;
+
+/// Replication settings.
+#[derive(Clone, Debug)]
+pub struct ReplicationOptions {
+    /// Replicas per key.
+    pub n: usize,
+    /// Default read quorum.
+    pub r: usize,
+    /// Default write quorum.
+    pub w: usize,
+    /// Default deadline of a client request, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Sibling and clock limits.
+    pub limits: VersionLimits,
+}
+
+/// Coordinate a get.
+#[derive(Message)]
+#[rtype(result = "Result<GetAnswer, ClientError>")]
+pub struct CoordinateGet {
+    /// The key.
+    pub key: Vec<u8>,
+    /// Read quorum (default from config).
+    pub r: Option<usize>,
+    /// Deadline override, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// The client request id.
+    pub trace: u64,
+}
+
+/// Coordinate a put (`value` set) or a delete (`value` `None`).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<u8>, ClientError>")]
+pub struct CoordinateWrite {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value, or `None` to delete.
+    pub value: Option<Vec<u8>>,
+    /// The client's context.
+    pub context: Option<Vec<u8>>,
+    /// Write quorum (default from config).
+    pub w: Option<usize>,
+    /// Deadline override, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// The client request id.
+    pub trace: u64,
+}
+
+/// The actor.
+pub struct Replicator {
+    own: NodeId,
+    options: ReplicationOptions,
+    ring: Arc<Ring>,
+    reachable: Arc<HashSet<NodeId>>,
+    replicas: Replicas,
+    resolver: Addr<ConflictResolver>,
+    repair: Addr<Repair>,
+    clock: SharedClock,
+    span: tracing::Span,
+}
+
+impl Replicator {
+    /// A replicator; it learns the ring from its first `MembershipChanged`.
+    pub fn new(
+        own: NodeId,
+        options: ReplicationOptions,
+        storage: Addr<Storage>,
+        bridge: Addr<Bridge>,
+        resolver: Addr<ConflictResolver>,
+        repair: Addr<Repair>,
+        clock: SharedClock,
+    ) -> Self {
+        let span = tracing::info_span!("replicator", node = %own, actor = "replicator");
+        Self {
+            replicas: Replicas {
+                own: own.clone(),
+                storage,
+                bridge,
+            },
+            own,
+            options,
+            ring: Arc::new(Ring::default()),
+            reachable: Arc::new(HashSet::new()),
+            resolver,
+            repair,
+            clock,
+            span,
+        }
+    }
+
+    /// The preference list of `key` and its reachable members, in order.
+    fn placement(&self, key: &[u8]) -> (Vec<NodeId>, Vec<NodeId>) {
+        let preference = self.ring.preference_list(key, self.options.n);
+        let live = preference
+            .iter()
+            .filter(|n| **n == self.own || self.reachable.contains(*n))
+            .cloned()
+            .collect();
+        (preference, live)
+    }
+
+    fn unavailable(&self, live: usize, needed: usize, what: &str) -> ClientError {
+        ClientError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "only {live} of the key's {} replicas are reachable and {what} needs {needed}",
+                self.options.n
+            ),
+        )
+    }
+
+    /// Starts a write; `may_forward` is false for writes that were already
+    /// forwarded to us (no second hop).
+    fn start_write(
+        &self,
+        msg: CoordinateWrite,
+        may_forward: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, ClientError>>>> {
+        let w = msg.w.unwrap_or(self.options.w);
+        let timeout_ms = msg.timeout_ms.unwrap_or(self.options.request_timeout_ms);
+        let (preference, live) = self.placement(&msg.key);
+        if live.len() < w {
+            let error = self.unavailable(live.len(), w, "the write");
+            return Box::pin(async move { Err(error) });
+        }
+        let span = tracing::info_span!(parent: &self.span, "write", req = %format_args!("{:x}", msg.trace));
+        if !preference.contains(&self.own) {
+            if !may_forward {
+                let error = ClientError::new(ErrorCode::Unavailable, "forwarded write reached a node that is not a replica of the key (ring changing?)");
+                return Box::pin(async move { Err(error) });
+            }
+            let Some(target) = live.first().cloned() else {
+                let error = self.unavailable(0, w, "the write");
+                return Box::pin(async move { Err(error) });
+            };
+            let forwarded = write::forwarded(msg.key, msg.value, msg.context, w);
+            return Box::pin(
+                write::forward(
+                    self.replicas.clone(),
+                    target,
+                    forwarded,
+                    msg.trace,
+                    timeout_ms,
+                )
+                .instrument(span),
+            );
+        }
+        let context = match msg
+            .context
+            .as_deref()
+            .map(VersionVector::decode_context)
+            .transpose()
+        {
+            Ok(c) => c.unwrap_or_default(),
+            Err(e) => {
+                let error = ClientError::new(
+                    ErrorCode::BadRequest,
+                    format!("field `context` is not a context this cluster issued: {e}"),
+                );
+                return Box::pin(async move { Err(error) });
+            }
+        };
+        let plan = write::WritePlan {
+            key: msg.key,
+            value: msg.value,
+            context,
+            w,
+            others: live.into_iter().filter(|n| *n != self.own).collect(),
+            timeout_ms,
+            trace: msg.trace,
+            now_ms: self.clock.now_ms(),
+            limits: self.options.limits.clone(),
+        };
+        Box::pin(write::coordinate(self.replicas.clone(), plan).instrument(span))
+    }
+}
+
+impl Actor for Replicator {
+    type Context = Context<Self>;
+}
+
+impl Handler<MembershipChanged> for Replicator {
+    type Result = ();
+
+    fn handle(&mut self, msg: MembershipChanged, _ctx: &mut Self::Context) {
+        self.ring = msg.ring;
+        self.reachable = msg.reachable;
+    }
+}
+
+impl Handler<CoordinateWrite> for Replicator {
+    type Result = ResponseFuture<Result<Vec<u8>, ClientError>>;
+
+    fn handle(&mut self, msg: CoordinateWrite, _ctx: &mut Self::Context) -> Self::Result {
+        self.start_write(msg, true)
+    }
+}
+
+impl Handler<CoordinateGet> for Replicator {
+    type Result = ResponseFuture<Result<GetAnswer, ClientError>>;
+
+    fn handle(&mut self, msg: CoordinateGet, ctx: &mut Self::Context) -> Self::Result {
+        let r = msg.r.unwrap_or(self.options.r);
+        let (_, live) = self.placement(&msg.key);
+        if live.len() < r {
+            let error = self.unavailable(live.len(), r, "the read");
+            return Box::pin(async move { Err(error) });
+        }
+        let plan = read::ReadPlan {
+            key: msg.key,
+            r,
+            replicas: live,
+            timeout_ms: msg.timeout_ms.unwrap_or(self.options.request_timeout_ms),
+            trace: msg.trace,
+        };
+        let (tx, rx) = oneshot::channel();
+        let span =
+            tracing::info_span!(parent: &self.span, "read", req = %format_args!("{:x}", msg.trace));
+        let work = read::coordinate(
+            self.replicas.clone(),
+            self.resolver.clone(),
+            self.repair.clone(),
+            plan,
+            tx,
+        );
+        ctx.spawn(work.instrument(span).into_actor(self));
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(ClientError::new(
+                    ErrorCode::Internal,
+                    "read coordination stopped",
+                ))
+            })
+        })
+    }
+}
+
+impl Handler<IncomingPeerRequest> for Replicator {
+    type Result = ResponseFuture<Result<PeerReply, PeerFailure>>;
+
+    fn handle(&mut self, msg: IncomingPeerRequest, _ctx: &mut Self::Context) -> Self::Result {
+        let trace = msg.trace;
+        let span = tracing::info_span!(parent: &self.span, "replica", req = %format_args!("{trace:x}"), from = %msg.from);
+        match msg.body {
+            PeerRequest::Read { key } => {
+                let read = self.replicas.storage.send(LocalRead {
+                    key: key.into_vec(),
+                });
+                Box::pin(
+                    async move {
+                        match read.await {
+                            Ok(Ok(bytes)) => Ok(PeerReply::Object(bytes.map(ByteBuf::from))),
+                            Ok(Err(e)) => Err(failure(ErrorCode::Internal, e.to_string())),
+                            Err(e) => Err(failure(ErrorCode::Internal, e.to_string())),
+                        }
+                    }
+                    .instrument(span),
+                )
+            }
+            PeerRequest::Write { key, object } => {
+                let replicas = self.replicas.clone();
+                Box::pin(
+                    async move {
+                        replicas
+                            .merge_locally(key.into_vec(), object.into_vec(), trace)
+                            .await
+                            .map(|_| PeerReply::Stored)
+                            .map_err(|e| failure(e.code, e.message))
+                    }
+                    .instrument(span),
+                )
+            }
+            PeerRequest::Coordinate(write) => {
+                let msg = CoordinateWrite {
+                    key: write.key.into_vec(),
+                    value: write.value.map(ByteBuf::into_vec),
+                    context: write.context.map(ByteBuf::into_vec),
+                    w: Some(write.w.clamp(1, self.options.n)),
+                    timeout_ms: Some(msg.timeout_ms),
+                    trace,
+                };
+                let fut = self.start_write(msg, false);
+                Box::pin(async move {
+                    fut.await
+                        .map(|context| PeerReply::Coordinated {
+                            context: ByteBuf::from(context),
+                        })
+                        .map_err(|e| failure(e.code, e.message))
+                })
+            }
+        }
+    }
+}
+
+fn failure(code: ErrorCode, message: String) -> PeerFailure {
+    PeerFailure {
+        code: code.as_str().into(),
+        message,
+    }
+}

@@ -1,0 +1,237 @@
+//! Coordinating a write (put or delete).
+//!
+//! A new version is minted by a replica of the key: it holds every version
+//! it minted before, which is what makes its dot fresh (dotted version
+//! vectors; see `conflict_resolver`). So the coordinator, when it is in the
+//! key's preference list, applies the update to its own copy first (one
+//! atomic read-modify-write on the storage thread), then sends the resulting
+//! object to the other reachable replicas, which merge it into theirs. It
+//! answers once W copies (its own included) are durable. A node outside the
+//! preference list forwards the write to the first reachable replica.
+
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use serde_bytes::ByteBuf;
+use tracing::{debug, warn};
+
+use super::quorum::{ReplicaFailure, Tally, Verdict};
+use super::replicas::{flatten_apply, Replicas};
+use crate::bridge::{CallPeer, PeerCallError};
+use crate::conflict_resolver::{Object, VersionError, VersionLimits, VersionVector};
+use crate::storage::LocalApply;
+use crate::wire::client::{ClientError, ErrorCode};
+use crate::wire::peer::{ForwardedWrite, PeerReply, PeerRequest};
+use crate::NodeId;
+
+/// A write to coordinate.
+pub struct WritePlan {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value; `None` writes a tombstone.
+    pub value: Option<Vec<u8>>,
+    /// The client's context (empty: concurrent with everything).
+    pub context: VersionVector,
+    /// Durable copies to wait for.
+    pub w: usize,
+    /// The other reachable replicas of the key (this node excluded).
+    pub others: Vec<NodeId>,
+    /// Deadline for the whole write, in milliseconds.
+    pub timeout_ms: u64,
+    /// The client request.
+    pub trace: u64,
+    /// Wall time of the write, for the version's timestamps.
+    pub now_ms: u64,
+    /// Sibling and clock limits.
+    pub limits: VersionLimits,
+}
+
+/// Runs a write with this node as coordinator; answers the new context.
+pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, ClientError> {
+    let WritePlan {
+        key,
+        value,
+        context,
+        w,
+        others,
+        timeout_ms,
+        trace,
+        now_ms,
+        limits,
+    } = plan;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+    let coordinator = replicas.own.clone();
+    let mutation = Box::new(move |current: Option<&[u8]>| {
+        let local = current.map(Object::decode).transpose().map_err(|e| {
+            ClientError::new(
+                ErrorCode::Internal,
+                format!("stored object does not decode: {e}"),
+            )
+        })?;
+        let mut next = Object::update(
+            local.as_ref(),
+            &context,
+            value,
+            &coordinator,
+            now_ms,
+            &limits,
+        )
+        .map_err(refusal)?;
+        next.prune(now_ms, &limits);
+        Ok(Some(next.encode()))
+    });
+    let apply = replicas.storage.send(LocalApply {
+        key: key.clone(),
+        mutation,
+        trace,
+    });
+    let stored = match tokio::time::timeout_at(deadline, apply).await {
+        Ok(result) => flatten_apply(result)?,
+        Err(_) => {
+            return Err(ClientError::new(
+                ErrorCode::Timeout,
+                format!("local write did not finish within {timeout_ms} ms"),
+            ))
+        }
+    };
+    let object_bytes =
+        stored.ok_or_else(|| ClientError::new(ErrorCode::Internal, "write stored nothing"))?;
+    let object = Object::decode(&object_bytes).map_err(|e| {
+        ClientError::new(
+            ErrorCode::Internal,
+            format!("new object does not decode: {e}"),
+        )
+    })?;
+    let new_context = object.context().encode_context();
+
+    let mut tally = Tally::new(w, 1 + others.len());
+    tally.success();
+    let remaining_ms = deadline
+        .saturating_duration_since(tokio::time::Instant::now())
+        .as_millis() as u64;
+    let mut pending: FuturesUnordered<_> = others
+        .into_iter()
+        .map(|node| {
+            let replicas = replicas.clone();
+            let (key, bytes) = (key.clone(), object_bytes.clone());
+            async move {
+                let result = replicas
+                    .write(&node, &key, &bytes, trace, remaining_ms.max(1))
+                    .await;
+                (node, result)
+            }
+        })
+        .collect();
+    loop {
+        match tally.verdict() {
+            Verdict::Reached => {
+                // The remaining replica writes were sent already; their
+                // answers are not awaited, and the writes still land.
+                finish_in_background(pending, trace);
+                return Ok(new_context);
+            }
+            Verdict::Impossible => {
+                return Err(tally.error("durable acknowledgements", timeout_ms, true))
+            }
+            Verdict::Waiting => {}
+        }
+        match tokio::time::timeout_at(deadline, pending.next()).await {
+            Ok(Some((_, Ok(())))) => tally.success(),
+            Ok(Some((node, Err((kind, detail))))) => tally.failure(node, kind, detail),
+            Ok(None) | Err(_) => {
+                return Err(tally.error("durable acknowledgements", timeout_ms, true))
+            }
+        }
+    }
+}
+
+/// Lets the replica writes that were not needed for the quorum finish,
+/// logging those that fail (anti-entropy will repair them).
+fn finish_in_background<F>(mut pending: FuturesUnordered<F>, trace: u64)
+where
+    F: std::future::Future<Output = (NodeId, Result<(), (ReplicaFailure, String)>)> + 'static,
+{
+    if pending.is_empty() {
+        return;
+    }
+    actix::spawn(async move {
+        while let Some((node, result)) = pending.next().await {
+            if let Err((_, detail)) = result {
+                debug!(req = %format_args!("{trace:x}"), peer = %node, %detail, "replica write after quorum failed");
+            }
+        }
+    });
+}
+
+fn refusal(e: VersionError) -> ClientError {
+    match e {
+        VersionError::TooManySiblings { limit, got } => {
+            warn!(limit, got, "write refused: too many siblings");
+            ClientError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "the write would leave {got} siblings, over the limit of {limit} (siblings_max); \
+                     get the key and write back with its context to resolve them"
+                ),
+            )
+        }
+        other => ClientError::new(ErrorCode::BadRequest, other.to_string()),
+    }
+}
+
+/// Hands a write to `target`, a replica of the key, to coordinate.
+pub async fn forward(
+    replicas: Replicas,
+    target: NodeId,
+    write: ForwardedWrite,
+    trace: u64,
+    timeout_ms: u64,
+) -> Result<Vec<u8>, ClientError> {
+    let call = replicas.bridge.send(CallPeer {
+        node: target.clone(),
+        body: PeerRequest::Coordinate(write),
+        trace,
+        timeout_ms,
+    });
+    match call.await {
+        Ok(Ok(PeerReply::Coordinated { context })) => Ok(context.into_vec()),
+        Ok(Ok(other)) => Err(ClientError::new(
+            ErrorCode::Internal,
+            format!("unexpected reply {other:?}"),
+        )),
+        Ok(Err(PeerCallError::Failed(f))) => {
+            let code = ErrorCode::parse(&f.code).unwrap_or(ErrorCode::Internal);
+            Err(ClientError::new(
+                code,
+                format!("via {target}: {}", f.message),
+            ))
+        }
+        Ok(Err(PeerCallError::Unreachable)) => Err(ClientError::new(
+            ErrorCode::Unavailable,
+            format!("replica {target} became unreachable before the write was handed over"),
+        )),
+        Ok(Err(e)) => Err(ClientError::new(
+            ErrorCode::Timeout,
+            format!("via {target}: {e}"),
+        )),
+        Err(e) => Err(ClientError::new(
+            ErrorCode::Internal,
+            format!("bridge unavailable: {e}"),
+        )),
+    }
+}
+
+/// Builds the peer form of a write.
+pub fn forwarded(
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+    context: Option<Vec<u8>>,
+    w: usize,
+) -> ForwardedWrite {
+    ForwardedWrite {
+        key: ByteBuf::from(key),
+        value: value.map(ByteBuf::from),
+        context: context.map(ByteBuf::from),
+        w,
+    }
+}

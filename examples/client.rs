@@ -1,0 +1,127 @@
+//! The bundled client: put / get / delete / status from the shell.
+//!
+//! ```text
+//! cargo run --example client -- --addr 127.0.0.1:7001 put KEY VALUE [--context HEX]
+//! cargo run --example client -- --addr 127.0.0.1:7001 get KEY
+//! cargo run --example client -- --addr 127.0.0.1:7001 delete KEY [--context HEX]
+//! cargo run --example client -- --addr 127.0.0.1:7001 status
+//! ```
+//!
+//! `get` prints every sibling, numbered, and the context as hex; pass that
+//! hex back with `--context` to overwrite (or delete) exactly what you saw.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use ringkv::client::{Context, RequestOptions};
+use ringkv::Client;
+
+#[derive(Parser, Debug)]
+#[command(about = "Talk to a ringkv node")]
+struct Args {
+    /// A node's client address.
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    addr: String,
+    /// Read quorum for get.
+    #[arg(long)]
+    r: Option<usize>,
+    /// Write quorum for put and delete.
+    #[arg(long)]
+    w: Option<usize>,
+    /// Server-side deadline, in milliseconds.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Write VALUE under KEY.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Context (hex, from an earlier get) whose versions this replaces.
+        #[arg(long)]
+        context: Option<Context>,
+    },
+    /// Print every live sibling of KEY and its context.
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Delete KEY (a tombstone covering --context).
+    Delete {
+        /// The key.
+        key: String,
+        /// Context (hex, from an earlier get) whose versions this deletes.
+        #[arg(long)]
+        context: Option<Context>,
+    },
+    /// Membership as the node sees it.
+    Status,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let client = Client::connect(&args.addr)
+        .await
+        .with_context(|| format!("cannot connect to {}", args.addr))?;
+    let options = RequestOptions {
+        r: args.r,
+        w: args.w,
+        timeout_ms: args.timeout_ms,
+    };
+    match args.command {
+        Cmd::Put {
+            key,
+            value,
+            context,
+        } => {
+            let ctx = client
+                .put_with(key.as_bytes(), value.as_bytes(), context.as_ref(), options)
+                .await?;
+            println!("ok");
+            println!("context: {ctx}");
+        }
+        Cmd::Get { key } => {
+            let found = client.get_with(key.as_bytes(), options).await?;
+            if found.values.is_empty() {
+                println!("(not found)");
+            }
+            for (i, v) in found.values.iter().enumerate() {
+                println!("{}: {}", i + 1, String::from_utf8_lossy(v));
+            }
+            match found.context {
+                Some(ctx) => println!("context: {ctx}"),
+                None => println!("context: (none: never written)"),
+            }
+        }
+        Cmd::Delete { key, context } => {
+            let ctx = client
+                .delete_with(key.as_bytes(), context.as_ref(), options)
+                .await?;
+            println!("deleted");
+            println!("context: {ctx}");
+        }
+        Cmd::Status => {
+            let status = client.status().await?;
+            println!("node {}", status.node);
+            for m in status.members {
+                println!(
+                    "  {} {} peer={} client={} dc={} rack={} ring={:.1}%",
+                    m.id,
+                    m.state,
+                    m.addr,
+                    m.client_addr.unwrap_or_default(),
+                    m.dc,
+                    m.rack.unwrap_or_default(),
+                    m.ring_share.unwrap_or(0.0) * 100.0
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,425 @@
+//! The async Rust client: one TCP connection, many requests in flight
+//! (pipelining), responses matched by id.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ringkv::client::Error> {
+//! let client = ringkv::Client::connect("127.0.0.1:7001").await?;
+//! let context = client.put(b"cart:42", b"apples", None).await?;
+//! let found = client.get(b"cart:42").await?;
+//! assert_eq!(found.values, vec![b"apples".to_vec()]);
+//! // Overwrite what we read: pass its context.
+//! client.put(b"cart:42", b"pears", found.context.as_ref()).await?;
+//! # let _ = context; Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use ringkv_actors::wire::client::{
+    encode_request, map_field, map_str, parse_response, ClientOp, ClientRequest, ErrorCode,
+};
+use ringkv_actors::wire::{FrameCodec, MAX_FRAME_BYTES_DEFAULT};
+use rmpv::Value;
+use tokio::net::{TcpStream, ToSocketAddrs};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+/// Requests queued for the writer task before callers wait.
+const OUTBOX_REQUESTS_MAX: usize = 1024;
+
+/// What can go wrong in a call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The node answered with an error.
+    #[error("{code:?}: {message}")]
+    Server {
+        /// The protocol error code.
+        code: ErrorCode,
+        /// The node's message.
+        message: String,
+    },
+    /// Connecting or the connection failed.
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The connection closed before the answer came.
+    #[error("connection closed")]
+    Closed,
+    /// The node's answer did not follow the protocol.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// No answer within the client-side deadline.
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+}
+
+impl Error {
+    /// The server's error code, if the node answered with one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Error::Server { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// The opaque causal context of a key: hand it back on the next write so it
+/// replaces exactly the versions you saw.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Context(pub Vec<u8>);
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Context({self})")
+    }
+}
+
+impl fmt::Display for Context {
+    /// Hex, as the client example prints it (and accepts with `--context`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Context {
+    type Err = String;
+
+    fn from_str(hex: &str) -> Result<Self, String> {
+        if !hex.len().is_multiple_of(2) {
+            return Err("a context is an even number of hex digits".into());
+        }
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| {
+                hex.get(i..i + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                    .ok_or_else(|| format!("not hex at position {i}"))
+            })
+            .collect::<Result<Vec<u8>, String>>()
+            .map(Context)
+    }
+}
+
+/// What a get found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    /// Every live sibling: one value normally, several after concurrent
+    /// writes, none when the key is absent or deleted.
+    pub values: Vec<Vec<u8>>,
+    /// Covers every version seen; `None` when the key was never written.
+    pub context: Option<Context>,
+}
+
+impl Found {
+    /// Reconciles siblings with `merge` (called only when there are two or
+    /// more) and returns the value to write back with [`Found::context`].
+    /// `None` when there is nothing live.
+    pub fn resolve(&self, merge: impl FnOnce(&[Vec<u8>]) -> Vec<u8>) -> Option<Vec<u8>> {
+        match self.values.as_slice() {
+            [] => None,
+            [one] => Some(one.clone()),
+            many => Some(merge(many)),
+        }
+    }
+}
+
+/// One member in a status answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Member {
+    /// Node id.
+    pub id: String,
+    /// Peer address.
+    pub addr: String,
+    /// Client address (if the node reports it).
+    pub client_addr: Option<String>,
+    /// Data center.
+    pub dc: String,
+    /// Rack (if reported).
+    pub rack: Option<String>,
+    /// `alive`, `suspect`, `down` or `left`.
+    pub state: String,
+    /// Share of the ring (if reported).
+    pub ring_share: Option<f64>,
+}
+
+/// A status answer.
+#[derive(Clone, Debug)]
+pub struct Status {
+    /// The answering node.
+    pub node: String,
+    /// Every member it knows.
+    pub members: Vec<Member>,
+    /// The whole answer, for keys this client does not know.
+    pub raw: Value,
+}
+
+/// Per-request options.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestOptions {
+    /// Read quorum for a get.
+    pub r: Option<usize>,
+    /// Write quorum for a put or delete.
+    pub w: Option<usize>,
+    /// Server-side deadline, in milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, Error>>>>>;
+
+/// A connection to one node. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct Client {
+    outbox: mpsc::Sender<Bytes>,
+    waiters: Waiters,
+    next_id: Arc<AtomicU64>,
+    /// Client-side wait limit per call (the server has its own deadline).
+    wait: Duration,
+}
+
+impl Client {
+    /// Connects to a node's client address.
+    pub async fn connect(addr: impl ToSocketAddrs) -> Result<Client, Error> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (read, write) = stream.into_split();
+        let codec = FrameCodec::new(MAX_FRAME_BYTES_DEFAULT * 2);
+        let waiters: Waiters = Arc::default();
+        let (outbox, mut outgoing) = mpsc::channel::<Bytes>(OUTBOX_REQUESTS_MAX);
+        let mut sink = FramedWrite::new(write, codec.clone());
+        tokio::spawn(async move {
+            while let Some(frame) = outgoing.recv().await {
+                if sink.send(frame).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut frames = FramedRead::new(read, codec);
+        let reader_waiters = waiters.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(frame)) = frames.next().await {
+                let Ok((id, result)) = parse_response(&frame) else {
+                    continue;
+                };
+                let waiter = reader_waiters.lock().ok().and_then(|mut w| w.remove(&id));
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(result.map_err(|e| Error::Server {
+                        code: e.code,
+                        message: e.message,
+                    }));
+                }
+            }
+            // Connection gone: fail whoever still waits.
+            if let Ok(mut w) = reader_waiters.lock() {
+                w.clear();
+            }
+        });
+        Ok(Client {
+            outbox,
+            waiters,
+            next_id: Arc::new(AtomicU64::new(1)),
+            wait: Duration::from_secs(30),
+        })
+    }
+
+    /// Sets the client-side wait limit per call (default 30 s).
+    pub fn with_wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    async fn call(&self, op: ClientOp, timeout_ms: Option<u64>) -> Result<Value, Error> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_request(&ClientRequest { id, op, timeout_ms });
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .map_err(|_| Error::Closed)?
+            .insert(id, tx);
+        if self.outbox.send(Bytes::from(frame)).await.is_err() {
+            return Err(Error::Closed);
+        }
+        match tokio::time::timeout(self.wait, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::Closed),
+            Err(_) => {
+                if let Ok(mut w) = self.waiters.lock() {
+                    w.remove(&id);
+                }
+                Err(Error::TimedOut(self.wait))
+            }
+        }
+    }
+
+    /// Liveness check; answers the node's id.
+    pub async fn ping(&self) -> Result<String, Error> {
+        let body = self.call(ClientOp::Ping, None).await?;
+        map_str(&body, "node").ok_or_else(|| Error::Protocol("ping answer has no `node`".into()))
+    }
+
+    /// Reads every live sibling of `key` with the node's default R.
+    pub async fn get(&self, key: &[u8]) -> Result<Found, Error> {
+        self.get_with(key, RequestOptions::default()).await
+    }
+
+    /// Reads with options.
+    pub async fn get_with(&self, key: &[u8], options: RequestOptions) -> Result<Found, Error> {
+        let op = ClientOp::Get {
+            key: key.to_vec(),
+            r: options.r,
+        };
+        let body = self.call(op, options.timeout_ms).await?;
+        let values = match map_field(&body, "values") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::Binary(b) => Ok(b.clone()),
+                    _ => Err(Error::Protocol("a value is not bin".into())),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => return Err(Error::Protocol("get answer has no `values` array".into())),
+        };
+        Ok(Found {
+            values,
+            context: context_of(&body)?,
+        })
+    }
+
+    /// Writes `value`; with `context`, it replaces the versions that context
+    /// covers. Answers the new version's context.
+    pub async fn put(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        context: Option<&Context>,
+    ) -> Result<Context, Error> {
+        self.put_with(key, value, context, RequestOptions::default())
+            .await
+    }
+
+    /// Writes with options.
+    pub async fn put_with(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        context: Option<&Context>,
+        options: RequestOptions,
+    ) -> Result<Context, Error> {
+        let op = ClientOp::Put {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            context: context.map(|c| c.0.clone()),
+            w: options.w,
+        };
+        self.write(op, options.timeout_ms).await
+    }
+
+    /// Deletes (writes a tombstone covering `context`).
+    pub async fn delete(&self, key: &[u8], context: Option<&Context>) -> Result<Context, Error> {
+        self.delete_with(key, context, RequestOptions::default())
+            .await
+    }
+
+    /// Deletes with options.
+    pub async fn delete_with(
+        &self,
+        key: &[u8],
+        context: Option<&Context>,
+        options: RequestOptions,
+    ) -> Result<Context, Error> {
+        let op = ClientOp::Delete {
+            key: key.to_vec(),
+            context: context.map(|c| c.0.clone()),
+            w: options.w,
+        };
+        self.write(op, options.timeout_ms).await
+    }
+
+    async fn write(&self, op: ClientOp, timeout_ms: Option<u64>) -> Result<Context, Error> {
+        let body = self.call(op, timeout_ms).await?;
+        context_of(&body)?.ok_or_else(|| Error::Protocol("write answer has no `context`".into()))
+    }
+
+    /// Membership as the node sees it.
+    pub async fn status(&self) -> Result<Status, Error> {
+        let body = self.call(ClientOp::Status, None).await?;
+        let node =
+            map_str(&body, "node").ok_or_else(|| Error::Protocol("status has no `node`".into()))?;
+        let members = match map_field(&body, "members") {
+            Some(Value::Array(items)) => {
+                items.iter().map(member_of).collect::<Result<Vec<_>, _>>()?
+            }
+            _ => return Err(Error::Protocol("status has no `members` array".into())),
+        };
+        Ok(Status {
+            node,
+            members,
+            raw: body,
+        })
+    }
+}
+
+fn context_of(body: &Value) -> Result<Option<Context>, Error> {
+    match map_field(body, "context") {
+        None | Some(Value::Nil) => Ok(None),
+        Some(Value::Binary(b)) => Ok(Some(Context(b.clone()))),
+        Some(_) => Err(Error::Protocol("`context` is not bin".into())),
+    }
+}
+
+fn member_of(v: &Value) -> Result<Member, Error> {
+    let need =
+        |k: &str| map_str(v, k).ok_or_else(|| Error::Protocol(format!("member has no `{k}`")));
+    Ok(Member {
+        id: need("id")?,
+        addr: need("addr")?,
+        client_addr: map_str(v, "client_addr"),
+        dc: need("dc")?,
+        rack: map_str(v, "rack"),
+        state: need("state")?,
+        ring_share: map_field(v, "ring_share").and_then(Value::as_f64),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_hex_round_trip() {
+        let c = Context(vec![0x01, 0xab, 0xff]);
+        assert_eq!(c.to_string(), "01abff");
+        assert_eq!("01abff".parse::<Context>().unwrap(), c);
+        assert!("abc".parse::<Context>().is_err());
+        assert!("zz".parse::<Context>().is_err());
+    }
+
+    #[test]
+    fn resolve_calls_merge_only_for_siblings() {
+        let one = Found {
+            values: vec![b"a".to_vec()],
+            context: None,
+        };
+        assert_eq!(
+            one.resolve(|_| panic!("no merge for one value")),
+            Some(b"a".to_vec())
+        );
+        let two = Found {
+            values: vec![b"a".to_vec(), b"b".to_vec()],
+            context: None,
+        };
+        assert_eq!(two.resolve(|vs| vs.concat()), Some(b"ab".to_vec()));
+        let none = Found {
+            values: vec![],
+            context: None,
+        };
+        assert_eq!(none.resolve(|vs| vs.concat()), None);
+    }
+}

@@ -1,0 +1,455 @@
+//! `NodeConfig`: every setting of a node, from flags and an optional TOML
+//! file with the same key names (`--request-timeout-ms` is
+//! `request_timeout_ms` or `request-timeout-ms` in the file; flags win),
+//! validated once at start-up with a message that names the setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use ringkv_actors::conflict_resolver::{
+    VersionLimits, SIBLINGS_MAX_DEFAULT, VCLOCK_ENTRIES_MAX_DEFAULT, VCLOCK_PRUNE_AGE_S_DEFAULT,
+};
+use ringkv_actors::ring::VNODES_PER_WEIGHT_DEFAULT;
+use ringkv_actors::wire::client::{MAX_KEY_BYTES_DEFAULT, MAX_VALUE_BYTES_DEFAULT};
+use ringkv_actors::wire::MAX_FRAME_BYTES_DEFAULT;
+use ringkv_actors::NodeId;
+use serde::Deserialize;
+
+/// Largest replication factor accepted: preference lists are walked per
+/// request, and more than 16 copies of a key is a configuration mistake.
+pub const REPLICAS_MAX: usize = 16;
+/// Longest request deadline accepted, in milliseconds (10 minutes).
+pub const REQUEST_TIMEOUT_MS_MAX: u64 = 600_000;
+
+/// Where a node keeps its data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// The durable append-only log (default until the LSM engine lands).
+    Log,
+    /// In memory only: everything is lost when the process stops.
+    Memory,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of `ringkv node`; each also a key of the `--config` file.
+#[derive(Args, Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeArgs {
+    /// TOML file with any of these settings (same names, `-` or `_`); flags win.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// This node's unique, stable id (letters, digits, '-', '_', '.').
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Name of the cluster; peers with another name are refused. Default "ringkv".
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Address for node-to-node traffic, e.g. 127.0.0.1:7101.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Address for clients, e.g. 127.0.0.1:7001.
+    #[arg(long, value_name = "ADDR")]
+    pub client_listen: Option<SocketAddr>,
+    /// Directory for this node's data (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Peer addresses of other nodes to connect to, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "ADDR,...")]
+    pub seeds: Option<Vec<SocketAddr>>,
+    /// Replicas per key (N). Default 3.
+    #[arg(long)]
+    pub n: Option<usize>,
+    /// Default read quorum (R), 1..=N. Default 2.
+    #[arg(long)]
+    pub r: Option<usize>,
+    /// Default write quorum (W), 1..=N. Default 2.
+    #[arg(long)]
+    pub w: Option<usize>,
+    /// Data center of this node (replicas are spread across DCs). Default "dc1".
+    #[arg(long)]
+    pub dc: Option<String>,
+    /// Rack of this node (replicas are spread across racks). Default "r1".
+    #[arg(long)]
+    pub rack: Option<String>,
+    /// Capacity weight: this node gets weight x vnodes ring positions. Default 1.
+    #[arg(long)]
+    pub weight: Option<u32>,
+    /// Virtual nodes per unit of weight. Default 128.
+    #[arg(long)]
+    pub vnodes: Option<u32>,
+    /// Storage backend: log (durable) or memory (lost on exit). Default log.
+    #[arg(long, value_enum)]
+    pub storage: Option<StorageKind>,
+    /// Log format: pretty or json. Default pretty.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Default deadline of a client request, in milliseconds. Default 2000.
+    #[arg(long, value_name = "MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// Largest frame accepted from a client, in bytes. Default 4 MiB.
+    #[arg(long, value_name = "BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// Largest key, in bytes. Default 1 KiB.
+    #[arg(long, value_name = "BYTES")]
+    pub max_key_bytes: Option<usize>,
+    /// Largest value, in bytes. Default 1 MiB.
+    #[arg(long, value_name = "BYTES")]
+    pub max_value_bytes: Option<usize>,
+    /// Most siblings a key may hold; writes beyond are refused. Default 100.
+    #[arg(long)]
+    pub siblings_max: Option<usize>,
+    /// Clock entries before old ones are pruned. Default 50.
+    #[arg(long)]
+    pub vclock_entries_max: Option<usize>,
+    /// Age before a clock entry may be pruned, in seconds. Default 86400.
+    #[arg(long, value_name = "S")]
+    pub vclock_prune_age_s: Option<u64>,
+    /// Requests one client connection may have in flight. Default 1024.
+    #[arg(long)]
+    pub client_inflight_max: Option<usize>,
+    /// Open client connections. Default 4096.
+    #[arg(long)]
+    pub client_connections_max: Option<usize>,
+    /// Storage requests queued before new ones are refused. Default 4096.
+    #[arg(long)]
+    pub storage_queue_max: Option<usize>,
+}
+
+/// A validated node configuration.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Node id.
+    pub id: NodeId,
+    /// Cluster name.
+    pub cluster: String,
+    /// Peer listen address.
+    pub listen: SocketAddr,
+    /// Client listen address.
+    pub client_listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Seeds.
+    pub seeds: Vec<SocketAddr>,
+    /// N.
+    pub n: usize,
+    /// Default R.
+    pub r: usize,
+    /// Default W.
+    pub w: usize,
+    /// Data center.
+    pub dc: String,
+    /// Rack.
+    pub rack: String,
+    /// Capacity weight.
+    pub weight: u32,
+    /// Virtual nodes per unit of weight.
+    pub vnodes: u32,
+    /// Storage backend.
+    pub storage: StorageKind,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Default request deadline, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Largest client frame, in bytes.
+    pub max_frame_bytes: usize,
+    /// Largest key, in bytes.
+    pub max_key_bytes: usize,
+    /// Largest value, in bytes.
+    pub max_value_bytes: usize,
+    /// Sibling and clock limits.
+    pub version_limits: VersionLimits,
+    /// Requests per client connection.
+    pub client_inflight_max: usize,
+    /// Client connections.
+    pub client_connections_max: usize,
+    /// Storage queue.
+    pub storage_queue_max: usize,
+}
+
+impl NodeArgs {
+    /// Reads the `--config` file (if any) under these flags.
+    pub fn with_file(self) -> Result<NodeArgs, String> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let file = read_file(&path)?;
+        Ok(self.over(file))
+    }
+
+    /// Flags (`self`) win over `file`.
+    fn over(self, file: NodeArgs) -> NodeArgs {
+        macro_rules! pick {
+            ($($f:ident),*) => { NodeArgs { config: self.config, $($f: self.$f.or(file.$f)),* } };
+        }
+        pick!(
+            id,
+            cluster,
+            listen,
+            client_listen,
+            data_dir,
+            seeds,
+            n,
+            r,
+            w,
+            dc,
+            rack,
+            weight,
+            vnodes,
+            storage,
+            log_format,
+            request_timeout_ms,
+            max_frame_bytes,
+            max_key_bytes,
+            max_value_bytes,
+            siblings_max,
+            vclock_entries_max,
+            vclock_prune_age_s,
+            client_inflight_max,
+            client_connections_max,
+            storage_queue_max
+        )
+    }
+
+    /// Validates and fills defaults.
+    pub fn validate(self) -> Result<NodeConfig, String> {
+        let id = NodeId::new(
+            self.id
+                .ok_or("--id is required (a unique name for this node)")?,
+        )
+        .map_err(|e| format!("--id: {e}"))?;
+        let listen = self
+            .listen
+            .ok_or("--listen is required (the node-to-node address)")?;
+        let client_listen = self
+            .client_listen
+            .ok_or("--client-listen is required (the address clients connect to)")?;
+        if listen == client_listen {
+            return Err(format!(
+                "--listen and --client-listen must differ (both {listen})"
+            ));
+        }
+        let data_dir = self.data_dir.ok_or("--data-dir is required")?;
+        let n = self.n.unwrap_or(3);
+        if !(1..=REPLICAS_MAX).contains(&n) {
+            return Err(format!("--n must be in 1..={REPLICAS_MAX}, got {n}"));
+        }
+        let r = self.r.unwrap_or(2.min(n));
+        let w = self.w.unwrap_or(2.min(n));
+        for (name, q) in [("--r", r), ("--w", w)] {
+            if !(1..=n).contains(&q) {
+                return Err(format!("{name} must be in 1..=N ({n}), got {q}"));
+            }
+        }
+        let weight = self.weight.unwrap_or(1);
+        if !(1..=1000).contains(&weight) {
+            return Err(format!("--weight must be in 1..=1000, got {weight}"));
+        }
+        let vnodes = self.vnodes.unwrap_or(VNODES_PER_WEIGHT_DEFAULT);
+        if !(1..=4096).contains(&vnodes) {
+            return Err(format!("--vnodes must be in 1..=4096, got {vnodes}"));
+        }
+        let request_timeout_ms = positive("--request-timeout-ms", self.request_timeout_ms, 2000)?;
+        if request_timeout_ms > REQUEST_TIMEOUT_MS_MAX {
+            return Err(format!(
+                "--request-timeout-ms must be at most {REQUEST_TIMEOUT_MS_MAX}"
+            ));
+        }
+        let max_frame_bytes = positive(
+            "--max-frame-bytes",
+            self.max_frame_bytes,
+            MAX_FRAME_BYTES_DEFAULT,
+        )?;
+        if max_frame_bytes > u32::MAX as usize {
+            return Err("--max-frame-bytes must fit the 4-byte length prefix".into());
+        }
+        let max_key_bytes = positive("--max-key-bytes", self.max_key_bytes, MAX_KEY_BYTES_DEFAULT)?;
+        let max_value_bytes = positive(
+            "--max-value-bytes",
+            self.max_value_bytes,
+            MAX_VALUE_BYTES_DEFAULT,
+        )?;
+        if max_key_bytes + max_value_bytes + 1024 > max_frame_bytes {
+            return Err(format!(
+                "--max-frame-bytes ({max_frame_bytes}) must leave room for a key ({max_key_bytes}) \
+                 and a value ({max_value_bytes}) plus 1 KiB of request fields"
+            ));
+        }
+        let version_limits = VersionLimits {
+            siblings_max: positive("--siblings-max", self.siblings_max, SIBLINGS_MAX_DEFAULT)?,
+            vclock_entries_max: positive(
+                "--vclock-entries-max",
+                self.vclock_entries_max,
+                VCLOCK_ENTRIES_MAX_DEFAULT,
+            )?,
+            vclock_prune_age_s: self
+                .vclock_prune_age_s
+                .unwrap_or(VCLOCK_PRUNE_AGE_S_DEFAULT),
+        };
+        Ok(NodeConfig {
+            id,
+            cluster: self.cluster.unwrap_or_else(|| "ringkv".into()),
+            listen,
+            client_listen,
+            data_dir,
+            seeds: self.seeds.unwrap_or_default(),
+            n,
+            r,
+            w,
+            dc: self.dc.unwrap_or_else(|| "dc1".into()),
+            rack: self.rack.unwrap_or_else(|| "r1".into()),
+            weight,
+            vnodes,
+            storage: self.storage.unwrap_or(StorageKind::Log),
+            log_format: self.log_format.unwrap_or(LogFormat::Pretty),
+            request_timeout_ms,
+            max_frame_bytes,
+            max_key_bytes,
+            max_value_bytes,
+            version_limits,
+            client_inflight_max: positive("--client-inflight-max", self.client_inflight_max, 1024)?,
+            client_connections_max: positive(
+                "--client-connections-max",
+                self.client_connections_max,
+                4096,
+            )?,
+            storage_queue_max: positive("--storage-queue-max", self.storage_queue_max, 4096)?,
+        })
+    }
+}
+
+fn positive<T: PartialOrd + Default + Copy + std::fmt::Display>(
+    name: &str,
+    value: Option<T>,
+    default: T,
+) -> Result<T, String> {
+    let v = value.unwrap_or(default);
+    if v <= T::default() {
+        return Err(format!("{name} must be greater than 0, got {v}"));
+    }
+    Ok(v)
+}
+
+fn read_file(path: &Path) -> Result<NodeArgs, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("--config {}: not valid TOML: {e}", path.display()))?;
+    // Accept `client-listen` as well as `client_listen`.
+    let table: toml::Table = table
+        .into_iter()
+        .map(|(k, v)| (k.replace('-', "_"), v))
+        .collect();
+    table
+        .try_into()
+        .map_err(|e| format!("--config {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn base() -> NodeArgs {
+        NodeArgs {
+            id: Some("n1".into()),
+            listen: Some("127.0.0.1:7101".parse().unwrap()),
+            client_listen: Some("127.0.0.1:7001".parse().unwrap()),
+            data_dir: Some("/tmp/x".into()),
+            ..NodeArgs::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_n3_r2_w2() {
+        let c = base().validate().unwrap();
+        assert_eq!((c.n, c.r, c.w), (3, 2, 2));
+        assert_eq!(c.storage, StorageKind::Log);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let cases: Vec<(NodeArgs, &str)> = vec![
+            (NodeArgs { id: None, ..base() }, "--id"),
+            (
+                NodeArgs {
+                    r: Some(4),
+                    ..base()
+                },
+                "--r",
+            ),
+            (
+                NodeArgs {
+                    n: Some(0),
+                    ..base()
+                },
+                "--n",
+            ),
+            (
+                NodeArgs {
+                    request_timeout_ms: Some(0),
+                    ..base()
+                },
+                "--request-timeout-ms",
+            ),
+            (
+                NodeArgs {
+                    max_frame_bytes: Some(100),
+                    ..base()
+                },
+                "--max-frame-bytes",
+            ),
+            (
+                NodeArgs {
+                    id: Some("bad id".into()),
+                    ..base()
+                },
+                "--id",
+            ),
+        ];
+        for (args, needle) in cases {
+            let e = args.validate().unwrap_err();
+            assert!(e.contains(needle), "{e:?} should name {needle}");
+        }
+    }
+
+    #[test]
+    fn file_keys_take_either_spelling_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ringkv.toml");
+        std::fs::write(
+            &path,
+            "id = \"fromfile\"\nclient-listen = \"127.0.0.1:9\"\nrequest_timeout_ms = 77\nn = 5\n",
+        )
+        .unwrap();
+        let flags = NodeArgs {
+            config: Some(path.clone()),
+            id: Some("fromflag".into()),
+            ..NodeArgs::default()
+        };
+        let merged = flags.with_file().unwrap();
+        assert_eq!(merged.id.as_deref(), Some("fromflag"));
+        assert_eq!(merged.client_listen, Some("127.0.0.1:9".parse().unwrap()));
+        assert_eq!(merged.request_timeout_ms, Some(77));
+        std::fs::write(&path, "no_such_setting = 1\n").unwrap();
+        let e = NodeArgs {
+            config: Some(path),
+            ..NodeArgs::default()
+        }
+        .with_file()
+        .unwrap_err();
+        assert!(e.contains("no_such_setting"), "{e}");
+    }
+}

@@ -1,0 +1,124 @@
+//! `ringkv dev`: a local cluster in one command. Starts `--nodes` node
+//! processes (this same binary) on loopback, each seeded with all the others,
+//! prints where to reach them, and stops them all on Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+
+use clap::Args;
+
+/// Flags of `ringkv dev`.
+#[derive(Args, Debug, Clone)]
+pub struct DevArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u16,
+    /// Parent directory of the nodes' data dirs (one sub-directory each).
+    #[arg(long, default_value = "./ringkv-data")]
+    pub data_dir: PathBuf,
+    /// First client port; node i listens for clients on base+i-1.
+    #[arg(long, default_value_t = 7001)]
+    pub client_port: u16,
+    /// First peer port; node i listens for peers on base+i-1.
+    #[arg(long, default_value_t = 7101)]
+    pub peer_port: u16,
+    /// Loopback address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Replicas per key.
+    #[arg(long, default_value_t = 3)]
+    pub n: usize,
+    /// Default read quorum.
+    #[arg(long, default_value_t = 2)]
+    pub r: usize,
+    /// Default write quorum.
+    #[arg(long, default_value_t = 2)]
+    pub w: usize,
+    /// Extra flags passed to every node (e.g. `--extra=--storage=memory`).
+    #[arg(long, allow_hyphen_values = true)]
+    pub extra: Vec<String>,
+}
+
+/// One planned node.
+pub struct DevNode {
+    /// Node id.
+    pub id: String,
+    /// Client address.
+    pub client: SocketAddr,
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// Data dir.
+    pub data_dir: PathBuf,
+}
+
+/// The nodes `args` describes.
+pub fn plan(args: &DevArgs) -> Result<Vec<DevNode>, String> {
+    if args.nodes == 0 || args.nodes > 64 {
+        return Err(format!("--nodes must be in 1..=64, got {}", args.nodes));
+    }
+    if args.n > args.nodes as usize {
+        return Err(format!(
+            "--n ({}) cannot exceed --nodes ({})",
+            args.n, args.nodes
+        ));
+    }
+    Ok((0..args.nodes)
+        .map(|i| DevNode {
+            id: format!("n{}", i + 1),
+            client: SocketAddr::new(args.host, args.client_port + i),
+            peer: SocketAddr::new(args.host, args.peer_port + i),
+            data_dir: args.data_dir.join(format!("n{}", i + 1)),
+        })
+        .collect())
+}
+
+/// Starts every node process.
+pub fn spawn(args: &DevArgs, nodes: &[DevNode]) -> Result<Vec<Child>, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the ringkv binary: {e}"))?;
+    let mut children = Vec::new();
+    for node in nodes {
+        let seeds: Vec<String> = nodes
+            .iter()
+            .filter(|o| o.id != node.id)
+            .map(|o| o.peer.to_string())
+            .collect();
+        let mut cmd = Command::new(&exe);
+        cmd.arg("node")
+            .args(["--id", &node.id])
+            .args(["--listen", &node.peer.to_string()])
+            .args(["--client-listen", &node.client.to_string()])
+            .args(["--data-dir", &node.data_dir.display().to_string()])
+            .args([
+                "--n",
+                &args.n.to_string(),
+                "--r",
+                &args.r.to_string(),
+                "--w",
+                &args.w.to_string(),
+            ])
+            .args(&args.extra);
+        if !seeds.is_empty() {
+            cmd.args(["--seeds", &seeds.join(",")]);
+        }
+        match cmd.spawn() {
+            Ok(child) => children.push(child),
+            Err(e) => {
+                stop(&mut children);
+                return Err(format!("cannot start node {}: {e}", node.id));
+            }
+        }
+    }
+    Ok(children)
+}
+
+/// Stops every child (SIGTERM, then waits).
+pub fn stop(children: &mut [Child]) {
+    for child in children.iter_mut() {
+        // SIGTERM lets the node stop cleanly; kill() would be SIGKILL.
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+    }
+    for child in children.iter_mut() {
+        let _ = child.wait();
+    }
+}

@@ -1,0 +1,21 @@
+//! Logging: `tracing` lines, pretty or JSON, filtered by `RUST_LOG`
+//! (default `info`). Every actor logs inside a span carrying `node` and
+//! `actor`, and request handling carries `req`, so one grep follows a request.
+
+use tracing_subscriber::{fmt, EnvFilter};
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber (once; later calls are ignored).
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+        LogFormat::Pretty => builder.with_target(false).try_init(),
+    };
+}

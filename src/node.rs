@@ -1,0 +1,308 @@
+//! Builds one node: opens its listeners and storage, starts every actor and
+//! hands each its collaborators. Nothing here reaches for a global
+//! (`System::current()` and the like): the network, the clock and the
+//! storage engine come in through [`NodeEnv`], so the same code runs over
+//! real sockets and inside the turmoil simulation.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use ringkv_actors::bridge::{Bridge, BridgeOptions, Dial};
+use ringkv_actors::client_api::{ClientApi, ClientApiOptions};
+use ringkv_actors::conflict_resolver::ConflictResolver;
+use ringkv_actors::failure_detector::{FailureDetector, FailureDetectorOptions, Subscribe};
+use ringkv_actors::net::{SharedClock, SharedNet};
+use ringkv_actors::repair::{Repair, RepairOptions};
+use ringkv_actors::replicator::{Replicas, ReplicationOptions, Replicator};
+use ringkv_actors::storage::{Engine, LogEngine, MemoryEngine, Storage, StorageOptions};
+use ringkv_actors::wire::client::RequestLimits;
+use ringkv_actors::wire::peer::MemberInfo;
+use tracing::info;
+
+use crate::config::{NodeConfig, StorageKind};
+
+/// File in the data dir naming the node that owns it.
+const NODE_ID_FILE: &str = "NODE_ID";
+/// File in the data dir holding the known members.
+const MEMBERS_FILE: &str = "members.mpk";
+/// Lock file that keeps two processes off one data dir.
+const LOCK_FILE: &str = "LOCK";
+
+/// What a node needs from the world.
+pub struct NodeEnv {
+    /// Sockets.
+    pub net: SharedNet,
+    /// Wall time.
+    pub clock: SharedClock,
+    /// The storage engine.
+    pub engine: Arc<dyn Engine>,
+    /// Where membership is kept across restarts (`None`: not kept).
+    pub members_file: Option<PathBuf>,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Which listener.
+        what: &'static str,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The data dir could not be used.
+    #[error("data dir {dir}: {reason}")]
+    DataDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The storage engine failed to open.
+    #[error("storage: {0}")]
+    Storage(#[from] ringkv_actors::storage::StorageError),
+}
+
+/// A started node.
+pub struct RunningNode {
+    /// Where clients connect (the bound address: useful with port 0).
+    pub client_addr: SocketAddr,
+    /// Where peers connect.
+    pub peer_addr: SocketAddr,
+    /// Held for the node's lifetime: the data dir lock (released on drop).
+    _lock: Option<File>,
+}
+
+/// Opens the data dir (lock, owner check) and the configured engine.
+pub fn open_storage(config: &NodeConfig) -> Result<(NodeEnvParts, Option<File>), NodeError> {
+    if config.storage == StorageKind::Memory {
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::default());
+        return Ok((
+            NodeEnvParts {
+                engine,
+                members_file: None,
+            },
+            None,
+        ));
+    }
+    let dir = &config.data_dir;
+    let data_err = |reason: String| NodeError::DataDir {
+        dir: dir.clone(),
+        reason,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| data_err(format!("cannot create: {e}")))?;
+    let lock = File::create(dir.join(LOCK_FILE))
+        .map_err(|e| data_err(format!("cannot create lock file: {e}")))?;
+    lock.try_lock()
+        .map_err(|_| data_err("in use by another ringkv process (LOCK is held)".into()))?;
+    check_owner(dir, config.id.as_str()).map_err(data_err)?;
+    let engine: Arc<dyn Engine> = Arc::new(LogEngine::open(dir)?);
+    let members_file = Some(dir.join(MEMBERS_FILE));
+    Ok((
+        NodeEnvParts {
+            engine,
+            members_file,
+        },
+        Some(lock),
+    ))
+}
+
+/// The storage half of a [`NodeEnv`].
+pub struct NodeEnvParts {
+    /// The engine.
+    pub engine: Arc<dyn Engine>,
+    /// The membership file.
+    pub members_file: Option<PathBuf>,
+}
+
+/// A data dir belongs to one node id for life: restarting it under another
+/// id would mint versions under a name whose history it does not hold.
+fn check_owner(dir: &Path, id: &str) -> Result<(), String> {
+    let path = dir.join(NODE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(owner) if owner.trim() == id => Ok(()),
+        Ok(owner) => Err(format!("belongs to node {:?}, not {id:?}", owner.trim())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&path, id).map_err(|e| format!("cannot write {NODE_ID_FILE}: {e}"))
+        }
+        Err(e) => Err(format!("cannot read {NODE_ID_FILE}: {e}")),
+    }
+}
+
+/// Starts every actor of a node on the current arbiter.
+pub async fn start(
+    config: &NodeConfig,
+    env: NodeEnv,
+    lock: Option<File>,
+) -> Result<RunningNode, NodeError> {
+    let peer_listener = env
+        .net
+        .bind(config.listen)
+        .await
+        .map_err(|source| NodeError::Bind {
+            addr: config.listen,
+            what: "--listen",
+            source,
+        })?;
+    let client_listener =
+        env.net
+            .bind(config.client_listen)
+            .await
+            .map_err(|source| NodeError::Bind {
+                addr: config.client_listen,
+                what: "--client-listen",
+                source,
+            })?;
+    let peer_addr = peer_listener.local_addr().unwrap_or(config.listen);
+    let client_addr = client_listener.local_addr().unwrap_or(config.client_listen);
+    let own = MemberInfo {
+        id: config.id.clone(),
+        peer_addr: peer_addr.to_string(),
+        client_addr: client_addr.to_string(),
+        dc: config.dc.clone(),
+        rack: config.rack.clone(),
+        weight: config.weight,
+    };
+    let known = match &env.members_file {
+        Some(path) => FailureDetector::load_members(path).map_err(|reason| NodeError::DataDir {
+            dir: config.data_dir.clone(),
+            reason,
+        })?,
+        None => Vec::new(),
+    };
+    let mut dial: Vec<SocketAddr> = config.seeds.clone();
+    dial.extend(
+        known
+            .iter()
+            .filter_map(|m| m.peer_addr.parse::<SocketAddr>().ok()),
+    );
+    dial.retain(|a| *a != peer_addr);
+    dial.sort();
+    dial.dedup();
+
+    let storage_options = StorageOptions {
+        storage_queue_max: config.storage_queue_max,
+        ..StorageOptions::default()
+    };
+    let storage = Storage::new(&config.id, env.engine, storage_options)
+        .map_err(|e| NodeError::DataDir {
+            dir: config.data_dir.clone(),
+            reason: format!("cannot start storage threads: {e}"),
+        })?
+        .start();
+    let status_extra = vec![
+        ("n".to_string(), rmpv::Value::from(config.n as u64)),
+        ("r".to_string(), rmpv::Value::from(config.r as u64)),
+        ("w".to_string(), rmpv::Value::from(config.w as u64)),
+        (
+            "cluster".to_string(),
+            rmpv::Value::from(config.cluster.as_str()),
+        ),
+    ];
+    let failure_detector = FailureDetector::new(
+        own.clone(),
+        known.clone(),
+        FailureDetectorOptions {
+            vnodes_per_weight: config.vnodes,
+            members_file: env.members_file.clone(),
+            status_extra,
+        },
+    )
+    .start();
+
+    // The Bridge and the Replicator need each other: create the Bridge's
+    // context first so its address exists before it runs.
+    let bridge_context = Context::<Bridge>::new();
+    let bridge_addr = bridge_context.address();
+    let replicas = Replicas {
+        own: config.id.clone(),
+        storage: storage.clone(),
+        bridge: bridge_addr.clone(),
+    };
+    let resolver = ConflictResolver::new(&config.id).start();
+    let repair = Repair::new(
+        replicas.clone(),
+        RepairOptions {
+            read_repair_inflight_max: 1024,
+            repair_timeout_ms: config.request_timeout_ms,
+        },
+    )
+    .start();
+    let replicator = Replicator::new(
+        config.id.clone(),
+        ReplicationOptions {
+            n: config.n,
+            r: config.r,
+            w: config.w,
+            request_timeout_ms: config.request_timeout_ms,
+            limits: config.version_limits.clone(),
+        },
+        storage,
+        bridge_addr.clone(),
+        resolver,
+        repair.clone(),
+        env.clock.clone(),
+    )
+    .start();
+    let bridge_options = BridgeOptions {
+        // A peer frame carries one value plus its siblings and clock.
+        max_frame_bytes: config.max_frame_bytes.saturating_mul(2),
+        ..BridgeOptions::default()
+    };
+    bridge_context.run(Bridge::new(
+        own.clone(),
+        config.cluster.clone(),
+        env.net.clone(),
+        bridge_options,
+        peer_listener,
+        replicator.clone().recipient(),
+        failure_detector.clone().recipient(),
+    ));
+    failure_detector.do_send(Subscribe(replicator.clone().recipient()));
+    failure_detector.do_send(Subscribe(repair.recipient()));
+    for addr in &dial {
+        bridge_addr.do_send(Dial { addr: *addr });
+    }
+    ClientApi::new(
+        config.id.clone(),
+        ClientApiOptions {
+            max_frame_bytes: config.max_frame_bytes,
+            limits: RequestLimits {
+                max_key_bytes: config.max_key_bytes,
+                max_value_bytes: config.max_value_bytes,
+                replicas: config.n,
+            },
+            client_inflight_max: config.client_inflight_max,
+            client_connections_max: config.client_connections_max,
+        },
+        client_listener,
+        replicator,
+        failure_detector,
+    )
+    .start();
+    let span = tracing::info_span!("node", node = %config.id, actor = "node");
+    let _span = span.enter();
+    info!(
+        id = %config.id,
+        cluster = %config.cluster,
+        peer_addr = %peer_addr,
+        client_addr = %client_addr,
+        data_dir = %config.data_dir.display(),
+        storage = ?config.storage,
+        n = config.n, r = config.r, w = config.w,
+        known_members = known.len(),
+        seeds = dial.len(),
+        "node started"
+    );
+    Ok(RunningNode {
+        client_addr,
+        peer_addr,
+        _lock: lock,
+    })
+}
