@@ -23,7 +23,7 @@ use serde_bytes::ByteBuf;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-pub use quorum::{ReplicaFailure, Tally, Verdict};
+pub use quorum::{Effect, Ending, ReplicaFailure, Tally, Verdict};
 pub use read::GetAnswer;
 pub use replicas::Replicas;
 

@@ -75,36 +75,60 @@ impl Tally {
         }
     }
 
-    /// The client error for a quorum that was not reached, either because
-    /// replicas failed or because the deadline (`timeout_ms`) passed with
-    /// `outstanding` replicas silent. `promised` says whether anything may
-    /// have been written (then it is never `unavailable`, which promises
-    /// that nothing happened).
-    pub fn error(&self, what: &str, timeout_ms: u64, promised: bool) -> ClientError {
+    /// The client error for a quorum that was not reached: because the
+    /// failures ruled it out (`Ending::Impossible`), or because the deadline
+    /// of `timeout_ms` passed with replicas still silent (`Ending::Deadline`).
+    /// With `Effect::MaybeWritten` it is never `unavailable`, which promises
+    /// that nothing happened.
+    pub fn error(&self, what: &str, ending: Ending, effect: Effect) -> ClientError {
         let mut message = format!("{} of {} {what} needed", self.successes, self.needed);
-        for (node, kind, detail) in &self.failures {
+        for (node, _, detail) in &self.failures {
             let _ = write!(message, "; {node}: {detail}");
-            let _ = kind;
         }
-        if self.outstanding > 0 {
-            let _ = write!(
-                message,
-                "; {} replica(s) silent after {timeout_ms} ms",
-                self.outstanding
-            );
-        }
-        let timed_out = self.outstanding > 0
+        let silent = match ending {
+            Ending::Deadline { timeout_ms } if self.outstanding > 0 => {
+                let _ = write!(
+                    message,
+                    "; {} replica(s) silent after {timeout_ms} ms",
+                    self.outstanding
+                );
+                true
+            }
+            _ => false,
+        };
+        let timed_out = silent
             || self
                 .failures
                 .iter()
                 .any(|(_, k, _)| *k == ReplicaFailure::TimedOut);
-        let code = if timed_out || promised {
+        let code = if timed_out || effect == Effect::MaybeWritten {
             ErrorCode::Timeout
         } else {
             ErrorCode::Unavailable
         };
         ClientError::new(code, message)
     }
+}
+
+/// How a failed quorum ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Failures made it impossible before the deadline.
+    Impossible,
+    /// The deadline passed.
+    Deadline {
+        /// The deadline, for the message.
+        timeout_ms: u64,
+    },
+}
+
+/// Whether a failed request may have changed anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Nothing was written (a read, or a write refused up front).
+    Nothing,
+    /// Some replica may hold the write.
+    MaybeWritten,
 }
 
 #[cfg(test)]
@@ -135,7 +159,7 @@ mod tests {
         assert_eq!(t.verdict(), Verdict::Waiting);
         t.failure(id("b"), ReplicaFailure::Failed, "y".into());
         assert_eq!(t.verdict(), Verdict::Impossible);
-        let e = t.error("replies", 100, false);
+        let e = t.error("replies", Ending::Impossible, Effect::Nothing);
         assert_eq!(e.code, ErrorCode::Unavailable);
         assert!(
             e.message.contains("0 of 2") && e.message.contains("a: x"),
@@ -147,15 +171,26 @@ mod tests {
     #[test]
     fn silence_and_partial_writes_are_timeouts() {
         let t = Tally::new(2, 2);
-        assert_eq!(t.error("acks", 50, false).code, ErrorCode::Timeout);
+        assert_eq!(
+            t.error("acks", Ending::Deadline { timeout_ms: 50 }, Effect::Nothing)
+                .code,
+            ErrorCode::Timeout
+        );
         let mut t = Tally::new(2, 2);
         t.success();
         t.failure(id("b"), ReplicaFailure::Failed, "gone".into());
         // Something was written locally: never claim nothing happened.
-        assert_eq!(t.error("acks", 50, true).code, ErrorCode::Timeout);
+        assert_eq!(
+            t.error("acks", Ending::Impossible, Effect::MaybeWritten)
+                .code,
+            ErrorCode::Timeout
+        );
         let mut t = Tally::new(3, 3);
         t.failure(id("c"), ReplicaFailure::TimedOut, "slow".into());
-        assert_eq!(t.error("acks", 50, false).code, ErrorCode::Timeout);
+        assert_eq!(
+            t.error("acks", Ending::Impossible, Effect::Nothing).code,
+            ErrorCode::Timeout
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::oneshot;
 use tracing::debug;
 
-use super::quorum::{Tally, Verdict};
+use super::quorum::{Effect, Ending, Tally, Verdict};
 use super::replicas::Replicas;
 use crate::conflict_resolver::{ConflictResolver, Reconcile, Reconciled};
 use crate::repair::{ReadRepair, Repair};
@@ -77,7 +77,11 @@ pub async fn coordinate(
                     let _ = tx.send(answer);
                 }
                 Verdict::Impossible => {
-                    let _ = tx.send(Err(tally.error("replies", timeout_ms, false)));
+                    let _ = tx.send(Err(tally.error(
+                        "replies",
+                        Ending::Impossible,
+                        Effect::Nothing,
+                    )));
                 }
                 Verdict::Waiting => reply = Some(tx),
             }
@@ -96,7 +100,7 @@ pub async fn coordinate(
             Verdict::Reached => reconcile(&resolver, answers.clone(), trace)
                 .await
                 .map(|rec| (rec.values, rec.context)),
-            _ => Err(tally.error("replies", timeout_ms, false)),
+            _ => Err(tally.error("replies", Ending::Deadline { timeout_ms }, Effect::Nothing)),
         };
         let _ = tx.send(answer);
     }

@@ -15,7 +15,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_bytes::ByteBuf;
 use tracing::{debug, warn};
 
-use super::quorum::{ReplicaFailure, Tally, Verdict};
+use super::quorum::{Effect, Ending, ReplicaFailure, Tally, Verdict};
 use super::replicas::{flatten_apply, Replicas};
 use crate::bridge::{CallPeer, PeerCallError};
 use crate::conflict_resolver::{Object, VersionError, VersionLimits, VersionVector};
@@ -131,7 +131,8 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
                 return Ok(new_context);
             }
             Verdict::Impossible => {
-                return Err(tally.error("durable acknowledgements", timeout_ms, true))
+                let ending = Ending::Impossible;
+                return Err(tally.error("durable acknowledgements", ending, Effect::MaybeWritten));
             }
             Verdict::Waiting => {}
         }
@@ -139,7 +140,8 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
             Ok(Some((_, Ok(())))) => tally.success(),
             Ok(Some((node, Err((kind, detail))))) => tally.failure(node, kind, detail),
             Ok(None) | Err(_) => {
-                return Err(tally.error("durable acknowledgements", timeout_ms, true))
+                let ending = Ending::Deadline { timeout_ms };
+                return Err(tally.error("durable acknowledgements", ending, Effect::MaybeWritten));
             }
         }
     }
