@@ -125,6 +125,9 @@ pub struct NodeArgs {
     /// Storage requests queued before new ones are refused. Default 4096.
     #[arg(long)]
     pub storage_queue_max: Option<usize>,
+    /// Cap on the delay between redials of a lost peer, in milliseconds. Default 5000.
+    #[arg(long, value_name = "MS")]
+    pub reconnect_backoff_max_ms: Option<u64>,
 }
 
 /// A validated node configuration.
@@ -176,6 +179,8 @@ pub struct NodeConfig {
     pub client_connections_max: usize,
     /// Storage queue.
     pub storage_queue_max: usize,
+    /// Cap on peer redial delay, in milliseconds.
+    pub reconnect_backoff_max_ms: u64,
 }
 
 impl NodeArgs {
@@ -218,7 +223,8 @@ impl NodeArgs {
             vclock_prune_age_s,
             client_inflight_max,
             client_connections_max,
-            storage_queue_max
+            storage_queue_max,
+            reconnect_backoff_max_ms
         )
     }
 
@@ -325,6 +331,11 @@ impl NodeArgs {
                 4096,
             )?,
             storage_queue_max: positive("--storage-queue-max", self.storage_queue_max, 4096)?,
+            reconnect_backoff_max_ms: positive(
+                "--reconnect-backoff-max-ms",
+                self.reconnect_backoff_max_ms,
+                5000,
+            )?,
         })
     }
 }

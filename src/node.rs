@@ -253,6 +253,7 @@ pub async fn start(
     let bridge_options = BridgeOptions {
         // A peer frame carries one value plus its siblings and clock.
         max_frame_bytes: config.max_frame_bytes.saturating_mul(2),
+        reconnect_backoff_max_ms: config.reconnect_backoff_max_ms,
         ..BridgeOptions::default()
     };
     bridge_context.run(Bridge::new(

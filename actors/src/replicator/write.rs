@@ -61,6 +61,9 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     } = plan;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
     let coordinator = replicas.own.clone();
+    // Pruning must never drop the coordinator's own entry: its next dot for
+    // this key would then reuse a counter that replicas remember.
+    let coordinator_id = replicas.own.clone();
     let mutation = Box::new(move |current: Option<&[u8]>| {
         let local = current.map(Object::decode).transpose().map_err(|e| {
             ClientError::new(
@@ -77,7 +80,7 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
             &limits,
         )
         .map_err(refusal)?;
-        next.prune(now_ms, &limits);
+        next.prune_keeping(&coordinator_id, now_ms, &limits);
         Ok(Some(next.encode()))
     });
     let apply = replicas.storage.send(LocalApply {
