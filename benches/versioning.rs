@@ -3,8 +3,8 @@
 //!
 //! Objects are built through the public API the node uses: a chain of writes
 //! through `entries` distinct nodes (each replacing the last) gives the clock
-//! its entries, then `siblings - 1` writes from the same stale context through
-//! the last node add concurrent siblings.
+//! its entries, then `siblings - 1` writes through the last node from the
+//! context read just before the last chain write add concurrent siblings.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use ringkv_actors::conflict_resolver::{Object, VersionLimits, VersionVector};
@@ -43,15 +43,12 @@ fn write(local: &Object, context: &VersionVector, via: &NodeId, now_ms: u64) -> 
 /// An object with `siblings` siblings and `entries` clock entries.
 fn object(siblings: usize, entries: usize) -> Object {
     let mut object = Object::default();
+    let mut stale = VersionVector::new();
     for index in 0..entries {
-        object = write(
-            &object,
-            &object.context().clone(),
-            &node(index),
-            index as u64,
-        );
+        stale = object.context().clone();
+        object = write(&object, &stale, &node(index), index as u64);
     }
-    let stale = object.context().clone();
+    // `stale` has not seen the last chain write, so writes from it keep it.
     let last = node(entries - 1);
     for extra in 1..siblings {
         object = write(&object, &stale, &last, (entries + extra) as u64);
