@@ -92,9 +92,17 @@ impl VersionVector {
     /// the larger `updated_ms`. Commutative, associative, idempotent.
     pub fn merge(&mut self, other: &VersionVector) {
         for (node, theirs) in &other.entries {
-            let ours = self.entries.entry(node.clone()).or_default();
-            ours.counter = ours.counter.max(theirs.counter);
-            ours.updated_ms = ours.updated_ms.max(theirs.updated_ms);
+            // Look up before inserting: cloning the id allocates, and most
+            // merges are between clocks that share their nodes.
+            match self.entries.get_mut(node) {
+                Some(ours) => {
+                    ours.counter = ours.counter.max(theirs.counter);
+                    ours.updated_ms = ours.updated_ms.max(theirs.updated_ms);
+                }
+                None => {
+                    self.entries.insert(node.clone(), *theirs);
+                }
+            }
         }
     }
 
@@ -106,9 +114,18 @@ impl VersionVector {
         entry.updated_ms = entry.updated_ms.max(now_ms);
     }
 
-    /// Sets an entry as-is (decoding and tests build clocks this way).
+    /// Sets an entry as-is (tests build arbitrary clocks this way).
+    #[cfg(test)]
     pub(crate) fn insert(&mut self, node: NodeId, entry: ClockEntry) {
         self.entries.insert(node, entry);
+    }
+
+    /// Builds a clock from entries already sorted by distinct node (decoding
+    /// checks that first), in one bulk build rather than one insert each.
+    pub(crate) fn from_sorted(entries: Vec<(NodeId, ClockEntry)>) -> Self {
+        Self {
+            entries: entries.into_iter().collect(),
+        }
     }
 
     /// Drops `node`'s entry (pruning): the clock forgets that node's writes.

@@ -165,25 +165,26 @@ fn read_msgpack<T: DeserializeOwned>(body: &[u8]) -> Result<T, VersionError> {
 }
 
 fn clock_from_wire(entries: WireClockIn) -> Result<VersionVector, VersionError> {
-    let mut clock = VersionVector::new();
-    let mut previous: Option<NodeId> = None;
+    let mut checked: Vec<(NodeId, ClockEntry)> = Vec::with_capacity(entries.len());
     for WireEntry(node, counter, updated_ms) in entries {
         let Dot { node, counter } = dot(node, counter)?;
-        if previous.as_ref().is_some_and(|previous| previous >= &node) {
+        if checked
+            .last()
+            .is_some_and(|(previous, _)| previous >= &node)
+        {
             return Err(bad(format!(
                 "clock entries not sorted and distinct at {node}"
             )));
         }
-        clock.insert(
-            node.clone(),
+        checked.push((
+            node,
             ClockEntry {
                 counter,
                 updated_ms,
             },
-        );
-        previous = Some(node);
+        ));
     }
-    Ok(clock)
+    Ok(VersionVector::from_sorted(checked))
 }
 
 /// A dot (or a clock entry's position) from the wire: a valid node id and a

@@ -8,11 +8,15 @@
 //! - `object`: [`Object`] (siblings + clock), the coordinator's write
 //!   [`Object::update`], the replica join [`Object::merge`], read repair's
 //!   [`is_stale`], [`VersionLimits`] and [`VersionError`].
-//! - `prune`: [`Object::prune`], bounding clock size, and what it costs.
+//! - `prune`: [`Object::prune`] / [`Object::prune_keeping`], bounding clock
+//!   size, and what it costs (false siblings, never a lost write).
 //! - `actor`: the ConflictResolver actor, which reconciles replicas'
 //!   answers for a read ([`reconcile`]).
 //! - `encoding`: the versioned byte forms of an object (disk and replica wire)
 //!   and of a client context.
+//! - tests: `laws_tests` (proptest laws), `history_tests` (random concurrent
+//!   histories against a model), `scenario_tests` (Figure 9 and friends),
+//!   `encoding_tests` (golden bytes), `test_support` (strategies).
 //!
 //! # The model
 //! Every write gets a unique [`Dot`] from its coordinator. A put carries the

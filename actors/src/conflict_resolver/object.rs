@@ -108,6 +108,11 @@ impl Object {
     /// locally, so `local` has seen every counter it handed out. Two writes
     /// from one stale context through one node therefore both survive: the
     /// second context does not cover the first write's dot.
+    ///
+    /// It does not prune; the caller runs [`Object::prune_keeping`] on what it
+    /// stores. Refused with [`VersionError::TooManySiblings`] when the result
+    /// would hold more than `limits.siblings_max` siblings, and with
+    /// [`VersionError::CounterExhausted`] when the counter cannot advance.
     pub fn update(
         local: Option<&Object>,
         context: &VersionVector,
