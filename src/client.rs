@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -179,6 +179,8 @@ pub struct Client {
     outbox: mpsc::Sender<Bytes>,
     waiters: Waiters,
     next_id: Arc<AtomicU64>,
+    /// Set once the connection is gone, so new calls fail at once.
+    closed: Arc<AtomicBool>,
     /// Client-side wait limit per call (the server has its own deadline).
     wait: Duration,
 }
@@ -202,6 +204,8 @@ impl Client {
         });
         let mut frames = FramedRead::new(read, codec);
         let reader_waiters = waiters.clone();
+        let closed = Arc::new(AtomicBool::new(false));
+        let reader_closed = closed.clone();
         tokio::spawn(async move {
             while let Some(Ok(frame)) = frames.next().await {
                 let Ok((id, result)) = parse_response(&frame) else {
@@ -215,7 +219,8 @@ impl Client {
                     }));
                 }
             }
-            // Connection gone: fail whoever still waits.
+            // Connection gone: fail whoever still waits, and every later call.
+            reader_closed.store(true, Ordering::SeqCst);
             if let Ok(mut w) = reader_waiters.lock() {
                 w.clear();
             }
@@ -224,6 +229,7 @@ impl Client {
             outbox,
             waiters,
             next_id: Arc::new(AtomicU64::new(1)),
+            closed,
             wait: Duration::from_secs(30),
         })
     }

@@ -1,0 +1,169 @@
+//! Black-box tests of a 3-node cluster of real `ringkv node` processes.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Cluster, REQUEST_TIMEOUT_MS};
+use ringkv::client::{Error, RequestOptions};
+use ringkv_actors::wire::client::ErrorCode;
+
+#[tokio::test]
+async fn put_through_one_node_get_through_the_others() {
+    let cluster = Cluster::start(3, &[]).await;
+    let c1 = cluster.nodes[0].client().await;
+    c1.put(b"cart:42", b"apples", None).await.unwrap();
+    for node in &cluster.nodes[1..] {
+        let found = node.client().await.get(b"cart:42").await.unwrap();
+        assert_eq!(found.values, vec![b"apples".to_vec()], "via {}", node.id);
+        assert!(found.context.is_some());
+    }
+    let missing = c1.get(b"never-written").await.unwrap();
+    assert!(missing.values.is_empty() && missing.context.is_none());
+    assert_eq!(c1.ping().await.unwrap(), "n1");
+}
+
+#[tokio::test]
+async fn quorum_survives_one_loss_refuses_two_and_data_survives_restarts() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    let mut acknowledged = Vec::new();
+    let c1 = cluster.nodes[0].client().await;
+    for i in 0..20 {
+        let key = format!("k{i}");
+        c1.put(key.as_bytes(), format!("v{i}").as_bytes(), None)
+            .await
+            .unwrap();
+        acknowledged.push(key);
+    }
+
+    cluster.nodes[2].kill();
+    let quorum = RequestOptions {
+        r: Some(2),
+        w: Some(2),
+        timeout_ms: None,
+    };
+    for i in 20..30 {
+        let key = format!("k{i}");
+        c1.put_with(key.as_bytes(), format!("v{i}").as_bytes(), None, quorum)
+            .await
+            .unwrap();
+        acknowledged.push(key);
+    }
+    let found = c1.get_with(b"k25", quorum).await.unwrap();
+    assert_eq!(found.values, vec![b"v25".to_vec()]);
+
+    cluster.nodes[1].kill();
+    let started = Instant::now();
+    let err = c1.put(b"k-lost", b"x", None).await.unwrap_err();
+    assert!(
+        matches!(
+            err.code(),
+            Some(ErrorCode::Unavailable) | Some(ErrorCode::Timeout)
+        ),
+        "{err}"
+    );
+    let err = c1.get(b"k1").await.unwrap_err();
+    assert!(
+        matches!(
+            err.code(),
+            Some(ErrorCode::Unavailable) | Some(ErrorCode::Timeout)
+        ),
+        "{err}"
+    );
+    // Within the request timeout (plus scheduling slack), never a hang.
+    assert!(
+        started.elapsed() < Duration::from_millis(3 * REQUEST_TIMEOUT_MS),
+        "{:?}",
+        started.elapsed()
+    );
+
+    for node in &mut cluster.nodes {
+        node.restart();
+    }
+    cluster.wait_all_alive().await;
+    let c2 = cluster.nodes[1].client().await;
+    for (i, key) in acknowledged.iter().enumerate() {
+        let found = c2.get(key.as_bytes()).await.unwrap();
+        assert_eq!(
+            found.values,
+            vec![format!("v{i}").into_bytes()],
+            "{key} after restart"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sigstopped_replica_gives_timeout_not_hang() {
+    let cluster = Cluster::start(3, &[]).await;
+    let c1 = cluster.nodes[0].client().await;
+    c1.put(b"k", b"v", None).await.unwrap();
+    cluster.nodes[1].pause(true);
+    cluster.nodes[2].pause(true);
+    let started = Instant::now();
+    let err = c1
+        .put_with(
+            b"k",
+            b"v2",
+            None,
+            RequestOptions {
+                w: Some(3),
+                timeout_ms: Some(300),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Timeout), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // R=1 is served by the coordinator's own replica meanwhile.
+    let one = RequestOptions {
+        r: Some(1),
+        ..Default::default()
+    };
+    assert!(!c1.get_with(b"k", one).await.unwrap().values.is_empty());
+    cluster.nodes[1].pause(false);
+    cluster.nodes[2].pause(false);
+    // Paused peers answer again once resumed.
+    let all = RequestOptions {
+        r: Some(3),
+        ..Default::default()
+    };
+    let found = c1.get_with(b"k", all).await.unwrap();
+    assert!(!found.values.is_empty());
+}
+
+#[tokio::test]
+async fn per_request_quorum_is_validated() {
+    let cluster = Cluster::start(3, &[]).await;
+    let c = cluster.nodes[0].client().await;
+    let err = c
+        .get_with(
+            b"k",
+            RequestOptions {
+                r: Some(4),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Server {
+                code: ErrorCode::BadRequest,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = c
+        .put(b"k", b"v", Some(&ringkv::client::Context(vec![0xde, 0xad])))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadRequest), "{err}");
+}

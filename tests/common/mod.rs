@@ -1,0 +1,206 @@
+//! Test harness: real `ringkv node` processes on free loopback ports, each
+//! with its own data dir, logs in files beside it; stopped on drop.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ringkv::Client;
+
+/// Per-request deadline given to the nodes: short, so failure paths are quick.
+pub const REQUEST_TIMEOUT_MS: u64 = 1000;
+/// How long a test waits for a cluster to come up.
+const READY_WAIT: Duration = Duration::from_secs(15);
+
+/// A free port on 127.0.0.1 (bound and released; good enough for tests).
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// One node process.
+pub struct NodeProc {
+    pub id: String,
+    pub client: SocketAddr,
+    pub peer: SocketAddr,
+    pub data_dir: PathBuf,
+    pub args: Vec<String>,
+    pub child: Option<Child>,
+}
+
+impl NodeProc {
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.with_extension("log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ringkv"))
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGSTOP / SIGCONT.
+    pub fn pause(&self, paused: bool) {
+        if let Some(c) = &self.child {
+            let sig = if paused { "-STOP" } else { "-CONT" };
+            Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status()
+                .unwrap();
+        }
+    }
+
+    /// Starts the process again on the same data dir and ports.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(self.client)
+            .await
+            .unwrap()
+            .with_wait(Duration::from_secs(10))
+    }
+}
+
+/// A cluster of node processes.
+pub struct Cluster {
+    pub nodes: Vec<NodeProc>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `count` nodes (N=3 R=2 W=2 unless `extra` says otherwise) and
+    /// waits until every node sees every other alive.
+    pub async fn start(count: usize, extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let plan: Vec<(String, SocketAddr, SocketAddr)> = (1..=count)
+            .map(|i| (format!("n{i}"), free_addr(), free_addr()))
+            .collect();
+        let mut nodes = Vec::new();
+        for (id, client, peer) in &plan {
+            let seeds: Vec<String> = plan
+                .iter()
+                .filter(|p| p.0 != *id)
+                .map(|p| p.2.to_string())
+                .collect();
+            let data_dir = dir.path().join(id);
+            let mut args: Vec<String> = vec![
+                "node".into(),
+                "--id".into(),
+                id.clone(),
+                "--listen".into(),
+                peer.to_string(),
+                "--client-listen".into(),
+                client.to_string(),
+                "--data-dir".into(),
+                data_dir.display().to_string(),
+                "--request-timeout-ms".into(),
+                REQUEST_TIMEOUT_MS.to_string(),
+                "--reconnect-backoff-max-ms".into(),
+                "300".into(),
+            ];
+            if !seeds.is_empty() {
+                args.push("--seeds".into());
+                args.push(seeds.join(","));
+            }
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let mut node = NodeProc {
+                id: id.clone(),
+                client: *client,
+                peer: *peer,
+                data_dir,
+                args,
+                child: None,
+            };
+            node.spawn();
+            nodes.push(node);
+        }
+        let cluster = Cluster { nodes, _dir: dir };
+        cluster.wait_all_alive().await;
+        cluster
+    }
+
+    /// Waits until every running node reports every running node alive.
+    pub async fn wait_all_alive(&self) {
+        let running: Vec<&NodeProc> = self.nodes.iter().filter(|n| n.child.is_some()).collect();
+        let deadline = Instant::now() + READY_WAIT;
+        'outer: loop {
+            assert!(
+                Instant::now() < deadline,
+                "cluster did not come up; logs in {:?}",
+                self._dir.path()
+            );
+            for node in &running {
+                let Ok(client) = Client::connect(node.client).await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue 'outer;
+                };
+                let Ok(status) = client.status().await else {
+                    continue 'outer;
+                };
+                let alive = status
+                    .members
+                    .iter()
+                    .filter(|m| m.state == "alive" && running.iter().any(|r| r.id == m.id))
+                    .count();
+                if alive < running.len() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue 'outer;
+                }
+            }
+            return;
+        }
+    }
+
+    /// Waits until `observer` reports `node` in `state`.
+    pub async fn wait_state(&self, observer: usize, node: &str, state: &str) {
+        let deadline = Instant::now() + READY_WAIT;
+        let client = self.nodes[observer].client().await;
+        loop {
+            let status = client.status().await.unwrap();
+            if status
+                .members
+                .iter()
+                .any(|m| m.id == node && m.state == state)
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{node} never became {state}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The directory holding data dirs and logs.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.pause(false);
+            node.kill();
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! What a misbehaving client gets: the documented errors, and nobody else
+//! is disturbed.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::Cluster;
+use ringkv_actors::wire::client::{map_field, map_str, parse_response, ErrorCode};
+use ringkv_actors::wire::frame::encode_frame;
+use rmpv::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut len))
+        .await
+        .ok()?
+        .ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut body).await.ok()?;
+    Some(body)
+}
+
+fn map(entries: Vec<(&str, Value)>) -> Vec<u8> {
+    let v = Value::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (Value::from(k), v))
+            .collect(),
+    );
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, &v).unwrap();
+    out
+}
+
+async fn expect_error(stream: &mut TcpStream, id: u64, code: ErrorCode) {
+    let frame = read_frame(stream).await.expect("an answer");
+    let (got_id, result) = parse_response(&frame).unwrap();
+    assert_eq!(got_id, id);
+    assert_eq!(result.unwrap_err().code, code);
+}
+
+#[tokio::test]
+async fn bad_clients_get_documented_errors_and_others_keep_being_served() {
+    let cluster = Cluster::start(3, &["--max-frame-bytes", "1100000"]).await;
+    let good = cluster.nodes[0].client().await;
+    good.put(b"k", b"v", None).await.unwrap();
+
+    let mut bad = TcpStream::connect(cluster.nodes[0].client).await.unwrap();
+    // Garbage inside a valid length: bad_request, id 0, connection stays.
+    bad.write_all(&encode_frame(&[0xc1, 0xff, 0x13]))
+        .await
+        .unwrap();
+    expect_error(&mut bad, 0, ErrorCode::BadRequest).await;
+    // An empty frame and a non-map are bad requests too.
+    bad.write_all(&encode_frame(&[])).await.unwrap();
+    expect_error(&mut bad, 0, ErrorCode::BadRequest).await;
+    bad.write_all(&encode_frame(&[0x93, 1, 2, 3]))
+        .await
+        .unwrap();
+    expect_error(&mut bad, 0, ErrorCode::BadRequest).await;
+    // Unknown op: unknown_op with the request's id.
+    bad.write_all(&encode_frame(&map(vec![
+        ("id", Value::from(7)),
+        ("op", Value::from("frobnicate")),
+    ])))
+    .await
+    .unwrap();
+    expect_error(&mut bad, 7, ErrorCode::UnknownOp).await;
+    // Missing key: bad_request naming the field.
+    bad.write_all(&encode_frame(&map(vec![
+        ("id", Value::from(8)),
+        ("op", Value::from("get")),
+    ])))
+    .await
+    .unwrap();
+    let (id, result) = parse_response(&read_frame(&mut bad).await.unwrap()).unwrap();
+    assert_eq!(id, 8);
+    assert!(result.unwrap_err().message.contains("`key`"));
+    // Pipelined: two requests, both answered, matched by id.
+    let mut two = encode_frame(&map(vec![
+        ("id", Value::from(10)),
+        ("op", Value::from("ping")),
+    ]));
+    two.extend(encode_frame(&map(vec![
+        ("id", Value::from(11)),
+        ("op", Value::from("get")),
+        ("key", Value::from("k")),
+    ])));
+    bad.write_all(&two).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let frame = read_frame(&mut bad).await.unwrap();
+        let (id, body) = parse_response(&frame).unwrap();
+        let body = body.unwrap();
+        if id == 11 {
+            assert_eq!(
+                map_field(&body, "values"),
+                Some(&Value::Array(vec![Value::Binary(b"v".to_vec())]))
+            );
+        } else {
+            assert_eq!(map_str(&body, "node").as_deref(), Some("n1"));
+        }
+        ids.push(id);
+    }
+    ids.sort();
+    assert_eq!(ids, vec![10, 11]);
+    // Value over max_value_bytes: too_large.
+    let big = Value::Binary(vec![0; 1024 * 1024 + 1]);
+    bad.write_all(&encode_frame(&map(vec![
+        ("id", Value::from(12)),
+        ("op", Value::from("put")),
+        ("key", Value::from("k")),
+        ("value", big),
+    ])))
+    .await
+    .unwrap();
+    expect_error(&mut bad, 12, ErrorCode::TooLarge).await;
+    // The other client was never disturbed.
+    assert_eq!(good.get(b"k").await.unwrap().values, vec![b"v".to_vec()]);
+
+    // A length over max_frame_bytes: too_large (id 0), then the node closes.
+    bad.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+    expect_error(&mut bad, 0, ErrorCode::TooLarge).await;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), bad.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0))),
+        "connection should be closed: {closed:?}"
+    );
+
+    // A client that vanishes mid-frame costs nothing either.
+    let mut torn = TcpStream::connect(cluster.nodes[0].client).await.unwrap();
+    torn.write_all(&100u32.to_be_bytes()).await.unwrap();
+    torn.write_all(b"half").await.unwrap();
+    drop(torn);
+    good.put(b"k2", b"v2", None).await.unwrap();
+    assert_eq!(good.get(b"k2").await.unwrap().values, vec![b"v2".to_vec()]);
+}
+
+#[tokio::test]
+async fn a_peer_from_another_cluster_is_refused_with_a_logged_reason() {
+    let cluster = Cluster::start(1, &["--n", "1", "--r", "1", "--w", "1"]).await;
+    let stranger = Cluster::start(
+        1,
+        &["--n", "1", "--r", "1", "--w", "1", "--cluster", "other"],
+    )
+    .await;
+    // Point the stranger at the first cluster by hand: a raw peer Hello.
+    let mut conn = TcpStream::connect(cluster.nodes[0].peer).await.unwrap();
+    let hello = ringkv_actors::wire::peer::PeerFrame::Hello {
+        protocol: ringkv_actors::wire::peer::PEER_PROTOCOL_VERSION,
+        cluster: "other".into(),
+        member: ringkv_actors::wire::peer::MemberInfo {
+            id: ringkv_actors::NodeId::new("x1").unwrap(),
+            peer_addr: stranger.nodes[0].peer.to_string(),
+            client_addr: stranger.nodes[0].client.to_string(),
+            dc: "dc1".into(),
+            rack: "r1".into(),
+            weight: 1,
+        },
+    };
+    conn.write_all(&encode_frame(&hello.encode()))
+        .await
+        .unwrap();
+    let frame = read_frame(&mut conn).await.unwrap();
+    match ringkv_actors::wire::peer::PeerFrame::decode(&frame).unwrap() {
+        ringkv_actors::wire::peer::PeerFrame::Refused { reason } => {
+            assert!(reason.contains("cluster"), "{reason}")
+        }
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = std::fs::read_to_string(cluster.nodes[0].data_dir.with_extension("log")).unwrap();
+    assert!(log.contains("refusing peer handshake"), "{log}");
+    // The refused peer never joined the membership.
+    let status = cluster.nodes[0].client().await.status().await.unwrap();
+    assert_eq!(status.members.len(), 1);
+}

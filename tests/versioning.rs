@@ -1,0 +1,136 @@
+//! Siblings, contexts and deletes across real node processes.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+use ringkv::client::RequestOptions;
+
+const ALL: RequestOptions = RequestOptions {
+    r: Some(3),
+    w: Some(3),
+    timeout_ms: None,
+};
+const ONE: RequestOptions = RequestOptions {
+    r: Some(1),
+    w: Some(1),
+    timeout_ms: None,
+};
+
+fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    v.sort();
+    v
+}
+
+/// Reads `key` from node `i` alone (the others killed, then restarted).
+async fn read_replica_alone(cluster: &mut Cluster, i: usize, key: &[u8]) -> Vec<Vec<u8>> {
+    for j in 0..cluster.nodes.len() {
+        if j != i {
+            cluster.nodes[j].kill();
+        }
+    }
+    let values = cluster.nodes[i]
+        .client()
+        .await
+        .get_with(key, ONE)
+        .await
+        .unwrap()
+        .values;
+    for j in 0..cluster.nodes.len() {
+        if j != i {
+            cluster.nodes[j].restart();
+        }
+    }
+    cluster.wait_all_alive().await;
+    values
+}
+
+#[tokio::test]
+async fn concurrent_writes_become_siblings_and_a_merged_write_resolves_them_everywhere() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    let (c1, c2) = (
+        cluster.nodes[0].client().await,
+        cluster.nodes[1].client().await,
+    );
+    c1.put(b"cart", b"apples", None).await.unwrap();
+    c2.put(b"cart", b"pears", None).await.unwrap();
+    let found = cluster.nodes[2].client().await.get(b"cart").await.unwrap();
+    assert_eq!(
+        sorted(found.values.clone()),
+        vec![b"apples".to_vec(), b"pears".to_vec()]
+    );
+
+    let merged = found.resolve(|vs| vs.join(&b'+')).unwrap();
+    c1.put_with(b"cart", &merged, found.context.as_ref(), ALL)
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let values = read_replica_alone(&mut cluster, i, b"cart").await;
+        assert_eq!(values, vec![merged.clone()], "replica n{}", i + 1);
+    }
+}
+
+#[tokio::test]
+async fn two_writes_through_one_node_from_one_stale_context_both_survive() {
+    let cluster = Cluster::start(3, &[]).await;
+    let c1 = cluster.nodes[0].client().await;
+    c1.put(b"k", b"v0", None).await.unwrap();
+    let stale = c1.get(b"k").await.unwrap().context;
+    c1.put(b"k", b"a", stale.as_ref()).await.unwrap();
+    c1.put(b"k", b"b", stale.as_ref()).await.unwrap();
+    let found = cluster.nodes[1].client().await.get(b"k").await.unwrap();
+    assert_eq!(sorted(found.values), vec![b"a".to_vec(), b"b".to_vec()]);
+}
+
+#[tokio::test]
+async fn a_delete_is_not_undone_by_a_stale_replica_coming_back() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    let c1 = cluster.nodes[0].client().await;
+    c1.put_with(b"gone", b"v1", None, ALL).await.unwrap();
+    let seen = c1.get(b"gone").await.unwrap().context;
+
+    cluster.nodes[2].kill();
+    c1.delete(b"gone", seen.as_ref()).await.unwrap();
+    let after = c1.get(b"gone").await.unwrap();
+    assert!(after.values.is_empty(), "{:?}", after.values);
+    assert!(after.context.is_some(), "a deleted key still has a context");
+
+    // n3 comes back holding v1; reads merge it away and repair it.
+    cluster.nodes[2].restart();
+    cluster.wait_all_alive().await;
+    let found = cluster.nodes[2]
+        .client()
+        .await
+        .get_with(b"gone", ALL)
+        .await
+        .unwrap();
+    assert!(found.values.is_empty(), "resurrected: {:?}", found.values);
+    // Read repair reaches n3 in the background: poll its own replica.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let values = read_replica_alone(&mut cluster, 2, b"gone").await;
+        if values.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "n3 still serves the deleted value"
+        );
+        cluster.nodes[0]
+            .client()
+            .await
+            .get_with(b"gone", ALL)
+            .await
+            .unwrap();
+    }
+    // A put with the tombstone's context replaces it.
+    let c1 = cluster.nodes[0].client().await;
+    let ctx = c1.get(b"gone").await.unwrap().context;
+    c1.put(b"gone", b"back", ctx.as_ref()).await.unwrap();
+    assert_eq!(
+        c1.get(b"gone").await.unwrap().values,
+        vec![b"back".to_vec()]
+    );
+}
