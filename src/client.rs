@@ -248,6 +248,14 @@ impl Client {
             .lock()
             .map_err(|_| Error::Closed)?
             .insert(id, tx);
+        // Checked after registering: the reader sets `closed` before it
+        // clears the waiters, so a call racing the close still fails fast.
+        if self.closed.load(Ordering::SeqCst) {
+            if let Ok(mut w) = self.waiters.lock() {
+                w.remove(&id);
+            }
+            return Err(Error::Closed);
+        }
         if self.outbox.send(Bytes::from(frame)).await.is_err() {
             return Err(Error::Closed);
         }
