@@ -59,6 +59,10 @@ pub struct NodeArgs {
     /// Address for node-to-node traffic, e.g. 127.0.0.1:7101.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Peer address other nodes should dial, when --listen is a wildcard
+    /// (0.0.0.0) or behind NAT. Default: the --listen address.
+    #[arg(long, value_name = "ADDR")]
+    pub advertise_addr: Option<SocketAddr>,
     /// Address for clients, e.g. 127.0.0.1:7001.
     #[arg(long, value_name = "ADDR")]
     pub client_listen: Option<SocketAddr>,
@@ -139,6 +143,8 @@ pub struct NodeConfig {
     pub cluster: String,
     /// Peer listen address.
     pub listen: SocketAddr,
+    /// The peer address other nodes dial.
+    pub advertise_addr: SocketAddr,
     /// Client listen address.
     pub client_listen: SocketAddr,
     /// Data directory.
@@ -202,6 +208,7 @@ impl NodeArgs {
             id,
             cluster,
             listen,
+            advertise_addr,
             client_listen,
             data_dir,
             seeds,
@@ -246,6 +253,18 @@ impl NodeArgs {
                 "--listen and --client-listen must differ (both {listen})"
             ));
         }
+        let advertise_addr = match self.advertise_addr {
+            Some(a) if a.ip().is_unspecified() || a.port() == 0 => {
+                return Err(format!("--advertise-addr must be a dialable address, got {a}"))
+            }
+            Some(a) => a,
+            None if listen.ip().is_unspecified() => {
+                return Err(format!(
+                    "--listen {listen} is a wildcard address: set --advertise-addr to the address peers should dial"
+                ))
+            }
+            None => listen,
+        };
         let data_dir = self.data_dir.ok_or("--data-dir is required")?;
         let n = self.n.unwrap_or(3);
         if !(1..=REPLICAS_MAX).contains(&n) {
@@ -307,6 +326,7 @@ impl NodeArgs {
             id,
             cluster: self.cluster.unwrap_or_else(|| "ringkv".into()),
             listen,
+            advertise_addr,
             client_listen,
             data_dir,
             seeds: self.seeds.unwrap_or_default(),

@@ -75,6 +75,7 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
             clock: std::rc::Rc::new(SystemClock),
             engine: parts.engine.clone(),
             members_file: parts.members_file,
+            storage_threading: ringkv_actors::storage::StorageThreading::Threads,
         };
         let running = node::start(&config, env, lock).await?;
         wait_for_shutdown().await;

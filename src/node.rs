@@ -17,7 +17,9 @@ use ringkv_actors::failure_detector::{FailureDetector, FailureDetectorOptions, S
 use ringkv_actors::net::{SharedClock, SharedNet};
 use ringkv_actors::repair::{Repair, RepairOptions};
 use ringkv_actors::replicator::{Replicas, ReplicationOptions, Replicator};
-use ringkv_actors::storage::{Engine, LogEngine, MemoryEngine, Storage, StorageOptions};
+use ringkv_actors::storage::{
+    Engine, LogEngine, MemoryEngine, Storage, StorageOptions, StorageThreading,
+};
 use ringkv_actors::wire::client::RequestLimits;
 use ringkv_actors::wire::peer::MemberInfo;
 use tracing::info;
@@ -41,6 +43,8 @@ pub struct NodeEnv {
     pub engine: Arc<dyn Engine>,
     /// Where membership is kept across restarts (`None`: not kept).
     pub members_file: Option<PathBuf>,
+    /// Where storage work runs (threads, or inline for simulations).
+    pub storage_threading: StorageThreading,
 }
 
 /// Why a node could not start.
@@ -161,9 +165,15 @@ pub async fn start(
             })?;
     let peer_addr = peer_listener.local_addr().unwrap_or(config.listen);
     let client_addr = client_listener.local_addr().unwrap_or(config.client_listen);
+    // With an ephemeral --listen port (0), advertise the port actually bound.
+    let advertised = if config.advertise_addr == config.listen {
+        peer_addr
+    } else {
+        config.advertise_addr
+    };
     let own = MemberInfo {
         id: config.id.clone(),
-        peer_addr: peer_addr.to_string(),
+        peer_addr: advertised.to_string(),
         client_addr: client_addr.to_string(),
         dc: config.dc.clone(),
         rack: config.rack.clone(),
@@ -182,11 +192,12 @@ pub async fn start(
             .iter()
             .filter_map(|m| m.peer_addr.parse::<SocketAddr>().ok()),
     );
-    dial.retain(|a| *a != peer_addr);
+    dial.retain(|a| *a != peer_addr && *a != advertised);
     dial.sort();
     dial.dedup();
 
     let storage_options = StorageOptions {
+        threading: env.storage_threading,
         storage_queue_max: config.storage_queue_max,
         ..StorageOptions::default()
     };

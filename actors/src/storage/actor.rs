@@ -12,9 +12,23 @@ use tracing::info;
 use super::engine::{Engine, StorageError};
 use super::worker::{self, ApplyError, ApplyJob, Mutation, ReadJob};
 
+/// Where the engine's work runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageThreading {
+    /// On the engine's own threads (a writer and readers): the default,
+    /// and the only choice for engines that touch a disk.
+    Threads,
+    /// In the actor's handler, on its arbiter. Only for engines that never
+    /// block (the memory engine) in deterministic simulations, where real
+    /// threads would make reply timing depend on the OS scheduler.
+    Inline,
+}
+
 /// Tuning of the Storage actor; every limit named with its unit.
 #[derive(Clone, Debug)]
 pub struct StorageOptions {
+    /// Where the engine's work runs.
+    pub threading: StorageThreading,
     /// Requests that may wait for the writer (or the readers) before new
     /// ones are refused with `Overloaded`.
     pub storage_queue_max: usize,
@@ -27,6 +41,7 @@ pub struct StorageOptions {
 impl Default for StorageOptions {
     fn default() -> Self {
         Self {
+            threading: StorageThreading::Threads,
             storage_queue_max: 4096,
             storage_batch_max: 256,
             storage_reader_threads: 2,
@@ -60,6 +75,8 @@ pub struct Storage {
     writes: SyncSender<ApplyJob>,
     reads: SyncSender<ReadJob>,
     options: StorageOptions,
+    /// Set in `StorageThreading::Inline` mode.
+    inline: Option<Arc<dyn Engine>>,
     span: tracing::Span,
 }
 
@@ -73,6 +90,15 @@ impl Storage {
         let span = tracing::info_span!("storage", node = %node, actor = "storage");
         let (writes, write_rx) = sync_channel(options.storage_queue_max);
         let (reads, read_rx) = sync_channel(options.storage_queue_max);
+        if options.threading == StorageThreading::Inline {
+            return Ok(Self {
+                writes,
+                reads,
+                options,
+                inline: Some(engine),
+                span,
+            });
+        }
         let writer_engine = engine.clone();
         let batch_max = options.storage_batch_max.max(1);
         let writer_span = span.clone();
@@ -96,6 +122,7 @@ impl Storage {
             writes,
             reads,
             options,
+            inline: None,
             span,
         })
     }
@@ -119,6 +146,10 @@ impl Handler<LocalRead> for Storage {
     type Result = ResponseFuture<Result<Option<Vec<u8>>, StorageError>>;
 
     fn handle(&mut self, msg: LocalRead, _ctx: &mut Self::Context) -> Self::Result {
+        if let Some(engine) = &self.inline {
+            let result = engine.get(&msg.key);
+            return Box::pin(async move { result });
+        }
         let (reply, rx) = oneshot::channel();
         let job = ReadJob {
             key: msg.key,
@@ -143,6 +174,13 @@ impl Handler<LocalApply> for Storage {
             trace: msg.trace,
             reply,
         };
+        if let Some(engine) = &self.inline {
+            worker::write_group(engine.as_ref(), vec![job]);
+            return Box::pin(async move {
+                rx.await
+                    .map_err(|_| ApplyError::Storage(StorageError::Stopped))?
+            });
+        }
         let queued = worker::offer(&self.writes, job, self.options.storage_queue_max);
         Box::pin(async move {
             queued?;

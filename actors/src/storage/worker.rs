@@ -76,7 +76,8 @@ pub(crate) fn run_writer(engine: Arc<dyn Engine>, jobs: Receiver<ApplyJob>, batc
     debug!("storage writer stopped");
 }
 
-fn write_group(engine: &dyn Engine, batch: Vec<ApplyJob>) {
+/// Applies one group of jobs and answers each (one engine write batch).
+pub(crate) fn write_group(engine: &dyn Engine, batch: Vec<ApplyJob>) {
     // Values written earlier in this batch, seen by later mutations.
     let mut overlay: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     let mut ops = Vec::with_capacity(batch.len());
