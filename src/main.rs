@@ -51,13 +51,22 @@ enum AdminAction {
     Status,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Node(args) => run_node(*args),
         Command::Dev(args) => run_dev(args),
         Command::Admin(args) => run_admin(args),
         Command::Bench(args) => run_bench(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One clear line (with its causes), no backtrace: these are
+            // operator errors such as a bad flag or a busy port.
+            eprintln!("ringkv: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 
