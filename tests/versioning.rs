@@ -134,3 +134,23 @@ async fn a_delete_is_not_undone_by_a_stale_replica_coming_back() {
         vec![b"back".to_vec()]
     );
 }
+
+#[tokio::test]
+async fn a_write_past_siblings_max_is_refused_and_resolving_clears_it() {
+    let cluster = Cluster::start(3, &["--siblings-max", "2"]).await;
+    let c = cluster.nodes[0].client().await;
+    c.put(b"hot", b"a", None).await.unwrap();
+    c.put(b"hot", b"b", None).await.unwrap();
+    let err = c.put(b"hot", b"c", None).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(ringkv_actors::wire::client::ErrorCode::TooLarge),
+        "{err}"
+    );
+    assert!(err.to_string().contains("siblings_max"), "{err}");
+    // Writing back with the context replaces both: one value again.
+    let found = c.get(b"hot").await.unwrap();
+    assert_eq!(found.values.len(), 2);
+    c.put(b"hot", b"ab", found.context.as_ref()).await.unwrap();
+    assert_eq!(c.get(b"hot").await.unwrap().values, vec![b"ab".to_vec()]);
+}

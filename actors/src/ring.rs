@@ -184,6 +184,21 @@ fn spread_across_topology(
     chosen
 }
 
+/// The engine key of a user key: its token (big-endian), then the key.
+/// Storing keys in ring order makes "every key in this token range" one
+/// range scan, which is what handoff and anti-entropy stream.
+pub fn storage_key(key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + key.len());
+    out.extend_from_slice(&Ring::key_token(key).0.to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+/// The user key inside an engine key (`None` for a key too short to be one).
+pub fn user_key(storage_key: &[u8]) -> Option<&[u8]> {
+    storage_key.get(8..)
+}
+
 /// 64-bit hash for tokens and keys: FNV-1a, then the murmur3 finalizer,
 /// because FNV alone leaves short, similar inputs (`n1#0`, `n1#1`) clustered.
 pub fn hash_bytes(bytes: &[u8]) -> u64 {
@@ -303,6 +318,19 @@ mod tests {
             let list = ring.preference_list(&k.to_be_bytes(), 2);
             assert!(list.iter().any(|id| id.as_str() == "n3"), "{list:?}");
         }
+    }
+
+    #[test]
+    fn storage_keys_sort_in_ring_order_and_round_trip() {
+        let mut keys: Vec<Vec<u8>> = (0..100u32).map(|k| storage_key(&k.to_be_bytes())).collect();
+        keys.sort();
+        let tokens: Vec<Token> = keys
+            .iter()
+            .map(|k| Ring::key_token(user_key(k).unwrap()))
+            .collect();
+        assert!(tokens.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(user_key(&storage_key(b"abc")), Some(&b"abc"[..]));
+        assert_eq!(user_key(b"short"), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tracing::info;
 
 use super::engine::{Engine, StorageError};
 use super::worker::{self, ApplyError, ApplyJob, Mutation, ReadJob};
+use crate::ring::storage_key;
 
 /// Where the engine's work runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +50,8 @@ impl Default for StorageOptions {
     }
 }
 
-/// Read the stored bytes of `key`.
+/// Read the stored bytes of `key` (a user key: the actor stores it under
+/// [`crate::ring::storage_key`], in ring order).
 #[derive(Message)]
 #[rtype(result = "Result<Option<Vec<u8>>, StorageError>")]
 pub struct LocalRead {
@@ -147,12 +149,12 @@ impl Handler<LocalRead> for Storage {
 
     fn handle(&mut self, msg: LocalRead, _ctx: &mut Self::Context) -> Self::Result {
         if let Some(engine) = &self.inline {
-            let result = engine.get(&msg.key);
+            let result = engine.get(&storage_key(&msg.key));
             return Box::pin(async move { result });
         }
         let (reply, rx) = oneshot::channel();
         let job = ReadJob {
-            key: msg.key,
+            key: storage_key(&msg.key),
             reply,
         };
         let queued = worker::offer(&self.reads, job, self.options.storage_queue_max);
@@ -169,7 +171,7 @@ impl Handler<LocalApply> for Storage {
     fn handle(&mut self, msg: LocalApply, _ctx: &mut Self::Context) -> Self::Result {
         let (reply, rx) = oneshot::channel();
         let job = ApplyJob {
-            key: msg.key,
+            key: storage_key(&msg.key),
             mutation: msg.mutation,
             trace: msg.trace,
             reply,
