@@ -22,8 +22,53 @@ use crate::NodeId;
 pub const VNODES_PER_WEIGHT_DEFAULT: u32 = 128;
 
 /// A position on the ring.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Token(pub u64);
+
+/// The keys whose token `t` has `after < t <= upto`, wrapping around the
+/// circle when `after >= upto` (the arc through zero; `after == upto` is the
+/// whole circle).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct TokenRange {
+    /// Exclusive start.
+    pub after: Token,
+    /// Inclusive end.
+    pub upto: Token,
+}
+
+impl TokenRange {
+    /// Whether `token` lies on the arc.
+    pub fn contains(&self, token: Token) -> bool {
+        if self.after < self.upto {
+            self.after < token && token <= self.upto
+        } else {
+            token > self.after || token <= self.upto
+        }
+    }
+
+    /// The arc as at most two non-wrapping engine-key ranges
+    /// `[start, end)` (`end` `None`: to the end of the key space), for range
+    /// scans of keys stored under [`storage_key`].
+    pub fn storage_ranges(&self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let from = |t: Token| t.0.checked_add(1).map(|v| v.to_be_bytes().to_vec());
+        let start = from(self.after);
+        let end = from(self.upto);
+        if self.after < self.upto {
+            // (after, upto]: [after+1, upto+1); after+1 exists since after < upto.
+            vec![(start.unwrap_or_default(), end)]
+        } else {
+            // (after, MAX] and [0, upto].
+            let mut ranges = Vec::with_capacity(2);
+            if let Some(start) = start {
+                ranges.push((start, None));
+            }
+            ranges.push((Vec::new(), end));
+            ranges
+        }
+    }
+}
 
 /// What the ring needs to know of a member.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,7 +140,12 @@ impl Ring {
     /// The key's preference list: up to `n` distinct members, the first one
     /// the key's primary. Fewer than `n` only when the ring has fewer members.
     pub fn preference_list(&self, key: &[u8], n: usize) -> Vec<NodeId> {
-        let start = self.first_token_index(Self::key_token(key));
+        self.preference_list_at(Self::key_token(key), n)
+    }
+
+    /// The preference list of every key hashing to `token`.
+    pub fn preference_list_at(&self, token: Token, n: usize) -> Vec<NodeId> {
+        let start = self.first_token_index(token);
         let wanted = n.min(self.members.len());
         if self.uniform_topology {
             return self
@@ -131,6 +181,26 @@ impl Ring {
             .zip(owned)
             .map(|(m, o)| (m.id.clone(), o as f64 / circle))
             .collect()
+    }
+
+    /// The arcs between consecutive tokens, as `(after, upto)`: every key
+    /// whose token `t` has `after < t <= upto` (wrapping past `u64::MAX` for
+    /// the last arc) has the same preference list. One arc covers the whole
+    /// circle when the ring has one token; none when it is empty.
+    pub fn ranges(&self) -> Vec<TokenRange> {
+        let Some(&(last, _)) = self.tokens.last() else {
+            return Vec::new();
+        };
+        let mut previous = last;
+        let mut arcs = Vec::with_capacity(self.tokens.len());
+        for &(token, _) in &self.tokens {
+            arcs.push(TokenRange {
+                after: previous,
+                upto: token,
+            });
+            previous = token;
+        }
+        arcs
     }
 
     fn first_token_index(&self, token: Token) -> usize {
@@ -317,6 +387,30 @@ mod tests {
         for k in 0..500u32 {
             let list = ring.preference_list(&k.to_be_bytes(), 2);
             assert!(list.iter().any(|id| id.as_str() == "n3"), "{list:?}");
+        }
+    }
+
+    #[test]
+    fn arcs_cover_the_circle_and_agree_with_preference_lists() {
+        let ring = Ring::new(&[member("n1", 1), member("n2", 1), member("n3", 1)], 8);
+        let arcs = ring.ranges();
+        assert_eq!(arcs.len(), 24);
+        for k in 0..500u32 {
+            let key = k.to_be_bytes();
+            let token = Ring::key_token(&key);
+            let holding: Vec<_> = arcs.iter().filter(|a| a.contains(token)).collect();
+            assert_eq!(holding.len(), 1, "each token on exactly one arc");
+            assert_eq!(
+                ring.preference_list_at(holding[0].upto, 2),
+                ring.preference_list(&key, 2)
+            );
+            // The arc's storage ranges hold the key's storage key.
+            let sk = storage_key(&key);
+            let inside = holding[0]
+                .storage_ranges()
+                .iter()
+                .any(|(start, end)| sk >= *start && end.as_ref().is_none_or(|e| sk < *e));
+            assert!(inside, "key {k} outside its arc's ranges");
         }
     }
 

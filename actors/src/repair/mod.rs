@@ -4,6 +4,9 @@
 //! them (a merge on their side, so a replica that meanwhile took a newer
 //! write loses nothing). Hinted handoff and Merkle anti-entropy join here.
 
+pub mod handoff;
+pub mod stream;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 

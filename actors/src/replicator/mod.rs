@@ -33,10 +33,14 @@ use crate::failure_detector::MembershipChanged;
 use crate::net::SharedClock;
 use crate::repair::Repair;
 use crate::ring::Ring;
-use crate::storage::{LocalRead, Storage};
+use crate::storage::{LocalRead, LocalScan, Storage};
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::wire::peer::{PeerFailure, PeerReply, PeerRequest};
 use crate::NodeId;
+
+/// Most entries one scan page may hold, whatever a peer asks for: a page is
+/// one peer frame, and objects can be large.
+pub const SCAN_PAGE_ENTRIES_MAX: usize = 1024;
 
 /// Replication settings.
 #[derive(Clone, Debug)]
@@ -308,6 +312,35 @@ impl Handler<IncomingPeerRequest> for Replicator {
                     }
                     .instrument(span),
                 )
+            }
+            PeerRequest::Scan { start, end, limit } => {
+                let scan = self.replicas.storage.send(LocalScan {
+                    start: start.into_vec(),
+                    end: end.map(ByteBuf::into_vec),
+                    limit: (limit as usize).min(SCAN_PAGE_ENTRIES_MAX),
+                });
+                Box::pin(
+                    async move {
+                        match scan.await {
+                            Ok(Ok(entries)) => Ok(PeerReply::Page {
+                                entries: entries
+                                    .into_iter()
+                                    .map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v)))
+                                    .collect(),
+                            }),
+                            Ok(Err(e)) => Err(failure(ErrorCode::Internal, e.to_string())),
+                            Err(e) => Err(failure(ErrorCode::Internal, e.to_string())),
+                        }
+                    }
+                    .instrument(span),
+                )
+            }
+            PeerRequest::Gossip { .. } => {
+                let error = failure(
+                    ErrorCode::BadRequest,
+                    "gossip is for the failure detector".into(),
+                );
+                Box::pin(async move { Err(error) })
             }
             PeerRequest::Coordinate(write) => {
                 let msg = CoordinateWrite {

@@ -9,7 +9,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 use tracing::info;
 
-use super::engine::{Engine, StorageError};
+use super::engine::{Engine, KeyValues, StorageError};
 use super::worker::{self, ApplyError, ApplyJob, Mutation, ReadJob};
 use crate::ring::storage_key;
 
@@ -57,6 +57,20 @@ impl Default for StorageOptions {
 pub struct LocalRead {
     /// The key.
     pub key: Vec<u8>,
+}
+
+/// Scan engine keys `[start, end)` (keys as stored: token prefix, then the
+/// user key; see [`crate::ring::TokenRange::storage_ranges`]), at most
+/// `limit` entries, in order. For handoff and anti-entropy streaming.
+#[derive(Message)]
+#[rtype(result = "Result<KeyValues, StorageError>")]
+pub struct LocalScan {
+    /// First engine key (inclusive).
+    pub start: Vec<u8>,
+    /// End (exclusive); `None`: to the end.
+    pub end: Option<Vec<u8>>,
+    /// Most entries to return.
+    pub limit: usize,
 }
 
 /// Atomically read, transform and write the value of `key`; answers with
@@ -153,7 +167,7 @@ impl Handler<LocalRead> for Storage {
             return Box::pin(async move { result });
         }
         let (reply, rx) = oneshot::channel();
-        let job = ReadJob {
+        let job = ReadJob::Get {
             key: storage_key(&msg.key),
             reply,
         };
@@ -188,6 +202,29 @@ impl Handler<LocalApply> for Storage {
             queued?;
             rx.await
                 .map_err(|_| ApplyError::Storage(StorageError::Stopped))?
+        })
+    }
+}
+
+impl Handler<LocalScan> for Storage {
+    type Result = ResponseFuture<Result<KeyValues, StorageError>>;
+
+    fn handle(&mut self, msg: LocalScan, _ctx: &mut Self::Context) -> Self::Result {
+        if let Some(engine) = &self.inline {
+            let result = engine.scan(&msg.start, msg.end.as_deref(), msg.limit);
+            return Box::pin(async move { result });
+        }
+        let (reply, rx) = oneshot::channel();
+        let job = ReadJob::Scan {
+            start: msg.start,
+            end: msg.end,
+            limit: msg.limit,
+            reply,
+        };
+        let queued = worker::offer(&self.reads, job, self.options.storage_queue_max);
+        Box::pin(async move {
+            queued?;
+            rx.await.map_err(|_| StorageError::Stopped)?
         })
     }
 }

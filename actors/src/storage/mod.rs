@@ -13,8 +13,8 @@ pub mod log_engine;
 pub mod memory_engine;
 pub mod worker;
 
-pub use actor::{LocalApply, LocalRead, Storage, StorageOptions, StorageThreading};
-pub use engine::{Engine, StorageError, WriteOp};
+pub use actor::{LocalApply, LocalRead, LocalScan, Storage, StorageOptions, StorageThreading};
+pub use engine::{Engine, KeyValues, StorageError, WriteOp};
 pub use log_engine::LogEngine;
 pub use memory_engine::MemoryEngine;
 pub use worker::{ApplyError, Mutation};

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use tracing::{debug, error};
 
-use super::engine::{Engine, StorageError, WriteOp};
+use super::engine::{Engine, KeyValues, StorageError, WriteOp};
 use crate::wire::client::ClientError;
 
 /// A read-modify-write: gets the stored value (or `None`) and returns the new
@@ -44,10 +44,20 @@ pub(crate) struct ApplyJob {
     pub reply: oneshot::Sender<Result<Option<Vec<u8>>, ApplyError>>,
 }
 
-/// One queued point read.
-pub(crate) struct ReadJob {
-    pub key: Vec<u8>,
-    pub reply: oneshot::Sender<Result<Option<Vec<u8>>, StorageError>>,
+/// One queued read.
+pub(crate) enum ReadJob {
+    /// A point read.
+    Get {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<Option<Vec<u8>>, StorageError>>,
+    },
+    /// A range scan of engine keys `[start, end)`, at most `limit` entries.
+    Scan {
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+        limit: usize,
+        reply: oneshot::Sender<Result<KeyValues, StorageError>>,
+    },
 }
 
 /// Sends `job` without blocking; a full queue is `Overloaded`.
@@ -160,6 +170,18 @@ pub(crate) fn run_reader(engine: Arc<dyn Engine>, jobs: Arc<Mutex<Receiver<ReadJ
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        let _ = job.reply.send(engine.get(&job.key));
+        match job {
+            ReadJob::Get { key, reply } => {
+                let _ = reply.send(engine.get(&key));
+            }
+            ReadJob::Scan {
+                start,
+                end,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(engine.scan(&start, end.as_deref(), limit));
+            }
+        }
     }
 }

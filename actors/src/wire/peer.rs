@@ -93,6 +93,21 @@ pub enum PeerRequest {
         /// The encoded object.
         object: ByteBuf,
     },
+    /// Scan this replica's store: engine keys in `[start, end)`, at most
+    /// `limit` entries (handoff streaming pages through a token range).
+    Scan {
+        /// First engine key, inclusive.
+        start: ByteBuf,
+        /// End, exclusive (`None`: to the end).
+        end: Option<ByteBuf>,
+        /// Most entries in the page.
+        limit: u32,
+    },
+    /// A gossip message for the failure detector (its own encoding).
+    Gossip {
+        /// The encoded gossip message.
+        message: ByteBuf,
+    },
     /// Coordinate a client write: sent by a node outside the key's
     /// preference list to one inside it, because new versions are minted by
     /// a replica that holds every version it minted before.
@@ -117,8 +132,13 @@ pub struct ForwardedWrite {
 pub enum PeerReply {
     /// The stored object for a `Read` (`None`: never written).
     Object(Option<ByteBuf>),
-    /// A `Write` is durable.
+    /// A `Write` is durable (also the acknowledgement of `Gossip`).
     Stored,
+    /// A `Scan` page: engine keys and their encoded objects, in order.
+    Page {
+        /// The entries.
+        entries: Vec<(ByteBuf, ByteBuf)>,
+    },
     /// A forwarded write succeeded; the new version's context.
     Coordinated {
         /// Encoded context.
