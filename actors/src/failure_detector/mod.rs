@@ -6,6 +6,7 @@
 //! Reachability comes from connection state for now; gossip and heartbeat
 //! suspicion replace it in the gossip issue, behind the same messages.
 
+pub mod gossip;
 mod membership;
 
 use std::collections::HashSet;
@@ -15,6 +16,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::{info, warn};
 
+pub use gossip::{
+    Gossip, GossipMessage, GossipOptions, MemberView, PersistedMember, StateChange, Tick,
+};
 pub use membership::{MemberState, Membership};
 
 use crate::bridge::PeerEvent;

@@ -1,0 +1,240 @@
+//! Gossip membership and failure detection: the successor of
+//! [`super::Membership`]'s reachability-from-connections table. Pure: time
+//! comes in as `now_ms` (this node's clock, only ever compared with itself),
+//! randomness as an `&mut impl Rng`; the FailureDetector actor sends the
+//! [`GossipMessage`]s and feeds back what arrives.
+//!
+//! # The algorithm (the chapter's "Failure detection", Figure 11)
+//!
+//! Every node keeps a list of members. Each entry holds the member's
+//! [`MemberInfo`], a [`MemberRecord`] that only the member itself writes
+//! (generation, heartbeat, administrative status and its version) and this
+//! node's own detection state. Every `gossip_interval_ms` the actor calls
+//! [`Gossip::tick`]: the node bumps its own heartbeat, checks its timers and
+//! sends its whole list to `gossip_fanout` random live members (never to
+//! itself, never to `Left` members). Lists merge record by record with
+//! [`MemberRecord::merge`], a join: higher generation, then higher
+//! heartbeat, and the status with the higher `status_version`.
+//!
+//! Members this node cannot currently see (`Suspect`, `Down`, or known but
+//! never heard from, such as seeds) get one extra message per tick with
+//! probability `unreachable / (live + 1)` (Cassandra's gossiper rule): a
+//! healed partition is noticed within a few rounds, a node that knows only
+//! unreachable members (a fresh start, a seed list) always contacts one, and
+//! a large dead set does not crowd out live gossip.
+//!
+//! # Detection: two sources before `Down`
+//!
+//! * A member is **stale** here when its version has not advanced for
+//!   `suspect_after_ms` of this node's clock since we last saw it advance
+//!   (or since we learned of it). Ages are local; no clocks are compared.
+//! * Stale makes it **`Suspect`** (`reported_by` = ourselves). A member we
+//!   know of but have never heard from is `Suspect` from the start: we have
+//!   no evidence that it runs.
+//! * It becomes **`Down`** only when, while stale here, a gossip message
+//!   from a third node (not the member, not ourselves) flags it stale too:
+//!   every [`GossipEntry`] carries `stale`, the sender's own verdict by the
+//!   same rule. That is the chapter's "at least two independent sources";
+//!   `reported_by` names the corroborating sender. One node with a bad link
+//!   (or a bad clock) can suspect a member but never takes it down alone.
+//! * It is **`Alive`** again as soon as its version advances, first-hand or
+//!   from a sender that does not itself flag it stale. A newer version from
+//!   a sender that flags it stale is adopted without resetting our timer:
+//!   that heartbeat is old news.
+//!
+//! A consequence: in a two-node cluster nothing is ever `Down`, only
+//! `Suspect`. Routing should therefore skip `Suspect` members too (this
+//! node alone cannot see them); `Down` is the corroborated verdict for
+//! decisions that should not rest on one node's view.
+//!
+//! # Why not phi accrual
+//!
+//! Cassandra (and Akka) use the phi accrual detector: each node keeps a
+//! window of heartbeat inter-arrival times per peer and computes
+//! `phi = -log10(P(silence this long))`, convicting above a threshold (8).
+//! It adapts to jitter, but here arrivals are second-hand: a member's
+//! heartbeat reaches us over gossip paths of random length, so the window
+//! measures the gossip topology and fanout as much as the member, and its
+//! verdict is still one node's alone. A fixed `suspect_after_ms` is one
+//! knob with a unit, gives exact bounds that deterministic tests can check
+//! ("`Down` within `suspect_after_ms` plus a few rounds") and the
+//! corroboration rule removes the false positives phi's adaptivity is
+//! meant to avoid on one node's flaky link. The price is no adaptation to a
+//! slow network or long pauses: keep `suspect_after_ms` several gossip
+//! intervals (default 5). The `stale` predicate is the only place to change
+//! to adopt phi later; the wire carries only its boolean.
+//!
+//! # Generations and restarts
+//!
+//! A node's generation is its start time in ms, raised above the generation
+//! in its own persisted [`PersistedMember`] (so a clock that stepped back
+//! still moves forward) and, at run time, above any record of itself that
+//! gossip shows with a newer version than its own (a lost snapshot plus a
+//! clock step back). Generation is compared before the heartbeat, so a node
+//! restarting with the same id takes its old place at once: its heartbeat 1
+//! out-ranks the old incarnation's heartbeat 90 000.
+//!
+//! # Bounds
+//!
+//! Messages list every member (no digest): about 150 bytes per member in
+//! MessagePack, fine up to a few hundred nodes. The list holds at most
+//! `gossip_members_max` members (self included); members beyond it are
+//! dropped with a warning and counted in [`Gossip::members_dropped`].
+//! `Left` members stay listed (so old gossip cannot revive them) and are
+//! never removed: there is no tombstone expiry yet.
+
+mod exchange;
+mod node;
+mod record;
+
+#[cfg(test)]
+mod sim_tests;
+#[cfg(test)]
+mod tests;
+
+use serde::{Deserialize, Serialize};
+
+pub use node::Gossip;
+pub use record::MemberRecord;
+
+use crate::wire::peer::MemberInfo;
+use crate::NodeId;
+
+/// Version of [`GossipMessage`]'s layout; messages with another are ignored.
+pub const GOSSIP_MESSAGE_VERSION: u32 = 1;
+
+/// Gossip settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GossipOptions {
+    /// How often the actor calls [`Gossip::tick`], in ms; the simulation and
+    /// the docs count time in these rounds.
+    pub gossip_interval_ms: u64,
+    /// Live members each tick sends to (one unreachable member may be added).
+    pub gossip_fanout: usize,
+    /// A member whose heartbeat has not advanced for this long (this node's
+    /// clock) is suspected; keep it several gossip intervals.
+    pub suspect_after_ms: u64,
+    /// Most members the list holds, self included; bounds memory and the
+    /// size of every message.
+    pub gossip_members_max: usize,
+}
+
+impl Default for GossipOptions {
+    fn default() -> Self {
+        Self {
+            gossip_interval_ms: 1000,
+            gossip_fanout: 3,
+            suspect_after_ms: 5000,
+            gossip_members_max: 1024,
+        }
+    }
+}
+
+/// A member's state as this node sees it and as `status` reports it.
+///
+/// `Joining`, `Alive`, `Leaving` and `Left` are administrative, set only by
+/// the member itself; `Suspect` and `Down` are this node's detection verdict
+/// and override the first three (not `Left`, which is final).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberState {
+    /// Announced, not yet serving.
+    Joining,
+    /// Serving, and its heartbeat advances.
+    Alive,
+    /// Its heartbeat is stale here (or never heard); not yet corroborated.
+    Suspect,
+    /// Stale here and reported stale by another member.
+    Down,
+    /// Handing its data off before leaving.
+    Leaving,
+    /// Gone for good (until it restarts with a new generation).
+    Left,
+}
+
+impl MemberState {
+    /// The protocol spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Joining => "joining",
+            MemberState::Alive => "alive",
+            MemberState::Suspect => "suspect",
+            MemberState::Down => "down",
+            MemberState::Leaving => "leaving",
+            MemberState::Left => "left",
+        }
+    }
+
+    /// Whether a member may set this on itself ([`Gossip::set_own_status`]).
+    pub fn is_administrative(self) -> bool {
+        !matches!(self, MemberState::Suspect | MemberState::Down)
+    }
+}
+
+/// One member as a gossip message carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipEntry {
+    /// Who it is and where.
+    pub info: MemberInfo,
+    /// What the member last said about itself, as far as the sender knows.
+    pub record: MemberRecord,
+    /// The sender's own verdict: it has not seen this member advance for
+    /// its `suspect_after_ms`. The receiver's corroboration for `Down`.
+    pub stale: bool,
+}
+
+/// What one node sends another every gossip round: its whole list.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GossipMessage {
+    /// Must equal [`GOSSIP_MESSAGE_VERSION`].
+    pub version: u32,
+    /// Every member the sender knows, itself included.
+    pub members: Vec<GossipEntry>,
+}
+
+/// A change of a member's state on this node, for logs and subscribers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateChange {
+    /// The member.
+    pub node: NodeId,
+    /// Its state before (`None`: just learned of).
+    pub from: Option<MemberState>,
+    /// Its state now.
+    pub to: MemberState,
+    /// Who caused it: ourselves for a local timeout or our own status, the
+    /// corroborating sender for `Down`, the gossip sender for news.
+    pub reported_by: NodeId,
+}
+
+/// What a tick asks the actor to do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tick {
+    /// Where to send `message` (never self, never `Left`).
+    pub targets: Vec<MemberInfo>,
+    /// This node's list.
+    pub message: GossipMessage,
+    /// State changes the tick's timers caused.
+    pub changes: Vec<StateChange>,
+}
+
+/// One member as [`Gossip::members`] shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemberView<'a> {
+    /// Who it is and where.
+    pub info: &'a MemberInfo,
+    /// Its state as this node sees it.
+    pub state: MemberState,
+    /// Its latest known heartbeat (in its latest known generation).
+    pub heartbeat: u64,
+    /// How long ago (this node's clock) we last saw it advance, or learned
+    /// of it; 0 for ourselves.
+    pub heartbeat_age_ms: u64,
+}
+
+/// What the actor persists per member and gives back to [`Gossip::new`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistedMember {
+    /// Who it is and where.
+    pub info: MemberInfo,
+    /// Its last known record; our own gives the generation to out-run.
+    pub record: MemberRecord,
+}

@@ -1,0 +1,296 @@
+//! [`Gossip`]: one node's member list, its timers and its merge of incoming
+//! gossip. See the module doc of [`super`] for the rules.
+
+use std::collections::BTreeMap;
+
+use rand::Rng;
+use tracing::{debug, warn};
+
+use super::{
+    GossipMessage, GossipOptions, MemberRecord, MemberState, MemberView, PersistedMember,
+    StateChange, Tick, GOSSIP_MESSAGE_VERSION,
+};
+use crate::wire::peer::MemberInfo;
+use crate::NodeId;
+
+/// This node's detection verdict on another member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Detection {
+    /// Advanced within `suspect_after_ms`.
+    Alive,
+    /// Stale here, or never heard from.
+    Suspect,
+    /// Stale here and flagged stale by another member.
+    Down,
+}
+
+/// One member in the list.
+#[derive(Clone, Debug)]
+pub(super) struct Member {
+    /// Who it is and where (from its newest generation).
+    pub(super) info: MemberInfo,
+    /// What it last said about itself.
+    pub(super) record: MemberRecord,
+    /// Our verdict on it (always `Alive` for ourselves).
+    pub(super) detection: Detection,
+    /// This node's clock when the member last advanced here (or was learned
+    /// of): the start of its staleness timer.
+    pub(super) since_ms: u64,
+}
+
+/// One node's gossip membership and failure detector.
+#[derive(Clone, Debug)]
+pub struct Gossip {
+    pub(super) own: NodeId,
+    pub(super) members: BTreeMap<NodeId, Member>,
+    pub(super) options: GossipOptions,
+    pub(super) members_dropped: u64,
+}
+
+impl Gossip {
+    /// A node `own` that starts `Alive` in a new generation (`now_ms`, raised
+    /// past its own persisted one), knowing `known` (a [`Gossip::snapshot`]);
+    /// the others start `Suspect` until heard from.
+    pub fn new(
+        own: MemberInfo,
+        known: Vec<PersistedMember>,
+        now_ms: u64,
+        options: GossipOptions,
+    ) -> Self {
+        let mut generation = now_ms.max(1);
+        let mut gossip = Self {
+            own: own.id.clone(),
+            members: BTreeMap::new(),
+            options,
+            members_dropped: 0,
+        };
+        for persisted in known {
+            if persisted.info.id == own.id {
+                generation = generation.max(persisted.record.generation.saturating_add(1));
+            } else if gossip.has_room(&persisted.info.id) {
+                let id = persisted.info.id.clone();
+                let member = gossip
+                    .members
+                    .entry(id)
+                    .or_insert_with(|| Member::learned(persisted.info.clone(), now_ms));
+                member.record.merge(&persisted.record);
+            }
+        }
+        let record = MemberRecord {
+            generation,
+            ..MemberRecord::unknown()
+        };
+        gossip.members.insert(
+            own.id.clone(),
+            Member {
+                record,
+                detection: Detection::Alive,
+                since_ms: now_ms,
+                info: own,
+            },
+        );
+        gossip
+    }
+
+    /// One gossip round: bumps our heartbeat, suspects members stale for
+    /// `suspect_after_ms`, and picks where to send our list.
+    pub fn tick(&mut self, now_ms: u64, rng: &mut impl Rng) -> Tick {
+        if let Some(own) = self.members.get_mut(&self.own) {
+            own.record.heartbeat = own.record.heartbeat.saturating_add(1);
+        }
+        let mut changes = Vec::new();
+        let ids: Vec<NodeId> = self.members.keys().cloned().collect();
+        for id in &ids {
+            self.check_timer(id, now_ms, &mut changes);
+        }
+        Tick {
+            targets: self.targets(rng),
+            message: self.message(now_ms),
+            changes,
+        }
+    }
+
+    /// Merges a list received from `from` (the transport's authenticated
+    /// peer id). Entries about ourselves never change our record; they only
+    /// push our generation forward if they show a newer incarnation of us.
+    pub fn receive(
+        &mut self,
+        from: &NodeId,
+        message: GossipMessage,
+        now_ms: u64,
+    ) -> Vec<StateChange> {
+        let mut changes = Vec::new();
+        if message.version != GOSSIP_MESSAGE_VERSION {
+            warn!(peer = %from, version = message.version, "ignoring gossip of another version");
+            return changes;
+        }
+        let dropped_before = self.members_dropped;
+        for entry in message.members {
+            if !entry.record.status.is_administrative() {
+                debug!(peer = %from, member = %entry.info.id, "ignoring a non-administrative status");
+            } else if entry.info.id == self.own {
+                self.outrun(&entry.record);
+            } else {
+                self.merge_entry(from, entry, now_ms, &mut changes);
+            }
+        }
+        if self.members_dropped > dropped_before {
+            warn!(
+                peer = %from,
+                dropped = self.members_dropped - dropped_before,
+                gossip_members_max = self.options.gossip_members_max,
+                "member list full; dropped members from gossip"
+            );
+        }
+        changes
+    }
+
+    /// Adds a member learned from a handshake or a seed; it is `Suspect`
+    /// until its first heartbeat arrives. A known member keeps its entry.
+    pub fn introduce(&mut self, member: MemberInfo, now_ms: u64) -> Vec<StateChange> {
+        if member.id == self.own || self.members.contains_key(&member.id) {
+            return Vec::new();
+        }
+        if !self.has_room(&member.id) {
+            warn!(member = %member.id, gossip_members_max = self.options.gossip_members_max,
+                "member list full; not adding an introduced member");
+            return Vec::new();
+        }
+        let id = member.id.clone();
+        self.members
+            .insert(id.clone(), Member::learned(member, now_ms));
+        vec![StateChange {
+            node: id,
+            from: None,
+            to: MemberState::Suspect,
+            reported_by: self.own.clone(),
+        }]
+    }
+
+    /// Changes our own administrative status (`Joining`, `Alive`, `Leaving`,
+    /// `Left`), bumping its version so that it wins every merge. `Suspect`
+    /// and `Down` are refused: nobody judges itself.
+    pub fn set_own_status(&mut self, status: MemberState, now_ms: u64) -> Vec<StateChange> {
+        let _ = now_ms;
+        let Some(own) = self.members.get_mut(&self.own) else {
+            return Vec::new();
+        };
+        if !status.is_administrative() {
+            warn!(
+                status = status.as_str(),
+                "a node cannot set itself suspect or down"
+            );
+            return Vec::new();
+        }
+        if own.record.status == status {
+            return Vec::new();
+        }
+        let from = own.record.status;
+        own.record.status = status;
+        own.record.status_version = own.record.status_version.saturating_add(1);
+        vec![StateChange {
+            node: self.own.clone(),
+            from: Some(from),
+            to: status,
+            reported_by: self.own.clone(),
+        }]
+    }
+
+    /// Every member, sorted by id, ourselves included.
+    pub fn members(&self, now_ms: u64) -> Vec<MemberView<'_>> {
+        self.members
+            .iter()
+            .map(|(id, m)| MemberView {
+                info: &m.info,
+                state: m.state(id == &self.own),
+                heartbeat: m.record.heartbeat,
+                heartbeat_age_ms: if id == &self.own {
+                    0
+                } else {
+                    now_ms.saturating_sub(m.since_ms)
+                },
+            })
+            .collect()
+    }
+
+    /// The state of `node` as this node sees it.
+    pub fn state_of(&self, node: &NodeId) -> Option<MemberState> {
+        self.members.get(node).map(|m| m.state(node == &self.own))
+    }
+
+    /// What to persist: every member's info and record, ourselves included
+    /// (our generation is what the next start must out-run).
+    pub fn snapshot(&self) -> Vec<PersistedMember> {
+        self.members
+            .values()
+            .map(|m| PersistedMember {
+                info: m.info.clone(),
+                record: m.record.clone(),
+            })
+            .collect()
+    }
+
+    /// Members refused because the list held `gossip_members_max` already.
+    pub fn members_dropped(&self) -> u64 {
+        self.members_dropped
+    }
+
+    /// Our current generation (start time in ms, or later if raised).
+    pub fn generation(&self) -> u64 {
+        self.members
+            .get(&self.own)
+            .map_or(0, |m| m.record.generation)
+    }
+
+    /// Whether `id` is known or there is room for one more member; counts
+    /// the refusal.
+    pub(super) fn has_room(&mut self, id: &NodeId) -> bool {
+        let room = self.members.contains_key(id)
+            || self.members.len() < self.options.gossip_members_max.max(1);
+        if !room {
+            self.members_dropped += 1;
+        }
+        room
+    }
+
+    /// Whether `member` has not advanced here for `suspect_after_ms`.
+    pub(super) fn stale(&self, member: &Member, now_ms: u64) -> bool {
+        now_ms.saturating_sub(member.since_ms) >= self.options.suspect_after_ms
+    }
+
+    /// Suspects `id` if it went stale while `Alive`.
+    pub(super) fn check_timer(&mut self, id: &NodeId, now_ms: u64, changes: &mut Vec<StateChange>) {
+        let Some(member) = self.members.get(id) else {
+            return;
+        };
+        let eligible = id != &self.own && member.record.status != MemberState::Left;
+        if eligible && member.detection == Detection::Alive && self.stale(member, now_ms) {
+            let by = self.own.clone();
+            self.change(id, by, changes, |m| m.detection = Detection::Suspect);
+        }
+    }
+}
+
+impl Member {
+    /// A member we know of but have not heard from: `Suspect`, timer from now.
+    pub(super) fn learned(info: MemberInfo, now_ms: u64) -> Self {
+        Self {
+            info,
+            record: MemberRecord::unknown(),
+            detection: Detection::Suspect,
+            since_ms: now_ms,
+        }
+    }
+
+    /// Its state as reported: `Left` is final, our verdict overrides the
+    /// other administrative statuses, and we never judge ourselves.
+    pub(super) fn state(&self, is_self: bool) -> MemberState {
+        match (self.record.status, self.detection) {
+            (MemberState::Left, _) => MemberState::Left,
+            (status, _) if is_self => status,
+            (_, Detection::Suspect) => MemberState::Suspect,
+            (_, Detection::Down) => MemberState::Down,
+            (status, Detection::Alive) => status,
+        }
+    }
+}
