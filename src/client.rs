@@ -360,6 +360,13 @@ impl Client {
         context_of(&body)?.ok_or_else(|| Error::Protocol("write answer has no `context`".into()))
     }
 
+    /// Asks the node to hand its ranges off and leave the cluster (an admin
+    /// extension; answers once it has started: watch `status`).
+    pub async fn leave(&self) -> Result<String, Error> {
+        let body = self.call(ClientOp::Leave, None).await?;
+        map_str(&body, "node").ok_or_else(|| Error::Protocol("leave answer has no `node`".into()))
+    }
+
     /// Membership as the node sees it.
     pub async fn status(&self) -> Result<Status, Error> {
         let body = self.call(ClientOp::Status, None).await?;

@@ -132,6 +132,23 @@ pub struct NodeArgs {
     /// Cap on the delay between redials of a lost peer, in milliseconds. Default 5000.
     #[arg(long, value_name = "MS")]
     pub reconnect_backoff_max_ms: Option<u64>,
+    /// Time between gossip rounds, in milliseconds. Default 1000.
+    #[arg(long, value_name = "MS")]
+    pub gossip_interval_ms: Option<u64>,
+    /// Peers each gossip round is sent to. Default 3.
+    #[arg(long)]
+    pub gossip_fanout: Option<usize>,
+    /// A member silent for this long is suspect (down once another member
+    /// agrees), in milliseconds. Default 5000.
+    #[arg(long, value_name = "MS")]
+    pub suspect_after_ms: Option<u64>,
+    /// Time a joining or leaving node announces itself before streaming,
+    /// in milliseconds. Default 3 gossip intervals.
+    #[arg(long, value_name = "MS")]
+    pub join_settle_ms: Option<u64>,
+    /// Pace of join/leave streaming, in bytes per second. Default 64 MiB/s.
+    #[arg(long, value_name = "BYTES")]
+    pub stream_bytes_per_s_max: Option<u64>,
 }
 
 /// A validated node configuration.
@@ -187,6 +204,16 @@ pub struct NodeConfig {
     pub storage_queue_max: usize,
     /// Cap on peer redial delay, in milliseconds.
     pub reconnect_backoff_max_ms: u64,
+    /// Gossip round interval, in milliseconds.
+    pub gossip_interval_ms: u64,
+    /// Peers per gossip round.
+    pub gossip_fanout: usize,
+    /// Silence before suspicion, in milliseconds.
+    pub suspect_after_ms: u64,
+    /// Announcement time before join/leave streaming, in milliseconds.
+    pub join_settle_ms: u64,
+    /// Streaming pace, in bytes per second.
+    pub stream_bytes_per_s_max: u64,
 }
 
 impl NodeArgs {
@@ -231,7 +258,12 @@ impl NodeArgs {
             client_inflight_max,
             client_connections_max,
             storage_queue_max,
-            reconnect_backoff_max_ms
+            reconnect_backoff_max_ms,
+            gossip_interval_ms,
+            gossip_fanout,
+            suspect_after_ms,
+            join_settle_ms,
+            stream_bytes_per_s_max
         )
     }
 
@@ -311,6 +343,14 @@ impl NodeArgs {
                  and a value ({max_value_bytes}) plus 1 KiB of request fields"
             ));
         }
+        let gossip_interval_ms = positive("--gossip-interval-ms", self.gossip_interval_ms, 1000)?;
+        let suspect_after_ms = positive("--suspect-after-ms", self.suspect_after_ms, 5000)?;
+        if suspect_after_ms < 2 * gossip_interval_ms {
+            return Err(format!(
+                "--suspect-after-ms ({suspect_after_ms}) must be at least two gossip intervals \
+                 ({gossip_interval_ms} ms each), or healthy nodes would look silent"
+            ));
+        }
         let version_limits = VersionLimits {
             siblings_max: positive("--siblings-max", self.siblings_max, SIBLINGS_MAX_DEFAULT)?,
             vclock_entries_max: positive(
@@ -355,6 +395,15 @@ impl NodeArgs {
                 "--reconnect-backoff-max-ms",
                 self.reconnect_backoff_max_ms,
                 5000,
+            )?,
+            gossip_interval_ms,
+            gossip_fanout: positive("--gossip-fanout", self.gossip_fanout, 3)?,
+            suspect_after_ms,
+            join_settle_ms: self.join_settle_ms.unwrap_or(3 * gossip_interval_ms),
+            stream_bytes_per_s_max: positive(
+                "--stream-bytes-per-s-max",
+                self.stream_bytes_per_s_max,
+                64 * 1024 * 1024,
             )?,
         })
     }

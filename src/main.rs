@@ -49,6 +49,13 @@ struct AdminArgs {
 enum AdminAction {
     /// Membership, states, ring shares and the node's settings.
     Status,
+    /// Make the node hand its ranges to their new owners and leave the
+    /// cluster; waits until it reports itself `left`.
+    Leave {
+        /// Give up waiting after this many seconds (the node keeps going).
+        #[arg(long, default_value_t = 600)]
+        wait_s: u64,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -168,6 +175,29 @@ fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot connect to {}", args.addr))?;
         match args.action {
+            AdminAction::Leave { wait_s } => {
+                let node = client.leave().await?;
+                println!("{node} is leaving: handing off its ranges");
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_s);
+                loop {
+                    let status = client.status().await?;
+                    let state = status
+                        .members
+                        .iter()
+                        .find(|m| m.id == node)
+                        .map(|m| m.state.clone());
+                    if state.as_deref() == Some("left") {
+                        println!("{node} has left the cluster; it can be stopped");
+                        break;
+                    }
+                    anyhow::ensure!(
+                        std::time::Instant::now() < deadline,
+                        "{node} is still {} after {wait_s} s",
+                        state.unwrap_or_default()
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
             AdminAction::Status => {
                 let status = client.status().await?;
                 println!("node {}", status.node);

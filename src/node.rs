@@ -13,7 +13,9 @@ use actix::prelude::*;
 use ringkv_actors::bridge::{Bridge, BridgeOptions, Dial};
 use ringkv_actors::client_api::{ClientApi, ClientApiOptions};
 use ringkv_actors::conflict_resolver::ConflictResolver;
-use ringkv_actors::failure_detector::{FailureDetector, FailureDetectorOptions, Subscribe};
+use ringkv_actors::failure_detector::{
+    FailureDetector, FailureDetectorOptions, GossipOptions, Subscribe,
+};
 use ringkv_actors::net::{SharedClock, SharedNet};
 use ringkv_actors::repair::{Repair, RepairOptions};
 use ringkv_actors::replicator::{Replicas, ReplicationOptions, Replicator};
@@ -190,11 +192,14 @@ pub async fn start(
     dial.extend(
         known
             .iter()
-            .filter_map(|m| m.peer_addr.parse::<SocketAddr>().ok()),
+            .filter_map(|m| m.info.peer_addr.parse::<SocketAddr>().ok()),
     );
     dial.retain(|a| *a != peer_addr && *a != advertised);
     dial.sort();
     dial.dedup();
+    // A node with no memory of a cluster that is given seeds is a new
+    // member: it joins (streams the ranges it will own before serving).
+    let join = known.is_empty() && !config.seeds.is_empty();
 
     let storage_options = StorageOptions {
         threading: env.storage_threading,
@@ -216,19 +221,9 @@ pub async fn start(
             rmpv::Value::from(config.cluster.as_str()),
         ),
     ];
-    let failure_detector = FailureDetector::new(
-        own.clone(),
-        known.clone(),
-        FailureDetectorOptions {
-            vnodes_per_weight: config.vnodes,
-            members_file: env.members_file.clone(),
-            status_extra,
-        },
-    )
-    .start();
 
-    // The Bridge and the Replicator need each other: create the Bridge's
-    // context first so its address exists before it runs.
+    // The Bridge, the Replicator and the FailureDetector need each other:
+    // create the Bridge's context first so its address exists before it runs.
     let bridge_context = Context::<Bridge>::new();
     let bridge_addr = bridge_context.address();
     let replicas = Replicas {
@@ -242,7 +237,31 @@ pub async fn start(
         RepairOptions {
             read_repair_inflight_max: 1024,
             repair_timeout_ms: config.request_timeout_ms,
+            stream_bytes_per_s_max: config.stream_bytes_per_s_max,
         },
+    )
+    .start();
+    let failure_detector = FailureDetector::new(
+        own.clone(),
+        known.clone(),
+        FailureDetectorOptions {
+            vnodes_per_weight: config.vnodes,
+            replicas: config.n,
+            members_file: env.members_file.clone(),
+            status_extra,
+            gossip: GossipOptions {
+                gossip_interval_ms: config.gossip_interval_ms,
+                gossip_fanout: config.gossip_fanout,
+                suspect_after_ms: config.suspect_after_ms,
+                ..GossipOptions::default()
+            },
+            join,
+            join_settle_ms: config.join_settle_ms,
+            stream_timeout_ms: config.request_timeout_ms.max(5000),
+        },
+        bridge_addr.clone(),
+        repair.clone(),
+        env.clock.clone(),
     )
     .start();
     let replicator = Replicator::new(
@@ -275,9 +294,11 @@ pub async fn start(
         peer_listener,
         replicator.clone().recipient(),
         failure_detector.clone().recipient(),
+        failure_detector.clone().recipient(),
     ));
     failure_detector.do_send(Subscribe(replicator.clone().recipient()));
     failure_detector.do_send(Subscribe(repair.recipient()));
+    failure_detector.do_send(Subscribe(bridge_addr.clone().recipient()));
     for addr in &dial {
         bridge_addr.do_send(Dial { addr: *addr });
     }
@@ -309,6 +330,7 @@ pub async fn start(
         storage = ?config.storage,
         n = config.n, r = config.r, w = config.w,
         known_members = known.len(),
+        joining = join,
         seeds = dial.len(),
         "node started"
     );

@@ -168,6 +168,13 @@ impl SimClient {
 }
 
 fn simulation(seed: u64) -> turmoil::Sim<'static> {
+    // RUST_LOG=info shows every node's log lines (simulated time).
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
         .simulation_duration(Duration::from_secs(60))

@@ -11,6 +11,8 @@ use ringkv::Client;
 
 /// Per-request deadline given to the nodes: short, so failure paths are quick.
 pub const REQUEST_TIMEOUT_MS: u64 = 1000;
+/// Gossip round interval given to the nodes.
+pub const GOSSIP_INTERVAL_MS: u64 = 100;
 /// How long a test waits for a cluster to come up.
 const READY_WAIT: Duration = Duration::from_secs(15);
 
@@ -118,6 +120,14 @@ impl Cluster {
                 REQUEST_TIMEOUT_MS.to_string(),
                 "--reconnect-backoff-max-ms".into(),
                 "300".into(),
+                // Fast gossip, so failure detection and joins take
+                // fractions of a second.
+                "--gossip-interval-ms".into(),
+                GOSSIP_INTERVAL_MS.to_string(),
+                "--suspect-after-ms".into(),
+                (6 * GOSSIP_INTERVAL_MS).to_string(),
+                "--join-settle-ms".into(),
+                (3 * GOSSIP_INTERVAL_MS).to_string(),
             ];
             if !seeds.is_empty() {
                 args.push("--seeds".into());

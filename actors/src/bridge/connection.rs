@@ -45,6 +45,12 @@ pub struct Shutdown;
 
 type Writer = FramedWrite<Bytes, WriteHalf<BoxConnection>, FrameCodec>;
 
+/// Requests in a row that may time out, with no response at all between
+/// them, before the link is judged stuck and redialled. A connection can be
+/// open yet dead (a peer behind a dropped NAT entry, a simulated partition
+/// that lost segments); a fresh one recovers as soon as the peer answers.
+pub const PEER_TIMEOUTS_BEFORE_REDIAL: u32 = 3;
+
 enum Link {
     /// Not connected; a redial is scheduled.
     Down,
@@ -72,6 +78,8 @@ pub struct PeerConnection {
     pending: HashMap<u64, Pending>,
     next_id: u64,
     backoff_ms: u64,
+    /// Timeouts since the last response on this link.
+    timeouts_in_a_row: u32,
     span: tracing::Span,
 }
 
@@ -98,6 +106,7 @@ impl PeerConnection {
             reader: None,
             pending: HashMap::new(),
             next_id: 1,
+            timeouts_in_a_row: 0,
             span,
         }
     }
@@ -136,6 +145,7 @@ impl PeerConnection {
 
     /// Tears the link down, fails what was pending and schedules a redial.
     fn lost(&mut self, ctx: &mut Context<Self>, reason: &str) {
+        self.timeouts_in_a_row = 0;
         let span = self.span.clone();
         let _span = span.enter();
         if let Some(reader) = self.reader.take() {
@@ -207,6 +217,7 @@ impl PeerConnection {
                 self.lost(ctx, &format!("refused: {reason}"));
             }
             PeerFrame::Response { id, body } => {
+                self.timeouts_in_a_row = 0;
                 if let Some(pending) = self.pending.remove(&id) {
                     ctx.cancel_future(pending.timer);
                     let _ = pending.reply.send(body.map_err(PeerCallError::Failed));
@@ -272,11 +283,15 @@ impl Handler<PeerCall> for PeerConnection {
         writer.write(Bytes::from(frame.encode()));
         let (reply, rx) = oneshot::channel();
         let timeout_ms = msg.timeout_ms;
-        let timer = ctx.run_later(Duration::from_millis(timeout_ms), move |act, _| {
+        let timer = ctx.run_later(Duration::from_millis(timeout_ms), move |act, ctx| {
             if let Some(pending) = act.pending.remove(&id) {
                 let _ = pending
                     .reply
                     .send(Err(PeerCallError::Timeout { timeout_ms }));
+                act.timeouts_in_a_row += 1;
+                if act.timeouts_in_a_row >= PEER_TIMEOUTS_BEFORE_REDIAL {
+                    act.lost(ctx, "requests keep timing out; redialling");
+                }
             }
         });
         self.pending.insert(id, Pending { reply, timer });

@@ -162,6 +162,7 @@ pub struct Bridge {
     options: BridgeOptions,
     listener: Option<Box<dyn Listener>>,
     handler: Recipient<IncomingPeerRequest>,
+    gossip: Recipient<IncomingPeerRequest>,
     events: Recipient<PeerEvent>,
     by_addr: HashMap<SocketAddr, Addr<PeerConnection>>,
     by_node: HashMap<NodeId, Addr<PeerConnection>>,
@@ -169,8 +170,9 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// A bridge serving `listener`; incoming requests go to `handler`,
-    /// reachability news to `events`.
+    /// A bridge serving `listener`; incoming data requests go to `handler`,
+    /// gossip to `gossip`, reachability news to `events`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         own: MemberInfo,
         cluster: String,
@@ -178,6 +180,7 @@ impl Bridge {
         options: BridgeOptions,
         listener: Box<dyn Listener>,
         handler: Recipient<IncomingPeerRequest>,
+        gossip: Recipient<IncomingPeerRequest>,
         events: Recipient<PeerEvent>,
     ) -> Self {
         let span = tracing::info_span!("bridge", node = %own.id, actor = "bridge");
@@ -188,6 +191,7 @@ impl Bridge {
             options,
             listener: Some(listener),
             handler,
+            gossip,
             events,
             by_addr: HashMap::new(),
             by_node: HashMap::new(),
@@ -235,6 +239,7 @@ impl StreamHandler<std::io::Result<(BoxConnection, SocketAddr)>> for Bridge {
                     self.own.clone(),
                     self.cluster.clone(),
                     self.handler.clone(),
+                    self.gossip.clone(),
                     ctx.address(),
                     self.options.clone(),
                     remote,
@@ -318,5 +323,21 @@ impl Handler<CallPeer> for Bridge {
             timeout_ms: msg.timeout_ms,
         });
         Box::pin(async move { call.await.unwrap_or(Err(PeerCallError::Unreachable)) })
+    }
+}
+
+impl Handler<crate::failure_detector::MembershipChanged> for Bridge {
+    type Result = ();
+
+    /// Keeps a connection to every member gossip knows of.
+    fn handle(&mut self, msg: crate::failure_detector::MembershipChanged, ctx: &mut Self::Context) {
+        for peer in msg.peers.iter() {
+            if peer.id == self.own.id || self.by_node.contains_key(&peer.id) {
+                continue;
+            }
+            if let Ok(addr) = peer.peer_addr.parse() {
+                self.dial(addr, ctx);
+            }
+        }
     }
 }

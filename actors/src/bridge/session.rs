@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::{Bridge, BridgeOptions, IncomingPeerRequest, PeerIntroduced};
 use crate::net::BoxConnection;
-use crate::wire::peer::{MemberInfo, PeerFailure, PeerFrame, PEER_PROTOCOL_VERSION};
+use crate::wire::peer::{MemberInfo, PeerFailure, PeerFrame, PeerRequest, PEER_PROTOCOL_VERSION};
 use crate::wire::{FrameCodec, FrameError};
 
 type Writer = FramedWrite<Bytes, WriteHalf<BoxConnection>, FrameCodec>;
@@ -24,6 +24,7 @@ pub struct PeerSession {
     own: MemberInfo,
     cluster: String,
     handler: Recipient<IncomingPeerRequest>,
+    gossip: Recipient<IncomingPeerRequest>,
     bridge: Addr<Bridge>,
     options: BridgeOptions,
     writer: Option<Writer>,
@@ -36,11 +37,13 @@ pub struct PeerSession {
 
 impl PeerSession {
     /// A session over `conn`, accepted by the bridge.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         conn: BoxConnection,
         own: MemberInfo,
         cluster: String,
         handler: Recipient<IncomingPeerRequest>,
+        gossip: Recipient<IncomingPeerRequest>,
         bridge: Addr<Bridge>,
         options: BridgeOptions,
         remote: std::net::SocketAddr,
@@ -51,6 +54,7 @@ impl PeerSession {
             own,
             cluster,
             handler,
+            gossip,
             bridge,
             options,
             writer: None,
@@ -153,7 +157,10 @@ impl PeerSession {
             timeout_ms,
             body,
         };
-        let call = self.handler.send(request);
+        let call = match request.body {
+            PeerRequest::Gossip { .. } => self.gossip.send(request),
+            _ => self.handler.send(request),
+        };
         let limit = Duration::from_millis(timeout_ms);
         let fut = async move {
             match tokio::time::timeout(limit, call).await {

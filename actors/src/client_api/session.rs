@@ -19,7 +19,7 @@ use tokio_util::codec::FramedRead;
 use tracing::{debug, info};
 
 use super::ClientApiOptions;
-use crate::failure_detector::{FailureDetector, StatusQuery};
+use crate::failure_detector::{FailureDetector, Leave, StatusQuery};
 use crate::net::BoxConnection;
 use crate::replicator::{CoordinateGet, CoordinateWrite, Replicator};
 use crate::wire::client::{
@@ -151,6 +151,14 @@ impl ClientSession {
             ClientOp::Status => {
                 let call = self.failure_detector.send(StatusQuery);
                 Box::pin(async move { call.await.map_err(gone) })
+            }
+            ClientOp::Leave => {
+                let call = self.failure_detector.send(Leave);
+                let node = self.node.to_string();
+                Box::pin(async move {
+                    call.await.map_err(gone)??;
+                    Ok(ClientReply::Pong { node })
+                })
             }
             ClientOp::Get { key, r } => {
                 let call = self.replicator.send(CoordinateGet {

@@ -1,40 +1,56 @@
-//! The FailureDetector: holds the membership (from `--seeds`, the handshakes
-//! and the copy persisted in the data dir), turns the Bridge's reachability
-//! news into member states, and tells subscribers (Replicator, Repair) the
-//! ring and who is reachable with a [`MembershipChanged`].
+//! The FailureDetector: gossip membership and failure detection (the pure
+//! rules are in [`gossip`]), the rings derived from it ([`view`]), and the
+//! node's own life cycle: joining (stream the ranges it will own, then
+//! serve), serving, leaving (hand its ranges to their new owners, then go).
 //!
-//! Reachability comes from connection state for now; gossip and heartbeat
-//! suspicion replace it in the gossip issue, behind the same messages.
+//! Every `gossip_interval_ms` it bumps its heartbeat and sends its list to
+//! `gossip_fanout` random peers through the Bridge; lists from peers arrive
+//! as `IncomingPeerRequest::Gossip`. Every state change is logged once
+//! (INFO, naming who reported it) and sent as a [`MembershipChanged`] to the
+//! Replicator, Repair and the Bridge. The membership is persisted in the
+//! data dir, so a restarted node knows the cluster before anyone answers.
 
 pub mod gossip;
-mod membership;
+mod lifecycle;
+pub mod view;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
-use tracing::{info, warn};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use serde_bytes::ByteBuf;
+use tracing::{debug, info, warn};
 
 pub use gossip::{
-    Gossip, GossipMessage, GossipOptions, MemberView, PersistedMember, StateChange, Tick,
+    Gossip, GossipMessage, GossipOptions, MemberState, MemberView, PersistedMember, StateChange,
+    Tick,
 };
-pub use membership::{MemberState, Membership};
+pub use lifecycle::Leave;
 
-use crate::bridge::PeerEvent;
+use crate::bridge::{Bridge, CallPeer, IncomingPeerRequest, PeerEvent};
+use crate::net::SharedClock;
+use crate::repair::Repair;
 use crate::ring::Ring;
-use crate::wire::client::ClientReply;
-use crate::wire::peer::MemberInfo;
+use crate::wire::client::{ClientError, ClientReply, ErrorCode};
+use crate::wire::peer::{MemberInfo, PeerFailure, PeerReply, PeerRequest};
 use crate::NodeId;
 
-/// The ring and reachability, sent to every subscriber on each change.
+/// The rings, reachability and peers, sent to every subscriber on each change.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct MembershipChanged {
-    /// The ring of every known member.
-    pub ring: Arc<Ring>,
-    /// Members this node can reach now (itself included).
+    /// Owners for reads (no joining or left members).
+    pub read_ring: Arc<Ring>,
+    /// Owners for writes (no leaving or left members).
+    pub write_ring: Arc<Ring>,
+    /// Members worth sending requests to (itself included).
     pub reachable: Arc<HashSet<NodeId>>,
+    /// Members to keep connections to.
+    pub peers: Arc<Vec<MemberInfo>>,
 }
 
 /// Asks for the `status` reply.
@@ -47,47 +63,92 @@ pub struct StatusQuery;
 #[rtype(result = "()")]
 pub struct Subscribe(pub Recipient<MembershipChanged>);
 
-/// Settings the status reply and the ring need.
+/// Settings of the failure detector; each limit named with its unit.
 #[derive(Clone, Debug)]
 pub struct FailureDetectorOptions {
     /// Virtual nodes per unit of weight.
     pub vnodes_per_weight: u32,
+    /// Replicas per key (for planning handoff).
+    pub replicas: usize,
     /// Where the membership is kept across restarts (`None`: not kept).
     pub members_file: Option<PathBuf>,
-    /// Extra keys for `status` (N, R, W, storage, ...).
+    /// Extra keys for `status` (N, R, W, ...).
     pub status_extra: Vec<(String, rmpv::Value)>,
+    /// Gossip timing and limits.
+    pub gossip: GossipOptions,
+    /// Start as a joining node (a new node entering a running cluster).
+    pub join: bool,
+    /// How long a joining or leaving node announces itself before it
+    /// streams, in milliseconds, so every coordinator already sends it (or
+    /// still sends it) the live writes for the ranges that move.
+    pub join_settle_ms: u64,
+    /// Deadline of one streaming request, in milliseconds.
+    pub stream_timeout_ms: u64,
 }
 
 /// The actor.
 pub struct FailureDetector {
     own: MemberInfo,
-    membership: Membership,
-    ring: Arc<Ring>,
+    gossip: Gossip,
     options: FailureDetectorOptions,
+    view: MembershipChanged,
     subscribers: Vec<Recipient<MembershipChanged>>,
+    bridge: Addr<Bridge>,
+    repair: Addr<Repair>,
+    clock: SharedClock,
+    rng: SmallRng,
+    lifecycle: lifecycle::Lifecycle,
     span: tracing::Span,
 }
 
 impl FailureDetector {
-    /// A detector that starts from `known` members (seeds' handshakes and
-    /// the persisted list fill it in).
-    pub fn new(own: MemberInfo, known: Vec<MemberInfo>, options: FailureDetectorOptions) -> Self {
-        let membership = Membership::new(own.clone(), known);
-        let ring = Arc::new(membership.ring(options.vnodes_per_weight));
+    /// A detector for `own`, knowing the persisted `known` members.
+    pub fn new(
+        own: MemberInfo,
+        known: Vec<PersistedMember>,
+        options: FailureDetectorOptions,
+        bridge: Addr<Bridge>,
+        repair: Addr<Repair>,
+        clock: SharedClock,
+    ) -> Self {
+        let now = clock.now_ms();
+        let mut gossip = Gossip::new(own.clone(), known, now, options.gossip.clone());
+        let lifecycle = if options.join {
+            gossip.set_own_status(MemberState::Joining, now);
+            lifecycle::Lifecycle::Joining {
+                since_ms: now,
+                streaming: false,
+            }
+        } else {
+            lifecycle::Lifecycle::Serving
+        };
+        let seed = crate::ring::hash_bytes(own.id.as_str().as_bytes()) ^ gossip.generation();
         let span =
             tracing::info_span!("failure_detector", node = %own.id, actor = "failure_detector");
-        Self {
+        let mut detector = Self {
+            view: MembershipChanged {
+                read_ring: Arc::default(),
+                write_ring: Arc::default(),
+                reachable: Arc::default(),
+                peers: Arc::default(),
+            },
             own,
-            membership,
-            ring,
+            gossip,
             options,
             subscribers: Vec::new(),
+            bridge,
+            repair,
+            clock,
+            rng: SmallRng::seed_from_u64(seed),
+            lifecycle,
             span,
-        }
+        };
+        detector.refresh_view();
+        detector
     }
 
-    /// Reads the persisted member list (empty when there is none).
-    pub fn load_members(path: &std::path::Path) -> Result<Vec<MemberInfo>, String> {
+    /// Reads the persisted membership (empty when there is none).
+    pub fn load_members(path: &std::path::Path) -> Result<Vec<PersistedMember>, String> {
         match std::fs::read(path) {
             Ok(bytes) => rmp_serde::from_slice(&bytes)
                 .map_err(|e| format!("{} is not a member list: {e}", path.display())),
@@ -100,11 +161,11 @@ impl FailureDetector {
         let Some(path) = &self.options.members_file else {
             return;
         };
-        let bytes = match rmp_serde::to_vec_named(&self.membership.infos()) {
+        let bytes = match rmp_serde::to_vec_named(&self.gossip.snapshot()) {
             Ok(b) => b,
             Err(e) => return warn!(error = %e, "could not encode the member list"),
         };
-        // Write-then-rename so a crash leaves the old list or the new one.
+        // Write-then-rename: a crash leaves the old list or the new one.
         let tmp = path.with_extension("tmp");
         let written = std::fs::write(&tmp, &bytes)
             .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
@@ -114,32 +175,90 @@ impl FailureDetector {
         }
     }
 
-    fn changed(&mut self, ring_may_change: bool) {
-        if ring_may_change {
-            self.ring = Arc::new(self.membership.ring(self.options.vnodes_per_weight));
-            self.persist();
-        }
-        let msg = MembershipChanged {
-            ring: self.ring.clone(),
-            reachable: Arc::new(self.membership.reachable().into_iter().collect()),
+    fn refresh_view(&mut self) {
+        let now = self.clock.now_ms();
+        let members = self.gossip.members(now);
+        let view = view::cluster_view(&members, self.options.vnodes_per_weight);
+        self.view = MembershipChanged {
+            read_ring: Arc::new(view.read_ring),
+            write_ring: Arc::new(view.write_ring),
+            reachable: Arc::new(view.reachable),
+            peers: Arc::new(view.peers),
         };
-        for s in &self.subscribers {
-            s.do_send(msg.clone());
+    }
+
+    /// Logs and publishes state changes.
+    fn apply(&mut self, changes: Vec<StateChange>) {
+        if changes.is_empty() {
+            return;
         }
+        let span = self.span.clone();
+        let _span = span.enter();
+        for c in &changes {
+            info!(
+                peer = %c.node,
+                from = c.from.map_or("unknown", MemberState::as_str),
+                to = c.to.as_str(),
+                reported_by = %c.reported_by,
+                "member state changed"
+            );
+        }
+        self.refresh_view();
+        self.persist();
+        for s in &self.subscribers {
+            s.do_send(self.view.clone());
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let now = self.clock.now_ms();
+        let Tick {
+            targets,
+            message,
+            changes,
+        } = self.gossip.tick(now, &mut self.rng);
+        self.apply(changes);
+        let encoded = match rmp_serde::to_vec_named(&message) {
+            Ok(b) => ByteBuf::from(b),
+            Err(e) => return warn!(error = %e, "could not encode gossip"),
+        };
+        for target in targets {
+            let call = self.bridge.send(CallPeer {
+                node: target.id.clone(),
+                body: PeerRequest::Gossip {
+                    message: encoded.clone(),
+                },
+                trace: 0,
+                timeout_ms: self.options.gossip.gossip_interval_ms.max(1),
+            });
+            // Fire and forget: a lost gossip message is the protocol's
+            // normal case; the next round sends the list again.
+            ctx.spawn(
+                async move {
+                    let _ = call.await;
+                }
+                .into_actor(self),
+            );
+        }
+        self.advance_lifecycle(ctx);
     }
 }
 
 impl Actor for FailureDetector {
     type Context = Context<Self>;
 
-    fn started(&mut self, _ctx: &mut Self::Context) {
+    fn started(&mut self, ctx: &mut Self::Context) {
         let span = self.span.clone();
         let _span = span.enter();
         info!(
-            members = self.membership.infos().len(),
-            ring_tokens = self.ring.token_count(),
+            members = self.view.peers.len(),
+            ring_tokens = self.view.read_ring.token_count(),
+            generation = self.gossip.generation(),
+            joining = self.options.join,
             "failure detector started"
         );
+        let every = Duration::from_millis(self.options.gossip.gossip_interval_ms.max(1));
+        ctx.run_interval(every, |act, ctx| act.tick(ctx));
     }
 }
 
@@ -147,10 +266,7 @@ impl Handler<Subscribe> for FailureDetector {
     type Result = ();
 
     fn handle(&mut self, msg: Subscribe, _ctx: &mut Self::Context) {
-        msg.0.do_send(MembershipChanged {
-            ring: self.ring.clone(),
-            reachable: Arc::new(self.membership.reachable().into_iter().collect()),
-        });
+        msg.0.do_send(self.view.clone());
         self.subscribers.push(msg.0);
     }
 }
@@ -159,32 +275,40 @@ impl Handler<PeerEvent> for FailureDetector {
     type Result = ();
 
     fn handle(&mut self, event: PeerEvent, _ctx: &mut Self::Context) {
-        let span = self.span.clone();
-        let _span = span.enter();
+        let now = self.clock.now_ms();
         match event {
-            PeerEvent::Reachable(member) => {
-                let id = member.id.clone();
-                let known_before = self.membership.infos().iter().any(|m| m == &member);
-                if self.membership.record(member, Some(MemberState::Alive)) {
-                    info!(peer = %id, state = "alive", reported_by = "bridge", "member state changed");
-                    self.changed(!known_before);
-                }
+            // A handshake tells us who a peer is and where; whether it is
+            // alive is gossip's call (heartbeats, corroborated suspicion).
+            PeerEvent::Reachable(member) | PeerEvent::Introduced(member) => {
+                let changes = self.gossip.introduce(member, now);
+                self.apply(changes);
             }
-            PeerEvent::Unreachable(id) => {
-                if self.membership.mark_down(&id) {
-                    info!(peer = %id, state = "down", reported_by = "bridge", "member state changed");
-                    self.changed(false);
-                }
-            }
-            PeerEvent::Introduced(member) => {
-                let id = member.id.clone();
-                let known_before = self.membership.infos().iter().any(|m| m == &member);
-                if !known_before && self.membership.record(member, None) {
-                    info!(peer = %id, reported_by = "handshake", "member joined the membership");
-                    self.changed(true);
-                }
+            PeerEvent::Unreachable(node) => {
+                let span = self.span.clone();
+                let _span = span.enter();
+                debug!(peer = %node, "connection to peer lost; gossip decides its state");
             }
         }
+    }
+}
+
+impl Handler<IncomingPeerRequest> for FailureDetector {
+    type Result = Result<PeerReply, PeerFailure>;
+
+    fn handle(&mut self, msg: IncomingPeerRequest, _ctx: &mut Self::Context) -> Self::Result {
+        let PeerRequest::Gossip { message } = msg.body else {
+            return Err(PeerFailure {
+                code: ErrorCode::BadRequest.as_str().into(),
+                message: "only gossip goes to the failure detector".into(),
+            });
+        };
+        let message: GossipMessage = rmp_serde::from_slice(&message).map_err(|e| PeerFailure {
+            code: ErrorCode::BadRequest.as_str().into(),
+            message: format!("undecodable gossip: {e}"),
+        })?;
+        let changes = self.gossip.receive(&msg.from, message, self.clock.now_ms());
+        self.apply(changes);
+        Ok(PeerReply::Stored)
     }
 }
 
@@ -192,15 +316,31 @@ impl Handler<StatusQuery> for FailureDetector {
     type Result = MessageResult<StatusQuery>;
 
     fn handle(&mut self, _: StatusQuery, _ctx: &mut Self::Context) -> Self::Result {
+        let now = self.clock.now_ms();
+        let members = self.gossip.members(now);
+        let rows = view::status_rows(&members, &self.view.read_ring);
         let mut extra = self.options.status_extra.clone();
         extra.push((
             "ring_tokens".into(),
-            rmpv::Value::from(self.ring.token_count() as u64),
+            rmpv::Value::from(self.view.read_ring.token_count() as u64),
+        ));
+        extra.push((
+            "heartbeat_age_ms".into(),
+            rmpv::Value::Map(
+                rows.iter()
+                    .map(|(r, age)| (rmpv::Value::from(r.id.as_str()), rmpv::Value::from(*age)))
+                    .collect(),
+            ),
         ));
         MessageResult(ClientReply::Status {
             node: self.own.id.to_string(),
-            members: self.membership.status(&self.ring),
+            members: rows.into_iter().map(|(r, _)| r).collect(),
             extra,
         })
     }
+}
+
+/// Maps a refused life-cycle step to a client error.
+fn refused(message: impl Into<String>) -> ClientError {
+    ClientError::new(ErrorCode::BadRequest, message)
 }

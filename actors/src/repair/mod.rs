@@ -31,6 +31,27 @@ pub struct ReadRepair {
     pub trace: u64,
 }
 
+/// Which way a handoff moves data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// This node is the target: pull each range from its source.
+    Pull,
+    /// This node is the source: push each range to its target.
+    Push,
+}
+
+/// Runs handoff transfers (join or leave), one after another, throttled.
+#[derive(Message)]
+#[rtype(result = "Result<stream::StreamStats, String>")]
+pub struct StreamTransfers {
+    /// What to move.
+    pub transfers: Vec<handoff::Transfer>,
+    /// Which end this node is.
+    pub direction: Direction,
+    /// Deadline of one streaming request, in milliseconds.
+    pub timeout_ms: u64,
+}
+
 /// Limits of repair work; each named with its unit.
 #[derive(Clone, Debug)]
 pub struct RepairOptions {
@@ -39,6 +60,8 @@ pub struct RepairOptions {
     pub read_repair_inflight_max: usize,
     /// Deadline of one repair write, in milliseconds.
     pub repair_timeout_ms: u64,
+    /// Handoff streaming pace, in bytes per second (0: unthrottled).
+    pub stream_bytes_per_s_max: u64,
 }
 
 /// The actor.
@@ -118,5 +141,32 @@ impl Handler<ReadRepair> for Repair {
                 }
             }));
         }
+    }
+}
+
+impl Handler<StreamTransfers> for Repair {
+    type Result = ResponseFuture<Result<stream::StreamStats, String>>;
+
+    fn handle(&mut self, msg: StreamTransfers, _ctx: &mut Self::Context) -> Self::Result {
+        let replicas = self.replicas.clone();
+        let throttle = stream::Throttle {
+            bytes_per_s_max: self.options.stream_bytes_per_s_max,
+        };
+        let span = self.span.clone();
+        Box::pin(
+            async move {
+                let mut total = stream::StreamStats::default();
+                for transfer in &msg.transfers {
+                    let stats = match msg.direction {
+                        Direction::Pull => stream::pull(&replicas, transfer, throttle, msg.timeout_ms, 0).await?,
+                        Direction::Push => stream::push(&replicas, transfer, throttle, msg.timeout_ms, 0).await?,
+                    };
+                    debug!(source = %transfer.source, target = %transfer.target, keys = stats.keys, "range handed off");
+                    total += stats;
+                }
+                Ok(total)
+            }
+            .instrument(span),
+        )
     }
 }

@@ -57,6 +57,13 @@ pub struct ReplicationOptions {
     pub limits: VersionLimits,
 }
 
+/// What a placement is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    Read,
+    Write,
+}
+
 /// Coordinate a get.
 #[derive(Message)]
 #[rtype(result = "Result<GetAnswer, ClientError>")]
@@ -93,7 +100,10 @@ pub struct CoordinateWrite {
 pub struct Replicator {
     own: NodeId,
     options: ReplicationOptions,
-    ring: Arc<Ring>,
+    /// Owners for reads.
+    read_ring: Arc<Ring>,
+    /// Owners for writes (joining nodes in, leaving nodes out).
+    write_ring: Arc<Ring>,
     reachable: Arc<HashSet<NodeId>>,
     replicas: Replicas,
     resolver: Addr<ConflictResolver>,
@@ -122,7 +132,8 @@ impl Replicator {
             },
             own,
             options,
-            ring: Arc::new(Ring::default()),
+            read_ring: Arc::new(Ring::default()),
+            write_ring: Arc::new(Ring::default()),
             reachable: Arc::new(HashSet::new()),
             resolver,
             repair,
@@ -131,9 +142,18 @@ impl Replicator {
         }
     }
 
-    /// The preference list of `key` and its reachable members, in order.
-    fn placement(&self, key: &[u8]) -> (Vec<NodeId>, Vec<NodeId>) {
-        let preference = self.ring.preference_list(key, self.options.n);
+    /// The replicas of `key` for `purpose` and the reachable ones among
+    /// them, in order. Reads use the read ring; writes the union of both
+    /// rings' lists, so data that is moving reaches its old and its new home.
+    fn placement(&self, key: &[u8], purpose: Purpose) -> (Vec<NodeId>, Vec<NodeId>) {
+        let mut preference = self.read_ring.preference_list(key, self.options.n);
+        if purpose == Purpose::Write {
+            for node in self.write_ring.preference_list(key, self.options.n) {
+                if !preference.contains(&node) {
+                    preference.push(node);
+                }
+            }
+        }
         let live = preference
             .iter()
             .filter(|n| **n == self.own || self.reachable.contains(*n))
@@ -161,7 +181,7 @@ impl Replicator {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, ClientError>>>> {
         let w = msg.w.unwrap_or(self.options.w);
         let timeout_ms = msg.timeout_ms.unwrap_or(self.options.request_timeout_ms);
-        let (preference, live) = self.placement(&msg.key);
+        let (preference, live) = self.placement(&msg.key, Purpose::Write);
         if live.len() < w {
             let error = self.unavailable(live.len(), w, "the write");
             return Box::pin(async move { Err(error) });
@@ -226,7 +246,8 @@ impl Handler<MembershipChanged> for Replicator {
     type Result = ();
 
     fn handle(&mut self, msg: MembershipChanged, _ctx: &mut Self::Context) {
-        self.ring = msg.ring;
+        self.read_ring = msg.read_ring;
+        self.write_ring = msg.write_ring;
         self.reachable = msg.reachable;
     }
 }
@@ -244,7 +265,7 @@ impl Handler<CoordinateGet> for Replicator {
 
     fn handle(&mut self, msg: CoordinateGet, ctx: &mut Self::Context) -> Self::Result {
         let r = msg.r.unwrap_or(self.options.r);
-        let (_, live) = self.placement(&msg.key);
+        let (_, live) = self.placement(&msg.key, Purpose::Read);
         if live.len() < r {
             let error = self.unavailable(live.len(), r, "the read");
             return Box::pin(async move { Err(error) });

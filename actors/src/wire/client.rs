@@ -136,6 +136,9 @@ pub enum ClientOp {
     },
     /// Membership and health.
     Status,
+    /// Admin (an extension beyond PROTOCOL.md, see docs/protocol.md): the
+    /// answering node hands its ranges off and leaves the cluster.
+    Leave,
 }
 
 impl ClientOp {
@@ -147,6 +150,7 @@ impl ClientOp {
             ClientOp::Put { .. } => "put",
             ClientOp::Delete { .. } => "delete",
             ClientOp::Status => "status",
+            ClientOp::Leave => "leave",
         }
     }
 }
@@ -251,6 +255,7 @@ fn parse_op(fields: &Fields<'_>, limits: &RequestLimits) -> Result<ClientOp, Cli
     Ok(match op.as_str() {
         "ping" => ClientOp::Ping,
         "status" => ClientOp::Status,
+        "leave" => ClientOp::Leave,
         "get" => ClientOp::Get {
             key: fields.key(limits)?,
             r: fields.quorum("r", limits)?,
@@ -440,7 +445,7 @@ pub fn encode_request(request: &ClientRequest) -> Vec<u8> {
     ];
     let bin = |b: &[u8]| Value::Binary(b.to_vec());
     match &request.op {
-        ClientOp::Ping | ClientOp::Status => {}
+        ClientOp::Ping | ClientOp::Status | ClientOp::Leave => {}
         ClientOp::Get { key, r } => {
             map.push((s("key"), bin(key)));
             if let Some(r) = r {
