@@ -113,6 +113,14 @@ impl Gossip {
     /// Merges a list received from `from` (the transport's authenticated
     /// peer id). Entries about ourselves never change our record; they only
     /// push our generation forward if they show a newer incarnation of us.
+    ///
+    /// Law (checked by `receive_order_and_repeats_do_not_change_known_records`):
+    /// after any sequence of `receive` calls, the record this node holds for
+    /// each other member is the [`MemberRecord::merge`] join of the records
+    /// it started with and every entry about that member in the messages
+    /// received, so it does not depend on their order (commutative) nor on
+    /// repeats (idempotent). Detection states, which depend on `now_ms` and
+    /// on who sent what, are not covered by this law.
     pub fn receive(
         &mut self,
         from: &NodeId,
