@@ -78,8 +78,11 @@
 //!
 //! # Bounds
 //!
-//! Messages list every member (no digest): about 150 bytes per member in
-//! MessagePack, fine up to a few hundred nodes. The list holds at most
+//! Messages list every member (no digest + difference): about 185 bytes per
+//! member in named-field MessagePack (18 KB for 100 members, about 190 KB at
+//! the default `gossip_members_max` of 1024, under the peer protocol's 4 MiB
+//! frame limit), sent `gossip_fanout` times per interval: fine up to a few
+//! hundred nodes. The list holds at most
 //! `gossip_members_max` members (self included); members beyond it are
 //! dropped with a warning and counted in [`Gossip::members_dropped`].
 //! `Left` members stay listed (so old gossip cannot revive them) and are

@@ -324,3 +324,39 @@ fn messages_of_another_version_are_ignored() {
     assert!(a.receive(&id_of("b"), message, 0).is_empty());
     assert_eq!(a.state_of(&id_of("b")), None);
 }
+
+/// Backs the module doc's size claim (about 185 bytes per member).
+#[test]
+fn a_message_costs_under_200_bytes_per_member() {
+    const MEMBERS: usize = 100;
+    let mut a = node("node-000", 1_764_000_000_000);
+    for i in 1..MEMBERS {
+        let peer = MemberInfo {
+            id: id_of(&format!("node-{i:03}")),
+            peer_addr: format!("10.0.{}.{}:7100", i / 256, i % 256),
+            client_addr: format!("10.0.{}.{}:7000", i / 256, i % 256),
+            dc: "eu-west-1".into(),
+            rack: "rack-07".into(),
+            weight: 1,
+        };
+        let alive = record(1_764_000_000_000 + i as u64, 86_400, MemberState::Alive, 2);
+        let message = GossipMessage {
+            version: GOSSIP_MESSAGE_VERSION,
+            members: vec![GossipEntry {
+                info: peer,
+                record: alive,
+                stale: false,
+            }],
+        };
+        a.receive(&id_of("node-001"), message, 1_764_000_000_000);
+    }
+    let mut rng = SmallRng::seed_from_u64(1);
+    let message = a.tick(1_764_000_001_000, &mut rng).message;
+    assert_eq!(message.members.len(), MEMBERS);
+    let bytes = rmp_serde::to_vec_named(&message).unwrap().len();
+    println!(
+        "gossip message: {MEMBERS} members, {bytes} bytes, {} bytes per member",
+        bytes / MEMBERS
+    );
+    assert!(bytes / MEMBERS <= 200, "{bytes} bytes");
+}
