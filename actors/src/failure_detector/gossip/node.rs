@@ -57,25 +57,20 @@ impl Gossip {
         now_ms: u64,
         options: GossipOptions,
     ) -> Self {
-        let mut generation = now_ms.max(1);
+        // Our generation first: it must out-run the one we persisted, even
+        // if the clock stepped back across the restart.
+        let persisted_generation = known
+            .iter()
+            .filter(|p| p.info.id == own.id)
+            .map(|p| p.record.generation.saturating_add(1))
+            .max();
+        let generation = now_ms.max(1).max(persisted_generation.unwrap_or(0));
         let mut gossip = Self {
             own: own.id.clone(),
             members: BTreeMap::new(),
             options,
             members_dropped: 0,
         };
-        for persisted in known {
-            if persisted.info.id == own.id {
-                generation = generation.max(persisted.record.generation.saturating_add(1));
-            } else if gossip.has_room(&persisted.info.id) {
-                let id = persisted.info.id.clone();
-                let member = gossip
-                    .members
-                    .entry(id)
-                    .or_insert_with(|| Member::learned(persisted.info.clone(), now_ms));
-                member.record.merge(&persisted.record);
-            }
-        }
         let record = MemberRecord {
             generation,
             ..MemberRecord::unknown()
@@ -89,6 +84,16 @@ impl Gossip {
                 info: own,
             },
         );
+        for persisted in known {
+            if persisted.info.id != gossip.own && gossip.has_room(&persisted.info.id) {
+                let id = persisted.info.id.clone();
+                let member = gossip
+                    .members
+                    .entry(id)
+                    .or_insert_with(|| Member::learned(persisted.info.clone(), now_ms));
+                member.record.merge(&persisted.record);
+            }
+        }
         gossip
     }
 

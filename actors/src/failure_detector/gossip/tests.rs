@@ -281,7 +281,7 @@ fn members_beyond_the_limit_are_dropped() {
         gossip_members_max: 3,
         ..GossipOptions::default()
     };
-    let mut a = Gossip::new(info("a"), Vec::new(), 0, options);
+    let mut a = Gossip::new(info("a"), Vec::new(), 0, options.clone());
     for peer in ["b", "c", "d"] {
         a.introduce(info(peer), 0);
     }
@@ -293,6 +293,16 @@ fn members_beyond_the_limit_are_dropped() {
     assert_eq!(a.members(0).len(), 3);
     assert_eq!(a.members_dropped(), 2);
     assert_eq!(a.state_of(&id_of("e")), None);
+    // A snapshot larger than the limit is cut to it too, ourselves kept.
+    let mut snapshot = a.snapshot();
+    snapshot.push(PersistedMember {
+        info: info("e"),
+        record: record(1, 1, MemberState::Alive, 0),
+    });
+    let restored = Gossip::new(info("z"), snapshot, 0, options);
+    assert_eq!(restored.members(0).len(), 3);
+    assert_eq!(restored.state_of(&id_of("z")), Some(MemberState::Alive));
+    assert_eq!(restored.members_dropped(), 2);
 }
 
 #[test]
