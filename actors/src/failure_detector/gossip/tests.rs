@@ -370,3 +370,31 @@ fn a_message_costs_under_200_bytes_per_member() {
     );
     assert!(bytes / MEMBERS <= 200, "{bytes} bytes");
 }
+
+/// Pins the wire layout of a gossip message (named MessagePack fields), so
+/// a change to it is deliberate and comes with a new `GOSSIP_MESSAGE_VERSION`.
+#[test]
+fn gossip_message_bytes_are_pinned_and_snapshots_round_trip() {
+    let message = entry_message("b", record(7, 3, MemberState::Leaving, 2), true);
+    let bytes = rmp_serde::to_vec_named(&message).unwrap();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, GOLDEN_MESSAGE_HEX);
+    assert_eq!(
+        rmp_serde::from_slice::<GossipMessage>(&bytes).unwrap(),
+        message
+    );
+    let snapshot = a_hears_b_and_c().snapshot();
+    let bytes = rmp_serde::to_vec_named(&snapshot).unwrap();
+    let back: Vec<PersistedMember> = rmp_serde::from_slice(&bytes).unwrap();
+    assert_eq!(back, snapshot);
+}
+
+/// `{version: 1, members: [{info: {id: "b", ..}, record: {generation: 7,
+/// heartbeat: 3, status: "Leaving", status_version: 2}, stale: true}]}`.
+const GOLDEN_MESSAGE_HEX: &str = concat!(
+    "82a776657273696f6e01a76d656d626572739183a4696e666f86a26964a162a9",
+    "706565725f61646472a3623a31ab636c69656e745f61646472a3623a32a26463",
+    "a3646331a47261636ba27231a677656967687401a67265636f726484aa67656e",
+    "65726174696f6e07a968656172746265617403a6737461747573a74c65617669",
+    "6e67ae7374617475735f76657273696f6e02a57374616c65c3",
+);
