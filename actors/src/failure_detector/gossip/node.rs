@@ -41,16 +41,22 @@ pub(super) struct Member {
 /// One node's gossip membership and failure detector.
 #[derive(Clone, Debug)]
 pub struct Gossip {
+    /// This node: never judged, never a target, its record written only here.
     pub(super) own: NodeId,
+    /// Every member, ourselves included, sorted by id (so `members()` and
+    /// the simulation are deterministic).
     pub(super) members: BTreeMap<NodeId, Member>,
+    /// Timers, fanout and the list's limit.
     pub(super) options: GossipOptions,
+    /// Members refused because the list was full, for the actor's metrics.
     pub(super) members_dropped: u64,
 }
 
 impl Gossip {
     /// A node `own` that starts `Alive` in a new generation (`now_ms`, raised
     /// past its own persisted one), knowing `known` (a [`Gossip::snapshot`]);
-    /// the others start `Suspect` until heard from.
+    /// the others start `Suspect` until heard from (`Left` ones stay `Left`).
+    /// Our persisted status is not restored: a restart is a new incarnation.
     pub fn new(
         own: MemberInfo,
         known: Vec<PersistedMember>,
@@ -182,7 +188,8 @@ impl Gossip {
 
     /// Changes our own administrative status (`Joining`, `Alive`, `Leaving`,
     /// `Left`), bumping its version so that it wins every merge. `Suspect`
-    /// and `Down` are refused: nobody judges itself.
+    /// and `Down` are refused: nobody judges itself. `now_ms` is unused
+    /// today (a status change starts no timer).
     pub fn set_own_status(&mut self, status: MemberState, now_ms: u64) -> Vec<StateChange> {
         let _ = now_ms;
         let Some(own) = self.members.get_mut(&self.own) else {
