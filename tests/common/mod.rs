@@ -90,6 +90,55 @@ pub struct Cluster {
     _dir: tempfile::TempDir,
 }
 
+impl NodeProc {
+    fn planned(
+        dir: &std::path::Path,
+        id: &str,
+        client: SocketAddr,
+        peer: SocketAddr,
+        seeds: &[String],
+        extra: &[&str],
+    ) -> NodeProc {
+        let data_dir = dir.join(id);
+        let mut args: Vec<String> = vec![
+            "node".into(),
+            "--id".into(),
+            id.to_string(),
+            "--listen".into(),
+            peer.to_string(),
+            "--client-listen".into(),
+            client.to_string(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--request-timeout-ms".into(),
+            REQUEST_TIMEOUT_MS.to_string(),
+            "--reconnect-backoff-max-ms".into(),
+            "300".into(),
+            // Fast gossip, so failure detection and joins take fractions
+            // of a second.
+            "--gossip-interval-ms".into(),
+            GOSSIP_INTERVAL_MS.to_string(),
+            "--suspect-after-ms".into(),
+            (6 * GOSSIP_INTERVAL_MS).to_string(),
+            "--join-settle-ms".into(),
+            (3 * GOSSIP_INTERVAL_MS).to_string(),
+        ];
+        if !seeds.is_empty() {
+            args.push("--seeds".into());
+            args.push(seeds.join(","));
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        NodeProc {
+            id: id.to_string(),
+            client,
+            peer,
+            data_dir,
+            args,
+            child: None,
+        }
+    }
+}
+
 impl Cluster {
     /// Starts `count` nodes (N=3 R=2 W=2 unless `extra` says otherwise) and
     /// waits until every node sees every other alive.
@@ -105,49 +154,31 @@ impl Cluster {
                 .filter(|p| p.0 != *id)
                 .map(|p| p.2.to_string())
                 .collect();
-            let data_dir = dir.path().join(id);
-            let mut args: Vec<String> = vec![
-                "node".into(),
-                "--id".into(),
-                id.clone(),
-                "--listen".into(),
-                peer.to_string(),
-                "--client-listen".into(),
-                client.to_string(),
-                "--data-dir".into(),
-                data_dir.display().to_string(),
-                "--request-timeout-ms".into(),
-                REQUEST_TIMEOUT_MS.to_string(),
-                "--reconnect-backoff-max-ms".into(),
-                "300".into(),
-                // Fast gossip, so failure detection and joins take
-                // fractions of a second.
-                "--gossip-interval-ms".into(),
-                GOSSIP_INTERVAL_MS.to_string(),
-                "--suspect-after-ms".into(),
-                (6 * GOSSIP_INTERVAL_MS).to_string(),
-                "--join-settle-ms".into(),
-                (3 * GOSSIP_INTERVAL_MS).to_string(),
-            ];
-            if !seeds.is_empty() {
-                args.push("--seeds".into());
-                args.push(seeds.join(","));
-            }
-            args.extend(extra.iter().map(|s| s.to_string()));
-            let mut node = NodeProc {
-                id: id.clone(),
-                client: *client,
-                peer: *peer,
-                data_dir,
-                args,
-                child: None,
-            };
+            let mut node = NodeProc::planned(dir.path(), id, *client, *peer, &seeds, extra);
             node.spawn();
             nodes.push(node);
         }
         let cluster = Cluster { nodes, _dir: dir };
         cluster.wait_all_alive().await;
         cluster
+    }
+
+    /// Starts one more node, fresh and seeded with node `seed`: it joins the
+    /// running cluster. Does not wait for the join to finish.
+    pub fn add_node(&mut self, seed: usize, extra: &[&str]) -> usize {
+        let id = format!("n{}", self.nodes.len() + 1);
+        let seeds = vec![self.nodes[seed].peer.to_string()];
+        let mut node = NodeProc::planned(
+            self._dir.path(),
+            &id,
+            free_addr(),
+            free_addr(),
+            &seeds,
+            extra,
+        );
+        node.spawn();
+        self.nodes.push(node);
+        self.nodes.len() - 1
     }
 
     /// Waits until every running node reports every running node alive.

@@ -60,9 +60,11 @@
 //! ("`Down` within `suspect_after_ms` plus a few rounds") and the
 //! corroboration rule removes the false positives phi's adaptivity is
 //! meant to avoid on one node's flaky link. The price is no adaptation to a
-//! slow network or long pauses: keep `suspect_after_ms` several gossip
-//! intervals (default 5). The `stale` predicate is the only place to change
-//! to adopt phi later; the wire carries only its boolean.
+//! slow network or long pauses, and the timeout must cover the gossip's own
+//! spread (about log n rounds): the default of 5 intervals suits clusters
+//! below ~32 nodes; use 10 or more above (measured, see
+//! [`GossipOptions::suspect_after_ms`]). The `stale` predicate is the only
+//! place to change to adopt phi later; the wire carries only its boolean.
 //!
 //! # Generations and restarts
 //!
@@ -76,8 +78,11 @@
 //!
 //! # Bounds
 //!
-//! Messages list every member (no digest): about 150 bytes per member in
-//! MessagePack, fine up to a few hundred nodes. The list holds at most
+//! Messages list every member (no digest + difference): about 185 bytes per
+//! member in named-field MessagePack (18 KB for 100 members, about 190 KB at
+//! the default `gossip_members_max` of 1024, under the peer protocol's 4 MiB
+//! frame limit), sent `gossip_fanout` times per interval: fine up to a few
+//! hundred nodes. The list holds at most
 //! `gossip_members_max` members (self included); members beyond it are
 //! dropped with a warning and counted in [`Gossip::members_dropped`].
 //! `Left` members stay listed (so old gossip cannot revive them) and are
@@ -87,6 +92,8 @@ mod exchange;
 mod node;
 mod record;
 
+#[cfg(test)]
+mod laws_tests;
 #[cfg(test)]
 mod sim_tests;
 #[cfg(test)]
@@ -112,7 +119,10 @@ pub struct GossipOptions {
     /// Live members each tick sends to (one unreachable member may be added).
     pub gossip_fanout: usize,
     /// A member whose heartbeat has not advanced for this long (this node's
-    /// clock) is suspected; keep it several gossip intervals.
+    /// clock) is suspected. It must exceed the time a heartbeat takes to
+    /// reach every node (about log n rounds): in the simulation, 5 intervals
+    /// (the default) gave false `Suspect`s from 32 nodes and false `Down`s
+    /// at 128; 10 intervals gave none at 32 or 128 (`benches/README.md`).
     pub suspect_after_ms: u64,
     /// Most members the list holds, self included; bounds memory and the
     /// size of every message.

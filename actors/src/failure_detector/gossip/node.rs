@@ -41,41 +41,42 @@ pub(super) struct Member {
 /// One node's gossip membership and failure detector.
 #[derive(Clone, Debug)]
 pub struct Gossip {
+    /// This node: never judged, never a target, its record written only here.
     pub(super) own: NodeId,
+    /// Every member, ourselves included, sorted by id (so `members()` and
+    /// the simulation are deterministic).
     pub(super) members: BTreeMap<NodeId, Member>,
+    /// Timers, fanout and the list's limit.
     pub(super) options: GossipOptions,
+    /// Members refused because the list was full, for the actor's metrics.
     pub(super) members_dropped: u64,
 }
 
 impl Gossip {
     /// A node `own` that starts `Alive` in a new generation (`now_ms`, raised
     /// past its own persisted one), knowing `known` (a [`Gossip::snapshot`]);
-    /// the others start `Suspect` until heard from.
+    /// the others start `Suspect` until heard from (`Left` ones stay `Left`).
+    /// Our persisted status is not restored: a restart is a new incarnation.
     pub fn new(
         own: MemberInfo,
         known: Vec<PersistedMember>,
         now_ms: u64,
         options: GossipOptions,
     ) -> Self {
-        let mut generation = now_ms.max(1);
+        // Our generation first: it must out-run the one we persisted, even
+        // if the clock stepped back across the restart.
+        let persisted_generation = known
+            .iter()
+            .filter(|p| p.info.id == own.id)
+            .map(|p| p.record.generation.saturating_add(1))
+            .max();
+        let generation = now_ms.max(1).max(persisted_generation.unwrap_or(0));
         let mut gossip = Self {
             own: own.id.clone(),
             members: BTreeMap::new(),
             options,
             members_dropped: 0,
         };
-        for persisted in known {
-            if persisted.info.id == own.id {
-                generation = generation.max(persisted.record.generation.saturating_add(1));
-            } else if gossip.has_room(&persisted.info.id) {
-                let id = persisted.info.id.clone();
-                let member = gossip
-                    .members
-                    .entry(id)
-                    .or_insert_with(|| Member::learned(persisted.info.clone(), now_ms));
-                member.record.merge(&persisted.record);
-            }
-        }
         let record = MemberRecord {
             generation,
             ..MemberRecord::unknown()
@@ -89,6 +90,16 @@ impl Gossip {
                 info: own,
             },
         );
+        for persisted in known {
+            if persisted.info.id != gossip.own && gossip.has_room(&persisted.info.id) {
+                let id = persisted.info.id.clone();
+                let member = gossip
+                    .members
+                    .entry(id)
+                    .or_insert_with(|| Member::learned(persisted.info.clone(), now_ms));
+                member.record.merge(&persisted.record);
+            }
+        }
         gossip
     }
 
@@ -113,6 +124,14 @@ impl Gossip {
     /// Merges a list received from `from` (the transport's authenticated
     /// peer id). Entries about ourselves never change our record; they only
     /// push our generation forward if they show a newer incarnation of us.
+    ///
+    /// Law (checked by `receive_order_and_repeats_do_not_change_known_records`):
+    /// after any sequence of `receive` calls, the record this node holds for
+    /// each other member is the [`MemberRecord::merge`] join of the records
+    /// it started with and every entry about that member in the messages
+    /// received, so it does not depend on their order (commutative) nor on
+    /// repeats (idempotent). Detection states, which depend on `now_ms` and
+    /// on who sent what, are not covered by this law.
     pub fn receive(
         &mut self,
         from: &NodeId,
@@ -169,7 +188,8 @@ impl Gossip {
 
     /// Changes our own administrative status (`Joining`, `Alive`, `Leaving`,
     /// `Left`), bumping its version so that it wins every merge. `Suspect`
-    /// and `Down` are refused: nobody judges itself.
+    /// and `Down` are refused: nobody judges itself. `now_ms` is unused
+    /// today (a status change starts no timer).
     pub fn set_own_status(&mut self, status: MemberState, now_ms: u64) -> Vec<StateChange> {
         let _ = now_ms;
         let Some(own) = self.members.get_mut(&self.own) else {

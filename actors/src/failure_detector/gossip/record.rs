@@ -47,7 +47,7 @@ impl MemberRecord {
 
     /// Joins `other` into `self`; returns whether `self` changed.
     ///
-    /// Laws (checked by `record_merge_*` in `tests.rs`): for any records
+    /// Laws (checked by `record_merge_*` in `laws_tests.rs`): for any records
     /// `a`, `b`, `c` of one member, `a ⊔ b = b ⊔ a` (commutative),
     /// `(a ⊔ b) ⊔ c = a ⊔ (b ⊔ c)` (associative) and `a ⊔ a = a`
     /// (idempotent). The higher generation wins the whole record; within a
