@@ -10,16 +10,23 @@ use std::time::{Duration, Instant};
 
 use common::Cluster;
 use ringkv::client::RequestOptions;
+use ringkv_actors::ring::{Ring, RingMember, VNODES_PER_WEIGHT_DEFAULT};
+use ringkv_actors::NodeId;
 
 const KEYS: usize = 300;
 
 async fn load(cluster: &Cluster) -> Vec<(String, String)> {
     let c = cluster.nodes[0].client().await;
-    let all = RequestOptions { w: Some(3), ..Default::default() };
+    let all = RequestOptions {
+        w: Some(3),
+        ..Default::default()
+    };
     let mut data = Vec::new();
     for i in 0..KEYS {
         let (k, v) = (format!("key-{i}"), format!("value-{i}"));
-        c.put_with(k.as_bytes(), v.as_bytes(), None, all).await.unwrap();
+        c.put_with(k.as_bytes(), v.as_bytes(), None, all)
+            .await
+            .unwrap();
         data.push((k, v));
     }
     data
@@ -41,7 +48,10 @@ async fn a_killed_node_is_reported_down_and_alive_again_after_restart() {
     wait_everywhere(&cluster, "n3", "down").await;
     // The survivors log who reported it.
     let log = std::fs::read_to_string(cluster.nodes[0].data_dir.with_extension("log")).unwrap();
-    assert!(log.contains("member state changed") && log.contains("to=\"down\""), "{log}");
+    assert!(
+        log.contains("member state changed") && log.contains("to=\"down\""),
+        "{log}"
+    );
     cluster.nodes[2].restart();
     wait_everywhere(&cluster, "n3", "alive").await;
     // The restarted node took its old place: same ring, data still served.
@@ -98,15 +108,28 @@ async fn a_fourth_node_joins_takes_a_quarter_and_no_key_becomes_unreadable() {
     }
     stop.store(true, Ordering::SeqCst);
     reader.await.unwrap();
-    assert_eq!(misses.load(Ordering::SeqCst), 0, "keys became unreadable during the join");
+    assert_eq!(
+        misses.load(Ordering::SeqCst),
+        0,
+        "keys became unreadable during the join"
+    );
 
     let status = cluster.nodes[0].client().await.status().await.unwrap();
-    let share = status.members.iter().find(|m| m.id == "n4").unwrap().ring_share.unwrap();
+    let share = status
+        .members
+        .iter()
+        .find(|m| m.id == "n4")
+        .unwrap()
+        .ring_share
+        .unwrap();
     assert!((0.15..=0.35).contains(&share), "n4 owns {share}");
 
     // n4 holds what it owns: read its copy of every key it is a replica of.
     let log = std::fs::read_to_string(cluster.nodes[n4].data_dir.with_extension("log")).unwrap();
-    let done = log.lines().find(|l| l.contains("handoff done")).expect("n4 logged its handoff");
+    let done = log
+        .lines()
+        .find(|l| l.contains("handoff done"))
+        .expect("n4 logged its handoff");
     let keys: f64 = done
         .split("keys=")
         .nth(1)
@@ -115,8 +138,54 @@ async fn a_fourth_node_joins_takes_a_quarter_and_no_key_becomes_unreadable() {
         .unwrap();
     // Ideal: with N=3 on 4 nodes, a new node holds 3/4 of the keys.
     let ideal = KEYS as f64 * 3.0 / 4.0;
-    eprintln!("join moved {keys} keys; ideal {ideal}; ratio {:.3}", keys / ideal);
-    assert!(keys / ideal <= 1.2, "moved {keys} keys for an ideal of {ideal}");
+    eprintln!(
+        "join moved {keys} keys; ideal {ideal}; ratio {:.3}",
+        keys / ideal
+    );
+    assert!(
+        keys / ideal <= 1.2,
+        "moved {keys} keys for an ideal of {ideal}"
+    );
+
+    // Every key n4 is now a replica of is on n4's own disk: stop the others
+    // and read n4 alone.
+    let ring = Ring::new(
+        &(1..=4)
+            .map(|i| RingMember {
+                id: NodeId::new(format!("n{i}")).unwrap(),
+                dc: "dc1".into(),
+                rack: "r1".into(),
+                weight: 1,
+            })
+            .collect::<Vec<_>>(),
+        VNODES_PER_WEIGHT_DEFAULT,
+    );
+    let n4_id = NodeId::new("n4").unwrap();
+    let owned: Vec<_> = data
+        .iter()
+        .filter(|(k, _)| ring.preference_list(k.as_bytes(), 3).contains(&n4_id))
+        .collect();
+    assert_eq!(
+        owned.len() as f64,
+        keys,
+        "n4 received exactly the keys it owns"
+    );
+    for i in 0..3 {
+        cluster.nodes[i].kill();
+    }
+    let c4 = cluster.nodes[n4].client().await;
+    let one = RequestOptions {
+        r: Some(1),
+        ..Default::default()
+    };
+    for (k, v) in owned {
+        let found = c4.get_with(k.as_bytes(), one).await.unwrap();
+        assert_eq!(
+            found.values,
+            vec![v.clone().into_bytes()],
+            "{k} missing on n4"
+        );
+    }
 }
 
 #[tokio::test]
@@ -128,7 +197,11 @@ async fn a_leaving_node_hands_off_so_every_key_keeps_n_replicas() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let status = leaver.status().await.unwrap();
-        if status.members.iter().any(|m| m.id == "n4" && m.state == "left") {
+        if status
+            .members
+            .iter()
+            .any(|m| m.id == "n4" && m.state == "left")
+        {
             break;
         }
         assert!(Instant::now() < deadline, "n4 never left");
@@ -146,10 +219,18 @@ async fn a_leaving_node_hands_off_so_every_key_keeps_n_replicas() {
             }
         }
         let c = cluster.nodes[alone].client().await;
-        let one = RequestOptions { r: Some(1), ..Default::default() };
+        let one = RequestOptions {
+            r: Some(1),
+            ..Default::default()
+        };
         for (k, v) in &data {
             let found = c.get_with(k.as_bytes(), one).await.unwrap();
-            assert_eq!(found.values, vec![v.clone().into_bytes()], "{k} on n{}", alone + 1);
+            assert_eq!(
+                found.values,
+                vec![v.clone().into_bytes()],
+                "{k} on n{}",
+                alone + 1
+            );
         }
         for other in 0..3 {
             if other != alone {

@@ -24,6 +24,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const PEER_PORT: u16 = 7101;
 const CLIENT_PORT: u16 = 7001;
 const NODES: [&str; 3] = ["n1", "n2", "n3"];
+const FIVE: [&str; 5] = ["n1", "n2", "n3", "n4", "n5"];
+/// Gossip timing of the simulated nodes (simulated milliseconds).
+const GOSSIP_INTERVAL_MS: u64 = 100;
+const SUSPECT_AFTER_MS: u64 = 600;
 
 /// The network seam over turmoil's simulated TCP.
 struct TurmoilNet;
@@ -67,8 +71,12 @@ fn any(port: u16) -> SocketAddr {
 }
 
 async fn run_node(id: &'static str) -> turmoil::Result {
+    run_node_of(id, &NODES).await
+}
+
+async fn run_node_of(id: &'static str, cluster: &[&'static str]) -> turmoil::Result {
     let me = turmoil::lookup(id);
-    let seeds = NODES
+    let seeds = cluster
         .iter()
         .filter(|n| **n != id)
         .map(|n| SocketAddr::new(turmoil::lookup(*n), PEER_PORT))
@@ -82,6 +90,8 @@ async fn run_node(id: &'static str) -> turmoil::Result {
         seeds: Some(seeds),
         request_timeout_ms: Some(500),
         reconnect_backoff_max_ms: Some(200),
+        gossip_interval_ms: Some(GOSSIP_INTERVAL_MS),
+        suspect_after_ms: Some(SUSPECT_AFTER_MS),
         ..NodeArgs::default()
     }
     .validate()
@@ -156,14 +166,40 @@ impl SimClient {
     }
 
     async fn alive(&mut self) -> usize {
+        self.states()
+            .await
+            .iter()
+            .filter(|(_, s)| s == "alive")
+            .count()
+    }
+
+    /// Every member's state as this node reports it.
+    async fn states(&mut self) -> Vec<(String, String)> {
         let body = self.call(ClientOp::Status).await.unwrap();
         match map_field(&body, "members") {
             Some(Value::Array(ms)) => ms
                 .iter()
-                .filter(|m| map_field(m, "state").and_then(Value::as_str) == Some("alive"))
-                .count(),
-            _ => 0,
+                .map(|m| {
+                    let get = |k| {
+                        map_field(m, k)
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string()
+                    };
+                    (get("id"), get("state"))
+                })
+                .collect(),
+            _ => Vec::new(),
         }
+    }
+
+    async fn state_of(&mut self, node: &str) -> String {
+        self.states()
+            .await
+            .into_iter()
+            .find(|(id, _)| id == node)
+            .map(|(_, s)| s)
+            .unwrap_or_default()
     }
 }
 
@@ -233,4 +269,95 @@ fn put_and_get_with_one_node_partitioned_away() {
         });
         sim.run().unwrap();
     }
+}
+
+/// Waits (simulated time) until every node but `except` reports `node` in
+/// `state`; returns how long that took.
+async fn until_everyone_sees(nodes: &[&str], except: &str, node: &str, state: &str) -> Duration {
+    let started = tokio::time::Instant::now();
+    for observer in nodes.iter().filter(|n| **n != except) {
+        let mut c = SimClient::connect(observer).await;
+        while c.state_of(node).await != state {
+            tokio::time::sleep(Duration::from_millis(GOSSIP_INTERVAL_MS / 2)).await;
+        }
+    }
+    started.elapsed()
+}
+
+fn five_node_simulation(seed: u64) -> turmoil::Sim<'static> {
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(Duration::from_secs(120))
+        .build();
+    for id in FIVE {
+        sim.host(id, move || run_node_of(id, &FIVE));
+    }
+    sim
+}
+
+async fn wait_five_alive() {
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if turmoil::net::TcpStream::connect(("n1", CLIENT_PORT))
+            .await
+            .is_ok()
+        {
+            let mut c = SimClient::connect("n1").await;
+            if c.alive().await == FIVE.len() {
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn five_nodes_mark_a_partitioned_node_down_and_alive_when_healed() {
+    for seed in [3, 11] {
+        let mut sim = five_node_simulation(seed);
+        sim.client("client", async move {
+            wait_five_alive().await;
+            for other in &FIVE[..4] {
+                turmoil::partition("n5", *other);
+            }
+            let took = until_everyone_sees(&FIVE, "n5", "n5", "down").await;
+            // Suspicion after SUSPECT_AFTER_MS, then a few gossip rounds
+            // for a second opinion to arrive.
+            let bound = Duration::from_millis(SUSPECT_AFTER_MS + 10 * GOSSIP_INTERVAL_MS);
+            eprintln!("seed {seed}: every node saw n5 down after {took:?} (simulated)");
+            assert!(
+                took <= bound,
+                "seed {seed}: took {took:?} to mark n5 down (bound {bound:?})"
+            );
+            // n5, alone, cannot corroborate: it never marks anyone down.
+            for other in &FIVE[..4] {
+                turmoil::repair("n5", *other);
+            }
+            until_everyone_sees(&FIVE, "n5", "n5", "alive").await;
+            let mut c5 = SimClient::connect("n5").await;
+            assert!(c5.states().await.iter().all(|(_, s)| s == "alive"));
+            Ok(())
+        });
+        sim.run().unwrap();
+    }
+}
+
+#[test]
+fn one_node_that_cannot_hear_a_peer_does_not_take_it_down() {
+    let mut sim = five_node_simulation(5);
+    sim.client("client", async move {
+        wait_five_alive().await;
+        // n1 no longer hears n5 directly; everyone else does.
+        turmoil::partition_oneway("n5", "n1");
+        tokio::time::sleep(Duration::from_millis(10 * SUSPECT_AFTER_MS)).await;
+        for observer in FIVE {
+            let mut c = SimClient::connect(observer).await;
+            let state = c.state_of("n5").await;
+            assert_ne!(
+                state, "down",
+                "{observer} took n5 down on one node's say-so"
+            );
+        }
+        Ok(())
+    });
+    sim.run().unwrap();
 }
