@@ -147,6 +147,9 @@ pub struct Member {
     pub state: String,
     /// Share of the ring (if reported).
     pub ring_share: Option<f64>,
+    /// Milliseconds since the answering node saw this member's heartbeat
+    /// advance (if reported).
+    pub heartbeat_age_ms: Option<u64>,
 }
 
 /// A status answer.
@@ -405,6 +408,7 @@ fn member_of(v: &Value) -> Result<Member, Error> {
         rack: map_str(v, "rack"),
         state: need("state")?,
         ring_share: map_field(v, "ring_share").and_then(Value::as_f64),
+        heartbeat_age_ms: map_field(v, "heartbeat_age_ms").and_then(Value::as_u64),
     })
 }
 

@@ -202,14 +202,25 @@ fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
                 let status = client.status().await?;
                 println!("node {}", status.node);
                 println!(
-                    "{:<10} {:<8} {:<22} {:<22} {:<6} {:<6} {:>7}",
-                    "member", "state", "peer addr", "client addr", "dc", "rack", "ring"
+                    "{:<10} {:<8} {:>9} {:<22} {:<22} {:<6} {:<6} {:>7}",
+                    "member",
+                    "state",
+                    "heartbeat",
+                    "peer addr",
+                    "client addr",
+                    "dc",
+                    "rack",
+                    "ring"
                 );
                 for m in &status.members {
+                    let age = m
+                        .heartbeat_age_ms
+                        .map_or("-".to_string(), |ms| format!("{ms}ms"));
                     println!(
-                        "{:<10} {:<8} {:<22} {:<22} {:<6} {:<6} {:>6.1}%",
+                        "{:<10} {:<8} {:>9} {:<22} {:<22} {:<6} {:<6} {:>6.1}%",
                         m.id,
                         m.state,
+                        age,
                         m.addr,
                         m.client_addr.as_deref().unwrap_or("-"),
                         m.dc,

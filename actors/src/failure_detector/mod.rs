@@ -324,17 +324,9 @@ impl Handler<StatusQuery> for FailureDetector {
             "ring_tokens".into(),
             rmpv::Value::from(self.view.read_ring.token_count() as u64),
         ));
-        extra.push((
-            "heartbeat_age_ms".into(),
-            rmpv::Value::Map(
-                rows.iter()
-                    .map(|(r, age)| (rmpv::Value::from(r.id.as_str()), rmpv::Value::from(*age)))
-                    .collect(),
-            ),
-        ));
         MessageResult(ClientReply::Status {
             node: self.own.id.to_string(),
-            members: rows.into_iter().map(|(r, _)| r).collect(),
+            members: rows,
             extra,
         })
     }

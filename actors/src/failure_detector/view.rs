@@ -78,21 +78,19 @@ pub fn cluster_view(members: &[MemberView<'_>], vnodes_per_weight: u32) -> Clust
 }
 
 /// The `status` rows: state, heartbeat age and share of the read ring.
-pub fn status_rows(members: &[MemberView<'_>], ring: &Ring) -> Vec<(MemberStatus, u64)> {
+pub fn status_rows(members: &[MemberView<'_>], ring: &Ring) -> Vec<MemberStatus> {
     let shares: BTreeMap<NodeId, f64> = ring.ownership().into_iter().collect();
     members
         .iter()
-        .map(|m| {
-            let row = MemberStatus {
-                id: m.info.id.to_string(),
-                addr: m.info.peer_addr.clone(),
-                client_addr: m.info.client_addr.clone(),
-                dc: m.info.dc.clone(),
-                rack: m.info.rack.clone(),
-                state: m.state.as_str().into(),
-                ring_share: shares.get(&m.info.id).copied().unwrap_or(0.0),
-            };
-            (row, m.heartbeat_age_ms)
+        .map(|m| MemberStatus {
+            id: m.info.id.to_string(),
+            addr: m.info.peer_addr.clone(),
+            client_addr: m.info.client_addr.clone(),
+            dc: m.info.dc.clone(),
+            rack: m.info.rack.clone(),
+            state: m.state.as_str().into(),
+            ring_share: shares.get(&m.info.id).copied().unwrap_or(0.0),
+            heartbeat_age_ms: m.heartbeat_age_ms,
         })
         .collect()
 }

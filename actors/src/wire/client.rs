@@ -172,6 +172,9 @@ pub struct MemberStatus {
     pub state: String,
     /// Fraction of the ring this member owns as primary, 0.0..=1.0.
     pub ring_share: f64,
+    /// How long ago this node last saw the member's heartbeat advance, in
+    /// milliseconds (0 for itself).
+    pub heartbeat_age_ms: u64,
 }
 
 /// A successful answer.
@@ -423,6 +426,7 @@ fn member_value(m: &MemberStatus) -> Value {
         (s("rack"), s(&m.rack)),
         (s("state"), s(&m.state)),
         (s("ring_share"), Value::F64(m.ring_share)),
+        (s("heartbeat_age_ms"), Value::from(m.heartbeat_age_ms)),
     ])
 }
 
