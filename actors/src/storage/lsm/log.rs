@@ -191,7 +191,7 @@ mod tests {
         encode_record(&mut bytes, 8, &[put(b"c", b"3")]);
         let path = Path::new("x.log");
         assert_eq!(replay_segment(&bytes, path, true).unwrap().len(), 2);
-        for cut in first_len..bytes.len() {
+        for cut in first_len + 1..bytes.len() {
             let batches = replay_segment(&bytes[..cut], path, true).unwrap();
             assert_eq!(batches.len(), 1);
             assert!(replay_segment(&bytes[..cut], path, false).is_err());

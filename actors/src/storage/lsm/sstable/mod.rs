@@ -20,7 +20,7 @@
 //! footer      56 bytes: index offset u64, index length u32, index CRC32C u32,
 //!             bloom offset u64, bloom length u32, bloom CRC32C u32,
 //!             entry count u64, format version u32,
-//!             CRC32C u32 of the 48 footer bytes before it, magic (8 bytes)
+//!             CRC32C u32 of the 44 footer bytes before it, magic (8 bytes)
 //! ```
 //!
 //! Every byte a read depends on is covered by a checksum that is verified

@@ -109,7 +109,7 @@ impl Table {
         else {
             return Err(footer_error());
         };
-        if crc32c::crc32c(footer.get(..48).unwrap_or_default()) != footer_crc {
+        if crc32c::crc32c(footer.get(..44).unwrap_or_default()) != footer_crc {
             return Err(corrupt(
                 path,
                 footer_offset,

@@ -113,6 +113,33 @@ impl FaultVfs {
         Self::default()
     }
 
+    /// A file system holding `files`, all durable (see [`Self::snapshot`]).
+    pub fn from_snapshot(files: &[(PathBuf, Vec<u8>)]) -> Self {
+        let vfs = Self::new();
+        {
+            let mut state = lock(&vfs.state);
+            for (path, data) in files {
+                let inode = Arc::new(Mutex::new(Inode {
+                    data: data.clone(),
+                    durable_len_bytes: data.len(),
+                }));
+                state.names.insert(path.clone(), inode.clone());
+                state.durable_names.insert(path.clone(), inode);
+            }
+        }
+        vfs
+    }
+
+    /// Every file and its current contents.
+    pub fn snapshot(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let state = lock(&self.state);
+        state
+            .names
+            .iter()
+            .map(|(path, inode)| (path.clone(), lock(inode).data.clone()))
+            .collect()
+    }
+
     /// Every mutating call after the first `mutations` ones fails, as if the
     /// process died there. `None` lifts the limit.
     pub fn crash_after(&self, mutations: Option<u64>) {
