@@ -185,6 +185,16 @@ fn loaded_dir(kind: Kind) -> PathBuf {
     dirs[kind as usize].clone()
 }
 
+/// `RINGKV_BENCH_ONLY=fillseq,durable` runs only the groups whose names
+/// contain one of the comma-separated words (criterion's own filter would
+/// still pay for the preloads).
+fn selected(group: &str) -> bool {
+    match std::env::var("RINGKV_BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|word| group.contains(word)),
+        Err(_) => true,
+    }
+}
+
 fn fresh_dir(name: &str, kind: Kind) -> PathBuf {
     let dir = bench_root().join(format!("{name}-{}", kind.name()));
     std::fs::remove_dir_all(&dir).ok();
@@ -198,6 +208,9 @@ fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
 
 fn fills(c: &mut Criterion) {
     for (name, random) in [("fillseq", false), ("fillrandom", true)] {
+        if !selected(name) {
+            continue;
+        }
         let mut group = c.benchmark_group(name);
         configure(&mut group);
         for kind in KINDS {
@@ -238,6 +251,9 @@ fn reads(c: &mut Criterion) {
         }),
     ];
     for (name, cache_bytes, workload) in workloads {
+        if !selected(name) {
+            continue;
+        }
         let mut group = c.benchmark_group(name);
         configure(&mut group);
         for kind in KINDS {
@@ -260,6 +276,9 @@ fn reads(c: &mut Criterion) {
 fn durable_puts(c: &mut Criterion) {
     for writers in [1u64, 64] {
         let name = format!("durable_puts_{writers}_writers");
+        if !selected(&name) {
+            continue;
+        }
         let mut group = c.benchmark_group(&name);
         configure(&mut group);
         for kind in KINDS {
@@ -344,6 +363,9 @@ impl Vfs for CountingVfs {
 /// amplification (bytes written to files / user bytes) and space
 /// amplification (table bytes / live data bytes).
 fn amplification(_c: &mut Criterion) {
+    if !selected("amplification") {
+        return;
+    }
     let keys = keys_loaded() / 5;
     let puts = keys * 5;
     let written = Arc::new(AtomicU64::new(0));

@@ -16,7 +16,7 @@ use super::log::{encode_record, payload_bytes, segment_name, RECORD_PAYLOAD_BYTE
 use super::manifest::io_error;
 use super::memtable::Memtable;
 use super::options::SyncPolicy;
-use super::state::{lock, Inner};
+use super::state::{lock, Inner, LogFile, LOG_BUFFER_BYTES};
 use super::vfs::file_path;
 use crate::storage::{StorageError, WriteOp};
 
@@ -45,23 +45,26 @@ impl Inner {
             }
             self.check_poison()?;
             if queue.leader_active {
+                queue.waiting += 1;
                 queue = self
                     .committed
                     .wait(queue)
                     .unwrap_or_else(|e| e.into_inner());
+                queue.waiting -= 1;
                 continue;
             }
             queue.leader_active = true;
             let records = std::mem::take(&mut queue.records);
             let batches = std::mem::take(&mut queue.batches);
             drop(queue);
-            let result = self.commit_group(&records, &batches);
+            let last = batches.last().map(|(sequence, _)| *sequence);
+            let result = self.commit_group(&records, batches);
             queue = lock(&self.commit);
             queue.leader_active = false;
             match result {
                 Ok(()) => {
-                    if let Some((last, _)) = batches.last() {
-                        queue.sequence_applied = *last;
+                    if let Some(last) = last {
+                        queue.sequence_applied = last;
                     }
                 }
                 Err(error) => {
@@ -70,26 +73,38 @@ impl Inner {
                     return Err(error);
                 }
             }
-            self.committed.notify_all();
+            // A futex wake is a syscall: skip it when nobody waits.
+            if queue.waiting > 0 {
+                self.committed.notify_all();
+            }
         }
     }
 
     fn commit_group(
         &self,
         records: &[u8],
-        batches: &[(u64, Vec<WriteOp>)],
+        batches: Vec<(u64, Vec<WriteOp>)>,
     ) -> Result<(), StorageError> {
         let mut log = lock(&self.log);
         let path = file_path(&self.dir, &segment_name(log.segment));
-        log.file
-            .append(records)
-            .map_err(|e| io_error("appending to", &path, e))?;
-        if self.options.sync == SyncPolicy::Always {
-            log.file.sync().map_err(|e| io_error("syncing", &path, e))?;
+        match self.options.sync {
+            SyncPolicy::Always => {
+                log.file
+                    .append(records)
+                    .map_err(|e| io_error("appending to", &path, e))?;
+                log.file.sync().map_err(|e| io_error("syncing", &path, e))?;
+            }
+            SyncPolicy::Periodic { .. } => {
+                log.buffer.extend_from_slice(records);
+                if log.buffer.len() >= LOG_BUFFER_BYTES {
+                    log.drain()
+                        .map_err(|e| io_error("appending to", &path, e))?;
+                }
+            }
         }
         let version = self.current();
         for (sequence, ops) in batches {
-            version.active.apply(*sequence, ops);
+            version.active.apply(sequence, ops);
         }
         if version.active.size_bytes() >= self.options.memtable_bytes_max {
             self.rotate(&mut log)?;
@@ -99,14 +114,12 @@ impl Inner {
 
     /// Freezes the active memtable and starts a new log segment. The caller
     /// holds the log lock, so no group is half applied.
-    pub fn rotate(&self, log: &mut super::state::LogFile) -> Result<(), StorageError> {
+    pub fn rotate(&self, log: &mut LogFile) -> Result<(), StorageError> {
         self.stall_while_flushes_pending()?;
         let old_path = file_path(&self.dir, &segment_name(log.segment));
         // Older segments must be whole: recovery allows a torn tail only in
         // the newest one. (A no-op for SyncPolicy::Always.)
-        log.file
-            .sync()
-            .map_err(|e| io_error("syncing", &old_path, e))?;
+        log.sync().map_err(|e| io_error("syncing", &old_path, e))?;
         let segment = log.segment + 1;
         let path = file_path(&self.dir, &segment_name(segment));
         let file = self
@@ -154,7 +167,7 @@ impl Inner {
     pub fn sync_log(&self) -> Result<(), StorageError> {
         let mut log = lock(&self.log);
         let path = file_path(&self.dir, &segment_name(log.segment));
-        log.file.sync().map_err(|e| io_error("syncing", &path, e))
+        log.sync().map_err(|e| io_error("syncing", &path, e))
     }
 
     /// Freezes the active memtable if it holds anything (for `flush`).

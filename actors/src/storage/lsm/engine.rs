@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::cache::BlockCache;
 use super::log::segment_name;
@@ -54,6 +54,7 @@ impl LsmEngine {
             log: Mutex::new(LogFile {
                 segment,
                 file: Box::new(NullFile),
+                buffer: Vec::new(),
             }),
             commit: Mutex::new(CommitQueue {
                 sequence_next: recovered.sequence_max + 1,
@@ -224,6 +225,12 @@ impl Engine for LsmEngine {
 
 impl Drop for LsmEngine {
     fn drop(&mut self) {
+        if !self.inner.is_poisoned() {
+            // A clean close keeps even the periodic mode's unsynced tail.
+            if let Err(error) = self.inner.sync_log() {
+                tracing::warn!(%error, "syncing the log on close failed");
+            }
+        }
         self.inner.request(|work| work.shutdown = true);
         self.inner.progress_made.notify_all();
         for thread in self.threads.drain(..) {
@@ -271,17 +278,24 @@ fn flush_loop(inner: &Inner) {
         SyncPolicy::Periodic { sync_interval_ms } => Duration::from_millis(sync_interval_ms.max(1)),
         SyncPolicy::Always => Duration::from_millis(IDLE_RECHECK_MS),
     };
-    while let Some(woken) = wait_for(inner, timeout, |work| {
+    let mut last_sync = Instant::now();
+    while wait_for(inner, timeout, |work| {
         std::mem::take(&mut work.flush_pending)
-    }) {
+    })
+    .is_some()
+    {
         if inner.is_poisoned() {
             continue;
         }
-        if !woken && matches!(inner.options.sync, SyncPolicy::Periodic { .. }) {
-            // Skip if a writer holds the log: it is mid-group or stalled on us.
+        if matches!(inner.options.sync, SyncPolicy::Periodic { .. })
+            && last_sync.elapsed() >= timeout
+        {
+            // Skip if a writer holds the log: it is mid-group or stalled on
+            // us, and the next wake-up retries.
             if let Ok(mut log) = inner.log.try_lock() {
+                last_sync = Instant::now();
                 let path = file_path(&inner.dir, &segment_name(log.segment));
-                if let Err(source) = log.file.sync() {
+                if let Err(source) = log.sync() {
                     drop(log);
                     inner.poison(&io_error("syncing", &path, source));
                 }

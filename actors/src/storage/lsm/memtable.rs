@@ -63,18 +63,18 @@ impl Memtable {
     }
 
     /// Applies one batch, in order.
-    pub fn apply(&self, sequence: u64, ops: &[WriteOp]) {
+    pub fn apply(&self, sequence: u64, ops: Vec<WriteOp>) {
         let mut entries = self.write();
         let mut added = 0usize;
         for op in ops {
             let (key, slot) = match op {
-                WriteOp::Put { key, value } => (key, Some(value.clone())),
+                WriteOp::Put { key, value } => (key, Some(value)),
                 WriteOp::Delete { key } => (key, None),
             };
             let new_bytes = key.len() + slot.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD_BYTES;
             // Overwrites are counted again: cheap, and errs towards flushing early.
             added += new_bytes;
-            entries.insert(key.clone(), slot);
+            entries.insert(key, slot);
         }
         self.size_bytes.fetch_add(added, Ordering::Relaxed);
         self.sequence_max.fetch_max(sequence, Ordering::Relaxed);

@@ -79,7 +79,7 @@ pub fn recover(vfs: &dyn Vfs, dir: &Path) -> Result<Recovered, StorageError> {
                 let newest = position + 1 == segments.len();
                 for batch in replay_segment(&bytes, &path, newest)? {
                     if batch.sequence > manifest.sequence_flushed {
-                        memtable.apply(batch.sequence, &batch.ops);
+                        memtable.apply(batch.sequence, batch.ops);
                         sequence_max = sequence_max.max(batch.sequence);
                     }
                 }

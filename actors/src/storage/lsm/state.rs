@@ -36,12 +36,35 @@ pub struct Version {
     pub tables: Vec<LiveTable>,
 }
 
+/// Records buffered in the process before a `write` in
+/// [`SyncPolicy::Periodic`](super::options::SyncPolicy) mode: 64 KiB.
+pub const LOG_BUFFER_BYTES: usize = 64 << 10;
+
 /// The active log segment.
 pub struct LogFile {
     /// Its number.
     pub segment: u64,
     /// Its handle.
     pub file: Box<dyn WritableFile>,
+    /// Records not yet handed to the OS (only in periodic sync mode).
+    pub buffer: Vec<u8>,
+}
+
+impl LogFile {
+    /// Hands buffered records to the OS.
+    pub fn drain(&mut self) -> std::io::Result<()> {
+        if !self.buffer.is_empty() {
+            self.file.append(&self.buffer)?;
+            self.buffer.clear();
+        }
+        Ok(())
+    }
+
+    /// Makes every record written so far durable.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        self.drain()?;
+        self.file.sync()
+    }
 }
 
 /// Batches waiting for the next group commit.
@@ -57,6 +80,8 @@ pub struct CommitQueue {
     pub sequence_applied: u64,
     /// Whether a leader is committing a group right now.
     pub leader_active: bool,
+    /// Writers blocked on `committed`.
+    pub waiting: usize,
 }
 
 /// Requests to the background threads.

@@ -58,7 +58,7 @@ pub struct Block {
 
 impl Block {
     /// Checks and decodes `stored` (body + trailer); `Err` names what failed.
-    pub fn decode(stored: &[u8]) -> Result<Self, &'static str> {
+    pub fn decode(stored: Vec<u8>) -> Result<Self, &'static str> {
         let split = stored
             .len()
             .checked_sub(BLOCK_TRAILER_BYTES)
@@ -76,7 +76,11 @@ impl Block {
             return Err("block longer than BLOCK_UNCOMPRESSED_BYTES_MAX");
         }
         let body = match tag {
-            COMPRESSION_NONE => payload.to_vec(),
+            COMPRESSION_NONE => {
+                let mut body = stored;
+                body.truncate(split);
+                body
+            }
             COMPRESSION_LZ4 => lz4_flex::block::decompress(payload, len)
                 .map_err(|_| "block does not decompress")?,
             _ => return Err("unknown block compression"),
@@ -140,7 +144,8 @@ impl Block {
 
 fn locate_entries(body: &[u8]) -> Option<Vec<EntrySpan>> {
     let mut cursor = Cursor::new(body);
-    let mut entries = Vec::new();
+    // Typical entries (16-byte keys, 100-byte values) are ~125 bytes.
+    let mut entries = Vec::with_capacity(body.len() / 64 + 1);
     while cursor.remaining() > 0 {
         let key_len = usize::try_from(cursor.u32()?).ok()?;
         let key_start = cursor.position();

@@ -219,7 +219,7 @@ impl Table {
             entry.stored_len,
         )?;
         let block =
-            Block::decode(&stored).map_err(|reason| corrupt(&self.path, entry.offset, reason))?;
+            Block::decode(stored).map_err(|reason| corrupt(&self.path, entry.offset, reason))?;
         if block.is_empty() || block.key(block.len() - 1) != entry.last_key.as_slice() {
             return Err(corrupt(
                 &self.path,
