@@ -29,7 +29,10 @@ const COLD_CACHE_BYTES: usize = 1 << 20;
 const SCAN_KEYS: usize = 1_000;
 
 fn keys_loaded() -> u64 {
-    std::env::var("RINGKV_BENCH_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
+    std::env::var("RINGKV_BENCH_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
 }
 
 fn key(n: u64) -> [u8; KEY_BYTES] {
@@ -85,19 +88,39 @@ impl Kind {
     fn open(self, dir: &Path, cache_bytes: usize, durable: bool) -> Box<dyn Store> {
         match self {
             Kind::Ringkv => {
-                let sync = if durable { SyncPolicy::Always } else { SyncPolicy::Periodic { sync_interval_ms: 1_000 } };
-                let options = LsmOptions { block_cache_bytes: cache_bytes, sync, ..LsmOptions::default() };
+                let sync = if durable {
+                    SyncPolicy::Always
+                } else {
+                    SyncPolicy::Periodic {
+                        sync_interval_ms: 1_000,
+                    }
+                };
+                let options = LsmOptions {
+                    block_cache_bytes: cache_bytes,
+                    sync,
+                    ..LsmOptions::default()
+                };
                 Box::new(LsmEngine::open_dir(dir, options).expect("open ringkv"))
             }
             Kind::Fjall => {
-                let keyspace = fjall::Config::new(dir).cache_size(cache_bytes as u64).open().expect("open fjall");
+                let keyspace = fjall::Config::new(dir)
+                    .cache_size(cache_bytes as u64)
+                    .open()
+                    .expect("open fjall");
                 let partition = keyspace
                     .open_partition("bench", fjall::PartitionCreateOptions::default())
                     .expect("open fjall partition");
-                Box::new(FjallStore { keyspace, partition })
+                Box::new(FjallStore {
+                    keyspace,
+                    partition,
+                })
             }
             Kind::Sled => Box::new(
-                sled::Config::new().path(dir).cache_capacity(cache_bytes as u64).open().expect("open sled"),
+                sled::Config::new()
+                    .path(dir)
+                    .cache_capacity(cache_bytes as u64)
+                    .open()
+                    .expect("open sled"),
             ),
         }
     }
@@ -105,7 +128,11 @@ impl Kind {
 
 impl Store for LsmEngine {
     fn put(&self, key: &[u8], value: &[u8]) {
-        self.write_batch(&[WriteOp::Put { key: key.to_vec(), value: value.to_vec() }]).expect("ringkv put");
+        self.write_batch(&[WriteOp::Put {
+            key: key.to_vec(),
+            value: value.to_vec(),
+        }])
+        .expect("ringkv put");
     }
     fn put_durable(&self, key: &[u8], value: &[u8]) {
         Store::put(self, key, value);
@@ -114,7 +141,9 @@ impl Store for LsmEngine {
         Engine::get(self, key).expect("ringkv get")
     }
     fn scan(&self, start: &[u8], count: usize) -> usize {
-        Engine::scan(self, start, None, count).expect("ringkv scan").len()
+        Engine::scan(self, start, None, count)
+            .expect("ringkv scan")
+            .len()
     }
     fn settle(&self) {
         Engine::flush(self).expect("ringkv flush");
@@ -132,16 +161,27 @@ impl Store for FjallStore {
     }
     fn put_durable(&self, key: &[u8], value: &[u8]) {
         self.put(key, value);
-        self.keyspace.persist(fjall::PersistMode::SyncData).expect("fjall persist");
+        self.keyspace
+            .persist(fjall::PersistMode::SyncData)
+            .expect("fjall persist");
     }
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.partition.get(key).expect("fjall get").map(|v| v.to_vec())
+        self.partition
+            .get(key)
+            .expect("fjall get")
+            .map(|v| v.to_vec())
     }
     fn scan(&self, start: &[u8], count: usize) -> usize {
-        self.partition.range(start.to_vec()..).take(count).map(|item| black_box(item.expect("fjall scan"))).count()
+        self.partition
+            .range(start.to_vec()..)
+            .take(count)
+            .map(|item| black_box(item.expect("fjall scan")))
+            .count()
     }
     fn settle(&self) {
-        self.keyspace.persist(fjall::PersistMode::SyncAll).expect("fjall persist");
+        self.keyspace
+            .persist(fjall::PersistMode::SyncAll)
+            .expect("fjall persist");
     }
 }
 
@@ -154,10 +194,15 @@ impl Store for sled::Db {
         self.flush().expect("sled flush");
     }
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        sled::Tree::get(self, key).expect("sled get").map(|v| v.to_vec())
+        sled::Tree::get(self, key)
+            .expect("sled get")
+            .map(|v| v.to_vec())
     }
     fn scan(&self, start: &[u8], count: usize) -> usize {
-        self.range(start..).take(count).map(|item| black_box(item.expect("sled scan"))).count()
+        self.range(start..)
+            .take(count)
+            .map(|item| black_box(item.expect("sled scan")))
+            .count()
     }
     fn settle(&self) {
         self.flush().expect("sled flush");
@@ -178,7 +223,12 @@ fn loaded_dir(kind: Kind) -> PathBuf {
                 store.put(&key(n), &value(&mut rng));
             }
             store.settle();
-            eprintln!("loaded {} keys into {} in {:?}", keys_loaded(), kind.name(), started.elapsed());
+            eprintln!(
+                "loaded {} keys into {} in {:?}",
+                keys_loaded(),
+                kind.name(),
+                started.elapsed()
+            );
             dir
         })
     });
@@ -195,6 +245,14 @@ fn selected(group: &str) -> bool {
     }
 }
 
+/// Lets the previous engine's background I/O drain so it does not slow the
+/// next one (the machine has 2 cores and one disk).
+fn settle_disk<T>(store: T) {
+    drop(store);
+    let _ = std::process::Command::new("sync").status();
+    std::thread::sleep(Duration::from_secs(2));
+}
+
 fn fresh_dir(name: &str, kind: Kind) -> PathBuf {
     let dir = bench_root().join(format!("{name}-{}", kind.name()));
     std::fs::remove_dir_all(&dir).ok();
@@ -202,7 +260,10 @@ fn fresh_dir(name: &str, kind: Kind) -> PathBuf {
 }
 
 fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
-    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
     group.throughput(Throughput::Elements(1));
 }
 
@@ -221,13 +282,18 @@ fn fills(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let started = Instant::now();
                     for _ in 0..iters {
-                        let n = if random { rng.gen_range(0..keys_loaded()) } else { next };
+                        let n = if random {
+                            rng.gen_range(0..keys_loaded())
+                        } else {
+                            next
+                        };
                         next += 1;
                         store.put(&key(n), &value(&mut rng));
                     }
                     started.elapsed()
                 })
             });
+            settle_disk(store);
         }
         group.finish();
     }
@@ -237,13 +303,23 @@ fn reads(c: &mut Criterion) {
     type Workload = fn(&dyn Store, &mut SmallRng);
     let workloads: [(&str, usize, Workload); 4] = [
         ("readrandom_hot", HOT_CACHE_BYTES, |store, rng| {
-            black_box(store.get(&key(rng.gen_range(0..keys_loaded()))).expect("present"));
+            black_box(
+                store
+                    .get(&key(rng.gen_range(0..keys_loaded())))
+                    .expect("present"),
+            );
         }),
         ("readrandom_cold", COLD_CACHE_BYTES, |store, rng| {
-            black_box(store.get(&key(rng.gen_range(0..keys_loaded()))).expect("present"));
+            black_box(
+                store
+                    .get(&key(rng.gen_range(0..keys_loaded())))
+                    .expect("present"),
+            );
         }),
         ("readmissing", HOT_CACHE_BYTES, |store, rng| {
-            assert!(store.get(&missing_key(rng.gen_range(0..keys_loaded()))).is_none());
+            assert!(store
+                .get(&missing_key(rng.gen_range(0..keys_loaded())))
+                .is_none());
         }),
         ("scan1000", HOT_CACHE_BYTES, |store, rng| {
             let start = key(rng.gen_range(0..keys_loaded().saturating_sub(SCAN_KEYS as u64)));
@@ -268,6 +344,7 @@ fn reads(c: &mut Criterion) {
                     started.elapsed()
                 })
             });
+            settle_disk(store);
         }
         group.finish();
     }
@@ -282,7 +359,8 @@ fn durable_puts(c: &mut Criterion) {
         let mut group = c.benchmark_group(&name);
         configure(&mut group);
         for kind in KINDS {
-            let store: Arc<dyn Store> = Arc::from(kind.open(&fresh_dir(&name, kind), HOT_CACHE_BYTES, true));
+            let store: Arc<dyn Store> =
+                Arc::from(kind.open(&fresh_dir(&name, kind), HOT_CACHE_BYTES, true));
             let next = AtomicU64::new(0);
             group.bench_function(kind.name(), |b| {
                 b.iter_custom(|iters| {
@@ -301,9 +379,12 @@ fn durable_puts(c: &mut Criterion) {
                         }
                     });
                     // Scale to the `iters` criterion asked for.
-                    started.elapsed().mul_f64(iters as f64 / (per_writer * writers) as f64)
+                    started
+                        .elapsed()
+                        .mul_f64(iters as f64 / (per_writer * writers) as f64)
                 })
             });
+            settle_disk(store);
         }
         group.finish();
     }
@@ -322,7 +403,8 @@ struct CountingFile {
 
 impl WritableFile for CountingFile {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.written
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         self.inner.append(bytes)
     }
     fn sync(&mut self) -> io::Result<()> {
@@ -336,11 +418,17 @@ impl Vfs for CountingVfs {
     }
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
         let inner = self.inner.create(path)?;
-        Ok(Box::new(CountingFile { inner, written: self.written.clone() }))
+        Ok(Box::new(CountingFile {
+            inner,
+            written: self.written.clone(),
+        }))
     }
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
         let inner = self.inner.open_append(path)?;
-        Ok(Box::new(CountingFile { inner, written: self.written.clone() }))
+        Ok(Box::new(CountingFile {
+            inner,
+            written: self.written.clone(),
+        }))
     }
     fn open(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
         self.inner.open(path)
@@ -369,9 +457,18 @@ fn amplification(_c: &mut Criterion) {
     let keys = keys_loaded() / 5;
     let puts = keys * 5;
     let written = Arc::new(AtomicU64::new(0));
-    let vfs = Arc::new(CountingVfs { inner: StdVfs, written: written.clone() });
-    let options = LsmOptions { sync: SyncPolicy::Periodic { sync_interval_ms: 1_000 }, ..LsmOptions::default() };
-    let engine = LsmEngine::open(vfs, fresh_dir("amplification", Kind::Ringkv), options).expect("open");
+    let vfs = Arc::new(CountingVfs {
+        inner: StdVfs,
+        written: written.clone(),
+    });
+    let options = LsmOptions {
+        sync: SyncPolicy::Periodic {
+            sync_interval_ms: 1_000,
+        },
+        ..LsmOptions::default()
+    };
+    let engine =
+        LsmEngine::open(vfs, fresh_dir("amplification", Kind::Ringkv), options).expect("open");
     let mut rng = SmallRng::seed_from_u64(4);
     for n in 0..keys {
         Store::put(&engine, &key(n), &value(&mut rng));
