@@ -68,8 +68,10 @@ impl Inner {
                     }
                 }
                 Err(error) => {
-                    drop(queue);
-                    let error = self.poison(&error);
+                    // Poison before letting go of the queue: a writer that
+                    // took over as leader could otherwise retry the fsync,
+                    // which may "succeed" after the kernel dropped the pages.
+                    self.poison(&error);
                     return Err(error);
                 }
             }

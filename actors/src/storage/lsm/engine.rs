@@ -193,7 +193,7 @@ impl Engine for LsmEngine {
                 end,
             )));
         }
-        let mut found = Vec::new();
+        let mut found = Vec::with_capacity(limit.min(4096));
         for entry in Merge::new(layers) {
             if found.len() >= limit {
                 break;

@@ -144,6 +144,11 @@ pub struct Merge<'a> {
     layers: Vec<Layer<'a>>,
     heads: Vec<Option<Entry>>,
     started: bool,
+    /// After a step: the layer that won and the layer holding the smallest
+    /// of the other heads. While the winner's next key stays strictly below
+    /// that runner-up it wins again without a scan of every head (the
+    /// common case when layers cover disjoint key ranges).
+    streak: Option<(usize, Option<usize>)>,
 }
 
 impl<'a> Merge<'a> {
@@ -154,6 +159,7 @@ impl<'a> Merge<'a> {
             layers,
             heads,
             started: false,
+            streak: None,
         }
     }
 
@@ -164,6 +170,31 @@ impl<'a> Merge<'a> {
         Ok(())
     }
 
+    fn key(&self, index: usize) -> Option<&[u8]> {
+        self.heads
+            .get(index)?
+            .as_ref()
+            .map(|(key, _)| key.as_slice())
+    }
+
+    /// The layer with the smallest head key, the lowest index on a tie.
+    fn smallest(&self, except: Option<usize>) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for index in 0..self.heads.len() {
+            if Some(index) == except {
+                continue;
+            }
+            let Some(key) = self.key(index) else { continue };
+            if best
+                .and_then(|b| self.key(b))
+                .map_or(true, |best_key| key < best_key)
+            {
+                best = Some(index);
+            }
+        }
+        best
+    }
+
     fn step(&mut self) -> Result<Option<Entry>, StorageError> {
         if !self.started {
             self.started = true;
@@ -171,33 +202,31 @@ impl<'a> Merge<'a> {
                 self.refill(index)?;
             }
         }
-        // The smallest key; on a tie the lowest index (the newest layer).
-        let mut winner: Option<usize> = None;
-        for (index, head) in self.heads.iter().enumerate() {
-            let Some((key, _)) = head else { continue };
-            let better = match winner
-                .and_then(|w| self.heads.get(w))
-                .and_then(Option::as_ref)
-            {
-                Some((best, _)) => key < best,
-                None => true,
+        if let Some((winner, runner_up)) = self.streak {
+            let wins = match (self.key(winner), runner_up.and_then(|r| self.key(r))) {
+                (Some(key), Some(other)) => key < other,
+                (Some(_), None) => true,
+                (None, _) => false,
             };
-            if better {
-                winner = Some(index);
+            if wins {
+                let entry = self.heads.get_mut(winner).and_then(Option::take);
+                self.refill(winner)?;
+                return Ok(entry);
             }
         }
-        let Some(winner) = winner else {
+        let Some(winner) = self.smallest(None) else {
             return Ok(None);
         };
         let Some(entry) = self.heads.get_mut(winner).and_then(Option::take) else {
             return Ok(None);
         };
         for index in 0..self.heads.len() {
-            let shadowed = matches!(self.heads.get(index), Some(Some((key, _))) if *key == entry.0);
+            let shadowed = self.key(index) == Some(entry.0.as_slice());
             if shadowed || index == winner {
                 self.refill(index)?;
             }
         }
+        self.streak = Some((winner, self.smallest(Some(winner))));
         Ok(Some(entry))
     }
 }

@@ -31,6 +31,8 @@ pub struct Table {
     bloom: Bloom<[u8]>,
     entry_count: u64,
     size_bytes: u64,
+    /// The first key of the first block.
+    min_key: Vec<u8>,
 }
 
 /// Whether a block read should be remembered in the block cache.
@@ -143,7 +145,7 @@ impl Table {
             .ok_or_else(|| corrupt(path, index_offset, "index does not parse"))?;
         let bloom =
             Bloom::from_bytes(bloom_bytes).map_err(|reason| corrupt(path, bloom_offset, reason))?;
-        Ok(Self {
+        let mut table = Self {
             id,
             path: path.to_owned(),
             file,
@@ -151,7 +153,23 @@ impl Table {
             bloom,
             entry_count,
             size_bytes,
-        })
+            min_key: Vec::new(),
+        };
+        // The smallest key lets reads skip the table without touching its
+        // bloom filter; it costs one block read per table opened.
+        if !table.index.is_empty() {
+            let first = table.block(0, &BlockCache::new(0), CacheFill::Bypass)?;
+            table.min_key = first.key(0).to_vec();
+        }
+        Ok(table)
+    }
+
+    /// Whether `key` lies outside the table's key range.
+    fn out_of_range(&self, key: &[u8]) -> bool {
+        match self.index.last() {
+            Some(last) => key < self.min_key.as_slice() || key > last.last_key.as_slice(),
+            None => true,
+        }
     }
 
     /// The table's id (its name and its age: higher is newer).
@@ -171,7 +189,7 @@ impl Table {
 
     /// The slot for `key` if this table has one (`Some(None)` = tombstone).
     pub fn get(&self, key: &[u8], cache: &BlockCache) -> Result<Option<Slot>, StorageError> {
-        if !self.bloom.check(key) {
+        if self.out_of_range(key) || !self.bloom.check(key) {
             return Ok(None);
         }
         let block_index = self
