@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bloomfilter::Bloom;
 
 use super::block::Block;
+use super::index::BlockIndex;
 use super::{TABLE_FOOTER_BYTES, TABLE_FORMAT_VERSION, TABLE_HEADER_BYTES, TABLE_MAGIC};
 use crate::storage::lsm::cache::BlockCache;
 use crate::storage::lsm::codec::Cursor;
@@ -14,20 +15,12 @@ use crate::storage::lsm::memtable::Slot;
 use crate::storage::lsm::vfs::ReadableFile;
 use crate::storage::StorageError;
 
-/// Where one data block lives.
-#[derive(Debug)]
-struct IndexEntry {
-    last_key: Vec<u8>,
-    offset: u64,
-    stored_len: usize,
-}
-
 /// An open, verified table.
 pub struct Table {
     id: u64,
     path: PathBuf,
     file: Arc<dyn ReadableFile>,
-    index: Vec<IndexEntry>,
+    index: BlockIndex,
     bloom: Bloom<[u8]>,
     entry_count: u64,
     size_bytes: u64,
@@ -141,7 +134,7 @@ impl Table {
         };
         let index_bytes = section(index_offset, index_len, index_crc, "index")?;
         let bloom_bytes = section(bloom_offset, bloom_len, bloom_crc, "bloom filter")?;
-        let index = parse_index(&index_bytes, index_offset)
+        let index = BlockIndex::parse(&index_bytes, index_offset)
             .ok_or_else(|| corrupt(path, index_offset, "index does not parse"))?;
         let bloom =
             Bloom::from_bytes(bloom_bytes).map_err(|reason| corrupt(path, bloom_offset, reason))?;
@@ -166,8 +159,13 @@ impl Table {
 
     /// Whether `key` lies outside the table's key range.
     fn out_of_range(&self, key: &[u8]) -> bool {
-        match self.index.last() {
-            Some(last) => key < self.min_key.as_slice() || key > last.last_key.as_slice(),
+        match self
+            .index
+            .len()
+            .checked_sub(1)
+            .and_then(|last| self.index.last_key(last))
+        {
+            Some(max_key) => key < self.min_key.as_slice() || key > max_key,
             None => true,
         }
     }
@@ -192,9 +190,7 @@ impl Table {
         if self.out_of_range(key) || !self.bloom.check(key) {
             return Ok(None);
         }
-        let block_index = self
-            .index
-            .partition_point(|entry| entry.last_key.as_slice() < key);
+        let block_index = self.index.seek(key);
         if block_index >= self.index.len() {
             return Ok(None);
         }
@@ -213,8 +209,7 @@ impl Table {
 
     /// The first block that may hold a key `>= key`.
     pub fn seek_block(&self, key: &[u8]) -> usize {
-        self.index
-            .partition_point(|entry| entry.last_key.as_slice() < key)
+        self.index.seek(key)
     }
 
     /// Block `block_index`, checked and decoded, through the cache.
@@ -224,7 +219,10 @@ impl Table {
         cache: &BlockCache,
         fill: CacheFill,
     ) -> Result<Arc<Block>, StorageError> {
-        let Some(entry) = self.index.get(block_index) else {
+        let (Some(entry), Some(last_key)) = (
+            self.index.handle(block_index),
+            self.index.last_key(block_index),
+        ) else {
             return Err(corrupt(&self.path, 0, "block index out of range"));
         };
         if let Some(block) = cache.get((self.id, entry.offset)) {
@@ -238,7 +236,7 @@ impl Table {
         )?;
         let block =
             Block::decode(stored).map_err(|reason| corrupt(&self.path, entry.offset, reason))?;
-        if block.is_empty() || block.key(block.len() - 1) != entry.last_key.as_slice() {
+        if block.is_empty() || block.key(block.len() - 1) != last_key {
             return Err(corrupt(
                 &self.path,
                 entry.offset,
@@ -251,27 +249,4 @@ impl Table {
         }
         Ok(block)
     }
-}
-
-fn parse_index(bytes: &[u8], index_offset: u64) -> Option<Vec<IndexEntry>> {
-    let mut cursor = Cursor::new(bytes);
-    let count = cursor.u32()?;
-    let mut index = Vec::new();
-    let mut end_of_previous = TABLE_HEADER_BYTES as u64;
-    for _ in 0..count {
-        let last_key = cursor.bytes()?.to_vec();
-        let offset = cursor.u64()?;
-        let stored_len = usize::try_from(cursor.u32()?).ok()?;
-        // Blocks tile the data region in order; anything else is damage.
-        if offset != end_of_previous {
-            return None;
-        }
-        end_of_previous = offset.checked_add(stored_len as u64)?;
-        index.push(IndexEntry {
-            last_key,
-            offset,
-            stored_len,
-        });
-    }
-    (cursor.remaining() == 0 && end_of_previous == index_offset).then_some(index)
 }
