@@ -17,7 +17,7 @@ use super::manifest::io_error;
 use super::memtable::Memtable;
 use super::options::SyncPolicy;
 use super::state::{lock, Inner, LogFile, LOG_BUFFER_BYTES};
-use super::vfs::file_path;
+use super::vfs::{file_path, WritableFile};
 use crate::storage::{StorageError, WriteOp};
 
 /// How long a stalled writer sleeps between checks of the flush progress.
@@ -123,14 +123,7 @@ impl Inner {
         // the newest one. (A no-op for SyncPolicy::Always.)
         log.sync().map_err(|e| io_error("syncing", &old_path, e))?;
         let segment = log.segment + 1;
-        let path = file_path(&self.dir, &segment_name(segment));
-        let file = self
-            .vfs
-            .create(&path)
-            .map_err(|e| io_error("creating", &path, e))?;
-        self.vfs
-            .sync_dir(&self.dir)
-            .map_err(|e| io_error("syncing the directory of", &path, e))?;
+        let file = self.create_segment(segment)?;
         log.segment = segment;
         log.file = file;
         self.swap_version(|version| {
@@ -163,6 +156,24 @@ impl Inner {
                 .unwrap_or_else(|e| e.into_inner().0);
         }
         Ok(())
+    }
+
+    /// Creates log segment `segment`, preallocated, its directory entry
+    /// durable before any record is acknowledged in it.
+    pub fn create_segment(&self, segment: u64) -> Result<Box<dyn WritableFile>, StorageError> {
+        let path = file_path(&self.dir, &segment_name(segment));
+        let mut file = self
+            .vfs
+            .create(&path)
+            .map_err(|e| io_error("creating", &path, e))?;
+        if self.options.log_preallocate_bytes > 0 {
+            file.preallocate(self.options.log_preallocate_bytes)
+                .map_err(|e| io_error("preallocating", &path, e))?;
+        }
+        self.vfs
+            .sync_dir(&self.dir)
+            .map_err(|e| io_error("syncing the directory of", &path, e))?;
+        Ok(file)
     }
 
     /// Syncs the active log segment (the periodic sync of `SyncPolicy::Periodic`).

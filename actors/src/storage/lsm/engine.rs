@@ -78,16 +78,7 @@ impl LsmEngine {
             // exists, so a torn tail is only ever in the newest segment.
             inner.flush_memtable(&replayed)?;
         }
-        let path = file_path(&inner.dir, &segment_name(segment));
-        let file = inner
-            .vfs
-            .create(&path)
-            .map_err(|e| io_error("creating", &path, e))?;
-        inner
-            .vfs
-            .sync_dir(&inner.dir)
-            .map_err(|e| io_error("syncing the directory of", &path, e))?;
-        lock(&inner.log).file = file;
+        lock(&inner.log).file = inner.create_segment(segment)?;
         let threads = vec![
             spawn("ringkv-lsm-flush", &inner, flush_loop)?,
             spawn("ringkv-lsm-compact", &inner, compaction_loop)?,

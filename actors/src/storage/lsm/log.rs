@@ -14,16 +14,27 @@
 //! 20      len   payload: op count (u32 LE), then per op
 //!               tag u8 (1 = put, 2 = delete), key (u32 LE length + bytes),
 //!               and for a put the value (u32 LE length + bytes)
+//! 20+len  1     end marker 0xA5
 //! ```
 //!
-//! The header has its own checksum so a damaged length is reported as
-//! corruption instead of being mistaken for a torn (short) final record.
+//! Segments are preallocated (`LsmOptions::log_preallocate_bytes`), so a
+//! segment normally ends in a run of zero bytes: unused space.
 //!
-//! Recovery rules: in the newest segment, a final record that is cut short
-//! (a torn append), or a tail of zero bytes, is dropped: it was never
-//! acknowledged. Anything else that fails a check, anywhere, is
-//! [`StorageError::Corruption`]. Older segments were fsynced whole before the
-//! next one was created, so they may not be short at all.
+//! The header has its own checksum so a damaged length is reported as
+//! corruption instead of being mistaken for a torn (short) final record, and
+//! the non-zero end marker tells a record whose end never reached the disk
+//! (it reads as zero in preallocated space) from a complete one that was
+//! damaged afterwards. No single flipped bit turns one into the other.
+//!
+//! Recovery rules, at each record start:
+//! - only zero bytes to the end of the segment: the end of the data;
+//! - newest segment only, a torn final record (dropped, it was never
+//!   acknowledged): the segment ends inside it; or its header fails its
+//!   checksum and nothing but zeros follows the header; or its end marker is
+//!   zero and nothing but zeros follows the record;
+//! - anything else that fails a check, anywhere, is
+//!   [`StorageError::Corruption`]. Older segments were fsynced whole before
+//!   the next one was created, so they may not be torn at all.
 
 use std::path::Path;
 
@@ -32,6 +43,8 @@ use crate::storage::{StorageError, WriteOp};
 
 /// Bytes before a record's payload.
 pub const RECORD_HEADER_BYTES: usize = 20;
+/// The last byte of every record; never zero (see the module doc).
+pub const RECORD_END_MARKER: u8 = 0xA5;
 /// A single batch larger than this is refused (and a header claiming more is
 /// corrupt): 256 MiB.
 pub const RECORD_PAYLOAD_BYTES_MAX: usize = 256 << 20;
@@ -73,6 +86,7 @@ pub fn encode_record(out: &mut Vec<u8>, sequence: u64, ops: &[WriteOp]) {
     put_u32(out, header_crc);
     put_u32(out, crc32c::crc32c(&payload));
     out.extend_from_slice(&payload);
+    out.push(RECORD_END_MARKER);
 }
 
 /// The encoded size of a batch, to refuse oversized ones before logging.
@@ -101,20 +115,22 @@ pub fn replay_segment(
     file: &Path,
     newest: bool,
 ) -> Result<Vec<LoggedBatch>, StorageError> {
+    let zeros = |from: usize| {
+        bytes
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .all(|b| *b == 0)
+    };
     let mut batches = Vec::new();
     let mut offset = 0usize;
-    while offset < bytes.len() {
-        let rest = bytes.get(offset..).unwrap_or_default();
+    while offset < bytes.len() && !zeros(offset) {
         let corrupt = |reason: &str| StorageError::Corruption {
             file: file.to_owned(),
             offset: offset as u64,
             reason: reason.to_owned(),
         };
-        let torn_tail = newest && rest.iter().all(|b| *b == 0);
-        if torn_tail {
-            break;
-        }
-        let mut cursor = Cursor::new(rest);
+        let mut cursor = Cursor::new(bytes.get(offset..).unwrap_or_default());
         let (Some(len), Some(sequence), Some(header_crc), Some(payload_crc)) =
             (cursor.u32(), cursor.u64(), cursor.u32(), cursor.u32())
         else {
@@ -123,26 +139,37 @@ pub fn replay_segment(
             }
             return Err(corrupt("short record header"));
         };
-        if crc32c::crc32c(rest.get(..12).unwrap_or_default()) != header_crc {
+        let header = bytes.get(offset..offset + 12).unwrap_or_default();
+        if crc32c::crc32c(header) != header_crc {
+            if newest && zeros(offset + RECORD_HEADER_BYTES) {
+                break;
+            }
             return Err(corrupt("record header checksum mismatch"));
         }
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         if len > RECORD_PAYLOAD_BYTES_MAX {
             return Err(corrupt("record longer than RECORD_PAYLOAD_BYTES_MAX"));
         }
-        let Some(payload) = cursor.take(len) else {
+        let end = offset + RECORD_HEADER_BYTES + len + 1;
+        let (Some(payload), Some(marker)) = (cursor.take(len), cursor.u8()) else {
             if newest {
                 break;
             }
-            return Err(corrupt("short record payload"));
+            return Err(corrupt("short record"));
         };
+        if marker != RECORD_END_MARKER {
+            if newest && marker == 0 && zeros(end) {
+                break;
+            }
+            return Err(corrupt("bad record end marker"));
+        }
         if crc32c::crc32c(payload) != payload_crc {
             return Err(corrupt("record payload checksum mismatch"));
         }
         let ops =
             decode_payload(payload).ok_or_else(|| corrupt("record payload does not parse"))?;
         batches.push(LoggedBatch { sequence, ops });
-        offset += RECORD_HEADER_BYTES + len;
+        offset = end;
     }
     Ok(batches)
 }
@@ -195,6 +222,29 @@ mod tests {
             let batches = replay_segment(&bytes[..cut], path, true).unwrap();
             assert_eq!(batches.len(), 1);
             assert!(replay_segment(&bytes[..cut], path, false).is_err());
+            // The same tear inside preallocated space: zeros, not EOF.
+            let mut zeroed = bytes.clone();
+            zeroed[cut..].fill(0);
+            zeroed.extend_from_slice(&[0; 64]);
+            assert_eq!(replay_segment(&zeroed, path, true).unwrap().len(), 1);
+            assert!(replay_segment(&zeroed, path, false).is_err());
+        }
+        let mut preallocated = bytes.clone();
+        preallocated.extend_from_slice(&[0; 64]);
+        assert_eq!(replay_segment(&preallocated, path, false).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_damaged_final_record_is_corruption_not_a_torn_tail() {
+        let mut bytes = Vec::new();
+        encode_record(&mut bytes, 1, &[put(b"a", b"1")]);
+        bytes.extend_from_slice(&[0; 64]);
+        let record_bits = (bytes.len() - 64) * 8;
+        for bit in 0..record_bits {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            let result = replay_segment(&damaged, Path::new("x.log"), true);
+            assert!(result.is_err(), "bit {bit} went unnoticed: {result:?}");
         }
     }
 

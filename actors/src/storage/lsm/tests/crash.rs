@@ -88,6 +88,15 @@ fn log_path(vfs: &FaultVfs) -> PathBuf {
     logs.into_iter().next().unwrap()
 }
 
+/// How a cut log looks after the crash.
+#[derive(Clone, Copy)]
+enum Cut {
+    /// The file ends at the cut (no preallocation).
+    Truncated,
+    /// The file keeps its preallocated length; bytes from the cut are zero.
+    ZeroFilled,
+}
+
 #[test]
 fn a_log_cut_at_any_byte_recovers_exactly_the_acknowledged_prefix() {
     const BATCHES: usize = 6;
@@ -97,9 +106,16 @@ fn a_log_cut_at_any_byte_recovers_exactly_the_acknowledged_prefix() {
             delete(b"k0"),
         ]
     };
+    let options = |cut: Cut| LsmOptions {
+        log_preallocate_bytes: match cut {
+            Cut::Truncated => 0,
+            Cut::ZeroFilled => 4 << 10,
+        },
+        ..small_options()
+    };
     // Record where each batch's record ends in the log.
     let vfs = FaultVfs::new();
-    let engine = open(&vfs, small_options()).unwrap();
+    let engine = open(&vfs, options(Cut::Truncated)).unwrap();
     let mut ends = Vec::new();
     for i in 0..BATCHES {
         engine.write_batch(&batch(i)).unwrap();
@@ -108,21 +124,26 @@ fn a_log_cut_at_any_byte_recovers_exactly_the_acknowledged_prefix() {
     drop(engine);
     let first_cut = ends.get(BATCHES - 4).copied().unwrap();
     let last = ends.last().copied().unwrap();
-    for cut in first_cut..=last {
-        let vfs = FaultVfs::new();
-        let engine = open(&vfs, small_options()).unwrap();
-        for i in 0..BATCHES {
-            engine.write_batch(&batch(i)).unwrap();
+    for cut_kind in [Cut::Truncated, Cut::ZeroFilled] {
+        for cut in first_cut..=last {
+            let vfs = FaultVfs::new();
+            let engine = open(&vfs, options(cut_kind)).unwrap();
+            for i in 0..BATCHES {
+                engine.write_batch(&batch(i)).unwrap();
+            }
+            drop(engine);
+            match cut_kind {
+                Cut::Truncated => vfs.truncate(&log_path(&vfs), cut).unwrap(),
+                Cut::ZeroFilled => vfs.zero_from(&log_path(&vfs), cut).unwrap(),
+            }
+            let engine = open(&vfs, options(cut_kind)).unwrap();
+            let survivors = ends.iter().filter(|end| **end <= cut).count();
+            let mut model = Model::new();
+            for i in 0..survivors {
+                apply(&mut model, &batch(i));
+            }
+            assert_equals_model(&engine, &model);
         }
-        drop(engine);
-        vfs.truncate(&log_path(&vfs), cut).unwrap();
-        let engine = open(&vfs, small_options()).unwrap();
-        let survivors = ends.iter().filter(|end| **end <= cut).count();
-        let mut model = Model::new();
-        for i in 0..survivors {
-            apply(&mut model, &batch(i));
-        }
-        assert_equals_model(&engine, &model);
     }
 }
 

@@ -29,6 +29,8 @@ pub fn small_options() -> LsmOptions {
         block_cache_bytes: 16 << 10,
         tables_per_read_max: 4,
         compaction_tables_max: 2,
+        // Small, so tests cover preallocated (zero-filled) segment tails.
+        log_preallocate_bytes: 4 << 10,
         ..LsmOptions::default()
     }
 }

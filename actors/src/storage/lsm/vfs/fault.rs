@@ -54,8 +54,22 @@ pub enum UnsyncedTail {
 
 #[derive(Default)]
 struct Inode {
+    /// What reads see.
     data: Vec<u8>,
-    durable_len_bytes: usize,
+    /// What survives a power cut: `data` as of the last sync.
+    durable: Vec<u8>,
+}
+
+impl Inode {
+    /// Length of the prefix `data` and `durable` share: writes since the
+    /// last sync all lie after it (files are written front to back).
+    fn synced_prefix_len(&self) -> usize {
+        self.data
+            .iter()
+            .zip(&self.durable)
+            .take_while(|(a, b)| a == b)
+            .count()
+    }
 }
 
 type InodeRef = Arc<Mutex<Inode>>;
@@ -121,7 +135,7 @@ impl FaultVfs {
             for (path, data) in files {
                 let inode = Arc::new(Mutex::new(Inode {
                     data: data.clone(),
-                    durable_len_bytes: data.len(),
+                    durable: data.clone(),
                 }));
                 state.names.insert(path.clone(), inode.clone());
                 state.durable_names.insert(path.clone(), inode);
@@ -169,14 +183,18 @@ impl FaultVfs {
         state.names = state.durable_names.clone();
         for inode in state.names.values() {
             let mut inode = lock(inode);
-            let durable = inode.durable_len_bytes;
-            let unsynced = inode.data.len().saturating_sub(durable);
+            let synced = inode.synced_prefix_len();
+            let unsynced = inode.data.len().saturating_sub(synced);
             let kept = match rng.as_mut() {
                 Some(rng) if unsynced > 0 => rng.gen_range(0..=unsynced),
                 _ => 0,
             };
-            inode.data.truncate(durable + kept);
-            inode.durable_len_bytes = inode.data.len();
+            let mut survivor = inode.data.get(..synced + kept).unwrap_or_default().to_vec();
+            if let Some(rest) = inode.durable.get(survivor.len()..) {
+                survivor.extend_from_slice(rest);
+            }
+            inode.durable = survivor.clone();
+            inode.data = survivor;
         }
         state.crash_after_mutations = None;
         state.injected.clear();
@@ -187,6 +205,9 @@ impl FaultVfs {
         let inode = self.inode(path)?;
         let mut inode = lock(&inode);
         let index = usize::try_from(bit / 8).map_err(io::Error::other)?;
+        if let Some(byte) = inode.durable.get_mut(index) {
+            *byte ^= 1 << (bit % 8);
+        }
         match inode.data.get_mut(index) {
             Some(byte) => {
                 *byte ^= 1 << (bit % 8);
@@ -201,7 +222,21 @@ impl FaultVfs {
         let inode = self.inode(path)?;
         let mut inode = lock(&inode);
         inode.data.truncate(len_bytes);
-        inode.durable_len_bytes = inode.durable_len_bytes.min(len_bytes);
+        inode.durable.truncate(len_bytes);
+        Ok(())
+    }
+
+    /// Zeroes `path` from `offset` on (durably), as a torn write into
+    /// preallocated space leaves it.
+    pub fn zero_from(&self, path: &Path, offset: usize) -> io::Result<()> {
+        let inode = self.inode(path)?;
+        let mut guard = lock(&inode);
+        let inode = &mut *guard;
+        for bytes in [&mut inode.data, &mut inode.durable] {
+            if let Some(tail) = bytes.get_mut(offset..) {
+                tail.fill(0);
+            }
+        }
         Ok(())
     }
 
@@ -229,19 +264,39 @@ impl FaultVfs {
 struct FaultWritable {
     vfs: FaultVfs,
     inode: InodeRef,
+    /// Where the next append lands (before the end after a preallocation).
+    position: usize,
 }
 
 impl WritableFile for FaultWritable {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         lock(&self.vfs.state).mutate(Some(FaultOp::Append))?;
-        lock(&self.inode).data.extend_from_slice(bytes);
+        let mut inode = lock(&self.inode);
+        let end = self.position + bytes.len();
+        if inode.data.len() < end {
+            inode.data.resize(end, 0);
+        }
+        if let Some(target) = inode.data.get_mut(self.position..end) {
+            target.copy_from_slice(bytes);
+        }
+        self.position = end;
         Ok(())
     }
 
     fn sync(&mut self) -> io::Result<()> {
         lock(&self.vfs.state).mutate(Some(FaultOp::Sync))?;
         let mut inode = lock(&self.inode);
-        inode.durable_len_bytes = inode.data.len();
+        inode.durable = inode.data.clone();
+        Ok(())
+    }
+
+    fn preallocate(&mut self, len_bytes: u64) -> io::Result<()> {
+        lock(&self.vfs.state).mutate(None)?;
+        let len = usize::try_from(len_bytes).map_err(io::Error::other)?;
+        let mut inode = lock(&self.inode);
+        if inode.data.len() < len {
+            inode.data.resize(len, 0);
+        }
         Ok(())
     }
 }
@@ -279,14 +334,17 @@ impl Vfs for FaultVfs {
         Ok(Box::new(FaultWritable {
             vfs: self.clone(),
             inode,
+            position: 0,
         }))
     }
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
         let inode = self.inode(path)?;
+        let position = lock(&inode).data.len();
         Ok(Box::new(FaultWritable {
             vfs: self.clone(),
             inode,
+            position,
         }))
     }
 
