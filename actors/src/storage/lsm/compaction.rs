@@ -95,11 +95,14 @@ impl Inner {
         let merged = Merge::new(layers).filter(|entry| !(purge && matches!(entry, Ok((_, None)))));
         let keys_expected: u64 = inputs.iter().map(|t| t.table.entry_count()).sum();
         let id = self.allocate_table_id();
-        let output = self.write_table(
-            id,
-            merged,
-            usize::try_from(keys_expected).unwrap_or(usize::MAX),
-        )?;
+        let keys_expected = usize::try_from(keys_expected).unwrap_or(usize::MAX);
+        let output = self.write_table(id, keys_expected, |writer| {
+            for entry in merged {
+                let (key, slot) = entry?;
+                writer.add(&key, &slot)?;
+            }
+            Ok(())
+        })?;
         self.install_compaction(&inputs, output, sequence_max)?;
         Ok(true)
     }

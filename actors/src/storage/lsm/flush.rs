@@ -17,7 +17,6 @@ use super::sstable::table_name;
 use super::sstable::writer::TableWriter;
 use super::state::{lock, Inner, LiveTable};
 use super::vfs::file_path;
-use crate::storage::lsm::memtable::Slot;
 use crate::storage::StorageError;
 
 impl Inner {
@@ -33,8 +32,8 @@ impl Inner {
     pub fn write_table(
         &self,
         id: u64,
-        entries: impl Iterator<Item = Result<(Vec<u8>, Slot), StorageError>>,
         keys_expected: usize,
+        fill: impl FnOnce(&mut TableWriter) -> Result<(), StorageError>,
     ) -> Result<Option<Arc<Table>>, StorageError> {
         let path = file_path(&self.dir, &table_name(id));
         let file = self
@@ -42,10 +41,7 @@ impl Inner {
             .create(&path)
             .map_err(|e| io_error("creating", &path, e))?;
         let mut writer = TableWriter::new(file, &path, self.layout(), keys_expected)?;
-        for entry in entries {
-            let (key, slot) = entry?;
-            writer.add(&key, &slot)?;
-        }
+        fill(&mut writer)?;
         if writer.entry_count() == 0 {
             drop(writer);
             self.vfs
@@ -69,10 +65,12 @@ impl Inner {
         let table = if memtable.is_empty() {
             None
         } else {
-            let entries = memtable.entries();
-            let count = entries.len();
             let id = self.allocate_table_id();
-            self.write_table(id, entries.into_iter().map(Ok), count)?
+            // Frozen: nothing writes to it, so reading under its lock
+            // blocks nobody, and nothing is copied.
+            self.write_table(id, memtable.len(), |writer| {
+                memtable.try_for_each(|key, slot| writer.add(key, slot))
+            })?
         };
         let sequence_max = memtable.sequence_max();
         let mut manifest = lock(&self.manifest);

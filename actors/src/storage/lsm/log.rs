@@ -38,7 +38,7 @@
 
 use std::path::Path;
 
-use super::codec::{len_u32, put_bytes, put_u32, put_u64, Cursor};
+use super::codec::{len_u32, put_bytes, put_u32, Cursor};
 use crate::storage::{StorageError, WriteOp};
 
 /// Bytes before a record's payload.
@@ -64,28 +64,34 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
 
 /// Appends the record for batch `sequence` holding `ops` to `out`.
 pub fn encode_record(out: &mut Vec<u8>, sequence: u64, ops: &[WriteOp]) {
-    let mut payload = Vec::new();
-    put_u32(&mut payload, len_u32(ops.len()));
+    // The payload is encoded in place and the header patched afterwards:
+    // no intermediate buffer on the write path.
+    let start = out.len();
+    out.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
+    let payload_start = out.len();
+    put_u32(out, len_u32(ops.len()));
     for op in ops {
         match op {
             WriteOp::Put { key, value } => {
-                payload.push(TAG_PUT);
-                put_bytes(&mut payload, key);
-                put_bytes(&mut payload, value);
+                out.push(TAG_PUT);
+                put_bytes(out, key);
+                put_bytes(out, value);
             }
             WriteOp::Delete { key } => {
-                payload.push(TAG_DELETE);
-                put_bytes(&mut payload, key);
+                out.push(TAG_DELETE);
+                put_bytes(out, key);
             }
         }
     }
-    let start = out.len();
-    put_u32(out, len_u32(payload.len()));
-    put_u64(out, sequence);
-    let header_crc = crc32c::crc32c(out.get(start..).unwrap_or_default());
-    put_u32(out, header_crc);
-    put_u32(out, crc32c::crc32c(&payload));
-    out.extend_from_slice(&payload);
+    let payload_len = len_u32(out.len() - payload_start);
+    let payload_crc = crc32c::crc32c(out.get(payload_start..).unwrap_or_default());
+    if let Some(header) = out.get_mut(start..payload_start) {
+        header[..4].copy_from_slice(&payload_len.to_le_bytes());
+        header[4..12].copy_from_slice(&sequence.to_le_bytes());
+        let header_crc = crc32c::crc32c(&header[..12]);
+        header[12..16].copy_from_slice(&header_crc.to_le_bytes());
+        header[16..20].copy_from_slice(&payload_crc.to_le_bytes());
+    }
     out.push(RECORD_END_MARKER);
 }
 

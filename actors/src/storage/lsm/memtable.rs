@@ -115,9 +115,20 @@ impl Memtable {
             .collect()
     }
 
-    /// Every entry in order (for a flush; the memtable is frozen by then).
-    pub fn entries(&self) -> Vec<(Vec<u8>, Slot)> {
-        self.chunk(&[], None, None, usize::MAX)
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Calls `visit` on every entry in order, stopping at the first error
+    /// (for a flush; the memtable is frozen by then).
+    pub fn try_for_each<E>(
+        &self,
+        mut visit: impl FnMut(&[u8], &Slot) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.read()
+            .iter()
+            .try_for_each(|(key, slot)| visit(key, slot))
     }
 
     fn read(&self) -> RwLockReadGuard<'_, BTreeMap<Vec<u8>, Slot>> {
