@@ -429,13 +429,6 @@ impl Vfs for CountingVfs {
             written: self.written.clone(),
         }))
     }
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
-        let inner = self.inner.open_append(path)?;
-        Ok(Box::new(CountingFile {
-            inner,
-            written: self.written.clone(),
-        }))
-    }
     fn open(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
         self.inner.open(path)
     }

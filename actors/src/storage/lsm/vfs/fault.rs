@@ -338,16 +338,6 @@ impl Vfs for FaultVfs {
         }))
     }
 
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
-        let inode = self.inode(path)?;
-        let position = lock(&inode).data.len();
-        Ok(Box::new(FaultWritable {
-            vfs: self.clone(),
-            inode,
-            position,
-        }))
-    }
-
     fn open(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
         Ok(Arc::new(FaultReadable {
             inode: self.inode(path)?,

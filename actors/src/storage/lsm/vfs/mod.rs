@@ -44,9 +44,6 @@ pub trait Vfs: Send + Sync + 'static {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Creates (or truncates) `path` for appending.
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
-    /// Opens an existing file for appending at its end (used for nothing but
-    /// tests today; the engine always starts a fresh log segment).
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
     /// Opens `path` for reading.
     fn open(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>>;
     /// Atomically replaces `to` with `from`.
@@ -109,11 +106,6 @@ impl Vfs for StdVfs {
             .write(true)
             .truncate(true)
             .open(path)?;
-        Ok(Box::new(StdWritable { file }))
-    }
-
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
-        let file = OpenOptions::new().append(true).open(path)?;
         Ok(Box::new(StdWritable { file }))
     }
 
