@@ -28,7 +28,9 @@ pub const REQUEST_TIMEOUT_MS_MAX: u64 = 600_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageKind {
-    /// The durable append-only log (default until the LSM engine lands).
+    /// The LSM engine: commit log, memtable, SSTables, compaction (default).
+    Lsm,
+    /// The first durable backend: an append-only log replayed into memory.
     Log,
     /// In memory only: everything is lost when the process stops.
     Memory,
@@ -95,7 +97,8 @@ pub struct NodeArgs {
     /// Virtual nodes per unit of weight. Default 128.
     #[arg(long)]
     pub vnodes: Option<u32>,
-    /// Storage backend: log (durable) or memory (lost on exit). Default log.
+    /// Storage backend: lsm (durable, default), log (durable, whole data
+    /// set in memory) or memory (lost on exit).
     #[arg(long, value_enum)]
     pub storage: Option<StorageKind>,
     /// Log format: pretty or json. Default pretty.
@@ -386,7 +389,7 @@ impl NodeArgs {
             rack: self.rack.unwrap_or_else(|| "r1".into()),
             weight,
             vnodes,
-            storage: self.storage.unwrap_or(StorageKind::Log),
+            storage: self.storage.unwrap_or(StorageKind::Lsm),
             log_format: self.log_format.unwrap_or(LogFormat::Pretty),
             request_timeout_ms,
             max_frame_bytes,
@@ -465,7 +468,7 @@ mod tests {
     fn defaults_are_n3_r2_w2() {
         let c = base().validate().unwrap();
         assert_eq!((c.n, c.r, c.w), (3, 2, 2));
-        assert_eq!(c.storage, StorageKind::Log);
+        assert_eq!(c.storage, StorageKind::Lsm);
     }
 
     #[test]

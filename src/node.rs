@@ -20,7 +20,8 @@ use ringkv_actors::net::{SharedClock, SharedNet};
 use ringkv_actors::repair::{Repair, RepairOptions};
 use ringkv_actors::replicator::{Replicas, ReplicationOptions, Replicator};
 use ringkv_actors::storage::{
-    Engine, LogEngine, MemoryEngine, Storage, StorageOptions, StorageThreading,
+    Engine, LogEngine, LsmEngine, LsmOptions, MemoryEngine, Storage, StorageOptions,
+    StorageThreading,
 };
 use ringkv_actors::wire::client::RequestLimits;
 use ringkv_actors::wire::peer::MemberInfo;
@@ -108,7 +109,11 @@ pub fn open_storage(config: &NodeConfig) -> Result<(NodeEnvParts, Option<File>),
     lock.try_lock()
         .map_err(|_| data_err("in use by another ringkv process (LOCK is held)".into()))?;
     check_owner(dir, config.id.as_str()).map_err(data_err)?;
-    let engine: Arc<dyn Engine> = Arc::new(LogEngine::open(dir)?);
+    let engine: Arc<dyn Engine> = match config.storage {
+        StorageKind::Log => Arc::new(LogEngine::open(dir)?),
+        // The engine keeps its files in a sub-directory of its own.
+        _ => Arc::new(LsmEngine::open_dir(dir.join("lsm"), LsmOptions::default())?),
+    };
     let members_file = Some(dir.join(MEMBERS_FILE));
     Ok((
         NodeEnvParts {

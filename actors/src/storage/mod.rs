@@ -2,7 +2,10 @@
 //! [`Storage`] actor from threads of its own.
 //!
 //! - `engine`: the trait and the error type;
-//! - `log_engine`: the temporary durable backend (append-only log + map);
+//! - `lsm`: the LSM engine (commit log with group commit, memtable, SSTables
+//!   with bloom filters, compaction, crash-safe recovery) — the default;
+//! - `log_engine`: the first durable backend (append-only log + map), kept
+//!   as `--storage log`;
 //! - `memory_engine`: `--storage memory`, for tests and simulations;
 //! - `worker`: the writer thread (group commit of read-modify-writes) and readers;
 //! - `actor`: the Storage actor.
@@ -10,11 +13,13 @@
 pub mod actor;
 pub mod engine;
 pub mod log_engine;
+pub mod lsm;
 pub mod memory_engine;
 pub mod worker;
 
 pub use actor::{LocalApply, LocalRead, LocalScan, Storage, StorageOptions, StorageThreading};
 pub use engine::{Engine, KeyValues, StorageError, WriteOp};
 pub use log_engine::LogEngine;
+pub use lsm::{LsmEngine, LsmOptions};
 pub use memory_engine::MemoryEngine;
 pub use worker::{ApplyError, Mutation};

@@ -1,0 +1,73 @@
+//! The engine's tunables. Every limit is named with its unit last.
+
+/// When a write is acknowledged relative to its fsync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Every `write_batch` returns only after its log record is fsynced
+    /// (shared with concurrent writers: group commit). The default.
+    Always,
+    /// Writes return once in the OS page cache; a background thread fsyncs
+    /// the log every `sync_interval_ms`. A power cut loses at most the last
+    /// interval of acknowledged writes (a process crash loses nothing).
+    Periodic {
+        /// Time between background fsyncs of the log.
+        sync_interval_ms: u64,
+    },
+}
+
+/// How SSTable data blocks are compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Blocks are stored as is.
+    None,
+    /// LZ4 block compression (`lz4_flex`); a block that does not shrink is
+    /// stored uncompressed. The default.
+    Lz4,
+}
+
+/// Options for [`LsmEngine::open`](super::LsmEngine::open).
+#[derive(Clone, Debug)]
+pub struct LsmOptions {
+    /// A memtable past this size is frozen and flushed to an SSTable.
+    /// Default 32 MiB.
+    pub memtable_bytes_max: usize,
+    /// Frozen memtables waiting for their flush; writes stall (with a
+    /// warning) while this many are waiting. Default 2.
+    pub immutable_memtables_max: usize,
+    /// Target uncompressed size of an SSTable data block. Default 4 KiB.
+    pub block_bytes: usize,
+    /// Bytes of decoded data blocks kept in the block cache. Default 64 MiB.
+    pub block_cache_bytes: usize,
+    /// Bloom filter bits per key; 10 gives about 1% false positives.
+    pub bloom_bits_per_key: usize,
+    /// Durability of acknowledged writes. Default [`SyncPolicy::Always`].
+    pub sync: SyncPolicy,
+    /// Data block compression. Default [`Compression::Lz4`].
+    pub compression: Compression,
+    /// Compaction keeps at most this many SSTables, so a point read consults
+    /// at most this many tables (bloom filters permitting fewer). Default 8.
+    pub tables_per_read_max: usize,
+    /// How many adjacent tables one compaction merges at most. Default 4.
+    pub compaction_tables_max: usize,
+    /// Each new log segment is preallocated to this size (zeros), so an
+    /// fdatasync need not update the file size: about 1.5-2x more durable
+    /// writes per second on ext4. 0 disables it. Default 32 MiB.
+    pub log_preallocate_bytes: u64,
+}
+
+impl Default for LsmOptions {
+    fn default() -> Self {
+        Self {
+            memtable_bytes_max: 32 << 20,
+            immutable_memtables_max: 2,
+            block_bytes: 4 << 10,
+            block_cache_bytes: 64 << 20,
+            bloom_bits_per_key: 10,
+            sync: SyncPolicy::Always,
+            compression: Compression::Lz4,
+            tables_per_read_max: 8,
+            compaction_tables_max: 4,
+            log_preallocate_bytes: 32 << 20,
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Data blocks: encoding on the write side, checked decoding on the read side.
+
+use super::{BLOCK_TRAILER_BYTES, BLOCK_UNCOMPRESSED_BYTES_MAX};
+use crate::storage::lsm::codec::{len_u32, put_bytes, put_u32, Cursor};
+use crate::storage::lsm::memtable::Slot;
+use crate::storage::lsm::options::Compression;
+
+const COMPRESSION_NONE: u8 = 0;
+const COMPRESSION_LZ4: u8 = 1;
+const TAG_TOMBSTONE: u8 = 0;
+const TAG_VALUE: u8 = 1;
+
+/// Appends one entry to an uncompressed block body.
+pub fn put_entry(body: &mut Vec<u8>, key: &[u8], slot: &Slot) {
+    put_bytes(body, key);
+    match slot {
+        Some(value) => {
+            body.push(TAG_VALUE);
+            put_bytes(body, value);
+        }
+        None => body.push(TAG_TOMBSTONE),
+    }
+}
+
+/// Compresses `body` as asked and appends body and trailer to `out`.
+pub fn seal(out: &mut Vec<u8>, body: &[u8], compression: Compression) {
+    let start = out.len();
+    let compressed = match compression {
+        Compression::Lz4 => Some(lz4_flex::block::compress(body)).filter(|c| c.len() < body.len()),
+        Compression::None => None,
+    };
+    let tag = match &compressed {
+        Some(compressed) => {
+            out.extend_from_slice(compressed);
+            COMPRESSION_LZ4
+        }
+        None => {
+            out.extend_from_slice(body);
+            COMPRESSION_NONE
+        }
+    };
+    out.push(tag);
+    put_u32(out, len_u32(body.len()));
+    let crc = crc32c::crc32c(out.get(start..).unwrap_or_default());
+    put_u32(out, crc);
+}
+
+/// Where an entry lives in a block body: key start and end, and the value's
+/// start and end (`None` for a tombstone).
+type EntrySpan = (usize, usize, Option<(usize, usize)>);
+
+/// A verified, decompressed block with its entries located for binary search.
+#[derive(Debug)]
+pub struct Block {
+    body: Vec<u8>,
+    entries: Vec<EntrySpan>,
+}
+
+impl Block {
+    /// Checks and decodes `stored` (body + trailer); `Err` names what failed.
+    pub fn decode(stored: Vec<u8>) -> Result<Self, &'static str> {
+        let split = stored
+            .len()
+            .checked_sub(BLOCK_TRAILER_BYTES)
+            .ok_or("block shorter than its trailer")?;
+        let (payload, trailer) = stored.split_at(split);
+        let mut cursor = Cursor::new(trailer);
+        let (Some(tag), Some(len), Some(crc)) = (cursor.u8(), cursor.u32(), cursor.u32()) else {
+            return Err("short block trailer");
+        };
+        if crc32c::crc32c(stored.get(..split + 5).unwrap_or_default()) != crc {
+            return Err("block checksum mismatch");
+        }
+        let len = usize::try_from(len).map_err(|_| "block length overflows")?;
+        if len > BLOCK_UNCOMPRESSED_BYTES_MAX {
+            return Err("block longer than BLOCK_UNCOMPRESSED_BYTES_MAX");
+        }
+        let body = match tag {
+            COMPRESSION_NONE => {
+                let mut body = stored;
+                body.truncate(split);
+                body
+            }
+            COMPRESSION_LZ4 => lz4_flex::block::decompress(payload, len)
+                .map_err(|_| "block does not decompress")?,
+            _ => return Err("unknown block compression"),
+        };
+        if body.len() != len {
+            return Err("block length mismatch");
+        }
+        let entries = locate_entries(&body).ok_or("block entries do not parse")?;
+        Ok(Self { body, entries })
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the block holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes held in memory (for the block cache's accounting).
+    pub fn size_bytes(&self) -> usize {
+        self.body.len() + self.entries.len() * std::mem::size_of::<EntrySpan>()
+    }
+
+    /// The key of entry `index`.
+    pub fn key(&self, index: usize) -> &[u8] {
+        self.entries
+            .get(index)
+            .and_then(|(start, end, _)| self.body.get(*start..*end))
+            .unwrap_or_default()
+    }
+
+    /// The slot (value or tombstone) of entry `index`.
+    pub fn slot(&self, index: usize) -> Slot {
+        let (_, _, value) = self.entries.get(index)?;
+        value.and_then(|(start, end)| self.body.get(start..end).map(<[u8]>::to_vec))
+    }
+
+    /// Whether entry `index` is a tombstone.
+    pub fn is_tombstone(&self, index: usize) -> bool {
+        matches!(self.entries.get(index), Some((_, _, None)))
+    }
+
+    /// The index of the first entry with key `>= key` (`len()` if none).
+    pub fn seek(&self, key: &[u8]) -> usize {
+        let mut low = 0;
+        let mut high = self.entries.len();
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if self.key(middle) < key {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        low
+    }
+}
+
+fn locate_entries(body: &[u8]) -> Option<Vec<EntrySpan>> {
+    let mut cursor = Cursor::new(body);
+    // Typical entries (16-byte keys, 100-byte values) are ~125 bytes.
+    let mut entries = Vec::with_capacity(body.len() / 64 + 1);
+    while cursor.remaining() > 0 {
+        let key_len = usize::try_from(cursor.u32()?).ok()?;
+        let key_start = cursor.position();
+        cursor.take(key_len)?;
+        let value = match cursor.u8()? {
+            TAG_TOMBSTONE => None,
+            TAG_VALUE => {
+                let value_len = usize::try_from(cursor.u32()?).ok()?;
+                let value_start = cursor.position();
+                cursor.take(value_len)?;
+                Some((value_start, value_start + value_len))
+            }
+            _ => return None,
+        };
+        entries.push((key_start, key_start + key_len, value));
+    }
+    Some(entries)
+}

@@ -1,0 +1,61 @@
+//! Sorted string tables: immutable, checksummed files of sorted entries.
+//!
+//! ## Format
+//!
+//! A table file `<id:020>.sst`, all integers little-endian:
+//!
+//! ```text
+//! header      magic "RKVTABLE" (8 bytes), format version u32 (= 1)
+//! data block* body, then a 9-byte trailer:
+//!               compression u8 (0 = none, 1 = lz4), uncompressed length u32,
+//!               CRC32C u32 of body + the first 5 trailer bytes
+//!             the uncompressed body is a run of entries, ascending by key:
+//!               key (u32 length + bytes), tag u8 (0 = tombstone, 1 = value),
+//!               value (u32 length + bytes, only when tag = 1)
+//! index       entry count u32, then per data block:
+//!               last key (u32 length + bytes), offset u64, stored length u32
+//!               (body + trailer)
+//! bloom       the `bloomfilter` v3 serialisation (`Bloom::to_bytes`) of
+//!             every key in the table, built with the fixed seed BLOOM_SEED
+//! footer      56 bytes: index offset u64, index length u32, index CRC32C u32,
+//!             bloom offset u64, bloom length u32, bloom CRC32C u32,
+//!             entry count u64, format version u32,
+//!             CRC32C u32 of the 44 footer bytes before it, magic (8 bytes)
+//! ```
+//!
+//! Every byte a read depends on is covered by a checksum that is verified
+//! before the bytes are parsed; a mismatch is `StorageError::Corruption`.
+//! The format is pinned by the golden-file test in `tests/golden.rs`.
+
+pub mod block;
+pub mod index;
+pub mod reader;
+pub mod writer;
+
+/// First and last 8 bytes of every table.
+pub const TABLE_MAGIC: [u8; 8] = *b"RKVTABLE";
+/// Bumped on any incompatible change of the layout above.
+pub const TABLE_FORMAT_VERSION: u32 = 1;
+/// Magic plus version.
+pub const TABLE_HEADER_BYTES: usize = 12;
+/// The fixed-size footer.
+pub const TABLE_FOOTER_BYTES: usize = 56;
+/// A data block's trailer: compression, uncompressed length, checksum.
+pub const BLOCK_TRAILER_BYTES: usize = 9;
+/// A block claiming to decompress to more than this is corrupt: 64 MiB
+/// (a block holds at least one entry, and entries are bounded by the log's
+/// batch limit far below that in practice).
+pub const BLOCK_UNCOMPRESSED_BYTES_MAX: usize = 64 << 20;
+/// Bloom filters use a fixed seed so a table's bytes depend only on its
+/// contents (the golden test relies on it). Any constant works.
+pub const BLOOM_SEED: [u8; 32] = *b"ringkv bloom seed, fixed forever";
+
+/// The file name of table `id`.
+pub fn table_name(id: u64) -> String {
+    format!("{id:020}.sst")
+}
+
+/// The table id in a table file name, if it is one.
+pub fn parse_table_name(name: &str) -> Option<u64> {
+    name.strip_suffix(".sst")?.parse().ok()
+}

@@ -1,0 +1,252 @@
+//! Opens a table (footer, index, bloom filter, all checked) and serves point
+//! reads and ordered iteration from it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bloomfilter::Bloom;
+
+use super::block::Block;
+use super::index::BlockIndex;
+use super::{TABLE_FOOTER_BYTES, TABLE_FORMAT_VERSION, TABLE_HEADER_BYTES, TABLE_MAGIC};
+use crate::storage::lsm::cache::BlockCache;
+use crate::storage::lsm::codec::Cursor;
+use crate::storage::lsm::memtable::Slot;
+use crate::storage::lsm::vfs::ReadableFile;
+use crate::storage::StorageError;
+
+/// An open, verified table.
+pub struct Table {
+    id: u64,
+    path: PathBuf,
+    file: Arc<dyn ReadableFile>,
+    index: BlockIndex,
+    bloom: Bloom<[u8]>,
+    entry_count: u64,
+    size_bytes: u64,
+    /// The first key of the first block.
+    min_key: Vec<u8>,
+}
+
+/// Whether a block read should be remembered in the block cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheFill {
+    /// Point reads and scans: cache the block.
+    Fill,
+    /// Compaction: a one-off sequential pass that must not evict hot blocks.
+    Bypass,
+}
+
+fn corrupt(path: &Path, offset: u64, reason: &str) -> StorageError {
+    StorageError::Corruption {
+        file: path.to_owned(),
+        offset,
+        reason: reason.to_owned(),
+    }
+}
+
+fn read(
+    file: &dyn ReadableFile,
+    path: &Path,
+    offset: u64,
+    len: usize,
+) -> Result<Vec<u8>, StorageError> {
+    file.read_at(offset, len)
+        .map_err(|source| StorageError::Io {
+            context: format!("reading {} bytes at {offset} of {}", len, path.display()),
+            source,
+        })
+}
+
+impl Table {
+    /// Opens table `id` from `file`, checking header, footer, index and bloom.
+    pub fn open(id: u64, path: &Path, file: Arc<dyn ReadableFile>) -> Result<Self, StorageError> {
+        let size_bytes = file.len_bytes().map_err(|source| StorageError::Io {
+            context: format!("sizing {}", path.display()),
+            source,
+        })?;
+        let footer_offset = size_bytes
+            .checked_sub(TABLE_FOOTER_BYTES as u64)
+            .filter(|offset| *offset >= TABLE_HEADER_BYTES as u64)
+            .ok_or_else(|| corrupt(path, 0, "table shorter than header and footer"))?;
+        let header = read(file.as_ref(), path, 0, TABLE_HEADER_BYTES)?;
+        let mut cursor = Cursor::new(&header);
+        if cursor.take(8) != Some(&TABLE_MAGIC[..]) || cursor.u32() != Some(TABLE_FORMAT_VERSION) {
+            return Err(corrupt(path, 0, "bad table magic or version"));
+        }
+        let footer = read(file.as_ref(), path, footer_offset, TABLE_FOOTER_BYTES)?;
+        let footer_error = || corrupt(path, footer_offset, "table footer does not parse");
+        let mut cursor = Cursor::new(&footer);
+        let fields = (
+            cursor.u64(),
+            cursor.u32(),
+            cursor.u32(),
+            cursor.u64(),
+            cursor.u32(),
+            cursor.u32(),
+            cursor.u64(),
+            cursor.u32(),
+            cursor.u32(),
+            cursor.take(8),
+        );
+        let (
+            Some(index_offset),
+            Some(index_len),
+            Some(index_crc),
+            Some(bloom_offset),
+            Some(bloom_len),
+            Some(bloom_crc),
+            Some(entry_count),
+            Some(version),
+            Some(footer_crc),
+            Some(magic),
+        ) = fields
+        else {
+            return Err(footer_error());
+        };
+        if crc32c::crc32c(footer.get(..44).unwrap_or_default()) != footer_crc {
+            return Err(corrupt(
+                path,
+                footer_offset,
+                "table footer checksum mismatch",
+            ));
+        }
+        if magic != TABLE_MAGIC || version != TABLE_FORMAT_VERSION {
+            return Err(corrupt(path, footer_offset, "bad footer magic or version"));
+        }
+        let section = |offset: u64, len: u32, crc: u32, what: &str| {
+            let len = usize::try_from(len).map_err(|_| footer_error())?;
+            if offset
+                .checked_add(len as u64)
+                .is_none_or(|end| end > footer_offset)
+            {
+                return Err(corrupt(
+                    path,
+                    offset,
+                    &format!("{what} lies outside the table"),
+                ));
+            }
+            let bytes = read(file.as_ref(), path, offset, len)?;
+            if crc32c::crc32c(&bytes) != crc {
+                return Err(corrupt(path, offset, &format!("{what} checksum mismatch")));
+            }
+            Ok(bytes)
+        };
+        let index_bytes = section(index_offset, index_len, index_crc, "index")?;
+        let bloom_bytes = section(bloom_offset, bloom_len, bloom_crc, "bloom filter")?;
+        let index = BlockIndex::parse(&index_bytes, index_offset)
+            .ok_or_else(|| corrupt(path, index_offset, "index does not parse"))?;
+        let bloom =
+            Bloom::from_bytes(bloom_bytes).map_err(|reason| corrupt(path, bloom_offset, reason))?;
+        let mut table = Self {
+            id,
+            path: path.to_owned(),
+            file,
+            index,
+            bloom,
+            entry_count,
+            size_bytes,
+            min_key: Vec::new(),
+        };
+        // The smallest key lets reads skip the table without touching its
+        // bloom filter; it costs one block read per table opened.
+        if !table.index.is_empty() {
+            let first = table.block(0, &BlockCache::new(0), CacheFill::Bypass)?;
+            table.min_key = first.key(0).to_vec();
+        }
+        Ok(table)
+    }
+
+    /// Whether `key` lies outside the table's key range.
+    fn out_of_range(&self, key: &[u8]) -> bool {
+        match self
+            .index
+            .len()
+            .checked_sub(1)
+            .and_then(|last| self.index.last_key(last))
+        {
+            Some(max_key) => key < self.min_key.as_slice() || key > max_key,
+            None => true,
+        }
+    }
+
+    /// The table's id (its name and its age: higher is newer).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// File size in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    /// Entries stored (tombstones included).
+    pub fn entry_count(&self) -> u64 {
+        self.entry_count
+    }
+
+    /// The slot for `key` if this table has one (`Some(None)` = tombstone).
+    pub fn get(&self, key: &[u8], cache: &BlockCache) -> Result<Option<Slot>, StorageError> {
+        if self.out_of_range(key) || !self.bloom.check(key) {
+            return Ok(None);
+        }
+        let block_index = self.index.seek(key);
+        if block_index >= self.index.len() {
+            return Ok(None);
+        }
+        let block = self.block(block_index, cache, CacheFill::Fill)?;
+        let position = block.seek(key);
+        if position < block.len() && block.key(position) == key {
+            return Ok(Some(block.slot(position)));
+        }
+        Ok(None)
+    }
+
+    /// Number of data blocks.
+    pub fn block_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The first block that may hold a key `>= key`.
+    pub fn seek_block(&self, key: &[u8]) -> usize {
+        self.index.seek(key)
+    }
+
+    /// Block `block_index`, checked and decoded, through the cache.
+    pub fn block(
+        &self,
+        block_index: usize,
+        cache: &BlockCache,
+        fill: CacheFill,
+    ) -> Result<Arc<Block>, StorageError> {
+        let (Some(entry), Some(last_key)) = (
+            self.index.handle(block_index),
+            self.index.last_key(block_index),
+        ) else {
+            return Err(corrupt(&self.path, 0, "block index out of range"));
+        };
+        if let Some(block) = cache.get((self.id, entry.offset)) {
+            return Ok(block);
+        }
+        let stored = read(
+            self.file.as_ref(),
+            &self.path,
+            entry.offset,
+            entry.stored_len,
+        )?;
+        let block =
+            Block::decode(stored).map_err(|reason| corrupt(&self.path, entry.offset, reason))?;
+        if block.is_empty() || block.key(block.len() - 1) != last_key {
+            return Err(corrupt(
+                &self.path,
+                entry.offset,
+                "block does not end at its index key",
+            ));
+        }
+        let block = Arc::new(block);
+        if fill == CacheFill::Fill {
+            cache.insert((self.id, entry.offset), block.clone());
+        }
+        Ok(block)
+    }
+}

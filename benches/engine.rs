@@ -1,0 +1,497 @@
+//! Storage engine benchmarks: ringkv's `LsmEngine` against fjall and sled in
+//! the same run, db_bench style (16-byte keys, 100-byte values).
+//!
+//! Run: `cargo bench --bench engine` (results and machine in
+//! `benches/README.md`). `RINGKV_BENCH_KEYS` sets the preloaded key count
+//! (default 1,000,000). Before the criterion groups, the write and space
+//! amplification of `LsmEngine` after random overwrites are printed.
+
+use std::hint::black_box;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use ringkv_actors::storage::lsm::vfs::{ReadableFile, WritableFile};
+use ringkv_actors::storage::lsm::{LsmEngine, LsmOptions, StdVfs, SyncPolicy, Vfs};
+use ringkv_actors::storage::{Engine, WriteOp};
+
+const KEY_BYTES: usize = 16;
+const VALUE_BYTES: usize = 100;
+/// Block cache for the hot-cache runs: holds the whole data set.
+const HOT_CACHE_BYTES: usize = 512 << 20;
+/// Block cache for the cold-cache runs: almost nothing stays cached.
+const COLD_CACHE_BYTES: usize = 1 << 20;
+const SCAN_KEYS: usize = 1_000;
+
+fn keys_loaded() -> u64 {
+    std::env::var("RINGKV_BENCH_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+fn key(n: u64) -> [u8; KEY_BYTES] {
+    let mut key = [0u8; KEY_BYTES];
+    let digits = format!("{n:016}");
+    key.copy_from_slice(digits.as_bytes());
+    key
+}
+
+fn missing_key(n: u64) -> [u8; KEY_BYTES] {
+    let mut key = key(n);
+    key[KEY_BYTES - 1] = b'x';
+    key
+}
+
+fn value(rng: &mut SmallRng) -> Vec<u8> {
+    (0..VALUE_BYTES).map(|_| rng.gen()).collect()
+}
+
+fn bench_root() -> PathBuf {
+    let root = std::env::temp_dir().join("ringkv-bench-engine");
+    std::fs::create_dir_all(&root).ok();
+    root
+}
+
+/// What every engine under test can do.
+trait Store: Send + Sync {
+    fn put(&self, key: &[u8], value: &[u8]);
+    fn put_durable(&self, key: &[u8], value: &[u8]);
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
+    fn scan(&self, start: &[u8], count: usize) -> usize;
+    fn settle(&self);
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Ringkv,
+    Fjall,
+    Sled,
+}
+
+const KINDS: [Kind; 3] = [Kind::Ringkv, Kind::Fjall, Kind::Sled];
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Ringkv => "ringkv",
+            Kind::Fjall => "fjall",
+            Kind::Sled => "sled",
+        }
+    }
+
+    fn open(self, dir: &Path, cache_bytes: usize, durable: bool) -> Box<dyn Store> {
+        match self {
+            Kind::Ringkv => {
+                let sync = if durable {
+                    SyncPolicy::Always
+                } else {
+                    SyncPolicy::Periodic {
+                        sync_interval_ms: 1_000,
+                    }
+                };
+                let options = LsmOptions {
+                    block_cache_bytes: cache_bytes,
+                    sync,
+                    ..LsmOptions::default()
+                };
+                Box::new(LsmEngine::open_dir(dir, options).expect("open ringkv"))
+            }
+            Kind::Fjall => {
+                let keyspace = fjall::Config::new(dir)
+                    .cache_size(cache_bytes as u64)
+                    .open()
+                    .expect("open fjall");
+                let partition = keyspace
+                    .open_partition("bench", fjall::PartitionCreateOptions::default())
+                    .expect("open fjall partition");
+                Box::new(FjallStore {
+                    keyspace,
+                    partition,
+                })
+            }
+            Kind::Sled => Box::new(
+                sled::Config::new()
+                    .path(dir)
+                    .cache_capacity(cache_bytes as u64)
+                    .open()
+                    .expect("open sled"),
+            ),
+        }
+    }
+}
+
+impl Store for LsmEngine {
+    fn put(&self, key: &[u8], value: &[u8]) {
+        self.write_batch(&[WriteOp::Put {
+            key: key.to_vec(),
+            value: value.to_vec(),
+        }])
+        .expect("ringkv put");
+    }
+    fn put_durable(&self, key: &[u8], value: &[u8]) {
+        Store::put(self, key, value);
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        Engine::get(self, key).expect("ringkv get")
+    }
+    fn scan(&self, start: &[u8], count: usize) -> usize {
+        Engine::scan(self, start, None, count)
+            .expect("ringkv scan")
+            .len()
+    }
+    fn settle(&self) {
+        Engine::flush(self).expect("ringkv flush");
+    }
+}
+
+struct FjallStore {
+    keyspace: fjall::Keyspace,
+    partition: fjall::PartitionHandle,
+}
+
+impl Store for FjallStore {
+    fn put(&self, key: &[u8], value: &[u8]) {
+        self.partition.insert(key, value).expect("fjall put");
+    }
+    fn put_durable(&self, key: &[u8], value: &[u8]) {
+        self.put(key, value);
+        self.keyspace
+            .persist(fjall::PersistMode::SyncData)
+            .expect("fjall persist");
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.partition
+            .get(key)
+            .expect("fjall get")
+            .map(|v| v.to_vec())
+    }
+    fn scan(&self, start: &[u8], count: usize) -> usize {
+        let mut found = 0;
+        for item in self.partition.range(start.to_vec()..).take(count) {
+            black_box(item.expect("fjall scan"));
+            found += 1;
+        }
+        found
+    }
+    fn settle(&self) {
+        self.keyspace
+            .persist(fjall::PersistMode::SyncAll)
+            .expect("fjall persist");
+    }
+}
+
+impl Store for sled::Db {
+    fn put(&self, key: &[u8], value: &[u8]) {
+        self.insert(key, value).expect("sled put");
+    }
+    fn put_durable(&self, key: &[u8], value: &[u8]) {
+        self.insert(key, value).expect("sled put");
+        self.flush().expect("sled flush");
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        sled::Tree::get(self, key)
+            .expect("sled get")
+            .map(|v| v.to_vec())
+    }
+    fn scan(&self, start: &[u8], count: usize) -> usize {
+        let mut found = 0;
+        for item in self.range(start..).take(count) {
+            black_box(item.expect("sled scan"));
+            found += 1;
+        }
+        found
+    }
+    fn settle(&self) {
+        self.flush().expect("sled flush");
+    }
+}
+
+/// A directory per engine holding `keys_loaded()` sequential keys, built once.
+fn loaded_dir(kind: Kind) -> PathBuf {
+    static DIRS: OnceLock<[PathBuf; 3]> = OnceLock::new();
+    let dirs = DIRS.get_or_init(|| {
+        KINDS.map(|kind| {
+            let dir = bench_root().join(format!("loaded-{}", kind.name()));
+            std::fs::remove_dir_all(&dir).ok();
+            let store = kind.open(&dir, HOT_CACHE_BYTES, false);
+            let mut rng = SmallRng::seed_from_u64(1);
+            let started = Instant::now();
+            for n in 0..keys_loaded() {
+                store.put(&key(n), &value(&mut rng));
+            }
+            store.settle();
+            eprintln!(
+                "loaded {} keys into {} in {:?}",
+                keys_loaded(),
+                kind.name(),
+                started.elapsed()
+            );
+            dir
+        })
+    });
+    dirs[kind as usize].clone()
+}
+
+/// `RINGKV_BENCH_ONLY=fillseq,durable` runs only the groups whose names
+/// contain one of the comma-separated words (criterion's own filter would
+/// still pay for the preloads).
+fn selected(group: &str) -> bool {
+    match std::env::var("RINGKV_BENCH_ONLY") {
+        Ok(only) => only.split(',').any(|word| group.contains(word)),
+        Err(_) => true,
+    }
+}
+
+/// Lets the previous engine's background I/O drain so it does not slow the
+/// next one (the machine has 2 cores and one disk).
+fn settle_disk<T>(store: T) {
+    drop(store);
+    let _ = std::process::Command::new("sync").status();
+    std::thread::sleep(Duration::from_secs(2));
+}
+
+fn fresh_dir(name: &str, kind: Kind) -> PathBuf {
+    let dir = bench_root().join(format!("{name}-{}", kind.name()));
+    std::fs::remove_dir_all(&dir).ok();
+    dir
+}
+
+fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    // Whatever ran before (a preload, another process) must not slow the
+    // group's first engine.
+    settle_disk(());
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    group.throughput(Throughput::Elements(1));
+}
+
+fn fills(c: &mut Criterion) {
+    for (name, random) in [("fillseq", false), ("fillrandom", true)] {
+        if !selected(name) {
+            continue;
+        }
+        let mut group = c.benchmark_group(name);
+        configure(&mut group);
+        for kind in KINDS {
+            let store = kind.open(&fresh_dir(name, kind), HOT_CACHE_BYTES, false);
+            let mut rng = SmallRng::seed_from_u64(2);
+            let mut next = 0u64;
+            group.bench_function(kind.name(), |b| {
+                b.iter_custom(|iters| {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        let n = if random {
+                            rng.gen_range(0..keys_loaded())
+                        } else {
+                            next
+                        };
+                        next += 1;
+                        store.put(&key(n), &value(&mut rng));
+                    }
+                    started.elapsed()
+                })
+            });
+            settle_disk(store);
+        }
+        group.finish();
+    }
+}
+
+fn reads(c: &mut Criterion) {
+    type Workload = fn(&dyn Store, &mut SmallRng);
+    let workloads: [(&str, usize, Workload); 4] = [
+        ("readrandom_hot", HOT_CACHE_BYTES, |store, rng| {
+            black_box(
+                store
+                    .get(&key(rng.gen_range(0..keys_loaded())))
+                    .expect("present"),
+            );
+        }),
+        ("readrandom_cold", COLD_CACHE_BYTES, |store, rng| {
+            black_box(
+                store
+                    .get(&key(rng.gen_range(0..keys_loaded())))
+                    .expect("present"),
+            );
+        }),
+        ("readmissing", HOT_CACHE_BYTES, |store, rng| {
+            assert!(store
+                .get(&missing_key(rng.gen_range(0..keys_loaded())))
+                .is_none());
+        }),
+        ("scan1000", HOT_CACHE_BYTES, |store, rng| {
+            let start = key(rng.gen_range(0..keys_loaded().saturating_sub(SCAN_KEYS as u64)));
+            assert_eq!(store.scan(&start, SCAN_KEYS), SCAN_KEYS);
+        }),
+    ];
+    for (name, cache_bytes, workload) in workloads {
+        if !selected(name) {
+            continue;
+        }
+        let mut group = c.benchmark_group(name);
+        configure(&mut group);
+        for kind in KINDS {
+            let store = kind.open(&loaded_dir(kind), cache_bytes, false);
+            let mut rng = SmallRng::seed_from_u64(3);
+            group.bench_function(kind.name(), |b| {
+                b.iter_custom(|iters| {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        workload(store.as_ref(), &mut rng);
+                    }
+                    started.elapsed()
+                })
+            });
+            settle_disk(store);
+        }
+        group.finish();
+    }
+}
+
+fn durable_puts(c: &mut Criterion) {
+    for writers in [1u64, 64] {
+        let name = format!("durable_puts_{writers}_writers");
+        if !selected(&name) {
+            continue;
+        }
+        let mut group = c.benchmark_group(&name);
+        configure(&mut group);
+        for kind in KINDS {
+            let store: Arc<dyn Store> =
+                Arc::from(kind.open(&fresh_dir(&name, kind), HOT_CACHE_BYTES, true));
+            let next = AtomicU64::new(0);
+            group.bench_function(kind.name(), |b| {
+                b.iter_custom(|iters| {
+                    let per_writer = iters.div_ceil(writers);
+                    let started = Instant::now();
+                    std::thread::scope(|scope| {
+                        for writer in 0..writers {
+                            let (store, next) = (&store, &next);
+                            scope.spawn(move || {
+                                let mut rng = SmallRng::seed_from_u64(writer);
+                                for _ in 0..per_writer {
+                                    let n = next.fetch_add(1, Ordering::Relaxed);
+                                    store.put_durable(&key(n), &value(&mut rng));
+                                }
+                            });
+                        }
+                    });
+                    // Scale to the `iters` criterion asked for.
+                    started
+                        .elapsed()
+                        .mul_f64(iters as f64 / (per_writer * writers) as f64)
+                })
+            });
+            settle_disk(store);
+        }
+        group.finish();
+    }
+}
+
+/// Counts bytes the engine writes, for write amplification.
+struct CountingVfs {
+    inner: StdVfs,
+    written: Arc<AtomicU64>,
+}
+
+struct CountingFile {
+    inner: Box<dyn WritableFile>,
+    written: Arc<AtomicU64>,
+}
+
+impl WritableFile for CountingFile {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.written
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.inner.append(bytes)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.inner.sync()
+    }
+}
+
+impl Vfs for CountingVfs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(dir)
+    }
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        let inner = self.inner.create(path)?;
+        Ok(Box::new(CountingFile {
+            inner,
+            written: self.written.clone(),
+        }))
+    }
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn ReadableFile>> {
+        self.inner.open(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove(path)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+}
+
+/// Random overwrites of a key space 5 times its size; prints write
+/// amplification (bytes written to files / user bytes) and space
+/// amplification (table bytes / live data bytes).
+fn amplification(_c: &mut Criterion) {
+    if !selected("amplification") {
+        return;
+    }
+    let keys = keys_loaded() / 5;
+    let puts = keys * 5;
+    let written = Arc::new(AtomicU64::new(0));
+    let vfs = Arc::new(CountingVfs {
+        inner: StdVfs,
+        written: written.clone(),
+    });
+    let options = LsmOptions {
+        sync: SyncPolicy::Periodic {
+            sync_interval_ms: 1_000,
+        },
+        ..LsmOptions::default()
+    };
+    let engine =
+        LsmEngine::open(vfs, fresh_dir("amplification", Kind::Ringkv), options).expect("open");
+    let mut rng = SmallRng::seed_from_u64(4);
+    for n in 0..keys {
+        Store::put(&engine, &key(n), &value(&mut rng));
+    }
+    for _ in 0..puts {
+        Store::put(&engine, &key(rng.gen_range(0..keys)), &value(&mut rng));
+    }
+    Engine::flush(&engine).expect("flush");
+    let user_bytes = (keys + puts) * (KEY_BYTES + VALUE_BYTES) as u64;
+    let live_bytes = keys * (KEY_BYTES + VALUE_BYTES) as u64;
+    eprintln!(
+        "amplification: {} keys, {} random overwrites: write amplification {:.2} ({} bytes written / {} user bytes), \
+         space amplification {:.2} ({} table bytes in {} tables / {} live bytes)",
+        keys,
+        puts,
+        written.load(Ordering::Relaxed) as f64 / user_bytes as f64,
+        written.load(Ordering::Relaxed),
+        user_bytes,
+        engine.table_bytes() as f64 / live_bytes as f64,
+        engine.table_bytes(),
+        engine.table_count(),
+        live_bytes,
+    );
+}
+
+criterion_group!(benches, amplification, fills, reads, durable_puts);
+criterion_main!(benches);
