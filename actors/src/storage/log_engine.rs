@@ -21,14 +21,13 @@
 //! torn final write and is cut off; a bad record followed by more data is
 //! corruption and opening fails, naming the file and offset.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::Mutex;
 
 use super::engine::{Engine, KeyValues, StorageError, WriteOp};
+use super::memory_engine::MemoryEngine;
 
 /// File name of the log inside the data directory.
 pub const LOG_FILE_NAME: &str = "ringkv.log";
@@ -40,15 +39,13 @@ const RECORD_PAYLOAD_BYTES_MAX: usize = 64 * 1024 * 1024;
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
 
-type Map = BTreeMap<Vec<u8>, Vec<u8>>;
-
 /// The append-only log engine.
 pub struct LogEngine {
     path: PathBuf,
     /// The log file and the next sequence number, written under one lock.
     log: Mutex<(File, u64)>,
-    /// Everything, in memory.
-    map: RwLock<Map>,
+    /// Everything, in memory (the memory engine serves every read).
+    map: MemoryEngine,
     /// Set once an fsync failed: writes are refused from then on.
     poisoned: Mutex<Option<String>>,
 }
@@ -82,7 +79,7 @@ impl LogEngine {
         Ok(Self {
             path,
             log: Mutex::new((file, next_seq)),
-            map: RwLock::new(map),
+            map,
             poisoned: Mutex::new(None),
         })
     }
@@ -101,14 +98,14 @@ fn io(context: String, source: std::io::Error) -> StorageError {
 
 /// Replays `bytes`; returns the map, the next sequence number and the length
 /// of the valid prefix.
-fn replay(path: &Path, bytes: &[u8]) -> Result<(Map, u64, usize), StorageError> {
-    let mut map = Map::new();
+fn replay(path: &Path, bytes: &[u8]) -> Result<(MemoryEngine, u64, usize), StorageError> {
+    let map = MemoryEngine::default();
     let mut offset = 0usize;
     let mut next_seq = 1u64;
     while offset < bytes.len() {
         match decode_record(&bytes[offset..]) {
             Ok((seq, op, consumed)) => {
-                apply(&mut map, op);
+                map.write_batch(std::slice::from_ref(&op))?;
                 next_seq = seq + 1;
                 offset += consumed;
             }
@@ -186,24 +183,13 @@ fn encode_record(seq: u64, op: &WriteOp, out: &mut Vec<u8>) {
     out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
 }
 
-fn apply(map: &mut Map, op: WriteOp) {
-    match op {
-        WriteOp::Put { key, value } => {
-            map.insert(key, value);
-        }
-        WriteOp::Delete { key } => {
-            map.remove(&key);
-        }
-    }
-}
-
 fn lock_error() -> StorageError {
     StorageError::Stopped
 }
 
 impl Engine for LogEngine {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.map.read().map_err(|_| lock_error())?.get(key).cloned())
+        self.map.get(key)
     }
 
     fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StorageError> {
@@ -228,11 +214,7 @@ impl Engine for LogEngine {
             }
             return Err(StorageError::Poisoned { reason });
         }
-        let mut map = self.map.write().map_err(|_| lock_error())?;
-        for op in ops {
-            apply(&mut map, op.clone());
-        }
-        Ok(())
+        self.map.write_batch(ops)
     }
 
     fn scan(
@@ -241,13 +223,7 @@ impl Engine for LogEngine {
         end: Option<&[u8]>,
         limit: usize,
     ) -> Result<KeyValues, StorageError> {
-        let map = self.map.read().map_err(|_| lock_error())?;
-        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
-        Ok(map
-            .range::<[u8], _>((Bound::Included(start), upper))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        self.map.scan(start, end, limit)
     }
 
     fn flush(&self) -> Result<(), StorageError> {
