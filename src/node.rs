@@ -14,7 +14,7 @@ use ringkv_actors::bridge::{Bridge, BridgeOptions, Dial};
 use ringkv_actors::client_api::{ClientApi, ClientApiOptions};
 use ringkv_actors::conflict_resolver::ConflictResolver;
 use ringkv_actors::failure_detector::{
-    FailureDetector, FailureDetectorOptions, GossipOptions, Subscribe,
+    FailureDetector, FailureDetectorOptions, GossipOptions, MemberState, PersistedMember, Subscribe,
 };
 use ringkv_actors::net::{SharedClock, SharedNet};
 use ringkv_actors::repair::{Repair, RepairOptions};
@@ -146,6 +146,23 @@ fn check_owner(dir: &Path, id: &str) -> Result<(), String> {
     }
 }
 
+/// Whether this start is a join (stream the ranges this node will own
+/// before serving reads). A node that never finished joining (it crashed
+/// mid-stream) or that left the cluster joins again; a node that was
+/// serving comes back serving; a node with no memory of a cluster joins
+/// when it is given seeds (a new member) and not otherwise (the first node).
+fn should_join(own: &ringkv_actors::NodeId, known: &[PersistedMember], has_seeds: bool) -> bool {
+    match known
+        .iter()
+        .find(|m| m.info.id == *own)
+        .map(|m| m.record.status)
+    {
+        Some(MemberState::Joining | MemberState::Left) => true,
+        Some(_) => false,
+        None => has_seeds,
+    }
+}
+
 /// Starts every actor of a node on the current arbiter.
 pub async fn start(
     config: &NodeConfig,
@@ -202,9 +219,7 @@ pub async fn start(
     dial.retain(|a| *a != peer_addr && *a != advertised);
     dial.sort();
     dial.dedup();
-    // A node with no memory of a cluster that is given seeds is a new
-    // member: it joins (streams the ranges it will own before serving).
-    let join = known.is_empty() && !config.seeds.is_empty();
+    let join = should_join(&config.id, &known, !config.seeds.is_empty());
 
     let storage_options = StorageOptions {
         threading: env.storage_threading,
@@ -344,4 +359,59 @@ pub async fn start(
         peer_addr,
         _lock: lock,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use ringkv_actors::failure_detector::gossip::MemberRecord;
+    use ringkv_actors::NodeId;
+
+    fn persisted(id: &str, status: MemberState) -> PersistedMember {
+        PersistedMember {
+            info: MemberInfo {
+                id: NodeId::new(id).unwrap(),
+                peer_addr: "127.0.0.1:1".into(),
+                client_addr: "127.0.0.1:2".into(),
+                dc: "dc1".into(),
+                rack: "r1".into(),
+                weight: 1,
+            },
+            record: MemberRecord {
+                generation: 1,
+                heartbeat: 1,
+                status,
+                status_version: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn joins_when_new_with_seeds_or_when_it_never_finished_joining() {
+        let me = NodeId::new("n1").unwrap();
+        assert!(should_join(&me, &[], true), "a new node with seeds joins");
+        assert!(!should_join(&me, &[], false), "the first node does not");
+        let serving = [
+            persisted("n1", MemberState::Alive),
+            persisted("n2", MemberState::Alive),
+        ];
+        assert!(
+            !should_join(&me, &serving, true),
+            "a restart of a serving node serves"
+        );
+        let crashed = [
+            persisted("n1", MemberState::Joining),
+            persisted("n2", MemberState::Alive),
+        ];
+        assert!(
+            should_join(&me, &crashed, true),
+            "a crash mid-join joins again"
+        );
+        let left = [persisted("n1", MemberState::Left)];
+        assert!(
+            should_join(&me, &left, true),
+            "a node that left streams before serving again"
+        );
+    }
 }
