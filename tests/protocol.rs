@@ -180,3 +180,61 @@ async fn a_peer_from_another_cluster_is_refused_with_a_logged_reason() {
     let status = cluster.nodes[0].client().await.status().await.unwrap();
     assert_eq!(status.members.len(), 1);
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_disconnected_not_buffered_forever() {
+    let cluster = Cluster::start(
+        1,
+        &[
+            "--n",
+            "1",
+            "--r",
+            "1",
+            "--w",
+            "1",
+            "--client-inflight-max",
+            "4",
+        ],
+    )
+    .await;
+    let good = cluster.nodes[0].client().await;
+    good.put(b"big", &vec![7u8; 100 * 1024], None)
+        .await
+        .unwrap();
+
+    let mut greedy = TcpStream::connect(cluster.nodes[0].client).await.unwrap();
+    let asked = 500u64;
+    let mut frames = Vec::new();
+    for id in 1..=asked {
+        frames.extend(encode_frame(&map(vec![
+            ("id", Value::from(id)),
+            ("op", Value::from("get")),
+            ("key", Value::from("big")),
+        ])));
+    }
+    greedy.write_all(&frames).await.unwrap();
+    // Never read while the node answers ~50 MB; it must give up on us.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(good.get(b"big").await.unwrap().values[0].len(), 100 * 1024);
+    let mut answers = 0u64;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), async {
+            let mut len = [0u8; 4];
+            greedy.read_exact(&mut len).await?;
+            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+            greedy.read_exact(&mut body).await
+        })
+        .await
+        {
+            Ok(Ok(_)) => answers += 1,
+            Ok(Err(_)) => break, // closed by the node
+            Err(_) => panic!("the node neither answered nor closed"),
+        }
+    }
+    assert!(
+        answers < asked,
+        "all {asked} answers were buffered for a client that did not read"
+    );
+    let log = std::fs::read_to_string(cluster.nodes[0].data_dir.with_extension("log")).unwrap();
+    assert!(log.contains("client does not read its responses"), "{log}");
+}

@@ -31,6 +31,9 @@ pub struct ClientApiOptions {
     pub client_inflight_max: usize,
     /// Open client connections; more are closed at accept.
     pub client_connections_max: usize,
+    /// Response frames queued for one client's socket; a client that lets
+    /// this many pile up (it does not read) is disconnected.
+    pub client_write_queue_frames_max: usize,
 }
 
 /// Turns a listener into a stream of accepted connections.

@@ -11,12 +11,12 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
 use bytes::Bytes;
-use tokio::io::WriteHalf;
+use futures_util::SinkExt;
+use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::ClientApiOptions;
 use crate::failure_detector::{FailureDetector, Leave, StatusQuery};
@@ -28,7 +28,9 @@ use crate::wire::client::{
 use crate::wire::{FrameCodec, FrameError};
 use crate::NodeId;
 
-type Writer = FramedWrite<Bytes, WriteHalf<BoxConnection>, FrameCodec>;
+/// Response frames queued for the socket; see [`ClientApiOptions`]'s
+/// `client_write_queue_frames_max`.
+type Writer = mpsc::Sender<Bytes>;
 
 /// The session actor.
 pub struct ClientSession {
@@ -75,18 +77,35 @@ impl ClientSession {
         }
     }
 
-    /// Flushes what is queued and closes; the actor stops when the writer
-    /// is done (or at once if there is none).
+    /// Stops the session: the writer task sends what is queued, then
+    /// closes the socket.
     fn close(&mut self, ctx: &mut Context<Self>) {
-        match self.writer.as_mut() {
-            Some(w) => w.close(),
-            None => ctx.stop(),
-        }
+        self.writer = None;
+        ctx.stop();
     }
 
-    fn respond(&mut self, id: u64, result: &Result<ClientReply, ClientError>) {
-        if let Some(w) = self.writer.as_mut() {
-            w.write(Bytes::from(encode_response(id, result)));
+    /// Queues a response. A client that does not read its responses fills
+    /// the queue; it is disconnected rather than allowed to grow the node's
+    /// memory without bound.
+    fn respond(
+        &mut self,
+        id: u64,
+        result: &Result<ClientReply, ClientError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(w) = self.writer.as_ref() else {
+            return;
+        };
+        if w.try_send(Bytes::from(encode_response(id, result)))
+            .is_err()
+        {
+            let span = self.span.clone();
+            let _span = span.enter();
+            warn!(
+                limit = self.options.client_write_queue_frames_max,
+                "client does not read its responses (client_write_queue_frames_max reached); disconnecting"
+            );
+            self.close(ctx);
         }
     }
 
@@ -97,7 +116,7 @@ impl ClientSession {
                 let span = self.span.clone();
                 let _span = span.enter();
                 info!(id, code = error.code.as_str(), message = %error.message, "request failed");
-                return self.respond(id, &Err(error));
+                return self.respond(id, &Err(error), ctx);
             }
         };
         if self.in_flight >= self.options.client_inflight_max {
@@ -108,7 +127,7 @@ impl ClientSession {
                     self.in_flight
                 ),
             );
-            return self.respond(request.id, &Err(error));
+            return self.respond(request.id, &Err(error), ctx);
         }
         let trace = self.next_trace.get();
         self.next_trace.set(trace.wrapping_add(1));
@@ -126,7 +145,7 @@ impl ClientSession {
                     message = %e.message, "request failed"
                 ),
             }
-            act.respond(id, &result);
+            act.respond(id, &result, ctx);
             if act.client_done && act.in_flight == 0 {
                 act.close(ctx);
             }
@@ -222,7 +241,20 @@ impl Actor for ClientSession {
         let (read, write) = tokio::io::split(conn);
         let codec = FrameCodec::new(self.options.max_frame_bytes);
         ctx.add_stream(FramedRead::new(read, codec.clone()));
-        self.writer = Some(FramedWrite::new(write, codec, ctx));
+        let (writer, mut frames) =
+            mpsc::channel::<Bytes>(self.options.client_write_queue_frames_max.max(1));
+        self.writer = Some(writer);
+        // The socket's write half lives in its own task: it drains the queue
+        // and closes the socket once the session drops its sender.
+        actix::spawn(async move {
+            let mut sink = tokio_util::codec::FramedWrite::new(write, codec);
+            while let Some(frame) = frames.recv().await {
+                if sink.send(frame).await.is_err() {
+                    return;
+                }
+            }
+            let _ = sink.close().await;
+        });
         let span = self.span.clone();
         let _span = span.enter();
         debug!("client connected");
@@ -253,10 +285,8 @@ impl StreamHandler<Result<Bytes, FrameError>> for ClientSession {
                         "frame of {len} bytes is over the limit of {limit} bytes (max_frame_bytes)"
                     ),
                 );
-                self.respond(0, &Err(error));
-                if let Some(w) = self.writer.as_mut() {
-                    w.close();
-                }
+                self.respond(0, &Err(error), ctx);
+                self.close(ctx);
             }
             Err(FrameError::Io(e)) => {
                 let span = self.span.clone();
@@ -275,5 +305,3 @@ impl StreamHandler<Result<Bytes, FrameError>> for ClientSession {
         }
     }
 }
-
-impl WriteHandler<FrameError> for ClientSession {}
