@@ -12,6 +12,7 @@
 
 pub mod gossip;
 mod lifecycle;
+mod persist;
 pub mod view;
 
 use std::collections::HashSet;
@@ -98,6 +99,8 @@ pub struct FailureDetector {
     clock: SharedClock,
     rng: SmallRng,
     lifecycle: lifecycle::Lifecycle,
+    /// Writes the membership to the data dir off the arbiter.
+    persister: Option<persist::Persister>,
     span: tracing::Span,
 }
 
@@ -125,6 +128,11 @@ impl FailureDetector {
         let seed = crate::ring::hash_bytes(own.id.as_str().as_bytes()) ^ gossip.generation();
         let span =
             tracing::info_span!("failure_detector", node = %own.id, actor = "failure_detector");
+        let persister = options.members_file.clone().and_then(|path| {
+            persist::Persister::start(path, span.clone())
+                .map_err(|e| warn!(error = %e, "cannot start the membership writer; membership will not be kept"))
+                .ok()
+        });
         let mut detector = Self {
             view: MembershipChanged {
                 read_ring: Arc::default(),
@@ -141,6 +149,7 @@ impl FailureDetector {
             clock,
             rng: SmallRng::seed_from_u64(seed),
             lifecycle,
+            persister,
             span,
         };
         detector.refresh_view();
@@ -158,20 +167,12 @@ impl FailureDetector {
     }
 
     fn persist(&self) {
-        let Some(path) = &self.options.members_file else {
+        let Some(persister) = &self.persister else {
             return;
         };
-        let bytes = match rmp_serde::to_vec_named(&self.gossip.snapshot()) {
-            Ok(b) => b,
-            Err(e) => return warn!(error = %e, "could not encode the member list"),
-        };
-        // Write-then-rename: a crash leaves the old list or the new one.
-        let tmp = path.with_extension("tmp");
-        let written = std::fs::write(&tmp, &bytes)
-            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = written {
-            warn!(error = %e, file = %path.display(), "could not persist the member list");
+        match rmp_serde::to_vec_named(&self.gossip.snapshot()) {
+            Ok(bytes) => persister.save(bytes),
+            Err(e) => warn!(error = %e, "could not encode the member list"),
         }
     }
 
