@@ -33,6 +33,8 @@ use crate::config::{NodeConfig, StorageKind};
 const NODE_ID_FILE: &str = "NODE_ID";
 /// File in the data dir holding the known members.
 const MEMBERS_FILE: &str = "members.mpk";
+/// File in the data dir holding the hint book (sloppy quorum).
+const HINTS_FILE: &str = "hints.mpk";
 /// Lock file that keeps two processes off one data dir.
 const LOCK_FILE: &str = "LOCK";
 
@@ -258,6 +260,13 @@ pub async fn start(
             read_repair_inflight_max: 1024,
             repair_timeout_ms: config.request_timeout_ms,
             stream_bytes_per_s_max: config.stream_bytes_per_s_max,
+            hints_max: ringkv_actors::repair::hints::HINTS_MAX_DEFAULT,
+            hint_retry_ms: config.gossip_interval_ms,
+            // Beside the membership file, in the data dir.
+            hints_file: env
+                .members_file
+                .as_ref()
+                .map(|p| p.with_file_name(HINTS_FILE)),
         },
     )
     .start();

@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`wire`] | the frame codec (u32 BE length + MessagePack), the client protocol, the peer protocol |
 //! | [`net`] | the network and clock seams (real sockets, or turmoil's in tests) |
+//! | [`persist`] | small snapshots (membership, hints) written atomically off the arbiter |
 //! | [`ring`] | the consistent-hash ring: virtual nodes, weights, preference lists |
 //! | [`client_api`] | ClientApi (client listener) + one ClientSession per connection |
 //! | [`replicator`] | the coordinator: preference list -> fan-out -> quorum -> reply; the replica side of peer requests |
@@ -43,6 +44,7 @@ pub mod conflict_resolver;
 pub mod failure_detector;
 pub mod net;
 pub mod node_id;
+pub mod persist;
 pub mod repair;
 pub mod replicator;
 pub mod ring;

@@ -12,7 +12,6 @@
 
 pub mod gossip;
 mod lifecycle;
-mod persist;
 pub mod view;
 
 use std::collections::HashSet;
@@ -50,6 +49,8 @@ pub struct MembershipChanged {
     pub write_ring: Arc<Ring>,
     /// Members worth sending requests to (itself included).
     pub reachable: Arc<HashSet<NodeId>>,
+    /// Members nobody suspects (itself included).
+    pub healthy: Arc<HashSet<NodeId>>,
     /// Members to keep connections to.
     pub peers: Arc<Vec<MemberInfo>>,
 }
@@ -100,7 +101,7 @@ pub struct FailureDetector {
     rng: SmallRng,
     lifecycle: lifecycle::Lifecycle,
     /// Writes the membership to the data dir off the arbiter.
-    persister: Option<persist::Persister>,
+    persister: Option<crate::persist::Persister>,
     span: tracing::Span,
 }
 
@@ -129,7 +130,7 @@ impl FailureDetector {
         let span =
             tracing::info_span!("failure_detector", node = %own.id, actor = "failure_detector");
         let persister = options.members_file.clone().and_then(|path| {
-            persist::Persister::start(path, span.clone())
+            crate::persist::Persister::start(path, span.clone())
                 .map_err(|e| warn!(error = %e, "cannot start the membership writer; membership will not be kept"))
                 .ok()
         });
@@ -138,6 +139,7 @@ impl FailureDetector {
                 read_ring: Arc::default(),
                 write_ring: Arc::default(),
                 reachable: Arc::default(),
+                healthy: Arc::default(),
                 peers: Arc::default(),
             },
             own,
@@ -184,6 +186,7 @@ impl FailureDetector {
             read_ring: Arc::new(view.read_ring),
             write_ring: Arc::new(view.write_ring),
             reachable: Arc::new(view.reachable),
+            healthy: Arc::new(view.healthy),
             peers: Arc::new(view.peers),
         };
     }

@@ -28,6 +28,9 @@ pub struct ClusterView {
     pub write_ring: Ring,
     /// Members worth sending requests to.
     pub reachable: HashSet<NodeId>,
+    /// Members nobody suspects: replicas outside this set get a sloppy
+    /// quorum stand-in (they may still get the write too).
+    pub healthy: HashSet<NodeId>,
     /// Members to keep connections to.
     pub peers: Vec<MemberInfo>,
 }
@@ -64,6 +67,11 @@ pub fn cluster_view(members: &[MemberView<'_>], vnodes_per_weight: u32) -> Clust
         .filter(|m| !matches!(m.state, Down | Left))
         .map(|m| m.info.id.clone())
         .collect();
+    let healthy = members
+        .iter()
+        .filter(|m| !matches!(m.state, Suspect | Down | Left))
+        .map(|m| m.info.id.clone())
+        .collect();
     let peers = members
         .iter()
         .filter(|m| m.state != Left)
@@ -73,6 +81,7 @@ pub fn cluster_view(members: &[MemberView<'_>], vnodes_per_weight: u32) -> Clust
         read_ring,
         write_ring,
         reachable,
+        healthy,
         peers,
     }
 }

@@ -5,6 +5,7 @@
 //! write loses nothing). Hinted handoff and Merkle anti-entropy join here.
 
 pub mod handoff;
+pub mod hints;
 pub mod stream;
 
 use std::collections::HashSet;
@@ -29,6 +30,16 @@ pub struct ReadRepair {
     pub stale: Vec<NodeId>,
     /// The client request whose read found them.
     pub trace: u64,
+}
+
+/// Sloppy quorum: this node took a write for `owner`; deliver it later.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordHint {
+    /// The unreachable replica the write was meant for.
+    pub owner: NodeId,
+    /// The user key.
+    pub key: Vec<u8>,
 }
 
 /// Which way a handoff moves data.
@@ -62,6 +73,13 @@ pub struct RepairOptions {
     pub repair_timeout_ms: u64,
     /// Handoff streaming pace, in bytes per second (0: unthrottled).
     pub stream_bytes_per_s_max: u64,
+    /// Most hints kept; writes past it are still stored here, but their
+    /// owner is repaired only by reads (logged).
+    pub hints_max: usize,
+    /// How often waiting hints are retried, in milliseconds.
+    pub hint_retry_ms: u64,
+    /// Where the hint book is kept (`None`: memory only).
+    pub hints_file: Option<std::path::PathBuf>,
 }
 
 /// The actor.
@@ -70,6 +88,10 @@ pub struct Repair {
     options: RepairOptions,
     reachable: Arc<HashSet<NodeId>>,
     in_flight: usize,
+    hints: hints::HintBook,
+    /// Owners whose hints are being delivered now.
+    delivering: HashSet<NodeId>,
+    hint_persister: Option<crate::persist::Persister>,
     span: tracing::Span,
 }
 
@@ -77,7 +99,23 @@ impl Repair {
     /// A repair actor writing through `replicas`.
     pub fn new(replicas: Replicas, options: RepairOptions) -> Self {
         let span = tracing::info_span!("repair", node = %replicas.own, actor = "repair");
+        let hints = options
+            .hints_file
+            .as_deref()
+            .and_then(|path| std::fs::read(path).ok())
+            .and_then(|bytes| rmp_serde::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let hint_persister = options.hints_file.clone().and_then(|path| {
+            crate::persist::Persister::start(path, span.clone())
+                .map_err(
+                    |e| warn!(error = %e, "cannot start the hint writer; hints will not be kept"),
+                )
+                .ok()
+        });
         Self {
+            hints,
+            delivering: HashSet::new(),
+            hint_persister,
             replicas,
             options,
             reachable: Arc::new(HashSet::new()),
@@ -89,13 +127,99 @@ impl Repair {
 
 impl Actor for Repair {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let every = std::time::Duration::from_millis(self.options.hint_retry_ms.max(1));
+        ctx.run_interval(every, |act, ctx| act.deliver_hints(ctx));
+    }
+}
+
+impl Repair {
+    fn save_hints(&self) {
+        if let Some(p) = &self.hint_persister {
+            if let Ok(bytes) = rmp_serde::to_vec_named(&self.hints) {
+                p.save(bytes);
+            }
+        }
+    }
+
+    /// Hinted handoff: for each reachable owner with hints waiting, write
+    /// this node's current version of each key to it; forget the delivered.
+    fn deliver_hints(&mut self, ctx: &mut Context<Self>) {
+        for owner in self.hints.owners() {
+            if !self.reachable.contains(&owner) || self.delivering.contains(&owner) {
+                continue;
+            }
+            self.delivering.insert(owner.clone());
+            let keys = self.hints.keys_for(&owner);
+            let replicas = self.replicas.clone();
+            let timeout_ms = self.options.repair_timeout_ms;
+            let target = owner.clone();
+            let work = async move {
+                let mut delivered = Vec::new();
+                for key in keys {
+                    let read = replicas
+                        .storage
+                        .send(crate::storage::LocalRead { key: key.clone() });
+                    let object = match read.await {
+                        Ok(Ok(Some(object))) => object,
+                        // Nothing here any more (or unreadable): nothing to hand over.
+                        Ok(Ok(None)) => {
+                            delivered.push(key);
+                            continue;
+                        }
+                        _ => break,
+                    };
+                    if replicas
+                        .write(&target, &key, &object, 0, timeout_ms)
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    delivered.push(key);
+                }
+                delivered
+            }
+            .instrument(self.span.clone());
+            ctx.spawn(work.into_actor(self).map(move |delivered, act, _| {
+                act.delivering.remove(&owner);
+                if delivered.is_empty() {
+                    return;
+                }
+                act.hints.remove(&owner, &delivered);
+                act.save_hints();
+                let span = act.span.clone();
+                let _span = span.enter();
+                info!(peer = %owner, delivered = delivered.len(), waiting = act.hints.keys_for(&owner).len(),
+                    "hinted handoff: delivered writes held for a returning replica");
+            }));
+        }
+    }
+}
+
+impl Handler<RecordHint> for Repair {
+    type Result = ();
+
+    fn handle(&mut self, msg: RecordHint, _ctx: &mut Self::Context) {
+        let owner = msg.owner.clone();
+        if self.hints.add(msg.owner, msg.key, self.options.hints_max) {
+            self.save_hints();
+        } else {
+            let span = self.span.clone();
+            let _span = span.enter();
+            warn!(peer = %owner, limit = self.options.hints_max,
+                "hint dropped: hints_max reached; the write is stored here and read repair will reach its owner");
+        }
+    }
 }
 
 impl Handler<MembershipChanged> for Repair {
     type Result = ();
 
-    fn handle(&mut self, msg: MembershipChanged, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: MembershipChanged, ctx: &mut Self::Context) {
         self.reachable = msg.reachable;
+        self.deliver_hints(ctx);
     }
 }
 

@@ -13,6 +13,7 @@
 mod quorum;
 mod read;
 mod replicas;
+pub mod sloppy;
 mod write;
 
 use std::collections::HashSet;
@@ -31,7 +32,7 @@ use crate::bridge::{Bridge, IncomingPeerRequest};
 use crate::conflict_resolver::{ConflictResolver, VersionLimits, VersionVector};
 use crate::failure_detector::MembershipChanged;
 use crate::net::SharedClock;
-use crate::repair::Repair;
+use crate::repair::{RecordHint, Repair};
 use crate::ring::Ring;
 use crate::storage::{LocalRead, LocalScan, Storage};
 use crate::wire::client::{ClientError, ErrorCode};
@@ -105,6 +106,8 @@ pub struct Replicator {
     /// Owners for writes (joining nodes in, leaving nodes out).
     write_ring: Arc<Ring>,
     reachable: Arc<HashSet<NodeId>>,
+    /// Members nobody suspects; the others get sloppy-quorum stand-ins.
+    healthy: Arc<HashSet<NodeId>>,
     replicas: Replicas,
     resolver: Addr<ConflictResolver>,
     repair: Addr<Repair>,
@@ -135,6 +138,7 @@ impl Replicator {
             read_ring: Arc::new(Ring::default()),
             write_ring: Arc::new(Ring::default()),
             reachable: Arc::new(HashSet::new()),
+            healthy: Arc::new(HashSet::new()),
             resolver,
             repair,
             clock,
@@ -162,6 +166,16 @@ impl Replicator {
         (preference, live)
     }
 
+    /// Sloppy quorum: stand-ins for the key's unreachable replicas.
+    fn stand_ins(&self, key: &[u8], preference: &[NodeId]) -> Vec<(NodeId, NodeId)> {
+        let walk = self
+            .write_ring
+            .preference_list(key, self.write_ring.members().len());
+        sloppy::stand_ins(&walk, preference, |n| {
+            *n == self.own || self.healthy.contains(n)
+        })
+    }
+
     fn unavailable(&self, live: usize, needed: usize, what: &str) -> ClientError {
         ClientError::new(
             ErrorCode::Unavailable,
@@ -182,7 +196,8 @@ impl Replicator {
         let w = msg.w.unwrap_or(self.options.w);
         let timeout_ms = msg.timeout_ms.unwrap_or(self.options.request_timeout_ms);
         let (preference, live) = self.placement(&msg.key, Purpose::Write);
-        if live.len() < w {
+        let hinted = self.stand_ins(&msg.key, &preference);
+        if live.is_empty() || live.len() + hinted.len() < w {
             let error = self.unavailable(live.len(), w, "the write");
             return Box::pin(async move { Err(error) });
         }
@@ -229,6 +244,7 @@ impl Replicator {
             context,
             w,
             others: live.into_iter().filter(|n| *n != self.own).collect(),
+            hinted,
             timeout_ms,
             trace: msg.trace,
             now_ms: self.clock.now_ms(),
@@ -246,6 +262,7 @@ impl Handler<MembershipChanged> for Replicator {
     type Result = ();
 
     fn handle(&mut self, msg: MembershipChanged, _ctx: &mut Self::Context) {
+        self.healthy = msg.healthy;
         self.read_ring = msg.read_ring;
         self.write_ring = msg.write_ring;
         self.reachable = msg.reachable;
@@ -330,6 +347,23 @@ impl Handler<IncomingPeerRequest> for Replicator {
                             .await
                             .map(|_| PeerReply::Stored)
                             .map_err(|e| failure(e.code, e.message))
+                    }
+                    .instrument(span),
+                )
+            }
+            PeerRequest::HintedWrite { key, object, owner } => {
+                let (replicas, repair) = (self.replicas.clone(), self.repair.clone());
+                Box::pin(
+                    async move {
+                        let key = key.into_vec();
+                        replicas
+                            .merge_locally(key.clone(), object.into_vec(), trace)
+                            .await
+                            .map_err(|e| failure(e.code, e.message))?;
+                        // Durable here first; the hint only says who else
+                        // must get it.
+                        repair.do_send(RecordHint { owner, key });
+                        Ok(PeerReply::Stored)
                     }
                     .instrument(span),
                 )

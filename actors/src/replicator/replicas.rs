@@ -85,6 +85,31 @@ impl Replicas {
         }
     }
 
+    /// Sloppy quorum: asks `node` to keep `object` for `owner` (hinted
+    /// handoff).
+    pub async fn write_hinted(
+        &self,
+        node: &NodeId,
+        owner: &NodeId,
+        key: &[u8],
+        object: &[u8],
+        trace: u64,
+        timeout_ms: u64,
+    ) -> Result<(), ReplicaError> {
+        let body = PeerRequest::HintedWrite {
+            key: ByteBuf::from(key.to_vec()),
+            object: ByteBuf::from(object.to_vec()),
+            owner: owner.clone(),
+        };
+        match self.call(node, body, trace, timeout_ms).await? {
+            PeerReply::Stored => Ok(()),
+            other => Err((
+                ReplicaFailure::Failed,
+                format!("unexpected reply {other:?}"),
+            )),
+        }
+    }
+
     /// Merges an incoming version into the local copy.
     pub async fn merge_locally(
         &self,

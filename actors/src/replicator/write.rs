@@ -36,6 +36,9 @@ pub struct WritePlan {
     pub w: usize,
     /// The other reachable replicas of the key (this node excluded).
     pub others: Vec<NodeId>,
+    /// Sloppy quorum: (substitute, owner) pairs standing in for the
+    /// unreachable replicas; each substitute keeps a hint for its owner.
+    pub hinted: Vec<(NodeId, NodeId)>,
     /// Deadline for the whole write, in milliseconds.
     pub timeout_ms: u64,
     /// The client request.
@@ -54,6 +57,7 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
         context,
         w,
         others,
+        hinted,
         timeout_ms,
         trace,
         now_ms,
@@ -107,20 +111,29 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     })?;
     let new_context = object.context().encode_context();
 
-    let mut tally = Tally::new(w, 1 + others.len());
+    let mut tally = Tally::new(w, 1 + others.len() + hinted.len());
     tally.success();
     let remaining_ms = deadline
         .saturating_duration_since(tokio::time::Instant::now())
         .as_millis() as u64;
-    let mut pending: FuturesUnordered<_> = others
+    let targets = others
         .into_iter()
-        .map(|node| {
+        .map(|node| (node, None))
+        .chain(hinted.into_iter().map(|(node, owner)| (node, Some(owner))));
+    let mut pending: FuturesUnordered<_> = targets
+        .map(|(node, owner)| {
             let replicas = replicas.clone();
             let (key, bytes) = (key.clone(), object_bytes.clone());
             async move {
-                let result = replicas
-                    .write(&node, &key, &bytes, trace, remaining_ms.max(1))
-                    .await;
+                let budget = remaining_ms.max(1);
+                let result = match owner {
+                    None => replicas.write(&node, &key, &bytes, trace, budget).await,
+                    Some(owner) => {
+                        replicas
+                            .write_hinted(&node, &owner, &key, &bytes, trace, budget)
+                            .await
+                    }
+                };
                 (node, result)
             }
         })

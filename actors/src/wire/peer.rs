@@ -93,6 +93,17 @@ pub enum PeerRequest {
         /// The encoded object.
         object: ByteBuf,
     },
+    /// Sloppy quorum: store `object` for `owner`, a replica of the key that
+    /// is unreachable now, and hand it over once `owner` is back (hinted
+    /// handoff). Durable on this node before the answer.
+    HintedWrite {
+        /// The key.
+        key: ByteBuf,
+        /// The encoded object.
+        object: ByteBuf,
+        /// The replica the write was meant for.
+        owner: NodeId,
+    },
     /// Scan this replica's store: engine keys in `[start, end)`, at most
     /// `limit` entries (handoff streaming pages through a token range).
     Scan {

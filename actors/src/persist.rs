@@ -1,5 +1,6 @@
-//! Keeps the membership on disk without blocking the arbiter: snapshots go
-//! to a thread of their own, which writes only the newest one queued
+//! Keeps small state (the membership, the hint book) on disk without
+//! blocking the arbiter: snapshots go to a thread of their own, which writes
+//! only the newest one queued
 //! (write a temp file, fsync, rename, fsync the directory: a crash leaves
 //! the old list or the new one, never a mix).
 
@@ -18,7 +19,7 @@ impl Persister {
     pub fn start(path: PathBuf, span: tracing::Span) -> std::io::Result<Self> {
         let (snapshots, queued) = channel::<Vec<u8>>();
         std::thread::Builder::new()
-            .name("ringkv-members".into())
+            .name("ringkv-persist".into())
             .spawn(move || {
                 let _span = span.enter();
                 while let Ok(mut bytes) = queued.recv() {
@@ -27,7 +28,7 @@ impl Persister {
                         bytes = newer;
                     }
                     if let Err(e) = write_atomically(&path, &bytes) {
-                        warn!(error = %e, file = %path.display(), "could not persist the member list");
+                        warn!(error = %e, file = %path.display(), "could not persist a snapshot");
                     }
                 }
             })?;
