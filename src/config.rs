@@ -154,6 +154,10 @@ pub struct NodeArgs {
     /// Pace of join/leave streaming, in bytes per second. Default 64 MiB/s.
     #[arg(long, value_name = "BYTES")]
     pub stream_bytes_per_s_max: Option<u64>,
+    /// Time between Merkle anti-entropy exchanges (one peer each), in
+    /// milliseconds; 0 turns it off. Default 60000.
+    #[arg(long, value_name = "MS")]
+    pub anti_entropy_interval_ms: Option<u64>,
 }
 
 /// A validated node configuration.
@@ -219,6 +223,8 @@ pub struct NodeConfig {
     pub join_settle_ms: u64,
     /// Streaming pace, in bytes per second.
     pub stream_bytes_per_s_max: u64,
+    /// Anti-entropy exchange interval, in milliseconds (0: off).
+    pub anti_entropy_interval_ms: u64,
 }
 
 impl NodeArgs {
@@ -268,7 +274,8 @@ impl NodeArgs {
             gossip_fanout,
             suspect_after_ms,
             join_settle_ms,
-            stream_bytes_per_s_max
+            stream_bytes_per_s_max,
+            anti_entropy_interval_ms
         )
     }
 
@@ -417,6 +424,7 @@ impl NodeArgs {
                 self.stream_bytes_per_s_max,
                 64 * 1024 * 1024,
             )?,
+            anti_entropy_interval_ms: self.anti_entropy_interval_ms.unwrap_or(60_000),
         })
     }
 }

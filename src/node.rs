@@ -267,6 +267,9 @@ pub async fn start(
                 .members_file
                 .as_ref()
                 .map(|p| p.with_file_name(HINTS_FILE)),
+            anti_entropy_interval_ms: config.anti_entropy_interval_ms,
+            merkle_leaves: ringkv_actors::repair::merkle::MERKLE_LEAVES_DEFAULT,
+            replicas_per_key: config.n,
         },
     )
     .start();

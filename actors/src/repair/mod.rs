@@ -4,8 +4,10 @@
 //! them (a merge on their side, so a replica that meanwhile took a newer
 //! write loses nothing). Hinted handoff and Merkle anti-entropy join here.
 
+pub mod anti_entropy;
 pub mod handoff;
 pub mod hints;
+pub mod merkle;
 pub mod stream;
 
 use std::collections::HashSet;
@@ -80,6 +82,13 @@ pub struct RepairOptions {
     pub hint_retry_ms: u64,
     /// Where the hint book is kept (`None`: memory only).
     pub hints_file: Option<std::path::PathBuf>,
+    /// Time between anti-entropy exchanges (one peer each), in
+    /// milliseconds; 0 turns anti-entropy off.
+    pub anti_entropy_interval_ms: u64,
+    /// Leaves of each Merkle tree.
+    pub merkle_leaves: usize,
+    /// Replicas per key (to know which keys a pair of nodes shares).
+    pub replicas_per_key: usize,
 }
 
 /// The actor.
@@ -92,6 +101,14 @@ pub struct Repair {
     /// Owners whose hints are being delivered now.
     delivering: HashSet<NodeId>,
     hint_persister: Option<crate::persist::Persister>,
+    /// The ring reads use (anti-entropy compares what two nodes share in it).
+    read_ring: Arc<crate::ring::Ring>,
+    /// Members nobody suspects: anti-entropy partners.
+    healthy: Arc<HashSet<NodeId>>,
+    /// Round-robin position over partners.
+    next_partner: usize,
+    /// An exchange is under way.
+    syncing: bool,
     span: tracing::Span,
 }
 
@@ -116,6 +133,10 @@ impl Repair {
             hints,
             delivering: HashSet::new(),
             hint_persister,
+            read_ring: Arc::default(),
+            healthy: Arc::default(),
+            next_partner: 0,
+            syncing: false,
             replicas,
             options,
             reachable: Arc::new(HashSet::new()),
@@ -131,10 +152,65 @@ impl Actor for Repair {
     fn started(&mut self, ctx: &mut Self::Context) {
         let every = std::time::Duration::from_millis(self.options.hint_retry_ms.max(1));
         ctx.run_interval(every, |act, ctx| act.deliver_hints(ctx));
+        if self.options.anti_entropy_interval_ms > 0 {
+            let every = std::time::Duration::from_millis(self.options.anti_entropy_interval_ms);
+            ctx.run_interval(every, |act, ctx| act.anti_entropy(ctx));
+        }
     }
 }
 
 impl Repair {
+    /// One Merkle exchange with the next healthy partner, round robin.
+    fn anti_entropy(&mut self, ctx: &mut Context<Self>) {
+        if self.syncing {
+            return;
+        }
+        let mut partners: Vec<NodeId> = self
+            .read_ring
+            .members()
+            .iter()
+            .map(|m| m.id.clone())
+            .filter(|id| *id != self.replicas.own && self.healthy.contains(id))
+            .collect();
+        partners.sort();
+        if partners.is_empty() {
+            return;
+        }
+        let peer = partners[self.next_partner % partners.len()].clone();
+        self.next_partner = self.next_partner.wrapping_add(1);
+        self.syncing = true;
+        let (replicas, ring) = (self.replicas.clone(), self.read_ring.clone());
+        let (n, leaves, timeout_ms) = (
+            self.options.replicas_per_key,
+            self.options.merkle_leaves,
+            self.options.repair_timeout_ms.max(5000),
+        );
+        let throttle = stream::Throttle {
+            bytes_per_s_max: self.options.stream_bytes_per_s_max,
+        };
+        let work = async move {
+            let result =
+                anti_entropy::sync_with(&replicas, &ring, n, &peer, leaves, throttle, timeout_ms)
+                    .await;
+            (peer, result)
+        }
+        .instrument(self.span.clone());
+        ctx.spawn(work.into_actor(self).map(|(peer, result), act, _| {
+            act.syncing = false;
+            let span = act.span.clone();
+            let _span = span.enter();
+            match result {
+                Ok(stats) if stats.differing > 0 => info!(
+                    peer = %peer, leaves = stats.leaves, differing = stats.differing,
+                    keys = stats.pulled.keys, bytes = stats.pulled.bytes,
+                    "anti-entropy: replicas differed; pulled the differing slices"
+                ),
+                Ok(_) => debug!(peer = %peer, "anti-entropy: in sync"),
+                Err(e) => debug!(peer = %peer, error = %e, "anti-entropy exchange failed"),
+            }
+        }));
+    }
+
     fn save_hints(&self) {
         if let Some(p) = &self.hint_persister {
             if let Ok(bytes) = rmp_serde::to_vec_named(&self.hints) {
@@ -219,6 +295,8 @@ impl Handler<MembershipChanged> for Repair {
 
     fn handle(&mut self, msg: MembershipChanged, ctx: &mut Self::Context) {
         self.reachable = msg.reachable;
+        self.healthy = msg.healthy;
+        self.read_ring = msg.read_ring;
         self.deliver_hints(ctx);
     }
 }

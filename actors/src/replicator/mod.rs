@@ -368,6 +368,21 @@ impl Handler<IncomingPeerRequest> for Replicator {
                     .instrument(span),
                 )
             }
+            PeerRequest::MerkleLeaves { with, leaves } => {
+                let (replicas, ring, n) = (
+                    self.replicas.clone(),
+                    self.read_ring.clone(),
+                    self.options.n,
+                );
+                Box::pin(
+                    async move {
+                        crate::repair::anti_entropy::serve_tree(&replicas, &ring, n, &with, leaves)
+                            .await
+                            .map_err(|e| failure(ErrorCode::Internal, e))
+                    }
+                    .instrument(span),
+                )
+            }
             PeerRequest::Scan { start, end, limit } => {
                 let scan = self.replicas.storage.send(LocalScan {
                     start: start.into_vec(),

@@ -114,6 +114,14 @@ pub enum PeerRequest {
         /// Most entries in the page.
         limit: u32,
     },
+    /// Anti-entropy: this replica's Merkle leaves over the keys it shares
+    /// with `with`.
+    MerkleLeaves {
+        /// The asking node (the other half of the pair).
+        with: NodeId,
+        /// Leaves wanted (a power of two).
+        leaves: u32,
+    },
     /// A gossip message for the failure detector (its own encoding).
     Gossip {
         /// The encoded gossip message.
@@ -145,6 +153,11 @@ pub enum PeerReply {
     Object(Option<ByteBuf>),
     /// A `Write` is durable (also the acknowledgement of `Gossip`).
     Stored,
+    /// Merkle leaf hashes for `MerkleLeaves`.
+    Leaves {
+        /// One hash per leaf.
+        hashes: Vec<u64>,
+    },
     /// A `Scan` page: engine keys and their encoded objects, in order.
     Page {
         /// The entries.

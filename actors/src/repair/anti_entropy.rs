@@ -1,0 +1,131 @@
+//! Merkle anti-entropy's moving half: building this node's tree over the
+//! keys it shares with a peer, and syncing the slices where the peer's tree
+//! differs (pulling them; the peer does the same from its side, so both
+//! converge). See `merkle` for the tree itself.
+
+use super::handoff::Transfer;
+use super::merkle::MerkleTree;
+use super::stream::{self, StreamStats, Throttle};
+use crate::bridge::CallPeer;
+use crate::replicator::Replicas;
+use crate::ring::{user_key, Ring};
+use crate::storage::LocalScan;
+use crate::wire::peer::{PeerReply, PeerRequest};
+use crate::NodeId;
+
+/// Most leaves a peer may ask a tree to have.
+pub const MERKLE_LEAVES_MAX: usize = 65_536;
+/// Entries per local scan page while building a tree.
+const TREE_SCAN_PAGE_ENTRIES: usize = 1024;
+
+/// Builds this node's tree over the keys whose preference list (in `ring`,
+/// `n` replicas) holds both `a` and `b`.
+pub async fn local_tree(
+    replicas: &Replicas,
+    ring: &Ring,
+    n: usize,
+    a: &NodeId,
+    b: &NodeId,
+    leaves: usize,
+) -> Result<MerkleTree, String> {
+    let mut tree = MerkleTree::new(leaves.min(MERKLE_LEAVES_MAX));
+    let mut cursor: Vec<u8> = Vec::new();
+    loop {
+        let scan = replicas.storage.send(LocalScan {
+            start: cursor.clone(),
+            end: None,
+            limit: TREE_SCAN_PAGE_ENTRIES,
+        });
+        let entries = match scan.await {
+            Ok(Ok(entries)) => entries,
+            Ok(Err(e)) => return Err(format!("local scan failed: {e}")),
+            Err(e) => return Err(format!("storage unavailable: {e}")),
+        };
+        let full_page = entries.len() >= TREE_SCAN_PAGE_ENTRIES;
+        for (key, value) in &entries {
+            let Some(user) = user_key(key) else { continue };
+            let list = ring.preference_list(user, n);
+            if list.contains(a) && list.contains(b) {
+                tree.insert(Ring::key_token(user), key, value);
+            }
+        }
+        match entries.last() {
+            Some((last, _)) if full_page => {
+                cursor = last.clone();
+                cursor.push(0);
+            }
+            _ => return Ok(tree),
+        }
+    }
+}
+
+/// What one exchange found and moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Leaves compared.
+    pub leaves: usize,
+    /// Leaves that differed.
+    pub differing: usize,
+    /// What was pulled for them.
+    pub pulled: StreamStats,
+}
+
+/// One anti-entropy exchange with `peer`: compare trees, pull the slices
+/// that differ.
+pub async fn sync_with(
+    replicas: &Replicas,
+    ring: &Ring,
+    n: usize,
+    peer: &NodeId,
+    leaves: usize,
+    throttle: Throttle,
+    timeout_ms: u64,
+) -> Result<SyncStats, String> {
+    let own = replicas.own.clone();
+    let local = local_tree(replicas, ring, n, &own, peer, leaves).await?;
+    let call = replicas.bridge.send(CallPeer {
+        node: peer.clone(),
+        body: PeerRequest::MerkleLeaves {
+            with: own.clone(),
+            leaves: local.leaves().len() as u32,
+        },
+        trace: 0,
+        timeout_ms,
+    });
+    let remote = match call.await {
+        Ok(Ok(PeerReply::Leaves { hashes })) => MerkleTree::from_leaves(hashes),
+        Ok(Ok(other)) => return Err(format!("unexpected reply {other:?}")),
+        Ok(Err(e)) => return Err(format!("tree request to {peer} failed: {e}")),
+        Err(e) => return Err(format!("bridge unavailable: {e}")),
+    };
+    let differing = local.differing_leaves(&remote);
+    let mut stats = SyncStats {
+        leaves: local.leaves().len(),
+        differing: differing.len(),
+        pulled: StreamStats::default(),
+    };
+    for leaf in differing {
+        let transfer = Transfer {
+            range: local.leaf_range(leaf),
+            source: peer.clone(),
+            target: own.clone(),
+        };
+        stats.pulled += stream::pull(replicas, &transfer, throttle, timeout_ms, 0).await?;
+    }
+    Ok(stats)
+}
+
+/// Serves a peer's tree request.
+pub async fn serve_tree(
+    replicas: &Replicas,
+    ring: &Ring,
+    n: usize,
+    with: &NodeId,
+    leaves: u32,
+) -> Result<PeerReply, String> {
+    let own = replicas.own.clone();
+    let tree = local_tree(replicas, ring, n, &own, with, leaves as usize).await?;
+    Ok(PeerReply::Leaves {
+        hashes: tree.leaves().to_vec(),
+    })
+}
