@@ -12,25 +12,30 @@
 //! | [`client_api`] | ClientApi (client listener) + one ClientSession per connection |
 //! | [`replicator`] | the coordinator: preference list -> fan-out -> quorum -> reply; the replica side of peer requests |
 //! | [`conflict_resolver`] | dotted version vectors, sibling sets, merge; the ConflictResolver actor |
-//! | [`failure_detector`] | membership, reachability, MembershipChanged events |
-//! | [`repair`] | read repair (hinted handoff and anti-entropy to come) |
-//! | [`storage`] | the Engine seam, its engines, and the Storage actor with its own threads |
+//! | [`failure_detector`] | gossip membership, corroborated failure detection, the join/leave life cycle, MembershipChanged events |
+//! | [`repair`] | read repair, join/leave handoff streaming, hinted handoff, Merkle anti-entropy |
+//! | [`storage`] | the Engine seam, the LSM engine (and two simpler ones), the Storage actor with its own threads |
 //! | [`bridge`] | node-to-node TCP: Bridge + one PeerConnection per peer + one PeerSession per inbound link |
 //!
 //! # The actor graph
 //!
 //! ```text
 //!  client ──frames──> ClientSession ──CoordinateGet/CoordinateWrite──> Replicator
-//!                          │ StatusQuery                                 │  │  │
-//!                          v                                             │  │  └─Reconcile──> ConflictResolver
-//!                    FailureDetector ──MembershipChanged──> Replicator,  │  └─ReadRepair──> Repair
-//!                          ^                                Repair       │
-//!                          │ PeerEvent                     LocalRead/LocalApply──> Storage ──> engine threads
-//!                        Bridge <──────────CallPeer──────────────────────┘
-//!                          │ PeerCall                        ^
-//!                          v                                 │ IncomingPeerRequest (Read/Write/Coordinate)
-//!                   PeerConnection ==TCP==> (peer) PeerSession ──> (peer) Replicator
+//!                        │ StatusQuery, Leave                           │  │  │
+//!                        v                                              │  │  └─Reconcile──> ConflictResolver
+//!                  FailureDetector ──MembershipChanged──> Replicator,   │  └─ReadRepair──> Repair
+//!                   │    ^      └──StreamTransfers──> Repair   Repair,  │     (+ RecordHint from Replicator)
+//!                   │    │ PeerEvent, gossip                   Bridge   │
+//!                   │  Bridge <──────────CallPeer───────────────────────┤── LocalRead/LocalApply/LocalScan ──> Storage ──> engine threads
+//!                   └──CallPeer(Gossip)──┘ │ PeerCall                   │
+//!                                          v                            │ IncomingPeerRequest: Read, Write, HintedWrite,
+//!                   PeerConnection ==TCP==> (peer) PeerSession ──> (peer) Replicator   Coordinate, Scan, MerkleLeaves
+//!                                                             └──> (peer) FailureDetector   Gossip
 //! ```
+//!
+//! Repair also calls peers through the Bridge: handoff and anti-entropy pull
+//! ranges (Scan), hinted handoff and read repair write (Write), anti-entropy
+//! asks for Merkle leaves.
 //!
 //! All actors of a node share one arbiter (messages between them are cheap
 //! same-thread hand-offs); the storage engine runs on its own threads, so no
