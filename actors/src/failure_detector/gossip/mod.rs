@@ -1,5 +1,5 @@
-//! Gossip membership and failure detection: the successor of
-//! [`super::Membership`]'s reachability-from-connections table. Pure: time
+//! Gossip membership and failure detection (it replaced the first
+//! reachability-from-connections table). Pure: time
 //! comes in as `now_ms` (this node's clock, only ever compared with itself),
 //! randomness as an `&mut impl Rng`; the FailureDetector actor sends the
 //! [`GossipMessage`]s and feeds back what arrives.
