@@ -112,11 +112,46 @@ pub fn spawn(args: &DevArgs, nodes: &[DevNode]) -> Result<Vec<Child>, String> {
     Ok(children)
 }
 
+/// How long `ringkv dev` waits for every node to accept clients.
+const NODES_READY_WAIT_MS: u64 = 10_000;
+
+/// Waits until every node accepts client connections; fails (naming the
+/// node and how it exited) as soon as one process dies.
+pub fn wait_ready(children: &mut [Child], nodes: &[DevNode]) -> Result<(), String> {
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(NODES_READY_WAIT_MS);
+    for (child, node) in children.iter_mut().zip(nodes) {
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "node {} exited ({status}) before it was ready; its log is above (port {} or {} in use?)",
+                    node.id, node.client, node.peer
+                ));
+            }
+            let timeout = std::time::Duration::from_millis(100);
+            if std::net::TcpStream::connect_timeout(&node.client, timeout).is_ok() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "node {} did not accept clients within {NODES_READY_WAIT_MS} ms",
+                    node.id
+                ));
+            }
+            std::thread::sleep(timeout);
+        }
+    }
+    Ok(())
+}
+
 /// Stops every child (SIGTERM, then waits).
 pub fn stop(children: &mut [Child]) {
     for child in children.iter_mut() {
         // SIGTERM lets the node stop cleanly; kill() would be SIGKILL.
-        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(child.id().to_string())
+            .stderr(std::process::Stdio::null())
+            .status();
     }
     for child in children.iter_mut() {
         let _ = child.wait();

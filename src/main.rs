@@ -125,6 +125,10 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     ringkv::logging::init(LogFormat::Pretty);
     let nodes = dev::plan(&args).map_err(anyhow::Error::msg)?;
     let mut children = dev::spawn(&args, &nodes).map_err(anyhow::Error::msg)?;
+    if let Err(e) = dev::wait_ready(&mut children, &nodes) {
+        dev::stop(&mut children);
+        anyhow::bail!(e);
+    }
     println!(
         "ringkv dev cluster: {} nodes, N={} R={} W={}",
         nodes.len(),

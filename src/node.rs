@@ -56,7 +56,8 @@ pub struct NodeEnv {
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     /// A listener could not be bound.
-    #[error("cannot listen on {addr} ({what}): {source}")]
+    // The cause is chained (printed by `{:#}`), not repeated here.
+    #[error("cannot listen on {addr} ({what})")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -74,7 +75,7 @@ pub enum NodeError {
         reason: String,
     },
     /// The storage engine failed to open.
-    #[error("storage: {0}")]
+    #[error(transparent)]
     Storage(#[from] ringkv_actors::storage::StorageError),
 }
 
