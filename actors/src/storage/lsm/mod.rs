@@ -9,7 +9,7 @@
 //! - `codec`: bounds-checked little-endian helpers.
 //! - `log`: the commit log's record format and replay.
 //! - `memtable`: the sorted in-memory table of the newest writes.
-//! - `sstable`: the table format (`block`, `writer`, `reader`).
+//! - `sstable`: the table format (`block`, `index`, `writer`, `reader`).
 //! - `cache`: the byte-bounded block cache.
 //! - `manifest`: the atomic record of live tables and log position.
 //! - `merge`: ordered iteration over memtables and tables, newest wins.

@@ -99,23 +99,36 @@ pub struct Work {
 
 /// Everything the engine's threads share.
 pub struct Inner {
+    /// Every file access goes through it.
     pub vfs: Arc<dyn Vfs>,
+    /// The store's directory.
     pub dir: PathBuf,
+    /// The limits the engine was opened with.
     pub options: LsmOptions,
+    /// Decoded data blocks shared by all tables.
     pub cache: Arc<BlockCache>,
+    /// What reads see; swapped whole on every freeze, flush and compaction.
     pub version: RwLock<Arc<Version>>,
     /// The durable manifest; held while a new one is installed so installs
     /// and version swaps happen in one order.
     pub manifest: Mutex<Manifest>,
+    /// The active log segment; held by the group-commit leader.
     pub log: Mutex<LogFile>,
+    /// Batches waiting for the next group commit.
     pub commit: Mutex<CommitQueue>,
+    /// Signalled when a group is committed (or the engine is poisoned).
     pub committed: Condvar,
+    /// Requests to the background threads.
     pub work: Mutex<Work>,
+    /// Wakes the background threads.
     pub work_ready: Condvar,
+    /// Signalled after each flush or compaction (stalls wait on it).
     pub progress_made: Condvar,
     /// Serialises compactions (background and `compact_all`).
     pub compaction: Mutex<()>,
+    /// Why writes are refused, once they are.
     pub poison: Mutex<Option<String>>,
+    /// Fast check of `poison` on every write.
     pub poisoned: AtomicBool,
     /// Tombstones in tables whose sequence bound is at most this may be purged.
     pub purge_watermark: AtomicU64,
