@@ -82,6 +82,10 @@ pub struct CommitQueue {
     pub leader_active: bool,
     /// Writers blocked on `committed`.
     pub waiting: usize,
+    /// The last group's emptied record buffer, reused by the next.
+    pub spare_records: Vec<u8>,
+    /// The last group's emptied batch list, reused by the next.
+    pub spare_batches: Vec<(u64, Vec<WriteOp>)>,
 }
 
 /// Requests to the background threads.
