@@ -92,11 +92,6 @@ impl TableWriter {
         self.entry_count
     }
 
-    /// Bytes the file will hold so far (written plus buffered).
-    pub fn size_bytes(&self) -> u64 {
-        self.written_bytes + self.buffer.len() as u64 + self.block.len() as u64
-    }
-
     /// Writes index, bloom filter and footer, syncs the file; returns its size.
     pub fn finish(mut self) -> Result<u64, StorageError> {
         if !self.block.is_empty() {
