@@ -219,3 +219,16 @@ fn a_value_larger_than_many_blocks_round_trips() {
     let engine = open(&vfs, small_options()).unwrap();
     assert_eq!(engine.get(b"big").unwrap(), Some(big));
 }
+
+#[test]
+fn a_lost_manifest_is_reported_not_mistaken_for_a_new_store() {
+    use crate::storage::lsm::Vfs;
+    let vfs = FaultVfs::new();
+    let engine = open(&vfs, small_options()).unwrap();
+    engine.write_batch(&[put(b"a", b"1")]).unwrap();
+    engine.flush().unwrap();
+    drop(engine);
+    vfs.remove(std::path::Path::new("/db/MANIFEST")).unwrap();
+    let error = open(&vfs, small_options()).err().unwrap();
+    assert!(matches!(error, StorageError::Corruption { .. }), "{error}");
+}
