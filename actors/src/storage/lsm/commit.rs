@@ -20,6 +20,9 @@ use super::state::{lock, Inner, LogFile, LOG_BUFFER_BYTES};
 use super::vfs::{file_path, WritableFile};
 use crate::storage::{StorageError, WriteOp};
 
+/// A group's record buffer is kept for the next group up to this size: 1 MiB.
+const SPARE_RECORDS_BYTES_MAX: usize = 1 << 20;
+
 /// How long a stalled writer sleeps between checks of the flush progress.
 const STALL_RECHECK_MS: u64 = 100;
 
@@ -34,11 +37,13 @@ impl Inner {
                 source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
             });
         }
+        // Copied before taking the lock, so concurrent writers copy in parallel.
+        let owned = ops.to_vec();
         let mut queue = lock(&self.commit);
         let sequence = queue.sequence_next;
         queue.sequence_next += 1;
         encode_record(&mut queue.records, sequence, ops);
-        queue.batches.push((sequence, ops.to_vec()));
+        queue.batches.push((sequence, owned));
         loop {
             if queue.sequence_applied >= sequence {
                 return Ok(());
@@ -54,13 +59,22 @@ impl Inner {
                 continue;
             }
             queue.leader_active = true;
-            let records = std::mem::take(&mut queue.records);
-            let batches = std::mem::take(&mut queue.batches);
+            // Swap in the spare buffers so the next group reuses memory.
+            let spare_records = std::mem::take(&mut queue.spare_records);
+            let mut records = std::mem::replace(&mut queue.records, spare_records);
+            let spare_batches = std::mem::take(&mut queue.spare_batches);
+            let mut batches = std::mem::replace(&mut queue.batches, spare_batches);
             drop(queue);
             let last = batches.last().map(|(sequence, _)| *sequence);
-            let result = self.commit_group(&records, batches);
+            let result = self.commit_group(&records, &mut batches);
             queue = lock(&self.commit);
             queue.leader_active = false;
+            if records.capacity() <= SPARE_RECORDS_BYTES_MAX {
+                records.clear();
+                queue.spare_records = records;
+            }
+            batches.clear();
+            queue.spare_batches = batches;
             match result {
                 Ok(()) => {
                     if let Some(last) = last {
@@ -85,7 +99,7 @@ impl Inner {
     fn commit_group(
         &self,
         records: &[u8],
-        batches: Vec<(u64, Vec<WriteOp>)>,
+        batches: &mut Vec<(u64, Vec<WriteOp>)>,
     ) -> Result<(), StorageError> {
         let mut log = lock(&self.log);
         let path = file_path(&self.dir, &segment_name(log.segment));
@@ -105,7 +119,7 @@ impl Inner {
             }
         }
         let version = self.current();
-        for (sequence, ops) in batches {
+        for (sequence, ops) in batches.drain(..) {
             version.active.apply(sequence, ops);
         }
         if version.active.size_bytes() >= self.options.memtable_bytes_max {

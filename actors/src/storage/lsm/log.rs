@@ -46,8 +46,9 @@ pub const RECORD_HEADER_BYTES: usize = 20;
 /// The last byte of every record; never zero (see the module doc).
 pub const RECORD_END_MARKER: u8 = 0xA5;
 /// A single batch larger than this is refused (and a header claiming more is
-/// corrupt): 256 MiB.
-pub const RECORD_PAYLOAD_BYTES_MAX: usize = 256 << 20;
+/// corrupt): 64 MiB. It also bounds one table entry, which the block limit
+/// `BLOCK_UNCOMPRESSED_BYTES_MAX` must accept.
+pub const RECORD_PAYLOAD_BYTES_MAX: usize = 64 << 20;
 
 const TAG_PUT: u8 = 1;
 const TAG_DELETE: u8 = 2;

@@ -9,7 +9,7 @@
 //! - `codec`: bounds-checked little-endian helpers.
 //! - `log`: the commit log's record format and replay.
 //! - `memtable`: the sorted in-memory table of the newest writes.
-//! - `sstable`: the table format (`block`, `writer`, `reader`).
+//! - `sstable`: the table format (`block`, `index`, `writer`, `reader`).
 //! - `cache`: the byte-bounded block cache.
 //! - `manifest`: the atomic record of live tables and log position.
 //! - `merge`: ordered iteration over memtables and tables, newest wins.
@@ -31,20 +31,20 @@
 //! skipping those whose bloom filter rules the key out; blocks through the
 //! block cache.
 
-pub mod cache;
-pub mod codec;
-pub mod commit;
-pub mod compaction;
+mod cache;
+mod codec;
+mod commit;
+mod compaction;
 pub mod engine;
-pub mod flush;
-pub mod log;
-pub mod manifest;
-pub mod memtable;
-pub mod merge;
+mod flush;
+mod log;
+mod manifest;
+mod memtable;
+mod merge;
 pub mod options;
-pub mod recovery;
-pub mod sstable;
-pub mod state;
+mod recovery;
+mod sstable;
+mod state;
 pub mod vfs;
 
 #[cfg(test)]

@@ -6,9 +6,14 @@ pub enum SyncPolicy {
     /// Every `write_batch` returns only after its log record is fsynced
     /// (shared with concurrent writers: group commit). The default.
     Always,
-    /// Writes return once in the OS page cache; a background thread fsyncs
-    /// the log every `sync_interval_ms`. A power cut loses at most the last
-    /// interval of acknowledged writes (a process crash loses nothing).
+    /// Writes return without waiting for the disk: their log records are
+    /// buffered in the process (up to 64 KiB, `LOG_BUFFER_BYTES`), and a
+    /// background thread writes and fsyncs the log every
+    /// `sync_interval_ms` (also done on memtable rotation and on a clean
+    /// close). A process crash or a power cut loses about the writes of
+    /// the last interval (a sync that finds a writer holding the log is
+    /// retried at the next wake-up), always a suffix: what survives is a
+    /// prefix of the acknowledged batches.
     Periodic {
         /// Time between background fsyncs of the log.
         sync_interval_ms: u64,

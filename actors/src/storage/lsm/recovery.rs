@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::log::{parse_segment_name, replay_segment, segment_name};
-use super::manifest::{io_error, Manifest, MANIFEST_TEMP_NAME};
+use super::manifest::{io_error, Manifest, MANIFEST_NAME, MANIFEST_TEMP_NAME};
 use super::memtable::Memtable;
 use super::sstable::reader::Table;
 use super::sstable::{parse_table_name, table_name};
@@ -35,6 +35,20 @@ pub fn recover(vfs: &dyn Vfs, dir: &Path) -> Result<Recovered, StorageError> {
     let manifest = match Manifest::load(vfs, dir)? {
         Some(manifest) => manifest,
         None => {
+            // A new store writes its manifest before any other file, so
+            // tables or logs without one mean the manifest was lost: refuse
+            // rather than treat every table as an orphan and delete it.
+            let names = vfs.list(dir).map_err(|e| io_error("listing", dir, e))?;
+            let data_file = names.iter().find(|name| {
+                parse_table_name(name).is_some() || parse_segment_name(name).is_some()
+            });
+            if let Some(name) = data_file {
+                return Err(StorageError::Corruption {
+                    file: file_path(dir, MANIFEST_NAME),
+                    offset: 0,
+                    reason: format!("manifest missing although {name} exists"),
+                });
+            }
             let fresh = Manifest {
                 next_table_id: 1,
                 log_segment_first_live: 1,

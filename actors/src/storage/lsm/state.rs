@@ -82,6 +82,10 @@ pub struct CommitQueue {
     pub leader_active: bool,
     /// Writers blocked on `committed`.
     pub waiting: usize,
+    /// The last group's emptied record buffer, reused by the next.
+    pub spare_records: Vec<u8>,
+    /// The last group's emptied batch list, reused by the next.
+    pub spare_batches: Vec<(u64, Vec<WriteOp>)>,
 }
 
 /// Requests to the background threads.
@@ -99,36 +103,36 @@ pub struct Work {
 
 /// Everything the engine's threads share.
 pub struct Inner {
-    /// Every file access goes through this seam.
+    /// Every file access goes through it.
     pub vfs: Arc<dyn Vfs>,
-    /// The engine's directory.
+    /// The store's directory.
     pub dir: PathBuf,
-    /// Limits and policies.
+    /// The limits the engine was opened with.
     pub options: LsmOptions,
-    /// Hot blocks, bounded in bytes.
+    /// Decoded data blocks shared by all tables.
     pub cache: Arc<BlockCache>,
-    /// The live set of tables and memtables readers start from.
+    /// What reads see; swapped whole on every freeze, flush and compaction.
     pub version: RwLock<Arc<Version>>,
     /// The durable manifest; held while a new one is installed so installs
     /// and version swaps happen in one order.
     pub manifest: Mutex<Manifest>,
-    /// The active commit-log segment.
+    /// The active log segment; held by the group-commit leader.
     pub log: Mutex<LogFile>,
-    /// Writers waiting for the group commit.
+    /// Batches waiting for the next group commit.
     pub commit: Mutex<CommitQueue>,
-    /// Signalled when a group commit finishes.
+    /// Signalled when a group is committed (or the engine is poisoned).
     pub committed: Condvar,
-    /// Pending background work (flushes, compactions).
+    /// Requests to the background threads.
     pub work: Mutex<Work>,
     /// Wakes the background threads.
     pub work_ready: Condvar,
-    /// Wakes writers stalled on too many frozen memtables.
+    /// Signalled after each flush or compaction (stalls wait on it).
     pub progress_made: Condvar,
     /// Serialises compactions (background and `compact_all`).
     pub compaction: Mutex<()>,
-    /// Why the engine refuses writes (a failed fsync), if it does.
+    /// Why writes are refused, once they are.
     pub poison: Mutex<Option<String>>,
-    /// Fast check of `poison`.
+    /// Fast check of `poison` on every write.
     pub poisoned: AtomicBool,
     /// Tombstones in tables whose sequence bound is at most this may be purged.
     pub purge_watermark: AtomicU64,

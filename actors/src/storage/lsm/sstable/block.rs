@@ -121,11 +121,6 @@ impl Block {
         value.and_then(|(start, end)| self.body.get(start..end).map(<[u8]>::to_vec))
     }
 
-    /// Whether entry `index` is a tombstone.
-    pub fn is_tombstone(&self, index: usize) -> bool {
-        matches!(self.entries.get(index), Some((_, _, None)))
-    }
-
     /// The index of the first entry with key `>= key` (`len()` if none).
     pub fn seek(&self, key: &[u8]) -> usize {
         let mut low = 0;

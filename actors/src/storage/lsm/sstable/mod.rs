@@ -42,10 +42,15 @@ pub const TABLE_HEADER_BYTES: usize = 12;
 pub const TABLE_FOOTER_BYTES: usize = 56;
 /// A data block's trailer: compression, uncompressed length, checksum.
 pub const BLOCK_TRAILER_BYTES: usize = 9;
-/// A block claiming to decompress to more than this is corrupt: 64 MiB
-/// (a block holds at least one entry, and entries are bounded by the log's
-/// batch limit far below that in practice).
-pub const BLOCK_UNCOMPRESSED_BYTES_MAX: usize = 64 << 20;
+/// The largest block target size accepted (`LsmOptions::block_bytes` is
+/// clamped to it): 16 MiB.
+pub const BLOCK_BYTES_MAX: usize = 16 << 20;
+/// A block claiming to decompress to more than this is corrupt: 128 MiB. A
+/// block is sealed once it reaches `BLOCK_BYTES_MAX` at most, so it holds
+/// less than that plus one entry, and an entry is bounded by the log's
+/// `RECORD_PAYLOAD_BYTES_MAX` (64 MiB): every block the writer makes is
+/// accepted by the reader.
+pub const BLOCK_UNCOMPRESSED_BYTES_MAX: usize = 128 << 20;
 /// Bloom filters use a fixed seed so a table's bytes depend only on its
 /// contents (the golden test relies on it). Any constant works.
 pub const BLOOM_SEED: [u8; 32] = *b"ringkv bloom seed, fixed forever";

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use bloomfilter::Bloom;
 
 use super::block::{put_entry, seal};
-use super::{BLOOM_SEED, TABLE_FORMAT_VERSION, TABLE_MAGIC};
+use super::{BLOCK_BYTES_MAX, BLOOM_SEED, TABLE_FORMAT_VERSION, TABLE_MAGIC};
 use crate::storage::lsm::codec::{len_u32, put_bytes, put_u32, put_u64};
 use crate::storage::lsm::memtable::Slot;
 use crate::storage::lsm::options::Compression;
@@ -81,7 +81,7 @@ impl TableWriter {
         self.entry_count += 1;
         self.last_key.clear();
         self.last_key.extend_from_slice(key);
-        if self.block.len() >= self.layout.block_bytes {
+        if self.block.len() >= self.layout.block_bytes.min(BLOCK_BYTES_MAX) {
             self.seal_block()?;
         }
         Ok(())
@@ -90,11 +90,6 @@ impl TableWriter {
     /// Entries added so far.
     pub fn entry_count(&self) -> u64 {
         self.entry_count
-    }
-
-    /// Bytes the file will hold so far (written plus buffered).
-    pub fn size_bytes(&self) -> u64 {
-        self.written_bytes + self.buffer.len() as u64 + self.block.len() as u64
     }
 
     /// Writes index, bloom filter and footer, syncs the file; returns its size.

@@ -207,3 +207,28 @@ fn readers_see_consistent_values_during_flushes_and_compactions() {
     }
     assert_eq!(engine.scan(&[], None, usize::MAX).unwrap().len(), 50);
 }
+
+#[test]
+fn a_value_larger_than_many_blocks_round_trips() {
+    let vfs = FaultVfs::new();
+    let engine = open(&vfs, small_options()).unwrap();
+    let big = vec![0x5a; 1 << 20];
+    engine.write_batch(&[put(b"big", &big)]).unwrap();
+    engine.flush().unwrap();
+    drop(engine);
+    let engine = open(&vfs, small_options()).unwrap();
+    assert_eq!(engine.get(b"big").unwrap(), Some(big));
+}
+
+#[test]
+fn a_lost_manifest_is_reported_not_mistaken_for_a_new_store() {
+    use crate::storage::lsm::Vfs;
+    let vfs = FaultVfs::new();
+    let engine = open(&vfs, small_options()).unwrap();
+    engine.write_batch(&[put(b"a", b"1")]).unwrap();
+    engine.flush().unwrap();
+    drop(engine);
+    vfs.remove(std::path::Path::new("/db/MANIFEST")).unwrap();
+    let error = open(&vfs, small_options()).err().unwrap();
+    assert!(matches!(error, StorageError::Corruption { .. }), "{error}");
+}

@@ -6,6 +6,7 @@
 //! never overwrites a byte in place), positional reads, and the directory
 //! operations needed for the manifest's write-temp/fsync/rename/fsync-dir dance.
 
+pub mod counting;
 pub mod fault;
 
 use std::fs::{File, OpenOptions};
