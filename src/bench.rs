@@ -15,7 +15,9 @@ use crate::client::{Client, RequestOptions};
 /// Which operation to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BenchOp {
-    /// Puts without context (fresh keys each time through the key space).
+    /// Puts of fresh keys (one per request, under a per-run prefix), so
+    /// every put is a plain write: blind puts to the same keys would pile
+    /// up siblings and measure something else.
     Put,
     /// Gets of keys written in a load phase first.
     Get,
@@ -40,7 +42,7 @@ pub struct BenchArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
-    /// Distinct keys.
+    /// Distinct keys read by `--op get` (loaded first).
     #[arg(long, default_value_t = 10_000)]
     pub keys: u64,
     /// Value size, in bytes.
@@ -91,6 +93,11 @@ pub async fn run(args: &BenchArgs) -> Result<BenchReport, String> {
         clients.push(c);
     }
     let value = vec![b'v'; args.value_bytes];
+    // A per-run key prefix: runs never touch each other's keys.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
     let options = RequestOptions {
         r: args.r,
         w: args.w,
@@ -102,12 +109,13 @@ pub async fn run(args: &BenchArgs) -> Result<BenchReport, String> {
             requests: args.keys,
             ..args.clone()
         };
-        drive(&clients, &load, &value, options).await?;
+        drive(run, &clients, &load, &value, options).await?;
     }
-    drive(&clients, args, &value, options).await
+    drive(run, &clients, args, &value, options).await
 }
 
 async fn drive(
+    run: u64,
     clients: &[Client],
     args: &BenchArgs,
     value: &[u8],
@@ -119,6 +127,7 @@ async fn drive(
     for w in 0..args.concurrency {
         let client = clients[w % clients.len()].clone();
         let (next, value, args) = (next.clone(), value.to_vec(), args.clone());
+        let run = run;
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0u64;
@@ -127,7 +136,10 @@ async fn drive(
                 if i >= args.requests {
                     break;
                 }
-                let key = format!("bench:{:012}", i % args.keys);
+                let key = match args.op {
+                    BenchOp::Put => format!("bench:{run}:{i:012}"),
+                    BenchOp::Get => format!("bench:{run}:{:012}", i % args.keys),
+                };
                 let t = Instant::now();
                 let ok = match args.op {
                     BenchOp::Put => client
