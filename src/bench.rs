@@ -127,7 +127,6 @@ async fn drive(
     for w in 0..args.concurrency {
         let client = clients[w % clients.len()].clone();
         let (next, value, args) = (next.clone(), value.to_vec(), args.clone());
-        let run = run;
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0u64;
