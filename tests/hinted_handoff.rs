@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use common::Cluster;
 use ringkv::client::RequestOptions;
-use ringkv_actors::ring::{Ring, RingMember, VNODES_PER_WEIGHT_DEFAULT};
 use ringkv_actors::NodeId;
 
 #[tokio::test]
@@ -29,17 +28,7 @@ async fn writes_missed_by_a_dead_replica_reach_it_when_it_returns() {
     cluster.wait_all_alive().await;
 
     // The keys n4 is a replica of.
-    let ring = Ring::new(
-        &(1..=4)
-            .map(|i| RingMember {
-                id: NodeId::new(format!("n{i}")).unwrap(),
-                dc: "dc1".into(),
-                rack: "r1".into(),
-                weight: 1,
-            })
-            .collect::<Vec<_>>(),
-        VNODES_PER_WEIGHT_DEFAULT,
-    );
+    let ring = common::ring_of(4);
     let n4 = NodeId::new("n4").unwrap();
     let owned: Vec<_> = data
         .iter()

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::Cluster;
 use ringkv::client::RequestOptions;
-use ringkv_actors::ring::{Ring, RingMember, VNODES_PER_WEIGHT_DEFAULT};
 use ringkv_actors::NodeId;
 
 const KEYS: usize = 300;
@@ -149,17 +148,7 @@ async fn a_fourth_node_joins_takes_a_quarter_and_no_key_becomes_unreadable() {
 
     // Every key n4 is now a replica of is on n4's own disk: stop the others
     // and read n4 alone.
-    let ring = Ring::new(
-        &(1..=4)
-            .map(|i| RingMember {
-                id: NodeId::new(format!("n{i}")).unwrap(),
-                dc: "dc1".into(),
-                rack: "r1".into(),
-                weight: 1,
-            })
-            .collect::<Vec<_>>(),
-        VNODES_PER_WEIGHT_DEFAULT,
-    );
+    let ring = common::ring_of(4);
     let n4_id = NodeId::new("n4").unwrap();
     let owned: Vec<_> = data
         .iter()

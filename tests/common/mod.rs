@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ringkv::Client;
+use ringkv_actors::ring::{Ring, RingMember, VNODES_PER_WEIGHT_DEFAULT};
+use ringkv_actors::NodeId;
 
 /// Per-request deadline given to the nodes: short, so failure paths are quick.
 pub const REQUEST_TIMEOUT_MS: u64 = 1000;
@@ -244,4 +246,18 @@ impl Drop for Cluster {
             node.kill();
         }
     }
+}
+
+/// The ring the harness's nodes `n1..=count` build (weight 1, default
+/// vnodes, one rack), to know which keys a node is a replica of.
+pub fn ring_of(count: usize) -> Ring {
+    let members: Vec<RingMember> = (1..=count)
+        .map(|i| RingMember {
+            id: NodeId::new(format!("n{i}")).unwrap(),
+            dc: "dc1".into(),
+            rack: "r1".into(),
+            weight: 1,
+        })
+        .collect();
+    Ring::new(&members, VNODES_PER_WEIGHT_DEFAULT)
 }

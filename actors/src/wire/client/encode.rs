@@ -1,0 +1,168 @@
+//! Encoding responses (the node) and requests (the client), and reading
+//! responses back (the client).
+
+use rmpv::Value;
+
+use super::parse::Fields;
+use super::{
+    ClientError, ClientOp, ClientReply, ClientRequest, ErrorCode, MemberStatus, REQUEST_DEPTH_MAX,
+};
+
+/// Encodes a response frame body.
+pub fn encode_response(id: u64, result: &Result<ClientReply, ClientError>) -> Vec<u8> {
+    let mut map: Vec<(Value, Value)> = vec![(s("id"), Value::from(id))];
+    match result {
+        Ok(reply) => {
+            map.push((s("ok"), Value::Boolean(true)));
+            encode_reply(reply, &mut map);
+        }
+        Err(err) => {
+            map.push((s("ok"), Value::Boolean(false)));
+            map.push((
+                s("error"),
+                Value::Map(vec![
+                    (s("code"), s(err.code.as_str())),
+                    (s("message"), s(&err.message)),
+                ]),
+            ));
+        }
+    }
+    to_bytes(&Value::Map(map))
+}
+
+fn encode_reply(reply: &ClientReply, map: &mut Vec<(Value, Value)>) {
+    match reply {
+        ClientReply::Pong { node } => map.push((s("node"), s(node))),
+        ClientReply::Values { values, context } => {
+            let values = values.iter().map(|v| Value::Binary(v.clone())).collect();
+            map.push((s("values"), Value::Array(values)));
+            if let Some(ctx) = context {
+                map.push((s("context"), Value::Binary(ctx.clone())));
+            }
+        }
+        ClientReply::Written { context } => {
+            map.push((s("context"), Value::Binary(context.clone())));
+        }
+        ClientReply::Status {
+            node,
+            members,
+            extra,
+        } => {
+            map.push((s("node"), s(node)));
+            let members = members.iter().map(member_value).collect();
+            map.push((s("members"), Value::Array(members)));
+            for (k, v) in extra {
+                map.push((s(k), v.clone()));
+            }
+        }
+    }
+}
+
+fn member_value(m: &MemberStatus) -> Value {
+    Value::Map(vec![
+        (s("id"), s(&m.id)),
+        (s("addr"), s(&m.addr)),
+        (s("client_addr"), s(&m.client_addr)),
+        (s("dc"), s(&m.dc)),
+        (s("rack"), s(&m.rack)),
+        (s("state"), s(&m.state)),
+        (s("ring_share"), Value::F64(m.ring_share)),
+        (s("heartbeat_age_ms"), Value::from(m.heartbeat_age_ms)),
+    ])
+}
+
+pub(super) fn s(text: &str) -> Value {
+    Value::String(text.into())
+}
+
+pub(super) fn to_bytes(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = rmpv::encode::write_value(&mut out, value);
+    out
+}
+
+/// Encodes a request (used by the Rust client and the tests).
+pub fn encode_request(request: &ClientRequest) -> Vec<u8> {
+    let mut map = vec![
+        (s("id"), Value::from(request.id)),
+        (s("op"), s(request.op.name())),
+    ];
+    let bin = |b: &[u8]| Value::Binary(b.to_vec());
+    match &request.op {
+        ClientOp::Ping | ClientOp::Status | ClientOp::Leave => {}
+        ClientOp::Get { key, r } => {
+            map.push((s("key"), bin(key)));
+            if let Some(r) = r {
+                map.push((s("r"), Value::from(*r as u64)));
+            }
+        }
+        ClientOp::Put {
+            key,
+            value,
+            context,
+            w,
+        } => {
+            map.push((s("key"), bin(key)));
+            map.push((s("value"), bin(value)));
+            push_write_options(&mut map, context, w);
+        }
+        ClientOp::Delete { key, context, w } => {
+            map.push((s("key"), bin(key)));
+            push_write_options(&mut map, context, w);
+        }
+    }
+    if let Some(t) = request.timeout_ms {
+        map.push((s("timeout_ms"), Value::from(t)));
+    }
+    to_bytes(&Value::Map(map))
+}
+
+fn push_write_options(map: &mut Vec<(Value, Value)>, context: &Option<Vec<u8>>, w: &Option<usize>) {
+    if let Some(ctx) = context {
+        map.push((s("context"), Value::Binary(ctx.clone())));
+    }
+    if let Some(w) = w {
+        map.push((s("w"), Value::from(*w as u64)));
+    }
+}
+
+/// A decoded response: its id and the raw map, for the client to interpret
+/// according to the op it sent.
+pub fn parse_response(frame: &[u8]) -> Result<(u64, Result<Value, ClientError>), String> {
+    let mut cursor = frame;
+    let value = rmpv::decode::read_value_with_max_depth(&mut cursor, REQUEST_DEPTH_MAX)
+        .map_err(|e| format!("response is not valid MessagePack: {e}"))?;
+    let Value::Map(entries) = &value else {
+        return Err("response is not a map".into());
+    };
+    let fields = Fields(entries);
+    let id = fields
+        .get("id")
+        .and_then(Value::as_u64)
+        .ok_or("response has no `id`")?;
+    match fields.get("ok").and_then(Value::as_bool) {
+        Some(true) => Ok((id, Ok(value))),
+        Some(false) => {
+            let err = fields.get("error").ok_or("error response has no `error`")?;
+            let code = map_str(err, "code").ok_or("error has no `code`")?;
+            let message = map_str(err, "message").unwrap_or_default();
+            let code = ErrorCode::parse(&code).ok_or(format!("unknown error code {code:?}"))?;
+            Ok((id, Err(ClientError::new(code, message))))
+        }
+        None => Err("response has no boolean `ok`".into()),
+    }
+}
+
+/// Reads a string field of a map value.
+pub fn map_str(map: &Value, name: &str) -> Option<String> {
+    map_field(map, name).and_then(|v| v.as_str().map(str::to_owned))
+}
+
+/// Looks a field up in a map value.
+pub fn map_field<'a>(map: &'a Value, name: &str) -> Option<&'a Value> {
+    match map {
+        Value::Map(entries) => Fields(entries).get(name),
+        _ => None,
+    }
+}

@@ -1,0 +1,219 @@
+//! The client protocol (PROTOCOL.md): request parsing with precise errors, and
+//! response encoding. Both directions live here so the node and the Rust
+//! client share one definition.
+//!
+//! Parsing goes through `rmpv::Value` rather than serde derive so that every
+//! rejection can name the field at fault, `str` is accepted where `bin` is
+//! expected, and unknown keys are ignored (forward compatibility).
+
+mod encode;
+mod parse;
+
+use rmpv::Value;
+
+pub use encode::{encode_request, encode_response, map_field, map_str, parse_response};
+pub use parse::parse_request;
+
+/// Default limit on a key, from PROTOCOL.md (1 KiB).
+pub const MAX_KEY_BYTES_DEFAULT: usize = 1024;
+/// Default limit on a value, from PROTOCOL.md (1 MiB).
+pub const MAX_VALUE_BYTES_DEFAULT: usize = 1024 * 1024;
+/// Deepest MessagePack nesting a request may have; requests are flat maps, so
+/// anything deeper is garbage and is refused before it costs stack.
+pub(crate) const REQUEST_DEPTH_MAX: usize = 16;
+
+/// The error codes of PROTOCOL.md; the wire spelling is [`ErrorCode::as_str`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// A field is missing, of the wrong type, or out of range.
+    BadRequest,
+    /// Key, value, frame or sibling set over its limit.
+    TooLarge,
+    /// `op` is not one the node knows.
+    UnknownOp,
+    /// Fewer live replicas than R or W needs; nothing was promised.
+    Unavailable,
+    /// The replicas did not answer in time; a write may or may not have happened.
+    Timeout,
+    /// A bug or an I/O failure on the node.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::UnknownOp => "unknown_op",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// Parses the wire spelling.
+    pub fn parse(code: &str) -> Option<Self> {
+        Some(match code {
+            "bad_request" => ErrorCode::BadRequest,
+            "too_large" => ErrorCode::TooLarge,
+            "unknown_op" => ErrorCode::UnknownOp,
+            "unavailable" => ErrorCode::Unavailable,
+            "timeout" => ErrorCode::Timeout,
+            "internal" => ErrorCode::Internal,
+            _ => return None,
+        })
+    }
+}
+
+/// A protocol-level failure: what goes in a response's `error` map.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct ClientError {
+    /// The machine-readable code.
+    pub code: ErrorCode,
+    /// What happened, for a person.
+    pub message: String,
+}
+
+impl ClientError {
+    /// Builds an error.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The limits a request is checked against while it is parsed.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestLimits {
+    /// Largest key, in bytes.
+    pub max_key_bytes: usize,
+    /// Largest value, in bytes.
+    pub max_value_bytes: usize,
+    /// Replication factor: `r` and `w` must lie in 1..=N.
+    pub replicas: usize,
+}
+
+/// One parsed request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientRequest {
+    /// Chosen by the client, echoed in the response.
+    pub id: u64,
+    /// What to do.
+    pub op: ClientOp,
+    /// Overrides the node's `request_timeout_ms`.
+    pub timeout_ms: Option<u64>,
+}
+
+/// The operations of the protocol, with their fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientOp {
+    /// Liveness check.
+    Ping,
+    /// Read every live sibling of `key`.
+    Get {
+        /// The key.
+        key: Vec<u8>,
+        /// Replies to wait for (default from config).
+        r: Option<usize>,
+    },
+    /// Write `value` under `key`, replacing what `context` covers.
+    Put {
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+        /// Opaque context from an earlier get (absent: concurrent with all).
+        context: Option<Vec<u8>>,
+        /// Durable acknowledgements to wait for (default from config).
+        w: Option<usize>,
+    },
+    /// Write a tombstone under `key`, replacing what `context` covers.
+    Delete {
+        /// The key.
+        key: Vec<u8>,
+        /// Opaque context from an earlier get.
+        context: Option<Vec<u8>>,
+        /// Durable acknowledgements to wait for.
+        w: Option<usize>,
+    },
+    /// Membership and health.
+    Status,
+    /// Admin (an extension beyond PROTOCOL.md, see docs/protocol.md): the
+    /// answering node hands its ranges off and leaves the cluster.
+    Leave,
+}
+
+impl ClientOp {
+    /// The op's wire name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientOp::Ping => "ping",
+            ClientOp::Get { .. } => "get",
+            ClientOp::Put { .. } => "put",
+            ClientOp::Delete { .. } => "delete",
+            ClientOp::Status => "status",
+            ClientOp::Leave => "leave",
+        }
+    }
+}
+
+/// One member as `status` reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemberStatus {
+    /// Node id.
+    pub id: String,
+    /// Peer (node-to-node) address.
+    pub addr: String,
+    /// Client address.
+    pub client_addr: String,
+    /// Data center.
+    pub dc: String,
+    /// Rack.
+    pub rack: String,
+    /// `alive`, `suspect`, `down` or `left`.
+    pub state: String,
+    /// Fraction of the ring this member owns as primary, 0.0..=1.0.
+    pub ring_share: f64,
+    /// How long ago this node last saw the member's heartbeat advance, in
+    /// milliseconds (0 for itself).
+    pub heartbeat_age_ms: u64,
+}
+
+/// A successful answer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientReply {
+    /// `ping`: the answering node.
+    Pong {
+        /// The node's id.
+        node: String,
+    },
+    /// `get`: live siblings and the context covering every version seen.
+    Values {
+        /// Live sibling values (empty: absent or deleted).
+        values: Vec<Vec<u8>>,
+        /// Absent when nothing was ever written.
+        context: Option<Vec<u8>>,
+    },
+    /// `put` / `delete`: the context of the version just written.
+    Written {
+        /// The new version's causal context.
+        context: Vec<u8>,
+    },
+    /// `status`.
+    Status {
+        /// The answering node.
+        node: String,
+        /// Every member known.
+        members: Vec<MemberStatus>,
+        /// Extra top-level keys (`n`, `r`, `w`, `ring_vnodes`, ...).
+        extra: Vec<(String, Value)>,
+    },
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

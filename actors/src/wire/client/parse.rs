@@ -1,0 +1,165 @@
+//! Request parsing: every rejection names the field at fault; `str` is
+//! accepted where `bin` is expected; unknown keys are ignored.
+
+use rmpv::Value;
+
+use super::{ClientError, ClientOp, ClientRequest, ErrorCode, RequestLimits, REQUEST_DEPTH_MAX};
+
+/// Parses one request frame. On failure returns the id to answer with (0
+/// when it could not be read) and the error.
+pub fn parse_request(
+    frame: &[u8],
+    limits: &RequestLimits,
+) -> Result<ClientRequest, (u64, ClientError)> {
+    let mut cursor = frame;
+    let value = rmpv::decode::read_value_with_max_depth(&mut cursor, REQUEST_DEPTH_MAX)
+        .map_err(|e| (0, bad(format!("frame is not valid MessagePack: {e}"))))?;
+    if !cursor.is_empty() {
+        return Err((
+            0,
+            bad(format!(
+                "frame holds {} bytes after the first MessagePack value",
+                cursor.len()
+            )),
+        ));
+    }
+    let Value::Map(entries) = value else {
+        return Err((0, bad("request must be a MessagePack map")));
+    };
+    let fields = Fields(&entries);
+    let id = match fields.get("id") {
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| (0, bad("field `id` must be an unsigned integer")))?,
+        None => return Err((0, bad("field `id` is missing"))),
+    };
+    parse_op(&fields, limits).map_err(|e| (id, e)).map(|op| {
+        // Already validated by parse_op; read again to keep parse_op small.
+        let timeout_ms = fields.get("timeout_ms").and_then(Value::as_u64);
+        ClientRequest { id, op, timeout_ms }
+    })
+}
+
+fn parse_op(fields: &Fields<'_>, limits: &RequestLimits) -> Result<ClientOp, ClientError> {
+    let op = match fields.get("op") {
+        Some(Value::String(s)) => s.as_str().unwrap_or("").to_owned(),
+        Some(_) => return Err(bad("field `op` must be a string")),
+        None => return Err(bad("field `op` is missing")),
+    };
+    if let Some(t) = fields.get("timeout_ms") {
+        match t.as_u64() {
+            Some(ms) if ms > 0 => {}
+            _ => return Err(bad("field `timeout_ms` must be an unsigned integer > 0")),
+        }
+    }
+    Ok(match op.as_str() {
+        "ping" => ClientOp::Ping,
+        "status" => ClientOp::Status,
+        "leave" => ClientOp::Leave,
+        "get" => ClientOp::Get {
+            key: fields.key(limits)?,
+            r: fields.quorum("r", limits)?,
+        },
+        "put" => ClientOp::Put {
+            key: fields.key(limits)?,
+            value: fields.value(limits)?,
+            context: fields.context()?,
+            w: fields.quorum("w", limits)?,
+        },
+        "delete" => ClientOp::Delete {
+            key: fields.key(limits)?,
+            context: fields.context()?,
+            w: fields.quorum("w", limits)?,
+        },
+        other => {
+            return Err(ClientError::new(
+                ErrorCode::UnknownOp,
+                format!("unknown op {other:?}; expected ping, get, put, delete or status"),
+            ))
+        }
+    })
+}
+
+fn bad(message: impl Into<String>) -> ClientError {
+    ClientError::new(ErrorCode::BadRequest, message)
+}
+
+/// The request map, looked up by string key (later duplicates are ignored).
+pub(super) struct Fields<'a>(pub(super) &'a [(Value, Value)]);
+
+impl<'a> Fields<'a> {
+    pub(super) fn get(&self, name: &str) -> Option<&'a Value> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(name))
+            .map(|(_, v)| v)
+    }
+
+    /// `bin`, or `str` taken as its UTF-8 bytes.
+    fn bytes(&self, name: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Binary(b)) => Ok(Some(b.clone())),
+            Some(Value::String(s)) => Ok(Some(s.as_bytes().to_vec())),
+            Some(_) => Err(bad(format!("field `{name}` must be bin or str"))),
+        }
+    }
+
+    fn key(&self, limits: &RequestLimits) -> Result<Vec<u8>, ClientError> {
+        let key = self
+            .bytes("key")?
+            .ok_or_else(|| bad("field `key` is missing"))?;
+        if key.is_empty() {
+            return Err(bad("field `key` must not be empty"));
+        }
+        if key.len() > limits.max_key_bytes {
+            return Err(ClientError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "key of {} bytes is over the limit of {} bytes (max_key_bytes)",
+                    key.len(),
+                    limits.max_key_bytes
+                ),
+            ));
+        }
+        Ok(key)
+    }
+
+    fn value(&self, limits: &RequestLimits) -> Result<Vec<u8>, ClientError> {
+        let value = self
+            .bytes("value")?
+            .ok_or_else(|| bad("field `value` is missing"))?;
+        if value.len() > limits.max_value_bytes {
+            return Err(ClientError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "value of {} bytes is over the limit of {} bytes (max_value_bytes)",
+                    value.len(),
+                    limits.max_value_bytes
+                ),
+            ));
+        }
+        Ok(value)
+    }
+
+    fn context(&self) -> Result<Option<Vec<u8>>, ClientError> {
+        match self.get("context") {
+            None | Some(Value::Nil) => Ok(None),
+            Some(Value::Binary(b)) => Ok(Some(b.clone())),
+            Some(_) => Err(bad("field `context` must be bin")),
+        }
+    }
+
+    fn quorum(&self, name: &str, limits: &RequestLimits) -> Result<Option<usize>, ClientError> {
+        let Some(v) = self.get(name) else {
+            return Ok(None);
+        };
+        match v.as_u64() {
+            Some(q) if q >= 1 && q <= limits.replicas as u64 => Ok(Some(q as usize)),
+            _ => Err(bad(format!(
+                "field `{name}` must be an integer in 1..={} (N)",
+                limits.replicas
+            ))),
+        }
+    }
+}

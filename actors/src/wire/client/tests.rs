@@ -1,0 +1,179 @@
+//! Request parsing and response encoding, field by field.
+use super::encode::{s, to_bytes};
+use super::*;
+
+const LIMITS: RequestLimits = RequestLimits {
+    max_key_bytes: 8,
+    max_value_bytes: 16,
+    replicas: 3,
+};
+
+fn frame(entries: Vec<(&str, Value)>) -> Vec<u8> {
+    let map = entries.into_iter().map(|(k, v)| (s(k), v)).collect();
+    to_bytes(&Value::Map(map))
+}
+
+fn code_of(result: Result<ClientRequest, (u64, ClientError)>) -> (u64, ErrorCode, String) {
+    let (id, e) = result.unwrap_err();
+    (id, e.code, e.message)
+}
+
+#[test]
+fn request_round_trip() {
+    let req = ClientRequest {
+        id: 7,
+        op: ClientOp::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            context: Some(vec![1, 2]),
+            w: Some(2),
+        },
+        timeout_ms: Some(50),
+    };
+    assert_eq!(parse_request(&encode_request(&req), &LIMITS).unwrap(), req);
+}
+
+#[test]
+fn str_key_accepted_and_unknown_keys_ignored() {
+    let f = frame(vec![
+        ("id", Value::from(1)),
+        ("op", s("get")),
+        ("key", s("abc")),
+        ("future_field", Value::from(99)),
+    ]);
+    let req = parse_request(&f, &LIMITS).unwrap();
+    assert_eq!(
+        req.op,
+        ClientOp::Get {
+            key: b"abc".to_vec(),
+            r: None
+        }
+    );
+}
+
+#[test]
+fn garbage_and_non_maps_are_bad_requests_with_id_zero() {
+    for body in [&[][..], &[0xc1], &[0x93, 1, 2, 3], &[0x81, 0xa2]] {
+        let (id, code, _) = code_of(parse_request(body, &LIMITS));
+        assert_eq!((id, code), (0, ErrorCode::BadRequest), "{body:?}");
+    }
+}
+
+#[test]
+fn each_field_error_names_the_field() {
+    let cases = vec![
+        (vec![("op", s("ping"))], 0, ErrorCode::BadRequest, "`id`"),
+        (vec![("id", s("x"))], 0, ErrorCode::BadRequest, "`id`"),
+        (
+            vec![("id", Value::from(3))],
+            3,
+            ErrorCode::BadRequest,
+            "`op`",
+        ),
+        (
+            vec![("id", Value::from(4)), ("op", s("frobnicate"))],
+            4,
+            ErrorCode::UnknownOp,
+            "frobnicate",
+        ),
+        (
+            vec![("id", Value::from(5)), ("op", s("get"))],
+            5,
+            ErrorCode::BadRequest,
+            "`key`",
+        ),
+        (
+            vec![("id", Value::from(6)), ("op", s("get")), ("key", s(""))],
+            6,
+            ErrorCode::BadRequest,
+            "`key`",
+        ),
+        (
+            vec![
+                ("id", Value::from(7)),
+                ("op", s("get")),
+                ("key", s("123456789")),
+            ],
+            7,
+            ErrorCode::TooLarge,
+            "max_key_bytes",
+        ),
+        (
+            vec![("id", Value::from(8)), ("op", s("put")), ("key", s("k"))],
+            8,
+            ErrorCode::BadRequest,
+            "`value`",
+        ),
+        (
+            vec![
+                ("id", Value::from(9)),
+                ("op", s("put")),
+                ("key", s("k")),
+                ("value", Value::Binary(vec![0; 17])),
+            ],
+            9,
+            ErrorCode::TooLarge,
+            "max_value_bytes",
+        ),
+        (
+            vec![
+                ("id", Value::from(10)),
+                ("op", s("get")),
+                ("key", s("k")),
+                ("r", Value::from(4)),
+            ],
+            10,
+            ErrorCode::BadRequest,
+            "`r`",
+        ),
+        (
+            vec![
+                ("id", Value::from(11)),
+                ("op", s("delete")),
+                ("key", s("k")),
+                ("context", s("not-bin")),
+            ],
+            11,
+            ErrorCode::BadRequest,
+            "`context`",
+        ),
+        (
+            vec![
+                ("id", Value::from(12)),
+                ("op", s("ping")),
+                ("timeout_ms", Value::from(0)),
+            ],
+            12,
+            ErrorCode::BadRequest,
+            "`timeout_ms`",
+        ),
+    ];
+    for (fields, id, code, needle) in cases {
+        let (got_id, got_code, message) = code_of(parse_request(&frame(fields), &LIMITS));
+        assert_eq!((got_id, got_code), (id, code), "{message}");
+        assert!(message.contains(needle), "{message:?} should name {needle}");
+    }
+}
+
+#[test]
+fn responses_parse_back() {
+    let ok = encode_response(
+        9,
+        &Ok(ClientReply::Values {
+            values: vec![b"a".to_vec()],
+            context: Some(vec![1]),
+        }),
+    );
+    let (id, body) = parse_response(&ok).unwrap();
+    assert_eq!(id, 9);
+    let body = body.unwrap();
+    assert_eq!(map_field(&body, "context"), Some(&Value::Binary(vec![1])));
+
+    let err = encode_response(3, &Err(ClientError::new(ErrorCode::Timeout, "slow")));
+    let (id, body) = parse_response(&err).unwrap();
+    assert_eq!(id, 3);
+    assert_eq!(
+        body.unwrap_err(),
+        ClientError::new(ErrorCode::Timeout, "slow")
+    );
+}

@@ -1,0 +1,93 @@
+//! Validation of node settings, and the config file.
+use super::*;
+
+fn base() -> NodeArgs {
+    NodeArgs {
+        id: Some("n1".into()),
+        listen: Some("127.0.0.1:7101".parse().unwrap()),
+        client_listen: Some("127.0.0.1:7001".parse().unwrap()),
+        data_dir: Some("/tmp/x".into()),
+        ..NodeArgs::default()
+    }
+}
+
+#[test]
+fn defaults_are_n3_r2_w2() {
+    let c = base().validate().unwrap();
+    assert_eq!((c.n, c.r, c.w), (3, 2, 2));
+    assert_eq!(c.storage, StorageKind::Lsm);
+}
+
+#[test]
+fn bad_settings_are_named() {
+    let cases: Vec<(NodeArgs, &str)> = vec![
+        (NodeArgs { id: None, ..base() }, "--id"),
+        (
+            NodeArgs {
+                r: Some(4),
+                ..base()
+            },
+            "--r",
+        ),
+        (
+            NodeArgs {
+                n: Some(0),
+                ..base()
+            },
+            "--n",
+        ),
+        (
+            NodeArgs {
+                request_timeout_ms: Some(0),
+                ..base()
+            },
+            "--request-timeout-ms",
+        ),
+        (
+            NodeArgs {
+                max_frame_bytes: Some(100),
+                ..base()
+            },
+            "--max-frame-bytes",
+        ),
+        (
+            NodeArgs {
+                id: Some("bad id".into()),
+                ..base()
+            },
+            "--id",
+        ),
+    ];
+    for (args, needle) in cases {
+        let e = args.validate().unwrap_err();
+        assert!(e.contains(needle), "{e:?} should name {needle}");
+    }
+}
+
+#[test]
+fn file_keys_take_either_spelling_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ringkv.toml");
+    std::fs::write(
+        &path,
+        "id = \"fromfile\"\nclient-listen = \"127.0.0.1:9\"\nrequest_timeout_ms = 77\nn = 5\n",
+    )
+    .unwrap();
+    let flags = NodeArgs {
+        config: Some(path.clone()),
+        id: Some("fromflag".into()),
+        ..NodeArgs::default()
+    };
+    let merged = flags.with_file().unwrap();
+    assert_eq!(merged.id.as_deref(), Some("fromflag"));
+    assert_eq!(merged.client_listen, Some("127.0.0.1:9".parse().unwrap()));
+    assert_eq!(merged.request_timeout_ms, Some(77));
+    std::fs::write(&path, "no_such_setting = 1\n").unwrap();
+    let e = NodeArgs {
+        config: Some(path),
+        ..NodeArgs::default()
+    }
+    .with_file()
+    .unwrap_err();
+    assert!(e.contains("no_such_setting"), "{e}");
+}
