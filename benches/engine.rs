@@ -6,6 +6,10 @@
 //! (default 1,000,000). Before the criterion groups, the write and space
 //! amplification of `LsmEngine` after random overwrites are printed.
 
+// The allocator the ringkv binary uses; all three engines share it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

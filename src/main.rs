@@ -12,6 +12,10 @@ use ringkv::dev::{self, DevArgs};
 use ringkv::node::{self, NodeEnv};
 use ringkv_actors::net::{SystemClock, TokioNet};
 
+/// mimalloc instead of the system allocator: see the note in Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// ringkv: a Dynamo-style distributed key-value store.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
