@@ -203,6 +203,12 @@ impl Ring {
         arcs
     }
 
+    /// The index in [`Ring::ranges`] of the range holding `token` (0 for an
+    /// empty ring).
+    pub fn range_index(&self, token: Token) -> usize {
+        self.first_token_index(token)
+    }
+
     fn first_token_index(&self, token: Token) -> usize {
         let i = self.tokens.partition_point(|&(t, _)| t < token);
         if i == self.tokens.len() {
@@ -404,6 +410,7 @@ mod tests {
                 ring.preference_list_at(holding[0].upto, 2),
                 ring.preference_list(&key, 2)
             );
+            assert_eq!(arcs[ring.range_index(token)], *holding[0]);
             // The arc's storage ranges hold the key's storage key.
             let sk = storage_key(&key);
             let inside = holding[0]

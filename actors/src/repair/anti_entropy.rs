@@ -29,6 +29,16 @@ pub async fn local_tree(
     leaves: usize,
 ) -> Result<MerkleTree, String> {
     let mut tree = MerkleTree::new(leaves.min(MERKLE_LEAVES_MAX));
+    // Which ranges both nodes replicate, decided once per range rather than
+    // by a preference-list walk (and its allocations) per stored key.
+    let shared: Vec<bool> = ring
+        .ranges()
+        .iter()
+        .map(|range| {
+            let list = ring.preference_list_at(range.upto, n);
+            list.contains(a) && list.contains(b)
+        })
+        .collect();
     let mut cursor: Vec<u8> = Vec::new();
     loop {
         let scan = replicas.storage.send(LocalScan {
@@ -44,9 +54,13 @@ pub async fn local_tree(
         let full_page = entries.len() >= TREE_SCAN_PAGE_ENTRIES;
         for (key, value) in &entries {
             let Some(user) = user_key(key) else { continue };
-            let list = ring.preference_list(user, n);
-            if list.contains(a) && list.contains(b) {
-                tree.insert(Ring::key_token(user), key, value);
+            let token = Ring::key_token(user);
+            if shared
+                .get(ring.range_index(token))
+                .copied()
+                .unwrap_or(false)
+            {
+                tree.insert(token, key, value);
             }
         }
         match entries.last() {

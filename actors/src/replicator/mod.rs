@@ -168,12 +168,15 @@ impl Replicator {
 
     /// Sloppy quorum: stand-ins for the key's unreachable replicas.
     fn stand_ins(&self, key: &[u8], preference: &[NodeId]) -> Vec<(NodeId, NodeId)> {
+        let healthy = |n: &NodeId| *n == self.own || self.healthy.contains(n);
+        // The common case, every replica healthy, needs no walk of the ring.
+        if preference.iter().all(healthy) {
+            return Vec::new();
+        }
         let walk = self
             .write_ring
             .preference_list(key, self.write_ring.members().len());
-        sloppy::stand_ins(&walk, preference, |n| {
-            *n == self.own || self.healthy.contains(n)
-        })
+        sloppy::stand_ins(&walk, preference, healthy)
     }
 
     fn unavailable(&self, live: usize, needed: usize, what: &str) -> ClientError {
