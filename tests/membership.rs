@@ -159,22 +159,7 @@ async fn a_fourth_node_joins_takes_a_quarter_and_no_key_becomes_unreadable() {
         keys,
         "n4 received exactly the keys it owns"
     );
-    for i in 0..3 {
-        cluster.nodes[i].kill();
-    }
-    let c4 = cluster.nodes[n4].client().await;
-    let one = RequestOptions {
-        r: Some(1),
-        ..Default::default()
-    };
-    for (k, v) in owned {
-        let found = c4.get_with(k.as_bytes(), one).await.unwrap();
-        assert_eq!(
-            found.values,
-            vec![v.clone().into_bytes()],
-            "{k} missing on n4"
-        );
-    }
+    cluster.assert_holds_alone(n4, owned).await;
 }
 
 #[tokio::test]
@@ -202,25 +187,7 @@ async fn a_leaving_node_hands_off_so_every_key_keeps_n_replicas() {
     // With N=3 on the 3 nodes left, each of them must hold every key:
     // read each one alone (the other two stopped).
     for alone in 0..3 {
-        for other in 0..3 {
-            if other != alone {
-                cluster.nodes[other].kill();
-            }
-        }
-        let c = cluster.nodes[alone].client().await;
-        let one = RequestOptions {
-            r: Some(1),
-            ..Default::default()
-        };
-        for (k, v) in &data {
-            let found = c.get_with(k.as_bytes(), one).await.unwrap();
-            assert_eq!(
-                found.values,
-                vec![v.clone().into_bytes()],
-                "{k} on n{}",
-                alone + 1
-            );
-        }
+        cluster.assert_holds_alone(alone, &data).await;
         for other in 0..3 {
             if other != alone {
                 cluster.nodes[other].restart();

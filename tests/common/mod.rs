@@ -16,7 +16,7 @@ pub const REQUEST_TIMEOUT_MS: u64 = 1000;
 /// Gossip round interval given to the nodes.
 pub const GOSSIP_INTERVAL_MS: u64 = 100;
 /// How long a test waits for a cluster to come up.
-const READY_WAIT: Duration = Duration::from_secs(15);
+const READY_WAIT: Duration = Duration::from_secs(30);
 
 /// A free port on 127.0.0.1 (bound and released; good enough for tests).
 pub fn free_addr() -> SocketAddr {
@@ -121,7 +121,9 @@ impl NodeProc {
             "--gossip-interval-ms".into(),
             GOSSIP_INTERVAL_MS.to_string(),
             "--suspect-after-ms".into(),
-            (6 * GOSSIP_INTERVAL_MS).to_string(),
+            // Twelve rounds: a loaded 2-core CI machine delays heartbeats, and a
+            // falsely suspected node would stall `wait_all_alive`.
+            (12 * GOSSIP_INTERVAL_MS).to_string(),
             "--join-settle-ms".into(),
             (3 * GOSSIP_INTERVAL_MS).to_string(),
         ];
@@ -260,4 +262,35 @@ pub fn ring_of(count: usize) -> Ring {
         })
         .collect();
     Ring::new(&members, VNODES_PER_WEIGHT_DEFAULT)
+}
+
+impl Cluster {
+    /// Stops every node but `alone`, then checks that `alone` by itself
+    /// (R=1, so no other replica can answer) holds each key with its value.
+    /// The other nodes stay stopped; restart them if the test goes on.
+    pub async fn assert_holds_alone<'a>(
+        &mut self,
+        alone: usize,
+        pairs: impl IntoIterator<Item = &'a (String, String)>,
+    ) {
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            if i != alone {
+                node.kill();
+            }
+        }
+        let client = self.nodes[alone].client().await;
+        let one = ringkv::client::RequestOptions {
+            r: Some(1),
+            ..Default::default()
+        };
+        let id = self.nodes[alone].id.clone();
+        for (k, v) in pairs {
+            let found = client.get_with(k.as_bytes(), one).await.unwrap();
+            assert_eq!(
+                found.values,
+                vec![v.clone().into_bytes()],
+                "{k} missing on {id}"
+            );
+        }
+    }
 }
