@@ -1,5 +1,6 @@
 //! Data blocks: encoding on the write side, checked decoding on the read side.
 
+use super::heads::KeyHeads;
 use super::{BLOCK_TRAILER_BYTES, BLOCK_UNCOMPRESSED_BYTES_MAX};
 use crate::storage::lsm::codec::{len_u32, put_bytes, put_u32, Cursor};
 use crate::storage::lsm::memtable::Slot;
@@ -46,14 +47,21 @@ pub fn seal(out: &mut Vec<u8>, body: &[u8], compression: Compression) {
 }
 
 /// Where an entry lives in a block body: key start and end, and the value's
-/// start and end (`None` for a tombstone).
-type EntrySpan = (usize, usize, Option<(usize, usize)>);
+/// start and end (`None` for a tombstone). `u32` offsets: a body is at most
+/// `BLOCK_UNCOMPRESSED_BYTES_MAX` (128 MiB), and small spans keep more of a
+/// block's search data in the CPU cache.
+type EntrySpan = (u32, u32, Option<(u32, u32)>);
 
 /// A verified, decompressed block with its entries located for binary search.
 #[derive(Debug)]
 pub struct Block {
     body: Vec<u8>,
     entries: Vec<EntrySpan>,
+    heads: KeyHeads,
+}
+
+fn span(body: &[u8], start: u32, end: u32) -> &[u8] {
+    body.get(start as usize..end as usize).unwrap_or_default()
 }
 
 impl Block {
@@ -89,7 +97,16 @@ impl Block {
             return Err("block length mismatch");
         }
         let entries = locate_entries(&body).ok_or("block entries do not parse")?;
-        Ok(Self { body, entries })
+        let heads = KeyHeads::new(entries.len(), |index| {
+            entries
+                .get(index)
+                .map_or(&[][..], |(start, end, _)| span(&body, *start, *end))
+        });
+        Ok(Self {
+            body,
+            entries,
+            heads,
+        })
     }
 
     /// Number of entries.
@@ -104,36 +121,27 @@ impl Block {
 
     /// Bytes held in memory (for the block cache's accounting).
     pub fn size_bytes(&self) -> usize {
-        self.body.len() + self.entries.len() * std::mem::size_of::<EntrySpan>()
+        self.body.len()
+            + self.entries.len() * std::mem::size_of::<EntrySpan>()
+            + self.heads.size_bytes()
     }
 
     /// The key of entry `index`.
     pub fn key(&self, index: usize) -> &[u8] {
         self.entries
             .get(index)
-            .and_then(|(start, end, _)| self.body.get(*start..*end))
-            .unwrap_or_default()
+            .map_or(&[][..], |(start, end, _)| span(&self.body, *start, *end))
     }
 
     /// The slot (value or tombstone) of entry `index`.
     pub fn slot(&self, index: usize) -> Slot {
         let (_, _, value) = self.entries.get(index)?;
-        value.and_then(|(start, end)| self.body.get(start..end).map(<[u8]>::to_vec))
+        value.map(|(start, end)| span(&self.body, start, end).to_vec())
     }
 
     /// The index of the first entry with key `>= key` (`len()` if none).
     pub fn seek(&self, key: &[u8]) -> usize {
-        let mut low = 0;
-        let mut high = self.entries.len();
-        while low < high {
-            let middle = low + (high - low) / 2;
-            if self.key(middle) < key {
-                low = middle + 1;
-            } else {
-                high = middle;
-            }
-        }
-        low
+        self.heads.lower_bound(key, |index| self.key(index))
     }
 }
 
@@ -141,21 +149,23 @@ fn locate_entries(body: &[u8]) -> Option<Vec<EntrySpan>> {
     let mut cursor = Cursor::new(body);
     // Typical entries (16-byte keys, 100-byte values) are ~125 bytes.
     let mut entries = Vec::with_capacity(body.len() / 64 + 1);
+    let offset = |cursor: &Cursor<'_>| u32::try_from(cursor.position()).ok();
     while cursor.remaining() > 0 {
         let key_len = usize::try_from(cursor.u32()?).ok()?;
-        let key_start = cursor.position();
+        let key_start = offset(&cursor)?;
         cursor.take(key_len)?;
+        let key_end = offset(&cursor)?;
         let value = match cursor.u8()? {
             TAG_TOMBSTONE => None,
             TAG_VALUE => {
                 let value_len = usize::try_from(cursor.u32()?).ok()?;
-                let value_start = cursor.position();
+                let value_start = offset(&cursor)?;
                 cursor.take(value_len)?;
-                Some((value_start, value_start + value_len))
+                Some((value_start, offset(&cursor)?))
             }
             _ => return None,
         };
-        entries.push((key_start, key_start + key_len, value));
+        entries.push((key_start, key_end, value));
     }
     Some(entries)
 }

@@ -2,6 +2,7 @@
 //! stored length, kept in flat arrays so a binary search touches a few
 //! compact cache lines instead of one heap allocation per key.
 
+use super::heads::KeyHeads;
 use super::TABLE_HEADER_BYTES;
 use crate::storage::lsm::codec::Cursor;
 
@@ -16,6 +17,8 @@ pub struct BlockIndex {
     offsets: Vec<u64>,
     /// Each block's stored length (body + trailer).
     stored_lens: Vec<usize>,
+    /// The last keys' heads, searched before the keys themselves.
+    heads: KeyHeads,
 }
 
 /// Where one block lives.
@@ -47,7 +50,13 @@ impl BlockIndex {
             index.offsets.push(offset);
             index.stored_lens.push(stored_len);
         }
-        (cursor.remaining() == 0 && end_of_previous == index_offset).then_some(index)
+        if cursor.remaining() != 0 || end_of_previous != index_offset {
+            return None;
+        }
+        index.heads = KeyHeads::new(index.len(), |block| {
+            index.last_key(block).unwrap_or_default()
+        });
+        Some(index)
     }
 
     /// Number of blocks.
@@ -80,16 +89,7 @@ impl BlockIndex {
 
     /// The first block whose last key is `>= key` (`len()` if none).
     pub fn seek(&self, key: &[u8]) -> usize {
-        let mut low = 0;
-        let mut high = self.len();
-        while low < high {
-            let middle = low + (high - low) / 2;
-            if self.last_key(middle).unwrap_or_default() < key {
-                low = middle + 1;
-            } else {
-                high = middle;
-            }
-        }
-        low
+        self.heads
+            .lower_bound(key, |block| self.last_key(block).unwrap_or_default())
     }
 }

@@ -28,6 +28,7 @@
 //! The format is pinned by the golden-file test in `tests/golden.rs`.
 
 pub mod block;
+pub mod heads;
 pub mod index;
 pub mod reader;
 pub mod writer;
