@@ -4,7 +4,9 @@
 //! Run: `cargo bench --bench engine` (results and machine in
 //! `benches/README.md`). `RINGKV_BENCH_KEYS` sets the preloaded key count
 //! (default 1,000,000). Before the criterion groups, the write and space
-//! amplification of `LsmEngine` after random overwrites are printed.
+//! amplification of `LsmEngine` after random overwrites are printed, and after
+//! them a paired, interleaved ringkv/fjall run of one durable writer
+//! (`durable_puts_1_writers_paired`, see `durable_paired`).
 
 // The allocator the ringkv binary uses; all three engines share it.
 #[global_allocator]
@@ -455,5 +457,71 @@ fn amplification(_c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, amplification, fills, reads, durable_puts);
+/// Rounds of the paired single-writer durable measurement.
+const PAIRED_ROUNDS: usize = 8;
+/// Each engine's slice of a round.
+const PAIRED_SLICE: Duration = Duration::from_secs(2);
+
+/// One durable writer, ringkv and fjall in alternating 2 s slices (the
+/// order swapped every round), printed with the ratio of their totals and
+/// the lowest and highest per-round ratio. A single writer's durable put is
+/// one device flush for either engine, and this machine's virtual disk
+/// drifts between latency levels every few tens of seconds; criterion's
+/// `durable_puts_1_writers` runs each engine once for a few seconds, so
+/// drift alone can swing its ratio by +-15%. Pairing the slices cancels it.
+fn durable_paired(_c: &mut Criterion) {
+    if !selected("durable_puts_1_writers_paired") {
+        return;
+    }
+    settle_disk(());
+    let kinds = [Kind::Ringkv, Kind::Fjall];
+    let stores =
+        kinds.map(|kind| kind.open(&fresh_dir("durable_paired", kind), HOT_CACHE_BYTES, true));
+    let mut rng = SmallRng::seed_from_u64(5);
+    let mut next = 0u64;
+    let mut totals = [0f64; 2];
+    let mut ratios = Vec::new();
+    for round in 0..PAIRED_ROUNDS {
+        let mut rates = [0f64; 2];
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for engine in order {
+            let started = Instant::now();
+            let mut puts = 0u64;
+            while started.elapsed() < PAIRED_SLICE {
+                next += 1;
+                stores[engine].put_durable(&key(next), &value(&mut rng));
+                puts += 1;
+            }
+            rates[engine] = puts as f64 / started.elapsed().as_secs_f64();
+            totals[engine] += rates[engine];
+        }
+        ratios.push(rates[0] / rates[1]);
+        eprintln!(
+            "durable_puts_1_writers_paired round {round}: ringkv {:.0}/s fjall {:.0}/s ratio {:.3}",
+            rates[0],
+            rates[1],
+            rates[0] / rates[1]
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
+    eprintln!(
+        "durable_puts_1_writers_paired: ringkv {:.0}/s fjall {:.0}/s (means of {PAIRED_ROUNDS} rounds), \
+         ratio {:.3} (per round: lowest {:.3}, median {:.3}, highest {:.3})",
+        totals[0] / PAIRED_ROUNDS as f64,
+        totals[1] / PAIRED_ROUNDS as f64,
+        totals[0] / totals[1],
+        ratios.first().copied().unwrap_or_default(),
+        ratios.get(ratios.len() / 2).copied().unwrap_or_default(),
+        ratios.last().copied().unwrap_or_default(),
+    );
+}
+
+criterion_group!(
+    benches,
+    amplification,
+    fills,
+    reads,
+    durable_puts,
+    durable_paired
+);
 criterion_main!(benches);

@@ -183,6 +183,14 @@ impl Inner {
         if self.options.log_preallocate_bytes > 0 {
             file.preallocate(self.options.log_preallocate_bytes)
                 .map_err(|e| io_error("preallocating", &path, e))?;
+            // Every append is followed by a sync: the page cache only adds
+            // a copy and a write-back (see `vfs::direct`).
+            if self.options.sync == SyncPolicy::Always {
+                let direct = file
+                    .bypass_page_cache()
+                    .map_err(|e| io_error("opening for direct writes", &path, e))?;
+                tracing::debug!(segment, direct, "log segment created");
+            }
         }
         self.vfs
             .sync_dir(&self.dir)

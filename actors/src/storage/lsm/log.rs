@@ -18,7 +18,10 @@
 //! ```
 //!
 //! Segments are preallocated (`LsmOptions::log_preallocate_bytes`), so a
-//! segment normally ends in a run of zero bytes: unused space.
+//! segment normally ends in a run of zero bytes: unused space. Under
+//! `SyncPolicy::Always` they are written with `O_DIRECT` in whole 4 KiB
+//! blocks (`vfs::direct`); a write past the preallocated end then leaves
+//! zero padding up to the block boundary, read the same way.
 //!
 //! The header has its own checksum so a damaged length is reported as
 //! corruption instead of being mistaken for a torn (short) final record, and

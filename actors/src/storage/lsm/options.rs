@@ -54,9 +54,12 @@ pub struct LsmOptions {
     pub tables_per_read_max: usize,
     /// How many adjacent tables one compaction merges at most. Default 4.
     pub compaction_tables_max: usize,
-    /// Each new log segment is preallocated to this size (zeros), so an
+    /// Each new log segment is preallocated to this size (zeros, real
+    /// blocks reserved with `fallocate` where the file system can), so an
     /// fdatasync need not update the file size: about 1.5-2x more durable
-    /// writes per second on ext4. 0 disables it. Default 32 MiB.
+    /// writes per second on ext4. With [`SyncPolicy::Always`] the reserved
+    /// segment is then written with `O_DIRECT` (see `vfs::direct`). 0
+    /// disables both. Default 32 MiB.
     pub log_preallocate_bytes: u64,
 }
 

@@ -48,6 +48,10 @@ impl WritableFile for CountingFile {
     fn preallocate(&mut self, len_bytes: u64) -> io::Result<()> {
         self.inner.preallocate(len_bytes)
     }
+
+    fn bypass_page_cache(&mut self) -> io::Result<bool> {
+        self.inner.bypass_page_cache()
+    }
 }
 
 impl<V: Vfs> Vfs for CountingVfs<V> {
