@@ -96,6 +96,7 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
             engine: parts.engine.clone(),
             members_file: parts.members_file,
             storage_threading: ringkv_actors::storage::StorageThreading::Threads,
+            incarnation: parts.incarnation,
         };
         let running = node::start(&config, env, lock).await?;
         wait_for_shutdown().await;

@@ -31,6 +31,9 @@ use crate::config::{NodeConfig, StorageKind};
 
 /// File in the data dir naming the node that owns it.
 const NODE_ID_FILE: &str = "NODE_ID";
+/// File in the data dir holding the incarnation of its store (8 hex digits;
+/// see `store_incarnation`).
+const INCARNATION_FILE: &str = "INCARNATION";
 /// File in the data dir holding the known members.
 const MEMBERS_FILE: &str = "members.mpk";
 /// File in the data dir holding the hint book (sloppy quorum).
@@ -50,6 +53,9 @@ pub struct NodeEnv {
     pub members_file: Option<PathBuf>,
     /// Where storage work runs (threads, or inline for simulations).
     pub storage_threading: StorageThreading,
+    /// The incarnation of the store: new whenever the store starts empty.
+    /// Writes are versioned as `NodeId::version_actor(incarnation)`.
+    pub incarnation: u32,
 }
 
 /// Why a node could not start.
@@ -97,6 +103,8 @@ pub fn open_storage(config: &NodeConfig) -> Result<(NodeEnvParts, Option<File>),
             NodeEnvParts {
                 engine,
                 members_file: None,
+                // Nothing survives a restart, so every start is fresh.
+                incarnation: rand::random(),
             },
             None,
         ));
@@ -117,14 +125,57 @@ pub fn open_storage(config: &NodeConfig) -> Result<(NodeEnvParts, Option<File>),
         // The engine keeps its files in a sub-directory of its own.
         _ => Arc::new(LsmEngine::open_dir(dir.join("lsm"), LsmOptions::default())?),
     };
+    let incarnation = store_incarnation(dir, engine.as_ref()).map_err(data_err)?;
     let members_file = Some(dir.join(MEMBERS_FILE));
     Ok((
         NodeEnvParts {
             engine,
             members_file,
+            incarnation,
         },
         Some(lock),
     ))
+}
+
+/// The incarnation of the store in `dir`: the one recorded in
+/// `INCARNATION` while the store holds data, a new random one (recorded
+/// durably before any write) when the store is empty or the file is
+/// missing or unreadable.
+///
+/// A node picks a key's next version counter from its own stored copy, so
+/// its copies must hold every version it minted under its current name. An
+/// empty store (a lost disk, a wiped or new data dir) holds none: it gets a
+/// new name. A new name is always safe, whatever the doubt; its only cost
+/// is one more clock entry in the objects it writes, which pruning ages out.
+/// Two incarnations of one node collide with odds of 2^-32.
+fn store_incarnation(dir: &Path, engine: &dyn Engine) -> Result<u32, String> {
+    let path = dir.join(INCARNATION_FILE);
+    let empty = engine
+        .scan(b"", None, 1)
+        .map_err(|e| format!("cannot tell whether the store is empty: {e}"))?
+        .is_empty();
+    let recorded = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| u32::from_str_radix(text.trim(), 16).ok());
+    if let (Some(incarnation), false) = (recorded, empty) {
+        return Ok(incarnation);
+    }
+    let incarnation: u32 = rand::random();
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let mut file = File::create(&tmp)?;
+        std::io::Write::write_all(&mut file, format!("{incarnation:08x}\n").as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| format!("cannot record {INCARNATION_FILE}: {e}"))?;
+    info!(
+        incarnation = %format!("{incarnation:08x}"),
+        empty_store = empty,
+        "new store incarnation: writes are versioned under a new name"
+    );
+    Ok(incarnation)
 }
 
 /// The storage half of a [`NodeEnv`].
@@ -133,6 +184,8 @@ pub struct NodeEnvParts {
     pub engine: Arc<dyn Engine>,
     /// The membership file.
     pub members_file: Option<PathBuf>,
+    /// The store's incarnation.
+    pub incarnation: u32,
 }
 
 /// A data dir belongs to one node id for life: restarting it under another
@@ -235,7 +288,12 @@ pub async fn start(
             reason: format!("cannot start storage threads: {e}"),
         })?
         .start();
+    let version_actor = config.id.version_actor(env.incarnation);
     let status_extra = vec![
+        (
+            "version_actor".to_string(),
+            rmpv::Value::from(version_actor.as_str()),
+        ),
         ("n".to_string(), rmpv::Value::from(config.n as u64)),
         ("r".to_string(), rmpv::Value::from(config.r as u64)),
         ("w".to_string(), rmpv::Value::from(config.w as u64)),
@@ -305,6 +363,7 @@ pub async fn start(
             w: config.w,
             request_timeout_ms: config.request_timeout_ms,
             limits: config.version_limits.clone(),
+            version_actor: version_actor.clone(),
         },
         storage,
         bridge_addr.clone(),
@@ -399,6 +458,33 @@ mod tests {
                 status_version: 1,
             },
         }
+    }
+
+    #[test]
+    fn a_store_keeps_its_incarnation_while_it_holds_data_and_gets_a_new_one_when_empty() {
+        use ringkv_actors::storage::WriteOp;
+
+        let dir = tempfile::tempdir().unwrap();
+        let engine = MemoryEngine::default();
+        let empty_first = store_incarnation(dir.path(), &engine).unwrap();
+        let empty_again = store_incarnation(dir.path(), &engine).unwrap();
+        assert_ne!(empty_first, empty_again, "an empty store is always new");
+
+        engine
+            .write_batch(&[WriteOp::Put {
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+            }])
+            .unwrap();
+        let kept = store_incarnation(dir.path(), &engine).unwrap();
+        assert_eq!(kept, empty_again, "a store with data keeps its name");
+        assert_eq!(store_incarnation(dir.path(), &engine).unwrap(), kept);
+
+        std::fs::write(dir.path().join(INCARNATION_FILE), "not hex").unwrap();
+        let after_damage = store_incarnation(dir.path(), &engine).unwrap();
+        assert_ne!(after_damage, kept, "an unreadable record gets a new name");
+        let text = std::fs::read_to_string(dir.path().join(INCARNATION_FILE)).unwrap();
+        assert_eq!(text.trim(), format!("{after_damage:08x}"));
     }
 
     #[test]

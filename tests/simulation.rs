@@ -102,6 +102,8 @@ async fn run_node_of(id: &'static str, cluster: &[&'static str]) -> turmoil::Res
         engine: Arc::new(MemoryEngine::default()),
         members_file: None,
         storage_threading: StorageThreading::Inline,
+        // Deterministic, and distinct per node as random ones would be.
+        incarnation: ringkv_actors::ring::hash_bytes(config.id.as_str().as_bytes()) as u32,
     };
     let _node = node::start(&config, env, None).await.unwrap();
     std::future::pending::<()>().await;

@@ -154,3 +154,51 @@ async fn a_write_past_siblings_max_is_refused_and_resolving_clears_it() {
     c.put(b"hot", b"ab", found.context.as_ref()).await.unwrap();
     assert_eq!(c.get(b"hot").await.unwrap().values, vec![b"ab".to_vec()]);
 }
+
+/// A node that lost its disk comes back under its old id and joins again.
+/// A write it coordinates before its ranges are streamed back must not mint
+/// a version (dot) that the other replicas remember for an older write:
+/// the old value and the new one, written blind (concurrent with
+/// everything), both survive as siblings on every replica.
+#[tokio::test]
+async fn a_node_that_lost_its_disk_does_not_reuse_an_old_version() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    let c1 = cluster.nodes[0].client().await;
+    c1.put_with(b"k", b"old", None, ALL).await.unwrap();
+    drop(c1);
+
+    cluster.nodes[0].kill();
+    std::fs::remove_dir_all(&cluster.nodes[0].data_dir).unwrap();
+    // A long settle keeps the returning node joining while it coordinates.
+    let args = &mut cluster.nodes[0].args;
+    let settle = args.iter().position(|a| a == "--join-settle-ms").unwrap();
+    args[settle + 1] = "3000".to_owned();
+    cluster.nodes[0].restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let c1 = loop {
+        if let Ok(client) = ringkv::client::Client::connect(cluster.nodes[0].client).await {
+            break client;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "n1 did not come back: {}",
+            std::fs::read_to_string(cluster.nodes[0].data_dir.with_extension("log"))
+                .unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let status = c1.status().await.unwrap();
+    let own = status.members.iter().find(|m| m.id == "n1").unwrap();
+    assert_eq!(own.state, "joining", "the write must land while n1 joins");
+    c1.put_with(b"k", b"new", None, ALL).await.unwrap();
+    cluster.wait_state(0, "n1", "alive").await;
+
+    for i in 0..3 {
+        assert_eq!(
+            sorted(read_replica_alone(&mut cluster, i, b"k").await),
+            vec![b"new".to_vec(), b"old".to_vec()],
+            "replica n{}",
+            i + 1
+        );
+    }
+}

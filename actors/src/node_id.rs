@@ -40,6 +40,40 @@ impl NodeId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The name this node versions its writes under (the node in its dots
+    /// and clock entries) during one incarnation of its store:
+    /// `<id>#<incarnation as 8 hex digits>`. `#` is not allowed in node
+    /// ids, so a version actor never collides with another node's id.
+    ///
+    /// Why not the bare id: a node picks a key's next counter from its own
+    /// stored copy. After its store is lost it would hand out counters the
+    /// other replicas remember for older writes, and a write carrying a
+    /// remembered dot is taken as already seen: silently lost. A fresh
+    /// store starts a fresh incarnation, so its dots are new names.
+    pub fn version_actor(&self, incarnation: u32) -> NodeId {
+        NodeId(format!("{}#{incarnation:08x}", self.0))
+    }
+
+    /// Parses a node as found in a dot or clock entry: a node id, or a
+    /// version actor made by [`NodeId::version_actor`].
+    pub fn parse_version_actor(text: impl Into<String>) -> Result<Self, String> {
+        let text = text.into();
+        let Some((id, incarnation)) = text.split_once('#') else {
+            return Self::new(text);
+        };
+        Self::new(id)?;
+        if incarnation.len() != 8
+            || !incarnation
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        {
+            return Err(format!(
+                "version actor {text:?} must end in '#' and 8 lowercase hex digits"
+            ));
+        }
+        Ok(Self(text))
+    }
 }
 
 impl fmt::Display for NodeId {
@@ -55,8 +89,32 @@ impl fmt::Debug for NodeId {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_actors_round_trip_and_never_equal_a_node_id() {
+        let id = NodeId::new("n1").unwrap();
+        let actor = id.version_actor(0x1a2b_3c4d);
+        assert_eq!(actor.as_str(), "n1#1a2b3c4d");
+        assert_eq!(NodeId::parse_version_actor("n1#1a2b3c4d").unwrap(), actor);
+        assert!(NodeId::new("n1#1a2b3c4d").is_err(), "not a valid node id");
+        assert_eq!(NodeId::parse_version_actor("n1").unwrap(), id);
+        for bad in [
+            "n1#",
+            "n1#1A2B3C4D",
+            "n1#123",
+            "#1a2b3c4d",
+            "n 1#1a2b3c4d",
+            "n1#1a2b3c4d#0",
+        ] {
+            assert!(NodeId::parse_version_actor(bad).is_err(), "{bad}");
+        }
+        let longest = NodeId::new("a".repeat(NODE_ID_BYTES_MAX)).unwrap();
+        let actor = longest.version_actor(u32::MAX);
+        assert_eq!(NodeId::parse_version_actor(actor.as_str()).unwrap(), actor);
+    }
 
     #[test]
     fn rejects_empty_long_and_odd_ids() {

@@ -187,10 +187,11 @@ fn clock_from_wire(entries: WireClockIn) -> Result<VersionVector, VersionError> 
     Ok(VersionVector::from_sorted(checked))
 }
 
-/// A dot (or a clock entry's position) from the wire: a valid node id and a
-/// counter of at least 1 (counter 0 names no write).
+/// A dot (or a clock entry's position) from the wire: a valid node id or
+/// version actor (`NodeId::version_actor`) and a counter of at least 1
+/// (counter 0 names no write).
 fn dot(node: String, counter: u64) -> Result<Dot, VersionError> {
-    let node = NodeId::new(node).map_err(bad)?;
+    let node = NodeId::parse_version_actor(node).map_err(bad)?;
     if counter == 0 {
         return Err(bad(format!("counter 0 for node {node}")));
     }

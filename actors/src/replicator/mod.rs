@@ -56,6 +56,9 @@ pub struct ReplicationOptions {
     pub request_timeout_ms: u64,
     /// Sibling and clock limits.
     pub limits: VersionLimits,
+    /// The name this node's writes are versioned under during this
+    /// incarnation of its store ([`NodeId::version_actor`]).
+    pub version_actor: NodeId,
 }
 
 /// What a placement is for.
@@ -252,6 +255,7 @@ impl Replicator {
             trace: msg.trace,
             now_ms: self.clock.now_ms(),
             limits: self.options.limits.clone(),
+            actor: self.options.version_actor.clone(),
         };
         Box::pin(write::coordinate(self.replicas.clone(), plan).instrument(span))
     }

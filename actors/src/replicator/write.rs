@@ -47,6 +47,8 @@ pub struct WritePlan {
     pub now_ms: u64,
     /// Sibling and clock limits.
     pub limits: VersionLimits,
+    /// The name the new version is minted under (this node's version actor).
+    pub actor: NodeId,
 }
 
 /// Runs a write with this node as coordinator; answers the new context.
@@ -62,12 +64,15 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
         trace,
         now_ms,
         limits,
+        actor,
     } = plan;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
-    let coordinator = replicas.own.clone();
+    // Minted under the store's version actor, not the bare node id: a node
+    // whose store was lost must not hand out counters replicas remember.
+    let coordinator = actor.clone();
     // Pruning must never drop the coordinator's own entry: its next dot for
     // this key would then reuse a counter that replicas remember.
-    let coordinator_id = replicas.own.clone();
+    let coordinator_id = actor;
     let mutation = Box::new(move |current: Option<&[u8]>| {
         let local = current.map(Object::decode).transpose().map_err(|e| {
             ClientError::new(
