@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::Cluster;
 use ringkv_actors::wire::client::{map_field, map_str, parse_response, ErrorCode};
 use ringkv_actors::wire::frame::encode_frame;
+use ringkv_actors::wire::peer::{PeerFrame, PeerRequest};
 use rmpv::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -237,4 +238,77 @@ async fn a_client_that_never_reads_is_disconnected_not_buffered_forever() {
     );
     let log = std::fs::read_to_string(cluster.nodes[0].data_dir.with_extension("log")).unwrap();
     assert!(log.contains("client does not read its responses"), "{log}");
+}
+
+#[tokio::test]
+async fn a_peer_that_never_reads_is_cut_off_not_buffered_forever() {
+    let cluster = Cluster::start(1, &["--n", "1", "--r", "1", "--w", "1"]).await;
+    let good = cluster.nodes[0].client().await;
+    let value = vec![7u8; 1_000_000];
+    good.put(b"big", &value, None).await.unwrap();
+
+    // A peer of the same cluster: a raw Hello, then reads of the big object
+    // (about 150 MB of answers, past the 64 MiB peer_write_queue_bytes_max),
+    // and never a read of the socket.
+    let mut greedy = TcpStream::connect(cluster.nodes[0].peer).await.unwrap();
+    let hello = PeerFrame::Hello {
+        protocol: ringkv_actors::wire::peer::PEER_PROTOCOL_VERSION,
+        cluster: "ringkv".into(),
+        member: ringkv_actors::wire::peer::MemberInfo {
+            id: ringkv_actors::NodeId::new("greedy").unwrap(),
+            peer_addr: common::free_addr().to_string(),
+            client_addr: common::free_addr().to_string(),
+            dc: "dc1".into(),
+            rack: "r1".into(),
+            weight: 1,
+        },
+    };
+    let mut frames = encode_frame(&hello.encode());
+    let asked = 150u64;
+    for id in 1..=asked {
+        let request = PeerFrame::Request {
+            id,
+            trace: id,
+            timeout_ms: 30_000,
+            body: PeerRequest::Read {
+                key: serde_bytes::ByteBuf::from(b"big".to_vec()),
+            },
+        };
+        frames.extend(encode_frame(&request.encode()));
+    }
+    greedy.write_all(&frames).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Clients are still served meanwhile.
+    assert_eq!(good.get(b"big").await.unwrap().values[0].len(), value.len());
+
+    let mut answers = 0u64;
+    loop {
+        match read_frame_within(&mut greedy, Duration::from_secs(10)).await {
+            Ok(Some(_)) => answers += 1,
+            Ok(None) => break, // closed by the node
+            Err(()) => panic!("the node neither answered nor closed"),
+        }
+    }
+    // The Welcome plus fewer answers than asked.
+    assert!(
+        answers < asked,
+        "all {asked} answers were buffered for a peer that did not read"
+    );
+    let log = std::fs::read_to_string(cluster.nodes[0].data_dir.with_extension("log")).unwrap();
+    assert!(log.contains("peer does not read its responses"), "{log}");
+}
+
+/// One frame, `Ok(None)` once the other side closed, `Err` on a timeout.
+async fn read_frame_within(stream: &mut TcpStream, limit: Duration) -> Result<Option<Vec<u8>>, ()> {
+    tokio::time::timeout(limit, async {
+        let mut len = [0u8; 4];
+        if stream.read_exact(&mut len).await.is_err() {
+            return None;
+        }
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        stream.read_exact(&mut body).await.ok()?;
+        Some(body)
+    })
+    .await
+    .map_err(|_| ())
 }

@@ -41,6 +41,11 @@ pub struct BridgeOptions {
     pub peer_inflight_max: usize,
     /// Mailbox capacity of each connection actor, in messages.
     pub peer_mailbox_max: usize,
+    /// Response bytes queued for one inbound peer's socket. A peer that
+    /// lets more pile up (it sends requests but does not read the answers)
+    /// has its session closed; it redials like after any lost link. One
+    /// response is always accepted into an empty queue, however large.
+    pub peer_write_queue_bytes_max: usize,
 }
 
 impl Default for BridgeOptions {
@@ -52,6 +57,7 @@ impl Default for BridgeOptions {
             reconnect_backoff_max_ms: 5000,
             peer_inflight_max: 4096,
             peer_mailbox_max: 4096,
+            peer_write_queue_bytes_max: 64 << 20,
         }
     }
 }

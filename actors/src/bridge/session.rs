@@ -2,13 +2,20 @@
 //! handshake, then serves the dialler's requests through the node's
 //! [`IncomingPeerRequest`] handler and writes each response back with the
 //! request's id, in completion order.
+//!
+//! Responses go through a queue to a writer task that owns the socket's
+//! write half. The queue is bounded in bytes (`peer_write_queue_bytes_max`):
+//! a peer that keeps asking but does not read is cut off instead of growing
+//! this node's memory.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::Duration;
 
-use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
 use bytes::Bytes;
-use tokio::io::WriteHalf;
+use futures_util::SinkExt;
+use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
@@ -17,7 +24,9 @@ use crate::net::BoxConnection;
 use crate::wire::peer::{MemberInfo, PeerFailure, PeerFrame, PeerRequest, PEER_PROTOCOL_VERSION};
 use crate::wire::{FrameCodec, FrameError};
 
-type Writer = FramedWrite<Bytes, WriteHalf<BoxConnection>, FrameCodec>;
+/// The queue to the writer task; dropping it lets the task send what is
+/// queued and close the socket.
+type Writer = mpsc::UnboundedSender<Bytes>;
 
 /// The inbound session actor.
 pub struct PeerSession {
@@ -28,6 +37,8 @@ pub struct PeerSession {
     bridge: Addr<Bridge>,
     options: BridgeOptions,
     writer: Option<Writer>,
+    /// Bytes handed to the writer task and not yet written to the socket.
+    queued_bytes: Rc<Cell<usize>>,
     conn: Option<BoxConnection>,
     /// The dialler, once its `Hello` was accepted.
     peer: Option<MemberInfo>,
@@ -58,6 +69,7 @@ impl PeerSession {
             bridge,
             options,
             writer: None,
+            queued_bytes: Rc::new(Cell::new(0)),
             conn: Some(conn),
             peer: None,
             in_flight: 0,
@@ -65,22 +77,39 @@ impl PeerSession {
         }
     }
 
-    fn send(&mut self, frame: &PeerFrame) {
-        if let Some(w) = self.writer.as_mut() {
-            w.write(Bytes::from(frame.encode()));
+    /// Queues `frame` for the socket; closes the session when the peer has
+    /// let `peer_write_queue_bytes_max` pile up unread.
+    fn send(&mut self, frame: &PeerFrame, ctx: &mut Context<Self>) {
+        let Some(writer) = self.writer.as_ref() else {
+            return;
+        };
+        let bytes = Bytes::from(frame.encode());
+        let queued = self.queued_bytes.get();
+        if queued > 0 && queued + bytes.len() > self.options.peer_write_queue_bytes_max {
+            let span = self.span.clone();
+            let _span = span.enter();
+            warn!(
+                queued_bytes = queued,
+                limit = self.options.peer_write_queue_bytes_max,
+                "peer does not read its responses (peer_write_queue_bytes_max reached); closing the session"
+            );
+            self.writer = None;
+            ctx.stop();
+            return;
         }
+        self.queued_bytes.set(queued + bytes.len());
+        // Fails only once the writer task ended (the socket is gone).
+        let _ = writer.send(bytes);
     }
 
     fn refuse(&mut self, reason: String, ctx: &mut Context<Self>) {
         let span = self.span.clone();
         let _span = span.enter();
         warn!(%reason, "refusing peer handshake");
-        self.send(&PeerFrame::Refused { reason });
-        if let Some(w) = self.writer.as_mut() {
-            w.close();
-        }
-        // Give the refusal a moment to leave, then go regardless.
-        ctx.run_later(Duration::from_millis(100), |_, ctx| ctx.stop());
+        self.send(&PeerFrame::Refused { reason }, ctx);
+        // The writer task sends the refusal, then closes the socket.
+        self.writer = None;
+        ctx.stop();
     }
 
     fn on_hello(
@@ -114,7 +143,7 @@ impl PeerSession {
         let welcome = PeerFrame::Welcome {
             member: self.own.clone(),
         };
-        self.send(&welcome);
+        self.send(&welcome, ctx);
         if member.id != self.own.id {
             let span = self.span.clone();
             let _span = span.enter();
@@ -145,10 +174,13 @@ impl PeerSession {
                     self.in_flight
                 ),
             };
-            return self.send(&PeerFrame::Response {
-                id,
-                body: Err(failure),
-            });
+            return self.send(
+                &PeerFrame::Response {
+                    id,
+                    body: Err(failure),
+                },
+                ctx,
+            );
         }
         self.in_flight += 1;
         let request = IncomingPeerRequest {
@@ -175,9 +207,9 @@ impl PeerSession {
                 }),
             }
         };
-        ctx.spawn(fut.into_actor(self).map(move |body, act, _| {
+        ctx.spawn(fut.into_actor(self).map(move |body, act, ctx| {
             act.in_flight -= 1;
-            act.send(&PeerFrame::Response { id, body });
+            act.send(&PeerFrame::Response { id, body }, ctx);
         }));
     }
 }
@@ -194,7 +226,31 @@ impl Actor for PeerSession {
         let (read, write) = tokio::io::split(conn);
         let codec = FrameCodec::new(self.options.max_frame_bytes);
         ctx.add_stream(FramedRead::new(read, codec.clone()));
-        self.writer = Some(FramedWrite::new(write, codec, ctx));
+        let (writer, mut frames) = mpsc::unbounded_channel::<Bytes>();
+        self.writer = Some(writer);
+        let queued_bytes = self.queued_bytes.clone();
+        // The write half lives in its own task: it drains the queue and
+        // closes the socket once the session drops its sender.
+        actix::spawn(async move {
+            let mut sink = tokio_util::codec::FramedWrite::new(write, codec);
+            while let Some(frame) = frames.recv().await {
+                // Everything queued by now goes out with one flush.
+                let mut len = frame.len();
+                let mut sent = sink.feed(frame).await;
+                while let (Ok(()), Ok(more)) = (&sent, frames.try_recv()) {
+                    len += more.len();
+                    sent = sink.feed(more).await;
+                }
+                if sent.is_ok() {
+                    sent = sink.flush().await;
+                }
+                queued_bytes.set(queued_bytes.get().saturating_sub(len));
+                if sent.is_err() {
+                    return;
+                }
+            }
+            let _ = sink.close().await;
+        });
         let limit = Duration::from_millis(self.options.connect_timeout_ms);
         ctx.run_later(limit, |act, ctx| {
             if act.peer.is_none() {
@@ -251,5 +307,3 @@ fn frame_name(frame: &PeerFrame) -> &'static str {
         PeerFrame::Response { .. } => "Response",
     }
 }
-
-impl WriteHandler<FrameError> for PeerSession {}
