@@ -101,10 +101,22 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         let running = node::start(&config, env, lock).await?;
         wait_for_shutdown().await;
         tracing::info!(node = %config.id, actor = "node", "shutting down");
-        // Every acknowledged write is already durable; flush for tidiness.
+        // Every acknowledged write is already durable. Stop taking writes,
+        // let those taken finish, flush; only a stop that got this far
+        // keeps the store's incarnation (see `node::store_incarnation`).
+        running.close_writes().await;
         let engine: Arc<dyn ringkv_actors::storage::Engine> = parts.engine;
-        if let Err(e) = engine.flush() {
-            tracing::warn!(node = %config.id, error = %e, "flush at shutdown failed");
+        match engine.flush() {
+            Ok(()) => match node::record_clean_shutdown(&config) {
+                Ok(()) => tracing::info!(node = %config.id, actor = "node", "clean shutdown"),
+                Err(e) => {
+                    tracing::warn!(node = %config.id, error = %e, "cannot mark the stop clean")
+                }
+            },
+            Err(e) => tracing::warn!(
+                node = %config.id, error = %e,
+                "flush at shutdown failed; the next start gets a new store incarnation"
+            ),
         }
         drop(running);
         Ok::<(), anyhow::Error>(())

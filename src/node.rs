@@ -20,7 +20,7 @@ use ringkv_actors::net::{SharedClock, SharedNet};
 use ringkv_actors::repair::{Repair, RepairOptions};
 use ringkv_actors::replicator::{Replicas, ReplicationOptions, Replicator};
 use ringkv_actors::storage::{
-    Engine, LogEngine, LsmEngine, LsmOptions, MemoryEngine, Storage, StorageOptions,
+    CloseWrites, Engine, LogEngine, LsmEngine, LsmOptions, MemoryEngine, Storage, StorageOptions,
     StorageThreading,
 };
 use ringkv_actors::wire::client::RequestLimits;
@@ -34,6 +34,9 @@ const NODE_ID_FILE: &str = "NODE_ID";
 /// File in the data dir holding the incarnation of its store (8 hex digits;
 /// see `store_incarnation`).
 const INCARNATION_FILE: &str = "INCARNATION";
+/// File in the data dir written by a clean shutdown (every write taken was
+/// durable or failed) and removed at start: an unclean stop leaves none.
+const CLEAN_SHUTDOWN_FILE: &str = "CLEAN_SHUTDOWN";
 /// File in the data dir holding the known members.
 const MEMBERS_FILE: &str = "members.mpk";
 /// File in the data dir holding the hint book (sloppy quorum).
@@ -91,8 +94,18 @@ pub struct RunningNode {
     pub client_addr: SocketAddr,
     /// Where peers connect.
     pub peer_addr: SocketAddr,
+    /// The Storage actor, closed for writes at shutdown.
+    storage: Addr<Storage>,
     /// Held for the node's lifetime: the data dir lock (released on drop).
     _lock: Option<File>,
+}
+
+impl RunningNode {
+    /// Stops taking writes and waits until every write already taken is
+    /// durable or failed (the first step of a clean shutdown).
+    pub async fn close_writes(&self) {
+        let _ = self.storage.send(CloseWrites).await;
+    }
 }
 
 /// Opens the data dir (lock, owner check) and the configured engine.
@@ -125,7 +138,8 @@ pub fn open_storage(config: &NodeConfig) -> Result<(NodeEnvParts, Option<File>),
         // The engine keeps its files in a sub-directory of its own.
         _ => Arc::new(LsmEngine::open_dir(dir.join("lsm"), LsmOptions::default())?),
     };
-    let incarnation = store_incarnation(dir, engine.as_ref()).map_err(data_err)?;
+    let clean = take_clean_shutdown_mark(dir).map_err(data_err)?;
+    let incarnation = store_incarnation(dir, engine.as_ref(), clean).map_err(data_err)?;
     let members_file = Some(dir.join(MEMBERS_FILE));
     Ok((
         NodeEnvParts {
@@ -137,18 +151,51 @@ pub fn open_storage(config: &NodeConfig) -> Result<(NodeEnvParts, Option<File>),
     ))
 }
 
+/// Whether the last stop was clean (`CLEAN_SHUTDOWN` present); removes the
+/// mark durably, so a crash from here on reads as unclean.
+fn take_clean_shutdown_mark(dir: &Path) -> Result<bool, String> {
+    let path = dir.join(CLEAN_SHUTDOWN_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| format!("cannot sync the data dir: {e}"))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(format!("cannot remove {CLEAN_SHUTDOWN_FILE}: {e}")),
+    }
+}
+
+/// Marks the data dir's last stop as clean. Call only once the Storage
+/// actor is closed for writes (`RunningNode::close_writes`) and the engine
+/// flushed without error: then every version this node minted is durable.
+pub fn record_clean_shutdown(config: &NodeConfig) -> Result<(), String> {
+    if config.storage == StorageKind::Memory {
+        return Ok(());
+    }
+    let dir = &config.data_dir;
+    File::create(dir.join(CLEAN_SHUTDOWN_FILE))
+        .and_then(|f| f.sync_all())
+        .and_then(|()| File::open(dir)?.sync_all())
+        .map_err(|e| format!("cannot record {CLEAN_SHUTDOWN_FILE}: {e}"))
+}
+
 /// The incarnation of the store in `dir`: the one recorded in
-/// `INCARNATION` while the store holds data, a new random one (recorded
-/// durably before any write) when the store is empty or the file is
-/// missing or unreadable.
+/// `INCARNATION` when the last stop was `clean` and the store holds data,
+/// a new random one (recorded durably before any write) otherwise.
 ///
 /// A node picks a key's next version counter from its own stored copy, so
-/// its copies must hold every version it minted under its current name. An
-/// empty store (a lost disk, a wiped or new data dir) holds none: it gets a
-/// new name. A new name is always safe, whatever the doubt; its only cost
-/// is one more clock entry in the objects it writes, which pruning ages out.
-/// Two incarnations of one node collide with odds of 2^-32.
-fn store_incarnation(dir: &Path, engine: &dyn Engine) -> Result<u32, String> {
+/// its copies must hold every version it minted under its current name.
+/// An empty store (a lost disk, a wiped or new data dir) holds none. After
+/// an unclean stop (a crash, SIGKILL, a power cut, a poisoned engine) the
+/// store may lack a version this node minted and already sent to other
+/// replicas: a write coordinator sends the new version out while its own
+/// copy is still on the way to the disk (`replicator::write`). Either way it
+/// gets a new name. A new name is always safe, whatever the doubt; its only
+/// cost is one more clock entry in the objects it writes, which pruning
+/// ages out. Two incarnations of one node collide with odds of 2^-32.
+fn store_incarnation(dir: &Path, engine: &dyn Engine, clean: bool) -> Result<u32, String> {
     let path = dir.join(INCARNATION_FILE);
     let empty = engine
         .scan(b"", None, 1)
@@ -157,7 +204,7 @@ fn store_incarnation(dir: &Path, engine: &dyn Engine) -> Result<u32, String> {
     let recorded = std::fs::read_to_string(&path)
         .ok()
         .and_then(|text| u32::from_str_radix(text.trim(), 16).ok());
-    if let (Some(incarnation), false) = (recorded, empty) {
+    if let (Some(incarnation), false, true) = (recorded, empty, clean) {
         return Ok(incarnation);
     }
     let incarnation: u32 = rand::random();
@@ -173,6 +220,7 @@ fn store_incarnation(dir: &Path, engine: &dyn Engine) -> Result<u32, String> {
     info!(
         incarnation = %format!("{incarnation:08x}"),
         empty_store = empty,
+        clean_stop = clean,
         "new store incarnation: writes are versioned under a new name"
     );
     Ok(incarnation)
@@ -288,6 +336,7 @@ pub async fn start(
             reason: format!("cannot start storage threads: {e}"),
         })?
         .start();
+    let storage_for_shutdown = storage.clone();
     let version_actor = config.id.version_actor(env.incarnation);
     let status_extra = vec![
         (
@@ -430,6 +479,7 @@ pub async fn start(
     Ok(RunningNode {
         client_addr,
         peer_addr,
+        storage: storage_for_shutdown,
         _lock: lock,
     })
 }
@@ -461,13 +511,13 @@ mod tests {
     }
 
     #[test]
-    fn a_store_keeps_its_incarnation_while_it_holds_data_and_gets_a_new_one_when_empty() {
+    fn a_store_keeps_its_incarnation_only_across_clean_stops_with_data() {
         use ringkv_actors::storage::WriteOp;
 
         let dir = tempfile::tempdir().unwrap();
         let engine = MemoryEngine::default();
-        let empty_first = store_incarnation(dir.path(), &engine).unwrap();
-        let empty_again = store_incarnation(dir.path(), &engine).unwrap();
+        let empty_first = store_incarnation(dir.path(), &engine, true).unwrap();
+        let empty_again = store_incarnation(dir.path(), &engine, true).unwrap();
         assert_ne!(empty_first, empty_again, "an empty store is always new");
 
         engine
@@ -476,15 +526,33 @@ mod tests {
                 value: b"v".to_vec(),
             }])
             .unwrap();
-        let kept = store_incarnation(dir.path(), &engine).unwrap();
+        let kept = store_incarnation(dir.path(), &engine, true).unwrap();
         assert_eq!(kept, empty_again, "a store with data keeps its name");
-        assert_eq!(store_incarnation(dir.path(), &engine).unwrap(), kept);
+        assert_eq!(store_incarnation(dir.path(), &engine, true).unwrap(), kept);
+
+        let after_crash = store_incarnation(dir.path(), &engine, false).unwrap();
+        assert_ne!(after_crash, kept, "an unclean stop gets a new name");
 
         std::fs::write(dir.path().join(INCARNATION_FILE), "not hex").unwrap();
-        let after_damage = store_incarnation(dir.path(), &engine).unwrap();
-        assert_ne!(after_damage, kept, "an unreadable record gets a new name");
+        let after_damage = store_incarnation(dir.path(), &engine, true).unwrap();
+        assert_ne!(
+            after_damage, after_crash,
+            "an unreadable record gets a new name"
+        );
         let text = std::fs::read_to_string(dir.path().join(INCARNATION_FILE)).unwrap();
         assert_eq!(text.trim(), format!("{after_damage:08x}"));
+    }
+
+    #[test]
+    fn the_clean_stop_mark_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!take_clean_shutdown_mark(dir.path()).unwrap());
+        std::fs::write(dir.path().join(CLEAN_SHUTDOWN_FILE), "").unwrap();
+        assert!(take_clean_shutdown_mark(dir.path()).unwrap());
+        assert!(
+            !take_clean_shutdown_mark(dir.path()).unwrap(),
+            "removed at start"
+        );
     }
 
     #[test]

@@ -60,3 +60,47 @@ async fn sigkill_under_write_load_loses_no_acknowledged_write() {
         assert_eq!(found.values, vec![v.clone().into_bytes()], "{k}");
     }
 }
+
+/// The name a node versions its writes under, from `admin status`.
+async fn version_actor(cluster: &Cluster) -> String {
+    let status = cluster.nodes[0].client().await.status().await.unwrap();
+    ringkv_actors::wire::client::map_str(&status.raw, "version_actor").unwrap()
+}
+
+/// A clean stop (SIGTERM) keeps the store's incarnation; a crash (SIGKILL)
+/// gets a new one, since a write coordinator sends a new version to the
+/// other replicas before its own copy is durable.
+#[tokio::test]
+async fn a_clean_stop_keeps_the_version_actor_and_a_crash_changes_it() {
+    let mut cluster = Cluster::start(1, &["--n", "1", "--r", "1", "--w", "1"]).await;
+    cluster.nodes[0]
+        .client()
+        .await
+        .put(b"k", b"v", None)
+        .await
+        .unwrap();
+    let first = version_actor(&cluster).await;
+    assert!(first.starts_with("n1#"), "{first}");
+
+    cluster.nodes[0].terminate();
+    cluster.nodes[0].restart();
+    cluster.wait_all_alive().await;
+    assert_eq!(
+        version_actor(&cluster).await,
+        first,
+        "kept across a clean stop"
+    );
+
+    cluster.nodes[0].restart(); // SIGKILL, then start
+    cluster.wait_all_alive().await;
+    let after_crash = version_actor(&cluster).await;
+    assert_ne!(after_crash, first, "a crash must not keep the name");
+    // Writes go on under the new name, and the old value is still there.
+    let c = cluster.nodes[0].client().await;
+    let found = c.get(b"k").await.unwrap();
+    assert_eq!(found.values, vec![b"v".to_vec()]);
+    c.put(b"k", b"w", Some(&found.context.unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(c.get(b"k").await.unwrap().values, vec![b"w".to_vec()]);
+}

@@ -61,6 +61,25 @@ impl NodeProc {
         }
     }
 
+    /// SIGTERM, then waits for the process to exit (a clean shutdown).
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()
+                .unwrap();
+            let deadline = Instant::now() + READY_WAIT;
+            while c.try_wait().unwrap().is_none() {
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    panic!("{} did not stop after SIGTERM", self.id);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
     /// SIGSTOP / SIGCONT.
     pub fn pause(&self, paused: bool) {
         if let Some(c) = &self.child {

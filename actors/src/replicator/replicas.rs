@@ -121,6 +121,7 @@ impl Replicas {
             key,
             mutation: merge_mutation(object),
             trace,
+            minted: None,
         });
         flatten_apply(apply.await)
     }

@@ -3,14 +3,20 @@
 //! A new version is minted by a replica of the key: it holds every version
 //! it minted before, which is what makes its dot fresh (dotted version
 //! vectors; see `conflict_resolver`). So the coordinator, when it is in the
-//! key's preference list, applies the update to its own copy first (one
-//! atomic read-modify-write on the storage thread), then sends the resulting
-//! object to the other reachable replicas, which merge it into theirs. It
-//! answers once W copies (its own included) are durable. A node outside the
-//! preference list forwards the write to the first reachable replica.
+//! key's preference list, applies the update to its own copy (one atomic
+//! read-modify-write on the storage thread). The storage thread hands the
+//! new object back as soon as it is made, and the coordinator sends it to
+//! the other reachable replicas, which merge it into theirs, while its own
+//! copy is still being fsynced. It answers once W copies (its own included)
+//! are durable. A crash between the two leaves the version elsewhere but
+//! not here; the store then gets a new incarnation at restart, so the dot
+//! is never reused (`node::store_incarnation` in the `ringkv` crate). A node
+//! outside the preference list forwards the write to the first reachable
+//! replica.
 
 use std::time::Duration;
 
+use futures_util::future::LocalBoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_bytes::ByteBuf;
 use tracing::{debug, warn};
@@ -23,6 +29,9 @@ use crate::storage::LocalApply;
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::wire::peer::{ForwardedWrite, PeerReply, PeerRequest};
 use crate::NodeId;
+
+/// A replica's answer to a write: who, and whether its copy is durable.
+type Acknowledgement = (NodeId, Result<(), (ReplicaFailure, String)>);
 
 /// A write to coordinate.
 pub struct WritePlan {
@@ -92,22 +101,41 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
         next.prune_keeping(&coordinator_id, now_ms, &limits);
         Ok(Some(next.encode()))
     });
-    let apply = replicas.storage.send(LocalApply {
+    // The local write is durable only after its group's fsync; the new
+    // version is known before that. It goes to the other replicas at once,
+    // so their writes overlap the local one, and the local copy counts as
+    // one more acknowledgement once durable. (A crash before the local
+    // fsync leaves a version elsewhere that this store lacks: that restart
+    // is unclean, so the store gets a new incarnation and never reuses the
+    // dot; see `node::store_incarnation`.)
+    let (minted_tx, minted_rx) = tokio::sync::oneshot::channel();
+    let mut apply = Box::pin(replicas.storage.send(LocalApply {
         key: key.clone(),
         mutation,
         trace,
-    });
-    let stored = match tokio::time::timeout_at(deadline, apply).await {
-        Ok(result) => flatten_apply(result)?,
-        Err(_) => {
-            return Err(ClientError::new(
-                ErrorCode::Timeout,
-                format!("local write did not finish within {timeout_ms} ms"),
-            ))
-        }
+        minted: Some(minted_tx),
+    }));
+    let local_timeout = || {
+        ClientError::new(
+            ErrorCode::Timeout,
+            format!("local write did not finish within {timeout_ms} ms"),
+        )
     };
-    let object_bytes =
-        stored.ok_or_else(|| ClientError::new(ErrorCode::Internal, "write stored nothing"))?;
+    let object_bytes = match tokio::time::timeout_at(deadline, minted_rx).await {
+        Ok(Ok(bytes)) => bytes,
+        // Nothing was minted: the apply's own answer says why.
+        Ok(Err(_)) => {
+            let result = tokio::time::timeout_at(deadline, &mut apply)
+                .await
+                .map_err(|_| local_timeout())?;
+            flatten_apply(result)?;
+            return Err(ClientError::new(
+                ErrorCode::Internal,
+                "the write minted no new version",
+            ));
+        }
+        Err(_) => return Err(local_timeout()),
+    };
     let object = Object::decode(&object_bytes).map_err(|e| {
         ClientError::new(
             ErrorCode::Internal,
@@ -117,32 +145,41 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     let new_context = object.context().encode_context();
 
     let mut tally = Tally::new(w, 1 + others.len() + hinted.len());
-    tally.success();
     let remaining_ms = deadline
         .saturating_duration_since(tokio::time::Instant::now())
         .as_millis() as u64;
+    let own = replicas.own.clone();
+    let local: LocalBoxFuture<'static, Acknowledgement> = Box::pin(async move {
+        let result = flatten_apply(apply.await).map(|_| ()).map_err(|e| {
+            (
+                ReplicaFailure::Failed,
+                format!("local write: {}", e.message),
+            )
+        });
+        (own, result)
+    });
     let targets = others
         .into_iter()
         .map(|node| (node, None))
         .chain(hinted.into_iter().map(|(node, owner)| (node, Some(owner))));
-    let mut pending: FuturesUnordered<_> = targets
-        .map(|(node, owner)| {
-            let replicas = replicas.clone();
-            let (key, bytes) = (key.clone(), object_bytes.clone());
-            async move {
-                let budget = remaining_ms.max(1);
-                let result = match owner {
-                    None => replicas.write(&node, &key, &bytes, trace, budget).await,
-                    Some(owner) => {
-                        replicas
-                            .write_hinted(&node, &owner, &key, &bytes, trace, budget)
-                            .await
-                    }
-                };
-                (node, result)
-            }
-        })
-        .collect();
+    let remote = targets.map(|(node, owner)| {
+        let replicas = replicas.clone();
+        let (key, bytes) = (key.clone(), object_bytes.clone());
+        let write: LocalBoxFuture<'static, Acknowledgement> = Box::pin(async move {
+            let budget = remaining_ms.max(1);
+            let result = match owner {
+                None => replicas.write(&node, &key, &bytes, trace, budget).await,
+                Some(owner) => {
+                    replicas
+                        .write_hinted(&node, &owner, &key, &bytes, trace, budget)
+                        .await
+                }
+            };
+            (node, result)
+        });
+        write
+    });
+    let mut pending: FuturesUnordered<_> = std::iter::once(local).chain(remote).collect();
     loop {
         match tally.verdict() {
             Verdict::Reached => {

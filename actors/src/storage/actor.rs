@@ -84,11 +84,26 @@ pub struct LocalApply {
     pub mutation: Mutation,
     /// The client request served (for logs).
     pub trace: u64,
+    /// Gets the new value as soon as the mutation made it, before it is
+    /// durable; dropped unsent when the mutation refuses or changes
+    /// nothing, or the job is not queued. A write coordinator sends it to
+    /// the other replicas meanwhile (see `replicator::write`).
+    pub minted: Option<oneshot::Sender<Vec<u8>>>,
 }
+
+/// Stop taking writes and wait until the writer thread has finished every
+/// write it took (answered, durable or failed). Later writes are refused
+/// with `Stopped`. For a clean shutdown: afterwards no version this node
+/// minted is still on its way to the disk.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseWrites;
 
 /// The actor.
 pub struct Storage {
     writes: SyncSender<ApplyJob>,
+    /// Fires when the writer thread has returned (`Threads` mode).
+    writer_done: Option<oneshot::Receiver<()>>,
     reads: SyncSender<ReadJob>,
     options: StorageOptions,
     /// Set in `StorageThreading::Inline` mode.
@@ -109,6 +124,7 @@ impl Storage {
         if options.threading == StorageThreading::Inline {
             return Ok(Self {
                 writes,
+                writer_done: None,
                 reads,
                 options,
                 inline: Some(engine),
@@ -118,11 +134,13 @@ impl Storage {
         let writer_engine = engine.clone();
         let batch_max = options.storage_batch_max.max(1);
         let writer_span = span.clone();
+        let (done_tx, writer_done) = oneshot::channel();
         std::thread::Builder::new()
             .name("ringkv-storage-w".into())
             .spawn(move || {
                 let _guard = writer_span.enter();
-                worker::run_writer(writer_engine, write_rx, batch_max)
+                worker::run_writer(writer_engine, write_rx, batch_max);
+                let _ = done_tx.send(());
             })?;
         let read_rx = Arc::new(Mutex::new(read_rx));
         for i in 0..options.storage_reader_threads.max(1) {
@@ -136,6 +154,7 @@ impl Storage {
         }
         Ok(Self {
             writes,
+            writer_done: Some(writer_done),
             reads,
             options,
             inline: None,
@@ -189,6 +208,7 @@ impl Handler<LocalApply> for Storage {
             mutation: msg.mutation,
             trace: msg.trace,
             reply,
+            minted: msg.minted,
         };
         if let Some(engine) = &self.inline {
             worker::write_group(engine.as_ref(), vec![job]);
@@ -202,6 +222,25 @@ impl Handler<LocalApply> for Storage {
             queued?;
             rx.await
                 .map_err(|_| ApplyError::Storage(StorageError::Stopped))?
+        })
+    }
+}
+
+impl Handler<CloseWrites> for Storage {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _msg: CloseWrites, _ctx: &mut Self::Context) -> Self::Result {
+        // A sender whose receiver is gone: every later write is `Stopped`.
+        // Dropping the old one ends the writer loop once its queue is done.
+        let (closed, _) = sync_channel(0);
+        drop(std::mem::replace(&mut self.writes, closed));
+        let done = self.writer_done.take();
+        let _span = self.span.enter();
+        info!("storage closed for writes");
+        Box::pin(async move {
+            if let Some(done) = done {
+                let _ = done.await;
+            }
         })
     }
 }

@@ -17,7 +17,9 @@ pub mod lsm;
 pub mod memory_engine;
 pub mod worker;
 
-pub use actor::{LocalApply, LocalRead, LocalScan, Storage, StorageOptions, StorageThreading};
+pub use actor::{
+    CloseWrites, LocalApply, LocalRead, LocalScan, Storage, StorageOptions, StorageThreading,
+};
 pub use engine::{Engine, KeyValues, StorageError, WriteOp};
 pub use log_engine::LogEngine;
 pub use lsm::{LsmEngine, LsmOptions};

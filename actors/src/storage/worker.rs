@@ -40,8 +40,12 @@ pub(crate) struct ApplyJob {
     pub key: Vec<u8>,
     pub mutation: Mutation,
     pub trace: u64,
-    /// Gets the value stored after the job (the old one if unchanged).
+    /// Gets the value stored after the job (the old one if unchanged),
+    /// once it is durable.
     pub reply: oneshot::Sender<Result<Option<Vec<u8>>, ApplyError>>,
+    /// Gets the new value as soon as the mutation made it, before the
+    /// group is written (dropped unsent when nothing new is written).
+    pub minted: Option<oneshot::Sender<Vec<u8>>>,
 }
 
 /// One queued read.
@@ -103,6 +107,10 @@ pub(crate) fn write_group(engine: &dyn Engine, batch: Vec<ApplyJob>) {
                 Err(refusal) => Err(ApplyError::Rejected(refusal)),
                 Ok(None) => Ok((current, false)),
                 Ok(Some(new)) => {
+                    if let Some(minted) = job.minted {
+                        // The caller may have gone; the write goes on.
+                        let _ = minted.send(new.clone());
+                    }
                     overlay.insert(job.key.clone(), new.clone());
                     ops.push(WriteOp::Put {
                         key: job.key.clone(),
