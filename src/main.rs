@@ -104,7 +104,17 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         // Every acknowledged write is already durable. Stop taking writes,
         // let those taken finish, flush; only a stop that got this far
         // keeps the store's incarnation (see `node::store_incarnation`).
-        running.close_writes().await;
+        let closing = std::time::Duration::from_millis(SHUTDOWN_WRITES_WAIT_MS);
+        if tokio::time::timeout(closing, running.close_writes())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                node = %config.id, wait_ms = SHUTDOWN_WRITES_WAIT_MS,
+                "writes still running at shutdown; the next start gets a new store incarnation"
+            );
+            return Ok(());
+        }
         let engine: Arc<dyn ringkv_actors::storage::Engine> = parts.engine;
         match engine.flush() {
             Ok(()) => match node::record_clean_shutdown(&config) {
@@ -123,6 +133,10 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     })?;
     Ok(())
 }
+
+/// How long a shutdown waits for the writes already taken to finish before
+/// it gives up on a clean stop.
+const SHUTDOWN_WRITES_WAIT_MS: u64 = 30_000;
 
 async fn wait_for_shutdown() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
