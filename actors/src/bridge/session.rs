@@ -237,7 +237,8 @@ impl Actor for PeerSession {
                 // Everything queued by now goes out with one flush.
                 let mut len = frame.len();
                 let mut sent = sink.feed(frame).await;
-                while let (Ok(()), Ok(more)) = (&sent, frames.try_recv()) {
+                while sent.is_ok() {
+                    let Ok(more) = frames.try_recv() else { break };
                     len += more.len();
                     sent = sink.feed(more).await;
                 }

@@ -249,7 +249,16 @@ impl Actor for ClientSession {
         actix::spawn(async move {
             let mut sink = tokio_util::codec::FramedWrite::new(write, codec);
             while let Some(frame) = frames.recv().await {
-                if sink.send(frame).await.is_err() {
+                // Everything queued by now goes out with one flush.
+                let mut sent = sink.feed(frame).await;
+                while sent.is_ok() {
+                    let Ok(more) = frames.try_recv() else { break };
+                    sent = sink.feed(more).await;
+                }
+                if sent.is_ok() {
+                    sent = sink.flush().await;
+                }
+                if sent.is_err() {
                     return;
                 }
             }
