@@ -19,6 +19,8 @@ async fn a_replica_that_missed_writes_catches_up_without_being_read() {
     for (k, v) in &data {
         c1.put(k.as_bytes(), v.as_bytes(), None).await.unwrap();
     }
+    // Failed exchanges are logged at debug: shown if the wait below fails.
+    cluster.nodes[2].log_filter = "info,ringkv_actors::repair=debug".to_owned();
     cluster.nodes[2].restart();
     cluster.wait_all_alive().await;
 
@@ -33,7 +35,14 @@ async fn a_replica_that_missed_writes_catches_up_without_being_read() {
         {
             break;
         }
-        assert!(Instant::now() < deadline, "anti-entropy never synced n3");
+        if Instant::now() > deadline {
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "anti-entropy never synced n3; its log ends:\n{}",
+                tail.join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Let both partners' exchanges finish.

@@ -34,6 +34,8 @@ pub struct NodeProc {
     pub data_dir: PathBuf,
     pub args: Vec<String>,
     pub child: Option<Child>,
+    /// `RUST_LOG` for the process (default `info`).
+    pub log_filter: String,
 }
 
 impl NodeProc {
@@ -45,7 +47,7 @@ impl NodeProc {
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_ringkv"))
             .args(&self.args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", &self.log_filter)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -158,6 +160,7 @@ impl NodeProc {
             data_dir,
             args,
             child: None,
+            log_filter: "info".to_owned(),
         }
     }
 }
