@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ringkv::Client;
+use ringkv_actors::failure_detector::{FailureDetector, MemberState};
 use ringkv_actors::ring::{Ring, RingMember, VNODES_PER_WEIGHT_DEFAULT};
 use ringkv_actors::NodeId;
 
@@ -207,7 +208,23 @@ impl Cluster {
         self.nodes.len() - 1
     }
 
-    /// Waits until every running node reports every running node alive.
+    /// Whether node `node` has persisted itself as alive (its membership
+    /// file, written in the background after each change). A node killed
+    /// before that restarts as joining and streams its ranges again.
+    fn persisted_alive(node: &NodeProc) -> bool {
+        if node.args.iter().any(|a| a.contains("memory")) {
+            return true; // nothing is persisted
+        }
+        let path = node.data_dir.join("members.mpk");
+        FailureDetector::load_members(&path).is_ok_and(|members| {
+            members
+                .iter()
+                .any(|m| m.info.id.as_str() == node.id && m.record.status == MemberState::Alive)
+        })
+    }
+
+    /// Waits until every running node reports every running node alive,
+    /// and has persisted itself so (a kill from then on restarts it alive).
     pub async fn wait_all_alive(&self) {
         let running: Vec<&NodeProc> = self.nodes.iter().filter(|n| n.child.is_some()).collect();
         let deadline = Instant::now() + READY_WAIT;
@@ -230,7 +247,7 @@ impl Cluster {
                     .iter()
                     .filter(|m| m.state == "alive" && running.iter().any(|r| r.id == m.id))
                     .count();
-                if alive < running.len() {
+                if alive < running.len() || !Self::persisted_alive(node) {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue 'outer;
                 }

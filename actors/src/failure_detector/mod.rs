@@ -261,6 +261,10 @@ impl Actor for FailureDetector {
             joining = self.options.join,
             "failure detector started"
         );
+        // Recorded at once, not only at the first state change: a first
+        // node that starts alive has none, and this start's generation is
+        // on disk before anyone can hear of it.
+        self.persist();
         let every = Duration::from_millis(self.options.gossip.gossip_interval_ms.max(1));
         ctx.run_interval(every, |act, ctx| act.tick(ctx));
     }
