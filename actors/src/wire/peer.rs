@@ -15,7 +15,12 @@ use serde_bytes::ByteBuf;
 use crate::NodeId;
 
 /// Version of this protocol; peers with another version are refused.
-pub const PEER_PROTOCOL_VERSION: u32 = 1;
+///
+/// History: 1, the first; 2, objects may carry version actors
+/// (`<id>#<incarnation>`, see `NodeId::version_actor`), which version 1
+/// nodes cannot decode, so the two refuse each other at the handshake
+/// instead of failing on objects.
+pub const PEER_PROTOCOL_VERSION: u32 = 2;
 
 /// What a node says about itself in the handshake.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
