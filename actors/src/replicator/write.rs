@@ -78,10 +78,6 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
     // Minted under the store's version actor, not the bare node id: a node
     // whose store was lost must not hand out counters replicas remember.
-    let coordinator = actor.clone();
-    // Pruning must never drop the coordinator's own entry: its next dot for
-    // this key would then reuse a counter that replicas remember.
-    let coordinator_id = actor;
     let mutation = Box::new(move |current: Option<&[u8]>| {
         let local = current.map(Object::decode).transpose().map_err(|e| {
             ClientError::new(
@@ -93,12 +89,14 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
             local.as_ref(),
             &context,
             value,
-            &coordinator,
+            &actor,
             now_ms,
             &limits,
         )
         .map_err(refusal)?;
-        next.prune_keeping(&coordinator_id, now_ms, &limits);
+        // Pruning must never drop the coordinator's own entry: its next dot
+        // for this key would then reuse a counter that replicas remember.
+        next.prune_keeping(&actor, now_ms, &limits);
         Ok(Some(next.encode()))
     });
     // The local write is durable only after its group's fsync; the new
