@@ -85,9 +85,10 @@ pub struct LocalApply {
     /// The client request served (for logs).
     pub trace: u64,
     /// Gets the new value as soon as the mutation made it, before it is
-    /// durable; dropped unsent when the mutation refuses or changes
-    /// nothing, or the job is not queued. A write coordinator sends it to
-    /// the other replicas meanwhile (see `replicator::write`).
+    /// durable (the answer then says only whether it became durable: `None`
+    /// in place of the value); dropped unsent when the mutation refuses or
+    /// changes nothing, or the job is not queued. A write coordinator sends
+    /// it to the other replicas meanwhile (see `replicator::write`).
     pub minted: Option<oneshot::Sender<Vec<u8>>>,
 }
 

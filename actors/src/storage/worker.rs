@@ -41,7 +41,8 @@ pub(crate) struct ApplyJob {
     pub mutation: Mutation,
     pub trace: u64,
     /// Gets the value stored after the job (the old one if unchanged),
-    /// once it is durable.
+    /// once it is durable; `None` in place of a new value already handed
+    /// over through `minted`.
     pub reply: oneshot::Sender<Result<Option<Vec<u8>>, ApplyError>>,
     /// Gets the new value as soon as the mutation made it, before the
     /// group is written (dropped unsent when nothing new is written).
@@ -107,16 +108,22 @@ pub(crate) fn write_group(engine: &dyn Engine, batch: Vec<ApplyJob>) {
                 Err(refusal) => Err(ApplyError::Rejected(refusal)),
                 Ok(None) => Ok((current, false)),
                 Ok(Some(new)) => {
-                    if let Some(minted) = job.minted {
-                        // The caller may have gone; the write goes on.
-                        let _ = minted.send(new.clone());
-                    }
                     overlay.insert(job.key.clone(), new.clone());
                     ops.push(WriteOp::Put {
                         key: job.key.clone(),
                         value: new.clone(),
                     });
-                    Ok((Some(new), true))
+                    // Handed over once: through `minted` at once when asked
+                    // (the caller may have gone; the write goes on), else
+                    // with the reply.
+                    let stored = match job.minted {
+                        Some(minted) => {
+                            let _ = minted.send(new);
+                            None
+                        }
+                        None => Some(new),
+                    };
+                    Ok((stored, true))
                 }
             },
         };
