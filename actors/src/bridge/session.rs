@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use futures_util::SinkExt;
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
@@ -22,6 +21,7 @@ use tracing::{debug, info, warn};
 use super::{Bridge, BridgeOptions, IncomingPeerRequest, PeerIntroduced};
 use crate::net::BoxConnection;
 use crate::wire::peer::{MemberInfo, PeerFailure, PeerFrame, PeerRequest, PEER_PROTOCOL_VERSION};
+use crate::wire::writer::write_queued_frames;
 use crate::wire::{FrameCodec, FrameError};
 
 /// The queue to the writer task; dropping it lets the task send what is
@@ -226,32 +226,14 @@ impl Actor for PeerSession {
         let (read, write) = tokio::io::split(conn);
         let codec = FrameCodec::new(self.options.max_frame_bytes);
         ctx.add_stream(FramedRead::new(read, codec.clone()));
-        let (writer, mut frames) = mpsc::unbounded_channel::<Bytes>();
+        let (writer, frames) = mpsc::unbounded_channel::<Bytes>();
         self.writer = Some(writer);
         let queued_bytes = self.queued_bytes.clone();
         // The write half lives in its own task: it drains the queue and
         // closes the socket once the session drops its sender.
-        actix::spawn(async move {
-            let mut sink = tokio_util::codec::FramedWrite::new(write, codec);
-            while let Some(frame) = frames.recv().await {
-                // Everything queued by now goes out with one flush.
-                let mut len = frame.len();
-                let mut sent = sink.feed(frame).await;
-                while sent.is_ok() {
-                    let Ok(more) = frames.try_recv() else { break };
-                    len += more.len();
-                    sent = sink.feed(more).await;
-                }
-                if sent.is_ok() {
-                    sent = sink.flush().await;
-                }
-                queued_bytes.set(queued_bytes.get().saturating_sub(len));
-                if sent.is_err() {
-                    return;
-                }
-            }
-            let _ = sink.close().await;
-        });
+        actix::spawn(write_queued_frames(write, codec, frames, move |len| {
+            queued_bytes.set(queued_bytes.get().saturating_sub(len));
+        }));
         let limit = Duration::from_millis(self.options.connect_timeout_ms);
         ctx.run_later(limit, |act, ctx| {
             if act.peer.is_none() {

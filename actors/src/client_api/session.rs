@@ -13,7 +13,6 @@ use std::rc::Rc;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use futures_util::SinkExt;
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
@@ -25,6 +24,7 @@ use crate::replicator::{CoordinateGet, CoordinateWrite, Replicator};
 use crate::wire::client::{
     encode_response, parse_request, ClientError, ClientOp, ClientReply, ClientRequest, ErrorCode,
 };
+use crate::wire::writer::write_queued_frames;
 use crate::wire::{FrameCodec, FrameError};
 use crate::NodeId;
 
@@ -241,29 +241,12 @@ impl Actor for ClientSession {
         let (read, write) = tokio::io::split(conn);
         let codec = FrameCodec::new(self.options.max_frame_bytes);
         ctx.add_stream(FramedRead::new(read, codec.clone()));
-        let (writer, mut frames) =
+        let (writer, frames) =
             mpsc::channel::<Bytes>(self.options.client_write_queue_frames_max.max(1));
         self.writer = Some(writer);
         // The socket's write half lives in its own task: it drains the queue
         // and closes the socket once the session drops its sender.
-        actix::spawn(async move {
-            let mut sink = tokio_util::codec::FramedWrite::new(write, codec);
-            while let Some(frame) = frames.recv().await {
-                // Everything queued by now goes out with one flush.
-                let mut sent = sink.feed(frame).await;
-                while sent.is_ok() {
-                    let Ok(more) = frames.try_recv() else { break };
-                    sent = sink.feed(more).await;
-                }
-                if sent.is_ok() {
-                    sent = sink.flush().await;
-                }
-                if sent.is_err() {
-                    return;
-                }
-            }
-            let _ = sink.close().await;
-        });
+        actix::spawn(write_queued_frames(write, codec, frames, |_| {}));
         let span = self.span.clone();
         let _span = span.enter();
         debug!("client connected");

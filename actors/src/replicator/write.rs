@@ -85,15 +85,8 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
                 format!("stored object does not decode: {e}"),
             )
         })?;
-        let mut next = Object::update(
-            local.as_ref(),
-            &context,
-            value,
-            &actor,
-            now_ms,
-            &limits,
-        )
-        .map_err(refusal)?;
+        let mut next = Object::update(local.as_ref(), &context, value, &actor, now_ms, &limits)
+            .map_err(refusal)?;
         // Pruning must never drop the coordinator's own entry: its next dot
         // for this key would then reuse a counter that replicas remember.
         next.prune_keeping(&actor, now_ms, &limits);

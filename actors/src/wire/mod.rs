@@ -4,5 +4,6 @@
 pub mod client;
 pub mod frame;
 pub mod peer;
+pub mod writer;
 
 pub use frame::{FrameCodec, FrameError, MAX_FRAME_BYTES_DEFAULT};
