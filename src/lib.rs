@@ -19,6 +19,7 @@
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod data_dir;
 pub mod dev;
 pub mod logging;
 pub mod node;

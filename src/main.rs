@@ -103,7 +103,7 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         tracing::info!(node = %config.id, actor = "node", "shutting down");
         // Every acknowledged write is already durable. Stop taking writes,
         // let those taken finish, flush; only a stop that got this far
-        // keeps the store's incarnation (see `node::store_incarnation`).
+        // keeps the store's incarnation (see `data_dir::store_incarnation`).
         let closing = std::time::Duration::from_millis(SHUTDOWN_WRITES_WAIT_MS);
         if tokio::time::timeout(closing, running.close_writes())
             .await

@@ -10,7 +10,7 @@
 //! copy is still being fsynced. It answers once W copies (its own included)
 //! are durable. A crash between the two leaves the version elsewhere but
 //! not here; the store then gets a new incarnation at restart, so the dot
-//! is never reused (`node::store_incarnation` in the `ringkv` crate). A node
+//! is never reused (`data_dir::store_incarnation` in the `ringkv` crate). A node
 //! outside the preference list forwards the write to the first reachable
 //! replica.
 
@@ -98,7 +98,7 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     // one more acknowledgement once durable. (A crash before the local
     // fsync leaves a version elsewhere that this store lacks: that restart
     // is unclean, so the store gets a new incarnation and never reuses the
-    // dot; see `node::store_incarnation`.)
+    // dot; see `data_dir::store_incarnation`.)
     let (minted_tx, minted_rx) = tokio::sync::oneshot::channel();
     let mut apply = Box::pin(replicas.storage.send(LocalApply {
         key: key.clone(),
