@@ -117,11 +117,13 @@ fn store_incarnation(dir: &Path, engine: &dyn Engine, clean: bool) -> Result<u32
         .scan(b"", None, 1)
         .map_err(|e| format!("cannot tell whether the store is empty: {e}"))?
         .is_empty();
-    let recorded = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|text| u32::from_str_radix(text.trim(), 16).ok());
-    if let (Some(incarnation), false, true) = (recorded, empty, clean) {
-        return Ok(incarnation);
+    if clean && !empty {
+        let recorded = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| u32::from_str_radix(text.trim(), 16).ok());
+        if let Some(incarnation) = recorded {
+            return Ok(incarnation);
+        }
     }
     let incarnation: u32 = rand::random();
     let tmp = path.with_extension("tmp");

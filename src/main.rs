@@ -1,8 +1,6 @@
 //! The `ringkv` binary: `node` runs one node, `dev` a local cluster,
 //! `admin` talks to a running node, `bench` generates load.
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ringkv::bench::{self, BenchArgs};
@@ -101,31 +99,13 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         let running = node::start(&config, env, lock).await?;
         wait_for_shutdown().await;
         tracing::info!(node = %config.id, actor = "node", "shutting down");
-        // Every acknowledged write is already durable. Stop taking writes,
-        // let those taken finish, flush; only a stop that got this far
-        // keeps the store's incarnation (see `data_dir::store_incarnation`).
-        let closing = std::time::Duration::from_millis(SHUTDOWN_WRITES_WAIT_MS);
-        if tokio::time::timeout(closing, running.close_writes())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                node = %config.id, wait_ms = SHUTDOWN_WRITES_WAIT_MS,
-                "writes still running at shutdown; the next start gets a new store incarnation"
-            );
-            return Ok(());
-        }
-        let engine: Arc<dyn ringkv_actors::storage::Engine> = parts.engine;
-        match engine.flush() {
-            Ok(()) => match node::record_clean_shutdown(&config) {
-                Ok(()) => tracing::info!(node = %config.id, actor = "node", "clean shutdown"),
-                Err(e) => {
-                    tracing::warn!(node = %config.id, error = %e, "cannot mark the stop clean")
-                }
-            },
-            Err(e) => tracing::warn!(
-                node = %config.id, error = %e,
-                "flush at shutdown failed; the next start gets a new store incarnation"
+        // Every acknowledged write is already durable; a clean stop also
+        // lets the next start keep the store's incarnation.
+        match running.stop_cleanly(&config, parts.engine.as_ref()).await {
+            Ok(()) => tracing::info!(node = %config.id, actor = "node", "clean shutdown"),
+            Err(reason) => tracing::warn!(
+                node = %config.id, actor = "node", %reason,
+                "unclean shutdown; the next start gets a new store incarnation"
             ),
         }
         drop(running);
@@ -133,10 +113,6 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     })?;
     Ok(())
 }
-
-/// How long a shutdown waits for the writes already taken to finish before
-/// it gives up on a clean stop.
-const SHUTDOWN_WRITES_WAIT_MS: u64 = 30_000;
 
 async fn wait_for_shutdown() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

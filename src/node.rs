@@ -87,11 +87,28 @@ pub struct RunningNode {
     _lock: Option<File>,
 }
 
+/// How long a shutdown waits for the writes already taken to finish before
+/// it gives up on a clean stop.
+pub const SHUTDOWN_WRITES_WAIT_MS: u64 = 30_000;
+
 impl RunningNode {
-    /// Stops taking writes and waits until every write already taken is
-    /// durable or failed (the first step of a clean shutdown).
-    pub async fn close_writes(&self) {
-        let _ = self.storage.send(CloseWrites).await;
+    /// A clean stop: take no more writes, let those taken finish (at most
+    /// `SHUTDOWN_WRITES_WAIT_MS`), flush `engine`, then leave the
+    /// `CLEAN_SHUTDOWN` mark, so the next start keeps the store's
+    /// incarnation (see `data_dir::store_incarnation`). `Err` says why the
+    /// stop is not clean; the next start then gets a new incarnation.
+    pub async fn stop_cleanly(
+        &self,
+        config: &NodeConfig,
+        engine: &dyn Engine,
+    ) -> Result<(), String> {
+        let wait = std::time::Duration::from_millis(SHUTDOWN_WRITES_WAIT_MS);
+        tokio::time::timeout(wait, self.storage.send(CloseWrites))
+            .await
+            .map_err(|_| format!("writes still running after {SHUTDOWN_WRITES_WAIT_MS} ms"))?
+            .map_err(|e| format!("storage actor gone: {e}"))?;
+        engine.flush().map_err(|e| format!("flush failed: {e}"))?;
+        record_clean_shutdown(config)
     }
 }
 
