@@ -228,29 +228,48 @@ impl Cluster {
     pub async fn wait_all_alive(&self) {
         let running: Vec<&NodeProc> = self.nodes.iter().filter(|n| n.child.is_some()).collect();
         let deadline = Instant::now() + READY_WAIT;
+        // What the last pass waited for, for the failure message.
+        let mut waiting_for = String::from("nothing yet");
         'outer: loop {
-            assert!(
-                Instant::now() < deadline,
-                "cluster did not come up; logs in {:?}",
-                self._dir.path()
-            );
+            if Instant::now() > deadline {
+                let log = running
+                    .iter()
+                    .find(|n| waiting_for.starts_with(&n.id))
+                    .and_then(|n| std::fs::read_to_string(n.data_dir.with_extension("log")).ok())
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "cluster did not come up (waiting for {waiting_for}); logs in {:?}; its log ends:\n{}",
+                    self._dir.path(),
+                    tail.join("\n")
+                );
+            }
             for node in &running {
                 let Ok(client) = Client::connect(node.client).await else {
+                    waiting_for = format!("{}: client port", node.id);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue 'outer;
                 };
                 let Ok(status) = client.status().await else {
+                    waiting_for = format!("{}: status answer", node.id);
                     continue 'outer;
                 };
-                let alive = status
+                let alive: Vec<&str> = status
                     .members
                     .iter()
                     .filter(|m| m.state == "alive" && running.iter().any(|r| r.id == m.id))
-                    .count();
-                if alive < running.len() || !Self::persisted_alive(node) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue 'outer;
+                    .map(|m| m.id.as_str())
+                    .collect();
+                if alive.len() < running.len() {
+                    waiting_for = format!("{}: sees only {alive:?} alive", node.id);
+                } else if !Self::persisted_alive(node) {
+                    waiting_for = format!("{}: members.mpk to show it alive", node.id);
+                } else {
+                    continue;
                 }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue 'outer;
             }
             return;
         }
