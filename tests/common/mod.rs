@@ -343,7 +343,20 @@ impl Cluster {
         };
         let id = self.nodes[alone].id.clone();
         for (k, v) in pairs {
-            let found = client.get_with(k.as_bytes(), one).await.unwrap();
+            let found = match client.get_with(k.as_bytes(), one).await {
+                Ok(found) => found,
+                Err(e) => {
+                    let log =
+                        std::fs::read_to_string(self.nodes[alone].data_dir.with_extension("log"))
+                            .unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    panic!(
+                        "reading {k} from {id} alone failed: {e}; its log ends:\n{}",
+                        tail.join("\n")
+                    );
+                }
+            };
             assert_eq!(
                 found.values,
                 vec![v.clone().into_bytes()],
