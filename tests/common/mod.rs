@@ -108,6 +108,23 @@ impl NodeProc {
     }
 }
 
+/// What to show of a node's log in a failure: from its first panic on (a
+/// node that panicked), else its last 40 lines.
+pub fn log_excerpt(node: &NodeProc) -> String {
+    let log = std::fs::read_to_string(node.data_dir.with_extension("log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    let from = lines
+        .iter()
+        .position(|l| l.contains("panicked at"))
+        .map_or(lines.len().saturating_sub(40), |p| p.saturating_sub(5));
+    lines[from..]
+        .iter()
+        .take(80)
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A cluster of node processes.
 pub struct Cluster {
     pub nodes: Vec<NodeProc>,
@@ -232,17 +249,14 @@ impl Cluster {
         let mut waiting_for = String::from("nothing yet");
         'outer: loop {
             if Instant::now() > deadline {
-                let log = running
+                let excerpt = running
                     .iter()
                     .find(|n| waiting_for.starts_with(&n.id))
-                    .and_then(|n| std::fs::read_to_string(n.data_dir.with_extension("log")).ok())
+                    .map(|n| log_excerpt(n))
                     .unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
                 panic!(
-                    "cluster did not come up (waiting for {waiting_for}); logs in {:?}; its log ends:\n{}",
+                    "cluster did not come up (waiting for {waiting_for}); logs in {:?}; its log:\n{excerpt}",
                     self._dir.path(),
-                    tail.join("\n")
                 );
             }
             for node in &running {
@@ -346,14 +360,9 @@ impl Cluster {
             let found = match client.get_with(k.as_bytes(), one).await {
                 Ok(found) => found,
                 Err(e) => {
-                    let log =
-                        std::fs::read_to_string(self.nodes[alone].data_dir.with_extension("log"))
-                            .unwrap_or_default();
-                    let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                    let tail: Vec<&str> = tail.into_iter().rev().collect();
                     panic!(
-                        "reading {k} from {id} alone failed: {e}; its log ends:\n{}",
-                        tail.join("\n")
+                        "reading {k} from {id} alone failed: {e}; its log:\n{}",
+                        log_excerpt(&self.nodes[alone])
                     );
                 }
             };
