@@ -258,7 +258,19 @@ impl StreamHandler<Result<Bytes, FrameError>> for PeerConnection {
 
 impl WriteHandler<FrameError> for PeerConnection {
     fn error(&mut self, err: FrameError, ctx: &mut Self::Context) -> Running {
-        self.lost(ctx, &format!("write failed: {err}"));
+        // Called from inside the writer's own poll, which holds the writer's
+        // state borrowed: tearing the link down here (asking the writer for
+        // its handle, dropping it) panicked in actix ("RefCell already
+        // mutably borrowed") and then again in the writer's destructor,
+        // which aborted the whole node when a peer died mid-write. The link
+        // is torn down on the next turn instead, unless the reader found the
+        // loss first.
+        let reason = format!("write failed: {err}");
+        ctx.run_later(Duration::ZERO, move |act, ctx| {
+            if !matches!(act.link, Link::Down) {
+                act.lost(ctx, &reason);
+            }
+        });
         Running::Continue
     }
 
