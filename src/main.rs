@@ -8,7 +8,8 @@ use ringkv::client::Client;
 use ringkv::config::{LogFormat, NodeArgs};
 use ringkv::dev::{self, DevArgs};
 use ringkv::node::{self, NodeEnv};
-use ringkv_actors::net::{SystemClock, TokioNet};
+use ringkv_actors::clock::SystemClock;
+use ringkv_actors::net::TokioNet;
 
 /// mimalloc instead of the system allocator: see the note in Cargo.toml.
 #[global_allocator]

@@ -10,15 +10,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use ringkv_actors::bridge::{Bridge, BridgeOptions, Dial};
+use ringkv_actors::bridge::{Bridge, BridgeOptions, Dial, PeerHandlers};
 use ringkv_actors::client_api::{ClientApi, ClientApiOptions};
+use ringkv_actors::clock::SharedClock;
 use ringkv_actors::conflict_resolver::ConflictResolver;
 use ringkv_actors::failure_detector::{
     FailureDetector, FailureDetectorOptions, GossipOptions, MemberState, PersistedMember, Subscribe,
 };
-use ringkv_actors::net::{SharedClock, SharedNet};
+use ringkv_actors::net::SharedNet;
 use ringkv_actors::repair::{Repair, RepairOptions};
-use ringkv_actors::replicator::{Replicas, ReplicationOptions, Replicator};
+use ringkv_actors::replicas::Replicas;
+use ringkv_actors::replicator::{ReplicationOptions, Replicator};
 use ringkv_actors::storage::{CloseWrites, Engine, Storage, StorageOptions, StorageThreading};
 use ringkv_actors::wire::client::RequestLimits;
 use ringkv_actors::wire::peer::MemberInfo;
@@ -214,8 +216,10 @@ pub async fn start(
         ),
     ];
 
-    // The Bridge, the Replicator and the FailureDetector need each other:
-    // create the Bridge's context first so its address exists before it runs.
+    // Requests leave through the Bridge and come back in through it, so
+    // the actors that call peers need its address and it needs theirs (to
+    // deliver incoming requests): its context is created first, so its
+    // address exists before it runs. The modules themselves form a DAG.
     let bridge_context = Context::<Bridge>::new();
     let bridge_addr = bridge_context.address();
     let replicas = Replicas {
@@ -267,7 +271,6 @@ pub async fn start(
     )
     .start();
     let replicator = Replicator::new(
-        config.id.clone(),
         ReplicationOptions {
             n: config.n,
             r: config.r,
@@ -276,10 +279,10 @@ pub async fn start(
             limits: config.version_limits.clone(),
             version_actor: version_actor.clone(),
         },
-        storage,
-        bridge_addr.clone(),
+        replicas,
         resolver,
-        repair.clone(),
+        repair.clone().recipient(),
+        repair.clone().recipient(),
         env.clock.clone(),
     )
     .start();
@@ -295,12 +298,19 @@ pub async fn start(
         env.net.clone(),
         bridge_options,
         peer_listener,
-        replicator.clone().recipient(),
-        failure_detector.clone().recipient(),
+        PeerHandlers {
+            read: replicator.clone().recipient(),
+            write: replicator.clone().recipient(),
+            hinted_write: replicator.clone().recipient(),
+            coordinate: replicator.clone().recipient(),
+            scan: repair.clone().recipient(),
+            merkle_leaves: repair.clone().recipient(),
+            gossip: failure_detector.clone().recipient(),
+        },
         failure_detector.clone().recipient(),
     ));
     failure_detector.do_send(Subscribe(replicator.clone().recipient()));
-    failure_detector.do_send(Subscribe(repair.recipient()));
+    failure_detector.do_send(Subscribe(repair.clone().recipient()));
     failure_detector.do_send(Subscribe(bridge_addr.clone().recipient()));
     for addr in &dial {
         bridge_addr.do_send(Dial { addr: *addr });

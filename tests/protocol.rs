@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::Cluster;
 use ringkv_actors::wire::client::{map_field, map_str, parse_response, ErrorCode};
 use ringkv_actors::wire::frame::encode_frame;
-use ringkv_actors::wire::peer::{PeerFrame, PeerRequest};
+use ringkv_actors::wire::peer::{PeerFrame, PeerRequest, ReplicaRead};
 use rmpv::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -164,7 +164,7 @@ async fn a_peer_from_another_cluster_is_refused_with_a_logged_reason() {
             weight: 1,
         },
     };
-    conn.write_all(&encode_frame(&hello.encode()))
+    conn.write_all(&encode_frame(&hello.encode().unwrap()))
         .await
         .unwrap();
     let frame = read_frame(&mut conn).await.unwrap();
@@ -263,18 +263,18 @@ async fn a_peer_that_never_reads_is_cut_off_not_buffered_forever() {
             weight: 1,
         },
     };
-    let mut frames = encode_frame(&hello.encode());
+    let mut frames = encode_frame(&hello.encode().unwrap());
     let asked = 150u64;
     for id in 1..=asked {
         let request = PeerFrame::Request {
             id,
             trace: id,
             timeout_ms: 30_000,
-            body: PeerRequest::Read {
+            body: PeerRequest::Read(ReplicaRead {
                 key: serde_bytes::ByteBuf::from(b"big".to_vec()),
-            },
+            }),
         };
-        frames.extend(encode_frame(&request.encode()));
+        frames.extend(encode_frame(&request.encode().unwrap()));
     }
     greedy.write_all(&frames).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;

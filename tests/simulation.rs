@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use ringkv::config::NodeArgs;
 use ringkv::node::{self, NodeEnv};
-use ringkv_actors::net::{BoxConnection, Listener, LocalBoxFuture, Net, TokioClock};
+use ringkv_actors::clock::TokioClock;
+use ringkv_actors::net::{BoxConnection, Listener, LocalBoxFuture, Net};
 use ringkv_actors::storage::{MemoryEngine, StorageThreading};
 use ringkv_actors::wire::client::{
     encode_request, map_field, parse_response, ClientError, ClientOp, ClientRequest, ErrorCode,

@@ -5,17 +5,31 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | [`wire`] | the frame codec (u32 BE length + MessagePack), the client protocol, the peer protocol |
-//! | [`net`] | the network and clock seams (real sockets, or turmoil's in tests) |
-//! | [`persist`] | small snapshots (membership, hints) written atomically off the arbiter |
-//! | [`ring`] | the consistent-hash ring: virtual nodes, weights, preference lists |
 //! | [`client_api`] | ClientApi (client listener) + one ClientSession per connection |
-//! | [`replicator`] | the coordinator: preference list -> fan-out -> quorum -> reply; the replica side of peer requests |
-//! | [`conflict_resolver`] | dotted version vectors, sibling sets, merge; the ConflictResolver actor |
-//! | [`failure_detector`] | gossip membership, corroborated failure detection, the join/leave life cycle, MembershipChanged events |
-//! | [`repair`] | read repair, join/leave handoff streaming, hinted handoff, Merkle anti-entropy |
+//! | [`failure_detector`] | gossip membership, corroborated failure detection, the join/leave life cycle; publishes `MembershipChanged` |
+//! | [`repair`] | read repair, join/leave handoff streaming, hinted handoff, Merkle anti-entropy; serves peers' scans and Merkle leaves |
+//! | [`replicator`] | the coordinator: preference list -> fan-out -> quorum -> reply; the replica side of peer reads and writes |
+//! | [`replicas`] | one handle to the local replica (Storage) and the remote ones (Bridge), and the replica-side merge |
+//! | [`bridge`] | node-to-node TCP: Bridge + one PeerConnection per peer + one PeerSession per inbound link; typed calls (`CallPeer<T>`) and typed serving (`Incoming<T>`) |
 //! | [`storage`] | the Engine seam, the LSM engine (and two simpler ones), the Storage actor with its own threads |
-//! | [`bridge`] | node-to-node TCP: Bridge + one PeerConnection per peer + one PeerSession per inbound link |
+//! | [`conflict_resolver`] | dotted version vectors, sibling sets, merge; the ConflictResolver actor |
+//! | [`membership`] | shared vocabulary: `MembershipChanged` (rings, reachability, peers) |
+//! | [`ring`] | the consistent-hash ring: virtual nodes, weights, preference lists |
+//! | [`wire`] | the frame codec (u32 BE length + MessagePack), the client protocol, the typed peer protocol |
+//! | [`net`] / [`clock`] | the network and clock seams (real sockets and time, or turmoil's in tests) |
+//! | [`persist`] | small snapshots (membership, hints) written atomically off the arbiter |
+//! | [`node_id`] | `NodeId` and version actors |
+//!
+//! # Layers
+//!
+//! The table is also the import order: a module uses only modules listed
+//! below it (`bridge`, `storage` and `conflict_resolver` share a layer and
+//! do not use each other; so do the seams). An actor that must reach one
+//! above it holds a `Recipient<M>` for a message defined in the lower
+//! module: the Replicator sends `ReadRepair` and `RecordHint` (defined in
+//! `replicator`) to Repair; the Bridge delivers `Incoming<T>` and
+//! `PeerEvent` (defined in `bridge`) to whoever serves them.
+//! `layering_tests.rs` fails the build's tests when an import points up.
 //!
 //! # The actor graph
 //!
@@ -23,19 +37,20 @@
 //!  client ──frames──> ClientSession ──CoordinateGet/CoordinateWrite──> Replicator
 //!                        │ StatusQuery, Leave                           │  │  │
 //!                        v                                              │  │  └─Reconcile──> ConflictResolver
-//!                  FailureDetector ──MembershipChanged──> Replicator,   │  └─ReadRepair──> Repair
-//!                   │    ^      └──StreamTransfers──> Repair   Repair,  │     (+ RecordHint from Replicator)
-//!                   │    │ PeerEvent, gossip                   Bridge   │
-//!                   │  Bridge <──────────CallPeer───────────────────────┤── LocalRead/LocalApply/LocalScan ──> Storage ──> engine threads
-//!                   └──CallPeer(Gossip)──┘ │ PeerCall                   │
-//!                                          v                            │ IncomingPeerRequest: Read, Write, HintedWrite,
-//!                   PeerConnection ==TCP==> (peer) PeerSession ──> (peer) Replicator   Coordinate, Scan, MerkleLeaves
-//!                                                             └──> (peer) FailureDetector   Gossip
+//!                  FailureDetector ──MembershipChanged──> Replicator,   │  └─ReadRepair, RecordHint──> Repair
+//!                   │    ^      └──StreamTransfers──> Repair   Repair,  │
+//!                   │    │ PeerEvent                            Bridge  │
+//!                   │  Bridge <──────────CallPeer<T>────────────────────┤── LocalRead/LocalApply/LocalScan ──> Storage ──> engine threads
+//!                   └─CallPeer<GossipExchange>─┘ │                      │
+//!                                                v
+//!                   PeerConnection ==TCP==> (peer) PeerSession ──Incoming<T>──> (peer) Replicator: Read, Write, HintedWrite, Coordinate
+//!                                                                          └──> (peer) Repair: Scan, MerkleLeaves
+//!                                                                          └──> (peer) FailureDetector: Gossip
 //! ```
 //!
 //! Repair also calls peers through the Bridge: handoff and anti-entropy pull
-//! ranges (Scan), hinted handoff and read repair write (Write), anti-entropy
-//! asks for Merkle leaves.
+//! ranges (`ScanRange`), hinted handoff and read repair write
+//! (`ReplicaWrite`), anti-entropy asks for Merkle leaves.
 //!
 //! All actors of a node share one arbiter (messages between them are cheap
 //! same-thread hand-offs); the storage engine runs on its own threads, so no
@@ -45,15 +60,21 @@
 
 pub mod bridge;
 pub mod client_api;
+pub mod clock;
 pub mod conflict_resolver;
 pub mod failure_detector;
+pub mod membership;
 pub mod net;
 pub mod node_id;
 pub mod persist;
 pub mod repair;
+pub mod replicas;
 pub mod replicator;
 pub mod ring;
 pub mod storage;
 pub mod wire;
+
+#[cfg(test)]
+mod layering_tests;
 
 pub use node_id::NodeId;

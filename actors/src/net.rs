@@ -1,10 +1,9 @@
-//! The network and clock seams (DESIGN.md §8).
+//! The network seam (DESIGN.md §8).
 //!
-//! Node code opens listeners and connections only through [`Net`] and reads
-//! wall time only through [`Clock`], so the same actors run over real
-//! sockets in production and over turmoil's simulated network (with
-//! simulated time) in the deterministic tests. Timers use tokio's clock,
-//! which the simulator drives.
+//! Node code opens listeners and connections only through [`Net`], so the
+//! same actors run over real sockets in production and over turmoil's
+//! simulated network in the deterministic tests. (Time has its own seam,
+//! `clock`.)
 
 use std::future::Future;
 use std::io;
@@ -12,6 +11,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 
+use futures_util::stream::{self, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A boxed future that may hold `!Send` state (actors are single-threaded).
@@ -81,48 +81,13 @@ impl Net for TokioNet {
     }
 }
 
-/// Wall-clock time, for version timestamps and heartbeat ages.
-pub trait Clock {
-    /// Milliseconds since the Unix epoch.
-    fn now_ms(&self) -> u64;
-}
-
-/// Shared handle to the clock seam.
-pub type SharedClock = Rc<dyn Clock>;
-
-/// The system clock.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
-    }
-}
-
-/// A clock that follows tokio's (possibly simulated) time from a fixed
-/// epoch: deterministic under turmoil or a paused runtime.
-#[derive(Clone, Copy, Debug)]
-pub struct TokioClock {
-    epoch_ms: u64,
-    start: tokio::time::Instant,
-}
-
-impl TokioClock {
-    /// A clock reading `epoch_ms` now.
-    pub fn new(epoch_ms: u64) -> Self {
-        Self {
-            epoch_ms,
-            start: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl Clock for TokioClock {
-    fn now_ms(&self) -> u64 {
-        self.epoch_ms + self.start.elapsed().as_millis() as u64
-    }
+/// Turns a listener into a stream of accepted connections (the client
+/// API's and the bridge's accept loop).
+pub fn accept_stream(
+    listener: Box<dyn Listener>,
+) -> impl Stream<Item = io::Result<(BoxConnection, SocketAddr)>> {
+    stream::unfold(listener, |mut listener| async move {
+        let next = listener.accept().await;
+        Some((next, listener))
+    })
 }

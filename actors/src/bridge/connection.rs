@@ -21,14 +21,14 @@ use tokio::sync::oneshot;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn, Instrument};
 
-use super::{Bridge, BridgeOptions, PeerCallError, PeerDown, PeerUp};
+use super::{Bridge, BridgeOptions, PeerDown, PeerError, PeerUp};
 use crate::net::{BoxConnection, SharedNet};
 use crate::wire::peer::{MemberInfo, PeerFrame, PeerReply, PeerRequest, PEER_PROTOCOL_VERSION};
 use crate::wire::{FrameCodec, FrameError};
 
 /// Sends one request to this peer.
 #[derive(Message)]
-#[rtype(result = "Result<PeerReply, PeerCallError>")]
+#[rtype(result = "Result<PeerReply, PeerError>")]
 pub struct PeerCall {
     /// What to ask.
     pub body: PeerRequest,
@@ -61,7 +61,7 @@ enum Link {
 }
 
 struct Pending {
-    reply: oneshot::Sender<Result<PeerReply, PeerCallError>>,
+    reply: oneshot::Sender<Result<PeerReply, PeerError>>,
     timer: SpawnHandle,
 }
 
@@ -133,7 +133,10 @@ impl PeerConnection {
             cluster: self.cluster.clone(),
             member: self.own.clone(),
         };
-        writer.write(Bytes::from(hello.encode()));
+        match hello.encode() {
+            Ok(bytes) => writer.write(Bytes::from(bytes)),
+            Err(e) => warn!(error = %e, "cannot encode our own hello"),
+        }
         self.link = Link::Handshaking(writer);
         let limit = Duration::from_millis(self.options.connect_timeout_ms);
         ctx.run_later(limit, |act, ctx| {
@@ -169,7 +172,7 @@ impl PeerConnection {
         }
         for (_, pending) in self.pending.drain() {
             ctx.cancel_future(pending.timer);
-            let _ = pending.reply.send(Err(PeerCallError::Disconnected));
+            let _ = pending.reply.send(Err(PeerError::Disconnected));
         }
         let delay = Duration::from_millis(self.backoff_ms);
         self.backoff_ms = (self.backoff_ms * 2).min(self.options.reconnect_backoff_max_ms);
@@ -220,7 +223,7 @@ impl PeerConnection {
                 self.timeouts_in_a_row = 0;
                 if let Some(pending) = self.pending.remove(&id) {
                     ctx.cancel_future(pending.timer);
-                    let _ = pending.reply.send(body.map_err(PeerCallError::Failed));
+                    let _ = pending.reply.send(body.map_err(PeerError::Remote));
                 }
             }
             PeerFrame::Hello { .. } | PeerFrame::Request { .. } => {
@@ -278,11 +281,11 @@ impl WriteHandler<FrameError> for PeerConnection {
 }
 
 impl Handler<PeerCall> for PeerConnection {
-    type Result = ResponseFuture<Result<PeerReply, PeerCallError>>;
+    type Result = ResponseFuture<Result<PeerReply, PeerError>>;
 
     fn handle(&mut self, msg: PeerCall, ctx: &mut Self::Context) -> Self::Result {
         let Link::Up(writer, _) = &mut self.link else {
-            return Box::pin(async { Err(PeerCallError::Unreachable) });
+            return Box::pin(async { Err(PeerError::Unreachable) });
         };
         let id = self.next_id;
         self.next_id += 1;
@@ -292,14 +295,23 @@ impl Handler<PeerCall> for PeerConnection {
             timeout_ms: msg.timeout_ms,
             body: msg.body,
         };
-        writer.write(Bytes::from(frame.encode()));
+        let bytes = match frame.encode() {
+            Ok(bytes) => bytes,
+            Err(e) => return Box::pin(async move { Err(PeerError::Local(e.to_string())) }),
+        };
+        // A frame the peer would refuse would also make the writer fail and
+        // tear the link down for every other request: refuse it here.
+        let limit = self.options.max_frame_bytes;
+        if bytes.len() > limit {
+            let bytes = bytes.len();
+            return Box::pin(async move { Err(PeerError::TooLarge { bytes, limit }) });
+        }
+        writer.write(Bytes::from(bytes));
         let (reply, rx) = oneshot::channel();
         let timeout_ms = msg.timeout_ms;
         let timer = ctx.run_later(Duration::from_millis(timeout_ms), move |act, ctx| {
             if let Some(pending) = act.pending.remove(&id) {
-                let _ = pending
-                    .reply
-                    .send(Err(PeerCallError::Timeout { timeout_ms }));
+                let _ = pending.reply.send(Err(PeerError::Timeout { timeout_ms }));
                 act.timeouts_in_a_row += 1;
                 if act.timeouts_in_a_row >= PEER_TIMEOUTS_BEFORE_REDIAL {
                     act.lost(ctx, "requests keep timing out; redialling");
@@ -307,7 +319,7 @@ impl Handler<PeerCall> for PeerConnection {
             }
         });
         self.pending.insert(id, Pending { reply, timer });
-        Box::pin(async move { rx.await.unwrap_or(Err(PeerCallError::Disconnected)) })
+        Box::pin(async move { rx.await.unwrap_or(Err(PeerError::Disconnected)) })
     }
 }
 
@@ -316,7 +328,7 @@ impl Handler<Shutdown> for PeerConnection {
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
         for (_, pending) in self.pending.drain() {
-            let _ = pending.reply.send(Err(PeerCallError::Disconnected));
+            let _ = pending.reply.send(Err(PeerError::Disconnected));
         }
         ctx.stop();
     }

@@ -5,7 +5,12 @@
 //! - [`PeerConnection`] (connection.rs) is the outbound link this node sends
 //!   its requests on, with ids, deadlines and reconnect-with-backoff;
 //! - [`PeerSession`] (session.rs) serves one inbound link: handshake check,
-//!   then each request handed to the node's [`IncomingPeerRequest`] handler.
+//!   then each request handed, as an [`Incoming`] of its type, to the actor
+//!   that owns that type ([`PeerHandlers`]).
+//!
+//! Calls are typed: [`CallPeer<T>`] answers `T`'s reply type or a
+//! [`PeerError`]; the reply's type is checked in one place
+//! (`PeerRpc::reply_from`), never by callers.
 //!
 //! Each pair of nodes thus has two TCP connections, one per direction of
 //! requests; a response always travels on the connection its request came on.
@@ -22,8 +27,13 @@ use tracing::{info, warn};
 pub use connection::{PeerCall, PeerConnection, Shutdown};
 pub use session::PeerSession;
 
-use crate::net::{BoxConnection, Listener, SharedNet};
-use crate::wire::peer::{MemberInfo, PeerFailure, PeerReply, PeerRequest};
+use crate::membership::MembershipChanged;
+use crate::net::{accept_stream, BoxConnection, Listener, SharedNet};
+use crate::wire::client::ErrorCode;
+use crate::wire::peer::{
+    ForwardedWrite, GossipExchange, HintedWrite, MemberInfo, MerkleLeaves, PeerRpc, RemoteError,
+    ReplicaRead, ReplicaWrite, ScanRange,
+};
 use crate::NodeId;
 
 /// Limits of the bridge; each named with its unit.
@@ -62,10 +72,12 @@ impl Default for BridgeOptions {
     }
 }
 
-/// Why a peer call failed.
+/// Why a peer call failed: the typed error of every call through the
+/// bridge. [`PeerError::is_timeout`] tells the quorum logic whether the
+/// peer may still act on the request.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PeerCallError {
-    /// No live connection to that node.
+pub enum PeerError {
+    /// No live connection to that node: the request was not sent.
     #[error("peer unreachable")]
     Unreachable,
     /// The link dropped while the request was pending.
@@ -77,15 +89,59 @@ pub enum PeerCallError {
         /// The deadline that passed.
         timeout_ms: u64,
     },
-    /// The peer answered with a failure.
-    #[error("peer failed: {}: {}", .0.code, .0.message)]
-    Failed(PeerFailure),
+    /// The peer answered with the reply of another request type (a bug on
+    /// one side; the link itself is fine).
+    #[error("peer answered a {asked} request with a {got} reply")]
+    UnexpectedReply {
+        /// The request sent.
+        asked: &'static str,
+        /// The reply's request type.
+        got: &'static str,
+    },
+    /// The peer served the request and it failed there.
+    #[error("peer failed: {0}")]
+    Remote(RemoteError),
+    /// The request does not fit one peer frame (`max_frame_bytes` of the
+    /// peer protocol); it was not sent.
+    #[error("request of {bytes} bytes is over the peer frame limit of {limit} bytes")]
+    TooLarge {
+        /// The encoded request's size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// An actor on this node is gone (shutting down).
+    #[error("bridge unavailable: {0}")]
+    Local(String),
 }
 
-/// A request from a peer, for the node's request handler.
-#[derive(Message)]
-#[rtype(result = "Result<PeerReply, PeerFailure>")]
-pub struct IncomingPeerRequest {
+impl PeerError {
+    /// Whether the peer may still act on the request (it timed out here
+    /// or there), as opposed to a failure that ruled the request out.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            PeerError::Timeout { .. } => true,
+            PeerError::Remote(e) => e.code == ErrorCode::Timeout,
+            _ => false,
+        }
+    }
+
+    /// The client error code this failure maps to when a client's request
+    /// depended on it alone (a forwarded write).
+    pub fn client_code(&self) -> ErrorCode {
+        match self {
+            PeerError::Unreachable => ErrorCode::Unavailable,
+            PeerError::Remote(e) => e.code,
+            PeerError::TooLarge { .. } => ErrorCode::TooLarge,
+            PeerError::UnexpectedReply { .. } | PeerError::Local(_) => ErrorCode::Internal,
+            PeerError::Disconnected | PeerError::Timeout { .. } => ErrorCode::Timeout,
+        }
+    }
+}
+
+/// A request from a peer, for the actor that serves requests of type `T`
+/// (see [`PeerHandlers`]).
+pub struct Incoming<T: PeerRpc> {
     /// The asking node.
     pub from: NodeId,
     /// The client request it serves.
@@ -93,21 +149,49 @@ pub struct IncomingPeerRequest {
     /// Time left, in milliseconds.
     pub timeout_ms: u64,
     /// What is asked.
-    pub body: PeerRequest,
+    pub request: T,
 }
 
-/// Calls `node` with `body`.
-#[derive(Message)]
-#[rtype(result = "Result<PeerReply, PeerCallError>")]
-pub struct CallPeer {
+impl<T: PeerRpc> Message for Incoming<T> {
+    type Result = Result<T::Reply, RemoteError>;
+}
+
+/// Calls `node` with a request of type `T`; answers `T`'s reply.
+pub struct CallPeer<T: PeerRpc> {
     /// The node to ask.
     pub node: NodeId,
     /// What to ask.
-    pub body: PeerRequest,
+    pub request: T,
     /// The client request it serves.
     pub trace: u64,
     /// Deadline from now, in milliseconds.
     pub timeout_ms: u64,
+}
+
+impl<T: PeerRpc> Message for CallPeer<T> {
+    type Result = Result<T::Reply, PeerError>;
+}
+
+/// Where the bridge delivers each type of incoming request: the actor that
+/// owns it (the replicator serves replica reads and writes and forwarded
+/// writes, repair serves scans and Merkle leaves, the failure detector
+/// gossip).
+#[derive(Clone)]
+pub struct PeerHandlers {
+    /// Replica reads.
+    pub read: Recipient<Incoming<ReplicaRead>>,
+    /// Replica writes.
+    pub write: Recipient<Incoming<ReplicaWrite>>,
+    /// Sloppy-quorum writes held for another replica.
+    pub hinted_write: Recipient<Incoming<HintedWrite>>,
+    /// Client writes forwarded to a replica of the key.
+    pub coordinate: Recipient<Incoming<ForwardedWrite>>,
+    /// Range scans (handoff, anti-entropy).
+    pub scan: Recipient<Incoming<ScanRange>>,
+    /// Merkle leaves (anti-entropy).
+    pub merkle_leaves: Recipient<Incoming<MerkleLeaves>>,
+    /// Gossip.
+    pub gossip: Recipient<Incoming<GossipExchange>>,
 }
 
 /// Reachability news, for the failure detector.
@@ -167,8 +251,7 @@ pub struct Bridge {
     net: SharedNet,
     options: BridgeOptions,
     listener: Option<Box<dyn Listener>>,
-    handler: Recipient<IncomingPeerRequest>,
-    gossip: Recipient<IncomingPeerRequest>,
+    handlers: PeerHandlers,
     events: Recipient<PeerEvent>,
     by_addr: HashMap<SocketAddr, Addr<PeerConnection>>,
     by_node: HashMap<NodeId, Addr<PeerConnection>>,
@@ -176,17 +259,15 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// A bridge serving `listener`; incoming data requests go to `handler`,
-    /// gossip to `gossip`, reachability news to `events`.
-    #[allow(clippy::too_many_arguments)]
+    /// A bridge serving `listener`; incoming requests go to `handlers`,
+    /// reachability news to `events`.
     pub fn new(
         own: MemberInfo,
         cluster: String,
         net: SharedNet,
         options: BridgeOptions,
         listener: Box<dyn Listener>,
-        handler: Recipient<IncomingPeerRequest>,
-        gossip: Recipient<IncomingPeerRequest>,
+        handlers: PeerHandlers,
         events: Recipient<PeerEvent>,
     ) -> Self {
         let span = tracing::info_span!("bridge", node = %own.id, actor = "bridge");
@@ -196,8 +277,7 @@ impl Bridge {
             net,
             options,
             listener: Some(listener),
-            handler,
-            gossip,
+            handlers,
             events,
             by_addr: HashMap::new(),
             by_node: HashMap::new(),
@@ -227,7 +307,7 @@ impl Actor for Bridge {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         if let Some(listener) = self.listener.take() {
-            ctx.add_stream(crate::client_api::accept_stream(listener));
+            ctx.add_stream(accept_stream(listener));
         }
     }
 }
@@ -244,8 +324,7 @@ impl StreamHandler<std::io::Result<(BoxConnection, SocketAddr)>> for Bridge {
                     conn,
                     self.own.clone(),
                     self.cluster.clone(),
-                    self.handler.clone(),
-                    self.gossip.clone(),
+                    self.handlers.clone(),
                     ctx.address(),
                     self.options.clone(),
                     remote,
@@ -316,27 +395,33 @@ impl Handler<PeerIntroduced> for Bridge {
     }
 }
 
-impl Handler<CallPeer> for Bridge {
-    type Result = ResponseFuture<Result<PeerReply, PeerCallError>>;
+impl<T: PeerRpc> Handler<CallPeer<T>> for Bridge {
+    type Result = ResponseFuture<Result<T::Reply, PeerError>>;
 
-    fn handle(&mut self, msg: CallPeer, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: CallPeer<T>, _ctx: &mut Self::Context) -> Self::Result {
         let Some(conn) = self.by_node.get(&msg.node).cloned() else {
-            return Box::pin(async { Err(PeerCallError::Unreachable) });
+            return Box::pin(async { Err(PeerError::Unreachable) });
         };
         let call = conn.send(PeerCall {
-            body: msg.body,
+            body: msg.request.into_request(),
             trace: msg.trace,
             timeout_ms: msg.timeout_ms,
         });
-        Box::pin(async move { call.await.unwrap_or(Err(PeerCallError::Unreachable)) })
+        Box::pin(async move {
+            let reply = call.await.unwrap_or(Err(PeerError::Unreachable))?;
+            T::reply_from(reply).map_err(|other| PeerError::UnexpectedReply {
+                asked: T::NAME,
+                got: other.name(),
+            })
+        })
     }
 }
 
-impl Handler<crate::failure_detector::MembershipChanged> for Bridge {
+impl Handler<MembershipChanged> for Bridge {
     type Result = ();
 
     /// Keeps a connection to every member gossip knows of.
-    fn handle(&mut self, msg: crate::failure_detector::MembershipChanged, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: MembershipChanged, ctx: &mut Self::Context) {
         for peer in msg.peers.iter() {
             if peer.id == self.own.id || self.by_node.contains_key(&peer.id) {
                 continue;

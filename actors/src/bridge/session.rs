@@ -1,7 +1,8 @@
 //! `PeerSession`: one actor per inbound peer connection. It checks the
-//! handshake, then serves the dialler's requests through the node's
-//! [`IncomingPeerRequest`] handler and writes each response back with the
-//! request's id, in completion order.
+//! handshake, then hands each of the dialler's requests, as an
+//! [`Incoming`] of its type, to the actor that owns that type
+//! ([`PeerHandlers`]) and writes each response back with the request's id,
+//! in completion order.
 //!
 //! Responses go through a queue to a writer task that owns the socket's
 //! write half. The queue is bounded in bytes (`peer_write_queue_bytes_max`):
@@ -18,11 +19,15 @@ use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
-use super::{Bridge, BridgeOptions, IncomingPeerRequest, PeerIntroduced};
-use crate::net::BoxConnection;
-use crate::wire::peer::{MemberInfo, PeerFailure, PeerFrame, PeerRequest, PEER_PROTOCOL_VERSION};
+use super::{Bridge, BridgeOptions, Incoming, PeerHandlers, PeerIntroduced};
+use crate::net::{BoxConnection, LocalBoxFuture};
+use crate::wire::client::ErrorCode;
+use crate::wire::peer::{
+    MemberInfo, PeerFrame, PeerReply, PeerRequest, PeerRpc, RemoteError, PEER_PROTOCOL_VERSION,
+};
 use crate::wire::writer::write_queued_frames;
 use crate::wire::{FrameCodec, FrameError};
+use crate::NodeId;
 
 /// The queue to the writer task; dropping it lets the task send what is
 /// queued and close the socket.
@@ -32,8 +37,7 @@ type Writer = mpsc::UnboundedSender<Bytes>;
 pub struct PeerSession {
     own: MemberInfo,
     cluster: String,
-    handler: Recipient<IncomingPeerRequest>,
-    gossip: Recipient<IncomingPeerRequest>,
+    handlers: PeerHandlers,
     bridge: Addr<Bridge>,
     options: BridgeOptions,
     writer: Option<Writer>,
@@ -53,8 +57,7 @@ impl PeerSession {
         conn: BoxConnection,
         own: MemberInfo,
         cluster: String,
-        handler: Recipient<IncomingPeerRequest>,
-        gossip: Recipient<IncomingPeerRequest>,
+        handlers: PeerHandlers,
         bridge: Addr<Bridge>,
         options: BridgeOptions,
         remote: std::net::SocketAddr,
@@ -64,8 +67,7 @@ impl PeerSession {
         Self {
             own,
             cluster,
-            handler,
-            gossip,
+            handlers,
             bridge,
             options,
             writer: None,
@@ -83,7 +85,16 @@ impl PeerSession {
         let Some(writer) = self.writer.as_ref() else {
             return;
         };
-        let bytes = Bytes::from(frame.encode());
+        let bytes = match frame.encode() {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(e) => {
+                let _span = self.span.enter();
+                warn!(error = %e, "cannot encode a peer frame; closing the session");
+                self.writer = None;
+                ctx.stop();
+                return;
+            }
+        };
         let queued = self.queued_bytes.get();
         if queued > 0 && queued + bytes.len() > self.options.peer_write_queue_bytes_max {
             let span = self.span.clone();
@@ -160,20 +171,20 @@ impl PeerSession {
         id: u64,
         trace: u64,
         timeout_ms: u64,
-        body: crate::wire::peer::PeerRequest,
+        body: PeerRequest,
         ctx: &mut Context<Self>,
     ) {
         let Some(peer) = self.peer.as_ref() else {
             return self.refuse("request before handshake".into(), ctx);
         };
         if self.in_flight >= self.options.peer_inflight_max {
-            let failure = PeerFailure {
-                code: "unavailable".into(),
-                message: format!(
+            let failure = RemoteError::new(
+                ErrorCode::Unavailable,
+                format!(
                     "{} requests in flight from this peer (peer_inflight_max)",
                     self.in_flight
                 ),
-            };
+            );
             return self.send(
                 &PeerFrame::Response {
                     id,
@@ -183,35 +194,57 @@ impl PeerSession {
             );
         }
         self.in_flight += 1;
-        let request = IncomingPeerRequest {
-            from: peer.id.clone(),
-            trace,
-            timeout_ms,
-            body,
-        };
-        let call = match request.body {
-            PeerRequest::Gossip { .. } => self.gossip.send(request),
-            _ => self.handler.send(request),
-        };
-        let limit = Duration::from_millis(timeout_ms);
-        let fut = async move {
-            match tokio::time::timeout(limit, call).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(e)) => Err(PeerFailure {
-                    code: "internal".into(),
-                    message: format!("local handler unavailable: {e}"),
-                }),
-                Err(_) => Err(PeerFailure {
-                    code: "timeout".into(),
-                    message: format!("replica did not finish within {timeout_ms} ms"),
-                }),
+        let from = peer.id.clone();
+        let handlers = &self.handlers;
+        let served = match body {
+            PeerRequest::Read(r) => serve(&handlers.read, from, trace, timeout_ms, r),
+            PeerRequest::Write(r) => serve(&handlers.write, from, trace, timeout_ms, r),
+            PeerRequest::HintedWrite(r) => {
+                serve(&handlers.hinted_write, from, trace, timeout_ms, r)
             }
+            PeerRequest::Coordinate(r) => serve(&handlers.coordinate, from, trace, timeout_ms, r),
+            PeerRequest::Scan(r) => serve(&handlers.scan, from, trace, timeout_ms, r),
+            PeerRequest::MerkleLeaves(r) => {
+                serve(&handlers.merkle_leaves, from, trace, timeout_ms, r)
+            }
+            PeerRequest::Gossip(r) => serve(&handlers.gossip, from, trace, timeout_ms, r),
         };
-        ctx.spawn(fut.into_actor(self).map(move |body, act, ctx| {
+        ctx.spawn(served.into_actor(self).map(move |body, act, ctx| {
             act.in_flight -= 1;
             act.send(&PeerFrame::Response { id, body }, ctx);
         }));
     }
+}
+
+/// Hands `request` to the actor serving its type, within its time budget,
+/// and wraps the answer for the wire.
+fn serve<T: PeerRpc>(
+    to: &Recipient<Incoming<T>>,
+    from: NodeId,
+    trace: u64,
+    timeout_ms: u64,
+    request: T,
+) -> LocalBoxFuture<'static, Result<PeerReply, RemoteError>> {
+    let call = to.send(Incoming {
+        from,
+        trace,
+        timeout_ms,
+        request,
+    });
+    let limit = Duration::from_millis(timeout_ms);
+    Box::pin(async move {
+        match tokio::time::timeout(limit, call).await {
+            Ok(Ok(result)) => result.map(T::reply_into),
+            Ok(Err(e)) => Err(RemoteError::new(
+                ErrorCode::Internal,
+                format!("local handler unavailable: {e}"),
+            )),
+            Err(_) => Err(RemoteError::new(
+                ErrorCode::Timeout,
+                format!("replica did not finish within {timeout_ms} ms"),
+            )),
+        }
+    })
 }
 
 impl Actor for PeerSession {

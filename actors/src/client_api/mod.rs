@@ -8,13 +8,12 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use actix::prelude::*;
-use futures_util::stream::{self, Stream};
 use tracing::{info, warn};
 
 pub use session::ClientSession;
 
 use crate::failure_detector::FailureDetector;
-use crate::net::{BoxConnection, Listener};
+use crate::net::{accept_stream, BoxConnection, Listener};
 use crate::replicator::Replicator;
 use crate::wire::client::RequestLimits;
 use crate::NodeId;
@@ -34,16 +33,6 @@ pub struct ClientApiOptions {
     /// Response frames queued for one client's socket; a client that lets
     /// this many pile up (it does not read) is disconnected.
     pub client_write_queue_frames_max: usize,
-}
-
-/// Turns a listener into a stream of accepted connections.
-pub fn accept_stream(
-    listener: Box<dyn Listener>,
-) -> impl Stream<Item = std::io::Result<(BoxConnection, SocketAddr)>> {
-    stream::unfold(listener, |mut listener| async move {
-        let next = listener.accept().await;
-        Some((next, listener))
-    })
 }
 
 /// The client listener actor.

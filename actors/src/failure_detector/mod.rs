@@ -4,17 +4,17 @@
 //! serve), serving, leaving (hand its ranges to their new owners, then go).
 //!
 //! Every `gossip_interval_ms` it bumps its heartbeat and sends its list to
-//! `gossip_fanout` random peers through the Bridge; lists from peers arrive
-//! as `IncomingPeerRequest::Gossip`. Every state change is logged once
-//! (INFO, naming who reported it) and sent as a [`MembershipChanged`] to the
-//! Replicator, Repair and the Bridge. The membership is persisted in the
+//! `gossip_fanout` random peers through the Bridge, each of which answers
+//! with its own list (push-pull); lists from peers arrive as
+//! `Incoming<GossipExchange>` and are answered the same way. Every state
+//! change is logged once (INFO, naming who reported it) and sent as a
+//! [`MembershipChanged`] to the Replicator, Repair and the Bridge. The membership is persisted in the
 //! data dir, so a restarted node knows the cluster before anyone answers.
 
 pub mod gossip;
 mod lifecycle;
 pub mod view;
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,29 +31,13 @@ pub use gossip::{
 };
 pub use lifecycle::Leave;
 
-use crate::bridge::{Bridge, CallPeer, IncomingPeerRequest, PeerEvent};
-use crate::net::SharedClock;
+use crate::bridge::{Bridge, CallPeer, Incoming, PeerEvent};
+use crate::clock::SharedClock;
+use crate::membership::MembershipChanged;
 use crate::repair::Repair;
-use crate::ring::Ring;
 use crate::wire::client::{ClientError, ClientReply, ErrorCode};
-use crate::wire::peer::{MemberInfo, PeerFailure, PeerReply, PeerRequest};
+use crate::wire::peer::{GossipExchange, GossipReply, MemberInfo, RemoteError};
 use crate::NodeId;
-
-/// The rings, reachability and peers, sent to every subscriber on each change.
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
-pub struct MembershipChanged {
-    /// Owners for reads (no joining or left members).
-    pub read_ring: Arc<Ring>,
-    /// Owners for writes (no leaving or left members).
-    pub write_ring: Arc<Ring>,
-    /// Members worth sending requests to (itself included).
-    pub reachable: Arc<HashSet<NodeId>>,
-    /// Members nobody suspects (itself included).
-    pub healthy: Arc<HashSet<NodeId>>,
-    /// Members to keep connections to.
-    pub peers: Arc<Vec<MemberInfo>>,
-}
 
 /// Asks for the `status` reply.
 #[derive(Message)]
@@ -135,13 +119,7 @@ impl FailureDetector {
                 .ok()
         });
         let mut detector = Self {
-            view: MembershipChanged {
-                read_ring: Arc::default(),
-                write_ring: Arc::default(),
-                reachable: Arc::default(),
-                healthy: Arc::default(),
-                peers: Arc::default(),
-            },
+            view: MembershipChanged::default(),
             own,
             gossip,
             options,
@@ -229,20 +207,23 @@ impl FailureDetector {
         for target in targets {
             let call = self.bridge.send(CallPeer {
                 node: target.id.clone(),
-                body: PeerRequest::Gossip {
+                request: GossipExchange {
                     message: encoded.clone(),
                 },
                 trace: 0,
                 timeout_ms: self.options.gossip.gossip_interval_ms.max(1),
             });
-            // Fire and forget: a lost gossip message is the protocol's
-            // normal case; the next round sends the list again.
-            ctx.spawn(
-                async move {
-                    let _ = call.await;
+            // Push-pull: the peer answers with its list, merged like any
+            // list it sent. A lost message is the protocol's normal case;
+            // the next round sends the list again.
+            ctx.spawn(call.into_actor(self).map(move |reply, act, _ctx| {
+                if let Ok(Ok(reply)) = reply {
+                    let span = act.span.clone();
+                    let _span = span.enter();
+                    // An undecodable answer is logged where it is found.
+                    let _ = act.merge_gossip(&target.id, &reply.message);
                 }
-                .into_actor(self),
-            );
+            }));
         }
         self.advance_lifecycle(ctx);
     }
@@ -300,23 +281,34 @@ impl Handler<PeerEvent> for FailureDetector {
     }
 }
 
-impl Handler<IncomingPeerRequest> for FailureDetector {
-    type Result = Result<PeerReply, PeerFailure>;
-
-    fn handle(&mut self, msg: IncomingPeerRequest, _ctx: &mut Self::Context) -> Self::Result {
-        let PeerRequest::Gossip { message } = msg.body else {
-            return Err(PeerFailure {
-                code: ErrorCode::BadRequest.as_str().into(),
-                message: "only gossip goes to the failure detector".into(),
-            });
-        };
-        let message: GossipMessage = rmp_serde::from_slice(&message).map_err(|e| PeerFailure {
-            code: ErrorCode::BadRequest.as_str().into(),
-            message: format!("undecodable gossip: {e}"),
+impl FailureDetector {
+    /// Merges an encoded member list from `from` (pushed to us, or the
+    /// answer to our push) and publishes what changed.
+    fn merge_gossip(&mut self, from: &NodeId, encoded: &[u8]) -> Result<(), RemoteError> {
+        let message: GossipMessage = rmp_serde::from_slice(encoded).map_err(|e| {
+            debug!(peer = %from, error = %e, "undecodable gossip");
+            RemoteError::new(ErrorCode::BadRequest, format!("undecodable gossip: {e}"))
         })?;
-        let changes = self.gossip.receive(&msg.from, message, self.clock.now_ms());
+        let changes = self.gossip.receive(from, message, self.clock.now_ms());
         self.apply(changes);
-        Ok(PeerReply::Stored)
+        Ok(())
+    }
+}
+
+impl Handler<Incoming<GossipExchange>> for FailureDetector {
+    type Result = Result<GossipReply, RemoteError>;
+
+    fn handle(&mut self, msg: Incoming<GossipExchange>, _ctx: &mut Self::Context) -> Self::Result {
+        let span = self.span.clone();
+        let _span = span.enter();
+        self.merge_gossip(&msg.from, &msg.request.message)?;
+        let reply = self.gossip.message(self.clock.now_ms());
+        let message = rmp_serde::to_vec_named(&reply).map_err(|e| {
+            RemoteError::new(ErrorCode::Internal, format!("cannot encode gossip: {e}"))
+        })?;
+        Ok(GossipReply {
+            message: ByteBuf::from(message),
+        })
     }
 }
 

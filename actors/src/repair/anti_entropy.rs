@@ -6,11 +6,10 @@
 use super::handoff::Transfer;
 use super::merkle::MerkleTree;
 use super::stream::{self, StreamStats, Throttle};
-use crate::bridge::CallPeer;
-use crate::replicator::Replicas;
+use crate::replicas::Replicas;
 use crate::ring::{user_key, Ring};
 use crate::storage::LocalScan;
-use crate::wire::peer::{PeerReply, PeerRequest};
+use crate::wire::peer::{LeafHashes, MerkleLeaves};
 use crate::NodeId;
 
 /// Most leaves a peer may ask a tree to have.
@@ -97,20 +96,13 @@ pub async fn sync_with(
 ) -> Result<SyncStats, String> {
     let own = replicas.own.clone();
     let local = local_tree(replicas, ring, n, &own, peer, leaves).await?;
-    let call = replicas.bridge.send(CallPeer {
-        node: peer.clone(),
-        body: PeerRequest::MerkleLeaves {
-            with: own.clone(),
-            leaves: local.leaves().len() as u32,
-        },
-        trace: 0,
-        timeout_ms,
-    });
-    let remote = match call.await {
-        Ok(Ok(PeerReply::Leaves { hashes })) => MerkleTree::from_leaves(hashes),
-        Ok(Ok(other)) => return Err(format!("unexpected reply {other:?}")),
-        Ok(Err(e)) => return Err(format!("tree request to {peer} failed: {e}")),
-        Err(e) => return Err(format!("bridge unavailable: {e}")),
+    let request = MerkleLeaves {
+        with: own.clone(),
+        leaves: local.leaves().len() as u32,
+    };
+    let remote = match replicas.call(peer, request, 0, timeout_ms).await {
+        Ok(LeafHashes { hashes }) => MerkleTree::from_leaves(hashes),
+        Err(e) => return Err(format!("tree request to {peer} failed: {e}")),
     };
     let differing = local.differing_leaves(&remote);
     let mut stats = SyncStats {
@@ -136,10 +128,10 @@ pub async fn serve_tree(
     n: usize,
     with: &NodeId,
     leaves: u32,
-) -> Result<PeerReply, String> {
+) -> Result<LeafHashes, String> {
     let own = replicas.own.clone();
     let tree = local_tree(replicas, ring, n, &own, with, leaves as usize).await?;
-    Ok(PeerReply::Leaves {
+    Ok(LeafHashes {
         hashes: tree.leaves().to_vec(),
     })
 }

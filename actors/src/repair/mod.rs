@@ -16,33 +16,20 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::{debug, info, warn, Instrument};
 
-use crate::failure_detector::MembershipChanged;
-use crate::replicator::Replicas;
+use serde_bytes::ByteBuf;
+
+use crate::bridge::Incoming;
+use crate::membership::MembershipChanged;
+use crate::replicas::Replicas;
+use crate::replicator::{ReadRepair, RecordHint};
+use crate::storage::LocalScan;
+use crate::wire::client::ErrorCode;
+use crate::wire::peer::{LeafHashes, MerkleLeaves, RemoteError, ScanPage, ScanRange};
 use crate::NodeId;
 
-/// Read repair: write `object` to the `stale` replicas of `key`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ReadRepair {
-    /// The key.
-    pub key: Vec<u8>,
-    /// The merged object, encoded.
-    pub object: Vec<u8>,
-    /// Replicas whose answer lacked part of it.
-    pub stale: Vec<NodeId>,
-    /// The client request whose read found them.
-    pub trace: u64,
-}
-
-/// Sloppy quorum: this node took a write for `owner`; deliver it later.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RecordHint {
-    /// The unreachable replica the write was meant for.
-    pub owner: NodeId,
-    /// The user key.
-    pub key: Vec<u8>,
-}
+/// Most entries one scan page may hold, whatever a peer asks for: a page is
+/// one peer frame, and objects can be large.
+pub const SCAN_PAGE_ENTRIES_MAX: usize = 1024;
 
 /// Which way a handoff moves data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -339,7 +326,7 @@ impl Handler<ReadRepair> for Repair {
                 let _span = span.enter();
                 match result {
                     Ok(()) => debug!(req = %format_args!("{trace:x}"), peer = %node, "read repair done"),
-                    Err((_, detail)) => warn!(req = %format_args!("{trace:x}"), peer = %node, %detail, "read repair failed"),
+                    Err(error) => warn!(req = %format_args!("{trace:x}"), peer = %node, %error, "read repair failed"),
                 }
             }));
         }
@@ -369,6 +356,55 @@ impl Handler<StreamTransfers> for Repair {
                 Ok(total)
             }
             .instrument(span),
+        )
+    }
+}
+
+impl Handler<Incoming<ScanRange>> for Repair {
+    type Result = ResponseFuture<Result<ScanPage, RemoteError>>;
+
+    /// Serves a page of a range scan (a peer's handoff or anti-entropy pull).
+    fn handle(&mut self, msg: Incoming<ScanRange>, _ctx: &mut Self::Context) -> Self::Result {
+        let ScanRange { start, end, limit } = msg.request;
+        let scan = self.replicas.storage.send(LocalScan {
+            start: start.into_vec(),
+            end: end.map(ByteBuf::into_vec),
+            limit: (limit as usize).min(SCAN_PAGE_ENTRIES_MAX),
+        });
+        Box::pin(async move {
+            let entries = scan
+                .await
+                .map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))?
+                .map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))?;
+            Ok(ScanPage {
+                entries: entries
+                    .into_iter()
+                    .map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v)))
+                    .collect(),
+            })
+        })
+    }
+}
+
+impl Handler<Incoming<MerkleLeaves>> for Repair {
+    type Result = ResponseFuture<Result<LeafHashes, RemoteError>>;
+
+    /// Serves this node's Merkle leaves over the keys it shares with the
+    /// asking peer (the other half of an anti-entropy exchange).
+    fn handle(&mut self, msg: Incoming<MerkleLeaves>, _ctx: &mut Self::Context) -> Self::Result {
+        let (replicas, ring, n) = (
+            self.replicas.clone(),
+            self.read_ring.clone(),
+            self.options.replicas_per_key,
+        );
+        let MerkleLeaves { with, leaves } = msg.request;
+        Box::pin(
+            async move {
+                anti_entropy::serve_tree(&replicas, &ring, n, &with, leaves)
+                    .await
+                    .map_err(|e| RemoteError::new(ErrorCode::Internal, e))
+            }
+            .instrument(self.span.clone()),
         )
     }
 }

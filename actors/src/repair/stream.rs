@@ -9,11 +9,10 @@ use std::time::Duration;
 use serde_bytes::ByteBuf;
 
 use super::handoff::Transfer;
-use crate::bridge::CallPeer;
-use crate::replicator::Replicas;
+use crate::replicas::Replicas;
 use crate::ring::user_key;
 use crate::storage::LocalScan;
-use crate::wire::peer::{PeerReply, PeerRequest};
+use crate::wire::peer::ScanRange;
 
 /// Entries asked for per scan page.
 pub const STREAM_PAGE_ENTRIES: usize = 256;
@@ -68,21 +67,17 @@ pub async fn pull(
     for (start, end) in transfer.range.storage_ranges() {
         let mut cursor = start;
         loop {
-            let call = replicas.bridge.send(CallPeer {
-                node: transfer.source.clone(),
-                body: PeerRequest::Scan {
-                    start: ByteBuf::from(cursor.clone()),
-                    end: end.clone().map(ByteBuf::from),
-                    limit: STREAM_PAGE_ENTRIES as u32,
-                },
-                trace,
-                timeout_ms,
-            });
-            let entries = match call.await {
-                Ok(Ok(PeerReply::Page { entries })) => entries,
-                Ok(Ok(other)) => return Err(format!("unexpected scan reply {other:?}")),
-                Ok(Err(e)) => return Err(format!("scan of {} failed: {e}", transfer.source)),
-                Err(e) => return Err(format!("bridge unavailable: {e}")),
+            let request = ScanRange {
+                start: ByteBuf::from(cursor.clone()),
+                end: end.clone().map(ByteBuf::from),
+                limit: STREAM_PAGE_ENTRIES as u32,
+            };
+            let entries = match replicas
+                .call(&transfer.source, request, trace, timeout_ms)
+                .await
+            {
+                Ok(page) => page.entries,
+                Err(e) => return Err(format!("scan of {} failed: {e}", transfer.source)),
             };
             let full_page = entries.len() >= STREAM_PAGE_ENTRIES;
             for (key, object) in entries {
@@ -137,7 +132,7 @@ pub async fn push(
                 replicas
                     .write(&transfer.target, user, &object, trace, timeout_ms)
                     .await
-                    .map_err(|(_, e)| format!("write to {} failed: {e}", transfer.target))?;
+                    .map_err(|e| format!("write to {} failed: {e}", transfer.target))?;
                 stats += StreamStats {
                     keys: 1,
                     bytes: (key.len() + object.len()) as u64,

@@ -2,7 +2,6 @@
 //! and the replica side of every peer request.
 //!
 //! - `quorum`: counting answers toward R or W (pure);
-//! - `replicas`: one interface to the local replica and the remote ones;
 //! - `write`: put/delete coordination (and forwarding to a replica);
 //! - `read`: get coordination, early answer at R, read repair hand-off.
 //!
@@ -12,7 +11,6 @@
 
 mod quorum;
 mod read;
-mod replicas;
 pub mod sloppy;
 mod write;
 
@@ -24,24 +22,22 @@ use serde_bytes::ByteBuf;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-pub use quorum::{Effect, Ending, ReplicaFailure, Tally, Verdict};
+pub use quorum::{Effect, Ending, Tally, Verdict};
 pub use read::GetAnswer;
-pub use replicas::Replicas;
 
-use crate::bridge::{Bridge, IncomingPeerRequest};
+use crate::bridge::Incoming;
+use crate::clock::SharedClock;
 use crate::conflict_resolver::{ConflictResolver, VersionLimits, VersionVector};
-use crate::failure_detector::MembershipChanged;
-use crate::net::SharedClock;
-use crate::repair::{RecordHint, Repair};
+use crate::membership::MembershipChanged;
+use crate::replicas::Replicas;
 use crate::ring::Ring;
-use crate::storage::{LocalRead, LocalScan, Storage};
+use crate::storage::LocalRead;
 use crate::wire::client::{ClientError, ErrorCode};
-use crate::wire::peer::{PeerFailure, PeerReply, PeerRequest};
+use crate::wire::peer::{
+    Coordinated, Durable, ForwardedWrite, HintedWrite, RemoteError, ReplicaRead, ReplicaWrite,
+    StoredObject,
+};
 use crate::NodeId;
-
-/// Most entries one scan page may hold, whatever a peer asks for: a page is
-/// one peer frame, and objects can be large.
-pub const SCAN_PAGE_ENTRIES_MAX: usize = 1024;
 
 /// Replication settings.
 #[derive(Clone, Debug)]
@@ -66,6 +62,33 @@ pub struct ReplicationOptions {
 enum Purpose {
     Read,
     Write,
+}
+
+/// Read repair: write `object` to the `stale` replicas of `key`. Sent by a
+/// read's coordinator once every replica answered (or the deadline
+/// passed); handled by Repair.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReadRepair {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The merged object, encoded.
+    pub object: Vec<u8>,
+    /// Replicas whose answer lacked part of it.
+    pub stale: Vec<NodeId>,
+    /// The client request whose read found them.
+    pub trace: u64,
+}
+
+/// Sloppy quorum: this node took a write for `owner`; deliver it later.
+/// Sent by the replica side of a hinted write; handled by Repair.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordHint {
+    /// The unreachable replica the write was meant for.
+    pub owner: NodeId,
+    /// The user key.
+    pub key: Vec<u8>,
 }
 
 /// Coordinate a get.
@@ -113,29 +136,28 @@ pub struct Replicator {
     healthy: Arc<HashSet<NodeId>>,
     replicas: Replicas,
     resolver: Addr<ConflictResolver>,
-    repair: Addr<Repair>,
+    read_repair: Recipient<ReadRepair>,
+    hints: Recipient<RecordHint>,
     clock: SharedClock,
     span: tracing::Span,
 }
 
 impl Replicator {
     /// A replicator; it learns the ring from its first `MembershipChanged`.
+    /// Read repairs and hints go to the actor behind `read_repair` and
+    /// `hints` (Repair, which sits above this one).
     pub fn new(
-        own: NodeId,
         options: ReplicationOptions,
-        storage: Addr<Storage>,
-        bridge: Addr<Bridge>,
+        replicas: Replicas,
         resolver: Addr<ConflictResolver>,
-        repair: Addr<Repair>,
+        read_repair: Recipient<ReadRepair>,
+        hints: Recipient<RecordHint>,
         clock: SharedClock,
     ) -> Self {
+        let own = replicas.own.clone();
         let span = tracing::info_span!("replicator", node = %own, actor = "replicator");
         Self {
-            replicas: Replicas {
-                own: own.clone(),
-                storage,
-                bridge,
-            },
+            replicas,
             own,
             options,
             read_ring: Arc::new(Ring::default()),
@@ -143,7 +165,8 @@ impl Replicator {
             reachable: Arc::new(HashSet::new()),
             healthy: Arc::new(HashSet::new()),
             resolver,
-            repair,
+            read_repair,
+            hints,
             clock,
             span,
         }
@@ -307,7 +330,7 @@ impl Handler<CoordinateGet> for Replicator {
         let work = read::coordinate(
             self.replicas.clone(),
             self.resolver.clone(),
-            self.repair.clone(),
+            self.read_repair.clone(),
             plan,
             tx,
         );
@@ -323,127 +346,103 @@ impl Handler<CoordinateGet> for Replicator {
     }
 }
 
-impl Handler<IncomingPeerRequest> for Replicator {
-    type Result = ResponseFuture<Result<PeerReply, PeerFailure>>;
+impl Handler<Incoming<ReplicaRead>> for Replicator {
+    type Result = ResponseFuture<Result<StoredObject, RemoteError>>;
 
-    fn handle(&mut self, msg: IncomingPeerRequest, _ctx: &mut Self::Context) -> Self::Result {
-        let trace = msg.trace;
-        let span = tracing::info_span!(parent: &self.span, "replica", req = %format_args!("{trace:x}"), from = %msg.from);
-        match msg.body {
-            PeerRequest::Read { key } => {
-                let read = self.replicas.storage.send(LocalRead {
-                    key: key.into_vec(),
-                });
-                Box::pin(
-                    async move {
-                        match read.await {
-                            Ok(Ok(bytes)) => Ok(PeerReply::Object(bytes.map(ByteBuf::from))),
-                            Ok(Err(e)) => Err(failure(ErrorCode::Internal, e.to_string())),
-                            Err(e) => Err(failure(ErrorCode::Internal, e.to_string())),
-                        }
-                    }
-                    .instrument(span),
-                )
-            }
-            PeerRequest::Write { key, object } => {
-                let replicas = self.replicas.clone();
-                Box::pin(
-                    async move {
-                        replicas
-                            .merge_locally(key.into_vec(), object.into_vec(), trace)
-                            .await
-                            .map(|_| PeerReply::Stored)
-                            .map_err(|e| failure(e.code, e.message))
-                    }
-                    .instrument(span),
-                )
-            }
-            PeerRequest::HintedWrite { key, object, owner } => {
-                let (replicas, repair) = (self.replicas.clone(), self.repair.clone());
-                Box::pin(
-                    async move {
-                        let key = key.into_vec();
-                        replicas
-                            .merge_locally(key.clone(), object.into_vec(), trace)
-                            .await
-                            .map_err(|e| failure(e.code, e.message))?;
-                        // Durable here first; the hint only says who else
-                        // must get it.
-                        repair.do_send(RecordHint { owner, key });
-                        Ok(PeerReply::Stored)
-                    }
-                    .instrument(span),
-                )
-            }
-            PeerRequest::MerkleLeaves { with, leaves } => {
-                let (replicas, ring, n) = (
-                    self.replicas.clone(),
-                    self.read_ring.clone(),
-                    self.options.n,
-                );
-                Box::pin(
-                    async move {
-                        crate::repair::anti_entropy::serve_tree(&replicas, &ring, n, &with, leaves)
-                            .await
-                            .map_err(|e| failure(ErrorCode::Internal, e))
-                    }
-                    .instrument(span),
-                )
-            }
-            PeerRequest::Scan { start, end, limit } => {
-                let scan = self.replicas.storage.send(LocalScan {
-                    start: start.into_vec(),
-                    end: end.map(ByteBuf::into_vec),
-                    limit: (limit as usize).min(SCAN_PAGE_ENTRIES_MAX),
-                });
-                Box::pin(
-                    async move {
-                        match scan.await {
-                            Ok(Ok(entries)) => Ok(PeerReply::Page {
-                                entries: entries
-                                    .into_iter()
-                                    .map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v)))
-                                    .collect(),
-                            }),
-                            Ok(Err(e)) => Err(failure(ErrorCode::Internal, e.to_string())),
-                            Err(e) => Err(failure(ErrorCode::Internal, e.to_string())),
-                        }
-                    }
-                    .instrument(span),
-                )
-            }
-            PeerRequest::Gossip { .. } => {
-                let error = failure(
-                    ErrorCode::BadRequest,
-                    "gossip is for the failure detector".into(),
-                );
-                Box::pin(async move { Err(error) })
-            }
-            PeerRequest::Coordinate(write) => {
-                let msg = CoordinateWrite {
-                    key: write.key.into_vec(),
-                    value: write.value.map(ByteBuf::into_vec),
-                    context: write.context.map(ByteBuf::into_vec),
-                    w: Some(write.w.clamp(1, self.options.n)),
-                    timeout_ms: Some(msg.timeout_ms),
-                    trace,
-                };
-                let fut = self.start_write(msg, false);
-                Box::pin(async move {
-                    fut.await
-                        .map(|context| PeerReply::Coordinated {
-                            context: ByteBuf::from(context),
-                        })
-                        .map_err(|e| failure(e.code, e.message))
+    fn handle(&mut self, msg: Incoming<ReplicaRead>, _ctx: &mut Self::Context) -> Self::Result {
+        let span = self.replica_span(&msg.from, msg.trace);
+        let read = self.replicas.storage.send(LocalRead {
+            key: msg.request.key.into_vec(),
+        });
+        Box::pin(
+            async move {
+                let object = read
+                    .await
+                    .map_err(|e| internal(e.to_string()))?
+                    .map_err(|e| internal(e.to_string()))?;
+                Ok(StoredObject {
+                    object: object.map(ByteBuf::from),
                 })
             }
-        }
+            .instrument(span),
+        )
     }
 }
 
-fn failure(code: ErrorCode, message: String) -> PeerFailure {
-    PeerFailure {
-        code: code.as_str().into(),
-        message,
+impl Handler<Incoming<ReplicaWrite>> for Replicator {
+    type Result = ResponseFuture<Result<Durable, RemoteError>>;
+
+    fn handle(&mut self, msg: Incoming<ReplicaWrite>, _ctx: &mut Self::Context) -> Self::Result {
+        let span = self.replica_span(&msg.from, msg.trace);
+        let replicas = self.replicas.clone();
+        let (key, object) = (msg.request.key.into_vec(), msg.request.object.into_vec());
+        Box::pin(
+            async move {
+                replicas
+                    .merge_locally(key, object, msg.trace)
+                    .await
+                    .map(|_| Durable)
+                    .map_err(|e| e.to_client().into())
+            }
+            .instrument(span),
+        )
     }
+}
+
+impl Handler<Incoming<HintedWrite>> for Replicator {
+    type Result = ResponseFuture<Result<Durable, RemoteError>>;
+
+    fn handle(&mut self, msg: Incoming<HintedWrite>, _ctx: &mut Self::Context) -> Self::Result {
+        let span = self.replica_span(&msg.from, msg.trace);
+        let (replicas, hints) = (self.replicas.clone(), self.hints.clone());
+        let HintedWrite { key, object, owner } = msg.request;
+        Box::pin(
+            async move {
+                let key = key.into_vec();
+                replicas
+                    .merge_locally(key.clone(), object.into_vec(), msg.trace)
+                    .await
+                    .map_err(|e| RemoteError::from(e.to_client()))?;
+                // Durable here first; the hint only says who else must get it.
+                hints.do_send(RecordHint { owner, key });
+                Ok(Durable)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+impl Handler<Incoming<ForwardedWrite>> for Replicator {
+    type Result = ResponseFuture<Result<Coordinated, RemoteError>>;
+
+    fn handle(&mut self, msg: Incoming<ForwardedWrite>, _ctx: &mut Self::Context) -> Self::Result {
+        let write = msg.request;
+        let coordinate = CoordinateWrite {
+            key: write.key.into_vec(),
+            value: write.value.map(ByteBuf::into_vec),
+            context: write.context.map(ByteBuf::into_vec),
+            w: Some(write.w.clamp(1, self.options.n)),
+            timeout_ms: Some(msg.timeout_ms),
+            trace: msg.trace,
+        };
+        let fut = self.start_write(coordinate, false);
+        Box::pin(async move {
+            fut.await
+                .map(|context| Coordinated {
+                    context: ByteBuf::from(context),
+                })
+                .map_err(RemoteError::from)
+        })
+    }
+}
+
+impl Replicator {
+    /// The span of one replica-side request from `from`.
+    fn replica_span(&self, from: &NodeId, trace: u64) -> tracing::Span {
+        tracing::info_span!(parent: &self.span, "replica", req = %format_args!("{trace:x}"), from = %from)
+    }
+}
+
+fn internal(message: String) -> RemoteError {
+    RemoteError::new(ErrorCode::Internal, message)
 }

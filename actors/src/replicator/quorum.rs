@@ -3,17 +3,9 @@
 
 use std::fmt::Write as _;
 
+use crate::replicas::ReplicaError;
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::NodeId;
-
-/// How one replica failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReplicaFailure {
-    /// It did not answer in time: it may still act on the request.
-    TimedOut,
-    /// It could not be asked or refused at once.
-    Failed,
-}
 
 /// Where a quorum stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +25,7 @@ pub struct Tally {
     needed: usize,
     outstanding: usize,
     successes: usize,
-    failures: Vec<(NodeId, ReplicaFailure, String)>,
+    failures: Vec<(NodeId, ReplicaError)>,
 }
 
 impl Tally {
@@ -54,9 +46,9 @@ impl Tally {
     }
 
     /// A replica failed.
-    pub fn failure(&mut self, node: NodeId, kind: ReplicaFailure, detail: String) {
+    pub fn failure(&mut self, node: NodeId, error: ReplicaError) {
         self.outstanding = self.outstanding.saturating_sub(1);
-        self.failures.push((node, kind, detail));
+        self.failures.push((node, error));
     }
 
     /// Successes so far.
@@ -82,8 +74,8 @@ impl Tally {
     /// that nothing happened.
     pub fn error(&self, what: &str, ending: Ending, effect: Effect) -> ClientError {
         let mut message = format!("{} of {} {what} needed", self.successes, self.needed);
-        for (node, _, detail) in &self.failures {
-            let _ = write!(message, "; {node}: {detail}");
+        for (node, error) in &self.failures {
+            let _ = write!(message, "; {node}: {error}");
         }
         let silent = match ending {
             Ending::Deadline { timeout_ms } if self.outstanding > 0 => {
@@ -96,11 +88,7 @@ impl Tally {
             }
             _ => false,
         };
-        let timed_out = silent
-            || self
-                .failures
-                .iter()
-                .any(|(_, k, _)| *k == ReplicaFailure::TimedOut);
+        let timed_out = silent || self.failures.iter().any(|(_, e)| e.is_timeout());
         let code = if timed_out || effect == Effect::MaybeWritten {
             ErrorCode::Timeout
         } else {
@@ -135,9 +123,18 @@ pub enum Effect {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::bridge::PeerError;
 
     fn id(s: &str) -> NodeId {
         NodeId::new(s).unwrap()
+    }
+
+    fn failed(_: &str) -> ReplicaError {
+        ReplicaError::Peer(PeerError::Unreachable)
+    }
+
+    fn timed_out() -> ReplicaError {
+        ReplicaError::Peer(PeerError::Timeout { timeout_ms: 5 })
     }
 
     #[test]
@@ -146,7 +143,7 @@ mod tests {
         assert_eq!(t.verdict(), Verdict::Waiting);
         t.success();
         assert_eq!(t.verdict(), Verdict::Waiting);
-        t.failure(id("b"), ReplicaFailure::Failed, "down".into());
+        t.failure(id("b"), failed("down"));
         assert_eq!(t.verdict(), Verdict::Waiting);
         t.success();
         assert_eq!(t.verdict(), Verdict::Reached);
@@ -155,14 +152,14 @@ mod tests {
     #[test]
     fn impossible_as_soon_as_failures_rule_it_out() {
         let mut t = Tally::new(2, 3);
-        t.failure(id("a"), ReplicaFailure::Failed, "x".into());
+        t.failure(id("a"), failed("x"));
         assert_eq!(t.verdict(), Verdict::Waiting);
-        t.failure(id("b"), ReplicaFailure::Failed, "y".into());
+        t.failure(id("b"), failed("y"));
         assert_eq!(t.verdict(), Verdict::Impossible);
         let e = t.error("replies", Ending::Impossible, Effect::Nothing);
         assert_eq!(e.code, ErrorCode::Unavailable);
         assert!(
-            e.message.contains("0 of 2") && e.message.contains("a: x"),
+            e.message.contains("0 of 2") && e.message.contains("a: peer unreachable"),
             "{}",
             e.message
         );
@@ -178,7 +175,7 @@ mod tests {
         );
         let mut t = Tally::new(2, 2);
         t.success();
-        t.failure(id("b"), ReplicaFailure::Failed, "gone".into());
+        t.failure(id("b"), failed("gone"));
         // Something was written locally: never claim nothing happened.
         assert_eq!(
             t.error("acks", Ending::Impossible, Effect::MaybeWritten)
@@ -186,7 +183,7 @@ mod tests {
             ErrorCode::Timeout
         );
         let mut t = Tally::new(3, 3);
-        t.failure(id("c"), ReplicaFailure::TimedOut, "slow".into());
+        t.failure(id("c"), timed_out());
         assert_eq!(
             t.error("acks", Ending::Impossible, Effect::Nothing).code,
             ErrorCode::Timeout

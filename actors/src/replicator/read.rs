@@ -14,9 +14,9 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::quorum::{Effect, Ending, Tally, Verdict};
-use super::replicas::Replicas;
+use super::ReadRepair;
 use crate::conflict_resolver::{ConflictResolver, Reconcile, Reconciled};
-use crate::repair::{ReadRepair, Repair};
+use crate::replicas::Replicas;
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::NodeId;
 
@@ -42,7 +42,7 @@ pub struct ReadPlan {
 pub async fn coordinate(
     replicas: Replicas,
     resolver: Addr<ConflictResolver>,
-    repair: Addr<Repair>,
+    read_repair: Recipient<ReadRepair>,
     plan: ReadPlan,
     reply: oneshot::Sender<Result<GetAnswer, ClientError>>,
 ) {
@@ -91,7 +91,7 @@ pub async fn coordinate(
                 tally.success();
                 answers.push((node, bytes));
             }
-            Ok(Some((node, Err((kind, detail))))) => tally.failure(node, kind, detail),
+            Ok(Some((node, Err(error)))) => tally.failure(node, error),
             Ok(None) | Err(_) => break,
         }
     }
@@ -113,7 +113,7 @@ pub async fn coordinate(
             stale,
             ..
         }) if !stale.is_empty() => {
-            repair.do_send(ReadRepair {
+            read_repair.do_send(ReadRepair {
                 key,
                 object,
                 stale,

@@ -21,17 +21,17 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_bytes::ByteBuf;
 use tracing::{debug, warn};
 
-use super::quorum::{Effect, Ending, ReplicaFailure, Tally, Verdict};
-use super::replicas::{flatten_apply, Replicas};
-use crate::bridge::{CallPeer, PeerCallError};
+use super::quorum::{Effect, Ending, Tally, Verdict};
+use crate::bridge::PeerError;
 use crate::conflict_resolver::{Object, VersionError, VersionLimits, VersionVector};
+use crate::replicas::{ReplicaError, Replicas};
 use crate::storage::LocalApply;
 use crate::wire::client::{ClientError, ErrorCode};
-use crate::wire::peer::{ForwardedWrite, PeerReply, PeerRequest};
+use crate::wire::peer::ForwardedWrite;
 use crate::NodeId;
 
 /// A replica's answer to a write: who, and whether its copy is durable.
-type Acknowledgement = (NodeId, Result<(), (ReplicaFailure, String)>);
+type Acknowledgement = (NodeId, Result<(), ReplicaError>);
 
 /// A write to coordinate.
 pub struct WritePlan {
@@ -119,7 +119,9 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
             let result = tokio::time::timeout_at(deadline, &mut apply)
                 .await
                 .map_err(|_| local_timeout())?;
-            flatten_apply(result)?;
+            result
+                .map_err(|e| ReplicaError::from(e).to_client())?
+                .map_err(|e| ReplicaError::from(e).to_client())?;
             return Err(ClientError::new(
                 ErrorCode::Internal,
                 "the write minted no new version",
@@ -141,12 +143,11 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
         .as_millis() as u64;
     let own = replicas.own.clone();
     let local: LocalBoxFuture<'static, Acknowledgement> = Box::pin(async move {
-        let result = flatten_apply(apply.await).map(|_| ()).map_err(|e| {
-            (
-                ReplicaFailure::Failed,
-                format!("local write: {}", e.message),
-            )
-        });
+        let result = match apply.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(ReplicaError::from(e)),
+            Err(e) => Err(ReplicaError::from(e)),
+        };
         (own, result)
     });
     let targets = others
@@ -187,7 +188,7 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
         }
         match tokio::time::timeout_at(deadline, pending.next()).await {
             Ok(Some((_, Ok(())))) => tally.success(),
-            Ok(Some((node, Err((kind, detail))))) => tally.failure(node, kind, detail),
+            Ok(Some((node, Err(error)))) => tally.failure(node, error),
             Ok(None) | Err(_) => {
                 let ending = Ending::Deadline { timeout_ms };
                 return Err(tally.error("durable acknowledgements", ending, Effect::MaybeWritten));
@@ -200,15 +201,15 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
 /// logging those that fail (anti-entropy will repair them).
 fn finish_in_background<F>(mut pending: FuturesUnordered<F>, trace: u64)
 where
-    F: std::future::Future<Output = (NodeId, Result<(), (ReplicaFailure, String)>)> + 'static,
+    F: std::future::Future<Output = Acknowledgement> + 'static,
 {
     if pending.is_empty() {
         return;
     }
     actix::spawn(async move {
         while let Some((node, result)) = pending.next().await {
-            if let Err((_, detail)) = result {
-                debug!(req = %format_args!("{trace:x}"), peer = %node, %detail, "replica write after quorum failed");
+            if let Err(error) = result {
+                debug!(req = %format_args!("{trace:x}"), peer = %node, %error, "replica write after quorum failed");
             }
         }
     });
@@ -238,36 +239,19 @@ pub async fn forward(
     trace: u64,
     timeout_ms: u64,
 ) -> Result<Vec<u8>, ClientError> {
-    let call = replicas.bridge.send(CallPeer {
-        node: target.clone(),
-        body: PeerRequest::Coordinate(write),
-        trace,
-        timeout_ms,
-    });
-    match call.await {
-        Ok(Ok(PeerReply::Coordinated { context })) => Ok(context.into_vec()),
-        Ok(Ok(other)) => Err(ClientError::new(
-            ErrorCode::Internal,
-            format!("unexpected reply {other:?}"),
+    match replicas.call(&target, write, trace, timeout_ms).await {
+        Ok(coordinated) => Ok(coordinated.context.into_vec()),
+        Err(PeerError::Remote(e)) => Err(ClientError::new(
+            e.code,
+            format!("via {target}: {}", e.message),
         )),
-        Ok(Err(PeerCallError::Failed(f))) => {
-            let code = ErrorCode::parse(&f.code).unwrap_or(ErrorCode::Internal);
-            Err(ClientError::new(
-                code,
-                format!("via {target}: {}", f.message),
-            ))
-        }
-        Ok(Err(PeerCallError::Unreachable)) => Err(ClientError::new(
+        Err(PeerError::Unreachable) => Err(ClientError::new(
             ErrorCode::Unavailable,
             format!("replica {target} became unreachable before the write was handed over"),
         )),
-        Ok(Err(e)) => Err(ClientError::new(
-            ErrorCode::Timeout,
-            format!("via {target}: {e}"),
-        )),
         Err(e) => Err(ClientError::new(
-            ErrorCode::Internal,
-            format!("bridge unavailable: {e}"),
+            e.client_code(),
+            format!("via {target}: {e}"),
         )),
     }
 }

@@ -120,7 +120,7 @@ impl Gossip {
     }
 
     /// Our whole list, each entry with our staleness verdict on it.
-    pub(super) fn message(&self, now_ms: u64) -> GossipMessage {
+    pub fn message(&self, now_ms: u64) -> GossipMessage {
         let members = self
             .members
             .iter()

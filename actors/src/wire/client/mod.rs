@@ -54,15 +54,33 @@ impl ErrorCode {
 
     /// Parses the wire spelling.
     pub fn parse(code: &str) -> Option<Self> {
-        Some(match code {
-            "bad_request" => ErrorCode::BadRequest,
-            "too_large" => ErrorCode::TooLarge,
-            "unknown_op" => ErrorCode::UnknownOp,
-            "unavailable" => ErrorCode::Unavailable,
-            "timeout" => ErrorCode::Timeout,
-            "internal" => ErrorCode::Internal,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+
+    /// Every code, in the order of PROTOCOL.md's table.
+    pub const ALL: [ErrorCode; 6] = [
+        ErrorCode::BadRequest,
+        ErrorCode::TooLarge,
+        ErrorCode::UnknownOp,
+        ErrorCode::Unavailable,
+        ErrorCode::Timeout,
+        ErrorCode::Internal,
+    ];
+}
+
+/// Peers carry codes as their wire spelling; a code this build does not
+/// know (from a newer peer) reads as `internal` rather than failing the
+/// whole frame.
+impl serde::Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(deserializer)?;
+        Ok(ErrorCode::parse(&code).unwrap_or(ErrorCode::Internal))
     }
 }
 

@@ -1,0 +1,221 @@
+//! Reaching one replica, local or remote, with one interface: the local one
+//! through the Storage actor, the others through the Bridge. Also the merge
+//! mutation every replica applies to an incoming version.
+//!
+//! Shared by the replicator (coordination) and repair (read repair,
+//! handoff, hints, anti-entropy), so it sits below both.
+
+use actix::prelude::*;
+use serde_bytes::ByteBuf;
+
+use crate::bridge::{Bridge, CallPeer, PeerError};
+use crate::conflict_resolver::Object;
+use crate::storage::{ApplyError, LocalApply, LocalRead, Mutation, Storage, StorageError};
+use crate::wire::client::{ClientError, ErrorCode};
+use crate::wire::peer::{HintedWrite, PeerRpc, ReplicaRead, ReplicaWrite};
+use crate::NodeId;
+
+/// Why one replica could not do what was asked.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicaError {
+    /// A remote replica: the call failed (see [`PeerError`]).
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    /// The local store failed or is overloaded.
+    #[error("local storage: {message}")]
+    Storage {
+        /// Whether the store refused for load (nothing was written) rather
+        /// than failed.
+        overloaded: bool,
+        /// What happened.
+        message: String,
+    },
+    /// The versioning rules refused the write (a bad object, too many
+    /// siblings): the same answer on every replica.
+    #[error("{0}")]
+    Refused(ClientError),
+}
+
+impl ReplicaError {
+    /// Whether the replica may still act on the request (it did not answer
+    /// in time), as opposed to a failure that ruled it out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, ReplicaError::Peer(e) if e.is_timeout())
+    }
+
+    /// The client-facing form, for a request that depended on this replica
+    /// alone.
+    pub fn to_client(&self) -> ClientError {
+        match self {
+            ReplicaError::Peer(e) => ClientError::new(e.client_code(), e.to_string()),
+            ReplicaError::Storage {
+                overloaded: true,
+                message,
+            } => ClientError::new(
+                ErrorCode::Unavailable,
+                format!("local storage: {message}; nothing was written"),
+            ),
+            ReplicaError::Storage { message, .. } => {
+                ClientError::new(ErrorCode::Internal, format!("local storage: {message}"))
+            }
+            ReplicaError::Refused(e) => e.clone(),
+        }
+    }
+}
+
+impl From<ApplyError> for ReplicaError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::Rejected(e) => ReplicaError::Refused(e),
+            ApplyError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<StorageError> for ReplicaError {
+    fn from(e: StorageError) -> Self {
+        ReplicaError::Storage {
+            overloaded: matches!(e, StorageError::Overloaded { .. }),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<MailboxError> for ReplicaError {
+    fn from(e: MailboxError) -> Self {
+        ReplicaError::Storage {
+            overloaded: false,
+            message: format!("storage actor unavailable: {e}"),
+        }
+    }
+}
+
+/// Handles to every replica.
+#[derive(Clone)]
+pub struct Replicas {
+    /// This node.
+    pub own: NodeId,
+    /// The local store.
+    pub storage: Addr<Storage>,
+    /// The way to every other node.
+    pub bridge: Addr<Bridge>,
+}
+
+impl Replicas {
+    /// Calls `node` with a typed request; the reply or the call's failure.
+    pub async fn call<T: PeerRpc>(
+        &self,
+        node: &NodeId,
+        request: T,
+        trace: u64,
+        timeout_ms: u64,
+    ) -> Result<T::Reply, PeerError> {
+        let call = self.bridge.send(CallPeer {
+            node: node.clone(),
+            request,
+            trace,
+            timeout_ms,
+        });
+        call.await
+            .unwrap_or_else(|e| Err(PeerError::Local(e.to_string())))
+    }
+
+    /// Reads `node`'s stored bytes for `key`.
+    pub async fn read(
+        &self,
+        node: &NodeId,
+        key: &[u8],
+        trace: u64,
+        timeout_ms: u64,
+    ) -> Result<Option<Vec<u8>>, ReplicaError> {
+        if *node == self.own {
+            let read = self.storage.send(LocalRead { key: key.to_vec() });
+            return Ok(read.await??);
+        }
+        let request = ReplicaRead {
+            key: ByteBuf::from(key.to_vec()),
+        };
+        let reply = self.call(node, request, trace, timeout_ms).await?;
+        Ok(reply.object.map(ByteBuf::into_vec))
+    }
+
+    /// Merges `object` (encoded) into `node`'s copy of `key`, durably.
+    pub async fn write(
+        &self,
+        node: &NodeId,
+        key: &[u8],
+        object: &[u8],
+        trace: u64,
+        timeout_ms: u64,
+    ) -> Result<(), ReplicaError> {
+        if *node == self.own {
+            return self
+                .merge_locally(key.to_vec(), object.to_vec(), trace)
+                .await
+                .map(|_| ());
+        }
+        let request = ReplicaWrite {
+            key: ByteBuf::from(key.to_vec()),
+            object: ByteBuf::from(object.to_vec()),
+        };
+        self.call(node, request, trace, timeout_ms).await?;
+        Ok(())
+    }
+
+    /// Sloppy quorum: asks `node` to keep `object` for `owner` (hinted
+    /// handoff).
+    pub async fn write_hinted(
+        &self,
+        node: &NodeId,
+        owner: &NodeId,
+        key: &[u8],
+        object: &[u8],
+        trace: u64,
+        timeout_ms: u64,
+    ) -> Result<(), ReplicaError> {
+        let request = HintedWrite {
+            key: ByteBuf::from(key.to_vec()),
+            object: ByteBuf::from(object.to_vec()),
+            owner: owner.clone(),
+        };
+        self.call(node, request, trace, timeout_ms).await?;
+        Ok(())
+    }
+
+    /// Merges an incoming version into the local copy; answers the stored
+    /// value when it changed.
+    pub async fn merge_locally(
+        &self,
+        key: Vec<u8>,
+        object: Vec<u8>,
+        trace: u64,
+    ) -> Result<Option<Vec<u8>>, ReplicaError> {
+        let apply = self.storage.send(LocalApply {
+            key,
+            mutation: merge_mutation(object),
+            trace,
+            minted: None,
+        });
+        Ok(apply.await??)
+    }
+}
+
+/// The mutation a replica applies to an incoming version: the join of what
+/// it has and what arrived (writes nothing when that changes nothing).
+pub fn merge_mutation(incoming: Vec<u8>) -> Mutation {
+    Box::new(move |current: Option<&[u8]>| {
+        let arrived = Object::decode(&incoming)
+            .map_err(|e| ClientError::new(ErrorCode::BadRequest, format!("replica write: {e}")))?;
+        let Some(current) = current else {
+            return Ok(Some(incoming));
+        };
+        let stored = Object::decode(current).map_err(|e| {
+            ClientError::new(
+                ErrorCode::Internal,
+                format!("stored object does not decode: {e}"),
+            )
+        })?;
+        let merged = stored.merge(&arrived);
+        Ok((merged != stored).then(|| merged.encode()))
+    })
+}
