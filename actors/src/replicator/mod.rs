@@ -1,17 +1,23 @@
 //! The Replicator: the coordinator of every client request this node takes,
 //! and the replica side of every peer request.
 //!
-//! - `quorum`: counting answers toward R or W (pure);
-//! - `write`: put/delete coordination (and forwarding to a replica);
-//! - `read`: get coordination, early answer at R, read repair hand-off.
+//! - `placement`: a key's primaries and stand-in candidates (pure);
+//! - `quorum`: counting answers toward R or W, by role (pure);
+//! - `fanout`: whom to ask, and stand-ins for who cannot answer (pure);
+//! - `coordinator`: the read and write state machines (pure);
+//! - `write`: carries out a write (mint locally, send, count; or forward
+//!   to a replica);
+//! - `read`: carries out a read (ask, answer at R, read repair hand-off).
 //!
-//! The actor itself only keeps the ring and the reachable set (from the
-//! FailureDetector's `MembershipChanged`), validates the request against
-//! them, and spawns the coordination future.
+//! The actor itself only keeps the rings and the reachable and healthy
+//! sets (from the FailureDetector's `MembershipChanged`), classifies the
+//! key's primaries by them, and spawns the coordination future.
 
+mod coordinator;
+mod fanout;
+pub mod placement;
 mod quorum;
 mod read;
-pub mod sloppy;
 mod write;
 
 use std::collections::HashSet;
@@ -22,7 +28,9 @@ use serde_bytes::ByteBuf;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-pub use quorum::{Effect, Ending, Tally, Verdict};
+pub use coordinator::{FinishedRead, ReadCoordinator, ReadStep, WriteCoordinator, WriteStep};
+pub use fanout::{Ask, Fanout, Reach, SloppyPolicy};
+pub use quorum::{Effect, Ending, Role, Tally, Verdict};
 pub use read::GetAnswer;
 
 use crate::bridge::Incoming;
@@ -57,13 +65,6 @@ pub struct ReplicationOptions {
     pub version_actor: NodeId,
 }
 
-/// What a placement is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Purpose {
-    Read,
-    Write,
-}
-
 /// Read repair: write `object` to the `stale` replicas of `key`. Sent by a
 /// read's coordinator once every replica answered (or the deadline
 /// passed); handled by Repair.
@@ -89,6 +90,13 @@ pub struct RecordHint {
     pub owner: NodeId,
     /// The user key.
     pub key: Vec<u8>,
+}
+
+/// What a request's placement is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    Read,
+    Write,
 }
 
 /// Coordinate a get.
@@ -172,37 +180,36 @@ impl Replicator {
         }
     }
 
-    /// The replicas of `key` for `purpose` and the reachable ones among
-    /// them, in order. Reads use the read ring; writes the union of both
-    /// rings' lists, so data that is moving reaches its old and its new home.
-    fn placement(&self, key: &[u8], purpose: Purpose) -> (Vec<NodeId>, Vec<NodeId>) {
-        let mut preference = self.read_ring.preference_list(key, self.options.n);
-        if purpose == Purpose::Write {
-            for node in self.write_ring.preference_list(key, self.options.n) {
-                if !preference.contains(&node) {
-                    preference.push(node);
-                }
-            }
+    /// How this node sees `node` for a request: itself and members
+    /// nobody suspects are usable; a suspect is `doubtful` for writes (it
+    /// is asked, and a stand-in too) and usable for reads; a member gossip
+    /// reports down (or left) is not asked.
+    fn reach(&self, node: &NodeId, purpose: Purpose) -> Reach {
+        if *node == self.own || self.healthy.contains(node) {
+            Reach::Usable
+        } else if !self.reachable.contains(node) {
+            Reach::Unusable
+        } else if purpose == Purpose::Write {
+            Reach::Doubtful
+        } else {
+            Reach::Usable
         }
-        let live = preference
-            .iter()
-            .filter(|n| **n == self.own || self.reachable.contains(*n))
-            .cloned()
-            .collect();
-        (preference, live)
     }
 
-    /// Sloppy quorum: stand-ins for the key's unreachable replicas.
-    fn stand_ins(&self, key: &[u8], preference: &[NodeId]) -> Vec<(NodeId, NodeId)> {
-        let healthy = |n: &NodeId| *n == self.own || self.healthy.contains(n);
-        // The common case, every replica healthy, needs no walk of the ring.
-        if preference.iter().all(healthy) {
-            return Vec::new();
-        }
-        let walk = self
-            .write_ring
-            .preference_list(key, self.write_ring.members().len());
-        sloppy::stand_ins(&walk, preference, healthy)
+    /// The primaries of a placement, each with how this node sees it.
+    fn classify(&self, primaries: &[NodeId], purpose: Purpose) -> Vec<(NodeId, Reach)> {
+        primaries
+            .iter()
+            .map(|n| (n.clone(), self.reach(n, purpose)))
+            .collect()
+    }
+
+    /// Stand-in candidates: the healthy members of `beyond`, in ring order.
+    fn spare(&self, beyond: Vec<NodeId>) -> Vec<NodeId> {
+        beyond
+            .into_iter()
+            .filter(|n| *n == self.own || self.healthy.contains(n))
+            .collect()
     }
 
     fn unavailable(&self, live: usize, needed: usize, what: &str) -> ClientError {
@@ -224,19 +231,20 @@ impl Replicator {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, ClientError>>>> {
         let w = msg.w.unwrap_or(self.options.w);
         let timeout_ms = msg.timeout_ms.unwrap_or(self.options.request_timeout_ms);
-        let (preference, live) = self.placement(&msg.key, Purpose::Write);
-        let hinted = self.stand_ins(&msg.key, &preference);
-        if live.is_empty() || live.len() + hinted.len() < w {
-            let error = self.unavailable(live.len(), w, "the write");
-            return Box::pin(async move { Err(error) });
-        }
+        let placement =
+            placement::for_write(&self.read_ring, &self.write_ring, self.options.n, &msg.key);
+        let primaries = self.classify(&placement.primaries, Purpose::Write);
         let span = tracing::info_span!(parent: &self.span, "write", req = %format_args!("{:x}", msg.trace));
-        if !preference.contains(&self.own) {
+        if !placement.primaries.contains(&self.own) {
             if !may_forward {
                 let error = ClientError::new(ErrorCode::Unavailable, "forwarded write reached a node that is not a replica of the key (ring changing?)");
                 return Box::pin(async move { Err(error) });
             }
-            let Some(target) = live.first().cloned() else {
+            let target = primaries
+                .iter()
+                .find(|(_, reach)| *reach != Reach::Unusable)
+                .map(|(n, _)| n.clone());
+            let Some(target) = target else {
                 let error = self.unavailable(0, w, "the write");
                 return Box::pin(async move { Err(error) });
             };
@@ -272,8 +280,11 @@ impl Replicator {
             value: msg.value,
             context,
             w,
-            others: live.into_iter().filter(|n| *n != self.own).collect(),
-            hinted,
+            pw: 0,
+            primaries,
+            spare: self.spare(placement.beyond),
+            policy: SloppyPolicy::default(),
+            stand_in_after_ms: timeout_ms,
             timeout_ms,
             trace: msg.trace,
             now_ms: self.clock.now_ms(),
@@ -312,16 +323,27 @@ impl Handler<CoordinateGet> for Replicator {
 
     fn handle(&mut self, msg: CoordinateGet, ctx: &mut Self::Context) -> Self::Result {
         let r = msg.r.unwrap_or(self.options.r);
-        let (_, live) = self.placement(&msg.key, Purpose::Read);
-        if live.len() < r {
-            let error = self.unavailable(live.len(), r, "the read");
+        let placement =
+            placement::for_read(&self.read_ring, &self.write_ring, self.options.n, &msg.key);
+        let primaries = self.classify(&placement.primaries, Purpose::Read);
+        let live = primaries
+            .iter()
+            .filter(|(_, reach)| *reach != Reach::Unusable)
+            .count();
+        if live < r {
+            let error = self.unavailable(live, r, "the read");
             return Box::pin(async move { Err(error) });
         }
+        let timeout_ms = msg.timeout_ms.unwrap_or(self.options.request_timeout_ms);
         let plan = read::ReadPlan {
             key: msg.key,
             r,
-            replicas: live,
-            timeout_ms: msg.timeout_ms.unwrap_or(self.options.request_timeout_ms),
+            pr: 0,
+            primaries,
+            spare: Vec::new(),
+            policy: SloppyPolicy::default(),
+            stand_in_after_ms: timeout_ms,
+            timeout_ms,
             trace: msg.trace,
         };
         let (tx, rx) = oneshot::channel();

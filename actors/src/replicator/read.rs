@@ -1,27 +1,31 @@
-//! Coordinating a read.
-//!
-//! Asks every reachable replica of the key, answers the client as soon as R
-//! of them replied (their versions merged by the ConflictResolver), then
-//! keeps listening until all replied or the deadline passed, and hands the
-//! final merge to Repair so that replicas that answered stale are brought up
-//! to date (read repair).
+//! Carrying out a read: the [`ReadCoordinator`] decides, this future asks
+//! the replicas it names (the local one through Storage, the others
+//! through the Bridge), feeds their answers back, reconciles the answers
+//! it hands to the client (ConflictResolver) and, once the read is over,
+//! sends the merged version to the primaries that answered stale (read
+//! repair).
 
 use std::time::Duration;
 
 use actix::prelude::*;
+use futures_util::future::LocalBoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::oneshot;
 use tracing::debug;
 
-use super::quorum::{Effect, Ending, Tally, Verdict};
+use super::coordinator::{ReadAnswer, ReadCoordinator, ReadStep};
+use super::fanout::{Reach, SloppyPolicy};
 use super::ReadRepair;
 use crate::conflict_resolver::{ConflictResolver, Reconcile, Reconciled};
-use crate::replicas::Replicas;
+use crate::replicas::{ReplicaError, Replicas};
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::NodeId;
 
 /// What a get answers: live values and the context (absent: never written).
 pub type GetAnswer = (Vec<Vec<u8>>, Option<Vec<u8>>);
+
+/// One replica's reply, as the read future collects it.
+type Reply = (NodeId, Result<Option<Vec<u8>>, ReplicaError>);
 
 /// A read to coordinate.
 pub struct ReadPlan {
@@ -29,8 +33,16 @@ pub struct ReadPlan {
     pub key: Vec<u8>,
     /// Replies to wait for.
     pub r: usize,
-    /// The reachable replicas of the key (this node included if it is one).
-    pub replicas: Vec<NodeId>,
+    /// Of those, replies from primaries.
+    pub pr: usize,
+    /// The key's primaries, as this node sees them.
+    pub primaries: Vec<(NodeId, Reach)>,
+    /// Stand-in candidates, in ring order.
+    pub spare: Vec<NodeId>,
+    /// When stand-ins are asked.
+    pub policy: SloppyPolicy,
+    /// Time after which silent primaries get stand-ins, in milliseconds.
+    pub stand_in_after_ms: u64,
     /// Deadline, in milliseconds.
     pub timeout_ms: u64,
     /// The client request.
@@ -49,76 +61,114 @@ pub async fn coordinate(
     let ReadPlan {
         key,
         r,
-        replicas: targets,
+        pr,
+        primaries,
+        spare,
+        policy,
+        stand_in_after_ms,
         timeout_ms,
         trace,
     } = plan;
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
-    let mut tally = Tally::new(r, targets.len());
-    let mut answers: Vec<(NodeId, Option<Vec<u8>>)> = Vec::with_capacity(targets.len());
-    let mut pending: FuturesUnordered<_> = targets
-        .into_iter()
-        .map(|node| {
-            let (replicas, key) = (replicas.clone(), key.clone());
-            async move {
-                let result = replicas.read(&node, &key, trace, timeout_ms).await;
-                (node, result)
-            }
-        })
-        .collect();
+    let now = tokio::time::Instant::now();
+    let deadline = now + Duration::from_millis(timeout_ms);
+    let mut stand_in_timer = policy
+        .replace_silent
+        .then(|| now + Duration::from_millis(stand_in_after_ms));
+    let (mut coordinator, mut step) = ReadCoordinator::start(r, pr, &primaries, spare, policy);
+    let mut pending: FuturesUnordered<LocalBoxFuture<'static, Reply>> = FuturesUnordered::new();
     let mut reply = Some(reply);
     loop {
-        if let Some(tx) = reply.take() {
-            match tally.verdict() {
-                Verdict::Reached => {
-                    let answer = reconcile(&resolver, answers.clone(), trace)
+        for ask in std::mem::take(&mut step.asks) {
+            let (replicas, key, node) = (replicas.clone(), key.clone(), ask.node);
+            pending.push(Box::pin(async move {
+                let result = replicas.read(&node, &key, trace, timeout_ms).await;
+                (node, result)
+            }));
+        }
+        if let Some(answer) = step.answer.take() {
+            if let Some(tx) = reply.take() {
+                let answer = match answer {
+                    Ok(answers) => reconcile(&resolver, answers, trace)
                         .await
-                        .map(|rec| (rec.values, rec.context));
-                    let _ = tx.send(answer);
-                }
-                Verdict::Impossible => {
-                    let _ = tx.send(Err(tally.error(
-                        "replies",
-                        Ending::Impossible,
-                        Effect::Nothing,
-                    )));
-                }
-                Verdict::Waiting => reply = Some(tx),
+                        .map(|rec| (rec.values, rec.context)),
+                    Err(e) => Err(e),
+                };
+                let _ = tx.send(answer);
             }
         }
-        match tokio::time::timeout_at(deadline, pending.next()).await {
-            Ok(Some((node, Ok(bytes)))) => {
-                tally.success();
-                answers.push((node, bytes));
-            }
-            Ok(Some((node, Err(error)))) => tally.failure(node, error),
-            Ok(None) | Err(_) => break,
+        if let Some(finished) = step.finished.take() {
+            repair_stale(&resolver, &read_repair, key, finished, trace).await;
+            return;
         }
+        step = next_step(
+            &mut coordinator,
+            &mut pending,
+            &mut stand_in_timer,
+            deadline,
+            timeout_ms,
+        )
+        .await;
     }
-    if let Some(tx) = reply.take() {
-        let answer = match tally.verdict() {
-            Verdict::Reached => reconcile(&resolver, answers.clone(), trace)
-                .await
-                .map(|rec| (rec.values, rec.context)),
-            _ => Err(tally.error("replies", Ending::Deadline { timeout_ms }, Effect::Nothing)),
-        };
-        let _ = tx.send(answer);
+}
+
+/// Waits for the next event (a reply, the stand-in timer, the deadline)
+/// and feeds it to the coordinator.
+async fn next_step(
+    coordinator: &mut ReadCoordinator,
+    pending: &mut FuturesUnordered<LocalBoxFuture<'static, Reply>>,
+    stand_in_timer: &mut Option<tokio::time::Instant>,
+    deadline: tokio::time::Instant,
+    timeout_ms: u64,
+) -> ReadStep {
+    let timer = *stand_in_timer;
+    tokio::select! {
+        Some((node, result)) = pending.next() => coordinator.on_reply(&node, result),
+        () = sleep_until(timer) => {
+            *stand_in_timer = None;
+            coordinator.on_stand_in_timer()
+        }
+        () = tokio::time::sleep_until(deadline) => coordinator.on_deadline(timeout_ms),
     }
-    if answers.len() < 2 {
+}
+
+/// Sleeps until `at`, or forever when there is no `at`.
+pub(super) async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Read repair: merges every answer and hands the merged version to Repair
+/// for the primaries whose answer lacked part of it.
+async fn repair_stale(
+    resolver: &Addr<ConflictResolver>,
+    read_repair: &Recipient<ReadRepair>,
+    key: Vec<u8>,
+    finished: super::coordinator::FinishedRead,
+    trace: u64,
+) {
+    if finished.answers.len() < 2 {
         return;
     }
-    match reconcile(&resolver, answers, trace).await {
+    match reconcile(resolver, finished.answers, trace).await {
         Ok(Reconciled {
             object: Some(object),
             stale,
             ..
-        }) if !stale.is_empty() => {
-            read_repair.do_send(ReadRepair {
-                key,
-                object,
-                stale,
-                trace,
-            });
+        }) => {
+            let stale: Vec<NodeId> = stale
+                .into_iter()
+                .filter(|n| finished.primaries.contains(n))
+                .collect();
+            if !stale.is_empty() {
+                read_repair.do_send(ReadRepair {
+                    key,
+                    object,
+                    stale,
+                    trace,
+                });
+            }
         }
         Ok(_) => {}
         Err(e) => {
@@ -129,7 +179,7 @@ pub async fn coordinate(
 
 async fn reconcile(
     resolver: &Addr<ConflictResolver>,
-    answers: Vec<(NodeId, Option<Vec<u8>>)>,
+    answers: Vec<ReadAnswer>,
     trace: u64,
 ) -> Result<Reconciled, ClientError> {
     resolver

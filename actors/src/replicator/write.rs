@@ -21,7 +21,9 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_bytes::ByteBuf;
 use tracing::{debug, warn};
 
-use super::quorum::{Effect, Ending, Tally, Verdict};
+use super::coordinator::{WriteCoordinator, WriteStep};
+use super::fanout::{Ask, Reach, SloppyPolicy};
+use super::read::sleep_until;
 use crate::bridge::PeerError;
 use crate::conflict_resolver::{Object, VersionError, VersionLimits, VersionVector};
 use crate::replicas::{ReplicaError, Replicas};
@@ -33,6 +35,9 @@ use crate::NodeId;
 /// A replica's answer to a write: who, and whether its copy is durable.
 type Acknowledgement = (NodeId, Result<(), ReplicaError>);
 
+/// The replica writes of one request still running.
+type Pending = FuturesUnordered<LocalBoxFuture<'static, Acknowledgement>>;
+
 /// A write to coordinate.
 pub struct WritePlan {
     /// The key.
@@ -43,11 +48,16 @@ pub struct WritePlan {
     pub context: VersionVector,
     /// Durable copies to wait for.
     pub w: usize,
-    /// The other reachable replicas of the key (this node excluded).
-    pub others: Vec<NodeId>,
-    /// Sloppy quorum: (substitute, owner) pairs standing in for the
-    /// unreachable replicas; each substitute keeps a hint for its owner.
-    pub hinted: Vec<(NodeId, NodeId)>,
+    /// Of those, copies on primaries.
+    pub pw: usize,
+    /// The key's primaries (this node among them), as this node sees them.
+    pub primaries: Vec<(NodeId, Reach)>,
+    /// Stand-in candidates, in ring order.
+    pub spare: Vec<NodeId>,
+    /// When stand-ins are asked.
+    pub policy: SloppyPolicy,
+    /// Time after which silent primaries get stand-ins, in milliseconds.
+    pub stand_in_after_ms: u64,
     /// Deadline for the whole write, in milliseconds.
     pub timeout_ms: u64,
     /// The client request.
@@ -61,21 +71,36 @@ pub struct WritePlan {
 }
 
 /// Runs a write with this node as coordinator; answers the new context.
+/// Replica writes still running when it answers finish in the background.
 pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, ClientError> {
     let WritePlan {
         key,
         value,
         context,
         w,
-        others,
-        hinted,
+        pw,
+        primaries,
+        spare,
+        policy,
+        stand_in_after_ms,
         timeout_ms,
         trace,
         now_ms,
         limits,
         actor,
     } = plan;
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+    let own = replicas.own.clone();
+    let (mut coordinator, mut step) =
+        WriteCoordinator::start(w, pw, &primaries, Some(&own), spare, policy);
+    if let Some(Err(refused)) = step.answer.take() {
+        // Not enough replicas to ask: refused before anything is minted.
+        return Err(refused);
+    }
+    let now = tokio::time::Instant::now();
+    let deadline = now + Duration::from_millis(timeout_ms);
+    let mut stand_in_timer = policy
+        .replace_silent
+        .then(|| now + Duration::from_millis(stand_in_after_ms));
     // Minted under the store's version actor, not the bare node id: a node
     // whose store was lost must not hand out counters replicas remember.
     let mutation = Box::new(move |current: Option<&[u8]>| {
@@ -137,82 +162,116 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     })?;
     let new_context = object.context().encode_context();
 
-    let mut tally = Tally::new(w, 1 + others.len() + hinted.len());
-    let remaining_ms = deadline
-        .saturating_duration_since(tokio::time::Instant::now())
-        .as_millis() as u64;
-    let own = replicas.own.clone();
-    let local: LocalBoxFuture<'static, Acknowledgement> = Box::pin(async move {
+    let mut pending: Pending = FuturesUnordered::new();
+    let local_own = own.clone();
+    pending.push(Box::pin(async move {
         let result = match apply.await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(ReplicaError::from(e)),
             Err(e) => Err(ReplicaError::from(e)),
         };
-        (own, result)
-    });
-    let targets = others
-        .into_iter()
-        .map(|node| (node, None))
-        .chain(hinted.into_iter().map(|(node, owner)| (node, Some(owner))));
-    let remote = targets.map(|(node, owner)| {
-        let replicas = replicas.clone();
-        let (key, bytes) = (key.clone(), object_bytes.clone());
-        let write: LocalBoxFuture<'static, Acknowledgement> = Box::pin(async move {
-            let budget = remaining_ms.max(1);
-            let result = match owner {
-                None => replicas.write(&node, &key, &bytes, trace, budget).await,
-                Some(owner) => {
-                    replicas
-                        .write_hinted(&node, &owner, &key, &bytes, trace, budget)
-                        .await
-                }
-            };
-            (node, result)
-        });
-        write
-    });
-    let mut pending: FuturesUnordered<_> = std::iter::once(local).chain(remote).collect();
+        (local_own, result)
+    }));
+    let send = Sender {
+        replicas,
+        key,
+        object: object_bytes,
+        trace,
+        deadline,
+    };
     loop {
-        match tally.verdict() {
-            Verdict::Reached => {
-                // The remaining replica writes were sent already; their
-                // answers are not awaited, and the writes still land.
-                finish_in_background(pending, trace);
-                return Ok(new_context);
-            }
-            Verdict::Impossible => {
-                let ending = Ending::Impossible;
-                return Err(tally.error("durable acknowledgements", ending, Effect::MaybeWritten));
-            }
-            Verdict::Waiting => {}
+        for ask in std::mem::take(&mut step.asks) {
+            pending.push(send.replica_write(ask));
         }
-        match tokio::time::timeout_at(deadline, pending.next()).await {
-            Ok(Some((_, Ok(())))) => tally.success(),
-            Ok(Some((node, Err(error)))) => tally.failure(node, error),
-            Ok(None) | Err(_) => {
-                let ending = Ending::Deadline { timeout_ms };
-                return Err(tally.error("durable acknowledgements", ending, Effect::MaybeWritten));
+        if let Some(answer) = step.answer.take() {
+            if !step.finished {
+                // The remaining replica writes were sent already; they
+                // finish (and failed ones get stand-ins) in the background.
+                actix::spawn(async move {
+                    let mut step = WriteStep::default();
+                    while !step.finished {
+                        for ask in std::mem::take(&mut step.asks) {
+                            pending.push(send.replica_write(ask));
+                        }
+                        step = next_step(
+                            &mut coordinator,
+                            &mut pending,
+                            &mut stand_in_timer,
+                            deadline,
+                            timeout_ms,
+                        )
+                        .await;
+                    }
+                });
             }
+            return answer.map(|()| new_context);
         }
+        step = next_step(
+            &mut coordinator,
+            &mut pending,
+            &mut stand_in_timer,
+            deadline,
+            timeout_ms,
+        )
+        .await;
     }
 }
 
-/// Lets the replica writes that were not needed for the quorum finish,
-/// logging those that fail (anti-entropy will repair them).
-fn finish_in_background<F>(mut pending: FuturesUnordered<F>, trace: u64)
-where
-    F: std::future::Future<Output = Acknowledgement> + 'static,
-{
-    if pending.is_empty() {
-        return;
-    }
-    actix::spawn(async move {
-        while let Some((node, result)) = pending.next().await {
-            if let Err(error) = result {
-                debug!(req = %format_args!("{trace:x}"), peer = %node, %error, "replica write after quorum failed");
+/// Sends the new version of one key to replicas.
+struct Sender {
+    replicas: Replicas,
+    key: Vec<u8>,
+    object: Vec<u8>,
+    trace: u64,
+    deadline: tokio::time::Instant,
+}
+
+impl Sender {
+    /// One replica write (a hinted one for a stand-in), logged if it fails.
+    fn replica_write(&self, ask: Ask) -> LocalBoxFuture<'static, Acknowledgement> {
+        let (replicas, key, object) =
+            (self.replicas.clone(), self.key.clone(), self.object.clone());
+        let (trace, deadline) = (self.trace, self.deadline);
+        Box::pin(async move {
+            let budget = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .as_millis()
+                .max(1) as u64;
+            let node = ask.node;
+            let result = match &ask.stand_in_for {
+                None => replicas.write(&node, &key, &object, trace, budget).await,
+                Some(owner) => {
+                    replicas
+                        .write_hinted(&node, owner, &key, &object, trace, budget)
+                        .await
+                }
+            };
+            if let Err(error) = &result {
+                debug!(req = %format_args!("{trace:x}"), peer = %node, %error, "replica write failed");
             }
+            (node, result)
+        })
+    }
+}
+
+/// Waits for the next event (an acknowledgement, the stand-in timer, the
+/// deadline) and feeds it to the coordinator.
+async fn next_step(
+    coordinator: &mut WriteCoordinator,
+    pending: &mut Pending,
+    stand_in_timer: &mut Option<tokio::time::Instant>,
+    deadline: tokio::time::Instant,
+    timeout_ms: u64,
+) -> WriteStep {
+    let timer = *stand_in_timer;
+    tokio::select! {
+        Some((node, result)) = pending.next() => coordinator.on_ack(&node, result),
+        () = sleep_until(timer) => {
+            *stand_in_timer = None;
+            coordinator.on_stand_in_timer()
         }
-    });
+        () = tokio::time::sleep_until(deadline) => coordinator.on_deadline(timeout_ms),
+    }
 }
 
 fn refusal(e: VersionError) -> ClientError {

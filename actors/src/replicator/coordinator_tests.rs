@@ -1,0 +1,276 @@
+//! The coordinators driven by hand and by random event orders.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{HashMap, HashSet};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::bridge::PeerError;
+use crate::wire::client::ErrorCode;
+
+fn id(s: &str) -> NodeId {
+    NodeId::new(s).unwrap()
+}
+
+fn ids(names: &[&str]) -> Vec<NodeId> {
+    names.iter().map(|n| id(n)).collect()
+}
+
+fn usable(names: &[&str]) -> Vec<(NodeId, Reach)> {
+    names.iter().map(|n| (id(n), Reach::Usable)).collect()
+}
+
+fn unreachable() -> ReplicaError {
+    ReplicaError::Peer(PeerError::Unreachable)
+}
+
+const SLOPPY: SloppyPolicy = SloppyPolicy {
+    replace_failed: true,
+    replace_silent: true,
+};
+
+#[test]
+fn a_read_answers_at_r_and_finishes_when_everyone_answered() {
+    let (mut read, step) = ReadCoordinator::start(2, 0, &usable(&["a", "b", "c"]), vec![], SLOPPY);
+    assert_eq!(step.asks.len(), 3);
+    assert!(step.answer.is_none());
+    let step = read.on_reply(&id("a"), Ok(Some(b"x".to_vec())));
+    assert!(step.answer.is_none());
+    let step = read.on_reply(&id("b"), Ok(None));
+    let answers = step.answer.unwrap().unwrap();
+    assert_eq!(answers.len(), 2);
+    assert!(step.finished.is_none(), "c has not answered");
+    let step = read.on_reply(&id("c"), Ok(None));
+    assert!(step.answer.is_none(), "answered once");
+    let finished = step.finished.unwrap();
+    assert_eq!(finished.answers.len(), 3);
+    assert_eq!(finished.primaries.len(), 3);
+    assert!(read.is_finished());
+}
+
+#[test]
+fn a_sloppy_read_asks_a_stand_in_for_a_failed_primary_and_repairs_only_primaries() {
+    let (mut read, _) =
+        ReadCoordinator::start(2, 0, &usable(&["a", "b", "c"]), ids(&["d"]), SLOPPY);
+    let step = read.on_reply(&id("b"), Err(unreachable()));
+    assert_eq!(step.asks[0].node, id("d"));
+    read.on_reply(&id("a"), Ok(None));
+    let step = read.on_reply(&id("d"), Ok(Some(b"hinted".to_vec())));
+    assert!(
+        step.answer.unwrap().is_ok(),
+        "a and the stand-in d make R=2"
+    );
+    let step = read.on_deadline(100);
+    let finished = step.finished.unwrap();
+    assert_eq!(finished.primaries, ids(&["a"]));
+}
+
+#[test]
+fn pr_needs_primaries_whatever_the_stand_ins_say() {
+    let primaries = [
+        (id("a"), Reach::Usable),
+        (id("b"), Reach::Unusable),
+        (id("c"), Reach::Unusable),
+    ];
+    let (_, step) = ReadCoordinator::start(2, 2, &primaries, ids(&["d", "e"]), SLOPPY);
+    let error = step.answer.unwrap().unwrap_err();
+    assert_eq!(error.code, ErrorCode::Unavailable, "{}", error.message);
+    let (mut read, step) = ReadCoordinator::start(2, 1, &primaries, ids(&["d", "e"]), SLOPPY);
+    assert_eq!(step.asks.len(), 3);
+    read.on_reply(&id("d"), Ok(None));
+    let step = read.on_reply(&id("e"), Ok(None));
+    assert!(step.answer.is_none(), "two stand-ins but no primary yet");
+    let step = read.on_reply(&id("a"), Ok(None));
+    assert!(step.answer.unwrap().is_ok());
+}
+
+#[test]
+fn a_read_that_times_out_says_who_was_silent() {
+    let (mut read, _) = ReadCoordinator::start(2, 0, &usable(&["a", "b"]), vec![], SLOPPY);
+    read.on_reply(&id("a"), Ok(None));
+    let step = read.on_deadline(50);
+    let error = step.answer.unwrap().unwrap_err();
+    assert_eq!(error.code, ErrorCode::Timeout);
+    assert!(
+        error.message.contains("silent after 50 ms"),
+        "{}",
+        error.message
+    );
+    assert!(step.finished.is_some());
+}
+
+#[test]
+fn a_write_counts_its_own_copy_and_hints_through_stand_ins() {
+    let primaries = [
+        (id("a"), Reach::Usable),
+        (id("b"), Reach::Unusable),
+        (id("c"), Reach::Usable),
+    ];
+    let (mut write, step) =
+        WriteCoordinator::start(3, 0, &primaries, Some(&id("a")), ids(&["d"]), SLOPPY);
+    assert_eq!(
+        step.asks,
+        vec![
+            Ask {
+                node: id("c"),
+                stand_in_for: None
+            },
+            Ask {
+                node: id("d"),
+                stand_in_for: Some(id("b"))
+            },
+        ]
+    );
+    write.on_ack(&id("c"), Ok(()));
+    write.on_ack(&id("d"), Ok(()));
+    let step = write.on_ack(&id("a"), Ok(()));
+    assert_eq!(step.answer, Some(Ok(())));
+    assert!(step.finished);
+}
+
+#[test]
+fn an_impossible_write_is_refused_before_anything_is_sent() {
+    let primaries = [
+        (id("a"), Reach::Usable),
+        (id("b"), Reach::Unusable),
+        (id("c"), Reach::Unusable),
+    ];
+    let (_, step) = WriteCoordinator::start(2, 0, &primaries, Some(&id("a")), vec![], SLOPPY);
+    assert!(step.asks.is_empty());
+    assert_eq!(
+        step.answer.unwrap().unwrap_err().code,
+        ErrorCode::Unavailable,
+        "nothing was written, so nothing is promised"
+    );
+}
+
+#[test]
+fn a_write_that_fails_after_sending_is_a_timeout_not_unavailable() {
+    let (mut write, _) =
+        WriteCoordinator::start(2, 0, &usable(&["a", "b"]), Some(&id("a")), vec![], SLOPPY);
+    write.on_ack(&id("a"), Ok(()));
+    let step = write.on_ack(&id("b"), Err(unreachable()));
+    assert_eq!(
+        step.answer.unwrap().unwrap_err().code,
+        ErrorCode::Timeout,
+        "the local copy exists: the write may have happened"
+    );
+}
+
+/// One event of a random run.
+#[derive(Clone, Debug)]
+enum Event {
+    /// The `i`-th outstanding replica answers (ok or failed).
+    Answer(usize, bool),
+    StandInTimer,
+}
+
+fn events() -> impl Strategy<Value = Vec<Event>> {
+    prop::collection::vec(
+        prop_oneof![
+            8 => (0usize..8, any::<bool>()).prop_map(|(i, ok)| Event::Answer(i, ok)),
+            1 => Just(Event::StandInTimer),
+        ],
+        0..40,
+    )
+}
+
+fn reach() -> impl Strategy<Value = Reach> {
+    prop_oneof![
+        Just(Reach::Usable),
+        Just(Reach::Doubtful),
+        Just(Reach::Unusable)
+    ]
+}
+
+proptest! {
+    /// Whatever the order of answers and timers: a node is asked at most
+    /// once, a write answers at most once, and only `Ok` once W copies (PW
+    /// on primaries) are durable by the coordinator's own count.
+    #[test]
+    fn a_write_answers_once_and_only_with_its_quorum(
+        reaches in prop::collection::vec(reach(), 1..5),
+        spare in 0usize..4,
+        w in 1usize..4,
+        pw in 0usize..3,
+        replace_failed in any::<bool>(),
+        replace_silent in any::<bool>(),
+        events in events(),
+    ) {
+        let names = ["p0", "p1", "p2", "p3", "p4"];
+        let primaries: Vec<(NodeId, Reach)> =
+            reaches.iter().enumerate().map(|(i, r)| (id(names[i]), *r)).collect();
+        let spare: Vec<NodeId> = (0..spare).map(|i| id(&format!("s{i}"))).collect();
+        let policy = SloppyPolicy { replace_failed, replace_silent };
+        let (mut write, step) = WriteCoordinator::start(w, pw, &primaries, None, spare, policy);
+        let mut asked: HashSet<NodeId> = HashSet::new();
+        let mut outstanding: Vec<NodeId> = Vec::new();
+        let mut answers = usize::from(step.answer.is_some());
+        let (mut ok, mut ok_primaries) = (0usize, 0usize);
+        let mut take = |asks: Vec<Ask>, outstanding: &mut Vec<NodeId>| {
+            for ask in asks {
+                prop_assert!(asked.insert(ask.node.clone()), "{} asked twice", ask.node);
+                outstanding.push(ask.node);
+            }
+            Ok(())
+        };
+        take(step.asks, &mut outstanding)?;
+        let is_primary: HashMap<NodeId, bool> =
+            primaries.iter().map(|(n, _)| (n.clone(), true)).collect();
+        for event in events {
+            let step = match event {
+                Event::Answer(i, success) if !outstanding.is_empty() => {
+                    let node = outstanding.remove(i % outstanding.len());
+                    if success {
+                        ok += 1;
+                        ok_primaries += usize::from(is_primary.contains_key(&node));
+                        write.on_ack(&node, Ok(()))
+                    } else {
+                        write.on_ack(&node, Err(unreachable()))
+                    }
+                }
+                Event::Answer(..) => continue,
+                Event::StandInTimer => write.on_stand_in_timer(),
+            };
+            if let Some(answer) = &step.answer {
+                answers += 1;
+                if answer.is_ok() {
+                    prop_assert!(ok >= w && ok_primaries >= pw, "ok {ok}/{w}, primaries {ok_primaries}/{pw}");
+                }
+            }
+            take(step.asks, &mut outstanding)?;
+        }
+        prop_assert!(answers <= 1, "answered {answers} times");
+        if outstanding.is_empty() && answers == 0 {
+            prop_assert!(!write.is_finished() || answers == 1);
+        }
+    }
+
+    /// A read whose replicas all answer `Ok` (in any order) answers `Ok`
+    /// exactly once and finishes exactly once, when R (PR) are reachable.
+    #[test]
+    fn a_read_of_live_replicas_answers_and_finishes_once(
+        n in 1usize..5,
+        r in 1usize..5,
+        order in prop::collection::vec(0usize..8, 0..8),
+    ) {
+        let names = ["p0", "p1", "p2", "p3", "p4"];
+        let primaries: Vec<(NodeId, Reach)> =
+            (0..n).map(|i| (id(names[i]), Reach::Usable)).collect();
+        let (mut read, step) = ReadCoordinator::start(r, 0, &primaries, vec![], SLOPPY);
+        let mut outstanding: Vec<NodeId> = step.asks.into_iter().map(|a| a.node).collect();
+        let mut answers: Vec<bool> = step.answer.iter().map(|a| a.is_ok()).collect();
+        let mut finished = usize::from(step.finished.is_some());
+        let mut picks = order.into_iter();
+        while !outstanding.is_empty() {
+            let i = picks.next().unwrap_or(0) % outstanding.len();
+            let node = outstanding.remove(i);
+            let step = read.on_reply(&node, Ok(None));
+            answers.extend(step.answer.iter().map(|a| a.is_ok()));
+            finished += usize::from(step.finished.is_some());
+        }
+        prop_assert_eq!(answers, vec![r <= n]);
+        prop_assert_eq!(finished, 1);
+    }
+}

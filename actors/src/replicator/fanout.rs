@@ -1,0 +1,344 @@
+//! Fan-out with sloppy quorum, pure: which replicas a request asks, and
+//! which stand-ins it asks for the ones that cannot answer. The read and
+//! the write coordinators are built on it; their futures only carry out
+//! its [`Ask`]s and feed back the answers (raft-rs style: events in,
+//! actions out, no I/O here).
+//!
+//! A request starts with the key's primaries, each classified by the
+//! coordinator's view of it ([`Reach`]): usable ones are asked, doubtful
+//! ones (suspected by gossip) are asked *and* get a stand-in at once,
+//! unusable ones only get a stand-in. Stand-ins are taken in ring order
+//! from `spare`, the usable nodes clockwise past the preference list (the
+//! chapter's "the next healthy node"). Depending on the [`SloppyPolicy`],
+//! a replica that fails, or a primary still silent when the stand-in
+//! timer fires, gets a stand-in too. Every stand-in is asked on behalf of
+//! one primary (`Ask::stand_in_for`), which a write turns into a hint.
+//!
+//! Invariants (checked by the tests below and the property test in
+//! `coordinator_tests.rs`): a node is asked at most once per request;
+//! every stand-in stands in for a primary; [`Fanout::verdict`] is
+//! `Reached` only with `needed` successes, `needed_primaries` of them from
+//! primaries.
+
+use std::collections::VecDeque;
+
+use super::quorum::{Role, Tally, Verdict};
+use crate::replicas::ReplicaError;
+use crate::NodeId;
+
+/// How the coordinator sees one primary when the request starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// Ask it.
+    Usable,
+    /// Ask it, and ask a stand-in for it at once (gossip suspects it).
+    Doubtful,
+    /// Do not ask it; ask a stand-in for it.
+    Unusable,
+}
+
+/// When stand-ins are asked beyond the ones for primaries known missing
+/// at the start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SloppyPolicy {
+    /// A replica whose answer is a failure gets a stand-in at once.
+    pub replace_failed: bool,
+    /// When the stand-in timer fires, every primary still silent gets one.
+    pub replace_silent: bool,
+}
+
+/// Ask `node` (on behalf of `stand_in_for`, when it is a stand-in).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ask {
+    /// The replica to ask.
+    pub node: NodeId,
+    /// The primary it stands in for (`None`: it is a primary).
+    pub stand_in_for: Option<NodeId>,
+}
+
+#[derive(Clone, Debug)]
+struct Target {
+    node: NodeId,
+    role: Role,
+    /// The primary a stand-in stands in for.
+    stand_in_for: Option<NodeId>,
+    /// Answered (either way).
+    answered: bool,
+    /// A stand-in was asked for it.
+    covered: bool,
+}
+
+/// One request's fan-out.
+#[derive(Clone, Debug)]
+pub struct Fanout {
+    tally: Tally,
+    targets: Vec<Target>,
+    /// Primaries not asked (unusable), still to be covered if possible.
+    uncovered: Vec<NodeId>,
+    spare: VecDeque<NodeId>,
+    policy: SloppyPolicy,
+}
+
+impl Fanout {
+    /// Starts a request needing `needed` successes (`needed_primaries` of
+    /// them from primaries) over `primaries`, with `spare` stand-in
+    /// candidates in ring order. `already_asked` primaries (the local
+    /// replica, whose write the coordinator started itself) count as asked
+    /// without an [`Ask`]. Returns the fan-out and what to ask now.
+    pub fn start(
+        needed: usize,
+        needed_primaries: usize,
+        primaries: &[(NodeId, Reach)],
+        already_asked: &[NodeId],
+        spare: Vec<NodeId>,
+        policy: SloppyPolicy,
+    ) -> (Self, Vec<Ask>) {
+        let mut fanout = Fanout {
+            tally: Tally::new(needed, needed_primaries),
+            targets: Vec::with_capacity(primaries.len()),
+            uncovered: Vec::new(),
+            spare: spare
+                .into_iter()
+                .filter(|n| !primaries.iter().any(|(p, _)| p == n))
+                .collect(),
+            policy,
+        };
+        let mut asks = Vec::new();
+        for (node, reach) in primaries {
+            if *reach == Reach::Unusable {
+                fanout.uncovered.push(node.clone());
+                continue;
+            }
+            fanout.tally.asked(Role::Primary);
+            fanout.targets.push(Target {
+                node: node.clone(),
+                role: Role::Primary,
+                stand_in_for: None,
+                answered: false,
+                covered: false,
+            });
+            if !already_asked.contains(node) {
+                asks.push(Ask {
+                    node: node.clone(),
+                    stand_in_for: None,
+                });
+            }
+        }
+        let uncovered = std::mem::take(&mut fanout.uncovered);
+        for owner in uncovered {
+            fanout.cover(&owner, &mut asks);
+        }
+        for (node, reach) in primaries {
+            if *reach == Reach::Doubtful {
+                fanout.cover(node, &mut asks);
+            }
+        }
+        (fanout, asks)
+    }
+
+    /// Asks a stand-in for `owner` if a spare node is left; records
+    /// `owner` as uncovered otherwise.
+    fn cover(&mut self, owner: &NodeId, asks: &mut Vec<Ask>) {
+        if let Some(target) = self.targets.iter_mut().find(|t| t.node == *owner) {
+            target.covered = true;
+        }
+        let Some(stand_in) = self.spare.pop_front() else {
+            if !self.uncovered.contains(owner) {
+                self.uncovered.push(owner.clone());
+            }
+            return;
+        };
+        self.tally.asked(Role::StandIn);
+        self.targets.push(Target {
+            node: stand_in.clone(),
+            role: Role::StandIn,
+            stand_in_for: Some(owner.clone()),
+            answered: false,
+            covered: false,
+        });
+        asks.push(Ask {
+            node: stand_in,
+            stand_in_for: Some(owner.clone()),
+        });
+    }
+
+    /// Records `node`'s answer; returns the stand-ins to ask now.
+    pub fn on_result(&mut self, node: &NodeId, result: Result<(), ReplicaError>) -> Vec<Ask> {
+        let mut asks = Vec::new();
+        let Some(target) = self
+            .targets
+            .iter_mut()
+            .find(|t| t.node == *node && !t.answered)
+        else {
+            return asks;
+        };
+        target.answered = true;
+        let (role, owner) = (target.role, target.stand_in_for.clone());
+        match result {
+            Ok(()) => self.tally.success(role),
+            Err(error) => {
+                self.tally.failure(node.clone(), role, error);
+                if self.policy.replace_failed {
+                    // A failed stand-in is replaced for the primary it
+                    // stood in for; a failed primary gets its first one.
+                    let owner = owner.unwrap_or_else(|| node.clone());
+                    let already = role == Role::Primary
+                        && self.targets.iter().any(|t| t.node == owner && t.covered);
+                    if !already {
+                        self.cover(&owner, &mut asks);
+                    }
+                }
+            }
+        }
+        asks
+    }
+
+    /// The stand-in timer fired: with `replace_silent`, every primary that
+    /// has not answered and has no stand-in gets one.
+    pub fn on_stand_in_timer(&mut self) -> Vec<Ask> {
+        let mut asks = Vec::new();
+        if !self.policy.replace_silent {
+            return asks;
+        }
+        let silent: Vec<NodeId> = self
+            .targets
+            .iter()
+            .filter(|t| t.role == Role::Primary && !t.answered && !t.covered)
+            .map(|t| t.node.clone())
+            .collect();
+        for owner in silent {
+            self.cover(&owner, &mut asks);
+        }
+        asks
+    }
+
+    /// Where the quorum stands. `Impossible` only once no stand-in is left
+    /// that could still make it.
+    pub fn verdict(&self) -> Verdict {
+        self.tally.verdict()
+    }
+
+    /// Every replica asked has answered.
+    pub fn all_answered(&self) -> bool {
+        self.tally.outstanding() == 0
+    }
+
+    /// The counts, for the error message.
+    pub fn tally(&self) -> &Tally {
+        &self.tally
+    }
+
+    /// The role of `node` in this request (`None`: not asked).
+    pub fn role_of(&self, node: &NodeId) -> Option<Role> {
+        self.targets
+            .iter()
+            .find(|t| t.node == *node)
+            .map(|t| t.role)
+    }
+
+    /// Primaries that got no stand-in because the ring ran out.
+    pub fn uncovered(&self) -> &[NodeId] {
+        &self.uncovered
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::bridge::PeerError;
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    fn ids(names: &[&str]) -> Vec<NodeId> {
+        names.iter().map(|n| id(n)).collect()
+    }
+
+    fn down() -> Result<(), ReplicaError> {
+        Err(ReplicaError::Peer(PeerError::Unreachable))
+    }
+
+    const EAGER: SloppyPolicy = SloppyPolicy {
+        replace_failed: true,
+        replace_silent: true,
+    };
+
+    #[test]
+    fn usable_primaries_are_asked_and_unusable_ones_get_stand_ins() {
+        let primaries = [
+            (id("a"), Reach::Usable),
+            (id("b"), Reach::Unusable),
+            (id("c"), Reach::Doubtful),
+        ];
+        let (f, asks) = Fanout::start(2, 0, &primaries, &[id("a")], ids(&["d", "e"]), EAGER);
+        assert_eq!(
+            asks,
+            vec![
+                Ask {
+                    node: id("c"),
+                    stand_in_for: None
+                },
+                Ask {
+                    node: id("d"),
+                    stand_in_for: Some(id("b"))
+                },
+                Ask {
+                    node: id("e"),
+                    stand_in_for: Some(id("c"))
+                },
+            ],
+            "a is already asked (the local write)"
+        );
+        assert_eq!(f.role_of(&id("d")), Some(Role::StandIn));
+        assert!(f.uncovered().is_empty());
+    }
+
+    #[test]
+    fn a_failed_primary_gets_one_stand_in_and_a_failed_stand_in_another() {
+        let primaries = [(id("a"), Reach::Usable), (id("b"), Reach::Usable)];
+        let (mut f, _) = Fanout::start(2, 0, &primaries, &[], ids(&["c", "d", "e"]), EAGER);
+        let asks = f.on_result(&id("b"), down());
+        assert_eq!(asks[0].node, id("c"));
+        assert_eq!(asks[0].stand_in_for, Some(id("b")));
+        let asks = f.on_result(&id("c"), down());
+        assert_eq!(asks[0].node, id("d"), "the next spare, still for b");
+        assert_eq!(asks[0].stand_in_for, Some(id("b")));
+        f.on_result(&id("a"), Ok(()));
+        assert_eq!(f.verdict(), Verdict::Waiting);
+        f.on_result(&id("d"), Ok(()));
+        assert_eq!(f.verdict(), Verdict::Reached);
+    }
+
+    #[test]
+    fn silent_primaries_get_stand_ins_when_the_timer_fires() {
+        let primaries = [(id("a"), Reach::Usable), (id("b"), Reach::Usable)];
+        let (mut f, _) = Fanout::start(2, 0, &primaries, &[], ids(&["c", "d"]), EAGER);
+        f.on_result(&id("a"), Ok(()));
+        let asks = f.on_stand_in_timer();
+        assert_eq!(asks.len(), 1, "only b is silent: {asks:?}");
+        assert_eq!(asks[0].stand_in_for, Some(id("b")));
+        assert!(f.on_stand_in_timer().is_empty(), "b is covered now");
+        // A late failure of the covered primary asks nobody new.
+        assert!(f.on_result(&id("b"), down()).is_empty());
+    }
+
+    #[test]
+    fn without_the_policy_nothing_is_replaced_and_the_ring_can_run_out() {
+        let primaries = [(id("a"), Reach::Usable), (id("b"), Reach::Unusable)];
+        let (mut f, asks) = Fanout::start(2, 0, &primaries, &[], vec![], SloppyPolicy::default());
+        assert_eq!(asks.len(), 1);
+        assert_eq!(f.uncovered(), &[id("b")]);
+        assert_eq!(f.verdict(), Verdict::Impossible, "1 asked, 2 needed");
+        assert!(f.on_result(&id("a"), down()).is_empty());
+        assert!(f.on_stand_in_timer().is_empty());
+    }
+
+    #[test]
+    fn spare_nodes_that_are_primaries_are_never_stand_ins() {
+        let primaries = [(id("a"), Reach::Unusable), (id("b"), Reach::Usable)];
+        let (_, asks) = Fanout::start(1, 0, &primaries, &[], ids(&["b", "c"]), EAGER);
+        assert_eq!(asks[1].node, id("c"));
+    }
+}

@@ -1,0 +1,113 @@
+//! Where a key's requests go, pure: its primaries (the preference list)
+//! and the stand-in candidates past them, from the rings the failure
+//! detector published.
+//!
+//! - Reads use the read ring's preference list.
+//! - Writes use the union of the read and the write ring's lists, so data
+//!   that is moving (a join or a leave under way) reaches its old and its
+//!   new home.
+//! - Stand-in candidates are the next distinct members clockwise in the
+//!   write ring past the primaries (the chapter's sloppy quorum: "the
+//!   next healthy node"); at most [`STAND_IN_CANDIDATES_PER_REPLICA`] per
+//!   replica, so the walk stays short on a large ring.
+
+use crate::ring::Ring;
+use crate::NodeId;
+
+/// Stand-in candidates computed per replica of a key: one for each
+/// primary, and one more for each in case the first fails too.
+pub const STAND_IN_CANDIDATES_PER_REPLICA: usize = 2;
+
+/// A key's primaries and the candidates to stand in for them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// The key's replicas, in preference order.
+    pub primaries: Vec<NodeId>,
+    /// Members past the primaries, clockwise: stand-in candidates.
+    pub beyond: Vec<NodeId>,
+}
+
+/// The placement of `key`'s reads.
+pub fn for_read(read_ring: &Ring, write_ring: &Ring, n: usize, key: &[u8]) -> Placement {
+    let primaries = read_ring.preference_list(key, n);
+    Placement {
+        beyond: beyond(write_ring, key, &primaries, n),
+        primaries,
+    }
+}
+
+/// The placement of `key`'s writes.
+pub fn for_write(read_ring: &Ring, write_ring: &Ring, n: usize, key: &[u8]) -> Placement {
+    let mut primaries = read_ring.preference_list(key, n);
+    for node in write_ring.preference_list(key, n) {
+        if !primaries.contains(&node) {
+            primaries.push(node);
+        }
+    }
+    Placement {
+        beyond: beyond(write_ring, key, &primaries, n),
+        primaries,
+    }
+}
+
+fn beyond(write_ring: &Ring, key: &[u8], primaries: &[NodeId], n: usize) -> Vec<NodeId> {
+    let walk = primaries.len() + n * STAND_IN_CANDIDATES_PER_REPLICA;
+    write_ring
+        .preference_list(key, walk)
+        .into_iter()
+        .filter(|m| !primaries.contains(m))
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::ring::RingMember;
+
+    fn ring(ids: &[&str]) -> Ring {
+        let members: Vec<_> = ids
+            .iter()
+            .map(|id| RingMember {
+                id: NodeId::new(*id).unwrap(),
+                dc: "dc1".into(),
+                rack: "r1".into(),
+                weight: 1,
+            })
+            .collect();
+        Ring::new(&members, 32)
+    }
+
+    #[test]
+    fn stand_in_candidates_follow_the_primaries_clockwise() {
+        let all = ring(&["a", "b", "c", "d", "e", "f"]);
+        for k in 0..200u32 {
+            let key = k.to_be_bytes();
+            let p = for_read(&all, &all, 3, &key);
+            let walk = all.preference_list(&key, 6);
+            assert_eq!(p.primaries, walk[..3]);
+            assert_eq!(p.beyond, walk[3..], "the rest of the ring, in order");
+        }
+    }
+
+    #[test]
+    fn writes_reach_the_old_and_the_new_home_of_moving_data() {
+        let before = ring(&["a", "b", "c"]);
+        let after = ring(&["a", "b", "c", "d"]);
+        let mut grew = 0;
+        for k in 0..200u32 {
+            let key = k.to_be_bytes();
+            let p = for_write(&before, &after, 3, &key);
+            for node in before
+                .preference_list(&key, 3)
+                .iter()
+                .chain(after.preference_list(&key, 3).iter())
+            {
+                assert!(p.primaries.contains(node));
+            }
+            grew += usize::from(p.primaries.len() == 4);
+            assert!(p.beyond.iter().all(|n| !p.primaries.contains(n)));
+        }
+        assert!(grew > 0, "some keys move to d");
+    }
+}
