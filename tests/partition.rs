@@ -283,6 +283,8 @@ struct OpRecord {
     node: usize,
     /// The phase active when it started.
     phase: usize,
+    /// When it started.
+    at: Instant,
     /// `None` = success; else the error, short.
     error: Option<String>,
     /// The error in full (the node's message).
@@ -421,12 +423,13 @@ async fn client_loop(
         };
         client = Some(c.clone());
         let key = rng.gen_range(0..KEYS);
-        let phase = shared.phase.load(Ordering::SeqCst);
+        let (phase, at) = (shared.phase.load(Ordering::SeqCst), Instant::now());
         let found = c.get(&key_name(key)).await;
         ops.push(OpRecord {
             op: Op::Get,
             node,
             phase,
+            at,
             error: found.as_ref().err().map(describe),
             detail: found.as_ref().err().map(ToString::to_string),
         });
@@ -448,7 +451,7 @@ async fn client_loop(
         let element = (index as u64 + 1) * ELEMENT_STRIDE + seq;
         set.insert(element);
         let value = set.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
-        let phase = shared.phase.load(Ordering::SeqCst);
+        let (phase, at) = (shared.phase.load(Ordering::SeqCst), Instant::now());
         let put = c
             .put(&key_name(key), value.as_bytes(), found.context.as_ref())
             .await;
@@ -456,6 +459,7 @@ async fn client_loop(
             op: Op::Put,
             node,
             phase,
+            at,
             error: put.as_ref().err().map(describe),
             detail: put.as_ref().err().map(ToString::to_string),
         });
@@ -764,18 +768,32 @@ fn availability_table(t: &Tally, phases: &[Phase]) -> String {
     out
 }
 
-/// The first message of each kind of error, per phase, side and op.
-fn error_samples(ops: &[OpRecord], phases: &[Phase]) -> String {
-    let mut first: BTreeMap<(usize, &'static str, Op, &str), &str> = BTreeMap::new();
+/// Per phase, side, op and error code: how many, when (seconds since the
+/// phase started, by the request's start) and the first message.
+fn error_samples(ops: &[OpRecord], phases: &[Phase], starts: &[Instant]) -> String {
+    type Seen<'a> = (usize, f64, f64, &'a str);
+    let mut seen: BTreeMap<(usize, &'static str, Op, &str), Seen> = BTreeMap::new();
     for r in ops {
         if let (Some(code), Some(detail)) = (&r.error, &r.detail) {
             let side = phases[r.phase].fault.side(r.node);
-            first.entry((r.phase, side, r.op, code)).or_insert(detail);
+            let t =
+                r.at.saturating_duration_since(starts[r.phase])
+                    .as_secs_f64();
+            let e = seen
+                .entry((r.phase, side, r.op, code))
+                .or_insert((0, t, t, detail));
+            e.0 += 1;
+            e.1 = e.1.min(t);
+            e.2 = e.2.max(t);
         }
     }
     let mut out = String::new();
-    for ((phase, side, op, _), detail) in first {
-        writeln!(out, "  phase {phase} {side} {op:?}: {detail}").unwrap();
+    for ((phase, side, op, _), (n, from, to, detail)) in seen {
+        writeln!(
+            out,
+            "  phase {phase} {side} {op:?}: {n} from +{from:.2} s to +{to:.2} s; first: {detail}"
+        )
+        .unwrap();
     }
     out
 }
@@ -891,16 +909,21 @@ fn partitions_lose_no_acknowledged_write() {
     };
 
     // The nemesis: this thread walks the schedule.
+    let mut starts = Vec::new();
     for (i, phase) in phases.iter().enumerate() {
+        // Requests that start while the rules change count for the new phase.
+        let applying = Instant::now();
+        starts.push(applying);
+        shared.phase.store(i, Ordering::SeqCst);
         phase.fault.apply(&cluster);
         let at = Instant::now();
-        shared.phase.store(i, Ordering::SeqCst);
         println!(
-            "[{:6.2} s, {}] phase {i}: {} for {:.1} s",
+            "[{:6.2} s, {}] phase {i}: {} for {:.1} s (rules changed in {} ms)",
             started.elapsed().as_secs_f64(),
             utc_now(),
             label(&phases, i),
-            phase.duration.as_secs_f64()
+            phase.duration.as_secs_f64(),
+            (at - applying).as_millis()
         );
         let healed = &phases[i.saturating_sub(1)].fault;
         if i > 0 && matches!(phase.fault, Fault::Healthy) && !healed.cut_pairs().is_empty() {
@@ -923,7 +946,7 @@ fn partitions_lose_no_acknowledged_write() {
                 })
                 .unwrap();
         }
-        std::thread::sleep(phase.duration);
+        std::thread::sleep(phase.duration.saturating_sub(at - applying));
     }
     Fault::Healthy.apply(&cluster);
     drop(stop_guard);
@@ -937,8 +960,8 @@ fn partitions_lose_no_acknowledged_write() {
     println!("\n## Partition suite (seed {seed}, {seconds} s)\n");
     println!("{}", availability_table(&t, &phases));
     println!(
-        "first error of each kind:\n{}",
-        error_samples(&outcome.ops, &phases)
+        "errors by phase, side, op and code (when: since the phase began):\n{}",
+        error_samples(&outcome.ops, &phases, &starts)
     );
     println!("Time from a heal to a successful R={REPLICAS} get through one end of a cut link of a key replicated at the other end:\n");
     println!("{}", heal_table(&outcome.heals));

@@ -20,7 +20,7 @@ use std::future::Future;
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ringkv::Client;
@@ -153,29 +153,45 @@ impl Net {
     /// Replaces the filter table of every node namespace: node `i` drops
     /// packets from the nodes in `blocks[i].0` and to those in `blocks[i].1`
     /// (no rules for a node = a flushed table, i.e. healed). One
-    /// `iptables-restore` per namespace, so each node's rules change at once.
+    /// `iptables-restore` per namespace, so each node's rules change at once,
+    /// all started before any is waited for, so the namespaces change
+    /// within a few milliseconds of each other.
     pub fn set_blocks(&self, blocks: &[(Vec<usize>, Vec<usize>)]) {
         assert_eq!(blocks.len(), self.nodes.len());
-        for (ns, (from, to)) in self.nodes.iter().zip(blocks) {
-            let mut table = String::from(
-                "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n",
+        let running: Vec<(&String, String, Child)> = self
+            .nodes
+            .iter()
+            .zip(blocks)
+            .map(|(ns, (from, to))| {
+                let mut table = String::from(
+                    "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n",
+                );
+                for &n in from {
+                    table.push_str(&format!("-A INPUT -s {}/32 -j DROP\n", node_ip(n)));
+                }
+                for &n in to {
+                    table.push_str(&format!("-A OUTPUT -d {}/32 -j DROP\n", node_ip(n)));
+                }
+                table.push_str("COMMIT\n");
+                let child = start_restore(ns, &table);
+                (ns, table, child)
+            })
+            .collect();
+        for (ns, table, child) in running {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "iptables-restore in {ns} failed ({}): {} (is iptables installed? .ci/run installs it)\n{table}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
             );
-            for &n in from {
-                table.push_str(&format!("-A INPUT -s {}/32 -j DROP\n", node_ip(n)));
-            }
-            for &n in to {
-                table.push_str(&format!("-A OUTPUT -d {}/32 -j DROP\n", node_ip(n)));
-            }
-            table.push_str("COMMIT\n");
-            iptables_restore(ns, &table);
         }
     }
 }
 
-/// Loads `table` with `iptables-restore` inside namespace `ns`; panics on
-/// failure (as root, a missing iptables is a broken machine: `.ci/run`
-/// installs it).
-fn iptables_restore(ns: &str, table: &str) {
+/// Starts `iptables-restore` of `table` inside namespace `ns` (as root, a
+/// missing iptables is a broken machine: `.ci/run` installs it).
+fn start_restore(ns: &str, table: &str) -> Child {
     let mut child = Command::new("ip")
         .args(["netns", "exec", ns, "iptables-restore", "-w", "5"])
         .stdin(Stdio::piped())
@@ -183,19 +199,14 @@ fn iptables_restore(ns: &str, table: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("ip netns exec {ns} iptables-restore: {e}"));
+    // Dropping stdin after the write closes it: the table is complete.
     child
         .stdin
         .take()
         .unwrap()
         .write_all(table.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "iptables-restore in {ns} failed ({}): {} (is iptables installed? .ci/run installs it)\n{table}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    child
 }
 
 impl Drop for Net {
