@@ -1,6 +1,9 @@
 //! Test harness: real `ringkv node` processes on free loopback ports, each
 //! with its own data dir, logs in files beside it; stopped on drop.
+//! `netns` runs them in network namespaces instead (the partition suite).
 #![allow(dead_code, clippy::unwrap_used)]
+
+pub mod netns;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -37,6 +40,9 @@ pub struct NodeProc {
     pub child: Option<Child>,
     /// `RUST_LOG` for the process (default `info`).
     pub log_filter: String,
+    /// Network namespace to run in (`ip netns exec`, which execs: the
+    /// child is still the node); `None` runs it here, on loopback.
+    pub netns: Option<String>,
 }
 
 impl NodeProc {
@@ -46,7 +52,15 @@ impl NodeProc {
             .append(true)
             .open(self.data_dir.with_extension("log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ringkv"))
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_ringkv")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_ringkv")),
+        };
+        let child = command
             .args(&self.args)
             .env("RUST_LOG", &self.log_filter)
             .stdout(Stdio::null())
@@ -179,6 +193,7 @@ impl NodeProc {
             args,
             child: None,
             log_filter: "info".to_owned(),
+            netns: None,
         }
     }
 }
