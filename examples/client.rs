@@ -27,6 +27,14 @@ struct Args {
     /// Write quorum for put and delete.
     #[arg(long)]
     w: Option<usize>,
+    /// Of the R replies, how many must come from the key's own replicas
+    /// (not sloppy-quorum stand-ins).
+    #[arg(long)]
+    pr: Option<usize>,
+    /// Of the W acknowledgements, how many must come from the key's own
+    /// replicas.
+    #[arg(long)]
+    pw: Option<usize>,
     /// Server-side deadline, in milliseconds.
     #[arg(long)]
     timeout_ms: Option<u64>,
@@ -72,6 +80,8 @@ async fn main() -> anyhow::Result<()> {
     let options = RequestOptions {
         r: args.r,
         w: args.w,
+        pr: args.pr,
+        pw: args.pw,
         timeout_ms: args.timeout_ms,
     };
     match args.command {

@@ -101,7 +101,7 @@ pub async fn run(args: &BenchArgs) -> Result<BenchReport, String> {
     let options = RequestOptions {
         r: args.r,
         w: args.w,
-        timeout_ms: None,
+        ..RequestOptions::DEFAULT
     };
     if args.op == BenchOp::Get {
         let load = BenchArgs {

@@ -163,15 +163,32 @@ pub struct Status {
     pub raw: Value,
 }
 
-/// Per-request options.
+/// Per-request options (`None`: the node's default).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RequestOptions {
     /// Read quorum for a get.
     pub r: Option<usize>,
     /// Write quorum for a put or delete.
     pub w: Option<usize>,
+    /// Of the R replies, how many must come from the key's primaries
+    /// rather than sloppy-quorum stand-ins (default 0).
+    pub pr: Option<usize>,
+    /// Of the W acknowledgements, how many must come from primaries
+    /// (default 0).
+    pub pw: Option<usize>,
     /// Server-side deadline, in milliseconds.
     pub timeout_ms: Option<u64>,
+}
+
+impl RequestOptions {
+    /// Every option at the node's default (usable in a `const`).
+    pub const DEFAULT: RequestOptions = RequestOptions {
+        r: None,
+        w: None,
+        pr: None,
+        pw: None,
+        timeout_ms: None,
+    };
 }
 
 type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, Error>>>>>;
@@ -290,6 +307,7 @@ impl Client {
         let op = ClientOp::Get {
             key: key.to_vec(),
             r: options.r,
+            pr: options.pr,
         };
         let body = self.call(op, options.timeout_ms).await?;
         let values = match map_field(&body, "values") {
@@ -333,6 +351,7 @@ impl Client {
             value: value.to_vec(),
             context: context.map(|c| c.0.clone()),
             w: options.w,
+            pw: options.pw,
         };
         self.write(op, options.timeout_ms).await
     }
@@ -354,6 +373,7 @@ impl Client {
             key: key.to_vec(),
             context: context.map(|c| c.0.clone()),
             w: options.w,
+            pw: options.pw,
         };
         self.write(op, options.timeout_ms).await
     }
@@ -368,6 +388,20 @@ impl Client {
     pub async fn leave(&self) -> Result<String, Error> {
         let body = self.call(ClientOp::Leave, None).await?;
         map_str(&body, "node").ok_or_else(|| Error::Protocol("leave answer has no `node`".into()))
+    }
+
+    /// Admin: removes `node`, a member that is down for good, from the
+    /// cluster; its ranges are re-replicated from the other replicas.
+    pub async fn forget(&self, node: &str) -> Result<String, Error> {
+        let body = self
+            .call(
+                ClientOp::Forget {
+                    node: node.to_owned(),
+                },
+                None,
+            )
+            .await?;
+        map_str(&body, "node").ok_or_else(|| Error::Protocol("forget answer has no `node`".into()))
     }
 
     /// Membership as the node sees it.

@@ -23,6 +23,13 @@ pub const REPLICAS_MAX: usize = 16;
 pub const SUSPECT_AFTER_GOSSIP_ROUNDS: u64 = 10;
 /// Longest request deadline accepted, in milliseconds (10 minutes).
 pub const REQUEST_TIMEOUT_MS_MAX: u64 = 600_000;
+/// Default silence before a replica gets a stand-in, in milliseconds: far
+/// above a healthy replica's answer (about a millisecond on a LAN, a few
+/// under load), far below the request deadline.
+pub const STAND_IN_AFTER_MS_DEFAULT: u64 = 250;
+/// Default start-up wait for the seeds, in milliseconds: a seed that is
+/// not running refuses the connection at once; this bounds one that hangs.
+pub const BOOTSTRAP_WAIT_MS_DEFAULT: u64 = 2000;
 
 /// Where a node keeps its data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -158,6 +165,17 @@ pub struct NodeArgs {
     /// milliseconds; 0 turns it off. Default 60000.
     #[arg(long, value_name = "MS")]
     pub anti_entropy_interval_ms: Option<u64>,
+    /// A replica that has not answered a request within this long gets a
+    /// sloppy-quorum stand-in (the next reachable node past the key's
+    /// replicas), in milliseconds; less than --request-timeout-ms. Default
+    /// 250.
+    #[arg(long, value_name = "MS")]
+    pub stand_in_after_ms: Option<u64>,
+    /// Longest wait at start-up for the seeds to answer before this node
+    /// coordinates with what it knows, in milliseconds (client requests
+    /// wait meanwhile). Default 2000.
+    #[arg(long, value_name = "MS")]
+    pub bootstrap_wait_ms: Option<u64>,
 }
 
 /// A validated node configuration.
@@ -225,6 +243,10 @@ pub struct NodeConfig {
     pub stream_bytes_per_s_max: u64,
     /// Anti-entropy exchange interval, in milliseconds (0: off).
     pub anti_entropy_interval_ms: u64,
+    /// Silence after which a replica gets a stand-in, in milliseconds.
+    pub stand_in_after_ms: u64,
+    /// Longest start-up wait for the seeds, in milliseconds.
+    pub bootstrap_wait_ms: u64,
 }
 
 impl NodeArgs {
@@ -275,7 +297,9 @@ impl NodeArgs {
             suspect_after_ms,
             join_settle_ms,
             stream_bytes_per_s_max,
-            anti_entropy_interval_ms
+            anti_entropy_interval_ms,
+            stand_in_after_ms,
+            bootstrap_wait_ms
         )
     }
 
@@ -370,6 +394,17 @@ impl NodeArgs {
                  ({gossip_interval_ms} ms each), or healthy nodes would look silent"
             ));
         }
+        let stand_in_after_ms = positive(
+            "--stand-in-after-ms",
+            self.stand_in_after_ms,
+            STAND_IN_AFTER_MS_DEFAULT.min(request_timeout_ms / 2),
+        )?;
+        if stand_in_after_ms >= request_timeout_ms {
+            return Err(format!(
+                "--stand-in-after-ms ({stand_in_after_ms}) must be less than \
+                 --request-timeout-ms ({request_timeout_ms}), or no request would wait for a stand-in"
+            ));
+        }
         let version_limits = VersionLimits {
             siblings_max: positive("--siblings-max", self.siblings_max, SIBLINGS_MAX_DEFAULT)?,
             vclock_entries_max: positive(
@@ -425,6 +460,12 @@ impl NodeArgs {
                 64 * 1024 * 1024,
             )?,
             anti_entropy_interval_ms: self.anti_entropy_interval_ms.unwrap_or(60_000),
+            stand_in_after_ms,
+            bootstrap_wait_ms: positive(
+                "--bootstrap-wait-ms",
+                self.bootstrap_wait_ms,
+                BOOTSTRAP_WAIT_MS_DEFAULT,
+            )?,
         })
     }
 }

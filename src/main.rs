@@ -59,6 +59,15 @@ enum AdminAction {
         #[arg(long, default_value_t = 600)]
         wait_s: u64,
     },
+    /// Remove NODE, a member that is down for good (its disk is gone, it
+    /// will not come back), from the cluster: it leaves the ring, and the
+    /// nodes that take over its ranges copy them from the other replicas.
+    /// Refused for a member that is not down; a running node leaves with
+    /// `leave`. A forgotten node that starts again joins as a new member.
+    Forget {
+        /// The member's id.
+        node: String,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -210,9 +219,27 @@ fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
             }
+            AdminAction::Forget { node } => {
+                let via = client.forget(&node).await?;
+                println!("{node} is forgotten (via {via}); its ranges are being copied to their new replicas");
+            }
             AdminAction::Status => {
                 let status = client.status().await?;
-                println!("node {}", status.node);
+                let field = |name: &str| {
+                    ringkv_actors::wire::client::map_field(&status.raw, name).map(|v| match v {
+                        rmpv::Value::String(s) => s.as_str().unwrap_or("").to_string(),
+                        other => other.to_string(),
+                    })
+                };
+                println!(
+                    "node {} (ready: {}, {})",
+                    status.node,
+                    field("ready").unwrap_or_else(|| "?".into()),
+                    field("lifecycle").unwrap_or_else(|| "?".into())
+                );
+                if let Some(waiting) = field("waiting_for_seeds") {
+                    println!("waiting for seeds: {waiting}");
+                }
                 println!(
                     "{:<10} {:<8} {:>9} {:<22} {:<22} {:<6} {:<6} {:>7}",
                     "member",

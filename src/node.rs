@@ -264,6 +264,8 @@ pub async fn start(
             join,
             join_settle_ms: config.join_settle_ms,
             stream_timeout_ms: config.request_timeout_ms.max(5000),
+            seeds: dial.clone(),
+            bootstrap_wait_ms: config.bootstrap_wait_ms,
         },
         bridge_addr.clone(),
         repair.clone(),
@@ -278,6 +280,7 @@ pub async fn start(
             request_timeout_ms: config.request_timeout_ms,
             limits: config.version_limits.clone(),
             version_actor: version_actor.clone(),
+            stand_in_after_ms: config.stand_in_after_ms,
         },
         replicas,
         resolver,
@@ -308,12 +311,18 @@ pub async fn start(
             gossip: failure_detector.clone().recipient(),
         },
         failure_detector.clone().recipient(),
+        vec![replicator.clone().recipient(), repair.clone().recipient()],
     ));
     failure_detector.do_send(Subscribe(replicator.clone().recipient()));
     failure_detector.do_send(Subscribe(repair.clone().recipient()));
     failure_detector.do_send(Subscribe(bridge_addr.clone().recipient()));
-    for addr in &dial {
-        bridge_addr.do_send(Dial { addr: *addr });
+    // Known members are followed by id from the failure detector's view
+    // (it names them); seeds are dialled by address until they say who
+    // they are.
+    for addr in &config.seeds {
+        if *addr != peer_addr && *addr != advertised {
+            bridge_addr.do_send(Dial { addr: *addr });
+        }
     }
     ClientApi::new(
         config.id.clone(),

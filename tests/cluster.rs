@@ -41,7 +41,7 @@ async fn quorum_survives_one_loss_refuses_two_and_data_survives_restarts() {
     let quorum = RequestOptions {
         r: Some(2),
         w: Some(2),
-        timeout_ms: None,
+        ..RequestOptions::DEFAULT
     };
     for i in 20..30 {
         let key = format!("k{i}");

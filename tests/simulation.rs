@@ -149,6 +149,7 @@ impl SimClient {
             value: value.into(),
             context: None,
             w: Some(w),
+            pw: None,
         })
         .await
     }
@@ -158,6 +159,7 @@ impl SimClient {
             .call(ClientOp::Get {
                 key: key.into(),
                 r: Some(r),
+                pr: None,
             })
             .await?;
         match map_field(&body, "values") {
@@ -250,9 +252,15 @@ fn put_and_get_with_one_node_partitioned_away() {
             let mut n2 = SimClient::connect("n2").await;
             assert_eq!(n2.get("during", 2).await.unwrap(), vec![b"v1".to_vec()]);
             assert_eq!(n2.get("before", 2).await.unwrap(), vec![b"v0".to_vec()]);
-            // W=3 cannot be met: a timeout, not a hang.
+            // W=3 cannot be met: refused, not a hang. Once n1's own view
+            // has n3 cut off (a request to it timed out) the refusal comes
+            // up front (`unavailable`, nothing written); before, the write
+            // waits for n3 and times out.
             let err = n1.put("during", "v2", 3).await.unwrap_err();
-            assert_eq!(err.code, ErrorCode::Timeout, "{err}");
+            assert!(
+                matches!(err.code, ErrorCode::Timeout | ErrorCode::Unavailable),
+                "{err}"
+            );
 
             turmoil::repair("n3", "n1");
             turmoil::repair("n3", "n2");
@@ -363,4 +371,73 @@ fn one_node_that_cannot_hear_a_peer_does_not_take_it_down() {
         Ok(())
     });
     sim.run().unwrap();
+}
+
+/// The simulated cluster's ring (every node weight 1, default vnodes).
+fn five_ring() -> ringkv_actors::ring::Ring {
+    let members: Vec<_> = FIVE
+        .iter()
+        .map(|id| ringkv_actors::ring::RingMember {
+            id: ringkv_actors::NodeId::new(*id).unwrap(),
+            dc: "dc1".into(),
+            rack: "r1".into(),
+            weight: 1,
+        })
+        .collect();
+    ringkv_actors::ring::Ring::new(&members, ringkv_actors::ring::VNODES_PER_WEIGHT_DEFAULT)
+}
+
+#[test]
+fn a_bridge_partition_uses_stand_ins_while_gossip_sees_everyone_alive() {
+    // A key that n1, n4 and n5 replicate: cut {n1,n3} from {n4,n5} (both
+    // still reach n2), and n1 can reach only itself among its replicas.
+    let ring = five_ring();
+    let key = (0..10_000)
+        .map(|i| format!("bridge-{i}"))
+        .find(|k| {
+            let mut list: Vec<String> = ring
+                .preference_list(k.as_bytes(), 3)
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            list.sort();
+            list == ["n1", "n4", "n5"]
+        })
+        .unwrap();
+    for seed in [2, 9] {
+        let key = key.clone();
+        let mut sim = five_node_simulation(seed);
+        sim.client("client", async move {
+            wait_five_alive().await;
+            for (a, b) in [("n1", "n4"), ("n1", "n5"), ("n3", "n4"), ("n3", "n5")] {
+                turmoil::partition(a, b);
+            }
+            let mut n1 = SimClient::connect("n1").await;
+            // W=3 and R=3 need three copies: only n1 itself and the
+            // stand-ins n2 and n3 can give them from here.
+            n1.put(&key, "v", 3).await.unwrap();
+            assert_eq!(n1.get(&key, 3).await.unwrap(), vec![b"v".to_vec()]);
+            // Gossip through n2 keeps every heartbeat fresh: nobody is
+            // suspected, so the stand-ins came from n1's own view.
+            let states = n1.states().await;
+            assert!(
+                states.iter().all(|(_, s)| s == "alive"),
+                "seed {seed}: {states:?}"
+            );
+            // Healed, the hints reach n4 and n5.
+            for (a, b) in [("n1", "n4"), ("n1", "n5"), ("n3", "n4"), ("n3", "n5")] {
+                turmoil::repair(a, b);
+            }
+            let mut n4 = SimClient::connect("n4").await;
+            loop {
+                let values = n4.get(&key, 3).await;
+                if values.as_deref() == Ok(&[b"v".to_vec()][..]) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(GOSSIP_INTERVAL_MS)).await;
+            }
+            Ok(())
+        });
+        sim.run().unwrap();
+    }
 }

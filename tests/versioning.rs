@@ -11,12 +11,12 @@ use ringkv::client::RequestOptions;
 const ALL: RequestOptions = RequestOptions {
     r: Some(3),
     w: Some(3),
-    timeout_ms: None,
+    ..RequestOptions::DEFAULT
 };
 const ONE: RequestOptions = RequestOptions {
     r: Some(1),
     w: Some(1),
-    timeout_ms: None,
+    ..RequestOptions::DEFAULT
 };
 
 fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {

@@ -26,4 +26,7 @@ pub struct MembershipChanged {
     pub healthy: Arc<HashSet<NodeId>>,
     /// Members to keep connections to.
     pub peers: Arc<Vec<MemberInfo>>,
+    /// This node knows enough of the cluster to coordinate (see
+    /// `failure_detector::bootstrap`); until then requests wait.
+    pub ready: bool,
 }

@@ -22,12 +22,22 @@ pub const GOSSIP_INTERVAL_MS: u64 = 100;
 /// How long a test waits for a cluster to come up.
 const READY_WAIT: Duration = Duration::from_secs(30);
 
-/// A free port on 127.0.0.1 (bound and released; good enough for tests).
+/// A free port on 127.0.0.1 (bound and released), never one this test
+/// process handed out before: the kernel may give a port just released
+/// to the next `bind(0)`, and two nodes of one cluster must not share one.
 pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut handed_out = HANDED_OUT.lock().unwrap();
+        if !handed_out.contains(&addr.port()) {
+            handed_out.push(addr.port());
+            return addr;
+        }
+    }
 }
 
 /// One node process.
@@ -112,6 +122,41 @@ impl NodeProc {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+
+    /// Starts the process again on the same data dir with another peer
+    /// port (`--listen`), as an operator moving a node would.
+    pub fn restart_on(&mut self, peer: SocketAddr) {
+        self.kill();
+        let at = self.args.iter().position(|a| a == "--listen").unwrap();
+        self.args[at + 1] = peer.to_string();
+        self.peer = peer;
+        self.spawn();
+    }
+
+    /// Waits until the node answers `ping` (a cluster is usable then).
+    pub async fn wait_ping(&self) {
+        let deadline = Instant::now() + READY_WAIT;
+        loop {
+            if let Ok(client) = Client::connect(self.client).await {
+                if client.ping().await.is_ok() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never answered ping; its log:\n{}",
+                self.id,
+                log_excerpt(self)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Whether the node's log holds `text`.
+    pub fn log_contains(&self, text: &str) -> bool {
+        std::fs::read_to_string(self.data_dir.with_extension("log"))
+            .is_ok_and(|log| log.contains(text))
     }
 
     pub async fn client(&self) -> Client {
@@ -202,6 +247,14 @@ impl Cluster {
     /// Starts `count` nodes (N=3 R=2 W=2 unless `extra` says otherwise) and
     /// waits until every node sees every other alive.
     pub async fn start(count: usize, extra: &[&str]) -> Cluster {
+        let cluster = Self::spawn(count, extra);
+        cluster.wait_all_alive().await;
+        cluster
+    }
+
+    /// Starts `count` nodes, each seeded with the others, and returns at
+    /// once (nothing waited for).
+    pub fn spawn(count: usize, extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let plan: Vec<(String, SocketAddr, SocketAddr)> = (1..=count)
             .map(|i| (format!("n{i}"), free_addr(), free_addr()))
@@ -217,9 +270,14 @@ impl Cluster {
             node.spawn();
             nodes.push(node);
         }
-        let cluster = Cluster { nodes, _dir: dir };
-        cluster.wait_all_alive().await;
-        cluster
+        Cluster { nodes, _dir: dir }
+    }
+
+    /// Waits until every running node answers `ping`.
+    pub async fn wait_ping(&self) {
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            node.wait_ping().await;
+        }
     }
 
     /// Starts one more node, fresh and seeded with node `seed`: it joins the

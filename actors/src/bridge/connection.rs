@@ -1,13 +1,30 @@
-//! `PeerConnection`: one actor per peer address, owning the outbound
-//! connection this node sends its requests on.
+//! `PeerConnection`: one actor per peer, owning the outbound connection
+//! this node sends its requests on.
 //!
-//! It dials, sends `Hello`, and waits for `Welcome`. While up it assigns each
-//! request an id, starts its deadline timer and matches the response by id;
-//! a request whose deadline passes is answered `Timeout` and forgotten (a
-//! late response is dropped). When the link drops, every pending request is
-//! answered `Disconnected` at once and the actor redials with exponential
-//! backoff. While down, requests fail immediately with `Unreachable`: the
-//! coordinator never waits on a peer it cannot reach.
+//! It dials, sends `Hello`, and waits for `Welcome`. While up it assigns
+//! each request an id, starts its deadline timer and matches the response
+//! by id; a request whose deadline passes is answered `Timeout` and
+//! forgotten (a late response is dropped).
+//!
+//! What it tells the Bridge about the link, which the coordinators use as
+//! their own view of the peer (Dynamo §4.8.1, "A considers B failed if B
+//! does not respond to A's messages"):
+//! - **up**: the handshake completed;
+//! - **degraded**: a request timed out and nothing has answered since. The
+//!   link then sends a [`Probe`] every `peer_probe_interval_ms` and is up
+//!   again at the first answer of any kind. After
+//!   [`PEER_TIMEOUTS_BEFORE_REDIAL`] timeouts in a row it is torn down
+//!   and redialled: a connection can be open yet dead (a dropped NAT
+//!   entry, a partition that swallows segments);
+//! - **down**: the connection failed or closed. Pending requests are
+//!   answered `Disconnected` at once, and the actor redials with
+//!   exponential backoff, or at once on [`RedialNow`] (gossip or an inbound
+//!   connection says the peer is back).
+//!
+//! Requests made while a dial is in progress wait for it (until their own
+//! deadline), so a node that just started can coordinate as soon as its
+//! links come up; requests made while the link is down fail at once with
+//! `Unreachable`, so the coordinator turns to a stand-in instead of waiting.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,9 +38,11 @@ use tokio::sync::oneshot;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn, Instrument};
 
-use super::{Bridge, BridgeOptions, PeerDown, PeerError, PeerUp};
+use super::{Bridge, BridgeOptions, PeerDown, PeerError, PeerHealth, PeerUp};
 use crate::net::{BoxConnection, SharedNet};
-use crate::wire::peer::{MemberInfo, PeerFrame, PeerReply, PeerRequest, PEER_PROTOCOL_VERSION};
+use crate::wire::peer::{
+    MemberInfo, PeerFrame, PeerReply, PeerRequest, PeerRpc, Probe, PEER_PROTOCOL_VERSION,
+};
 use crate::wire::{FrameCodec, FrameError};
 
 /// Sends one request to this peer.
@@ -38,31 +57,51 @@ pub struct PeerCall {
     pub timeout_ms: u64,
 }
 
-/// Stops the connection for good (the peer left, or is a duplicate).
+/// Stops the connection for good (the peer left, moved, or is a duplicate).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Shutdown;
 
+/// News says the peer is back: if the link is down (or a dial is hanging),
+/// dial now instead of waiting out the backoff.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RedialNow;
+
 type Writer = FramedWrite<Bytes, WriteHalf<BoxConnection>, FrameCodec>;
 
 /// Requests in a row that may time out, with no response at all between
-/// them, before the link is judged stuck and redialled. A connection can be
-/// open yet dead (a peer behind a dropped NAT entry, a simulated partition
-/// that lost segments); a fresh one recovers as soon as the peer answers.
+/// them, before the link is judged stuck and redialled.
 pub const PEER_TIMEOUTS_BEFORE_REDIAL: u32 = 3;
+
+/// A request to a down link dials at once unless a dial began less than
+/// this long ago, in milliseconds: only gossip calls down links
+/// (coordinators skip them), a few per round, so this only keeps a burst
+/// from dialling once per call.
+pub const DOWN_LINK_DIAL_GAP_MS: u64 = 10;
 
 enum Link {
     /// Not connected; a redial is scheduled.
     Down,
+    /// TCP connect in progress.
+    Dialing,
     /// TCP is up, `Hello` sent, waiting for `Welcome`.
     Handshaking(Writer),
     /// Ready for requests.
     Up(Writer, MemberInfo),
 }
 
+/// A request sent and not yet answered.
 struct Pending {
     reply: oneshot::Sender<Result<PeerReply, PeerError>>,
     timer: SpawnHandle,
+}
+
+/// A request made while the link was being dialled.
+struct Waiting {
+    call: PeerCall,
+    reply: oneshot::Sender<Result<PeerReply, PeerError>>,
+    deadline: tokio::time::Instant,
 }
 
 /// The outbound connection actor.
@@ -76,10 +115,22 @@ pub struct PeerConnection {
     link: Link,
     reader: Option<SpawnHandle>,
     pending: HashMap<u64, Pending>,
+    waiting: Vec<Waiting>,
     next_id: u64,
     backoff_ms: u64,
+    /// The scheduled redial while down.
+    retry: Option<SpawnHandle>,
+    /// The connect under way while dialling.
+    connecting: Option<SpawnHandle>,
+    /// Dial attempts so far: a timer of an older attempt finds another
+    /// number and does nothing.
+    attempt: u64,
+    /// When the last dial began.
+    last_dial: Option<tokio::time::Instant>,
     /// Timeouts since the last response on this link.
     timeouts_in_a_row: u32,
+    /// A request timed out and nothing answered since.
+    degraded: bool,
     span: tracing::Span,
 }
 
@@ -105,22 +156,40 @@ impl PeerConnection {
             link: Link::Down,
             reader: None,
             pending: HashMap::new(),
+            waiting: Vec::new(),
             next_id: 1,
+            retry: None,
+            connecting: None,
+            attempt: 0,
+            last_dial: None,
             timeouts_in_a_row: 0,
+            degraded: false,
             span,
         }
     }
 
     fn dial(&mut self, ctx: &mut Context<Self>) {
+        if let Some(retry) = self.retry.take() {
+            ctx.cancel_future(retry);
+        }
+        if let Some(connecting) = self.connecting.take() {
+            ctx.cancel_future(connecting);
+        }
+        self.attempt += 1;
+        self.last_dial = Some(tokio::time::Instant::now());
+        self.link = Link::Dialing;
         let connect = self.net.connect(self.addr);
         let limit = Duration::from_millis(self.options.connect_timeout_ms);
         let fut =
             async move { tokio::time::timeout(limit, connect).await }.instrument(self.span.clone());
-        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
-            Ok(Ok(conn)) => act.start_handshake(conn, ctx),
-            Ok(Err(e)) => act.lost(ctx, &format!("connect failed: {e}")),
-            Err(_) => act.lost(ctx, "connect timed out"),
-        }));
+        self.connecting = Some(ctx.spawn(fut.into_actor(self).map(|result, act, ctx| {
+            act.connecting = None;
+            match result {
+                Ok(Ok(conn)) => act.start_handshake(conn, ctx),
+                Ok(Err(e)) => act.lost(ctx, &format!("connect failed: {e}")),
+                Err(_) => act.lost(ctx, "connect timed out"),
+            }
+        })));
     }
 
     fn start_handshake(&mut self, conn: BoxConnection, ctx: &mut Context<Self>) {
@@ -138,9 +207,10 @@ impl PeerConnection {
             Err(e) => warn!(error = %e, "cannot encode our own hello"),
         }
         self.link = Link::Handshaking(writer);
+        let attempt = self.attempt;
         let limit = Duration::from_millis(self.options.connect_timeout_ms);
-        ctx.run_later(limit, |act, ctx| {
-            if matches!(act.link, Link::Handshaking(_)) {
+        ctx.run_later(limit, move |act, ctx| {
+            if act.attempt == attempt && matches!(act.link, Link::Handshaking(_)) {
                 act.lost(ctx, "handshake timed out");
             }
         });
@@ -149,68 +219,54 @@ impl PeerConnection {
     /// Tears the link down, fails what was pending and schedules a redial.
     fn lost(&mut self, ctx: &mut Context<Self>, reason: &str) {
         self.timeouts_in_a_row = 0;
+        self.degraded = false;
         let span = self.span.clone();
         let _span = span.enter();
         if let Some(reader) = self.reader.take() {
             ctx.cancel_future(reader);
         }
         let was = std::mem::replace(&mut self.link, Link::Down);
-        match was {
+        let node = match was {
             Link::Up(writer, member) => {
                 ctx.cancel_future(writer.handle());
                 info!(peer = %member.id, %reason, "peer disconnected");
-                self.bridge.do_send(PeerDown {
-                    node: member.id,
-                    addr: self.addr,
-                });
+                Some(member.id)
             }
             Link::Handshaking(writer) => {
                 ctx.cancel_future(writer.handle());
                 debug!(%reason, "peer handshake failed");
+                None
             }
-            Link::Down => debug!(%reason, backoff_ms = self.backoff_ms, "peer unreachable"),
-        }
+            Link::Dialing | Link::Down => {
+                debug!(%reason, backoff_ms = self.backoff_ms, "peer unreachable");
+                None
+            }
+        };
+        self.bridge.do_send(PeerDown {
+            node,
+            addr: self.addr,
+            connection: ctx.address(),
+        });
         for (_, pending) in self.pending.drain() {
             ctx.cancel_future(pending.timer);
             let _ = pending.reply.send(Err(PeerError::Disconnected));
         }
+        for waiting in self.waiting.drain(..) {
+            let _ = waiting.reply.send(Err(PeerError::Unreachable));
+        }
         let delay = Duration::from_millis(self.backoff_ms);
         self.backoff_ms = (self.backoff_ms * 2).min(self.options.reconnect_backoff_max_ms);
-        ctx.run_later(delay, |act, ctx| {
+        self.retry = Some(ctx.run_later(delay, |act, ctx| {
+            act.retry = None;
             if matches!(act.link, Link::Down) {
                 act.dial(ctx);
             }
-        });
+        }));
     }
 
     fn on_frame(&mut self, frame: PeerFrame, ctx: &mut Context<Self>) {
         match frame {
-            PeerFrame::Welcome { member } => {
-                let writer = match std::mem::replace(&mut self.link, Link::Down) {
-                    Link::Handshaking(w) => w,
-                    other => {
-                        self.link = other;
-                        return;
-                    }
-                };
-                if member.id == self.own.id {
-                    // A seed list that names this node itself.
-                    debug!("peer address is this node itself; not dialling it again");
-                    ctx.cancel_future(writer.handle());
-                    ctx.stop();
-                    return;
-                }
-                let span = self.span.clone();
-                let _span = span.enter();
-                info!(peer = %member.id, "peer connected");
-                self.backoff_ms = self.options.reconnect_backoff_min_ms;
-                self.bridge.do_send(PeerUp {
-                    member: member.clone(),
-                    addr: self.addr,
-                    connection: ctx.address(),
-                });
-                self.link = Link::Up(writer, member);
-            }
+            PeerFrame::Welcome { member } => self.on_welcome(member, ctx),
             PeerFrame::Refused { reason } => {
                 let span = self.span.clone();
                 let _span = span.enter();
@@ -221,6 +277,9 @@ impl PeerConnection {
             }
             PeerFrame::Response { id, body } => {
                 self.timeouts_in_a_row = 0;
+                if self.degraded {
+                    self.set_degraded(false);
+                }
                 if let Some(pending) = self.pending.remove(&id) {
                     ctx.cancel_future(pending.timer);
                     let _ = pending.reply.send(body.map_err(PeerError::Remote));
@@ -230,6 +289,139 @@ impl PeerConnection {
                 self.lost(ctx, "peer sent a request frame on our outbound connection");
             }
         }
+    }
+
+    fn on_welcome(&mut self, member: MemberInfo, ctx: &mut Context<Self>) {
+        let writer = match std::mem::replace(&mut self.link, Link::Down) {
+            Link::Handshaking(w) => w,
+            other => {
+                self.link = other;
+                return;
+            }
+        };
+        if member.id == self.own.id {
+            // A seed list that names this node itself.
+            debug!("peer address is this node itself; not dialling it again");
+            ctx.cancel_future(writer.handle());
+            ctx.stop();
+            return;
+        }
+        let span = self.span.clone();
+        let _span = span.enter();
+        info!(peer = %member.id, "peer connected");
+        self.backoff_ms = self.options.reconnect_backoff_min_ms;
+        self.bridge.do_send(PeerUp {
+            member: member.clone(),
+            addr: self.addr,
+            connection: ctx.address(),
+        });
+        self.link = Link::Up(writer, member);
+        let now = tokio::time::Instant::now();
+        for waiting in std::mem::take(&mut self.waiting) {
+            let left = waiting.deadline.saturating_duration_since(now).as_millis() as u64;
+            if left == 0 {
+                let timeout_ms = waiting.call.timeout_ms;
+                let _ = waiting.reply.send(Err(PeerError::Timeout { timeout_ms }));
+                continue;
+            }
+            let call = PeerCall {
+                timeout_ms: left,
+                ..waiting.call
+            };
+            self.send(call, waiting.reply, ctx);
+        }
+    }
+
+    /// Writes `call` on the link (which is up) and starts its timer.
+    fn send(
+        &mut self,
+        call: PeerCall,
+        reply: oneshot::Sender<Result<PeerReply, PeerError>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Link::Up(writer, _) = &mut self.link else {
+            let _ = reply.send(Err(PeerError::Unreachable));
+            return;
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        let timeout_ms = call.timeout_ms;
+        let frame = PeerFrame::Request {
+            id,
+            trace: call.trace,
+            timeout_ms,
+            body: call.body,
+        };
+        let bytes = match frame.encode() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let _ = reply.send(Err(PeerError::Local(e.to_string())));
+                return;
+            }
+        };
+        // A frame the peer would refuse would also make the writer fail and
+        // tear the link down for every other request: refuse it here.
+        let limit = self.options.max_frame_bytes;
+        if bytes.len() > limit {
+            let bytes = bytes.len();
+            let _ = reply.send(Err(PeerError::TooLarge { bytes, limit }));
+            return;
+        }
+        writer.write(Bytes::from(bytes));
+        let timer = ctx.run_later(Duration::from_millis(timeout_ms), move |act, ctx| {
+            if let Some(pending) = act.pending.remove(&id) {
+                let _ = pending.reply.send(Err(PeerError::Timeout { timeout_ms }));
+                act.timed_out(ctx);
+            }
+        });
+        self.pending.insert(id, Pending { reply, timer });
+    }
+
+    /// A request got no answer in time: the link is degraded until
+    /// anything answers, and torn down after a few in a row.
+    fn timed_out(&mut self, ctx: &mut Context<Self>) {
+        self.timeouts_in_a_row += 1;
+        if self.timeouts_in_a_row >= PEER_TIMEOUTS_BEFORE_REDIAL {
+            self.lost(ctx, "requests keep timing out; redialling");
+        } else if !self.degraded {
+            self.set_degraded(true);
+            self.probe(ctx);
+        }
+    }
+
+    fn set_degraded(&mut self, degraded: bool) {
+        self.degraded = degraded;
+        let Link::Up(_, member) = &self.link else {
+            return;
+        };
+        let span = self.span.clone();
+        let _span = span.enter();
+        if degraded {
+            info!(peer = %member.id, "a request to the peer timed out; using stand-ins for it until it answers");
+        } else {
+            info!(peer = %member.id, "peer answers again");
+        }
+        self.bridge.do_send(PeerHealth {
+            node: member.id.clone(),
+            degraded,
+        });
+    }
+
+    /// While degraded, asks the peer whether it is there, every
+    /// `peer_probe_interval_ms`.
+    fn probe(&mut self, ctx: &mut Context<Self>) {
+        if !self.degraded || !matches!(self.link, Link::Up(..)) {
+            return;
+        }
+        let interval = self.options.peer_probe_interval_ms.max(1);
+        let (reply, _answer) = oneshot::channel();
+        let call = PeerCall {
+            body: Probe.into_request(),
+            trace: 0,
+            timeout_ms: interval,
+        };
+        self.send(call, reply, ctx);
+        ctx.run_later(Duration::from_millis(interval), |act, ctx| act.probe(ctx));
     }
 }
 
@@ -269,8 +461,9 @@ impl WriteHandler<FrameError> for PeerConnection {
         // is torn down on the next turn instead, unless the reader found the
         // loss first.
         let reason = format!("write failed: {err}");
+        let attempt = self.attempt;
         ctx.run_later(Duration::ZERO, move |act, ctx| {
-            if !matches!(act.link, Link::Down) {
+            if act.attempt == attempt && !matches!(act.link, Link::Down) {
                 act.lost(ctx, &reason);
             }
         });
@@ -284,42 +477,64 @@ impl Handler<PeerCall> for PeerConnection {
     type Result = ResponseFuture<Result<PeerReply, PeerError>>;
 
     fn handle(&mut self, msg: PeerCall, ctx: &mut Self::Context) -> Self::Result {
-        let Link::Up(writer, _) = &mut self.link else {
-            return Box::pin(async { Err(PeerError::Unreachable) });
-        };
-        let id = self.next_id;
-        self.next_id += 1;
-        let frame = PeerFrame::Request {
-            id,
-            trace: msg.trace,
-            timeout_ms: msg.timeout_ms,
-            body: msg.body,
-        };
-        let bytes = match frame.encode() {
-            Ok(bytes) => bytes,
-            Err(e) => return Box::pin(async move { Err(PeerError::Local(e.to_string())) }),
-        };
-        // A frame the peer would refuse would also make the writer fail and
-        // tear the link down for every other request: refuse it here.
-        let limit = self.options.max_frame_bytes;
-        if bytes.len() > limit {
-            let bytes = bytes.len();
-            return Box::pin(async move { Err(PeerError::TooLarge { bytes, limit }) });
-        }
-        writer.write(Bytes::from(bytes));
         let (reply, rx) = oneshot::channel();
-        let timeout_ms = msg.timeout_ms;
-        let timer = ctx.run_later(Duration::from_millis(timeout_ms), move |act, ctx| {
-            if let Some(pending) = act.pending.remove(&id) {
-                let _ = pending.reply.send(Err(PeerError::Timeout { timeout_ms }));
-                act.timeouts_in_a_row += 1;
-                if act.timeouts_in_a_row >= PEER_TIMEOUTS_BEFORE_REDIAL {
-                    act.lost(ctx, "requests keep timing out; redialling");
-                }
+        // A request to a down link (gossip's, in practice: coordinators
+        // skip such peers) dials at once: that is how a healed partition
+        // is found within a gossip round rather than after the backoff. A
+        // dial still connecting after the shortest backoff most likely
+        // lost its SYN to the partition (a LAN connect takes well under a
+        // millisecond; the retransmit would come only after a second), so
+        // it is begun again.
+        let since_dial = self.last_dial.map(|at| at.elapsed());
+        let redial = match self.link {
+            Link::Down => since_dial.is_none_or(|d| d.as_millis() as u64 >= DOWN_LINK_DIAL_GAP_MS),
+            Link::Dialing => since_dial
+                .is_some_and(|d| d.as_millis() as u64 >= self.options.reconnect_backoff_min_ms),
+            Link::Handshaking(_) | Link::Up(..) => false,
+        };
+        if redial {
+            self.dial(ctx);
+        }
+        match self.link {
+            Link::Up(..) => self.send(msg, reply, ctx),
+            Link::Dialing | Link::Handshaking(_) => {
+                // Wait for the dial, within the request's own deadline.
+                let deadline = tokio::time::Instant::now() + Duration::from_millis(msg.timeout_ms);
+                let timeout_ms = msg.timeout_ms;
+                self.waiting.push(Waiting {
+                    call: msg,
+                    reply,
+                    deadline,
+                });
+                ctx.run_later(Duration::from_millis(timeout_ms), move |act, _ctx| {
+                    let now = tokio::time::Instant::now();
+                    let (expired, kept) = std::mem::take(&mut act.waiting)
+                        .into_iter()
+                        .partition(|w| w.deadline <= now);
+                    act.waiting = kept;
+                    for w in expired {
+                        let _ = w.reply.send(Err(PeerError::Timeout { timeout_ms }));
+                    }
+                });
             }
-        });
-        self.pending.insert(id, Pending { reply, timer });
+            Link::Down => {
+                let _ = reply.send(Err(PeerError::Unreachable));
+            }
+        }
         Box::pin(async move { rx.await.unwrap_or(Err(PeerError::Disconnected)) })
+    }
+}
+
+impl Handler<RedialNow> for PeerConnection {
+    type Result = ();
+
+    fn handle(&mut self, _: RedialNow, ctx: &mut Self::Context) {
+        // A connect begun while the peer was cut off may hang on a lost
+        // SYN until its timeout; a fresh one goes through now.
+        if matches!(self.link, Link::Down | Link::Dialing) {
+            self.backoff_ms = self.options.reconnect_backoff_min_ms;
+            self.dial(ctx);
+        }
     }
 }
 
@@ -329,6 +544,9 @@ impl Handler<Shutdown> for PeerConnection {
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
         for (_, pending) in self.pending.drain() {
             let _ = pending.reply.send(Err(PeerError::Disconnected));
+        }
+        for waiting in self.waiting.drain(..) {
+            let _ = waiting.reply.send(Err(PeerError::Unreachable));
         }
         ctx.stop();
     }

@@ -18,13 +18,14 @@
 mod connection;
 mod session;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use actix::prelude::*;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-pub use connection::{PeerCall, PeerConnection, Shutdown};
+pub use connection::{PeerCall, PeerConnection, RedialNow, Shutdown};
 pub use session::PeerSession;
 
 use crate::membership::MembershipChanged;
@@ -56,6 +57,10 @@ pub struct BridgeOptions {
     /// has its session closed; it redials like after any lost link. One
     /// response is always accepted into an empty queue, however large.
     pub peer_write_queue_bytes_max: usize,
+    /// While requests to a peer time out, how often the link asks it
+    /// whether it is there (a `Probe`), in milliseconds; the link is used
+    /// again at the first answer.
+    pub peer_probe_interval_ms: u64,
 }
 
 impl Default for BridgeOptions {
@@ -68,6 +73,7 @@ impl Default for BridgeOptions {
             peer_inflight_max: 4096,
             peer_mailbox_max: 4096,
             peer_write_queue_bytes_max: 64 << 20,
+            peer_probe_interval_ms: 200,
         }
     }
 }
@@ -198,20 +204,52 @@ pub struct PeerHandlers {
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
 pub enum PeerEvent {
-    /// Our outbound link to `member` completed its handshake.
-    Reachable(MemberInfo),
+    /// Our outbound link to `member`, dialled at `addr`, completed its
+    /// handshake.
+    Reachable {
+        /// Who answered.
+        member: MemberInfo,
+        /// The address dialled (a seed's, or the member's gossiped one).
+        addr: SocketAddr,
+    },
     /// Our outbound link to `node` is gone.
     Unreachable(NodeId),
+    /// A dial to `addr` failed before we learned who is there (a seed that
+    /// is not running).
+    DialFailed(SocketAddr),
     /// `member` dialled us (we learn of it, not that we can reach it).
     Introduced(MemberInfo),
 }
 
-/// Makes sure a connection to `addr` exists.
+/// The links this node cannot use now, for the coordinators: their own
+/// view of reachability, on top of gossip's. Sent to every watcher at
+/// each change.
+#[derive(Message, Clone, Debug, Default)]
+#[rtype(result = "()")]
+pub struct LinksChanged {
+    /// Members whose link is down, or whose requests time out.
+    pub unusable: Arc<HashSet<NodeId>>,
+    /// Members whose link completed its handshake and answers: proof that
+    /// they run, whatever gossip last said.
+    pub up: Arc<HashSet<NodeId>>,
+}
+
+/// Makes sure a connection to `addr` exists (a seed, or a member from the
+/// persisted membership).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Dial {
     /// Peer address.
     pub addr: SocketAddr,
+}
+
+/// Gossip says `node` is alive again: if our link to it is down, dial now
+/// instead of waiting out the backoff.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PeerBack {
+    /// The member.
+    pub node: NodeId,
 }
 
 /// From a connection: handshake done.
@@ -226,14 +264,27 @@ pub struct PeerUp {
     pub connection: Addr<PeerConnection>,
 }
 
-/// From a connection: link lost.
+/// From a connection: the link is lost or a dial failed.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct PeerDown {
-    /// Who it was.
-    pub node: NodeId,
+    /// Who it was (`None`: the link never got as far as the handshake).
+    pub node: Option<NodeId>,
     /// The address dialled.
     pub addr: SocketAddr,
+    /// The connection actor.
+    pub connection: Addr<PeerConnection>,
+}
+
+/// From a connection: its requests time out (`degraded`), or it answers
+/// again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PeerHealth {
+    /// The peer.
+    pub node: NodeId,
+    /// Whether requests to it time out.
+    pub degraded: bool,
 }
 
 /// From a session: a node dialled us.
@@ -242,6 +293,30 @@ pub struct PeerDown {
 pub struct PeerIntroduced {
     /// The dialler.
     pub member: MemberInfo,
+}
+
+/// The state of our outbound link to one member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LinkState {
+    /// Dialling (requests wait for it).
+    Connecting,
+    /// Handshake done, requests answered.
+    Up,
+    /// Up, but a request timed out and nothing answered since.
+    Degraded,
+    /// Lost; redialling with backoff.
+    Down,
+}
+
+/// Our link to one member.
+struct Link {
+    /// The address the connection dials.
+    addr: SocketAddr,
+    /// The member's current address as gossip reports it: when it moves
+    /// (a restart on another port), a link that is not up is replaced.
+    wanted: SocketAddr,
+    connection: Addr<PeerConnection>,
+    state: LinkState,
 }
 
 /// The Bridge actor.
@@ -253,14 +328,22 @@ pub struct Bridge {
     listener: Option<Box<dyn Listener>>,
     handlers: PeerHandlers,
     events: Recipient<PeerEvent>,
-    by_addr: HashMap<SocketAddr, Addr<PeerConnection>>,
-    by_node: HashMap<NodeId, Addr<PeerConnection>>,
+    /// Links to members whose id we know.
+    links: HashMap<NodeId, Link>,
+    /// Dials to addresses whose node we do not know yet (seeds), and
+    /// whether their last attempt failed.
+    seeds: HashMap<SocketAddr, (Addr<PeerConnection>, bool)>,
+    /// Who hears about [`LinksChanged`].
+    watchers: Vec<Recipient<LinksChanged>>,
+    /// What they heard last.
+    published: LinksChanged,
     span: tracing::Span,
 }
 
 impl Bridge {
     /// A bridge serving `listener`; incoming requests go to `handlers`,
-    /// reachability news to `events`.
+    /// reachability news to `events`, link health to `watchers`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         own: MemberInfo,
         cluster: String,
@@ -269,6 +352,7 @@ impl Bridge {
         listener: Box<dyn Listener>,
         handlers: PeerHandlers,
         events: Recipient<PeerEvent>,
+        watchers: Vec<Recipient<LinksChanged>>,
     ) -> Self {
         let span = tracing::info_span!("bridge", node = %own.id, actor = "bridge");
         Self {
@@ -279,17 +363,16 @@ impl Bridge {
             listener: Some(listener),
             handlers,
             events,
-            by_addr: HashMap::new(),
-            by_node: HashMap::new(),
+            links: HashMap::new(),
+            seeds: HashMap::new(),
+            watchers,
+            published: LinksChanged::default(),
             span,
         }
     }
 
-    fn dial(&mut self, addr: SocketAddr, ctx: &mut Context<Self>) {
-        if self.by_addr.contains_key(&addr) || self.own.peer_addr == addr.to_string() {
-            return;
-        }
-        let conn = PeerConnection::new(
+    fn connect(&self, addr: SocketAddr, ctx: &mut Context<Self>) -> Addr<PeerConnection> {
+        PeerConnection::new(
             addr,
             self.own.clone(),
             self.cluster.clone(),
@@ -297,8 +380,87 @@ impl Bridge {
             ctx.address(),
             self.options.clone(),
         )
-        .start();
-        self.by_addr.insert(addr, conn);
+        .start()
+    }
+
+    fn is_own(&self, addr: SocketAddr) -> bool {
+        self.own.peer_addr == addr.to_string()
+    }
+
+    /// Makes sure `member` has a link to its current address.
+    fn follow(&mut self, member: &MemberInfo, ctx: &mut Context<Self>) {
+        if member.id == self.own.id {
+            return;
+        }
+        let Ok(addr) = member.peer_addr.parse::<SocketAddr>() else {
+            return;
+        };
+        if let Some(link) = self.links.get_mut(&member.id) {
+            link.wanted = addr;
+            let live = matches!(link.state, LinkState::Up | LinkState::Degraded);
+            if link.addr == addr || live {
+                // Same address, or a live link (which wins over the news
+                // until it drops).
+                return;
+            }
+            let _span = self.span.enter();
+            info!(peer = %member.id, from = %link.addr, to = %addr, "peer moved; dialling its new address");
+            link.connection.do_send(Shutdown);
+            self.links.remove(&member.id);
+        }
+        // A seed dial to that address becomes this member's link.
+        let (connection, state) = match self.seeds.remove(&addr) {
+            Some((connection, true)) => (connection, LinkState::Down),
+            Some((connection, false)) => (connection, LinkState::Connecting),
+            None => (self.connect(addr, ctx), LinkState::Connecting),
+        };
+        self.links.insert(
+            member.id.clone(),
+            Link {
+                addr,
+                wanted: addr,
+                connection,
+                state,
+            },
+        );
+        self.publish();
+    }
+
+    /// News says `node` runs (gossip heard it, or it dialled us): a down
+    /// link to it is redialled now, and usable again meanwhile (requests
+    /// wait for the dial rather than failing).
+    fn redial(&mut self, node: &NodeId) {
+        if let Some(link) = self.links.get_mut(node) {
+            if link.state == LinkState::Down {
+                link.connection.do_send(RedialNow);
+                link.state = LinkState::Connecting;
+                self.publish();
+            }
+        }
+    }
+
+    /// Tells the watchers which links cannot be used and which are up,
+    /// if that changed.
+    fn publish(&mut self) {
+        let having = |states: &[LinkState]| -> HashSet<NodeId> {
+            self.links
+                .iter()
+                .filter(|(_, l)| states.contains(&l.state))
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        let unusable = having(&[LinkState::Down, LinkState::Degraded]);
+        let up = having(&[LinkState::Up]);
+        if unusable == *self.published.unusable && up == *self.published.up {
+            return;
+        }
+        self.published = LinksChanged {
+            unusable: Arc::new(unusable),
+            up: Arc::new(up),
+        };
+        for w in &self.watchers {
+            w.do_send(self.published.clone());
+        }
     }
 }
 
@@ -332,16 +494,14 @@ impl StreamHandler<std::io::Result<(BoxConnection, SocketAddr)>> for Bridge {
                 .start();
             }
             Err(e) => {
-                let span = self.span.clone();
-                let _span = span.enter();
+                let _span = self.span.enter();
                 warn!(error = %e, "peer accept failed");
             }
         }
     }
 
     fn finished(&mut self, _ctx: &mut Self::Context) {
-        let span = self.span.clone();
-        let _span = span.enter();
+        let _span = self.span.enter();
         warn!("peer listener closed");
     }
 }
@@ -350,7 +510,12 @@ impl Handler<Dial> for Bridge {
     type Result = ();
 
     fn handle(&mut self, msg: Dial, ctx: &mut Self::Context) {
-        self.dial(msg.addr, ctx);
+        let known = self.links.values().any(|l| l.addr == msg.addr);
+        if known || self.seeds.contains_key(&msg.addr) || self.is_own(msg.addr) {
+            return;
+        }
+        let connection = self.connect(msg.addr, ctx);
+        self.seeds.insert(msg.addr, (connection, false));
     }
 }
 
@@ -358,27 +523,97 @@ impl Handler<PeerUp> for Bridge {
     type Result = ();
 
     fn handle(&mut self, msg: PeerUp, _ctx: &mut Self::Context) {
-        if let Some(existing) = self.by_node.get(&msg.member.id) {
-            if *existing != msg.connection {
-                // The same node under a second address: keep the first link.
-                let span = self.span.clone();
-                let _span = span.enter();
-                info!(peer = %msg.member.id, addr = %msg.addr, "duplicate link to peer; closing it");
-                msg.connection.do_send(Shutdown);
-                self.by_addr.remove(&msg.addr);
-                return;
+        if self.seeds.get(&msg.addr).map(|s| &s.0) == Some(&msg.connection) {
+            self.seeds.remove(&msg.addr);
+        }
+        let id = msg.member.id.clone();
+        if let Some(existing) = self.links.get(&id) {
+            if existing.connection != msg.connection {
+                let live = matches!(existing.state, LinkState::Up | LinkState::Degraded);
+                let _span = self.span.enter();
+                if live {
+                    // The same node under a second address: keep the live link.
+                    info!(peer = %id, addr = %msg.addr, "duplicate link to peer; closing it");
+                    msg.connection.do_send(Shutdown);
+                    return;
+                }
+                debug!(peer = %id, addr = %msg.addr, "a newer link to the peer replaces a dead one");
+                existing.connection.do_send(Shutdown);
             }
         }
-        self.by_node.insert(msg.member.id.clone(), msg.connection);
-        self.events.do_send(PeerEvent::Reachable(msg.member));
+        let wanted = self.links.get(&id).map_or(msg.addr, |l| l.wanted);
+        self.links.insert(
+            id,
+            Link {
+                addr: msg.addr,
+                wanted,
+                connection: msg.connection,
+                state: LinkState::Up,
+            },
+        );
+        self.publish();
+        self.events.do_send(PeerEvent::Reachable {
+            member: msg.member,
+            addr: msg.addr,
+        });
     }
 }
 
 impl Handler<PeerDown> for Bridge {
     type Result = ();
 
-    fn handle(&mut self, msg: PeerDown, _ctx: &mut Self::Context) {
-        self.events.do_send(PeerEvent::Unreachable(msg.node));
+    fn handle(&mut self, msg: PeerDown, ctx: &mut Self::Context) {
+        let owner = self
+            .links
+            .iter()
+            .find(|(_, l)| l.connection == msg.connection)
+            .map(|(id, _)| id.clone());
+        let Some(id) = owner else {
+            if let Some(seed) = self.seeds.get_mut(&msg.addr) {
+                if seed.0 == msg.connection {
+                    seed.1 = true;
+                    self.events.do_send(PeerEvent::DialFailed(msg.addr));
+                }
+            }
+            return;
+        };
+        let mut moved = None;
+        if let Some(link) = self.links.get_mut(&id) {
+            let was_live = matches!(link.state, LinkState::Up | LinkState::Degraded);
+            link.state = LinkState::Down;
+            if link.wanted != link.addr {
+                moved = Some(MemberInfo {
+                    id: id.clone(),
+                    peer_addr: link.wanted.to_string(),
+                    ..self.own.clone()
+                });
+            }
+            if was_live || msg.node.is_some() {
+                self.events.do_send(PeerEvent::Unreachable(id.clone()));
+            }
+        }
+        self.publish();
+        if let Some(member) = moved {
+            // It moved while we held a live link to its old address.
+            self.follow(&member, ctx);
+        }
+    }
+}
+
+impl Handler<PeerHealth> for Bridge {
+    type Result = ();
+
+    fn handle(&mut self, msg: PeerHealth, _ctx: &mut Self::Context) {
+        if let Some(link) = self.links.get_mut(&msg.node) {
+            if matches!(link.state, LinkState::Up | LinkState::Degraded) {
+                link.state = if msg.degraded {
+                    LinkState::Degraded
+                } else {
+                    LinkState::Up
+                };
+            }
+        }
+        self.publish();
     }
 }
 
@@ -386,12 +621,19 @@ impl Handler<PeerIntroduced> for Bridge {
     type Result = ();
 
     fn handle(&mut self, msg: PeerIntroduced, ctx: &mut Self::Context) {
-        if !self.by_node.contains_key(&msg.member.id) {
-            if let Ok(addr) = msg.member.peer_addr.parse() {
-                self.dial(addr, ctx);
-            }
-        }
+        // It can reach us, so it runs: try our way to it now, at the
+        // address it gives (it may have moved).
+        self.follow(&msg.member, ctx);
+        self.redial(&msg.member.id);
         self.events.do_send(PeerEvent::Introduced(msg.member));
+    }
+}
+
+impl Handler<PeerBack> for Bridge {
+    type Result = ();
+
+    fn handle(&mut self, msg: PeerBack, _ctx: &mut Self::Context) {
+        self.redial(&msg.node);
     }
 }
 
@@ -399,7 +641,7 @@ impl<T: PeerRpc> Handler<CallPeer<T>> for Bridge {
     type Result = ResponseFuture<Result<T::Reply, PeerError>>;
 
     fn handle(&mut self, msg: CallPeer<T>, _ctx: &mut Self::Context) -> Self::Result {
-        let Some(conn) = self.by_node.get(&msg.node).cloned() else {
+        let Some(conn) = self.links.get(&msg.node).map(|l| l.connection.clone()) else {
             return Box::pin(async { Err(PeerError::Unreachable) });
         };
         let call = conn.send(PeerCall {
@@ -420,15 +662,10 @@ impl<T: PeerRpc> Handler<CallPeer<T>> for Bridge {
 impl Handler<MembershipChanged> for Bridge {
     type Result = ();
 
-    /// Keeps a connection to every member gossip knows of.
+    /// Keeps a link to every member gossip knows of, at its current address.
     fn handle(&mut self, msg: MembershipChanged, ctx: &mut Self::Context) {
         for peer in msg.peers.iter() {
-            if peer.id == self.own.id || self.by_node.contains_key(&peer.id) {
-                continue;
-            }
-            if let Ok(addr) = peer.peer_addr.parse() {
-                self.dial(addr, ctx);
-            }
+            self.follow(peer, ctx);
         }
     }
 }

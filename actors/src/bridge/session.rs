@@ -23,7 +23,8 @@ use super::{Bridge, BridgeOptions, Incoming, PeerHandlers, PeerIntroduced};
 use crate::net::{BoxConnection, LocalBoxFuture};
 use crate::wire::client::ErrorCode;
 use crate::wire::peer::{
-    MemberInfo, PeerFrame, PeerReply, PeerRequest, PeerRpc, RemoteError, PEER_PROTOCOL_VERSION,
+    MemberInfo, PeerFrame, PeerReply, PeerRequest, PeerRpc, Probe, Probed, RemoteError,
+    PEER_PROTOCOL_VERSION,
 };
 use crate::wire::writer::write_queued_frames;
 use crate::wire::{FrameCodec, FrameError};
@@ -208,6 +209,7 @@ impl PeerSession {
                 serve(&handlers.merkle_leaves, from, trace, timeout_ms, r)
             }
             PeerRequest::Gossip(r) => serve(&handlers.gossip, from, trace, timeout_ms, r),
+            PeerRequest::Probe(Probe) => Box::pin(async { Ok(Probe::reply_into(Probed)) }),
         };
         ctx.spawn(served.into_actor(self).map(move |body, act, ctx| {
             act.in_flight -= 1;

@@ -18,7 +18,7 @@ use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
 use super::ClientApiOptions;
-use crate::failure_detector::{FailureDetector, Leave, StatusQuery};
+use crate::failure_detector::{FailureDetector, Forget, Leave, StatusQuery};
 use crate::net::BoxConnection;
 use crate::replicator::{CoordinateGet, CoordinateWrite, Replicator};
 use crate::wire::client::{
@@ -179,10 +179,26 @@ impl ClientSession {
                     Ok(ClientReply::Pong { node })
                 })
             }
-            ClientOp::Get { key, r } => {
+            ClientOp::Forget { node } => {
+                let node = match NodeId::new(node) {
+                    Ok(node) => node,
+                    Err(e) => {
+                        let error = ClientError::new(ErrorCode::BadRequest, format!("`node`: {e}"));
+                        return Box::pin(async move { Err(error) });
+                    }
+                };
+                let call = self.failure_detector.send(Forget { node });
+                let own = self.node.to_string();
+                Box::pin(async move {
+                    call.await.map_err(gone)??;
+                    Ok(ClientReply::Pong { node: own })
+                })
+            }
+            ClientOp::Get { key, r, pr } => {
                 let call = self.replicator.send(CoordinateGet {
                     key,
                     r,
+                    pr,
                     timeout_ms,
                     trace,
                 });
@@ -196,31 +212,39 @@ impl ClientSession {
                 value,
                 context,
                 w,
-            } => self.write(key, Some(value), context, w, timeout_ms, trace),
-            ClientOp::Delete { key, context, w } => {
-                self.write(key, None, context, w, timeout_ms, trace)
-            }
+                pw,
+            } => self.write(CoordinateWrite {
+                key,
+                value: Some(value),
+                context,
+                w,
+                pw,
+                timeout_ms,
+                trace,
+            }),
+            ClientOp::Delete {
+                key,
+                context,
+                w,
+                pw,
+            } => self.write(CoordinateWrite {
+                key,
+                value: None,
+                context,
+                w,
+                pw,
+                timeout_ms,
+                trace,
+            }),
         }
     }
 
     fn write(
         &self,
-        key: Vec<u8>,
-        value: Option<Vec<u8>>,
-        context: Option<Vec<u8>>,
-        w: Option<usize>,
-        timeout_ms: Option<u64>,
-        trace: u64,
+        write: CoordinateWrite,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<ClientReply, ClientError>>>>
     {
-        let call = self.replicator.send(CoordinateWrite {
-            key,
-            value,
-            context,
-            w,
-            timeout_ms,
-            trace,
-        });
+        let call = self.replicator.send(write);
         Box::pin(async move {
             let context = call.await.map_err(|e| {
                 ClientError::new(ErrorCode::Internal, format!("replicator unavailable: {e}"))

@@ -8,14 +8,29 @@
 //! image: `leaving`, settle, push each range it holds to the replica that
 //! takes its place, then `left`. A failed transfer is retried on a later
 //! tick; the node never declares itself ready with a range missing.
+//!
+//! A cluster whose nodes start together has nobody to stream from: every
+//! write so far went to every joining owner (the write ring holds joining
+//! nodes). So a joining node that, once bootstrapped, has heard from other
+//! members and finds none of them serving (all `joining`) serves at once.
+//! Until a range has a serving owner, reads use its joining owners
+//! (`replicator::placement`), so nothing is unreadable meanwhile.
+//!
+//! `forget` is the operator's way out for a member that is gone for good:
+//! it becomes `left` with a status version nothing can outrun in its
+//! generation, and the nodes that take over its ranges pull them from the
+//! remaining replicas (every remaining one, since any of them may hold
+//! writes the others missed).
 
 use actix::prelude::*;
 use tracing::{info, warn};
 
 use super::{refused, FailureDetector, MemberState};
-use crate::repair::handoff::plan_transfers;
+use crate::repair::handoff::{plan_transfers, Transfer};
 use crate::repair::{Direction, StreamTransfers};
+use crate::ring::Ring;
 use crate::wire::client::ClientError;
+use crate::NodeId;
 
 /// Where this node is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,17 +45,58 @@ pub(super) enum Lifecycle {
     Left,
 }
 
+impl Lifecycle {
+    /// The `status` spelling.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Joining {
+                streaming: false, ..
+            } => "joining",
+            Lifecycle::Joining {
+                streaming: true, ..
+            } => "joining: streaming",
+            Lifecycle::Serving => "serving",
+            Lifecycle::Leaving {
+                streaming: false, ..
+            } => "leaving",
+            Lifecycle::Leaving {
+                streaming: true, ..
+            } => "leaving: streaming",
+            Lifecycle::Left => "left",
+        }
+    }
+}
+
 /// Asks this node to leave the cluster: hand off its ranges, then go.
 /// Answers at once; `status` shows `leaving`, then `left`.
 #[derive(Message)]
 #[rtype(result = "Result<(), ClientError>")]
 pub struct Leave;
 
+/// Admin: removes a dead member for good; its ranges are re-replicated
+/// from the remaining replicas.
+#[derive(Message)]
+#[rtype(result = "Result<(), ClientError>")]
+pub struct Forget {
+    /// The member to remove.
+    pub node: NodeId,
+}
+
 impl FailureDetector {
     /// Called every tick: starts the next step when its time has come.
     pub(super) fn advance_lifecycle(&mut self, ctx: &mut Context<Self>) {
         let now = self.clock.now_ms();
         match self.lifecycle {
+            Lifecycle::Joining {
+                streaming: false, ..
+            } if self.bootstrap.is_ready() && self.nobody_serves() => {
+                let span = self.span.clone();
+                let _span = span.enter();
+                info!("no member serves yet (a cluster starting together): nothing to stream; serving at once");
+                self.lifecycle = Lifecycle::Serving;
+                let changes = self.gossip.set_own_status(MemberState::Alive, now);
+                self.apply(changes);
+            }
             Lifecycle::Joining {
                 since_ms,
                 streaming: false,
@@ -59,6 +115,71 @@ impl FailureDetector {
                 self.start_stream(Direction::Push, ctx);
             }
             _ => {}
+        }
+    }
+
+    /// Whether other members are known first-hand and none of them serves
+    /// (each is still joining): nobody holds data this node lacks.
+    fn nobody_serves(&self) -> bool {
+        let others: Vec<MemberState> = self
+            .gossip
+            .snapshot()
+            .into_iter()
+            .filter(|m| m.info.id != self.own.id && m.record.generation > 0)
+            .map(|m| m.record.status)
+            .filter(|s| *s != MemberState::Left)
+            .collect();
+        !others.is_empty() && others.iter().all(|s| *s == MemberState::Joining)
+    }
+
+    /// After a `forget` reached this node: pulls the ranges it gains from
+    /// the forgotten member from every remaining replica of each.
+    pub(super) fn rereplicate_forgotten(&mut self, changes: &[super::StateChange], before: &Ring) {
+        let n = self.options.replicas;
+        for change in changes {
+            let gone = &change.node;
+            if change.to != MemberState::Left
+                || *gone == self.own.id
+                || !self.gossip.is_forgotten(gone)
+            {
+                continue;
+            }
+            let mut pulls = Vec::new();
+            for t in plan_transfers(before, &self.view.read_ring, n) {
+                if t.target != self.own.id || t.source != *gone {
+                    continue;
+                }
+                for source in before.preference_list_at(t.range.upto, n) {
+                    if source != *gone && source != self.own.id {
+                        pulls.push(Transfer {
+                            range: t.range,
+                            source,
+                            target: self.own.id.clone(),
+                        });
+                    }
+                }
+            }
+            let span = self.span.clone();
+            let _span = span.enter();
+            info!(peer = %gone, pulls = pulls.len(), "member forgotten: re-replicating the ranges this node takes over");
+            if pulls.is_empty() {
+                continue;
+            }
+            let gone = gone.clone();
+            let call = self.repair.send(StreamTransfers {
+                transfers: pulls,
+                direction: Direction::Pull,
+                timeout_ms: self.options.stream_timeout_ms,
+            });
+            actix::spawn(async move {
+                match call.await {
+                    Ok(Ok(stats)) => info!(peer = %gone, keys = stats.keys, bytes = stats.bytes,
+                        "re-replication after forget done"),
+                    Ok(Err(e)) => warn!(peer = %gone, error = %e,
+                        "re-replication after forget failed; anti-entropy will finish it"),
+                    Err(e) => warn!(peer = %gone, error = %e, "repair actor unavailable"),
+                }
+            });
         }
     }
 
@@ -148,6 +269,25 @@ impl Handler<Leave> for FailureDetector {
         let _span = span.enter();
         info!("leaving the cluster: handing off every range first");
         let changes = self.gossip.set_own_status(MemberState::Leaving, now);
+        self.apply(changes);
+        Ok(())
+    }
+}
+
+impl Handler<Forget> for FailureDetector {
+    type Result = Result<(), ClientError>;
+
+    fn handle(&mut self, msg: Forget, _ctx: &mut Self::Context) -> Self::Result {
+        if msg.node == self.own.id {
+            return Err(refused(
+                "a node cannot forget itself; ask it to leave instead",
+            ));
+        }
+        let now = self.clock.now_ms();
+        let changes = self.gossip.forget(&msg.node, now).map_err(refused)?;
+        let span = self.span.clone();
+        let _span = span.enter();
+        info!(peer = %msg.node, "forgetting a dead member for good (admin forget)");
         self.apply(changes);
         Ok(())
     }

@@ -11,10 +11,13 @@
 //! [`MembershipChanged`] to the Replicator, Repair and the Bridge. The membership is persisted in the
 //! data dir, so a restarted node knows the cluster before anyone answers.
 
+pub mod bootstrap;
 pub mod gossip;
 mod lifecycle;
 pub mod view;
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,9 +32,9 @@ pub use gossip::{
     Gossip, GossipMessage, GossipOptions, MemberState, MemberView, PersistedMember, StateChange,
     Tick,
 };
-pub use lifecycle::Leave;
+pub use lifecycle::{Forget, Leave};
 
-use crate::bridge::{Bridge, CallPeer, Incoming, PeerEvent};
+use crate::bridge::{Bridge, CallPeer, Incoming, PeerBack, PeerEvent};
 use crate::clock::SharedClock;
 use crate::membership::MembershipChanged;
 use crate::repair::Repair;
@@ -70,6 +73,11 @@ pub struct FailureDetectorOptions {
     pub join_settle_ms: u64,
     /// Deadline of one streaming request, in milliseconds.
     pub stream_timeout_ms: u64,
+    /// The seed addresses this node starts from.
+    pub seeds: Vec<SocketAddr>,
+    /// Longest wait for the seeds at start-up before coordinating with
+    /// what the node knows, in milliseconds.
+    pub bootstrap_wait_ms: u64,
 }
 
 /// The actor.
@@ -84,6 +92,9 @@ pub struct FailureDetector {
     clock: SharedClock,
     rng: SmallRng,
     lifecycle: lifecycle::Lifecycle,
+    bootstrap: bootstrap::Bootstrap,
+    /// The seed address each member was reached at (for the bootstrap).
+    seed_of: HashMap<NodeId, SocketAddr>,
     /// Writes the membership to the data dir off the arbiter.
     persister: Option<crate::persist::Persister>,
     span: tracing::Span,
@@ -100,6 +111,7 @@ impl FailureDetector {
         clock: SharedClock,
     ) -> Self {
         let now = clock.now_ms();
+        let knows_cluster = known.iter().any(|m| m.info.id != own.id);
         let mut gossip = Gossip::new(own.clone(), known, now, options.gossip.clone());
         let lifecycle = if options.join {
             gossip.set_own_status(MemberState::Joining, now);
@@ -111,6 +123,12 @@ impl FailureDetector {
             lifecycle::Lifecycle::Serving
         };
         let seed = crate::ring::hash_bytes(own.id.as_str().as_bytes()) ^ gossip.generation();
+        let bootstrap = bootstrap::Bootstrap::new(
+            &options.seeds,
+            knows_cluster,
+            now,
+            options.bootstrap_wait_ms,
+        );
         let span =
             tracing::info_span!("failure_detector", node = %own.id, actor = "failure_detector");
         let persister = options.members_file.clone().and_then(|path| {
@@ -129,6 +147,8 @@ impl FailureDetector {
             clock,
             rng: SmallRng::seed_from_u64(seed),
             lifecycle,
+            bootstrap,
+            seed_of: HashMap::new(),
             persister,
             span,
         };
@@ -166,12 +186,37 @@ impl FailureDetector {
             reachable: Arc::new(view.reachable),
             healthy: Arc::new(view.healthy),
             peers: Arc::new(view.peers),
+            ready: self.bootstrap.is_ready(),
         };
+    }
+
+    /// Sends the current view to every subscriber.
+    fn publish(&self) {
+        for s in &self.subscribers {
+            s.do_send(self.view.clone());
+        }
     }
 
     /// Logs and publishes state changes.
     fn apply(&mut self, changes: Vec<StateChange>) {
         if changes.is_empty() {
+            // No state changed, but a member may have moved (a restart on
+            // another address, quick enough never to be suspected): the
+            // bridge must hear of its new address.
+            let now = self.clock.now_ms();
+            let moved = self.gossip.members(now).iter().any(|m| {
+                m.info.id != self.own.id
+                    && self
+                        .view
+                        .peers
+                        .iter()
+                        .any(|p| p.id == m.info.id && p != m.info)
+            });
+            if moved {
+                self.refresh_view();
+                self.persist();
+                self.publish();
+            }
             return;
         }
         let span = self.span.clone();
@@ -184,12 +229,68 @@ impl FailureDetector {
                 reported_by = %c.reported_by,
                 "member state changed"
             );
+            let was_unseen = matches!(c.from, Some(MemberState::Suspect | MemberState::Down));
+            let seen = !matches!(c.to, MemberState::Suspect | MemberState::Down);
+            if was_unseen && seen {
+                // Alive again: the bridge redials now instead of waiting
+                // out its backoff.
+                self.bridge.do_send(PeerBack {
+                    node: c.node.clone(),
+                });
+            }
         }
+        let before = self.view.read_ring.clone();
         self.refresh_view();
         self.persist();
-        for s in &self.subscribers {
-            s.do_send(self.view.clone());
+        self.publish();
+        self.rereplicate_forgotten(&changes, &before);
+    }
+
+    /// A push-pull gossip exchange of `encoded` (our list) with `target`;
+    /// the answer is merged like any list, and counts for the bootstrap
+    /// when `target` was reached at a seed address.
+    fn gossip_with(&mut self, target: NodeId, encoded: ByteBuf, ctx: &mut Context<Self>) {
+        let call = self.bridge.send(CallPeer {
+            node: target.clone(),
+            request: GossipExchange { message: encoded },
+            trace: 0,
+            timeout_ms: self.options.gossip.gossip_interval_ms.max(1),
+        });
+        // A lost message is the protocol's normal case; the next round
+        // sends the list again.
+        ctx.spawn(call.into_actor(self).map(move |reply, act, ctx| {
+            let Ok(Ok(reply)) = reply else { return };
+            let span = act.span.clone();
+            let _span = span.enter();
+            // An undecodable answer is logged where it is found.
+            if act.merge_gossip(&target, &reply.message).is_ok() {
+                if let Some(addr) = act.seed_of.remove(&target) {
+                    let ready = act.bootstrap.heard(addr);
+                    act.on_bootstrap(ready, ctx);
+                }
+            }
+        }));
+    }
+
+    /// Publishes readiness once the bootstrap ends.
+    fn on_bootstrap(&mut self, ended: Option<bootstrap::Ready>, ctx: &mut Context<Self>) {
+        let Some(ended) = ended else { return };
+        match ended {
+            bootstrap::Ready::Complete => {
+                info!(
+                    members = self.view.peers.len(),
+                    "ready: every seed answered"
+                )
+            }
+            bootstrap::Ready::TimedOut(silent) => warn!(
+                ?silent,
+                bootstrap_wait_ms = self.options.bootstrap_wait_ms,
+                "ready without hearing from every seed (bootstrap_wait_ms passed)"
+            ),
         }
+        self.refresh_view();
+        self.publish();
+        self.advance_lifecycle(ctx);
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -200,30 +301,13 @@ impl FailureDetector {
             changes,
         } = self.gossip.tick(now, &mut self.rng);
         self.apply(changes);
-        let encoded = match rmp_serde::to_vec_named(&message) {
-            Ok(b) => ByteBuf::from(b),
-            Err(e) => return warn!(error = %e, "could not encode gossip"),
+        let ended = self.bootstrap.tick(now);
+        self.on_bootstrap(ended, ctx);
+        let Some(encoded) = encode_gossip(&message) else {
+            return;
         };
         for target in targets {
-            let call = self.bridge.send(CallPeer {
-                node: target.id.clone(),
-                request: GossipExchange {
-                    message: encoded.clone(),
-                },
-                trace: 0,
-                timeout_ms: self.options.gossip.gossip_interval_ms.max(1),
-            });
-            // Push-pull: the peer answers with its list, merged like any
-            // list it sent. A lost message is the protocol's normal case;
-            // the next round sends the list again.
-            ctx.spawn(call.into_actor(self).map(move |reply, act, _ctx| {
-                if let Ok(Ok(reply)) = reply {
-                    let span = act.span.clone();
-                    let _span = span.enter();
-                    // An undecodable answer is logged where it is found.
-                    let _ = act.merge_gossip(&target.id, &reply.message);
-                }
-            }));
+            self.gossip_with(target.id, encoded.clone(), ctx);
         }
         self.advance_lifecycle(ctx);
     }
@@ -263,18 +347,35 @@ impl Handler<Subscribe> for FailureDetector {
 impl Handler<PeerEvent> for FailureDetector {
     type Result = ();
 
-    fn handle(&mut self, event: PeerEvent, _ctx: &mut Self::Context) {
+    fn handle(&mut self, event: PeerEvent, ctx: &mut Self::Context) {
         let now = self.clock.now_ms();
+        let span = self.span.clone();
+        let _span = span.enter();
         match event {
             // A handshake tells us who a peer is and where; whether it is
             // alive is gossip's call (heartbeats, corroborated suspicion).
-            PeerEvent::Reachable(member) | PeerEvent::Introduced(member) => {
+            // A new link exchanges lists at once rather than at the next
+            // round, so a starting cluster forms its ring in one round trip.
+            PeerEvent::Reachable { member, addr } => {
+                let id = member.id.clone();
+                let changes = self.gossip.introduce(member, now);
+                self.apply(changes);
+                if self.options.seeds.contains(&addr) {
+                    self.seed_of.insert(id.clone(), addr);
+                }
+                if let Some(encoded) = encode_gossip(&self.gossip.message(now)) {
+                    self.gossip_with(id, encoded, ctx);
+                }
+            }
+            PeerEvent::Introduced(member) => {
                 let changes = self.gossip.introduce(member, now);
                 self.apply(changes);
             }
+            PeerEvent::DialFailed(addr) => {
+                let ended = self.bootstrap.refused(addr);
+                self.on_bootstrap(ended, ctx);
+            }
             PeerEvent::Unreachable(node) => {
-                let span = self.span.clone();
-                let _span = span.enter();
                 debug!(peer = %node, "connection to peer lost; gossip decides its state");
             }
         }
@@ -324,12 +425,34 @@ impl Handler<StatusQuery> for FailureDetector {
             "ring_tokens".into(),
             rmpv::Value::from(self.view.read_ring.token_count() as u64),
         ));
+        extra.push(("ready".into(), rmpv::Value::from(self.bootstrap.is_ready())));
+        let waiting: Vec<rmpv::Value> = self
+            .bootstrap
+            .waiting_for()
+            .iter()
+            .map(|a| rmpv::Value::from(a.to_string()))
+            .collect();
+        if !waiting.is_empty() {
+            extra.push(("waiting_for_seeds".into(), rmpv::Value::Array(waiting)));
+        }
+        extra.push((
+            "lifecycle".into(),
+            rmpv::Value::from(self.lifecycle.as_str()),
+        ));
         MessageResult(ClientReply::Status {
             node: self.own.id.to_string(),
             members: rows,
             extra,
         })
     }
+}
+
+/// Our member list for the wire (`None`, logged, if it cannot be encoded).
+fn encode_gossip(message: &GossipMessage) -> Option<ByteBuf> {
+    rmp_serde::to_vec_named(message)
+        .map(ByteBuf::from)
+        .map_err(|e| warn!(error = %e, "could not encode gossip"))
+        .ok()
 }
 
 /// Maps a refused life-cycle step to a client error.

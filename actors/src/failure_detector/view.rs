@@ -10,6 +10,9 @@
 //! - **Reachable**: members not `down` and not `left`. Suspects are still
 //!   tried (a request to a dead one fails fast or times out); only a
 //!   corroborated `down` takes a node out of the coordinators' plans.
+//! - Only members whose own gossip record reached us (`heard`) are on
+//!   either ring: a handshake alone (a mistyped id, a joiner that died
+//!   before its first gossip) never gives a node a range.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -50,16 +53,13 @@ fn ring_of<'a>(members: impl Iterator<Item = &'a MemberView<'a>>, vnodes_per_wei
 /// Derives the view from the members as gossip reports them.
 pub fn cluster_view(members: &[MemberView<'_>], vnodes_per_weight: u32) -> ClusterView {
     use MemberState::*;
+    let placed = || members.iter().filter(|m| m.heard);
     let read_ring = ring_of(
-        members
-            .iter()
-            .filter(|m| !matches!(m.state, Joining | Left)),
+        placed().filter(|m| !matches!(m.state, Joining | Left)),
         vnodes_per_weight,
     );
     let write_ring = ring_of(
-        members
-            .iter()
-            .filter(|m| !matches!(m.state, Leaving | Left)),
+        placed().filter(|m| !matches!(m.state, Leaving | Left)),
         vnodes_per_weight,
     );
     let reachable = members
@@ -138,6 +138,7 @@ mod tests {
                 state,
                 heartbeat: 1,
                 heartbeat_age_ms: 0,
+                heard: true,
             })
             .collect();
         let v = cluster_view(&views, 8);
@@ -153,5 +154,24 @@ mod tests {
         reachable.sort();
         assert_eq!(reachable, vec!["a", "b", "c"]);
         assert_eq!(v.peers.len(), 4);
+    }
+
+    #[test]
+    fn a_member_known_only_from_a_handshake_owns_no_range() {
+        let infos: Vec<_> = ["a", "ghost"].iter().map(|i| info(i)).collect();
+        let views: Vec<MemberView<'_>> = infos
+            .iter()
+            .map(|info| MemberView {
+                info,
+                state: MemberState::Alive,
+                heartbeat: 0,
+                heartbeat_age_ms: 0,
+                heard: info.id.as_str() == "a",
+            })
+            .collect();
+        let v = cluster_view(&views, 8);
+        assert_eq!(v.read_ring.members().len(), 1);
+        assert_eq!(v.write_ring.members().len(), 1);
+        assert_eq!(v.peers.len(), 2, "still dialled, so that it can be heard");
     }
 }

@@ -18,7 +18,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use serde_bytes::ByteBuf;
 
-use crate::bridge::Incoming;
+use crate::bridge::{Incoming, LinksChanged};
 use crate::membership::MembershipChanged;
 use crate::replicas::Replicas;
 use crate::replicator::{ReadRepair, RecordHint};
@@ -92,6 +92,9 @@ pub struct Repair {
     read_ring: Arc<crate::ring::Ring>,
     /// Members nobody suspects: anti-entropy partners.
     healthy: Arc<HashSet<NodeId>>,
+    /// Members whose link from here is down or timing out (the Bridge's
+    /// view): no hint delivery or exchange is tried with them meanwhile.
+    unusable_links: Arc<HashSet<NodeId>>,
     /// Round-robin position over partners.
     next_partner: usize,
     /// An exchange is under way.
@@ -122,6 +125,7 @@ impl Repair {
             hint_persister,
             read_ring: Arc::default(),
             healthy: Arc::default(),
+            unusable_links: Arc::default(),
             next_partner: 0,
             syncing: false,
             replicas,
@@ -157,7 +161,11 @@ impl Repair {
             .members()
             .iter()
             .map(|m| m.id.clone())
-            .filter(|id| *id != self.replicas.own && self.healthy.contains(id))
+            .filter(|id| {
+                *id != self.replicas.own
+                    && self.healthy.contains(id)
+                    && !self.unusable_links.contains(id)
+            })
             .collect();
         partners.sort();
         if partners.is_empty() {
@@ -210,7 +218,8 @@ impl Repair {
     /// this node's current version of each key to it; forget the delivered.
     fn deliver_hints(&mut self, ctx: &mut Context<Self>) {
         for owner in self.hints.owners() {
-            if !self.reachable.contains(&owner) || self.delivering.contains(&owner) {
+            let usable = self.reachable.contains(&owner) && !self.unusable_links.contains(&owner);
+            if !usable || self.delivering.contains(&owner) {
                 continue;
             }
             self.delivering.insert(owner.clone());
@@ -285,6 +294,18 @@ impl Handler<MembershipChanged> for Repair {
         self.healthy = msg.healthy;
         self.read_ring = msg.read_ring;
         self.deliver_hints(ctx);
+    }
+}
+
+impl Handler<LinksChanged> for Repair {
+    type Result = ();
+
+    fn handle(&mut self, msg: LinksChanged, ctx: &mut Self::Context) {
+        let was = std::mem::replace(&mut self.unusable_links, msg.unusable);
+        // A link that came back may have hints waiting for it.
+        if was.iter().any(|n| !self.unusable_links.contains(n)) {
+            self.deliver_hints(ctx);
+        }
     }
 }
 

@@ -22,6 +22,7 @@ mod write;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use serde_bytes::ByteBuf;
@@ -33,7 +34,7 @@ pub use fanout::{Ask, Fanout, Reach, SloppyPolicy};
 pub use quorum::{Effect, Ending, Role, Tally, Verdict};
 pub use read::GetAnswer;
 
-use crate::bridge::Incoming;
+use crate::bridge::{Incoming, LinksChanged};
 use crate::clock::SharedClock;
 use crate::conflict_resolver::{ConflictResolver, VersionLimits, VersionVector};
 use crate::membership::MembershipChanged;
@@ -63,7 +64,21 @@ pub struct ReplicationOptions {
     /// The name this node's writes are versioned under during this
     /// incarnation of its store ([`NodeId::version_actor`]).
     pub version_actor: NodeId,
+    /// A primary that has not answered a request within this long gets a
+    /// stand-in (sloppy quorum), in milliseconds.
+    pub stand_in_after_ms: u64,
 }
+
+/// Requests a node holds while it is still bootstrapping (they wait for
+/// readiness within their own deadline); more are refused at once.
+pub const BOOTSTRAP_HELD_REQUESTS_MAX: usize = 4096;
+
+/// When this node asks stand-ins: for every primary that fails, and for
+/// every one still silent after `stand_in_after_ms`.
+const SLOPPY: SloppyPolicy = SloppyPolicy {
+    replace_failed: true,
+    replace_silent: true,
+};
 
 /// Read repair: write `object` to the `stale` replicas of `key`. Sent by a
 /// read's coordinator once every replica answered (or the deadline
@@ -92,13 +107,6 @@ pub struct RecordHint {
     pub key: Vec<u8>,
 }
 
-/// What a request's placement is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Purpose {
-    Read,
-    Write,
-}
-
 /// Coordinate a get.
 #[derive(Message)]
 #[rtype(result = "Result<GetAnswer, ClientError>")]
@@ -107,6 +115,8 @@ pub struct CoordinateGet {
     pub key: Vec<u8>,
     /// Read quorum (default from config).
     pub r: Option<usize>,
+    /// Of the R replies, how many must come from the key's primaries.
+    pub pr: Option<usize>,
     /// Deadline override, in milliseconds.
     pub timeout_ms: Option<u64>,
     /// The client request id.
@@ -125,6 +135,8 @@ pub struct CoordinateWrite {
     pub context: Option<Vec<u8>>,
     /// Write quorum (default from config).
     pub w: Option<usize>,
+    /// Of the W acknowledgements, how many must come from primaries.
+    pub pw: Option<usize>,
     /// Deadline override, in milliseconds.
     pub timeout_ms: Option<u64>,
     /// The client request id.
@@ -142,6 +154,14 @@ pub struct Replicator {
     reachable: Arc<HashSet<NodeId>>,
     /// Members nobody suspects; the others get sloppy-quorum stand-ins.
     healthy: Arc<HashSet<NodeId>>,
+    /// This node's own view of its links (the Bridge's): members whose
+    /// link is down or whose requests time out are not asked (stand-ins
+    /// are); members whose link is up run, whatever gossip says.
+    links: LinksChanged,
+    /// The node knows its cluster (bootstrap done); until then requests
+    /// wait in `held`.
+    ready: bool,
+    held: Vec<Held>,
     replicas: Replicas,
     resolver: Addr<ConflictResolver>,
     read_repair: Recipient<ReadRepair>,
@@ -172,6 +192,9 @@ impl Replicator {
             write_ring: Arc::new(Ring::default()),
             reachable: Arc::new(HashSet::new()),
             healthy: Arc::new(HashSet::new()),
+            links: LinksChanged::default(),
+            ready: false,
+            held: Vec::new(),
             resolver,
             read_repair,
             hints,
@@ -180,16 +203,25 @@ impl Replicator {
         }
     }
 
-    /// How this node sees `node` for a request: itself and members
-    /// nobody suspects are usable; a suspect is `doubtful` for writes (it
-    /// is asked, and a stand-in too) and usable for reads; a member gossip
-    /// reports down (or left) is not asked.
-    fn reach(&self, node: &NodeId, purpose: Purpose) -> Reach {
-        if *node == self.own || self.healthy.contains(node) {
+    /// How this node sees `node` for a request (Dynamo §4.8.1: its own
+    /// view, on top of gossip's):
+    /// - a member whose link from here is down or timing out is not asked;
+    /// - a member gossip reports down is not asked either, unless its link
+    ///   is up (a fresh handshake: it runs), when it is doubtful;
+    /// - a suspect is doubtful: asked, and a stand-in too;
+    /// - the rest, and this node, are usable.
+    fn reach(&self, node: &NodeId) -> Reach {
+        if *node == self.own {
             Reach::Usable
-        } else if !self.reachable.contains(node) {
+        } else if self.links.unusable.contains(node) {
             Reach::Unusable
-        } else if purpose == Purpose::Write {
+        } else if !self.reachable.contains(node) {
+            if self.links.up.contains(node) {
+                Reach::Doubtful
+            } else {
+                Reach::Unusable
+            }
+        } else if !self.healthy.contains(node) {
             Reach::Doubtful
         } else {
             Reach::Usable
@@ -197,18 +229,19 @@ impl Replicator {
     }
 
     /// The primaries of a placement, each with how this node sees it.
-    fn classify(&self, primaries: &[NodeId], purpose: Purpose) -> Vec<(NodeId, Reach)> {
+    fn classify(&self, primaries: &[NodeId]) -> Vec<(NodeId, Reach)> {
         primaries
             .iter()
-            .map(|n| (n.clone(), self.reach(n, purpose)))
+            .map(|n| (n.clone(), self.reach(n)))
             .collect()
     }
 
-    /// Stand-in candidates: the healthy members of `beyond`, in ring order.
+    /// Stand-in candidates: the members of `beyond` this node sees as
+    /// usable, in ring order.
     fn spare(&self, beyond: Vec<NodeId>) -> Vec<NodeId> {
         beyond
             .into_iter()
-            .filter(|n| *n == self.own || self.healthy.contains(n))
+            .filter(|n| self.reach(n) == Reach::Usable)
             .collect()
     }
 
@@ -222,33 +255,68 @@ impl Replicator {
         )
     }
 
+    /// The up-front refusal of a request that cannot reach its quorum:
+    /// `usable` primaries and `spare` stand-ins for `needed` replies, of
+    /// which `needed_primaries` from primaries.
+    fn refuse_quorum(
+        &self,
+        what: &str,
+        usable: usize,
+        spare: usize,
+        needed: usize,
+        needed_primaries: usize,
+    ) -> Option<ClientError> {
+        if usable < needed_primaries {
+            let mut error = self.unavailable(usable, needed_primaries, what);
+            error
+                .message
+                .push_str(" from the key's own replicas (pr/pw)");
+            return Some(error);
+        }
+        if usable + spare < needed {
+            let mut error = self.unavailable(usable, needed, what);
+            error.message.push_str(&format!(
+                " (and {spare} stand-in(s) are reachable past them)"
+            ));
+            return Some(error);
+        }
+        None
+    }
+
     /// Starts a write; `may_forward` is false for writes that were already
     /// forwarded to us (no second hop).
-    fn start_write(
-        &self,
-        msg: CoordinateWrite,
-        may_forward: bool,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, ClientError>>>> {
+    fn start_write(&self, msg: CoordinateWrite, may_forward: bool) -> Reply<Vec<u8>> {
         let w = msg.w.unwrap_or(self.options.w);
+        let pw = msg.pw.unwrap_or(0);
+        if pw > w {
+            let error = ClientError::new(
+                ErrorCode::BadRequest,
+                format!("field `pw` ({pw}) must not exceed `w` ({w})"),
+            );
+            return Box::pin(async move { Err(error) });
+        }
         let timeout_ms = msg.timeout_ms.unwrap_or(self.options.request_timeout_ms);
         let placement =
             placement::for_write(&self.read_ring, &self.write_ring, self.options.n, &msg.key);
-        let primaries = self.classify(&placement.primaries, Purpose::Write);
+        let primaries = self.classify(&placement.primaries);
         let span = tracing::info_span!(parent: &self.span, "write", req = %format_args!("{:x}", msg.trace));
         if !placement.primaries.contains(&self.own) {
             if !may_forward {
                 let error = ClientError::new(ErrorCode::Unavailable, "forwarded write reached a node that is not a replica of the key (ring changing?)");
                 return Box::pin(async move { Err(error) });
             }
+            // New versions are minted by a replica of the key: hand the
+            // write to the first one this node can reach.
             let target = primaries
                 .iter()
-                .find(|(_, reach)| *reach != Reach::Unusable)
+                .find(|(_, reach)| *reach == Reach::Usable)
+                .or_else(|| primaries.iter().find(|(_, r)| *r != Reach::Unusable))
                 .map(|(n, _)| n.clone());
             let Some(target) = target else {
                 let error = self.unavailable(0, w, "the write");
                 return Box::pin(async move { Err(error) });
             };
-            let forwarded = write::forwarded(msg.key, msg.value, msg.context, w);
+            let forwarded = write::forwarded(msg.key, msg.value, msg.context, w, pw);
             return Box::pin(
                 write::forward(
                     self.replicas.clone(),
@@ -259,6 +327,14 @@ impl Replicator {
                 )
                 .instrument(span),
             );
+        }
+        let spare = self.spare(placement.beyond);
+        let usable = primaries
+            .iter()
+            .filter(|(_, reach)| *reach != Reach::Unusable)
+            .count();
+        if let Some(error) = self.refuse_quorum("the write", usable, spare.len(), w, pw) {
+            return Box::pin(async move { Err(error) });
         }
         let context = match msg
             .context
@@ -280,11 +356,11 @@ impl Replicator {
             value: msg.value,
             context,
             w,
-            pw: 0,
+            pw,
             primaries,
-            spare: self.spare(placement.beyond),
-            policy: SloppyPolicy::default(),
-            stand_in_after_ms: timeout_ms,
+            spare,
+            policy: SLOPPY,
+            stand_in_after_ms: self.options.stand_in_after_ms,
             timeout_ms,
             trace: msg.trace,
             now_ms: self.clock.now_ms(),
@@ -293,56 +369,40 @@ impl Replicator {
         };
         Box::pin(write::coordinate(self.replicas.clone(), plan).instrument(span))
     }
-}
 
-impl Actor for Replicator {
-    type Context = Context<Self>;
-}
-
-impl Handler<MembershipChanged> for Replicator {
-    type Result = ();
-
-    fn handle(&mut self, msg: MembershipChanged, _ctx: &mut Self::Context) {
-        self.healthy = msg.healthy;
-        self.read_ring = msg.read_ring;
-        self.write_ring = msg.write_ring;
-        self.reachable = msg.reachable;
-    }
-}
-
-impl Handler<CoordinateWrite> for Replicator {
-    type Result = ResponseFuture<Result<Vec<u8>, ClientError>>;
-
-    fn handle(&mut self, msg: CoordinateWrite, _ctx: &mut Self::Context) -> Self::Result {
-        self.start_write(msg, true)
-    }
-}
-
-impl Handler<CoordinateGet> for Replicator {
-    type Result = ResponseFuture<Result<GetAnswer, ClientError>>;
-
-    fn handle(&mut self, msg: CoordinateGet, ctx: &mut Self::Context) -> Self::Result {
+    /// Starts a read: its answer comes through the returned future as soon
+    /// as it is known; the read goes on in the actor's context for read
+    /// repair.
+    fn start_get(&self, msg: CoordinateGet, ctx: &mut Context<Self>) -> Reply<GetAnswer> {
         let r = msg.r.unwrap_or(self.options.r);
+        let pr = msg.pr.unwrap_or(0);
+        if pr > r {
+            let error = ClientError::new(
+                ErrorCode::BadRequest,
+                format!("field `pr` ({pr}) must not exceed `r` ({r})"),
+            );
+            return Box::pin(async move { Err(error) });
+        }
         let placement =
             placement::for_read(&self.read_ring, &self.write_ring, self.options.n, &msg.key);
-        let primaries = self.classify(&placement.primaries, Purpose::Read);
-        let live = primaries
+        let primaries = self.classify(&placement.primaries);
+        let spare = self.spare(placement.beyond);
+        let usable = primaries
             .iter()
             .filter(|(_, reach)| *reach != Reach::Unusable)
             .count();
-        if live < r {
-            let error = self.unavailable(live, r, "the read");
+        if let Some(error) = self.refuse_quorum("the read", usable, spare.len(), r, pr) {
             return Box::pin(async move { Err(error) });
         }
         let timeout_ms = msg.timeout_ms.unwrap_or(self.options.request_timeout_ms);
         let plan = read::ReadPlan {
             key: msg.key,
             r,
-            pr: 0,
+            pr,
             primaries,
-            spare: Vec::new(),
-            policy: SloppyPolicy::default(),
-            stand_in_after_ms: timeout_ms,
+            spare,
+            policy: SLOPPY,
+            stand_in_after_ms: self.options.stand_in_after_ms,
             timeout_ms,
             trace: msg.trace,
         };
@@ -365,6 +425,136 @@ impl Handler<CoordinateGet> for Replicator {
                 ))
             })
         })
+    }
+
+    /// Holds a request until the node is ready, within its deadline.
+    fn hold<T: 'static>(
+        &mut self,
+        timeout_ms: Option<u64>,
+        held: impl FnOnce(oneshot::Sender<Result<T, ClientError>>) -> Held,
+    ) -> Reply<T> {
+        if self.held.len() >= BOOTSTRAP_HELD_REQUESTS_MAX {
+            let error = ClientError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "this node is still starting (waiting for its seeds) and holds \
+                     {BOOTSTRAP_HELD_REQUESTS_MAX} requests already"
+                ),
+            );
+            return Box::pin(async move { Err(error) });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.held.push(held(tx));
+        let wait = Duration::from_millis(timeout_ms.unwrap_or(self.options.request_timeout_ms));
+        Box::pin(async move {
+            match tokio::time::timeout(wait, rx).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(ClientError::new(
+                    ErrorCode::Internal,
+                    "request dropped while the node was starting",
+                )),
+                Err(_) => Err(ClientError::new(
+                    ErrorCode::Unavailable,
+                    "this node is still starting: it has not heard from its seeds yet \
+                     (see `status`: ready, waiting_for_seeds); nothing was written",
+                )),
+            }
+        })
+    }
+
+    /// The node became ready: runs the requests it held.
+    fn release_held(&mut self, ctx: &mut Context<Self>) {
+        for held in std::mem::take(&mut self.held) {
+            match held {
+                Held::Get(msg, tx) if !tx.is_closed() => {
+                    let work = self.start_get(msg, ctx);
+                    ctx.spawn(
+                        async move {
+                            let _ = tx.send(work.await);
+                        }
+                        .into_actor(self),
+                    );
+                }
+                Held::Write(msg, may_forward, tx) if !tx.is_closed() => {
+                    let work = self.start_write(msg, may_forward);
+                    ctx.spawn(
+                        async move {
+                            let _ = tx.send(work.await);
+                        }
+                        .into_actor(self),
+                    );
+                }
+                // Its client gave up already.
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A boxed answer to a coordination request.
+type Reply<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, ClientError>>>>;
+
+/// A request held while the node bootstraps.
+enum Held {
+    Get(
+        CoordinateGet,
+        oneshot::Sender<Result<GetAnswer, ClientError>>,
+    ),
+    Write(
+        CoordinateWrite,
+        bool,
+        oneshot::Sender<Result<Vec<u8>, ClientError>>,
+    ),
+}
+
+impl Actor for Replicator {
+    type Context = Context<Self>;
+}
+
+impl Handler<MembershipChanged> for Replicator {
+    type Result = ();
+
+    fn handle(&mut self, msg: MembershipChanged, ctx: &mut Self::Context) {
+        self.healthy = msg.healthy;
+        self.read_ring = msg.read_ring;
+        self.write_ring = msg.write_ring;
+        self.reachable = msg.reachable;
+        if msg.ready && !self.ready {
+            self.ready = true;
+            self.release_held(ctx);
+        }
+    }
+}
+
+impl Handler<LinksChanged> for Replicator {
+    type Result = ();
+
+    fn handle(&mut self, msg: LinksChanged, _ctx: &mut Self::Context) {
+        self.links = msg;
+    }
+}
+
+impl Handler<CoordinateWrite> for Replicator {
+    type Result = ResponseFuture<Result<Vec<u8>, ClientError>>;
+
+    fn handle(&mut self, msg: CoordinateWrite, _ctx: &mut Self::Context) -> Self::Result {
+        if !self.ready {
+            let timeout_ms = msg.timeout_ms;
+            return self.hold(timeout_ms, |tx| Held::Write(msg, true, tx));
+        }
+        self.start_write(msg, true)
+    }
+}
+
+impl Handler<CoordinateGet> for Replicator {
+    type Result = ResponseFuture<Result<GetAnswer, ClientError>>;
+
+    fn handle(&mut self, msg: CoordinateGet, ctx: &mut Self::Context) -> Self::Result {
+        if !self.ready {
+            let timeout_ms = msg.timeout_ms;
+            return self.hold(timeout_ms, |tx| Held::Get(msg, tx));
+        }
+        self.start_get(msg, ctx)
     }
 }
 
@@ -444,10 +634,16 @@ impl Handler<Incoming<ForwardedWrite>> for Replicator {
             value: write.value.map(ByteBuf::into_vec),
             context: write.context.map(ByteBuf::into_vec),
             w: Some(write.w.clamp(1, self.options.n)),
+            pw: Some(write.pw.min(write.w)),
             timeout_ms: Some(msg.timeout_ms),
             trace: msg.trace,
         };
-        let fut = self.start_write(coordinate, false);
+        let fut = if self.ready {
+            self.start_write(coordinate, false)
+        } else {
+            let timeout_ms = coordinate.timeout_ms;
+            self.hold(timeout_ms, |tx| Held::Write(coordinate, false, tx))
+        };
         Box::pin(async move {
             fut.await
                 .map(|context| Coordinated {

@@ -2,7 +2,15 @@
 //! and the stand-in candidates past them, from the rings the failure
 //! detector published.
 //!
-//! - Reads use the read ring's preference list.
+//! - Reads use the read ring's preference list. Where it holds fewer than
+//!   N members (a cluster starting together, whose nodes are all still
+//!   joining, or a young one), the key's joining owners from the write
+//!   ring fill the empty places: they have received every write since
+//!   they were announced, and nobody else has the range. With `m` serving
+//!   owners and `N - m` joining ones, a read of R still meets every write
+//!   of W that the serving owners acknowledged when `R + W > N`: at most
+//!   `N - m` of its R replies come from joining owners, and
+//!   `(R - (N - m)) + W > m`.
 //! - Writes use the union of the read and the write ring's lists, so data
 //!   that is moving (a join or a leave under way) reaches its old and its
 //!   new home.
@@ -29,7 +37,17 @@ pub struct Placement {
 
 /// The placement of `key`'s reads.
 pub fn for_read(read_ring: &Ring, write_ring: &Ring, n: usize, key: &[u8]) -> Placement {
-    let primaries = read_ring.preference_list(key, n);
+    let mut primaries = read_ring.preference_list(key, n);
+    if primaries.len() < n {
+        for node in write_ring.preference_list(key, n) {
+            if primaries.len() == n {
+                break;
+            }
+            if !primaries.contains(&node) {
+                primaries.push(node);
+            }
+        }
+    }
     Placement {
         beyond: beyond(write_ring, key, &primaries, n),
         primaries,
@@ -88,6 +106,32 @@ mod tests {
             assert_eq!(p.primaries, walk[..3]);
             assert_eq!(p.beyond, walk[3..], "the rest of the ring, in order");
         }
+    }
+
+    #[test]
+    fn joining_owners_serve_reads_where_no_serving_owner_exists() {
+        let empty = Ring::default();
+        let joining = ring(&["a", "b", "c"]);
+        for k in 0..50u32 {
+            let key = k.to_be_bytes();
+            let p = for_read(&empty, &joining, 3, &key);
+            assert_eq!(p.primaries, joining.preference_list(&key, 3));
+        }
+        // One serving owner: it comes first, joining ones fill the rest.
+        let serving = ring(&["a"]);
+        let all = ring(&["a", "b", "c", "d"]);
+        for k in 0..50u32 {
+            let key = k.to_be_bytes();
+            let p = for_read(&serving, &all, 3, &key);
+            assert_eq!(p.primaries.len(), 3);
+            assert_eq!(p.primaries[0].as_str(), "a");
+            for node in &p.primaries[1..] {
+                assert!(all.preference_list(&key, 3).contains(node));
+            }
+        }
+        // A full read ring is used as it is.
+        let p = for_read(&all, &ring(&["a", "b", "c", "d", "e"]), 3, b"k");
+        assert_eq!(p.primaries, all.preference_list(b"k", 3));
     }
 
     #[test]

@@ -321,11 +321,13 @@ pub fn forwarded(
     value: Option<Vec<u8>>,
     context: Option<Vec<u8>>,
     w: usize,
+    pw: usize,
 ) -> ForwardedWrite {
     ForwardedWrite {
         key: ByteBuf::from(key),
         value: value.map(ByteBuf::from),
         context: context.map(ByteBuf::from),
         w,
+        pw,
     }
 }

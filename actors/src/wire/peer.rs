@@ -184,6 +184,8 @@ peer_rpcs! {
     MerkleLeaves(MerkleLeaves) => LeafHashes;
     /// Gossip: push our member list, get the peer's back.
     Gossip(GossipExchange) => GossipReply;
+    /// Is the link alive? (Answered by the peer's session itself.)
+    Probe(Probe) => Probed;
 }
 
 /// Read the replica's stored object for `key`.
@@ -240,6 +242,9 @@ pub struct ForwardedWrite {
     pub context: Option<ByteBuf>,
     /// Acknowledgements to wait for.
     pub w: usize,
+    /// Of those, acknowledgements from the key's primaries.
+    #[serde(default)]
+    pub pw: usize,
 }
 
 /// A forwarded write succeeded.
@@ -299,6 +304,15 @@ pub struct GossipReply {
     /// The encoded gossip message.
     pub message: ByteBuf,
 }
+
+/// A link-level liveness check: an outbound link whose requests timed out
+/// sends these until one is answered (see `bridge::connection`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe;
+
+/// The answer to a [`Probe`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probed;
 
 /// A failed peer request, as the serving peer reports it. The code is a
 /// client protocol error code, so a forwarded write's failure reaches the

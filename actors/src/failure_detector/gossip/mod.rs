@@ -110,6 +110,11 @@ use crate::NodeId;
 /// Version of [`GossipMessage`]'s layout; messages with another are ignored.
 pub const GOSSIP_MESSAGE_VERSION: u32 = 1;
 
+/// The status version of a member removed by an admin `forget`: `Left`
+/// with the highest version, so no status the member itself sends in the
+/// same generation can outrun it ([`MemberRecord::merge`]).
+pub const FORGOTTEN_STATUS_VERSION: u64 = u64::MAX;
+
 /// Gossip settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GossipOptions {
@@ -238,6 +243,11 @@ pub struct MemberView<'a> {
     /// How long ago (this node's clock) we last saw it advance, or learned
     /// of it; 0 for ourselves.
     pub heartbeat_age_ms: u64,
+    /// Whether the member's own record has reached us (its generation is
+    /// known): only such members take a place on the ring, so a node that
+    /// only ever completed a handshake (a mistyped id, a joiner that died
+    /// first) never owns a range.
+    pub heard: bool,
 }
 
 /// What the actor persists per member and gives back to [`Gossip::new`].

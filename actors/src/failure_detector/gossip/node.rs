@@ -8,7 +8,7 @@ use tracing::{debug, warn};
 
 use super::{
     GossipMessage, GossipOptions, MemberRecord, MemberState, MemberView, PersistedMember,
-    StateChange, Tick, GOSSIP_MESSAGE_VERSION,
+    StateChange, Tick, FORGOTTEN_STATUS_VERSION, GOSSIP_MESSAGE_VERSION,
 };
 use crate::wire::peer::MemberInfo;
 use crate::NodeId;
@@ -229,6 +229,7 @@ impl Gossip {
                 } else {
                     now_ms.saturating_sub(m.since_ms)
                 },
+                heard: m.record.generation > 0,
             })
             .collect()
     }
@@ -248,6 +249,47 @@ impl Gossip {
                 record: m.record.clone(),
             })
             .collect()
+    }
+
+    /// Admin `forget`: marks `node`, which this node sees as suspect or
+    /// down, `Left` with [`FORGOTTEN_STATUS_VERSION`], which no record of
+    /// the same generation can outrun (a restart, in a new generation,
+    /// brings it back as a new member). Refused for a member that is not
+    /// suspect or down: a running node leaves with `leave`.
+    pub fn forget(&mut self, node: &NodeId, now_ms: u64) -> Result<Vec<StateChange>, String> {
+        let _ = now_ms;
+        let Some(member) = self.members.get(node) else {
+            return Err(format!("no member {node} is known here"));
+        };
+        match member.state(node == &self.own) {
+            MemberState::Suspect | MemberState::Down => {}
+            MemberState::Left if self.is_forgotten(node) => return Ok(Vec::new()),
+            state => {
+                return Err(format!(
+                    "{node} is {}: only a member that is down (or suspect) can be forgotten; \
+                     a running node leaves with `leave`",
+                    state.as_str()
+                ))
+            }
+        }
+        let mut changes = Vec::new();
+        let by = self.own.clone();
+        self.change(node, by, &mut changes, |m| {
+            m.record.status = MemberState::Left;
+            m.record.status_version = FORGOTTEN_STATUS_VERSION;
+            // A member never heard from gets a generation, so that the
+            // mark travels (and its real first start still outruns it).
+            m.record.generation = m.record.generation.max(1);
+        });
+        Ok(changes)
+    }
+
+    /// Whether `node` was forgotten (admin `forget`) in its generation.
+    pub fn is_forgotten(&self, node: &NodeId) -> bool {
+        self.members.get(node).is_some_and(|m| {
+            m.record.status == MemberState::Left
+                && m.record.status_version == FORGOTTEN_STATUS_VERSION
+        })
     }
 
     /// Members refused because the list held `gossip_members_max` already.

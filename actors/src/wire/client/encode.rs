@@ -91,25 +91,31 @@ pub fn encode_request(request: &ClientRequest) -> Vec<u8> {
     let bin = |b: &[u8]| Value::Binary(b.to_vec());
     match &request.op {
         ClientOp::Ping | ClientOp::Status | ClientOp::Leave => {}
-        ClientOp::Get { key, r } => {
+        ClientOp::Forget { node } => map.push((s("node"), s(node))),
+        ClientOp::Get { key, r, pr } => {
             map.push((s("key"), bin(key)));
-            if let Some(r) = r {
-                map.push((s("r"), Value::from(*r as u64)));
-            }
+            push_count(&mut map, "r", r);
+            push_count(&mut map, "pr", pr);
         }
         ClientOp::Put {
             key,
             value,
             context,
             w,
+            pw,
         } => {
             map.push((s("key"), bin(key)));
             map.push((s("value"), bin(value)));
-            push_write_options(&mut map, context, w);
+            push_write_options(&mut map, context, w, pw);
         }
-        ClientOp::Delete { key, context, w } => {
+        ClientOp::Delete {
+            key,
+            context,
+            w,
+            pw,
+        } => {
             map.push((s("key"), bin(key)));
-            push_write_options(&mut map, context, w);
+            push_write_options(&mut map, context, w, pw);
         }
     }
     if let Some(t) = request.timeout_ms {
@@ -118,12 +124,22 @@ pub fn encode_request(request: &ClientRequest) -> Vec<u8> {
     to_bytes(&Value::Map(map))
 }
 
-fn push_write_options(map: &mut Vec<(Value, Value)>, context: &Option<Vec<u8>>, w: &Option<usize>) {
+fn push_write_options(
+    map: &mut Vec<(Value, Value)>,
+    context: &Option<Vec<u8>>,
+    w: &Option<usize>,
+    pw: &Option<usize>,
+) {
     if let Some(ctx) = context {
         map.push((s("context"), Value::Binary(ctx.clone())));
     }
-    if let Some(w) = w {
-        map.push((s("w"), Value::from(*w as u64)));
+    push_count(map, "w", w);
+    push_count(map, "pw", pw);
+}
+
+fn push_count(map: &mut Vec<(Value, Value)>, name: &str, count: &Option<usize>) {
+    if let Some(count) = count {
+        map.push((s(name), Value::from(*count as u64)));
     }
 }
 

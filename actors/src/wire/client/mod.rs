@@ -137,6 +137,8 @@ pub enum ClientOp {
         key: Vec<u8>,
         /// Replies to wait for (default from config).
         r: Option<usize>,
+        /// Of those, replies from the key's primaries (default 0).
+        pr: Option<usize>,
     },
     /// Write `value` under `key`, replacing what `context` covers.
     Put {
@@ -148,6 +150,8 @@ pub enum ClientOp {
         context: Option<Vec<u8>>,
         /// Durable acknowledgements to wait for (default from config).
         w: Option<usize>,
+        /// Of those, acknowledgements from primaries (default 0).
+        pw: Option<usize>,
     },
     /// Write a tombstone under `key`, replacing what `context` covers.
     Delete {
@@ -157,12 +161,20 @@ pub enum ClientOp {
         context: Option<Vec<u8>>,
         /// Durable acknowledgements to wait for.
         w: Option<usize>,
+        /// Of those, acknowledgements from primaries (default 0).
+        pw: Option<usize>,
     },
     /// Membership and health.
     Status,
-    /// Admin (an extension beyond PROTOCOL.md, see docs/protocol.md): the
-    /// answering node hands its ranges off and leaves the cluster.
+    /// Admin: the answering node hands its ranges off and leaves the
+    /// cluster.
     Leave,
+    /// Admin: a dead member is removed for good; its ranges are
+    /// re-replicated from the other replicas.
+    Forget {
+        /// The member's id.
+        node: String,
+    },
 }
 
 impl ClientOp {
@@ -175,6 +187,7 @@ impl ClientOp {
             ClientOp::Delete { .. } => "delete",
             ClientOp::Status => "status",
             ClientOp::Leave => "leave",
+            ClientOp::Forget { .. } => "forget",
         }
     }
 }

@@ -56,25 +56,40 @@ fn parse_op(fields: &Fields<'_>, limits: &RequestLimits) -> Result<ClientOp, Cli
         "ping" => ClientOp::Ping,
         "status" => ClientOp::Status,
         "leave" => ClientOp::Leave,
+        "forget" => ClientOp::Forget {
+            node: match fields.get("node") {
+                Some(Value::String(s)) => s
+                    .as_str()
+                    .ok_or_else(|| bad("field `node` must be valid UTF-8"))?
+                    .to_owned(),
+                Some(_) => return Err(bad("field `node` must be a string")),
+                None => return Err(bad("field `node` is missing")),
+            },
+        },
         "get" => ClientOp::Get {
             key: fields.key(limits)?,
             r: fields.quorum("r", limits)?,
+            pr: fields.primaries("pr", limits)?,
         },
         "put" => ClientOp::Put {
             key: fields.key(limits)?,
             value: fields.value(limits)?,
             context: fields.context()?,
             w: fields.quorum("w", limits)?,
+            pw: fields.primaries("pw", limits)?,
         },
         "delete" => ClientOp::Delete {
             key: fields.key(limits)?,
             context: fields.context()?,
             w: fields.quorum("w", limits)?,
+            pw: fields.primaries("pw", limits)?,
         },
         other => {
             return Err(ClientError::new(
                 ErrorCode::UnknownOp,
-                format!("unknown op {other:?}; expected ping, get, put, delete or status"),
+                format!(
+                    "unknown op {other:?}; expected ping, get, put, delete, status, leave or forget"
+                ),
             ))
         }
     })
@@ -147,6 +162,20 @@ impl<'a> Fields<'a> {
             None | Some(Value::Nil) => Ok(None),
             Some(Value::Binary(b)) => Ok(Some(b.clone())),
             Some(_) => Err(bad("field `context` must be bin")),
+        }
+    }
+
+    /// `pr` / `pw`: replies from primaries, 0..=N.
+    fn primaries(&self, name: &str, limits: &RequestLimits) -> Result<Option<usize>, ClientError> {
+        let Some(v) = self.get(name) else {
+            return Ok(None);
+        };
+        match v.as_u64() {
+            Some(q) if q <= limits.replicas as u64 => Ok(Some(q as usize)),
+            _ => Err(bad(format!(
+                "field `{name}` must be an integer in 0..={} (N)",
+                limits.replicas
+            ))),
         }
     }
 

@@ -27,10 +27,59 @@ fn request_round_trip() {
             value: b"v".to_vec(),
             context: Some(vec![1, 2]),
             w: Some(2),
+            pw: Some(1),
         },
         timeout_ms: Some(50),
     };
     assert_eq!(parse_request(&encode_request(&req), &LIMITS).unwrap(), req);
+    for op in [
+        ClientOp::Get {
+            key: b"k".to_vec(),
+            r: Some(3),
+            pr: Some(0),
+        },
+        ClientOp::Delete {
+            key: b"k".to_vec(),
+            context: None,
+            w: None,
+            pw: Some(3),
+        },
+        ClientOp::Forget { node: "n4".into() },
+    ] {
+        let req = ClientRequest {
+            id: 8,
+            op,
+            timeout_ms: None,
+        };
+        assert_eq!(parse_request(&encode_request(&req), &LIMITS).unwrap(), req);
+    }
+}
+
+#[test]
+fn pr_and_pw_lie_in_0_to_n_and_forget_names_a_node() {
+    for (op, field, value) in [
+        ("get", "pr", Value::from(4)),
+        ("put", "pw", Value::from(4)),
+        ("get", "pr", s("x")),
+    ] {
+        let f = frame(vec![
+            ("id", Value::from(3)),
+            ("op", s(op)),
+            ("key", s("k")),
+            ("value", s("v")),
+            (field, value),
+        ]);
+        let (id, code, message) = code_of(parse_request(&f, &LIMITS));
+        assert_eq!((id, code), (3, ErrorCode::BadRequest));
+        assert!(
+            message.contains(field) && message.contains("0..=3"),
+            "{message}"
+        );
+    }
+    let f = frame(vec![("id", Value::from(4)), ("op", s("forget"))]);
+    let (_, code, message) = code_of(parse_request(&f, &LIMITS));
+    assert_eq!(code, ErrorCode::BadRequest);
+    assert!(message.contains("`node`"), "{message}");
 }
 
 #[test]
@@ -46,7 +95,8 @@ fn str_key_accepted_and_unknown_keys_ignored() {
         req.op,
         ClientOp::Get {
             key: b"abc".to_vec(),
-            r: None
+            r: None,
+            pr: None
         }
     );
 }
