@@ -176,3 +176,34 @@ async fn a_forgotten_member_leaves_the_ring_and_its_ranges_are_copied_again() {
     assert!(!keys.is_empty());
     cluster.assert_holds_alone(index, &keys).await;
 }
+
+#[tokio::test]
+async fn a_fourth_node_joining_a_cluster_that_just_started_holds_every_key_it_owns() {
+    // No wait for the three to settle: load them the moment they answer
+    // ping, and start the fourth at once.
+    let mut cluster = Cluster::spawn(3, &[]);
+    cluster.wait_ping().await;
+    let c1 = cluster.nodes[0].client().await;
+    let mut data = Vec::new();
+    for i in 0..300 {
+        let (k, v) = (format!("young-{i}"), format!("v{i}"));
+        c1.put_with(k.as_bytes(), v.as_bytes(), None, ALL)
+            .await
+            .unwrap();
+        data.push((k, v));
+    }
+    let n4 = cluster.add_node(0, &[]);
+    cluster.nodes[n4].wait_ping().await;
+    cluster.wait_state(n4, "n4", "alive").await;
+    let ring = ring_of(4);
+    let owned: Vec<(String, String)> = data
+        .into_iter()
+        .filter(|(k, _)| {
+            ring.preference_list(k.as_bytes(), 3)
+                .iter()
+                .any(|n| n.as_str() == "n4")
+        })
+        .collect();
+    assert!(owned.len() > 100, "n4 owns {} of 300", owned.len());
+    cluster.assert_holds_alone(n4, &owned).await;
+}

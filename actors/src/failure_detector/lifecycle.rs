@@ -9,12 +9,16 @@
 //! takes its place, then `left`. A failed transfer is retried on a later
 //! tick; the node never declares itself ready with a range missing.
 //!
-//! A cluster whose nodes start together has nobody to stream from: every
-//! write so far went to every joining owner (the write ring holds joining
-//! nodes). So a joining node that, once bootstrapped, has heard from other
-//! members and finds none of them serving (all `joining`) serves at once.
-//! Until a range has a serving owner, reads use its joining owners
-//! (`replicator::placement`), so nothing is unreadable meanwhile.
+//! A cluster whose nodes start together has no serving member to stream
+//! from. A joining node that, once bootstrapped, has heard from other
+//! members and finds none of them serving (all `joining`) does not wait
+//! `join_settle_ms`: it pulls each range it owns from every other
+//! reachable owner of it in the write ring (any of them may hold writes
+//! made before this node was announced: a fourth node joining a cluster
+//! that is itself still joining), then serves. For nodes that really
+//! started together those are scans of empty stores. Until a range has a
+//! serving owner, reads use its joining owners (`replicator::placement`),
+//! so nothing is unreadable meanwhile.
 //!
 //! `forget` is the operator's way out for a member that is gone for good:
 //! it becomes `left` with a status version nothing can outrun in its
@@ -92,10 +96,9 @@ impl FailureDetector {
             } if self.bootstrap.is_ready() && self.nobody_serves() => {
                 let span = self.span.clone();
                 let _span = span.enter();
-                info!("no member serves yet (a cluster starting together): nothing to stream; serving at once");
-                self.lifecycle = Lifecycle::Serving;
-                let changes = self.gossip.set_own_status(MemberState::Alive, now);
-                self.apply(changes);
+                info!("no member serves yet (a cluster starting together): pulling this node's ranges from their other joining owners, then serving");
+                let transfers = self.pulls_from_every_owner();
+                self.start_transfers(Direction::Pull, transfers, ctx);
             }
             Lifecycle::Joining {
                 since_ms,
@@ -183,6 +186,36 @@ impl FailureDetector {
         }
     }
 
+    /// With no serving member: each range this node owns in the write
+    /// ring, from every other owner it can reach.
+    fn pulls_from_every_owner(&self) -> Vec<Transfer> {
+        let n = self.options.replicas;
+        let write_ring = &self.view.write_ring;
+        let others: Vec<crate::ring::RingMember> = write_ring
+            .members()
+            .iter()
+            .filter(|m| m.id != self.own.id)
+            .cloned()
+            .collect();
+        let before = Ring::new(&others, self.options.vnodes_per_weight);
+        let mut pulls = Vec::new();
+        for t in plan_transfers(&before, write_ring, n) {
+            if t.target != self.own.id {
+                continue;
+            }
+            for source in write_ring.preference_list_at(t.range.upto, n) {
+                if source != self.own.id && self.view.reachable.contains(&source) {
+                    pulls.push(Transfer {
+                        range: t.range,
+                        source,
+                        target: self.own.id.clone(),
+                    });
+                }
+            }
+        }
+        pulls
+    }
+
     fn start_stream(&mut self, direction: Direction, ctx: &mut Context<Self>) {
         let transfers: Vec<_> = plan_transfers(
             &self.view.read_ring,
@@ -195,6 +228,15 @@ impl FailureDetector {
             Direction::Push => t.source == self.own.id,
         })
         .collect();
+        self.start_transfers(direction, transfers, ctx);
+    }
+
+    fn start_transfers(
+        &mut self,
+        direction: Direction,
+        transfers: Vec<Transfer>,
+        ctx: &mut Context<Self>,
+    ) {
         let span = self.span.clone();
         let _span = span.enter();
         info!(?direction, ranges = transfers.len(), "handoff starting");
