@@ -288,7 +288,9 @@ struct OpRecord {
     op: Op,
     /// The node it went through.
     node: usize,
-    /// The phase active when it started.
+    /// The phase it counts for: the one active when it started, or the
+    /// fault that began while it was in flight (a request cut off by a
+    /// fault's start is the fault's, not the healthy phase's).
     phase: usize,
     /// When it started.
     at: Instant,
@@ -309,6 +311,19 @@ struct WriteRecord {
 struct Shared {
     phase: AtomicUsize,
     stop: AtomicBool,
+    /// Per phase, whether it is a healthy one (no fault).
+    phases: Vec<bool>,
+}
+
+/// The phase a request counts for: the one it started in, unless that was
+/// healthy and a fault began while it was in flight (it is the fault's).
+fn counted_phase(started: usize, ended: usize, healthy: &[bool]) -> usize {
+    if !healthy.get(started).copied().unwrap_or(false) {
+        return started;
+    }
+    (started + 1..=ended)
+        .find(|p| !healthy.get(*p).copied().unwrap_or(true))
+        .unwrap_or(started)
 }
 
 /// Tells the clients to stop when dropped (also while unwinding).
@@ -435,7 +450,7 @@ async fn client_loop(
         ops.push(OpRecord {
             op: Op::Get,
             node,
-            phase,
+            phase: counted_phase(phase, shared.phase.load(Ordering::SeqCst), &shared.phases),
             at,
             error: found.as_ref().err().map(describe),
             detail: found.as_ref().err().map(ToString::to_string),
@@ -465,7 +480,7 @@ async fn client_loop(
         ops.push(OpRecord {
             op: Op::Put,
             node,
-            phase,
+            phase: counted_phase(phase, shared.phase.load(Ordering::SeqCst), &shared.phases),
             at,
             error: put.as_ref().err().map(describe),
             detail: put.as_ref().err().map(ToString::to_string),
@@ -917,6 +932,10 @@ fn partitions_lose_no_acknowledged_write() {
     let shared = Arc::new(Shared {
         phase: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
+        phases: phases
+            .iter()
+            .map(|p| matches!(p.fault, Fault::Healthy))
+            .collect(),
     });
     let stop_guard = StopOnDrop(shared.clone());
     let (heal_tx, heal_rx) = mpsc::unbounded_channel();

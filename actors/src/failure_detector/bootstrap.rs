@@ -5,10 +5,13 @@
 //! A node that starts with no seeds (the first node) or with a persisted
 //! membership (a restart: it knows the ring it served before) is ready at
 //! once. A node that only has seeds is ready once every seed address has
-//! either completed a gossip exchange with it (so it knows the members
-//! that seed knows) or refused the connection, or once
-//! `bootstrap_wait_ms` has passed (a seed that hangs; the node then goes
-//! on with what it knows, and says so in its log and `status`).
+//! completed a gossip exchange with it (so it knows the members that seed
+//! knows), or once `bootstrap_wait_ms` has passed (a seed that is not
+//! running, or hangs; the node then goes on with what it knows, and says
+//! so in its log and `status`). A refused connection does not settle a
+//! seed: nodes started together refuse each other for the milliseconds
+//! before their listeners are bound, and a node that gave up on them then
+//! would plan its first requests on a ring of itself alone.
 //!
 //! Until then the Replicator holds client requests (up to their own
 //! deadline) instead of planning them on a ring that holds only this node:
@@ -32,7 +35,7 @@ pub struct Bootstrap {
 /// How a bootstrap ended, for the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ready {
-    /// Every seed answered or refused.
+    /// Every seed answered.
     Complete,
     /// `bootstrap_wait_ms` passed; these seeds never answered.
     TimedOut(Vec<SocketAddr>),
@@ -54,15 +57,6 @@ impl Bootstrap {
     /// The seed at `addr` completed a gossip exchange with us.
     pub fn heard(&mut self, addr: SocketAddr) -> Option<Ready> {
         self.heard_any = true;
-        self.settle(addr)
-    }
-
-    /// A dial to the seed at `addr` failed (nothing listens there).
-    pub fn refused(&mut self, addr: SocketAddr) -> Option<Ready> {
-        self.settle(addr)
-    }
-
-    fn settle(&mut self, addr: SocketAddr) -> Option<Ready> {
         self.pending.remove(&addr);
         if !self.ready && self.pending.is_empty() {
             self.ready = true;
@@ -116,11 +110,11 @@ mod tests {
     }
 
     #[test]
-    fn ready_once_every_seed_answered_or_refused() {
+    fn ready_once_every_seed_answered() {
         let mut b = Bootstrap::new(&[addr(1), addr(2)], false, 0, 100);
         assert_eq!(b.heard(addr(1)), None);
         assert_eq!(b.waiting_for(), vec![addr(2)]);
-        assert_eq!(b.refused(addr(2)), Some(Ready::Complete));
+        assert_eq!(b.heard(addr(2)), Some(Ready::Complete));
         assert!(b.is_ready() && b.heard_any());
         assert_eq!(b.heard(addr(2)), None, "ready only once");
     }
@@ -128,10 +122,10 @@ mod tests {
     #[test]
     fn a_silent_seed_is_waited_for_only_so_long() {
         let mut b = Bootstrap::new(&[addr(1), addr(2)], false, 1000, 500);
-        b.refused(addr(1));
+        b.heard(addr(1));
         assert_eq!(b.tick(1499), None);
         assert_eq!(b.tick(1500), Some(Ready::TimedOut(vec![addr(2)])));
-        assert!(b.is_ready() && !b.heard_any());
+        assert!(b.is_ready() && b.heard_any());
         assert!(b.waiting_for().is_empty());
     }
 }

@@ -372,8 +372,11 @@ impl Handler<PeerEvent> for FailureDetector {
                 self.apply(changes);
             }
             PeerEvent::DialFailed(addr) => {
-                let ended = self.bootstrap.refused(addr);
-                self.on_bootstrap(ended, ctx);
+                // A seed still starting refuses too: only an answer (or
+                // bootstrap_wait_ms) settles it.
+                if !self.bootstrap.is_ready() {
+                    debug!(%addr, "seed refused the connection; waiting for it");
+                }
             }
             PeerEvent::Unreachable(node) => {
                 debug!(peer = %node, "connection to peer lost; gossip decides its state");
@@ -419,7 +422,7 @@ impl Handler<StatusQuery> for FailureDetector {
     fn handle(&mut self, _: StatusQuery, _ctx: &mut Self::Context) -> Self::Result {
         let now = self.clock.now_ms();
         let members = self.gossip.members(now);
-        let rows = view::status_rows(&members, &self.view.read_ring);
+        let rows = view::status_rows(&members, &self.view.write_ring);
         let mut extra = self.options.status_extra.clone();
         extra.push((
             "ring_tokens".into(),

@@ -86,7 +86,8 @@ pub fn cluster_view(members: &[MemberView<'_>], vnodes_per_weight: u32) -> Clust
     }
 }
 
-/// The `status` rows: state, heartbeat age and share of the read ring.
+/// The `status` rows: state, heartbeat age and share of `ring` (the write
+/// ring: where each member's data goes, joining members included).
 pub fn status_rows(members: &[MemberView<'_>], ring: &Ring) -> Vec<MemberStatus> {
     let shares: BTreeMap<NodeId, f64> = ring.ownership().into_iter().collect();
     members
