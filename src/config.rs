@@ -27,9 +27,16 @@ pub const REQUEST_TIMEOUT_MS_MAX: u64 = 600_000;
 /// above a healthy replica's answer (about a millisecond on a LAN, a few
 /// under load), far below the request deadline.
 pub const STAND_IN_AFTER_MS_DEFAULT: u64 = 250;
-/// Default start-up wait for the seeds, in milliseconds: a seed that is
-/// not running refuses the connection at once; this bounds one that hangs.
+/// Default start-up wait for the seeds, in milliseconds: long enough for
+/// nodes started together to bind their listeners, short enough for a
+/// node whose seeds are gone to start alone.
 pub const BOOTSTRAP_WAIT_MS_DEFAULT: u64 = 2000;
+/// Bytes of a response frame kept for what is not the object's values (id,
+/// keys, the context, which is at most the object's clock, framing):
+/// `object_bytes_max` is at most `max_frame_bytes` minus this.
+pub const OBJECT_FRAME_HEADROOM_BYTES: usize = 16 * 1024;
+/// Default pace of hint delivery, in bytes per second.
+pub const HINT_DELIVERY_BYTES_PER_S_MAX_DEFAULT: u64 = 16 << 20;
 
 /// Where a node keeps its data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -176,6 +183,30 @@ pub struct NodeArgs {
     /// wait meanwhile). Default 2000.
     #[arg(long, value_name = "MS")]
     pub bootstrap_wait_ms: Option<u64>,
+    /// Largest stored object (a key's siblings and clock), in bytes; a
+    /// write that would make it larger is refused `too_large`. At most
+    /// --max-frame-bytes minus 16 KiB (a get answers the whole object in
+    /// one frame). Default: that bound.
+    #[arg(long, value_name = "BYTES")]
+    pub object_bytes_max: Option<usize>,
+    /// Bytes of writes this node holds as a stand-in for one replica that
+    /// is away (hints); past it, it refuses to stand in for that replica.
+    /// Default 1 GiB.
+    #[arg(long, value_name = "BYTES")]
+    pub hints_bytes_max_per_target: Option<u64>,
+    /// Pace of hint delivery to a returning replica, in bytes per second
+    /// (0: unthrottled). Default 16 MiB/s.
+    #[arg(long, value_name = "BYTES")]
+    pub hint_delivery_bytes_per_s_max: Option<u64>,
+    /// LSM engine: a memtable past this size is flushed to a table, in
+    /// bytes. Default 32 MiB.
+    #[arg(long, value_name = "BYTES")]
+    pub lsm_memtable_bytes_max: Option<usize>,
+    /// LSM engine: each commit log segment is reserved on disk at this
+    /// size up front (faster fsyncs), in bytes; 0 reserves nothing.
+    /// Default 32 MiB.
+    #[arg(long, value_name = "BYTES")]
+    pub lsm_log_preallocate_bytes: Option<u64>,
 }
 
 /// A validated node configuration.
@@ -247,6 +278,14 @@ pub struct NodeConfig {
     pub stand_in_after_ms: u64,
     /// Longest start-up wait for the seeds, in milliseconds.
     pub bootstrap_wait_ms: u64,
+    /// Largest stored object, in bytes.
+    pub object_bytes_max: usize,
+    /// Hint bytes held for one replica, in bytes.
+    pub hints_bytes_max_per_target: u64,
+    /// Hint delivery pace, in bytes per second (0: unthrottled).
+    pub hint_delivery_bytes_per_s_max: u64,
+    /// LSM engine settings (memtable size, log preallocation).
+    pub lsm: ringkv_actors::storage::LsmOptions,
 }
 
 impl NodeArgs {
@@ -299,7 +338,12 @@ impl NodeArgs {
             stream_bytes_per_s_max,
             anti_entropy_interval_ms,
             stand_in_after_ms,
-            bootstrap_wait_ms
+            bootstrap_wait_ms,
+            object_bytes_max,
+            hints_bytes_max_per_target,
+            hint_delivery_bytes_per_s_max,
+            lsm_memtable_bytes_max,
+            lsm_log_preallocate_bytes
         )
     }
 
@@ -405,6 +449,26 @@ impl NodeArgs {
                  --request-timeout-ms ({request_timeout_ms}), or no request would wait for a stand-in"
             ));
         }
+        // A get answers a key's whole object in one frame, beside the
+        // response's other fields.
+        let object_bytes_bound = max_frame_bytes.saturating_sub(OBJECT_FRAME_HEADROOM_BYTES);
+        let object_bytes_max = positive(
+            "--object-bytes-max",
+            self.object_bytes_max,
+            object_bytes_bound,
+        )?;
+        if object_bytes_max > object_bytes_bound {
+            return Err(format!(
+                "--object-bytes-max ({object_bytes_max}) must leave {OBJECT_FRAME_HEADROOM_BYTES} \
+                 bytes of --max-frame-bytes ({max_frame_bytes}) for the rest of a response"
+            ));
+        }
+        if object_bytes_max < max_value_bytes + max_key_bytes {
+            return Err(format!(
+                "--object-bytes-max ({object_bytes_max}) must hold at least one value \
+                 (--max-value-bytes {max_value_bytes}) and its key"
+            ));
+        }
         let version_limits = VersionLimits {
             siblings_max: positive("--siblings-max", self.siblings_max, SIBLINGS_MAX_DEFAULT)?,
             vclock_entries_max: positive(
@@ -466,6 +530,29 @@ impl NodeArgs {
                 self.bootstrap_wait_ms,
                 BOOTSTRAP_WAIT_MS_DEFAULT,
             )?,
+            object_bytes_max,
+            hints_bytes_max_per_target: positive(
+                "--hints-bytes-max-per-target",
+                self.hints_bytes_max_per_target,
+                ringkv_actors::storage::HINTS_BYTES_MAX_PER_TARGET_DEFAULT,
+            )?,
+            hint_delivery_bytes_per_s_max: self
+                .hint_delivery_bytes_per_s_max
+                .unwrap_or(HINT_DELIVERY_BYTES_PER_S_MAX_DEFAULT),
+            lsm: {
+                let defaults = ringkv_actors::storage::LsmOptions::default();
+                ringkv_actors::storage::LsmOptions {
+                    memtable_bytes_max: positive(
+                        "--lsm-memtable-bytes-max",
+                        self.lsm_memtable_bytes_max,
+                        defaults.memtable_bytes_max,
+                    )?,
+                    log_preallocate_bytes: self
+                        .lsm_log_preallocate_bytes
+                        .unwrap_or(defaults.log_preallocate_bytes),
+                    ..defaults
+                }
+            },
         })
     }
 }

@@ -7,7 +7,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ringkv_actors::storage::{Engine, LogEngine, LsmEngine, LsmOptions, MemoryEngine};
+use ringkv_actors::storage::{
+    keys, Backend, Engine, LogEngine, LsmEngine, LsmOptions, MemoryEngine, StorageError,
+};
 use tracing::info;
 
 use crate::config::{NodeConfig, StorageKind};
@@ -23,17 +25,25 @@ const INCARNATION_FILE: &str = "INCARNATION";
 const CLEAN_SHUTDOWN_FILE: &str = "CLEAN_SHUTDOWN";
 /// Lock file that keeps two processes off one data dir.
 const LOCK_FILE: &str = "LOCK";
+/// File written, fsynced and removed to check that the disk takes writes
+/// again before a failed store is reopened.
+const PROBE_FILE: &str = "PROBE";
+/// Size of that probe, in bytes: a reopen replays the commit log into a
+/// table, which needs room.
+const PROBE_BYTES: usize = 1 << 20;
 
 /// Opens the data dir (lock, owner check) and the configured engine.
 pub fn open_storage(config: &NodeConfig) -> Result<(NodeEnvParts, Option<File>), NodeError> {
     if config.storage == StorageKind::Memory {
         let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::default());
+        keys::check_layout(engine.as_ref())?;
         return Ok((
             NodeEnvParts {
                 engine,
                 members_file: None,
                 // Nothing survives a restart, so every start is fresh.
                 incarnation: rand::random(),
+                backend: Backend::in_memory(),
             },
             None,
         ));
@@ -51,20 +61,60 @@ pub fn open_storage(config: &NodeConfig) -> Result<(NodeEnvParts, Option<File>),
     check_owner(dir, config.id.as_str()).map_err(data_err)?;
     let engine: Arc<dyn Engine> = match config.storage {
         StorageKind::Log => Arc::new(LogEngine::open(dir)?),
-        // The engine keeps its files in a sub-directory of its own.
-        _ => Arc::new(LsmEngine::open_dir(dir.join("lsm"), LsmOptions::default())?),
+        _ => open_lsm(dir, &config.lsm)?,
     };
+    keys::check_layout(engine.as_ref())?;
     let clean = take_clean_shutdown_mark(dir).map_err(data_err)?;
     let incarnation = store_incarnation(dir, engine.as_ref(), clean).map_err(data_err)?;
     let members_file = Some(dir.join(MEMBERS_FILE));
+    let backend = Backend {
+        reopen: (config.storage == StorageKind::Lsm).then(|| {
+            let (dir, options) = (dir.clone(), config.lsm.clone());
+            Box::new(move || open_lsm(&dir, &options)) as Box<dyn FnMut() -> _ + Send>
+        }),
+        probe: Some({
+            let dir = dir.clone();
+            Box::new(move || probe_disk(&dir))
+        }),
+        renew_incarnation: {
+            let dir = dir.clone();
+            Box::new(move || {
+                let incarnation: u32 = rand::random();
+                record_incarnation(&dir, incarnation)?;
+                Ok(incarnation)
+            })
+        },
+    };
     Ok((
         NodeEnvParts {
             engine,
             members_file,
             incarnation,
+            backend,
         },
         Some(lock),
     ))
+}
+
+/// The LSM engine of the data dir (in a sub-directory of its own), with
+/// this build's key layout.
+fn open_lsm(dir: &Path, options: &LsmOptions) -> Result<Arc<dyn Engine>, StorageError> {
+    let engine: Arc<dyn Engine> = Arc::new(LsmEngine::open_dir(dir.join("lsm"), options.clone())?);
+    keys::check_layout(engine.as_ref())?;
+    Ok(engine)
+}
+
+/// Whether the disk under `dir` takes writes: writes, fsyncs and removes
+/// [`PROBE_BYTES`].
+fn probe_disk(dir: &Path) -> Result<(), String> {
+    let path = dir.join(PROBE_FILE);
+    let result = (|| -> std::io::Result<()> {
+        let mut file = File::create(&path)?;
+        std::io::Write::write_all(&mut file, &vec![0u8; PROBE_BYTES])?;
+        file.sync_all()
+    })();
+    let _ = std::fs::remove_file(&path);
+    result.map_err(|e| format!("probe write to {}: {e}", dir.display()))
 }
 
 /// Whether the last stop was clean (`CLEAN_SHUTDOWN` present); removes the
@@ -113,10 +163,8 @@ pub fn record_clean_shutdown(config: &NodeConfig) -> Result<(), String> {
 /// ages out. Two incarnations of one node collide with odds of 2^-32.
 fn store_incarnation(dir: &Path, engine: &dyn Engine, clean: bool) -> Result<u32, String> {
     let path = dir.join(INCARNATION_FILE);
-    let empty = engine
-        .scan(b"", None, 1)
-        .map_err(|e| format!("cannot tell whether the store is empty: {e}"))?
-        .is_empty();
+    let empty = keys::holds_no_data(engine)
+        .map_err(|e| format!("cannot tell whether the store is empty: {e}"))?;
     if clean && !empty {
         let recorded = std::fs::read_to_string(&path)
             .ok()
@@ -126,6 +174,20 @@ fn store_incarnation(dir: &Path, engine: &dyn Engine, clean: bool) -> Result<u32
         }
     }
     let incarnation: u32 = rand::random();
+    record_incarnation(dir, incarnation)?;
+    info!(
+        incarnation = %format!("{incarnation:08x}"),
+        empty_store = empty,
+        clean_stop = clean,
+        "new store incarnation: writes are versioned under a new name"
+    );
+    Ok(incarnation)
+}
+
+/// Records `incarnation` durably in `INCARNATION` (tmp file, fsync,
+/// rename, fsync the directory).
+fn record_incarnation(dir: &Path, incarnation: u32) -> Result<(), String> {
+    let path = dir.join(INCARNATION_FILE);
     let tmp = path.with_extension("tmp");
     let write = || -> std::io::Result<()> {
         let mut file = File::create(&tmp)?;
@@ -134,14 +196,7 @@ fn store_incarnation(dir: &Path, engine: &dyn Engine, clean: bool) -> Result<u32
         std::fs::rename(&tmp, &path)?;
         File::open(dir)?.sync_all()
     };
-    write().map_err(|e| format!("cannot record {INCARNATION_FILE}: {e}"))?;
-    info!(
-        incarnation = %format!("{incarnation:08x}"),
-        empty_store = empty,
-        clean_stop = clean,
-        "new store incarnation: writes are versioned under a new name"
-    );
-    Ok(incarnation)
+    write().map_err(|e| format!("cannot record {INCARNATION_FILE}: {e}"))
 }
 
 /// The storage half of a [`NodeEnv`].
@@ -152,6 +207,9 @@ pub struct NodeEnvParts {
     pub members_file: Option<PathBuf>,
     /// The store's incarnation.
     pub incarnation: u32,
+    /// How the storage writer reopens the store and renews its
+    /// incarnation after a failed write.
+    pub backend: Backend,
 }
 
 /// A data dir belongs to one node id for life: restarting it under another
@@ -185,7 +243,7 @@ mod tests {
 
         engine
             .write_batch(&[WriteOp::Put {
-                key: b"k".to_vec(),
+                key: keys::data_key(b"k"),
                 value: b"v".to_vec(),
             }])
             .unwrap();

@@ -101,17 +101,18 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         let env = NodeEnv {
             net: std::rc::Rc::new(TokioNet),
             clock: std::rc::Rc::new(SystemClock),
-            engine: parts.engine.clone(),
+            engine: parts.engine,
             members_file: parts.members_file,
             storage_threading: ringkv_actors::storage::StorageThreading::Threads,
             incarnation: parts.incarnation,
+            backend: parts.backend,
         };
         let running = node::start(&config, env, lock).await?;
         wait_for_shutdown().await;
         tracing::info!(node = %config.id, actor = "node", "shutting down");
         // Every acknowledged write is already durable; a clean stop also
         // lets the next start keep the store's incarnation.
-        match running.stop_cleanly(&config, parts.engine.as_ref()).await {
+        match running.stop_cleanly(&config).await {
             Ok(()) => tracing::info!(node = %config.id, actor = "node", "clean shutdown"),
             Err(reason) => tracing::warn!(
                 node = %config.id, actor = "node", %reason,

@@ -21,7 +21,9 @@ use ringkv_actors::net::SharedNet;
 use ringkv_actors::repair::{Repair, RepairOptions};
 use ringkv_actors::replicas::Replicas;
 use ringkv_actors::replicator::{ReplicationOptions, Replicator};
-use ringkv_actors::storage::{CloseWrites, Engine, Storage, StorageOptions, StorageThreading};
+use ringkv_actors::storage::{
+    CloseWrites, Engine, Storage, StorageOptions, StorageThreading, SubscribeStorage,
+};
 use ringkv_actors::wire::client::RequestLimits;
 use ringkv_actors::wire::peer::MemberInfo;
 use tracing::info;
@@ -31,8 +33,6 @@ pub use crate::data_dir::{open_storage, record_clean_shutdown, NodeEnvParts};
 
 /// File in the data dir holding the known members.
 pub(crate) const MEMBERS_FILE: &str = "members.mpk";
-/// File in the data dir holding the hint book (sloppy quorum).
-const HINTS_FILE: &str = "hints.mpk";
 /// What a node needs from the world.
 pub struct NodeEnv {
     /// Sockets.
@@ -48,6 +48,9 @@ pub struct NodeEnv {
     /// The incarnation of the store: new whenever the store starts empty.
     /// Writes are versioned as `NodeId::version_actor(incarnation)`.
     pub incarnation: u32,
+    /// How the storage writer reopens the store and renews the
+    /// incarnation after a failed write.
+    pub backend: ringkv_actors::storage::Backend,
 }
 
 /// Why a node could not start.
@@ -95,21 +98,19 @@ pub const SHUTDOWN_WRITES_WAIT_MS: u64 = 30_000;
 
 impl RunningNode {
     /// A clean stop: take no more writes, let those taken finish (at most
-    /// `SHUTDOWN_WRITES_WAIT_MS`), flush `engine`, then leave the
-    /// `CLEAN_SHUTDOWN` mark, so the next start keeps the store's
-    /// incarnation (see `data_dir::store_incarnation`). `Err` says why the
-    /// stop is not clean; the next start then gets a new incarnation.
-    pub async fn stop_cleanly(
-        &self,
-        config: &NodeConfig,
-        engine: &dyn Engine,
-    ) -> Result<(), String> {
+    /// `SHUTDOWN_WRITES_WAIT_MS`), flush the engine (the storage writer
+    /// does, as it stops; it refuses if a write failed and was not
+    /// recovered), then leave the `CLEAN_SHUTDOWN` mark, so the next start
+    /// keeps the store's incarnation (see `data_dir::store_incarnation`).
+    /// `Err` says why the stop is not clean; the next start then gets a
+    /// new incarnation.
+    pub async fn stop_cleanly(&self, config: &NodeConfig) -> Result<(), String> {
         let wait = std::time::Duration::from_millis(SHUTDOWN_WRITES_WAIT_MS);
         tokio::time::timeout(wait, self.storage.send(CloseWrites))
             .await
             .map_err(|_| format!("writes still running after {SHUTDOWN_WRITES_WAIT_MS} ms"))?
-            .map_err(|e| format!("storage actor gone: {e}"))?;
-        engine.flush().map_err(|e| format!("flush failed: {e}"))?;
+            .map_err(|e| format!("storage actor gone: {e}"))?
+            .map_err(|e| format!("closing the store: {e}"))?;
         record_clean_shutdown(config)
     }
 }
@@ -192,21 +193,23 @@ pub async fn start(
     let storage_options = StorageOptions {
         threading: env.storage_threading,
         storage_queue_max: config.storage_queue_max,
+        hints_bytes_max_per_target: config.hints_bytes_max_per_target,
         ..StorageOptions::default()
     };
-    let storage = Storage::new(&config.id, env.engine, storage_options)
-        .map_err(|e| NodeError::DataDir {
-            dir: config.data_dir.clone(),
-            reason: format!("cannot start storage threads: {e}"),
-        })?
-        .start();
+    let storage = Storage::new(
+        &config.id,
+        env.engine,
+        storage_options,
+        env.backend,
+        env.incarnation,
+    )
+    .map_err(|e| NodeError::DataDir {
+        dir: config.data_dir.clone(),
+        reason: format!("cannot start storage: {e}"),
+    })?
+    .start();
     let storage_for_shutdown = storage.clone();
-    let version_actor = config.id.version_actor(env.incarnation);
     let status_extra = vec![
-        (
-            "version_actor".to_string(),
-            rmpv::Value::from(version_actor.as_str()),
-        ),
         ("n".to_string(), rmpv::Value::from(config.n as u64)),
         ("r".to_string(), rmpv::Value::from(config.r as u64)),
         ("w".to_string(), rmpv::Value::from(config.w as u64)),
@@ -234,13 +237,8 @@ pub async fn start(
             read_repair_inflight_max: 1024,
             repair_timeout_ms: config.request_timeout_ms,
             stream_bytes_per_s_max: config.stream_bytes_per_s_max,
-            hints_max: ringkv_actors::repair::hints::HINTS_MAX_DEFAULT,
             hint_retry_ms: config.gossip_interval_ms,
-            // Beside the membership file, in the data dir.
-            hints_file: env
-                .members_file
-                .as_ref()
-                .map(|p| p.with_file_name(HINTS_FILE)),
+            hint_delivery_bytes_per_s_max: config.hint_delivery_bytes_per_s_max,
             anti_entropy_interval_ms: config.anti_entropy_interval_ms,
             merkle_leaves: ringkv_actors::repair::merkle::MERKLE_LEAVES_DEFAULT,
             replicas_per_key: config.n,
@@ -279,12 +277,11 @@ pub async fn start(
             w: config.w,
             request_timeout_ms: config.request_timeout_ms,
             limits: config.version_limits.clone(),
-            version_actor: version_actor.clone(),
             stand_in_after_ms: config.stand_in_after_ms,
+            object_bytes_max: config.object_bytes_max,
         },
         replicas,
         resolver,
-        repair.clone().recipient(),
         repair.clone().recipient(),
         env.clock.clone(),
     )
@@ -313,6 +310,8 @@ pub async fn start(
         failure_detector.clone().recipient(),
         vec![replicator.clone().recipient(), repair.clone().recipient()],
     ));
+    storage_for_shutdown.do_send(SubscribeStorage(replicator.clone().recipient()));
+    storage_for_shutdown.do_send(SubscribeStorage(failure_detector.clone().recipient()));
     failure_detector.do_send(Subscribe(replicator.clone().recipient()));
     failure_detector.do_send(Subscribe(repair.clone().recipient()));
     failure_detector.do_send(Subscribe(bridge_addr.clone().recipient()));
@@ -340,6 +339,7 @@ pub async fn start(
         client_listener,
         replicator,
         failure_detector,
+        storage_for_shutdown.clone(),
     )
     .start();
     let span = tracing::info_span!("node", node = %config.id, actor = "node");

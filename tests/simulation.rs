@@ -105,6 +105,7 @@ async fn run_node_of(id: &'static str, cluster: &[&'static str]) -> turmoil::Res
         storage_threading: StorageThreading::Inline,
         // Deterministic, and distinct per node as random ones would be.
         incarnation: ringkv_actors::ring::hash_bytes(config.id.as_str().as_bytes()) as u32,
+        backend: ringkv_actors::storage::Backend::in_memory(),
     };
     let _node = node::start(&config, env, None).await.unwrap();
     std::future::pending::<()>().await;

@@ -34,6 +34,13 @@ pub enum ReplicaError {
     /// siblings): the same answer on every replica.
     #[error("{0}")]
     Refused(ClientError),
+    /// The local store mints no new version now (a local write failed; see
+    /// `storage::writer`): another replica must coordinate the write.
+    #[error("this node mints no new versions now: {reason}")]
+    CannotMint {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl ReplicaError {
@@ -59,6 +66,10 @@ impl ReplicaError {
                 ClientError::new(ErrorCode::Internal, format!("local storage: {message}"))
             }
             ReplicaError::Refused(e) => e.clone(),
+            ReplicaError::CannotMint { reason } => ClientError::new(
+                ErrorCode::Unavailable,
+                format!("this node mints no new versions now ({reason}); nothing was written"),
+            ),
         }
     }
 }
@@ -68,6 +79,13 @@ impl From<ApplyError> for ReplicaError {
         match e {
             ApplyError::Rejected(e) => ReplicaError::Refused(e),
             ApplyError::Storage(e) => e.into(),
+            ApplyError::CannotMint { reason } => ReplicaError::CannotMint { reason },
+            // A stand-in that holds too many hints for the owner: the
+            // coordinator asks another one.
+            e @ ApplyError::HintsFull { .. } => ReplicaError::Storage {
+                overloaded: true,
+                message: e.to_string(),
+            },
         }
     }
 }
@@ -150,7 +168,7 @@ impl Replicas {
     ) -> Result<(), ReplicaError> {
         if *node == self.own {
             return self
-                .merge_locally(key.to_vec(), object.to_vec(), trace)
+                .merge_locally(key.to_vec(), object.to_vec(), None, trace)
                 .await
                 .map(|_| ());
         }
@@ -182,19 +200,23 @@ impl Replicas {
         Ok(())
     }
 
-    /// Merges an incoming version into the local copy; answers the stored
-    /// value when it changed.
+    /// Merges an incoming version into the local copy (with a durable
+    /// hint for `hint_for`, in the same batch, when this node stands in for
+    /// it); answers the stored value when it changed.
     pub async fn merge_locally(
         &self,
         key: Vec<u8>,
         object: Vec<u8>,
+        hint_for: Option<NodeId>,
         trace: u64,
     ) -> Result<Option<Vec<u8>>, ReplicaError> {
         let apply = self.storage.send(LocalApply {
             key,
+            bytes: object.len(),
             mutation: merge_mutation(object),
             trace,
             minted: None,
+            hint_for,
         });
         Ok(apply.await??)
     }
@@ -203,7 +225,7 @@ impl Replicas {
 /// The mutation a replica applies to an incoming version: the join of what
 /// it has and what arrived (writes nothing when that changes nothing).
 pub fn merge_mutation(incoming: Vec<u8>) -> Mutation {
-    Box::new(move |current: Option<&[u8]>| {
+    Box::new(move |current: Option<&[u8]>, _minting_as: &NodeId| {
         let arrived = Object::decode(&incoming)
             .map_err(|e| ClientError::new(ErrorCode::BadRequest, format!("replica write: {e}")))?;
         let Some(current) = current else {

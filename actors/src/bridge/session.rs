@@ -81,12 +81,41 @@ impl PeerSession {
     }
 
     /// Queues `frame` for the socket; closes the session when the peer has
-    /// let `peer_write_queue_bytes_max` pile up unread.
+    /// let `peer_write_queue_bytes_max` pile up unread. A response too
+    /// large for a peer frame is replaced by an error that says so (never
+    /// dropped: the caller would wait out its deadline, and the writer
+    /// would fail the link).
     fn send(&mut self, frame: &PeerFrame, ctx: &mut Context<Self>) {
-        let Some(writer) = self.writer.as_ref() else {
+        if self.writer.is_none() {
             return;
-        };
-        let bytes = match frame.encode() {
+        }
+        let mut encoded = frame.encode();
+        let limit = self.options.max_frame_bytes;
+        if let (Ok(bytes), PeerFrame::Response { id, .. }) = (&encoded, frame) {
+            if bytes.len() > limit {
+                let span = self.span.clone();
+                let _span = span.enter();
+                warn!(
+                    id,
+                    bytes = bytes.len(),
+                    limit,
+                    "peer reply too large for a frame; answering too_large"
+                );
+                let error = RemoteError::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "the reply of {} bytes is over the peer frame limit of {limit} bytes",
+                        bytes.len()
+                    ),
+                );
+                encoded = PeerFrame::Response {
+                    id: *id,
+                    body: Err(error),
+                }
+                .encode();
+            }
+        }
+        let bytes = match encoded {
             Ok(bytes) => Bytes::from(bytes),
             Err(e) => {
                 let _span = self.span.enter();
@@ -95,6 +124,9 @@ impl PeerSession {
                 ctx.stop();
                 return;
             }
+        };
+        let Some(writer) = self.writer.as_ref() else {
+            return;
         };
         let queued = self.queued_bytes.get();
         if queued > 0 && queued + bytes.len() > self.options.peer_write_queue_bytes_max {

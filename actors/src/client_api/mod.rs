@@ -15,6 +15,7 @@ pub use session::ClientSession;
 use crate::failure_detector::FailureDetector;
 use crate::net::{accept_stream, BoxConnection, Listener};
 use crate::replicator::Replicator;
+use crate::storage::Storage;
 use crate::wire::client::RequestLimits;
 use crate::NodeId;
 
@@ -42,6 +43,7 @@ pub struct ClientApi {
     listener: Option<Box<dyn Listener>>,
     replicator: Addr<Replicator>,
     failure_detector: Addr<FailureDetector>,
+    storage: Addr<Storage>,
     /// Source of request ids; shared with every session.
     next_trace: Rc<Cell<u64>>,
     /// Open sessions, shared with every session (they decrement on stop).
@@ -57,6 +59,7 @@ impl ClientApi {
         listener: Box<dyn Listener>,
         replicator: Addr<Replicator>,
         failure_detector: Addr<FailureDetector>,
+        storage: Addr<Storage>,
     ) -> Self {
         // Request ids start at a per-node offset so that ids from different
         // coordinators rarely collide in a merged log.
@@ -68,6 +71,7 @@ impl ClientApi {
             listener: Some(listener),
             replicator,
             failure_detector,
+            storage,
             next_trace: Rc::new(Cell::new(first)),
             open: Rc::new(Cell::new(0)),
             span,
@@ -108,6 +112,7 @@ impl StreamHandler<std::io::Result<(BoxConnection, SocketAddr)>> for ClientApi {
                     self.options.clone(),
                     self.replicator.clone(),
                     self.failure_detector.clone(),
+                    self.storage.clone(),
                     self.next_trace.clone(),
                     self.open.clone(),
                 )

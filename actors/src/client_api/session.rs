@@ -21,6 +21,7 @@ use super::ClientApiOptions;
 use crate::failure_detector::{FailureDetector, Forget, Leave, StatusQuery};
 use crate::net::BoxConnection;
 use crate::replicator::{CoordinateGet, CoordinateWrite, Replicator};
+use crate::storage::{HintCountsQuery, Storage};
 use crate::wire::client::{
     encode_response, parse_request, ClientError, ClientOp, ClientReply, ClientRequest, ErrorCode,
 };
@@ -39,6 +40,7 @@ pub struct ClientSession {
     options: ClientApiOptions,
     replicator: Addr<Replicator>,
     failure_detector: Addr<FailureDetector>,
+    storage: Addr<Storage>,
     next_trace: Rc<Cell<u64>>,
     open: Rc<Cell<usize>>,
     writer: Option<Writer>,
@@ -58,6 +60,7 @@ impl ClientSession {
         options: ClientApiOptions,
         replicator: Addr<Replicator>,
         failure_detector: Addr<FailureDetector>,
+        storage: Addr<Storage>,
         next_trace: Rc<Cell<u64>>,
         open: Rc<Cell<usize>>,
     ) -> Self {
@@ -68,6 +71,7 @@ impl ClientSession {
             options,
             replicator,
             failure_detector,
+            storage,
             next_trace,
             open,
             writer: None,
@@ -96,9 +100,28 @@ impl ClientSession {
         let Some(w) = self.writer.as_ref() else {
             return;
         };
-        if w.try_send(Bytes::from(encode_response(id, result)))
-            .is_err()
-        {
+        let mut frame = encode_response(id, result);
+        if frame.len() > self.options.max_frame_bytes {
+            // Never a silent drop (the client would wait forever): the
+            // answer it cannot get is replaced by one that says why.
+            let error = ClientError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "the response of {} bytes is over the limit of {} bytes (max_frame_bytes); \
+                     for a key with large siblings, write it back with its context to resolve them",
+                    frame.len(),
+                    self.options.max_frame_bytes
+                ),
+            );
+            let _span = self.span.enter();
+            warn!(
+                id,
+                bytes = frame.len(),
+                "response too large for a frame; answering too_large"
+            );
+            frame = encode_response(id, &Err(error));
+        }
+        if w.try_send(Bytes::from(frame)).is_err() {
             let span = self.span.clone();
             let _span = span.enter();
             warn!(
@@ -169,7 +192,21 @@ impl ClientSession {
             }
             ClientOp::Status => {
                 let call = self.failure_detector.send(StatusQuery);
-                Box::pin(async move { call.await.map_err(gone) })
+                let hints = self.storage.send(HintCountsQuery);
+                Box::pin(async move {
+                    let mut status = call.await.map_err(gone)?;
+                    // Writes this node holds as a stand-in, not yet handed
+                    // to the replica they are for.
+                    if let (ClientReply::Status { extra, .. }, Ok(hints)) =
+                        (&mut status, hints.await)
+                    {
+                        let count: u64 = hints.iter().map(|h| h.1).sum();
+                        let bytes: u64 = hints.iter().map(|h| h.2).sum();
+                        extra.push(("hints_pending".into(), rmpv::Value::from(count)));
+                        extra.push(("hints_pending_bytes".into(), rmpv::Value::from(bytes)));
+                    }
+                    Ok(status)
+                })
             }
             ClientOp::Leave => {
                 let call = self.failure_detector.send(Leave);

@@ -38,6 +38,7 @@ use crate::bridge::{Bridge, CallPeer, Incoming, PeerBack, PeerEvent};
 use crate::clock::SharedClock;
 use crate::membership::MembershipChanged;
 use crate::repair::Repair;
+use crate::storage::{MintState, StorageHealth};
 use crate::wire::client::{ClientError, ClientReply, ErrorCode};
 use crate::wire::peer::{GossipExchange, GossipReply, MemberInfo, RemoteError};
 use crate::NodeId;
@@ -93,6 +94,8 @@ pub struct FailureDetector {
     rng: SmallRng,
     lifecycle: lifecycle::Lifecycle,
     bootstrap: bootstrap::Bootstrap,
+    /// The store's minting state (version actor; why it stopped, if so).
+    mint: Option<MintState>,
     /// The seed address each member was reached at (for the bootstrap).
     seed_of: HashMap<NodeId, SocketAddr>,
     /// Writes the membership to the data dir off the arbiter.
@@ -148,6 +151,7 @@ impl FailureDetector {
             rng: SmallRng::seed_from_u64(seed),
             lifecycle,
             bootstrap,
+            mint: None,
             seed_of: HashMap::new(),
             persister,
             span,
@@ -416,6 +420,14 @@ impl Handler<Incoming<GossipExchange>> for FailureDetector {
     }
 }
 
+impl Handler<StorageHealth> for FailureDetector {
+    type Result = ();
+
+    fn handle(&mut self, msg: StorageHealth, _ctx: &mut Self::Context) {
+        self.mint = Some(msg.0);
+    }
+}
+
 impl Handler<StatusQuery> for FailureDetector {
     type Result = MessageResult<StatusQuery>;
 
@@ -429,6 +441,19 @@ impl Handler<StatusQuery> for FailureDetector {
             rmpv::Value::from(self.view.read_ring.token_count() as u64),
         ));
         extra.push(("ready".into(), rmpv::Value::from(self.bootstrap.is_ready())));
+        if let Some(mint) = &self.mint {
+            extra.push((
+                "version_actor".into(),
+                rmpv::Value::from(mint.version_actor.as_str()),
+            ));
+            extra.push(("minting".into(), rmpv::Value::from(mint.stopped.is_none())));
+            if let Some(why) = &mint.stopped {
+                extra.push((
+                    "not_minting_because".into(),
+                    rmpv::Value::from(why.as_str()),
+                ));
+            }
+        }
         let waiting: Vec<rmpv::Value> = self
             .bootstrap
             .waiting_for()

@@ -16,6 +16,8 @@ use crate::NodeId;
 pub const MERKLE_LEAVES_MAX: usize = 65_536;
 /// Entries per local scan page while building a tree.
 const TREE_SCAN_PAGE_ENTRIES: usize = 1024;
+/// Bytes per local scan page while building a tree.
+const TREE_SCAN_PAGE_BYTES: usize = 4 << 20;
 
 /// Builds this node's tree over the keys whose preference list (in `ring`,
 /// `n` replicas) holds both `a` and `b`.
@@ -44,13 +46,15 @@ pub async fn local_tree(
             start: cursor.clone(),
             end: None,
             limit: TREE_SCAN_PAGE_ENTRIES,
+            bytes_max: TREE_SCAN_PAGE_BYTES,
         });
-        let entries = match scan.await {
-            Ok(Ok(entries)) => entries,
+        let page = match scan.await {
+            Ok(Ok(page)) => page,
             Ok(Err(e)) => return Err(format!("local scan failed: {e}")),
             Err(e) => return Err(format!("storage unavailable: {e}")),
         };
-        let full_page = entries.len() >= TREE_SCAN_PAGE_ENTRIES;
+        let entries = page.entries;
+        let full_page = page.more;
         for (key, value) in &entries {
             let Some(user) = user_key(key) else { continue };
             let token = Ring::key_token(user);

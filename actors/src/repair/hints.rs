@@ -1,108 +1,121 @@
-//! The hint book: which keys this node holds for which unreachable replica
-//! (sloppy quorum's stand-in duty). Pure and bounded; the Repair actor
-//! persists it and delivers the hints when their owner is reachable again.
+//! Hinted handoff's delivery: a stand-in hands the writes it holds for a
+//! replica to that replica once it is back (or, if the replica left the
+//! cluster, to the key's current owners).
 //!
-//! A hint is only a pointer: the stand-in merged the object into its own
-//! store when it took the write, so delivering a hint means reading the
-//! current local version and writing it to the owner (a merge there). A
-//! hint lost in a crash costs a late repair (read repair finds the gap), not
-//! the write: its data is still on the stand-in.
+//! The hints themselves are records in the storage engine, written in the
+//! same batch as the object they point to (`storage::writer`, "Hints"), so
+//! a hint is durable whenever the stand-in's acknowledgement counted toward
+//! W, survives a restart, and is bounded per owner
+//! (`hints_bytes_max_per_target`). A hint is only a pointer: delivering it
+//! means reading the stand-in's current version of the key and writing it
+//! to the target (a merge there), then clearing the hint if it was not
+//! hinted again meanwhile (its `seq`). A delivery cut short is simply
+//! tried again: it is at-least-once, and merges are idempotent.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use tracing::debug;
 
+use super::stream::Throttle;
+use crate::replicas::Replicas;
+use crate::storage::{ClearHint, LocalHints, LocalRead};
 use crate::NodeId;
 
-/// Default for the most hints a node keeps.
-pub const HINTS_MAX_DEFAULT: usize = 100_000;
+/// Hints read per page during delivery.
+pub const HINT_PAGE_ENTRIES: usize = 256;
 
-/// Keys held for each owner.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HintBook {
-    by_owner: BTreeMap<NodeId, BTreeSet<serde_bytes::ByteBuf>>,
-    count: usize,
+/// Where one owner's hints go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// The owner is back: to it.
+    Owner,
+    /// The owner left the cluster: to each key's current owners, which
+    /// `owners_of` gives (the ones this node can reach).
+    CurrentOwners,
 }
 
-impl HintBook {
-    /// Records that `key` is held for `owner`; false (and nothing recorded)
-    /// when the book already holds `hints_max` hints.
-    pub fn add(&mut self, owner: NodeId, key: Vec<u8>, hints_max: usize) -> bool {
-        let set = self.by_owner.entry(owner).or_default();
-        let key = serde_bytes::ByteBuf::from(key);
-        if set.contains(&key) {
-            return true;
-        }
-        if self.count >= hints_max {
-            return false;
-        }
-        set.insert(key);
-        self.count += 1;
-        true
-    }
+/// What one delivery round for an owner did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Hints delivered and cleared.
+    pub hints: u64,
+    /// Bytes of objects written.
+    pub bytes: u64,
+}
 
-    /// The keys held for `owner`.
-    pub fn keys_for(&self, owner: &NodeId) -> Vec<Vec<u8>> {
-        self.by_owner
-            .get(owner)
-            .map(|s| s.iter().map(|k| k.to_vec()).collect())
-            .unwrap_or_default()
-    }
-
-    /// Forgets delivered hints.
-    pub fn remove(&mut self, owner: &NodeId, keys: &[Vec<u8>]) {
-        if let Some(set) = self.by_owner.get_mut(owner) {
-            for key in keys {
-                if set.remove(&serde_bytes::ByteBuf::from(key.clone())) {
-                    self.count -= 1;
+/// Delivers every hint held for `owner` (pages of [`HINT_PAGE_ENTRIES`]),
+/// paced by `throttle`; stops at the first write that fails (the rest wait
+/// for the next round). `owners_of` names a key's current owners, for
+/// [`Destination::CurrentOwners`].
+pub async fn deliver(
+    replicas: &Replicas,
+    owner: &NodeId,
+    destination: Destination,
+    owners_of: impl Fn(&[u8]) -> Vec<NodeId>,
+    throttle: Throttle,
+    timeout_ms: u64,
+) -> Result<Delivered, (Delivered, String)> {
+    let mut done = Delivered::default();
+    let started = tokio::time::Instant::now();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = replicas
+            .storage
+            .send(LocalHints {
+                owner: owner.clone(),
+                after: after.clone(),
+                limit: HINT_PAGE_ENTRIES,
+            })
+            .await
+            .map_err(|e| (done, format!("storage unavailable: {e}")))?
+            .map_err(|e| (done, format!("reading hints: {e}")))?;
+        let full = page.len() == HINT_PAGE_ENTRIES;
+        for hint in page {
+            after = Some(hint.key.clone());
+            let object = replicas
+                .storage
+                .send(LocalRead {
+                    key: hint.key.clone(),
+                })
+                .await
+                .map_err(|e| (done, format!("storage unavailable: {e}")))?
+                .map_err(|e| (done, format!("reading {:?}: {e}", hint.key)))?;
+            // Nothing here any more: nothing to hand over.
+            if let Some(object) = object {
+                let targets = match destination {
+                    Destination::Owner => vec![owner.clone()],
+                    Destination::CurrentOwners => owners_of(&hint.key),
+                };
+                if targets.is_empty() {
+                    return Err((done, "no current owner of the key is reachable".into()));
                 }
+                for target in &targets {
+                    replicas
+                        .write(target, &hint.key, &object, 0, timeout_ms)
+                        .await
+                        .map_err(|e| (done, format!("writing to {target}: {e}")))?;
+                }
+                done.bytes += object.len() as u64;
             }
-            if set.is_empty() {
-                self.by_owner.remove(owner);
+            replicas
+                .storage
+                .send(ClearHint {
+                    owner: owner.clone(),
+                    key: hint.key,
+                    seq: hint.record.seq,
+                })
+                .await
+                .map_err(|e| (done, format!("storage unavailable: {e}")))?
+                .map_err(|e| (done, format!("clearing a hint: {e}")))?;
+            done.hints += 1;
+            let pause = throttle.delay(done.bytes, started.elapsed());
+            if pause > Duration::ZERO {
+                tokio::time::sleep(pause).await;
             }
         }
-    }
-
-    /// Owners with hints waiting.
-    pub fn owners(&self) -> Vec<NodeId> {
-        self.by_owner.keys().cloned().collect()
-    }
-
-    /// Hints held.
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    /// Whether no hint is held.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    fn id(s: &str) -> NodeId {
-        NodeId::new(s).unwrap()
-    }
-
-    #[test]
-    fn bounded_deduplicated_and_removable() {
-        let mut book = HintBook::default();
-        assert!(book.add(id("a"), b"k1".to_vec(), 2));
-        assert!(
-            book.add(id("a"), b"k1".to_vec(), 2),
-            "a repeat is not a new hint"
-        );
-        assert!(book.add(id("b"), b"k2".to_vec(), 2));
-        assert!(!book.add(id("b"), b"k3".to_vec(), 2), "over hints_max");
-        assert_eq!(book.len(), 2);
-        assert_eq!(book.keys_for(&id("a")), vec![b"k1".to_vec()]);
-        book.remove(&id("a"), &[b"k1".to_vec()]);
-        assert_eq!(book.owners(), vec![id("b")]);
-        let bytes = rmp_serde::to_vec_named(&book).unwrap();
-        assert_eq!(rmp_serde::from_slice::<HintBook>(&bytes).unwrap(), book);
+        if !full {
+            debug!(peer = %owner, hints = done.hints, "hint delivery round done");
+            return Ok(done);
+        }
     }
 }

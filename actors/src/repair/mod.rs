@@ -21,15 +21,18 @@ use serde_bytes::ByteBuf;
 use crate::bridge::{Incoming, LinksChanged};
 use crate::membership::MembershipChanged;
 use crate::replicas::Replicas;
-use crate::replicator::{ReadRepair, RecordHint};
-use crate::storage::LocalScan;
+use crate::replicator::ReadRepair;
+use crate::storage::{HintCountsQuery, LocalScan};
 use crate::wire::client::ErrorCode;
 use crate::wire::peer::{LeafHashes, MerkleLeaves, RemoteError, ScanPage, ScanRange};
 use crate::NodeId;
 
-/// Most entries one scan page may hold, whatever a peer asks for: a page is
-/// one peer frame, and objects can be large.
+/// Most entries one scan page may hold, whatever a peer asks for.
 pub const SCAN_PAGE_ENTRIES_MAX: usize = 1024;
+/// Most bytes of keys and objects one scan page holds, whatever a peer
+/// asks for: a page is one peer frame (8 MiB by default), and one object
+/// (at most `object_bytes_max`) always fits beside this.
+pub const SCAN_PAGE_BYTES_MAX: u64 = 2 << 20;
 
 /// Which way a handoff moves data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,13 +65,10 @@ pub struct RepairOptions {
     pub repair_timeout_ms: u64,
     /// Handoff streaming pace, in bytes per second (0: unthrottled).
     pub stream_bytes_per_s_max: u64,
-    /// Most hints kept; writes past it are still stored here, but their
-    /// owner is repaired only by reads (logged).
-    pub hints_max: usize,
     /// How often waiting hints are retried, in milliseconds.
     pub hint_retry_ms: u64,
-    /// Where the hint book is kept (`None`: memory only).
-    pub hints_file: Option<std::path::PathBuf>,
+    /// Hint delivery pace, in bytes of objects per second (0: unthrottled).
+    pub hint_delivery_bytes_per_s_max: u64,
     /// Time between anti-entropy exchanges (one peer each), in
     /// milliseconds; 0 turns anti-entropy off.
     pub anti_entropy_interval_ms: u64,
@@ -84,12 +84,12 @@ pub struct Repair {
     options: RepairOptions,
     reachable: Arc<HashSet<NodeId>>,
     in_flight: usize,
-    hints: hints::HintBook,
     /// Owners whose hints are being delivered now.
     delivering: HashSet<NodeId>,
-    hint_persister: Option<crate::persist::Persister>,
     /// The ring reads use (anti-entropy compares what two nodes share in it).
     read_ring: Arc<crate::ring::Ring>,
+    /// The ring writes use (where a hint goes when its owner left).
+    write_ring: Arc<crate::ring::Ring>,
     /// Members nobody suspects: anti-entropy partners.
     healthy: Arc<HashSet<NodeId>>,
     /// Members whose link from here is down or timing out (the Bridge's
@@ -106,24 +106,10 @@ impl Repair {
     /// A repair actor writing through `replicas`.
     pub fn new(replicas: Replicas, options: RepairOptions) -> Self {
         let span = tracing::info_span!("repair", node = %replicas.own, actor = "repair");
-        let hints = options
-            .hints_file
-            .as_deref()
-            .and_then(|path| std::fs::read(path).ok())
-            .and_then(|bytes| rmp_serde::from_slice(&bytes).ok())
-            .unwrap_or_default();
-        let hint_persister = options.hints_file.clone().and_then(|path| {
-            crate::persist::Persister::start(path, span.clone())
-                .map_err(
-                    |e| warn!(error = %e, "cannot start the hint writer; hints will not be kept"),
-                )
-                .ok()
-        });
         Self {
-            hints,
             delivering: HashSet::new(),
-            hint_persister,
             read_ring: Arc::default(),
+            write_ring: Arc::default(),
             healthy: Arc::default(),
             unusable_links: Arc::default(),
             next_partner: 0,
@@ -206,83 +192,77 @@ impl Repair {
         }));
     }
 
-    fn save_hints(&self) {
-        if let Some(p) = &self.hint_persister {
-            if let Ok(bytes) = rmp_serde::to_vec_named(&self.hints) {
-                p.save(bytes);
-            }
-        }
-    }
-
-    /// Hinted handoff: for each reachable owner with hints waiting, write
-    /// this node's current version of each key to it; forget the delivered.
+    /// Hinted handoff: for each owner this node holds hints for, deliver
+    /// them to it if it is back, or to each key's current owners if it
+    /// left the cluster (a forgotten or departed member never comes back
+    /// for them).
     fn deliver_hints(&mut self, ctx: &mut Context<Self>) {
-        for owner in self.hints.owners() {
-            let usable = self.reachable.contains(&owner) && !self.unusable_links.contains(&owner);
-            if !usable || self.delivering.contains(&owner) {
-                continue;
+        let counts = self.replicas.storage.send(HintCountsQuery);
+        ctx.spawn(counts.into_actor(self).map(|counts, act, ctx| {
+            let Ok(counts) = counts else { return };
+            for (owner, _, _) in counts {
+                act.deliver_to(owner, ctx);
             }
-            self.delivering.insert(owner.clone());
-            let keys = self.hints.keys_for(&owner);
-            let replicas = self.replicas.clone();
-            let timeout_ms = self.options.repair_timeout_ms;
-            let target = owner.clone();
-            let work = async move {
-                let mut delivered = Vec::new();
-                for key in keys {
-                    let read = replicas
-                        .storage
-                        .send(crate::storage::LocalRead { key: key.clone() });
-                    let object = match read.await {
-                        Ok(Ok(Some(object))) => object,
-                        // Nothing here any more (or unreadable): nothing to hand over.
-                        Ok(Ok(None)) => {
-                            delivered.push(key);
-                            continue;
-                        }
-                        _ => break,
-                    };
-                    if replicas
-                        .write(&target, &key, &object, 0, timeout_ms)
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                    delivered.push(key);
-                }
-                delivered
-            }
-            .instrument(self.span.clone());
-            ctx.spawn(work.into_actor(self).map(move |delivered, act, _| {
-                act.delivering.remove(&owner);
-                if delivered.is_empty() {
-                    return;
-                }
-                act.hints.remove(&owner, &delivered);
-                act.save_hints();
-                let span = act.span.clone();
-                let _span = span.enter();
-                info!(peer = %owner, delivered = delivered.len(), waiting = act.hints.keys_for(&owner).len(),
-                    "hinted handoff: delivered writes held for a returning replica");
-            }));
-        }
+        }));
     }
-}
 
-impl Handler<RecordHint> for Repair {
-    type Result = ();
-
-    fn handle(&mut self, msg: RecordHint, _ctx: &mut Self::Context) {
-        let owner = msg.owner.clone();
-        if self.hints.add(msg.owner, msg.key, self.options.hints_max) {
-            self.save_hints();
-        } else {
-            let span = self.span.clone();
-            let _span = span.enter();
-            warn!(peer = %owner, limit = self.options.hints_max,
-                "hint dropped: hints_max reached; the write is stored here and read repair will reach its owner");
+    fn deliver_to(&mut self, owner: NodeId, ctx: &mut Context<Self>) {
+        if self.delivering.contains(&owner) {
+            return;
         }
+        let member = |ring: &crate::ring::Ring| ring.members().iter().any(|m| m.id == owner);
+        let destination = if !member(&self.read_ring) && !member(&self.write_ring) {
+            hints::Destination::CurrentOwners
+        } else if self.reachable.contains(&owner) && !self.unusable_links.contains(&owner) {
+            hints::Destination::Owner
+        } else {
+            return; // away: its hints wait
+        };
+        self.delivering.insert(owner.clone());
+        let (replicas, write_ring) = (self.replicas.clone(), self.write_ring.clone());
+        let (reachable, unusable) = (self.reachable.clone(), self.unusable_links.clone());
+        let n = self.options.replicas_per_key;
+        let own = self.replicas.own.clone();
+        let owners_of = move |key: &[u8]| -> Vec<NodeId> {
+            write_ring
+                .preference_list(key, n)
+                .into_iter()
+                .filter(|m| *m != own && reachable.contains(m) && !unusable.contains(m))
+                .collect()
+        };
+        let throttle = stream::Throttle {
+            bytes_per_s_max: self.options.hint_delivery_bytes_per_s_max,
+        };
+        let timeout_ms = self.options.repair_timeout_ms;
+        let target = owner.clone();
+        let work = async move {
+            hints::deliver(
+                &replicas,
+                &target,
+                destination,
+                owners_of,
+                throttle,
+                timeout_ms,
+            )
+            .await
+        }
+        .instrument(self.span.clone());
+        ctx.spawn(work.into_actor(self).map(move |result, act, _| {
+            act.delivering.remove(&owner);
+            let span = act.span.clone();
+            let _span = span.enter();
+            let (done, failure) = match result {
+                Ok(done) => (done, None),
+                Err((done, why)) => (done, Some(why)),
+            };
+            if done.hints > 0 {
+                info!(peer = %owner, delivered = done.hints, bytes = done.bytes,
+                    "hinted handoff: delivered writes held for another replica");
+            }
+            if let Some(why) = failure {
+                debug!(peer = %owner, error = %why, "hint delivery stopped; retrying later");
+            }
+        }));
     }
 }
 
@@ -386,22 +366,30 @@ impl Handler<Incoming<ScanRange>> for Repair {
 
     /// Serves a page of a range scan (a peer's handoff or anti-entropy pull).
     fn handle(&mut self, msg: Incoming<ScanRange>, _ctx: &mut Self::Context) -> Self::Result {
-        let ScanRange { start, end, limit } = msg.request;
+        let ScanRange {
+            start,
+            end,
+            limit,
+            bytes_max,
+        } = msg.request;
         let scan = self.replicas.storage.send(LocalScan {
             start: start.into_vec(),
             end: end.map(ByteBuf::into_vec),
-            limit: (limit as usize).min(SCAN_PAGE_ENTRIES_MAX),
+            limit: (limit as usize).clamp(1, SCAN_PAGE_ENTRIES_MAX),
+            bytes_max: bytes_max.min(SCAN_PAGE_BYTES_MAX) as usize,
         });
         Box::pin(async move {
-            let entries = scan
+            let page = scan
                 .await
                 .map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))?
                 .map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))?;
             Ok(ScanPage {
-                entries: entries
+                entries: page
+                    .entries
                     .into_iter()
                     .map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v)))
                     .collect(),
+                more: page.more,
             })
         })
     }

@@ -16,6 +16,9 @@ use crate::wire::peer::ScanRange;
 
 /// Entries asked for per scan page.
 pub const STREAM_PAGE_ENTRIES: usize = 256;
+/// Bytes of keys and objects asked for per scan page: with large objects a
+/// page of `STREAM_PAGE_ENTRIES` would not fit one peer frame.
+pub const STREAM_PAGE_BYTES: u64 = 1 << 20;
 
 /// What one transfer moved.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -71,16 +74,16 @@ pub async fn pull(
                 start: ByteBuf::from(cursor.clone()),
                 end: end.clone().map(ByteBuf::from),
                 limit: STREAM_PAGE_ENTRIES as u32,
+                bytes_max: STREAM_PAGE_BYTES,
             };
-            let entries = match replicas
+            let page = match replicas
                 .call(&transfer.source, request, trace, timeout_ms)
                 .await
             {
-                Ok(page) => page.entries,
+                Ok(page) => page,
                 Err(e) => return Err(format!("scan of {} failed: {e}", transfer.source)),
             };
-            let full_page = entries.len() >= STREAM_PAGE_ENTRIES;
-            for (key, object) in entries {
+            for (key, object) in page.entries {
                 let (key, object) = (key.into_vec(), object.into_vec());
                 let user = user_key(&key).ok_or("a scanned key is too short")?.to_vec();
                 stats += StreamStats {
@@ -88,13 +91,13 @@ pub async fn pull(
                     bytes: (key.len() + object.len()) as u64,
                 };
                 replicas
-                    .merge_locally(user, object, trace)
+                    .merge_locally(user, object, None, trace)
                     .await
                     .map_err(|e| format!("local merge failed: {e}"))?;
                 cursor = successor(&key);
             }
             tokio::time::sleep(throttle.delay(stats.bytes, started.elapsed())).await;
-            if !full_page {
+            if !page.more {
                 break;
             }
         }
@@ -120,14 +123,14 @@ pub async fn push(
                 start: cursor.clone(),
                 end: end.clone(),
                 limit: STREAM_PAGE_ENTRIES,
+                bytes_max: STREAM_PAGE_BYTES as usize,
             });
-            let entries = match scan.await {
-                Ok(Ok(entries)) => entries,
+            let page = match scan.await {
+                Ok(Ok(page)) => page,
                 Ok(Err(e)) => return Err(format!("local scan failed: {e}")),
                 Err(e) => return Err(format!("storage unavailable: {e}")),
             };
-            let full_page = entries.len() >= STREAM_PAGE_ENTRIES;
-            for (key, object) in entries {
+            for (key, object) in page.entries {
                 let user = user_key(&key).ok_or("a stored key is too short")?;
                 replicas
                     .write(&transfer.target, user, &object, trace, timeout_ms)
@@ -140,7 +143,7 @@ pub async fn push(
                 cursor = successor(&key);
             }
             tokio::time::sleep(throttle.delay(stats.bytes, started.elapsed())).await;
-            if !full_page {
+            if !page.more {
                 break;
             }
         }

@@ -40,7 +40,7 @@ use crate::conflict_resolver::{ConflictResolver, VersionLimits, VersionVector};
 use crate::membership::MembershipChanged;
 use crate::replicas::Replicas;
 use crate::ring::Ring;
-use crate::storage::LocalRead;
+use crate::storage::{LocalRead, StorageHealth};
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::wire::peer::{
     Coordinated, Durable, ForwardedWrite, HintedWrite, RemoteError, ReplicaRead, ReplicaWrite,
@@ -61,9 +61,9 @@ pub struct ReplicationOptions {
     pub request_timeout_ms: u64,
     /// Sibling and clock limits.
     pub limits: VersionLimits,
-    /// The name this node's writes are versioned under during this
-    /// incarnation of its store ([`NodeId::version_actor`]).
-    pub version_actor: NodeId,
+    /// Largest encoded object a write may leave, in bytes (it must fit a
+    /// response frame with room to spare).
+    pub object_bytes_max: usize,
     /// A primary that has not answered a request within this long gets a
     /// stand-in (sloppy quorum), in milliseconds.
     pub stand_in_after_ms: u64,
@@ -94,17 +94,6 @@ pub struct ReadRepair {
     pub stale: Vec<NodeId>,
     /// The client request whose read found them.
     pub trace: u64,
-}
-
-/// Sloppy quorum: this node took a write for `owner`; deliver it later.
-/// Sent by the replica side of a hinted write; handled by Repair.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RecordHint {
-    /// The unreachable replica the write was meant for.
-    pub owner: NodeId,
-    /// The user key.
-    pub key: Vec<u8>,
 }
 
 /// Coordinate a get.
@@ -161,25 +150,26 @@ pub struct Replicator {
     /// The node knows its cluster (bootstrap done); until then requests
     /// wait in `held`.
     ready: bool,
+    /// Why the local store mints no new versions now (`None`: it does);
+    /// writes then go to another replica of the key.
+    not_minting: Option<String>,
     held: Vec<Held>,
     replicas: Replicas,
     resolver: Addr<ConflictResolver>,
     read_repair: Recipient<ReadRepair>,
-    hints: Recipient<RecordHint>,
     clock: SharedClock,
     span: tracing::Span,
 }
 
 impl Replicator {
     /// A replicator; it learns the ring from its first `MembershipChanged`.
-    /// Read repairs and hints go to the actor behind `read_repair` and
-    /// `hints` (Repair, which sits above this one).
+    /// Read repairs go to the actor behind `read_repair` (Repair, which
+    /// sits above this one).
     pub fn new(
         options: ReplicationOptions,
         replicas: Replicas,
         resolver: Addr<ConflictResolver>,
         read_repair: Recipient<ReadRepair>,
-        hints: Recipient<RecordHint>,
         clock: SharedClock,
     ) -> Self {
         let own = replicas.own.clone();
@@ -194,10 +184,10 @@ impl Replicator {
             healthy: Arc::new(HashSet::new()),
             links: LinksChanged::default(),
             ready: false,
+            not_minting: None,
             held: Vec::new(),
             resolver,
             read_repair,
-            hints,
             clock,
             span,
         }
@@ -300,17 +290,32 @@ impl Replicator {
             placement::for_write(&self.read_ring, &self.write_ring, self.options.n, &msg.key);
         let primaries = self.classify(&placement.primaries);
         let span = tracing::info_span!(parent: &self.span, "write", req = %format_args!("{:x}", msg.trace));
-        if !placement.primaries.contains(&self.own) {
+        let replica = placement.primaries.contains(&self.own);
+        if !replica || self.not_minting.is_some() {
             if !may_forward {
-                let error = ClientError::new(ErrorCode::Unavailable, "forwarded write reached a node that is not a replica of the key (ring changing?)");
+                let why = match &self.not_minting {
+                    Some(reason) if replica => {
+                        format!("this replica mints no new versions now ({reason})")
+                    }
+                    _ => "forwarded write reached a node that is not a replica of the key (ring changing?)".into(),
+                };
+                let error = ClientError::new(ErrorCode::Unavailable, why);
                 return Box::pin(async move { Err(error) });
             }
-            // New versions are minted by a replica of the key: hand the
-            // write to the first one this node can reach.
+            // New versions are minted by a replica of the key that can
+            // mint: hand the write to the first other one this node can
+            // reach.
+            let other = |(n, _): &&(NodeId, Reach)| *n != self.own;
             let target = primaries
                 .iter()
+                .filter(other)
                 .find(|(_, reach)| *reach == Reach::Usable)
-                .or_else(|| primaries.iter().find(|(_, r)| *r != Reach::Unusable))
+                .or_else(|| {
+                    primaries
+                        .iter()
+                        .filter(other)
+                        .find(|(_, r)| *r != Reach::Unusable)
+                })
                 .map(|(n, _)| n.clone());
             let Some(target) = target else {
                 let error = self.unavailable(0, w, "the write");
@@ -365,7 +370,7 @@ impl Replicator {
             trace: msg.trace,
             now_ms: self.clock.now_ms(),
             limits: self.options.limits.clone(),
-            actor: self.options.version_actor.clone(),
+            object_bytes_max: self.options.object_bytes_max,
         };
         Box::pin(write::coordinate(self.replicas.clone(), plan).instrument(span))
     }
@@ -526,6 +531,14 @@ impl Handler<MembershipChanged> for Replicator {
     }
 }
 
+impl Handler<StorageHealth> for Replicator {
+    type Result = ();
+
+    fn handle(&mut self, msg: StorageHealth, _ctx: &mut Self::Context) {
+        self.not_minting = msg.0.stopped;
+    }
+}
+
 impl Handler<LinksChanged> for Replicator {
     type Result = ();
 
@@ -591,7 +604,7 @@ impl Handler<Incoming<ReplicaWrite>> for Replicator {
         Box::pin(
             async move {
                 replicas
-                    .merge_locally(key, object, msg.trace)
+                    .merge_locally(key, object, None, msg.trace)
                     .await
                     .map(|_| Durable)
                     .map_err(|e| e.to_client().into())
@@ -606,17 +619,16 @@ impl Handler<Incoming<HintedWrite>> for Replicator {
 
     fn handle(&mut self, msg: Incoming<HintedWrite>, _ctx: &mut Self::Context) -> Self::Result {
         let span = self.replica_span(&msg.from, msg.trace);
-        let (replicas, hints) = (self.replicas.clone(), self.hints.clone());
+        let replicas = self.replicas.clone();
         let HintedWrite { key, object, owner } = msg.request;
         Box::pin(
             async move {
-                let key = key.into_vec();
+                // The object and its hint are durable together before the
+                // answer counts toward W.
                 replicas
-                    .merge_locally(key.clone(), object.into_vec(), msg.trace)
+                    .merge_locally(key.into_vec(), object.into_vec(), Some(owner), msg.trace)
                     .await
                     .map_err(|e| RemoteError::from(e.to_client()))?;
-                // Durable here first; the hint only says who else must get it.
-                hints.do_send(RecordHint { owner, key });
                 Ok(Durable)
             }
             .instrument(span),

@@ -66,8 +66,8 @@ pub struct WritePlan {
     pub now_ms: u64,
     /// Sibling and clock limits.
     pub limits: VersionLimits,
-    /// The name the new version is minted under (this node's version actor).
-    pub actor: NodeId,
+    /// Largest encoded object the write may leave, in bytes.
+    pub object_bytes_max: usize,
 }
 
 /// Runs a write with this node as coordinator; answers the new context.
@@ -87,7 +87,7 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
         trace,
         now_ms,
         limits,
-        actor,
+        object_bytes_max,
     } = plan;
     let own = replicas.own.clone();
     let (mut coordinator, mut step) =
@@ -101,21 +101,27 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     let mut stand_in_timer = policy
         .replace_silent
         .then(|| now + Duration::from_millis(stand_in_after_ms));
-    // Minted under the store's version actor, not the bare node id: a node
-    // whose store was lost must not hand out counters replicas remember.
-    let mutation = Box::new(move |current: Option<&[u8]>| {
+    let bytes = value.as_ref().map_or(0, Vec::len);
+    // Minted under the store's version actor (the writer thread's: a new
+    // one after a failed local write), not the bare node id: a node must
+    // never hand out a counter that replicas remember for another write.
+    let mutation = Box::new(move |current: Option<&[u8]>, actor: &NodeId| {
         let local = current.map(Object::decode).transpose().map_err(|e| {
             ClientError::new(
                 ErrorCode::Internal,
                 format!("stored object does not decode: {e}"),
             )
         })?;
-        let mut next = Object::update(local.as_ref(), &context, value, &actor, now_ms, &limits)
+        let mut next = Object::update(local.as_ref(), &context, value, actor, now_ms, &limits)
             .map_err(refusal)?;
         // Pruning must never drop the coordinator's own entry: its next dot
         // for this key would then reuse a counter that replicas remember.
-        next.prune_keeping(&actor, now_ms, &limits);
-        Ok(Some(next.encode()))
+        next.prune_keeping(actor, now_ms, &limits);
+        let encoded = next.encode();
+        if encoded.len() > object_bytes_max {
+            return Err(too_large(encoded.len(), object_bytes_max));
+        }
+        Ok(Some(encoded))
     });
     // The local write is durable only after its group's fsync; the new
     // version is known before that. It goes to the other replicas at once,
@@ -129,7 +135,9 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
         key: key.clone(),
         mutation,
         trace,
+        bytes,
         minted: Some(minted_tx),
+        hint_for: None,
     }));
     let local_timeout = || {
         ClientError::new(
@@ -144,13 +152,19 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
             let result = tokio::time::timeout_at(deadline, &mut apply)
                 .await
                 .map_err(|_| local_timeout())?;
-            result
-                .map_err(|e| ReplicaError::from(e).to_client())?
-                .map_err(|e| ReplicaError::from(e).to_client())?;
-            return Err(ClientError::new(
-                ErrorCode::Internal,
-                "the write minted no new version",
-            ));
+            // Refused (or, in the moment before the Replicator heard that
+            // this store stopped minting, `CannotMint`: `unavailable`).
+            let refused = match result {
+                Ok(Ok(_)) => {
+                    return Err(ClientError::new(
+                        ErrorCode::Internal,
+                        "the write minted no new version",
+                    ))
+                }
+                Ok(Err(e)) => ReplicaError::from(e),
+                Err(e) => ReplicaError::from(e),
+            };
+            return Err(refused.to_client());
         }
         Err(_) => return Err(local_timeout()),
     };
@@ -272,6 +286,19 @@ async fn next_step(
         }
         () = tokio::time::sleep_until(deadline) => coordinator.on_deadline(timeout_ms),
     }
+}
+
+/// The refusal of a write that would leave an object over
+/// `object_bytes_max`.
+fn too_large(bytes: usize, limit: usize) -> ClientError {
+    warn!(bytes, limit, "write refused: the object would be too large");
+    ClientError::new(
+        ErrorCode::TooLarge,
+        format!(
+            "the write would leave an object of {bytes} bytes, over the limit of {limit} bytes \
+             (object_bytes_max); get the key and write back with its context to resolve its siblings"
+        ),
+    )
 }
 
 fn refusal(e: VersionError) -> ClientError {

@@ -1,17 +1,34 @@
 //! The Storage actor: a thin shell that queues requests for the engine's own
-//! threads (see `worker`) and hands the answers back. It never blocks its
-//! arbiter: a full queue is answered `Overloaded` at once.
+//! threads (the writer, `writer.rs`; the readers, `worker.rs`) and hands
+//! the answers back. It never blocks its arbiter: a full queue is answered
+//! `Overloaded` at once.
+//!
+//! Keys: `LocalRead` and `LocalApply` take user keys; `LocalScan` takes and
+//! returns storage keys (token + user key, see `ring::storage_key`); the
+//! data namespace of the engine's keyspace (`keys`) is added here.
 
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use actix::prelude::*;
-use tokio::sync::oneshot;
-use tracing::info;
+use futures_util::stream;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
 
-use super::engine::{Engine, KeyValues, StorageError};
-use super::worker::{self, ApplyError, ApplyJob, Mutation, ReadJob};
+use super::engine::{Engine, StorageError};
+use super::keys::{self, HintRecord};
+use super::worker::{
+    self, ApplyError, ApplyJob, EngineSlot, HeldHint, HintCounts, Mutation, Page, ReadJob,
+    WriterJob,
+};
+use super::writer::{Backend, MintState, Writer, WriterLimits};
 use crate::ring::storage_key;
+use crate::NodeId;
+
+/// Default of [`StorageOptions::hints_bytes_max_per_target`]: 1 GiB of
+/// writes held for one replica that is away.
+pub const HINTS_BYTES_MAX_PER_TARGET_DEFAULT: u64 = 1 << 30;
 
 /// Where the engine's work runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,8 +52,17 @@ pub struct StorageOptions {
     pub storage_queue_max: usize,
     /// Most writes handed to the engine in one group commit.
     pub storage_batch_max: usize,
+    /// Incoming bytes at which a group commit stops taking writes (one
+    /// batch must stay under the engine's record limit).
+    pub storage_batch_bytes_max: usize,
     /// Threads serving point reads.
     pub storage_reader_threads: usize,
+    /// Bytes of hints (the hinted objects' sizes) this node holds for one
+    /// replica; past it, it refuses to stand in for that replica.
+    pub hints_bytes_max_per_target: u64,
+    /// Time between attempts to reopen a store whose engine failed a
+    /// write, in milliseconds.
+    pub storage_reopen_interval_ms: u64,
 }
 
 impl Default for StorageOptions {
@@ -45,13 +71,15 @@ impl Default for StorageOptions {
             threading: StorageThreading::Threads,
             storage_queue_max: 4096,
             storage_batch_max: 256,
+            storage_batch_bytes_max: 16 << 20,
             storage_reader_threads: 2,
+            hints_bytes_max_per_target: HINTS_BYTES_MAX_PER_TARGET_DEFAULT,
+            storage_reopen_interval_ms: 1000,
         }
     }
 }
 
-/// Read the stored bytes of `key` (a user key: the actor stores it under
-/// [`crate::ring::storage_key`], in ring order).
+/// Read the stored bytes of `key` (a user key).
 #[derive(Message)]
 #[rtype(result = "Result<Option<Vec<u8>>, StorageError>")]
 pub struct LocalRead {
@@ -59,18 +87,21 @@ pub struct LocalRead {
     pub key: Vec<u8>,
 }
 
-/// Scan engine keys `[start, end)` (keys as stored: token prefix, then the
-/// user key; see [`crate::ring::TokenRange::storage_ranges`]), at most
-/// `limit` entries, in order. For handoff and anti-entropy streaming.
+/// Scan storage keys `[start, end)` (token prefix, then the user key; see
+/// [`crate::ring::TokenRange::storage_ranges`]), at most `limit` entries and
+/// about `bytes_max` bytes (one entry always fits), in order. For handoff
+/// and anti-entropy streaming.
 #[derive(Message)]
-#[rtype(result = "Result<KeyValues, StorageError>")]
+#[rtype(result = "Result<Page, StorageError>")]
 pub struct LocalScan {
-    /// First engine key (inclusive).
+    /// First storage key (inclusive).
     pub start: Vec<u8>,
     /// End (exclusive); `None`: to the end.
     pub end: Option<Vec<u8>>,
     /// Most entries to return.
     pub limit: usize,
+    /// Bytes of keys and values at which the page stops.
+    pub bytes_max: usize,
 }
 
 /// Atomically read, transform and write the value of `key`; answers with
@@ -84,90 +115,200 @@ pub struct LocalApply {
     pub mutation: Mutation,
     /// The client request served (for logs).
     pub trace: u64,
-    /// Gets the new value as soon as the mutation made it, before it is
-    /// durable (the answer then says only whether it became durable: `None`
-    /// in place of the value); dropped unsent when the mutation refuses or
-    /// changes nothing, or the job is not queued. A write coordinator sends
-    /// it to the other replicas meanwhile (see `replicator::write`).
+    /// Bytes the write brings in (the object or value), for the group
+    /// commit's byte bound.
+    pub bytes: usize,
+    /// Set when the mutation mints a new version: gets it as soon as the
+    /// mutation made it, before it is durable (the answer then says only
+    /// whether it became durable: `None` in place of the value); dropped
+    /// unsent when the mutation refuses or changes nothing, or the job is
+    /// not run (`ApplyError::CannotMint`). A write coordinator sends it to
+    /// the other replicas meanwhile (see `replicator::write`).
     pub minted: Option<oneshot::Sender<Vec<u8>>>,
+    /// Sloppy quorum: this node stands in for this replica; a hint for it
+    /// is written in the same batch.
+    pub hint_for: Option<NodeId>,
 }
 
-/// Stop taking writes and wait until the writer thread has finished every
-/// write it took (answered, durable or failed). Later writes are refused
-/// with `Stopped`. For a clean shutdown: afterwards no version this node
-/// minted is still on its way to the disk.
+/// A delivered hint: remove it if it still hints `seq`.
+#[derive(Message)]
+#[rtype(result = "Result<(), StorageError>")]
+pub struct ClearHint {
+    /// The replica it was for.
+    pub owner: NodeId,
+    /// The user key.
+    pub key: Vec<u8>,
+    /// The hinting that was delivered.
+    pub seq: u64,
+}
+
+/// Hints held for `owner`, in key order, after `after` (a user key), at
+/// most `limit`.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<HeldHint>, StorageError>")]
+pub struct LocalHints {
+    /// The replica.
+    pub owner: NodeId,
+    /// Where the previous page ended (`None`: from the first).
+    pub after: Option<Vec<u8>>,
+    /// Most hints to return.
+    pub limit: usize,
+}
+
+/// How many hints are held, per owner (count, bytes).
+#[derive(Message)]
+#[rtype(result = "HintCounts")]
+pub struct HintCountsQuery;
+
+/// Whether this node mints new versions now, and under which name; sent
+/// to subscribers at each change (see `writer.rs`, "Minting").
+#[derive(Message, Clone, Debug, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub struct StorageHealth(pub MintState);
+
+/// Adds a subscriber to [`StorageHealth`]; it gets the current state at once.
 #[derive(Message)]
 #[rtype(result = "()")]
+pub struct SubscribeStorage(pub Recipient<StorageHealth>);
+
+/// Stop taking writes and wait until the writer thread has finished every
+/// write it took (answered, durable or failed) and flushed the engine.
+/// Later writes are refused with `Stopped`. For a clean shutdown:
+/// afterwards no version this node minted is still on its way to the
+/// disk. Answers why the stop is not clean, if it is not.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
 pub struct CloseWrites;
 
 /// The actor.
 pub struct Storage {
-    writes: SyncSender<ApplyJob>,
-    /// Fires when the writer thread has returned (`Threads` mode).
-    writer_done: Option<oneshot::Receiver<()>>,
+    writes: SyncSender<WriterJob>,
+    /// Answers when the writer thread has returned (`Threads` mode).
+    writer_done: Option<oneshot::Receiver<Result<(), String>>>,
     reads: SyncSender<ReadJob>,
+    slot: EngineSlot,
     options: StorageOptions,
-    /// Set in `StorageThreading::Inline` mode.
-    inline: Option<Arc<dyn Engine>>,
+    /// The writer itself in `StorageThreading::Inline` mode.
+    inline: Option<Writer>,
+    /// What the writer reports (read in `started`).
+    health: Option<mpsc::UnboundedReceiver<MintState>>,
+    last_health: Option<MintState>,
+    subscribers: Vec<Recipient<StorageHealth>>,
     span: tracing::Span,
 }
 
 impl Storage {
-    /// Starts the engine's threads; the actor itself is started by the caller.
+    /// Starts the engine's threads; the actor itself is started by the
+    /// caller. New versions are minted as `node` in `incarnation` until a
+    /// failure calls for another (through `backend`).
     pub fn new(
-        node: &crate::NodeId,
+        node: &NodeId,
         engine: Arc<dyn Engine>,
         options: StorageOptions,
-    ) -> std::io::Result<Self> {
+        backend: Backend,
+        incarnation: u32,
+    ) -> Result<Self, StorageError> {
         let span = tracing::info_span!("storage", node = %node, actor = "storage");
         let (writes, write_rx) = sync_channel(options.storage_queue_max);
         let (reads, read_rx) = sync_channel(options.storage_queue_max);
-        if options.threading == StorageThreading::Inline {
-            return Ok(Self {
-                writes,
-                writer_done: None,
-                reads,
-                options,
-                inline: Some(engine),
-                span,
-            });
+        let slot: EngineSlot = Arc::new(RwLock::new(engine));
+        let (health_tx, health) = mpsc::unbounded_channel();
+        let limits = WriterLimits {
+            batch_max: options.storage_batch_max.max(1),
+            batch_bytes_max: options.storage_batch_bytes_max.max(1),
+            hints_bytes_max_per_target: options.hints_bytes_max_per_target,
+            reopen_interval_ms: options.storage_reopen_interval_ms,
+        };
+        let writer = Writer::new(
+            slot.clone(),
+            backend,
+            node.clone(),
+            incarnation,
+            limits,
+            Box::new(move |state| {
+                let _ = health_tx.send(state);
+            }),
+        )?;
+        let mut storage = Self {
+            writes,
+            writer_done: None,
+            reads,
+            slot: slot.clone(),
+            options,
+            inline: None,
+            health: Some(health),
+            last_health: None,
+            subscribers: Vec::new(),
+            span,
+        };
+        if storage.options.threading == StorageThreading::Inline {
+            storage.inline = Some(writer);
+            return Ok(storage);
         }
-        let writer_engine = engine.clone();
-        let batch_max = options.storage_batch_max.max(1);
-        let writer_span = span.clone();
+        let spawn_error = |e: std::io::Error| StorageError::Io {
+            context: "starting the storage threads".into(),
+            source: e,
+        };
+        let writer_span = storage.span.clone();
         let (done_tx, writer_done) = oneshot::channel();
         std::thread::Builder::new()
             .name("ringkv-storage-w".into())
             .spawn(move || {
                 let _guard = writer_span.enter();
-                worker::run_writer(writer_engine, write_rx, batch_max);
-                let _ = done_tx.send(());
-            })?;
+                let _ = done_tx.send(writer.run(write_rx));
+            })
+            .map_err(spawn_error)?;
         let read_rx = Arc::new(Mutex::new(read_rx));
-        for i in 0..options.storage_reader_threads.max(1) {
-            let (engine, rx, reader_span) = (engine.clone(), read_rx.clone(), span.clone());
+        for i in 0..storage.options.storage_reader_threads.max(1) {
+            let (slot, rx, reader_span) = (slot.clone(), read_rx.clone(), storage.span.clone());
             std::thread::Builder::new()
                 .name(format!("ringkv-storage-r{i}"))
                 .spawn(move || {
                     let _guard = reader_span.enter();
-                    worker::run_reader(engine, rx)
-                })?;
+                    worker::run_reader(slot, rx)
+                })
+                .map_err(spawn_error)?;
         }
-        Ok(Self {
-            writes,
-            writer_done: Some(writer_done),
-            reads,
-            options,
-            inline: None,
-            span,
+        storage.writer_done = Some(writer_done);
+        Ok(storage)
+    }
+
+    /// Queues a read for the readers (or serves it here, inline).
+    fn read<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StorageError>>) -> ReadJob,
+    ) -> ResponseFuture<Result<T, StorageError>> {
+        let (reply, rx) = oneshot::channel();
+        let job = job(reply);
+        let queued = if self.inline.is_some() {
+            worker::serve_read(&*worker::current(&self.slot), job);
+            Ok(())
+        } else {
+            worker::offer(&self.reads, job, self.options.storage_queue_max)
+        };
+        Box::pin(async move {
+            queued?;
+            rx.await.map_err(|_| StorageError::Stopped)?
         })
+    }
+
+    /// Hands a job to the writer (or runs it here, inline).
+    fn write(&mut self, job: WriterJob) -> Result<(), StorageError> {
+        match self.inline.as_mut() {
+            Some(writer) => {
+                writer.group(vec![job]);
+                writer.recover();
+                Ok(())
+            }
+            None => worker::offer(&self.writes, job, self.options.storage_queue_max),
+        }
     }
 }
 
 impl Actor for Storage {
     type Context = Context<Self>;
 
-    fn started(&mut self, _ctx: &mut Self::Context) {
+    fn started(&mut self, ctx: &mut Self::Context) {
         let _span = self.span.enter();
         info!(
             queue_max = self.options.storage_queue_max,
@@ -175,6 +316,45 @@ impl Actor for Storage {
             readers = self.options.storage_reader_threads,
             "storage started"
         );
+        if let Some(health) = self.health.take() {
+            ctx.add_stream(stream::unfold(health, |mut rx| async move {
+                rx.recv().await.map(|state| (state, rx))
+            }));
+        }
+        if self.inline.is_some() {
+            let every = Duration::from_millis(self.options.storage_reopen_interval_ms.max(1));
+            ctx.run_interval(every, |act, _| {
+                if let Some(writer) = act.inline.as_mut() {
+                    writer.recover();
+                }
+            });
+        }
+    }
+}
+
+impl StreamHandler<MintState> for Storage {
+    fn handle(&mut self, state: MintState, _ctx: &mut Self::Context) {
+        for s in &self.subscribers {
+            s.do_send(StorageHealth(state.clone()));
+        }
+        self.last_health = Some(state);
+    }
+
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
+}
+
+impl Handler<SubscribeStorage> for Storage {
+    type Result = ();
+
+    fn handle(&mut self, msg: SubscribeStorage, _ctx: &mut Self::Context) {
+        let state = self
+            .last_health
+            .clone()
+            .or_else(|| self.inline.as_ref().map(Writer::mint_state));
+        if let Some(state) = state {
+            msg.0.do_send(StorageHealth(state));
+        }
+        self.subscribers.push(msg.0);
     }
 }
 
@@ -182,19 +362,71 @@ impl Handler<LocalRead> for Storage {
     type Result = ResponseFuture<Result<Option<Vec<u8>>, StorageError>>;
 
     fn handle(&mut self, msg: LocalRead, _ctx: &mut Self::Context) -> Self::Result {
-        if let Some(engine) = &self.inline {
-            let result = engine.get(&storage_key(&msg.key));
-            return Box::pin(async move { result });
-        }
-        let (reply, rx) = oneshot::channel();
-        let job = ReadJob::Get {
-            key: storage_key(&msg.key),
+        let key = keys::data_key(&storage_key(&msg.key));
+        self.read(|reply| ReadJob::Get { key, reply })
+    }
+}
+
+impl Handler<LocalScan> for Storage {
+    type Result = ResponseFuture<Result<Page, StorageError>>;
+
+    fn handle(&mut self, msg: LocalScan, _ctx: &mut Self::Context) -> Self::Result {
+        let (start, end) = keys::data_range(&msg.start, msg.end.as_deref());
+        let scan = self.read(|reply| ReadJob::Scan {
+            start,
+            end,
+            limit: msg.limit,
+            bytes_max: msg.bytes_max,
             reply,
-        };
-        let queued = worker::offer(&self.reads, job, self.options.storage_queue_max);
+        });
         Box::pin(async move {
-            queued?;
-            rx.await.map_err(|_| StorageError::Stopped)?
+            let page = scan.await?;
+            Ok(Page {
+                entries: page
+                    .entries
+                    .into_iter()
+                    .filter_map(|(k, v)| keys::storage_key_of(&k).map(|k| (k.to_vec(), v)))
+                    .collect(),
+                more: page.more,
+            })
+        })
+    }
+}
+
+impl Handler<LocalHints> for Storage {
+    type Result = ResponseFuture<Result<Vec<HeldHint>, StorageError>>;
+
+    fn handle(&mut self, msg: LocalHints, _ctx: &mut Self::Context) -> Self::Result {
+        let (first, end) = keys::hint_range(Some(&msg.owner));
+        let start = match &msg.after {
+            Some(after) => {
+                let mut key = keys::hint_key(&msg.owner, after);
+                key.push(0);
+                key
+            }
+            None => first,
+        };
+        let scan = self.read(|reply| ReadJob::Scan {
+            start,
+            end,
+            limit: msg.limit,
+            bytes_max: usize::MAX,
+            reply,
+        });
+        Box::pin(async move {
+            let mut hints = Vec::new();
+            for (key, value) in scan.await?.entries {
+                let Some((owner, user_key)) = keys::parse_hint_key(&key) else {
+                    warn!(key = ?key, "a key in the hints namespace is not a hint; skipped");
+                    continue;
+                };
+                hints.push(HeldHint {
+                    owner,
+                    key: user_key.to_vec(),
+                    record: HintRecord::decode(&value)?,
+                });
+            }
+            Ok(hints)
         })
     }
 }
@@ -204,21 +436,17 @@ impl Handler<LocalApply> for Storage {
 
     fn handle(&mut self, msg: LocalApply, _ctx: &mut Self::Context) -> Self::Result {
         let (reply, rx) = oneshot::channel();
-        let job = ApplyJob {
-            key: storage_key(&msg.key),
+        let job = WriterJob::Apply(ApplyJob {
+            key: keys::data_key(&storage_key(&msg.key)),
+            user_key: msg.key,
             mutation: msg.mutation,
             trace: msg.trace,
+            bytes: msg.bytes,
             reply,
             minted: msg.minted,
-        };
-        if let Some(engine) = &self.inline {
-            worker::write_group(engine.as_ref(), vec![job]);
-            return Box::pin(async move {
-                rx.await
-                    .map_err(|_| ApplyError::Storage(StorageError::Stopped))?
-            });
-        }
-        let queued = worker::offer(&self.writes, job, self.options.storage_queue_max);
+            hint_for: msg.hint_for,
+        });
+        let queued = self.write(job);
         Box::pin(async move {
             queued?;
             rx.await
@@ -227,8 +455,41 @@ impl Handler<LocalApply> for Storage {
     }
 }
 
+impl Handler<ClearHint> for Storage {
+    type Result = ResponseFuture<Result<(), StorageError>>;
+
+    fn handle(&mut self, msg: ClearHint, _ctx: &mut Self::Context) -> Self::Result {
+        let (reply, rx) = oneshot::channel();
+        let queued = self.write(WriterJob::ClearHint {
+            owner: msg.owner,
+            key: msg.key,
+            seq: msg.seq,
+            reply,
+        });
+        Box::pin(async move {
+            queued?;
+            rx.await.map_err(|_| StorageError::Stopped)?
+        })
+    }
+}
+
+impl Handler<HintCountsQuery> for Storage {
+    type Result = ResponseFuture<HintCounts>;
+
+    fn handle(&mut self, _: HintCountsQuery, _ctx: &mut Self::Context) -> Self::Result {
+        let (reply, rx) = oneshot::channel();
+        let queued = self.write(WriterJob::HintCounts { reply });
+        Box::pin(async move {
+            if queued.is_err() {
+                return Vec::new();
+            }
+            rx.await.unwrap_or_default()
+        })
+    }
+}
+
 impl Handler<CloseWrites> for Storage {
-    type Result = ResponseFuture<()>;
+    type Result = ResponseFuture<Result<(), String>>;
 
     fn handle(&mut self, _msg: CloseWrites, _ctx: &mut Self::Context) -> Self::Result {
         // A sender whose receiver is gone: every later write is `Stopped`.
@@ -236,35 +497,23 @@ impl Handler<CloseWrites> for Storage {
         let (closed, _) = sync_channel(0);
         drop(std::mem::replace(&mut self.writes, closed));
         let done = self.writer_done.take();
+        let inline = self.inline.take();
+        let slot = self.slot.clone();
         let _span = self.span.enter();
         info!("storage closed for writes");
         Box::pin(async move {
-            if let Some(done) = done {
-                let _ = done.await;
+            if let Some(writer) = inline {
+                if writer.mint_state().stopped.is_some() {
+                    return Err("the store failed a write and was not recovered".into());
+                }
+                return worker::current(&slot).flush().map_err(|e| e.to_string());
             }
-        })
-    }
-}
-
-impl Handler<LocalScan> for Storage {
-    type Result = ResponseFuture<Result<KeyValues, StorageError>>;
-
-    fn handle(&mut self, msg: LocalScan, _ctx: &mut Self::Context) -> Self::Result {
-        if let Some(engine) = &self.inline {
-            let result = engine.scan(&msg.start, msg.end.as_deref(), msg.limit);
-            return Box::pin(async move { result });
-        }
-        let (reply, rx) = oneshot::channel();
-        let job = ReadJob::Scan {
-            start: msg.start,
-            end: msg.end,
-            limit: msg.limit,
-            reply,
-        };
-        let queued = worker::offer(&self.reads, job, self.options.storage_queue_max);
-        Box::pin(async move {
-            queued?;
-            rx.await.map_err(|_| StorageError::Stopped)?
+            match done {
+                Some(done) => done
+                    .await
+                    .unwrap_or_else(|_| Err("the storage writer thread is gone".into())),
+                None => Ok(()),
+            }
         })
     }
 }

@@ -69,6 +69,16 @@ pub enum StorageError {
     /// The engine thread is gone (shut down or panicked).
     #[error("storage engine stopped")]
     Stopped,
+    /// The store was written with another key layout (see `storage::keys`).
+    #[error(
+        "the store holds key layout {found}; this build reads layout {} \
+         (start the node on an empty data dir: it streams its ranges from its replicas)",
+        super::keys::LAYOUT_VERSION
+    )]
+    Layout {
+        /// What was found.
+        found: String,
+    },
 }
 
 /// A key-value engine. Implementations are shared between the engine's writer
@@ -101,4 +111,11 @@ pub trait Engine: Send + Sync + 'static {
     /// structures (for engines with a memtable: flush it). Used by tests and
     /// before a clean shutdown.
     fn flush(&self) -> Result<(), StorageError>;
+
+    /// Whether the engine refuses every write from now on (a failed fsync
+    /// or background write: see `StorageError::Poisoned`); only reopening
+    /// it can bring writes back.
+    fn is_poisoned(&self) -> bool {
+        false
+    }
 }

@@ -2,26 +2,37 @@
 //! [`Storage`] actor from threads of its own.
 //!
 //! - `engine`: the trait and the error type;
+//! - `keys`: the engine's keyspace (meta, data, hints namespaces);
 //! - `lsm`: the LSM engine (commit log with group commit, memtable, SSTables
 //!   with bloom filters, compaction, crash-safe recovery) — the default;
 //! - `log_engine`: the first durable backend (append-only log + map), kept
 //!   as `--storage log`;
 //! - `memory_engine`: `--storage memory`, for tests and simulations;
-//! - `worker`: the writer thread (group commit of read-modify-writes) and readers;
+//! - `writer`: the writer thread (group commit of read-modify-writes,
+//!   minting, hints, recovery after a failed write);
+//! - `worker`: the jobs, the reader threads, the engine slot;
 //! - `actor`: the Storage actor.
 
 pub mod actor;
 pub mod engine;
+pub mod keys;
 pub mod log_engine;
 pub mod lsm;
 pub mod memory_engine;
 pub mod worker;
+pub mod writer;
+
+#[cfg(test)]
+mod writer_tests;
 
 pub use actor::{
-    CloseWrites, LocalApply, LocalRead, LocalScan, Storage, StorageOptions, StorageThreading,
+    ClearHint, CloseWrites, HintCountsQuery, LocalApply, LocalHints, LocalRead, LocalScan, Storage,
+    StorageHealth, StorageOptions, StorageThreading, SubscribeStorage,
+    HINTS_BYTES_MAX_PER_TARGET_DEFAULT,
 };
 pub use engine::{Engine, KeyValues, StorageError, WriteOp};
 pub use log_engine::LogEngine;
 pub use lsm::{LsmEngine, LsmOptions};
 pub use memory_engine::MemoryEngine;
-pub use worker::{ApplyError, Mutation};
+pub use worker::{ApplyError, HeldHint, HintCounts, Mutation, Page};
+pub use writer::{Backend, MintState};

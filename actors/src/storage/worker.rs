@@ -1,28 +1,26 @@
-//! The threads that run the engine, off the actix arbiters.
+//! What the Storage actor hands its threads, and the reader threads.
 //!
-//! One writer thread owns every read-modify-write: it takes whatever requests
-//! are queued (up to `storage_batch_max`), runs each mutation against the
-//! current value (seeing earlier mutations of the same batch), and hands all
-//! the resulting writes to the engine in one `write_batch` — one fsync for
-//! the whole group. Because a single thread applies mutations, two writes to
-//! one key can never interleave their read and their write.
-//!
-//! Reader threads serve point reads straight from the engine, which sees
-//! every batch acknowledged before the read was queued.
+//! One writer thread (`writer.rs`) owns every read-modify-write; reader
+//! threads serve point reads and scans straight from the engine, which sees
+//! every batch acknowledged before the read was queued. The engine sits in
+//! an [`EngineSlot`] so that the writer can replace it when it reopens a
+//! poisoned store.
 
-use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::oneshot;
-use tracing::{debug, error};
 
 use super::engine::{Engine, KeyValues, StorageError, WriteOp};
+use super::keys::HintRecord;
 use crate::wire::client::ClientError;
+use crate::NodeId;
 
-/// A read-modify-write: gets the stored value (or `None`) and returns the new
-/// value to store (`None`: leave it as it is) or a refusal.
-pub type Mutation = Box<dyn FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>, ClientError> + Send>;
+/// A read-modify-write: gets the stored value (or `None`) and the name new
+/// versions are minted under (this store's version actor), and returns the
+/// new value to store (`None`: leave it as it is) or a refusal.
+pub type Mutation =
+    Box<dyn FnOnce(Option<&[u8]>, &NodeId) -> Result<Option<Vec<u8>>, ClientError> + Send>;
 
 /// Why an apply failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,36 +31,131 @@ pub enum ApplyError {
     /// The mutation refused the write (e.g. too many siblings).
     #[error(transparent)]
     Rejected(ClientError),
+    /// This store mints no new version now: a local write failed after a
+    /// version it minted was handed out, and it has no new incarnation yet
+    /// (see `writer.rs`). Nothing was written; another replica can
+    /// coordinate the write.
+    #[error("this node mints no new versions now: {reason}")]
+    CannotMint {
+        /// Why, for the log and `status`.
+        reason: String,
+    },
+    /// A stand-in holds `hints_bytes_max_per_target` of hints for `owner`
+    /// already: it does not take the write (the coordinator asks another).
+    #[error(
+        "hints for {owner} hold {held_bytes} bytes; this one would pass \
+         hints_bytes_max_per_target ({limit} bytes)"
+    )]
+    HintsFull {
+        /// The replica the hints are for.
+        owner: NodeId,
+        /// Bytes of hints held for it.
+        held_bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
 }
 
 /// One queued read-modify-write.
 pub(crate) struct ApplyJob {
+    /// The engine key (data namespace).
     pub key: Vec<u8>,
+    /// The user key (for the hint key).
+    pub user_key: Vec<u8>,
     pub mutation: Mutation,
     pub trace: u64,
+    /// Bytes the job carries in (the incoming object or value), for the
+    /// group's byte bound.
+    pub bytes: usize,
     /// Gets the value stored after the job (the old one if unchanged),
     /// once it is durable; `None` in place of a new value already handed
     /// over through `minted`.
     pub reply: oneshot::Sender<Result<Option<Vec<u8>>, ApplyError>>,
-    /// Gets the new value as soon as the mutation made it, before the
-    /// group is written (dropped unsent when nothing new is written).
+    /// For a job that mints a new version: gets it as soon as the mutation
+    /// made it, before the group is written (dropped unsent when nothing
+    /// new is written).
     pub minted: Option<oneshot::Sender<Vec<u8>>>,
+    /// Sloppy quorum: this node stands in for `owner`; a hint is written
+    /// in the same batch.
+    pub hint_for: Option<NodeId>,
+}
+
+/// A hint held on this node, as a scan of the hints namespace returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldHint {
+    /// The replica the write was meant for.
+    pub owner: NodeId,
+    /// The user key.
+    pub key: Vec<u8>,
+    /// The record (its `seq` identifies this hinting of the key).
+    pub record: HintRecord,
+}
+
+/// One page of a scan.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    /// Keys and values, in key order.
+    pub entries: KeyValues,
+    /// The range holds more after the last entry.
+    pub more: bool,
+}
+
+/// Hints held per owner: how many and how many bytes.
+pub type HintCounts = Vec<(NodeId, u64, u64)>;
+
+/// One job for the writer thread.
+pub(crate) enum WriterJob {
+    /// A read-modify-write of one key.
+    Apply(ApplyJob),
+    /// A hint was delivered: remove it if it is still hinting `seq`.
+    ClearHint {
+        owner: NodeId,
+        key: Vec<u8>,
+        seq: u64,
+        reply: oneshot::Sender<Result<(), StorageError>>,
+    },
+    /// How many hints are held, per owner.
+    HintCounts { reply: oneshot::Sender<HintCounts> },
+}
+
+impl WriterJob {
+    /// Bytes the job carries in, for the group's byte bound.
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            WriterJob::Apply(job) => job.bytes,
+            WriterJob::ClearHint { .. } | WriterJob::HintCounts { .. } => 0,
+        }
+    }
 }
 
 /// One queued read.
 pub(crate) enum ReadJob {
-    /// A point read.
+    /// A point read of an engine key.
     Get {
         key: Vec<u8>,
         reply: oneshot::Sender<Result<Option<Vec<u8>>, StorageError>>,
     },
-    /// A range scan of engine keys `[start, end)`, at most `limit` entries.
+    /// A range scan of engine keys `[start, end)`: at most `limit` entries
+    /// and, past the first, at most `bytes_max` bytes of keys and values.
     Scan {
         start: Vec<u8>,
-        end: Option<Vec<u8>>,
+        end: Vec<u8>,
         limit: usize,
-        reply: oneshot::Sender<Result<KeyValues, StorageError>>,
+        bytes_max: usize,
+        reply: oneshot::Sender<Result<Page, StorageError>>,
     },
+}
+
+/// The engine, shared by the writer and the readers; the writer replaces
+/// it when it reopens a poisoned store.
+pub(crate) type EngineSlot = Arc<RwLock<Arc<dyn Engine>>>;
+
+/// The engine in `slot` now.
+pub(crate) fn current(slot: &EngineSlot) -> Arc<dyn Engine> {
+    match slot.read() {
+        Ok(engine) => engine.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
 }
 
 /// Sends `job` without blocking; a full queue is `Overloaded`.
@@ -76,82 +169,77 @@ pub(crate) fn offer<T>(tx: &SyncSender<T>, job: T, limit: usize) -> Result<(), S
     })
 }
 
-/// The writer loop: runs until every sender is dropped.
-pub(crate) fn run_writer(engine: Arc<dyn Engine>, jobs: Receiver<ApplyJob>, batch_max: usize) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < batch_max {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+/// Scans at most `limit` entries of `[start, end)`, and stops early once
+/// `bytes_max` bytes of keys and values are in (one entry always fits):
+/// a scan page becomes one peer frame, and objects can be large.
+pub(crate) fn scan_bounded(
+    engine: &dyn Engine,
+    start: &[u8],
+    end: &[u8],
+    limit: usize,
+    bytes_max: usize,
+) -> Result<Page, StorageError> {
+    /// Entries read from the engine at a time while filling a page.
+    const SCAN_CHUNK_ENTRIES: usize = 32;
+    let mut page = Page::default();
+    let mut bytes = 0usize;
+    let mut cursor = start.to_vec();
+    let limit = limit.max(1);
+    loop {
+        let want = SCAN_CHUNK_ENTRIES.min(limit - page.entries.len()) + 1;
+        let chunk = engine.scan(&cursor, Some(end), want)?;
+        let exhausted = chunk.len() < want;
+        for (key, value) in chunk {
+            let size = key.len() + value.len();
+            let over_bytes = !page.entries.is_empty() && bytes + size > bytes_max;
+            if over_bytes || page.entries.len() == limit {
+                page.more = true;
+                return Ok(page);
             }
+            bytes += size;
+            cursor = key.clone();
+            cursor.push(0);
+            page.entries.push((key, value));
         }
-        write_group(engine.as_ref(), batch);
+        if exhausted {
+            return Ok(page);
+        }
     }
-    debug!("storage writer stopped");
 }
 
-/// Applies one group of jobs and answers each (one engine write batch).
-pub(crate) fn write_group(engine: &dyn Engine, batch: Vec<ApplyJob>) {
-    // Values written earlier in this batch, seen by later mutations.
-    let mut overlay: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-    let mut ops = Vec::with_capacity(batch.len());
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for job in batch {
-        let current = match overlay.get(&job.key) {
-            Some(v) => Ok(Some(v.clone())),
-            None => engine.get(&job.key),
+/// A reader loop; several share one receiver.
+pub(crate) fn run_reader(slot: EngineSlot, jobs: Arc<Mutex<Receiver<ReadJob>>>) {
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
         };
-        let outcome = match current {
-            Err(e) => Err(ApplyError::Storage(e)),
-            Ok(current) => match (job.mutation)(current.as_deref()) {
-                Err(refusal) => Err(ApplyError::Rejected(refusal)),
-                Ok(None) => Ok((current, false)),
-                Ok(Some(new)) => {
-                    overlay.insert(job.key.clone(), new.clone());
-                    ops.push(WriteOp::Put {
-                        key: job.key.clone(),
-                        value: new.clone(),
-                    });
-                    // Handed over once: through `minted` at once when asked
-                    // (the caller may have gone; the write goes on), else
-                    // with the reply.
-                    let stored = match job.minted {
-                        Some(minted) => {
-                            let _ = minted.send(new);
-                            None
-                        }
-                        None => Some(new),
-                    };
-                    Ok((stored, true))
-                }
-            },
-        };
-        outcomes.push((job.reply, job.trace, outcome));
+        let Ok(job) = job else { return };
+        serve_read(&*current(&slot), job);
     }
-    let committed = engine.write_batch(&ops);
-    if let Err(e) = &committed {
-        error!(error = %e, writes = ops.len(), "storage write batch failed");
-    } else if !ops.is_empty() {
-        debug!(writes = ops.len(), "storage group commit");
-    }
-    for (reply, trace, outcome) in outcomes {
-        let result = match (outcome, &committed) {
-            (Ok((_, true)), Err(e)) => Err(ApplyError::Storage(clone_error(e))),
-            (Ok((value, _)), _) => Ok(value),
-            (Err(e), _) => Err(e),
-        };
-        if let Err(e) = &result {
-            debug!(req = trace, error = %e, "apply failed");
+}
+
+/// Serves one read against `engine`.
+pub(crate) fn serve_read(engine: &dyn Engine, job: ReadJob) {
+    match job {
+        ReadJob::Get { key, reply } => {
+            let _ = reply.send(engine.get(&key));
         }
-        // The caller may have timed out and gone; that is fine.
-        let _ = reply.send(result);
+        ReadJob::Scan {
+            start,
+            end,
+            limit,
+            bytes_max,
+            reply,
+        } => {
+            let _ = reply.send(scan_bounded(engine, &start, &end, limit, bytes_max));
+        }
     }
 }
 
 /// StorageError holds an io::Error, which is not Clone; every waiter of a
 /// failed batch gets an equivalent error.
-fn clone_error(e: &StorageError) -> StorageError {
+pub(crate) fn clone_error(e: &StorageError) -> StorageError {
     match e {
         StorageError::Io { context, source } => StorageError::Io {
             context: context.clone(),
@@ -174,29 +262,84 @@ fn clone_error(e: &StorageError) -> StorageError {
             limit: *limit,
         },
         StorageError::Stopped => StorageError::Stopped,
+        StorageError::Layout { found } => StorageError::Layout {
+            found: found.clone(),
+        },
     }
 }
 
-/// A reader loop; several share one receiver.
-pub(crate) fn run_reader(engine: Arc<dyn Engine>, jobs: Arc<Mutex<Receiver<ReadJob>>>) {
-    loop {
-        let job = match jobs.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
-        let Ok(job) = job else { return };
-        match job {
-            ReadJob::Get { key, reply } => {
-                let _ = reply.send(engine.get(&key));
-            }
-            ReadJob::Scan {
-                start,
-                end,
-                limit,
-                reply,
-            } => {
-                let _ = reply.send(engine.scan(&start, end.as_deref(), limit));
-            }
+/// The engine between a poisoned store's close and its reopen: every call
+/// fails with the reason.
+pub(crate) struct Closed(pub String);
+
+impl Engine for Closed {
+    fn get(&self, _key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Err(self.error())
+    }
+
+    fn write_batch(&self, _ops: &[WriteOp]) -> Result<(), StorageError> {
+        Err(self.error())
+    }
+
+    fn scan(&self, _: &[u8], _: Option<&[u8]>, _: usize) -> Result<KeyValues, StorageError> {
+        Err(self.error())
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        Err(self.error())
+    }
+
+    fn is_poisoned(&self) -> bool {
+        true
+    }
+}
+
+impl Closed {
+    fn error(&self) -> StorageError {
+        StorageError::Poisoned {
+            reason: self.0.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryEngine;
+
+    #[test]
+    fn a_scan_page_stops_at_its_byte_bound_but_always_holds_one_entry() {
+        let engine = MemoryEngine::default();
+        let ops: Vec<WriteOp> = (0..100u8)
+            .map(|i| WriteOp::Put {
+                key: vec![1, i],
+                value: vec![i; 1000],
+            })
+            .collect();
+        engine.write_batch(&ops).unwrap();
+        let page = scan_bounded(&engine, &[1], &[2], 1000, 10_500).unwrap();
+        assert_eq!(
+            page.entries.len(),
+            10,
+            "ten entries of 1002 bytes fit in 10,500"
+        );
+        assert!(page.more);
+        let page = scan_bounded(&engine, &[1], &[2], 1000, 10).unwrap();
+        assert_eq!(page.entries.len(), 1, "one entry always fits");
+        assert!(page.more);
+        let page = scan_bounded(&engine, &[1], &[2], 70, usize::MAX).unwrap();
+        assert_eq!(
+            page.entries.len(),
+            70,
+            "the entry limit holds across chunks"
+        );
+        assert!(page.more);
+        let page = scan_bounded(&engine, &[1, 95], &[2], 1000, usize::MAX).unwrap();
+        assert_eq!(page.entries.len(), 5);
+        assert_eq!(page.entries[0].0, vec![1, 95]);
+        assert!(!page.more, "the range ends with the page");
+        let page = scan_bounded(&engine, &[1, 95], &[2], 5, usize::MAX).unwrap();
+        assert!(!page.more, "exactly the rest: nothing after it");
     }
 }

@@ -254,23 +254,29 @@ pub struct Coordinated {
     pub context: ByteBuf,
 }
 
-/// Scan this replica's store: engine keys in `[start, end)`, at most
-/// `limit` entries (handoff streaming pages through a token range).
+/// Scan this replica's store: storage keys in `[start, end)`, at most
+/// `limit` entries and about `bytes_max` bytes (handoff streaming and
+/// anti-entropy page through a token range; the serving node caps both).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanRange {
-    /// First engine key, inclusive.
+    /// First storage key, inclusive.
     pub start: ByteBuf,
     /// End, exclusive (`None`: to the end).
     pub end: Option<ByteBuf>,
     /// Most entries in the page.
     pub limit: u32,
+    /// Bytes of keys and objects at which the page stops (one entry always
+    /// fits).
+    pub bytes_max: u64,
 }
 
 /// A [`ScanRange`] page.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanPage {
-    /// Engine keys and their encoded objects, in key order.
+    /// Storage keys and their encoded objects, in key order.
     pub entries: Vec<(ByteBuf, ByteBuf)>,
+    /// The range holds more after the last entry.
+    pub more: bool,
 }
 
 /// Anti-entropy: this replica's Merkle leaves over the keys it shares
@@ -428,7 +434,8 @@ mod tests {
         let refused = HintedWrite::reply_from(durable).unwrap_err();
         assert_eq!(refused.name(), "Write");
         assert!(ReplicaRead::reply_from(ScanRange::reply_into(ScanPage {
-            entries: Vec::new()
+            entries: Vec::new(),
+            more: false,
         }))
         .is_err());
     }

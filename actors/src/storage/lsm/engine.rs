@@ -163,6 +163,10 @@ impl Engine for LsmEngine {
         self.inner.write_batch(ops)
     }
 
+    fn is_poisoned(&self) -> bool {
+        self.inner.is_poisoned()
+    }
+
     fn scan(
         &self,
         start: &[u8],

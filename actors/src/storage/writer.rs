@@ -1,0 +1,578 @@
+//! The writer thread: every read-modify-write of the store, in groups that
+//! share one `write_batch` (one fsync), and the rules that keep a write
+//! from being lost when the disk fails.
+//!
+//! # Group commit
+//!
+//! The writer takes whatever jobs are queued (up to `storage_batch_max`,
+//! and about `storage_batch_bytes_max` of incoming data), runs each
+//! mutation against the current value (seeing earlier ones of the same
+//! group), and writes the results in one batch. One thread applies every
+//! mutation, so two writes to one key never interleave their read and
+//! their write. If the batch fails, every job of the group fails, even one
+//! that changed nothing: the value it saw may have come from the failed
+//! batch.
+//!
+//! # Minting: a dot is never reused
+//!
+//! A coordinator's mutation mints a new version under this store's
+//! version actor (`<id>#<incarnation>`), with the next counter after what
+//! the store holds, and hands it out at once (`ApplyJob::minted`) so the
+//! other replicas write it while the local batch is fsynced. If that batch
+//! then fails, the version exists elsewhere but not here, and the next
+//! mint of the key would pick the same counter: replicas would take the
+//! second write as already seen. So after a failed batch that handed out a
+//! version, or once the engine refuses writes, the writer mints nothing
+//! (`ApplyError::CannotMint`: the coordinator hands the write to another
+//! replica) until it has recorded a new incarnation (a new name, whose
+//! counters nobody has seen). A store whose engine is poisoned (a failed
+//! fsync: ENOSPC, EIO) is first reopened: every `storage_reopen_interval_ms`
+//! the writer checks that the disk takes writes again (a small fsynced
+//! probe file), closes the engine and opens it again from what is durable.
+//!
+//! # Hints
+//!
+//! A stand-in's write carries `hint_for`: the hint (`keys::hint_key`) goes
+//! into the same batch as the object, so it is durable when the write is
+//! acknowledged. The writer keeps the count and bytes of hints per owner
+//! (rebuilt from the hints namespace at start and after a reopen) and
+//! refuses a hint past `hints_bytes_max_per_target` (`HintsFull`) before
+//! anything is written. Delivery removes a hint only if it still has the
+//! `seq` that was delivered.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use tracing::{debug, error, info, warn};
+
+use super::engine::{Engine, StorageError, WriteOp};
+use super::keys::{self, HintRecord};
+use super::worker::{
+    clone_error, current, ApplyError, ApplyJob, Closed, EngineSlot, HintCounts, WriterJob,
+};
+use crate::NodeId;
+
+/// How often an idle writer checks whether it can recover, in milliseconds.
+const RECOVERY_TICK_MS: u64 = 100;
+/// Longest wait for the reader threads to let go of a poisoned engine
+/// before it is closed, in milliseconds.
+const CLOSE_WAIT_MS: u64 = 5_000;
+/// Hint records read per page while counting them.
+const HINT_SCAN_PAGE_ENTRIES: usize = 1024;
+
+/// Opens the store again (the same files), with this build's layout.
+pub type Reopen = Box<dyn FnMut() -> Result<Arc<dyn Engine>, StorageError> + Send>;
+/// Checks that the disk takes writes.
+pub type Probe = Box<dyn FnMut() -> Result<(), String> + Send>;
+/// Records a new incarnation durably and returns it.
+pub type RenewIncarnation = Box<dyn FnMut() -> Result<u32, String> + Send>;
+
+/// How the writer reaches the world beyond the engine.
+pub struct Backend {
+    /// Opens the store again after it was poisoned (`None`: it cannot be;
+    /// the node must be restarted).
+    pub reopen: Option<Reopen>,
+    /// Whether the disk takes writes again (a small fsynced file), checked
+    /// before a reopen is tried.
+    pub probe: Option<Probe>,
+    /// Records a new incarnation of the store durably and returns it.
+    pub renew_incarnation: RenewIncarnation,
+}
+
+impl Backend {
+    /// For a store kept in memory: nothing to reopen, and an incarnation
+    /// is only a random number.
+    pub fn in_memory() -> Self {
+        Self {
+            reopen: None,
+            probe: None,
+            renew_incarnation: Box::new(|| Ok(rand::random())),
+        }
+    }
+}
+
+/// The writer's limits; each named with its unit.
+#[derive(Clone, Copy, Debug)]
+pub struct WriterLimits {
+    /// Most jobs in one group.
+    pub batch_max: usize,
+    /// Incoming bytes a group stops taking jobs at.
+    pub batch_bytes_max: usize,
+    /// Bytes of hints (the objects' sizes) held for one owner.
+    pub hints_bytes_max_per_target: u64,
+    /// Time between attempts to reopen a poisoned store (or to record a
+    /// new incarnation), in milliseconds.
+    pub reopen_interval_ms: u64,
+}
+
+/// Whether this store mints new versions, and under which name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MintState {
+    /// The name new versions are minted under.
+    pub version_actor: NodeId,
+    /// Why minting is stopped (`None`: it is not).
+    pub stopped: Option<String>,
+}
+
+/// What the writer reports: its minting state after each change.
+pub type Publish = Box<dyn FnMut(MintState) + Send>;
+
+/// The answer a job of a group gets once the batch is written (or not).
+enum Outcome {
+    Apply(
+        oneshot::Sender<Result<Option<Vec<u8>>, ApplyError>>,
+        u64,
+        Option<Vec<u8>>,
+    ),
+    Clear(oneshot::Sender<Result<(), StorageError>>),
+}
+
+/// The writer's state; owned by its thread (or, inline, by the actor).
+pub(crate) struct Writer {
+    slot: EngineSlot,
+    backend: Backend,
+    node: NodeId,
+    mint: MintState,
+    /// Per owner: hints held and their bytes.
+    hints: HashMap<NodeId, (u64, u64)>,
+    /// The last hint `seq` given out.
+    hint_seq: u64,
+    limits: WriterLimits,
+    publish: Publish,
+    /// When recovery was last tried.
+    last_attempt: Option<Instant>,
+}
+
+impl Writer {
+    /// A writer for the store in `slot`, minting as `node` in
+    /// `incarnation`; counts the hints held.
+    pub(crate) fn new(
+        slot: EngineSlot,
+        backend: Backend,
+        node: NodeId,
+        incarnation: u32,
+        limits: WriterLimits,
+        publish: Publish,
+    ) -> Result<Self, StorageError> {
+        let mut writer = Self {
+            slot,
+            backend,
+            mint: MintState {
+                version_actor: node.version_actor(incarnation),
+                stopped: None,
+            },
+            node,
+            hints: HashMap::new(),
+            hint_seq: 0,
+            limits,
+            publish,
+            last_attempt: None,
+        };
+        writer.count_hints()?;
+        (writer.publish)(writer.mint.clone());
+        Ok(writer)
+    }
+
+    /// The minting state now.
+    pub(crate) fn mint_state(&self) -> MintState {
+        self.mint.clone()
+    }
+
+    /// Rebuilds the per-owner hint counts from the hints namespace.
+    fn count_hints(&mut self) -> Result<(), StorageError> {
+        let engine = current(&self.slot);
+        let (mut cursor, end) = keys::hint_range(None);
+        self.hints.clear();
+        loop {
+            let page = engine.scan(&cursor, Some(&end), HINT_SCAN_PAGE_ENTRIES)?;
+            let full = page.len() == HINT_SCAN_PAGE_ENTRIES;
+            for (key, value) in &page {
+                let Some((owner, _)) = keys::parse_hint_key(key) else {
+                    warn!(key = ?key, "a key in the hints namespace is not a hint; ignored");
+                    continue;
+                };
+                let record = HintRecord::decode(value)?;
+                let held = self.hints.entry(owner).or_default();
+                held.0 += 1;
+                held.1 += record.object_bytes;
+                self.hint_seq = self.hint_seq.max(record.seq);
+            }
+            match page.last() {
+                Some((last, _)) if full => {
+                    cursor = last.clone();
+                    cursor.push(0);
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// The writer loop: runs until every sender is dropped, then flushes
+    /// the engine (for a clean stop) and says whether that worked.
+    pub(crate) fn run(mut self, jobs: Receiver<WriterJob>) -> Result<(), String> {
+        let tick = Duration::from_millis(RECOVERY_TICK_MS);
+        loop {
+            let first = match jobs.recv_timeout(tick) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.recover();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut bytes = first.bytes();
+            let mut group = vec![first];
+            while group.len() < self.limits.batch_max && bytes < self.limits.batch_bytes_max {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        bytes += job.bytes();
+                        group.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.group(group);
+            self.recover();
+        }
+        debug!("storage writer stopped");
+        if self.mint.stopped.is_some() {
+            return Err("the store failed a write and was not recovered".into());
+        }
+        current(&self.slot).flush().map_err(|e| e.to_string())
+    }
+
+    /// Applies one group of jobs and answers each (one engine write batch).
+    pub(crate) fn group(&mut self, jobs: Vec<WriterJob>) {
+        let engine = current(&self.slot);
+        if engine.is_poisoned() && self.mint.stopped.is_none() {
+            self.stop_minting("the store refuses writes (a write to disk failed)".into());
+        }
+        let mut overlay: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
+        let mut ops = Vec::with_capacity(jobs.len());
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut deltas: Vec<(NodeId, i64, i64)> = Vec::new();
+        let mut seq = self.hint_seq;
+        let mut minted_any = false;
+        for job in jobs {
+            match job {
+                WriterJob::HintCounts { reply } => {
+                    let _ = reply.send(self.hint_counts());
+                }
+                WriterJob::ClearHint {
+                    owner,
+                    key,
+                    seq: delivered,
+                    reply,
+                } => {
+                    let hint = keys::hint_key(&owner, &key);
+                    match read(&*engine, &overlay, &hint) {
+                        Ok(Some(bytes)) => match HintRecord::decode(&bytes) {
+                            Ok(record) if record.seq == delivered => {
+                                ops.push(WriteOp::Delete { key: hint.clone() });
+                                overlay.insert(hint, None);
+                                deltas.push((owner, -1, -(record.object_bytes as i64)));
+                                outcomes.push(Outcome::Clear(reply));
+                            }
+                            // Hinted again since: delivered again later.
+                            Ok(_) => outcomes.push(Outcome::Clear(reply)),
+                            Err(e) => {
+                                let _ = reply.send(Err(e));
+                            }
+                        },
+                        Ok(None) => outcomes.push(Outcome::Clear(reply)),
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                }
+                WriterJob::Apply(job) => {
+                    let minting = job.minted.is_some();
+                    if minting {
+                        if let Some(reason) = &self.mint.stopped {
+                            let reason = reason.clone();
+                            let _ = job.reply.send(Err(ApplyError::CannotMint { reason }));
+                            continue;
+                        }
+                    }
+                    let trace = job.trace;
+                    let applied =
+                        self.apply(&*engine, &mut overlay, &mut ops, &mut deltas, &mut seq, job);
+                    if let Some((reply, stored, minted)) = applied {
+                        minted_any |= minted;
+                        outcomes.push(Outcome::Apply(reply, trace, stored));
+                    }
+                }
+            }
+        }
+        let committed = if ops.is_empty() {
+            Ok(())
+        } else {
+            engine.write_batch(&ops)
+        };
+        match &committed {
+            Ok(()) => {
+                if !ops.is_empty() {
+                    debug!(writes = ops.len(), "storage group commit");
+                }
+                self.hint_seq = seq;
+                for (owner, count, bytes) in deltas {
+                    let held = self.hints.entry(owner.clone()).or_default();
+                    held.0 = held.0.saturating_add_signed(count);
+                    held.1 = held.1.saturating_add_signed(bytes);
+                    if held.0 == 0 {
+                        self.hints.remove(&owner);
+                    }
+                }
+            }
+            Err(e) => {
+                error!(error = %e, writes = ops.len(), "storage write batch failed");
+                if minted_any {
+                    self.stop_minting(format!(
+                        "a write batch failed after this node handed out a version it minted: {e}"
+                    ));
+                }
+            }
+        }
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Apply(reply, trace, stored) => {
+                    let result = match &committed {
+                        Ok(()) => Ok(stored),
+                        Err(e) => Err(ApplyError::Storage(clone_error(e))),
+                    };
+                    if let Err(e) = &result {
+                        debug!(req = %format_args!("{trace:x}"), error = %e, "apply failed");
+                    }
+                    // The caller may have timed out and gone; that is fine.
+                    let _ = reply.send(result);
+                }
+                Outcome::Clear(reply) => {
+                    let _ = reply.send(committed.as_ref().map_err(clone_error).copied());
+                }
+            }
+        }
+    }
+
+    /// Runs one apply job into the group: its mutation, its hint. Returns
+    /// its reply, what to answer when the batch is durable and whether it
+    /// handed out a minted version; `None` when it was answered already
+    /// (refused).
+    #[allow(clippy::type_complexity)]
+    fn apply(
+        &self,
+        engine: &dyn Engine,
+        overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+        ops: &mut Vec<WriteOp>,
+        deltas: &mut Vec<(NodeId, i64, i64)>,
+        seq: &mut u64,
+        job: ApplyJob,
+    ) -> Option<(
+        oneshot::Sender<Result<Option<Vec<u8>>, ApplyError>>,
+        Option<Vec<u8>>,
+        bool,
+    )> {
+        // A hint past the owner's byte bound is refused before anything
+        // is written.
+        let mut previous_hint: Option<HintRecord> = None;
+        if let Some(owner) = &job.hint_for {
+            let hint = keys::hint_key(owner, &job.user_key);
+            previous_hint = match read(engine, overlay, &hint)
+                .and_then(|v| v.as_deref().map(HintRecord::decode).transpose())
+            {
+                Ok(record) => record,
+                Err(e) => {
+                    let _ = job.reply.send(Err(ApplyError::Storage(e)));
+                    return None;
+                }
+            };
+            let held = self.hints.get(owner).map_or(0, |h| h.1) as i64
+                + deltas
+                    .iter()
+                    .filter(|d| d.0 == *owner)
+                    .map(|d| d.2)
+                    .sum::<i64>();
+            let before = previous_hint.map_or(0, |r| r.object_bytes) as i64;
+            let after = held - before + job.bytes as i64;
+            let limit = self.limits.hints_bytes_max_per_target;
+            if after > limit as i64 && job.bytes as i64 > before {
+                let error = ApplyError::HintsFull {
+                    owner: owner.clone(),
+                    held_bytes: held.max(0) as u64,
+                    limit,
+                };
+                let _ = job.reply.send(Err(error));
+                return None;
+            }
+        }
+        let current = match read(engine, overlay, &job.key) {
+            Ok(current) => current,
+            Err(e) => {
+                let _ = job.reply.send(Err(ApplyError::Storage(e)));
+                return None;
+            }
+        };
+        let (stored, object_bytes, minted) =
+            match (job.mutation)(current.as_deref(), &self.mint.version_actor) {
+                Err(refusal) => {
+                    let _ = job.reply.send(Err(ApplyError::Rejected(refusal)));
+                    return None;
+                }
+                Ok(None) => {
+                    let len = current.as_ref().map_or(0, Vec::len);
+                    (current, len, false)
+                }
+                Ok(Some(new)) => {
+                    let len = new.len();
+                    overlay.insert(job.key.clone(), Some(new.clone()));
+                    ops.push(WriteOp::Put {
+                        key: job.key.clone(),
+                        value: new.clone(),
+                    });
+                    // Handed over once: through `minted` at once when asked
+                    // (the caller may have gone; the write goes on), else
+                    // with the reply.
+                    match job.minted {
+                        Some(minted) => {
+                            let _ = minted.send(new);
+                            (None, len, true)
+                        }
+                        None => (Some(new), len, false),
+                    }
+                }
+            };
+        if let Some(owner) = job.hint_for {
+            *seq += 1;
+            let record = HintRecord {
+                seq: *seq,
+                object_bytes: object_bytes as u64,
+            };
+            let hint = keys::hint_key(&owner, &job.user_key);
+            let value = record.encode();
+            overlay.insert(hint.clone(), Some(value.clone()));
+            ops.push(WriteOp::Put { key: hint, value });
+            let before = previous_hint.map_or(0, |r| r.object_bytes as i64);
+            let new_hint = i64::from(previous_hint.is_none());
+            deltas.push((owner, new_hint, object_bytes as i64 - before));
+        }
+        Some((job.reply, stored, minted))
+    }
+
+    /// Hints held, per owner.
+    fn hint_counts(&self) -> HintCounts {
+        let mut counts: HintCounts = self
+            .hints
+            .iter()
+            .map(|(owner, (count, bytes))| (owner.clone(), *count, *bytes))
+            .collect();
+        counts.sort();
+        counts
+    }
+
+    fn stop_minting(&mut self, reason: String) {
+        error!(%reason, "this node stops minting new versions until it has a new incarnation; writes go to other replicas");
+        self.mint.stopped = Some(reason);
+        (self.publish)(self.mint.clone());
+    }
+
+    /// After a failure: reopens a poisoned store when the disk takes writes
+    /// again, then records a new incarnation and mints again. At most once
+    /// per `storage_reopen_interval_ms`.
+    pub(crate) fn recover(&mut self) {
+        if self.mint.stopped.is_none() {
+            return;
+        }
+        let interval = Duration::from_millis(self.limits.reopen_interval_ms);
+        if self.last_attempt.is_some_and(|at| at.elapsed() < interval) {
+            return;
+        }
+        self.last_attempt = Some(Instant::now());
+        if current(&self.slot).is_poisoned() && !self.reopen() {
+            return;
+        }
+        match (self.backend.renew_incarnation)() {
+            Ok(incarnation) => {
+                self.mint = MintState {
+                    version_actor: self.node.version_actor(incarnation),
+                    stopped: None,
+                };
+                info!(version_actor = %self.mint.version_actor,
+                    "new store incarnation after a failed write: minting again");
+                (self.publish)(self.mint.clone());
+            }
+            Err(e) => warn!(error = %e, "cannot record a new incarnation yet; still not minting"),
+        }
+    }
+
+    /// Closes the poisoned engine and opens the store again; whether it
+    /// worked.
+    fn reopen(&mut self) -> bool {
+        let Some(reopen) = self.backend.reopen.as_mut() else {
+            return false;
+        };
+        if let Some(probe) = self.backend.probe.as_mut() {
+            if let Err(e) = probe() {
+                debug!(error = %e, "the disk does not take writes yet; not reopening the store");
+                return false;
+            }
+        }
+        let old = {
+            let mut slot = match self.slot.write() {
+                Ok(slot) => slot,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            std::mem::replace(
+                &mut *slot,
+                Arc::new(Closed("the store is being reopened".into())),
+            )
+        };
+        // Readers hold the engine only for one call: wait until they let go.
+        let deadline = Instant::now() + Duration::from_millis(CLOSE_WAIT_MS);
+        while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if Arc::strong_count(&old) > 1 {
+            warn!("the poisoned store is still in use; reopening it later");
+            self.set_engine(old);
+            return false;
+        }
+        drop(old);
+        match reopen() {
+            Ok(engine) => {
+                self.set_engine(engine);
+                if let Err(e) = self.count_hints() {
+                    warn!(error = %e, "cannot count the hints of the reopened store");
+                }
+                info!("store reopened after a failed write");
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "reopening the store failed; retrying later");
+                self.set_engine(Arc::new(Closed(format!("reopening the store failed: {e}"))));
+                false
+            }
+        }
+    }
+
+    fn set_engine(&self, engine: Arc<dyn Engine>) {
+        match self.slot.write() {
+            Ok(mut slot) => *slot = engine,
+            Err(poisoned) => *poisoned.into_inner() = engine,
+        }
+    }
+}
+
+/// The value of `key` as the group sees it: written earlier in the group,
+/// or in the engine.
+fn read(
+    engine: &dyn Engine,
+    overlay: &HashMap<Vec<u8>, Option<Vec<u8>>>,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, StorageError> {
+    match overlay.get(key) {
+        Some(value) => Ok(value.clone()),
+        None => engine.get(key),
+    }
+}

@@ -1,0 +1,265 @@
+//! The writer's rules, driven job by job: a dot is never minted twice
+//! after a failed write, a failed batch fails every job in it, hints are
+//! durable with their object, bounded per owner and cleared only when
+//! still current, and a poisoned store is reopened.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::oneshot;
+
+use super::engine::Engine;
+use super::keys::{self, HintRecord};
+use super::lsm::vfs::fault::{FaultOp, FaultVfs, EIO};
+use super::lsm::{LsmEngine, LsmOptions};
+use super::worker::{ApplyError, ApplyJob, EngineSlot, HintCounts, Mutation, WriterJob};
+use super::writer::{Backend, MintState, Writer, WriterLimits};
+use super::MemoryEngine;
+use crate::NodeId;
+
+const LIMITS: WriterLimits = WriterLimits {
+    batch_max: 64,
+    batch_bytes_max: 1 << 20,
+    hints_bytes_max_per_target: 100,
+    reopen_interval_ms: 0,
+};
+
+fn id(s: &str) -> NodeId {
+    NodeId::new(s).unwrap()
+}
+
+type Reply = oneshot::Receiver<Result<Option<Vec<u8>>, ApplyError>>;
+
+/// A job whose mutation stores the name it was minted under.
+fn mint(key: &[u8]) -> (WriterJob, oneshot::Receiver<Vec<u8>>, Reply) {
+    let mutation: Mutation = Box::new(|_, actor| Ok(Some(actor.as_str().as_bytes().to_vec())));
+    let (minted_tx, minted) = oneshot::channel();
+    let (job, reply) = job(key, mutation, 8, Some(minted_tx), None);
+    (job, minted, reply)
+}
+
+/// A replica-side job storing `value` (a hinted one with `hint_for`).
+fn merge(key: &[u8], value: &[u8], hint_for: Option<&str>) -> (WriterJob, Reply) {
+    let stored = value.to_vec();
+    let mutation: Mutation = Box::new(move |_, _| Ok(Some(stored)));
+    job(key, mutation, value.len(), None, hint_for.map(id))
+}
+
+fn job(
+    key: &[u8],
+    mutation: Mutation,
+    bytes: usize,
+    minted: Option<oneshot::Sender<Vec<u8>>>,
+    hint_for: Option<NodeId>,
+) -> (WriterJob, Reply) {
+    let (reply, rx) = oneshot::channel();
+    let job = WriterJob::Apply(ApplyJob {
+        key: keys::data_key(&crate::ring::storage_key(key)),
+        user_key: key.to_vec(),
+        mutation,
+        trace: 0,
+        bytes,
+        reply,
+        minted,
+        hint_for,
+    });
+    (job, rx)
+}
+
+fn counts(writer: &mut Writer) -> HintCounts {
+    let (reply, rx) = oneshot::channel();
+    writer.group(vec![WriterJob::HintCounts { reply }]);
+    rx.blocking_recv().unwrap()
+}
+
+/// A writer over `engine`, renewing incarnations 2, 3, ... and recording
+/// every minting state it publishes.
+fn writer(
+    engine: Arc<dyn Engine>,
+    reopen: Option<FaultVfs>,
+) -> (Writer, Arc<Mutex<Vec<MintState>>>) {
+    let slot: EngineSlot = Arc::new(RwLock::new(engine));
+    let published = Arc::new(Mutex::new(Vec::new()));
+    let seen = published.clone();
+    let mut next = 1u32;
+    let backend = Backend {
+        reopen: reopen.map(|vfs| {
+            Box::new(move || {
+                let engine: Arc<dyn Engine> = Arc::new(LsmEngine::open(
+                    Arc::new(vfs.clone()),
+                    "/db",
+                    LsmOptions::default(),
+                )?);
+                Ok(engine)
+            }) as super::writer::Reopen
+        }),
+        probe: None,
+        renew_incarnation: Box::new(move || {
+            next += 1;
+            Ok(next)
+        }),
+    };
+    let w = Writer::new(
+        slot,
+        backend,
+        id("n1"),
+        1,
+        LIMITS,
+        Box::new(move |state| seen.lock().unwrap().push(state)),
+    )
+    .unwrap();
+    (w, published)
+}
+
+#[test]
+fn after_a_failed_batch_that_handed_out_a_version_no_dot_is_minted_again_under_that_name() {
+    let vfs = FaultVfs::new();
+    let engine =
+        Arc::new(LsmEngine::open(Arc::new(vfs.clone()), "/db", LsmOptions::default()).unwrap());
+    let (mut w, published) = writer(engine, Some(vfs.clone()));
+    let (job, minted, reply) = mint(b"k0");
+    w.group(vec![job]);
+    assert_eq!(minted.blocking_recv().unwrap(), b"n1#00000001");
+    assert!(reply.blocking_recv().unwrap().is_ok());
+
+    // The version is handed out, then its batch fails (a failed fsync).
+    vfs.fail_next(FaultOp::Sync, EIO);
+    let (job, minted, reply) = mint(b"k1");
+    w.group(vec![job]);
+    assert_eq!(minted.blocking_recv().unwrap(), b"n1#00000001");
+    assert!(matches!(
+        reply.blocking_recv().unwrap(),
+        Err(ApplyError::Storage(_))
+    ));
+    assert!(published.lock().unwrap().last().unwrap().stopped.is_some());
+
+    // From now on nothing is minted under n1#00000001: the next write of
+    // k1 would reuse the dot the failed one handed out.
+    let (job, minted, reply) = mint(b"k1");
+    w.group(vec![job]);
+    assert!(minted.blocking_recv().is_err(), "nothing minted");
+    assert!(matches!(
+        reply.blocking_recv().unwrap(),
+        Err(ApplyError::CannotMint { .. })
+    ));
+
+    // Recovery reopens the store from what is durable and takes a new name.
+    w.recover();
+    let state = published.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(state.stopped, None);
+    assert_eq!(state.version_actor.as_str(), "n1#00000002");
+    let (job, minted, reply) = mint(b"k1");
+    w.group(vec![job]);
+    assert_eq!(minted.blocking_recv().unwrap(), b"n1#00000002");
+    assert!(reply.blocking_recv().unwrap().is_ok());
+    let (job, reply) = merge(b"k0", b"again", None);
+    w.group(vec![job]);
+    assert!(
+        reply.blocking_recv().unwrap().is_ok(),
+        "the reopened store takes writes"
+    );
+}
+
+#[test]
+fn every_job_of_a_failed_batch_fails_even_one_that_changed_nothing() {
+    let vfs = FaultVfs::new();
+    let engine =
+        Arc::new(LsmEngine::open(Arc::new(vfs.clone()), "/db", LsmOptions::default()).unwrap());
+    let (mut w, _) = writer(engine, None);
+    vfs.fail_next(FaultOp::Sync, EIO);
+    let (write, written) = merge(b"k", b"v", None);
+    // Sees `v` from the same (failing) batch and changes nothing.
+    let unchanged: Mutation = Box::new(|current, _| {
+        assert_eq!(current, Some(&b"v"[..]));
+        Ok(None)
+    });
+    let (noop, no_change) = job(b"k", unchanged, 0, None, None);
+    w.group(vec![write, noop]);
+    assert!(written.blocking_recv().unwrap().is_err());
+    assert!(
+        no_change.blocking_recv().unwrap().is_err(),
+        "the value it saw never became durable"
+    );
+}
+
+#[test]
+fn a_hint_is_written_with_its_object_and_refused_past_the_owners_byte_bound() {
+    let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::default());
+    let (mut w, _) = writer(engine.clone(), None);
+    let (job, reply) = merge(b"a", &[1; 60], Some("n3"));
+    w.group(vec![job]);
+    assert!(reply.blocking_recv().unwrap().is_ok());
+    let record = engine
+        .get(&keys::hint_key(&id("n3"), b"a"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(HintRecord::decode(&record).unwrap().object_bytes, 60);
+    assert_eq!(counts(&mut w), vec![(id("n3"), 1, 60)]);
+
+    // 60 more bytes for n3 would pass 100: refused, nothing written.
+    let (job, reply) = merge(b"b", &[2; 60], Some("n3"));
+    w.group(vec![job]);
+    assert!(matches!(
+        reply.blocking_recv().unwrap(),
+        Err(ApplyError::HintsFull { limit: 100, .. })
+    ));
+    assert_eq!(
+        engine
+            .get(&keys::data_key(&crate::ring::storage_key(b"b")))
+            .unwrap(),
+        None
+    );
+    // Another owner has its own bound; a hinted key may be hinted again.
+    let (job, reply) = merge(b"b", &[2; 60], Some("n4"));
+    w.group(vec![job]);
+    assert!(reply.blocking_recv().unwrap().is_ok());
+    let (job, reply) = merge(b"a", &[3; 50], Some("n3"));
+    w.group(vec![job]);
+    assert!(reply.blocking_recv().unwrap().is_ok());
+    assert_eq!(counts(&mut w), vec![(id("n3"), 1, 50), (id("n4"), 1, 60)]);
+
+    // A new writer over the same store (a restart) counts them again.
+    let (mut again, _) = writer(engine, None);
+    assert_eq!(
+        counts(&mut again),
+        vec![(id("n3"), 1, 50), (id("n4"), 1, 60)]
+    );
+}
+
+#[test]
+fn a_delivered_hint_is_cleared_only_if_it_was_not_hinted_again() {
+    let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::default());
+    let (mut w, _) = writer(engine.clone(), None);
+    let hint = keys::hint_key(&id("n3"), b"k");
+    let seq = |engine: &Arc<dyn Engine>| {
+        HintRecord::decode(&engine.get(&hint).unwrap().unwrap())
+            .unwrap()
+            .seq
+    };
+    let (job, _) = merge(b"k", b"v1", Some("n3"));
+    w.group(vec![job]);
+    let delivered = seq(&engine);
+    // Hinted again while the first delivery runs.
+    let (job, _) = merge(b"k", b"v2", Some("n3"));
+    w.group(vec![job]);
+    let clear = |w: &mut Writer, seq: u64| {
+        let (reply, rx) = oneshot::channel();
+        w.group(vec![WriterJob::ClearHint {
+            owner: id("n3"),
+            key: b"k".to_vec(),
+            seq,
+            reply,
+        }]);
+        rx.blocking_recv().unwrap().unwrap();
+    };
+    clear(&mut w, delivered);
+    assert!(
+        engine.get(&hint).unwrap().is_some(),
+        "v2 still has to be delivered"
+    );
+    assert_eq!(counts(&mut w).len(), 1);
+    let current = seq(&engine);
+    clear(&mut w, current);
+    assert!(engine.get(&hint).unwrap().is_none());
+    assert!(counts(&mut w).is_empty());
+}
