@@ -7,7 +7,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ringkv_actors::storage::{Engine, LogEngine, LsmEngine, LsmOptions, MemoryEngine};
+use ringkv_actors::storage::{Engine, LsmEngine, LsmOptions, MemoryEngine};
 use tracing::info;
 
 use crate::config::{NodeConfig, StorageKind};
@@ -23,6 +23,10 @@ const INCARNATION_FILE: &str = "INCARNATION";
 const CLEAN_SHUTDOWN_FILE: &str = "CLEAN_SHUTDOWN";
 /// Lock file that keeps two processes off one data dir.
 const LOCK_FILE: &str = "LOCK";
+/// The file of the removed `--storage log` engine. A data dir holding one
+/// is refused rather than opened as an empty LSM store: its data would be
+/// silently invisible, and the node would serve as if it had lost its disk.
+const LOG_ENGINE_FILE: &str = "ringkv.log";
 
 /// Opens the data dir (lock, owner check) and the configured engine.
 pub fn open_storage(config: &NodeConfig) -> Result<(NodeEnvParts, Option<File>), NodeError> {
@@ -49,11 +53,10 @@ pub fn open_storage(config: &NodeConfig) -> Result<(NodeEnvParts, Option<File>),
     lock.try_lock()
         .map_err(|_| data_err("in use by another ringkv process (LOCK is held)".into()))?;
     check_owner(dir, config.id.as_str()).map_err(data_err)?;
-    let engine: Arc<dyn Engine> = match config.storage {
-        StorageKind::Log => Arc::new(LogEngine::open(dir)?),
-        // The engine keeps its files in a sub-directory of its own.
-        _ => Arc::new(LsmEngine::open_dir(dir.join("lsm"), LsmOptions::default())?),
-    };
+    refuse_log_engine_store(dir).map_err(data_err)?;
+    // The engine keeps its files in a sub-directory of its own.
+    let engine: Arc<dyn Engine> =
+        Arc::new(LsmEngine::open_dir(dir.join("lsm"), LsmOptions::default())?);
     let clean = take_clean_shutdown_mark(dir).map_err(data_err)?;
     let incarnation = store_incarnation(dir, engine.as_ref(), clean).map_err(data_err)?;
     let members_file = Some(dir.join(MEMBERS_FILE));
@@ -65,6 +68,18 @@ pub fn open_storage(config: &NodeConfig) -> Result<(NodeEnvParts, Option<File>),
         },
         Some(lock),
     ))
+}
+
+/// Refuses a data dir written by the removed `--storage log` engine.
+fn refuse_log_engine_store(dir: &Path) -> Result<(), String> {
+    if dir.join(LOG_ENGINE_FILE).exists() {
+        return Err(format!(
+            "holds {LOG_ENGINE_FILE}, a store of the removed `--storage log` engine, which \
+             this version cannot read (the choices are lsm and memory); remove the file to \
+             start this node empty, as after a lost disk, and let repair refill it"
+        ));
+    }
+    Ok(())
 }
 
 /// Whether the last stop was clean (`CLEAN_SHUTDOWN` present); removes the
@@ -204,6 +219,18 @@ mod tests {
         );
         let text = std::fs::read_to_string(dir.path().join(INCARNATION_FILE)).unwrap();
         assert_eq!(text.trim(), format!("{after_damage:08x}"));
+    }
+
+    #[test]
+    fn a_data_dir_of_the_removed_log_engine_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(refuse_log_engine_store(dir.path()).is_ok());
+        std::fs::write(dir.path().join(LOG_ENGINE_FILE), b"old records").unwrap();
+        let e = refuse_log_engine_store(dir.path()).unwrap_err();
+        assert!(
+            e.contains("--storage log") && e.contains("lsm and memory"),
+            "{e}"
+        );
     }
 
     #[test]
