@@ -141,15 +141,12 @@ fn store_incarnation(dir: &Path, engine: &dyn Engine, clean: bool) -> Result<u32
         }
     }
     let incarnation: u32 = rand::random();
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        let mut file = File::create(&tmp)?;
-        std::io::Write::write_all(&mut file, format!("{incarnation:08x}\n").as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| format!("cannot record {INCARNATION_FILE}: {e}"))?;
+    write_durably(
+        dir,
+        INCARNATION_FILE,
+        format!("{incarnation:08x}\n").as_bytes(),
+    )
+    .map_err(|e| format!("cannot record {INCARNATION_FILE}: {e}"))?;
     info!(
         incarnation = %format!("{incarnation:08x}"),
         empty_store = empty,
@@ -157,6 +154,21 @@ fn store_incarnation(dir: &Path, engine: &dyn Engine, clean: bool) -> Result<u32
         "new store incarnation: writes are versioned under a new name"
     );
     Ok(incarnation)
+}
+
+/// Writes `contents` to `dir/name` so that a crash or power cut leaves the
+/// old file or the whole new one, never a torn or empty one: a temporary
+/// file, fsynced, renamed over `name`, then the directory fsynced (only
+/// that makes the rename itself durable). A temporary file a crash left
+/// behind is overwritten.
+fn write_durably(dir: &Path, name: &str, contents: &[u8]) -> std::io::Result<()> {
+    let path = dir.join(name);
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp)?;
+    std::io::Write::write_all(&mut file, contents)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    File::open(dir)?.sync_all()
 }
 
 /// The storage half of a [`NodeEnv`].
@@ -177,7 +189,8 @@ fn check_owner(dir: &Path, id: &str) -> Result<(), String> {
         Ok(owner) if owner.trim() == id => Ok(()),
         Ok(owner) => Err(format!("belongs to node {:?}, not {id:?}", owner.trim())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::write(&path, id).map_err(|e| format!("cannot write {NODE_ID_FILE}: {e}"))
+            write_durably(dir, NODE_ID_FILE, id.as_bytes())
+                .map_err(|e| format!("cannot write {NODE_ID_FILE}: {e}"))
         }
         Err(e) => Err(format!("cannot read {NODE_ID_FILE}: {e}")),
     }
@@ -231,6 +244,23 @@ mod tests {
             e.contains("--storage log") && e.contains("lsm and memory"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_owner_is_recorded_whole_and_then_enforced() {
+        let dir = tempfile::tempdir().unwrap();
+        // A temporary file from a crash mid-write does not get in the way.
+        std::fs::write(dir.path().join("NODE_ID.tmp"), "half").unwrap();
+        check_owner(dir.path(), "n1").unwrap();
+        let owner = std::fs::read_to_string(dir.path().join(NODE_ID_FILE)).unwrap();
+        assert_eq!(owner, "n1");
+        assert!(
+            !dir.path().join("NODE_ID.tmp").exists(),
+            "renamed into place"
+        );
+        check_owner(dir.path(), "n1").unwrap();
+        let e = check_owner(dir.path(), "n2").unwrap_err();
+        assert!(e.contains("belongs to node \"n1\""), "{e}");
     }
 
     #[test]
