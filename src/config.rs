@@ -38,14 +38,15 @@ pub const OBJECT_FRAME_HEADROOM_BYTES: usize = 16 * 1024;
 /// Default pace of hint delivery, in bytes per second.
 pub const HINT_DELIVERY_BYTES_PER_S_MAX_DEFAULT: u64 = 16 << 20;
 
-/// Where a node keeps its data.
+/// Where a node keeps its data. The first durable backend, `log` (an
+/// append-only log replayed into memory), was removed once the LSM engine
+/// superseded it: a flag or config file saying `log` is refused at start
+/// with a message naming the two choices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageKind {
     /// The LSM engine: commit log, memtable, SSTables, compaction (default).
     Lsm,
-    /// The first durable backend: an append-only log replayed into memory.
-    Log,
     /// In memory only: everything is lost when the process stops.
     Memory,
 }
@@ -111,8 +112,7 @@ pub struct NodeArgs {
     /// Virtual nodes per unit of weight. Default 128.
     #[arg(long)]
     pub vnodes: Option<u32>,
-    /// Storage backend: lsm (durable, default), log (durable, whole data
-    /// set in memory) or memory (lost on exit).
+    /// Storage backend: lsm (durable, default) or memory (lost on exit).
     #[arg(long, value_enum)]
     pub storage: Option<StorageKind>,
     /// Log format: pretty or json. Default pretty.

@@ -91,3 +91,36 @@ fn file_keys_take_either_spelling_and_flags_win() {
     .unwrap_err();
     assert!(e.contains("no_such_setting"), "{e}");
 }
+
+/// `--storage log` (the removed append-only engine) is refused, from a
+/// flag or from the file, with a message naming what is left.
+#[test]
+fn the_removed_log_storage_is_refused_naming_the_choices() {
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        node: NodeArgs,
+    }
+    let e = Cli::try_parse_from(["ringkv", "--storage", "log"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'log'") && e.contains("lsm, memory"), "{e}");
+    let ok = Cli::try_parse_from(["ringkv", "--storage", "memory"]).unwrap();
+    assert_eq!(ok.node.storage, Some(StorageKind::Memory));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ringkv.toml");
+    std::fs::write(&path, "storage = \"log\"\n").unwrap();
+    let e = NodeArgs {
+        config: Some(path),
+        ..NodeArgs::default()
+    }
+    .with_file()
+    .unwrap_err();
+    assert!(
+        e.contains("`log`") && e.contains("`lsm` or `memory`"),
+        "{e}"
+    );
+}

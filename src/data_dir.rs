@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ringkv_actors::storage::{
-    keys, Backend, Engine, LogEngine, LsmEngine, LsmOptions, MemoryEngine, StorageError,
+    keys, Backend, Engine, LsmEngine, LsmOptions, MemoryEngine, StorageError,
 };
 use tracing::info;
 
@@ -31,6 +31,10 @@ const PROBE_FILE: &str = "PROBE";
 /// Size of that probe, in bytes: a reopen replays the commit log into a
 /// table, which needs room.
 const PROBE_BYTES: usize = 1 << 20;
+/// The file of the removed `--storage log` engine. A data dir holding one
+/// is refused rather than opened as an empty LSM store: its data would be
+/// silently invisible, and the node would serve as if it had lost its disk.
+const LOG_ENGINE_FILE: &str = "ringkv.log";
 
 /// Opens the data dir (lock, owner check) and the configured engine.
 pub fn open_storage(config: &NodeConfig) -> Result<(NodeEnvParts, Option<File>), NodeError> {
@@ -59,18 +63,15 @@ pub fn open_storage(config: &NodeConfig) -> Result<(NodeEnvParts, Option<File>),
     lock.try_lock()
         .map_err(|_| data_err("in use by another ringkv process (LOCK is held)".into()))?;
     check_owner(dir, config.id.as_str()).map_err(data_err)?;
-    let engine: Arc<dyn Engine> = match config.storage {
-        StorageKind::Log => Arc::new(LogEngine::open(dir)?),
-        _ => open_lsm(dir, &config.lsm)?,
-    };
-    keys::check_layout(engine.as_ref())?;
+    refuse_log_engine_store(dir).map_err(data_err)?;
+    let engine = open_lsm(dir, &config.lsm)?;
     let clean = take_clean_shutdown_mark(dir).map_err(data_err)?;
     let incarnation = store_incarnation(dir, engine.as_ref(), clean).map_err(data_err)?;
     let members_file = Some(dir.join(MEMBERS_FILE));
     let backend = Backend {
-        reopen: (config.storage == StorageKind::Lsm).then(|| {
+        reopen: Some({
             let (dir, options) = (dir.clone(), config.lsm.clone());
-            Box::new(move || open_lsm(&dir, &options)) as Box<dyn FnMut() -> _ + Send>
+            Box::new(move || open_lsm(&dir, &options))
         }),
         probe: Some({
             let dir = dir.clone();
@@ -115,6 +116,18 @@ fn probe_disk(dir: &Path) -> Result<(), String> {
     })();
     let _ = std::fs::remove_file(&path);
     result.map_err(|e| format!("probe write to {}: {e}", dir.display()))
+}
+
+/// Refuses a data dir written by the removed `--storage log` engine.
+fn refuse_log_engine_store(dir: &Path) -> Result<(), String> {
+    if dir.join(LOG_ENGINE_FILE).exists() {
+        return Err(format!(
+            "holds {LOG_ENGINE_FILE}, a store of the removed `--storage log` engine, which \
+             this version cannot read (the choices are lsm and memory); remove the file to \
+             start this node empty, as after a lost disk, and let repair refill it"
+        ));
+    }
+    Ok(())
 }
 
 /// Whether the last stop was clean (`CLEAN_SHUTDOWN` present); removes the
@@ -184,19 +197,29 @@ fn store_incarnation(dir: &Path, engine: &dyn Engine, clean: bool) -> Result<u32
     Ok(incarnation)
 }
 
-/// Records `incarnation` durably in `INCARNATION` (tmp file, fsync,
-/// rename, fsync the directory).
+/// Records `incarnation` durably in `INCARNATION`.
 fn record_incarnation(dir: &Path, incarnation: u32) -> Result<(), String> {
-    let path = dir.join(INCARNATION_FILE);
+    write_durably(
+        dir,
+        INCARNATION_FILE,
+        format!("{incarnation:08x}\n").as_bytes(),
+    )
+    .map_err(|e| format!("cannot record {INCARNATION_FILE}: {e}"))
+}
+
+/// Writes `contents` to `dir/name` so that a crash or power cut leaves the
+/// old file or the whole new one, never a torn or empty one: a temporary
+/// file, fsynced, renamed over `name`, then the directory fsynced (only
+/// that makes the rename itself durable). A temporary file a crash left
+/// behind is overwritten.
+fn write_durably(dir: &Path, name: &str, contents: &[u8]) -> std::io::Result<()> {
+    let path = dir.join(name);
     let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        let mut file = File::create(&tmp)?;
-        std::io::Write::write_all(&mut file, format!("{incarnation:08x}\n").as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| format!("cannot record {INCARNATION_FILE}: {e}"))
+    let mut file = File::create(&tmp)?;
+    std::io::Write::write_all(&mut file, contents)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    File::open(dir)?.sync_all()
 }
 
 /// The storage half of a [`NodeEnv`].
@@ -220,7 +243,8 @@ fn check_owner(dir: &Path, id: &str) -> Result<(), String> {
         Ok(owner) if owner.trim() == id => Ok(()),
         Ok(owner) => Err(format!("belongs to node {:?}, not {id:?}", owner.trim())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::write(&path, id).map_err(|e| format!("cannot write {NODE_ID_FILE}: {e}"))
+            write_durably(dir, NODE_ID_FILE, id.as_bytes())
+                .map_err(|e| format!("cannot write {NODE_ID_FILE}: {e}"))
         }
         Err(e) => Err(format!("cannot read {NODE_ID_FILE}: {e}")),
     }
@@ -262,6 +286,35 @@ mod tests {
         );
         let text = std::fs::read_to_string(dir.path().join(INCARNATION_FILE)).unwrap();
         assert_eq!(text.trim(), format!("{after_damage:08x}"));
+    }
+
+    #[test]
+    fn a_data_dir_of_the_removed_log_engine_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(refuse_log_engine_store(dir.path()).is_ok());
+        std::fs::write(dir.path().join(LOG_ENGINE_FILE), b"old records").unwrap();
+        let e = refuse_log_engine_store(dir.path()).unwrap_err();
+        assert!(
+            e.contains("--storage log") && e.contains("lsm and memory"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_owner_is_recorded_whole_and_then_enforced() {
+        let dir = tempfile::tempdir().unwrap();
+        // A temporary file from a crash mid-write does not get in the way.
+        std::fs::write(dir.path().join("NODE_ID.tmp"), "half").unwrap();
+        check_owner(dir.path(), "n1").unwrap();
+        let owner = std::fs::read_to_string(dir.path().join(NODE_ID_FILE)).unwrap();
+        assert_eq!(owner, "n1");
+        assert!(
+            !dir.path().join("NODE_ID.tmp").exists(),
+            "renamed into place"
+        );
+        check_owner(dir.path(), "n1").unwrap();
+        let e = check_owner(dir.path(), "n2").unwrap_err();
+        assert!(e.contains("belongs to node \"n1\""), "{e}");
     }
 
     #[test]

@@ -100,7 +100,7 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         let (parts, lock) = node::open_storage(&config)?;
         let env = NodeEnv {
             net: std::rc::Rc::new(TokioNet),
-            clock: std::rc::Rc::new(SystemClock),
+            clock: std::rc::Rc::new(SystemClock::new()),
             engine: parts.engine,
             members_file: parts.members_file,
             storage_threading: ringkv_actors::storage::StorageThreading::Threads,

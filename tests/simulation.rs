@@ -2,17 +2,22 @@
 //! actor, the bridge, the client API — in one process over a simulated
 //! network with simulated time. One node is partitioned away; writes and
 //! reads at W=R=2 go on, W=3 times out, and after the partition heals a
-//! read brings the lagging replica back in line.
+//! read brings the lagging replica back in line. Five nodes detect a
+//! partitioned node, and wall-clock steps neither make members flap nor
+//! hide a dead one.
 #![allow(clippy::unwrap_used)]
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ringkv::config::NodeArgs;
 use ringkv::node::{self, NodeEnv};
-use ringkv_actors::clock::TokioClock;
+use ringkv_actors::clock::{Clock, SharedClock, TokioClock};
 use ringkv_actors::net::{BoxConnection, Listener, LocalBoxFuture, Net};
 use ringkv_actors::storage::{MemoryEngine, StorageThreading};
 use ringkv_actors::wire::client::{
@@ -75,7 +80,20 @@ async fn run_node(id: &'static str) -> turmoil::Result {
     run_node_of(id, &NODES).await
 }
 
+/// The wall-clock reading every simulated node starts from.
+const SIM_EPOCH_MS: u64 = 1_700_000_000_000;
+
 async fn run_node_of(id: &'static str, cluster: &[&'static str]) -> turmoil::Result {
+    run_node_with_clock(id, cluster, Rc::new(TokioClock::new(SIM_EPOCH_MS))).await
+}
+
+/// Runs node `id` of `cluster` on `clock` (the wall-clock tests step its
+/// wall reading).
+async fn run_node_with_clock(
+    id: &'static str,
+    cluster: &[&'static str],
+    clock: SharedClock,
+) -> turmoil::Result {
     let me = turmoil::lookup(id);
     let seeds = cluster
         .iter()
@@ -99,7 +117,7 @@ async fn run_node_of(id: &'static str, cluster: &[&'static str]) -> turmoil::Res
     .unwrap();
     let env = NodeEnv {
         net: Rc::new(TurmoilNet),
-        clock: Rc::new(TokioClock::new(1_700_000_000_000)),
+        clock,
         engine: Arc::new(MemoryEngine::default()),
         members_file: None,
         storage_threading: StorageThreading::Inline,
@@ -437,6 +455,178 @@ fn a_bridge_partition_uses_stand_ins_while_gossip_sees_everyone_alive() {
                 }
                 tokio::time::sleep(Duration::from_millis(GOSSIP_INTERVAL_MS)).await;
             }
+            Ok(())
+        });
+        sim.run().unwrap();
+    }
+}
+
+/// A wall-clock step of one hour, in ms: an NTP correction after a long
+/// drift, or an operator's `date -s`.
+const HOUR_MS: i64 = 3_600_000;
+
+/// A node's clock whose wall reading the test can step while its timers
+/// follow simulated time, as a real host's `CLOCK_MONOTONIC` does when
+/// `CLOCK_REALTIME` jumps.
+struct SteppedClock {
+    simulated: TokioClock,
+    /// Added to the wall reading, in ms; the test stores a step here.
+    wall_step_ms: Arc<AtomicI64>,
+}
+
+impl Clock for SteppedClock {
+    fn now_ms(&self) -> u64 {
+        self.simulated
+            .now_ms()
+            .saturating_add_signed(self.wall_step_ms.load(Ordering::Relaxed))
+    }
+
+    fn monotonic_ms(&self) -> u64 {
+        self.simulated.monotonic_ms()
+    }
+}
+
+/// Five nodes whose wall clocks the test steps through the returned
+/// handles (one per node, in ms).
+fn five_node_simulation_with_wall_steps(
+    seed: u64,
+) -> (turmoil::Sim<'static>, HashMap<&'static str, Arc<AtomicI64>>) {
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(Duration::from_secs(120))
+        .build();
+    let mut steps = HashMap::new();
+    for id in FIVE {
+        let wall_step_ms = Arc::new(AtomicI64::new(0));
+        steps.insert(id, wall_step_ms.clone());
+        sim.host(id, move || {
+            let clock = Rc::new(SteppedClock {
+                simulated: TokioClock::new(SIM_EPOCH_MS),
+                wall_step_ms: wall_step_ms.clone(),
+            });
+            run_node_with_clock(id, &FIVE, clock)
+        });
+    }
+    (sim, steps)
+}
+
+/// Waits until every node sees all five members alive.
+async fn wait_everyone_sees_five_alive() {
+    wait_five_alive().await;
+    for observer in FIVE {
+        let mut c = SimClient::connect(observer).await;
+        while c.alive().await != FIVE.len() {
+            tokio::time::sleep(Duration::from_millis(GOSSIP_INTERVAL_MS / 2)).await;
+        }
+    }
+}
+
+/// Every member's state and heartbeat age (ms) as `observer` reports them.
+async fn rows(c: &mut SimClient) -> Vec<(String, String, u64)> {
+    let body = c.call(ClientOp::Status).await.unwrap();
+    let Some(Value::Array(members)) = map_field(&body, "members") else {
+        return Vec::new();
+    };
+    members
+        .iter()
+        .map(|m| {
+            let text = |k| {
+                map_field(m, k)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let age = map_field(m, "heartbeat_age_ms").and_then(Value::as_u64);
+            (text("id"), text("state"), age.unwrap_or(0))
+        })
+        .collect()
+}
+
+/// Polls every node's `status` for `watch` (simulated time), all nodes at
+/// once, and returns each sighting of a member `suspect` or `down`, or
+/// with a heartbeat age of `SUSPECT_AFTER_MS` or more (about to be).
+async fn flapping_seen(watch: Duration) -> Vec<String> {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let started = tokio::time::Instant::now();
+    let pollers: Vec<_> = FIVE
+        .iter()
+        .map(|observer| {
+            let seen = seen.clone();
+            tokio::task::spawn_local(async move {
+                let mut c = SimClient::connect(observer).await;
+                while started.elapsed() < watch {
+                    for (member, state, age_ms) in rows(&mut c).await {
+                        if member != *observer
+                            && (state == "suspect" || state == "down" || age_ms >= SUSPECT_AFTER_MS)
+                        {
+                            seen.borrow_mut().push(format!(
+                                "{:?}: {observer} sees {member} {state}, heartbeat age {age_ms} ms",
+                                started.elapsed()
+                            ));
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect();
+    for poller in pollers {
+        poller.await.unwrap();
+    }
+    seen.take()
+}
+
+#[test]
+fn wall_clock_steps_make_no_member_flap() {
+    for seed in [4, 21] {
+        let (mut sim, steps) = five_node_simulation_with_wall_steps(seed);
+        sim.client("client", async move {
+            wait_everyone_sees_five_alive().await;
+            let mut n1 = SimClient::connect("n1").await;
+            n1.put("before", "v0", 3).await.unwrap();
+            steps["n2"].store(-HOUR_MS, Ordering::Relaxed);
+            steps["n3"].store(HOUR_MS, Ordering::Relaxed);
+            // Ten suspicion timeouts: any age the steps distort shows.
+            let seen = flapping_seen(Duration::from_millis(10 * SUSPECT_AFTER_MS)).await;
+            assert!(
+                seen.is_empty(),
+                "seed {seed}: after the wall-clock steps ({} sightings):\n{}",
+                seen.len(),
+                seen.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+            );
+            // Writes and reads through the stepped nodes, at every replica.
+            for (node, key) in [("n2", "behind"), ("n3", "ahead")] {
+                let mut c = SimClient::connect(node).await;
+                c.put(key, node, 3).await.unwrap();
+                assert_eq!(c.get(key, 3).await.unwrap(), vec![node.as_bytes().to_vec()]);
+                assert_eq!(c.get("before", 3).await.unwrap(), vec![b"v0".to_vec()]);
+            }
+            Ok(())
+        });
+        sim.run().unwrap();
+    }
+}
+
+#[test]
+fn a_node_whose_wall_clock_stepped_back_still_sees_a_dead_member() {
+    for seed in [6, 17] {
+        let (mut sim, steps) = five_node_simulation_with_wall_steps(seed);
+        sim.client("client", async move {
+            wait_everyone_sees_five_alive().await;
+            steps["n2"].store(-HOUR_MS, Ordering::Relaxed);
+            for other in &FIVE[..4] {
+                turmoil::partition("n5", *other);
+            }
+            // The bound of the five-node partition test, twice over.
+            let bound = Duration::from_millis(2 * (SUSPECT_AFTER_MS + 10 * GOSSIP_INTERVAL_MS));
+            let took = tokio::time::timeout(bound, until_everyone_sees(&FIVE, "n5", "n5", "down"))
+                .await;
+            let mut n2 = SimClient::connect("n2").await;
+            let n2_sees = n2.state_of("n5").await;
+            assert!(
+                took.is_ok(),
+                "seed {seed}: n5 not down everywhere within {bound:?}; n2 (wall clock an hour back) sees it {n2_sees}"
+            );
             Ok(())
         });
         sim.run().unwrap();

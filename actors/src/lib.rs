@@ -11,7 +11,7 @@
 //! | [`replicator`] | the coordinator: preference list -> fan-out -> quorum -> reply; the replica side of peer reads and writes |
 //! | [`replicas`] | one handle to the local replica (Storage) and the remote ones (Bridge), and the replica-side merge |
 //! | [`bridge`] | node-to-node TCP: Bridge + one PeerConnection per peer + one PeerSession per inbound link; typed calls (`CallPeer<T>`) and typed serving (`Incoming<T>`) |
-//! | [`storage`] | the Engine seam, the LSM engine (and two simpler ones), the Storage actor with its own threads |
+//! | [`storage`] | the Engine seam, the LSM engine (and an in-memory one), the Storage actor with its own threads |
 //! | [`conflict_resolver`] | dotted version vectors, sibling sets, merge; the ConflictResolver actor |
 //! | [`membership`] | shared vocabulary: `MembershipChanged` (rings, reachability, peers) |
 //! | [`ring`] | the consistent-hash ring: virtual nodes, weights, preference lists |

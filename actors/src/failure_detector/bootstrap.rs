@@ -25,7 +25,8 @@ use std::net::SocketAddr;
 pub struct Bootstrap {
     /// Seed addresses neither heard from nor refused yet.
     pending: BTreeSet<SocketAddr>,
-    /// When to stop waiting for them, on this node's clock.
+    /// When to stop waiting for them, on this node's monotonic clock (a
+    /// wall-clock step must not end the wait early nor stretch it).
     deadline_ms: u64,
     /// Some seed completed a gossip exchange.
     heard_any: bool,
@@ -42,7 +43,8 @@ pub enum Ready {
 }
 
 impl Bootstrap {
-    /// A start with `seeds`; `knows_cluster` when a persisted membership
+    /// A start with `seeds` at `now_ms` (monotonic clock), waiting at most
+    /// `wait_ms` for them; `knows_cluster` when a persisted membership
     /// names other members.
     pub fn new(seeds: &[SocketAddr], knows_cluster: bool, now_ms: u64, wait_ms: u64) -> Self {
         let pending: BTreeSet<SocketAddr> = seeds.iter().copied().collect();
@@ -65,7 +67,8 @@ impl Bootstrap {
         None
     }
 
-    /// Time passes; ready (timed out) once `bootstrap_wait_ms` is over.
+    /// Time passes (`now_ms`, monotonic clock); ready (timed out) once
+    /// `bootstrap_wait_ms` is over.
     pub fn tick(&mut self, now_ms: u64) -> Option<Ready> {
         if self.ready || now_ms < self.deadline_ms {
             return None;

@@ -39,11 +39,13 @@ use crate::NodeId;
 /// Where this node is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Lifecycle {
-    /// Entering the cluster; `streaming` while a pull is under way.
+    /// Entering the cluster since `since_ms` (monotonic clock);
+    /// `streaming` while a pull is under way.
     Joining { since_ms: u64, streaming: bool },
     /// A full member.
     Serving,
-    /// Handing off; `streaming` while a push is under way.
+    /// Handing off since `since_ms` (monotonic clock); `streaming` while a
+    /// push is under way.
     Leaving { since_ms: u64, streaming: bool },
     /// Out of the cluster (the process may be stopped).
     Left,
@@ -89,7 +91,7 @@ pub struct Forget {
 impl FailureDetector {
     /// Called every tick: starts the next step when its time has come.
     pub(super) fn advance_lifecycle(&mut self, ctx: &mut Context<Self>) {
-        let now = self.clock.now_ms();
+        let now = self.clock.monotonic_ms();
         match self.lifecycle {
             Lifecycle::Joining {
                 streaming: false, ..
@@ -258,7 +260,7 @@ impl FailureDetector {
                         bytes = stats.bytes,
                         "handoff done"
                     );
-                    let now = act.clock.now_ms();
+                    let now = act.clock.monotonic_ms();
                     let (next_state, next_life) = match direction {
                         Direction::Pull => (MemberState::Alive, Lifecycle::Serving),
                         Direction::Push => (MemberState::Left, Lifecycle::Left),
@@ -302,7 +304,7 @@ impl Handler<Leave> for FailureDetector {
             Lifecycle::Leaving { .. } => return Ok(()),
             Lifecycle::Left => return Ok(()),
         }
-        let now = self.clock.now_ms();
+        let now = self.clock.monotonic_ms();
         self.lifecycle = Lifecycle::Leaving {
             since_ms: now,
             streaming: false,
@@ -325,7 +327,7 @@ impl Handler<Forget> for FailureDetector {
                 "a node cannot forget itself; ask it to leave instead",
             ));
         }
-        let now = self.clock.now_ms();
+        let now = self.clock.monotonic_ms();
         let changes = self.gossip.forget(&msg.node, now).map_err(refused)?;
         let span = self.span.clone();
         let _span = span.enter();

@@ -10,6 +10,11 @@
 //! change is logged once (INFO, naming who reported it) and sent as a
 //! [`MembershipChanged`] to the Replicator, Repair and the Bridge. The membership is persisted in the
 //! data dir, so a restarted node knows the cluster before anyone answers.
+//!
+//! Every timer and age here (suspicion, heartbeat ages in `status`,
+//! `join_settle_ms`, `bootstrap_wait_ms`) reads the clock's monotonic
+//! reading, so stepping the wall clock neither hides a dead member nor
+//! makes live ones flap; wall time only gives the gossip generation.
 
 pub mod bootstrap;
 pub mod gossip;
@@ -69,7 +74,7 @@ pub struct FailureDetectorOptions {
     /// Start as a joining node (a new node entering a running cluster).
     pub join: bool,
     /// How long a joining or leaving node announces itself before it
-    /// streams, in milliseconds, so every coordinator already sends it (or
+    /// streams, in milliseconds of the monotonic clock, so every coordinator already sends it (or
     /// still sends it) the live writes for the ranges that move.
     pub join_settle_ms: u64,
     /// Deadline of one streaming request, in milliseconds.
@@ -77,7 +82,7 @@ pub struct FailureDetectorOptions {
     /// The seed addresses this node starts from.
     pub seeds: Vec<SocketAddr>,
     /// Longest wait for the seeds at start-up before coordinating with
-    /// what the node knows, in milliseconds.
+    /// what the node knows, in milliseconds of the monotonic clock.
     pub bootstrap_wait_ms: u64,
 }
 
@@ -113,9 +118,17 @@ impl FailureDetector {
         repair: Addr<Repair>,
         clock: SharedClock,
     ) -> Self {
-        let now = clock.now_ms();
+        // Wall time only for the generation (it must grow across
+        // restarts); every timer below runs on the monotonic clock.
+        let now = clock.monotonic_ms();
         let knows_cluster = known.iter().any(|m| m.info.id != own.id);
-        let mut gossip = Gossip::new(own.clone(), known, now, options.gossip.clone());
+        let mut gossip = Gossip::new(
+            own.clone(),
+            known,
+            clock.now_ms(),
+            now,
+            options.gossip.clone(),
+        );
         let lifecycle = if options.join {
             gossip.set_own_status(MemberState::Joining, now);
             lifecycle::Lifecycle::Joining {
@@ -181,7 +194,7 @@ impl FailureDetector {
     }
 
     fn refresh_view(&mut self) {
-        let now = self.clock.now_ms();
+        let now = self.clock.monotonic_ms();
         let members = self.gossip.members(now);
         let view = view::cluster_view(&members, self.options.vnodes_per_weight);
         self.view = MembershipChanged {
@@ -207,7 +220,7 @@ impl FailureDetector {
             // No state changed, but a member may have moved (a restart on
             // another address, quick enough never to be suspected): the
             // bridge must hear of its new address.
-            let now = self.clock.now_ms();
+            let now = self.clock.monotonic_ms();
             let moved = self.gossip.members(now).iter().any(|m| {
                 m.info.id != self.own.id
                     && self
@@ -298,7 +311,7 @@ impl FailureDetector {
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        let now = self.clock.now_ms();
+        let now = self.clock.monotonic_ms();
         let Tick {
             targets,
             message,
@@ -352,7 +365,7 @@ impl Handler<PeerEvent> for FailureDetector {
     type Result = ();
 
     fn handle(&mut self, event: PeerEvent, ctx: &mut Self::Context) {
-        let now = self.clock.now_ms();
+        let now = self.clock.monotonic_ms();
         let span = self.span.clone();
         let _span = span.enter();
         match event {
@@ -397,7 +410,9 @@ impl FailureDetector {
             debug!(peer = %from, error = %e, "undecodable gossip");
             RemoteError::new(ErrorCode::BadRequest, format!("undecodable gossip: {e}"))
         })?;
-        let changes = self.gossip.receive(from, message, self.clock.now_ms());
+        let changes = self
+            .gossip
+            .receive(from, message, self.clock.monotonic_ms());
         self.apply(changes);
         Ok(())
     }
@@ -410,7 +425,7 @@ impl Handler<Incoming<GossipExchange>> for FailureDetector {
         let span = self.span.clone();
         let _span = span.enter();
         self.merge_gossip(&msg.from, &msg.request.message)?;
-        let reply = self.gossip.message(self.clock.now_ms());
+        let reply = self.gossip.message(self.clock.monotonic_ms());
         let message = rmp_serde::to_vec_named(&reply).map_err(|e| {
             RemoteError::new(ErrorCode::Internal, format!("cannot encode gossip: {e}"))
         })?;
@@ -432,7 +447,7 @@ impl Handler<StatusQuery> for FailureDetector {
     type Result = MessageResult<StatusQuery>;
 
     fn handle(&mut self, _: StatusQuery, _ctx: &mut Self::Context) -> Self::Result {
-        let now = self.clock.now_ms();
+        let now = self.clock.monotonic_ms();
         let members = self.gossip.members(now);
         let rows = view::status_rows(&members, &self.view.write_ring);
         let mut extra = self.options.status_extra.clone();

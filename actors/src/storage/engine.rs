@@ -1,8 +1,8 @@
 //! The seam between the Storage actor and the bytes on disk.
 //!
-//! The actor only knows this trait; the engines behind it (`LogEngine`, the
-//! temporary append-only log; `MemoryEngine`, for `--storage memory` and the
-//! simulations; the LSM engine) are plain Rust without actix.
+//! The actor only knows this trait; the engines behind it (the LSM engine;
+//! `MemoryEngine`, for `--storage memory` and the simulations) are plain
+//! Rust without actix.
 
 use std::path::PathBuf;
 

@@ -5,8 +5,6 @@
 //! - `keys`: the engine's keyspace (meta, data, hints namespaces);
 //! - `lsm`: the LSM engine (commit log with group commit, memtable, SSTables
 //!   with bloom filters, compaction, crash-safe recovery) — the default;
-//! - `log_engine`: the first durable backend (append-only log + map), kept
-//!   as `--storage log`;
 //! - `memory_engine`: `--storage memory`, for tests and simulations;
 //! - `writer`: the writer thread (group commit of read-modify-writes,
 //!   minting, hints, recovery after a failed write);
@@ -16,7 +14,6 @@
 pub mod actor;
 pub mod engine;
 pub mod keys;
-pub mod log_engine;
 pub mod lsm;
 pub mod memory_engine;
 pub mod worker;
@@ -31,7 +28,6 @@ pub use actor::{
     HINTS_BYTES_MAX_PER_TARGET_DEFAULT,
 };
 pub use engine::{Engine, KeyValues, StorageError, WriteOp};
-pub use log_engine::LogEngine;
 pub use lsm::{LsmEngine, LsmOptions};
 pub use memory_engine::MemoryEngine;
 pub use worker::{ApplyError, HeldHint, HintCounts, Mutation, Page};

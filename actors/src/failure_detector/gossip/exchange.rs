@@ -119,7 +119,8 @@ impl Gossip {
         targets
     }
 
-    /// Our whole list, each entry with our staleness verdict on it.
+    /// Our whole list, each entry with our staleness verdict on it at
+    /// `now_ms` (monotonic).
     pub fn message(&self, now_ms: u64) -> GossipMessage {
         let members = self
             .members

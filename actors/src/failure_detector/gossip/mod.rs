@@ -1,8 +1,14 @@
 //! Gossip membership and failure detection (it replaced the first
-//! reachability-from-connections table). Pure: time
-//! comes in as `now_ms` (this node's clock, only ever compared with itself),
+//! reachability-from-connections table). Pure: time comes in as `now_ms`,
 //! randomness as an `&mut impl Rng`; the FailureDetector actor sends the
 //! [`GossipMessage`]s and feeds back what arrives.
+//!
+//! Every `now_ms` argument is this node's *monotonic* clock
+//! ([`Clock::monotonic_ms`](crate::clock::Clock::monotonic_ms)), only ever
+//! compared with itself: ages and timers must neither stop when the wall
+//! clock steps back (a dead member would never go stale) nor leap when it
+//! steps forward (every member would look stale at once). Wall time enters
+//! in one place, `wall_ms` of [`Gossip::new`], for the generation.
 //!
 //! # The algorithm (the chapter's "Failure detection", Figure 11)
 //!
@@ -26,8 +32,9 @@
 //! # Detection: two sources before `Down`
 //!
 //! * A member is **stale** here when its version has not advanced for
-//!   `suspect_after_ms` of this node's clock since we last saw it advance
-//!   (or since we learned of it). Ages are local; no clocks are compared.
+//!   `suspect_after_ms` of this node's monotonic clock since we last saw it
+//!   advance (or since we learned of it). Ages are local; no clocks are
+//!   compared, and wall-clock steps do not reach them.
 //! * Stale makes it **`Suspect`** (`reported_by` = ourselves). A member we
 //!   know of but have never heard from is `Suspect` from the start: we have
 //!   no evidence that it runs.
@@ -68,7 +75,9 @@
 //!
 //! # Generations and restarts
 //!
-//! A node's generation is its start time in ms, raised above the generation
+//! A node's generation is its start time in ms of the *wall* clock (a
+//! monotonic clock starts again at each boot, and the generation must grow
+//! across restarts), raised above the generation
 //! in its own persisted [`PersistedMember`] (so a clock that stepped back
 //! still moves forward) and, at run time, above any record of itself that
 //! gossip shows with a newer version than its own (a lost snapshot plus a
@@ -124,7 +133,7 @@ pub struct GossipOptions {
     /// Live members each tick sends to (one unreachable member may be added).
     pub gossip_fanout: usize,
     /// A member whose heartbeat has not advanced for this long (this node's
-    /// clock) is suspected. It must exceed the time a heartbeat takes to
+    /// monotonic clock) is suspected. It must exceed the time a heartbeat takes to
     /// reach every node (about log n rounds): in the simulation, 5 intervals
     /// (the default) gave false `Suspect`s from 32 nodes and false `Down`s
     /// at 128; 10 intervals gave none at 32 or 128 (`benches/README.md`).
@@ -240,8 +249,8 @@ pub struct MemberView<'a> {
     pub state: MemberState,
     /// Its latest known heartbeat (in its latest known generation).
     pub heartbeat: u64,
-    /// How long ago (this node's clock) we last saw it advance, or learned
-    /// of it; 0 for ourselves.
+    /// How long ago (this node's monotonic clock) we last saw it advance,
+    /// or learned of it; 0 for ourselves.
     pub heartbeat_age_ms: u64,
     /// Whether the member's own record has reached us (its generation is
     /// known): only such members take a place on the ring, so a node that

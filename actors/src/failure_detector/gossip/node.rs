@@ -33,8 +33,8 @@ pub(super) struct Member {
     pub(super) record: MemberRecord,
     /// Our verdict on it (always `Alive` for ourselves).
     pub(super) detection: Detection,
-    /// This node's clock when the member last advanced here (or was learned
-    /// of): the start of its staleness timer.
+    /// This node's monotonic clock when the member last advanced here (or
+    /// was learned of): the start of its staleness timer.
     pub(super) since_ms: u64,
 }
 
@@ -53,13 +53,22 @@ pub struct Gossip {
 }
 
 impl Gossip {
-    /// A node `own` that starts `Alive` in a new generation (`now_ms`, raised
-    /// past its own persisted one), knowing `known` (a [`Gossip::snapshot`]);
-    /// the others start `Suspect` until heard from (`Left` ones stay `Left`).
-    /// Our persisted status is not restored: a restart is a new incarnation.
+    /// A node `own` that starts `Alive` in a new generation, knowing `known`
+    /// (a [`Gossip::snapshot`]); the others start `Suspect` until heard from
+    /// (`Left` ones stay `Left`). Our persisted status is not restored: a
+    /// restart is a new incarnation.
+    ///
+    /// Two clocks: `wall_ms` (wall time, ms since the Unix epoch) only
+    /// gives the generation, which must grow across restarts of the
+    /// process, so a monotonic clock (it starts again at each boot) cannot
+    /// give it; it is raised past our persisted generation. `now_ms` (this
+    /// node's monotonic clock, like every other `now_ms` here) starts the
+    /// members' timers. A wall-clock step moves only the generation, which
+    /// no timer reads.
     pub fn new(
         own: MemberInfo,
         known: Vec<PersistedMember>,
+        wall_ms: u64,
         now_ms: u64,
         options: GossipOptions,
     ) -> Self {
@@ -70,7 +79,7 @@ impl Gossip {
             .filter(|p| p.info.id == own.id)
             .map(|p| p.record.generation.saturating_add(1))
             .max();
-        let generation = now_ms.max(1).max(persisted_generation.unwrap_or(0));
+        let generation = wall_ms.max(1).max(persisted_generation.unwrap_or(0));
         let mut gossip = Self {
             own: own.id.clone(),
             members: BTreeMap::new(),
@@ -103,8 +112,9 @@ impl Gossip {
         gossip
     }
 
-    /// One gossip round: bumps our heartbeat, suspects members stale for
-    /// `suspect_after_ms`, and picks where to send our list.
+    /// One gossip round at `now_ms` (monotonic): bumps our heartbeat,
+    /// suspects members stale for `suspect_after_ms`, and picks where to
+    /// send our list.
     pub fn tick(&mut self, now_ms: u64, rng: &mut impl Rng) -> Tick {
         if let Some(own) = self.members.get_mut(&self.own) {
             own.record.heartbeat = own.record.heartbeat.saturating_add(1);
@@ -122,7 +132,8 @@ impl Gossip {
     }
 
     /// Merges a list received from `from` (the transport's authenticated
-    /// peer id). Entries about ourselves never change our record; they only
+    /// peer id) at `now_ms` (monotonic: a member that advanced restarts
+    /// its timer there). Entries about ourselves never change our record; they only
     /// push our generation forward if they show a newer incarnation of us.
     ///
     /// Law (checked by `receive_order_and_repeats_do_not_change_known_records`):
@@ -165,7 +176,8 @@ impl Gossip {
     }
 
     /// Adds a member learned from a handshake or a seed; it is `Suspect`
-    /// until its first heartbeat arrives. A known member keeps its entry.
+    /// until its first heartbeat arrives, its timer starting at `now_ms`
+    /// (monotonic). A known member keeps its entry.
     pub fn introduce(&mut self, member: MemberInfo, now_ms: u64) -> Vec<StateChange> {
         if member.id == self.own || self.members.contains_key(&member.id) {
             return Vec::new();
@@ -216,7 +228,8 @@ impl Gossip {
         }]
     }
 
-    /// Every member, sorted by id, ourselves included.
+    /// Every member, sorted by id, ourselves included; heartbeat ages are
+    /// measured up to `now_ms` (monotonic).
     pub fn members(&self, now_ms: u64) -> Vec<MemberView<'_>> {
         self.members
             .iter()
@@ -297,7 +310,8 @@ impl Gossip {
         self.members_dropped
     }
 
-    /// Our current generation (start time in ms, or later if raised).
+    /// Our current generation (wall-clock start time in ms since the Unix
+    /// epoch, or later if raised).
     pub fn generation(&self) -> u64 {
         self.members
             .get(&self.own)
@@ -315,7 +329,8 @@ impl Gossip {
         room
     }
 
-    /// Whether `member` has not advanced here for `suspect_after_ms`.
+    /// Whether `member` has not advanced here for `suspect_after_ms` of the
+    /// monotonic clock, up to `now_ms`.
     pub(super) fn stale(&self, member: &Member, now_ms: u64) -> bool {
         now_ms.saturating_sub(member.since_ms) >= self.options.suspect_after_ms
     }
@@ -334,7 +349,8 @@ impl Gossip {
 }
 
 impl Member {
-    /// A member we know of but have not heard from: `Suspect`, timer from now.
+    /// A member we know of but have not heard from: `Suspect`, timer from
+    /// `now_ms` (monotonic).
     pub(super) fn learned(info: MemberInfo, now_ms: u64) -> Self {
         Self {
             info,

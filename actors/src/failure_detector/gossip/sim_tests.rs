@@ -53,7 +53,13 @@ impl Sim {
         let mut nodes: Vec<Gossip> = (0..n)
             .map(|i| {
                 let own = info(ids[i].as_str());
-                Gossip::new(own, Vec::new(), clock_offsets_ms[i], options.clone())
+                Gossip::new(
+                    own,
+                    Vec::new(),
+                    clock_offsets_ms[i],
+                    clock_offsets_ms[i],
+                    options.clone(),
+                )
             })
             .collect();
         for (i, node) in nodes.iter_mut().enumerate() {

@@ -21,8 +21,15 @@ pub(super) fn id_of(id: &str) -> NodeId {
     NodeId::new(id).unwrap()
 }
 
+/// A node whose wall and monotonic clocks both read `now_ms` at its start.
 pub(super) fn node(id: &str, now_ms: u64) -> Gossip {
-    Gossip::new(info(id), Vec::new(), now_ms, GossipOptions::default())
+    Gossip::new(
+        info(id),
+        Vec::new(),
+        now_ms,
+        now_ms,
+        GossipOptions::default(),
+    )
 }
 
 pub(super) fn record(
@@ -199,7 +206,7 @@ fn restart_with_a_new_generation_wins_over_a_stale_heartbeat() {
     a.receive(&id_of("b"), message, 50_000);
     assert_eq!(record_of(&a, "b").version(), (1_000, 50));
     // b restarts from its snapshot while its clock reads earlier than before.
-    let mut b = Gossip::new(info("b"), b.snapshot(), 500, GossipOptions::default());
+    let mut b = Gossip::new(info("b"), b.snapshot(), 500, 500, GossipOptions::default());
     assert_eq!(b.generation(), 1_001);
     let message = b.tick(500, &mut rng).message;
     a.receive(&id_of("b"), message, 51_000);
@@ -225,6 +232,77 @@ fn restart_without_a_snapshot_outruns_its_old_incarnation() {
     assert_eq!(b.generation(), 1_001);
     a.receive(&id_of("b"), b.tick(1_600, &mut rng).message, 2_000);
     assert_eq!(record_of(&a, "b").version(), (1_001, 1));
+}
+
+/// Every change and every member's view, per node and round, of three
+/// nodes that start with monotonic clocks at 0 and the wall clocks
+/// `wall_ms`, exchange lists every round until `c` goes silent after
+/// `SILENT_FROM_MS`; rounds every 1 000 ms up to 20 000.
+fn detection_history(wall_ms: [u64; 3]) -> Vec<(u64, String, String)> {
+    const SILENT_FROM_MS: u64 = 8_000;
+    let options = GossipOptions::default();
+    let ids = ["a", "b", "c"];
+    let mut nodes: Vec<Gossip> = ids
+        .iter()
+        .zip(wall_ms)
+        .map(|(id, wall)| Gossip::new(info(id), Vec::new(), wall, 0, options.clone()))
+        .collect();
+    for (i, node) in nodes.iter_mut().enumerate() {
+        for (j, peer) in ids.iter().enumerate() {
+            if i != j {
+                node.introduce(info(peer), 0);
+            }
+        }
+    }
+    let mut rng = SmallRng::seed_from_u64(5);
+    let mut history = Vec::new();
+    for now_ms in (1_000..=20_000).step_by(1_000) {
+        let messages: Vec<GossipMessage> = nodes
+            .iter_mut()
+            .map(|n| n.tick(now_ms, &mut rng).message)
+            .collect();
+        for (to, node) in nodes.iter_mut().enumerate() {
+            for (from, message) in messages.iter().enumerate() {
+                let silent = ids[from] == "c" && now_ms > SILENT_FROM_MS;
+                if from != to && !silent {
+                    let changes = node.receive(&id_of(ids[from]), message.clone(), now_ms);
+                    history.push((now_ms, ids[to].to_string(), format!("{changes:?}")));
+                }
+            }
+        }
+        for (i, node) in nodes.iter().enumerate() {
+            let views: Vec<_> = node
+                .members(now_ms)
+                .iter()
+                .map(|v| (v.info.id.to_string(), v.state, v.heartbeat_age_ms))
+                .collect();
+            history.push((now_ms, ids[i].to_string(), format!("{views:?}")));
+        }
+    }
+    history
+}
+
+#[test]
+fn a_wall_clock_jump_before_start_moves_only_the_generation() {
+    const WALL_MS: u64 = 1_700_000_000_000;
+    const HOUR_MS: u64 = 3_600_000;
+    let steady = detection_history([WALL_MS; 3]);
+    // b's wall clock jumped an hour ahead just before it started: its
+    // generation is an hour later, and nothing else changes.
+    let jumped = detection_history([WALL_MS, WALL_MS + HOUR_MS, WALL_MS]);
+    assert_eq!(steady, jumped);
+    // And detection works in it: c, silent after 8 000 ms, is suspected at
+    // 13 000 (suspect_after_ms later) and down once a and b agree.
+    let views_at = |now_ms: u64, node: &str| {
+        let (_, _, views) = jumped
+            .iter()
+            .rfind(|(t, n, _)| *t == now_ms && n == node)
+            .unwrap();
+        views.clone()
+    };
+    assert!(views_at(12_000, "a").contains(r#"("c", Alive, 4000)"#));
+    assert!(views_at(13_000, "a").contains(r#"("c", Down, 5000)"#));
+    assert!(views_at(20_000, "b").contains(r#"("a", Alive, 0)"#));
 }
 
 #[test]
@@ -281,7 +359,7 @@ fn members_beyond_the_limit_are_dropped() {
         gossip_members_max: 3,
         ..GossipOptions::default()
     };
-    let mut a = Gossip::new(info("a"), Vec::new(), 0, options.clone());
+    let mut a = Gossip::new(info("a"), Vec::new(), 0, 0, options.clone());
     for peer in ["b", "c", "d"] {
         a.introduce(info(peer), 0);
     }
@@ -299,7 +377,7 @@ fn members_beyond_the_limit_are_dropped() {
         info: info("e"),
         record: record(1, 1, MemberState::Alive, 0),
     });
-    let restored = Gossip::new(info("z"), snapshot, 0, options);
+    let restored = Gossip::new(info("z"), snapshot, 0, 0, options);
     assert_eq!(restored.members(0).len(), 3);
     assert_eq!(restored.state_of(&id_of("z")), Some(MemberState::Alive));
     assert_eq!(restored.members_dropped(), 2);
@@ -313,7 +391,13 @@ fn snapshot_restores_members_and_views_are_sorted() {
         entry_message("c", record(7, 2, MemberState::Left, 1), false),
         0,
     );
-    let restored = Gossip::new(info("a"), a.snapshot(), 9_000, GossipOptions::default());
+    let restored = Gossip::new(
+        info("a"),
+        a.snapshot(),
+        9_000,
+        9_000,
+        GossipOptions::default(),
+    );
     let views = restored.members(9_500);
     let ids: Vec<&str> = views.iter().map(|v| v.info.id.as_str()).collect();
     assert_eq!(ids, vec!["a", "b", "c"]);

@@ -210,7 +210,7 @@ pub struct MemberStatus {
     /// Fraction of the ring this member owns as primary, 0.0..=1.0.
     pub ring_share: f64,
     /// How long ago this node last saw the member's heartbeat advance, in
-    /// milliseconds (0 for itself).
+    /// milliseconds of its monotonic clock (0 for itself).
     pub heartbeat_age_ms: u64,
 }
 
