@@ -153,6 +153,20 @@ impl NodeProc {
         }
     }
 
+    /// A key of the node's `status` answer (the extra keys: `hints_pending`,
+    /// `minting`, `version_actor`, ...).
+    pub async fn status_field(&self, name: &str) -> Option<rmpv::Value> {
+        let status = self.client().await.status().await.ok()?;
+        ringkv_actors::wire::client::map_field(&status.raw, name).cloned()
+    }
+
+    /// Points the node at another data dir (before it is started).
+    pub fn move_data_dir(&mut self, dir: PathBuf) {
+        let at = self.args.iter().position(|a| a == "--data-dir").unwrap();
+        self.args[at + 1] = dir.display().to_string();
+        self.data_dir = dir;
+    }
+
     /// Whether the node's log holds `text`.
     pub fn log_contains(&self, text: &str) -> bool {
         std::fs::read_to_string(self.data_dir.with_extension("log"))
@@ -255,6 +269,21 @@ impl Cluster {
     /// Starts `count` nodes, each seeded with the others, and returns at
     /// once (nothing waited for).
     pub fn spawn(count: usize, extra: &[&str]) -> Cluster {
+        let mut cluster = Self::plan(count, extra);
+        cluster.spawn_all();
+        cluster
+    }
+
+    /// Starts every planned node that is not running.
+    pub fn spawn_all(&mut self) {
+        for node in self.nodes.iter_mut().filter(|n| n.child.is_none()) {
+            node.spawn();
+        }
+    }
+
+    /// Plans `count` nodes, each seeded with the others, without starting
+    /// them (a test can change a node's flags or data dir first).
+    pub fn plan(count: usize, extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let plan: Vec<(String, SocketAddr, SocketAddr)> = (1..=count)
             .map(|i| (format!("n{i}"), free_addr(), free_addr()))
@@ -266,9 +295,14 @@ impl Cluster {
                 .filter(|p| p.0 != *id)
                 .map(|p| p.2.to_string())
                 .collect();
-            let mut node = NodeProc::planned(dir.path(), id, *client, *peer, &seeds, extra);
-            node.spawn();
-            nodes.push(node);
+            nodes.push(NodeProc::planned(
+                dir.path(),
+                id,
+                *client,
+                *peer,
+                &seeds,
+                extra,
+            ));
         }
         Cluster { nodes, _dir: dir }
     }

@@ -273,6 +273,7 @@ impl Handler<MembershipChanged> for Repair {
         self.reachable = msg.reachable;
         self.healthy = msg.healthy;
         self.read_ring = msg.read_ring;
+        self.write_ring = msg.write_ring;
         self.deliver_hints(ctx);
     }
 }

@@ -489,7 +489,10 @@ impl Writer {
             return;
         }
         self.last_attempt = Some(Instant::now());
-        if current(&self.slot).is_poisoned() && !self.reopen() {
+        // Read apart from the reopen: it waits for every other reference to
+        // the engine to go.
+        let poisoned = current(&self.slot).is_poisoned();
+        if poisoned && !self.reopen() {
             return;
         }
         match (self.backend.renew_incarnation)() {
