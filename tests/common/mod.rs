@@ -3,6 +3,8 @@
 //! `netns` runs them in network namespaces instead (the partition suite).
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod sim;
+
 pub mod netns;
 
 use std::net::{SocketAddr, TcpListener};
