@@ -77,7 +77,15 @@ impl SimClient {
         SimClient { stream, next_id: 1 }
     }
 
-    pub async fn call(&mut self, op: ClientOp) -> Result<Value, ClientError> {
+    /// Connects to `node`'s client port; an error when it does not answer.
+    pub async fn try_connect(node: &str) -> std::io::Result<SimClient> {
+        let stream = turmoil::net::TcpStream::connect((node, CLIENT_PORT)).await?;
+        Ok(SimClient { stream, next_id: 1 })
+    }
+
+    /// Sends `op` and reads its answer; an I/O error when the connection
+    /// fails on the way (a crashed node, a cut link).
+    pub async fn try_call(&mut self, op: ClientOp) -> std::io::Result<Result<Value, ClientError>> {
         let id = self.next_id;
         self.next_id += 1;
         let frame = encode_frame(&encode_request(&ClientRequest {
@@ -85,14 +93,24 @@ impl SimClient {
             op,
             timeout_ms: None,
         }));
-        self.stream.write_all(&frame).await.unwrap();
+        self.stream.write_all(&frame).await?;
         let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).await.unwrap();
+        self.stream.read_exact(&mut len).await?;
         let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut body).await.unwrap();
-        let (got, result) = parse_response(&body).unwrap();
-        assert_eq!(got, id);
-        result
+        self.stream.read_exact(&mut body).await?;
+        let (got, result) = parse_response(&body)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        if got != id {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("answer for request {got}, expected {id}"),
+            ));
+        }
+        Ok(result)
+    }
+
+    pub async fn call(&mut self, op: ClientOp) -> Result<Value, ClientError> {
+        self.try_call(op).await.unwrap()
     }
 
     pub async fn put(&mut self, key: &str, value: &str, w: usize) -> Result<Value, ClientError> {

@@ -21,7 +21,7 @@ pub mod gossip;
 mod lifecycle;
 pub mod view;
 
-use std::collections::HashMap;
+use fnv::FnvHashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -102,7 +102,7 @@ pub struct FailureDetector {
     /// The store's minting state (version actor; why it stopped, if so).
     mint: Option<MintState>,
     /// The seed address each member was reached at (for the bootstrap).
-    seed_of: HashMap<NodeId, SocketAddr>,
+    seed_of: FnvHashMap<NodeId, SocketAddr>,
     /// Writes the membership to the data dir off the arbiter.
     persister: Option<crate::persist::Persister>,
     span: tracing::Span,
@@ -165,7 +165,7 @@ impl FailureDetector {
             lifecycle,
             bootstrap,
             mint: None,
-            seed_of: HashMap::new(),
+            seed_of: FnvHashMap::default(),
             persister,
             span,
         };

@@ -20,7 +20,7 @@ mod quorum;
 mod read;
 mod write;
 
-use std::collections::HashSet;
+use fnv::FnvHashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,9 +140,9 @@ pub struct Replicator {
     read_ring: Arc<Ring>,
     /// Owners for writes (joining nodes in, leaving nodes out).
     write_ring: Arc<Ring>,
-    reachable: Arc<HashSet<NodeId>>,
+    reachable: Arc<FnvHashSet<NodeId>>,
     /// Members nobody suspects; the others get sloppy-quorum stand-ins.
-    healthy: Arc<HashSet<NodeId>>,
+    healthy: Arc<FnvHashSet<NodeId>>,
     /// This node's own view of its links (the Bridge's): members whose
     /// link is down or whose requests time out are not asked (stand-ins
     /// are); members whose link is up run, whatever gossip says.
@@ -180,8 +180,8 @@ impl Replicator {
             options,
             read_ring: Arc::new(Ring::default()),
             write_ring: Arc::new(Ring::default()),
-            reachable: Arc::new(HashSet::new()),
-            healthy: Arc::new(HashSet::new()),
+            reachable: Arc::new(FnvHashSet::default()),
+            healthy: Arc::new(FnvHashSet::default()),
             links: LinksChanged::default(),
             ready: false,
             not_minting: None,

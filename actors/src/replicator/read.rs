@@ -121,7 +121,11 @@ async fn next_step(
     timeout_ms: u64,
 ) -> ReadStep {
     let timer = *stand_in_timer;
+    // Biased: an answer already there is taken before a timer that fired
+    // in the same poll, and the order never depends on tokio's random
+    // branch choice (so a simulation seed replays exactly).
     tokio::select! {
+        biased;
         Some((node, result)) = pending.next() => coordinator.on_reply(&node, result),
         () = sleep_until(timer) => {
             *stand_in_timer = None;
