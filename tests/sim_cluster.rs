@@ -13,8 +13,9 @@
 //!   held, its messages delivered at once on release), a latency spike;
 //! - the nodes: a crash and restart on the same disk, after a kill (the
 //!   page cache survives) or a power cut (unsynced bytes are lost or torn),
-//!   a disk that fails every write with EIO or ENOSPC for a while, a single
-//!   failed fsync, a wall-clock step of up to a minute.
+//!   a lost disk (at most one per run: the node starts again empty), a disk
+//!   that fails every write with EIO or ENOSPC for a while, a single failed
+//!   fsync, a wall-clock step of up to a minute.
 //!
 //! Messages always take a random 0..`max latency` (drawn per seed), so they
 //! arrive out of order across connections. At the end every fault is
@@ -112,6 +113,10 @@ enum Fault {
         node: usize,
         power_cut: Option<UnsyncedTail>,
     },
+    /// The node's process dies and its disk is replaced by an empty one: it
+    /// starts again, at the heal, as a new store under its old name (at
+    /// most once per run, so every acknowledged write keeps a copy).
+    DiskLost(usize),
     /// Every write to the node's disk fails with this OS error.
     Disk(usize, i32),
     /// The node's next fsync fails with EIO.
@@ -134,6 +139,7 @@ impl Fault {
                 power_cut: None, ..
             } => "kill",
             Fault::Crash { .. } => "powercut",
+            Fault::DiskLost(_) => "disklost",
             Fault::Disk(..) => "disk",
             Fault::FsyncOnce(_) => "fsync",
             Fault::ClockStep(..) => "clock",
@@ -174,11 +180,21 @@ impl Scenario {
         let max_latency_ms = [0, 5, 20, 50][rng.gen_range(0..4)];
         let mut episodes = Vec::new();
         let allowed = allowed_faults();
+        let mut disk_lost = false;
         for track in [Track::Network, Track::Nodes] {
             let mut at_ms = rng.gen_range(200..1_500);
             while at_ms < WORKLOAD_MS - 500 {
                 let lasts_ms = rng.gen_range(300..2_500).min(WORKLOAD_MS - at_ms);
-                let fault = track.draw(&mut rng, nodes);
+                let mut fault = track.draw(&mut rng, nodes);
+                if let Fault::DiskLost(node) = fault {
+                    if disk_lost {
+                        fault = Fault::Crash {
+                            node,
+                            power_cut: None,
+                        };
+                    }
+                    disk_lost = true;
+                }
                 if allowed
                     .as_ref()
                     .is_none_or(|kinds| kinds.iter().any(|k| k == fault.kind()))
@@ -228,7 +244,7 @@ impl Track {
                 4 => Fault::Pause(node),
                 _ => Fault::Latency(rng.gen_range(100..400)),
             },
-            Track::Nodes => match rng.gen_range(0..6) {
+            Track::Nodes => match rng.gen_range(0..7) {
                 0 => Fault::Crash {
                     node,
                     power_cut: None,
@@ -243,6 +259,7 @@ impl Track {
                 },
                 2 => Fault::Disk(node, if rng.gen_bool(0.5) { EIO } else { ENOSPC }),
                 3 => Fault::FsyncOnce(node),
+                4 => Fault::DiskLost(node),
                 _ => Fault::ClockStep(
                     node,
                     rng.gen_range(1_000..60_000) * if rng.gen_bool(0.5) { 1 } else { -1 },
@@ -803,6 +820,13 @@ impl Nemesis<'_> {
                     None => d.vfs.crash_after(None),
                 });
             }
+            Fault::DiskLost(n) => {
+                self.disk(*n, |d| d.vfs.crash_after(Some(0)));
+                sim.crash(host(*n));
+                if let Some(disk) = self.disks.borrow_mut().get_mut(host(*n)) {
+                    disk.vfs = FaultVfs::new();
+                }
+            }
             Fault::Disk(n, code) => self.disk(*n, |d| d.vfs.fail_all(Some(*code))),
             Fault::FsyncOnce(n) => self.disk(*n, |d| d.vfs.fail_next(FaultOp::Sync, EIO)),
             Fault::ClockStep(n, ms) => {
@@ -828,7 +852,7 @@ impl Nemesis<'_> {
             Fault::Latency(_) => {
                 sim.set_max_message_latency(Duration::from_millis(self.scenario.max_latency_ms))
             }
-            Fault::Crash { node, .. } => sim.bounce(host(*node)),
+            Fault::Crash { node, .. } | Fault::DiskLost(node) => sim.bounce(host(*node)),
             Fault::Disk(n, _) => self.disk(*n, |d| d.vfs.fail_all(None)),
             // Taken by the next fsync, or dropped here.
             Fault::FsyncOnce(_) => {}
