@@ -1112,3 +1112,78 @@ fn seed_3_store_reopens_on_the_runtime_clock() {
 fn seed_4_store_reopens_on_the_runtime_clock() {
     assert_seed(4);
 }
+
+/// Waits until every node is up, sees every member alive and holds no
+/// hint.
+async fn wait_settled(nodes: &[&'static str]) {
+    'settle: loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for node in nodes {
+            match request(node, ClientOp::Status).await {
+                Ok(body) if unsettled(&body, nodes.len()).is_none() => {}
+                _ => continue 'settle,
+            }
+        }
+        return;
+    }
+}
+
+/// While one replica's disk refuses every write, writes that reach a node
+/// which is not a replica of their key are forwarded to a replica that
+/// can mint: the full one refuses them untouched and the next is tried
+/// (once, every write forwarded to it failed `unavailable`).
+#[test]
+fn a_full_disk_costs_no_write_forwarded_to_it() {
+    let nodes: Vec<&'static str> = HOSTS.to_vec();
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(5)
+        .tick_duration(Duration::from_millis(TICK_MS))
+        .simulation_duration(Duration::from_millis(SIMULATION_MS_MAX))
+        .build();
+    let disks: Disks = Rc::default();
+    for id in &nodes {
+        let (id, cluster, disks) = (*id, nodes.clone(), disks.clone());
+        sim.host(id, move || run_node(id, cluster.clone(), disks.clone()));
+    }
+    let failed = Rc::new(RefCell::new(Vec::new()));
+    {
+        let (failed, disks) = (failed.clone(), disks.clone());
+        sim.client("client", async move {
+            wait_settled(&nodes).await;
+            disks.borrow()["n1"].vfs.fail_all(Some(ENOSPC));
+            // n1 learns that its disk is full from a write of its own.
+            loop {
+                let _ = request("n1", put_op("probe", b"x".to_vec())).await;
+                let status = request("n1", ClientOp::Status).await.unwrap();
+                if map_field(&status, "minting").and_then(Value::as_bool) == Some(false) {
+                    break;
+                }
+            }
+            for i in 0..60 {
+                let via = nodes[1 + i % 4];
+                let key = format!("k{i}");
+                if let Err(e) = request(via, put_op(&key, b"v".to_vec())).await {
+                    failed.borrow_mut().push(format!("{key} via {via}: {e}"));
+                }
+            }
+            Ok(())
+        });
+    }
+    sim.run().unwrap();
+    let failed = failed.borrow();
+    assert!(
+        failed.is_empty(),
+        "{} of 60 writes failed: {failed:#?}",
+        failed.len()
+    );
+}
+
+fn put_op(key: &str, value: Vec<u8>) -> ClientOp {
+    ClientOp::Put {
+        key: key.into(),
+        value,
+        context: None,
+        w: Some(W),
+        pw: None,
+    }
+}
