@@ -19,6 +19,7 @@
 //! | [`net`] / [`clock`] | the network and clock seams (real sockets and time, or turmoil's in tests) |
 //! | [`persist`] | small snapshots (membership, hints) written atomically off the arbiter |
 //! | [`node_id`] | `NodeId` and version actors |
+//! | [`secret`] | the cluster secret (`--cluster-secret-file`) and the keys derived from it |
 //!
 //! # Layers
 //!
@@ -71,6 +72,7 @@ pub mod repair;
 pub mod replicas;
 pub mod replicator;
 pub mod ring;
+pub mod secret;
 pub mod storage;
 pub mod wire;
 
