@@ -27,8 +27,8 @@
 //! below it (`bridge`, `storage` and `conflict_resolver` share a layer and
 //! do not use each other; so do the seams). An actor that must reach one
 //! above it holds a `Recipient<M>` for a message defined in the lower
-//! module: the Replicator sends `ReadRepair` and `RecordHint` (defined in
-//! `replicator`) to Repair; the Bridge delivers `Incoming<T>` and
+//! module: the Replicator sends `ReadRepair` (defined in `replicator`) to
+//! Repair; the Bridge delivers `Incoming<T>` and
 //! `PeerEvent` (defined in `bridge`) to whoever serves them.
 //! `layering_tests.rs` fails the build's tests when an import points up.
 //!
@@ -38,7 +38,7 @@
 //!  client ──frames──> ClientSession ──CoordinateGet/CoordinateWrite──> Replicator
 //!                        │ StatusQuery, Leave                           │  │  │
 //!                        v                                              │  │  └─Reconcile──> ConflictResolver
-//!                  FailureDetector ──MembershipChanged──> Replicator,   │  └─ReadRepair, RecordHint──> Repair
+//!                  FailureDetector ──MembershipChanged──> Replicator,   │  └─ReadRepair──────────────> Repair
 //!                   │    ^      └──StreamTransfers──> Repair   Repair,  │
 //!                   │    │ PeerEvent                            Bridge  │
 //!                   │  Bridge <──────────CallPeer<T>────────────────────┤── LocalRead/LocalApply/LocalScan ──> Storage ──> engine threads

@@ -42,7 +42,7 @@ pub use lifecycle::{Forget, Leave};
 use crate::bridge::{Bridge, CallPeer, Incoming, PeerBack, PeerEvent};
 use crate::clock::SharedClock;
 use crate::membership::MembershipChanged;
-use crate::repair::Repair;
+use crate::repair::StreamTransfers;
 use crate::storage::{MintState, StorageHealth};
 use crate::wire::client::{ClientError, ClientReply, ErrorCode};
 use crate::wire::peer::{GossipExchange, GossipReply, MemberInfo, RemoteError};
@@ -94,7 +94,7 @@ pub struct FailureDetector {
     view: MembershipChanged,
     subscribers: Vec<Recipient<MembershipChanged>>,
     bridge: Addr<Bridge>,
-    repair: Addr<Repair>,
+    repair: Recipient<StreamTransfers>,
     clock: SharedClock,
     rng: SmallRng,
     lifecycle: lifecycle::Lifecycle,
@@ -115,7 +115,7 @@ impl FailureDetector {
         known: Vec<PersistedMember>,
         options: FailureDetectorOptions,
         bridge: Addr<Bridge>,
-        repair: Addr<Repair>,
+        repair: Recipient<StreamTransfers>,
         clock: SharedClock,
     ) -> Self {
         // Wall time only for the generation (it must grow across

@@ -36,7 +36,7 @@ pub use read::GetAnswer;
 
 use crate::bridge::{Incoming, LinksChanged};
 use crate::clock::SharedClock;
-use crate::conflict_resolver::{ConflictResolver, VersionLimits, VersionVector};
+use crate::conflict_resolver::{Reconcile, VersionLimits, VersionVector};
 use crate::membership::MembershipChanged;
 use crate::replicas::Replicas;
 use crate::ring::Ring;
@@ -155,7 +155,7 @@ pub struct Replicator {
     not_minting: Option<String>,
     held: Vec<Held>,
     replicas: Replicas,
-    resolver: Addr<ConflictResolver>,
+    resolver: Recipient<Reconcile>,
     read_repair: Recipient<ReadRepair>,
     clock: SharedClock,
     span: tracing::Span,
@@ -168,7 +168,7 @@ impl Replicator {
     pub fn new(
         options: ReplicationOptions,
         replicas: Replicas,
-        resolver: Addr<ConflictResolver>,
+        resolver: Recipient<Reconcile>,
         read_repair: Recipient<ReadRepair>,
         clock: SharedClock,
     ) -> Self {
