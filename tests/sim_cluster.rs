@@ -31,10 +31,12 @@
 //! - every node is running, and all nodes agree on every key.
 //!
 //! `RINGKV_SIM_SEEDS` (default 1000) and `RINGKV_SIM_FIRST_SEED` (default 1)
-//! choose the seeds of `seeds_keep_every_acknowledged_write`; a failing seed
-//! prints the command that replays it alone (`RINGKV_SIM_SEED`, with
-//! `RUST_LOG=info` for every node's log). Seeds that once failed are kept
-//! below as named regression tests.
+//! choose the seeds of `seeds_keep_every_acknowledged_write`
+//! (`RINGKV_SIM_FAIL_FAST=1`: no new seed after the first failure, as
+//! tests/mutations/run.sh uses it); a failing seed prints its faults and the
+//! command that replays it alone (`RINGKV_SIM_SEED`, with `RUST_LOG=info`
+//! for every node's log). Seeds that once failed are kept below as named
+//! regression tests.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -758,6 +760,8 @@ struct Report {
     acked: usize,
     failed: usize,
     episodes: usize,
+    /// The kinds of the faults injected, in the order they started.
+    faults: Vec<&'static str>,
     /// A digest of the whole history: equal runs of one seed give equal
     /// fingerprints.
     fingerprint: String,
@@ -947,6 +951,7 @@ fn run_seed(seed: u64) -> Report {
         acked: history.acked,
         failed: history.failed,
         episodes: scenario.episodes.len(),
+        faults: scenario.episodes.iter().map(|e| e.fault.kind()).collect(),
         fingerprint,
     }
 }
@@ -972,14 +977,18 @@ fn assert_seed(seed: u64) {
     let report = run_seed(seed);
     assert!(
         report.violations.is_empty(),
-        "seed {seed} failed:\n  {}\nreplay: {}",
+        "seed {seed} failed:\n  {}\n  faults: {}\nreplay: {}",
         report.violations.join("\n  "),
+        report.faults.join(", "),
         replay_command(seed)
     );
 }
 
 /// The CI sweep: `RINGKV_SIM_SEEDS` seeds from `RINGKV_SIM_FIRST_SEED`,
-/// spread over the machine's cores.
+/// spread over the machine's cores. With `RINGKV_SIM_FAIL_FAST=1` no seed
+/// starts after one has failed; the seeds already running finish, so every
+/// seed below the highest one run has run and the lowest failing seed is
+/// the first that fails.
 #[test]
 fn seeds_keep_every_acknowledged_write() {
     if std::env::var_os("RINGKV_SIM_SEED").is_some() {
@@ -987,15 +996,20 @@ fn seeds_keep_every_acknowledged_write() {
     }
     let first = env_u64("RINGKV_SIM_FIRST_SEED", 1);
     let count = env_u64("RINGKV_SIM_SEEDS", 1_000);
+    let fail_fast = env_u64("RINGKV_SIM_FAIL_FAST", 0) != 0;
     let next = Arc::new(AtomicU64::new(first));
     let failures = Arc::new(Mutex::new(Vec::new()));
-    let totals = Arc::new(Mutex::new((0usize, 0usize, 0usize)));
+    // Seeds run, writes acknowledged, writes failed, faults.
+    let totals = Arc::new(Mutex::new((0u64, 0usize, 0usize, 0usize)));
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let started = std::time::Instant::now();
     let workers: Vec<_> = (0..threads)
         .map(|_| {
             let (next, failures, totals) = (next.clone(), failures.clone(), totals.clone());
             std::thread::spawn(move || loop {
+                if fail_fast && !failures.lock().unwrap().is_empty() {
+                    break;
+                }
                 let seed = next.fetch_add(1, Ordering::Relaxed);
                 if seed >= first + count {
                     break;
@@ -1003,12 +1017,16 @@ fn seeds_keep_every_acknowledged_write() {
                 let report = run_seed(seed);
                 {
                     let mut t = totals.lock().unwrap();
-                    t.0 += report.acked;
-                    t.1 += report.failed;
-                    t.2 += report.episodes;
+                    t.0 += 1;
+                    t.1 += report.acked;
+                    t.2 += report.failed;
+                    t.3 += report.episodes;
                 }
                 if !report.violations.is_empty() {
-                    failures.lock().unwrap().push((seed, report.violations));
+                    failures
+                        .lock()
+                        .unwrap()
+                        .push((seed, report.violations, report.faults));
                 }
             })
         })
@@ -1016,9 +1034,9 @@ fn seeds_keep_every_acknowledged_write() {
     for worker in workers {
         worker.join().unwrap();
     }
-    let (acked, failed, episodes) = *totals.lock().unwrap();
+    let (run, acked, failed, episodes) = *totals.lock().unwrap();
     println!(
-        "{count} seeds from {first}: {acked} writes acknowledged, {failed} failed or unanswered, \
+        "{run} seeds from {first}: {acked} writes acknowledged, {failed} failed or unanswered, \
          {episodes} faults, in {:.1} s",
         started.elapsed().as_secs_f64()
     );
@@ -1026,13 +1044,14 @@ fn seeds_keep_every_acknowledged_write() {
     failures.sort();
     assert!(
         failures.is_empty(),
-        "{} of {count} seeds failed:\n{}",
+        "{} of {run} seeds failed:\n{}",
         failures.len(),
         failures
             .iter()
-            .map(|(seed, v)| format!(
-                "seed {seed}:\n  {}\n  replay: {}",
+            .map(|(seed, v, faults)| format!(
+                "seed {seed}:\n  {}\n  faults: {}\n  replay: {}",
                 v.join("\n  "),
+                faults.join(", "),
                 replay_command(*seed)
             ))
             .collect::<Vec<_>>()
