@@ -73,6 +73,12 @@ const GOSSIP_INTERVAL_MS: u64 = 100;
 const SUSPECT_AFTER_MS: u64 = 600;
 const REQUEST_TIMEOUT_MS: u64 = 500;
 const ANTI_ENTROPY_INTERVAL_MS: u64 = 1_000;
+/// Clock entries per key before pruning may start: 1, so the pruning rule
+/// runs on every write. A correct node prunes only entries older than
+/// `vclock_prune_age_s` (a day), which no run reaches even with its clock
+/// steps; one that misjudges an entry's age (a clock stepped back) prunes
+/// early, and an old version comes back as a false sibling.
+const VCLOCK_ENTRIES_MAX: usize = 1;
 /// How long the workload and the nemesis run, in simulated ms.
 const WORKLOAD_MS: u64 = 6_000;
 /// After the heal, how long the cluster may take to settle, in simulated ms.
@@ -379,6 +385,7 @@ async fn run_node(id: &'static str, cluster: Vec<&'static str>, disks: Disks) ->
         gossip_interval_ms: Some(GOSSIP_INTERVAL_MS),
         suspect_after_ms: Some(SUSPECT_AFTER_MS),
         anti_entropy_interval_ms: Some(ANTI_ENTROPY_INTERVAL_MS),
+        vclock_entries_max: Some(VCLOCK_ENTRIES_MAX),
         ..NodeArgs::default()
     }
     .validate()
