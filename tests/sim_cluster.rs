@@ -15,7 +15,9 @@
 //!   page cache survives) or a power cut (unsynced bytes are lost or torn),
 //!   a lost disk (at most one per run: the node starts again empty), a disk
 //!   that fails every write with EIO or ENOSPC for a while, a single failed
-//!   fsync, a wall-clock step of up to a minute.
+//!   fsync, a wall-clock step of up to a minute;
+//! - in one seed of four, when the workload ends: a power cut of every node
+//!   at once (only what was synced survives anywhere).
 //!
 //! Messages always take a random 0..`max latency` (drawn per seed), so they
 //! arrive out of order across connections. At the end every fault is
@@ -93,6 +95,8 @@ const SIMULATION_MS_MAX: u64 = WORKLOAD_MS + SETTLE_MS_MAX + 10_000;
 const N: usize = 3;
 const R: usize = 2;
 const W: usize = 2;
+/// One seed in this many ends its workload with a power cut of every node.
+const POWER_CUT_ALL_EVERY: u64 = 4;
 /// The keys the workload writes.
 const SET_KEYS: [&str; 2] = ["set-a", "set-b"];
 const REGISTER_KEYS: [&str; 2] = ["reg-a", "reg-b"];
@@ -178,6 +182,11 @@ struct Scenario {
     clients: usize,
     max_latency_ms: u64,
     episodes: Vec<Episode>,
+    /// Every node loses power at once when the workload ends (one seed in
+    /// [`POWER_CUT_ALL_EVERY`]; kind `powercutall`): then only what a node
+    /// synced survives anywhere, so a write acknowledged before its fsync
+    /// is lost.
+    power_cut_all: bool,
 }
 
 impl Scenario {
@@ -222,6 +231,10 @@ impl Scenario {
             clients,
             max_latency_ms,
             episodes,
+            power_cut_all: seed.is_multiple_of(POWER_CUT_ALL_EVERY)
+                && allowed
+                    .as_ref()
+                    .is_none_or(|kinds| kinds.iter().any(|k| k == "powercutall")),
         }
     }
 }
@@ -939,6 +952,21 @@ fn run_seed(seed: u64) -> Report {
         }
         if phase.get() == Phase::Workload && now_ms >= WORKLOAD_MS {
             phase.set(Phase::Settle);
+            // Every episode has healed by now.
+            if scenario.power_cut_all {
+                let cuts: Vec<Fault> = (0..scenario.nodes)
+                    .map(|node| Fault::Crash {
+                        node,
+                        power_cut: Some(UnsyncedTail::Lost),
+                    })
+                    .collect();
+                for cut in &cuts {
+                    nemesis.start(&mut sim, cut);
+                }
+                for cut in &cuts {
+                    nemesis.heal(&mut sim, cut);
+                }
+            }
         }
         if finished {
             break;
@@ -958,7 +986,12 @@ fn run_seed(seed: u64) -> Report {
         acked: history.acked,
         failed: history.failed,
         episodes: scenario.episodes.len(),
-        faults: scenario.episodes.iter().map(|e| e.fault.kind()).collect(),
+        faults: scenario
+            .episodes
+            .iter()
+            .map(|e| e.fault.kind())
+            .chain(scenario.power_cut_all.then_some("powercutall"))
+            .collect(),
         fingerprint,
     }
 }
