@@ -29,6 +29,12 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
+/// Largest response frame body the client reads, in bytes: a node answers
+/// in frames of at most its `--max-frame-bytes`, so this reads nodes
+/// configured with up to twice the default. A larger frame fails every
+/// waiting call with a protocol error and closes the connection.
+pub const RESPONSE_FRAME_BYTES_MAX: usize = MAX_FRAME_BYTES_DEFAULT * 2;
+
 /// Requests queued for the writer task before callers wait.
 const OUTBOX_REQUESTS_MAX: usize = 1024;
 
@@ -211,7 +217,7 @@ impl Client {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let (read, write) = stream.into_split();
-        let codec = FrameCodec::new(MAX_FRAME_BYTES_DEFAULT * 2);
+        let codec = FrameCodec::new(RESPONSE_FRAME_BYTES_MAX);
         let waiters: Waiters = Arc::default();
         let (outbox, mut outgoing) = mpsc::channel::<Bytes>(OUTBOX_REQUESTS_MAX);
         let mut sink = FramedWrite::new(write, codec.clone());

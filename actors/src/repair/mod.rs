@@ -99,6 +99,26 @@ pub enum RepairError {
     ShortKey(&'static str),
 }
 
+/// Default of [`RepairOptions::read_repair_inflight_max`], in writes.
+pub const READ_REPAIR_INFLIGHT_MAX_DEFAULT: usize = 1024;
+/// Default of [`RepairOptions::stream_bytes_per_s_max`], in bytes per second.
+pub const STREAM_BYTES_PER_S_MAX_DEFAULT: u64 = 64 << 20;
+/// Default of [`RepairOptions::hint_delivery_bytes_per_s_max`], in bytes
+/// per second.
+pub const HINT_DELIVERY_BYTES_PER_S_MAX_DEFAULT: u64 = 16 << 20;
+/// Default of [`RepairOptions::anti_entropy_interval_ms`], in milliseconds.
+pub const ANTI_ENTROPY_INTERVAL_MS_DEFAULT: u64 = 60_000;
+/// Shortest deadline of one streaming request (a handoff or anti-entropy
+/// page), in milliseconds: a page is up to 1 MiB of objects to read and
+/// merge, more than a client request's deadline may allow.
+pub const STREAM_TIMEOUT_MS_MIN: u64 = 5000;
+
+/// The deadline of one streaming request, in milliseconds, for a node
+/// whose client requests get `request_timeout_ms`.
+pub fn stream_timeout_ms(request_timeout_ms: u64) -> u64 {
+    request_timeout_ms.max(STREAM_TIMEOUT_MS_MIN)
+}
+
 /// Limits of repair work; each named with its unit.
 #[derive(Clone, Debug)]
 pub struct RepairOptions {

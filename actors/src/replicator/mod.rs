@@ -48,6 +48,17 @@ use crate::wire::peer::{
 };
 use crate::NodeId;
 
+/// Default replicas per key (N).
+pub const N_DEFAULT: usize = 3;
+/// Default read and write quorums (R, W), when N allows them.
+pub const QUORUM_DEFAULT: usize = 2;
+/// Default deadline of a client request, in milliseconds.
+pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 2000;
+/// Default silence before a replica gets a stand-in, in milliseconds: far
+/// above a healthy replica's answer (about a millisecond on a LAN, a few
+/// under load), far below the request deadline.
+pub const STAND_IN_AFTER_MS_DEFAULT: u64 = 250;
+
 /// Replication settings.
 #[derive(Clone, Debug)]
 pub struct ReplicationOptions {
