@@ -26,7 +26,7 @@ use ringkv_actors::replicator::{
     N_DEFAULT, QUORUM_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT, STAND_IN_AFTER_MS_DEFAULT,
 };
 use ringkv_actors::ring::VNODES_PER_WEIGHT_DEFAULT;
-use ringkv_actors::secret::ClusterSecret;
+use ringkv_actors::secret::{ClusterSecret, SecretError};
 use ringkv_actors::storage::{HINTS_BYTES_MAX_PER_TARGET_DEFAULT, STORAGE_QUEUE_MAX_DEFAULT};
 use ringkv_actors::wire::client::{MAX_KEY_BYTES_DEFAULT, MAX_VALUE_BYTES_DEFAULT};
 use ringkv_actors::wire::MAX_FRAME_BYTES_DEFAULT;
@@ -42,6 +42,39 @@ pub const REQUEST_TIMEOUT_MS_MAX: u64 = 600_000;
 /// keys, the context, which is at most the object's clock, framing):
 /// `object_bytes_max` is at most `max_frame_bytes` minus this.
 pub const OBJECT_FRAME_HEADROOM_BYTES: usize = 16 * 1024;
+/// Why a node's settings were refused. Every message names the setting
+/// (its flag), so an operator can fix it from the message alone.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A setting missing, out of its range, or inconsistent with another;
+    /// the message starts with the flag.
+    #[error("{0}")]
+    Invalid(String),
+    /// The `--config` file could not be read or understood.
+    #[error("--config {}: {reason}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The cluster secret file could not be used.
+    #[error("--cluster-secret-file: {0}")]
+    Secret(#[from] SecretError),
+}
+
+impl From<String> for ConfigError {
+    fn from(message: String) -> Self {
+        ConfigError::Invalid(message)
+    }
+}
+
+impl From<&str> for ConfigError {
+    fn from(message: &str) -> Self {
+        ConfigError::Invalid(message.to_owned())
+    }
+}
+
 /// Where a node keeps its data. The first durable backend, `log` (an
 /// append-only log replayed into memory), was removed once the LSM engine
 /// superseded it: a flag or config file saying `log` is refused at start
@@ -305,11 +338,14 @@ impl NodeArgs {
     /// Reads the `--config` file (if any) under these flags: each setting
     /// given as a flag wins over the file's (one merge over the serialized
     /// settings, so a new setting needs no line here).
-    pub fn with_file(self) -> Result<NodeArgs, String> {
+    pub fn with_file(self) -> Result<NodeArgs, ConfigError> {
         let Some(path) = self.config.clone() else {
             return Ok(self);
         };
-        let in_file = |e: &dyn std::fmt::Display| format!("--config {}: {e}", path.display());
+        let in_file = |e: &dyn std::fmt::Display| ConfigError::File {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
         let mut merged = read_file(&path)?;
         let flags = serde_json::to_value(&self).map_err(|e| in_file(&e))?;
         if let serde_json::Value::Object(flags) = flags {
@@ -322,7 +358,7 @@ impl NodeArgs {
     }
 
     /// Validates and fills defaults.
-    pub fn validate(self) -> Result<NodeConfig, String> {
+    pub fn validate(self) -> Result<NodeConfig, ConfigError> {
         let id = NodeId::new(
             self.id
                 .ok_or("--id is required (a unique name for this node)")?,
@@ -335,41 +371,39 @@ impl NodeArgs {
             .client_listen
             .ok_or("--client-listen is required (the address clients connect to)")?;
         if listen == client_listen {
-            return Err(format!(
-                "--listen and --client-listen must differ (both {listen})"
-            ));
+            return Err(format!("--listen and --client-listen must differ (both {listen})").into());
         }
         let advertise_addr = match self.advertise_addr {
             Some(a) if a.ip().is_unspecified() || a.port() == 0 => {
-                return Err(format!("--advertise-addr must be a dialable address, got {a}"))
+                return Err(format!("--advertise-addr must be a dialable address, got {a}").into())
             }
             Some(a) => a,
             None if listen.ip().is_unspecified() => {
                 return Err(format!(
                     "--listen {listen} is a wildcard address: set --advertise-addr to the address peers should dial"
-                ))
+                ).into())
             }
             None => listen,
         };
         let data_dir = self.data_dir.ok_or("--data-dir is required")?;
         let n = self.n.unwrap_or(N_DEFAULT);
         if !(1..=REPLICAS_MAX).contains(&n) {
-            return Err(format!("--n must be in 1..={REPLICAS_MAX}, got {n}"));
+            return Err(format!("--n must be in 1..={REPLICAS_MAX}, got {n}").into());
         }
         let r = self.r.unwrap_or(QUORUM_DEFAULT.min(n));
         let w = self.w.unwrap_or(QUORUM_DEFAULT.min(n));
         for (name, q) in [("--r", r), ("--w", w)] {
             if !(1..=n).contains(&q) {
-                return Err(format!("{name} must be in 1..=N ({n}), got {q}"));
+                return Err(format!("{name} must be in 1..=N ({n}), got {q}").into());
             }
         }
         let weight = self.weight.unwrap_or(1);
         if !(1..=1000).contains(&weight) {
-            return Err(format!("--weight must be in 1..=1000, got {weight}"));
+            return Err(format!("--weight must be in 1..=1000, got {weight}").into());
         }
         let vnodes = self.vnodes.unwrap_or(VNODES_PER_WEIGHT_DEFAULT);
         if !(1..=4096).contains(&vnodes) {
-            return Err(format!("--vnodes must be in 1..=4096, got {vnodes}"));
+            return Err(format!("--vnodes must be in 1..=4096, got {vnodes}").into());
         }
         let request_timeout_ms = positive(
             "--request-timeout-ms",
@@ -377,9 +411,9 @@ impl NodeArgs {
             REQUEST_TIMEOUT_MS_DEFAULT,
         )?;
         if request_timeout_ms > REQUEST_TIMEOUT_MS_MAX {
-            return Err(format!(
-                "--request-timeout-ms must be at most {REQUEST_TIMEOUT_MS_MAX}"
-            ));
+            return Err(
+                format!("--request-timeout-ms must be at most {REQUEST_TIMEOUT_MS_MAX}").into(),
+            );
         }
         let max_frame_bytes = positive(
             "--max-frame-bytes",
@@ -399,7 +433,8 @@ impl NodeArgs {
             return Err(format!(
                 "--max-frame-bytes ({max_frame_bytes}) must leave room for a key ({max_key_bytes}) \
                  and a value ({max_value_bytes}) plus 1 KiB of request fields"
-            ));
+            )
+            .into());
         }
         let gossip_interval_ms = positive(
             "--gossip-interval-ms",
@@ -415,7 +450,8 @@ impl NodeArgs {
             return Err(format!(
                 "--suspect-after-ms ({suspect_after_ms}) must be at least two gossip intervals \
                  ({gossip_interval_ms} ms each), or healthy nodes would look silent"
-            ));
+            )
+            .into());
         }
         let stand_in_after_ms = positive(
             "--stand-in-after-ms",
@@ -426,7 +462,7 @@ impl NodeArgs {
             return Err(format!(
                 "--stand-in-after-ms ({stand_in_after_ms}) must be less than \
                  --request-timeout-ms ({request_timeout_ms}), or no request would wait for a stand-in"
-            ));
+            ).into());
         }
         // A get answers a key's whole object in one frame, beside the
         // response's other fields.
@@ -440,13 +476,15 @@ impl NodeArgs {
             return Err(format!(
                 "--object-bytes-max ({object_bytes_max}) must leave {OBJECT_FRAME_HEADROOM_BYTES} \
                  bytes of --max-frame-bytes ({max_frame_bytes}) for the rest of a response"
-            ));
+            )
+            .into());
         }
         if object_bytes_max < max_value_bytes + max_key_bytes {
             return Err(format!(
                 "--object-bytes-max ({object_bytes_max}) must hold at least one value \
                  (--max-value-bytes {max_value_bytes}) and its key"
-            ));
+            )
+            .into());
         }
         let version_limits = VersionLimits {
             siblings_max: positive("--siblings-max", self.siblings_max, SIBLINGS_MAX_DEFAULT)?,
@@ -461,8 +499,7 @@ impl NodeArgs {
         };
         let cluster_secret = match self.cluster_secret_file {
             Some(path) => {
-                let secret = ClusterSecret::from_file(&path)
-                    .map_err(|e| format!("--cluster-secret-file: {e}"))?;
+                let secret = ClusterSecret::from_file(&path)?;
                 Some((path, secret))
             }
             None => None,
@@ -570,18 +607,20 @@ fn positive<T: PartialOrd + Default + Copy + std::fmt::Display>(
 }
 
 /// The file's settings, with `-` in names read as `_`.
-fn read_file(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
+fn read_file(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
+    let in_file = |reason: String| ConfigError::File {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| in_file(e.to_string()))?;
     let table: toml::Table = text
         .parse()
-        .map_err(|e| format!("--config {}: not valid TOML: {e}", path.display()))?;
+        .map_err(|e| in_file(format!("not valid TOML: {e}")))?;
     // Accept `client-listen` as well as `client_listen`.
     table
         .into_iter()
         .map(|(k, v)| {
-            let v =
-                serde_json::to_value(v).map_err(|e| format!("--config {}: {e}", path.display()))?;
+            let v = serde_json::to_value(v).map_err(|e| in_file(e.to_string()))?;
             Ok((k.replace('-', "_"), v))
         })
         .collect()

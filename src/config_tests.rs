@@ -59,7 +59,7 @@ fn bad_settings_are_named() {
         ),
     ];
     for (args, needle) in cases {
-        let e = args.validate().unwrap_err();
+        let e = args.validate().unwrap_err().to_string();
         assert!(e.contains(needle), "{e:?} should name {needle}");
     }
 }
@@ -89,6 +89,8 @@ fn file_keys_take_either_spelling_and_flags_win() {
     }
     .with_file()
     .unwrap_err();
+    assert!(matches!(e, ConfigError::File { .. }), "{e:?}");
+    let e = e.to_string();
     assert!(e.contains("no_such_setting"), "{e}");
 }
 
@@ -118,7 +120,8 @@ fn the_removed_log_storage_is_refused_naming_the_choices() {
         ..NodeArgs::default()
     }
     .with_file()
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("`log`") && e.contains("`lsm` or `memory`"),
         "{e}"
@@ -152,6 +155,8 @@ fn the_cluster_secret_is_read_from_its_file_and_checked() {
         }
         .validate()
         .unwrap_err();
+        assert!(matches!(err, ConfigError::Secret(_)), "{err:?}");
+        let err = err.to_string();
         assert!(
             err.contains("--cluster-secret-file") && err.contains(expect),
             "{err}"
