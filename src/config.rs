@@ -11,6 +11,7 @@ use ringkv_actors::conflict_resolver::{
     VersionLimits, SIBLINGS_MAX_DEFAULT, VCLOCK_ENTRIES_MAX_DEFAULT, VCLOCK_PRUNE_AGE_S_DEFAULT,
 };
 use ringkv_actors::ring::VNODES_PER_WEIGHT_DEFAULT;
+use ringkv_actors::secret::ClusterSecret;
 use ringkv_actors::wire::client::{MAX_KEY_BYTES_DEFAULT, MAX_VALUE_BYTES_DEFAULT};
 use ringkv_actors::wire::MAX_FRAME_BYTES_DEFAULT;
 use ringkv_actors::NodeId;
@@ -75,6 +76,12 @@ pub struct NodeArgs {
     /// Name of the cluster; peers with another name are refused. Default "ringkv".
     #[arg(long)]
     pub cluster: Option<String>,
+    /// File holding the cluster secret (32 to 4096 bytes; trailing
+    /// whitespace ignored) that every member shares: peers prove they hold
+    /// it, and context MACs are keyed from it. Keep it readable by the
+    /// node's user only. See SECURITY.md.
+    #[arg(long, value_name = "PATH")]
+    pub cluster_secret_file: Option<PathBuf>,
     /// Address for node-to-node traffic, e.g. 127.0.0.1:7101.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
@@ -216,6 +223,9 @@ pub struct NodeConfig {
     pub id: NodeId,
     /// Cluster name.
     pub cluster: String,
+    /// The cluster secret and the file it was read from (`None`: no
+    /// secret given).
+    pub cluster_secret: Option<(PathBuf, ClusterSecret)>,
     /// Peer listen address.
     pub listen: SocketAddr,
     /// The peer address other nodes dial.
@@ -306,6 +316,7 @@ impl NodeArgs {
         pick!(
             id,
             cluster,
+            cluster_secret_file,
             listen,
             advertise_addr,
             client_listen,
@@ -480,9 +491,18 @@ impl NodeArgs {
                 .vclock_prune_age_s
                 .unwrap_or(VCLOCK_PRUNE_AGE_S_DEFAULT),
         };
+        let cluster_secret = match self.cluster_secret_file {
+            Some(path) => {
+                let secret = ClusterSecret::from_file(&path)
+                    .map_err(|e| format!("--cluster-secret-file: {e}"))?;
+                Some((path, secret))
+            }
+            None => None,
+        };
         Ok(NodeConfig {
             id,
             cluster: self.cluster.unwrap_or_else(|| "ringkv".into()),
+            cluster_secret,
             listen,
             advertise_addr,
             client_listen,

@@ -124,3 +124,37 @@ fn the_removed_log_storage_is_refused_naming_the_choices() {
         "{e}"
     );
 }
+
+#[test]
+fn the_cluster_secret_is_read_from_its_file_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("secret");
+    std::fs::write(&good, format!("{}\n", "ab".repeat(32))).unwrap();
+    let c = NodeArgs {
+        cluster_secret_file: Some(good.clone()),
+        ..base()
+    }
+    .validate()
+    .unwrap();
+    let (path, secret) = c.cluster_secret.unwrap();
+    assert_eq!(path, good);
+    assert_eq!(format!("{secret:?}"), "ClusterSecret(64 bytes)");
+
+    let short = dir.path().join("short");
+    std::fs::write(&short, "too short").unwrap();
+    for (file, expect) in [
+        (short, "9 bytes"),
+        (dir.path().join("absent"), "cannot read"),
+    ] {
+        let err = NodeArgs {
+            cluster_secret_file: Some(file),
+            ..base()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(
+            err.contains("--cluster-secret-file") && err.contains(expect),
+            "{err}"
+        );
+    }
+}

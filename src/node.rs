@@ -266,7 +266,7 @@ pub async fn start(
             bootstrap_wait_ms: config.bootstrap_wait_ms,
         },
         bridge_addr.clone(),
-        repair.clone(),
+        repair.clone().recipient(),
         env.clock.clone(),
     )
     .start();
@@ -281,7 +281,7 @@ pub async fn start(
             object_bytes_max: config.object_bytes_max,
         },
         replicas,
-        resolver,
+        resolver.recipient(),
         repair.clone().recipient(),
         env.clock.clone(),
     )

@@ -7,9 +7,11 @@
 //! hide a dead one.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -17,64 +19,18 @@ use std::time::Duration;
 
 use ringkv::config::NodeArgs;
 use ringkv::node::{self, NodeEnv};
-use ringkv_actors::clock::{Clock, SharedClock, TokioClock};
-use ringkv_actors::net::{BoxConnection, Listener, LocalBoxFuture, Net};
+use ringkv_actors::clock::{SharedClock, TokioClock};
 use ringkv_actors::storage::{MemoryEngine, StorageThreading};
-use ringkv_actors::wire::client::{
-    encode_request, map_field, parse_response, ClientError, ClientOp, ClientRequest, ErrorCode,
-};
-use ringkv_actors::wire::frame::encode_frame;
+use ringkv_actors::wire::client::{map_field, ClientOp, ErrorCode};
 use rmpv::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const PEER_PORT: u16 = 7101;
-const CLIENT_PORT: u16 = 7001;
+use common::sim::{any, SimClient, SteppedClock, TurmoilNet, CLIENT_PORT, PEER_PORT};
+
 const NODES: [&str; 3] = ["n1", "n2", "n3"];
 const FIVE: [&str; 5] = ["n1", "n2", "n3", "n4", "n5"];
 /// Gossip timing of the simulated nodes (simulated milliseconds).
 const GOSSIP_INTERVAL_MS: u64 = 100;
 const SUSPECT_AFTER_MS: u64 = 600;
-
-/// The network seam over turmoil's simulated TCP.
-struct TurmoilNet;
-
-struct TurmoilListener(turmoil::net::TcpListener);
-
-impl Listener for TurmoilListener {
-    fn accept(&mut self) -> LocalBoxFuture<'_, std::io::Result<(BoxConnection, SocketAddr)>> {
-        Box::pin(async move {
-            let (stream, addr) = self.0.accept().await?;
-            Ok((Box::new(stream) as BoxConnection, addr))
-        })
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
-}
-
-impl Net for TurmoilNet {
-    fn bind(
-        &self,
-        addr: SocketAddr,
-    ) -> LocalBoxFuture<'static, std::io::Result<Box<dyn Listener>>> {
-        Box::pin(async move {
-            let l = turmoil::net::TcpListener::bind(addr).await?;
-            Ok(Box::new(TurmoilListener(l)) as Box<dyn Listener>)
-        })
-    }
-
-    fn connect(&self, addr: SocketAddr) -> LocalBoxFuture<'static, std::io::Result<BoxConnection>> {
-        Box::pin(async move {
-            let s = turmoil::net::TcpStream::connect(addr).await?;
-            Ok(Box::new(s) as BoxConnection)
-        })
-    }
-}
-
-fn any(port: u16) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
-}
 
 async fn run_node(id: &'static str) -> turmoil::Result {
     run_node_of(id, &NODES).await
@@ -128,103 +84,6 @@ async fn run_node_with_clock(
     let _node = node::start(&config, env, None).await.unwrap();
     std::future::pending::<()>().await;
     Ok(())
-}
-
-/// A raw protocol client over the simulated network.
-struct SimClient {
-    stream: turmoil::net::TcpStream,
-    next_id: u64,
-}
-
-impl SimClient {
-    async fn connect(node: &str) -> SimClient {
-        let stream = turmoil::net::TcpStream::connect((node, CLIENT_PORT))
-            .await
-            .unwrap();
-        SimClient { stream, next_id: 1 }
-    }
-
-    async fn call(&mut self, op: ClientOp) -> Result<Value, ClientError> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let frame = encode_frame(&encode_request(&ClientRequest {
-            id,
-            op,
-            timeout_ms: None,
-        }));
-        self.stream.write_all(&frame).await.unwrap();
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).await.unwrap();
-        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut body).await.unwrap();
-        let (got, result) = parse_response(&body).unwrap();
-        assert_eq!(got, id);
-        result
-    }
-
-    async fn put(&mut self, key: &str, value: &str, w: usize) -> Result<Value, ClientError> {
-        self.call(ClientOp::Put {
-            key: key.into(),
-            value: value.into(),
-            context: None,
-            w: Some(w),
-            pw: None,
-        })
-        .await
-    }
-
-    async fn get(&mut self, key: &str, r: usize) -> Result<Vec<Vec<u8>>, ClientError> {
-        let body = self
-            .call(ClientOp::Get {
-                key: key.into(),
-                r: Some(r),
-                pr: None,
-            })
-            .await?;
-        match map_field(&body, "values") {
-            Some(Value::Array(vs)) => {
-                Ok(vs.iter().map(|v| v.as_slice().unwrap().to_vec()).collect())
-            }
-            other => panic!("bad values {other:?}"),
-        }
-    }
-
-    async fn alive(&mut self) -> usize {
-        self.states()
-            .await
-            .iter()
-            .filter(|(_, s)| s == "alive")
-            .count()
-    }
-
-    /// Every member's state as this node reports it.
-    async fn states(&mut self) -> Vec<(String, String)> {
-        let body = self.call(ClientOp::Status).await.unwrap();
-        match map_field(&body, "members") {
-            Some(Value::Array(ms)) => ms
-                .iter()
-                .map(|m| {
-                    let get = |k| {
-                        map_field(m, k)
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string()
-                    };
-                    (get("id"), get("state"))
-                })
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    async fn state_of(&mut self, node: &str) -> String {
-        self.states()
-            .await
-            .into_iter()
-            .find(|(id, _)| id == node)
-            .map(|(_, s)| s)
-            .unwrap_or_default()
-    }
 }
 
 fn simulation(seed: u64) -> turmoil::Sim<'static> {
@@ -464,27 +323,6 @@ fn a_bridge_partition_uses_stand_ins_while_gossip_sees_everyone_alive() {
 /// A wall-clock step of one hour, in ms: an NTP correction after a long
 /// drift, or an operator's `date -s`.
 const HOUR_MS: i64 = 3_600_000;
-
-/// A node's clock whose wall reading the test can step while its timers
-/// follow simulated time, as a real host's `CLOCK_MONOTONIC` does when
-/// `CLOCK_REALTIME` jumps.
-struct SteppedClock {
-    simulated: TokioClock,
-    /// Added to the wall reading, in ms; the test stores a step here.
-    wall_step_ms: Arc<AtomicI64>,
-}
-
-impl Clock for SteppedClock {
-    fn now_ms(&self) -> u64 {
-        self.simulated
-            .now_ms()
-            .saturating_add_signed(self.wall_step_ms.load(Ordering::Relaxed))
-    }
-
-    fn monotonic_ms(&self) -> u64 {
-        self.simulated.monotonic_ms()
-    }
-}
 
 /// Five nodes whose wall clocks the test steps through the returned
 /// handles (one per node, in ms).

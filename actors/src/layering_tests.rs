@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["bridge", "storage", "conflict_resolver"],
     &["membership"],
     &["ring", "wire", "net", "clock", "persist"],
-    &["node_id"],
+    &["node_id", "secret"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -19,6 +19,7 @@
 //! | [`net`] / [`clock`] | the network and clock seams (real sockets and time, or turmoil's in tests) |
 //! | [`persist`] | small snapshots (membership, hints) written atomically off the arbiter |
 //! | [`node_id`] | `NodeId` and version actors |
+//! | [`secret`] | the cluster secret (`--cluster-secret-file`) and the keys derived from it |
 //!
 //! # Layers
 //!
@@ -26,8 +27,8 @@
 //! below it (`bridge`, `storage` and `conflict_resolver` share a layer and
 //! do not use each other; so do the seams). An actor that must reach one
 //! above it holds a `Recipient<M>` for a message defined in the lower
-//! module: the Replicator sends `ReadRepair` and `RecordHint` (defined in
-//! `replicator`) to Repair; the Bridge delivers `Incoming<T>` and
+//! module: the Replicator sends `ReadRepair` (defined in `replicator`) to
+//! Repair; the Bridge delivers `Incoming<T>` and
 //! `PeerEvent` (defined in `bridge`) to whoever serves them.
 //! `layering_tests.rs` fails the build's tests when an import points up.
 //!
@@ -37,7 +38,7 @@
 //!  client ──frames──> ClientSession ──CoordinateGet/CoordinateWrite──> Replicator
 //!                        │ StatusQuery, Leave                           │  │  │
 //!                        v                                              │  │  └─Reconcile──> ConflictResolver
-//!                  FailureDetector ──MembershipChanged──> Replicator,   │  └─ReadRepair, RecordHint──> Repair
+//!                  FailureDetector ──MembershipChanged──> Replicator,   │  └─ReadRepair──────────────> Repair
 //!                   │    ^      └──StreamTransfers──> Repair   Repair,  │
 //!                   │    │ PeerEvent                            Bridge  │
 //!                   │  Bridge <──────────CallPeer<T>────────────────────┤── LocalRead/LocalApply/LocalScan ──> Storage ──> engine threads
@@ -71,6 +72,7 @@ pub mod repair;
 pub mod replicas;
 pub mod replicator;
 pub mod ring;
+pub mod secret;
 pub mod storage;
 pub mod wire;
 

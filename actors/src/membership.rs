@@ -3,7 +3,7 @@
 //! of them (it depends only on `ring`, `wire` and `node_id`), so none of
 //! them imports the failure detector to hear about the cluster.
 
-use std::collections::HashSet;
+use fnv::FnvHashSet;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -21,9 +21,9 @@ pub struct MembershipChanged {
     /// Owners for writes (no leaving or left members).
     pub write_ring: Arc<Ring>,
     /// Members worth sending requests to (itself included).
-    pub reachable: Arc<HashSet<NodeId>>,
+    pub reachable: Arc<FnvHashSet<NodeId>>,
     /// Members nobody suspects (itself included).
-    pub healthy: Arc<HashSet<NodeId>>,
+    pub healthy: Arc<FnvHashSet<NodeId>>,
     /// Members to keep connections to.
     pub peers: Arc<Vec<MemberInfo>>,
     /// This node knows enough of the cluster to coordinate (see

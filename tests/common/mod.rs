@@ -1,9 +1,15 @@
 //! Test harness: real `ringkv node` processes on free loopback ports, each
 //! with its own data dir, logs in files beside it; stopped on drop.
-//! `netns` runs them in network namespaces instead (the partition suite).
+//! `netns` runs them in network namespaces instead; `faults`, `workload`
+//! and `report` are the partition and nemesis suites' shared machinery.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod disk;
+pub mod faults;
 pub mod netns;
+pub mod report;
+pub mod sim;
+pub mod workload;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;

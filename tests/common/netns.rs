@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use ringkv::Client;
 
+use super::disk::Tmpfs;
 use super::{log_excerpt, Cluster, NodeProc};
 
 /// Node peer port (every node has its own address, so ports can be fixed).
@@ -268,10 +269,13 @@ fn block_on_in<F: Future>(ns: &str, make: impl FnOnce() -> F) -> F::Output {
 }
 
 /// A harness [`Cluster`] whose nodes each run in their own namespace.
-/// Field order matters: the cluster (its processes) drops before the net.
+/// Field order matters: the cluster (its processes) drops before the net,
+/// and the net before the disks.
 pub struct NetCluster {
     pub cluster: Cluster,
     pub net: Net,
+    /// Per node, the tmpfs its data dir is on (empty: the real disk).
+    pub disks: Vec<Tmpfs>,
 }
 
 impl NetCluster {
@@ -279,6 +283,12 @@ impl NetCluster {
     /// [`node_ip`], seeded with every other node, with the harness's flags
     /// plus `extra`. Does not wait: see [`NetCluster::wait_ready`].
     pub fn start(net: Net, extra: &[&str]) -> NetCluster {
+        Self::start_with(net, extra, None)
+    }
+
+    /// [`NetCluster::start`], with each node's data dir on its own tmpfs of
+    /// `disk_bytes` bytes if given (so that a test can fill it).
+    pub fn start_with(net: Net, extra: &[&str], disk_bytes: Option<u64>) -> NetCluster {
         let dir = tempfile::tempdir().unwrap();
         let count = net.nodes.len();
         let peer = |i: usize| SocketAddr::new(node_ip(i).into(), PEER_PORT);
@@ -294,9 +304,18 @@ impl NetCluster {
             node.netns = Some(net.node(i).to_owned());
             nodes.push(node);
         }
+        let mut disks = Vec::new();
+        if let Some(bytes) = disk_bytes {
+            for node in &mut nodes {
+                let disk = Tmpfs::mount(bytes);
+                node.move_data_dir(disk.path());
+                disks.push(disk);
+            }
+        }
         let mut this = NetCluster {
             cluster: Cluster { nodes, _dir: dir },
             net,
+            disks,
         };
         for node in &mut this.cluster.nodes {
             node.spawn();
@@ -338,5 +357,21 @@ impl NetCluster {
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
         });
+    }
+
+    /// Runs the future `make` builds from the client namespace (where every
+    /// node's client port is reachable), on a thread of its own, and
+    /// returns its output.
+    pub fn in_client<'a, T, F>(&'a self, make: impl FnOnce(&'a Cluster) -> F + Send + 'a) -> T
+    where
+        T: Send + 'a,
+        F: Future<Output = T>,
+    {
+        let cluster = &self.cluster;
+        std::thread::scope(|s| {
+            run_scoped_in(s, self.net.client(), move || make(cluster))
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
     }
 }

@@ -26,7 +26,7 @@
 //! links come up; requests made while the link is down fail at once with
 //! `Unreachable`, so the coordinator turns to a stand-in instead of waiting.
 
-use std::collections::HashMap;
+use fnv::FnvHashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -114,7 +114,7 @@ pub struct PeerConnection {
     options: BridgeOptions,
     link: Link,
     reader: Option<SpawnHandle>,
-    pending: HashMap<u64, Pending>,
+    pending: FnvHashMap<u64, Pending>,
     waiting: Vec<Waiting>,
     next_id: u64,
     backoff_ms: u64,
@@ -155,7 +155,7 @@ impl PeerConnection {
             options,
             link: Link::Down,
             reader: None,
-            pending: HashMap::new(),
+            pending: FnvHashMap::default(),
             waiting: Vec::new(),
             next_id: 1,
             retry: None,

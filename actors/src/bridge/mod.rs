@@ -18,7 +18,7 @@
 mod connection;
 mod session;
 
-use std::collections::{HashMap, HashSet};
+use fnv::{FnvHashMap, FnvHashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -228,10 +228,10 @@ pub enum PeerEvent {
 #[rtype(result = "()")]
 pub struct LinksChanged {
     /// Members whose link is down, or whose requests time out.
-    pub unusable: Arc<HashSet<NodeId>>,
+    pub unusable: Arc<FnvHashSet<NodeId>>,
     /// Members whose link completed its handshake and answers: proof that
     /// they run, whatever gossip last said.
-    pub up: Arc<HashSet<NodeId>>,
+    pub up: Arc<FnvHashSet<NodeId>>,
 }
 
 /// Makes sure a connection to `addr` exists (a seed, or a member from the
@@ -329,10 +329,10 @@ pub struct Bridge {
     handlers: PeerHandlers,
     events: Recipient<PeerEvent>,
     /// Links to members whose id we know.
-    links: HashMap<NodeId, Link>,
+    links: FnvHashMap<NodeId, Link>,
     /// Dials to addresses whose node we do not know yet (seeds), and
     /// whether their last attempt failed.
-    seeds: HashMap<SocketAddr, (Addr<PeerConnection>, bool)>,
+    seeds: FnvHashMap<SocketAddr, (Addr<PeerConnection>, bool)>,
     /// Who hears about [`LinksChanged`].
     watchers: Vec<Recipient<LinksChanged>>,
     /// What they heard last.
@@ -363,8 +363,8 @@ impl Bridge {
             listener: Some(listener),
             handlers,
             events,
-            links: HashMap::new(),
-            seeds: HashMap::new(),
+            links: FnvHashMap::default(),
+            seeds: FnvHashMap::default(),
             watchers,
             published: LinksChanged::default(),
             span,
@@ -442,7 +442,7 @@ impl Bridge {
     /// Tells the watchers which links cannot be used and which are up,
     /// if that changed.
     fn publish(&mut self) {
-        let having = |states: &[LinkState]| -> HashSet<NodeId> {
+        let having = |states: &[LinkState]| -> FnvHashSet<NodeId> {
             self.links
                 .iter()
                 .filter(|(_, l)| states.contains(&l.state))

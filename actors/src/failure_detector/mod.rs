@@ -21,7 +21,7 @@ pub mod gossip;
 mod lifecycle;
 pub mod view;
 
-use std::collections::HashMap;
+use fnv::FnvHashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,7 +42,7 @@ pub use lifecycle::{Forget, Leave};
 use crate::bridge::{Bridge, CallPeer, Incoming, PeerBack, PeerEvent};
 use crate::clock::SharedClock;
 use crate::membership::MembershipChanged;
-use crate::repair::Repair;
+use crate::repair::StreamTransfers;
 use crate::storage::{MintState, StorageHealth};
 use crate::wire::client::{ClientError, ClientReply, ErrorCode};
 use crate::wire::peer::{GossipExchange, GossipReply, MemberInfo, RemoteError};
@@ -94,7 +94,7 @@ pub struct FailureDetector {
     view: MembershipChanged,
     subscribers: Vec<Recipient<MembershipChanged>>,
     bridge: Addr<Bridge>,
-    repair: Addr<Repair>,
+    repair: Recipient<StreamTransfers>,
     clock: SharedClock,
     rng: SmallRng,
     lifecycle: lifecycle::Lifecycle,
@@ -102,7 +102,7 @@ pub struct FailureDetector {
     /// The store's minting state (version actor; why it stopped, if so).
     mint: Option<MintState>,
     /// The seed address each member was reached at (for the bootstrap).
-    seed_of: HashMap<NodeId, SocketAddr>,
+    seed_of: FnvHashMap<NodeId, SocketAddr>,
     /// Writes the membership to the data dir off the arbiter.
     persister: Option<crate::persist::Persister>,
     span: tracing::Span,
@@ -115,7 +115,7 @@ impl FailureDetector {
         known: Vec<PersistedMember>,
         options: FailureDetectorOptions,
         bridge: Addr<Bridge>,
-        repair: Addr<Repair>,
+        repair: Recipient<StreamTransfers>,
         clock: SharedClock,
     ) -> Self {
         // Wall time only for the generation (it must grow across
@@ -165,7 +165,7 @@ impl FailureDetector {
             lifecycle,
             bootstrap,
             mint: None,
-            seed_of: HashMap::new(),
+            seed_of: FnvHashMap::default(),
             persister,
             span,
         };

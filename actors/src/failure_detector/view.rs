@@ -14,7 +14,9 @@
 //!   either ring: a handshake alone (a mistyped id, a joiner that died
 //!   before its first gossip) never gives a node a range.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+
+use fnv::FnvHashSet;
 
 use super::gossip::{MemberState, MemberView};
 use crate::ring::{Ring, RingMember};
@@ -30,10 +32,10 @@ pub struct ClusterView {
     /// Owners for writes (future owners included).
     pub write_ring: Ring,
     /// Members worth sending requests to.
-    pub reachable: HashSet<NodeId>,
+    pub reachable: FnvHashSet<NodeId>,
     /// Members nobody suspects: replicas outside this set get a sloppy
     /// quorum stand-in (they may still get the write too).
-    pub healthy: HashSet<NodeId>,
+    pub healthy: FnvHashSet<NodeId>,
     /// Members to keep connections to.
     pub peers: Vec<MemberInfo>,
 }

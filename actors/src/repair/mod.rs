@@ -10,7 +10,7 @@ pub mod hints;
 pub mod merkle;
 pub mod stream;
 
-use std::collections::HashSet;
+use fnv::FnvHashSet;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -82,19 +82,19 @@ pub struct RepairOptions {
 pub struct Repair {
     replicas: Replicas,
     options: RepairOptions,
-    reachable: Arc<HashSet<NodeId>>,
+    reachable: Arc<FnvHashSet<NodeId>>,
     in_flight: usize,
     /// Owners whose hints are being delivered now.
-    delivering: HashSet<NodeId>,
+    delivering: FnvHashSet<NodeId>,
     /// The ring reads use (anti-entropy compares what two nodes share in it).
     read_ring: Arc<crate::ring::Ring>,
     /// The ring writes use (where a hint goes when its owner left).
     write_ring: Arc<crate::ring::Ring>,
     /// Members nobody suspects: anti-entropy partners.
-    healthy: Arc<HashSet<NodeId>>,
+    healthy: Arc<FnvHashSet<NodeId>>,
     /// Members whose link from here is down or timing out (the Bridge's
     /// view): no hint delivery or exchange is tried with them meanwhile.
-    unusable_links: Arc<HashSet<NodeId>>,
+    unusable_links: Arc<FnvHashSet<NodeId>>,
     /// Round-robin position over partners.
     next_partner: usize,
     /// An exchange is under way.
@@ -107,7 +107,7 @@ impl Repair {
     pub fn new(replicas: Replicas, options: RepairOptions) -> Self {
         let span = tracing::info_span!("repair", node = %replicas.own, actor = "repair");
         Self {
-            delivering: HashSet::new(),
+            delivering: FnvHashSet::default(),
             read_ring: Arc::default(),
             write_ring: Arc::default(),
             healthy: Arc::default(),
@@ -116,7 +116,7 @@ impl Repair {
             syncing: false,
             replicas,
             options,
-            reachable: Arc::new(HashSet::new()),
+            reachable: Arc::new(FnvHashSet::default()),
             in_flight: 0,
             span,
         }

@@ -20,7 +20,7 @@ mod quorum;
 mod read;
 mod write;
 
-use std::collections::HashSet;
+use fnv::FnvHashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ pub use read::GetAnswer;
 
 use crate::bridge::{Incoming, LinksChanged};
 use crate::clock::SharedClock;
-use crate::conflict_resolver::{ConflictResolver, VersionLimits, VersionVector};
+use crate::conflict_resolver::{Reconcile, VersionLimits, VersionVector};
 use crate::membership::MembershipChanged;
 use crate::replicas::Replicas;
 use crate::ring::Ring;
@@ -140,9 +140,9 @@ pub struct Replicator {
     read_ring: Arc<Ring>,
     /// Owners for writes (joining nodes in, leaving nodes out).
     write_ring: Arc<Ring>,
-    reachable: Arc<HashSet<NodeId>>,
+    reachable: Arc<FnvHashSet<NodeId>>,
     /// Members nobody suspects; the others get sloppy-quorum stand-ins.
-    healthy: Arc<HashSet<NodeId>>,
+    healthy: Arc<FnvHashSet<NodeId>>,
     /// This node's own view of its links (the Bridge's): members whose
     /// link is down or whose requests time out are not asked (stand-ins
     /// are); members whose link is up run, whatever gossip says.
@@ -155,7 +155,7 @@ pub struct Replicator {
     not_minting: Option<String>,
     held: Vec<Held>,
     replicas: Replicas,
-    resolver: Addr<ConflictResolver>,
+    resolver: Recipient<Reconcile>,
     read_repair: Recipient<ReadRepair>,
     clock: SharedClock,
     span: tracing::Span,
@@ -168,7 +168,7 @@ impl Replicator {
     pub fn new(
         options: ReplicationOptions,
         replicas: Replicas,
-        resolver: Addr<ConflictResolver>,
+        resolver: Recipient<Reconcile>,
         read_repair: Recipient<ReadRepair>,
         clock: SharedClock,
     ) -> Self {
@@ -180,8 +180,8 @@ impl Replicator {
             options,
             read_ring: Arc::new(Ring::default()),
             write_ring: Arc::new(Ring::default()),
-            reachable: Arc::new(HashSet::new()),
-            healthy: Arc::new(HashSet::new()),
+            reachable: Arc::new(FnvHashSet::default()),
+            healthy: Arc::new(FnvHashSet::default()),
             links: LinksChanged::default(),
             ready: false,
             not_minting: None,
@@ -273,6 +273,25 @@ impl Replicator {
         None
     }
 
+    /// Why a write forwarded to this node is refused untouched (`None`: it
+    /// is coordinated here): this node is not a replica of `key` (the ring
+    /// changed on the way) or mints no new versions now.
+    fn forwarded_refusal_for(&self, key: &[u8]) -> Option<String> {
+        let placement =
+            placement::for_write(&self.read_ring, &self.write_ring, self.options.n, key);
+        let replica = placement.primaries.contains(&self.own);
+        (!replica || self.not_minting.is_some()).then(|| self.forwarded_refusal(replica))
+    }
+
+    /// The refusal text of a forwarded write this node cannot coordinate.
+    fn forwarded_refusal(&self, replica: bool) -> String {
+        match &self.not_minting {
+            Some(reason) if replica => format!("this replica mints no new versions now ({reason})"),
+            _ => "forwarded write reached a node that is not a replica of the key (ring changing?)"
+                .into(),
+        }
+    }
+
     /// Starts a write; `may_forward` is false for writes that were already
     /// forwarded to us (no second hop).
     fn start_write(&self, msg: CoordinateWrite, may_forward: bool) -> Reply<Vec<u8>> {
@@ -293,39 +312,29 @@ impl Replicator {
         let replica = placement.primaries.contains(&self.own);
         if !replica || self.not_minting.is_some() {
             if !may_forward {
-                let why = match &self.not_minting {
-                    Some(reason) if replica => {
-                        format!("this replica mints no new versions now ({reason})")
-                    }
-                    _ => "forwarded write reached a node that is not a replica of the key (ring changing?)".into(),
-                };
+                let why = self.forwarded_refusal(replica);
                 let error = ClientError::new(ErrorCode::Unavailable, why);
                 return Box::pin(async move { Err(error) });
             }
             // New versions are minted by a replica of the key that can
-            // mint: hand the write to the first other one this node can
-            // reach.
-            let other = |(n, _): &&(NodeId, Reach)| *n != self.own;
-            let target = primaries
-                .iter()
-                .filter(other)
-                .find(|(_, reach)| *reach == Reach::Usable)
-                .or_else(|| {
-                    primaries
-                        .iter()
-                        .filter(other)
-                        .find(|(_, r)| *r != Reach::Unusable)
-                })
-                .map(|(n, _)| n.clone());
-            let Some(target) = target else {
+            // mint: hand the write to the other replicas this node can
+            // reach, best first; one that cannot mint now refuses and the
+            // next is tried.
+            let others = || primaries.iter().filter(|(n, _)| *n != self.own);
+            let targets: Vec<NodeId> = others()
+                .filter(|(_, reach)| *reach == Reach::Usable)
+                .chain(others().filter(|(_, reach)| *reach == Reach::Doubtful))
+                .map(|(n, _)| n.clone())
+                .collect();
+            if targets.is_empty() {
                 let error = self.unavailable(0, w, "the write");
                 return Box::pin(async move { Err(error) });
-            };
+            }
             let forwarded = write::forwarded(msg.key, msg.value, msg.context, w, pw);
             return Box::pin(
                 write::forward(
                     self.replicas.clone(),
-                    target,
+                    targets,
                     forwarded,
                     msg.trace,
                     timeout_ms,
@@ -650,6 +659,14 @@ impl Handler<Incoming<ForwardedWrite>> for Replicator {
             timeout_ms: Some(msg.timeout_ms),
             trace: msg.trace,
         };
+        if self.ready {
+            if let Some(why) = self.forwarded_refusal_for(&coordinate.key) {
+                // Nothing done here: the forwarder may try the next replica.
+                return Box::pin(async move {
+                    Err(RemoteError::untouched(ErrorCode::Unavailable, why))
+                });
+            }
+        }
         let fut = if self.ready {
             self.start_write(coordinate, false)
         } else {

@@ -278,7 +278,11 @@ async fn next_step(
     timeout_ms: u64,
 ) -> WriteStep {
     let timer = *stand_in_timer;
+    // Biased: an answer already there is taken before a timer that fired
+    // in the same poll, and the order never depends on tokio's random
+    // branch choice (so a simulation seed replays exactly).
     tokio::select! {
+        biased;
         Some((node, result)) = pending.next() => coordinator.on_ack(&node, result),
         () = sleep_until(timer) => {
             *stand_in_timer = None;
@@ -317,29 +321,60 @@ fn refusal(e: VersionError) -> ClientError {
     }
 }
 
-/// Hands a write to `target`, a replica of the key, to coordinate.
+/// Hands a write to the first of `targets` (replicas of the key, in
+/// order of preference) that coordinates it. A target that refuses before
+/// doing anything (it cannot mint now, or is no longer a replica) or that
+/// cannot be reached is skipped for the next; any other failure is the
+/// write's, as the target reported it. All tries share `timeout_ms`.
 pub async fn forward(
     replicas: Replicas,
-    target: NodeId,
+    targets: Vec<NodeId>,
     write: ForwardedWrite,
     trace: u64,
     timeout_ms: u64,
 ) -> Result<Vec<u8>, ClientError> {
-    match replicas.call(&target, write, trace, timeout_ms).await {
-        Ok(coordinated) => Ok(coordinated.context.into_vec()),
-        Err(PeerError::Remote(e)) => Err(ClientError::new(
-            e.code,
-            format!("via {target}: {}", e.message),
-        )),
-        Err(PeerError::Unreachable) => Err(ClientError::new(
-            ErrorCode::Unavailable,
-            format!("replica {target} became unreachable before the write was handed over"),
-        )),
-        Err(e) => Err(ClientError::new(
-            e.client_code(),
-            format!("via {target}: {e}"),
-        )),
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+    let mut skipped = Vec::new();
+    for target in targets {
+        let left_ms = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .as_millis();
+        let left_ms = u64::try_from(left_ms).unwrap_or(u64::MAX);
+        if left_ms == 0 {
+            break;
+        }
+        match replicas.call(&target, write.clone(), trace, left_ms).await {
+            Ok(coordinated) => return Ok(coordinated.context.into_vec()),
+            Err(PeerError::Remote(e)) if e.untouched => {
+                debug!(%target, reason = %e.message, "forwarded write refused; trying the next replica");
+                skipped.push(format!("{target}: {}", e.message));
+            }
+            Err(PeerError::Unreachable) => skipped.push(format!("{target}: unreachable")),
+            Err(PeerError::Remote(e)) => {
+                return Err(ClientError::new(
+                    e.code,
+                    format!("via {target}: {}", e.message),
+                ))
+            }
+            Err(e) => {
+                return Err(ClientError::new(
+                    e.client_code(),
+                    format!("via {target}: {e}"),
+                ))
+            }
+        }
     }
+    Err(ClientError::new(
+        ErrorCode::Unavailable,
+        format!(
+            "no replica of the key took the write; nothing was written ({})",
+            if skipped.is_empty() {
+                "out of time".to_string()
+            } else {
+                skipped.join("; ")
+            }
+        ),
+    ))
 }
 
 /// Builds the peer form of a write.

@@ -188,8 +188,9 @@ pub struct Storage {
     reads: SyncSender<ReadJob>,
     slot: EngineSlot,
     options: StorageOptions,
-    /// The writer itself in `StorageThreading::Inline` mode.
-    inline: Option<Writer>,
+    /// The writer itself in `StorageThreading::Inline` mode, and when it
+    /// started on the runtime's clock (simulated time in a simulation).
+    inline: Option<(Writer, tokio::time::Instant)>,
     /// What the writer reports (read in `started`).
     health: Option<mpsc::UnboundedReceiver<MintState>>,
     last_health: Option<MintState>,
@@ -242,7 +243,7 @@ impl Storage {
             span,
         };
         if storage.options.threading == StorageThreading::Inline {
-            storage.inline = Some(writer);
+            storage.inline = Some((writer, tokio::time::Instant::now()));
             return Ok(storage);
         }
         let spawn_error = |e: std::io::Error| StorageError::Io {
@@ -295,14 +296,19 @@ impl Storage {
     /// Hands a job to the writer (or runs it here, inline).
     fn write(&mut self, job: WriterJob) -> Result<(), StorageError> {
         match self.inline.as_mut() {
-            Some(writer) => {
+            Some((writer, started)) => {
                 writer.group(vec![job]);
-                writer.recover();
+                writer.recover(elapsed_ms(*started));
                 Ok(())
             }
             None => worker::offer(&self.writes, job, self.options.storage_queue_max),
         }
     }
+}
+
+/// Milliseconds since `started` on the runtime's clock.
+fn elapsed_ms(started: tokio::time::Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Actor for Storage {
@@ -324,8 +330,8 @@ impl Actor for Storage {
         if self.inline.is_some() {
             let every = Duration::from_millis(self.options.storage_reopen_interval_ms.max(1));
             ctx.run_interval(every, |act, _| {
-                if let Some(writer) = act.inline.as_mut() {
-                    writer.recover();
+                if let Some((writer, started)) = act.inline.as_mut() {
+                    writer.recover(elapsed_ms(*started));
                 }
             });
         }
@@ -350,7 +356,7 @@ impl Handler<SubscribeStorage> for Storage {
         let state = self
             .last_health
             .clone()
-            .or_else(|| self.inline.as_ref().map(Writer::mint_state));
+            .or_else(|| self.inline.as_ref().map(|(writer, _)| writer.mint_state()));
         if let Some(state) = state {
             msg.0.do_send(StorageHealth(state));
         }
@@ -502,7 +508,7 @@ impl Handler<CloseWrites> for Storage {
         let _span = self.span.enter();
         info!("storage closed for writes");
         Box::pin(async move {
-            if let Some(writer) = inline {
+            if let Some((writer, _)) = inline {
                 if writer.mint_state().stopped.is_some() {
                     return Err("the store failed a write and was not recovered".into());
                 }

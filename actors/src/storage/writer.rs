@@ -40,7 +40,7 @@
 //! anything is written. Delivery removes a hint only if it still has the
 //! `seq` that was delivered.
 
-use std::collections::HashMap;
+use fnv::FnvHashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -137,13 +137,13 @@ pub(crate) struct Writer {
     node: NodeId,
     mint: MintState,
     /// Per owner: hints held and their bytes.
-    hints: HashMap<NodeId, (u64, u64)>,
+    hints: FnvHashMap<NodeId, (u64, u64)>,
     /// The last hint `seq` given out.
     hint_seq: u64,
     limits: WriterLimits,
     publish: Publish,
-    /// When recovery was last tried.
-    last_attempt: Option<Instant>,
+    /// When recovery was last tried (on the caller's monotonic clock, ms).
+    last_attempt_ms: Option<u64>,
 }
 
 impl Writer {
@@ -165,11 +165,11 @@ impl Writer {
                 stopped: None,
             },
             node,
-            hints: HashMap::new(),
+            hints: FnvHashMap::default(),
             hint_seq: 0,
             limits,
             publish,
-            last_attempt: None,
+            last_attempt_ms: None,
         };
         writer.count_hints()?;
         (writer.publish)(writer.mint.clone());
@@ -214,11 +214,13 @@ impl Writer {
     /// the engine (for a clean stop) and says whether that worked.
     pub(crate) fn run(mut self, jobs: Receiver<WriterJob>) -> Result<(), String> {
         let tick = Duration::from_millis(RECOVERY_TICK_MS);
+        let started = Instant::now();
+        let now_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         loop {
             let first = match jobs.recv_timeout(tick) {
                 Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) => {
-                    self.recover();
+                    self.recover(now_ms());
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -235,7 +237,7 @@ impl Writer {
                 }
             }
             self.group(group);
-            self.recover();
+            self.recover(now_ms());
         }
         debug!("storage writer stopped");
         if self.mint.stopped.is_some() {
@@ -250,7 +252,7 @@ impl Writer {
         if engine.is_poisoned() && self.mint.stopped.is_none() {
             self.stop_minting("the store refuses writes (a write to disk failed)".into());
         }
-        let mut overlay: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
+        let mut overlay: FnvHashMap<Vec<u8>, Option<Vec<u8>>> = FnvHashMap::default();
         let mut ops = Vec::with_capacity(jobs.len());
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut deltas: Vec<(NodeId, i64, i64)> = Vec::new();
@@ -364,7 +366,7 @@ impl Writer {
     fn apply(
         &self,
         engine: &dyn Engine,
-        overlay: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+        overlay: &mut FnvHashMap<Vec<u8>, Option<Vec<u8>>>,
         ops: &mut Vec<WriteOp>,
         deltas: &mut Vec<(NodeId, i64, i64)>,
         seq: &mut u64,
@@ -479,16 +481,20 @@ impl Writer {
 
     /// After a failure: reopens a poisoned store when the disk takes writes
     /// again, then records a new incarnation and mints again. At most once
-    /// per `storage_reopen_interval_ms`.
-    pub(crate) fn recover(&mut self) {
+    /// per `storage_reopen_interval_ms` of `now_ms`, a monotonic reading
+    /// in milliseconds (the writer thread's own; the inline actor's
+    /// runtime clock, so a simulation's time counts).
+    pub(crate) fn recover(&mut self, now_ms: u64) {
         if self.mint.stopped.is_none() {
             return;
         }
-        let interval = Duration::from_millis(self.limits.reopen_interval_ms);
-        if self.last_attempt.is_some_and(|at| at.elapsed() < interval) {
+        if self
+            .last_attempt_ms
+            .is_some_and(|at| now_ms.saturating_sub(at) < self.limits.reopen_interval_ms)
+        {
             return;
         }
-        self.last_attempt = Some(Instant::now());
+        self.last_attempt_ms = Some(now_ms);
         // Read apart from the reopen: it waits for every other reference to
         // the engine to go.
         let poisoned = current(&self.slot).is_poisoned();
@@ -571,7 +577,7 @@ impl Writer {
 /// or in the engine.
 fn read(
     engine: &dyn Engine,
-    overlay: &HashMap<Vec<u8>, Option<Vec<u8>>>,
+    overlay: &FnvHashMap<Vec<u8>, Option<Vec<u8>>>,
     key: &[u8],
 ) -> Result<Option<Vec<u8>>, StorageError> {
     match overlay.get(key) {

@@ -144,7 +144,7 @@ fn after_a_failed_batch_that_handed_out_a_version_no_dot_is_minted_again_under_t
     ));
 
     // Recovery reopens the store from what is durable and takes a new name.
-    w.recover();
+    w.recover(u64::MAX);
     let state = published.lock().unwrap().last().cloned().unwrap();
     assert_eq!(state.stopped, None);
     assert_eq!(state.version_actor.as_str(), "n1#00000002");

@@ -330,6 +330,11 @@ pub struct RemoteError {
     pub code: ErrorCode,
     /// What happened.
     pub message: String,
+    /// The peer refused before acting on the request (nothing was
+    /// written), so the caller may send it to another node. Absent on the
+    /// wire when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub untouched: bool,
 }
 
 impl RemoteError {
@@ -338,16 +343,23 @@ impl RemoteError {
         Self {
             code,
             message: message.into(),
+            untouched: false,
+        }
+    }
+
+    /// A refusal made before anything was done: the request may go to
+    /// another node.
+    pub fn untouched(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            untouched: true,
+            ..Self::new(code, message)
         }
     }
 }
 
 impl From<ClientError> for RemoteError {
     fn from(e: ClientError) -> Self {
-        Self {
-            code: e.code,
-            message: e.message,
-        }
+        Self::new(e.code, e.message)
     }
 }
 

@@ -11,7 +11,8 @@
 //!
 //! Faults: [`FaultVfs::crash_after`] makes every mutating call fail from the
 //! n-th one on (the process "dies" mid-operation), [`FaultVfs::fail_next`]
-//! fails one kind of call with an OS error (ENOSPC, EIO), and
+//! fails one kind of call with an OS error (ENOSPC, EIO),
+//! [`FaultVfs::fail_all`] fails every mutating call until lifted, and
 //! [`FaultVfs::flip_bit`] damages stored bytes.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -81,6 +82,8 @@ struct State {
     mutations: u64,
     crash_after_mutations: Option<u64>,
     injected: VecDeque<(FaultOp, i32)>,
+    /// Every mutating call fails with this OS error while set.
+    failing: Option<i32>,
 }
 
 /// The fault-injecting in-memory file system. Cheap to clone (shared state).
@@ -110,6 +113,9 @@ impl State {
             }
         }
         self.mutations += 1;
+        if let Some(code) = self.failing {
+            return Err(io::Error::from_raw_os_error(code));
+        }
         if let Some(op) = op {
             if let Some(position) = self.injected.iter().position(|(o, _)| *o == op) {
                 if let Some((_, code)) = self.injected.remove(position) {
@@ -172,6 +178,13 @@ impl FaultVfs {
         lock(&self.state).injected.push_back((op, code));
     }
 
+    /// Every mutating call fails with OS error `code` until this is called
+    /// with `None`: a disk that is full (`ENOSPC`) or failing (`EIO`) for a
+    /// while.
+    pub fn fail_all(&self, code: Option<i32>) {
+        lock(&self.state).failing = code;
+    }
+
     /// Simulates a power cut: un-synced bytes and directory entries are lost
     /// (or torn, per `tail`). Faults are cleared.
     pub fn power_cut(&self, tail: UnsyncedTail) {
@@ -198,6 +211,7 @@ impl FaultVfs {
         }
         state.crash_after_mutations = None;
         state.injected.clear();
+        state.failing = None;
     }
 
     /// Flips bit `bit` (counted from the file's first byte) of `path`.
