@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 use ringkv_actors::conflict_resolver::{
     VersionLimits, SIBLINGS_MAX_DEFAULT, VCLOCK_ENTRIES_MAX_DEFAULT, VCLOCK_PRUNE_AGE_S_DEFAULT,
 };
+use ringkv_actors::net::is_loopback;
 use ringkv_actors::ring::VNODES_PER_WEIGHT_DEFAULT;
 use ringkv_actors::secret::ClusterSecret;
 use ringkv_actors::wire::client::{MAX_KEY_BYTES_DEFAULT, MAX_VALUE_BYTES_DEFAULT};
@@ -376,6 +377,17 @@ impl NodeArgs {
                 "--listen and --client-listen must differ (both {listen})"
             ));
         }
+        let cluster_secret = match self.cluster_secret_file {
+            Some(path) => {
+                let secret = ClusterSecret::from_file(&path)
+                    .map_err(|e| format!("--cluster-secret-file: {e}"))?;
+                Some((path, secret))
+            }
+            None => None,
+        };
+        if cluster_secret.is_none() {
+            protected_mode(listen, client_listen, self.advertise_addr)?;
+        }
         let advertise_addr = match self.advertise_addr {
             Some(a) if a.ip().is_unspecified() || a.port() == 0 => {
                 return Err(format!("--advertise-addr must be a dialable address, got {a}"))
@@ -491,14 +503,6 @@ impl NodeArgs {
                 .vclock_prune_age_s
                 .unwrap_or(VCLOCK_PRUNE_AGE_S_DEFAULT),
         };
-        let cluster_secret = match self.cluster_secret_file {
-            Some(path) => {
-                let secret = ClusterSecret::from_file(&path)
-                    .map_err(|e| format!("--cluster-secret-file: {e}"))?;
-                Some((path, secret))
-            }
-            None => None,
-        };
         Ok(NodeConfig {
             id,
             cluster: self.cluster.unwrap_or_else(|| "ringkv".into()),
@@ -575,6 +579,33 @@ impl NodeArgs {
             },
         })
     }
+}
+
+/// Protected mode (no cluster secret): peers cannot prove anything, so
+/// the node listens on loopback only, and says so when asked for more.
+/// The advertised address counts too: peers elsewhere would dial it.
+fn protected_mode(
+    listen: SocketAddr,
+    client_listen: SocketAddr,
+    advertise_addr: Option<SocketAddr>,
+) -> Result<(), String> {
+    let addresses = [
+        ("--listen", Some(listen)),
+        ("--client-listen", Some(client_listen)),
+        ("--advertise-addr", advertise_addr),
+    ];
+    for (flag, addr) in addresses {
+        let Some(addr) = addr else { continue };
+        if !is_loopback(addr.ip()) {
+            return Err(format!(
+                "{flag} {addr} is not a loopback address, and this node has no \
+                 --cluster-secret-file: without one a node is in protected mode and takes peers \
+                 and clients from this machine only; give every node of the cluster the same \
+                 --cluster-secret-file (32 or more random bytes) to listen on {addr}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn positive<T: PartialOrd + Default + Copy + std::fmt::Display>(

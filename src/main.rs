@@ -106,6 +106,7 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
             storage_threading: ringkv_actors::storage::StorageThreading::Threads,
             incarnation: parts.incarnation,
             backend: parts.backend,
+            nonces: node::os_nonces(),
         };
         let running = node::start(&config, env, lock).await?;
         wait_for_shutdown().await;
