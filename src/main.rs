@@ -143,7 +143,8 @@ async fn wait_for_shutdown() {
 fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     ringkv::logging::init(LogFormat::Pretty);
     let nodes = dev::plan(&args).map_err(anyhow::Error::msg)?;
-    let mut children = dev::spawn(&args, &nodes).map_err(anyhow::Error::msg)?;
+    let secret = dev::ensure_secret(&args.data_dir).map_err(anyhow::Error::msg)?;
+    let mut children = dev::spawn(&args, &nodes, &secret).map_err(anyhow::Error::msg)?;
     if let Err(e) = dev::wait_ready(&mut children, &nodes) {
         dev::stop(&mut children);
         anyhow::bail!(e);
@@ -179,6 +180,10 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
             first.client
         );
     }
+    println!(
+        "cluster secret: {} (give it to a node that joins: --cluster-secret-file)",
+        secret.display()
+    );
     println!("Ctrl-C stops the cluster.");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
