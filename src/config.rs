@@ -7,44 +7,47 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
+use ringkv_actors::bridge::RECONNECT_BACKOFF_MAX_MS_DEFAULT;
+use ringkv_actors::client_api::{CLIENT_CONNECTIONS_MAX_DEFAULT, CLIENT_INFLIGHT_MAX_DEFAULT};
 use ringkv_actors::conflict_resolver::{
     VersionLimits, SIBLINGS_MAX_DEFAULT, VCLOCK_ENTRIES_MAX_DEFAULT, VCLOCK_PRUNE_AGE_S_DEFAULT,
 };
+use ringkv_actors::failure_detector::gossip::{
+    GOSSIP_FANOUT_DEFAULT, GOSSIP_INTERVAL_MS_DEFAULT, SUSPECT_AFTER_GOSSIP_ROUNDS_DEFAULT,
+};
+use ringkv_actors::failure_detector::{
+    BOOTSTRAP_WAIT_MS_DEFAULT, JOIN_SETTLE_GOSSIP_ROUNDS_DEFAULT,
+};
 use ringkv_actors::net::is_loopback;
+use ringkv_actors::repair::{
+    ANTI_ENTROPY_INTERVAL_MS_DEFAULT, HINT_DELIVERY_BYTES_PER_S_MAX_DEFAULT,
+    STREAM_BYTES_PER_S_MAX_DEFAULT,
+};
+use ringkv_actors::replicator::{
+    N_DEFAULT, QUORUM_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT, STAND_IN_AFTER_MS_DEFAULT,
+};
 use ringkv_actors::ring::VNODES_PER_WEIGHT_DEFAULT;
 use ringkv_actors::secret::ClusterSecret;
+use ringkv_actors::storage::{HINTS_BYTES_MAX_PER_TARGET_DEFAULT, STORAGE_QUEUE_MAX_DEFAULT};
 use ringkv_actors::wire::client::{MAX_KEY_BYTES_DEFAULT, MAX_VALUE_BYTES_DEFAULT};
 use ringkv_actors::wire::MAX_FRAME_BYTES_DEFAULT;
 use ringkv_actors::NodeId;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Largest replication factor accepted: preference lists are walked per
 /// request, and more than 16 copies of a key is a configuration mistake.
 pub const REPLICAS_MAX: usize = 16;
-/// Default suspicion timeout, in gossip rounds.
-pub const SUSPECT_AFTER_GOSSIP_ROUNDS: u64 = 10;
 /// Longest request deadline accepted, in milliseconds (10 minutes).
 pub const REQUEST_TIMEOUT_MS_MAX: u64 = 600_000;
-/// Default silence before a replica gets a stand-in, in milliseconds: far
-/// above a healthy replica's answer (about a millisecond on a LAN, a few
-/// under load), far below the request deadline.
-pub const STAND_IN_AFTER_MS_DEFAULT: u64 = 250;
-/// Default start-up wait for the seeds, in milliseconds: long enough for
-/// nodes started together to bind their listeners, short enough for a
-/// node whose seeds are gone to start alone.
-pub const BOOTSTRAP_WAIT_MS_DEFAULT: u64 = 2000;
 /// Bytes of a response frame kept for what is not the object's values (id,
 /// keys, the context, which is at most the object's clock, framing):
 /// `object_bytes_max` is at most `max_frame_bytes` minus this.
 pub const OBJECT_FRAME_HEADROOM_BYTES: usize = 16 * 1024;
-/// Default pace of hint delivery, in bytes per second.
-pub const HINT_DELIVERY_BYTES_PER_S_MAX_DEFAULT: u64 = 16 << 20;
-
 /// Where a node keeps its data. The first durable backend, `log` (an
 /// append-only log replayed into memory), was removed once the LSM engine
 /// superseded it: a flag or config file saying `log` is refused at start
 /// with a message naming the two choices.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageKind {
     /// The LSM engine: commit log, memtable, SSTables, compaction (default).
@@ -54,7 +57,7 @@ pub enum StorageKind {
 }
 
 /// Log line format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -64,7 +67,7 @@ pub enum LogFormat {
 }
 
 /// Flags of `ringkv node`; each also a key of the `--config` file.
-#[derive(Args, Debug, Default, Clone, Deserialize)]
+#[derive(Args, Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeArgs {
     /// TOML file with any of these settings (same names, `-` or `_`); flags win.
@@ -80,7 +83,8 @@ pub struct NodeArgs {
     /// File holding the cluster secret (32 to 4096 bytes; trailing
     /// whitespace ignored) that every member shares: peers prove they hold
     /// it, and context MACs are keyed from it. Keep it readable by the
-    /// node's user only. See SECURITY.md.
+    /// node's user only. Without it the node is in protected mode: it
+    /// listens on and serves loopback addresses only. See SECURITY.md.
     #[arg(long, value_name = "PATH")]
     pub cluster_secret_file: Option<PathBuf>,
     /// Address for node-to-node traffic, e.g. 127.0.0.1:7101.
@@ -300,63 +304,23 @@ pub struct NodeConfig {
 }
 
 impl NodeArgs {
-    /// Reads the `--config` file (if any) under these flags.
+    /// Reads the `--config` file (if any) under these flags: each setting
+    /// given as a flag wins over the file's (one merge over the serialized
+    /// settings, so a new setting needs no line here).
     pub fn with_file(self) -> Result<NodeArgs, String> {
         let Some(path) = self.config.clone() else {
             return Ok(self);
         };
-        let file = read_file(&path)?;
-        Ok(self.over(file))
-    }
-
-    /// Flags (`self`) win over `file`.
-    fn over(self, file: NodeArgs) -> NodeArgs {
-        macro_rules! pick {
-            ($($f:ident),*) => { NodeArgs { config: self.config, $($f: self.$f.or(file.$f)),* } };
+        let in_file = |e: &dyn std::fmt::Display| format!("--config {}: {e}", path.display());
+        let mut merged = read_file(&path)?;
+        let flags = serde_json::to_value(&self).map_err(|e| in_file(&e))?;
+        if let serde_json::Value::Object(flags) = flags {
+            merged.extend(flags.into_iter().filter(|(_, v)| !v.is_null()));
         }
-        pick!(
-            id,
-            cluster,
-            cluster_secret_file,
-            listen,
-            advertise_addr,
-            client_listen,
-            data_dir,
-            seeds,
-            n,
-            r,
-            w,
-            dc,
-            rack,
-            weight,
-            vnodes,
-            storage,
-            log_format,
-            request_timeout_ms,
-            max_frame_bytes,
-            max_key_bytes,
-            max_value_bytes,
-            siblings_max,
-            vclock_entries_max,
-            vclock_prune_age_s,
-            client_inflight_max,
-            client_connections_max,
-            storage_queue_max,
-            reconnect_backoff_max_ms,
-            gossip_interval_ms,
-            gossip_fanout,
-            suspect_after_ms,
-            join_settle_ms,
-            stream_bytes_per_s_max,
-            anti_entropy_interval_ms,
-            stand_in_after_ms,
-            bootstrap_wait_ms,
-            object_bytes_max,
-            hints_bytes_max_per_target,
-            hint_delivery_bytes_per_s_max,
-            lsm_memtable_bytes_max,
-            lsm_log_preallocate_bytes
-        )
+        let mut args: NodeArgs =
+            serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| in_file(&e))?;
+        args.config = self.config;
+        Ok(args)
     }
 
     /// Validates and fills defaults.
@@ -401,12 +365,12 @@ impl NodeArgs {
             None => listen,
         };
         let data_dir = self.data_dir.ok_or("--data-dir is required")?;
-        let n = self.n.unwrap_or(3);
+        let n = self.n.unwrap_or(N_DEFAULT);
         if !(1..=REPLICAS_MAX).contains(&n) {
             return Err(format!("--n must be in 1..={REPLICAS_MAX}, got {n}"));
         }
-        let r = self.r.unwrap_or(2.min(n));
-        let w = self.w.unwrap_or(2.min(n));
+        let r = self.r.unwrap_or(QUORUM_DEFAULT.min(n));
+        let w = self.w.unwrap_or(QUORUM_DEFAULT.min(n));
         for (name, q) in [("--r", r), ("--w", w)] {
             if !(1..=n).contains(&q) {
                 return Err(format!("{name} must be in 1..=N ({n}), got {q}"));
@@ -420,7 +384,11 @@ impl NodeArgs {
         if !(1..=4096).contains(&vnodes) {
             return Err(format!("--vnodes must be in 1..=4096, got {vnodes}"));
         }
-        let request_timeout_ms = positive("--request-timeout-ms", self.request_timeout_ms, 2000)?;
+        let request_timeout_ms = positive(
+            "--request-timeout-ms",
+            self.request_timeout_ms,
+            REQUEST_TIMEOUT_MS_DEFAULT,
+        )?;
         if request_timeout_ms > REQUEST_TIMEOUT_MS_MAX {
             return Err(format!(
                 "--request-timeout-ms must be at most {REQUEST_TIMEOUT_MS_MAX}"
@@ -446,14 +414,15 @@ impl NodeArgs {
                  and a value ({max_value_bytes}) plus 1 KiB of request fields"
             ));
         }
-        let gossip_interval_ms = positive("--gossip-interval-ms", self.gossip_interval_ms, 1000)?;
-        // Ten rounds: in the gossip simulation five rounds gave false
-        // suspicions from 32 nodes up and false downs at 128; ten gave none
-        // (benches/README.md, Gossip).
+        let gossip_interval_ms = positive(
+            "--gossip-interval-ms",
+            self.gossip_interval_ms,
+            GOSSIP_INTERVAL_MS_DEFAULT,
+        )?;
         let suspect_after_ms = positive(
             "--suspect-after-ms",
             self.suspect_after_ms,
-            SUSPECT_AFTER_GOSSIP_ROUNDS * gossip_interval_ms,
+            SUSPECT_AFTER_GOSSIP_ROUNDS_DEFAULT * gossip_interval_ms,
         )?;
         if suspect_after_ms < 2 * gossip_interval_ms {
             return Err(format!(
@@ -526,28 +495,40 @@ impl NodeArgs {
             max_key_bytes,
             max_value_bytes,
             version_limits,
-            client_inflight_max: positive("--client-inflight-max", self.client_inflight_max, 1024)?,
+            client_inflight_max: positive(
+                "--client-inflight-max",
+                self.client_inflight_max,
+                CLIENT_INFLIGHT_MAX_DEFAULT,
+            )?,
             client_connections_max: positive(
                 "--client-connections-max",
                 self.client_connections_max,
-                4096,
+                CLIENT_CONNECTIONS_MAX_DEFAULT,
             )?,
-            storage_queue_max: positive("--storage-queue-max", self.storage_queue_max, 4096)?,
+            storage_queue_max: positive(
+                "--storage-queue-max",
+                self.storage_queue_max,
+                STORAGE_QUEUE_MAX_DEFAULT,
+            )?,
             reconnect_backoff_max_ms: positive(
                 "--reconnect-backoff-max-ms",
                 self.reconnect_backoff_max_ms,
-                5000,
+                RECONNECT_BACKOFF_MAX_MS_DEFAULT,
             )?,
             gossip_interval_ms,
-            gossip_fanout: positive("--gossip-fanout", self.gossip_fanout, 3)?,
+            gossip_fanout: positive("--gossip-fanout", self.gossip_fanout, GOSSIP_FANOUT_DEFAULT)?,
             suspect_after_ms,
-            join_settle_ms: self.join_settle_ms.unwrap_or(3 * gossip_interval_ms),
+            join_settle_ms: self
+                .join_settle_ms
+                .unwrap_or(JOIN_SETTLE_GOSSIP_ROUNDS_DEFAULT * gossip_interval_ms),
             stream_bytes_per_s_max: positive(
                 "--stream-bytes-per-s-max",
                 self.stream_bytes_per_s_max,
-                64 * 1024 * 1024,
+                STREAM_BYTES_PER_S_MAX_DEFAULT,
             )?,
-            anti_entropy_interval_ms: self.anti_entropy_interval_ms.unwrap_or(60_000),
+            anti_entropy_interval_ms: self
+                .anti_entropy_interval_ms
+                .unwrap_or(ANTI_ENTROPY_INTERVAL_MS_DEFAULT),
             stand_in_after_ms,
             bootstrap_wait_ms: positive(
                 "--bootstrap-wait-ms",
@@ -558,7 +539,7 @@ impl NodeArgs {
             hints_bytes_max_per_target: positive(
                 "--hints-bytes-max-per-target",
                 self.hints_bytes_max_per_target,
-                ringkv_actors::storage::HINTS_BYTES_MAX_PER_TARGET_DEFAULT,
+                HINTS_BYTES_MAX_PER_TARGET_DEFAULT,
             )?,
             hint_delivery_bytes_per_s_max: self
                 .hint_delivery_bytes_per_s_max
@@ -620,20 +601,22 @@ fn positive<T: PartialOrd + Default + Copy + std::fmt::Display>(
     Ok(v)
 }
 
-fn read_file(path: &Path) -> Result<NodeArgs, String> {
+/// The file's settings, with `-` in names read as `_`.
+fn read_file(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>, String> {
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
     let table: toml::Table = text
         .parse()
         .map_err(|e| format!("--config {}: not valid TOML: {e}", path.display()))?;
     // Accept `client-listen` as well as `client_listen`.
-    let table: toml::Table = table
-        .into_iter()
-        .map(|(k, v)| (k.replace('-', "_"), v))
-        .collect();
     table
-        .try_into()
-        .map_err(|e| format!("--config {}: {e}", path.display()))
+        .into_iter()
+        .map(|(k, v)| {
+            let v =
+                serde_json::to_value(v).map_err(|e| format!("--config {}: {e}", path.display()))?;
+            Ok((k.replace('-', "_"), v))
+        })
+        .collect()
 }
 
 #[cfg(test)]

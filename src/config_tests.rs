@@ -220,3 +220,71 @@ fn without_a_secret_only_loopback_addresses_are_accepted() {
     };
     assert!(ok.validate().unwrap().cluster_secret.is_none());
 }
+
+/// The settings table in README.md, generated from the flags' own help
+/// (the one place each setting is described, default included).
+fn settings_table() -> String {
+    use clap::CommandFactory;
+    #[derive(clap::Parser)]
+    struct Node {
+        #[command(flatten)]
+        args: NodeArgs,
+    }
+    let mut table = String::from("| flag (`--config` key) | what it sets |\n|---|---|\n");
+    for arg in Node::command().get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        let help = arg
+            .get_long_help()
+            .or(arg.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let value = arg
+            .get_value_names()
+            .and_then(|names| names.first())
+            .map(|name| format!(" {name}"))
+            .unwrap_or_default();
+        // `--config` names the file; it is not a key inside one.
+        let key = match long {
+            "config" => String::new(),
+            _ => format!(" (`{}`)", long.replace('-', "_")),
+        };
+        table.push_str(&format!(
+            "| `--{long}{value}`{key} | {} |\n",
+            help.replace('|', "\\|")
+        ));
+    }
+    table
+}
+
+/// README.md's settings table is exactly what the flags say; after adding
+/// or changing a setting, `RINGKV_WRITE_README=1 cargo test -p ringkv
+/// readme` rewrites it.
+#[test]
+fn the_readme_settings_table_is_generated_from_the_flags() {
+    const BEGIN: &str =
+        "<!-- settings table: generated from `ringkv node --help` by src/config_tests.rs -->\n";
+    const END: &str = "<!-- end of settings table -->";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let start = readme
+        .find(BEGIN)
+        .expect("README.md has the settings table's begin marker")
+        + BEGIN.len();
+    let end = start
+        + readme[start..]
+            .find(END)
+            .expect("README.md has the end marker");
+    let expected = settings_table();
+    if readme[start..end] != expected && std::env::var_os("RINGKV_WRITE_README").is_some() {
+        let mut updated = readme.clone();
+        updated.replace_range(start..end, &expected);
+        std::fs::write(&path, updated).unwrap();
+        return;
+    }
+    assert_eq!(
+        readme[start..end],
+        expected,
+        "README.md's settings table is out of date: RINGKV_WRITE_README=1 cargo test -p ringkv readme"
+    );
+}
