@@ -350,7 +350,8 @@ impl NodeArgs {
             None => None,
         };
         if cluster_secret.is_none() {
-            protected_mode(listen, client_listen, self.advertise_addr)?;
+            let seeds = self.seeds.as_deref().unwrap_or_default();
+            protected_mode(listen, client_listen, self.advertise_addr, seeds)?;
         }
         let advertise_addr = match self.advertise_addr {
             Some(a) if a.ip().is_unspecified() || a.port() == 0 => {
@@ -564,19 +565,19 @@ impl NodeArgs {
 
 /// Protected mode (no cluster secret): peers cannot prove anything, so
 /// the node listens on loopback only, and says so when asked for more.
-/// The advertised address counts too: peers elsewhere would dial it.
+/// The advertised address counts too (peers elsewhere would dial it), and
+/// so do the seeds (a peer elsewhere could not take us).
 fn protected_mode(
     listen: SocketAddr,
     client_listen: SocketAddr,
     advertise_addr: Option<SocketAddr>,
+    seeds: &[SocketAddr],
 ) -> Result<(), String> {
-    let addresses = [
-        ("--listen", Some(listen)),
-        ("--client-listen", Some(client_listen)),
-        ("--advertise-addr", advertise_addr),
-    ];
+    let addresses = [("--listen", listen), ("--client-listen", client_listen)]
+        .into_iter()
+        .chain(advertise_addr.map(|a| ("--advertise-addr", a)))
+        .chain(seeds.iter().map(|s| ("--seeds", *s)));
     for (flag, addr) in addresses {
-        let Some(addr) = addr else { continue };
         if !is_loopback(addr.ip()) {
             return Err(format!(
                 "{flag} {addr} is not a loopback address, and this node has no \

@@ -194,6 +194,16 @@ fn without_a_secret_only_loopback_addresses_are_accepted() {
             },
             "--listen [::]:7101",
         ),
+        (
+            NodeArgs {
+                seeds: Some(vec![
+                    "127.0.0.1:7102".parse().unwrap(),
+                    "10.0.0.6:7101".parse().unwrap(),
+                ]),
+                ..base()
+            },
+            "--seeds 10.0.0.6:7101",
+        ),
     ];
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret");
