@@ -18,6 +18,7 @@ use ringkv_actors::failure_detector::gossip::{
 use ringkv_actors::failure_detector::{
     BOOTSTRAP_WAIT_MS_DEFAULT, JOIN_SETTLE_GOSSIP_ROUNDS_DEFAULT,
 };
+use ringkv_actors::net::is_loopback;
 use ringkv_actors::repair::{
     ANTI_ENTROPY_INTERVAL_MS_DEFAULT, HINT_DELIVERY_BYTES_PER_S_MAX_DEFAULT,
     STREAM_BYTES_PER_S_MAX_DEFAULT,
@@ -115,7 +116,8 @@ pub struct NodeArgs {
     /// File holding the cluster secret (32 to 4096 bytes; trailing
     /// whitespace ignored) that every member shares: peers prove they hold
     /// it, and context MACs are keyed from it. Keep it readable by the
-    /// node's user only. See SECURITY.md.
+    /// node's user only. Without it the node is in protected mode: it
+    /// listens on and serves loopback addresses only. See SECURITY.md.
     #[arg(long, value_name = "PATH")]
     pub cluster_secret_file: Option<PathBuf>,
     /// Address for node-to-node traffic, e.g. 127.0.0.1:7101.
@@ -373,6 +375,17 @@ impl NodeArgs {
         if listen == client_listen {
             return Err(format!("--listen and --client-listen must differ (both {listen})").into());
         }
+        let cluster_secret = match self.cluster_secret_file {
+            Some(path) => {
+                let secret = ClusterSecret::from_file(&path)?;
+                Some((path, secret))
+            }
+            None => None,
+        };
+        if cluster_secret.is_none() {
+            let seeds = self.seeds.as_deref().unwrap_or_default();
+            protected_mode(listen, client_listen, self.advertise_addr, seeds)?;
+        }
         let advertise_addr = match self.advertise_addr {
             Some(a) if a.ip().is_unspecified() || a.port() == 0 => {
                 return Err(format!("--advertise-addr must be a dialable address, got {a}").into())
@@ -497,13 +510,6 @@ impl NodeArgs {
                 .vclock_prune_age_s
                 .unwrap_or(VCLOCK_PRUNE_AGE_S_DEFAULT),
         };
-        let cluster_secret = match self.cluster_secret_file {
-            Some(path) => {
-                let secret = ClusterSecret::from_file(&path)?;
-                Some((path, secret))
-            }
-            None => None,
-        };
         Ok(NodeConfig {
             id,
             cluster: self.cluster.unwrap_or_else(|| "ringkv".into()),
@@ -592,6 +598,33 @@ impl NodeArgs {
             },
         })
     }
+}
+
+/// Protected mode (no cluster secret): peers cannot prove anything, so
+/// the node listens on loopback only, and says so when asked for more.
+/// The advertised address counts too (peers elsewhere would dial it), and
+/// so do the seeds (a peer elsewhere could not take us).
+fn protected_mode(
+    listen: SocketAddr,
+    client_listen: SocketAddr,
+    advertise_addr: Option<SocketAddr>,
+    seeds: &[SocketAddr],
+) -> Result<(), String> {
+    let addresses = [("--listen", listen), ("--client-listen", client_listen)]
+        .into_iter()
+        .chain(advertise_addr.map(|a| ("--advertise-addr", a)))
+        .chain(seeds.iter().map(|s| ("--seeds", *s)));
+    for (flag, addr) in addresses {
+        if !is_loopback(addr.ip()) {
+            return Err(format!(
+                "{flag} {addr} is not a loopback address, and this node has no \
+                 --cluster-secret-file: without one a node is in protected mode and takes peers \
+                 and clients from this machine only; give every node of the cluster the same \
+                 --cluster-secret-file (32 or more random bytes) to listen on {addr}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn positive<T: PartialOrd + Default + Copy + std::fmt::Display>(

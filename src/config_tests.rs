@@ -164,6 +164,78 @@ fn the_cluster_secret_is_read_from_its_file_and_checked() {
     }
 }
 
+/// Without a cluster secret a node listens on loopback only (protected
+/// mode); with one, anywhere.
+#[test]
+fn without_a_secret_only_loopback_addresses_are_accepted() {
+    let any = |s: &str| -> Option<SocketAddr> { Some(s.parse().unwrap()) };
+    let cases = [
+        (
+            NodeArgs {
+                listen: any("0.0.0.0:7101"),
+                advertise_addr: any("127.0.0.1:7101"),
+                ..base()
+            },
+            "--listen 0.0.0.0:7101",
+        ),
+        (
+            NodeArgs {
+                client_listen: any("10.0.0.5:7001"),
+                ..base()
+            },
+            "--client-listen 10.0.0.5:7001",
+        ),
+        (
+            NodeArgs {
+                advertise_addr: any("10.0.0.5:7101"),
+                ..base()
+            },
+            "--advertise-addr 10.0.0.5:7101",
+        ),
+        (
+            NodeArgs {
+                listen: any("[::]:7101"),
+                ..base()
+            },
+            "--listen [::]:7101",
+        ),
+        (
+            NodeArgs {
+                seeds: Some(vec![
+                    "127.0.0.1:7102".parse().unwrap(),
+                    "10.0.0.6:7101".parse().unwrap(),
+                ]),
+                ..base()
+            },
+            "--seeds 10.0.0.6:7101",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "ab".repeat(32)).unwrap();
+    for (args, flag) in cases {
+        let e = args.clone().validate().unwrap_err().to_string();
+        assert!(
+            e.contains(flag) && e.contains("--cluster-secret-file") && e.contains("protected mode"),
+            "{e}"
+        );
+        let with_secret = NodeArgs {
+            cluster_secret_file: Some(secret.clone()),
+            // A wildcard listen address still needs an address to advertise.
+            advertise_addr: args.advertise_addr.or(any("10.0.0.5:7101")),
+            ..args
+        };
+        assert!(with_secret.validate().is_ok(), "{flag} with a secret");
+    }
+    // Every loopback address is fine without a secret.
+    let ok = NodeArgs {
+        listen: any("127.0.0.2:7101"),
+        client_listen: any("[::1]:7001"),
+        ..base()
+    };
+    assert!(ok.validate().unwrap().cluster_secret.is_none());
+}
+
 /// The settings table in README.md, generated from the flags' own help
 /// (the one place each setting is described, default included).
 fn settings_table() -> String {

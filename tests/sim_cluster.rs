@@ -377,6 +377,7 @@ async fn run_node(id: &'static str, cluster: Vec<&'static str>, disks: Disks) ->
         gossip_interval_ms: Some(GOSSIP_INTERVAL_MS),
         suspect_after_ms: Some(SUSPECT_AFTER_MS),
         anti_entropy_interval_ms: Some(ANTI_ENTROPY_INTERVAL_MS),
+        cluster_secret_file: Some(common::sim::secret_file()),
         ..NodeArgs::default()
     }
     .validate()
@@ -415,6 +416,7 @@ async fn run_node(id: &'static str, cluster: Vec<&'static str>, disks: Disks) ->
         storage_threading: StorageThreading::Inline,
         incarnation: incarnation(id, boot, 0),
         backend,
+        nonces: common::sim::nonces(id, boot),
     };
     let _node = node::start(&config, env, None)
         .await

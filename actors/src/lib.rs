@@ -10,13 +10,13 @@
 //! | [`repair`] | read repair, join/leave handoff streaming, hinted handoff, Merkle anti-entropy; serves peers' scans and Merkle leaves |
 //! | [`replicator`] | the coordinator: preference list -> fan-out -> quorum -> reply; the replica side of peer reads and writes |
 //! | [`replicas`] | one handle to the local replica (Storage) and the remote ones (Bridge), and the replica-side merge |
-//! | [`bridge`] | node-to-node TCP: Bridge + one PeerConnection per peer + one PeerSession per inbound link; typed calls (`CallPeer<T>`) and typed serving (`Incoming<T>`) |
+//! | [`bridge`] | node-to-node TCP: Bridge + one PeerConnection per peer + one PeerSession per inbound link; typed calls (`CallPeer<T>`) and typed serving (`Incoming<T>`); the authenticated handshake (`handshake`) and sealed frames (`seal`) |
 //! | [`storage`] | the Engine seam, the LSM engine (and an in-memory one), the Storage actor with its own threads |
 //! | [`conflict_resolver`] | dotted version vectors, sibling sets, merge; the ConflictResolver actor |
 //! | [`membership`] | shared vocabulary: `MembershipChanged` (rings, reachability, peers) |
 //! | [`ring`] | the consistent-hash ring: virtual nodes, weights, preference lists |
 //! | [`wire`] | the frame codec (u32 BE length + MessagePack), the client protocol, the typed peer protocol |
-//! | [`net`] / [`clock`] | the network and clock seams (real sockets and time, or turmoil's in tests) |
+//! | [`net`] / [`clock`] | the network and clock seams (real sockets and time, or turmoil's in tests); protected mode's accept policy (`AcceptPolicy`) |
 //! | [`persist`] | small snapshots (membership, hints) written atomically off the arbiter |
 //! | [`node_id`] | `NodeId` and version actors |
 //! | [`secret`] | the cluster secret (`--cluster-secret-file`) and the keys derived from it |

@@ -1,5 +1,9 @@
 //! The client API: the client listener ([`ClientApi`]) and one
 //! [`ClientSession`] per connection (session.rs), speaking PROTOCOL.md.
+//!
+//! In protected mode (no cluster secret) the listener serves clients from
+//! loopback addresses only: any other connection is closed at accept,
+//! before a byte is read, and logged.
 
 mod session;
 
@@ -13,7 +17,7 @@ use tracing::{info, warn};
 pub use session::ClientSession;
 
 use crate::failure_detector::FailureDetector;
-use crate::net::{accept_stream, BoxConnection, Listener};
+use crate::net::{accept_stream, AcceptPolicy, BoxConnection, Listener};
 use crate::replicator::Replicator;
 use crate::storage::Storage;
 use crate::wire::client::RequestLimits;
@@ -46,6 +50,8 @@ pub struct ClientApiOptions {
     /// Response frames queued for one client's socket; a client that lets
     /// this many pile up (it does not read) is disconnected.
     pub client_write_queue_frames_max: usize,
+    /// Which remote addresses are served: loopback only in protected mode.
+    pub accept: AcceptPolicy,
 }
 
 /// The client listener actor.
@@ -110,6 +116,10 @@ impl StreamHandler<std::io::Result<(BoxConnection, SocketAddr)>> for ClientApi {
         let span = self.span.clone();
         let _span = span.enter();
         match item {
+            Ok((_conn, remote)) if !self.options.accept.admits(remote) => {
+                warn!(%remote, "refusing client connection from a non-loopback address: \
+                    protected mode (this node has no --cluster-secret-file)");
+            }
             Ok((conn, remote)) => {
                 if self.open.get() >= self.options.client_connections_max {
                     warn!(%remote, limit = self.options.client_connections_max,

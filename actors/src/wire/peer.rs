@@ -2,12 +2,17 @@
 //! MessagePack maps produced by serde (`rmp_serde::to_vec_named`, so fields
 //! are named and a newer peer's extra fields do not break an older reader).
 //!
-//! A connection opens with `Hello` from the dialling node; the listener checks
-//! the protocol version and the cluster name and answers `Welcome` or
-//! `Refused` (with the reason, which both sides log). After that the dialler
-//! sends `Request`s, each with an id, the client request id it serves (for
-//! logs) and its remaining time budget; the listener answers each with a
-//! `Response` carrying the same id, in any order.
+//! A connection opens with a mutual challenge-response over the cluster
+//! secret (`bridge/handshake.rs`): `Hello` from the dialling node, a
+//! `Challenge` from the listener, the dialler's `Proof`, the listener's
+//! `Welcome`. A refused handshake is a closed connection: the reason goes
+//! to the listener's log, never on the wire. From the `Proof` on, every
+//! frame is sealed: its body is followed by a 16-byte MAC over a
+//! per-direction sequence number and the body (`bridge/seal.rs`). After
+//! the handshake the dialler sends `Request`s, each with an id, the client
+//! request id it serves (for logs) and its remaining time budget; the
+//! listener answers each with a `Response` carrying the same id, in any
+//! order.
 //!
 //! # Typed calls
 //!
@@ -31,8 +36,12 @@ use crate::NodeId;
 /// (`<id>#<incarnation>`, see `NodeId::version_actor`), which version 1
 /// nodes cannot decode, so the two refuse each other at the handshake
 /// instead of failing on objects; 3, typed requests (one reply variant per
-/// request type), push-pull gossip, error codes as their own type.
-pub const PEER_PROTOCOL_VERSION: u32 = 3;
+/// request type), push-pull gossip, error codes as their own type; 4, the
+/// authenticated handshake (`Hello` with a nonce, `Challenge`, `Proof`,
+/// `Welcome` with a proof; no more `Refused`, which told any caller the
+/// cluster's name) and sealed frames. A version 3 node cannot decode a
+/// version 4 `Hello` and the other way round: they refuse each other.
+pub const PEER_PROTOCOL_VERSION: u32 = 4;
 
 /// What a node says about itself in the handshake.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,26 +63,40 @@ pub struct MemberInfo {
 /// One frame between peers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum PeerFrame {
-    /// First frame from the dialling node.
+    /// First frame, from the dialling node (plain).
     Hello {
         /// Must equal [`PEER_PROTOCOL_VERSION`].
         protocol: u32,
-        /// Must equal the listener's cluster name.
+        /// The dialler's cluster name; must equal the listener's.
         cluster: String,
+        /// The dialler's node id.
+        node: NodeId,
+        /// The dialler's fresh random nonce (32 bytes).
+        nonce: ByteBuf,
+    },
+    /// The listener's answer to `Hello` (plain): its id and its own fresh
+    /// nonce, nothing else until the dialler has proved itself.
+    Challenge {
+        /// The listener's node id.
+        node: NodeId,
+        /// The listener's fresh random nonce (32 bytes).
+        nonce: ByteBuf,
+    },
+    /// The dialler proves it holds the cluster secret (sealed).
+    Proof {
+        /// HMAC-SHA256 over both nonces and ids (`bridge/handshake.rs`).
+        proof: ByteBuf,
         /// The dialler.
         member: MemberInfo,
     },
-    /// The listener accepts; it describes itself in turn.
+    /// The listener accepts, and proves it holds the secret in turn (sealed).
     Welcome {
+        /// HMAC-SHA256 over both nonces and ids, as the listener.
+        proof: ByteBuf,
         /// The listener.
         member: MemberInfo,
     },
-    /// The listener refuses; the connection closes after this frame.
-    Refused {
-        /// Why, for both sides' logs.
-        reason: String,
-    },
-    /// A request from the dialler.
+    /// A request from the dialler (sealed).
     Request {
         /// Matches the response to the request on this connection.
         id: u64,
@@ -85,13 +108,27 @@ pub enum PeerFrame {
         /// What to do.
         body: PeerRequest,
     },
-    /// The answer to request `id`.
+    /// The answer to request `id` (sealed).
     Response {
         /// The request's id.
         id: u64,
         /// The outcome.
         body: Result<PeerReply, RemoteError>,
     },
+}
+
+impl PeerFrame {
+    /// The frame's kind, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PeerFrame::Hello { .. } => "Hello",
+            PeerFrame::Challenge { .. } => "Challenge",
+            PeerFrame::Proof { .. } => "Proof",
+            PeerFrame::Welcome { .. } => "Welcome",
+            PeerFrame::Request { .. } => "Request",
+            PeerFrame::Response { .. } => "Response",
+        }
+    }
 }
 
 /// One request type of the peer protocol, tied to the reply it gets.
@@ -408,6 +445,19 @@ mod tests {
             PeerFrame::Hello {
                 protocol: PEER_PROTOCOL_VERSION,
                 cluster: "c".into(),
+                node: member().id,
+                nonce: ByteBuf::from(vec![1; 32]),
+            },
+            PeerFrame::Challenge {
+                node: member().id,
+                nonce: ByteBuf::from(vec![2; 32]),
+            },
+            PeerFrame::Proof {
+                proof: ByteBuf::from(vec![3; 32]),
+                member: member(),
+            },
+            PeerFrame::Welcome {
+                proof: ByteBuf::from(vec![4; 32]),
                 member: member(),
             },
             PeerFrame::Request {
