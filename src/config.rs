@@ -10,9 +10,11 @@ use clap::{Args, ValueEnum};
 use ringkv_actors::conflict_resolver::{
     VersionLimits, SIBLINGS_MAX_DEFAULT, VCLOCK_ENTRIES_MAX_DEFAULT, VCLOCK_PRUNE_AGE_S_DEFAULT,
 };
-use ringkv_actors::ring::VNODES_PER_WEIGHT_DEFAULT;
+use ringkv_actors::failure_detector::gossip::GENERATION_SKEW_MS_MAX_DEFAULT;
+use ringkv_actors::ring::{RING_TOKENS_MAX, VNODES_PER_WEIGHT_DEFAULT, VNODES_PER_WEIGHT_MAX};
 use ringkv_actors::secret::ClusterSecret;
 use ringkv_actors::wire::client::{MAX_KEY_BYTES_DEFAULT, MAX_VALUE_BYTES_DEFAULT};
+use ringkv_actors::wire::peer::{LABEL_BYTES_MAX, NODE_WEIGHT_MAX};
 use ringkv_actors::wire::MAX_FRAME_BYTES_DEFAULT;
 use ringkv_actors::NodeId;
 use serde::Deserialize;
@@ -168,6 +170,11 @@ pub struct NodeArgs {
     /// agrees), in milliseconds. Default 10 gossip intervals (10000).
     #[arg(long, value_name = "MS")]
     pub suspect_after_ms: Option<u64>,
+    /// How far ahead of this node's clock a member's gossip generation (its
+    /// start time) may be, in milliseconds; gossip beyond it is ignored.
+    /// Must exceed the clock skew between nodes. Default one day (86400000).
+    #[arg(long, value_name = "MS")]
+    pub generation_skew_ms_max: Option<u64>,
     /// Time a joining or leaving node announces itself before streaming,
     /// in milliseconds. Default 3 gossip intervals.
     #[arg(long, value_name = "MS")]
@@ -278,6 +285,8 @@ pub struct NodeConfig {
     pub gossip_fanout: usize,
     /// Silence before suspicion, in milliseconds.
     pub suspect_after_ms: u64,
+    /// Furthest a gossip generation may be ahead of our clock, in milliseconds.
+    pub generation_skew_ms_max: u64,
     /// Announcement time before join/leave streaming, in milliseconds.
     pub join_settle_ms: u64,
     /// Streaming pace, in bytes per second.
@@ -345,6 +354,7 @@ impl NodeArgs {
             gossip_interval_ms,
             gossip_fanout,
             suspect_after_ms,
+            generation_skew_ms_max,
             join_settle_ms,
             stream_bytes_per_s_max,
             anti_entropy_interval_ms,
@@ -401,12 +411,35 @@ impl NodeArgs {
             }
         }
         let weight = self.weight.unwrap_or(1);
-        if !(1..=1000).contains(&weight) {
-            return Err(format!("--weight must be in 1..=1000, got {weight}"));
+        if !(1..=NODE_WEIGHT_MAX).contains(&weight) {
+            return Err(format!(
+                "--weight must be in 1..={NODE_WEIGHT_MAX}, got {weight}"
+            ));
         }
         let vnodes = self.vnodes.unwrap_or(VNODES_PER_WEIGHT_DEFAULT);
-        if !(1..=4096).contains(&vnodes) {
-            return Err(format!("--vnodes must be in 1..=4096, got {vnodes}"));
+        if !(1..=VNODES_PER_WEIGHT_MAX).contains(&vnodes) {
+            return Err(format!(
+                "--vnodes must be in 1..={VNODES_PER_WEIGHT_MAX}, got {vnodes}"
+            ));
+        }
+        if u64::from(weight) * u64::from(vnodes) > RING_TOKENS_MAX as u64 {
+            return Err(format!(
+                "--weight ({weight}) x --vnodes ({vnodes}) must be at most {RING_TOKENS_MAX} \
+                 ring tokens"
+            ));
+        }
+        for (name, label) in [("--dc", &self.dc), ("--rack", &self.rack)] {
+            if let Some(label) = label {
+                if label.is_empty()
+                    || label.len() > LABEL_BYTES_MAX
+                    || !label.bytes().all(|b| b.is_ascii_graphic())
+                {
+                    return Err(format!(
+                        "{name} must be 1..={LABEL_BYTES_MAX} printable ASCII bytes without \
+                         spaces, got {label:?}"
+                    ));
+                }
+            }
         }
         let request_timeout_ms = positive("--request-timeout-ms", self.request_timeout_ms, 2000)?;
         if request_timeout_ms > REQUEST_TIMEOUT_MS_MAX {
@@ -537,6 +570,11 @@ impl NodeArgs {
             gossip_interval_ms,
             gossip_fanout: positive("--gossip-fanout", self.gossip_fanout, 3)?,
             suspect_after_ms,
+            generation_skew_ms_max: positive(
+                "--generation-skew-ms-max",
+                self.generation_skew_ms_max,
+                GENERATION_SKEW_MS_MAX_DEFAULT,
+            )?,
             join_settle_ms: self.join_settle_ms.unwrap_or(3 * gossip_interval_ms),
             stream_bytes_per_s_max: positive(
                 "--stream-bytes-per-s-max",

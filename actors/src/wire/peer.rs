@@ -22,6 +22,7 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use crate::node_id::NODE_ID_BYTES_MAX;
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::NodeId;
 
@@ -49,6 +50,73 @@ pub struct MemberInfo {
     pub rack: String,
     /// Capacity weight: its number of virtual nodes is `vnodes * weight`.
     pub weight: u32,
+}
+
+/// Largest capacity weight a member may announce (`--weight` has the same
+/// bound): a weight asks for `vnodes x weight` ring tokens, so an unbounded
+/// one would make every node build a ring of billions of tokens.
+pub const NODE_WEIGHT_MAX: u32 = 1000;
+
+/// Longest address (`peer_addr`, `client_addr`) a member may announce, in
+/// bytes: a host name (253 bytes at most) and a port.
+pub const ADDRESS_BYTES_MAX: usize = 260;
+
+/// Longest data center or rack label a member may announce, in bytes.
+pub const LABEL_BYTES_MAX: usize = 64;
+
+/// Why a peer's description of a member is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidMember {
+    /// The id is not a valid node id (empty, over `NODE_ID_BYTES_MAX`
+    /// bytes, or holding characters outside `[A-Za-z0-9._-]`).
+    #[error("invalid node id: {0}")]
+    Id(String),
+    /// The weight is 0 or over [`NODE_WEIGHT_MAX`].
+    #[error("weight {0} is not in 1..={NODE_WEIGHT_MAX}")]
+    Weight(u32),
+    /// An address or label is empty, too long, or not printable ASCII.
+    #[error("{field} is empty, over {max} bytes or not printable ASCII")]
+    Field {
+        /// The field's name.
+        field: &'static str,
+        /// Its limit in bytes.
+        max: usize,
+    },
+}
+
+impl MemberInfo {
+    /// Checks what a peer says about a member (in a handshake or in
+    /// gossip) against the named limits; a member that fails is never
+    /// listed, so it never reaches the ring or the bridge.
+    ///
+    /// `NodeId` deserializes without its checks (it is a transparent
+    /// string on the wire), so the id is checked again here.
+    pub fn validate(&self) -> Result<(), InvalidMember> {
+        let id = self.id.as_str();
+        if id.len() > NODE_ID_BYTES_MAX {
+            return Err(InvalidMember::Id(format!(
+                "{} bytes, over {NODE_ID_BYTES_MAX}",
+                id.len()
+            )));
+        }
+        NodeId::new(id).map_err(InvalidMember::Id)?;
+        if !(1..=NODE_WEIGHT_MAX).contains(&self.weight) {
+            return Err(InvalidMember::Weight(self.weight));
+        }
+        let fields = [
+            ("peer_addr", &self.peer_addr, ADDRESS_BYTES_MAX, false),
+            ("client_addr", &self.client_addr, ADDRESS_BYTES_MAX, false),
+            ("dc", &self.dc, LABEL_BYTES_MAX, true),
+            ("rack", &self.rack, LABEL_BYTES_MAX, true),
+        ];
+        for (field, value, max, may_be_empty) in fields {
+            let printable = value.bytes().all(|b| b.is_ascii_graphic());
+            if (value.is_empty() && !may_be_empty) || value.len() > max || !printable {
+                return Err(InvalidMember::Field { field, max });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One frame between peers.
@@ -493,6 +561,57 @@ mod tests {
             b'a', b'd', 0x81, 0xa3, b'k', b'e', b'y', 0xc4, 0x01, b'k',
         ];
         assert_eq!(frame.encode().unwrap(), expected);
+    }
+
+    #[test]
+    fn a_member_within_the_limits_is_valid() {
+        assert_eq!(member().validate(), Ok(()));
+        let heaviest = MemberInfo {
+            weight: NODE_WEIGHT_MAX,
+            ..member()
+        };
+        assert_eq!(heaviest.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_member_outside_the_limits_is_refused() {
+        for weight in [0, NODE_WEIGHT_MAX + 1, u32::MAX] {
+            let m = MemberInfo { weight, ..member() };
+            assert_eq!(m.validate(), Err(InvalidMember::Weight(weight)));
+        }
+        // Ids come off the wire unchecked: a long or unprintable one.
+        for id in ["x".repeat(NODE_ID_BYTES_MAX + 1), "a\nb".into(), "".into()] {
+            let forged: NodeId = rmp_serde::from_slice(&rmp_serde::to_vec(&id).unwrap()).unwrap();
+            let m = MemberInfo {
+                id: forged,
+                ..member()
+            };
+            assert!(matches!(m.validate(), Err(InvalidMember::Id(_))), "{id:?}");
+        }
+        let long = "1".repeat(ADDRESS_BYTES_MAX + 1);
+        for m in [
+            MemberInfo {
+                peer_addr: long.clone(),
+                ..member()
+            },
+            MemberInfo {
+                client_addr: String::new(),
+                ..member()
+            },
+            MemberInfo {
+                dc: "d c".into(),
+                ..member()
+            },
+            MemberInfo {
+                rack: "r".repeat(LABEL_BYTES_MAX + 1),
+                ..member()
+            },
+        ] {
+            assert!(
+                matches!(m.validate(), Err(InvalidMember::Field { .. })),
+                "{m:?}"
+            );
+        }
     }
 
     #[test]
