@@ -242,20 +242,23 @@ async fn a_client_that_never_reads_is_disconnected_not_buffered_forever() {
 
 #[tokio::test]
 async fn a_peer_that_never_reads_is_cut_off_not_buffered_forever() {
-    let cluster = Cluster::start(1, &["--n", "1", "--r", "1", "--w", "1"]).await;
+    // Two nodes, both replicas of every key: n1 serves n2's reads.
+    let cluster = Cluster::start(2, &["--n", "2", "--r", "1", "--w", "2"]).await;
     let good = cluster.nodes[0].client().await;
     let value = vec![7u8; 1_000_000];
     good.put(b"big", &value, None).await.unwrap();
 
-    // A peer of the same cluster: a raw Hello, then reads of the big object
-    // (about 150 MB of answers, past the 64 MiB peer_write_queue_bytes_max),
-    // and never a read of the socket.
+    // A peer of the same cluster, under a member's id (peers are served
+    // only for ranges they share, so a stranger's reads would be refused
+    // at once): a raw Hello, then reads of the big object (about 150 MB of
+    // answers, past the 64 MiB peer_write_queue_bytes_max), and never a
+    // read of the socket.
     let mut greedy = TcpStream::connect(cluster.nodes[0].peer).await.unwrap();
     let hello = PeerFrame::Hello {
         protocol: ringkv_actors::wire::peer::PEER_PROTOCOL_VERSION,
         cluster: "ringkv".into(),
         member: ringkv_actors::wire::peer::MemberInfo {
-            id: ringkv_actors::NodeId::new("greedy").unwrap(),
+            id: ringkv_actors::NodeId::new("n2").unwrap(),
             peer_addr: common::free_addr().to_string(),
             client_addr: common::free_addr().to_string(),
             dc: "dc1".into(),

@@ -14,7 +14,7 @@
 
 use std::collections::HashSet;
 
-use crate::wire::peer::NODE_WEIGHT_MAX;
+use crate::node_id::NODE_WEIGHT_MAX;
 use crate::NodeId;
 
 /// Default virtual nodes per unit of weight. 128 keeps three equal nodes

@@ -7,6 +7,7 @@
 pub mod disk;
 pub mod faults;
 pub mod netns;
+pub mod peer;
 pub mod report;
 pub mod sim;
 pub mod workload;

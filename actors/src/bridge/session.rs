@@ -23,8 +23,8 @@ use super::{Bridge, BridgeOptions, Incoming, PeerHandlers, PeerIntroduced};
 use crate::net::{BoxConnection, LocalBoxFuture};
 use crate::wire::client::ErrorCode;
 use crate::wire::peer::{
-    MemberInfo, PeerFrame, PeerReply, PeerRequest, PeerRpc, Probe, Probed, RemoteError,
-    PEER_PROTOCOL_VERSION,
+    MemberInfo, PeerFrame, PeerRefusal, PeerReply, PeerRequest, PeerRpc, Probe, Probed,
+    RemoteError, PEER_PROTOCOL_VERSION,
 };
 use crate::wire::writer::write_queued_frames;
 use crate::wire::{FrameCodec, FrameError};
@@ -210,6 +210,20 @@ impl PeerSession {
         let Some(peer) = self.peer.as_ref() else {
             return self.refuse("request before handshake".into(), ctx);
         };
+        // What the dialler announced must be within bounds before it is
+        // served anything (its gossip included): a weight of 2^32-1 or a
+        // forged id never gets past here (issue 12).
+        if let Err(why) = peer.validate() {
+            let refusal = PeerRefusal::InvalidMember {
+                peer: peer.id.clone(),
+                why,
+            };
+            let span = self.span.clone();
+            let _span = span.enter();
+            warn!(reason = %refusal, request = body.name(), "refusing a peer request");
+            let body = Err(refusal.into());
+            return self.send(&PeerFrame::Response { id, body }, ctx);
+        }
         if self.in_flight >= self.options.peer_inflight_max {
             let failure = RemoteError::new(
                 ErrorCode::Unavailable,

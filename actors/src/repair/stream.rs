@@ -96,6 +96,11 @@ pub async fn pull(
                     .map_err(|e| format!("local merge failed: {e}"))?;
                 cursor = successor(&key);
             }
+            if let Some(resume) = page.resume {
+                // The source skipped keys we do not share past the last
+                // entry; never step back.
+                cursor = cursor.max(resume.into_vec());
+            }
             tokio::time::sleep(throttle.delay(stats.bytes, started.elapsed())).await;
             if !page.more {
                 break;
@@ -152,7 +157,7 @@ pub async fn push(
 }
 
 /// The smallest key greater than `key`.
-fn successor(key: &[u8]) -> Vec<u8> {
+pub(crate) fn successor(key: &[u8]) -> Vec<u8> {
     let mut next = key.to_vec();
     next.push(0);
     next

@@ -52,10 +52,7 @@ pub struct MemberInfo {
     pub weight: u32,
 }
 
-/// Largest capacity weight a member may announce (`--weight` has the same
-/// bound): a weight asks for `vnodes x weight` ring tokens, so an unbounded
-/// one would make every node build a ring of billions of tokens.
-pub const NODE_WEIGHT_MAX: u32 = 1000;
+pub use crate::node_id::NODE_WEIGHT_MAX;
 
 /// Longest address (`peer_addr`, `client_addr`) a member may announce, in
 /// bytes: a host name (253 bytes at most) and a port.
@@ -345,6 +342,12 @@ pub struct ScanPage {
     pub entries: Vec<(ByteBuf, ByteBuf)>,
     /// The range holds more after the last entry.
     pub more: bool,
+    /// Where the next page starts when the serving node skipped entries
+    /// after the last one it sent (keys the asking node does not share):
+    /// the caller resumes here instead of after its last entry. Absent on
+    /// the wire when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<ByteBuf>,
 }
 
 /// Anti-entropy: this replica's Merkle leaves over the keys it shares
@@ -428,6 +431,61 @@ impl RemoteError {
 impl From<ClientError> for RemoteError {
     fn from(e: ClientError) -> Self {
         Self::new(e.code, e.message)
+    }
+}
+
+/// Why a node refuses a peer's request before acting on it: the checks
+/// that hold for every session, authenticated or not (issue 12). Sent as a
+/// [`RemoteError`] marked untouched, and logged on the refusing side.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PeerRefusal {
+    /// The sender has no place on this node's rings (not a member whose
+    /// own gossip reached us, or one that left): it shares no range.
+    #[error("{peer} is not a member with a place on this node's ring")]
+    NotAMember {
+        /// The sender.
+        peer: NodeId,
+    },
+    /// This node is neither a replica nor a stand-in candidate of the key
+    /// in its own view, so it serves nothing of it.
+    #[error("this node does not hold that key's range")]
+    NotShared,
+    /// A Merkle-leaves request for a pair that does not include the sender.
+    #[error("{peer} asked for the Merkle tree shared with {with}")]
+    NotThePair {
+        /// The sender.
+        peer: NodeId,
+        /// The node named in the request.
+        with: NodeId,
+    },
+    /// The sender's announced description is out of bounds.
+    #[error("{peer} announced an invalid member: {why}")]
+    InvalidMember {
+        /// The sender.
+        peer: NodeId,
+        /// What is wrong.
+        why: InvalidMember,
+    },
+    /// The sender asked for more scans or Merkle trees than its rate
+    /// limit allows; it may ask again later.
+    #[error("{peer} sends {request} requests faster than {per_s_max} per second")]
+    RateLimited {
+        /// The sender.
+        peer: NodeId,
+        /// The request type.
+        request: &'static str,
+        /// The limit.
+        per_s_max: u32,
+    },
+}
+
+impl From<PeerRefusal> for RemoteError {
+    fn from(refusal: PeerRefusal) -> Self {
+        let code = match refusal {
+            PeerRefusal::RateLimited { .. } => ErrorCode::Unavailable,
+            _ => ErrorCode::BadRequest,
+        };
+        RemoteError::untouched(code, refusal.to_string())
     }
 }
 
@@ -516,6 +574,7 @@ mod tests {
         assert!(ReplicaRead::reply_from(ScanRange::reply_into(ScanPage {
             entries: Vec::new(),
             more: false,
+            resume: None,
         }))
         .is_err());
     }
