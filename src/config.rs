@@ -13,7 +13,8 @@ use ringkv_actors::conflict_resolver::{
     VersionLimits, SIBLINGS_MAX_DEFAULT, VCLOCK_ENTRIES_MAX_DEFAULT, VCLOCK_PRUNE_AGE_S_DEFAULT,
 };
 use ringkv_actors::failure_detector::gossip::{
-    GOSSIP_FANOUT_DEFAULT, GOSSIP_INTERVAL_MS_DEFAULT, SUSPECT_AFTER_GOSSIP_ROUNDS_DEFAULT,
+    GENERATION_SKEW_MS_MAX_DEFAULT, GOSSIP_FANOUT_DEFAULT, GOSSIP_INTERVAL_MS_DEFAULT,
+    SUSPECT_AFTER_GOSSIP_ROUNDS_DEFAULT,
 };
 use ringkv_actors::failure_detector::{
     BOOTSTRAP_WAIT_MS_DEFAULT, JOIN_SETTLE_GOSSIP_ROUNDS_DEFAULT,
@@ -26,10 +27,11 @@ use ringkv_actors::repair::{
 use ringkv_actors::replicator::{
     N_DEFAULT, QUORUM_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT, STAND_IN_AFTER_MS_DEFAULT,
 };
-use ringkv_actors::ring::VNODES_PER_WEIGHT_DEFAULT;
+use ringkv_actors::ring::{RING_TOKENS_MAX, VNODES_PER_WEIGHT_DEFAULT, VNODES_PER_WEIGHT_MAX};
 use ringkv_actors::secret::{ClusterSecret, SecretError};
 use ringkv_actors::storage::{HINTS_BYTES_MAX_PER_TARGET_DEFAULT, STORAGE_QUEUE_MAX_DEFAULT};
 use ringkv_actors::wire::client::{MAX_KEY_BYTES_DEFAULT, MAX_VALUE_BYTES_DEFAULT};
+use ringkv_actors::wire::peer::{LABEL_BYTES_MAX, NODE_WEIGHT_MAX};
 use ringkv_actors::wire::MAX_FRAME_BYTES_DEFAULT;
 use ringkv_actors::NodeId;
 use serde::{Deserialize, Serialize};
@@ -206,6 +208,11 @@ pub struct NodeArgs {
     /// agrees), in milliseconds. Default 10 gossip intervals (10000).
     #[arg(long, value_name = "MS")]
     pub suspect_after_ms: Option<u64>,
+    /// How far ahead of this node's clock a member's gossip generation (its
+    /// start time) may be, in milliseconds; gossip beyond it is ignored.
+    /// Must exceed the clock skew between nodes. Default one day (86400000).
+    #[arg(long, value_name = "MS")]
+    pub generation_skew_ms_max: Option<u64>,
     /// Time a joining or leaving node announces itself before streaming,
     /// in milliseconds. Default 3 gossip intervals.
     #[arg(long, value_name = "MS")]
@@ -316,6 +323,8 @@ pub struct NodeConfig {
     pub gossip_fanout: usize,
     /// Silence before suspicion, in milliseconds.
     pub suspect_after_ms: u64,
+    /// Furthest a gossip generation may be ahead of our clock, in milliseconds.
+    pub generation_skew_ms_max: u64,
     /// Announcement time before join/leave streaming, in milliseconds.
     pub join_settle_ms: u64,
     /// Streaming pace, in bytes per second.
@@ -411,12 +420,35 @@ impl NodeArgs {
             }
         }
         let weight = self.weight.unwrap_or(1);
-        if !(1..=1000).contains(&weight) {
-            return Err(format!("--weight must be in 1..=1000, got {weight}").into());
+        if !(1..=NODE_WEIGHT_MAX).contains(&weight) {
+            return Err(format!("--weight must be in 1..={NODE_WEIGHT_MAX}, got {weight}").into());
         }
         let vnodes = self.vnodes.unwrap_or(VNODES_PER_WEIGHT_DEFAULT);
-        if !(1..=4096).contains(&vnodes) {
-            return Err(format!("--vnodes must be in 1..=4096, got {vnodes}").into());
+        if !(1..=VNODES_PER_WEIGHT_MAX).contains(&vnodes) {
+            return Err(
+                format!("--vnodes must be in 1..={VNODES_PER_WEIGHT_MAX}, got {vnodes}").into(),
+            );
+        }
+        if u64::from(weight) * u64::from(vnodes) > RING_TOKENS_MAX as u64 {
+            return Err(format!(
+                "--weight ({weight}) x --vnodes ({vnodes}) must be at most {RING_TOKENS_MAX} \
+                 ring tokens"
+            )
+            .into());
+        }
+        for (name, label) in [("--dc", &self.dc), ("--rack", &self.rack)] {
+            if let Some(label) = label {
+                if label.is_empty()
+                    || label.len() > LABEL_BYTES_MAX
+                    || !label.bytes().all(|b| b.is_ascii_graphic())
+                {
+                    return Err(format!(
+                        "{name} must be 1..={LABEL_BYTES_MAX} printable ASCII bytes without \
+                         spaces, got {label:?}"
+                    )
+                    .into());
+                }
+            }
         }
         let request_timeout_ms = positive(
             "--request-timeout-ms",
@@ -556,6 +588,11 @@ impl NodeArgs {
             gossip_interval_ms,
             gossip_fanout: positive("--gossip-fanout", self.gossip_fanout, GOSSIP_FANOUT_DEFAULT)?,
             suspect_after_ms,
+            generation_skew_ms_max: positive(
+                "--generation-skew-ms-max",
+                self.generation_skew_ms_max,
+                GENERATION_SKEW_MS_MAX_DEFAULT,
+            )?,
             join_settle_ms: self
                 .join_settle_ms
                 .unwrap_or(JOIN_SETTLE_GOSSIP_ROUNDS_DEFAULT * gossip_interval_ms),

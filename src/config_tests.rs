@@ -45,6 +45,35 @@ fn bad_settings_are_named() {
         ),
         (
             NodeArgs {
+                weight: Some(NODE_WEIGHT_MAX + 1),
+                ..base()
+            },
+            "--weight",
+        ),
+        (
+            NodeArgs {
+                weight: Some(NODE_WEIGHT_MAX),
+                vnodes: Some(VNODES_PER_WEIGHT_MAX),
+                ..base()
+            },
+            "ring tokens",
+        ),
+        (
+            NodeArgs {
+                dc: Some("eu west".into()),
+                ..base()
+            },
+            "--dc",
+        ),
+        (
+            NodeArgs {
+                generation_skew_ms_max: Some(0),
+                ..base()
+            },
+            "--generation-skew-ms-max",
+        ),
+        (
+            NodeArgs {
                 max_frame_bytes: Some(100),
                 ..base()
             },

@@ -272,6 +272,7 @@ pub async fn start(
                 gossip_interval_ms: config.gossip_interval_ms,
                 gossip_fanout: config.gossip_fanout,
                 suspect_after_ms: config.suspect_after_ms,
+                generation_skew_ms_max: config.generation_skew_ms_max,
                 ..GossipOptions::default()
             },
             join,

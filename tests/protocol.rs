@@ -237,18 +237,21 @@ async fn a_client_that_never_reads_is_disconnected_not_buffered_forever() {
 
 #[tokio::test]
 async fn a_peer_that_never_reads_is_cut_off_not_buffered_forever() {
-    let cluster = Cluster::start(1, &["--n", "1", "--r", "1", "--w", "1"]).await;
+    // Two nodes, both replicas of every key: n1 serves n2's reads.
+    let cluster = Cluster::start(2, &["--n", "2", "--r", "1", "--w", "2"]).await;
     let good = cluster.nodes[0].client().await;
     let value = vec![7u8; 1_000_000];
     good.put(b"big", &value, None).await.unwrap();
 
     // A peer of the same cluster (protected mode: on loopback, the
-    // public key): a handshake, then reads of the big object (about 150 MB
+    // public key), under a member's id (peers are served only for ranges
+    // they share, so a stranger's reads would be refused at once): a
+    // handshake, then reads of the big object (about 150 MB
     // of answers, past the 64 MiB peer_write_queue_bytes_max), and never a
     // read of the socket.
     let mut greedy = TcpStream::connect(cluster.nodes[0].peer).await.unwrap();
     let me = common::peer::credentials(
-        common::peer::member("greedy", common::free_addr(), common::free_addr()),
+        common::peer::member("n2", common::free_addr(), common::free_addr()),
         PeerKey::ProtectedMode,
     );
     let (_, mut session) = common::peer::dial(&mut greedy, &me).await.outcome.unwrap();

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | [`client_api`] | ClientApi (client listener) + one ClientSession per connection |
 //! | [`failure_detector`] | gossip membership, corroborated failure detection, the join/leave life cycle; publishes `MembershipChanged` |
-//! | [`repair`] | read repair, join/leave handoff streaming, hinted handoff, Merkle anti-entropy; serves peers' scans and Merkle leaves |
+//! | [`repair`] | read repair, join/leave handoff streaming, hinted handoff, Merkle anti-entropy; serves peers' scans and Merkle leaves (only what the caller shares, rate-limited per peer: `repair::rate`) |
 //! | [`replicator`] | the coordinator: preference list -> fan-out -> quorum -> reply; the replica side of peer reads and writes |
 //! | [`replicas`] | one handle to the local replica (Storage) and the remote ones (Bridge), and the replica-side merge |
 //! | [`bridge`] | node-to-node TCP: Bridge + one PeerConnection per peer + one PeerSession per inbound link; typed calls (`CallPeer<T>`) and typed serving (`Incoming<T>`); the authenticated handshake (`handshake`) and sealed frames (`seal`) |

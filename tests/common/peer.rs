@@ -1,7 +1,8 @@
 //! A raw peer of the test's own over real TCP: it speaks the peer
 //! handshake (`ringkv_actors::bridge::handshake`) as a node would, or as an
 //! attacker would (without the secret, with a wrong one, replaying frames
-//! it recorded), and records every frame it sent.
+//! it recorded), and records every frame it sent; [`RawPeer`] then sends
+//! sealed requests, for tests of what a node does with what a peer says.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ use rand::RngCore;
 use ringkv_actors::bridge::handshake::{self, Credentials, PeerKey, Session, NONCE_BYTES};
 use ringkv_actors::secret::ClusterSecret;
 use ringkv_actors::wire::frame::encode_frame;
-use ringkv_actors::wire::peer::MemberInfo;
+use ringkv_actors::wire::peer::{MemberInfo, PeerFrame, PeerReply, PeerRequest, RemoteError};
 use ringkv_actors::NodeId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -133,4 +134,78 @@ pub async fn replay(addr: SocketAddr, frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, bool
         }
     }
     (answers, true)
+}
+
+/// A member description with `id` and `weight`, at an address nobody
+/// listens on.
+pub fn member_weighing(id: &str, weight: u32) -> MemberInfo {
+    MemberInfo {
+        id: NodeId::new(id).unwrap(),
+        peer_addr: super::free_addr().to_string(),
+        client_addr: super::free_addr().to_string(),
+        dc: "dc1".into(),
+        rack: "r1".into(),
+        weight,
+    }
+}
+
+/// An open peer connection whose handshake the node accepted.
+pub struct RawPeer {
+    conn: TcpStream,
+    session: Session,
+    next_id: u64,
+}
+
+/// What the node answered to the handshake.
+pub enum Handshake {
+    /// Welcome: requests may follow.
+    Welcome(Box<RawPeer>),
+    /// Refused (a closed connection), with what the raw peer saw.
+    Refused(String),
+}
+
+impl RawPeer {
+    /// Dials `addr` and runs the handshake as `member` of cluster
+    /// `cluster`, without a secret (the harness's nodes run in protected
+    /// mode, on loopback).
+    pub async fn connect(addr: SocketAddr, cluster: &str, member: MemberInfo) -> Handshake {
+        let credentials = Credentials {
+            own: member,
+            cluster: cluster.into(),
+            key: PeerKey::new(None),
+        };
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        match dial(&mut conn, &credentials).await.outcome {
+            Ok((_, session)) => Handshake::Welcome(Box::new(RawPeer {
+                conn,
+                session,
+                next_id: 1,
+            })),
+            Err(why) => Handshake::Refused(why),
+        }
+    }
+
+    /// Sends one sealed request and waits for its response (`None`: the
+    /// node closed the connection).
+    pub async fn call(&mut self, body: PeerRequest) -> Option<Result<PeerReply, RemoteError>> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = PeerFrame::Request {
+            id,
+            trace: id,
+            timeout_ms: 5_000,
+            body,
+        };
+        let sealed = self.session.seal(request.encode().unwrap()).unwrap();
+        write_frame(&mut self.conn, &sealed).await;
+        let answer = read_frame(&mut self.conn).await?;
+        let opened = self
+            .session
+            .open(&answer)
+            .expect("the node's frame is sealed");
+        match PeerFrame::decode(opened).unwrap() {
+            PeerFrame::Response { id: got, body } if got == id => Some(body),
+            other => panic!("unexpected frame for request {id}: {other:?}"),
+        }
+    }
 }

@@ -33,7 +33,7 @@ use super::{fresh_nonce, Bridge, BridgeOptions, Incoming, NonceRng, PeerHandlers
 use crate::net::{BoxConnection, LocalBoxFuture};
 use crate::wire::client::ErrorCode;
 use crate::wire::peer::{
-    MemberInfo, PeerFrame, PeerReply, PeerRequest, PeerRpc, Probe, Probed, RemoteError,
+    MemberInfo, PeerFrame, PeerRefusal, PeerReply, PeerRequest, PeerRpc, Probe, Probed, RemoteError,
 };
 use crate::wire::writer::write_queued_frames;
 use crate::wire::{FrameCodec, FrameError};
@@ -270,6 +270,19 @@ impl PeerSession {
         let Some(peer) = self.peer.as_ref() else {
             return self.refuse(&"request before the handshake", ctx);
         };
+        // What the dialler announced must be within bounds before it is
+        // served anything (its gossip included): a weight of 2^32-1 or a
+        // forged id never gets past here (issue 12).
+        if let Err(why) = peer.validate() {
+            let refusal = PeerRefusal::InvalidMember {
+                peer: peer.id.clone(),
+                why,
+            };
+            let span = self.span.clone();
+            let _span = span.enter();
+            warn!(reason = %refusal, request = body.name(), "refusing a peer request");
+            return self.respond(id, Err(refusal.into()), ctx);
+        }
         if self.in_flight >= self.options.peer_inflight_max {
             let failure = RemoteError::new(
                 ErrorCode::Unavailable,

@@ -104,6 +104,11 @@ pub async fn pull(
                     .map_err(RepairError::LocalMerge)?;
                 cursor = successor(&key);
             }
+            if let Some(resume) = page.resume {
+                // The source skipped keys we do not share past the last
+                // entry; never step back.
+                cursor = cursor.max(resume.into_vec());
+            }
             tokio::time::sleep(throttle.delay(stats.bytes, started.elapsed())).await;
             if !page.more {
                 break;
@@ -163,7 +168,7 @@ pub async fn push(
 }
 
 /// The smallest key greater than `key`.
-fn successor(key: &[u8]) -> Vec<u8> {
+pub(crate) fn successor(key: &[u8]) -> Vec<u8> {
     let mut next = key.to_vec();
     next.push(0);
     next

@@ -12,6 +12,9 @@ use rand::{Rng, SeedableRng};
 use super::tests::{id_of, info, options};
 use super::*;
 
+/// How far apart the simulated nodes' clocks are, at most, in ms.
+const CLOCK_OFFSET_MS_MAX: u64 = 1_000_000_000;
+
 /// Round length, as `tests::options()` has it.
 const ROUND_MS: u64 = 1_000;
 /// Rounds before an unheard member is suspected (`suspect_after_ms / ROUND_MS`).
@@ -49,7 +52,14 @@ impl Sim {
     ) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed);
         let ids: Vec<NodeId> = (0..n).map(|i| id_of(&format!("n{i:03}"))).collect();
-        let clock_offsets_ms: Vec<u64> = (0..n).map(|_| rng.gen_range(0..1_000_000_000)).collect();
+        let clock_offsets_ms: Vec<u64> = (0..n)
+            .map(|_| rng.gen_range(0..CLOCK_OFFSET_MS_MAX))
+            .collect();
+        // Clocks this far apart are the point here: allow them.
+        let options = GossipOptions {
+            generation_skew_ms_max: options.generation_skew_ms_max.max(CLOCK_OFFSET_MS_MAX),
+            ..options
+        };
         let mut nodes: Vec<Gossip> = (0..n)
             .map(|i| {
                 let own = info(ids[i].as_str());
