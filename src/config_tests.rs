@@ -45,6 +45,35 @@ fn bad_settings_are_named() {
         ),
         (
             NodeArgs {
+                weight: Some(NODE_WEIGHT_MAX + 1),
+                ..base()
+            },
+            "--weight",
+        ),
+        (
+            NodeArgs {
+                weight: Some(NODE_WEIGHT_MAX),
+                vnodes: Some(VNODES_PER_WEIGHT_MAX),
+                ..base()
+            },
+            "ring tokens",
+        ),
+        (
+            NodeArgs {
+                dc: Some("eu west".into()),
+                ..base()
+            },
+            "--dc",
+        ),
+        (
+            NodeArgs {
+                generation_skew_ms_max: Some(0),
+                ..base()
+            },
+            "--generation-skew-ms-max",
+        ),
+        (
+            NodeArgs {
                 max_frame_bytes: Some(100),
                 ..base()
             },
@@ -59,7 +88,7 @@ fn bad_settings_are_named() {
         ),
     ];
     for (args, needle) in cases {
-        let e = args.validate().unwrap_err();
+        let e = args.validate().unwrap_err().to_string();
         assert!(e.contains(needle), "{e:?} should name {needle}");
     }
 }
@@ -89,6 +118,8 @@ fn file_keys_take_either_spelling_and_flags_win() {
     }
     .with_file()
     .unwrap_err();
+    assert!(matches!(e, ConfigError::File { .. }), "{e:?}");
+    let e = e.to_string();
     assert!(e.contains("no_such_setting"), "{e}");
 }
 
@@ -118,7 +149,8 @@ fn the_removed_log_storage_is_refused_naming_the_choices() {
         ..NodeArgs::default()
     }
     .with_file()
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("`log`") && e.contains("`lsm` or `memory`"),
         "{e}"
@@ -152,9 +184,151 @@ fn the_cluster_secret_is_read_from_its_file_and_checked() {
         }
         .validate()
         .unwrap_err();
+        assert!(matches!(err, ConfigError::Secret(_)), "{err:?}");
+        let err = err.to_string();
         assert!(
             err.contains("--cluster-secret-file") && err.contains(expect),
             "{err}"
         );
     }
+}
+
+/// Without a cluster secret a node listens on loopback only (protected
+/// mode); with one, anywhere.
+#[test]
+fn without_a_secret_only_loopback_addresses_are_accepted() {
+    let any = |s: &str| -> Option<SocketAddr> { Some(s.parse().unwrap()) };
+    let cases = [
+        (
+            NodeArgs {
+                listen: any("0.0.0.0:7101"),
+                advertise_addr: any("127.0.0.1:7101"),
+                ..base()
+            },
+            "--listen 0.0.0.0:7101",
+        ),
+        (
+            NodeArgs {
+                client_listen: any("10.0.0.5:7001"),
+                ..base()
+            },
+            "--client-listen 10.0.0.5:7001",
+        ),
+        (
+            NodeArgs {
+                advertise_addr: any("10.0.0.5:7101"),
+                ..base()
+            },
+            "--advertise-addr 10.0.0.5:7101",
+        ),
+        (
+            NodeArgs {
+                listen: any("[::]:7101"),
+                ..base()
+            },
+            "--listen [::]:7101",
+        ),
+        (
+            NodeArgs {
+                seeds: Some(vec![
+                    "127.0.0.1:7102".parse().unwrap(),
+                    "10.0.0.6:7101".parse().unwrap(),
+                ]),
+                ..base()
+            },
+            "--seeds 10.0.0.6:7101",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "ab".repeat(32)).unwrap();
+    for (args, flag) in cases {
+        let e = args.clone().validate().unwrap_err().to_string();
+        assert!(
+            e.contains(flag) && e.contains("--cluster-secret-file") && e.contains("protected mode"),
+            "{e}"
+        );
+        let with_secret = NodeArgs {
+            cluster_secret_file: Some(secret.clone()),
+            // A wildcard listen address still needs an address to advertise.
+            advertise_addr: args.advertise_addr.or(any("10.0.0.5:7101")),
+            ..args
+        };
+        assert!(with_secret.validate().is_ok(), "{flag} with a secret");
+    }
+    // Every loopback address is fine without a secret.
+    let ok = NodeArgs {
+        listen: any("127.0.0.2:7101"),
+        client_listen: any("[::1]:7001"),
+        ..base()
+    };
+    assert!(ok.validate().unwrap().cluster_secret.is_none());
+}
+
+/// The settings table in README.md, generated from the flags' own help
+/// (the one place each setting is described, default included).
+fn settings_table() -> String {
+    use clap::CommandFactory;
+    #[derive(clap::Parser)]
+    struct Node {
+        #[command(flatten)]
+        args: NodeArgs,
+    }
+    let mut table = String::from("| flag (`--config` key) | what it sets |\n|---|---|\n");
+    for arg in Node::command().get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        let help = arg
+            .get_long_help()
+            .or(arg.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let value = arg
+            .get_value_names()
+            .and_then(|names| names.first())
+            .map(|name| format!(" {name}"))
+            .unwrap_or_default();
+        // `--config` names the file; it is not a key inside one.
+        let key = match long {
+            "config" => String::new(),
+            _ => format!(" (`{}`)", long.replace('-', "_")),
+        };
+        table.push_str(&format!(
+            "| `--{long}{value}`{key} | {} |\n",
+            help.replace('|', "\\|")
+        ));
+    }
+    table
+}
+
+/// README.md's settings table is exactly what the flags say; after adding
+/// or changing a setting, `RINGKV_WRITE_README=1 cargo test -p ringkv
+/// readme` rewrites it.
+#[test]
+fn the_readme_settings_table_is_generated_from_the_flags() {
+    const BEGIN: &str =
+        "<!-- settings table: generated from `ringkv node --help` by src/config_tests.rs -->\n";
+    const END: &str = "<!-- end of settings table -->";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let start = readme
+        .find(BEGIN)
+        .expect("README.md has the settings table's begin marker")
+        + BEGIN.len();
+    let end = start
+        + readme[start..]
+            .find(END)
+            .expect("README.md has the end marker");
+    let expected = settings_table();
+    if readme[start..end] != expected && std::env::var_os("RINGKV_WRITE_README").is_some() {
+        let mut updated = readme.clone();
+        updated.replace_range(start..end, &expected);
+        std::fs::write(&path, updated).unwrap();
+        return;
+    }
+    assert_eq!(
+        readme[start..end],
+        expected,
+        "README.md's settings table is out of date: RINGKV_WRITE_README=1 cargo test -p ringkv readme"
+    );
 }

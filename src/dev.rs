@@ -1,12 +1,23 @@
 //! `ringkv dev`: a local cluster in one command. Starts `--nodes` node
 //! processes (this same binary) on loopback, each seeded with all the others,
 //! prints where to reach them, and stops them all on Ctrl-C.
+//!
+//! The nodes share a cluster secret: [`SECRET_FILE`] in `--data-dir`,
+//! created on the first run (32 random bytes as 64 hex digits, mode 0600)
+//! and reused after, so a restarted dev cluster keeps its members.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
 use clap::Args;
+use rand::RngCore as _;
+
+/// The dev cluster's secret file, in `--data-dir`.
+pub const SECRET_FILE: &str = "cluster-secret";
+/// Random bytes in a new dev secret (written as twice as many hex digits).
+const DEV_SECRET_BYTES: usize = 32;
 
 /// Flags of `ringkv dev`.
 #[derive(Args, Debug, Clone)]
@@ -73,8 +84,32 @@ pub fn plan(args: &DevArgs) -> Result<Vec<DevNode>, String> {
         .collect())
 }
 
-/// Starts every node process.
-pub fn spawn(args: &DevArgs, nodes: &[DevNode]) -> Result<Vec<Child>, String> {
+/// The cluster secret file in `data_dir`: created (with the directory)
+/// if missing, readable by its owner only; an existing one is kept.
+pub fn ensure_secret(data_dir: &Path) -> Result<PathBuf, String> {
+    let path = data_dir.join(SECRET_FILE);
+    if path.exists() {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let mut bytes = [0u8; DEV_SECRET_BYTES];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&path).and_then(|mut file| {
+        file.write_all(hex.as_bytes())
+            .and_then(|()| file.sync_all())
+    });
+    written.map_err(|e| format!("cannot write the cluster secret {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// Starts every node process, all with the secret in `secret`.
+pub fn spawn(args: &DevArgs, nodes: &[DevNode], secret: &Path) -> Result<Vec<Child>, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the ringkv binary: {e}"))?;
     let mut children = Vec::new();
     for node in nodes {
@@ -89,6 +124,7 @@ pub fn spawn(args: &DevArgs, nodes: &[DevNode]) -> Result<Vec<Child>, String> {
             .args(["--listen", &node.peer.to_string()])
             .args(["--client-listen", &node.client.to_string()])
             .args(["--data-dir", &node.data_dir.display().to_string()])
+            .args(["--cluster-secret-file", &secret.display().to_string()])
             .args([
                 "--n",
                 &args.n.to_string(),
@@ -155,5 +191,34 @@ pub fn stop(children: &mut [Child]) {
     }
     for child in children.iter_mut() {
         let _ = child.wait();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dev_secret_is_created_once_owner_only_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("ringkv-data");
+        let path = ensure_secret(&data_dir).unwrap();
+        let secret = std::fs::read(&path).unwrap();
+        // A secret a node accepts.
+        assert!(ringkv_actors::secret::ClusterSecret::from_file(&path).is_ok());
+        assert_eq!(secret.len(), 2 * DEV_SECRET_BYTES);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // Kept: a restarted dev cluster keeps its secret.
+        assert_eq!(ensure_secret(&data_dir).unwrap(), path);
+        assert_eq!(std::fs::read(&path).unwrap(), secret);
+        // Another dev cluster gets another secret.
+        let other = ensure_secret(&dir.path().join("other")).unwrap();
+        assert_ne!(std::fs::read(other).unwrap(), secret);
     }
 }

@@ -106,6 +106,7 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
             storage_threading: ringkv_actors::storage::StorageThreading::Threads,
             incarnation: parts.incarnation,
             backend: parts.backend,
+            nonces: node::os_nonces(),
         };
         let running = node::start(&config, env, lock).await?;
         wait_for_shutdown().await;
@@ -142,7 +143,8 @@ async fn wait_for_shutdown() {
 fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     ringkv::logging::init(LogFormat::Pretty);
     let nodes = dev::plan(&args).map_err(anyhow::Error::msg)?;
-    let mut children = dev::spawn(&args, &nodes).map_err(anyhow::Error::msg)?;
+    let secret = dev::ensure_secret(&args.data_dir).map_err(anyhow::Error::msg)?;
+    let mut children = dev::spawn(&args, &nodes, &secret).map_err(anyhow::Error::msg)?;
     if let Err(e) = dev::wait_ready(&mut children, &nodes) {
         dev::stop(&mut children);
         anyhow::bail!(e);
@@ -178,6 +180,10 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
             first.client
         );
     }
+    println!(
+        "cluster secret: {} (give it to a node that joins: --cluster-secret-file)",
+        secret.display()
+    );
     println!("Ctrl-C stops the cluster.");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

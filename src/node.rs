@@ -2,7 +2,8 @@
 //! hands each its collaborators. Nothing here reaches for a global
 //! (`System::current()` and the like): the network, the clock and the
 //! storage engine come in through [`NodeEnv`], so the same code runs over
-//! real sockets and inside the turmoil simulation.
+//! real sockets and inside the turmoil simulation (randomness too: the
+//! handshake's nonces, so that a simulation replays).
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -10,15 +11,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use ringkv_actors::bridge::{Bridge, BridgeOptions, Dial, PeerHandlers};
-use ringkv_actors::client_api::{ClientApi, ClientApiOptions};
+use ringkv_actors::bridge::handshake::PeerKey;
+use ringkv_actors::bridge::{
+    peer_max_frame_bytes, Bridge, BridgeOptions, Dial, NonceRng, PeerAuth, PeerHandlers,
+};
+use ringkv_actors::client_api::{client_write_queue_frames_max, ClientApi, ClientApiOptions};
 use ringkv_actors::clock::SharedClock;
 use ringkv_actors::conflict_resolver::ConflictResolver;
 use ringkv_actors::failure_detector::{
     FailureDetector, FailureDetectorOptions, GossipOptions, MemberState, PersistedMember, Subscribe,
 };
-use ringkv_actors::net::SharedNet;
-use ringkv_actors::repair::{Repair, RepairOptions};
+use ringkv_actors::net::{AcceptPolicy, SharedNet};
+use ringkv_actors::repair::{
+    stream_timeout_ms, Repair, RepairOptions, READ_REPAIR_INFLIGHT_MAX_DEFAULT,
+};
 use ringkv_actors::replicas::Replicas;
 use ringkv_actors::replicator::{ReplicationOptions, Replicator};
 use ringkv_actors::storage::{
@@ -51,6 +57,15 @@ pub struct NodeEnv {
     /// How the storage writer reopens the store and renews the
     /// incarnation after a failed write.
     pub backend: ringkv_actors::storage::Backend,
+    /// Where the peer handshake's nonces come from: [`os_nonces`] in a
+    /// node, a seeded generator in a simulation.
+    pub nonces: NonceRng,
+}
+
+/// The nonce source of a real node: rand's thread-local generator,
+/// seeded from the OS and reseeded as it goes.
+pub fn os_nonces() -> NonceRng {
+    std::rc::Rc::new(std::cell::RefCell::new(rand::thread_rng()))
 }
 
 /// Why a node could not start.
@@ -234,7 +249,7 @@ pub async fn start(
     let repair = Repair::new(
         replicas.clone(),
         RepairOptions {
-            read_repair_inflight_max: 1024,
+            read_repair_inflight_max: READ_REPAIR_INFLIGHT_MAX_DEFAULT,
             repair_timeout_ms: config.request_timeout_ms,
             stream_bytes_per_s_max: config.stream_bytes_per_s_max,
             hint_retry_ms: config.gossip_interval_ms,
@@ -257,11 +272,12 @@ pub async fn start(
                 gossip_interval_ms: config.gossip_interval_ms,
                 gossip_fanout: config.gossip_fanout,
                 suspect_after_ms: config.suspect_after_ms,
+                generation_skew_ms_max: config.generation_skew_ms_max,
                 ..GossipOptions::default()
             },
             join,
             join_settle_ms: config.join_settle_ms,
-            stream_timeout_ms: config.request_timeout_ms.max(5000),
+            stream_timeout_ms: stream_timeout_ms(config.request_timeout_ms),
             seeds: dial.clone(),
             bootstrap_wait_ms: config.bootstrap_wait_ms,
         },
@@ -287,14 +303,26 @@ pub async fn start(
     )
     .start();
     let bridge_options = BridgeOptions {
-        // A peer frame carries one value plus its siblings and clock.
-        max_frame_bytes: config.max_frame_bytes.saturating_mul(2),
+        max_frame_bytes: peer_max_frame_bytes(config.max_frame_bytes),
         reconnect_backoff_max_ms: config.reconnect_backoff_max_ms,
         ..BridgeOptions::default()
+    };
+    let secret = config.cluster_secret.as_ref().map(|(_, secret)| secret);
+    // Protected mode: without a secret the handshake proves nothing, so
+    // only this machine may connect (config.rs refused non-loopback
+    // listen addresses already).
+    let accept = match secret {
+        Some(_) => AcceptPolicy::Any,
+        None => AcceptPolicy::LoopbackOnly,
     };
     bridge_context.run(Bridge::new(
         own.clone(),
         config.cluster.clone(),
+        PeerAuth {
+            key: PeerKey::new(secret),
+            nonces: env.nonces.clone(),
+            accept,
+        },
         env.net.clone(),
         bridge_options,
         peer_listener,
@@ -334,7 +362,10 @@ pub async fn start(
             },
             client_inflight_max: config.client_inflight_max,
             client_connections_max: config.client_connections_max,
-            client_write_queue_frames_max: 2 * config.client_inflight_max,
+            client_write_queue_frames_max: client_write_queue_frames_max(
+                config.client_inflight_max,
+            ),
+            accept,
         },
         client_listener,
         replicator,
@@ -355,6 +386,7 @@ pub async fn start(
         known_members = known.len(),
         joining = join,
         seeds = dial.len(),
+        protected_mode = secret.is_none(),
         "node started"
     );
     Ok(RunningNode {

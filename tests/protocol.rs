@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::Cluster;
+use ringkv_actors::bridge::handshake::PeerKey;
 use ringkv_actors::wire::client::{map_field, map_str, parse_response, ErrorCode};
 use ringkv_actors::wire::frame::encode_frame;
 use ringkv_actors::wire::peer::{PeerFrame, PeerRequest, ReplicaRead};
@@ -142,41 +143,35 @@ async fn bad_clients_get_documented_errors_and_others_keep_being_served() {
     assert_eq!(good.get(b"k2").await.unwrap().values, vec![b"v2".to_vec()]);
 }
 
+/// A dialler naming another cluster gets a `Challenge` (which names no
+/// cluster), then a closed connection after its `Proof`; the reason is in
+/// the node's log only.
 #[tokio::test]
 async fn a_peer_from_another_cluster_is_refused_with_a_logged_reason() {
     let cluster = Cluster::start(1, &["--n", "1", "--r", "1", "--w", "1"]).await;
-    let stranger = Cluster::start(
-        1,
-        &["--n", "1", "--r", "1", "--w", "1", "--cluster", "other"],
-    )
-    .await;
-    // Point the stranger at the first cluster by hand: a raw peer Hello.
-    let mut conn = TcpStream::connect(cluster.nodes[0].peer).await.unwrap();
-    let hello = ringkv_actors::wire::peer::PeerFrame::Hello {
-        protocol: ringkv_actors::wire::peer::PEER_PROTOCOL_VERSION,
-        cluster: "other".into(),
-        member: ringkv_actors::wire::peer::MemberInfo {
-            id: ringkv_actors::NodeId::new("x1").unwrap(),
-            peer_addr: stranger.nodes[0].peer.to_string(),
-            client_addr: stranger.nodes[0].client.to_string(),
-            dc: "dc1".into(),
-            rack: "r1".into(),
-            weight: 1,
-        },
-    };
-    conn.write_all(&encode_frame(&hello.encode().unwrap()))
-        .await
-        .unwrap();
-    let frame = read_frame(&mut conn).await.unwrap();
-    match ringkv_actors::wire::peer::PeerFrame::decode(&frame).unwrap() {
-        ringkv_actors::wire::peer::PeerFrame::Refused { reason } => {
-            assert!(reason.contains("cluster"), "{reason}")
-        }
-        other => panic!("expected Refused, got {other:?}"),
+    let mut stranger = common::peer::credentials(
+        common::peer::member("x1", common::free_addr(), common::free_addr()),
+        PeerKey::ProtectedMode,
+    );
+    stranger.cluster = "other".into();
+    let dialled = common::peer::connect_and_dial(cluster.nodes[0].peer, &stranger).await;
+    assert_eq!(
+        dialled.outcome.err().as_deref(),
+        Some("closed after our proof: refused")
+    );
+    for frame in &dialled.received {
+        assert!(
+            !frame.windows(6).any(|w| w == b"ringkv"),
+            "the node told a stranger its cluster's name"
+        );
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let log = std::fs::read_to_string(cluster.nodes[0].data_dir.with_extension("log")).unwrap();
-    assert!(log.contains("refusing peer handshake"), "{log}");
+    // Logged (synchronously, to stderr) before the connection closed.
+    assert!(
+        cluster.nodes[0].log_contains("refusing peer"),
+        "{}",
+        common::log_excerpt(&cluster.nodes[0])
+    );
+    assert!(cluster.nodes[0].log_contains("is not ours"));
     // The refused peer never joined the membership.
     let status = cluster.nodes[0].client().await.status().await.unwrap();
     assert_eq!(status.members.len(), 1);
@@ -242,28 +237,25 @@ async fn a_client_that_never_reads_is_disconnected_not_buffered_forever() {
 
 #[tokio::test]
 async fn a_peer_that_never_reads_is_cut_off_not_buffered_forever() {
-    let cluster = Cluster::start(1, &["--n", "1", "--r", "1", "--w", "1"]).await;
+    // Two nodes, both replicas of every key: n1 serves n2's reads.
+    let cluster = Cluster::start(2, &["--n", "2", "--r", "1", "--w", "2"]).await;
     let good = cluster.nodes[0].client().await;
     let value = vec![7u8; 1_000_000];
     good.put(b"big", &value, None).await.unwrap();
 
-    // A peer of the same cluster: a raw Hello, then reads of the big object
-    // (about 150 MB of answers, past the 64 MiB peer_write_queue_bytes_max),
-    // and never a read of the socket.
+    // A peer of the same cluster (protected mode: on loopback, the
+    // public key), under a member's id (peers are served only for ranges
+    // they share, so a stranger's reads would be refused at once): a
+    // handshake, then reads of the big object (about 150 MB
+    // of answers, past the 64 MiB peer_write_queue_bytes_max), and never a
+    // read of the socket.
     let mut greedy = TcpStream::connect(cluster.nodes[0].peer).await.unwrap();
-    let hello = PeerFrame::Hello {
-        protocol: ringkv_actors::wire::peer::PEER_PROTOCOL_VERSION,
-        cluster: "ringkv".into(),
-        member: ringkv_actors::wire::peer::MemberInfo {
-            id: ringkv_actors::NodeId::new("greedy").unwrap(),
-            peer_addr: common::free_addr().to_string(),
-            client_addr: common::free_addr().to_string(),
-            dc: "dc1".into(),
-            rack: "r1".into(),
-            weight: 1,
-        },
-    };
-    let mut frames = encode_frame(&hello.encode().unwrap());
+    let me = common::peer::credentials(
+        common::peer::member("n2", common::free_addr(), common::free_addr()),
+        PeerKey::ProtectedMode,
+    );
+    let (_, mut session) = common::peer::dial(&mut greedy, &me).await.outcome.unwrap();
+    let mut frames = Vec::new();
     let asked = 150u64;
     for id in 1..=asked {
         let request = PeerFrame::Request {
@@ -274,7 +266,8 @@ async fn a_peer_that_never_reads_is_cut_off_not_buffered_forever() {
                 key: serde_bytes::ByteBuf::from(b"big".to_vec()),
             }),
         };
-        frames.extend(encode_frame(&request.encode().unwrap()));
+        let sealed = session.seal(request.encode().unwrap()).unwrap();
+        frames.extend(encode_frame(&sealed));
     }
     greedy.write_all(&frames).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -289,7 +282,7 @@ async fn a_peer_that_never_reads_is_cut_off_not_buffered_forever() {
             Err(()) => panic!("the node neither answered nor closed"),
         }
     }
-    // The Welcome plus fewer answers than asked.
+    // Fewer answers than asked.
     assert!(
         answers < asked,
         "all {asked} answers were buffered for a peer that did not read"

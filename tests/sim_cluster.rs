@@ -399,6 +399,7 @@ async fn run_node(id: &'static str, cluster: Vec<&'static str>, disks: Disks) ->
         suspect_after_ms: Some(SUSPECT_AFTER_MS),
         anti_entropy_interval_ms: Some(ANTI_ENTROPY_INTERVAL_MS),
         vclock_entries_max: Some(VCLOCK_ENTRIES_MAX),
+        cluster_secret_file: Some(common::sim::secret_file()),
         ..NodeArgs::default()
     }
     .validate()
@@ -437,6 +438,7 @@ async fn run_node(id: &'static str, cluster: Vec<&'static str>, disks: Disks) ->
         storage_threading: StorageThreading::Inline,
         incarnation: incarnation(id, boot, 0),
         backend,
+        nonces: common::sim::nonces(id, boot),
     };
     let _node = node::start(&config, env, None)
         .await

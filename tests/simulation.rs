@@ -67,6 +67,7 @@ async fn run_node_with_clock(
         reconnect_backoff_max_ms: Some(200),
         gossip_interval_ms: Some(GOSSIP_INTERVAL_MS),
         suspect_after_ms: Some(SUSPECT_AFTER_MS),
+        cluster_secret_file: Some(common::sim::secret_file()),
         ..NodeArgs::default()
     }
     .validate()
@@ -80,6 +81,7 @@ async fn run_node_with_clock(
         // Deterministic, and distinct per node as random ones would be.
         incarnation: ringkv_actors::ring::hash_bytes(config.id.as_str().as_bytes()) as u32,
         backend: ringkv_actors::storage::Backend::in_memory(),
+        nonces: common::sim::nonces(id, 0),
     };
     let _node = node::start(&config, env, None).await.unwrap();
     std::future::pending::<()>().await;

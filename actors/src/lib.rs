@@ -7,16 +7,16 @@
 //! |---|---|
 //! | [`client_api`] | ClientApi (client listener) + one ClientSession per connection |
 //! | [`failure_detector`] | gossip membership, corroborated failure detection, the join/leave life cycle; publishes `MembershipChanged` |
-//! | [`repair`] | read repair, join/leave handoff streaming, hinted handoff, Merkle anti-entropy; serves peers' scans and Merkle leaves |
+//! | [`repair`] | read repair, join/leave handoff streaming, hinted handoff, Merkle anti-entropy; serves peers' scans and Merkle leaves (only what the caller shares, rate-limited per peer: `repair::rate`) |
 //! | [`replicator`] | the coordinator: preference list -> fan-out -> quorum -> reply; the replica side of peer reads and writes |
 //! | [`replicas`] | one handle to the local replica (Storage) and the remote ones (Bridge), and the replica-side merge |
-//! | [`bridge`] | node-to-node TCP: Bridge + one PeerConnection per peer + one PeerSession per inbound link; typed calls (`CallPeer<T>`) and typed serving (`Incoming<T>`) |
+//! | [`bridge`] | node-to-node TCP: Bridge + one PeerConnection per peer + one PeerSession per inbound link; typed calls (`CallPeer<T>`) and typed serving (`Incoming<T>`); the authenticated handshake (`handshake`) and sealed frames (`seal`) |
 //! | [`storage`] | the Engine seam, the LSM engine (and an in-memory one), the Storage actor with its own threads |
 //! | [`conflict_resolver`] | dotted version vectors, sibling sets, merge; the ConflictResolver actor |
 //! | [`membership`] | shared vocabulary: `MembershipChanged` (rings, reachability, peers) |
 //! | [`ring`] | the consistent-hash ring: virtual nodes, weights, preference lists |
 //! | [`wire`] | the frame codec (u32 BE length + MessagePack), the client protocol, the typed peer protocol |
-//! | [`net`] / [`clock`] | the network and clock seams (real sockets and time, or turmoil's in tests) |
+//! | [`net`] / [`clock`] | the network and clock seams (real sockets and time, or turmoil's in tests); protected mode's accept policy (`AcceptPolicy`) |
 //! | [`persist`] | small snapshots (membership, hints) written atomically off the arbiter |
 //! | [`node_id`] | `NodeId` and version actors |
 //! | [`secret`] | the cluster secret (`--cluster-secret-file`) and the keys derived from it |
@@ -52,6 +52,24 @@
 //! Repair also calls peers through the Bridge: handoff and anti-entropy pull
 //! ranges (`ScanRange`), hinted handoff and read repair write
 //! (`ReplicaWrite`), anti-entropy asks for Merkle leaves.
+//!
+//! # Where the README's behaviours live
+//!
+//! | behaviour | code (pure part first, then the actor that carries it out) |
+//! |---|---|
+//! | ring, virtual nodes, weights, racks | `ring.rs` |
+//! | preference list, sloppy quorum, stand-ins | `replicator/placement.rs`, `replicator/fanout.rs` |
+//! | R / W / PR / PW quorums, deadlines, read-repair trigger | `replicator/coordinator.rs` (`ReadCoordinator`, `WriteCoordinator`: `on_reply` / `on_ack` / `on_deadline` -> steps), `replicator/quorum.rs`; carried out by `replicator/read.rs`, `write.rs` |
+//! | minting versions, the incarnation rule | `storage/writer.rs` |
+//! | siblings, causal contexts, merge, pruning | `conflict_resolver/{clock,object,prune,encoding}.rs` |
+//! | gossip, suspicion, failure detection | `failure_detector/gossip/`, `failure_detector/view.rs` |
+//! | bootstrap, join, leave, forget | `failure_detector/bootstrap.rs`, `failure_detector/lifecycle.rs` (`Lifecycle`: `tick` / `on_transfers_done` / `on_leave` -> steps), `repair/handoff.rs` (transfer plans), `repair/stream.rs` |
+//! | hinted handoff | hints written with the stand-in's object in `storage/writer.rs`; delivered by `repair/hints.rs` |
+//! | read repair | `replicator/read.rs` decides, `repair/mod.rs` writes |
+//! | Merkle anti-entropy | `repair/merkle.rs`, `repair/anti_entropy.rs` |
+//! | LSM engine (log, memtable, SSTables, compaction, recovery) | `storage/lsm/` (its folders follow its disk format) |
+//! | client protocol | `wire/client/`, served by `client_api/session.rs` |
+//! | peer protocol, typed RPC | `wire/peer.rs`, `bridge/` |
 //!
 //! All actors of a node share one arbiter (messages between them are cheap
 //! same-thread hand-offs); the storage engine runs on its own threads, so no

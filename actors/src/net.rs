@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::rc::Rc;
 
@@ -81,6 +81,34 @@ impl Net for TokioNet {
     }
 }
 
+/// Which remote addresses a listener serves: the accept-time check of
+/// protected mode (a node without `--cluster-secret-file`), as Redis's
+/// `protected-mode` does it. Applied by the bridge and the client API to
+/// every connection they accept, before any byte is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcceptPolicy {
+    /// Anyone (peers still prove the cluster secret in the handshake).
+    Any,
+    /// Loopback addresses only: this machine.
+    LoopbackOnly,
+}
+
+impl AcceptPolicy {
+    /// Whether a connection from `remote` may be served.
+    pub fn admits(self, remote: SocketAddr) -> bool {
+        match self {
+            AcceptPolicy::Any => true,
+            AcceptPolicy::LoopbackOnly => is_loopback(remote.ip()),
+        }
+    }
+}
+
+/// Whether `ip` is a loopback address: 127.0.0.0/8, `::1`, or
+/// `::ffff:127.x.y.z` (an IPv4 loopback seen through an IPv6 socket).
+pub fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
 /// Turns a listener into a stream of accepted connections (the client
 /// API's and the bridge's accept loop).
 pub fn accept_stream(
@@ -90,4 +118,25 @@ pub fn accept_stream(
         let next = listener.accept().await;
         Some((next, listener))
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_only_admits_this_machine_alone() {
+        let admits = |a: &str| AcceptPolicy::LoopbackOnly.admits(a.parse().unwrap());
+        assert!(admits("127.0.0.1:1"));
+        assert!(admits("127.9.8.7:1"));
+        assert!(admits("[::1]:1"));
+        assert!(admits("[::ffff:127.0.0.1]:1"));
+        assert!(!admits("10.77.0.1:1"));
+        assert!(!admits("0.0.0.0:1"));
+        assert!(!admits("[::]:1"));
+        assert!(!admits("[::ffff:10.0.0.1]:1"));
+        assert!(!admits("[fe80::1]:1"));
+        assert!(AcceptPolicy::Any.admits("10.77.0.1:1".parse().unwrap()));
+    }
 }

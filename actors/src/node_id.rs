@@ -8,6 +8,13 @@ use serde::{Deserialize, Serialize};
 /// so they are kept short.
 pub const NODE_ID_BYTES_MAX: usize = 64;
 
+/// Largest capacity weight a node may have or a member may announce
+/// (`--weight`): a weight asks for `vnodes x weight` ring tokens, so an
+/// unbounded one would make every node build a ring of billions of tokens.
+/// Here, the lowest layer, because the ring and the peer protocol both
+/// check it.
+pub const NODE_WEIGHT_MAX: u32 = 1000;
+
 /// A node's stable identity (`--id`). A node that restarts with the same id
 /// takes its old place on the ring and keeps its clock entries.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -14,12 +14,23 @@
 
 use std::collections::HashSet;
 
+use crate::node_id::NODE_WEIGHT_MAX;
 use crate::NodeId;
 
 /// Default virtual nodes per unit of weight. 128 keeps three equal nodes
 /// within a few percent of a third each (see the tests) while the ring of a
 /// hundred nodes stays small enough to rebuild on every membership change.
 pub const VNODES_PER_WEIGHT_DEFAULT: u32 = 128;
+
+/// Largest `--vnodes` (virtual nodes per unit of weight).
+pub const VNODES_PER_WEIGHT_MAX: u32 = 4096;
+
+/// Most tokens a ring holds, whatever its members announce: 16 bytes each,
+/// so 16 MiB at most, rebuilt on every membership change. When the
+/// members' `vnodes x weight` add up to more, every member's count is
+/// scaled down by the same factor (at least one token each), so every node
+/// that knows the same members still builds the same ring.
+pub const RING_TOKENS_MAX: usize = 1 << 20;
 
 /// A position on the ring.
 #[derive(
@@ -70,6 +81,31 @@ impl TokenRange {
     }
 }
 
+/// How many tokens each of `members` gets: `vnodes_per_weight x weight`
+/// (both clamped to their limits), scaled down proportionally (at least
+/// one each) when the sum would pass [`RING_TOKENS_MAX`]. The sum never
+/// passes `RING_TOKENS_MAX` unless there are more members than that.
+pub fn token_counts(members: &[RingMember], vnodes_per_weight: u32) -> Vec<usize> {
+    let vnodes = vnodes_per_weight.clamp(1, VNODES_PER_WEIGHT_MAX) as usize;
+    let wanted: Vec<usize> = members
+        .iter()
+        .map(|m| vnodes * m.weight.clamp(1, NODE_WEIGHT_MAX) as usize)
+        .collect();
+    let total: usize = wanted.iter().sum();
+    if total <= RING_TOKENS_MAX {
+        return wanted;
+    }
+    // Floor of count x MAX / total: the scaled sum stays under MAX, plus
+    // at most one per member for the floor of 1.
+    wanted
+        .into_iter()
+        .map(|count| {
+            let scaled = (count as u128 * RING_TOKENS_MAX as u128 / total as u128) as usize;
+            scaled.max(1)
+        })
+        .collect()
+}
+
 /// What the ring needs to know of a member.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RingMember {
@@ -96,14 +132,18 @@ pub struct Ring {
 }
 
 impl Ring {
-    /// Builds the ring of `members` (duplicates by id are ignored).
+    /// Builds the ring of `members` (duplicates by id are ignored). Each
+    /// weight is clamped to `1..=NODE_WEIGHT_MAX` and `vnodes_per_weight` to
+    /// `1..=VNODES_PER_WEIGHT_MAX`, and the ring holds at most
+    /// [`RING_TOKENS_MAX`] tokens (see [`token_counts`]): a weight that
+    /// slipped past validation cannot make it allocate without bound.
     pub fn new(members: &[RingMember], vnodes_per_weight: u32) -> Self {
         let mut members: Vec<RingMember> = members.to_vec();
         members.sort_by(|a, b| a.id.cmp(&b.id));
         members.dedup_by(|a, b| a.id == b.id);
-        let mut tokens = Vec::new();
-        for (index, member) in members.iter().enumerate() {
-            let count = vnodes_per_weight.saturating_mul(member.weight.max(1));
+        let counts = token_counts(&members, vnodes_per_weight);
+        let mut tokens = Vec::with_capacity(counts.iter().sum());
+        for (index, (member, count)) in members.iter().zip(counts).enumerate() {
             for i in 0..count {
                 let label = format!("{}#{i}", member.id);
                 tokens.push((Token(hash_bytes(label.as_bytes())), index));
@@ -314,6 +354,29 @@ mod tests {
             .find(|(m, _)| m.as_str() == id)
             .unwrap()
             .1
+    }
+
+    /// The one-packet denial of service: a member announcing weight
+    /// 2^32-1 asked for 128 x 4 billion tokens (about 68 GB).
+    #[test]
+    fn a_huge_weight_cannot_make_the_ring_unbounded() {
+        let ring = Ring::new(&[member("n1", 1), member("evil", u32::MAX)], 128);
+        // The weight is clamped to NODE_WEIGHT_MAX first.
+        assert_eq!(ring.token_count(), 128 + 128 * NODE_WEIGHT_MAX as usize);
+        let many: Vec<RingMember> = (0..64)
+            .map(|i| member(&format!("n{i}"), NODE_WEIGHT_MAX))
+            .collect();
+        let counts = token_counts(&many, VNODES_PER_WEIGHT_MAX);
+        assert!(counts.iter().sum::<usize>() <= RING_TOKENS_MAX);
+        // Scaled by the same factor: equal members stay equal.
+        assert!(counts.iter().all(|&c| c == counts[0] && c >= 1));
+        let mixed = [member("a", 1), member("b", NODE_WEIGHT_MAX)];
+        let counts = token_counts(&mixed, VNODES_PER_WEIGHT_MAX);
+        assert!(
+            counts.iter().sum::<usize>() <= RING_TOKENS_MAX,
+            "{counts:?}"
+        );
+        assert!(counts[0] >= 1 && counts[1] > counts[0] * 900, "{counts:?}");
     }
 
     #[test]

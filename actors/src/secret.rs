@@ -94,8 +94,8 @@ impl ClusterSecret {
         mac.finalize().into_bytes().into()
     }
 
-    /// An HMAC-SHA256 keyed with the secret itself (for the peer
-    /// handshake only).
+    /// An HMAC-SHA256 keyed with the secret itself: for [`Self::derive`]
+    /// (every key of the cluster is derived, the peer handshake's too).
     pub fn mac(&self) -> HmacSha256 {
         // HMAC takes keys of any length; this never fails.
         <HmacSha256 as Mac>::new_from_slice(&self.0)

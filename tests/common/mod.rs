@@ -7,6 +7,7 @@
 pub mod disk;
 pub mod faults;
 pub mod netns;
+pub mod peer;
 pub mod report;
 pub mod sim;
 pub mod workload;
@@ -177,6 +178,12 @@ impl NodeProc {
     pub fn log_contains(&self, text: &str) -> bool {
         std::fs::read_to_string(self.data_dir.with_extension("log"))
             .is_ok_and(|log| log.contains(text))
+    }
+
+    /// Whether one line of the node's log holds every one of `texts`.
+    pub fn log_has_line(&self, texts: &[&str]) -> bool {
+        std::fs::read_to_string(self.data_dir.with_extension("log"))
+            .is_ok_and(|log| log.lines().any(|l| texts.iter().all(|t| l.contains(t))))
     }
 
     pub async fn client(&self) -> Client {

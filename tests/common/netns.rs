@@ -290,6 +290,16 @@ impl NetCluster {
     /// `disk_bytes` bytes if given (so that a test can fill it).
     pub fn start_with(net: Net, extra: &[&str], disk_bytes: Option<u64>) -> NetCluster {
         let dir = tempfile::tempdir().unwrap();
+        // The nodes listen on namespace addresses, not loopback: without a
+        // cluster secret they would refuse to start (protected mode).
+        let secret = dir.path().join("cluster-secret");
+        std::fs::write(&secret, "6e".repeat(32)).unwrap();
+        let secret = secret.display().to_string();
+        let extra: Vec<&str> = ["--cluster-secret-file", secret.as_str()]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        let extra = extra.as_slice();
         let count = net.nodes.len();
         let peer = |i: usize| SocketAddr::new(node_ip(i).into(), PEER_PORT);
         let mut nodes = Vec::new();

@@ -63,6 +63,34 @@ pub fn any(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
 }
 
+/// The simulated cluster's secret file (`--cluster-secret-file`): the
+/// simulated nodes listen on turmoil's non-loopback addresses, which a node
+/// without a secret refuses (protected mode). Written once per test binary
+/// under cargo's scratch dir (to a temporary name, then renamed, so tests
+/// running in parallel never read half a file).
+pub fn secret_file() -> std::path::PathBuf {
+    static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let path = dir.join("sim-cluster-secret");
+        let partial = dir.join(format!("sim-cluster-secret.{}", std::process::id()));
+        std::fs::write(&partial, "5e".repeat(32)).unwrap();
+        std::fs::rename(&partial, &path).unwrap();
+        path
+    })
+    .clone()
+}
+
+/// A simulated node's handshake nonces: seeded from its id and boot, so a
+/// run replays, and distinct per node and boot, as random ones would be.
+pub fn nonces(id: &str, boot: u32) -> ringkv_actors::bridge::NonceRng {
+    use rand::SeedableRng;
+    let seed = ringkv_actors::ring::hash_bytes(format!("nonces/{id}/{boot}").as_bytes());
+    std::rc::Rc::new(std::cell::RefCell::new(
+        rand::rngs::SmallRng::seed_from_u64(seed),
+    ))
+}
+
 /// A raw protocol client over the simulated network.
 pub struct SimClient {
     stream: turmoil::net::TcpStream,

@@ -1,10 +1,15 @@
 //! `PeerConnection`: one actor per peer, owning the outbound connection
 //! this node sends its requests on.
 //!
-//! It dials, sends `Hello`, and waits for `Welcome`. While up it assigns
-//! each request an id, starts its deadline timer and matches the response
-//! by id; a request whose deadline passes is answered `Timeout` and
-//! forgotten (a late response is dropped).
+//! It dials and runs the dialler's side of the handshake (`handshake.rs`:
+//! `Hello`, the listener's `Challenge`, our `Proof`, its `Welcome`). A
+//! listener that cannot prove it holds the cluster secret, or that closes
+//! the connection after our proof (it refused us), is redialled only after
+//! the longest backoff: both are configuration errors. While up it seals
+//! each request, assigns it an id, starts its deadline timer and matches
+//! the response by id; a request whose deadline passes is answered
+//! `Timeout` and forgotten (a late response is dropped). A response that
+//! fails its MAC check closes the link.
 //!
 //! What it tells the Bridge about the link, which the coordinators use as
 //! their own view of the peer (Dynamo §4.8.1, "A considers B failed if B
@@ -38,11 +43,15 @@ use tokio::sync::oneshot;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn, Instrument};
 
-use super::{Bridge, BridgeOptions, PeerDown, PeerError, PeerHealth, PeerUp};
-use crate::net::{BoxConnection, SharedNet};
-use crate::wire::peer::{
-    MemberInfo, PeerFrame, PeerReply, PeerRequest, PeerRpc, Probe, PEER_PROTOCOL_VERSION,
+use std::rc::Rc;
+
+use super::handshake::{self, AwaitingChallenge, AwaitingWelcome, Credentials, Session};
+use super::seal::TAG_BYTES;
+use super::{
+    fresh_nonce, Bridge, BridgeOptions, NonceRng, PeerDown, PeerError, PeerHealth, PeerUp,
 };
+use crate::net::{BoxConnection, SharedNet};
+use crate::wire::peer::{MemberInfo, PeerFrame, PeerReply, PeerRequest, PeerRpc, Probe};
 use crate::wire::{FrameCodec, FrameError};
 
 /// Sends one request to this peer.
@@ -85,10 +94,20 @@ enum Link {
     Down,
     /// TCP connect in progress.
     Dialing,
-    /// TCP is up, `Hello` sent, waiting for `Welcome`.
-    Handshaking(Writer),
-    /// Ready for requests.
-    Up(Writer, MemberInfo),
+    /// TCP is up, the handshake under way.
+    Handshaking(Writer, Step),
+    /// Authenticated: ready for requests.
+    Up(Writer, MemberInfo, Box<Session>),
+}
+
+/// Where the dialler's handshake is.
+enum Step {
+    /// `Hello` sent, waiting for the listener's `Challenge`.
+    Challenge(AwaitingChallenge),
+    /// `Proof` sent, waiting for the listener's `Welcome`.
+    Welcome(Box<AwaitingWelcome>),
+    /// The step's frame is being handled (or failed).
+    Spent,
 }
 
 /// A request sent and not yet answered.
@@ -107,8 +126,9 @@ struct Waiting {
 /// The outbound connection actor.
 pub struct PeerConnection {
     addr: SocketAddr,
-    own: MemberInfo,
-    cluster: String,
+    /// Who this node is in handshakes, and what it proves.
+    credentials: Rc<Credentials>,
+    nonces: NonceRng,
     net: SharedNet,
     bridge: Addr<Bridge>,
     options: BridgeOptions,
@@ -138,17 +158,17 @@ impl PeerConnection {
     /// A connection to `addr`, dialled once started.
     pub fn new(
         addr: SocketAddr,
-        own: MemberInfo,
-        cluster: String,
+        credentials: Rc<Credentials>,
+        nonces: NonceRng,
         net: SharedNet,
         bridge: Addr<Bridge>,
         options: BridgeOptions,
     ) -> Self {
-        let span = tracing::info_span!("peer", node = %own.id, actor = "bridge", peer_addr = %addr);
+        let span = tracing::info_span!("peer", node = %credentials.own.id, actor = "bridge", peer_addr = %addr);
         Self {
             addr,
-            own,
-            cluster,
+            credentials,
+            nonces,
             net,
             bridge,
             backoff_ms: options.reconnect_backoff_min_ms,
@@ -197,20 +217,21 @@ impl PeerConnection {
         let codec = FrameCodec::new(self.options.max_frame_bytes);
         self.reader = Some(ctx.add_stream(FramedRead::new(read, codec.clone())));
         let mut writer = FramedWrite::new(write, codec, ctx);
-        let hello = PeerFrame::Hello {
-            protocol: PEER_PROTOCOL_VERSION,
-            cluster: self.cluster.clone(),
-            member: self.own.clone(),
+        let step = match handshake::hello(&self.credentials, fresh_nonce(&self.nonces)) {
+            Ok((waiting, hello)) => {
+                writer.write(Bytes::from(hello));
+                Step::Challenge(waiting)
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot build our hello");
+                Step::Spent
+            }
         };
-        match hello.encode() {
-            Ok(bytes) => writer.write(Bytes::from(bytes)),
-            Err(e) => warn!(error = %e, "cannot encode our own hello"),
-        }
-        self.link = Link::Handshaking(writer);
+        self.link = Link::Handshaking(writer, step);
         let attempt = self.attempt;
         let limit = Duration::from_millis(self.options.connect_timeout_ms);
         ctx.run_later(limit, move |act, ctx| {
-            if act.attempt == attempt && matches!(act.link, Link::Handshaking(_)) {
+            if act.attempt == attempt && matches!(act.link, Link::Handshaking(..)) {
                 act.lost(ctx, "handshake timed out");
             }
         });
@@ -227,12 +248,12 @@ impl PeerConnection {
         }
         let was = std::mem::replace(&mut self.link, Link::Down);
         let node = match was {
-            Link::Up(writer, member) => {
+            Link::Up(writer, member, _) => {
                 ctx.cancel_future(writer.handle());
                 info!(peer = %member.id, %reason, "peer disconnected");
                 Some(member.id)
             }
-            Link::Handshaking(writer) => {
+            Link::Handshaking(writer, _) => {
                 ctx.cancel_future(writer.handle());
                 debug!(%reason, "peer handshake failed");
                 None
@@ -264,17 +285,66 @@ impl PeerConnection {
         }));
     }
 
+    /// A frame from the listener: the next handshake step, or (once up) a
+    /// sealed response.
+    fn on_bytes(&mut self, bytes: &[u8], ctx: &mut Context<Self>) {
+        match &mut self.link {
+            Link::Handshaking(_, step) => {
+                let step = std::mem::replace(step, Step::Spent);
+                self.on_handshake(step, bytes, ctx);
+            }
+            Link::Up(_, member, session) => {
+                let opened = session.open(bytes);
+                let peer = member.id.clone();
+                match opened.map(PeerFrame::decode) {
+                    Ok(Ok(frame)) => self.on_frame(frame, ctx),
+                    Ok(Err(e)) => self.lost(ctx, &e.to_string()),
+                    Err(e) => {
+                        let span = self.span.clone();
+                        let _span = span.enter();
+                        warn!(%peer, addr = %self.addr, error = %e,
+                            "peer frame fails its MAC check (altered, injected, replayed or reordered on the way); closing the link");
+                        self.lost(ctx, "a frame failed its MAC check");
+                    }
+                }
+            }
+            Link::Down | Link::Dialing => {}
+        }
+    }
+
+    fn on_handshake(&mut self, step: Step, bytes: &[u8], ctx: &mut Context<Self>) {
+        let credentials = self.credentials.clone();
+        match step {
+            Step::Challenge(waiting) => match waiting.on_challenge(&credentials, bytes) {
+                Ok((welcoming, proof)) => {
+                    if let Link::Handshaking(writer, step) = &mut self.link {
+                        writer.write(Bytes::from(proof));
+                        *step = Step::Welcome(Box::new(welcoming));
+                    }
+                }
+                Err(e) => self.refused(ctx, &e.to_string()),
+            },
+            Step::Welcome(welcoming) => match welcoming.on_welcome(&credentials, bytes) {
+                Ok((member, session)) => self.on_welcome(member, session, ctx),
+                Err(e) => self.refused(ctx, &e.to_string()),
+            },
+            Step::Spent => self.lost(ctx, "frame after a failed handshake step"),
+        }
+    }
+
+    /// The handshake failed in a way a redial will not fix soon (the
+    /// listener holds another secret, or refused ours): logged, and
+    /// retried slowly.
+    fn refused(&mut self, ctx: &mut Context<Self>, reason: &str) {
+        let span = self.span.clone();
+        let _span = span.enter();
+        warn!(addr = %self.addr, %reason, "peer handshake failed; retrying after the longest backoff");
+        self.backoff_ms = self.options.reconnect_backoff_max_ms;
+        self.lost(ctx, reason);
+    }
+
     fn on_frame(&mut self, frame: PeerFrame, ctx: &mut Context<Self>) {
         match frame {
-            PeerFrame::Welcome { member } => self.on_welcome(member, ctx),
-            PeerFrame::Refused { reason } => {
-                let span = self.span.clone();
-                let _span = span.enter();
-                warn!(%reason, "peer refused our handshake");
-                // Refusals are configuration errors: retry slowly.
-                self.backoff_ms = self.options.reconnect_backoff_max_ms;
-                self.lost(ctx, &format!("refused: {reason}"));
-            }
             PeerFrame::Response { id, body } => {
                 self.timeouts_in_a_row = 0;
                 if self.degraded {
@@ -285,21 +355,25 @@ impl PeerConnection {
                     let _ = pending.reply.send(body.map_err(PeerError::Remote));
                 }
             }
-            PeerFrame::Hello { .. } | PeerFrame::Request { .. } => {
-                self.lost(ctx, "peer sent a request frame on our outbound connection");
+            other => {
+                let reason = format!(
+                    "peer sent a {} frame on our outbound connection",
+                    other.name()
+                );
+                self.lost(ctx, &reason);
             }
         }
     }
 
-    fn on_welcome(&mut self, member: MemberInfo, ctx: &mut Context<Self>) {
+    fn on_welcome(&mut self, member: MemberInfo, session: Session, ctx: &mut Context<Self>) {
         let writer = match std::mem::replace(&mut self.link, Link::Down) {
-            Link::Handshaking(w) => w,
+            Link::Handshaking(w, _) => w,
             other => {
                 self.link = other;
                 return;
             }
         };
-        if member.id == self.own.id {
+        if member.id == self.credentials.own.id {
             // A seed list that names this node itself.
             debug!("peer address is this node itself; not dialling it again");
             ctx.cancel_future(writer.handle());
@@ -315,7 +389,7 @@ impl PeerConnection {
             addr: self.addr,
             connection: ctx.address(),
         });
-        self.link = Link::Up(writer, member);
+        self.link = Link::Up(writer, member, Box::new(session));
         let now = tokio::time::Instant::now();
         for waiting in std::mem::take(&mut self.waiting) {
             let left = waiting.deadline.saturating_duration_since(now).as_millis() as u64;
@@ -339,7 +413,7 @@ impl PeerConnection {
         reply: oneshot::Sender<Result<PeerReply, PeerError>>,
         ctx: &mut Context<Self>,
     ) {
-        let Link::Up(writer, _) = &mut self.link else {
+        let Link::Up(writer, _, session) = &mut self.link else {
             let _ = reply.send(Err(PeerError::Unreachable));
             return;
         };
@@ -360,14 +434,21 @@ impl PeerConnection {
             }
         };
         // A frame the peer would refuse would also make the writer fail and
-        // tear the link down for every other request: refuse it here.
+        // tear the link down for every other request: refuse it here. (Its
+        // tag counts; refused before sealing, it takes no sequence number.)
         let limit = self.options.max_frame_bytes;
-        if bytes.len() > limit {
-            let bytes = bytes.len();
+        if bytes.len() + TAG_BYTES > limit {
+            let bytes = bytes.len() + TAG_BYTES;
             let _ = reply.send(Err(PeerError::TooLarge { bytes, limit }));
             return;
         }
-        writer.write(Bytes::from(bytes));
+        match session.seal(bytes) {
+            Ok(sealed) => writer.write(Bytes::from(sealed)),
+            Err(e) => {
+                let _ = reply.send(Err(PeerError::Local(e.to_string())));
+                return;
+            }
+        }
         let timer = ctx.run_later(Duration::from_millis(timeout_ms), move |act, ctx| {
             if let Some(pending) = act.pending.remove(&id) {
                 let _ = pending.reply.send(Err(PeerError::Timeout { timeout_ms }));
@@ -391,7 +472,7 @@ impl PeerConnection {
 
     fn set_degraded(&mut self, degraded: bool) {
         self.degraded = degraded;
-        let Link::Up(_, member) = &self.link else {
+        let Link::Up(_, member, _) = &self.link else {
             return;
         };
         let span = self.span.clone();
@@ -436,18 +517,25 @@ impl Actor for PeerConnection {
 
 impl StreamHandler<Result<Bytes, FrameError>> for PeerConnection {
     fn handle(&mut self, item: Result<Bytes, FrameError>, ctx: &mut Self::Context) {
-        match item
-            .map_err(|e| e.to_string())
-            .and_then(|b| PeerFrame::decode(&b).map_err(|e| e.to_string()))
-        {
-            Ok(frame) => self.on_frame(frame, ctx),
-            Err(e) => self.lost(ctx, &e),
+        match item {
+            Ok(bytes) => self.on_bytes(&bytes, ctx),
+            Err(e) => self.lost(ctx, &e.to_string()),
         }
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
         // Not the default (stopping the actor): the link is lost, we redial.
-        self.lost(ctx, "connection closed by peer");
+        if matches!(self.link, Link::Handshaking(_, Step::Welcome(_))) {
+            // It read our proof and hung up: a refusal, whose reason is in
+            // its log only.
+            self.refused(
+                ctx,
+                "the peer closed the connection after our proof: it refused us \
+                 (another --cluster-secret-file or --cluster? its log says why)",
+            );
+        } else {
+            self.lost(ctx, "connection closed by peer");
+        }
     }
 }
 
@@ -490,14 +578,14 @@ impl Handler<PeerCall> for PeerConnection {
             Link::Down => since_dial.is_none_or(|d| d.as_millis() as u64 >= DOWN_LINK_DIAL_GAP_MS),
             Link::Dialing => since_dial
                 .is_some_and(|d| d.as_millis() as u64 >= self.options.reconnect_backoff_min_ms),
-            Link::Handshaking(_) | Link::Up(..) => false,
+            Link::Handshaking(..) | Link::Up(..) => false,
         };
         if redial {
             self.dial(ctx);
         }
         match self.link {
             Link::Up(..) => self.send(msg, reply, ctx),
-            Link::Dialing | Link::Handshaking(_) => {
+            Link::Dialing | Link::Handshaking(..) => {
                 // Wait for the dial, within the request's own deadline.
                 let deadline = tokio::time::Instant::now() + Duration::from_millis(msg.timeout_ms);
                 let timeout_ms = msg.timeout_ms;

@@ -6,7 +6,14 @@
 //!   its requests on, with ids, deadlines and reconnect-with-backoff;
 //! - [`PeerSession`] (session.rs) serves one inbound link: handshake check,
 //!   then each request handed, as an [`Incoming`] of its type, to the actor
-//!   that owns that type ([`PeerHandlers`]).
+//!   that owns that type ([`PeerHandlers`]);
+//! - [`handshake`] and [`seal`] are the peer authentication, pure: the
+//!   mutual challenge-response over the cluster secret, and the MAC that
+//!   binds every later frame to its session, direction and place.
+//!
+//! Without a cluster secret the node is in protected mode: the bridge
+//! accepts connections from loopback addresses only ([`AcceptPolicy`]),
+//! and the handshake runs with a public key (`handshake::PeerKey`).
 //!
 //! Calls are typed: [`CallPeer<T>`] answers `T`'s reply type or a
 //! [`PeerError`]; the reply's type is checked in one place
@@ -16,10 +23,14 @@
 //! requests; a response always travels on the connection its request came on.
 
 mod connection;
+pub mod handshake;
+pub mod seal;
 mod session;
 
 use fnv::{FnvHashMap, FnvHashSet};
+use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -29,13 +40,50 @@ pub use connection::{PeerCall, PeerConnection, RedialNow, Shutdown};
 pub use session::PeerSession;
 
 use crate::membership::MembershipChanged;
-use crate::net::{accept_stream, BoxConnection, Listener, SharedNet};
+use crate::net::{accept_stream, AcceptPolicy, BoxConnection, Listener, SharedNet};
 use crate::wire::client::ErrorCode;
 use crate::wire::peer::{
     ForwardedWrite, GossipExchange, HintedWrite, MemberInfo, MerkleLeaves, PeerRpc, RemoteError,
     ReplicaRead, ReplicaWrite, ScanRange,
 };
 use crate::NodeId;
+
+/// Where handshake nonces come from: the OS-seeded generator in a node
+/// (`rand::thread_rng`), a seeded one in a simulation, so that a run
+/// replays. Shared by the bridge's connections (one arbiter, no locking).
+pub type NonceRng = Rc<RefCell<dyn rand::RngCore>>;
+
+/// How the bridge authenticates its peers.
+#[derive(Clone)]
+pub struct PeerAuth {
+    /// The cluster secret (or protected mode's public key) the handshake
+    /// proves.
+    pub key: handshake::PeerKey,
+    /// Where nonces come from.
+    pub nonces: NonceRng,
+    /// Which remote addresses may connect at all: loopback only in
+    /// protected mode.
+    pub accept: AcceptPolicy,
+}
+
+/// Draws a fresh handshake nonce.
+fn fresh_nonce(rng: &NonceRng) -> handshake::Nonce {
+    let mut nonce = [0u8; handshake::NONCE_BYTES];
+    rng.borrow_mut().fill_bytes(&mut nonce);
+    nonce
+}
+
+/// Default of [`BridgeOptions::reconnect_backoff_max_ms`], in milliseconds.
+pub const RECONNECT_BACKOFF_MAX_MS_DEFAULT: u64 = 5000;
+
+/// The largest peer frame body a node accepts, in bytes, given its
+/// `max_frame_bytes` for clients: twice that, because a peer frame carries
+/// a whole object (at most `object_bytes_max`, itself below the client
+/// frame) plus the request around it, and stream pages of several objects
+/// up to their own byte bound. One rule, used by the node and the defaults.
+pub fn peer_max_frame_bytes(client_max_frame_bytes: usize) -> usize {
+    client_max_frame_bytes.saturating_mul(2)
+}
 
 /// Limits of the bridge; each named with its unit.
 #[derive(Clone, Debug)]
@@ -66,10 +114,10 @@ pub struct BridgeOptions {
 impl Default for BridgeOptions {
     fn default() -> Self {
         Self {
-            max_frame_bytes: crate::wire::MAX_FRAME_BYTES_DEFAULT + 64 * 1024,
+            max_frame_bytes: peer_max_frame_bytes(crate::wire::MAX_FRAME_BYTES_DEFAULT),
             connect_timeout_ms: 1000,
             reconnect_backoff_min_ms: 100,
-            reconnect_backoff_max_ms: 5000,
+            reconnect_backoff_max_ms: RECONNECT_BACKOFF_MAX_MS_DEFAULT,
             peer_inflight_max: 4096,
             peer_mailbox_max: 4096,
             peer_write_queue_bytes_max: 64 << 20,
@@ -322,7 +370,10 @@ struct Link {
 /// The Bridge actor.
 pub struct Bridge {
     own: MemberInfo,
-    cluster: String,
+    /// Who this node is in handshakes, and what it proves.
+    credentials: Rc<handshake::Credentials>,
+    nonces: NonceRng,
+    accept: AcceptPolicy,
     net: SharedNet,
     options: BridgeOptions,
     listener: Option<Box<dyn Listener>>,
@@ -347,6 +398,7 @@ impl Bridge {
     pub fn new(
         own: MemberInfo,
         cluster: String,
+        auth: PeerAuth,
         net: SharedNet,
         options: BridgeOptions,
         listener: Box<dyn Listener>,
@@ -355,9 +407,16 @@ impl Bridge {
         watchers: Vec<Recipient<LinksChanged>>,
     ) -> Self {
         let span = tracing::info_span!("bridge", node = %own.id, actor = "bridge");
+        let credentials = Rc::new(handshake::Credentials {
+            own: own.clone(),
+            cluster,
+            key: auth.key,
+        });
         Self {
             own,
-            cluster,
+            credentials,
+            nonces: auth.nonces,
+            accept: auth.accept,
             net,
             options,
             listener: Some(listener),
@@ -374,8 +433,8 @@ impl Bridge {
     fn connect(&self, addr: SocketAddr, ctx: &mut Context<Self>) -> Addr<PeerConnection> {
         PeerConnection::new(
             addr,
-            self.own.clone(),
-            self.cluster.clone(),
+            self.credentials.clone(),
+            self.nonces.clone(),
             self.net.clone(),
             ctx.address(),
             self.options.clone(),
@@ -481,11 +540,16 @@ impl StreamHandler<std::io::Result<(BoxConnection, SocketAddr)>> for Bridge {
         ctx: &mut Self::Context,
     ) {
         match item {
+            Ok((_conn, remote)) if !self.accept.admits(remote) => {
+                let _span = self.span.enter();
+                warn!(%remote, "refusing peer connection from a non-loopback address: \
+                    protected mode (this node has no --cluster-secret-file)");
+            }
             Ok((conn, remote)) => {
                 PeerSession::new(
                     conn,
-                    self.own.clone(),
-                    self.cluster.clone(),
+                    self.credentials.clone(),
+                    self.nonces.clone(),
                     self.handlers.clone(),
                     ctx.address(),
                     self.options.clone(),

@@ -1,8 +1,15 @@
-//! `PeerSession`: one actor per inbound peer connection. It checks the
-//! handshake, then hands each of the dialler's requests, as an
-//! [`Incoming`] of its type, to the actor that owns that type
-//! ([`PeerHandlers`]) and writes each response back with the request's id,
-//! in completion order.
+//! `PeerSession`: one actor per inbound peer connection. It runs the
+//! listener's side of the handshake (`handshake.rs`), then opens each of
+//! the dialler's sealed requests and hands it, as an [`Incoming`] of its
+//! type, to the actor that owns that type ([`PeerHandlers`]), and writes
+//! each response back, sealed, with the request's id, in completion order.
+//!
+//! A refused handshake (no proof of the cluster secret, another cluster, a
+//! second node with our id, no handshake within `connect_timeout_ms`) is
+//! logged here with the caller's address and the reason, and the
+//! connection is closed without a word: the caller learns nothing. A frame
+//! that fails its MAC check after the handshake closes the link the same
+//! way.
 //!
 //! Responses go through a queue to a writer task that owns the socket's
 //! write half. The queue is bounded in bytes (`peer_write_queue_bytes_max`):
@@ -10,6 +17,7 @@
 //! this node's memory.
 
 use std::cell::Cell;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -19,12 +27,13 @@ use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
-use super::{Bridge, BridgeOptions, Incoming, PeerHandlers, PeerIntroduced};
+use super::handshake::{self, AwaitingProof, Credentials, Session};
+use super::seal::TAG_BYTES;
+use super::{fresh_nonce, Bridge, BridgeOptions, Incoming, NonceRng, PeerHandlers, PeerIntroduced};
 use crate::net::{BoxConnection, LocalBoxFuture};
 use crate::wire::client::ErrorCode;
 use crate::wire::peer::{
-    MemberInfo, PeerFrame, PeerReply, PeerRequest, PeerRpc, Probe, Probed, RemoteError,
-    PEER_PROTOCOL_VERSION,
+    MemberInfo, PeerFrame, PeerRefusal, PeerReply, PeerRequest, PeerRpc, Probe, Probed, RemoteError,
 };
 use crate::wire::writer::write_queued_frames;
 use crate::wire::{FrameCodec, FrameError};
@@ -34,10 +43,26 @@ use crate::NodeId;
 /// queued and close the socket.
 type Writer = mpsc::UnboundedSender<Bytes>;
 
+/// Where the listener's handshake is.
+enum Stage {
+    /// Waiting for the dialler's `Hello`.
+    Hello,
+    /// `Challenge` sent, waiting for the dialler's `Proof`.
+    Proof(AwaitingProof),
+    /// Authenticated: requests in, responses out, all sealed.
+    Up(Session),
+    /// Refused or failed: closing.
+    Closed,
+}
+
 /// The inbound session actor.
 pub struct PeerSession {
-    own: MemberInfo,
-    cluster: String,
+    /// Who this node is in handshakes, and what it proves.
+    credentials: Rc<Credentials>,
+    nonces: NonceRng,
+    /// The caller's address, for the log lines of refusals.
+    remote: SocketAddr,
+    stage: Stage,
     handlers: PeerHandlers,
     bridge: Addr<Bridge>,
     options: BridgeOptions,
@@ -45,7 +70,7 @@ pub struct PeerSession {
     /// Bytes handed to the writer task and not yet written to the socket.
     queued_bytes: Rc<Cell<usize>>,
     conn: Option<BoxConnection>,
-    /// The dialler, once its `Hello` was accepted.
+    /// The dialler, once it proved itself.
     peer: Option<MemberInfo>,
     in_flight: usize,
     span: tracing::Span,
@@ -56,18 +81,19 @@ impl PeerSession {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         conn: BoxConnection,
-        own: MemberInfo,
-        cluster: String,
+        credentials: Rc<Credentials>,
+        nonces: NonceRng,
         handlers: PeerHandlers,
         bridge: Addr<Bridge>,
         options: BridgeOptions,
-        remote: std::net::SocketAddr,
+        remote: SocketAddr,
     ) -> Self {
-        let span =
-            tracing::info_span!("peer_session", node = %own.id, actor = "bridge", remote = %remote);
+        let span = tracing::info_span!("peer_session", node = %credentials.own.id, actor = "bridge", remote = %remote);
         Self {
-            own,
-            cluster,
+            credentials,
+            nonces,
+            remote,
+            stage: Stage::Hello,
             handlers,
             bridge,
             options,
@@ -80,51 +106,57 @@ impl PeerSession {
         }
     }
 
-    /// Queues `frame` for the socket; closes the session when the peer has
-    /// let `peer_write_queue_bytes_max` pile up unread. A response too
-    /// large for a peer frame is replaced by an error that says so (never
-    /// dropped: the caller would wait out its deadline, and the writer
-    /// would fail the link).
-    fn send(&mut self, frame: &PeerFrame, ctx: &mut Context<Self>) {
-        if self.writer.is_none() {
-            return;
-        }
-        let mut encoded = frame.encode();
+    /// Seals and queues a response. One too large for a peer frame is
+    /// replaced by an error that says so (never dropped: the caller would
+    /// wait out its deadline, and the writer would fail the link).
+    fn respond(&mut self, id: u64, body: Result<PeerReply, RemoteError>, ctx: &mut Context<Self>) {
         let limit = self.options.max_frame_bytes;
-        if let (Ok(bytes), PeerFrame::Response { id, .. }) = (&encoded, frame) {
-            if bytes.len() > limit {
+        let mut encoded = PeerFrame::Response { id, body }.encode();
+        if let Ok(bytes) = &encoded {
+            let len = bytes.len() + TAG_BYTES;
+            if len > limit {
                 let span = self.span.clone();
                 let _span = span.enter();
                 warn!(
                     id,
-                    bytes = bytes.len(),
+                    bytes = len,
                     limit,
                     "peer reply too large for a frame; answering too_large"
                 );
                 let error = RemoteError::new(
                     ErrorCode::TooLarge,
                     format!(
-                        "the reply of {} bytes is over the peer frame limit of {limit} bytes",
-                        bytes.len()
+                        "the reply of {len} bytes is over the peer frame limit of {limit} bytes"
                     ),
                 );
                 encoded = PeerFrame::Response {
-                    id: *id,
+                    id,
                     body: Err(error),
                 }
                 .encode();
             }
         }
-        let bytes = match encoded {
-            Ok(bytes) => Bytes::from(bytes),
-            Err(e) => {
-                let _span = self.span.enter();
-                warn!(error = %e, "cannot encode a peer frame; closing the session");
-                self.writer = None;
-                ctx.stop();
-                return;
-            }
+        let Stage::Up(session) = &mut self.stage else {
+            return;
         };
+        match encoded
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| session.seal(bytes).map_err(|e| e.to_string()))
+        {
+            Ok(sealed) => self.queue(sealed, ctx),
+            Err(e) => {
+                let span = self.span.clone();
+                let _span = span.enter();
+                warn!(error = %e, "cannot build a peer response; closing the session");
+                self.close(ctx);
+            }
+        }
+    }
+
+    /// Queues `bytes` (a whole frame body) for the socket; closes the
+    /// session when the peer has let `peer_write_queue_bytes_max` pile up
+    /// unread.
+    fn queue(&mut self, bytes: Vec<u8>, ctx: &mut Context<Self>) {
         let Some(writer) = self.writer.as_ref() else {
             return;
         };
@@ -137,58 +169,86 @@ impl PeerSession {
                 limit = self.options.peer_write_queue_bytes_max,
                 "peer does not read its responses (peer_write_queue_bytes_max reached); closing the session"
             );
-            self.writer = None;
-            ctx.stop();
+            self.close(ctx);
             return;
         }
         self.queued_bytes.set(queued + bytes.len());
         // Fails only once the writer task ended (the socket is gone).
-        let _ = writer.send(bytes);
+        let _ = writer.send(Bytes::from(bytes));
     }
 
-    fn refuse(&mut self, reason: String, ctx: &mut Context<Self>) {
-        let span = self.span.clone();
-        let _span = span.enter();
-        warn!(%reason, "refusing peer handshake");
-        self.send(&PeerFrame::Refused { reason }, ctx);
-        // The writer task sends the refusal, then closes the socket.
+    /// Closes the session: the writer task sends what is queued, then
+    /// closes the socket.
+    fn close(&mut self, ctx: &mut Context<Self>) {
+        self.stage = Stage::Closed;
         self.writer = None;
         ctx.stop();
     }
 
-    fn on_hello(
-        &mut self,
-        protocol: u32,
-        cluster: String,
-        member: MemberInfo,
-        ctx: &mut Context<Self>,
-    ) {
-        if protocol != PEER_PROTOCOL_VERSION {
-            return self.refuse(
-                format!("protocol version {protocol} is not ours ({PEER_PROTOCOL_VERSION})"),
-                ctx,
-            );
+    /// Refuses the caller: the reason goes to our log with its address,
+    /// nothing goes to the caller but the closed connection.
+    fn refuse(&mut self, reason: &dyn std::fmt::Display, ctx: &mut Context<Self>) {
+        let span = self.span.clone();
+        let _span = span.enter();
+        warn!(remote = %self.remote, %reason, "refusing peer");
+        self.close(ctx);
+    }
+
+    /// A frame from the dialler: the next handshake step, or (once
+    /// authenticated) a sealed request.
+    fn on_bytes(&mut self, bytes: &[u8], ctx: &mut Context<Self>) {
+        let credentials = self.credentials.clone();
+        match std::mem::replace(&mut self.stage, Stage::Closed) {
+            Stage::Hello => {
+                let nonce = fresh_nonce(&self.nonces);
+                match handshake::on_hello(&credentials, bytes, nonce) {
+                    Ok((proving, challenge)) => {
+                        self.stage = Stage::Proof(proving);
+                        self.queue(challenge, ctx);
+                    }
+                    Err(e) => self.refuse(&e, ctx),
+                }
+            }
+            Stage::Proof(proving) => match proving.on_proof(&credentials, bytes) {
+                Ok(accepted) => {
+                    self.stage = Stage::Up(accepted.session);
+                    self.queue(accepted.welcome, ctx);
+                    self.on_accepted(accepted.member);
+                }
+                Err(e) => self.refuse(&e, ctx),
+            },
+            Stage::Up(mut session) => {
+                let frame = match session.open(bytes) {
+                    Ok(body) => PeerFrame::decode(body),
+                    Err(e) => {
+                        let span = self.span.clone();
+                        let _span = span.enter();
+                        warn!(remote = %self.remote, peer = ?self.peer.as_ref().map(|p| &p.id), error = %e,
+                            "peer frame fails its MAC check (altered, injected, replayed or reordered on the way); closing the link");
+                        return self.close(ctx);
+                    }
+                };
+                self.stage = Stage::Up(session);
+                match frame {
+                    Ok(PeerFrame::Request {
+                        id,
+                        trace,
+                        timeout_ms,
+                        body,
+                    }) => self.on_request(id, trace, timeout_ms, body, ctx),
+                    Ok(other) => {
+                        let reason = format!("unexpected {} frame", other.name());
+                        self.refuse(&reason, ctx);
+                    }
+                    Err(e) => self.refuse(&e, ctx),
+                }
+            }
+            Stage::Closed => {}
         }
-        if cluster != self.cluster {
-            return self.refuse(
-                format!("cluster {cluster:?} is not ours ({:?})", self.cluster),
-                ctx,
-            );
-        }
-        if member.id == self.own.id && member.peer_addr != self.own.peer_addr {
-            return self.refuse(
-                format!(
-                    "node id {} is already used by this node ({}); ids must be unique",
-                    member.id, self.own.peer_addr
-                ),
-                ctx,
-            );
-        }
-        let welcome = PeerFrame::Welcome {
-            member: self.own.clone(),
-        };
-        self.send(&welcome, ctx);
-        if member.id != self.own.id {
+    }
+
+    fn on_accepted(&mut self, member: MemberInfo) {
+        if member.id != self.credentials.own.id {
             let span = self.span.clone();
             let _span = span.enter();
             debug!(peer = %member.id, "peer session accepted");
@@ -208,8 +268,21 @@ impl PeerSession {
         ctx: &mut Context<Self>,
     ) {
         let Some(peer) = self.peer.as_ref() else {
-            return self.refuse("request before handshake".into(), ctx);
+            return self.refuse(&"request before the handshake", ctx);
         };
+        // What the dialler announced must be within bounds before it is
+        // served anything (its gossip included): a weight of 2^32-1 or a
+        // forged id never gets past here (issue 12).
+        if let Err(why) = peer.validate() {
+            let refusal = PeerRefusal::InvalidMember {
+                peer: peer.id.clone(),
+                why,
+            };
+            let span = self.span.clone();
+            let _span = span.enter();
+            warn!(reason = %refusal, request = body.name(), "refusing a peer request");
+            return self.respond(id, Err(refusal.into()), ctx);
+        }
         if self.in_flight >= self.options.peer_inflight_max {
             let failure = RemoteError::new(
                 ErrorCode::Unavailable,
@@ -218,13 +291,7 @@ impl PeerSession {
                     self.in_flight
                 ),
             );
-            return self.send(
-                &PeerFrame::Response {
-                    id,
-                    body: Err(failure),
-                },
-                ctx,
-            );
+            return self.respond(id, Err(failure), ctx);
         }
         self.in_flight += 1;
         let from = peer.id.clone();
@@ -245,7 +312,7 @@ impl PeerSession {
         };
         ctx.spawn(served.into_actor(self).map(move |body, act, ctx| {
             act.in_flight -= 1;
-            act.send(&PeerFrame::Response { id, body }, ctx);
+            act.respond(id, body, ctx);
         }));
     }
 }
@@ -303,8 +370,8 @@ impl Actor for PeerSession {
         }));
         let limit = Duration::from_millis(self.options.connect_timeout_ms);
         ctx.run_later(limit, |act, ctx| {
-            if act.peer.is_none() {
-                act.refuse("no handshake in time".into(), ctx);
+            if matches!(act.stage, Stage::Hello | Stage::Proof(_)) {
+                act.refuse(&"no handshake within connect_timeout_ms", ctx);
             }
         });
     }
@@ -320,40 +387,23 @@ impl Actor for PeerSession {
 
 impl StreamHandler<Result<Bytes, FrameError>> for PeerSession {
     fn handle(&mut self, item: Result<Bytes, FrameError>, ctx: &mut Self::Context) {
-        let frame = match item {
-            Ok(bytes) => PeerFrame::decode(&bytes),
+        match item {
+            Ok(bytes) => self.on_bytes(&bytes, ctx),
             Err(e) => {
                 let span = self.span.clone();
                 let _span = span.enter();
-                warn!(error = %e, "peer stream failed; closing");
-                ctx.stop();
-                return;
+                warn!(remote = %self.remote, error = %e, "peer stream failed; closing");
+                self.close(ctx);
             }
-        };
-        match frame {
-            Ok(PeerFrame::Hello {
-                protocol,
-                cluster,
-                member,
-            }) if self.peer.is_none() => self.on_hello(protocol, cluster, member, ctx),
-            Ok(PeerFrame::Request {
-                id,
-                trace,
-                timeout_ms,
-                body,
-            }) => self.on_request(id, trace, timeout_ms, body, ctx),
-            Ok(other) => self.refuse(format!("unexpected frame {}", frame_name(&other)), ctx),
-            Err(e) => self.refuse(e.to_string(), ctx),
         }
     }
-}
 
-fn frame_name(frame: &PeerFrame) -> &'static str {
-    match frame {
-        PeerFrame::Hello { .. } => "Hello",
-        PeerFrame::Welcome { .. } => "Welcome",
-        PeerFrame::Refused { .. } => "Refused",
-        PeerFrame::Request { .. } => "Request",
-        PeerFrame::Response { .. } => "Response",
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        if matches!(self.stage, Stage::Hello | Stage::Proof(_)) {
+            let span = self.span.clone();
+            let _span = span.enter();
+            debug!(remote = %self.remote, "connection closed before the peer handshake completed");
+        }
+        ctx.stop();
     }
 }

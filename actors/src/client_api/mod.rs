@@ -1,5 +1,9 @@
 //! The client API: the client listener ([`ClientApi`]) and one
 //! [`ClientSession`] per connection (session.rs), speaking PROTOCOL.md.
+//!
+//! In protected mode (no cluster secret) the listener serves clients from
+//! loopback addresses only: any other connection is closed at accept,
+//! before a byte is read, and logged.
 
 mod session;
 
@@ -13,11 +17,23 @@ use tracing::{info, warn};
 pub use session::ClientSession;
 
 use crate::failure_detector::FailureDetector;
-use crate::net::{accept_stream, BoxConnection, Listener};
+use crate::net::{accept_stream, AcceptPolicy, BoxConnection, Listener};
 use crate::replicator::Replicator;
 use crate::storage::Storage;
 use crate::wire::client::RequestLimits;
 use crate::NodeId;
+
+/// Default of [`ClientApiOptions::client_inflight_max`], in requests.
+pub const CLIENT_INFLIGHT_MAX_DEFAULT: usize = 1024;
+/// Default of [`ClientApiOptions::client_connections_max`], in connections.
+pub const CLIENT_CONNECTIONS_MAX_DEFAULT: usize = 4096;
+
+/// Response frames one client's socket may have queued, given its
+/// in-flight limit: twice that, so a client that reads keeps its pipeline
+/// full while one that does not is found out.
+pub fn client_write_queue_frames_max(client_inflight_max: usize) -> usize {
+    client_inflight_max.saturating_mul(2)
+}
 
 /// Limits of the client API; each named with its unit.
 #[derive(Clone, Debug)]
@@ -34,6 +50,8 @@ pub struct ClientApiOptions {
     /// Response frames queued for one client's socket; a client that lets
     /// this many pile up (it does not read) is disconnected.
     pub client_write_queue_frames_max: usize,
+    /// Which remote addresses are served: loopback only in protected mode.
+    pub accept: AcceptPolicy,
 }
 
 /// The client listener actor.
@@ -98,6 +116,10 @@ impl StreamHandler<std::io::Result<(BoxConnection, SocketAddr)>> for ClientApi {
         let span = self.span.clone();
         let _span = span.enter();
         match item {
+            Ok((_conn, remote)) if !self.options.accept.admits(remote) => {
+                warn!(%remote, "refusing client connection from a non-loopback address: \
+                    protected mode (this node has no --cluster-secret-file)");
+            }
             Ok((conn, remote)) => {
                 if self.open.get() >= self.options.client_connections_max {
                     warn!(%remote, limit = self.options.client_connections_max,

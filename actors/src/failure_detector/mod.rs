@@ -39,6 +39,15 @@ pub use gossip::{
 };
 pub use lifecycle::{Forget, Leave};
 
+/// Default longest start-up wait for the seeds, in milliseconds: long
+/// enough for nodes started together to bind their listeners, short enough
+/// for a node whose seeds are gone to start alone.
+pub const BOOTSTRAP_WAIT_MS_DEFAULT: u64 = 2000;
+/// Default time a joining or leaving node announces itself before it
+/// streams, in gossip rounds (about the rounds news takes to reach every
+/// node of a small cluster).
+pub const JOIN_SETTLE_GOSSIP_ROUNDS_DEFAULT: u64 = 3;
+
 use crate::bridge::{Bridge, CallPeer, Incoming, PeerBack, PeerEvent};
 use crate::clock::SharedClock;
 use crate::membership::MembershipChanged;

@@ -8,6 +8,7 @@ pub mod anti_entropy;
 pub mod handoff;
 pub mod hints;
 pub mod merkle;
+pub mod rate;
 pub mod stream;
 
 use fnv::FnvHashSet;
@@ -18,13 +19,15 @@ use tracing::{debug, info, warn, Instrument};
 
 use serde_bytes::ByteBuf;
 
+use crate::bridge::PeerError;
 use crate::bridge::{Incoming, LinksChanged};
 use crate::membership::MembershipChanged;
-use crate::replicas::Replicas;
-use crate::replicator::ReadRepair;
-use crate::storage::{HintCountsQuery, LocalScan};
+use crate::replicas::{ReplicaError, Replicas};
+use crate::replicator::{placement, ReadRepair};
+use crate::ring::{user_key, Ring};
+use crate::storage::{HintCountsQuery, LocalScan, StorageError};
 use crate::wire::client::ErrorCode;
-use crate::wire::peer::{LeafHashes, MerkleLeaves, RemoteError, ScanPage, ScanRange};
+use crate::wire::peer::{LeafHashes, MerkleLeaves, PeerRefusal, RemoteError, ScanPage, ScanRange};
 use crate::NodeId;
 
 /// Most entries one scan page may hold, whatever a peer asks for.
@@ -33,6 +36,9 @@ pub const SCAN_PAGE_ENTRIES_MAX: usize = 1024;
 /// asks for: a page is one peer frame (8 MiB by default), and one object
 /// (at most `object_bytes_max`) always fits beside this.
 pub const SCAN_PAGE_BYTES_MAX: u64 = 2 << 20;
+/// Most store pages one peer scan request reads when none of their keys
+/// is shared with the asking peer; the answer then says where to resume.
+pub const SCAN_SKIPPED_PAGES_MAX: usize = 16;
 
 /// Which way a handoff moves data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +51,7 @@ pub enum Direction {
 
 /// Runs handoff transfers (join or leave), one after another, throttled.
 #[derive(Message)]
-#[rtype(result = "Result<stream::StreamStats, String>")]
+#[rtype(result = "Result<stream::StreamStats, RepairError>")]
 pub struct StreamTransfers {
     /// What to move.
     pub transfers: Vec<handoff::Transfer>,
@@ -53,6 +59,69 @@ pub struct StreamTransfers {
     pub direction: Direction,
     /// Deadline of one streaming request, in milliseconds.
     pub timeout_ms: u64,
+}
+
+/// Why a repair step (a handoff transfer, an anti-entropy exchange, a
+/// served tree) failed. Callers log it and retry on a later tick.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    /// Asking a peer for a page of a range failed.
+    #[error("scan of {peer} failed: {source}")]
+    PeerScan {
+        /// The peer asked.
+        peer: NodeId,
+        /// Why.
+        source: PeerError,
+    },
+    /// Writing an object to a peer failed.
+    #[error("write to {peer} failed: {source}")]
+    PeerWrite {
+        /// The peer written to.
+        peer: NodeId,
+        /// Why.
+        source: ReplicaError,
+    },
+    /// Asking a peer for its Merkle leaves failed.
+    #[error("tree request to {peer} failed: {source}")]
+    PeerTree {
+        /// The peer asked.
+        peer: NodeId,
+        /// Why.
+        source: PeerError,
+    },
+    /// The local store could not be scanned.
+    #[error("local scan failed: {0}")]
+    LocalScan(#[source] StorageError),
+    /// An object could not be merged into the local store.
+    #[error("local merge failed: {0}")]
+    LocalMerge(#[source] ReplicaError),
+    /// The Storage actor is gone (the node is stopping).
+    #[error("storage unavailable: {0}")]
+    StorageGone(#[source] MailboxError),
+    /// A key without the namespace byte every stored key carries (corrupt
+    /// data locally, or a broken peer).
+    #[error("a {0} key is too short to carry its namespace")]
+    ShortKey(&'static str),
+}
+
+/// Default of [`RepairOptions::read_repair_inflight_max`], in writes.
+pub const READ_REPAIR_INFLIGHT_MAX_DEFAULT: usize = 1024;
+/// Default of [`RepairOptions::stream_bytes_per_s_max`], in bytes per second.
+pub const STREAM_BYTES_PER_S_MAX_DEFAULT: u64 = 64 << 20;
+/// Default of [`RepairOptions::hint_delivery_bytes_per_s_max`], in bytes
+/// per second.
+pub const HINT_DELIVERY_BYTES_PER_S_MAX_DEFAULT: u64 = 16 << 20;
+/// Default of [`RepairOptions::anti_entropy_interval_ms`], in milliseconds.
+pub const ANTI_ENTROPY_INTERVAL_MS_DEFAULT: u64 = 60_000;
+/// Shortest deadline of one streaming request (a handoff or anti-entropy
+/// page), in milliseconds: a page is up to 1 MiB of objects to read and
+/// merge, more than a client request's deadline may allow.
+pub const STREAM_TIMEOUT_MS_MIN: u64 = 5000;
+
+/// The deadline of one streaming request, in milliseconds, for a node
+/// whose client requests get `request_timeout_ms`.
+pub fn stream_timeout_ms(request_timeout_ms: u64) -> u64 {
+    request_timeout_ms.max(STREAM_TIMEOUT_MS_MIN)
 }
 
 /// Limits of repair work; each named with its unit.
@@ -99,6 +168,10 @@ pub struct Repair {
     next_partner: usize,
     /// An exchange is under way.
     syncing: bool,
+    /// Per-peer rate limits on scans and Merkle trees.
+    limits: rate::PeerLimits,
+    /// The origin of the limits' clock (tokio's, so simulated time counts).
+    epoch: tokio::time::Instant,
     span: tracing::Span,
 }
 
@@ -114,6 +187,8 @@ impl Repair {
             unusable_links: Arc::default(),
             next_partner: 0,
             syncing: false,
+            limits: rate::PeerLimits::default(),
+            epoch: tokio::time::Instant::now(),
             replicas,
             options,
             reachable: Arc::new(FnvHashSet::default()),
@@ -274,6 +349,9 @@ impl Handler<MembershipChanged> for Repair {
         self.healthy = msg.healthy;
         self.read_ring = msg.read_ring;
         self.write_ring = msg.write_ring;
+        let (read, write) = (self.read_ring.clone(), self.write_ring.clone());
+        self.limits
+            .retain(|id| placement::is_placed(&read, &write, id));
         self.deliver_hints(ctx);
     }
 }
@@ -336,7 +414,7 @@ impl Handler<ReadRepair> for Repair {
 }
 
 impl Handler<StreamTransfers> for Repair {
-    type Result = ResponseFuture<Result<stream::StreamStats, String>>;
+    type Result = ResponseFuture<Result<stream::StreamStats, RepairError>>;
 
     fn handle(&mut self, msg: StreamTransfers, _ctx: &mut Self::Context) -> Self::Result {
         let replicas = self.replicas.clone();
@@ -362,35 +440,104 @@ impl Handler<StreamTransfers> for Repair {
     }
 }
 
+impl Repair {
+    /// The checks of a peer's scan or Merkle request (issue 12): the sender
+    /// has a place on our rings, and is within its rate limit. Refusals are
+    /// logged and answered untouched.
+    fn admit(&mut self, from: &NodeId, request: rate::Costly) -> Result<(), RemoteError> {
+        let refusal = if !placement::is_placed(&self.read_ring, &self.write_ring, from) {
+            PeerRefusal::NotAMember { peer: from.clone() }
+        } else {
+            let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+            if self.limits.allow(from, request, now_ms) {
+                return Ok(());
+            }
+            PeerRefusal::RateLimited {
+                peer: from.clone(),
+                request: match request {
+                    rate::Costly::Scan => "Scan",
+                    rate::Costly::MerkleTree => "MerkleLeaves",
+                },
+                per_s_max: request.per_s_max(),
+            }
+        };
+        let span = self.span.clone();
+        let _span = span.enter();
+        warn!(peer = %from, reason = %refusal, "refusing a peer request");
+        Err(refusal.into())
+    }
+}
+
 impl Handler<Incoming<ScanRange>> for Repair {
     type Result = ResponseFuture<Result<ScanPage, RemoteError>>;
 
-    /// Serves a page of a range scan (a peer's handoff or anti-entropy pull).
+    /// Serves a page of a range scan (a peer's handoff or anti-entropy
+    /// pull): only keys the asking peer shares in this node's view (a
+    /// replica or stand-in candidate of their range), so no member can
+    /// copy the store; pages of keys it does not share are skipped, at
+    /// most `SCAN_SKIPPED_PAGES_MAX` per request.
     fn handle(&mut self, msg: Incoming<ScanRange>, _ctx: &mut Self::Context) -> Self::Result {
+        if let Err(refused) = self.admit(&msg.from, rate::Costly::Scan) {
+            return Box::pin(async move { Err(refused) });
+        }
         let ScanRange {
             start,
             end,
             limit,
             bytes_max,
         } = msg.request;
-        let scan = self.replicas.storage.send(LocalScan {
-            start: start.into_vec(),
-            end: end.map(ByteBuf::into_vec),
-            limit: (limit as usize).clamp(1, SCAN_PAGE_ENTRIES_MAX),
-            bytes_max: bytes_max.min(SCAN_PAGE_BYTES_MAX) as usize,
-        });
+        let storage = self.replicas.storage.clone();
+        let (read_ring, write_ring) = (self.read_ring.clone(), self.write_ring.clone());
+        let (n, from) = (self.options.replicas_per_key, msg.from);
+        let shared = move |key: &[u8]| {
+            user_key(key).is_some_and(|user| {
+                placement::shares(&read_ring, &write_ring, n, Ring::key_token(user), &from)
+            })
+        };
+        let (end, limit) = (
+            end.map(ByteBuf::into_vec),
+            (limit as usize).clamp(1, SCAN_PAGE_ENTRIES_MAX),
+        );
+        let bytes_max = bytes_max.min(SCAN_PAGE_BYTES_MAX) as usize;
         Box::pin(async move {
-            let page = scan
-                .await
-                .map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))?
-                .map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))?;
-            Ok(ScanPage {
-                entries: page
+            let mut cursor = start.into_vec();
+            for _ in 0..SCAN_SKIPPED_PAGES_MAX {
+                let page = storage
+                    .send(LocalScan {
+                        start: cursor.clone(),
+                        end: end.clone(),
+                        limit,
+                        bytes_max,
+                    })
+                    .await
+                    .map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))?
+                    .map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))?;
+                let more = page.more;
+                let last = page.entries.last().map(|(key, _)| stream::successor(key));
+                let entries: Vec<(ByteBuf, ByteBuf)> = page
                     .entries
                     .into_iter()
+                    .filter(|(key, _)| shared(key))
                     .map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v)))
-                    .collect(),
-                more: page.more,
+                    .collect();
+                let skipped_tail = entries.last().map(|(k, _)| stream::successor(k)) != last;
+                let resume = (more && skipped_tail).then(|| last.clone()).flatten();
+                match last {
+                    Some(next) if entries.is_empty() && more => cursor = next,
+                    _ => {
+                        return Ok(ScanPage {
+                            entries,
+                            more,
+                            resume: resume.map(ByteBuf::from),
+                        })
+                    }
+                }
+            }
+            // Nothing shared in SCAN_SKIPPED_PAGES_MAX pages: say where to go on.
+            Ok(ScanPage {
+                entries: Vec::new(),
+                more: true,
+                resume: Some(ByteBuf::from(cursor)),
             })
         })
     }
@@ -400,19 +547,33 @@ impl Handler<Incoming<MerkleLeaves>> for Repair {
     type Result = ResponseFuture<Result<LeafHashes, RemoteError>>;
 
     /// Serves this node's Merkle leaves over the keys it shares with the
-    /// asking peer (the other half of an anti-entropy exchange).
+    /// asking peer (the other half of an anti-entropy exchange); only the
+    /// asking peer's own pair, within its rate limit.
     fn handle(&mut self, msg: Incoming<MerkleLeaves>, _ctx: &mut Self::Context) -> Self::Result {
+        let MerkleLeaves { with, leaves } = msg.request;
+        if with != msg.from {
+            let refusal = PeerRefusal::NotThePair {
+                peer: msg.from.clone(),
+                with,
+            };
+            let span = self.span.clone();
+            let _span = span.enter();
+            warn!(peer = %msg.from, reason = %refusal, "refusing a peer request");
+            return Box::pin(async move { Err(refusal.into()) });
+        }
+        if let Err(refused) = self.admit(&msg.from, rate::Costly::MerkleTree) {
+            return Box::pin(async move { Err(refused) });
+        }
         let (replicas, ring, n) = (
             self.replicas.clone(),
             self.read_ring.clone(),
             self.options.replicas_per_key,
         );
-        let MerkleLeaves { with, leaves } = msg.request;
         Box::pin(
             async move {
                 anti_entropy::serve_tree(&replicas, &ring, n, &with, leaves)
                     .await
-                    .map_err(|e| RemoteError::new(ErrorCode::Internal, e))
+                    .map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))
             }
             .instrument(self.span.clone()),
         )

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_bytes::ByteBuf;
 
 use super::handoff::Transfer;
+use super::RepairError;
 use crate::replicas::Replicas;
 use crate::ring::user_key;
 use crate::storage::LocalScan;
@@ -64,7 +65,7 @@ pub async fn pull(
     throttle: Throttle,
     timeout_ms: u64,
     trace: u64,
-) -> Result<StreamStats, String> {
+) -> Result<StreamStats, RepairError> {
     let mut stats = StreamStats::default();
     let started = tokio::time::Instant::now();
     for (start, end) in transfer.range.storage_ranges() {
@@ -81,11 +82,18 @@ pub async fn pull(
                 .await
             {
                 Ok(page) => page,
-                Err(e) => return Err(format!("scan of {} failed: {e}", transfer.source)),
+                Err(source) => {
+                    return Err(RepairError::PeerScan {
+                        peer: transfer.source.clone(),
+                        source,
+                    })
+                }
             };
             for (key, object) in page.entries {
                 let (key, object) = (key.into_vec(), object.into_vec());
-                let user = user_key(&key).ok_or("a scanned key is too short")?.to_vec();
+                let user = user_key(&key)
+                    .ok_or(RepairError::ShortKey("scanned"))?
+                    .to_vec();
                 stats += StreamStats {
                     keys: 1,
                     bytes: (key.len() + object.len()) as u64,
@@ -93,8 +101,13 @@ pub async fn pull(
                 replicas
                     .merge_locally(user, object, None, trace)
                     .await
-                    .map_err(|e| format!("local merge failed: {e}"))?;
+                    .map_err(RepairError::LocalMerge)?;
                 cursor = successor(&key);
+            }
+            if let Some(resume) = page.resume {
+                // The source skipped keys we do not share past the last
+                // entry; never step back.
+                cursor = cursor.max(resume.into_vec());
             }
             tokio::time::sleep(throttle.delay(stats.bytes, started.elapsed())).await;
             if !page.more {
@@ -113,7 +126,7 @@ pub async fn push(
     throttle: Throttle,
     timeout_ms: u64,
     trace: u64,
-) -> Result<StreamStats, String> {
+) -> Result<StreamStats, RepairError> {
     let mut stats = StreamStats::default();
     let started = tokio::time::Instant::now();
     for (start, end) in transfer.range.storage_ranges() {
@@ -127,15 +140,18 @@ pub async fn push(
             });
             let page = match scan.await {
                 Ok(Ok(page)) => page,
-                Ok(Err(e)) => return Err(format!("local scan failed: {e}")),
-                Err(e) => return Err(format!("storage unavailable: {e}")),
+                Ok(Err(e)) => return Err(RepairError::LocalScan(e)),
+                Err(e) => return Err(RepairError::StorageGone(e)),
             };
             for (key, object) in page.entries {
-                let user = user_key(&key).ok_or("a stored key is too short")?;
+                let user = user_key(&key).ok_or(RepairError::ShortKey("stored"))?;
                 replicas
                     .write(&transfer.target, user, &object, trace, timeout_ms)
                     .await
-                    .map_err(|e| format!("write to {} failed: {e}", transfer.target))?;
+                    .map_err(|source| RepairError::PeerWrite {
+                        peer: transfer.target.clone(),
+                        source,
+                    })?;
                 stats += StreamStats {
                     keys: 1,
                     bytes: (key.len() + object.len()) as u64,
@@ -152,7 +168,7 @@ pub async fn push(
 }
 
 /// The smallest key greater than `key`.
-fn successor(key: &[u8]) -> Vec<u8> {
+pub(crate) fn successor(key: &[u8]) -> Vec<u8> {
     let mut next = key.to_vec();
     next.push(0);
     next

@@ -27,7 +27,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde_bytes::ByteBuf;
 use tokio::sync::oneshot;
-use tracing::Instrument;
+use tracing::{warn, Instrument};
 
 pub use coordinator::{FinishedRead, ReadCoordinator, ReadStep, WriteCoordinator, WriteStep};
 pub use fanout::{Ask, Fanout, Reach, SloppyPolicy};
@@ -43,10 +43,21 @@ use crate::ring::Ring;
 use crate::storage::{LocalRead, StorageHealth};
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::wire::peer::{
-    Coordinated, Durable, ForwardedWrite, HintedWrite, RemoteError, ReplicaRead, ReplicaWrite,
-    StoredObject,
+    Coordinated, Durable, ForwardedWrite, HintedWrite, PeerRefusal, RemoteError, ReplicaRead,
+    ReplicaWrite, StoredObject,
 };
 use crate::NodeId;
+
+/// Default replicas per key (N).
+pub const N_DEFAULT: usize = 3;
+/// Default read and write quorums (R, W), when N allows them.
+pub const QUORUM_DEFAULT: usize = 2;
+/// Default deadline of a client request, in milliseconds.
+pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 2000;
+/// Default silence before a replica gets a stand-in, in milliseconds: far
+/// above a healthy replica's answer (about a millisecond on a LAN, a few
+/// under load), far below the request deadline.
+pub const STAND_IN_AFTER_MS_DEFAULT: u64 = 250;
 
 /// Replication settings.
 #[derive(Clone, Debug)]
@@ -584,6 +595,9 @@ impl Handler<Incoming<ReplicaRead>> for Replicator {
     type Result = ResponseFuture<Result<StoredObject, RemoteError>>;
 
     fn handle(&mut self, msg: Incoming<ReplicaRead>, _ctx: &mut Self::Context) -> Self::Result {
+        if let Err(refused) = self.admit_peer(&msg.from, "Read", &msg.request.key) {
+            return Box::pin(async move { Err(refused) });
+        }
         let span = self.replica_span(&msg.from, msg.trace);
         let read = self.replicas.storage.send(LocalRead {
             key: msg.request.key.into_vec(),
@@ -607,6 +621,9 @@ impl Handler<Incoming<ReplicaWrite>> for Replicator {
     type Result = ResponseFuture<Result<Durable, RemoteError>>;
 
     fn handle(&mut self, msg: Incoming<ReplicaWrite>, _ctx: &mut Self::Context) -> Self::Result {
+        if let Err(refused) = self.admit_peer(&msg.from, "Write", &msg.request.key) {
+            return Box::pin(async move { Err(refused) });
+        }
         let span = self.replica_span(&msg.from, msg.trace);
         let replicas = self.replicas.clone();
         let (key, object) = (msg.request.key.into_vec(), msg.request.object.into_vec());
@@ -627,6 +644,9 @@ impl Handler<Incoming<HintedWrite>> for Replicator {
     type Result = ResponseFuture<Result<Durable, RemoteError>>;
 
     fn handle(&mut self, msg: Incoming<HintedWrite>, _ctx: &mut Self::Context) -> Self::Result {
+        if let Err(refused) = self.admit_peer(&msg.from, "HintedWrite", &msg.request.key) {
+            return Box::pin(async move { Err(refused) });
+        }
         let span = self.replica_span(&msg.from, msg.trace);
         let replicas = self.replicas.clone();
         let HintedWrite { key, object, owner } = msg.request;
@@ -649,6 +669,9 @@ impl Handler<Incoming<ForwardedWrite>> for Replicator {
     type Result = ResponseFuture<Result<Coordinated, RemoteError>>;
 
     fn handle(&mut self, msg: Incoming<ForwardedWrite>, _ctx: &mut Self::Context) -> Self::Result {
+        if let Err(refused) = self.admit_peer(&msg.from, "Coordinate", &msg.request.key) {
+            return Box::pin(async move { Err(refused) });
+        }
         let write = msg.request;
         let coordinate = CoordinateWrite {
             key: write.key.into_vec(),
@@ -684,6 +707,31 @@ impl Handler<Incoming<ForwardedWrite>> for Replicator {
 }
 
 impl Replicator {
+    /// The range check of a peer's request about `key` (issue 12): the
+    /// sender has a place on this node's rings (any member may coordinate
+    /// a read and repair what it read, or hold a hint), and this node is a
+    /// replica or stand-in candidate of the key in its own view
+    /// ([`placement::shares`]). A refusal is logged and answered untouched,
+    /// so a coordinator with another view tries elsewhere.
+    fn admit_peer(
+        &self,
+        from: &NodeId,
+        request: &'static str,
+        key: &[u8],
+    ) -> Result<(), RemoteError> {
+        let (read, write) = (&self.read_ring, &self.write_ring);
+        let refusal = if !placement::is_placed(read, write, from) {
+            PeerRefusal::NotAMember { peer: from.clone() }
+        } else if !placement::shares(read, write, self.options.n, Ring::key_token(key), &self.own) {
+            PeerRefusal::NotShared
+        } else {
+            return Ok(());
+        };
+        let _span = self.span.enter();
+        warn!(peer = %from, request, reason = %refusal, "refusing a peer request");
+        Err(refusal.into())
+    }
+
     /// The span of one replica-side request from `from`.
     fn replica_span(&self, from: &NodeId, trace: u64) -> tracing::Span {
         tracing::info_span!(parent: &self.span, "replica", req = %format_args!("{trace:x}"), from = %from)

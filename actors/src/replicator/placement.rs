@@ -19,7 +19,7 @@
 //!   next healthy node"); at most [`STAND_IN_CANDIDATES_PER_REPLICA`] per
 //!   replica, so the walk stays short on a large ring.
 
-use crate::ring::Ring;
+use crate::ring::{Ring, Token};
 use crate::NodeId;
 
 /// Stand-in candidates computed per replica of a key: one for each
@@ -68,6 +68,32 @@ pub fn for_write(read_ring: &Ring, write_ring: &Ring, n: usize, key: &[u8]) -> P
     }
 }
 
+/// Whether `node` has a place on either ring: a member whose own gossip
+/// reached this node and that has not left. Only such members may ask
+/// this node to read, write or scan anything.
+pub fn is_placed(read_ring: &Ring, write_ring: &Ring, node: &NodeId) -> bool {
+    let on = |ring: &Ring| ring.members().binary_search_by(|m| m.id.cmp(node)).is_ok();
+    on(read_ring) || on(write_ring)
+}
+
+/// Whether `node` shares `token`'s keys in this node's view: it is one of
+/// their write placement's primaries (both rings, so a range that is
+/// moving counts for its old and its new home) or stand-in candidates.
+/// The stand-in slack also covers views that differ for a gossip round.
+pub fn shares(read_ring: &Ring, write_ring: &Ring, n: usize, token: Token, node: &NodeId) -> bool {
+    let mut primaries = read_ring.preference_list_at(token, n);
+    for member in write_ring.preference_list_at(token, n) {
+        if !primaries.contains(&member) {
+            primaries.push(member);
+        }
+    }
+    if primaries.contains(node) {
+        return true;
+    }
+    let walk = primaries.len() + n * STAND_IN_CANDIDATES_PER_REPLICA;
+    write_ring.preference_list_at(token, walk).contains(node)
+}
+
 fn beyond(write_ring: &Ring, key: &[u8], primaries: &[NodeId], n: usize) -> Vec<NodeId> {
     let walk = primaries.len() + n * STAND_IN_CANDIDATES_PER_REPLICA;
     write_ring
@@ -94,6 +120,38 @@ mod tests {
             })
             .collect();
         Ring::new(&members, 32)
+    }
+
+    #[test]
+    fn a_node_shares_the_keys_it_replicates_or_stands_in_for() {
+        let ids = ["n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9"];
+        let ring = ring(&ids);
+        let key = b"some key";
+        let token = Ring::key_token(key);
+        let placement = for_write(&ring, &ring, 1, key);
+        let window: Vec<NodeId> = placement
+            .primaries
+            .iter()
+            .chain(&placement.beyond)
+            .cloned()
+            .collect();
+        // N = 1: the primary and two stand-in candidates.
+        assert_eq!(window.len(), 3);
+        for id in ids {
+            let node = NodeId::new(id).unwrap();
+            assert_eq!(
+                shares(&ring, &ring, 1, token, &node),
+                window.contains(&node),
+                "{id}"
+            );
+            assert!(is_placed(&ring, &ring, &node));
+        }
+        let stranger = NodeId::new("x").unwrap();
+        assert!(!shares(&ring, &ring, 1, token, &stranger));
+        assert!(!is_placed(&ring, &ring, &stranger));
+        // A joining node (write ring only) is placed and shares its future keys.
+        let joined = self::ring(&["n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "x"]);
+        assert!(is_placed(&ring, &joined, &stranger));
     }
 
     #[test]

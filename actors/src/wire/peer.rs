@@ -2,12 +2,17 @@
 //! MessagePack maps produced by serde (`rmp_serde::to_vec_named`, so fields
 //! are named and a newer peer's extra fields do not break an older reader).
 //!
-//! A connection opens with `Hello` from the dialling node; the listener checks
-//! the protocol version and the cluster name and answers `Welcome` or
-//! `Refused` (with the reason, which both sides log). After that the dialler
-//! sends `Request`s, each with an id, the client request id it serves (for
-//! logs) and its remaining time budget; the listener answers each with a
-//! `Response` carrying the same id, in any order.
+//! A connection opens with a mutual challenge-response over the cluster
+//! secret (`bridge/handshake.rs`): `Hello` from the dialling node, a
+//! `Challenge` from the listener, the dialler's `Proof`, the listener's
+//! `Welcome`. A refused handshake is a closed connection: the reason goes
+//! to the listener's log, never on the wire. From the `Proof` on, every
+//! frame is sealed: its body is followed by a 16-byte MAC over a
+//! per-direction sequence number and the body (`bridge/seal.rs`). After
+//! the handshake the dialler sends `Request`s, each with an id, the client
+//! request id it serves (for logs) and its remaining time budget; the
+//! listener answers each with a `Response` carrying the same id, in any
+//! order.
 //!
 //! # Typed calls
 //!
@@ -22,6 +27,7 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use crate::node_id::NODE_ID_BYTES_MAX;
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::NodeId;
 
@@ -31,8 +37,12 @@ use crate::NodeId;
 /// (`<id>#<incarnation>`, see `NodeId::version_actor`), which version 1
 /// nodes cannot decode, so the two refuse each other at the handshake
 /// instead of failing on objects; 3, typed requests (one reply variant per
-/// request type), push-pull gossip, error codes as their own type.
-pub const PEER_PROTOCOL_VERSION: u32 = 3;
+/// request type), push-pull gossip, error codes as their own type; 4, the
+/// authenticated handshake (`Hello` with a nonce, `Challenge`, `Proof`,
+/// `Welcome` with a proof; no more `Refused`, which told any caller the
+/// cluster's name) and sealed frames. A version 3 node cannot decode a
+/// version 4 `Hello` and the other way round: they refuse each other.
+pub const PEER_PROTOCOL_VERSION: u32 = 4;
 
 /// What a node says about itself in the handshake.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,29 +61,107 @@ pub struct MemberInfo {
     pub weight: u32,
 }
 
+pub use crate::node_id::NODE_WEIGHT_MAX;
+
+/// Longest address (`peer_addr`, `client_addr`) a member may announce, in
+/// bytes: a host name (253 bytes at most) and a port.
+pub const ADDRESS_BYTES_MAX: usize = 260;
+
+/// Longest data center or rack label a member may announce, in bytes.
+pub const LABEL_BYTES_MAX: usize = 64;
+
+/// Why a peer's description of a member is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidMember {
+    /// The id is not a valid node id (empty, over `NODE_ID_BYTES_MAX`
+    /// bytes, or holding characters outside `[A-Za-z0-9._-]`).
+    #[error("invalid node id: {0}")]
+    Id(String),
+    /// The weight is 0 or over [`NODE_WEIGHT_MAX`].
+    #[error("weight {0} is not in 1..={NODE_WEIGHT_MAX}")]
+    Weight(u32),
+    /// An address or label is empty, too long, or not printable ASCII.
+    #[error("{field} is empty, over {max} bytes or not printable ASCII")]
+    Field {
+        /// The field's name.
+        field: &'static str,
+        /// Its limit in bytes.
+        max: usize,
+    },
+}
+
+impl MemberInfo {
+    /// Checks what a peer says about a member (in a handshake or in
+    /// gossip) against the named limits; a member that fails is never
+    /// listed, so it never reaches the ring or the bridge.
+    ///
+    /// `NodeId` deserializes without its checks (it is a transparent
+    /// string on the wire), so the id is checked again here.
+    pub fn validate(&self) -> Result<(), InvalidMember> {
+        let id = self.id.as_str();
+        if id.len() > NODE_ID_BYTES_MAX {
+            return Err(InvalidMember::Id(format!(
+                "{} bytes, over {NODE_ID_BYTES_MAX}",
+                id.len()
+            )));
+        }
+        NodeId::new(id).map_err(InvalidMember::Id)?;
+        if !(1..=NODE_WEIGHT_MAX).contains(&self.weight) {
+            return Err(InvalidMember::Weight(self.weight));
+        }
+        let fields = [
+            ("peer_addr", &self.peer_addr, ADDRESS_BYTES_MAX, false),
+            ("client_addr", &self.client_addr, ADDRESS_BYTES_MAX, false),
+            ("dc", &self.dc, LABEL_BYTES_MAX, true),
+            ("rack", &self.rack, LABEL_BYTES_MAX, true),
+        ];
+        for (field, value, max, may_be_empty) in fields {
+            let printable = value.bytes().all(|b| b.is_ascii_graphic());
+            if (value.is_empty() && !may_be_empty) || value.len() > max || !printable {
+                return Err(InvalidMember::Field { field, max });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One frame between peers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum PeerFrame {
-    /// First frame from the dialling node.
+    /// First frame, from the dialling node (plain).
     Hello {
         /// Must equal [`PEER_PROTOCOL_VERSION`].
         protocol: u32,
-        /// Must equal the listener's cluster name.
+        /// The dialler's cluster name; must equal the listener's.
         cluster: String,
+        /// The dialler's node id.
+        node: NodeId,
+        /// The dialler's fresh random nonce (32 bytes).
+        nonce: ByteBuf,
+    },
+    /// The listener's answer to `Hello` (plain): its id and its own fresh
+    /// nonce, nothing else until the dialler has proved itself.
+    Challenge {
+        /// The listener's node id.
+        node: NodeId,
+        /// The listener's fresh random nonce (32 bytes).
+        nonce: ByteBuf,
+    },
+    /// The dialler proves it holds the cluster secret (sealed).
+    Proof {
+        /// HMAC-SHA256 over both nonces and ids (`bridge/handshake.rs`).
+        proof: ByteBuf,
         /// The dialler.
         member: MemberInfo,
     },
-    /// The listener accepts; it describes itself in turn.
+    /// The listener accepts, and proves it holds the secret in turn (sealed).
     Welcome {
+        /// HMAC-SHA256 over both nonces and ids, as the listener.
+        proof: ByteBuf,
         /// The listener.
         member: MemberInfo,
     },
-    /// The listener refuses; the connection closes after this frame.
-    Refused {
-        /// Why, for both sides' logs.
-        reason: String,
-    },
-    /// A request from the dialler.
+    /// A request from the dialler (sealed).
     Request {
         /// Matches the response to the request on this connection.
         id: u64,
@@ -85,13 +173,27 @@ pub enum PeerFrame {
         /// What to do.
         body: PeerRequest,
     },
-    /// The answer to request `id`.
+    /// The answer to request `id` (sealed).
     Response {
         /// The request's id.
         id: u64,
         /// The outcome.
         body: Result<PeerReply, RemoteError>,
     },
+}
+
+impl PeerFrame {
+    /// The frame's kind, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PeerFrame::Hello { .. } => "Hello",
+            PeerFrame::Challenge { .. } => "Challenge",
+            PeerFrame::Proof { .. } => "Proof",
+            PeerFrame::Welcome { .. } => "Welcome",
+            PeerFrame::Request { .. } => "Request",
+            PeerFrame::Response { .. } => "Response",
+        }
+    }
 }
 
 /// One request type of the peer protocol, tied to the reply it gets.
@@ -277,6 +379,12 @@ pub struct ScanPage {
     pub entries: Vec<(ByteBuf, ByteBuf)>,
     /// The range holds more after the last entry.
     pub more: bool,
+    /// Where the next page starts when the serving node skipped entries
+    /// after the last one it sent (keys the asking node does not share):
+    /// the caller resumes here instead of after its last entry. Absent on
+    /// the wire when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<ByteBuf>,
 }
 
 /// Anti-entropy: this replica's Merkle leaves over the keys it shares
@@ -363,6 +471,61 @@ impl From<ClientError> for RemoteError {
     }
 }
 
+/// Why a node refuses a peer's request before acting on it: the checks
+/// that hold for every session, authenticated or not (issue 12). Sent as a
+/// [`RemoteError`] marked untouched, and logged on the refusing side.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PeerRefusal {
+    /// The sender has no place on this node's rings (not a member whose
+    /// own gossip reached us, or one that left): it shares no range.
+    #[error("{peer} is not a member with a place on this node's ring")]
+    NotAMember {
+        /// The sender.
+        peer: NodeId,
+    },
+    /// This node is neither a replica nor a stand-in candidate of the key
+    /// in its own view, so it serves nothing of it.
+    #[error("this node does not hold that key's range")]
+    NotShared,
+    /// A Merkle-leaves request for a pair that does not include the sender.
+    #[error("{peer} asked for the Merkle tree shared with {with}")]
+    NotThePair {
+        /// The sender.
+        peer: NodeId,
+        /// The node named in the request.
+        with: NodeId,
+    },
+    /// The sender's announced description is out of bounds.
+    #[error("{peer} announced an invalid member: {why}")]
+    InvalidMember {
+        /// The sender.
+        peer: NodeId,
+        /// What is wrong.
+        why: InvalidMember,
+    },
+    /// The sender asked for more scans or Merkle trees than its rate
+    /// limit allows; it may ask again later.
+    #[error("{peer} sends {request} requests faster than {per_s_max} per second")]
+    RateLimited {
+        /// The sender.
+        peer: NodeId,
+        /// The request type.
+        request: &'static str,
+        /// The limit.
+        per_s_max: u32,
+    },
+}
+
+impl From<PeerRefusal> for RemoteError {
+    fn from(refusal: PeerRefusal) -> Self {
+        let code = match refusal {
+            PeerRefusal::RateLimited { .. } => ErrorCode::Unavailable,
+            _ => ErrorCode::BadRequest,
+        };
+        RemoteError::untouched(code, refusal.to_string())
+    }
+}
+
 /// Why a peer frame could not be decoded.
 #[derive(Debug, thiserror::Error)]
 #[error("undecodable peer frame: {0}")]
@@ -408,6 +571,19 @@ mod tests {
             PeerFrame::Hello {
                 protocol: PEER_PROTOCOL_VERSION,
                 cluster: "c".into(),
+                node: member().id,
+                nonce: ByteBuf::from(vec![1; 32]),
+            },
+            PeerFrame::Challenge {
+                node: member().id,
+                nonce: ByteBuf::from(vec![2; 32]),
+            },
+            PeerFrame::Proof {
+                proof: ByteBuf::from(vec![3; 32]),
+                member: member(),
+            },
+            PeerFrame::Welcome {
+                proof: ByteBuf::from(vec![4; 32]),
                 member: member(),
             },
             PeerFrame::Request {
@@ -448,6 +624,7 @@ mod tests {
         assert!(ReplicaRead::reply_from(ScanRange::reply_into(ScanPage {
             entries: Vec::new(),
             more: false,
+            resume: None,
         }))
         .is_err());
     }
@@ -493,6 +670,57 @@ mod tests {
             b'a', b'd', 0x81, 0xa3, b'k', b'e', b'y', 0xc4, 0x01, b'k',
         ];
         assert_eq!(frame.encode().unwrap(), expected);
+    }
+
+    #[test]
+    fn a_member_within_the_limits_is_valid() {
+        assert_eq!(member().validate(), Ok(()));
+        let heaviest = MemberInfo {
+            weight: NODE_WEIGHT_MAX,
+            ..member()
+        };
+        assert_eq!(heaviest.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_member_outside_the_limits_is_refused() {
+        for weight in [0, NODE_WEIGHT_MAX + 1, u32::MAX] {
+            let m = MemberInfo { weight, ..member() };
+            assert_eq!(m.validate(), Err(InvalidMember::Weight(weight)));
+        }
+        // Ids come off the wire unchecked: a long or unprintable one.
+        for id in ["x".repeat(NODE_ID_BYTES_MAX + 1), "a\nb".into(), "".into()] {
+            let forged: NodeId = rmp_serde::from_slice(&rmp_serde::to_vec(&id).unwrap()).unwrap();
+            let m = MemberInfo {
+                id: forged,
+                ..member()
+            };
+            assert!(matches!(m.validate(), Err(InvalidMember::Id(_))), "{id:?}");
+        }
+        let long = "1".repeat(ADDRESS_BYTES_MAX + 1);
+        for m in [
+            MemberInfo {
+                peer_addr: long.clone(),
+                ..member()
+            },
+            MemberInfo {
+                client_addr: String::new(),
+                ..member()
+            },
+            MemberInfo {
+                dc: "d c".into(),
+                ..member()
+            },
+            MemberInfo {
+                rack: "r".repeat(LABEL_BYTES_MAX + 1),
+                ..member()
+            },
+        ] {
+            assert!(
+                matches!(m.validate(), Err(InvalidMember::Field { .. })),
+                "{m:?}"
+            );
+        }
     }
 
     #[test]

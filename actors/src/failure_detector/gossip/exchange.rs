@@ -14,8 +14,9 @@ use crate::wire::peer::MemberInfo;
 use crate::NodeId;
 
 impl Gossip {
-    /// Merges one entry from `from`'s list: adopts a newer record, revives
-    /// the member if the news is fresh, and takes it `Down` if both we and
+    /// Merges one entry from `from`'s list: adopts a newer record (within
+    /// the origin rule, see [`Gossip::relay_may_rewrite`]), revives the
+    /// member if the news is fresh, and takes it `Down` if both we and
     /// `from` find it stale.
     pub(super) fn merge_entry(
         &mut self,
@@ -31,11 +32,26 @@ impl Gossip {
         }
         // The member's own word is first-hand; a third party's newer record
         // is fresh only if that party does not itself find it stale.
-        let fresh = !entry.stale || from == &id;
+        let first_hand = from == &id;
+        let fresh = !entry.stale || first_hand;
+        let rewrite = first_hand || self.members.get(&id).is_none_or(Self::relay_may_rewrite);
+        let mut record = entry.record.clone();
+        if !rewrite {
+            // A relayed copy about a member we hear ourselves: only its
+            // heartbeat within the generation we know counts (the origin
+            // rule); its generation, status and address are its own to change.
+            if let Some(known) = self.members.get(&id) {
+                if record.generation != known.record.generation {
+                    return self.corroborate(from, &entry, now_ms, changes);
+                }
+                record.status = known.record.status;
+                record.status_version = known.record.status_version;
+            }
+        }
         let update = |m: &mut Member| {
             let before = m.record.version();
-            let newer_generation = entry.record.generation > m.record.generation;
-            m.record.merge(&entry.record);
+            let newer_generation = record.generation > m.record.generation;
+            m.record.merge(&record);
             if newer_generation {
                 m.info = entry.info.clone();
             }
@@ -57,34 +73,70 @@ impl Gossip {
         } else {
             self.change(&id, from.clone(), changes, update);
         }
-        // Corroboration: a second, independent source for `Down`.
-        if entry.stale && from != &id && from != &self.own {
-            self.check_timer(&id, now_ms, changes);
+        self.corroborate(from, &entry, now_ms, changes);
+    }
+
+    /// The origin rule: may a record about `member` relayed by a third
+    /// node change its generation, status or address here? Only when this
+    /// node cannot hear the member itself: never heard of it (generation
+    /// 0: how members are learned), or it is `Suspect`, `Down` or `Left`
+    /// here (a member that left and stopped, was forgotten, or restarted
+    /// behind a partition has nobody else to speak for it). A member we
+    /// hear is changed only by its own messages; relays advance its
+    /// heartbeat within its generation, and a forged record about it
+    /// (`left`, a huge generation) does nothing. A member that does fall
+    /// silent here and then is forged `left` by a relay sees the forgery
+    /// gossiped back to it and starts a new generation
+    /// ([`Gossip::outrun`]), which its own messages spread.
+    pub(super) fn relay_may_rewrite(member: &Member) -> bool {
+        member.record.generation == 0
+            || member.detection != Detection::Alive
+            || member.record.status == MemberState::Left
+    }
+
+    /// Corroboration: a second, independent source for `Down`.
+    fn corroborate(
+        &mut self,
+        from: &NodeId,
+        entry: &GossipEntry,
+        now_ms: u64,
+        changes: &mut Vec<StateChange>,
+    ) {
+        let id = &entry.info.id;
+        if entry.stale && from != id && from != &self.own {
+            self.check_timer(id, now_ms, changes);
             let stale_here = self
                 .members
-                .get(&id)
+                .get(id)
                 .is_some_and(|m| m.detection == Detection::Suspect && self.stale(m, now_ms));
             if stale_here {
-                self.change(&id, from.clone(), changes, |m| {
+                self.change(id, from.clone(), changes, |m| {
                     m.detection = Detection::Down;
                 });
             }
         }
     }
 
-    /// Raises our generation past a record of ourselves that is newer than
-    /// ours (another incarnation, or one from before a lost snapshot).
+    /// Raises our generation past a record of ourselves that would change
+    /// ours: another incarnation, one from before a lost snapshot, or a
+    /// status we never set (a forged `left`, or an admin `forget` of a
+    /// node that is in fact running). Only we write our record, so any
+    /// such record is outrun by a new generation, which every merge
+    /// prefers; this is what undoes a forgery that reached nodes which
+    /// could not hear us.
     pub(super) fn outrun(&mut self, seen: &MemberRecord) {
         let Some(own) = self.members.get_mut(&self.own) else {
             return;
         };
-        if seen.version() > own.record.version() {
+        let mut merged = own.record.clone();
+        if merged.merge(seen) {
             warn!(
                 generation = own.record.generation,
                 seen_generation = seen.generation,
-                "gossip shows a newer incarnation of this node; starting a new generation"
+                seen_status = seen.status.as_str(),
+                "gossip shows a record of this node that is not ours; starting a new generation"
             );
-            own.record.generation = seen.generation.saturating_add(1);
+            own.record.generation = seen.generation.max(own.record.generation).saturating_add(1);
             own.record.heartbeat = 0;
         }
     }

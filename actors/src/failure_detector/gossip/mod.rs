@@ -97,6 +97,46 @@
 //! `Left` members stay listed (so old gossip cannot revive them) and are
 //! never removed: there is no tombstone expiry yet.
 
+//!
+//! # Validation and the origin rule
+//!
+//! Nothing a peer sends is taken on trust (issue 12). Every entry of a
+//! message is checked before it is merged, and refused (logged, counted in
+//! [`Gossip::entries_refused`]) when out of bounds:
+//!
+//! * the member's description ([`MemberInfo::validate`]): a valid node id,
+//!   a weight in `1..=NODE_WEIGHT_MAX`, addresses and labels of bounded
+//!   printable ASCII; members introduced by a handshake are checked the
+//!   same way;
+//! * its record ([`MemberRecord::validate`]): a generation at most
+//!   `generation_skew_ms_max` ahead of this node's wall clock (so no record
+//!   sits where it could never be outrun, such as `u64::MAX`), a heartbeat
+//!   at most the generation's age in ms, an administrative status, and a
+//!   status version at most [`STATUS_VERSION_MAX`] (or the `forget` mark);
+//! * a message listing more than [`MEMBERS_MAX`] members is refused whole.
+//!
+//! Records are relayed (that is how gossip spreads), so without signatures
+//! a relay could say anything about anyone. The **origin rule** limits
+//! what it can change: a record about member X changes X's generation,
+//! status or address here only if it comes from X itself (the transport's
+//! peer id, bound to the session by the handshake), or if this node cannot
+//! hear X (never heard of it, or X is `Suspect`, `Down` or `Left` here: a
+//! member that left and stopped, or was forgotten, has nobody else to speak
+//! for it), or it is this node's own verdict (suspicion, `Down`, an admin
+//! `forget`). For a member this node hears, a relayed copy only advances
+//! the heartbeat within the generation this node knows. Gossip still
+//! converges: push-pull exchanges and the bridge's link to every member
+//! make every pair talk first-hand within a few rounds, and silent members
+//! take relayed news as before (`sim_tests` pass; they only allow their
+//! clocks, days apart on purpose, a larger `generation_skew_ms_max`).
+//!
+//! What a relay can still do is bounded and undone: a forged record about
+//! a member that some node cannot hear is taken there, but it reaches the
+//! member itself, which starts a new generation on seeing any record of
+//! itself that is not its own (`Gossip::outrun`); its own messages then
+//! win everywhere. That is also why the generation bound matters: a record
+//! at `u64::MAX` could not be outrun.
+
 mod exchange;
 mod node;
 mod record;
@@ -111,7 +151,7 @@ mod tests;
 use serde::{Deserialize, Serialize};
 
 pub use node::Gossip;
-pub use record::MemberRecord;
+pub use record::{InvalidRecord, MemberRecord, STATUS_VERSION_MAX};
 
 use crate::wire::peer::MemberInfo;
 use crate::NodeId;
@@ -124,6 +164,24 @@ pub const GOSSIP_MESSAGE_VERSION: u32 = 1;
 /// same generation can outrun it ([`MemberRecord::merge`]).
 pub const FORGOTTEN_STATUS_VERSION: u64 = u64::MAX;
 
+/// Default of [`GossipOptions::gossip_interval_ms`], in milliseconds.
+pub const GOSSIP_INTERVAL_MS_DEFAULT: u64 = 1000;
+/// Default of [`GossipOptions::gossip_fanout`], in members per round.
+pub const GOSSIP_FANOUT_DEFAULT: usize = 3;
+/// Default suspicion timeout, in gossip rounds: in the simulation, 5
+/// rounds gave false `Suspect`s from 32 nodes and false `Down`s at 128;
+/// 10 rounds gave none at 32 or 128 (`benches/README.md`, Gossip).
+pub const SUSPECT_AFTER_GOSSIP_ROUNDS_DEFAULT: u64 = 10;
+/// Default of [`GossipOptions::gossip_members_max`], in members.
+pub const GOSSIP_MEMBERS_MAX_DEFAULT: usize = 1024;
+
+/// Hard bound on `gossip_members_max`, and on the entries of a gossip
+/// message: a message listing more is refused whole.
+pub const MEMBERS_MAX: usize = 4096;
+
+/// Default `generation_skew_ms_max`: one day.
+pub const GENERATION_SKEW_MS_MAX_DEFAULT: u64 = 24 * 3_600_000;
+
 /// Gossip settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GossipOptions {
@@ -134,22 +192,27 @@ pub struct GossipOptions {
     pub gossip_fanout: usize,
     /// A member whose heartbeat has not advanced for this long (this node's
     /// monotonic clock) is suspected. It must exceed the time a heartbeat takes to
-    /// reach every node (about log n rounds): in the simulation, 5 intervals
-    /// (the default) gave false `Suspect`s from 32 nodes and false `Down`s
-    /// at 128; 10 intervals gave none at 32 or 128 (`benches/README.md`).
+    /// reach every node (about log n rounds); the default is
+    /// [`SUSPECT_AFTER_GOSSIP_ROUNDS_DEFAULT`] intervals.
     pub suspect_after_ms: u64,
     /// Most members the list holds, self included; bounds memory and the
-    /// size of every message.
+    /// size of every message. Capped at [`MEMBERS_MAX`].
     pub gossip_members_max: usize,
+    /// How far ahead of this node's wall clock a generation in gossip may
+    /// be, in ms; records beyond it are ignored (see "Validation" below).
+    /// Must exceed the clock skew between members: a member whose clock is
+    /// further ahead than this is not heard until ours catches up.
+    pub generation_skew_ms_max: u64,
 }
 
 impl Default for GossipOptions {
     fn default() -> Self {
         Self {
-            gossip_interval_ms: 1000,
-            gossip_fanout: 3,
-            suspect_after_ms: 5000,
-            gossip_members_max: 1024,
+            gossip_interval_ms: GOSSIP_INTERVAL_MS_DEFAULT,
+            gossip_fanout: GOSSIP_FANOUT_DEFAULT,
+            suspect_after_ms: SUSPECT_AFTER_GOSSIP_ROUNDS_DEFAULT * GOSSIP_INTERVAL_MS_DEFAULT,
+            gossip_members_max: GOSSIP_MEMBERS_MAX_DEFAULT,
+            generation_skew_ms_max: GENERATION_SKEW_MS_MAX_DEFAULT,
         }
     }
 }

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 
 use rand::Rng;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use super::{
-    GossipMessage, GossipOptions, MemberRecord, MemberState, MemberView, PersistedMember,
-    StateChange, Tick, FORGOTTEN_STATUS_VERSION, GOSSIP_MESSAGE_VERSION,
+    GossipEntry, GossipMessage, GossipOptions, MemberRecord, MemberState, MemberView,
+    PersistedMember, StateChange, Tick, FORGOTTEN_STATUS_VERSION, GOSSIP_MESSAGE_VERSION,
+    MEMBERS_MAX,
 };
 use crate::wire::peer::MemberInfo;
 use crate::NodeId;
@@ -50,6 +51,16 @@ pub struct Gossip {
     pub(super) options: GossipOptions,
     /// Members refused because the list was full, for the actor's metrics.
     pub(super) members_dropped: u64,
+    /// Gossip entries refused by validation (bounds or the origin rule's
+    /// bounds), for logs and tests.
+    pub(super) entries_refused: u64,
+    /// The wall clock (ms since the Unix epoch) and the monotonic clock at
+    /// the start: this node's wall time at monotonic `now_ms` is
+    /// `start_wall_ms + (now_ms - start_now_ms)`, what generations in
+    /// gossip are checked against (a later step of the wall clock does not
+    /// move it).
+    pub(super) start_wall_ms: u64,
+    pub(super) start_now_ms: u64,
 }
 
 impl Gossip {
@@ -85,6 +96,9 @@ impl Gossip {
             members: BTreeMap::new(),
             options,
             members_dropped: 0,
+            entries_refused: 0,
+            start_wall_ms: wall_ms,
+            start_now_ms: now_ms,
         };
         let record = MemberRecord {
             generation,
@@ -154,10 +168,18 @@ impl Gossip {
             warn!(peer = %from, version = message.version, "ignoring gossip of another version");
             return changes;
         }
+        if message.members.len() > MEMBERS_MAX {
+            warn!(peer = %from, entries = message.members.len(), members_max = MEMBERS_MAX,
+                "ignoring gossip listing more members than MEMBERS_MAX");
+            self.entries_refused += 1;
+            return changes;
+        }
         let dropped_before = self.members_dropped;
         for entry in message.members {
-            if !entry.record.status.is_administrative() {
-                debug!(peer = %from, member = %entry.info.id, "ignoring a non-administrative status");
+            if let Err(why) = self.validate_entry(&entry, now_ms) {
+                self.entries_refused += 1;
+                warn!(peer = %from, member = %entry.info.id, reason = %why,
+                    "ignoring an invalid gossip entry");
             } else if entry.info.id == self.own {
                 self.outrun(&entry.record);
             } else {
@@ -180,6 +202,11 @@ impl Gossip {
     /// (monotonic). A known member keeps its entry.
     pub fn introduce(&mut self, member: MemberInfo, now_ms: u64) -> Vec<StateChange> {
         if member.id == self.own || self.members.contains_key(&member.id) {
+            return Vec::new();
+        }
+        if let Err(why) = member.validate() {
+            self.entries_refused += 1;
+            warn!(member = %member.id, reason = %why, "not adding an introduced member: invalid");
             return Vec::new();
         }
         if !self.has_room(&member.id) {
@@ -310,6 +337,31 @@ impl Gossip {
         self.members_dropped
     }
 
+    /// Gossip entries and introduced members refused as invalid.
+    pub fn entries_refused(&self) -> u64 {
+        self.entries_refused
+    }
+
+    /// This node's wall clock (ms since the Unix epoch) at monotonic
+    /// `now_ms`, as generations are checked against it.
+    pub fn wall_ms(&self, now_ms: u64) -> u64 {
+        self.start_wall_ms
+            .saturating_add(now_ms.saturating_sub(self.start_now_ms))
+    }
+
+    /// Checks one gossip entry: the member's description
+    /// ([`MemberInfo::validate`]) and its record
+    /// ([`MemberRecord::validate`], against our wall clock and
+    /// `generation_skew_ms_max`).
+    pub(super) fn validate_entry(&self, entry: &GossipEntry, now_ms: u64) -> Result<(), String> {
+        entry.info.validate().map_err(|e| e.to_string())?;
+        let skew = self.options.generation_skew_ms_max;
+        entry
+            .record
+            .validate(self.wall_ms(now_ms), skew)
+            .map_err(|e| e.to_string())
+    }
+
     /// Our current generation (wall-clock start time in ms since the Unix
     /// epoch, or later if raised).
     pub fn generation(&self) -> u64 {
@@ -322,7 +374,7 @@ impl Gossip {
     /// the refusal.
     pub(super) fn has_room(&mut self, id: &NodeId) -> bool {
         let room = self.members.contains_key(id)
-            || self.members.len() < self.options.gossip_members_max.max(1);
+            || self.members.len() < self.options.gossip_members_max.clamp(1, MEMBERS_MAX);
         if !room {
             self.members_dropped += 1;
         }

@@ -8,7 +8,43 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::MemberState;
+use super::{MemberState, FORGOTTEN_STATUS_VERSION};
+
+/// Most status changes a member makes in one generation, as a bound on
+/// `status_version` (it makes four at most: joining, alive, leaving, left;
+/// an admin `forget` uses [`FORGOTTEN_STATUS_VERSION`], which is allowed).
+pub const STATUS_VERSION_MAX: u64 = 1 << 16;
+
+/// Why a record a peer sent is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRecord {
+    /// The generation is further ahead of this node's clock than
+    /// `generation_skew_ms_max`: no member could have started then, and a
+    /// generation at the top of the range could never be outrun.
+    #[error("generation {generation} is more than {skew_ms_max} ms ahead of this node's clock ({wall_ms})")]
+    FutureGeneration {
+        /// The record's generation.
+        generation: u64,
+        /// This node's wall clock, ms since the Unix epoch.
+        wall_ms: u64,
+        /// `generation_skew_ms_max`.
+        skew_ms_max: u64,
+    },
+    /// More heartbeats than milliseconds since the generation started (a
+    /// member bumps it once per gossip interval, at least 1 ms).
+    #[error("heartbeat {heartbeat} is more than the age of its generation in ms")]
+    Heartbeat {
+        /// The record's heartbeat.
+        heartbeat: u64,
+    },
+    /// A status version over [`STATUS_VERSION_MAX`] that is not the
+    /// `forget` mark.
+    #[error("status version {0} is over {STATUS_VERSION_MAX}")]
+    StatusVersion(u64),
+    /// `Suspect` or `Down`: each node's own judgement, never gossiped.
+    #[error("status {0} is not administrative")]
+    Status(&'static str),
+}
 
 /// What a member says about itself; the unit that gossip merges.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +74,37 @@ impl MemberRecord {
             status: MemberState::Alive,
             status_version: 0,
         }
+    }
+
+    /// Checks a record a peer sent against the bounds, at this node's wall
+    /// clock `wall_ms` (ms since the Unix epoch): its generation at most
+    /// `skew_ms_max` ahead, its heartbeat at most one per ms of its
+    /// generation's age (with the same slack), its status administrative
+    /// and its status version at most [`STATUS_VERSION_MAX`] (or the
+    /// `forget` mark).
+    pub fn validate(&self, wall_ms: u64, skew_ms_max: u64) -> Result<(), InvalidRecord> {
+        let latest = wall_ms.saturating_add(skew_ms_max);
+        if self.generation > latest {
+            return Err(InvalidRecord::FutureGeneration {
+                generation: self.generation,
+                wall_ms,
+                skew_ms_max,
+            });
+        }
+        if self.heartbeat > latest - self.generation {
+            return Err(InvalidRecord::Heartbeat {
+                heartbeat: self.heartbeat,
+            });
+        }
+        if !self.status.is_administrative() {
+            return Err(InvalidRecord::Status(self.status.as_str()));
+        }
+        if self.status_version > STATUS_VERSION_MAX
+            && self.status_version != FORGOTTEN_STATUS_VERSION
+        {
+            return Err(InvalidRecord::StatusVersion(self.status_version));
+        }
+        Ok(())
     }
 
     /// The order in which heartbeats advance: generation first.

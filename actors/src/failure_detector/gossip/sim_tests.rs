@@ -9,10 +9,13 @@ use std::collections::HashSet;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::tests::{id_of, info};
+use super::tests::{id_of, info, options};
 use super::*;
 
-/// Round length, as `GossipOptions::default()` has it.
+/// How far apart the simulated nodes' clocks are, at most, in ms.
+const CLOCK_OFFSET_MS_MAX: u64 = 1_000_000_000;
+
+/// Round length, as `tests::options()` has it.
 const ROUND_MS: u64 = 1_000;
 /// Rounds before an unheard member is suspected (`suspect_after_ms / ROUND_MS`).
 const SUSPECT_ROUNDS: u64 = 5;
@@ -34,10 +37,10 @@ struct Sim {
 }
 
 impl Sim {
-    /// `n` nodes with default options; `knows(i)` lists the nodes node `i`
+    /// `n` nodes with `tests::options()`; `knows(i)` lists the nodes node `i`
     /// is introduced to.
     fn new(n: usize, seed: u64, knows: impl Fn(usize) -> Vec<usize>) -> Self {
-        Self::with_options(n, seed, GossipOptions::default(), knows)
+        Self::with_options(n, seed, options(), knows)
     }
 
     /// `n` nodes with `options`.
@@ -49,7 +52,14 @@ impl Sim {
     ) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed);
         let ids: Vec<NodeId> = (0..n).map(|i| id_of(&format!("n{i:03}"))).collect();
-        let clock_offsets_ms: Vec<u64> = (0..n).map(|_| rng.gen_range(0..1_000_000_000)).collect();
+        let clock_offsets_ms: Vec<u64> = (0..n)
+            .map(|_| rng.gen_range(0..CLOCK_OFFSET_MS_MAX))
+            .collect();
+        // Clocks this far apart are the point here: allow them.
+        let options = GossipOptions {
+            generation_skew_ms_max: options.generation_skew_ms_max.max(CLOCK_OFFSET_MS_MAX),
+            ..options
+        };
         let mut nodes: Vec<Gossip> = (0..n)
             .map(|i| {
                 let own = info(ids[i].as_str());

@@ -18,6 +18,8 @@
 //! - `flush`: memtable to table; `compaction`: table merges (and why
 //!   size-tiered); `recovery`: opening from disk.
 //! - `engine`: [`LsmEngine`] and its background threads.
+//! - `fuzz` (feature `fuzzing` only): the readers above, reachable from
+//!   the fuzz targets in `fuzz/`.
 //!
 //! # Write path
 //!
@@ -37,6 +39,9 @@ mod commit;
 mod compaction;
 pub mod engine;
 mod flush;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod log;
 mod manifest;
 mod memtable;

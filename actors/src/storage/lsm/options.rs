@@ -44,6 +44,7 @@ pub struct LsmOptions {
     /// Bytes of decoded data blocks kept in the block cache. Default 64 MiB.
     pub block_cache_bytes: usize,
     /// Bloom filter bits per key; 10 gives about 1% false positives.
+    /// Clamped to 1..=64 (`sstable::BLOOM_BITS_PER_KEY_MAX`).
     pub bloom_bits_per_key: usize,
     /// Durability of acknowledged writes. Default [`SyncPolicy::Always`].
     pub sync: SyncPolicy,

@@ -10,6 +10,12 @@ const COMPRESSION_NONE: u8 = 0;
 const COMPRESSION_LZ4: u8 = 1;
 const TAG_TOMBSTONE: u8 = 0;
 const TAG_VALUE: u8 = 1;
+/// LZ4 makes at most 255 bytes of output from one byte of input (a match
+/// grows by 255 bytes per extra length byte), so a block claiming to
+/// decompress to more than this many times its stored size is corrupt.
+/// Checking it first keeps a forged 12-byte block from costing a buffer of
+/// `BLOCK_UNCOMPRESSED_BYTES_MAX` (128 MiB) before LZ4 rejects it.
+const LZ4_EXPANSION_MAX: usize = 255;
 
 /// Appends one entry to an uncompressed block body.
 pub fn put_entry(body: &mut Vec<u8>, key: &[u8], slot: &Slot) {
@@ -89,8 +95,13 @@ impl Block {
                 body.truncate(split);
                 body
             }
-            COMPRESSION_LZ4 => lz4_flex::block::decompress(payload, len)
-                .map_err(|_| "block does not decompress")?,
+            COMPRESSION_LZ4 => {
+                if len > payload.len().saturating_mul(LZ4_EXPANSION_MAX) {
+                    return Err("block longer than its LZ4 data can hold");
+                }
+                lz4_flex::block::decompress(payload, len)
+                    .map_err(|_| "block does not decompress")?
+            }
             _ => return Err("unknown block compression"),
         };
         if body.len() != len {
@@ -168,4 +179,74 @@ fn locate_entries(body: &[u8]) -> Option<Vec<EntrySpan>> {
         entries.push((key_start, key_end, value));
     }
     Some(entries)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A stored block: `payload`, then a trailer with a valid checksum.
+    fn stored(payload: &[u8], compression: u8, len: u32) -> Vec<u8> {
+        let mut out = payload.to_vec();
+        out.push(compression);
+        put_u32(&mut out, len);
+        let crc = crc32c::crc32c(&out);
+        put_u32(&mut out, crc);
+        out
+    }
+
+    #[test]
+    fn blocks_round_trip_with_either_compression() {
+        let mut body = Vec::new();
+        put_entry(&mut body, b"a", &Some(b"1".repeat(40)));
+        put_entry(&mut body, b"b", &None);
+        for compression in [Compression::None, Compression::Lz4] {
+            let mut out = Vec::new();
+            seal(&mut out, &body, compression);
+            let block = Block::decode(out).unwrap();
+            assert_eq!(block.len(), 2);
+            assert_eq!(block.slot(0), Some(b"1".repeat(40)));
+            assert_eq!((block.key(1), block.slot(1)), (&b"b"[..], None));
+        }
+    }
+
+    /// Found by fuzzing (`fuzz/`, target `sstable_block`): LZ4 data that
+    /// does not decompress, behind a valid checksum, panicked inside
+    /// lz4_flex (an out-of-range slice) until its `checked-decode` feature
+    /// was enabled. It is corruption like any other.
+    #[test]
+    fn corrupt_lz4_behind_a_valid_checksum_is_an_error() {
+        for (payload, len) in [
+            (&[0u8, 0, 0][..], 0),
+            (&[0x8c, 0x34, 0x36, 0, 0][..], 64),
+            (&[0xf0, 0xff, 0xff, 0, 0, 0, 0][..], 1_000),
+        ] {
+            let stored = stored(payload, COMPRESSION_LZ4, len);
+            assert!(Block::decode(stored).is_err(), "{payload:?}");
+        }
+    }
+
+    /// Found by fuzzing (`sstable_block`, out of memory): a 3-byte LZ4
+    /// payload claiming 117 MiB made the reader allocate and zero the
+    /// whole buffer before LZ4 found the data short.
+    #[test]
+    fn a_block_claiming_more_than_lz4_can_expand_is_refused_up_front() {
+        let stored = stored(&[0x24, 0, 0], COMPRESSION_LZ4, 0x075b_0375);
+        assert_eq!(
+            Block::decode(stored).unwrap_err(),
+            "block longer than its LZ4 data can hold"
+        );
+    }
+
+    #[test]
+    fn the_lz4_expansion_bound_admits_the_most_compressible_body() {
+        let mut body = Vec::new();
+        put_entry(&mut body, b"k", &Some(vec![0; 4 << 20]));
+        let mut out = Vec::new();
+        seal(&mut out, &body, Compression::Lz4);
+        let payload_bytes = out.len() - BLOCK_TRAILER_BYTES;
+        assert!(body.len() / payload_bytes > 200, "nearly the worst case");
+        assert_eq!(Block::decode(out).unwrap().slot(0), Some(vec![0; 4 << 20]));
+    }
 }

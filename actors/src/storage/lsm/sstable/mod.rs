@@ -52,6 +52,16 @@ pub const BLOCK_BYTES_MAX: usize = 16 << 20;
 /// `RECORD_PAYLOAD_BYTES_MAX` (64 MiB): every block the writer makes is
 /// accepted by the reader.
 pub const BLOCK_UNCOMPRESSED_BYTES_MAX: usize = 128 << 20;
+/// The most bloom filter bits a table spends per key
+/// (`LsmOptions::bloom_bits_per_key` is clamped to it): at 64 the false
+/// positive rate is already far below anything measurable, and it keeps
+/// the number of hash functions under [`BLOOM_HASHES_MAX`].
+pub const BLOOM_BITS_PER_KEY_MAX: usize = 64;
+/// A bloom filter with more hash functions than this is corrupt: every
+/// lookup runs one round per function, and a filter of
+/// `BLOOM_BITS_PER_KEY_MAX` bits per key has about 44 (bits per key times
+/// ln 2), so every filter the writer makes is accepted.
+pub const BLOOM_HASHES_MAX: u32 = 64;
 /// Bloom filters use a fixed seed so a table's bytes depend only on its
 /// contents (the golden test relies on it). Any constant works.
 pub const BLOOM_SEED: [u8; 32] = *b"ringkv bloom seed, fixed forever";

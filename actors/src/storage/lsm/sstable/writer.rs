@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use bloomfilter::Bloom;
 
 use super::block::{put_entry, seal};
-use super::{BLOCK_BYTES_MAX, BLOOM_SEED, TABLE_FORMAT_VERSION, TABLE_MAGIC};
+use super::{
+    BLOCK_BYTES_MAX, BLOOM_BITS_PER_KEY_MAX, BLOOM_SEED, TABLE_FORMAT_VERSION, TABLE_MAGIC,
+};
 use crate::storage::lsm::codec::{len_u32, put_bytes, put_u32, put_u64};
 use crate::storage::lsm::memtable::Slot;
 use crate::storage::lsm::options::Compression;
@@ -50,7 +52,8 @@ impl TableWriter {
         keys_expected: usize,
     ) -> Result<Self, StorageError> {
         let keys = keys_expected.max(1);
-        let bitmap_bytes = (keys * layout.bloom_bits_per_key.max(1)).div_ceil(8);
+        let bits_per_key = layout.bloom_bits_per_key.clamp(1, BLOOM_BITS_PER_KEY_MAX);
+        let bitmap_bytes = (keys * bits_per_key).div_ceil(8);
         let bloom = Bloom::new_with_seed(bitmap_bytes, keys, &BLOOM_SEED).map_err(|reason| {
             StorageError::Io {
                 context: format!("sizing the bloom filter of {}", path.display()),
