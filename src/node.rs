@@ -13,7 +13,7 @@ use actix::prelude::*;
 use ringkv_actors::bridge::{Bridge, BridgeOptions, Dial, PeerHandlers};
 use ringkv_actors::client_api::{ClientApi, ClientApiOptions};
 use ringkv_actors::clock::SharedClock;
-use ringkv_actors::conflict_resolver::ConflictResolver;
+use ringkv_actors::conflict_resolver::{ConflictResolver, ContextKey};
 use ringkv_actors::failure_detector::{
     FailureDetector, FailureDetectorOptions, GossipOptions, MemberState, PersistedMember, Subscribe,
 };
@@ -129,6 +129,16 @@ fn should_join(own: &ringkv_actors::NodeId, known: &[PersistedMember], has_seeds
         Some(MemberState::Joining | MemberState::Left) => true,
         Some(_) => false,
         None => has_seeds,
+    }
+}
+
+/// The key this node seals client contexts with: from the cluster secret,
+/// or (integrity only, see `conflict_resolver::context`) from the cluster
+/// name when there is none.
+fn context_key(config: &NodeConfig) -> ContextKey {
+    match &config.cluster_secret {
+        Some((_, secret)) => ContextKey::from_secret(secret),
+        None => ContextKey::from_cluster_name(&config.cluster),
     }
 }
 
@@ -279,6 +289,7 @@ pub async fn start(
             limits: config.version_limits.clone(),
             stand_in_after_ms: config.stand_in_after_ms,
             object_bytes_max: config.object_bytes_max,
+            contexts: context_key(config),
         },
         replicas,
         resolver,
