@@ -7,6 +7,10 @@
 //! cargo run --example client -- --addr 127.0.0.1:7001 status
 //! ```
 //!
+//! With `--token-file PATH` it sends `auth` first, with the token on the
+//! file's first line (the client token; a node's `--client-token-file`
+//! works as is).
+//!
 //! `get` prints every sibling, numbered, and the context as hex; pass that
 //! hex back with `--context` to overwrite (or delete) exactly what you saw.
 
@@ -38,6 +42,10 @@ struct Args {
     /// Server-side deadline, in milliseconds.
     #[arg(long)]
     timeout_ms: Option<u64>,
+    /// Send `auth` first with the client token on this file's first line
+    /// (for a node started with `--client-token-file`).
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -77,6 +85,10 @@ async fn main() -> anyhow::Result<()> {
     let client = Client::connect(&args.addr)
         .await
         .with_context(|| format!("cannot connect to {}", args.addr))?;
+    if let Some(path) = &args.token_file {
+        let token = ringkv::client::token_from_file(path, false).context("--token-file")?;
+        client.auth(&token).await.context("auth")?;
+    }
     let options = RequestOptions {
         r: args.r,
         w: args.w,

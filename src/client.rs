@@ -14,14 +14,17 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use ringkv_actors::client_api::access::{TokenFile, TokenFileError};
 use ringkv_actors::wire::client::{
-    encode_request, map_field, map_str, parse_response, ClientOp, ClientRequest, ErrorCode,
+    encode_request, map_field, map_str, parse_response, AuthToken, ClientOp, ClientRequest,
+    ErrorCode,
 };
 use ringkv_actors::wire::{FrameCodec, MAX_FRAME_BYTES_DEFAULT};
 use rmpv::Value;
@@ -65,6 +68,20 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// The token a client presents from a token file (`--token-file`): the
+/// file holds the client token on its first line and, optionally, the
+/// admin token on its second (the node's `--client-token-file` has this
+/// shape). `admin`: the admin token if the file has one, else the client
+/// token; otherwise the client token.
+pub fn token_from_file(path: &Path, admin: bool) -> Result<Vec<u8>, TokenFileError> {
+    let file = TokenFile::read(path)?;
+    Ok(if admin {
+        file.admin_or_client().to_vec()
+    } else {
+        file.client
+    })
 }
 
 /// The opaque causal context of a key: hand it back on the next write so it
@@ -381,6 +398,21 @@ impl Client {
     async fn write(&self, op: ClientOp, timeout_ms: Option<u64>) -> Result<Context, Error> {
         let body = self.call(op, timeout_ms).await?;
         context_of(&body)?.ok_or_else(|| Error::Protocol("write answer has no `context`".into()))
+    }
+
+    /// Presents a token (PROTOCOL.md version 2 `auth`): the client token
+    /// grants every op, the admin token the admin ops from any address too.
+    /// Required first on a node with a client token; a wrong token answers
+    /// `unauthorized` (and the connection has nothing granted).
+    pub async fn auth(&self, token: &[u8]) -> Result<(), Error> {
+        self.call(
+            ClientOp::Auth {
+                token: AuthToken(token.to_vec()),
+            },
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Asks the node to hand its ranges off and leave the cluster (an admin

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
+use ringkv_actors::client_api::access::{ClientTokens, TokenFile};
 use ringkv_actors::conflict_resolver::{
     VersionLimits, SIBLINGS_MAX_DEFAULT, VCLOCK_ENTRIES_MAX_DEFAULT, VCLOCK_PRUNE_AGE_S_DEFAULT,
 };
@@ -82,6 +83,14 @@ pub struct NodeArgs {
     /// node's user only. See SECURITY.md.
     #[arg(long, value_name = "PATH")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// File holding the client token (line 1) and, optionally, the admin
+    /// token (line 2), 16 to 1024 bytes each. With it, clients must send
+    /// `auth` with the client token before any other op; `leave` and
+    /// `forget` need the admin token when there is one (from any address),
+    /// else come from loopback only. Keep it readable by the node's user
+    /// only. See SECURITY.md.
+    #[arg(long, value_name = "PATH")]
+    pub client_token_file: Option<PathBuf>,
     /// Address for node-to-node traffic, e.g. 127.0.0.1:7101.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
@@ -226,6 +235,9 @@ pub struct NodeConfig {
     /// The cluster secret and the file it was read from (`None`: no
     /// secret given).
     pub cluster_secret: Option<(PathBuf, ClusterSecret)>,
+    /// The client and admin tokens (`--client-token-file`; default none).
+    /// `Debug` shows only which are set.
+    pub client_tokens: ClientTokens,
     /// Peer listen address.
     pub listen: SocketAddr,
     /// The peer address other nodes dial.
@@ -317,6 +329,7 @@ impl NodeArgs {
             id,
             cluster,
             cluster_secret_file,
+            client_token_file,
             listen,
             advertise_addr,
             client_listen,
@@ -499,10 +512,17 @@ impl NodeArgs {
             }
             None => None,
         };
+        let client_tokens = match self.client_token_file {
+            Some(path) => ClientTokens::new(
+                &TokenFile::read(&path).map_err(|e| format!("--client-token-file: {e}"))?,
+            ),
+            None => ClientTokens::default(),
+        };
         Ok(NodeConfig {
             id,
             cluster: self.cluster.unwrap_or_else(|| "ringkv".into()),
             cluster_secret,
+            client_tokens,
             listen,
             advertise_addr,
             client_listen,

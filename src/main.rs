@@ -44,6 +44,11 @@ struct AdminArgs {
     /// A node's client address.
     #[arg(long, default_value = "127.0.0.1:7001")]
     addr: String,
+    /// Send `auth` first with a token from this file: its second line (the
+    /// admin token) if it has one, else its first (the client token). The
+    /// node's `--client-token-file` works as is.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     action: AdminAction,
 }
@@ -196,6 +201,11 @@ fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
         let client = Client::connect(&args.addr)
             .await
             .with_context(|| format!("cannot connect to {}", args.addr))?;
+        if let Some(path) = &args.token_file {
+            let token = ringkv::client::token_from_file(path, true)
+                .with_context(|| "--token-file".to_string())?;
+            client.auth(&token).await.context("auth")?;
+        }
         match args.action {
             AdminAction::Leave { wait_s } => {
                 let node = client.leave().await?;

@@ -346,6 +346,7 @@ pub async fn start(
             client_inflight_max: config.client_inflight_max,
             client_connections_max: config.client_connections_max,
             client_write_queue_frames_max: 2 * config.client_inflight_max,
+            tokens: config.client_tokens.clone(),
         },
         client_listener,
         replicator,

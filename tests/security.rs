@@ -1,10 +1,12 @@
 //! The client-facing security checks across real node processes
-//! (SECURITY.md): contexts that cannot be forged.
+//! (SECURITY.md): contexts that cannot be forged, client and admin tokens.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use common::Cluster;
+use std::time::{Duration, Instant};
+
+use common::{Cluster, NodeProc};
 use ringkv::client::{Context, Error};
 use ringkv::Client;
 use ringkv_actors::conflict_resolver::{ContextKey, VersionVector};
@@ -143,4 +145,156 @@ async fn with_a_secret_contexts_pass_between_members_and_the_public_scheme_canno
         c2.get(b"cart").await.unwrap().values,
         vec![b"both".to_vec()]
     );
+}
+
+const CLIENT_TOKEN: &str = "client-token-7f3a9c51e2b84d06";
+const ADMIN_TOKEN: &str = "admin-token-0c5e8b2f1a9d7436";
+
+/// A one-node cluster whose `--client-token-file` holds `lines`; returns
+/// it once the node answers `ping` after `auth` with the first line.
+async fn with_tokens(lines: &[&str]) -> (Cluster, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let file = file.display().to_string();
+    let mut args = ONE_NODE.to_vec();
+    args.extend(["--client-token-file", &file]);
+    let cluster = Cluster::spawn(1, &args);
+    wait_ping_with(&cluster.nodes[0], lines[0].as_bytes()).await;
+    (cluster, dir)
+}
+
+/// Waits until `node` answers `ping` on a connection that sent `token`.
+async fn wait_ping_with(node: &NodeProc, token: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(client) = Client::connect(node.client).await {
+            if client.auth(token).await.is_ok() && client.ping().await.is_ok() {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{} never answered", node.id);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn with_a_client_token_nothing_but_auth_is_served_before_auth() {
+    let (cluster, _dir) = with_tokens(&[CLIENT_TOKEN]).await;
+    let client = cluster.nodes[0].client().await;
+    assert_eq!(
+        code_of(client.get(b"k").await),
+        Some(ErrorCode::Unauthorized)
+    );
+    assert_eq!(
+        code_of(client.put(b"k", b"v", None).await),
+        Some(ErrorCode::Unauthorized)
+    );
+    assert_eq!(code_of(client.ping().await), Some(ErrorCode::Unauthorized));
+    assert_eq!(
+        code_of(client.status().await),
+        Some(ErrorCode::Unauthorized)
+    );
+    client.auth(CLIENT_TOKEN.as_bytes()).await.unwrap();
+    client.put(b"k", b"v", None).await.unwrap();
+    assert_eq!(client.get(b"k").await.unwrap().values, vec![b"v".to_vec()]);
+    // Nothing was written before `auth`.
+    assert_eq!(client.get(b"k").await.unwrap().values.len(), 1);
+    // Another connection starts with nothing granted.
+    let other = cluster.nodes[0].client().await;
+    assert_eq!(
+        code_of(other.get(b"k").await),
+        Some(ErrorCode::Unauthorized)
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_unauthorized_logged_with_the_peer_address_and_never_logged_itself() {
+    let (cluster, _dir) = with_tokens(&[CLIENT_TOKEN]).await;
+    let client = cluster.nodes[0].client().await;
+    let wrong = "client-token-7f3a9c51e2b84d07";
+    let refused = client.auth(wrong.as_bytes()).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::Unauthorized));
+    assert_eq!(
+        code_of(client.get(b"k").await),
+        Some(ErrorCode::Unauthorized)
+    );
+    // A good token, then a wrong one: the grant is taken back.
+    client.auth(CLIENT_TOKEN.as_bytes()).await.unwrap();
+    client.get(b"k").await.unwrap();
+    client.auth(b"not-the-token-at-all").await.unwrap_err();
+    assert_eq!(
+        code_of(client.get(b"k").await),
+        Some(ErrorCode::Unauthorized)
+    );
+    // The third wrong token on one connection also closes it.
+    client.auth(b"still-not-the-token").await.unwrap_err();
+    assert!(client.ping().await.unwrap_err().code().is_none());
+
+    let log = std::fs::read_to_string(cluster.nodes[0].data_dir.with_extension("log")).unwrap();
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("client sent a wrong token"))
+        .collect();
+    assert_eq!(refusals.len(), 3, "{log}");
+    for line in refusals {
+        assert!(
+            line.contains("client=127.0.0.1:"),
+            "no peer address: {line}"
+        );
+    }
+    for secret in [
+        CLIENT_TOKEN,
+        wrong,
+        "not-the-token-at-all",
+        "still-not-the-token",
+    ] {
+        assert!(!log.contains(secret), "a token in the log: {secret}");
+    }
+}
+
+#[tokio::test]
+async fn admin_ops_need_the_admin_token_when_the_node_has_one() {
+    let (mut cluster, _dir) = with_tokens(&[CLIENT_TOKEN, ADMIN_TOKEN]).await;
+    let client = cluster.nodes[0].client().await;
+    client.auth(CLIENT_TOKEN.as_bytes()).await.unwrap();
+    let refused = client.leave().await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::Unauthorized), "{refused}");
+    assert_eq!(
+        code_of(client.forget("n9").await),
+        Some(ErrorCode::Unauthorized)
+    );
+    // Still a member, still serving.
+    client.put(b"k", b"v", None).await.unwrap();
+    let status = client.status().await.unwrap();
+    assert_eq!(status.members[0].state, "alive");
+    // The admin token grants the admin ops (and the others): `forget` of
+    // an unknown member now gets past the check to `bad_request`.
+    client.auth(ADMIN_TOKEN.as_bytes()).await.unwrap();
+    assert_eq!(
+        code_of(client.forget("n9").await),
+        Some(ErrorCode::BadRequest)
+    );
+    client.get(b"k").await.unwrap();
+    // `ringkv admin --token-file` sends the admin token (the file's second
+    // line) and gets through; without the file it is refused.
+    let token_file = _dir.path().join("tokens");
+    let admin = |with_file: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ringkv"));
+        command.args(["admin", "--addr", &cluster.nodes[0].client.to_string()]);
+        if with_file {
+            command.args(["--token-file", &token_file.display().to_string()]);
+        }
+        command.args(["forget", "n9"]).output().unwrap()
+    };
+    let refused = admin(false);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Unauthorized"),
+        "{refused:?}"
+    );
+    let past_auth = admin(true);
+    let stderr = String::from_utf8_lossy(&past_auth.stderr);
+    assert!(stderr.contains("BadRequest"), "{past_auth:?}");
+    cluster.nodes[0].terminate();
 }

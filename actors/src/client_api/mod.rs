@@ -1,6 +1,8 @@
 //! The client API: the client listener ([`ClientApi`]) and one
-//! [`ClientSession`] per connection (session.rs), speaking PROTOCOL.md.
+//! [`ClientSession`] per connection (session.rs), speaking PROTOCOL.md;
+//! who may do what on a connection (tokens, admin ops) is `access`.
 
+pub mod access;
 mod session;
 
 use std::cell::Cell;
@@ -34,6 +36,10 @@ pub struct ClientApiOptions {
     /// Response frames queued for one client's socket; a client that lets
     /// this many pile up (it does not read) is disconnected.
     pub client_write_queue_frames_max: usize,
+    /// The client and admin tokens (`--client-token-file`; none: every
+    /// connection may run every op, admin ops from loopback only); the
+    /// policy is `access`.
+    pub tokens: access::ClientTokens,
 }
 
 /// The client listener actor.
