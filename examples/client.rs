@@ -16,7 +16,7 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use ringkv::client::{Context, RequestOptions};
+use ringkv::client::{Context, RequestOptions, TlsOptions};
 use ringkv::Client;
 
 #[derive(Parser, Debug)]
@@ -46,6 +46,14 @@ struct Args {
     /// (for a node started with `--client-token-file`).
     #[arg(long, value_name = "PATH")]
     token_file: Option<std::path::PathBuf>,
+    /// Talk TLS (a node started with --tls-cert): the CA (PEM) the node's
+    /// certificate must chain to.
+    #[arg(long, value_name = "PATH")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The name the node's certificate must carry (default: the host part
+    /// of --addr).
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    tls_server_name: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -82,9 +90,17 @@ enum Cmd {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let client = Client::connect(&args.addr)
-        .await
-        .with_context(|| format!("cannot connect to {}", args.addr))?;
+    let client = match &args.tls_ca {
+        Some(ca) => {
+            let tls = TlsOptions {
+                ca: ca.clone(),
+                server_name: args.tls_server_name.clone(),
+            };
+            Client::connect_tls(&args.addr, &tls).await
+        }
+        None => Client::connect(&args.addr).await,
+    }
+    .with_context(|| format!("cannot connect to {}", args.addr))?;
     if let Some(path) = &args.token_file {
         let token = ringkv::client::token_from_file(path, false).context("--token-file")?;
         client.auth(&token).await.context("auth")?;

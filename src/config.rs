@@ -13,6 +13,7 @@ use ringkv_actors::conflict_resolver::{
 };
 use ringkv_actors::ring::VNODES_PER_WEIGHT_DEFAULT;
 use ringkv_actors::secret::ClusterSecret;
+use ringkv_actors::tls::{NodeTls, TlsFiles};
 use ringkv_actors::wire::client::{MAX_KEY_BYTES_DEFAULT, MAX_VALUE_BYTES_DEFAULT};
 use ringkv_actors::wire::MAX_FRAME_BYTES_DEFAULT;
 use ringkv_actors::NodeId;
@@ -91,6 +92,21 @@ pub struct NodeArgs {
     /// only. See SECURITY.md.
     #[arg(long, value_name = "PATH")]
     pub client_token_file: Option<PathBuf>,
+    /// TLS on the client port and the peer port: this node's certificate
+    /// chain (PEM, leaf first). Needs --tls-key and --tls-ca. See
+    /// SECURITY.md, "TLS".
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificate(s) (PEM) peer certificates must chain to.
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
+    /// The name every peer certificate must carry (default: the peer's IP
+    /// address as dialled).
+    #[arg(long, value_name = "NAME")]
+    pub tls_peer_name: Option<String>,
     /// Address for node-to-node traffic, e.g. 127.0.0.1:7101.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
@@ -238,6 +254,9 @@ pub struct NodeConfig {
     /// The client and admin tokens (`--client-token-file`; default none).
     /// `Debug` shows only which are set.
     pub client_tokens: ClientTokens,
+    /// TLS for the client and peer ports (`--tls-cert`, `--tls-key`,
+    /// `--tls-ca`; default none: plain TCP).
+    pub tls: Option<NodeTls>,
     /// Peer listen address.
     pub listen: SocketAddr,
     /// The peer address other nodes dial.
@@ -330,6 +349,10 @@ impl NodeArgs {
             cluster,
             cluster_secret_file,
             client_token_file,
+            tls_cert,
+            tls_key,
+            tls_ca,
+            tls_peer_name,
             listen,
             advertise_addr,
             client_listen,
@@ -518,11 +541,34 @@ impl NodeArgs {
             ),
             None => ClientTokens::default(),
         };
+        let tls = match (self.tls_cert, self.tls_key, self.tls_ca) {
+            (None, None, None) => {
+                if self.tls_peer_name.is_some() {
+                    return Err("--tls-peer-name needs --tls-cert, --tls-key and --tls-ca".into());
+                }
+                None
+            }
+            (Some(cert), Some(key), Some(ca)) => Some(
+                NodeTls::load(&TlsFiles {
+                    cert,
+                    key,
+                    ca,
+                    peer_name: self.tls_peer_name,
+                })
+                .map_err(|e| format!("TLS: {e}"))?,
+            ),
+            _ => {
+                return Err(
+                    "--tls-cert, --tls-key and --tls-ca go together: give all three or none".into(),
+                )
+            }
+        };
         Ok(NodeConfig {
             id,
             cluster: self.cluster.unwrap_or_else(|| "ringkv".into()),
             cluster_secret,
             client_tokens,
+            tls,
             listen,
             advertise_addr,
             client_listen,

@@ -148,8 +148,16 @@ pub async fn start(
     env: NodeEnv,
     lock: Option<File>,
 ) -> Result<RunningNode, NodeError> {
-    let peer_listener = env
-        .net
+    // With TLS, both ports (and the bridge's dials) speak it; the layers
+    // above see plain streams either way.
+    let (peer_net, client_net) = match &config.tls {
+        Some(tls) => (
+            tls.peer_net(env.net.clone()),
+            tls.client_net(env.net.clone()),
+        ),
+        None => (env.net.clone(), env.net.clone()),
+    };
+    let peer_listener = peer_net
         .bind(config.listen)
         .await
         .map_err(|source| NodeError::Bind {
@@ -157,15 +165,14 @@ pub async fn start(
             what: "--listen",
             source,
         })?;
-    let client_listener =
-        env.net
-            .bind(config.client_listen)
-            .await
-            .map_err(|source| NodeError::Bind {
-                addr: config.client_listen,
-                what: "--client-listen",
-                source,
-            })?;
+    let client_listener = client_net
+        .bind(config.client_listen)
+        .await
+        .map_err(|source| NodeError::Bind {
+            addr: config.client_listen,
+            what: "--client-listen",
+            source,
+        })?;
     let peer_addr = peer_listener.local_addr().unwrap_or(config.listen);
     let client_addr = client_listener.local_addr().unwrap_or(config.client_listen);
     // With an ephemeral --listen port (0), advertise the port actually bound.
@@ -306,7 +313,7 @@ pub async fn start(
     bridge_context.run(Bridge::new(
         own.clone(),
         config.cluster.clone(),
-        env.net.clone(),
+        peer_net,
         bridge_options,
         peer_listener,
         PeerHandlers {
