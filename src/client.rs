@@ -32,6 +32,12 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
+/// Largest response frame body the client reads, in bytes: a node answers
+/// in frames of at most its `--max-frame-bytes`, so this reads nodes
+/// configured with up to twice the default. A larger frame fails every
+/// waiting call with a protocol error and closes the connection.
+pub const RESPONSE_FRAME_BYTES_MAX: usize = MAX_FRAME_BYTES_DEFAULT * 2;
+
 /// Requests queued for the writer task before callers wait.
 const OUTBOX_REQUESTS_MAX: usize = 1024;
 
@@ -275,7 +281,7 @@ impl Client {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
     {
         let (read, write) = tokio::io::split(stream);
-        let codec = FrameCodec::new(MAX_FRAME_BYTES_DEFAULT * 2);
+        let codec = FrameCodec::new(RESPONSE_FRAME_BYTES_MAX);
         let waiters: Waiters = Arc::default();
         let (outbox, mut outgoing) = mpsc::channel::<Bytes>(OUTBOX_REQUESTS_MAX);
         let mut sink = FramedWrite::new(write, codec.clone());
@@ -291,9 +297,29 @@ impl Client {
         let closed = Arc::new(AtomicBool::new(false));
         let reader_closed = closed.clone();
         tokio::spawn(async move {
-            while let Some(Ok(frame)) = frames.next().await {
-                let Ok((id, result)) = parse_response(&frame) else {
-                    continue;
+            while let Some(read) = frames.next().await {
+                // A frame that cannot be read or parsed leaves the stream
+                // out of step: fail every waiting call with the reason at
+                // once (rather than letting each wait out its deadline),
+                // and close.
+                let parsed = read
+                    .map_err(|e| format!("unreadable frame: {e}"))
+                    .and_then(|frame| {
+                        parse_response(&frame).map_err(|e| {
+                            format!("a response that does not follow the protocol: {e}")
+                        })
+                    });
+                let (id, result) = match parsed {
+                    Ok(response) => response,
+                    Err(why) => {
+                        reader_closed.store(true, Ordering::SeqCst);
+                        if let Ok(mut w) = reader_waiters.lock() {
+                            for (_, waiter) in w.drain() {
+                                let _ = waiter.send(Err(Error::Protocol(why.clone())));
+                            }
+                        }
+                        break;
+                    }
                 };
                 let waiter = reader_waiters.lock().ok().and_then(|mut w| w.remove(&id));
                 if let Some(waiter) = waiter {
@@ -559,5 +585,33 @@ mod tests {
             context: None,
         };
         assert_eq!(none.resolve(|vs| vs.concat()), None);
+    }
+
+    /// A node answering with a frame that is not a response fails the
+    /// waiting call with a protocol error at once (it used to be skipped,
+    /// and the caller waited out its 30 s), and the connection closes.
+    #[tokio::test]
+    async fn a_response_that_cannot_be_parsed_fails_the_call_at_once() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut length = [0u8; 4];
+            socket.read_exact(&mut length).await.unwrap();
+            let mut request = vec![0u8; u32::from_be_bytes(length) as usize];
+            socket.read_exact(&mut request).await.unwrap();
+            // A well-framed body that is not MessagePack (0xc1 is never used).
+            socket.write_all(&[0, 0, 0, 2, 0xc1, 0xc1]).await.unwrap();
+            socket
+        });
+        let client = Client::connect(addr).await.unwrap();
+        let answer = client.ping().await;
+        assert!(
+            matches!(answer, Err(Error::Protocol(_))),
+            "expected a protocol error, got {answer:?}"
+        );
+        assert!(matches!(client.ping().await, Err(Error::Closed)));
+        drop(server.await.unwrap());
     }
 }

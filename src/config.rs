@@ -7,45 +7,81 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
+use ringkv_actors::bridge::RECONNECT_BACKOFF_MAX_MS_DEFAULT;
 use ringkv_actors::client_api::access::{ClientTokens, TokenFile};
+use ringkv_actors::client_api::{CLIENT_CONNECTIONS_MAX_DEFAULT, CLIENT_INFLIGHT_MAX_DEFAULT};
 use ringkv_actors::conflict_resolver::{
     VersionLimits, SIBLINGS_MAX_DEFAULT, VCLOCK_ENTRIES_MAX_DEFAULT, VCLOCK_PRUNE_AGE_S_DEFAULT,
 };
+use ringkv_actors::failure_detector::gossip::{
+    GOSSIP_FANOUT_DEFAULT, GOSSIP_INTERVAL_MS_DEFAULT, SUSPECT_AFTER_GOSSIP_ROUNDS_DEFAULT,
+};
+use ringkv_actors::failure_detector::{
+    BOOTSTRAP_WAIT_MS_DEFAULT, JOIN_SETTLE_GOSSIP_ROUNDS_DEFAULT,
+};
+use ringkv_actors::repair::{
+    ANTI_ENTROPY_INTERVAL_MS_DEFAULT, HINT_DELIVERY_BYTES_PER_S_MAX_DEFAULT,
+    STREAM_BYTES_PER_S_MAX_DEFAULT,
+};
+use ringkv_actors::replicator::{
+    N_DEFAULT, QUORUM_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT, STAND_IN_AFTER_MS_DEFAULT,
+};
 use ringkv_actors::ring::VNODES_PER_WEIGHT_DEFAULT;
-use ringkv_actors::secret::ClusterSecret;
+use ringkv_actors::secret::{ClusterSecret, SecretError};
+use ringkv_actors::storage::{HINTS_BYTES_MAX_PER_TARGET_DEFAULT, STORAGE_QUEUE_MAX_DEFAULT};
 use ringkv_actors::tls::{NodeTls, TlsFiles};
 use ringkv_actors::wire::client::{MAX_KEY_BYTES_DEFAULT, MAX_VALUE_BYTES_DEFAULT};
 use ringkv_actors::wire::MAX_FRAME_BYTES_DEFAULT;
 use ringkv_actors::NodeId;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Largest replication factor accepted: preference lists are walked per
 /// request, and more than 16 copies of a key is a configuration mistake.
 pub const REPLICAS_MAX: usize = 16;
-/// Default suspicion timeout, in gossip rounds.
-pub const SUSPECT_AFTER_GOSSIP_ROUNDS: u64 = 10;
 /// Longest request deadline accepted, in milliseconds (10 minutes).
 pub const REQUEST_TIMEOUT_MS_MAX: u64 = 600_000;
-/// Default silence before a replica gets a stand-in, in milliseconds: far
-/// above a healthy replica's answer (about a millisecond on a LAN, a few
-/// under load), far below the request deadline.
-pub const STAND_IN_AFTER_MS_DEFAULT: u64 = 250;
-/// Default start-up wait for the seeds, in milliseconds: long enough for
-/// nodes started together to bind their listeners, short enough for a
-/// node whose seeds are gone to start alone.
-pub const BOOTSTRAP_WAIT_MS_DEFAULT: u64 = 2000;
 /// Bytes of a response frame kept for what is not the object's values (id,
 /// keys, the context, which is at most the object's clock, framing):
 /// `object_bytes_max` is at most `max_frame_bytes` minus this.
 pub const OBJECT_FRAME_HEADROOM_BYTES: usize = 16 * 1024;
-/// Default pace of hint delivery, in bytes per second.
-pub const HINT_DELIVERY_BYTES_PER_S_MAX_DEFAULT: u64 = 16 << 20;
+/// Why a node's settings were refused. Every message names the setting
+/// (its flag), so an operator can fix it from the message alone.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A setting missing, out of its range, or inconsistent with another;
+    /// the message starts with the flag.
+    #[error("{0}")]
+    Invalid(String),
+    /// The `--config` file could not be read or understood.
+    #[error("--config {}: {reason}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The cluster secret file could not be used.
+    #[error("--cluster-secret-file: {0}")]
+    Secret(#[from] SecretError),
+}
+
+impl From<String> for ConfigError {
+    fn from(message: String) -> Self {
+        ConfigError::Invalid(message)
+    }
+}
+
+impl From<&str> for ConfigError {
+    fn from(message: &str) -> Self {
+        ConfigError::Invalid(message.to_owned())
+    }
+}
 
 /// Where a node keeps its data. The first durable backend, `log` (an
 /// append-only log replayed into memory), was removed once the LSM engine
 /// superseded it: a flag or config file saying `log` is refused at start
 /// with a message naming the two choices.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageKind {
     /// The LSM engine: commit log, memtable, SSTables, compaction (default).
@@ -55,7 +91,7 @@ pub enum StorageKind {
 }
 
 /// Log line format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -65,7 +101,7 @@ pub enum LogFormat {
 }
 
 /// Flags of `ringkv node`; each also a key of the `--config` file.
-#[derive(Args, Debug, Default, Clone, Deserialize)]
+#[derive(Args, Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeArgs {
     /// TOML file with any of these settings (same names, `-` or `_`); flags win.
@@ -330,72 +366,30 @@ pub struct NodeConfig {
 }
 
 impl NodeArgs {
-    /// Reads the `--config` file (if any) under these flags.
-    pub fn with_file(self) -> Result<NodeArgs, String> {
+    /// Reads the `--config` file (if any) under these flags: each setting
+    /// given as a flag wins over the file's (one merge over the serialized
+    /// settings, so a new setting needs no line here).
+    pub fn with_file(self) -> Result<NodeArgs, ConfigError> {
         let Some(path) = self.config.clone() else {
             return Ok(self);
         };
-        let file = read_file(&path)?;
-        Ok(self.over(file))
-    }
-
-    /// Flags (`self`) win over `file`.
-    fn over(self, file: NodeArgs) -> NodeArgs {
-        macro_rules! pick {
-            ($($f:ident),*) => { NodeArgs { config: self.config, $($f: self.$f.or(file.$f)),* } };
+        let in_file = |e: &dyn std::fmt::Display| ConfigError::File {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        let mut merged = read_file(&path)?;
+        let flags = serde_json::to_value(&self).map_err(|e| in_file(&e))?;
+        if let serde_json::Value::Object(flags) = flags {
+            merged.extend(flags.into_iter().filter(|(_, v)| !v.is_null()));
         }
-        pick!(
-            id,
-            cluster,
-            cluster_secret_file,
-            client_token_file,
-            tls_cert,
-            tls_key,
-            tls_ca,
-            tls_peer_name,
-            listen,
-            advertise_addr,
-            client_listen,
-            data_dir,
-            seeds,
-            n,
-            r,
-            w,
-            dc,
-            rack,
-            weight,
-            vnodes,
-            storage,
-            log_format,
-            request_timeout_ms,
-            max_frame_bytes,
-            max_key_bytes,
-            max_value_bytes,
-            siblings_max,
-            vclock_entries_max,
-            vclock_prune_age_s,
-            client_inflight_max,
-            client_connections_max,
-            storage_queue_max,
-            reconnect_backoff_max_ms,
-            gossip_interval_ms,
-            gossip_fanout,
-            suspect_after_ms,
-            join_settle_ms,
-            stream_bytes_per_s_max,
-            anti_entropy_interval_ms,
-            stand_in_after_ms,
-            bootstrap_wait_ms,
-            object_bytes_max,
-            hints_bytes_max_per_target,
-            hint_delivery_bytes_per_s_max,
-            lsm_memtable_bytes_max,
-            lsm_log_preallocate_bytes
-        )
+        let mut args: NodeArgs =
+            serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| in_file(&e))?;
+        args.config = self.config;
+        Ok(args)
     }
 
     /// Validates and fills defaults.
-    pub fn validate(self) -> Result<NodeConfig, String> {
+    pub fn validate(self) -> Result<NodeConfig, ConfigError> {
         let id = NodeId::new(
             self.id
                 .ok_or("--id is required (a unique name for this node)")?,
@@ -408,47 +402,49 @@ impl NodeArgs {
             .client_listen
             .ok_or("--client-listen is required (the address clients connect to)")?;
         if listen == client_listen {
-            return Err(format!(
-                "--listen and --client-listen must differ (both {listen})"
-            ));
+            return Err(format!("--listen and --client-listen must differ (both {listen})").into());
         }
         let advertise_addr = match self.advertise_addr {
             Some(a) if a.ip().is_unspecified() || a.port() == 0 => {
-                return Err(format!("--advertise-addr must be a dialable address, got {a}"))
+                return Err(format!("--advertise-addr must be a dialable address, got {a}").into())
             }
             Some(a) => a,
             None if listen.ip().is_unspecified() => {
                 return Err(format!(
                     "--listen {listen} is a wildcard address: set --advertise-addr to the address peers should dial"
-                ))
+                ).into())
             }
             None => listen,
         };
         let data_dir = self.data_dir.ok_or("--data-dir is required")?;
-        let n = self.n.unwrap_or(3);
+        let n = self.n.unwrap_or(N_DEFAULT);
         if !(1..=REPLICAS_MAX).contains(&n) {
-            return Err(format!("--n must be in 1..={REPLICAS_MAX}, got {n}"));
+            return Err(format!("--n must be in 1..={REPLICAS_MAX}, got {n}").into());
         }
-        let r = self.r.unwrap_or(2.min(n));
-        let w = self.w.unwrap_or(2.min(n));
+        let r = self.r.unwrap_or(QUORUM_DEFAULT.min(n));
+        let w = self.w.unwrap_or(QUORUM_DEFAULT.min(n));
         for (name, q) in [("--r", r), ("--w", w)] {
             if !(1..=n).contains(&q) {
-                return Err(format!("{name} must be in 1..=N ({n}), got {q}"));
+                return Err(format!("{name} must be in 1..=N ({n}), got {q}").into());
             }
         }
         let weight = self.weight.unwrap_or(1);
         if !(1..=1000).contains(&weight) {
-            return Err(format!("--weight must be in 1..=1000, got {weight}"));
+            return Err(format!("--weight must be in 1..=1000, got {weight}").into());
         }
         let vnodes = self.vnodes.unwrap_or(VNODES_PER_WEIGHT_DEFAULT);
         if !(1..=4096).contains(&vnodes) {
-            return Err(format!("--vnodes must be in 1..=4096, got {vnodes}"));
+            return Err(format!("--vnodes must be in 1..=4096, got {vnodes}").into());
         }
-        let request_timeout_ms = positive("--request-timeout-ms", self.request_timeout_ms, 2000)?;
+        let request_timeout_ms = positive(
+            "--request-timeout-ms",
+            self.request_timeout_ms,
+            REQUEST_TIMEOUT_MS_DEFAULT,
+        )?;
         if request_timeout_ms > REQUEST_TIMEOUT_MS_MAX {
-            return Err(format!(
-                "--request-timeout-ms must be at most {REQUEST_TIMEOUT_MS_MAX}"
-            ));
+            return Err(
+                format!("--request-timeout-ms must be at most {REQUEST_TIMEOUT_MS_MAX}").into(),
+            );
         }
         let max_frame_bytes = positive(
             "--max-frame-bytes",
@@ -468,22 +464,25 @@ impl NodeArgs {
             return Err(format!(
                 "--max-frame-bytes ({max_frame_bytes}) must leave room for a key ({max_key_bytes}) \
                  and a value ({max_value_bytes}) plus 1 KiB of request fields"
-            ));
+            )
+            .into());
         }
-        let gossip_interval_ms = positive("--gossip-interval-ms", self.gossip_interval_ms, 1000)?;
-        // Ten rounds: in the gossip simulation five rounds gave false
-        // suspicions from 32 nodes up and false downs at 128; ten gave none
-        // (benches/README.md, Gossip).
+        let gossip_interval_ms = positive(
+            "--gossip-interval-ms",
+            self.gossip_interval_ms,
+            GOSSIP_INTERVAL_MS_DEFAULT,
+        )?;
         let suspect_after_ms = positive(
             "--suspect-after-ms",
             self.suspect_after_ms,
-            SUSPECT_AFTER_GOSSIP_ROUNDS * gossip_interval_ms,
+            SUSPECT_AFTER_GOSSIP_ROUNDS_DEFAULT * gossip_interval_ms,
         )?;
         if suspect_after_ms < 2 * gossip_interval_ms {
             return Err(format!(
                 "--suspect-after-ms ({suspect_after_ms}) must be at least two gossip intervals \
                  ({gossip_interval_ms} ms each), or healthy nodes would look silent"
-            ));
+            )
+            .into());
         }
         let stand_in_after_ms = positive(
             "--stand-in-after-ms",
@@ -494,7 +493,7 @@ impl NodeArgs {
             return Err(format!(
                 "--stand-in-after-ms ({stand_in_after_ms}) must be less than \
                  --request-timeout-ms ({request_timeout_ms}), or no request would wait for a stand-in"
-            ));
+            ).into());
         }
         // A get answers a key's whole object in one frame, beside the
         // response's other fields.
@@ -508,13 +507,15 @@ impl NodeArgs {
             return Err(format!(
                 "--object-bytes-max ({object_bytes_max}) must leave {OBJECT_FRAME_HEADROOM_BYTES} \
                  bytes of --max-frame-bytes ({max_frame_bytes}) for the rest of a response"
-            ));
+            )
+            .into());
         }
         if object_bytes_max < max_value_bytes + max_key_bytes {
             return Err(format!(
                 "--object-bytes-max ({object_bytes_max}) must hold at least one value \
                  (--max-value-bytes {max_value_bytes}) and its key"
-            ));
+            )
+            .into());
         }
         let version_limits = VersionLimits {
             siblings_max: positive("--siblings-max", self.siblings_max, SIBLINGS_MAX_DEFAULT)?,
@@ -529,8 +530,7 @@ impl NodeArgs {
         };
         let cluster_secret = match self.cluster_secret_file {
             Some(path) => {
-                let secret = ClusterSecret::from_file(&path)
-                    .map_err(|e| format!("--cluster-secret-file: {e}"))?;
+                let secret = ClusterSecret::from_file(&path)?;
                 Some((path, secret))
             }
             None => None,
@@ -588,28 +588,40 @@ impl NodeArgs {
             max_key_bytes,
             max_value_bytes,
             version_limits,
-            client_inflight_max: positive("--client-inflight-max", self.client_inflight_max, 1024)?,
+            client_inflight_max: positive(
+                "--client-inflight-max",
+                self.client_inflight_max,
+                CLIENT_INFLIGHT_MAX_DEFAULT,
+            )?,
             client_connections_max: positive(
                 "--client-connections-max",
                 self.client_connections_max,
-                4096,
+                CLIENT_CONNECTIONS_MAX_DEFAULT,
             )?,
-            storage_queue_max: positive("--storage-queue-max", self.storage_queue_max, 4096)?,
+            storage_queue_max: positive(
+                "--storage-queue-max",
+                self.storage_queue_max,
+                STORAGE_QUEUE_MAX_DEFAULT,
+            )?,
             reconnect_backoff_max_ms: positive(
                 "--reconnect-backoff-max-ms",
                 self.reconnect_backoff_max_ms,
-                5000,
+                RECONNECT_BACKOFF_MAX_MS_DEFAULT,
             )?,
             gossip_interval_ms,
-            gossip_fanout: positive("--gossip-fanout", self.gossip_fanout, 3)?,
+            gossip_fanout: positive("--gossip-fanout", self.gossip_fanout, GOSSIP_FANOUT_DEFAULT)?,
             suspect_after_ms,
-            join_settle_ms: self.join_settle_ms.unwrap_or(3 * gossip_interval_ms),
+            join_settle_ms: self
+                .join_settle_ms
+                .unwrap_or(JOIN_SETTLE_GOSSIP_ROUNDS_DEFAULT * gossip_interval_ms),
             stream_bytes_per_s_max: positive(
                 "--stream-bytes-per-s-max",
                 self.stream_bytes_per_s_max,
-                64 * 1024 * 1024,
+                STREAM_BYTES_PER_S_MAX_DEFAULT,
             )?,
-            anti_entropy_interval_ms: self.anti_entropy_interval_ms.unwrap_or(60_000),
+            anti_entropy_interval_ms: self
+                .anti_entropy_interval_ms
+                .unwrap_or(ANTI_ENTROPY_INTERVAL_MS_DEFAULT),
             stand_in_after_ms,
             bootstrap_wait_ms: positive(
                 "--bootstrap-wait-ms",
@@ -620,7 +632,7 @@ impl NodeArgs {
             hints_bytes_max_per_target: positive(
                 "--hints-bytes-max-per-target",
                 self.hints_bytes_max_per_target,
-                ringkv_actors::storage::HINTS_BYTES_MAX_PER_TARGET_DEFAULT,
+                HINTS_BYTES_MAX_PER_TARGET_DEFAULT,
             )?,
             hint_delivery_bytes_per_s_max: self
                 .hint_delivery_bytes_per_s_max
@@ -655,20 +667,24 @@ fn positive<T: PartialOrd + Default + Copy + std::fmt::Display>(
     Ok(v)
 }
 
-fn read_file(path: &Path) -> Result<NodeArgs, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
+/// The file's settings, with `-` in names read as `_`.
+fn read_file(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
+    let in_file = |reason: String| ConfigError::File {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| in_file(e.to_string()))?;
     let table: toml::Table = text
         .parse()
-        .map_err(|e| format!("--config {}: not valid TOML: {e}", path.display()))?;
+        .map_err(|e| in_file(format!("not valid TOML: {e}")))?;
     // Accept `client-listen` as well as `client_listen`.
-    let table: toml::Table = table
-        .into_iter()
-        .map(|(k, v)| (k.replace('-', "_"), v))
-        .collect();
     table
-        .try_into()
-        .map_err(|e| format!("--config {}: {e}", path.display()))
+        .into_iter()
+        .map(|(k, v)| {
+            let v = serde_json::to_value(v).map_err(|e| in_file(e.to_string()))?;
+            Ok((k.replace('-', "_"), v))
+        })
+        .collect()
 }
 
 #[cfg(test)]

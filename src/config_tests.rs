@@ -59,7 +59,7 @@ fn bad_settings_are_named() {
         ),
     ];
     for (args, needle) in cases {
-        let e = args.validate().unwrap_err();
+        let e = args.validate().unwrap_err().to_string();
         assert!(e.contains(needle), "{e:?} should name {needle}");
     }
 }
@@ -89,6 +89,8 @@ fn file_keys_take_either_spelling_and_flags_win() {
     }
     .with_file()
     .unwrap_err();
+    assert!(matches!(e, ConfigError::File { .. }), "{e:?}");
+    let e = e.to_string();
     assert!(e.contains("no_such_setting"), "{e}");
 }
 
@@ -118,7 +120,8 @@ fn the_removed_log_storage_is_refused_naming_the_choices() {
         ..NodeArgs::default()
     }
     .with_file()
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("`log`") && e.contains("`lsm` or `memory`"),
         "{e}"
@@ -152,11 +155,81 @@ fn the_cluster_secret_is_read_from_its_file_and_checked() {
         }
         .validate()
         .unwrap_err();
+        assert!(matches!(err, ConfigError::Secret(_)), "{err:?}");
+        let err = err.to_string();
         assert!(
             err.contains("--cluster-secret-file") && err.contains(expect),
             "{err}"
         );
     }
+}
+
+/// The settings table in README.md, generated from the flags' own help
+/// (the one place each setting is described, default included).
+fn settings_table() -> String {
+    use clap::CommandFactory;
+    #[derive(clap::Parser)]
+    struct Node {
+        #[command(flatten)]
+        args: NodeArgs,
+    }
+    let mut table = String::from("| flag (`--config` key) | what it sets |\n|---|---|\n");
+    for arg in Node::command().get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        let help = arg
+            .get_long_help()
+            .or(arg.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let value = arg
+            .get_value_names()
+            .and_then(|names| names.first())
+            .map(|name| format!(" {name}"))
+            .unwrap_or_default();
+        // `--config` names the file; it is not a key inside one.
+        let key = match long {
+            "config" => String::new(),
+            _ => format!(" (`{}`)", long.replace('-', "_")),
+        };
+        table.push_str(&format!(
+            "| `--{long}{value}`{key} | {} |\n",
+            help.replace('|', "\\|")
+        ));
+    }
+    table
+}
+
+/// README.md's settings table is exactly what the flags say; after adding
+/// or changing a setting, `RINGKV_WRITE_README=1 cargo test -p ringkv
+/// readme` rewrites it.
+#[test]
+fn the_readme_settings_table_is_generated_from_the_flags() {
+    const BEGIN: &str =
+        "<!-- settings table: generated from `ringkv node --help` by src/config_tests.rs -->\n";
+    const END: &str = "<!-- end of settings table -->";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let start = readme
+        .find(BEGIN)
+        .expect("README.md has the settings table's begin marker")
+        + BEGIN.len();
+    let end = start
+        + readme[start..]
+            .find(END)
+            .expect("README.md has the end marker");
+    let expected = settings_table();
+    if readme[start..end] != expected && std::env::var_os("RINGKV_WRITE_README").is_some() {
+        let mut updated = readme.clone();
+        updated.replace_range(start..end, &expected);
+        std::fs::write(&path, updated).unwrap();
+        return;
+    }
+    assert_eq!(
+        readme[start..end],
+        expected,
+        "README.md's settings table is out of date: RINGKV_WRITE_README=1 cargo test -p ringkv readme"
+    );
 }
 
 #[test]
@@ -186,7 +259,8 @@ fn the_client_token_file_is_read_and_checked_at_start() {
             ..base()
         }
         .validate()
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("--client-token-file") && err.contains(expect),
             "{err}"
@@ -208,14 +282,16 @@ fn tls_files_go_together_and_are_checked_at_start() {
         ..base()
     }
     .validate()
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("go together"), "{err}");
     let err = NodeArgs {
         tls_peer_name: Some("ringkv".into()),
         ..base()
     }
     .validate()
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("--tls-peer-name"), "{err}");
     let err = NodeArgs {
         tls_cert: not_pem.clone(),
@@ -224,7 +300,8 @@ fn tls_files_go_together_and_are_checked_at_start() {
         ..base()
     }
     .validate()
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(
         err.contains("--tls-cert") && err.contains("no PEM certificate"),
         "{err}"

@@ -10,15 +10,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use ringkv_actors::bridge::{Bridge, BridgeOptions, Dial, PeerHandlers};
-use ringkv_actors::client_api::{ClientApi, ClientApiOptions};
+use ringkv_actors::bridge::{peer_max_frame_bytes, Bridge, BridgeOptions, Dial, PeerHandlers};
+use ringkv_actors::client_api::{client_write_queue_frames_max, ClientApi, ClientApiOptions};
 use ringkv_actors::clock::SharedClock;
 use ringkv_actors::conflict_resolver::{ConflictResolver, ContextKey};
 use ringkv_actors::failure_detector::{
     FailureDetector, FailureDetectorOptions, GossipOptions, MemberState, PersistedMember, Subscribe,
 };
 use ringkv_actors::net::SharedNet;
-use ringkv_actors::repair::{Repair, RepairOptions};
+use ringkv_actors::repair::{
+    stream_timeout_ms, Repair, RepairOptions, READ_REPAIR_INFLIGHT_MAX_DEFAULT,
+};
 use ringkv_actors::replicas::Replicas;
 use ringkv_actors::replicator::{ReplicationOptions, Replicator};
 use ringkv_actors::storage::{
@@ -251,7 +253,7 @@ pub async fn start(
     let repair = Repair::new(
         replicas.clone(),
         RepairOptions {
-            read_repair_inflight_max: 1024,
+            read_repair_inflight_max: READ_REPAIR_INFLIGHT_MAX_DEFAULT,
             repair_timeout_ms: config.request_timeout_ms,
             stream_bytes_per_s_max: config.stream_bytes_per_s_max,
             hint_retry_ms: config.gossip_interval_ms,
@@ -278,12 +280,12 @@ pub async fn start(
             },
             join,
             join_settle_ms: config.join_settle_ms,
-            stream_timeout_ms: config.request_timeout_ms.max(5000),
+            stream_timeout_ms: stream_timeout_ms(config.request_timeout_ms),
             seeds: dial.clone(),
             bootstrap_wait_ms: config.bootstrap_wait_ms,
         },
         bridge_addr.clone(),
-        repair.clone(),
+        repair.clone().recipient(),
         env.clock.clone(),
     )
     .start();
@@ -299,14 +301,13 @@ pub async fn start(
             contexts: context_key(config),
         },
         replicas,
-        resolver,
+        resolver.recipient(),
         repair.clone().recipient(),
         env.clock.clone(),
     )
     .start();
     let bridge_options = BridgeOptions {
-        // A peer frame carries one value plus its siblings and clock.
-        max_frame_bytes: config.max_frame_bytes.saturating_mul(2),
+        max_frame_bytes: peer_max_frame_bytes(config.max_frame_bytes),
         reconnect_backoff_max_ms: config.reconnect_backoff_max_ms,
         ..BridgeOptions::default()
     };
@@ -352,7 +353,9 @@ pub async fn start(
             },
             client_inflight_max: config.client_inflight_max,
             client_connections_max: config.client_connections_max,
-            client_write_queue_frames_max: 2 * config.client_inflight_max,
+            client_write_queue_frames_max: client_write_queue_frames_max(
+                config.client_inflight_max,
+            ),
             tokens: config.client_tokens.clone(),
         },
         client_listener,

@@ -37,6 +37,18 @@ use crate::wire::peer::{
 };
 use crate::NodeId;
 
+/// Default of [`BridgeOptions::reconnect_backoff_max_ms`], in milliseconds.
+pub const RECONNECT_BACKOFF_MAX_MS_DEFAULT: u64 = 5000;
+
+/// The largest peer frame body a node accepts, in bytes, given its
+/// `max_frame_bytes` for clients: twice that, because a peer frame carries
+/// a whole object (at most `object_bytes_max`, itself below the client
+/// frame) plus the request around it, and stream pages of several objects
+/// up to their own byte bound. One rule, used by the node and the defaults.
+pub fn peer_max_frame_bytes(client_max_frame_bytes: usize) -> usize {
+    client_max_frame_bytes.saturating_mul(2)
+}
+
 /// Limits of the bridge; each named with its unit.
 #[derive(Clone, Debug)]
 pub struct BridgeOptions {
@@ -66,10 +78,10 @@ pub struct BridgeOptions {
 impl Default for BridgeOptions {
     fn default() -> Self {
         Self {
-            max_frame_bytes: crate::wire::MAX_FRAME_BYTES_DEFAULT + 64 * 1024,
+            max_frame_bytes: peer_max_frame_bytes(crate::wire::MAX_FRAME_BYTES_DEFAULT),
             connect_timeout_ms: 1000,
             reconnect_backoff_min_ms: 100,
-            reconnect_backoff_max_ms: 5000,
+            reconnect_backoff_max_ms: RECONNECT_BACKOFF_MAX_MS_DEFAULT,
             peer_inflight_max: 4096,
             peer_mailbox_max: 4096,
             peer_write_queue_bytes_max: 64 << 20,

@@ -21,6 +21,18 @@ use crate::storage::Storage;
 use crate::wire::client::RequestLimits;
 use crate::NodeId;
 
+/// Default of [`ClientApiOptions::client_inflight_max`], in requests.
+pub const CLIENT_INFLIGHT_MAX_DEFAULT: usize = 1024;
+/// Default of [`ClientApiOptions::client_connections_max`], in connections.
+pub const CLIENT_CONNECTIONS_MAX_DEFAULT: usize = 4096;
+
+/// Response frames one client's socket may have queued, given its
+/// in-flight limit: twice that, so a client that reads keeps its pipeline
+/// full while one that does not is found out.
+pub fn client_write_queue_frames_max(client_inflight_max: usize) -> usize {
+    client_inflight_max.saturating_mul(2)
+}
+
 /// Limits of the client API; each named with its unit.
 #[derive(Clone, Debug)]
 pub struct ClientApiOptions {

@@ -71,6 +71,113 @@ impl Lifecycle {
             Lifecycle::Left => "left",
         }
     }
+
+    /// Called every tick: the transfer to start now, if its time has come.
+    /// A returned step is under way from then on (`streaming`) until
+    /// [`Lifecycle::on_transfers_done`]; no second one starts meanwhile.
+    pub(super) fn tick(
+        &mut self,
+        now_ms: u64,
+        settle_ms: u64,
+        cluster: &impl ClusterFacts,
+    ) -> Option<LifecycleStep> {
+        let step = match *self {
+            Lifecycle::Joining {
+                streaming: false, ..
+            } if cluster.bootstrapped() && cluster.nobody_serves() => {
+                LifecycleStep::PullFromEveryOwner
+            }
+            // Plan only once we know the cluster: a joiner that has heard
+            // from nobody would think it owns everything.
+            Lifecycle::Joining {
+                since_ms,
+                streaming: false,
+            } if now_ms >= since_ms.saturating_add(settle_ms) && cluster.knows_others() => {
+                LifecycleStep::PullReplaced
+            }
+            Lifecycle::Leaving {
+                since_ms,
+                streaming: false,
+            } if now_ms >= since_ms.saturating_add(settle_ms) => LifecycleStep::Push,
+            _ => return None,
+        };
+        self.set_streaming(true);
+        Some(step)
+    }
+
+    /// A transfer this machine started has ended. On success the node
+    /// moves on and the returned status is what it gossips about itself
+    /// now; on failure it stays where it is and the next tick retries.
+    pub(super) fn on_transfers_done(
+        &mut self,
+        direction: Direction,
+        ok: bool,
+    ) -> Option<MemberState> {
+        self.set_streaming(false);
+        if !ok {
+            return None;
+        }
+        match (*self, direction) {
+            (Lifecycle::Joining { .. }, Direction::Pull) => {
+                *self = Lifecycle::Serving;
+                Some(MemberState::Alive)
+            }
+            (Lifecycle::Leaving { .. }, Direction::Push) => {
+                *self = Lifecycle::Left;
+                Some(MemberState::Left)
+            }
+            _ => None,
+        }
+    }
+
+    /// The operator asked the node to leave. `Ok(Some(status))`: leaving
+    /// starts now and the node gossips `status`; `Ok(None)`: it is already
+    /// leaving or gone; `Err`: it cannot leave yet.
+    pub(super) fn on_leave(&mut self, now_ms: u64) -> Result<Option<MemberState>, &'static str> {
+        match *self {
+            Lifecycle::Serving => {
+                *self = Lifecycle::Leaving {
+                    since_ms: now_ms,
+                    streaming: false,
+                };
+                Ok(Some(MemberState::Leaving))
+            }
+            Lifecycle::Joining { .. } => Err("this node is still joining; it can leave once alive"),
+            Lifecycle::Leaving { .. } | Lifecycle::Left => Ok(None),
+        }
+    }
+
+    fn set_streaming(&mut self, on: bool) {
+        match self {
+            Lifecycle::Joining { streaming, .. } | Lifecycle::Leaving { streaming, .. } => {
+                *streaming = on
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What the life cycle needs to know about the cluster, asked only when
+/// the answer matters (computing `nobody_serves` walks the membership).
+pub(super) trait ClusterFacts {
+    /// The node has heard from its seeds (or has none to hear from).
+    fn bootstrapped(&self) -> bool;
+    /// Other members are known first-hand and none of them serves yet.
+    fn nobody_serves(&self) -> bool;
+    /// Some other member is known at all.
+    fn knows_others(&self) -> bool;
+}
+
+/// A transfer the life cycle wants started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum LifecycleStep {
+    /// Nobody serves yet (a cluster starting together): pull each range
+    /// this node owns from every other reachable owner of it.
+    PullFromEveryOwner,
+    /// Pull each range this node gains from the replica it replaces.
+    PullReplaced,
+    /// Push each range this node holds to the replica taking its place.
+    Push,
 }
 
 /// Asks this node to leave the cluster: hand off its ranges, then go.
@@ -89,38 +196,38 @@ pub struct Forget {
 }
 
 impl FailureDetector {
-    /// Called every tick: starts the next step when its time has come.
+    /// Called every tick: carries out the life cycle's next step, if any.
     pub(super) fn advance_lifecycle(&mut self, ctx: &mut Context<Self>) {
         let now = self.clock.monotonic_ms();
-        match self.lifecycle {
-            Lifecycle::Joining {
-                streaming: false, ..
-            } if self.bootstrap.is_ready() && self.nobody_serves() => {
+        let mut life = self.lifecycle;
+        let step = life.tick(now, self.options.join_settle_ms, &*self);
+        self.lifecycle = life;
+        let transfers = match step {
+            None => return,
+            Some(LifecycleStep::PullFromEveryOwner) => {
                 let span = self.span.clone();
                 let _span = span.enter();
                 info!("no member serves yet (a cluster starting together): pulling this node's ranges from their other joining owners, then serving");
-                let transfers = self.pulls_from_every_owner();
-                self.start_transfers(Direction::Pull, transfers, ctx);
+                self.pulls_from_every_owner()
             }
-            Lifecycle::Joining {
-                since_ms,
-                streaming: false,
-            } if now >= since_ms + self.options.join_settle_ms => {
-                // Plan only once we know the cluster: a joiner that has
-                // heard from nobody would think it owns everything.
-                let knows_others = self.view.peers.iter().any(|p| p.id != self.own.id);
-                if knows_others {
-                    self.start_stream(Direction::Pull, ctx);
-                }
-            }
-            Lifecycle::Leaving {
-                since_ms,
-                streaming: false,
-            } if now >= since_ms + self.options.join_settle_ms => {
-                self.start_stream(Direction::Push, ctx);
-            }
-            _ => {}
-        }
+            Some(LifecycleStep::PullReplaced) => self.planned_transfers(Direction::Pull),
+            Some(LifecycleStep::Push) => self.planned_transfers(Direction::Push),
+        };
+        let direction = match step {
+            Some(LifecycleStep::Push) => Direction::Push,
+            _ => Direction::Pull,
+        };
+        self.start_transfers(direction, transfers, ctx);
+    }
+}
+
+impl ClusterFacts for FailureDetector {
+    fn bootstrapped(&self) -> bool {
+        self.bootstrap.is_ready()
+    }
+
+    fn knows_others(&self) -> bool {
+        self.view.peers.iter().any(|p| p.id != self.own.id)
     }
 
     /// Whether other members are known first-hand and none of them serves
@@ -136,7 +243,9 @@ impl FailureDetector {
             .collect();
         !others.is_empty() && others.iter().all(|s| *s == MemberState::Joining)
     }
+}
 
+impl FailureDetector {
     /// After a `forget` reached this node: pulls the ranges it gains from
     /// the forgotten member from every remaining replica of each.
     pub(super) fn rereplicate_forgotten(&mut self, changes: &[super::StateChange], before: &Ring) {
@@ -218,8 +327,10 @@ impl FailureDetector {
         pulls
     }
 
-    fn start_stream(&mut self, direction: Direction, ctx: &mut Context<Self>) {
-        let transfers: Vec<_> = plan_transfers(
+    /// The ranges this node pulls (joining) or pushes (leaving): the
+    /// difference between the read ring and the write ring.
+    fn planned_transfers(&self, direction: Direction) -> Vec<Transfer> {
+        plan_transfers(
             &self.view.read_ring,
             &self.view.write_ring,
             self.options.replicas,
@@ -229,8 +340,7 @@ impl FailureDetector {
             Direction::Pull => t.target == self.own.id,
             Direction::Push => t.source == self.own.id,
         })
-        .collect();
-        self.start_transfers(direction, transfers, ctx);
+        .collect()
     }
 
     fn start_transfers(
@@ -242,7 +352,6 @@ impl FailureDetector {
         let span = self.span.clone();
         let _span = span.enter();
         info!(?direction, ranges = transfers.len(), "handoff starting");
-        self.set_streaming(true);
         let call = self.repair.send(StreamTransfers {
             transfers,
             direction,
@@ -251,42 +360,28 @@ impl FailureDetector {
         ctx.spawn(call.into_actor(self).map(move |result, act, _ctx| {
             let span = act.span.clone();
             let _span = span.enter();
-            act.set_streaming(false);
-            match result {
-                Ok(Ok(stats)) => {
-                    info!(
-                        ?direction,
-                        keys = stats.keys,
-                        bytes = stats.bytes,
-                        "handoff done"
-                    );
-                    let now = act.clock.monotonic_ms();
-                    let (next_state, next_life) = match direction {
-                        Direction::Pull => (MemberState::Alive, Lifecycle::Serving),
-                        Direction::Push => (MemberState::Left, Lifecycle::Left),
-                    };
-                    act.lifecycle = next_life;
-                    let changes = act.gossip.set_own_status(next_state, now);
-                    act.apply(changes);
-                    if next_life == Lifecycle::Left {
-                        info!("left the cluster: this node holds no ranges now and may be stopped");
-                    }
-                }
+            let ok = matches!(result, Ok(Ok(_)));
+            match &result {
+                Ok(Ok(stats)) => info!(
+                    ?direction,
+                    keys = stats.keys,
+                    bytes = stats.bytes,
+                    "handoff done"
+                ),
                 Ok(Err(e)) => {
                     warn!(?direction, error = %e, "handoff failed; retrying on a later tick")
                 }
                 Err(e) => warn!(?direction, error = %e, "repair actor unavailable; retrying"),
             }
-        }));
-    }
-
-    fn set_streaming(&mut self, on: bool) {
-        match &mut self.lifecycle {
-            Lifecycle::Joining { streaming, .. } | Lifecycle::Leaving { streaming, .. } => {
-                *streaming = on
+            if let Some(status) = act.lifecycle.on_transfers_done(direction, ok) {
+                let now = act.clock.monotonic_ms();
+                let changes = act.gossip.set_own_status(status, now);
+                act.apply(changes);
+                if act.lifecycle == Lifecycle::Left {
+                    info!("left the cluster: this node holds no ranges now and may be stopped");
+                }
             }
-            _ => {}
-        }
+        }));
     }
 }
 
@@ -294,25 +389,14 @@ impl Handler<Leave> for FailureDetector {
     type Result = Result<(), ClientError>;
 
     fn handle(&mut self, _: Leave, _ctx: &mut Self::Context) -> Self::Result {
-        match self.lifecycle {
-            Lifecycle::Serving => {}
-            Lifecycle::Joining { .. } => {
-                return Err(refused(
-                    "this node is still joining; it can leave once alive",
-                ))
-            }
-            Lifecycle::Leaving { .. } => return Ok(()),
-            Lifecycle::Left => return Ok(()),
-        }
         let now = self.clock.monotonic_ms();
-        self.lifecycle = Lifecycle::Leaving {
-            since_ms: now,
-            streaming: false,
+        let Some(status) = self.lifecycle.on_leave(now).map_err(refused)? else {
+            return Ok(());
         };
         let span = self.span.clone();
         let _span = span.enter();
         info!("leaving the cluster: handing off every range first");
-        let changes = self.gossip.set_own_status(MemberState::Leaving, now);
+        let changes = self.gossip.set_own_status(status, now);
         self.apply(changes);
         Ok(())
     }
@@ -336,3 +420,7 @@ impl Handler<Forget> for FailureDetector {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "lifecycle_tests.rs"]
+mod tests;

@@ -39,10 +39,19 @@ pub use gossip::{
 };
 pub use lifecycle::{Forget, Leave};
 
+/// Default longest start-up wait for the seeds, in milliseconds: long
+/// enough for nodes started together to bind their listeners, short enough
+/// for a node whose seeds are gone to start alone.
+pub const BOOTSTRAP_WAIT_MS_DEFAULT: u64 = 2000;
+/// Default time a joining or leaving node announces itself before it
+/// streams, in gossip rounds (about the rounds news takes to reach every
+/// node of a small cluster).
+pub const JOIN_SETTLE_GOSSIP_ROUNDS_DEFAULT: u64 = 3;
+
 use crate::bridge::{Bridge, CallPeer, Incoming, PeerBack, PeerEvent};
 use crate::clock::SharedClock;
 use crate::membership::MembershipChanged;
-use crate::repair::Repair;
+use crate::repair::StreamTransfers;
 use crate::storage::{MintState, StorageHealth};
 use crate::wire::client::{ClientError, ClientReply, ErrorCode};
 use crate::wire::peer::{GossipExchange, GossipReply, MemberInfo, RemoteError};
@@ -94,7 +103,7 @@ pub struct FailureDetector {
     view: MembershipChanged,
     subscribers: Vec<Recipient<MembershipChanged>>,
     bridge: Addr<Bridge>,
-    repair: Addr<Repair>,
+    repair: Recipient<StreamTransfers>,
     clock: SharedClock,
     rng: SmallRng,
     lifecycle: lifecycle::Lifecycle,
@@ -115,7 +124,7 @@ impl FailureDetector {
         known: Vec<PersistedMember>,
         options: FailureDetectorOptions,
         bridge: Addr<Bridge>,
-        repair: Addr<Repair>,
+        repair: Recipient<StreamTransfers>,
         clock: SharedClock,
     ) -> Self {
         // Wall time only for the generation (it must grow across

@@ -6,6 +6,7 @@
 use super::handoff::Transfer;
 use super::merkle::MerkleTree;
 use super::stream::{self, StreamStats, Throttle};
+use super::RepairError;
 use crate::replicas::Replicas;
 use crate::ring::{user_key, Ring};
 use crate::storage::LocalScan;
@@ -28,7 +29,7 @@ pub async fn local_tree(
     a: &NodeId,
     b: &NodeId,
     leaves: usize,
-) -> Result<MerkleTree, String> {
+) -> Result<MerkleTree, RepairError> {
     let mut tree = MerkleTree::new(leaves.min(MERKLE_LEAVES_MAX));
     // Which ranges both nodes replicate, decided once per range rather than
     // by a preference-list walk (and its allocations) per stored key.
@@ -50,8 +51,8 @@ pub async fn local_tree(
         });
         let page = match scan.await {
             Ok(Ok(page)) => page,
-            Ok(Err(e)) => return Err(format!("local scan failed: {e}")),
-            Err(e) => return Err(format!("storage unavailable: {e}")),
+            Ok(Err(e)) => return Err(RepairError::LocalScan(e)),
+            Err(e) => return Err(RepairError::StorageGone(e)),
         };
         let entries = page.entries;
         let full_page = page.more;
@@ -97,7 +98,7 @@ pub async fn sync_with(
     leaves: usize,
     throttle: Throttle,
     timeout_ms: u64,
-) -> Result<SyncStats, String> {
+) -> Result<SyncStats, RepairError> {
     let own = replicas.own.clone();
     let local = local_tree(replicas, ring, n, &own, peer, leaves).await?;
     let request = MerkleLeaves {
@@ -106,7 +107,12 @@ pub async fn sync_with(
     };
     let remote = match replicas.call(peer, request, 0, timeout_ms).await {
         Ok(LeafHashes { hashes }) => MerkleTree::from_leaves(hashes),
-        Err(e) => return Err(format!("tree request to {peer} failed: {e}")),
+        Err(source) => {
+            return Err(RepairError::PeerTree {
+                peer: peer.clone(),
+                source,
+            })
+        }
     };
     let differing = local.differing_leaves(&remote);
     let mut stats = SyncStats {
@@ -132,7 +138,7 @@ pub async fn serve_tree(
     n: usize,
     with: &NodeId,
     leaves: u32,
-) -> Result<LeafHashes, String> {
+) -> Result<LeafHashes, RepairError> {
     let own = replicas.own.clone();
     let tree = local_tree(replicas, ring, n, &own, with, leaves as usize).await?;
     Ok(LeafHashes {

@@ -18,11 +18,12 @@ use tracing::{debug, info, warn, Instrument};
 
 use serde_bytes::ByteBuf;
 
+use crate::bridge::PeerError;
 use crate::bridge::{Incoming, LinksChanged};
 use crate::membership::MembershipChanged;
-use crate::replicas::Replicas;
+use crate::replicas::{ReplicaError, Replicas};
 use crate::replicator::ReadRepair;
-use crate::storage::{HintCountsQuery, LocalScan};
+use crate::storage::{HintCountsQuery, LocalScan, StorageError};
 use crate::wire::client::ErrorCode;
 use crate::wire::peer::{LeafHashes, MerkleLeaves, RemoteError, ScanPage, ScanRange};
 use crate::NodeId;
@@ -45,7 +46,7 @@ pub enum Direction {
 
 /// Runs handoff transfers (join or leave), one after another, throttled.
 #[derive(Message)]
-#[rtype(result = "Result<stream::StreamStats, String>")]
+#[rtype(result = "Result<stream::StreamStats, RepairError>")]
 pub struct StreamTransfers {
     /// What to move.
     pub transfers: Vec<handoff::Transfer>,
@@ -53,6 +54,69 @@ pub struct StreamTransfers {
     pub direction: Direction,
     /// Deadline of one streaming request, in milliseconds.
     pub timeout_ms: u64,
+}
+
+/// Why a repair step (a handoff transfer, an anti-entropy exchange, a
+/// served tree) failed. Callers log it and retry on a later tick.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    /// Asking a peer for a page of a range failed.
+    #[error("scan of {peer} failed: {source}")]
+    PeerScan {
+        /// The peer asked.
+        peer: NodeId,
+        /// Why.
+        source: PeerError,
+    },
+    /// Writing an object to a peer failed.
+    #[error("write to {peer} failed: {source}")]
+    PeerWrite {
+        /// The peer written to.
+        peer: NodeId,
+        /// Why.
+        source: ReplicaError,
+    },
+    /// Asking a peer for its Merkle leaves failed.
+    #[error("tree request to {peer} failed: {source}")]
+    PeerTree {
+        /// The peer asked.
+        peer: NodeId,
+        /// Why.
+        source: PeerError,
+    },
+    /// The local store could not be scanned.
+    #[error("local scan failed: {0}")]
+    LocalScan(#[source] StorageError),
+    /// An object could not be merged into the local store.
+    #[error("local merge failed: {0}")]
+    LocalMerge(#[source] ReplicaError),
+    /// The Storage actor is gone (the node is stopping).
+    #[error("storage unavailable: {0}")]
+    StorageGone(#[source] MailboxError),
+    /// A key without the namespace byte every stored key carries (corrupt
+    /// data locally, or a broken peer).
+    #[error("a {0} key is too short to carry its namespace")]
+    ShortKey(&'static str),
+}
+
+/// Default of [`RepairOptions::read_repair_inflight_max`], in writes.
+pub const READ_REPAIR_INFLIGHT_MAX_DEFAULT: usize = 1024;
+/// Default of [`RepairOptions::stream_bytes_per_s_max`], in bytes per second.
+pub const STREAM_BYTES_PER_S_MAX_DEFAULT: u64 = 64 << 20;
+/// Default of [`RepairOptions::hint_delivery_bytes_per_s_max`], in bytes
+/// per second.
+pub const HINT_DELIVERY_BYTES_PER_S_MAX_DEFAULT: u64 = 16 << 20;
+/// Default of [`RepairOptions::anti_entropy_interval_ms`], in milliseconds.
+pub const ANTI_ENTROPY_INTERVAL_MS_DEFAULT: u64 = 60_000;
+/// Shortest deadline of one streaming request (a handoff or anti-entropy
+/// page), in milliseconds: a page is up to 1 MiB of objects to read and
+/// merge, more than a client request's deadline may allow.
+pub const STREAM_TIMEOUT_MS_MIN: u64 = 5000;
+
+/// The deadline of one streaming request, in milliseconds, for a node
+/// whose client requests get `request_timeout_ms`.
+pub fn stream_timeout_ms(request_timeout_ms: u64) -> u64 {
+    request_timeout_ms.max(STREAM_TIMEOUT_MS_MIN)
 }
 
 /// Limits of repair work; each named with its unit.
@@ -336,7 +400,7 @@ impl Handler<ReadRepair> for Repair {
 }
 
 impl Handler<StreamTransfers> for Repair {
-    type Result = ResponseFuture<Result<stream::StreamStats, String>>;
+    type Result = ResponseFuture<Result<stream::StreamStats, RepairError>>;
 
     fn handle(&mut self, msg: StreamTransfers, _ctx: &mut Self::Context) -> Self::Result {
         let replicas = self.replicas.clone();
@@ -412,7 +476,7 @@ impl Handler<Incoming<MerkleLeaves>> for Repair {
             async move {
                 anti_entropy::serve_tree(&replicas, &ring, n, &with, leaves)
                     .await
-                    .map_err(|e| RemoteError::new(ErrorCode::Internal, e))
+                    .map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))
             }
             .instrument(self.span.clone()),
         )

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_bytes::ByteBuf;
 
 use super::handoff::Transfer;
+use super::RepairError;
 use crate::replicas::Replicas;
 use crate::ring::user_key;
 use crate::storage::LocalScan;
@@ -64,7 +65,7 @@ pub async fn pull(
     throttle: Throttle,
     timeout_ms: u64,
     trace: u64,
-) -> Result<StreamStats, String> {
+) -> Result<StreamStats, RepairError> {
     let mut stats = StreamStats::default();
     let started = tokio::time::Instant::now();
     for (start, end) in transfer.range.storage_ranges() {
@@ -81,11 +82,18 @@ pub async fn pull(
                 .await
             {
                 Ok(page) => page,
-                Err(e) => return Err(format!("scan of {} failed: {e}", transfer.source)),
+                Err(source) => {
+                    return Err(RepairError::PeerScan {
+                        peer: transfer.source.clone(),
+                        source,
+                    })
+                }
             };
             for (key, object) in page.entries {
                 let (key, object) = (key.into_vec(), object.into_vec());
-                let user = user_key(&key).ok_or("a scanned key is too short")?.to_vec();
+                let user = user_key(&key)
+                    .ok_or(RepairError::ShortKey("scanned"))?
+                    .to_vec();
                 stats += StreamStats {
                     keys: 1,
                     bytes: (key.len() + object.len()) as u64,
@@ -93,7 +101,7 @@ pub async fn pull(
                 replicas
                     .merge_locally(user, object, None, trace)
                     .await
-                    .map_err(|e| format!("local merge failed: {e}"))?;
+                    .map_err(RepairError::LocalMerge)?;
                 cursor = successor(&key);
             }
             tokio::time::sleep(throttle.delay(stats.bytes, started.elapsed())).await;
@@ -113,7 +121,7 @@ pub async fn push(
     throttle: Throttle,
     timeout_ms: u64,
     trace: u64,
-) -> Result<StreamStats, String> {
+) -> Result<StreamStats, RepairError> {
     let mut stats = StreamStats::default();
     let started = tokio::time::Instant::now();
     for (start, end) in transfer.range.storage_ranges() {
@@ -127,15 +135,18 @@ pub async fn push(
             });
             let page = match scan.await {
                 Ok(Ok(page)) => page,
-                Ok(Err(e)) => return Err(format!("local scan failed: {e}")),
-                Err(e) => return Err(format!("storage unavailable: {e}")),
+                Ok(Err(e)) => return Err(RepairError::LocalScan(e)),
+                Err(e) => return Err(RepairError::StorageGone(e)),
             };
             for (key, object) in page.entries {
-                let user = user_key(&key).ok_or("a stored key is too short")?;
+                let user = user_key(&key).ok_or(RepairError::ShortKey("stored"))?;
                 replicas
                     .write(&transfer.target, user, &object, trace, timeout_ms)
                     .await
-                    .map_err(|e| format!("write to {} failed: {e}", transfer.target))?;
+                    .map_err(|source| RepairError::PeerWrite {
+                        peer: transfer.target.clone(),
+                        source,
+                    })?;
                 stats += StreamStats {
                     keys: 1,
                     bytes: (key.len() + object.len()) as u64,

@@ -36,7 +36,7 @@ pub use read::GetAnswer;
 
 use crate::bridge::{Incoming, LinksChanged};
 use crate::clock::SharedClock;
-use crate::conflict_resolver::{ConflictResolver, ContextKey, VersionLimits};
+use crate::conflict_resolver::{ContextKey, Reconcile, VersionLimits};
 use crate::membership::MembershipChanged;
 use crate::replicas::Replicas;
 use crate::ring::Ring;
@@ -47,6 +47,17 @@ use crate::wire::peer::{
     StoredObject,
 };
 use crate::NodeId;
+
+/// Default replicas per key (N).
+pub const N_DEFAULT: usize = 3;
+/// Default read and write quorums (R, W), when N allows them.
+pub const QUORUM_DEFAULT: usize = 2;
+/// Default deadline of a client request, in milliseconds.
+pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 2000;
+/// Default silence before a replica gets a stand-in, in milliseconds: far
+/// above a healthy replica's answer (about a millisecond on a LAN, a few
+/// under load), far below the request deadline.
+pub const STAND_IN_AFTER_MS_DEFAULT: u64 = 250;
 
 /// Replication settings.
 #[derive(Clone, Debug)]
@@ -158,7 +169,7 @@ pub struct Replicator {
     not_minting: Option<String>,
     held: Vec<Held>,
     replicas: Replicas,
-    resolver: Addr<ConflictResolver>,
+    resolver: Recipient<Reconcile>,
     read_repair: Recipient<ReadRepair>,
     clock: SharedClock,
     span: tracing::Span,
@@ -171,7 +182,7 @@ impl Replicator {
     pub fn new(
         options: ReplicationOptions,
         replicas: Replicas,
-        resolver: Addr<ConflictResolver>,
+        resolver: Recipient<Reconcile>,
         read_repair: Recipient<ReadRepair>,
         clock: SharedClock,
     ) -> Self {

@@ -16,7 +16,7 @@ use tracing::debug;
 use super::coordinator::{ReadAnswer, ReadCoordinator, ReadStep};
 use super::fanout::{Reach, SloppyPolicy};
 use super::ReadRepair;
-use crate::conflict_resolver::{ConflictResolver, ContextKey, Reconcile, Reconciled};
+use crate::conflict_resolver::{ContextKey, Reconcile, Reconciled};
 use crate::replicas::{ReplicaError, Replicas};
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::NodeId;
@@ -55,7 +55,7 @@ pub struct ReadPlan {
 /// future goes on to collect late replies for read repair.
 pub async fn coordinate(
     replicas: Replicas,
-    resolver: Addr<ConflictResolver>,
+    resolver: Recipient<Reconcile>,
     read_repair: Recipient<ReadRepair>,
     plan: ReadPlan,
     reply: oneshot::Sender<Result<GetAnswer, ClientError>>,
@@ -150,7 +150,7 @@ pub(super) async fn sleep_until(at: Option<tokio::time::Instant>) {
 /// Read repair: merges every answer and hands the merged version to Repair
 /// for the primaries whose answer lacked part of it.
 async fn repair_stale(
-    resolver: &Addr<ConflictResolver>,
+    resolver: &Recipient<Reconcile>,
     read_repair: &Recipient<ReadRepair>,
     key: Vec<u8>,
     finished: super::coordinator::FinishedRead,
@@ -186,7 +186,7 @@ async fn repair_stale(
 }
 
 async fn reconcile(
-    resolver: &Addr<ConflictResolver>,
+    resolver: &Recipient<Reconcile>,
     answers: Vec<ReadAnswer>,
     trace: u64,
 ) -> Result<Reconciled, ClientError> {

@@ -30,6 +30,9 @@ use crate::NodeId;
 /// writes held for one replica that is away.
 pub const HINTS_BYTES_MAX_PER_TARGET_DEFAULT: u64 = 1 << 30;
 
+/// Default of [`StorageOptions::storage_queue_max`], in requests.
+pub const STORAGE_QUEUE_MAX_DEFAULT: usize = 4096;
+
 /// Where the engine's work runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StorageThreading {
@@ -69,7 +72,7 @@ impl Default for StorageOptions {
     fn default() -> Self {
         Self {
             threading: StorageThreading::Threads,
-            storage_queue_max: 4096,
+            storage_queue_max: STORAGE_QUEUE_MAX_DEFAULT,
             storage_batch_max: 256,
             storage_batch_bytes_max: 16 << 20,
             storage_reader_threads: 2,

@@ -25,7 +25,7 @@ mod writer_tests;
 pub use actor::{
     ClearHint, CloseWrites, HintCountsQuery, LocalApply, LocalHints, LocalRead, LocalScan, Storage,
     StorageHealth, StorageOptions, StorageThreading, SubscribeStorage,
-    HINTS_BYTES_MAX_PER_TARGET_DEFAULT,
+    HINTS_BYTES_MAX_PER_TARGET_DEFAULT, STORAGE_QUEUE_MAX_DEFAULT,
 };
 pub use engine::{Engine, KeyValues, StorageError, WriteOp};
 pub use lsm::{LsmEngine, LsmOptions};

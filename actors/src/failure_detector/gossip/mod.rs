@@ -124,6 +124,17 @@ pub const GOSSIP_MESSAGE_VERSION: u32 = 1;
 /// same generation can outrun it ([`MemberRecord::merge`]).
 pub const FORGOTTEN_STATUS_VERSION: u64 = u64::MAX;
 
+/// Default of [`GossipOptions::gossip_interval_ms`], in milliseconds.
+pub const GOSSIP_INTERVAL_MS_DEFAULT: u64 = 1000;
+/// Default of [`GossipOptions::gossip_fanout`], in members per round.
+pub const GOSSIP_FANOUT_DEFAULT: usize = 3;
+/// Default suspicion timeout, in gossip rounds: in the simulation, 5
+/// rounds gave false `Suspect`s from 32 nodes and false `Down`s at 128;
+/// 10 rounds gave none at 32 or 128 (`benches/README.md`, Gossip).
+pub const SUSPECT_AFTER_GOSSIP_ROUNDS_DEFAULT: u64 = 10;
+/// Default of [`GossipOptions::gossip_members_max`], in members.
+pub const GOSSIP_MEMBERS_MAX_DEFAULT: usize = 1024;
+
 /// Gossip settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GossipOptions {
@@ -134,9 +145,8 @@ pub struct GossipOptions {
     pub gossip_fanout: usize,
     /// A member whose heartbeat has not advanced for this long (this node's
     /// monotonic clock) is suspected. It must exceed the time a heartbeat takes to
-    /// reach every node (about log n rounds): in the simulation, 5 intervals
-    /// (the default) gave false `Suspect`s from 32 nodes and false `Down`s
-    /// at 128; 10 intervals gave none at 32 or 128 (`benches/README.md`).
+    /// reach every node (about log n rounds); the default is
+    /// [`SUSPECT_AFTER_GOSSIP_ROUNDS_DEFAULT`] intervals.
     pub suspect_after_ms: u64,
     /// Most members the list holds, self included; bounds memory and the
     /// size of every message.
@@ -146,10 +156,10 @@ pub struct GossipOptions {
 impl Default for GossipOptions {
     fn default() -> Self {
         Self {
-            gossip_interval_ms: 1000,
-            gossip_fanout: 3,
-            suspect_after_ms: 5000,
-            gossip_members_max: 1024,
+            gossip_interval_ms: GOSSIP_INTERVAL_MS_DEFAULT,
+            gossip_fanout: GOSSIP_FANOUT_DEFAULT,
+            suspect_after_ms: SUSPECT_AFTER_GOSSIP_ROUNDS_DEFAULT * GOSSIP_INTERVAL_MS_DEFAULT,
+            gossip_members_max: GOSSIP_MEMBERS_MAX_DEFAULT,
         }
     }
 }

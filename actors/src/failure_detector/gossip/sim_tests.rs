@@ -9,10 +9,10 @@ use std::collections::HashSet;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::tests::{id_of, info};
+use super::tests::{id_of, info, options};
 use super::*;
 
-/// Round length, as `GossipOptions::default()` has it.
+/// Round length, as `tests::options()` has it.
 const ROUND_MS: u64 = 1_000;
 /// Rounds before an unheard member is suspected (`suspect_after_ms / ROUND_MS`).
 const SUSPECT_ROUNDS: u64 = 5;
@@ -34,10 +34,10 @@ struct Sim {
 }
 
 impl Sim {
-    /// `n` nodes with default options; `knows(i)` lists the nodes node `i`
+    /// `n` nodes with `tests::options()`; `knows(i)` lists the nodes node `i`
     /// is introduced to.
     fn new(n: usize, seed: u64, knows: impl Fn(usize) -> Vec<usize>) -> Self {
-        Self::with_options(n, seed, GossipOptions::default(), knows)
+        Self::with_options(n, seed, options(), knows)
     }
 
     /// `n` nodes with `options`.

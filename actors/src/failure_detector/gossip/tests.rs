@@ -21,15 +21,19 @@ pub(super) fn id_of(id: &str) -> NodeId {
     NodeId::new(id).unwrap()
 }
 
+/// The options these tests count in: 1 s rounds and suspicion after 5 s
+/// (5 rounds; the product default is longer, and these tests are about
+/// the rules, not the default).
+pub(super) fn options() -> GossipOptions {
+    GossipOptions {
+        suspect_after_ms: 5_000,
+        ..GossipOptions::default()
+    }
+}
+
 /// A node whose wall and monotonic clocks both read `now_ms` at its start.
 pub(super) fn node(id: &str, now_ms: u64) -> Gossip {
-    Gossip::new(
-        info(id),
-        Vec::new(),
-        now_ms,
-        now_ms,
-        GossipOptions::default(),
-    )
+    Gossip::new(info(id), Vec::new(), now_ms, now_ms, options())
 }
 
 pub(super) fn record(
@@ -206,7 +210,7 @@ fn restart_with_a_new_generation_wins_over_a_stale_heartbeat() {
     a.receive(&id_of("b"), message, 50_000);
     assert_eq!(record_of(&a, "b").version(), (1_000, 50));
     // b restarts from its snapshot while its clock reads earlier than before.
-    let mut b = Gossip::new(info("b"), b.snapshot(), 500, 500, GossipOptions::default());
+    let mut b = Gossip::new(info("b"), b.snapshot(), 500, 500, options());
     assert_eq!(b.generation(), 1_001);
     let message = b.tick(500, &mut rng).message;
     a.receive(&id_of("b"), message, 51_000);
@@ -240,7 +244,7 @@ fn restart_without_a_snapshot_outruns_its_old_incarnation() {
 /// `SILENT_FROM_MS`; rounds every 1 000 ms up to 20 000.
 fn detection_history(wall_ms: [u64; 3]) -> Vec<(u64, String, String)> {
     const SILENT_FROM_MS: u64 = 8_000;
-    let options = GossipOptions::default();
+    let options = options();
     let ids = ["a", "b", "c"];
     let mut nodes: Vec<Gossip> = ids
         .iter()
