@@ -7,12 +7,16 @@
 //! cargo run --example client -- --addr 127.0.0.1:7001 status
 //! ```
 //!
+//! With `--token-file PATH` it sends `auth` first, with the token on the
+//! file's first line (the client token; a node's `--client-token-file`
+//! works as is).
+//!
 //! `get` prints every sibling, numbered, and the context as hex; pass that
 //! hex back with `--context` to overwrite (or delete) exactly what you saw.
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use ringkv::client::{Context, RequestOptions};
+use ringkv::client::{Context, RequestOptions, TlsOptions};
 use ringkv::Client;
 
 #[derive(Parser, Debug)]
@@ -38,6 +42,18 @@ struct Args {
     /// Server-side deadline, in milliseconds.
     #[arg(long)]
     timeout_ms: Option<u64>,
+    /// Send `auth` first with the client token on this file's first line
+    /// (for a node started with `--client-token-file`).
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<std::path::PathBuf>,
+    /// Talk TLS (a node started with --tls-cert): the CA (PEM) the node's
+    /// certificate must chain to.
+    #[arg(long, value_name = "PATH")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The name the node's certificate must carry (default: the host part
+    /// of --addr).
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    tls_server_name: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -74,9 +90,21 @@ enum Cmd {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let client = Client::connect(&args.addr)
-        .await
-        .with_context(|| format!("cannot connect to {}", args.addr))?;
+    let client = match &args.tls_ca {
+        Some(ca) => {
+            let tls = TlsOptions {
+                ca: ca.clone(),
+                server_name: args.tls_server_name.clone(),
+            };
+            Client::connect_tls(&args.addr, &tls).await
+        }
+        None => Client::connect(&args.addr).await,
+    }
+    .with_context(|| format!("cannot connect to {}", args.addr))?;
+    if let Some(path) = &args.token_file {
+        let token = ringkv::client::token_from_file(path, false).context("--token-file")?;
+        client.auth(&token).await.context("auth")?;
+    }
     let options = RequestOptions {
         r: args.r,
         w: args.w,

@@ -14,14 +14,17 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use ringkv_actors::client_api::access::{TokenFile, TokenFileError};
 use ringkv_actors::wire::client::{
-    encode_request, map_field, map_str, parse_response, ClientOp, ClientRequest, ErrorCode,
+    encode_request, map_field, map_str, parse_response, AuthToken, ClientOp, ClientRequest,
+    ErrorCode,
 };
 use ringkv_actors::wire::{FrameCodec, MAX_FRAME_BYTES_DEFAULT};
 use rmpv::Value;
@@ -58,6 +61,9 @@ pub enum Error {
     /// The node's answer did not follow the protocol.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The TLS settings could not be loaded, or the handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// No answer within the client-side deadline.
     #[error("no answer within {0:?}")]
     TimedOut(Duration),
@@ -71,6 +77,36 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// The token a client presents from a token file (`--token-file`): the
+/// file holds the client token on its first line and, optionally, the
+/// admin token on its second (the node's `--client-token-file` has this
+/// shape). `admin`: the admin token if the file has one, else the client
+/// token; otherwise the client token.
+pub fn token_from_file(path: &Path, admin: bool) -> Result<Vec<u8>, TokenFileError> {
+    let file = TokenFile::read(path)?;
+    Ok(if admin {
+        file.admin_or_client().to_vec()
+    } else {
+        file.client
+    })
+}
+
+/// How a client reaches a node over TLS (`--tls-ca`, `--tls-server-name`).
+#[derive(Clone, Debug)]
+pub struct TlsOptions {
+    /// The CA certificate(s) (PEM) the node's certificate must chain to.
+    pub ca: std::path::PathBuf,
+    /// The name the node's certificate must carry (`None`: the host part
+    /// of the address dialled).
+    pub server_name: Option<String>,
+}
+
+/// The host part of `host:port` (`[v6]:port` too).
+fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// The opaque causal context of a key: hand it back on the next write so it
@@ -216,7 +252,35 @@ impl Client {
     pub async fn connect(addr: impl ToSocketAddrs) -> Result<Client, Error> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let (read, write) = stream.into_split();
+        Ok(Self::over(stream))
+    }
+
+    /// Connects to a node's client address over TLS (a node started with
+    /// `--tls-cert`): its certificate must chain to `tls.ca` and name
+    /// `tls.server_name`, or the host part of `addr`.
+    pub async fn connect_tls(addr: &str, tls: &TlsOptions) -> Result<Client, Error> {
+        let config =
+            ringkv_actors::tls::client_config(&tls.ca).map_err(|e| Error::Tls(e.to_string()))?;
+        let name = match &tls.server_name {
+            Some(name) => name.clone(),
+            None => host_of(addr).to_owned(),
+        };
+        let name = ringkv_actors::tls::server_name(&name).map_err(|e| Error::Tls(e.to_string()))?;
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let stream = tokio_rustls::TlsConnector::from(config)
+            .connect(name, stream)
+            .await
+            .map_err(|e| Error::Tls(format!("handshake with {addr}: {e}")))?;
+        Ok(Self::over(stream))
+    }
+
+    /// A client over an open stream (plain TCP or TLS).
+    fn over<S>(stream: S) -> Client
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
+        let (read, write) = tokio::io::split(stream);
         let codec = FrameCodec::new(RESPONSE_FRAME_BYTES_MAX);
         let waiters: Waiters = Arc::default();
         let (outbox, mut outgoing) = mpsc::channel::<Bytes>(OUTBOX_REQUESTS_MAX);
@@ -271,13 +335,13 @@ impl Client {
                 w.clear();
             }
         });
-        Ok(Client {
+        Client {
             outbox,
             waiters,
             next_id: Arc::new(AtomicU64::new(1)),
             closed,
             wait: Duration::from_secs(30),
-        })
+        }
     }
 
     /// Sets the client-side wait limit per call (default 30 s).
@@ -407,6 +471,21 @@ impl Client {
     async fn write(&self, op: ClientOp, timeout_ms: Option<u64>) -> Result<Context, Error> {
         let body = self.call(op, timeout_ms).await?;
         context_of(&body)?.ok_or_else(|| Error::Protocol("write answer has no `context`".into()))
+    }
+
+    /// Presents a token (PROTOCOL.md version 2 `auth`): the client token
+    /// grants every op, the admin token the admin ops from any address too.
+    /// Required first on a node with a client token; a wrong token answers
+    /// `unauthorized` (and the connection has nothing granted).
+    pub async fn auth(&self, token: &[u8]) -> Result<(), Error> {
+        self.call(
+            ClientOp::Auth {
+                token: AuthToken(token.to_vec()),
+            },
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Asks the node to hand its ranges off and leave the cluster (an admin

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use ringkv_actors::bridge::RECONNECT_BACKOFF_MAX_MS_DEFAULT;
+use ringkv_actors::client_api::access::{ClientTokens, TokenFile};
 use ringkv_actors::client_api::{CLIENT_CONNECTIONS_MAX_DEFAULT, CLIENT_INFLIGHT_MAX_DEFAULT};
 use ringkv_actors::conflict_resolver::{
     VersionLimits, SIBLINGS_MAX_DEFAULT, VCLOCK_ENTRIES_MAX_DEFAULT, VCLOCK_PRUNE_AGE_S_DEFAULT,
@@ -30,6 +31,7 @@ use ringkv_actors::replicator::{
 use ringkv_actors::ring::{RING_TOKENS_MAX, VNODES_PER_WEIGHT_DEFAULT, VNODES_PER_WEIGHT_MAX};
 use ringkv_actors::secret::{ClusterSecret, SecretError};
 use ringkv_actors::storage::{HINTS_BYTES_MAX_PER_TARGET_DEFAULT, STORAGE_QUEUE_MAX_DEFAULT};
+use ringkv_actors::tls::{NodeTls, TlsFiles};
 use ringkv_actors::wire::client::{MAX_KEY_BYTES_DEFAULT, MAX_VALUE_BYTES_DEFAULT};
 use ringkv_actors::wire::peer::{LABEL_BYTES_MAX, NODE_WEIGHT_MAX};
 use ringkv_actors::wire::MAX_FRAME_BYTES_DEFAULT;
@@ -122,6 +124,29 @@ pub struct NodeArgs {
     /// listens on and serves loopback addresses only. See SECURITY.md.
     #[arg(long, value_name = "PATH")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// File holding the client token (line 1) and, optionally, the admin
+    /// token (line 2), 16 to 1024 bytes each. With it, clients must send
+    /// `auth` with the client token before any other op; `leave` and
+    /// `forget` need the admin token when there is one (from any address),
+    /// else come from loopback only. Keep it readable by the node's user
+    /// only. See SECURITY.md.
+    #[arg(long, value_name = "PATH")]
+    pub client_token_file: Option<PathBuf>,
+    /// TLS on the client port and the peer port: this node's certificate
+    /// chain (PEM, leaf first). Needs --tls-key and --tls-ca. See
+    /// SECURITY.md, "TLS".
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificate(s) (PEM) peer certificates must chain to.
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
+    /// The name every peer certificate must carry (default: the peer's IP
+    /// address as dialled).
+    #[arg(long, value_name = "NAME")]
+    pub tls_peer_name: Option<String>,
     /// Address for node-to-node traffic, e.g. 127.0.0.1:7101.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
@@ -271,6 +296,12 @@ pub struct NodeConfig {
     /// The cluster secret and the file it was read from (`None`: no
     /// secret given).
     pub cluster_secret: Option<(PathBuf, ClusterSecret)>,
+    /// The client and admin tokens (`--client-token-file`; default none).
+    /// `Debug` shows only which are set.
+    pub client_tokens: ClientTokens,
+    /// TLS for the client and peer ports (`--tls-cert`, `--tls-key`,
+    /// `--tls-ca`; default none: plain TCP).
+    pub tls: Option<NodeTls>,
     /// Peer listen address.
     pub listen: SocketAddr,
     /// The peer address other nodes dial.
@@ -542,10 +573,40 @@ impl NodeArgs {
                 .vclock_prune_age_s
                 .unwrap_or(VCLOCK_PRUNE_AGE_S_DEFAULT),
         };
+        let client_tokens = match self.client_token_file {
+            Some(path) => ClientTokens::new(
+                &TokenFile::read(&path).map_err(|e| format!("--client-token-file: {e}"))?,
+            ),
+            None => ClientTokens::default(),
+        };
+        let tls = match (self.tls_cert, self.tls_key, self.tls_ca) {
+            (None, None, None) => {
+                if self.tls_peer_name.is_some() {
+                    return Err("--tls-peer-name needs --tls-cert, --tls-key and --tls-ca".into());
+                }
+                None
+            }
+            (Some(cert), Some(key), Some(ca)) => Some(
+                NodeTls::load(&TlsFiles {
+                    cert,
+                    key,
+                    ca,
+                    peer_name: self.tls_peer_name,
+                })
+                .map_err(|e| format!("TLS: {e}"))?,
+            ),
+            _ => {
+                return Err(
+                    "--tls-cert, --tls-key and --tls-ca go together: give all three or none".into(),
+                )
+            }
+        };
         Ok(NodeConfig {
             id,
             cluster: self.cluster.unwrap_or_else(|| "ringkv".into()),
             cluster_secret,
+            client_tokens,
+            tls,
             listen,
             advertise_addr,
             client_listen,

@@ -332,3 +332,80 @@ fn the_readme_settings_table_is_generated_from_the_flags() {
         "README.md's settings table is out of date: RINGKV_WRITE_README=1 cargo test -p ringkv readme"
     );
 }
+
+#[test]
+fn the_client_token_file_is_read_and_checked_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("tokens");
+    std::fs::write(&good, "client-token-0123456789\nadmin-token-0123456789\n").unwrap();
+    let c = NodeArgs {
+        client_token_file: Some(good),
+        ..base()
+    }
+    .validate()
+    .unwrap();
+    assert_eq!(
+        format!("{:?}", c.client_tokens),
+        "ClientTokens { client: set, admin: set }"
+    );
+    assert!(!format!("{c:?}").contains("token-0123"));
+    let short = dir.path().join("short");
+    std::fs::write(&short, "short\n").unwrap();
+    for (file, expect) in [
+        (short, "5 bytes"),
+        (dir.path().join("absent"), "cannot read"),
+    ] {
+        let err = NodeArgs {
+            client_token_file: Some(file),
+            ..base()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("--client-token-file") && err.contains(expect),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn tls_files_go_together_and_are_checked_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        Some(path)
+    };
+    let not_pem = file("not.pem", "not a certificate\n");
+    let err = NodeArgs {
+        tls_cert: not_pem.clone(),
+        ..base()
+    }
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("go together"), "{err}");
+    let err = NodeArgs {
+        tls_peer_name: Some("ringkv".into()),
+        ..base()
+    }
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("--tls-peer-name"), "{err}");
+    let err = NodeArgs {
+        tls_cert: not_pem.clone(),
+        tls_key: not_pem.clone(),
+        tls_ca: not_pem,
+        ..base()
+    }
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("--tls-cert") && err.contains("no PEM certificate"),
+        "{err}"
+    );
+    assert!(base().validate().unwrap().tls.is_none());
+}

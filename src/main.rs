@@ -44,6 +44,18 @@ struct AdminArgs {
     /// A node's client address.
     #[arg(long, default_value = "127.0.0.1:7001")]
     addr: String,
+    /// Send `auth` first with a token from this file: its second line (the
+    /// admin token) if it has one, else its first (the client token). The
+    /// node's `--client-token-file` works as is.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<std::path::PathBuf>,
+    /// Talk TLS: the CA (PEM) the node's certificate must chain to.
+    #[arg(long, value_name = "PATH")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The name the node's certificate must carry (default: the host part
+    /// of --addr).
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    tls_server_name: Option<String>,
     #[command(subcommand)]
     action: AdminAction,
 }
@@ -199,9 +211,22 @@ fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let client = Client::connect(&args.addr)
-            .await
-            .with_context(|| format!("cannot connect to {}", args.addr))?;
+        let client = match &args.tls_ca {
+            Some(ca) => {
+                let tls = ringkv::client::TlsOptions {
+                    ca: ca.clone(),
+                    server_name: args.tls_server_name.clone(),
+                };
+                Client::connect_tls(&args.addr, &tls).await
+            }
+            None => Client::connect(&args.addr).await,
+        }
+        .with_context(|| format!("cannot connect to {}", args.addr))?;
+        if let Some(path) = &args.token_file {
+            let token = ringkv::client::token_from_file(path, true)
+                .with_context(|| "--token-file".to_string())?;
+            client.auth(&token).await.context("auth")?;
+        }
         match args.action {
             AdminAction::Leave { wait_s } => {
                 let node = client.leave().await?;

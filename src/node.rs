@@ -17,7 +17,7 @@ use ringkv_actors::bridge::{
 };
 use ringkv_actors::client_api::{client_write_queue_frames_max, ClientApi, ClientApiOptions};
 use ringkv_actors::clock::SharedClock;
-use ringkv_actors::conflict_resolver::ConflictResolver;
+use ringkv_actors::conflict_resolver::{ConflictResolver, ContextKey};
 use ringkv_actors::failure_detector::{
     FailureDetector, FailureDetectorOptions, GossipOptions, MemberState, PersistedMember, Subscribe,
 };
@@ -147,14 +147,32 @@ fn should_join(own: &ringkv_actors::NodeId, known: &[PersistedMember], has_seeds
     }
 }
 
+/// The key this node seals client contexts with: from the cluster secret,
+/// or (integrity only, see `conflict_resolver::context`) from the cluster
+/// name when there is none.
+fn context_key(config: &NodeConfig) -> ContextKey {
+    match &config.cluster_secret {
+        Some((_, secret)) => ContextKey::from_secret(secret),
+        None => ContextKey::from_cluster_name(&config.cluster),
+    }
+}
+
 /// Starts every actor of a node on the current arbiter.
 pub async fn start(
     config: &NodeConfig,
     env: NodeEnv,
     lock: Option<File>,
 ) -> Result<RunningNode, NodeError> {
-    let peer_listener = env
-        .net
+    // With TLS, both ports (and the bridge's dials) speak it; the layers
+    // above see plain streams either way.
+    let (peer_net, client_net) = match &config.tls {
+        Some(tls) => (
+            tls.peer_net(env.net.clone()),
+            tls.client_net(env.net.clone()),
+        ),
+        None => (env.net.clone(), env.net.clone()),
+    };
+    let peer_listener = peer_net
         .bind(config.listen)
         .await
         .map_err(|source| NodeError::Bind {
@@ -162,15 +180,14 @@ pub async fn start(
             what: "--listen",
             source,
         })?;
-    let client_listener =
-        env.net
-            .bind(config.client_listen)
-            .await
-            .map_err(|source| NodeError::Bind {
-                addr: config.client_listen,
-                what: "--client-listen",
-                source,
-            })?;
+    let client_listener = client_net
+        .bind(config.client_listen)
+        .await
+        .map_err(|source| NodeError::Bind {
+            addr: config.client_listen,
+            what: "--client-listen",
+            source,
+        })?;
     let peer_addr = peer_listener.local_addr().unwrap_or(config.listen);
     let client_addr = client_listener.local_addr().unwrap_or(config.client_listen);
     // With an ephemeral --listen port (0), advertise the port actually bound.
@@ -295,6 +312,7 @@ pub async fn start(
             limits: config.version_limits.clone(),
             stand_in_after_ms: config.stand_in_after_ms,
             object_bytes_max: config.object_bytes_max,
+            contexts: context_key(config),
         },
         replicas,
         resolver.recipient(),
@@ -323,7 +341,7 @@ pub async fn start(
             nonces: env.nonces.clone(),
             accept,
         },
-        env.net.clone(),
+        peer_net,
         bridge_options,
         peer_listener,
         PeerHandlers {
@@ -366,6 +384,7 @@ pub async fn start(
                 config.client_inflight_max,
             ),
             accept,
+            tokens: config.client_tokens.clone(),
         },
         client_listener,
         replicator,

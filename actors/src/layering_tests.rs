@@ -14,6 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["replicas"],
     &["bridge", "storage", "conflict_resolver"],
     &["membership"],
+    &["tls"],
     &["ring", "wire", "net", "clock", "persist"],
     &["node_id", "secret"],
 ];

@@ -16,6 +16,7 @@
 //! | [`membership`] | shared vocabulary: `MembershipChanged` (rings, reachability, peers) |
 //! | [`ring`] | the consistent-hash ring: virtual nodes, weights, preference lists |
 //! | [`wire`] | the frame codec (u32 BE length + MessagePack), the client protocol, the typed peer protocol |
+//! | [`tls`] | optional TLS for the client and peer ports, as a wrapper around the network seam |
 //! | [`net`] / [`clock`] | the network and clock seams (real sockets and time, or turmoil's in tests); protected mode's accept policy (`AcceptPolicy`) |
 //! | [`persist`] | small snapshots (membership, hints) written atomically off the arbiter |
 //! | [`node_id`] | `NodeId` and version actors |
@@ -92,6 +93,7 @@ pub mod replicator;
 pub mod ring;
 pub mod secret;
 pub mod storage;
+pub mod tls;
 pub mod wire;
 
 #[cfg(test)]

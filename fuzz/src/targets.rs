@@ -10,7 +10,9 @@
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
-use ringkv_actors::conflict_resolver::{is_stale, Object, VersionLimits, VersionVector};
+use ringkv_actors::conflict_resolver::{
+    is_stale, ContextKey, Object, VersionLimits, VersionVector,
+};
 use ringkv_actors::failure_detector::{Gossip, GossipMessage, GossipOptions};
 use ringkv_actors::storage::keys::{hint_key, parse_hint_key, HintRecord};
 use ringkv_actors::storage::lsm::fuzz;
@@ -123,8 +125,8 @@ fn carried(frame: &PeerFrame) {
 }
 
 /// The versioning decoders: `Object::decode` (stored values, replica
-/// writes) and `VersionVector::decode_context` (client contexts), both run
-/// on every input.
+/// writes), the clock decoder behind a context's MAC, and
+/// `ContextKey::open` (client contexts), all run on every input.
 ///
 /// Laws, where a decode succeeds: encode then decode gives the same value
 /// and the encoding is stable; `merge` with itself changes nothing (and
@@ -161,15 +163,22 @@ pub fn versioning(data: &[u8]) {
             assert_eq!(again, written);
         }
     }
-    if let Ok(clock) = VersionVector::decode_context(data) {
+    if let Ok(clock) = VersionVector::decode_clock_for_fuzzing(data) {
         check_clock(&clock);
     }
+    // A context as a client sends it: refused unless sealed for the key.
+    let _ = ContextKey::from_cluster_name("ringkv").open(b"k", data);
 }
 
 fn check_clock(clock: &VersionVector) {
-    let encoded = clock.encode_context();
-    let again = VersionVector::decode_context(&encoded).expect("an encoded context decodes");
+    let key = ContextKey::from_cluster_name("ringkv");
+    let sealed = key.seal(b"k", clock);
+    let again = key.open(b"k", &sealed).expect("a sealed context opens");
     assert_eq!(&again, clock, "a context does not round-trip");
+    assert!(
+        key.open(b"j", &sealed).is_err(),
+        "a context opens for another key"
+    );
     let mut merged = clock.clone();
     merged.merge(clock);
     assert_eq!(&merged, clock, "clock merge is not idempotent");

@@ -179,6 +179,7 @@ fn describe(e: &Error) -> String {
         Error::Closed => "closed".into(),
         Error::Io(_) => "io".into(),
         Error::Protocol(_) => "protocol".into(),
+        Error::Tls(_) => "tls".into(),
     }
 }
 

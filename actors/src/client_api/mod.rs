@@ -1,10 +1,12 @@
 //! The client API: the client listener ([`ClientApi`]) and one
-//! [`ClientSession`] per connection (session.rs), speaking PROTOCOL.md.
+//! [`ClientSession`] per connection (session.rs), speaking PROTOCOL.md;
+//! who may do what on a connection (tokens, admin ops) is `access`.
 //!
 //! In protected mode (no cluster secret) the listener serves clients from
 //! loopback addresses only: any other connection is closed at accept,
 //! before a byte is read, and logged.
 
+pub mod access;
 mod session;
 
 use std::cell::Cell;
@@ -52,6 +54,10 @@ pub struct ClientApiOptions {
     pub client_write_queue_frames_max: usize,
     /// Which remote addresses are served: loopback only in protected mode.
     pub accept: AcceptPolicy,
+    /// The client and admin tokens (`--client-token-file`; none: every
+    /// connection may run every op, admin ops from loopback only); the
+    /// policy is `access`.
+    pub tokens: access::ClientTokens,
 }
 
 /// The client listener actor.

@@ -6,6 +6,10 @@
 //! `bad_request` (id 0 when the id is unreadable) and the connection stays
 //! usable; a length over `max_frame_bytes` is answered `too_large` and the
 //! connection is closed, because the rest of the stream cannot be framed.
+//!
+//! Each request is checked against the connection's [`Access`] before it
+//! starts; an `auth` is answered at once, in frame order, so a client may
+//! pipeline its first requests right behind it.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -17,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
+use super::access::{Access, AUTH_FAILURES_MAX};
 use super::ClientApiOptions;
 use crate::failure_detector::{FailureDetector, Forget, Leave, StatusQuery};
 use crate::net::BoxConnection;
@@ -36,6 +41,11 @@ type Writer = mpsc::Sender<Bytes>;
 /// The session actor.
 pub struct ClientSession {
     conn: Option<BoxConnection>,
+    /// Where the client connects from (admin ops from afar need the admin
+    /// token).
+    remote: SocketAddr,
+    /// What this connection may do (its `auth` so far).
+    access: Access,
     node: NodeId,
     options: ClientApiOptions,
     replicator: Addr<Replicator>,
@@ -67,6 +77,8 @@ impl ClientSession {
         let span = tracing::info_span!("client_session", node = %node, actor = "client_session", client = %remote);
         Self {
             conn: Some(conn),
+            remote,
+            access: Access::new(&options.tokens),
             node,
             options,
             replicator,
@@ -142,6 +154,16 @@ impl ClientSession {
                 return self.respond(id, &Err(error), ctx);
             }
         };
+        if let ClientOp::Auth { token } = &request.op {
+            return self.on_auth(request.id, &token.0, ctx);
+        }
+        if let Err(error) = self.access.permit(&request.op, self.remote.ip()) {
+            let span = self.span.clone();
+            let _span = span.enter();
+            info!(id = request.id, op = request.op.name(), grant = ?self.access.grant(),
+                message = %error.message, "request refused: unauthorized");
+            return self.respond(request.id, &Err(error), ctx);
+        }
         if self.in_flight >= self.options.client_inflight_max {
             let error = ClientError::new(
                 ErrorCode::Unavailable,
@@ -175,6 +197,33 @@ impl ClientSession {
         }));
     }
 
+    /// An `auth`: answered at once. The token itself is never logged.
+    fn on_auth(&mut self, id: u64, token: &[u8], ctx: &mut Context<Self>) {
+        let span = self.span.clone();
+        let _span = span.enter();
+        match self.access.authenticate(&self.options.tokens, token) {
+            Ok(grant) => {
+                debug!(?grant, "client authenticated");
+                self.respond(id, &Ok(ClientReply::Authenticated), ctx);
+            }
+            Err(refused) => {
+                warn!(
+                    failures = refused.failures,
+                    limit = AUTH_FAILURES_MAX,
+                    "client sent a wrong token"
+                );
+                self.respond(id, &Err(refused.to_client()), ctx);
+                if refused.close {
+                    warn!(
+                        limit = AUTH_FAILURES_MAX,
+                        "closing the client connection: too many wrong tokens (AUTH_FAILURES_MAX)"
+                    );
+                    self.close(ctx);
+                }
+            }
+        }
+    }
+
     fn dispatch(
         &self,
         request: ClientRequest,
@@ -186,6 +235,13 @@ impl ClientSession {
         };
         let timeout_ms = request.timeout_ms;
         match request.op {
+            // Answered in `on_auth`, before dispatch; never granted here.
+            ClientOp::Auth { .. } => Box::pin(async move {
+                Err(ClientError::new(
+                    ErrorCode::Internal,
+                    "`auth` reached the dispatcher (a bug): not granted",
+                ))
+            }),
             ClientOp::Ping => {
                 let node = self.node.to_string();
                 Box::pin(async move { Ok(ClientReply::Pong { node }) })

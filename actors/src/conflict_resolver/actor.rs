@@ -11,7 +11,7 @@
 use actix::prelude::*;
 use tracing::error;
 
-use super::{is_stale, Object};
+use super::{is_stale, Object, VersionVector};
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::NodeId;
 
@@ -30,8 +30,9 @@ pub struct Reconcile {
 pub struct Reconciled {
     /// Live sibling values (empty: absent or only tombstones).
     pub values: Vec<Vec<u8>>,
-    /// Encoded context covering every version seen (absent: never written).
-    pub context: Option<Vec<u8>>,
+    /// The clock covering every version seen (absent: never written); the
+    /// coordinator seals it to the key as the client's context.
+    pub context: Option<VersionVector>,
     /// The merged object, encoded (absent: never written).
     pub object: Option<Vec<u8>>,
     /// Replicas whose answer lacks part of the merged object.
@@ -82,7 +83,7 @@ pub fn reconcile(answers: &[(NodeId, Option<Vec<u8>>)]) -> Result<Reconciled, Cl
             .into_iter()
             .map(<[u8]>::to_vec)
             .collect(),
-        context: Some(merged.context().encode_context()),
+        context: Some(merged.context().clone()),
         object: Some(merged.encode()),
         stale,
     })

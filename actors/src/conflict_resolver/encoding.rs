@@ -1,10 +1,11 @@
 //! Byte forms: an [`Object`] (the storage value and the replica wire form) and
-//! a [`VersionVector`] (the opaque context handed to clients).
+//! a [`VersionVector`] (the clock inside the client context; the context
+//! itself, with its format byte and MAC, is `context.rs`).
 //!
-//! Both are one format-version byte ([`FORMAT_VERSION`]) followed by one
+//! An object is one format-version byte ([`FORMAT_VERSION`]) followed by one
 //! MessagePack value in rmp-serde's compact form (arrays, no field names):
-//! - context: `[[node, counter, updated_ms], ...]`, entries sorted by node;
-//! - object: `[context, [[node, counter, value | nil, written_ms], ...]]`,
+//! - clock: `[[node, counter, updated_ms], ...]`, entries sorted by node;
+//! - object: `[clock, [[node, counter, value | nil, written_ms], ...]]`,
 //!   siblings sorted by dot, `value` a `bin` and `nil` for a tombstone.
 //!
 //! Decoding is total: any input gives an object or a [`VersionError`], never a
@@ -21,8 +22,9 @@ use super::clock::{ClockEntry, Dot, VersionVector};
 use super::object::{Object, Sibling, VersionError};
 use crate::NodeId;
 
-/// The format-version marker, the first byte of both forms. Bump it (and keep
-/// reading the old one) when the layout changes.
+/// The format-version marker, the first byte of an object. Bump it (and
+/// keep reading the old one) when the layout changes. (Client contexts have
+/// their own, `CONTEXT_FORMAT_VERSION`.)
 pub const FORMAT_VERSION: u8 = 1;
 
 /// Bytes an encoded clock entry usually takes beyond its node id, to size the
@@ -85,18 +87,35 @@ type WireClockIn = Vec<WireEntry<String>>;
 type WireObjectIn = (WireClockIn, Vec<WireSiblingIn>);
 
 impl VersionVector {
-    /// The opaque context for clients: [`FORMAT_VERSION`], then the entries.
-    pub fn encode_context(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + self.len() * ENTRY_OVERHEAD_BYTES);
-        out.push(FORMAT_VERSION);
-        write_msgpack(&mut out, &ClockOut(self));
+    /// About the bytes the encoded clock takes (to size a buffer once).
+    pub(super) fn encoded_len_hint(&self) -> usize {
+        self.len() * ENTRY_OVERHEAD_BYTES
+    }
+
+    /// Appends the clock's MessagePack form (no format byte) to `out`.
+    pub(super) fn encode_clock(&self, out: &mut Vec<u8>) {
+        write_msgpack(out, &ClockOut(self));
+    }
+
+    /// The clock's MessagePack form alone (tests pin and corrupt it).
+    #[cfg(test)]
+    pub(super) fn encode_clock_for_tests(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_clock(&mut out);
         out
     }
 
-    /// Reads a client context; refuses anything [`Self::encode_context`]
-    /// would not have produced from a valid clock.
-    pub fn decode_context(bytes: &[u8]) -> Result<VersionVector, VersionError> {
-        clock_from_wire(read_msgpack(body(bytes)?)?)
+    /// Reads a clock written by [`Self::encode_clock`]; refuses anything it
+    /// would not have produced from a valid clock (trailing bytes included).
+    pub(super) fn decode_clock(body: &[u8]) -> Result<VersionVector, VersionError> {
+        clock_from_wire(read_msgpack(body)?)
+    }
+
+    /// [`Self::decode_clock`], opened to the fuzz targets (feature
+    /// `fuzzing`): behind a context's MAC the fuzzer could not reach it.
+    #[cfg(feature = "fuzzing")]
+    pub fn decode_clock_for_fuzzing(body: &[u8]) -> Result<VersionVector, VersionError> {
+        Self::decode_clock(body)
     }
 }
 
@@ -198,7 +217,7 @@ fn dot(node: String, counter: u64) -> Result<Dot, VersionError> {
     Ok(Dot { node, counter })
 }
 
-fn bad(reason: impl Into<String>) -> VersionError {
+pub(super) fn bad(reason: impl Into<String>) -> VersionError {
     VersionError::BadEncoding {
         reason: reason.into(),
     }

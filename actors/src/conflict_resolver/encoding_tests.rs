@@ -3,7 +3,10 @@
 #![allow(clippy::unwrap_used)]
 
 use super::test_support::{dot, node};
-use super::{ClockEntry, Object, Sibling, VersionError, VersionVector, FORMAT_VERSION};
+use super::{
+    ClockEntry, ContextKey, Object, Sibling, VersionError, VersionVector, CONTEXT_TAG_BYTES,
+    FORMAT_VERSION,
+};
 
 /// Clock `{a: 2 @ 1000 ms, b: 1 @ 5 ms}`; siblings `(a, 2) = "hi"` written
 /// at 1000 ms and `(b, 1)` a tombstone written at 5 ms.
@@ -38,12 +41,29 @@ fn golden_object() -> Object {
     Object::from_parts(clock, siblings).unwrap()
 }
 
+/// A client context as ringkv handed them out before contexts were sealed
+/// (format 1: the clock without a MAC); now refused.
 #[rustfmt::skip]
-const GOLDEN_CONTEXT: [u8; 14] = [
+const GOLDEN_UNSIGNED_CONTEXT: [u8; 14] = [
     0x01,                                   // format version 1
     0x92,                                   // array of 2 entries
     0x93, 0xa1, b'a', 0x02, 0xcd, 0x03, 0xe8, // ["a", 2, 1000]
     0x93, 0xa1, b'b', 0x01, 0x05,           // ["b", 1, 5]
+];
+
+/// The golden object's context for key `cart:42` in a cluster named
+/// `ringkv` without a secret (format 2: the clock, then a 16-byte MAC),
+/// computed independently with Python's `hmac`: the context key is
+/// HMAC-SHA256("ringkv context mac v1, no cluster secret", "ringkv").
+#[rustfmt::skip]
+const GOLDEN_CONTEXT: [u8; 30] = [
+    0x02,                                   // format version 2
+    0x92,                                   // array of 2 entries
+    0x93, 0xa1, b'a', 0x02, 0xcd, 0x03, 0xe8, // ["a", 2, 1000]
+    0x93, 0xa1, b'b', 0x01, 0x05,           // ["b", 1, 5]
+    // HMAC-SHA256(key, 7u64 BE ‖ "cart:42" ‖ the 14 bytes above)[..16]
+    0x3b, 0x8e, 0x0b, 0xd0, 0x01, 0xfa, 0xb0, 0x81,
+    0x4d, 0x38, 0x20, 0x06, 0xdd, 0xef, 0xef, 0xd4,
 ];
 
 #[rustfmt::skip]
@@ -60,10 +80,79 @@ const GOLDEN_OBJECT: [u8; 33] = [
 
 #[test]
 fn golden_context_bytes() {
-    assert_eq!(golden_object().context().encode_context(), GOLDEN_CONTEXT);
+    let contexts = ContextKey::from_cluster_name("ringkv");
+    let sealed = contexts.seal(b"cart:42", golden_object().context());
+    assert_eq!(sealed, GOLDEN_CONTEXT, "{sealed:02x?}");
     assert_eq!(
-        &VersionVector::decode_context(&GOLDEN_CONTEXT).unwrap(),
+        &contexts.open(b"cart:42", &GOLDEN_CONTEXT).unwrap(),
         golden_object().context()
+    );
+    assert_eq!(
+        GOLDEN_CONTEXT.len() - GOLDEN_UNSIGNED_CONTEXT.len(),
+        CONTEXT_TAG_BYTES
+    );
+}
+
+#[test]
+fn contexts_from_before_the_mac_are_refused_with_a_clear_error() {
+    let contexts = ContextKey::from_cluster_name("ringkv");
+    let error = contexts
+        .open(b"cart:42", &GOLDEN_UNSIGNED_CONTEXT)
+        .unwrap_err();
+    assert!(matches!(error, VersionError::UnsignedContext), "{error:?}");
+    assert!(error.to_string().contains("read the key again"), "{error}");
+}
+
+#[test]
+fn a_forged_clock_is_refused() {
+    // A client that rewrites a counter to u64::MAX (to drop siblings it
+    // never saw, or to exhaust the node's counter) cannot fix the MAC.
+    let contexts = ContextKey::from_cluster_name("ringkv");
+    let mut forged = GOLDEN_CONTEXT;
+    forged[5..9].copy_from_slice(&[0xcf, 0xff, 0xff, 0xff]);
+    assert!(matches!(
+        contexts.open(b"cart:42", &forged),
+        Err(VersionError::ContextMacMismatch)
+    ));
+    let mut clock = VersionVector::new();
+    clock.insert(
+        node("a"),
+        ClockEntry {
+            counter: u64::MAX,
+            updated_ms: 0,
+        },
+    );
+    let other_cluster = ContextKey::from_cluster_name("not ringkv").seal(b"cart:42", &clock);
+    assert!(matches!(
+        contexts.open(b"cart:42", &other_cluster),
+        Err(VersionError::ContextMacMismatch)
+    ));
+}
+
+#[test]
+fn the_context_key_comes_from_the_secret_when_there_is_one() {
+    use crate::secret::ClusterSecret;
+    let secret = ClusterSecret::from_bytes(&[b's'; 32]).unwrap();
+    let with_secret = ContextKey::from_secret(&secret);
+    assert!(with_secret.is_authenticated());
+    assert!(!ContextKey::from_cluster_name("ringkv").is_authenticated());
+    let sealed = with_secret.seal(b"cart:42", golden_object().context());
+    assert!(ContextKey::from_cluster_name("ringkv")
+        .open(b"cart:42", &sealed)
+        .is_err());
+    let other = ClusterSecret::from_bytes(&[b't'; 32]).unwrap();
+    assert!(ContextKey::from_secret(&other)
+        .open(b"cart:42", &sealed)
+        .is_err());
+    assert_eq!(
+        ContextKey::from_secret(&secret)
+            .open(b"cart:42", &sealed)
+            .unwrap(),
+        *golden_object().context()
+    );
+    assert_eq!(
+        format!("{with_secret:?}"),
+        "ContextKey(from the cluster secret)"
     );
 }
 
@@ -130,10 +219,15 @@ fn decode_refuses_framing_errors() {
         Object::decode(&future),
         Err(VersionError::UnsupportedVersion { got: 2 })
     ));
+    let contexts = ContextKey::from_cluster_name("ringkv");
     assert!(matches!(
-        VersionVector::decode_context(&[0xff]),
+        contexts.open(b"k", &[0xff]),
         Err(VersionError::UnsupportedVersion { got: 0xff })
     ));
-    assert!(VersionVector::decode_context(&GOLDEN_OBJECT).is_err());
+    assert!(contexts.open(b"k", &[]).is_err());
+    assert!(contexts.open(b"k", &GOLDEN_OBJECT).is_err());
     assert!(Object::decode(&GOLDEN_CONTEXT).is_err());
+    for cut in 0..GOLDEN_CONTEXT.len() {
+        assert!(contexts.open(b"cart:42", &GOLDEN_CONTEXT[..cut]).is_err());
+    }
 }

@@ -6,7 +6,12 @@
 use proptest::prelude::*;
 
 use super::test_support::{arb_clock, arb_object, dots, node, NODES};
-use super::{is_stale, Object, VersionLimits, VersionVector};
+use super::{is_stale, ContextKey, Object, VersionLimits, VersionVector};
+
+/// The context key of the tests' cluster.
+fn contexts() -> ContextKey {
+    ContextKey::from_cluster_name("laws")
+}
 
 /// The merge of every object, left to right.
 fn merge_all(objects: &[Object]) -> Object {
@@ -118,17 +123,38 @@ proptest! {
     fn encode_decode_round_trip(object in arb_object()) {
         prop_assert_eq!(Object::decode(&object.encode()).unwrap(), object.clone());
         let context = object.context();
-        prop_assert_eq!(&VersionVector::decode_context(&context.encode_context()).unwrap(), context);
+        let sealed = contexts().seal(b"k", context);
+        prop_assert_eq!(&contexts().open(b"k", &sealed).unwrap(), context);
+    }
+
+    /// A context opens only for the key it was sealed for, under the key it
+    /// was sealed with, whole: a context of another key, of another
+    /// cluster, or with any byte changed or cut off is refused.
+    #[test]
+    fn a_context_opens_only_unchanged_for_its_own_key(
+        object in arb_object(), at in any::<prop::sample::Index>(), flip in 1u8..=255,
+        other_key in prop::collection::vec(any::<u8>(), 1..8),
+    ) {
+        let sealed = contexts().seal(b"k", object.context());
+        prop_assume!(other_key != b"k");
+        prop_assert!(contexts().open(&other_key, &sealed).is_err());
+        prop_assert!(ContextKey::from_cluster_name("other").open(b"k", &sealed).is_err());
+        let mut flipped = sealed.clone();
+        let index = at.index(flipped.len());
+        flipped[index] ^= flip;
+        prop_assert!(contexts().open(b"k", &flipped).is_err());
+        prop_assert!(contexts().open(b"k", &sealed[..index]).is_err());
     }
 
     #[test]
     fn decode_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
         let _ = Object::decode(&bytes);
-        let _ = VersionVector::decode_context(&bytes);
+        let _ = contexts().open(b"k", &bytes);
         let mut marked = vec![super::FORMAT_VERSION];
         marked.extend(&bytes);
         let _ = Object::decode(&marked);
-        let _ = VersionVector::decode_context(&marked);
+        marked[0] = super::CONTEXT_FORMAT_VERSION;
+        let _ = contexts().open(b"k", &marked);
     }
 
     /// Corrupting one byte of a valid encoding never panics, and whatever
@@ -144,11 +170,11 @@ proptest! {
             prop_assert!(Object::from_parts(decoded.context().clone(), decoded.siblings().to_vec()).is_ok());
             prop_assert_eq!(Object::decode(&decoded.encode()).unwrap(), decoded);
         }
-        let mut bytes = object.context().encode_context();
+        let mut bytes = object.context().encode_clock_for_tests();
         let index = at.index(bytes.len());
         bytes[index] = byte;
-        if let Ok(decoded) = VersionVector::decode_context(&bytes) {
-            prop_assert_eq!(VersionVector::decode_context(&decoded.encode_context()).unwrap(), decoded);
+        if let Ok(decoded) = VersionVector::decode_clock(&bytes) {
+            prop_assert_eq!(VersionVector::decode_clock(&decoded.encode_clock_for_tests()).unwrap(), decoded);
         }
     }
 }

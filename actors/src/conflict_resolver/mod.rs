@@ -13,7 +13,9 @@
 //! - `actor`: the ConflictResolver actor, which reconciles replicas'
 //!   answers for a read ([`reconcile`]).
 //! - `encoding`: the versioned byte forms of an object (disk and replica wire)
-//!   and of a client context.
+//!   and of a clock.
+//! - `context`: the client context, a clock sealed to its key with a MAC
+//!   ([`ContextKey`]), so that clients cannot forge one.
 //! - tests: `laws_tests` (proptest laws), `history_tests` (random concurrent
 //!   histories against a model), `scenario_tests` (Figure 9 and friends),
 //!   `encoding_tests` (golden bytes), `test_support` (strategies).
@@ -28,12 +30,14 @@
 
 mod actor;
 mod clock;
+mod context;
 mod encoding;
 mod object;
 mod prune;
 
 pub use actor::{reconcile, ConflictResolver, Reconcile, Reconciled};
 pub use clock::{ClockEntry, Dot, VersionVector};
+pub use context::{ContextKey, CONTEXT_FORMAT_VERSION, CONTEXT_KEY_PURPOSE, CONTEXT_TAG_BYTES};
 pub use encoding::FORMAT_VERSION;
 pub use object::{
     is_stale, Object, Sibling, VersionError, VersionLimits, SIBLINGS_MAX_DEFAULT,

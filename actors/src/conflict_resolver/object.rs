@@ -62,6 +62,19 @@ pub enum VersionError {
         /// The marker found.
         got: u8,
     },
+    /// A client context in format 1, from before contexts carried a MAC.
+    #[error(
+        "a context from before contexts were signed (format 1) is no longer accepted; \
+         read the key again for a current context"
+    )]
+    UnsignedContext,
+    /// A client context whose MAC does not match the key it came with and
+    /// the clock it carries (or that is too short to hold one).
+    #[error(
+        "the context's MAC does not match: it was issued for another key or by another \
+         cluster, or it was altered"
+    )]
+    ContextMacMismatch,
     /// The coordinator's counter for this key is at `u64::MAX` (only a forged
     /// context can get there); a further dot would repeat a name.
     #[error("counter of node {node} is exhausted")]

@@ -36,7 +36,7 @@ pub use read::GetAnswer;
 
 use crate::bridge::{Incoming, LinksChanged};
 use crate::clock::SharedClock;
-use crate::conflict_resolver::{Reconcile, VersionLimits, VersionVector};
+use crate::conflict_resolver::{ContextKey, Reconcile, VersionLimits};
 use crate::membership::MembershipChanged;
 use crate::replicas::Replicas;
 use crate::ring::Ring;
@@ -78,6 +78,9 @@ pub struct ReplicationOptions {
     /// A primary that has not answered a request within this long gets a
     /// stand-in (sloppy quorum), in milliseconds.
     pub stand_in_after_ms: u64,
+    /// Seals the contexts this node hands out and checks the ones clients
+    /// send back (the same key on every member).
+    pub contexts: ContextKey,
 }
 
 /// Requests a node holds while it is still bootstrapping (they wait for
@@ -315,6 +318,25 @@ impl Replicator {
             );
             return Box::pin(async move { Err(error) });
         }
+        // A context some member sealed for this very key, or nothing: it is
+        // checked here, before the write is forwarded or anything minted.
+        let context = match msg
+            .context
+            .as_deref()
+            .map(|bytes| self.options.contexts.open(&msg.key, bytes))
+            .transpose()
+        {
+            Ok(c) => c.unwrap_or_default(),
+            Err(e) => {
+                let error = ClientError::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "field `context` is not a context this cluster issued for this key: {e}"
+                    ),
+                );
+                return Box::pin(async move { Err(error) });
+            }
+        };
         let timeout_ms = msg.timeout_ms.unwrap_or(self.options.request_timeout_ms);
         let placement =
             placement::for_write(&self.read_ring, &self.write_ring, self.options.n, &msg.key);
@@ -361,21 +383,6 @@ impl Replicator {
         if let Some(error) = self.refuse_quorum("the write", usable, spare.len(), w, pw) {
             return Box::pin(async move { Err(error) });
         }
-        let context = match msg
-            .context
-            .as_deref()
-            .map(VersionVector::decode_context)
-            .transpose()
-        {
-            Ok(c) => c.unwrap_or_default(),
-            Err(e) => {
-                let error = ClientError::new(
-                    ErrorCode::BadRequest,
-                    format!("field `context` is not a context this cluster issued: {e}"),
-                );
-                return Box::pin(async move { Err(error) });
-            }
-        };
         let plan = write::WritePlan {
             key: msg.key,
             value: msg.value,
@@ -391,6 +398,7 @@ impl Replicator {
             now_ms: self.clock.now_ms(),
             limits: self.options.limits.clone(),
             object_bytes_max: self.options.object_bytes_max,
+            contexts: self.options.contexts.clone(),
         };
         Box::pin(write::coordinate(self.replicas.clone(), plan).instrument(span))
     }
@@ -430,6 +438,7 @@ impl Replicator {
             stand_in_after_ms: self.options.stand_in_after_ms,
             timeout_ms,
             trace: msg.trace,
+            contexts: self.options.contexts.clone(),
         };
         let (tx, rx) = oneshot::channel();
         let span =

@@ -16,7 +16,7 @@ use tracing::debug;
 use super::coordinator::{ReadAnswer, ReadCoordinator, ReadStep};
 use super::fanout::{Reach, SloppyPolicy};
 use super::ReadRepair;
-use crate::conflict_resolver::{Reconcile, Reconciled};
+use crate::conflict_resolver::{ContextKey, Reconcile, Reconciled};
 use crate::replicas::{ReplicaError, Replicas};
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::NodeId;
@@ -47,6 +47,8 @@ pub struct ReadPlan {
     pub timeout_ms: u64,
     /// The client request.
     pub trace: u64,
+    /// Seals the answer's context to the key.
+    pub contexts: ContextKey,
 }
 
 /// Runs a read; the answer goes to `reply` as soon as it is known, and the
@@ -68,6 +70,7 @@ pub async fn coordinate(
         stand_in_after_ms,
         timeout_ms,
         trace,
+        contexts,
     } = plan;
     let now = tokio::time::Instant::now();
     let deadline = now + Duration::from_millis(timeout_ms);
@@ -88,9 +91,10 @@ pub async fn coordinate(
         if let Some(answer) = step.answer.take() {
             if let Some(tx) = reply.take() {
                 let answer = match answer {
-                    Ok(answers) => reconcile(&resolver, answers, trace)
-                        .await
-                        .map(|rec| (rec.values, rec.context)),
+                    Ok(answers) => reconcile(&resolver, answers, trace).await.map(|rec| {
+                        let context = rec.context.map(|clock| contexts.seal(&key, &clock));
+                        (rec.values, context)
+                    }),
                     Err(e) => Err(e),
                 };
                 let _ = tx.send(answer);

@@ -25,7 +25,7 @@ use super::coordinator::{WriteCoordinator, WriteStep};
 use super::fanout::{Ask, Reach, SloppyPolicy};
 use super::read::sleep_until;
 use crate::bridge::PeerError;
-use crate::conflict_resolver::{Object, VersionError, VersionLimits, VersionVector};
+use crate::conflict_resolver::{ContextKey, Object, VersionError, VersionLimits, VersionVector};
 use crate::replicas::{ReplicaError, Replicas};
 use crate::storage::LocalApply;
 use crate::wire::client::{ClientError, ErrorCode};
@@ -68,6 +68,8 @@ pub struct WritePlan {
     pub limits: VersionLimits,
     /// Largest encoded object the write may leave, in bytes.
     pub object_bytes_max: usize,
+    /// Seals the new version's context to the key.
+    pub contexts: ContextKey,
 }
 
 /// Runs a write with this node as coordinator; answers the new context.
@@ -88,6 +90,7 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
         now_ms,
         limits,
         object_bytes_max,
+        contexts,
     } = plan;
     let own = replicas.own.clone();
     let (mut coordinator, mut step) =
@@ -174,7 +177,7 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
             format!("new object does not decode: {e}"),
         )
     })?;
-    let new_context = object.context().encode_context();
+    let new_context = contexts.seal(&key, object.context());
 
     let mut pending: Pending = FuturesUnordered::new();
     let local_own = own.clone();

@@ -33,6 +33,7 @@ pub fn encode_response(id: u64, result: &Result<ClientReply, ClientError>) -> Ve
 fn encode_reply(reply: &ClientReply, map: &mut Vec<(Value, Value)>) {
     match reply {
         ClientReply::Pong { node } => map.push((s("node"), s(node))),
+        ClientReply::Authenticated => {}
         ClientReply::Values { values, context } => {
             let values = values.iter().map(|v| Value::Binary(v.clone())).collect();
             map.push((s("values"), Value::Array(values)));
@@ -92,6 +93,7 @@ pub fn encode_request(request: &ClientRequest) -> Vec<u8> {
     match &request.op {
         ClientOp::Ping | ClientOp::Status | ClientOp::Leave => {}
         ClientOp::Forget { node } => map.push((s("node"), s(node))),
+        ClientOp::Auth { token } => map.push((s("token"), bin(&token.0))),
         ClientOp::Get { key, r, pr } => {
             map.push((s("key"), bin(key)));
             push_count(&mut map, "r", r);

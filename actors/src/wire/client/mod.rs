@@ -37,6 +37,9 @@ pub enum ErrorCode {
     Timeout,
     /// A bug or an I/O failure on the node.
     Internal,
+    /// No `auth` yet on a node with a client token, a wrong token, or an
+    /// admin op without the admin token (PROTOCOL.md version 2).
+    Unauthorized,
 }
 
 impl ErrorCode {
@@ -49,6 +52,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unauthorized => "unauthorized",
         }
     }
 
@@ -57,14 +61,15 @@ impl ErrorCode {
         Self::ALL.into_iter().find(|c| c.as_str() == code)
     }
 
-    /// Every code, in the order of PROTOCOL.md's table.
-    pub const ALL: [ErrorCode; 6] = [
+    /// Every code, in the order of PROTOCOL.md's table (version 2's last).
+    pub const ALL: [ErrorCode; 7] = [
         ErrorCode::BadRequest,
         ErrorCode::TooLarge,
         ErrorCode::UnknownOp,
         ErrorCode::Unavailable,
         ErrorCode::Timeout,
         ErrorCode::Internal,
+        ErrorCode::Unauthorized,
     ];
 }
 
@@ -126,6 +131,17 @@ pub struct ClientRequest {
     pub timeout_ms: Option<u64>,
 }
 
+/// A client token as it came in an `auth` request. Its `Debug` shows only
+/// its length, so that no log line can ever hold a token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthToken(pub Vec<u8>);
+
+impl std::fmt::Debug for AuthToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AuthToken({} bytes)", self.0.len())
+    }
+}
+
 /// The operations of the protocol, with their fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientOp {
@@ -166,6 +182,13 @@ pub enum ClientOp {
     },
     /// Membership and health.
     Status,
+    /// Presents a token: the client token grants every op but the admin
+    /// ops, the admin token every op (PROTOCOL.md version 2; the policy is
+    /// `client_api::access`).
+    Auth {
+        /// The token.
+        token: AuthToken,
+    },
     /// Admin: the answering node hands its ranges off and leaves the
     /// cluster.
     Leave,
@@ -186,6 +209,7 @@ impl ClientOp {
             ClientOp::Put { .. } => "put",
             ClientOp::Delete { .. } => "delete",
             ClientOp::Status => "status",
+            ClientOp::Auth { .. } => "auth",
             ClientOp::Leave => "leave",
             ClientOp::Forget { .. } => "forget",
         }
@@ -222,6 +246,8 @@ pub enum ClientReply {
         /// The node's id.
         node: String,
     },
+    /// `auth`: the token was accepted; nothing more to say.
+    Authenticated,
     /// `get`: live siblings and the context covering every version seen.
     Values {
         /// Live sibling values (empty: absent or deleted).

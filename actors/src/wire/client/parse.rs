@@ -3,7 +3,9 @@
 
 use rmpv::Value;
 
-use super::{ClientError, ClientOp, ClientRequest, ErrorCode, RequestLimits, REQUEST_DEPTH_MAX};
+use super::{
+    AuthToken, ClientError, ClientOp, ClientRequest, ErrorCode, RequestLimits, REQUEST_DEPTH_MAX,
+};
 
 /// Parses one request frame. On failure returns the id to answer with (0
 /// when it could not be read) and the error.
@@ -56,6 +58,13 @@ fn parse_op(fields: &Fields<'_>, limits: &RequestLimits) -> Result<ClientOp, Cli
         "ping" => ClientOp::Ping,
         "status" => ClientOp::Status,
         "leave" => ClientOp::Leave,
+        "auth" => ClientOp::Auth {
+            token: AuthToken(
+                fields
+                    .bytes("token")?
+                    .ok_or_else(|| bad("field `token` is missing"))?,
+            ),
+        },
         "forget" => ClientOp::Forget {
             node: match fields.get("node") {
                 Some(Value::String(s)) => s
@@ -88,7 +97,7 @@ fn parse_op(fields: &Fields<'_>, limits: &RequestLimits) -> Result<ClientOp, Cli
             return Err(ClientError::new(
                 ErrorCode::UnknownOp,
                 format!(
-                    "unknown op {other:?}; expected ping, get, put, delete, status, leave or forget"
+                    "unknown op {other:?}; expected ping, get, put, delete, status, auth, leave or forget"
                 ),
             ))
         }

@@ -45,6 +45,9 @@ fn request_round_trip() {
             pw: Some(3),
         },
         ClientOp::Forget { node: "n4".into() },
+        ClientOp::Auth {
+            token: AuthToken(b"0123456789abcdef".to_vec()),
+        },
     ] {
         let req = ClientRequest {
             id: 8,
@@ -53,6 +56,32 @@ fn request_round_trip() {
         };
         assert_eq!(parse_request(&encode_request(&req), &LIMITS).unwrap(), req);
     }
+}
+
+#[test]
+fn auth_needs_a_token_and_never_shows_it() {
+    let f = frame(vec![("id", Value::from(5)), ("op", s("auth"))]);
+    let (id, code, message) = code_of(parse_request(&f, &LIMITS));
+    assert_eq!((id, code), (5, ErrorCode::BadRequest));
+    assert!(message.contains("token"), "{message}");
+    let f = frame(vec![
+        ("id", Value::from(6)),
+        ("op", s("auth")),
+        ("token", s("hunter2-hunter2-hunter2")),
+    ]);
+    let request = parse_request(&f, &LIMITS).unwrap();
+    assert_eq!(
+        request.op,
+        ClientOp::Auth {
+            token: AuthToken(b"hunter2-hunter2-hunter2".to_vec())
+        }
+    );
+    let shown = format!("{request:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert_eq!(
+        ErrorCode::parse("unauthorized"),
+        Some(ErrorCode::Unauthorized)
+    );
 }
 
 #[test]
