@@ -15,7 +15,10 @@
 //!   page cache survives) or a power cut (unsynced bytes are lost or torn),
 //!   a lost disk (at most one per run: the node starts again empty), a disk
 //!   that fails every write with EIO or ENOSPC for a while, a single failed
-//!   fsync, a wall-clock step of up to a minute.
+//!   fsync, a wall-clock step of up to a minute. A node whose start fails
+//!   (it cannot open its store on a failing disk) exits with its error, and
+//!   a supervisor (as systemd's `Restart=on-failure`) starts it again a
+//!   simulated second later; the failed starts are printed with the seed.
 //!
 //! Messages always take a random 0..`max latency` (drawn per seed), so they
 //! arrive out of order across connections. At the end every fault is
@@ -28,7 +31,8 @@
 //!   later write's read saw it; a set element unless a delete's read saw
 //!   it);
 //! - nothing an acknowledged write replaced (its read saw it) is back;
-//! - every node is running, and all nodes agree on every key.
+//! - every node is running (and answered the settle), and all nodes agree
+//!   on every key.
 //!
 //! `RINGKV_SIM_SEEDS` (default 1000) and `RINGKV_SIM_FIRST_SEED` (default 1)
 //! choose the seeds of `seeds_keep_every_acknowledged_write`; a failing seed
@@ -73,6 +77,9 @@ const REQUEST_TIMEOUT_MS: u64 = 500;
 const ANTI_ENTROPY_INTERVAL_MS: u64 = 1_000;
 /// How long the workload and the nemesis run, in simulated ms.
 const WORKLOAD_MS: u64 = 6_000;
+/// How long the supervisor waits before it starts a node whose start failed
+/// again, in simulated ms.
+const SUPERVISOR_RESTART_MS: u64 = 1_000;
 /// After the heal, how long the cluster may take to settle, in simulated ms.
 const SETTLE_MS_MAX: u64 = 30_000;
 /// A client gives up on an answer after this long (a paused node or a held
@@ -283,13 +290,16 @@ fn halves(rng: &mut SmallRng, nodes: usize, without: Option<usize>) -> (Vec<usiz
 
 // ---------------------------------------------------------------- the nodes
 
-/// What a node keeps across crashes: its disk, its boot count, and the
-/// step applied to its wall clock.
+/// What a node keeps across crashes: its disk, its boot count, the step
+/// applied to its wall clock, and the starts that failed.
 struct NodeDisk {
     vfs: FaultVfs,
     boots: u32,
     renewals: Arc<AtomicU32>,
     wall_step_ms: Arc<AtomicI64>,
+    /// Every start that failed (`<ms of simulated time>: <error>`), as the
+    /// supervisor's log would show it.
+    failed_starts: Vec<String>,
 }
 
 type Disks = Rc<RefCell<BTreeMap<&'static str, NodeDisk>>>;
@@ -341,7 +351,30 @@ fn incarnation(id: &str, boot: u32, renewal: u32) -> u32 {
     ringkv_actors::ring::hash_bytes(format!("{id}/{boot}/{renewal}").as_bytes()) as u32
 }
 
+/// The supervisor (systemd's `Restart=on-failure`): a node whose start
+/// fails (it cannot open its store on a failing disk) exits with its error,
+/// and is started again after `SUPERVISOR_RESTART_MS` of simulated time, as
+/// a new process (a new boot). The failure stays in the node's
+/// `failed_starts` and in the log.
 async fn run_node(id: &'static str, cluster: Vec<&'static str>, disks: Disks) -> turmoil::Result {
+    loop {
+        let Err(e) = boot_node(id, cluster.clone(), disks.clone()).await;
+        let at_ms = turmoil::sim_elapsed().unwrap_or_default().as_millis();
+        tracing::warn!(node = id, error = %e, "the node exited; the supervisor restarts it");
+        if let Some(disk) = disks.borrow_mut().get_mut(id) {
+            disk.failed_starts.push(format!("{at_ms} ms: {e}"));
+        }
+        tokio::time::sleep(Duration::from_millis(SUPERVISOR_RESTART_MS)).await;
+    }
+}
+
+/// One process of the node: opens its store, starts every actor, and runs
+/// until the host crashes (never returns `Ok`).
+async fn boot_node(
+    id: &'static str,
+    cluster: Vec<&'static str>,
+    disks: Disks,
+) -> Result<std::convert::Infallible, String> {
     let (vfs, boot, renewals, wall_step_ms) = {
         let mut disks = disks.borrow_mut();
         let disk = disks.entry(id).or_insert_with(|| NodeDisk {
@@ -349,6 +382,7 @@ async fn run_node(id: &'static str, cluster: Vec<&'static str>, disks: Disks) ->
             boots: 0,
             renewals: Arc::new(AtomicU32::new(0)),
             wall_step_ms: Arc::new(AtomicI64::new(0)),
+            failed_starts: Vec::new(),
         });
         disk.boots += 1;
         (
@@ -421,8 +455,7 @@ async fn run_node(id: &'static str, cluster: Vec<&'static str>, disks: Disks) ->
     let _node = node::start(&config, env, None)
         .await
         .map_err(|e| format!("{id}: start: {e}"))?;
-    std::future::pending::<()>().await;
-    Ok(())
+    std::future::pending().await
 }
 
 // -------------------------------------------------------------- the history
@@ -760,6 +793,8 @@ struct Report {
     acked: usize,
     failed: usize,
     episodes: usize,
+    /// Per node, the starts that failed (the supervisor restarted it).
+    failed_starts: Vec<String>,
     /// A digest of the whole history: equal runs of one seed give equal
     /// fingerprints.
     fingerprint: String,
@@ -942,13 +977,23 @@ fn run_seed(seed: u64) -> Report {
     }
     let history = history.borrow();
     violations.extend(check(&history));
+    let failed_starts: Vec<String> = disks
+        .borrow()
+        .iter()
+        .flat_map(|(id, disk)| disk.failed_starts.iter().map(move |f| format!("{id}: {f}")))
+        .collect();
     let mut fingerprint = String::new();
-    let _ = write!(fingerprint, "{:?}{:?}", history.writes, history.finals);
+    let _ = write!(
+        fingerprint,
+        "{:?}{:?}{:?}",
+        history.writes, history.finals, failed_starts
+    );
     Report {
         violations,
         acked: history.acked,
         failed: history.failed,
         episodes: scenario.episodes.len(),
+        failed_starts,
         fingerprint,
     }
 }
@@ -991,7 +1036,7 @@ fn seeds_keep_every_acknowledged_write() {
     let count = env_u64("RINGKV_SIM_SEEDS", 1_000);
     let next = Arc::new(AtomicU64::new(first));
     let failures = Arc::new(Mutex::new(Vec::new()));
-    let totals = Arc::new(Mutex::new((0usize, 0usize, 0usize)));
+    let totals = Arc::new(Mutex::new((0usize, 0usize, 0usize, 0usize)));
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let started = std::time::Instant::now();
     let workers: Vec<_> = (0..threads)
@@ -1008,6 +1053,7 @@ fn seeds_keep_every_acknowledged_write() {
                     t.0 += report.acked;
                     t.1 += report.failed;
                     t.2 += report.episodes;
+                    t.3 += report.failed_starts.len();
                 }
                 if !report.violations.is_empty() {
                     failures.lock().unwrap().push((seed, report.violations));
@@ -1018,10 +1064,10 @@ fn seeds_keep_every_acknowledged_write() {
     for worker in workers {
         worker.join().unwrap();
     }
-    let (acked, failed, episodes) = *totals.lock().unwrap();
+    let (acked, failed, episodes, failed_starts) = *totals.lock().unwrap();
     println!(
         "{count} seeds from {first}: {acked} writes acknowledged, {failed} failed or unanswered, \
-         {episodes} faults, in {:.1} s",
+         {episodes} faults, {failed_starts} failed node starts (restarted), in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     let mut failures = failures.lock().unwrap().clone();
@@ -1060,9 +1106,14 @@ fn one_seed() {
     }
     println!("{:#?}", Scenario::draw(seed));
     let report = run_seed(seed);
+    for failed in &report.failed_starts {
+        println!("failed start (restarted): {failed}");
+    }
     println!(
-        "seed {seed}: {} acknowledged, {} failed or unanswered",
-        report.acked, report.failed
+        "seed {seed}: {} acknowledged, {} failed or unanswered, {} failed starts",
+        report.acked,
+        report.failed,
+        report.failed_starts.len()
     );
     assert!(
         report.violations.is_empty(),
