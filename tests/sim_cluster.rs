@@ -22,9 +22,9 @@
 //!
 //! Messages always take a random 0..`max latency` (drawn per seed), so they
 //! arrive out of order across connections. At the end every fault is
-//! healed, the cluster settles (every node up and sees every member alive,
-//! no hint pending), every key is read at R=N from every node, and the
-//! history is checked:
+//! healed, every client finishes the request it was making, the cluster
+//! settles (every node up and sees every member alive, no hint pending),
+//! every key is read at R=N from every node, and the history is checked:
 //!
 //! - every value read anywhere is one a client wrote, byte for byte;
 //! - every acknowledged write is still there (a register value unless a
@@ -489,6 +489,10 @@ struct History {
     settle_error: Option<String>,
     acked: usize,
     failed: usize,
+    /// Client loops still running: one that was mid-request when the
+    /// workload ended finishes that request (its read, then its write)
+    /// first, and the final reads wait for it.
+    clients_running: usize,
 }
 
 /// A value: `w<id>:<element>,<element>...`. A register value holds only
@@ -629,17 +633,21 @@ async fn client_loop(
             }
         }
     }
+    history.borrow_mut().clients_running -= 1;
     Ok(())
 }
 
-/// Waits for the heal, then until every node is up, sees every member
-/// alive and holds no hint; then reads every key at R=N from every node.
+/// Waits for the heal and for every client loop to end, then until every
+/// node is up, sees every member alive and holds no hint; then reads every
+/// key at R=N from every node.
 async fn settle_and_read(
     nodes: Vec<&'static str>,
     history: Rc<RefCell<History>>,
     phase: Rc<Cell<Phase>>,
 ) -> turmoil::Result {
-    while phase.get() != Phase::Settle {
+    // A write still in flight would change a key between the final reads
+    // of two nodes (seed 9569: a delete acknowledged between them).
+    while phase.get() != Phase::Settle || history.borrow().clients_running > 0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let started = tokio::time::Instant::now();
@@ -914,7 +922,10 @@ fn run_seed(seed: u64) -> Report {
         let (id, cluster, disks) = (*id, nodes.clone(), disks.clone());
         sim.host(id, move || run_node(id, cluster.clone(), disks.clone()));
     }
-    let history = Rc::new(RefCell::new(History::default()));
+    let history = Rc::new(RefCell::new(History {
+        clients_running: scenario.clients,
+        ..History::default()
+    }));
     let phase = Rc::new(Cell::new(Phase::Workload));
     let clients: Vec<String> = (0..scenario.clients)
         .map(|c| format!("client{c}"))
