@@ -1177,6 +1177,21 @@ fn seed_4_store_reopens_on_the_runtime_clock() {
     assert_seed(4);
 }
 
+/// A node crashed and restarted while its disk failed every write with EIO:
+/// opening its store failed (a table sync during recovery) and the node
+/// exited, which stopped the whole simulation. A supervisor now starts it
+/// again a second later (`run_node`).
+#[test]
+fn seed_1830_a_failed_start_is_restarted() {
+    assert_seed(1830);
+}
+
+/// As seed 1830 (n1 this time).
+#[test]
+fn seed_2153_a_failed_start_is_restarted() {
+    assert_seed(2153);
+}
+
 /// Waits until every node is up, sees every member alive and holds no
 /// hint.
 async fn wait_settled(nodes: &[&'static str]) {
