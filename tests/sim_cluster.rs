@@ -19,18 +19,24 @@
 //! - in one seed of four, when the workload ends: a power cut of every node
 //!   at once (only what was synced survives anywhere).
 //!
+//! A node whose start fails (it cannot open its store on a failing disk)
+//! exits with its error, and a supervisor (as systemd's
+//! `Restart=on-failure`) starts it again a simulated second later; the
+//! failed starts are printed with the seed.
+//!
 //! Messages always take a random 0..`max latency` (drawn per seed), so they
 //! arrive out of order across connections. At the end every fault is
-//! healed, the cluster settles (every node up and sees every member alive,
-//! no hint pending), every key is read at R=N from every node, and the
-//! history is checked:
+//! healed, every client finishes the request it was making, the cluster
+//! settles (every node up and sees every member alive, no hint pending),
+//! every key is read at R=N from every node, and the history is checked:
 //!
 //! - every value read anywhere is one a client wrote, byte for byte;
 //! - every acknowledged write is still there (a register value unless a
 //!   later write's read saw it; a set element unless a delete's read saw
 //!   it);
 //! - nothing an acknowledged write replaced (its read saw it) is back;
-//! - every node is running, and all nodes agree on every key.
+//! - every node is running (and answered the settle), and all nodes agree
+//!   on every key.
 //!
 //! `RINGKV_SIM_SEEDS` (default 1000) and `RINGKV_SIM_FIRST_SEED` (default 1)
 //! choose the seeds of `seeds_keep_every_acknowledged_write`
@@ -83,6 +89,9 @@ const ANTI_ENTROPY_INTERVAL_MS: u64 = 1_000;
 const VCLOCK_ENTRIES_MAX: usize = 1;
 /// How long the workload and the nemesis run, in simulated ms.
 const WORKLOAD_MS: u64 = 6_000;
+/// How long the supervisor waits before it starts a node whose start failed
+/// again, in simulated ms.
+const SUPERVISOR_RESTART_MS: u64 = 1_000;
 /// After the heal, how long the cluster may take to settle, in simulated ms.
 const SETTLE_MS_MAX: u64 = 30_000;
 /// A client gives up on an answer after this long (a paused node or a held
@@ -304,13 +313,16 @@ fn halves(rng: &mut SmallRng, nodes: usize, without: Option<usize>) -> (Vec<usiz
 
 // ---------------------------------------------------------------- the nodes
 
-/// What a node keeps across crashes: its disk, its boot count, and the
-/// step applied to its wall clock.
+/// What a node keeps across crashes: its disk, its boot count, the step
+/// applied to its wall clock, and the starts that failed.
 struct NodeDisk {
     vfs: FaultVfs,
     boots: u32,
     renewals: Arc<AtomicU32>,
     wall_step_ms: Arc<AtomicI64>,
+    /// Every start that failed (`<ms of simulated time>: <error>`), as the
+    /// supervisor's log would show it.
+    failed_starts: Vec<String>,
 }
 
 type Disks = Rc<RefCell<BTreeMap<&'static str, NodeDisk>>>;
@@ -362,7 +374,30 @@ fn incarnation(id: &str, boot: u32, renewal: u32) -> u32 {
     ringkv_actors::ring::hash_bytes(format!("{id}/{boot}/{renewal}").as_bytes()) as u32
 }
 
+/// The supervisor (systemd's `Restart=on-failure`): a node whose start
+/// fails (it cannot open its store on a failing disk) exits with its error,
+/// and is started again after `SUPERVISOR_RESTART_MS` of simulated time, as
+/// a new process (a new boot). The failure stays in the node's
+/// `failed_starts` and in the log.
 async fn run_node(id: &'static str, cluster: Vec<&'static str>, disks: Disks) -> turmoil::Result {
+    loop {
+        let Err(e) = boot_node(id, cluster.clone(), disks.clone()).await;
+        let at_ms = turmoil::sim_elapsed().unwrap_or_default().as_millis();
+        tracing::warn!(node = id, error = %e, "the node exited; the supervisor restarts it");
+        if let Some(disk) = disks.borrow_mut().get_mut(id) {
+            disk.failed_starts.push(format!("{at_ms} ms: {e}"));
+        }
+        tokio::time::sleep(Duration::from_millis(SUPERVISOR_RESTART_MS)).await;
+    }
+}
+
+/// One process of the node: opens its store, starts every actor, and runs
+/// until the host crashes (never returns `Ok`).
+async fn boot_node(
+    id: &'static str,
+    cluster: Vec<&'static str>,
+    disks: Disks,
+) -> Result<std::convert::Infallible, String> {
     let (vfs, boot, renewals, wall_step_ms) = {
         let mut disks = disks.borrow_mut();
         let disk = disks.entry(id).or_insert_with(|| NodeDisk {
@@ -370,6 +405,7 @@ async fn run_node(id: &'static str, cluster: Vec<&'static str>, disks: Disks) ->
             boots: 0,
             renewals: Arc::new(AtomicU32::new(0)),
             wall_step_ms: Arc::new(AtomicI64::new(0)),
+            failed_starts: Vec::new(),
         });
         disk.boots += 1;
         (
@@ -443,8 +479,7 @@ async fn run_node(id: &'static str, cluster: Vec<&'static str>, disks: Disks) ->
     let _node = node::start(&config, env, None)
         .await
         .map_err(|e| format!("{id}: start: {e}"))?;
-    std::future::pending::<()>().await;
-    Ok(())
+    std::future::pending().await
 }
 
 // -------------------------------------------------------------- the history
@@ -478,6 +513,10 @@ struct History {
     settle_error: Option<String>,
     acked: usize,
     failed: usize,
+    /// Client loops still running: one that was mid-request when the
+    /// workload ended finishes that request (its read, then its write)
+    /// first, and the final reads wait for it.
+    clients_running: usize,
 }
 
 /// A value: `w<id>:<element>,<element>...`. A register value holds only
@@ -618,17 +657,21 @@ async fn client_loop(
             }
         }
     }
+    history.borrow_mut().clients_running -= 1;
     Ok(())
 }
 
-/// Waits for the heal, then until every node is up, sees every member
-/// alive and holds no hint; then reads every key at R=N from every node.
+/// Waits for the heal and for every client loop to end, then until every
+/// node is up, sees every member alive and holds no hint; then reads every
+/// key at R=N from every node.
 async fn settle_and_read(
     nodes: Vec<&'static str>,
     history: Rc<RefCell<History>>,
     phase: Rc<Cell<Phase>>,
 ) -> turmoil::Result {
-    while phase.get() != Phase::Settle {
+    // A write still in flight would change a key between the final reads
+    // of two nodes (seed 9569: a delete acknowledged between them).
+    while phase.get() != Phase::Settle || history.borrow().clients_running > 0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let started = tokio::time::Instant::now();
@@ -784,6 +827,8 @@ struct Report {
     episodes: usize,
     /// The kinds of the faults injected, in the order they started.
     faults: Vec<&'static str>,
+    /// Per node, the starts that failed (the supervisor restarted it).
+    failed_starts: Vec<String>,
     /// A digest of the whole history: equal runs of one seed give equal
     /// fingerprints.
     fingerprint: String,
@@ -903,7 +948,10 @@ fn run_seed(seed: u64) -> Report {
         let (id, cluster, disks) = (*id, nodes.clone(), disks.clone());
         sim.host(id, move || run_node(id, cluster.clone(), disks.clone()));
     }
-    let history = Rc::new(RefCell::new(History::default()));
+    let history = Rc::new(RefCell::new(History {
+        clients_running: scenario.clients,
+        ..History::default()
+    }));
     let phase = Rc::new(Cell::new(Phase::Workload));
     let clients: Vec<String> = (0..scenario.clients)
         .map(|c| format!("client{c}"))
@@ -981,8 +1029,17 @@ fn run_seed(seed: u64) -> Report {
     }
     let history = history.borrow();
     violations.extend(check(&history));
+    let failed_starts: Vec<String> = disks
+        .borrow()
+        .iter()
+        .flat_map(|(id, disk)| disk.failed_starts.iter().map(move |f| format!("{id}: {f}")))
+        .collect();
     let mut fingerprint = String::new();
-    let _ = write!(fingerprint, "{:?}{:?}", history.writes, history.finals);
+    let _ = write!(
+        fingerprint,
+        "{:?}{:?}{:?}",
+        history.writes, history.finals, failed_starts
+    );
     Report {
         violations,
         acked: history.acked,
@@ -994,6 +1051,7 @@ fn run_seed(seed: u64) -> Report {
             .map(|e| e.fault.kind())
             .chain(scenario.power_cut_all.then_some("powercutall"))
             .collect(),
+        failed_starts,
         fingerprint,
     }
 }
@@ -1041,8 +1099,8 @@ fn seeds_keep_every_acknowledged_write() {
     let fail_fast = env_u64("RINGKV_SIM_FAIL_FAST", 0) != 0;
     let next = Arc::new(AtomicU64::new(first));
     let failures = Arc::new(Mutex::new(Vec::new()));
-    // Seeds run, writes acknowledged, writes failed, faults.
-    let totals = Arc::new(Mutex::new((0u64, 0usize, 0usize, 0usize)));
+    // Seeds run, writes acknowledged, writes failed, faults, failed starts.
+    let totals = Arc::new(Mutex::new((0u64, 0usize, 0usize, 0usize, 0usize)));
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let started = std::time::Instant::now();
     let workers: Vec<_> = (0..threads)
@@ -1063,6 +1121,7 @@ fn seeds_keep_every_acknowledged_write() {
                     t.1 += report.acked;
                     t.2 += report.failed;
                     t.3 += report.episodes;
+                    t.4 += report.failed_starts.len();
                 }
                 if !report.violations.is_empty() {
                     failures
@@ -1076,10 +1135,10 @@ fn seeds_keep_every_acknowledged_write() {
     for worker in workers {
         worker.join().unwrap();
     }
-    let (run, acked, failed, episodes) = *totals.lock().unwrap();
+    let (run, acked, failed, episodes, failed_starts) = *totals.lock().unwrap();
     println!(
         "{run} seeds from {first}: {acked} writes acknowledged, {failed} failed or unanswered, \
-         {episodes} faults, in {:.1} s",
+         {episodes} faults, {failed_starts} failed node starts (restarted), in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     let mut failures = failures.lock().unwrap().clone();
@@ -1119,9 +1178,14 @@ fn one_seed() {
     }
     println!("{:#?}", Scenario::draw(seed));
     let report = run_seed(seed);
+    for failed in &report.failed_starts {
+        println!("failed start (restarted): {failed}");
+    }
     println!(
-        "seed {seed}: {} acknowledged, {} failed or unanswered",
-        report.acked, report.failed
+        "seed {seed}: {} acknowledged, {} failed or unanswered, {} failed starts",
+        report.acked,
+        report.failed,
+        report.failed_starts.len()
     );
     assert!(
         report.violations.is_empty(),
@@ -1172,6 +1236,21 @@ fn seed_3_store_reopens_on_the_runtime_clock() {
 #[test]
 fn seed_4_store_reopens_on_the_runtime_clock() {
     assert_seed(4);
+}
+
+/// A node crashed and restarted while its disk failed every write with EIO:
+/// opening its store failed (a table sync during recovery) and the node
+/// exited, which stopped the whole simulation. A supervisor now starts it
+/// again a second later (`run_node`).
+#[test]
+fn seed_1830_a_failed_start_is_restarted() {
+    assert_seed(1830);
+}
+
+/// As seed 1830 (n1 this time).
+#[test]
+fn seed_2153_a_failed_start_is_restarted() {
+    assert_seed(2153);
 }
 
 /// Waits until every node is up, sees every member alive and holds no
