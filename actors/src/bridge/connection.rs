@@ -77,6 +77,14 @@ pub struct Shutdown;
 #[rtype(result = "()")]
 pub struct RedialNow;
 
+/// A coordinator could not use this peer for a request: dial now if the
+/// link is down (at most every `DOWN_LINK_DIAL_GAP_MS`), or begin a dial
+/// again that has hung past the shortest backoff, exactly as a call to the
+/// peer would, without queueing one.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Poke;
+
 type Writer = FramedWrite<Bytes, WriteHalf<BoxConnection>, FrameCodec>;
 
 /// Requests in a row that may time out, with no response at all between
@@ -573,16 +581,7 @@ impl Handler<PeerCall> for PeerConnection {
         // lost its SYN to the partition (a LAN connect takes well under a
         // millisecond; the retransmit would come only after a second), so
         // it is begun again.
-        let since_dial = self.last_dial.map(|at| at.elapsed());
-        let redial = match self.link {
-            Link::Down => since_dial.is_none_or(|d| d.as_millis() as u64 >= DOWN_LINK_DIAL_GAP_MS),
-            Link::Dialing => since_dial
-                .is_some_and(|d| d.as_millis() as u64 >= self.options.reconnect_backoff_min_ms),
-            Link::Handshaking(..) | Link::Up(..) => false,
-        };
-        if redial {
-            self.dial(ctx);
-        }
+        self.redial_if_due(ctx);
         match self.link {
             Link::Up(..) => self.send(msg, reply, ctx),
             Link::Dialing | Link::Handshaking(..) => {
@@ -610,6 +609,31 @@ impl Handler<PeerCall> for PeerConnection {
             }
         }
         Box::pin(async move { rx.await.unwrap_or(Err(PeerError::Disconnected)) })
+    }
+}
+
+impl PeerConnection {
+    /// Dials a down link (at most every `DOWN_LINK_DIAL_GAP_MS`), or begins
+    /// again a dial still connecting after the shortest backoff.
+    fn redial_if_due(&mut self, ctx: &mut Context<Self>) {
+        let since_dial = self.last_dial.map(|at| at.elapsed());
+        let redial = match self.link {
+            Link::Down => since_dial.is_none_or(|d| d.as_millis() as u64 >= DOWN_LINK_DIAL_GAP_MS),
+            Link::Dialing => since_dial
+                .is_some_and(|d| d.as_millis() as u64 >= self.options.reconnect_backoff_min_ms),
+            Link::Handshaking(..) | Link::Up(..) => false,
+        };
+        if redial {
+            self.dial(ctx);
+        }
+    }
+}
+
+impl Handler<Poke> for PeerConnection {
+    type Result = ();
+
+    fn handle(&mut self, _: Poke, ctx: &mut Self::Context) {
+        self.redial_if_due(ctx);
     }
 }
 

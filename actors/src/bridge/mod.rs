@@ -300,6 +300,18 @@ pub struct PeerBack {
     pub node: NodeId,
 }
 
+/// A coordinator could not use these peers for a request (their links are
+/// down or timing out): each link dials now if it is due, as a call to the
+/// peer would make it. So a node whose links were all cut finds them again
+/// at its clients' next requests, not only at its next gossip round or
+/// backoff.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PokeLinks {
+    /// The peers.
+    pub nodes: Vec<NodeId>,
+}
+
 /// From a connection: handshake done.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -690,6 +702,18 @@ impl Handler<PeerIntroduced> for Bridge {
         self.follow(&msg.member, ctx);
         self.redial(&msg.member.id);
         self.events.do_send(PeerEvent::Introduced(msg.member));
+    }
+}
+
+impl Handler<PokeLinks> for Bridge {
+    type Result = ();
+
+    fn handle(&mut self, msg: PokeLinks, _ctx: &mut Self::Context) {
+        for node in &msg.nodes {
+            if let Some(link) = self.links.get(node) {
+                link.connection.do_send(connection::Poke);
+            }
+        }
     }
 }
 

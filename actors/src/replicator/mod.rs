@@ -34,7 +34,7 @@ pub use fanout::{Ask, Fanout, Reach, SloppyPolicy};
 pub use quorum::{Effect, Ending, Role, Tally, Verdict};
 pub use read::GetAnswer;
 
-use crate::bridge::{Incoming, LinksChanged};
+use crate::bridge::{Incoming, LinksChanged, PokeLinks};
 use crate::clock::SharedClock;
 use crate::conflict_resolver::{ContextKey, Reconcile, VersionLimits};
 use crate::membership::MembershipChanged;
@@ -262,6 +262,21 @@ impl Replicator {
     /// The up-front refusal of a request that cannot reach its quorum:
     /// `usable` primaries and `spare` stand-ins for `needed` replies, of
     /// which `needed_primaries` from primaries.
+    /// The primaries a request will not ask because their links are down
+    /// or timing out: each link is poked to dial now if it is due (a call
+    /// would have done it; the coordinator makes none), so a healed link is
+    /// found at the next request rather than at the next backoff.
+    fn poke_unusable(&self, primaries: &[(NodeId, Reach)]) {
+        let nodes: Vec<NodeId> = primaries
+            .iter()
+            .filter(|(_, reach)| *reach == Reach::Unusable)
+            .map(|(node, _)| node.clone())
+            .collect();
+        if !nodes.is_empty() {
+            self.replicas.bridge.do_send(PokeLinks { nodes });
+        }
+    }
+
     fn refuse_quorum(
         &self,
         what: &str,
@@ -376,6 +391,7 @@ impl Replicator {
             );
         }
         let spare = self.spare(placement.beyond);
+        self.poke_unusable(&primaries);
         let usable = primaries
             .iter()
             .filter(|(_, reach)| *reach != Reach::Unusable)
@@ -420,6 +436,7 @@ impl Replicator {
             placement::for_read(&self.read_ring, &self.write_ring, self.options.n, &msg.key);
         let primaries = self.classify(&placement.primaries);
         let spare = self.spare(placement.beyond);
+        self.poke_unusable(&primaries);
         let usable = primaries
             .iter()
             .filter(|(_, reach)| *reach != Reach::Unusable)
