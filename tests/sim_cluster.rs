@@ -1327,3 +1327,17 @@ fn put_op(key: &str, value: Vec<u8>) -> ClientOp {
         pw: None,
     }
 }
+
+/// Found by the 10,000-seed run on `0bfaa36` (the only failure of 10,000):
+/// five nodes, a 3|2 split, wall-clock steps of -21 s and +17 s on two
+/// nodes and a bridge partition, no crash and no disk fault; three
+/// acknowledged register writes (`w108`, `w116`, `w117` of `reg-a`) are
+/// gone at the end. Not diagnosed yet: it replays exactly
+/// (`RINGKV_SIM_SEED=8861 RUST_LOG=info cargo test --test sim_cluster
+/// one_seed -- --nocapture`), and this test is ignored until it is fixed
+/// so that CI stays green meanwhile (run it with `-- --ignored`).
+#[test]
+#[ignore = "seed 8861 loses acknowledged register writes (split + clock steps); open, see issue 11"]
+fn seed_8861_split_and_clock_steps_lose_acknowledged_register_writes() {
+    assert_seed(8861);
+}
