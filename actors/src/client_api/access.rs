@@ -333,7 +333,7 @@ impl Access {
         let why = if self.admin_token {
             "it needs the admin token (line 2 of the node's --client-token-file), sent with \
              `auth` first on this connection"
-        } else if is_loopback(remote) {
+        } else if crate::net::is_loopback(remote) {
             return Ok(());
         } else {
             "this node has no admin token (line 2 of its --client-token-file), so it takes \
@@ -344,11 +344,6 @@ impl Access {
             format!("`{}` is an admin op: {why}", op.name()),
         ))
     }
-}
-
-/// Loopback, IPv4-mapped IPv6 (`::ffff:127.0.0.1`) included.
-fn is_loopback(ip: IpAddr) -> bool {
-    ip.to_canonical().is_loopback()
 }
 
 #[cfg(test)]
