@@ -43,8 +43,10 @@
 //! (`RINGKV_SIM_FAIL_FAST=1`: no new seed after the first failure, as
 //! tests/mutations/run.sh uses it); a failing seed prints its faults and the
 //! command that replays it alone (`RINGKV_SIM_SEED`, with `RUST_LOG=info`
-//! for every node's log). Seeds that once failed are kept below as named
-//! regression tests.
+//! for every node's log; `RINGKV_SIM_TRACE=1` prints every write of the
+//! history as it ends: id, key, the nodes read from and written to, when,
+//! what the read saw and the outcome). Seeds that once failed are kept
+//! below as named regression tests.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -644,7 +646,19 @@ async fn client_loop(
                 pw: None,
             },
         };
+        let started = turmoil::elapsed();
         let result = request(writer, op).await;
+        if std::env::var_os("RINGKV_SIM_TRACE").is_some() {
+            let h = history.borrow();
+            let w = &h.writes[id];
+            println!(
+                "trace w{id} {key} read@{node} write@{writer} at {:?} took {:?} observed {:?} -> {:?}",
+                started,
+                turmoil::elapsed() - started,
+                w.observed.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect::<Vec<_>>(),
+                result.as_ref().map(|_| "ok").map_err(|e| e.to_string()),
+            );
+        }
         let mut h = history.borrow_mut();
         match result {
             Ok(_) => {
@@ -737,6 +751,11 @@ fn unsettled(status: &Value, nodes: usize) -> Option<String> {
     }
     if map_field(status, "ready").and_then(Value::as_bool) != Some(true) {
         return Some("not ready".into());
+    }
+    match map_field(status, "lost_range_pushes_pending").and_then(Value::as_u64) {
+        Some(0) => {}
+        Some(n) => return Some(format!("{n} lost-range pushes pending")),
+        None => return Some("no lost_range_pushes_pending".into()),
     }
     match map_field(status, "hints_pending").and_then(Value::as_u64) {
         Some(0) => None,
@@ -1329,15 +1348,16 @@ fn put_op(key: &str, value: Vec<u8>) -> ClientOp {
 }
 
 /// Found by the 10,000-seed run on `0bfaa36` (the only failure of 10,000):
-/// five nodes, a 3|2 split, wall-clock steps of -21 s and +17 s on two
-/// nodes and a bridge partition, no crash and no disk fault; three
-/// acknowledged register writes (`w108`, `w116`, `w117` of `reg-a`) are
-/// gone at the end. Not diagnosed yet: it replays exactly
-/// (`RINGKV_SIM_SEED=8861 RUST_LOG=info cargo test --test sim_cluster
-/// one_seed -- --nocapture`), and this test is ignored until it is fixed
-/// so that CI stays green meanwhile (run it with `-- --ignored`).
+/// five nodes start together, a 3|2 split keeps them all joining, and
+/// while a bridge partition leaves n2 reaching only n3, the two (serving
+/// by then) take writes to `reg-a` whose owners-to-be n1, n4, n5 are
+/// joining behind the partition: every owner is a primary, so no stand-in
+/// holds a hint for them. The three finish their pulls without those
+/// writes and serve; n2 and n3 no longer replicate `reg-a`, and nothing
+/// ever copied `w108`, `w116`, `w117` to the new owners. Fixed by the old
+/// owner's push of every range it stops replicating
+/// (`repair::handoff::pushes_for_lost_ranges`).
 #[test]
-#[ignore = "seed 8861 loses acknowledged register writes (split + clock steps); open, see issue 11"]
-fn seed_8861_split_and_clock_steps_lose_acknowledged_register_writes() {
+fn seed_8861_writes_taken_by_owners_that_lose_the_range_reach_the_new_owners() {
     assert_seed(8861);
 }

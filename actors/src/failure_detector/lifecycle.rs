@@ -20,6 +20,12 @@
 //! serving owner, reads use its joining owners (`replicator::placement`),
 //! so nothing is unreadable meanwhile.
 //!
+//! An owner that stops replicating a range (its read ring changed: a
+//! joiner took its place) pushes the range to each new replica
+//! ([`LostRanges`]): it may have taken writes the new owner missed, after
+//! the new owner's pull or while a partition kept the two apart. A failed
+//! push is retried on a later tick, while its target stays in the ring.
+//!
 //! `forget` is the operator's way out for a member that is gone for good:
 //! it becomes `left` with a status version nothing can outrun in its
 //! generation, and the nodes that take over its ranges pull them from the
@@ -30,7 +36,7 @@ use actix::prelude::*;
 use tracing::{info, warn};
 
 use super::{refused, FailureDetector, MemberState};
-use crate::repair::handoff::{plan_transfers, Transfer};
+use crate::repair::handoff::{plan_transfers, pushes_for_lost_ranges, Transfer};
 use crate::repair::{Direction, StreamTransfers};
 use crate::ring::Ring;
 use crate::wire::client::ClientError;
@@ -195,7 +201,139 @@ pub struct Forget {
     pub node: NodeId,
 }
 
+/// Pushes this node owes for ranges it stopped replicating, one target at
+/// a time.
+#[derive(Debug, Default)]
+pub(super) struct LostRanges {
+    /// Transfers not yet done, in the order they are tried.
+    pending: Vec<Transfer>,
+    /// A push is under way.
+    running: bool,
+}
+
+impl LostRanges {
+    /// Transfers still owed.
+    pub(super) fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Adds `transfers`, skipping those already pending.
+    fn add(&mut self, transfers: Vec<Transfer>) -> usize {
+        let before = self.pending.len();
+        for t in transfers {
+            if !self.pending.contains(&t) {
+                self.pending.push(t);
+            }
+        }
+        self.pending.len() - before
+    }
+
+    /// The next batch: every pending transfer to the first target `usable`
+    /// accepts; transfers to targets `placed` refuses (they left the ring)
+    /// are dropped.
+    fn next_batch(
+        &mut self,
+        placed: impl Fn(&NodeId) -> bool,
+        usable: impl Fn(&NodeId) -> bool,
+    ) -> Option<Vec<Transfer>> {
+        if self.running {
+            return None;
+        }
+        self.pending.retain(|t| placed(&t.target));
+        let target = self
+            .pending
+            .iter()
+            .find(|t| usable(&t.target))?
+            .target
+            .clone();
+        self.running = true;
+        Some(
+            self.pending
+                .iter()
+                .filter(|t| t.target == target)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// A batch ended: done, it leaves the list; failed, it goes to the back
+    /// so other targets get their turn.
+    fn finish(&mut self, batch: &[Transfer], ok: bool) {
+        self.running = false;
+        let (sent, rest): (Vec<Transfer>, Vec<Transfer>) =
+            self.pending.drain(..).partition(|t| batch.contains(t));
+        self.pending = rest;
+        if !ok {
+            self.pending.extend(sent);
+        }
+    }
+}
+
 impl FailureDetector {
+    /// After the read ring changed from `before`: the ranges this node no
+    /// longer replicates join the pushes it owes.
+    pub(super) fn note_lost_ranges(&mut self, before: &Ring) {
+        if self.lifecycle == Lifecycle::Left {
+            return;
+        }
+        let owed = pushes_for_lost_ranges(
+            before,
+            &self.view.read_ring,
+            self.options.replicas,
+            &self.own.id,
+        );
+        if owed.is_empty() {
+            return;
+        }
+        let added = self.lost.add(owed);
+        if added > 0 {
+            let span = self.span.clone();
+            let _span = span.enter();
+            info!(
+                ranges = added,
+                "this node stopped replicating some ranges: pushing them to their new replicas"
+            );
+        }
+    }
+
+    /// Called every tick: starts the next push of a lost range, if one is
+    /// owed and none is under way.
+    pub(super) fn push_lost_ranges(&mut self, ctx: &mut Context<Self>) {
+        let write_ring = self.view.write_ring.clone();
+        let read_ring = self.view.read_ring.clone();
+        let healthy = self.view.healthy.clone();
+        let Some(batch) = self.lost.next_batch(
+            |node| crate::replicator::placement::is_placed(&read_ring, &write_ring, node),
+            |node| healthy.contains(node),
+        ) else {
+            return;
+        };
+        let call = self.repair.send(StreamTransfers {
+            transfers: batch.clone(),
+            direction: Direction::Push,
+            timeout_ms: self.options.stream_timeout_ms,
+        });
+        ctx.spawn(call.into_actor(self).map(move |result, act, _ctx| {
+            let span = act.span.clone();
+            let _span = span.enter();
+            let target = &batch[0].target;
+            let ok = matches!(result, Ok(Ok(_)));
+            match &result {
+                Ok(Ok(stats)) => info!(
+                    peer = %target,
+                    ranges = batch.len(),
+                    keys = stats.keys,
+                    bytes = stats.bytes,
+                    "pushed ranges this node no longer replicates"
+                ),
+                Ok(Err(e)) => warn!(peer = %target, error = %e,
+                    "push of ranges this node no longer replicates failed; retrying on a later tick"),
+                Err(e) => warn!(error = %e, "repair actor unavailable; retrying"),
+            }
+            act.lost.finish(&batch, ok);
+        }));
+    }
+
     /// Called every tick: carries out the life cycle's next step, if any.
     pub(super) fn advance_lifecycle(&mut self, ctx: &mut Context<Self>) {
         let now = self.clock.monotonic_ms();

@@ -224,3 +224,45 @@ proptest! {
         }
     }
 }
+
+/// The pushes owed for lost ranges: one target at a time, a failed batch
+/// retried after the others, a target that left the ring dropped, nothing
+/// sent twice at once.
+#[test]
+#[allow(clippy::unwrap_used)]
+fn lost_ranges_are_pushed_one_target_at_a_time_until_done() {
+    use super::LostRanges;
+    use crate::repair::handoff::Transfer;
+    use crate::ring::{Token, TokenRange};
+    use crate::NodeId;
+    let id = |s: &str| NodeId::new(s).unwrap();
+    let t = |after: u64, target: &str| Transfer {
+        range: TokenRange {
+            after: Token(after),
+            upto: Token(after + 10),
+        },
+        source: id("me"),
+        target: id(target),
+    };
+    let mut lost = LostRanges::default();
+    assert_eq!(lost.add(vec![t(0, "a"), t(20, "b"), t(40, "a")]), 3);
+    assert_eq!(lost.add(vec![t(0, "a")]), 0, "already pending");
+    let all = |_: &NodeId| true;
+    // "a" is down: "b" goes first.
+    let batch = lost.next_batch(all, |n| n.as_str() != "a").unwrap();
+    assert_eq!(batch, vec![t(20, "b")]);
+    assert!(lost.next_batch(all, all).is_none(), "one batch at a time");
+    lost.finish(&batch, false);
+    // Both up: "a"'s two ranges, then "b" again after its failure.
+    let batch = lost.next_batch(all, all).unwrap();
+    assert_eq!(batch, vec![t(0, "a"), t(40, "a")]);
+    lost.finish(&batch, true);
+    let batch = lost.next_batch(all, all).unwrap();
+    assert_eq!(batch, vec![t(20, "b")]);
+    lost.finish(&batch, true);
+    assert!(lost.next_batch(all, all).is_none(), "all done");
+    // A target that left the ring is dropped.
+    lost.add(vec![t(60, "c")]);
+    assert!(lost.next_batch(|n| n.as_str() != "c", all).is_none());
+    assert!(lost.pending.is_empty());
+}

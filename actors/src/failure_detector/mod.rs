@@ -107,6 +107,9 @@ pub struct FailureDetector {
     clock: SharedClock,
     rng: SmallRng,
     lifecycle: lifecycle::Lifecycle,
+    /// Ranges this node stopped replicating, still to be pushed to their
+    /// new replicas (`lifecycle::LostRanges`).
+    lost: lifecycle::LostRanges,
     bootstrap: bootstrap::Bootstrap,
     /// The store's minting state (version actor; why it stopped, if so).
     mint: Option<MintState>,
@@ -172,6 +175,7 @@ impl FailureDetector {
             clock,
             rng: SmallRng::seed_from_u64(seed),
             lifecycle,
+            lost: lifecycle::LostRanges::default(),
             bootstrap,
             mint: None,
             seed_of: FnvHashMap::default(),
@@ -270,6 +274,7 @@ impl FailureDetector {
         self.persist();
         self.publish();
         self.rereplicate_forgotten(&changes, &before);
+        self.note_lost_ranges(&before);
     }
 
     /// A push-pull gossip exchange of `encoded` (our list) with `target`;
@@ -329,6 +334,7 @@ impl FailureDetector {
         self.apply(changes);
         let ended = self.bootstrap.tick(now);
         self.on_bootstrap(ended, ctx);
+        self.push_lost_ranges(ctx);
         let Some(encoded) = encode_gossip(&message) else {
             return;
         };
@@ -490,6 +496,10 @@ impl Handler<StatusQuery> for FailureDetector {
         extra.push((
             "lifecycle".into(),
             rmpv::Value::from(self.lifecycle.as_str()),
+        ));
+        extra.push((
+            "lost_range_pushes_pending".into(),
+            rmpv::Value::from(self.lost.pending() as u64),
         ));
         MessageResult(ClientReply::Status {
             node: self.own.id.to_string(),

@@ -70,6 +70,62 @@ pub fn plan_transfers(before: &Ring, after: &Ring, n: usize) -> Vec<Transfer> {
     transfers
 }
 
+/// The pushes `me` owes when its read ring goes from `before` to `after`:
+/// for every range `me` replicated in `before` and does not in `after`,
+/// one transfer to each replica the range gains. Adjacent ranges with the
+/// same target are merged.
+///
+/// This is the old owner's half of a move, and the safety net under the
+/// new owner's pull: an owner keeps taking writes until it hears that the
+/// range moved, and a write whose new owner it could not reach (a joining
+/// node behind a partition, with no stand-in left to hold a hint) exists
+/// only on the old owners. Without the push nobody would ever copy it to
+/// the new ones (seed 8861 of the cluster simulation lost three
+/// acknowledged writes that way). A push of what the new owner already
+/// holds merges to no change.
+pub fn pushes_for_lost_ranges(before: &Ring, after: &Ring, n: usize, me: &NodeId) -> Vec<Transfer> {
+    let mut bounds: Vec<Token> = before
+        .ranges()
+        .iter()
+        .chain(after.ranges().iter())
+        .map(|r| r.upto)
+        .collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    let Some(&last) = bounds.last() else {
+        return Vec::new();
+    };
+    let mut by_target: Vec<Vec<Transfer>> = Vec::new();
+    let mut previous = last;
+    for upto in bounds {
+        let range = TokenRange {
+            after: previous,
+            upto,
+        };
+        previous = upto;
+        let old = before.preference_list_at(upto, n);
+        if !old.contains(me) {
+            continue;
+        }
+        let new = after.preference_list_at(upto, n);
+        if new.contains(me) {
+            continue;
+        }
+        for target in new.iter().filter(|m| !old.contains(m)) {
+            let next = Transfer {
+                range,
+                source: me.clone(),
+                target: target.clone(),
+            };
+            match by_target.iter_mut().find(|t| t[0].target == *target) {
+                Some(list) => push_merged(list, next),
+                None => by_target.push(vec![next]),
+            }
+        }
+    }
+    by_target.into_iter().flatten().collect()
+}
+
 fn push_merged(transfers: &mut Vec<Transfer>, next: Transfer) {
     if let Some(last) = transfers.last_mut() {
         if last.source == next.source
@@ -172,6 +228,43 @@ mod tests {
         assert!(plan
             .iter()
             .all(|t| t.source == id("n1") && t.target == id("n2")));
+    }
+
+    /// Seed 8861's shape: two nodes served while three were joining behind
+    /// a partition; when the three serve, each old owner pushes every key
+    /// it no longer replicates to each of the key's new replicas.
+    #[test]
+    fn an_owner_that_loses_a_range_pushes_it_to_each_new_replica() {
+        let before = ring(&["n2", "n3"]);
+        let after = ring(&["n1", "n2", "n3", "n4", "n5"]);
+        let me = id("n2");
+        let pushes = pushes_for_lost_ranges(&before, &after, 3, &me);
+        assert!(!pushes.is_empty());
+        assert!(pushes.iter().all(|t| t.source == me));
+        for k in 0..3000u32 {
+            let key = k.to_be_bytes();
+            let token = Ring::key_token(&key);
+            let old = before.preference_list(&key, 3);
+            let new = after.preference_list(&key, 3);
+            for target in &new {
+                let covered = pushes
+                    .iter()
+                    .any(|t| t.target == *target && t.range.contains(token));
+                let owed = old.contains(&me) && !new.contains(&me) && !old.contains(target);
+                assert_eq!(covered, owed, "key {k} to {target}");
+            }
+        }
+        // An ordinary join: only the joiner receives, and only from the
+        // owner it displaced.
+        let pushes = pushes_for_lost_ranges(
+            &ring(&["n1", "n2", "n3", "n4"]),
+            &ring(&["n1", "n2", "n3", "n4", "n5"]),
+            3,
+            &me,
+        );
+        assert!(pushes.iter().all(|t| t.target == id("n5")));
+        let r = ring(&["n1", "n2", "n3"]);
+        assert!(pushes_for_lost_ranges(&r, &r, 3, &me).is_empty());
     }
 
     #[test]
