@@ -192,6 +192,11 @@ async fn coordinate(
                     ?failed,
                     "list: no read primary of an arc answered"
                 );
+                if walk.made_progress(&from) {
+                    // Answer what was listed; the next page meets the arc
+                    // again (and may find a replica back).
+                    break;
+                }
                 return Err(ClientError::new(
                     ErrorCode::Unavailable,
                     format!(
@@ -228,6 +233,15 @@ async fn coordinate(
         if let Err(why) = walk.on_answer(&ask, answer) {
             info!(peer = %ask.node, error = %why, "list: a replica failed its span; asking the next");
         }
+    }
+    let pass_over = from.next_token().is_none();
+    if !walk.made_progress(&from) && !pass_over {
+        // Only when every ask failed up to the request bound: the same
+        // cursor again would help nobody.
+        return Err(ClientError::new(
+            ErrorCode::Unavailable,
+            format!("no replica answered any of {asks} span requests; retry with the same cursor"),
+        ));
     }
     let (keys, cursor) = walk.finish();
     debug!(
