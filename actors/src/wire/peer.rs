@@ -641,6 +641,24 @@ mod tests {
                 id: 3,
                 body: Ok(ReplicaWrite::reply_into(Durable)),
             },
+            PeerFrame::Request {
+                id: 4,
+                trace: 5,
+                timeout_ms: 6,
+                body: ListKeys {
+                    start: ByteBuf::from(vec![0; 8]),
+                    end_token: u64::MAX,
+                    limit: 1000,
+                }
+                .into_request(),
+            },
+            PeerFrame::Response {
+                id: 4,
+                body: Ok(ListKeys::reply_into(KeyPage {
+                    keys: vec![ByteBuf::from(b"k".to_vec())],
+                    stopped_after: Some(ByteBuf::from(b"k".to_vec())),
+                })),
+            },
         ];
         for frame in frames {
             assert_eq!(PeerFrame::decode(&frame.encode().unwrap()).unwrap(), frame);
