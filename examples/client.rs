@@ -1,10 +1,11 @@
-//! The bundled client: put / get / delete / status from the shell.
+//! The bundled client: put / get / delete / status / list from the shell.
 //!
 //! ```text
 //! cargo run --example client -- --addr 127.0.0.1:7001 put KEY VALUE [--context HEX]
 //! cargo run --example client -- --addr 127.0.0.1:7001 get KEY
 //! cargo run --example client -- --addr 127.0.0.1:7001 delete KEY [--context HEX]
 //! cargo run --example client -- --addr 127.0.0.1:7001 status
+//! cargo run --example client -- --addr 127.0.0.1:7001 list [--limit 100]
 //! ```
 //!
 //! With `--token-file PATH` it sends `auth` first, with the token on the
@@ -85,6 +86,13 @@ enum Cmd {
     },
     /// Membership as the node sees it.
     Status,
+    /// Dump every live key of the cluster, one per line (text when
+    /// printable, else 0x hex), paging with `list`.
+    List {
+        /// Keys per page (1..=1000).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -143,6 +151,14 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
             println!("deleted");
             println!("context: {ctx}");
+        }
+        Cmd::List { limit } => {
+            let count = client
+                .list_all(limit, |key| {
+                    println!("{}", ringkv::client::printable_key(&key))
+                })
+                .await?;
+            eprintln!("{count} keys");
         }
         Cmd::Status => {
             let status = client.status().await?;

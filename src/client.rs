@@ -205,6 +205,31 @@ pub struct Status {
     pub raw: Value,
 }
 
+/// One page of a key listing ([`Client::list_page`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyPage {
+    /// Live keys, in ring order.
+    pub keys: Vec<Vec<u8>>,
+    /// Where the next page starts; `None` on the last page.
+    pub cursor: Option<Vec<u8>>,
+}
+
+/// A key as one line of text: itself when it is printable ASCII (no
+/// spaces), else `0x` and its hex (so any key prints on one line, and the
+/// two forms cannot be confused unless a key itself starts with `0x`).
+pub fn printable_key(key: &[u8]) -> String {
+    if !key.is_empty() && key.iter().all(|b| b.is_ascii_graphic()) && !key.starts_with(b"0x") {
+        String::from_utf8_lossy(key).into_owned()
+    } else {
+        let mut out = String::with_capacity(2 + key.len() * 2);
+        out.push_str("0x");
+        for b in key {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out
+    }
+}
+
 /// Per-request options (`None`: the node's default).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RequestOptions {
@@ -509,6 +534,61 @@ impl Client {
         map_str(&body, "node").ok_or_else(|| Error::Protocol("forget answer has no `node`".into()))
     }
 
+    /// One page of the cluster's live keys, in ring order (PROTOCOL.md
+    /// version 2 `list`): from `cursor` (`None`: the first page), at most
+    /// `limit` keys (`None`: the node's default, 100; the node refuses
+    /// anything outside 1..=1000). A page may hold fewer keys, even none,
+    /// and still have a next page; [`KeyPage::cursor`] is `None` only on
+    /// the last one.
+    pub async fn list_page(
+        &self,
+        cursor: Option<&[u8]>,
+        limit: Option<usize>,
+    ) -> Result<KeyPage, Error> {
+        let op = ClientOp::List {
+            cursor: cursor.map(<[u8]>::to_vec),
+            limit,
+        };
+        let body = self.call(op, None).await?;
+        let keys = match map_field(&body, "keys") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::Binary(b) => Ok(b.clone()),
+                    _ => Err(Error::Protocol("a listed key is not bin".into())),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => return Err(Error::Protocol("list answer has no `keys` array".into())),
+        };
+        let cursor = match map_field(&body, "cursor") {
+            None | Some(Value::Nil) => None,
+            Some(Value::Binary(b)) => Some(b.clone()),
+            Some(_) => return Err(Error::Protocol("`cursor` is not bin".into())),
+        };
+        Ok(KeyPage { keys, cursor })
+    }
+
+    /// Walks every page of a listing from the start, `limit` keys per page,
+    /// handing each page's keys to `each` in ring order; answers how many
+    /// keys there were. Memory stays at one page. A failed page stops the
+    /// walk with its error (the pages before it were handed over).
+    pub async fn list_all(
+        &self,
+        limit: Option<usize>,
+        mut each: impl FnMut(Vec<u8>),
+    ) -> Result<u64, Error> {
+        let (mut cursor, mut count) = (None::<Vec<u8>>, 0u64);
+        loop {
+            let page = self.list_page(cursor.as_deref(), limit).await?;
+            count += page.keys.len() as u64;
+            page.keys.into_iter().for_each(&mut each);
+            match page.cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(count),
+            }
+        }
+    }
+
     /// Membership as the node sees it.
     pub async fn status(&self) -> Result<Status, Error> {
         let body = self.call(ClientOp::Status, None).await?;
@@ -555,6 +635,18 @@ fn member_of(v: &Value) -> Result<Member, Error> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_print_as_text_or_hex_on_one_line() {
+        assert_eq!(printable_key(b"cart:42"), "cart:42");
+        assert_eq!(printable_key(b"a b"), "0x612062");
+        assert_eq!(printable_key(&[0, 0xff]), "0x00ff");
+        assert_eq!(
+            printable_key(b"0x12"),
+            "0x30783132",
+            "no confusion with hex"
+        );
+    }
 
     #[test]
     fn context_hex_round_trip() {

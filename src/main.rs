@@ -80,6 +80,13 @@ enum AdminAction {
         /// The member's id.
         node: String,
     },
+    /// Print every live key of the cluster, one per line, in ring order
+    /// (as text when printable, else as 0x hex), paging with `list`.
+    Keys {
+        /// Keys per page (1..=1000).
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -254,6 +261,25 @@ fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
             AdminAction::Forget { node } => {
                 let via = client.forget(&node).await?;
                 println!("{node} is forgotten (via {via}); its ranges are being copied to their new replicas");
+            }
+            AdminAction::Keys { limit } => {
+                use std::io::Write as _;
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::new(stdout.lock());
+                let mut failed = None;
+                let count = client
+                    .list_all(Some(limit), |key| {
+                        if failed.is_none() {
+                            let line = ringkv::client::printable_key(&key);
+                            failed = writeln!(out, "{line}").err();
+                        }
+                    })
+                    .await?;
+                if let Some(e) = failed {
+                    return Err(anyhow::Error::new(e).context("writing the keys"));
+                }
+                out.flush()?;
+                eprintln!("{count} keys");
             }
             AdminAction::Status => {
                 let status = client.status().await?;

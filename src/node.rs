@@ -352,6 +352,7 @@ pub async fn start(
             scan: repair.clone().recipient(),
             merkle_leaves: repair.clone().recipient(),
             gossip: failure_detector.clone().recipient(),
+            list_keys: replicator.clone().recipient(),
         },
         failure_detector.clone().recipient(),
         vec![replicator.clone().recipient(), repair.clone().recipient()],

@@ -18,8 +18,8 @@ use ringkv_actors::failure_detector::gossip::{
 use ringkv_actors::failure_detector::{GossipMessage, MemberState};
 use ringkv_actors::ring::VNODES_PER_WEIGHT_DEFAULT;
 use ringkv_actors::wire::peer::{
-    GossipExchange, MemberInfo, MerkleLeaves, PeerReply, PeerRequest, ReplicaRead, ReplicaWrite,
-    ScanRange,
+    GossipExchange, ListKeys, MemberInfo, MerkleLeaves, PeerReply, PeerRequest, ReplicaRead,
+    ReplicaWrite, ScanRange,
 };
 use ringkv_actors::NodeId;
 use serde_bytes::ByteBuf;
@@ -172,7 +172,8 @@ async fn what_a_peer_says_is_refused_or_ignored_and_the_cluster_keeps_serving() 
 
     // 3. Requests for ranges `x` does not share (it has no place on the
     // ring): a Write that would overwrite k, a Read, a Scan of the whole
-    // store, a Merkle tree for another pair. All refused, logged.
+    // store, a listing of every key, a Merkle tree for another pair. All
+    // refused, logged.
     for (x, node) in peers.iter_mut().zip(&cluster.nodes) {
         let write = PeerRequest::Write(ReplicaWrite {
             key: ByteBuf::from(b"k".to_vec()),
@@ -187,7 +188,12 @@ async fn what_a_peer_says_is_refused_or_ignored_and_the_cluster_keeps_serving() 
             limit: 1024,
             bytes_max: 1 << 20,
         });
-        for request in [write, read, scan] {
+        let list = PeerRequest::ListKeys(ListKeys {
+            start: ByteBuf::new(),
+            end_token: u64::MAX,
+            limit: 1000,
+        });
+        for request in [write, read, scan, list] {
             let name = request.name();
             let why = refusal(x.call(request).await);
             assert!(why.contains("not a member"), "{}: {name}: {why}", node.id);

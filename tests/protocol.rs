@@ -305,3 +305,81 @@ async fn read_frame_within(stream: &mut TcpStream, limit: Duration) -> Result<Op
     .await
     .map_err(|_| ())
 }
+
+/// The `list` op's wire shape (PROTOCOL.md version 2): `keys` is an array
+/// of bin (keys written as str come back as bin), `cursor` a bin present on
+/// every page but the last; a bad `limit` or `cursor` is `bad_request`
+/// with the request's id, and the connection stays usable.
+#[tokio::test]
+async fn list_pages_carry_bin_keys_and_a_bin_cursor_until_the_last() {
+    let cluster = Cluster::start(1, &["--n", "1", "--r", "1", "--w", "1"]).await;
+    let mut stream = TcpStream::connect(cluster.nodes[0].client).await.unwrap();
+    for (id, key) in [(1u64, "a"), (2, "b"), (3, "c")] {
+        let put = map(vec![
+            ("id", Value::from(id)),
+            ("op", Value::from("put")),
+            ("key", Value::from(key)),
+            ("value", Value::from("v")),
+        ]);
+        stream.write_all(&encode_frame(&put)).await.unwrap();
+        let (_, result) = parse_response(&read_frame(&mut stream).await.unwrap()).unwrap();
+        result.unwrap();
+    }
+    let (mut listed, mut cursor, mut id) = (Vec::new(), None::<Value>, 10u64);
+    loop {
+        let mut request = vec![
+            ("id", Value::from(id)),
+            ("op", Value::from("list")),
+            ("limit", Value::from(2)),
+        ];
+        if let Some(c) = cursor.take() {
+            request.push(("cursor", c));
+        }
+        stream
+            .write_all(&encode_frame(&map(request)))
+            .await
+            .unwrap();
+        let frame = read_frame(&mut stream).await.unwrap();
+        let (got, result) = parse_response(&frame).unwrap();
+        assert_eq!(got, id);
+        let body = result.unwrap();
+        let Some(Value::Array(keys)) = map_field(&body, "keys") else {
+            panic!("no `keys` array: {body}");
+        };
+        assert!(keys.len() <= 2);
+        for k in keys {
+            let Value::Binary(k) = k else {
+                panic!("a key that is not bin: {k}");
+            };
+            listed.push(k.clone());
+        }
+        match map_field(&body, "cursor") {
+            None => break,
+            Some(c @ Value::Binary(_)) => cursor = Some(c.clone()),
+            Some(other) => panic!("a cursor that is not bin: {other}"),
+        }
+        id += 1;
+    }
+    listed.sort();
+    assert_eq!(listed, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    for (field, value) in [
+        ("limit", Value::from(0)),
+        ("limit", Value::from(1001)),
+        ("limit", Value::from("2")),
+        ("cursor", Value::from(5)),
+        ("cursor", Value::Binary(vec![1, 2, 3])),
+    ] {
+        let request = map(vec![
+            ("id", Value::from(99)),
+            ("op", Value::from("list")),
+            (field, value),
+        ]);
+        stream.write_all(&encode_frame(&request)).await.unwrap();
+        let frame = read_frame(&mut stream).await.unwrap();
+        let (got, result) = parse_response(&frame).unwrap();
+        assert_eq!(got, 99);
+        let error = result.unwrap_err();
+        assert_eq!(error.code, ErrorCode::BadRequest, "{field}: {error:?}");
+        assert!(error.message.contains(field), "{}", error.message);
+    }
+}

@@ -8,7 +8,7 @@
 //! | [`client_api`] | ClientApi (client listener) + one ClientSession per connection |
 //! | [`failure_detector`] | gossip membership, corroborated failure detection, the join/leave life cycle; publishes `MembershipChanged` |
 //! | [`repair`] | read repair, join/leave handoff streaming, hinted handoff, Merkle anti-entropy; serves peers' scans and Merkle leaves (only what the caller shares, rate-limited per peer: `repair::rate`) |
-//! | [`replicator`] | the coordinator: preference list -> fan-out -> quorum -> reply; the replica side of peer reads and writes |
+//! | [`replicator`] | the coordinator: preference list -> fan-out -> quorum -> reply; the key listing (`list`: one replica per ring arc, paged); the replica side of peer reads, writes and listing spans |
 //! | [`replicas`] | one handle to the local replica (Storage) and the remote ones (Bridge), and the replica-side merge |
 //! | [`bridge`] | node-to-node TCP: Bridge + one PeerConnection per peer + one PeerSession per inbound link; typed calls (`CallPeer<T>`) and typed serving (`Incoming<T>`); the authenticated handshake (`handshake`) and sealed frames (`seal`) |
 //! | [`storage`] | the Engine seam, the LSM engine (and an in-memory one), the Storage actor with its own threads |
@@ -42,10 +42,10 @@
 //!                  FailureDetector ──MembershipChanged──> Replicator,   │  └─ReadRepair──────────────> Repair
 //!                   │    ^      └──StreamTransfers──> Repair   Repair,  │
 //!                   │    │ PeerEvent                            Bridge  │
-//!                   │  Bridge <──────────CallPeer<T>────────────────────┤── LocalRead/LocalApply/LocalScan ──> Storage ──> engine threads
+//!                   │  Bridge <──────────CallPeer<T>────────────────────┤── LocalRead/LocalApply/LocalScan/LocalListKeys ──> Storage ──> engine threads
 //!                   └─CallPeer<GossipExchange>─┘ │                      │
 //!                                                v
-//!                   PeerConnection ==TCP==> (peer) PeerSession ──Incoming<T>──> (peer) Replicator: Read, Write, HintedWrite, Coordinate
+//!                   PeerConnection ==TCP==> (peer) PeerSession ──Incoming<T>──> (peer) Replicator: Read, Write, HintedWrite, Coordinate, ListKeys
 //!                                                                          └──> (peer) Repair: Scan, MerkleLeaves
 //!                                                                          └──> (peer) FailureDetector: Gossip
 //! ```
@@ -69,6 +69,7 @@
 //! | read repair | `replicator/read.rs` decides, `repair/mod.rs` writes |
 //! | Merkle anti-entropy | `repair/merkle.rs`, `repair/anti_entropy.rs` |
 //! | LSM engine (log, memtable, SSTables, compaction, recovery) | `storage/lsm/` (its folders follow its disk format) |
+//! | key listing (`list`), its cursor and bounds | `replicator/list_walk.rs` (`PageWalk`: `next` / `on_answer` -> asks), carried out by `replicator/list.rs`; the replica's bounded scan `storage/worker.rs` (`list_live`) |
 //! | client protocol | `wire/client/`, served by `client_api/session.rs` |
 //! | peer protocol, typed RPC | `wire/peer.rs`, `bridge/` |
 //!

@@ -249,6 +249,15 @@ impl Ring {
         self.first_token_index(token)
     }
 
+    /// The first ring token at or after `token` without wrapping: the end
+    /// (inclusive) of the arc holding `token` on a walk from 0 to
+    /// `u64::MAX`; `None` past the last token (that piece of the wrapping
+    /// arc ends at `u64::MAX`).
+    pub fn token_at_or_after(&self, token: Token) -> Option<Token> {
+        let i = self.tokens.partition_point(|&(t, _)| t < token);
+        self.tokens.get(i).map(|&(t, _)| t)
+    }
+
     fn first_token_index(&self, token: Token) -> usize {
         let i = self.tokens.partition_point(|&(t, _)| t < token);
         if i == self.tokens.len() {

@@ -43,8 +43,8 @@ use crate::membership::MembershipChanged;
 use crate::net::{accept_stream, AcceptPolicy, BoxConnection, Listener, SharedNet};
 use crate::wire::client::ErrorCode;
 use crate::wire::peer::{
-    ForwardedWrite, GossipExchange, HintedWrite, MemberInfo, MerkleLeaves, PeerRpc, RemoteError,
-    ReplicaRead, ReplicaWrite, ScanRange,
+    ForwardedWrite, GossipExchange, HintedWrite, ListKeys, MemberInfo, MerkleLeaves, PeerRpc,
+    RemoteError, ReplicaRead, ReplicaWrite, ScanRange,
 };
 use crate::NodeId;
 
@@ -246,6 +246,8 @@ pub struct PeerHandlers {
     pub merkle_leaves: Recipient<Incoming<MerkleLeaves>>,
     /// Gossip.
     pub gossip: Recipient<Incoming<GossipExchange>>,
+    /// Key listing pages (the client `list` op).
+    pub list_keys: Recipient<Incoming<ListKeys>>,
 }
 
 /// Reachability news, for the failure detector.

@@ -308,6 +308,7 @@ impl PeerSession {
                 serve(&handlers.merkle_leaves, from, trace, timeout_ms, r)
             }
             PeerRequest::Gossip(r) => serve(&handlers.gossip, from, trace, timeout_ms, r),
+            PeerRequest::ListKeys(r) => serve(&handlers.list_keys, from, trace, timeout_ms, r),
             PeerRequest::Probe(Probe) => Box::pin(async { Ok(Probe::reply_into(Probed)) }),
         };
         ctx.spawn(served.into_actor(self).map(move |body, act, ctx| {

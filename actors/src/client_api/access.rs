@@ -379,9 +379,23 @@ mod tests {
             code(access.permit(&STATUS, remote("127.0.0.1"))),
             Some(ErrorCode::Unauthorized)
         );
+        let list = ClientOp::List {
+            cursor: None,
+            limit: None,
+        };
+        assert_eq!(
+            code(access.permit(&list, remote("127.0.0.1"))),
+            Some(ErrorCode::Unauthorized),
+            "list needs auth like get"
+        );
         assert_eq!(access.authenticate(&tokens, CLIENT), Ok(Grant::Client));
         assert_eq!(access.permit(&STATUS, remote("127.0.0.1")), Ok(()));
         assert_eq!(access.permit(&STATUS, remote("10.1.2.3")), Ok(()));
+        assert_eq!(
+            access.permit(&list, remote("10.1.2.3")),
+            Ok(()),
+            "and is no admin op"
+        );
     }
 
     #[test]

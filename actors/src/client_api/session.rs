@@ -25,10 +25,11 @@ use super::access::{Access, AUTH_FAILURES_MAX};
 use super::ClientApiOptions;
 use crate::failure_detector::{FailureDetector, Forget, Leave, StatusQuery};
 use crate::net::BoxConnection;
-use crate::replicator::{CoordinateGet, CoordinateWrite, Replicator};
+use crate::replicator::{CoordinateGet, CoordinateList, CoordinateWrite, Replicator};
 use crate::storage::{HintCountsQuery, Storage};
 use crate::wire::client::{
     encode_response, parse_request, ClientError, ClientOp, ClientReply, ClientRequest, ErrorCode,
+    LIST_LIMIT_DEFAULT,
 };
 use crate::wire::writer::write_queued_frames;
 use crate::wire::{FrameCodec, FrameError};
@@ -298,6 +299,22 @@ impl ClientSession {
                 Box::pin(async move {
                     let (values, context) = call.await.map_err(gone)??;
                     Ok(ClientReply::Values { values, context })
+                })
+            }
+            ClientOp::List { cursor, limit } => {
+                let call = self.replicator.send(CoordinateList {
+                    cursor,
+                    limit: limit.unwrap_or(LIST_LIMIT_DEFAULT),
+                    timeout_ms,
+                    trace,
+                    key_bytes_max: self.options.limits.max_key_bytes,
+                });
+                Box::pin(async move {
+                    let page = call.await.map_err(gone)??;
+                    Ok(ClientReply::Keys {
+                        keys: page.keys,
+                        cursor: page.cursor,
+                    })
                 })
             }
             ClientOp::Put {

@@ -7,7 +7,9 @@
 //! - `coordinator`: the read and write state machines (pure);
 //! - `write`: carries out a write (mint locally, send, count; or forward
 //!   to a replica);
-//! - `read`: carries out a read (ask, answer at R, read repair hand-off).
+//! - `read`: carries out a read (ask, answer at R, read repair hand-off);
+//! - `list_walk`: the key listing's cursor and page walk (pure);
+//! - `list`: carries out a listing page, and serves peers' span requests.
 //!
 //! The actor itself only keeps the rings and the reachable and healthy
 //! sets (from the FailureDetector's `MembershipChanged`), classifies the
@@ -15,6 +17,8 @@
 
 mod coordinator;
 mod fanout;
+pub mod list;
+pub mod list_walk;
 pub mod placement;
 mod quorum;
 mod read;
@@ -31,6 +35,7 @@ use tracing::{warn, Instrument};
 
 pub use coordinator::{FinishedRead, ReadCoordinator, ReadStep, WriteCoordinator, WriteStep};
 pub use fanout::{Ask, Fanout, Reach, SloppyPolicy};
+pub use list::{CoordinateList, ListPage};
 pub use quorum::{Effect, Ending, Role, Tally, Verdict};
 pub use read::GetAnswer;
 
@@ -614,6 +619,14 @@ impl Handler<CoordinateGet> for Replicator {
             return self.hold(timeout_ms, |tx| Held::Get(msg, tx));
         }
         self.start_get(msg, ctx)
+    }
+}
+
+impl Handler<CoordinateList> for Replicator {
+    type Result = ResponseFuture<Result<ListPage, ClientError>>;
+
+    fn handle(&mut self, msg: CoordinateList, _ctx: &mut Self::Context) -> Self::Result {
+        self.start_list(msg)
     }
 }
 

@@ -37,9 +37,24 @@ pub struct Placement {
 
 /// The placement of `key`'s reads.
 pub fn for_read(read_ring: &Ring, write_ring: &Ring, n: usize, key: &[u8]) -> Placement {
-    let mut primaries = read_ring.preference_list(key, n);
+    let token = Ring::key_token(key);
+    let primaries = read_primaries_at(read_ring, write_ring, n, token);
+    Placement {
+        beyond: beyond(write_ring, key, &primaries, n),
+        primaries,
+    }
+}
+
+/// The read primaries of every key hashing to `token` (see [`for_read`]).
+pub fn read_primaries_at(
+    read_ring: &Ring,
+    write_ring: &Ring,
+    n: usize,
+    token: Token,
+) -> Vec<NodeId> {
+    let mut primaries = read_ring.preference_list_at(token, n);
     if primaries.len() < n {
-        for node in write_ring.preference_list(key, n) {
+        for node in write_ring.preference_list_at(token, n) {
             if primaries.len() == n {
                 break;
             }
@@ -48,10 +63,7 @@ pub fn for_read(read_ring: &Ring, write_ring: &Ring, n: usize, key: &[u8]) -> Pl
             }
         }
     }
-    Placement {
-        beyond: beyond(write_ring, key, &primaries, n),
-        primaries,
-    }
+    primaries
 }
 
 /// The placement of `key`'s writes.

@@ -19,8 +19,8 @@ use tracing::{info, warn};
 use super::engine::{Engine, StorageError};
 use super::keys::{self, HintRecord};
 use super::worker::{
-    self, ApplyError, ApplyJob, EngineSlot, HeldHint, HintCounts, Mutation, Page, ReadJob,
-    WriterJob,
+    self, ApplyError, ApplyJob, EngineSlot, HeldHint, HintCounts, KeyListing, ListBounds,
+    LiveFilter, Mutation, Page, ReadJob, WriterJob,
 };
 use super::writer::{Backend, MintState, Writer, WriterLimits};
 use crate::ring::storage_key;
@@ -105,6 +105,22 @@ pub struct LocalScan {
     pub limit: usize,
     /// Bytes of keys and values at which the page stops.
     pub bytes_max: usize,
+}
+
+/// The live keys among storage keys `[start, end)` (`end` `None`: to the
+/// end), in order, within `bounds` (the key listing's replica side; read
+/// on the reader threads like a scan). Keys in the answer are storage keys.
+#[derive(Message)]
+#[rtype(result = "Result<KeyListing, StorageError>")]
+pub struct LocalListKeys {
+    /// First storage key (inclusive).
+    pub start: Vec<u8>,
+    /// End (exclusive); `None`: to the end.
+    pub end: Option<Vec<u8>>,
+    /// Keys, entries and bytes at which the page stops.
+    pub bounds: ListBounds,
+    /// Whether an object is live (the caller knows objects).
+    pub live: LiveFilter,
 }
 
 /// Atomically read, transform and write the value of `key`; answers with
@@ -397,6 +413,29 @@ impl Handler<LocalScan> for Storage {
                     .filter_map(|(k, v)| keys::storage_key_of(&k).map(|k| (k.to_vec(), v)))
                     .collect(),
                 more: page.more,
+            })
+        })
+    }
+}
+
+impl Handler<LocalListKeys> for Storage {
+    type Result = ResponseFuture<Result<KeyListing, StorageError>>;
+
+    fn handle(&mut self, msg: LocalListKeys, _ctx: &mut Self::Context) -> Self::Result {
+        let (start, end) = keys::data_range(&msg.start, msg.end.as_deref());
+        let listing = self.read(|reply| ReadJob::ListKeys {
+            start,
+            end,
+            bounds: msg.bounds,
+            live: msg.live,
+            reply,
+        });
+        Box::pin(async move {
+            let listing = listing.await?;
+            let strip = |k: Vec<u8>| keys::storage_key_of(&k).map(<[u8]>::to_vec);
+            Ok(KeyListing {
+                keys: listing.keys.into_iter().filter_map(strip).collect(),
+                stopped_after: listing.stopped_after.and_then(strip),
             })
         })
     }

@@ -23,12 +23,14 @@ pub mod writer;
 mod writer_tests;
 
 pub use actor::{
-    ClearHint, CloseWrites, HintCountsQuery, LocalApply, LocalHints, LocalRead, LocalScan, Storage,
-    StorageHealth, StorageOptions, StorageThreading, SubscribeStorage,
+    ClearHint, CloseWrites, HintCountsQuery, LocalApply, LocalHints, LocalListKeys, LocalRead,
+    LocalScan, Storage, StorageHealth, StorageOptions, StorageThreading, SubscribeStorage,
     HINTS_BYTES_MAX_PER_TARGET_DEFAULT, STORAGE_QUEUE_MAX_DEFAULT,
 };
 pub use engine::{Engine, KeyValues, StorageError, WriteOp};
 pub use lsm::{LsmEngine, LsmOptions};
 pub use memory_engine::MemoryEngine;
-pub use worker::{ApplyError, HeldHint, HintCounts, Mutation, Page};
+pub use worker::{
+    ApplyError, HeldHint, HintCounts, KeyListing, ListBounds, LiveFilter, Mutation, Page,
+};
 pub use writer::{Backend, MintState};

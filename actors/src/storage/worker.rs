@@ -100,6 +100,33 @@ pub struct Page {
     pub more: bool,
 }
 
+/// Tells whether a stored object (its encoded bytes) holds a live value;
+/// `Err` when it does not decode (the listing fails rather than skip it).
+/// Given by the caller: storage does not read objects.
+pub type LiveFilter = Arc<dyn Fn(&[u8]) -> Result<bool, String> + Send + Sync>;
+
+/// One page of a key listing (`list_live`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyListing {
+    /// Keys whose object is live, in key order.
+    pub keys: Vec<Vec<u8>>,
+    /// The last key examined, when the range holds more after it (the key
+    /// limit or a scan bound stopped the page); `None`: the range is done.
+    pub stopped_after: Option<Vec<u8>>,
+}
+
+/// Bounds of one key-listing scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListBounds {
+    /// Most live keys to return.
+    pub keys_max: usize,
+    /// Most entries (live or not) to examine.
+    pub scanned_entries_max: usize,
+    /// Bytes of keys and values at which the scan stops (one entry always
+    /// counts).
+    pub scanned_bytes_max: usize,
+}
+
 /// Hints held per owner: how many and how many bytes.
 pub type HintCounts = Vec<(NodeId, u64, u64)>;
 
@@ -143,6 +170,14 @@ pub(crate) enum ReadJob {
         limit: usize,
         bytes_max: usize,
         reply: oneshot::Sender<Result<Page, StorageError>>,
+    },
+    /// The live keys of engine keys `[start, end)`, bounded.
+    ListKeys {
+        start: Vec<u8>,
+        end: Vec<u8>,
+        bounds: ListBounds,
+        live: LiveFilter,
+        reply: oneshot::Sender<Result<KeyListing, StorageError>>,
     },
 }
 
@@ -207,6 +242,56 @@ pub(crate) fn scan_bounded(
     }
 }
 
+/// The live keys of `[start, end)`: stops after `keys_max` live keys, or
+/// once `scanned_entries_max` entries or `scanned_bytes_max` bytes were
+/// examined (tombstones cost as much as live keys), and says where it
+/// stopped. Reads the engine in chunks, so memory stays bounded by the
+/// answer plus one chunk.
+pub(crate) fn list_live(
+    engine: &dyn Engine,
+    start: &[u8],
+    end: &[u8],
+    bounds: ListBounds,
+    live: &LiveFilter,
+) -> Result<KeyListing, StorageError> {
+    /// Entries read from the engine at a time.
+    const LIST_CHUNK_ENTRIES: usize = 64;
+    let mut listing = KeyListing::default();
+    let (mut scanned, mut bytes) = (0usize, 0usize);
+    let keys_max = bounds.keys_max.max(1);
+    let mut cursor = start.to_vec();
+    let mut last: Option<Vec<u8>> = None;
+    loop {
+        let chunk = engine.scan(&cursor, Some(end), LIST_CHUNK_ENTRIES)?;
+        let exhausted = chunk.len() < LIST_CHUNK_ENTRIES;
+        for (key, value) in chunk {
+            let full = listing.keys.len() == keys_max
+                || scanned == bounds.scanned_entries_max.max(1)
+                || (scanned > 0 && bytes + key.len() + value.len() > bounds.scanned_bytes_max);
+            if full {
+                listing.stopped_after = last;
+                return Ok(listing);
+            }
+            scanned += 1;
+            bytes += key.len() + value.len();
+            let is_live = live(&value).map_err(|reason| StorageError::Corruption {
+                file: "data namespace".into(),
+                offset: 0,
+                reason: format!("object under key {key:02x?} does not decode: {reason}"),
+            })?;
+            cursor = key.clone();
+            cursor.push(0);
+            if is_live {
+                listing.keys.push(key.clone());
+            }
+            last = Some(key);
+        }
+        if exhausted {
+            return Ok(listing);
+        }
+    }
+}
+
 /// A reader loop; several share one receiver.
 pub(crate) fn run_reader(slot: EngineSlot, jobs: Arc<Mutex<Receiver<ReadJob>>>) {
     loop {
@@ -233,6 +318,15 @@ pub(crate) fn serve_read(engine: &dyn Engine, job: ReadJob) {
             reply,
         } => {
             let _ = reply.send(scan_bounded(engine, &start, &end, limit, bytes_max));
+        }
+        ReadJob::ListKeys {
+            start,
+            end,
+            bounds,
+            live,
+            reply,
+        } => {
+            let _ = reply.send(list_live(engine, &start, &end, bounds, &live));
         }
     }
 }
@@ -341,5 +435,100 @@ mod tests {
         assert!(!page.more, "the range ends with the page");
         let page = scan_bounded(&engine, &[1, 95], &[2], 5, usize::MAX).unwrap();
         assert!(!page.more, "exactly the rest: nothing after it");
+    }
+
+    /// Keys 0..200 under `[1, i]`; odd ones are "tombstones" (value 0).
+    fn listing_engine() -> MemoryEngine {
+        let engine = MemoryEngine::default();
+        let ops: Vec<WriteOp> = (0..200u8)
+            .map(|i| WriteOp::Put {
+                key: vec![1, i],
+                value: vec![u8::from(i % 2 == 0); 10],
+            })
+            .collect();
+        engine.write_batch(&ops).unwrap();
+        engine
+    }
+
+    fn live_filter() -> LiveFilter {
+        Arc::new(|v: &[u8]| match v.first() {
+            Some(1) => Ok(true),
+            Some(0) => Ok(false),
+            _ => Err("garbage".into()),
+        })
+    }
+
+    const WIDE: ListBounds = ListBounds {
+        keys_max: 1000,
+        scanned_entries_max: 100_000,
+        scanned_bytes_max: usize::MAX,
+    };
+
+    #[test]
+    fn a_listing_holds_only_live_keys_and_stops_at_each_bound() {
+        let engine = listing_engine();
+        let all = list_live(&engine, &[1], &[2], WIDE, &live_filter()).unwrap();
+        assert_eq!(all.keys.len(), 100);
+        assert!(all.keys.iter().all(|k| k[1] % 2 == 0));
+        assert_eq!(all.stopped_after, None, "the range is done");
+        let few = ListBounds {
+            keys_max: 7,
+            ..WIDE
+        };
+        let page = list_live(&engine, &[1], &[2], few, &live_filter()).unwrap();
+        assert_eq!(page.keys.len(), 7);
+        assert_eq!(
+            page.stopped_after,
+            Some(vec![1, 12]),
+            "after the 7th live key"
+        );
+        // Resuming after it continues with the next live key.
+        let page = list_live(&engine, &[1, 12, 0], &[2], few, &live_filter()).unwrap();
+        assert_eq!(page.keys[0], vec![1, 14]);
+        // The scan bound counts tombstones too.
+        let scan = ListBounds {
+            scanned_entries_max: 9,
+            ..WIDE
+        };
+        let page = list_live(&engine, &[1], &[2], scan, &live_filter()).unwrap();
+        assert_eq!(page.keys.len(), 5);
+        assert_eq!(page.stopped_after, Some(vec![1, 8]));
+        let bytes = ListBounds {
+            scanned_bytes_max: 1,
+            ..WIDE
+        };
+        let page = list_live(&engine, &[1, 1], &[2], bytes, &live_filter()).unwrap();
+        assert!(page.keys.is_empty(), "one tombstone examined");
+        assert_eq!(
+            page.stopped_after,
+            Some(vec![1, 1]),
+            "progress all the same"
+        );
+        let exact = ListBounds {
+            keys_max: 100,
+            ..WIDE
+        };
+        let page = list_live(&engine, &[1], &[2], exact, &live_filter()).unwrap();
+        assert_eq!(page.keys.len(), 100);
+        assert_eq!(
+            page.stopped_after,
+            Some(vec![1, 198]),
+            "a tombstone follows"
+        );
+        let rest = list_live(&engine, &[1, 198, 0], &[2], exact, &live_filter()).unwrap();
+        assert_eq!(rest, KeyListing::default(), "nothing live after, and done");
+    }
+
+    #[test]
+    fn an_object_that_does_not_decode_fails_the_listing() {
+        let engine = listing_engine();
+        engine
+            .write_batch(&[WriteOp::Put {
+                key: vec![1, 50],
+                value: vec![9],
+            }])
+            .unwrap();
+        let error = list_live(&engine, &[1], &[2], WIDE, &live_filter()).unwrap_err();
+        assert!(error.to_string().contains("garbage"), "{error}");
     }
 }

@@ -286,6 +286,8 @@ peer_rpcs! {
     MerkleLeaves(MerkleLeaves) => LeafHashes;
     /// Gossip: push our member list, get the peer's back.
     Gossip(GossipExchange) => GossipReply;
+    /// Key listing: the live keys of a token span the replica holds.
+    ListKeys(ListKeys) => KeyPage;
     /// Is the link alive? (Answered by the peer's session itself.)
     Probe(Probe) => Probed;
 }
@@ -402,6 +404,37 @@ pub struct MerkleLeaves {
 pub struct LeafHashes {
     /// One hash per leaf.
     pub hashes: Vec<u64>,
+}
+
+/// Key listing (the client `list` op): up to `limit` live user keys of
+/// the replica's store from storage key `start` (inclusive) through the
+/// last key of token `end_token` (inclusive), in ring order. The replica
+/// serves only a span it holds as a read primary of every range in its own
+/// view, and scans at most `replicator::list::LIST_SCAN_ENTRIES_MAX`
+/// entries (tombstones included) per request.
+///
+/// Added without a protocol version bump: a peer of an older build cannot
+/// decode it and closes the link, and the lister falls back to another
+/// replica of the range.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListKeys {
+    /// First storage key (token, then user key), inclusive.
+    pub start: ByteBuf,
+    /// Last token of the span, inclusive.
+    pub end_token: u64,
+    /// Most keys to answer.
+    pub limit: u32,
+}
+
+/// The answer to [`ListKeys`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPage {
+    /// Live user keys, in ring order (token, then key bytes).
+    pub keys: Vec<ByteBuf>,
+    /// The user key the scan stopped after when the span holds more (the
+    /// limit or the scan bound was reached); absent when the span is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_after: Option<ByteBuf>,
 }
 
 /// A gossip round (push-pull): the sender's member list, in the failure
@@ -607,6 +640,24 @@ mod tests {
             PeerFrame::Response {
                 id: 3,
                 body: Ok(ReplicaWrite::reply_into(Durable)),
+            },
+            PeerFrame::Request {
+                id: 4,
+                trace: 5,
+                timeout_ms: 6,
+                body: ListKeys {
+                    start: ByteBuf::from(vec![0; 8]),
+                    end_token: u64::MAX,
+                    limit: 1000,
+                }
+                .into_request(),
+            },
+            PeerFrame::Response {
+                id: 4,
+                body: Ok(ListKeys::reply_into(KeyPage {
+                    keys: vec![ByteBuf::from(b"k".to_vec())],
+                    stopped_after: Some(ByteBuf::from(b"k".to_vec())),
+                })),
             },
         ];
         for frame in frames {

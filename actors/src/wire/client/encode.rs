@@ -44,6 +44,13 @@ fn encode_reply(reply: &ClientReply, map: &mut Vec<(Value, Value)>) {
         ClientReply::Written { context } => {
             map.push((s("context"), Value::Binary(context.clone())));
         }
+        ClientReply::Keys { keys, cursor } => {
+            let keys = keys.iter().map(|k| Value::Binary(k.clone())).collect();
+            map.push((s("keys"), Value::Array(keys)));
+            if let Some(cursor) = cursor {
+                map.push((s("cursor"), Value::Binary(cursor.clone())));
+            }
+        }
         ClientReply::Status {
             node,
             members,
@@ -93,6 +100,12 @@ pub fn encode_request(request: &ClientRequest) -> Vec<u8> {
     match &request.op {
         ClientOp::Ping | ClientOp::Status | ClientOp::Leave => {}
         ClientOp::Forget { node } => map.push((s("node"), s(node))),
+        ClientOp::List { cursor, limit } => {
+            if let Some(cursor) = cursor {
+                map.push((s("cursor"), bin(cursor)));
+            }
+            push_count(&mut map, "limit", limit);
+        }
         ClientOp::Auth { token } => map.push((s("token"), bin(&token.0))),
         ClientOp::Get { key, r, pr } => {
             map.push((s("key"), bin(key)));

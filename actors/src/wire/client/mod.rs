@@ -18,6 +18,10 @@ pub use parse::parse_request;
 pub const MAX_KEY_BYTES_DEFAULT: usize = 1024;
 /// Default limit on a value, from PROTOCOL.md (1 MiB).
 pub const MAX_VALUE_BYTES_DEFAULT: usize = 1024 * 1024;
+/// Largest `limit` of a `list` request, in keys (PROTOCOL.md version 2).
+pub const LIST_LIMIT_MAX: usize = 1000;
+/// `limit` of a `list` request that sends none, in keys (PROTOCOL.md).
+pub const LIST_LIMIT_DEFAULT: usize = 100;
 /// Deepest MessagePack nesting a request may have; requests are flat maps, so
 /// anything deeper is garbage and is refused before it costs stack.
 pub(crate) const REQUEST_DEPTH_MAX: usize = 16;
@@ -182,6 +186,14 @@ pub enum ClientOp {
     },
     /// Membership and health.
     Status,
+    /// One page of the cluster's live keys, in ring order (PROTOCOL.md
+    /// version 2).
+    List {
+        /// Where the previous page stopped (absent: the first page).
+        cursor: Option<Vec<u8>>,
+        /// Keys per page, 1..=`LIST_LIMIT_MAX` (absent: the default).
+        limit: Option<usize>,
+    },
     /// Presents a token: the client token grants every op but the admin
     /// ops, the admin token every op (PROTOCOL.md version 2; the policy is
     /// `client_api::access`).
@@ -209,6 +221,7 @@ impl ClientOp {
             ClientOp::Put { .. } => "put",
             ClientOp::Delete { .. } => "delete",
             ClientOp::Status => "status",
+            ClientOp::List { .. } => "list",
             ClientOp::Auth { .. } => "auth",
             ClientOp::Leave => "leave",
             ClientOp::Forget { .. } => "forget",
@@ -259,6 +272,13 @@ pub enum ClientReply {
     Written {
         /// The new version's causal context.
         context: Vec<u8>,
+    },
+    /// `list`: one page of keys.
+    Keys {
+        /// Live keys, in ring order.
+        keys: Vec<Vec<u8>>,
+        /// Where the next page starts; absent on the last page.
+        cursor: Option<Vec<u8>>,
     },
     /// `status`.
     Status {

@@ -4,7 +4,8 @@
 use rmpv::Value;
 
 use super::{
-    AuthToken, ClientError, ClientOp, ClientRequest, ErrorCode, RequestLimits, REQUEST_DEPTH_MAX,
+    AuthToken, ClientError, ClientOp, ClientRequest, ErrorCode, RequestLimits, LIST_LIMIT_MAX,
+    REQUEST_DEPTH_MAX,
 };
 
 /// Parses one request frame. On failure returns the id to answer with (0
@@ -58,6 +59,24 @@ fn parse_op(fields: &Fields<'_>, limits: &RequestLimits) -> Result<ClientOp, Cli
         "ping" => ClientOp::Ping,
         "status" => ClientOp::Status,
         "leave" => ClientOp::Leave,
+        "list" => ClientOp::List {
+            cursor: match fields.get("cursor") {
+                None | Some(Value::Nil) => None,
+                Some(Value::Binary(b)) => Some(b.clone()),
+                Some(_) => return Err(bad("field `cursor` must be bin")),
+            },
+            limit: match fields.get("limit") {
+                None => None,
+                Some(v) => match v.as_u64() {
+                    Some(l) if (1..=LIST_LIMIT_MAX as u64).contains(&l) => Some(l as usize),
+                    _ => {
+                        return Err(bad(format!(
+                            "field `limit` must be an integer in 1..={LIST_LIMIT_MAX}"
+                        )))
+                    }
+                },
+            },
+        },
         "auth" => ClientOp::Auth {
             token: AuthToken(
                 fields
@@ -97,7 +116,7 @@ fn parse_op(fields: &Fields<'_>, limits: &RequestLimits) -> Result<ClientOp, Cli
             return Err(ClientError::new(
                 ErrorCode::UnknownOp,
                 format!(
-                    "unknown op {other:?}; expected ping, get, put, delete, status, auth, leave or forget"
+                    "unknown op {other:?}; expected ping, get, put, delete, list, status, auth, leave or forget"
                 ),
             ))
         }

@@ -256,3 +256,68 @@ fn responses_parse_back() {
         ClientError::new(ErrorCode::Timeout, "slow")
     );
 }
+
+#[test]
+fn list_takes_an_optional_cursor_and_a_limit_in_1_to_1000() {
+    for op in [
+        ClientOp::List {
+            cursor: None,
+            limit: None,
+        },
+        ClientOp::List {
+            cursor: Some(vec![1, 2, 3]),
+            limit: Some(LIST_LIMIT_MAX),
+        },
+        ClientOp::List {
+            cursor: None,
+            limit: Some(1),
+        },
+    ] {
+        let req = ClientRequest {
+            id: 9,
+            op,
+            timeout_ms: None,
+        };
+        assert_eq!(parse_request(&encode_request(&req), &LIMITS).unwrap(), req);
+    }
+    let list =
+        |field: &str, v: Value| frame(vec![("id", Value::from(4)), ("op", s("list")), (field, v)]);
+    for limit in [Value::from(0), Value::from(1001), s("10"), Value::from(-1)] {
+        let (id, code, message) = code_of(parse_request(&list("limit", limit), &LIMITS));
+        assert_eq!((id, code), (4, ErrorCode::BadRequest));
+        assert!(
+            message.contains("`limit`") && message.contains("1..=1000"),
+            "{message}"
+        );
+    }
+    let (_, code, message) = code_of(parse_request(&list("cursor", Value::from(5)), &LIMITS));
+    assert_eq!(code, ErrorCode::BadRequest);
+    assert!(message.contains("`cursor`"), "{message}");
+}
+
+#[test]
+fn a_list_page_encodes_keys_and_its_cursor_only_when_there_is_one() {
+    let page = Ok(ClientReply::Keys {
+        keys: vec![b"a".to_vec(), vec![0xff, 0]],
+        cursor: Some(vec![1, 2]),
+    });
+    let (id, body) = parse_response(&encode_response(3, &page)).unwrap();
+    let body = body.unwrap();
+    assert_eq!(id, 3);
+    assert_eq!(
+        map_field(&body, "keys"),
+        Some(&Value::Array(vec![
+            Value::Binary(b"a".to_vec()),
+            Value::Binary(vec![0xff, 0])
+        ]))
+    );
+    assert_eq!(map_field(&body, "cursor"), Some(&Value::Binary(vec![1, 2])));
+    let last = Ok(ClientReply::Keys {
+        keys: Vec::new(),
+        cursor: None,
+    });
+    let (_, body) = parse_response(&encode_response(4, &last)).unwrap();
+    let body = body.unwrap();
+    assert_eq!(map_field(&body, "keys"), Some(&Value::Array(Vec::new())));
+    assert_eq!(map_field(&body, "cursor"), None, "absent on the last page");
+}
