@@ -16,10 +16,11 @@
 //! | `plot` | the SVG chart |
 //!
 //! Puts to the key space pass the latest context the bench holds for the
-//! key (from its last put or get answer), as a client overwriting what it
-//! read would, so repeated puts replace each other; two puts racing on one
-//! key can still leave siblings, which the next get's context resolves
-//! (the report counts the gets that saw siblings).
+//! key (from its last put answer, or a later get answer), as a client
+//! overwriting what it read would, so repeated puts replace each other;
+//! two puts racing on one key still leave siblings (they are concurrent
+//! writes), which the next get's context resolves; the report counts the
+//! gets that saw siblings.
 
 pub mod cpu;
 pub mod plot;
@@ -256,9 +257,10 @@ pub fn resolve(args: &BenchArgs) -> Result<Plan, String> {
     })
 }
 
-/// The latest context the bench holds per key of the key space.
+/// The latest context the bench holds per key of the key space, with a
+/// generation that counts the times it was replaced.
 struct Contexts {
-    shards: Vec<Mutex<HashMap<u64, Context>>>,
+    shards: Vec<Mutex<HashMap<u64, (u64, Context)>>>,
 }
 
 impl Contexts {
@@ -268,19 +270,37 @@ impl Contexts {
         }
     }
 
-    fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Context>> {
+    fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, HashMap<u64, (u64, Context)>> {
         let shard = &self.shards[(key % CONTEXT_SHARDS as u64) as usize];
         shard
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn get(&self, key: u64) -> Option<Context> {
-        self.shard(key).get(&key).cloned()
+    /// The key's generation and context (generation 0: none yet).
+    fn get(&self, key: u64) -> (u64, Option<Context>) {
+        match self.shard(key).get(&key) {
+            Some((generation, context)) => (*generation, Some(context.clone())),
+            None => (0, None),
+        }
     }
 
-    fn set(&self, key: u64, context: Context) {
-        self.shard(key).insert(key, context);
+    /// A put's answer: the newest version this bench wrote, always kept.
+    fn put_answered(&self, key: u64, context: Context) {
+        let mut shard = self.shard(key);
+        let generation = shard.get(&key).map_or(0, |(g, _)| *g);
+        shard.insert(key, (generation + 1, context));
+    }
+
+    /// A get's answer, kept only if no put answered since the get was sent
+    /// (`seen`: the generation then): an older read must not replace the
+    /// context of a newer write, or the next put would make a sibling of it.
+    fn get_answered(&self, key: u64, seen: u64, context: Context) {
+        let mut shard = self.shard(key);
+        let generation = shard.get(&key).map_or(0, |(g, _)| *g);
+        if generation == seen {
+            shard.insert(key, (generation + 1, context));
+        }
     }
 }
 
@@ -331,6 +351,7 @@ async fn worker(
         match step {
             Step::Get(i) => {
                 let key = key_name(shared.run, KeyRef::Space(i));
+                let (seen, _) = shared.contexts.get(i);
                 let result = client.get_with(key.as_bytes(), shared.options).await;
                 let us = t.elapsed().as_micros() as u64;
                 match result {
@@ -348,7 +369,7 @@ async fn worker(
                             }
                         }
                         if let Some(context) = found.context {
-                            shared.contexts.set(i, context);
+                            shared.contexts.get_answered(i, seen, context);
                         }
                     }
                     Err(e) => lock(&stats).error(&stats::error_kind(&e)),
@@ -356,7 +377,7 @@ async fn worker(
             }
             Step::Put(key_ref) => {
                 let context = match key_ref {
-                    KeyRef::Space(i) => shared.contexts.get(i),
+                    KeyRef::Space(i) => shared.contexts.get(i).1,
                     KeyRef::Fresh(_) => None,
                 };
                 let key = key_name(shared.run, key_ref);
@@ -373,7 +394,7 @@ async fn worker(
                     Ok(context) => {
                         lock(&stats).ok(OpKind::Put, us);
                         if let KeyRef::Space(i) = key_ref {
-                            shared.contexts.set(i, context);
+                            shared.contexts.put_answered(i, context);
                         }
                     }
                     Err(e) => lock(&stats).error(&stats::error_kind(&e)),
@@ -549,7 +570,7 @@ async fn preload(shared: &Arc<Shared>, clients: &[Client], concurrency: usize) -
                     .put_with(key.as_bytes(), &shared.value, None, shared.options)
                     .await
                 {
-                    Ok(context) => shared.contexts.set(i, context),
+                    Ok(context) => shared.contexts.put_answered(i, context),
                     Err(e) => {
                         errors.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(key = %key, error = %e, "preload put failed");
@@ -827,14 +848,24 @@ mod tests {
     }
 
     #[test]
-    fn context_cache_keeps_the_latest() {
+    fn context_cache_keeps_the_newest_write() {
         let c = Contexts::new();
-        assert!(c.get(3).is_none());
-        c.set(3, Context(vec![1]));
-        c.set(3 + CONTEXT_SHARDS as u64, Context(vec![2]));
-        c.set(3, Context(vec![3]));
-        assert_eq!(c.get(3), Some(Context(vec![3])));
-        assert_eq!(c.get(3 + CONTEXT_SHARDS as u64), Some(Context(vec![2])));
+        assert_eq!(c.get(3), (0, None));
+        c.put_answered(3, Context(vec![1]));
+        c.put_answered(3 + CONTEXT_SHARDS as u64, Context(vec![2]));
+        let (seen, _) = c.get(3);
+        c.put_answered(3, Context(vec![3]));
+        // A get sent before that put answered: its context is older.
+        c.get_answered(3, seen, Context(vec![9]));
+        assert_eq!(c.get(3).1, Some(Context(vec![3])));
+        // A get sent after it: kept (it may cover siblings).
+        let (seen, _) = c.get(3);
+        c.get_answered(3, seen, Context(vec![4]));
+        assert_eq!(c.get(3).1, Some(Context(vec![4])));
+        assert_eq!(c.get(3 + CONTEXT_SHARDS as u64).1, Some(Context(vec![2])));
+        // A first get of a key never written keeps its context.
+        c.get_answered(5, 0, Context(vec![5]));
+        assert_eq!(c.get(5), (1, Some(Context(vec![5]))));
     }
 
     #[test]

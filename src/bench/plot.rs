@@ -84,6 +84,7 @@ pub fn draw(path: &Path, title: &str, data: &PlotData) -> Result<(), String> {
         .configure_mesh()
         .x_desc("seconds")
         .y_desc("ops/s")
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .draw()
         .map_err(|e| err(&e))?;
     chart
