@@ -30,10 +30,20 @@ bench_one() {
   setsid "$bin" dev --data-dir "$dir" --client-port "$CLIENT_PORT" --peer-port "$PEER_PORT" \
     >"$dir/dev.log" 2>&1 </dev/null &
   dev=$!
-  for _ in $(seq 100); do
-    "$BENCH" admin --addr "127.0.0.1:$((CLIENT_PORT + 2))" status >/dev/null 2>&1 && break
+  # `ringkv dev` prints this once every node answers, and only then
+  # handles SIGTERM by stopping its nodes.
+  for _ in $(seq 300); do
+    grep -q "Ctrl-C stops the cluster" "$dir/dev.log" && break
+    kill -0 "$dev" 2>/dev/null || break
     sleep 0.2
   done
+  if ! grep -q "Ctrl-C stops the cluster" "$dir/dev.log"; then
+    echo "$bin: the dev cluster did not come up; its log:" >&2
+    tail -20 "$dir/dev.log" >&2
+    stop_dev "$dev"
+    rm -rf "$dir"
+    return 1
+  fi
   IFS='|' read -r -a specs <<<"$WORKLOADS"
   for spec in "${specs[@]}"; do
     name=${spec%%:*}
@@ -51,9 +61,25 @@ bench_one() {
       echo "$bin $name: bench failed"
     fi
   done
-  kill -INT "$dev" 2>/dev/null
-  wait "$dev" 2>/dev/null
+  stop_dev "$dev"
   rm -rf "$dir"
+}
+
+# SIGTERM to `ringkv dev` (a background job ignores SIGINT), up to 30 s for
+# it to stop its nodes, then SIGKILL to it and to any node left.
+stop_dev() {
+  local dev=$1 children
+  children=$(pgrep -P "$dev")
+  kill -TERM "$dev" 2>/dev/null
+  for _ in $(seq 150); do
+    kill -0 "$dev" 2>/dev/null || break
+    sleep 0.2
+  done
+  kill -9 "$dev" 2>/dev/null
+  wait "$dev" 2>/dev/null
+  # Nodes left behind (dev killed before it could stop them).
+  # shellcheck disable=SC2086 # one pid per word
+  [ -z "$children" ] || kill -9 $children 2>/dev/null
 }
 
 for _ in $(seq "$ROUNDS"); do

@@ -319,11 +319,14 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     let report = runtime
         .block_on(bench::run(&args))
         .map_err(anyhow::Error::msg)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let text = if args.json {
+        serde_json::to_string_pretty(&report)? + "\n"
     } else {
-        print!("{}", bench::report::render_text(&report));
-    }
+        bench::report::render_text(&report)
+    };
+    // A closed pipe (`| head`) is an error, not a panic.
+    std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())
+        .context("writing the report to stdout")?;
     anyhow::ensure!(
         report.totals.ok > 0 || report.totals.errors == 0,
         "every request failed: {:?}",
