@@ -36,8 +36,8 @@ fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
-/// The checks every run's report must pass.
-fn check_report(report: &Value, plot: &std::path::Path) {
+/// The checks every run's report must pass; `deletes`: the run mixed some in.
+fn check_report(report: &Value, plot: &std::path::Path, deletes: bool) {
     let totals = &report["totals"];
     assert_eq!(u(&totals["requests"]), REQUESTS, "{report:#}");
     assert_eq!(u(&totals["ok"]) + u(&totals["errors"]), REQUESTS);
@@ -46,11 +46,17 @@ fn check_report(report: &Value, plot: &std::path::Path) {
     let lat = &report["latency_us"];
     // A 50/50 mix of 3,000 requests has both kinds.
     assert_eq!(
-        u(&lat["get"]["count"]) + u(&lat["put"]["count"]),
+        u(&lat["get"]["count"]) + u(&lat["put"]["count"]) + u(&lat["delete"]["count"]),
         u(&lat["all"]["count"])
     );
     assert_eq!(u(&lat["all"]["count"]), REQUESTS);
-    for op in ["get", "put", "all"] {
+    let ops: &[&str] = if deletes {
+        &["get", "put", "delete", "all"]
+    } else {
+        assert_eq!(u(&lat["delete"]["count"]), 0);
+        &["get", "put", "all"]
+    };
+    for op in ops {
         let s = &lat[op];
         assert!(u(&s["count"]) > 0, "no {op}s: {report:#}");
         let q: Vec<u64> = ["min_us", "p50_us", "p90_us", "p99_us", "p999_us", "max_us"]
@@ -60,8 +66,10 @@ fn check_report(report: &Value, plot: &std::path::Path) {
         assert!(q[0] > 0, "{op}: {s}");
         assert!(q.windows(2).all(|w| w[0] <= w[1]), "{op} quantiles: {s}");
     }
-    // Preloaded: every get found its key.
-    assert_eq!(u(&totals["get_misses"]), 0);
+    // Preloaded: every get found its key (unless deleted).
+    if !deletes {
+        assert_eq!(u(&totals["get_misses"]), 0);
+    }
     assert_eq!(u(&report["preload"]["errors"]), 0);
     assert!(!report["timeline"].as_array().unwrap().is_empty());
     let svg = std::fs::read_to_string(plot).unwrap();
@@ -101,7 +109,7 @@ async fn bench_one_node_mixed_zipfian_json_and_plot() {
         &cluster,
         &[&flags[..], &["--node-pids", &pid.to_string()]].concat(),
     );
-    check_report(&given, &plot);
+    check_report(&given, &plot, false);
     assert_eq!(given["cpu"]["node_source"], "given");
     assert_eq!(u(&given["cpu"]["nodes"][0]["pid"]), u64::from(pid));
     assert!(node_cpu(&given) > 0.0);
@@ -110,7 +118,7 @@ async fn bench_one_node_mixed_zipfian_json_and_plot() {
     // No pids: the node is found listening on its client address.
     std::fs::remove_file(&plot).unwrap();
     let found = bench_json(&cluster, &flags);
-    check_report(&found, &plot);
+    check_report(&found, &plot, false);
     assert_eq!(found["cpu"]["node_source"], "discovered");
     let nodes = found["cpu"]["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 1, "{:#}", found["cpu"]);
@@ -137,6 +145,8 @@ async fn bench_three_nodes_sums_cpu_over_nodes() {
             &requests,
             "--read-ratio",
             "0.5",
+            "--delete-ratio",
+            "0.1",
             "--distribution",
             "zipfian",
             "--keys",
@@ -156,7 +166,7 @@ async fn bench_three_nodes_sums_cpu_over_nodes() {
             plot.to_str().unwrap(),
         ],
     );
-    check_report(&report, &plot);
+    check_report(&report, &plot, true);
     let cpu = &report["cpu"];
     let nodes = cpu["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 3, "{cpu:#}");

@@ -98,11 +98,15 @@ pub struct BenchArgs {
     /// Shorthand: `put` = `--read-ratio 0 --fresh-puts`, `get` =
     /// `--read-ratio 1 --preload`. Without `--op` and `--read-ratio`,
     /// `--op put`.
-    #[arg(long, value_enum, conflicts_with_all = ["read_ratio", "fresh_puts"])]
+    #[arg(long, value_enum, conflicts_with_all = ["read_ratio", "delete_ratio", "fresh_puts"])]
     pub op: Option<BenchOp>,
     /// Share of requests that are gets, 0.0..=1.0; the rest are puts.
     #[arg(long, value_name = "RATIO")]
     pub read_ratio: Option<f64>,
+    /// Share of requests that are deletes (with the bench's latest context
+    /// for the key), 0.0..=1.0; --read-ratio plus this is at most 1.
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO")]
+    pub delete_ratio: f64,
     /// Puts write a new key each (never read back) instead of a key of the
     /// key space.
     #[arg(long)]
@@ -221,6 +225,12 @@ pub fn resolve(args: &BenchArgs) -> Result<Plan, String> {
             "--read-ratio must be in 0.0..=1.0, got {read_ratio}"
         ));
     }
+    let delete_ratio = args.delete_ratio;
+    if !(0.0..=1.0).contains(&delete_ratio) || read_ratio + delete_ratio > 1.0 {
+        return Err(format!(
+            "--delete-ratio must be in 0.0..=1.0 and at most 1 - --read-ratio, got {delete_ratio}"
+        ));
+    }
     let dist = match args.distribution {
         Distribution::Uniform => {
             if args.keys == 0 || args.keys > workload::KEYS_MAX {
@@ -248,6 +258,7 @@ pub fn resolve(args: &BenchArgs) -> Result<Plan, String> {
     Ok(Plan {
         workload: Workload {
             read_ratio,
+            delete_ratio,
             dist,
             fresh_puts,
         },
@@ -285,14 +296,15 @@ impl Contexts {
         }
     }
 
-    /// A put's answer: the newest version this bench wrote, always kept.
-    fn put_answered(&self, key: u64, context: Context) {
+    /// A put's or delete's answer: the newest version this bench wrote,
+    /// always kept.
+    fn write_answered(&self, key: u64, context: Context) {
         let mut shard = self.shard(key);
         let generation = shard.get(&key).map_or(0, |(g, _)| *g);
         shard.insert(key, (generation + 1, context));
     }
 
-    /// A get's answer, kept only if no put answered since the get was sent
+    /// A get's answer, kept only if no write answered since the get was sent
     /// (`seen`: the generation then): an older read must not replace the
     /// context of a newer write, or the next put would make a sibling of it.
     fn get_answered(&self, key: u64, seen: u64, context: Context) {
@@ -375,6 +387,21 @@ async fn worker(
                     Err(e) => lock(&stats).error(&stats::error_kind(&e)),
                 }
             }
+            Step::Delete(i) => {
+                let (_, context) = shared.contexts.get(i);
+                let key = key_name(shared.run, KeyRef::Space(i));
+                let result = client
+                    .delete_with(key.as_bytes(), context.as_ref(), shared.options)
+                    .await;
+                let us = t.elapsed().as_micros() as u64;
+                match result {
+                    Ok(context) => {
+                        lock(&stats).ok(OpKind::Delete, us);
+                        shared.contexts.write_answered(i, context);
+                    }
+                    Err(e) => lock(&stats).error(&stats::error_kind(&e)),
+                }
+            }
             Step::Put(key_ref) => {
                 let context = match key_ref {
                     KeyRef::Space(i) => shared.contexts.get(i).1,
@@ -394,7 +421,7 @@ async fn worker(
                     Ok(context) => {
                         lock(&stats).ok(OpKind::Put, us);
                         if let KeyRef::Space(i) = key_ref {
-                            shared.contexts.put_answered(i, context);
+                            shared.contexts.write_answered(i, context);
                         }
                     }
                     Err(e) => lock(&stats).error(&stats::error_kind(&e)),
@@ -570,7 +597,7 @@ async fn preload(shared: &Arc<Shared>, clients: &[Client], concurrency: usize) -
                     .put_with(key.as_bytes(), &shared.value, None, shared.options)
                     .await
                 {
-                    Ok(context) => shared.contexts.put_answered(i, context),
+                    Ok(context) => shared.contexts.write_answered(i, context),
                     Err(e) => {
                         errors.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(key = %key, error = %e, "preload put failed");
@@ -710,6 +737,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
             connections: plan.connections,
             concurrency: args.concurrency,
             read_ratio: plan.workload.read_ratio,
+            delete_ratio: plan.workload.delete_ratio,
             distribution: distribution.to_owned(),
             zipf_theta,
             keys: plan.workload.dist.keys(),
@@ -818,6 +846,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(p.workload.read_ratio, 0.5);
+        assert_eq!(p.workload.delete_ratio, 0.0);
         assert!(!p.workload.fresh_puts);
         assert!(matches!(p.workload.dist, KeyDist::Zipfian(_)));
         assert_eq!(p.workload.dist.keys(), 500);
@@ -833,6 +862,15 @@ mod tests {
         };
         refused(&["--read-ratio", "1.5"], "--read-ratio");
         refused(&["--read-ratio", "NaN"], "--read-ratio");
+        refused(
+            &["--read-ratio", "0.8", "--delete-ratio", "0.3"],
+            "--delete-ratio",
+        );
+        refused(
+            &["--read-ratio", "0.5", "--delete-ratio=-0.1"],
+            "--delete-ratio",
+        );
+        assert!(args(&["--op", "put", "--delete-ratio", "0.1"]).is_err());
         refused(&["--concurrency", "0"], "--concurrency");
         refused(&["--connections", "0"], "--connections");
         refused(&["--keys", "0"], "--keys");
@@ -851,10 +889,10 @@ mod tests {
     fn context_cache_keeps_the_newest_write() {
         let c = Contexts::new();
         assert_eq!(c.get(3), (0, None));
-        c.put_answered(3, Context(vec![1]));
-        c.put_answered(3 + CONTEXT_SHARDS as u64, Context(vec![2]));
+        c.write_answered(3, Context(vec![1]));
+        c.write_answered(3 + CONTEXT_SHARDS as u64, Context(vec![2]));
         let (seen, _) = c.get(3);
-        c.put_answered(3, Context(vec![3]));
+        c.write_answered(3, Context(vec![3]));
         // A get sent before that put answered: its context is older.
         c.get_answered(3, seen, Context(vec![9]));
         assert_eq!(c.get(3).1, Some(Context(vec![3])));

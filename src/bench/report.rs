@@ -20,6 +20,8 @@ pub struct ConfigReport {
     pub concurrency: usize,
     /// Share of gets.
     pub read_ratio: f64,
+    /// Share of deletes.
+    pub delete_ratio: f64,
     /// `uniform` or `zipfian`.
     pub distribution: String,
     /// The zipfian constant (zipfian only).
@@ -141,9 +143,14 @@ pub fn render_text(r: &Report) -> String {
         c.connections,
         c.addrs.join(",")
     );
+    let deletes = if c.delete_ratio > 0.0 {
+        format!(", {:.0}% deletes", c.delete_ratio * 100.0)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "  workload: {:.0}% gets of {} keys ({dist}), puts of {} B values to {puts}",
+        "  workload: {:.0}% gets of {} keys ({dist}){deletes}, puts of {} B values to {puts}",
         c.read_ratio * 100.0,
         thousands(c.keys),
         c.value_bytes,
@@ -257,6 +264,7 @@ mod tests {
                 connections: 1,
                 concurrency: 4,
                 read_ratio: 0.5,
+                delete_ratio: 0.0,
                 distribution: "zipfian".into(),
                 zipf_theta: Some(0.99),
                 keys: 1000,

@@ -21,17 +21,20 @@ pub enum OpKind {
     Get,
     /// A put.
     Put,
+    /// A delete.
+    Delete,
 }
 
 impl OpKind {
     /// Every kind, in report order.
-    pub const ALL: [OpKind; 2] = [OpKind::Get, OpKind::Put];
+    pub const ALL: [OpKind; 3] = [OpKind::Get, OpKind::Put, OpKind::Delete];
 
     /// The kind's name in the report.
     pub fn name(self) -> &'static str {
         match self {
             OpKind::Get => "get",
             OpKind::Put => "put",
+            OpKind::Delete => "delete",
         }
     }
 }

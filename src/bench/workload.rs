@@ -1,5 +1,5 @@
 //! The workload of `ringkv bench`, as pure functions of a random source:
-//! which operation comes next (`--read-ratio`), which key it touches
+//! which operation comes next (`--read-ratio`, `--delete-ratio`), which key it touches
 //! (`--distribution uniform|zipfian` over `--keys`), and the key's name.
 //!
 //! The zipfian generator is the one YCSB uses (Gray et al., "Quickly
@@ -116,13 +116,17 @@ pub enum Step {
     Get(u64),
     /// Write a key.
     Put(KeyRef),
+    /// Delete a key of the key space.
+    Delete(u64),
 }
 
 /// The workload: the operation mix and the key distribution.
 #[derive(Clone, Debug)]
 pub struct Workload {
-    /// Share of gets, `0.0..=1.0`; the rest are puts.
+    /// Share of gets, `0.0..=1.0`.
     pub read_ratio: f64,
+    /// Share of deletes; `read_ratio + delete_ratio <= 1`, the rest are puts.
+    pub delete_ratio: f64,
     /// Which keys reads and (unless `fresh_puts`) writes touch.
     pub dist: KeyDist,
     /// Puts write a new key each instead of a key of the key space.
@@ -133,8 +137,11 @@ impl Workload {
     /// The next request; `fresh` numbers fresh keys (a shared counter).
     pub fn next(&self, rng: &mut impl Rng, fresh: impl FnOnce() -> u64) -> Step {
         // `gen::<f64>()` is in [0, 1): a ratio of 1.0 reads always, 0.0 never.
-        if rng.gen::<f64>() < self.read_ratio {
+        let u = rng.gen::<f64>();
+        if u < self.read_ratio {
             Step::Get(self.dist.pick(rng))
+        } else if u < self.read_ratio + self.delete_ratio {
+            Step::Delete(self.dist.pick(rng))
         } else if self.fresh_puts {
             Step::Put(KeyRef::Fresh(fresh()))
         } else {
@@ -224,14 +231,21 @@ mod tests {
     fn read_ratio_sets_the_mix() {
         let w = Workload {
             read_ratio: 0.3,
+            delete_ratio: 0.1,
             dist: KeyDist::Uniform { keys: 100 },
             fresh_puts: false,
         };
         let mut rng = SmallRng::seed_from_u64(1);
-        let gets = (0..100_000)
-            .filter(|_| matches!(w.next(&mut rng, || 0), Step::Get(_)))
-            .count();
+        let steps: Vec<Step> = (0..100_000).map(|_| w.next(&mut rng, || 0)).collect();
+        let count = |f: fn(&Step) -> bool| steps.iter().filter(|s| f(s)).count();
+        let gets = count(|s| matches!(s, Step::Get(_)));
+        let deletes = count(|s| matches!(s, Step::Delete(_)));
         assert!((29_000..31_000).contains(&gets), "{gets} gets");
+        assert!((9_000..11_000).contains(&deletes), "{deletes} deletes");
+        let w = Workload {
+            delete_ratio: 0.0,
+            ..w
+        };
         for (ratio, want_get) in [(0.0, false), (1.0, true)] {
             let w = Workload {
                 read_ratio: ratio,
@@ -245,6 +259,7 @@ mod tests {
     fn fresh_puts_number_new_keys_and_reads_stay_in_the_space() {
         let w = Workload {
             read_ratio: 0.5,
+            delete_ratio: 0.0,
             dist: KeyDist::Uniform { keys: 5 },
             fresh_puts: true,
         };
@@ -257,7 +272,7 @@ mod tests {
             }) {
                 Step::Get(i) => assert!(i < 5),
                 Step::Put(KeyRef::Fresh(_)) => {}
-                Step::Put(other) => panic!("a put of {other:?}"),
+                other => panic!("{other:?}"),
             }
         }
         assert!(next_fresh > 400);
