@@ -1,37 +1,87 @@
 #!/usr/bin/env bash
 # Cluster load with the nodes' CPU per operation (benches/README.md,
 # "Cluster load"): for each ringkv binary given (default: the release
-# build), starts `ringkv dev` in a temporary data dir, waits until it
-# answers `status`, runs `ringkv bench` puts and gets at 32 in flight and
-# prints ops/s, latencies and the node processes' user+system CPU per
-# operation (from /proc); then stops the cluster. With several binaries
-# (A/B) they take turns, ROUNDS times (default 2). Uses ports 7001-7003
-# and 7101-7103, as `ringkv dev` does.
+# build), starts `ringkv dev` (3 nodes, N=3 R=2 W=2) in a temporary data
+# dir, waits until it answers `status`, and runs one `ringkv bench` per
+# workload (puts of fresh keys, gets of preloaded keys, a 50/50 mix over
+# preloaded keys) at CONCURRENCY in flight. `ringkv bench` itself reads the
+# node processes' user+system CPU from /proc (they are found listening on
+# the client ports) and reports it per operation; this script prints one
+# line per run and stops the cluster. With several binaries (A/B) they take
+# turns, ROUNDS times (default 2), all driven by the same load generator,
+# BENCH (default: the release build; it needs `--json`, so a build of this
+# version or later). Ports CLIENT_PORT..+2 and PEER_PORT..+2 (default
+# 7001, 7101, as `ringkv dev`). Needs jq.
 set -u
+here=$(dirname "$0")
 ROUNDS=${ROUNDS:-2}
-[ "$#" -gt 0 ] || set -- "$(dirname "$0")/../target/release/ringkv"
+CONCURRENCY=${CONCURRENCY:-32}
+CLIENT_PORT=${CLIENT_PORT:-7001}
+PEER_PORT=${PEER_PORT:-7101}
+BENCH=${BENCH:-$here/../target/release/ringkv}
+# name:flags, separated by |
+WORKLOADS=${WORKLOADS:-"put:--op put --requests 20000|get:--op get --requests 30000|mixed:--read-ratio 0.5 --preload --requests 30000"}
+[ "$#" -gt 0 ] || set -- "$here/../target/release/ringkv"
+addrs=127.0.0.1:$CLIENT_PORT,127.0.0.1:$((CLIENT_PORT + 1)),127.0.0.1:$((CLIENT_PORT + 2))
+
 bench_one() {
-  local bin=$1 dir
+  local bin=$1 dir dev spec name flags out
   dir=$(mktemp -d /tmp/ringkv-cpu.XXXX)
-  setsid "$bin" dev --data-dir "$dir" >"$dir/dev.log" 2>&1 </dev/null &
-  for _ in $(seq 100); do "$bin" admin --addr 127.0.0.1:7003 status >/dev/null 2>&1 && break; sleep 0.2; done
-  local pids
-  pids=$(pgrep -f "ringkv node .*$dir" | tr '\n' ' ')
-  cpu() { local t=0 p; for p in $pids; do read -r -a s <"/proc/$p/stat"; t=$((t + s[13] + s[14])); done; echo "$t"; }
-  local op requests c0 c1 out ticks
-  ticks=$(getconf CLK_TCK)
-  for spec in "put 20000" "get 30000"; do
-    read -r op requests <<<"$spec"
-    c0=$(cpu)
-    out=$("$bin" bench --op "$op" --concurrency 32 --requests "$requests" --keys 10000 2>&1 | tail -1)
-    c1=$(cpu)
-    echo "$bin $op :: $out :: cpu_us_per_op=$(( (c1 - c0) * 1000000 / ticks / requests ))"
+  setsid "$bin" dev --data-dir "$dir" --client-port "$CLIENT_PORT" --peer-port "$PEER_PORT" \
+    >"$dir/dev.log" 2>&1 </dev/null &
+  dev=$!
+  # `ringkv dev` prints this once every node answers, and only then
+  # handles SIGTERM by stopping its nodes.
+  for _ in $(seq 300); do
+    grep -q "Ctrl-C stops the cluster" "$dir/dev.log" && break
+    kill -0 "$dev" 2>/dev/null || break
+    sleep 0.2
   done
-  pkill -INT -f "ringkv dev --data-dir $dir"
-  sleep 2
-  pkill -9 -f "$dir" 2>/dev/null
+  if ! grep -q "Ctrl-C stops the cluster" "$dir/dev.log"; then
+    echo "$bin: the dev cluster did not come up; its log:" >&2
+    tail -20 "$dir/dev.log" >&2
+    stop_dev "$dev"
+    rm -rf "$dir"
+    return 1
+  fi
+  IFS='|' read -r -a specs <<<"$WORKLOADS"
+  for spec in "${specs[@]}"; do
+    name=${spec%%:*}
+    flags=${spec#*:}
+    # shellcheck disable=SC2086 # flags are words on purpose
+    if out=$("$BENCH" bench --addrs "$addrs" --concurrency "$CONCURRENCY" --keys 10000 $flags --json); then
+      jq -r --arg bin "$bin" --arg name "$name" '
+        "\($bin) \($name): \(.totals.throughput_ops_per_s | floor) ops/s, "
+        + "p50 \(.latency_us.all.p50_us) us, p99 \(.latency_us.all.p99_us) us, "
+        + "p99.9 \(.latency_us.all.p999_us) us, errors \(.totals.errors), "
+        + "node_cpu_us_per_op=\(.cpu.node_cpu_us_per_op // "n/a" | if type == "number" then (. * 10 | round / 10) else . end) "
+        + "(\(.cpu.nodes | length) nodes, \(.cpu.node_source)), "
+        + "bench_cpu_us_per_op=\(.cpu.bench_cpu_us_per_op // 0 | . * 10 | round / 10)"' <<<"$out"
+    else
+      echo "$bin $name: bench failed"
+    fi
+  done
+  stop_dev "$dev"
   rm -rf "$dir"
 }
+
+# SIGTERM to `ringkv dev` (a background job ignores SIGINT), up to 30 s for
+# it to stop its nodes, then SIGKILL to it and to any node left.
+stop_dev() {
+  local dev=$1 children
+  children=$(pgrep -P "$dev")
+  kill -TERM "$dev" 2>/dev/null
+  for _ in $(seq 150); do
+    kill -0 "$dev" 2>/dev/null || break
+    sleep 0.2
+  done
+  kill -9 "$dev" 2>/dev/null
+  wait "$dev" 2>/dev/null
+  # Nodes left behind (dev killed before it could stop them).
+  # shellcheck disable=SC2086 # one pid per word
+  [ -z "$children" ] || kill -9 $children 2>/dev/null
+}
+
 for _ in $(seq "$ROUNDS"); do
   for bin in "$@"; do bench_one "$bin"; done
 done

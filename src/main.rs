@@ -35,7 +35,13 @@ enum Command {
     Dev(DevArgs),
     /// Ask a running node about the cluster.
     Admin(AdminArgs),
-    /// Generate load through the client and print throughput and latency.
+    /// Generate load through the client: throughput, latency quantiles per
+    /// op, errors, and the nodes' CPU per op.
+    ///
+    /// Example (50/50 gets and puts over 100,000 zipfian keys, 30 s, a chart):
+    /// ringkv bench --addrs 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
+    /// --read-ratio 0.5 --keys 100000 --distribution zipfian --preload
+    /// --duration-s 30 --concurrency 64 --plot run.svg
     Bench(BenchArgs),
 }
 
@@ -339,17 +345,18 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     let report = runtime
         .block_on(bench::run(&args))
         .map_err(anyhow::Error::msg)?;
-    println!(
-        "{:?} x{} in flight: {} ok, {} errors in {:.2}s = {:.0} ops/s; p50 {} us, p99 {} us, max {} us",
-        args.op,
-        args.concurrency,
-        report.ok,
-        report.errors,
-        report.elapsed.as_secs_f64(),
-        report.throughput(),
-        report.p50_us,
-        report.p99_us,
-        report.max_us
+    let text = if args.json {
+        serde_json::to_string_pretty(&report)? + "\n"
+    } else {
+        bench::report::render_text(&report)
+    };
+    // A closed pipe (`| head`) is an error, not a panic.
+    std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())
+        .context("writing the report to stdout")?;
+    anyhow::ensure!(
+        report.totals.ok > 0 || report.totals.errors == 0,
+        "every request failed: {:?}",
+        report.errors
     );
     Ok(())
 }
