@@ -294,6 +294,7 @@ impl ClientSession {
                     pr,
                     timeout_ms,
                     trace,
+                    last_writer_wins: false,
                 });
                 Box::pin(async move {
                     let (values, context) = call.await.map_err(gone)??;
@@ -310,6 +311,7 @@ impl ClientSession {
                 key,
                 value: Some(value),
                 context,
+                supersede_local: false,
                 w,
                 pw,
                 timeout_ms,
@@ -324,6 +326,7 @@ impl ClientSession {
                 key,
                 value: None,
                 context,
+                supersede_local: false,
                 w,
                 pw,
                 timeout_ms,
