@@ -617,3 +617,34 @@ async fn redis_cli_and_redis_benchmark_work_unchanged() {
     let found = native.get(b"key:__rand_int__").await.unwrap();
     assert_eq!(found.values.len(), 1, "{:?}", found.values.len());
 }
+
+#[tokio::test]
+async fn a_set_through_a_node_that_is_no_replica_is_forwarded_with_the_rule() {
+    // N=1 on two nodes: about half the keys live on the other node, and
+    // their SETs are forwarded to it (`ForwardedWrite::supersede_local`).
+    let (cluster, resp) = node(2, ONE_NODE).await;
+    let mut c = Resp::connect(resp[1]).await;
+    for round in 0..3 {
+        for k in 0..8 {
+            let (key, value) = (format!("f{k}"), format!("v{round}"));
+            assert_eq!(
+                c.cmd(&["SET", &key, &value]).await,
+                F2::SimpleString(b"OK".to_vec())
+            );
+        }
+    }
+    let ring = common::ring_of(2);
+    let forwarded = (0..8)
+        .filter(|k| ring.preference_list(format!("f{k}").as_bytes(), 1)[0].as_str() == "n1")
+        .count();
+    assert!(
+        forwarded > 0,
+        "some key lives on n1 and its SETs were forwarded"
+    );
+    let native = cluster.nodes[0].client().await;
+    for k in 0..8 {
+        let key = format!("f{k}");
+        let found = native.get(key.as_bytes()).await.unwrap();
+        assert_eq!(found.values, vec![b"v2".to_vec()], "{key}");
+    }
+}

@@ -37,6 +37,7 @@
 //! # The actor graph
 //!
 //! ```text
+//!  Redis client ──RESP──> RespSession ──┐ (the same messages; SET/DEL with supersede_local)
 //!  client ──frames──> ClientSession ──CoordinateGet/CoordinateWrite──> Replicator
 //!                        │ StatusQuery, Leave                           │  │  │
 //!                        v                                              │  │  └─Reconcile──> ConflictResolver
