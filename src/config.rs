@@ -93,6 +93,16 @@ pub enum StorageKind {
     Memory,
 }
 
+/// What a RESP GET answers for a key with siblings (`--resp-siblings`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RespSiblings {
+    /// An error that names the siblings and how to resolve them.
+    Error,
+    /// The last writer's value (latest write time, then the larger dot).
+    Lww,
+}
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -157,6 +167,19 @@ pub struct NodeArgs {
     /// Address for clients, e.g. 127.0.0.1:7001.
     #[arg(long, value_name = "ADDR")]
     pub client_listen: Option<SocketAddr>,
+    /// Address for Redis clients (RESP2/RESP3: redis-cli, redis-benchmark,
+    /// client libraries), e.g. 127.0.0.1:6401; off when absent. Served like
+    /// the client port: loopback only in protected mode, the same
+    /// --client-token-file (`AUTH`), --client-connections-max and TLS. See
+    /// README, "Redis protocol".
+    #[arg(long, value_name = "ADDR")]
+    pub resp_listen: Option<SocketAddr>,
+    /// What a RESP GET answers for a key with siblings: `error` (default:
+    /// an error naming them; RINGKV.SIBLINGS / RINGKV.RESOLVE resolve them)
+    /// or `lww` (the last writer's value: concurrent writes silently lose
+    /// on the RESP port).
+    #[arg(long, value_enum)]
+    pub resp_siblings: Option<RespSiblings>,
     /// Directory for this node's data (created if missing).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -308,6 +331,10 @@ pub struct NodeConfig {
     pub advertise_addr: SocketAddr,
     /// Client listen address.
     pub client_listen: SocketAddr,
+    /// RESP listen address (`None`: no RESP front end).
+    pub resp_listen: Option<SocketAddr>,
+    /// What a RESP GET answers for a key with siblings.
+    pub resp_siblings: RespSiblings,
     /// Data directory.
     pub data_dir: PathBuf,
     /// Seeds.
@@ -415,6 +442,14 @@ impl NodeArgs {
         if listen == client_listen {
             return Err(format!("--listen and --client-listen must differ (both {listen})").into());
         }
+        if let Some(resp) = self.resp_listen {
+            if resp == listen || resp == client_listen {
+                return Err(format!(
+                    "--resp-listen ({resp}) must differ from --listen and --client-listen"
+                )
+                .into());
+            }
+        }
         let cluster_secret = match self.cluster_secret_file {
             Some(path) => {
                 let secret = ClusterSecret::from_file(&path)?;
@@ -425,6 +460,14 @@ impl NodeArgs {
         if cluster_secret.is_none() {
             let seeds = self.seeds.as_deref().unwrap_or_default();
             protected_mode(listen, client_listen, self.advertise_addr, seeds)?;
+            if let Some(resp) = self.resp_listen.filter(|a| !is_loopback(a.ip())) {
+                return Err(format!(
+                    "--resp-listen {resp} is not a loopback address, and this node has no \
+                     --cluster-secret-file: without one a node is in protected mode and takes \
+                     clients from this machine only"
+                )
+                .into());
+            }
         }
         let advertise_addr = match self.advertise_addr {
             Some(a) if a.ip().is_unspecified() || a.port() == 0 => {
@@ -610,6 +653,8 @@ impl NodeArgs {
             listen,
             advertise_addr,
             client_listen,
+            resp_listen: self.resp_listen,
+            resp_siblings: self.resp_siblings.unwrap_or(RespSiblings::Error),
             data_dir,
             seeds: self.seeds.unwrap_or_default(),
             n,

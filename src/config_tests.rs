@@ -409,3 +409,59 @@ fn tls_files_go_together_and_are_checked_at_start() {
     );
     assert!(base().validate().unwrap().tls.is_none());
 }
+
+#[test]
+fn the_resp_listener_is_off_by_default_and_checked_like_the_client_port() {
+    let c = base().validate().unwrap();
+    assert_eq!(c.resp_listen, None);
+    assert_eq!(c.resp_siblings, RespSiblings::Error);
+    let on = NodeArgs {
+        resp_listen: Some("127.0.0.1:6401".parse().unwrap()),
+        resp_siblings: Some(RespSiblings::Lww),
+        ..base()
+    }
+    .validate()
+    .unwrap();
+    assert_eq!(on.resp_listen, Some("127.0.0.1:6401".parse().unwrap()));
+    assert_eq!(on.resp_siblings, RespSiblings::Lww);
+    let same = NodeArgs {
+        resp_listen: Some("127.0.0.1:7001".parse().unwrap()),
+        ..base()
+    };
+    assert!(same
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("--resp-listen"));
+    // Protected mode: loopback only.
+    let wide = NodeArgs {
+        resp_listen: Some("0.0.0.0:6401".parse().unwrap()),
+        ..base()
+    };
+    let e = wide.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("--resp-listen") && e.contains("protected mode"),
+        "{e}"
+    );
+}
+
+#[test]
+fn resp_settings_come_from_the_config_file_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ringkv.toml");
+    std::fs::write(
+        &path,
+        "resp_listen = \"127.0.0.1:6402\"\nresp-siblings = \"lww\"\n",
+    )
+    .unwrap();
+    let c = NodeArgs {
+        config: Some(path),
+        ..base()
+    }
+    .with_file()
+    .unwrap()
+    .validate()
+    .unwrap();
+    assert_eq!(c.resp_listen, Some("127.0.0.1:6402".parse().unwrap()));
+    assert_eq!(c.resp_siblings, RespSiblings::Lww);
+}

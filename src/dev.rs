@@ -34,6 +34,10 @@ pub struct DevArgs {
     /// First peer port; node i listens for peers on base+i-1.
     #[arg(long, default_value_t = 7101)]
     pub peer_port: u16,
+    /// First RESP (Redis protocol) port; node i serves Redis clients on
+    /// base+i-1 (`redis-cli -p 6401`).
+    #[arg(long, default_value_t = 6401)]
+    pub resp_port: u16,
     /// Loopback address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: std::net::IpAddr,
@@ -59,6 +63,8 @@ pub struct DevNode {
     pub client: SocketAddr,
     /// Peer address.
     pub peer: SocketAddr,
+    /// RESP (Redis protocol) address.
+    pub resp: SocketAddr,
     /// Data dir.
     pub data_dir: PathBuf,
 }
@@ -79,6 +85,7 @@ pub fn plan(args: &DevArgs) -> Result<Vec<DevNode>, String> {
             id: format!("n{}", i + 1),
             client: SocketAddr::new(args.host, args.client_port + i),
             peer: SocketAddr::new(args.host, args.peer_port + i),
+            resp: SocketAddr::new(args.host, args.resp_port + i),
             data_dir: args.data_dir.join(format!("n{}", i + 1)),
         })
         .collect())
@@ -123,6 +130,7 @@ pub fn spawn(args: &DevArgs, nodes: &[DevNode], secret: &Path) -> Result<Vec<Chi
             .args(["--id", &node.id])
             .args(["--listen", &node.peer.to_string()])
             .args(["--client-listen", &node.client.to_string()])
+            .args(["--resp-listen", &node.resp.to_string()])
             .args(["--data-dir", &node.data_dir.display().to_string()])
             .args(["--cluster-secret-file", &secret.display().to_string()])
             .args([
@@ -160,8 +168,8 @@ pub fn wait_ready(children: &mut [Child], nodes: &[DevNode]) -> Result<(), Strin
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!(
-                    "node {} exited ({status}) before it was ready; its log is above (port {} or {} in use?)",
-                    node.id, node.client, node.peer
+                    "node {} exited ({status}) before it was ready; its log is above (port {}, {} or {} in use?)",
+                    node.id, node.client, node.peer, node.resp
                 ));
             }
             let timeout = std::time::Duration::from_millis(100);

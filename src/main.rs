@@ -183,10 +183,11 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     );
     for n in &nodes {
         println!(
-            "  {}  client {}  peer {}  data {}",
+            "  {}  client {}  peer {}  resp {}  data {}",
             n.id,
             n.client,
             n.peer,
+            n.resp,
             n.data_dir.display()
         );
     }
@@ -204,6 +205,7 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
             "  cargo run --release -- admin --addr {} status",
             first.client
         );
+        println!("  redis-cli -p {} set hello world", first.resp.port());
     }
     println!(
         "cluster secret: {} (give it to a node that joins: --cluster-secret-file)",

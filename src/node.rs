@@ -27,6 +27,9 @@ use ringkv_actors::repair::{
 };
 use ringkv_actors::replicas::Replicas;
 use ringkv_actors::replicator::{ReplicationOptions, Replicator};
+use ringkv_actors::resp::command::CommandLimits;
+use ringkv_actors::resp::frame::RESP_ARGS_MAX;
+use ringkv_actors::resp::{RespApi, RespOptions, SiblingsMode};
 use ringkv_actors::storage::{
     CloseWrites, Engine, Storage, StorageOptions, StorageThreading, SubscribeStorage,
 };
@@ -34,7 +37,7 @@ use ringkv_actors::wire::client::RequestLimits;
 use ringkv_actors::wire::peer::MemberInfo;
 use tracing::info;
 
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, RespSiblings};
 pub use crate::data_dir::{open_storage, record_clean_shutdown, NodeEnvParts};
 
 /// File in the data dir holding the known members.
@@ -101,6 +104,8 @@ pub struct RunningNode {
     pub client_addr: SocketAddr,
     /// Where peers connect.
     pub peer_addr: SocketAddr,
+    /// Where Redis clients connect (`--resp-listen`; `None`: off).
+    pub resp_addr: Option<SocketAddr>,
     /// The Storage actor, closed for writes at shutdown.
     storage: Addr<Storage>,
     /// Held for the node's lifetime: the data dir lock (released on drop).
@@ -188,6 +193,22 @@ pub async fn start(
             what: "--client-listen",
             source,
         })?;
+    let resp_listener = match config.resp_listen {
+        Some(addr) => Some(
+            client_net
+                .bind(addr)
+                .await
+                .map_err(|source| NodeError::Bind {
+                    addr,
+                    what: "--resp-listen",
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let resp_addr = resp_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok().or(config.resp_listen));
     let peer_addr = peer_listener.local_addr().unwrap_or(config.listen);
     let client_addr = client_listener.local_addr().unwrap_or(config.client_listen);
     // With an ephemeral --listen port (0), advertise the port actually bound.
@@ -370,6 +391,33 @@ pub async fn start(
             bridge_addr.do_send(Dial { addr: *addr });
         }
     }
+    if let Some(listener) = resp_listener {
+        RespApi::new(
+            config.id.clone(),
+            RespOptions {
+                frame_bytes_max: config.max_frame_bytes,
+                args_max: RESP_ARGS_MAX,
+                limits: CommandLimits {
+                    max_key_bytes: config.max_key_bytes,
+                    max_value_bytes: config.max_value_bytes,
+                },
+                replicas: config.n,
+                inflight_max: config.client_inflight_max,
+                connections_max: config.client_connections_max,
+                write_queue_replies_max: client_write_queue_frames_max(config.client_inflight_max),
+                accept,
+                tokens: config.client_tokens.clone(),
+                siblings: match config.resp_siblings {
+                    RespSiblings::Error => SiblingsMode::Error,
+                    RespSiblings::Lww => SiblingsMode::Lww,
+                },
+            },
+            listener,
+            replicator.clone(),
+            failure_detector.clone(),
+        )
+        .start();
+    }
     ClientApi::new(
         config.id.clone(),
         ClientApiOptions {
@@ -400,6 +448,7 @@ pub async fn start(
         cluster = %config.cluster,
         peer_addr = %peer_addr,
         client_addr = %client_addr,
+        resp_addr = %resp_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
         data_dir = %config.data_dir.display(),
         storage = ?config.storage,
         n = config.n, r = config.r, w = config.w,
@@ -412,6 +461,7 @@ pub async fn start(
     Ok(RunningNode {
         client_addr,
         peer_addr,
+        resp_addr,
         storage: storage_for_shutdown,
         _lock: lock,
     })

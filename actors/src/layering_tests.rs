@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Top to bottom; a module may import only from layers below its own.
 const LAYERS: &[&[&str]] = &[
+    &["resp"],
     &["client_api"],
     &["failure_detector"],
     &["repair"],

@@ -5,6 +5,7 @@
 //!
 //! | module | job |
 //! |---|---|
+//! | [`resp`] | the Redis protocol front end (`--resp-listen`): RespApi (listener) + one RespSession per connection; RESP framing (`frame`, the `redis-protocol` crate), command parsing (`command`), `INFO` text (`info`) |
 //! | [`client_api`] | ClientApi (client listener) + one ClientSession per connection |
 //! | [`failure_detector`] | gossip membership, corroborated failure detection, the join/leave life cycle; publishes `MembershipChanged` |
 //! | [`repair`] | read repair, join/leave handoff streaming, hinted handoff, Merkle anti-entropy; serves peers' scans and Merkle leaves (only what the caller shares, rate-limited per peer: `repair::rate`) |
@@ -36,6 +37,7 @@
 //! # The actor graph
 //!
 //! ```text
+//!  Redis client ──RESP──> RespSession ──┐ (the same messages; SET/DEL with supersede_local)
 //!  client ──frames──> ClientSession ──CoordinateGet/CoordinateWrite──> Replicator
 //!                        │ StatusQuery, Leave                           │  │  │
 //!                        v                                              │  │  └─Reconcile──> ConflictResolver
@@ -71,6 +73,7 @@
 //! | LSM engine (log, memtable, SSTables, compaction, recovery) | `storage/lsm/` (its folders follow its disk format) |
 //! | key listing (`list`), its cursor and bounds | `replicator/list_walk.rs` (`PageWalk`: `next` / `on_answer` -> asks), carried out by `replicator/list.rs`; the replica's bounded scan `storage/worker.rs` (`list_live`) |
 //! | client protocol | `wire/client/`, served by `client_api/session.rs` |
+//! | Redis protocol (RESP), SET/DEL superseding the coordinator's copy | `resp/frame.rs`, `resp/command.rs`, served by `resp/session.rs`; `supersede_local` in `replicator/write.rs` |
 //! | peer protocol, typed RPC | `wire/peer.rs`, `bridge/` |
 //!
 //! All actors of a node share one arbiter (messages between them are cheap
@@ -91,6 +94,7 @@ pub mod persist;
 pub mod repair;
 pub mod replicas;
 pub mod replicator;
+pub mod resp;
 pub mod ring;
 pub mod secret;
 pub mod storage;

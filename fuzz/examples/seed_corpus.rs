@@ -358,6 +358,7 @@ fn peer_frames(
                     context: None,
                     w: 2,
                     pw: 1,
+                    supersede_local: false,
                 }
                 .into_request(),
             ),

@@ -295,6 +295,7 @@ impl ClientSession {
                     pr,
                     timeout_ms,
                     trace,
+                    last_writer_wins: false,
                 });
                 Box::pin(async move {
                     let (values, context) = call.await.map_err(gone)??;
@@ -327,6 +328,7 @@ impl ClientSession {
                 key,
                 value: Some(value),
                 context,
+                supersede_local: false,
                 w,
                 pw,
                 timeout_ms,
@@ -341,6 +343,7 @@ impl ClientSession {
                 key,
                 value: None,
                 context,
+                supersede_local: false,
                 w,
                 pw,
                 timeout_ms,

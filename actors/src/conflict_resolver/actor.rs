@@ -30,6 +30,9 @@ pub struct Reconcile {
 pub struct Reconciled {
     /// Live sibling values (empty: absent or only tombstones).
     pub values: Vec<Vec<u8>>,
+    /// The last writer's value (`Object::last_writer`; `None`: a delete
+    /// won, or never written).
+    pub last_writer: Option<Vec<u8>>,
     /// The clock covering every version seen (absent: never written); the
     /// coordinator seals it to the key as the client's context.
     pub context: Option<VersionVector>,
@@ -67,6 +70,7 @@ pub fn reconcile(answers: &[(NodeId, Option<Vec<u8>>)]) -> Result<Reconciled, Cl
     let Some(merged) = merged else {
         return Ok(Reconciled {
             values: Vec::new(),
+            last_writer: None,
             context: None,
             object: None,
             stale: Vec::new(),
@@ -83,6 +87,7 @@ pub fn reconcile(answers: &[(NodeId, Option<Vec<u8>>)]) -> Result<Reconciled, Cl
             .into_iter()
             .map(<[u8]>::to_vec)
             .collect(),
+        last_writer: merged.last_writer().and_then(|s| s.value.clone()),
         context: Some(merged.context().clone()),
         object: Some(merged.encode()),
         stale,
@@ -172,6 +177,48 @@ mod tests {
         values.sort();
         assert_eq!(values, vec![b"x".to_vec(), b"y".to_vec()]);
         assert_eq!(r.stale.len(), 2);
+    }
+
+    #[test]
+    fn the_last_writer_is_the_latest_write_then_the_larger_dot() {
+        let at = |v: &str, node: &str, ms: u64, value: Option<&str>| {
+            Object::update(
+                None,
+                &VersionVector::new(),
+                value.map(|v| v.as_bytes().to_vec()),
+                &id(node),
+                ms,
+                &VersionLimits::default(),
+            )
+            .map(|o| (v.to_owned(), o))
+            .unwrap()
+        };
+        let (_, early) = at("early", "z", 5, Some("early"));
+        let (_, late) = at("late", "a", 9, Some("late"));
+        let answers = [
+            (id("z"), Some(early.encode())),
+            (id("a"), Some(late.encode())),
+        ];
+        let r = reconcile(&answers).unwrap();
+        assert_eq!(r.values.len(), 2);
+        assert_eq!(r.last_writer, Some(b"late".to_vec()));
+        // Same time: the larger dot (node "z" > "a") wins, on every node.
+        let (_, tie) = at("tie", "a", 5, Some("tie"));
+        let r = reconcile(&[
+            (id("z"), Some(early.encode())),
+            (id("a"), Some(tie.encode())),
+        ])
+        .unwrap();
+        assert_eq!(r.last_writer, Some(b"early".to_vec()));
+        // A later delete wins: nothing to answer.
+        let (_, gone) = at("gone", "b", 10, None);
+        let r = reconcile(&[
+            (id("a"), Some(late.encode())),
+            (id("b"), Some(gone.encode())),
+        ])
+        .unwrap();
+        assert_eq!(r.values, vec![b"late".to_vec()]);
+        assert_eq!(r.last_writer, None);
     }
 
     #[test]

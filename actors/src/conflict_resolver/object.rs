@@ -220,6 +220,17 @@ impl Object {
             .collect()
     }
 
+    /// The last writer among the siblings (tombstones included): the latest
+    /// `written_ms`, ties broken by the larger dot, so every node picks the
+    /// same one. Its value is what a last-writer-wins read answers (`None`:
+    /// a delete won, or nothing was written). The coordinators' wall clocks
+    /// decide, so a write from a node whose clock is behind loses.
+    pub fn last_writer(&self) -> Option<&Sibling> {
+        self.siblings
+            .iter()
+            .max_by(|a, b| (a.written_ms, &a.dot).cmp(&(b.written_ms, &b.dot)))
+    }
+
     /// All siblings, tombstones included, sorted by dot.
     pub fn siblings(&self) -> &[Sibling] {
         &self.siblings

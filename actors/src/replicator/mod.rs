@@ -129,6 +129,9 @@ pub struct CoordinateGet {
     pub timeout_ms: Option<u64>,
     /// The client request id.
     pub trace: u64,
+    /// Answer only the last writer's value, not every sibling (the RESP
+    /// front end's `resp_siblings = lww`).
+    pub last_writer_wins: bool,
 }
 
 /// Coordinate a put (`value` set) or a delete (`value` `None`).
@@ -141,6 +144,11 @@ pub struct CoordinateWrite {
     pub value: Option<Vec<u8>>,
     /// The client's context.
     pub context: Option<Vec<u8>>,
+    /// Also supersede what the coordinating replica holds for the key: its
+    /// stored clock joins `context` inside the storage writer's
+    /// read-modify-write (no extra read). The RESP front end's SET and DEL;
+    /// see `write::WritePlan::supersede_local`.
+    pub supersede_local: bool,
     /// Write quorum (default from config).
     pub w: Option<usize>,
     /// Of the W acknowledgements, how many must come from primaries.
@@ -383,7 +391,8 @@ impl Replicator {
                 let error = self.unavailable(0, w, "the write");
                 return Box::pin(async move { Err(error) });
             }
-            let forwarded = write::forwarded(msg.key, msg.value, msg.context, w, pw);
+            let mut forwarded = write::forwarded(msg.key, msg.value, msg.context, w, pw);
+            forwarded.supersede_local = msg.supersede_local;
             return Box::pin(
                 write::forward(
                     self.replicas.clone(),
@@ -408,6 +417,7 @@ impl Replicator {
             key: msg.key,
             value: msg.value,
             context,
+            supersede_local: msg.supersede_local,
             w,
             pw,
             primaries,
@@ -461,6 +471,7 @@ impl Replicator {
             timeout_ms,
             trace: msg.trace,
             contexts: self.options.contexts.clone(),
+            last_writer_wins: msg.last_writer_wins,
         };
         let (tx, rx) = oneshot::channel();
         let span =
@@ -716,6 +727,7 @@ impl Handler<Incoming<ForwardedWrite>> for Replicator {
             key: write.key.into_vec(),
             value: write.value.map(ByteBuf::into_vec),
             context: write.context.map(ByteBuf::into_vec),
+            supersede_local: write.supersede_local,
             w: Some(write.w.clamp(1, self.options.n)),
             pw: Some(write.pw.min(write.w)),
             timeout_ms: Some(msg.timeout_ms),

@@ -49,6 +49,9 @@ pub struct ReadPlan {
     pub trace: u64,
     /// Seals the answer's context to the key.
     pub contexts: ContextKey,
+    /// Answer only the last writer's value (`Object::last_writer`), not
+    /// every sibling: the RESP front end's `resp_siblings = lww`.
+    pub last_writer_wins: bool,
 }
 
 /// Runs a read; the answer goes to `reply` as soon as it is known, and the
@@ -71,6 +74,7 @@ pub async fn coordinate(
         timeout_ms,
         trace,
         contexts,
+        last_writer_wins,
     } = plan;
     let now = tokio::time::Instant::now();
     let deadline = now + Duration::from_millis(timeout_ms);
@@ -93,7 +97,12 @@ pub async fn coordinate(
                 let answer = match answer {
                     Ok(answers) => reconcile(&resolver, answers, trace).await.map(|rec| {
                         let context = rec.context.map(|clock| contexts.seal(&key, &clock));
-                        (rec.values, context)
+                        let values = if last_writer_wins {
+                            rec.last_writer.into_iter().collect()
+                        } else {
+                            rec.values
+                        };
+                        (values, context)
                     }),
                     Err(e) => Err(e),
                 };

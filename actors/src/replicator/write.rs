@@ -46,6 +46,11 @@ pub struct WritePlan {
     pub value: Option<Vec<u8>>,
     /// The client's context (empty: concurrent with everything).
     pub context: VersionVector,
+    /// The context also takes in the clock this replica stores for the key,
+    /// read inside the storage writer's read-modify-write: the write
+    /// replaces every version this replica has seen (the RESP front end's
+    /// SET and DEL), and only versions it has not seen stay siblings.
+    pub supersede_local: bool,
     /// Durable copies to wait for.
     pub w: usize,
     /// Of those, copies on primaries.
@@ -79,6 +84,7 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
         key,
         value,
         context,
+        supersede_local,
         w,
         pw,
         primaries,
@@ -115,6 +121,7 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
                 format!("stored object does not decode: {e}"),
             )
         })?;
+        let context = superseding(context, local.as_ref(), supersede_local);
         let mut next = Object::update(local.as_ref(), &context, value, actor, now_ms, &limits)
             .map_err(refusal)?;
         // Pruning must never drop the coordinator's own entry: its next dot
@@ -380,7 +387,21 @@ pub async fn forward(
     ))
 }
 
-/// Builds the peer form of a write.
+/// The context a write is minted with: the client's, joined with the
+/// clock of the local copy when the write supersedes what this replica
+/// holds (`supersede_local`).
+fn superseding(
+    mut context: VersionVector,
+    local: Option<&Object>,
+    supersede_local: bool,
+) -> VersionVector {
+    if let (true, Some(local)) = (supersede_local, local) {
+        context.merge(local.context());
+    }
+    context
+}
+
+/// Builds the peer form of a write (`supersede_local` off).
 pub fn forwarded(
     key: Vec<u8>,
     value: Option<Vec<u8>>,
@@ -392,7 +413,58 @@ pub fn forwarded(
         key: ByteBuf::from(key),
         value: value.map(ByteBuf::from),
         context: context.map(ByteBuf::from),
+        supersede_local: false,
         w,
         pw,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn write(local: Option<&Object>, value: &[u8], actor: &str, supersede_local: bool) -> Object {
+        let context = superseding(VersionVector::new(), local, supersede_local);
+        Object::update(
+            local,
+            &context,
+            Some(value.to_vec()),
+            &NodeId::new(actor).unwrap(),
+            1,
+            &VersionLimits::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_blind_write_keeps_what_the_replica_holds_as_siblings() {
+        let first = write(None, b"a", "n1", false);
+        let second = write(Some(&first), b"b", "n1", false);
+        assert_eq!(second.live_values(), vec![&b"a"[..], &b"b"[..]]);
+    }
+
+    #[test]
+    fn a_superseding_write_replaces_what_the_replica_holds() {
+        let first = write(None, b"a", "n1", true);
+        let second = write(Some(&first), b"b", "n1", true);
+        assert_eq!(second.live_values(), vec![&b"b"[..]]);
+        // Two concurrent versions minted elsewhere: both replaced too.
+        let other = write(None, b"x", "n2", false);
+        let both = second.merge(&other);
+        assert_eq!(both.live_values().len(), 2);
+        let third = write(Some(&both), b"c", "n1", true);
+        assert_eq!(third.live_values(), vec![&b"c"[..]]);
+    }
+
+    #[test]
+    fn a_version_the_replica_has_not_seen_stays_a_sibling() {
+        // The superseding write is minted on n1 before n2's write reaches
+        // it; the merge at any replica keeps both.
+        let local = write(None, b"a", "n1", true);
+        let superseding = write(Some(&local), b"b", "n1", true);
+        let unseen = write(None, b"x", "n2", false);
+        let merged = superseding.merge(&unseen);
+        assert_eq!(merged.live_values(), vec![&b"b"[..], &b"x"[..]]);
     }
 }

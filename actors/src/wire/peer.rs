@@ -349,6 +349,12 @@ pub struct ForwardedWrite {
     /// Of those, acknowledgements from the key's primaries.
     #[serde(default)]
     pub pw: usize,
+    /// The replica's stored clock joins the context (the RESP front end's
+    /// SET and DEL; `replicator::CoordinateWrite::supersede_local`). A
+    /// peer from before this field ignores it: the write then keeps the
+    /// replica's versions as siblings.
+    #[serde(default)]
+    pub supersede_local: bool,
 }
 
 /// A forwarded write succeeded.

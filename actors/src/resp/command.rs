@@ -1,0 +1,740 @@
+//! RESP commands: an argument list (from `frame`) parsed into a typed
+//! [`Command`], or the error Redis would answer (unknown command, wrong
+//! number of arguments, a syntax error) or ringkv answers instead (a
+//! command it does not support, and why). Pure: no I/O, no actor.
+
+use super::frame::Reply;
+
+/// A read or write quorum for the connection (`RINGKV.CONSISTENCY`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    /// R = W = 1.
+    One,
+    /// The node's configured R and W (the default).
+    Quorum,
+    /// R = W = N.
+    All,
+}
+
+/// A `CLIENT` subcommand.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientCommand {
+    /// `CLIENT SETNAME name`.
+    SetName(Vec<u8>),
+    /// `CLIENT GETNAME`.
+    GetName,
+    /// `CLIENT ID`.
+    Id,
+    /// `CLIENT INFO`.
+    Info,
+    /// `CLIENT SETINFO LIB-NAME|LIB-VER value` (client libraries send it
+    /// on connect; the value is kept for `CLIENT INFO`).
+    SetInfo(Vec<u8>, Vec<u8>),
+}
+
+/// A `COMMAND` subcommand.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandQuery {
+    /// `COMMAND`: every command's description.
+    All,
+    /// `COMMAND COUNT`.
+    Count,
+    /// `COMMAND INFO name...`.
+    Info(Vec<Vec<u8>>),
+    /// `COMMAND DOCS [name...]`.
+    Docs(Vec<Vec<u8>>),
+}
+
+/// A parsed command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `PING [message]`.
+    Ping(Option<Vec<u8>>),
+    /// `ECHO message`.
+    Echo(Vec<u8>),
+    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
+    Hello {
+        /// 2 or 3 (`None`: keep the current one).
+        protover: Option<u8>,
+        /// `AUTH username password`.
+        auth: Option<(Vec<u8>, Vec<u8>)>,
+        /// `SETNAME name`.
+        setname: Option<Vec<u8>>,
+    },
+    /// `AUTH [username] password`.
+    Auth {
+        /// Only `default` is known.
+        user: Option<Vec<u8>>,
+        /// The client token.
+        password: Vec<u8>,
+    },
+    /// `QUIT`.
+    Quit,
+    /// `SELECT 0` (only database 0 exists).
+    Select,
+    /// `GET key`.
+    Get(Vec<u8>),
+    /// `SET key value`.
+    Set(Vec<u8>, Vec<u8>),
+    /// `DEL key...`.
+    Del(Vec<Vec<u8>>),
+    /// `EXISTS key...`.
+    Exists(Vec<Vec<u8>>),
+    /// `MGET key...`.
+    MGet(Vec<Vec<u8>>),
+    /// `MSET key value [key value ...]`.
+    MSet(Vec<(Vec<u8>, Vec<u8>)>),
+    /// `INFO [section...]` (lowercase; empty: the default sections).
+    Info(Vec<String>),
+    /// `COMMAND ...`.
+    Command(CommandQuery),
+    /// `CLIENT ...`.
+    Client(ClientCommand),
+    /// `CONFIG GET pattern...`: answered empty (redis-benchmark asks).
+    ConfigGet,
+    /// `RINGKV.CONSISTENCY one|quorum|all`.
+    Consistency(Consistency),
+    /// `RINGKV.SIBLINGS key`: every live sibling's value.
+    Siblings(Vec<u8>),
+    /// `RINGKV.RESOLVE key value`: `value` replaces every sibling read.
+    Resolve(Vec<u8>, Vec<u8>),
+}
+
+/// Sizes a command's keys and values may have.
+#[derive(Clone, Copy, Debug)]
+pub struct CommandLimits {
+    /// Largest key, in bytes (`max_key_bytes`).
+    pub max_key_bytes: usize,
+    /// Largest value, in bytes (`max_value_bytes`).
+    pub max_value_bytes: usize,
+}
+
+/// The commands [`parse`] knows, with Redis's arity (negative: at least
+/// that many arguments) and flags, for `COMMAND`.
+pub const COMMANDS: &[(&str, i64, &[&str])] = &[
+    ("ping", -1, &["fast", "stale"]),
+    ("echo", 2, &["fast", "stale"]),
+    (
+        "hello",
+        -1,
+        &["noscript", "loading", "stale", "fast", "no_auth"],
+    ),
+    (
+        "auth",
+        -2,
+        &["noscript", "loading", "stale", "fast", "no_auth"],
+    ),
+    (
+        "quit",
+        -1,
+        &["noscript", "loading", "stale", "fast", "no_auth"],
+    ),
+    ("select", 2, &["loading", "stale", "fast"]),
+    ("get", 2, &["readonly", "fast"]),
+    ("set", -3, &["write", "denyoom"]),
+    ("del", -2, &["write"]),
+    ("exists", -2, &["readonly", "fast"]),
+    ("mget", -2, &["readonly", "fast"]),
+    ("mset", -3, &["write", "denyoom"]),
+    ("info", -1, &["loading", "stale"]),
+    ("command", -1, &["loading", "stale"]),
+    ("client", -2, &["loading", "stale"]),
+    ("config", -2, &["loading", "stale"]),
+    ("ringkv.consistency", 2, &["fast"]),
+    ("ringkv.siblings", 2, &["readonly"]),
+    ("ringkv.resolve", 3, &["write", "denyoom"]),
+];
+
+/// Commands that need an atomic read-modify-write on one copy of a key;
+/// answered with [`needs_one_copy`].
+const ONE_COPY: &[&str] = &[
+    "incr",
+    "decr",
+    "incrby",
+    "decrby",
+    "incrbyfloat",
+    "append",
+    "getset",
+    "setnx",
+    "setex",
+    "psetex",
+    "getdel",
+    "getex",
+    "setrange",
+    "msetnx",
+    "rename",
+    "renamenx",
+    "copy",
+    "move",
+    "lmove",
+    "watch",
+    "multi",
+    "exec",
+    "eval",
+    "evalsha",
+];
+
+/// Commands that need the `list` op (not in this build yet).
+const NEEDS_LIST: &[&str] = &["scan", "dbsize", "keys", "randomkey", "flushdb", "flushall"];
+
+/// Commands whose data types ringkv does not have: a key holds bytes.
+const OTHER_TYPES: &[&str] = &[
+    "lpush", "rpush", "lpop", "rpop", "lrange", "llen", "sadd", "srem", "smembers", "spop",
+    "scard", "hset", "hget", "hgetall", "hdel", "hmset", "hmget", "hincrby", "zadd", "zrange",
+    "zrem", "zcard", "zscore", "xadd", "xrange", "pfadd", "pfcount", "setbit", "getbit",
+    "bitcount",
+];
+
+/// Commands that need expiry, which ringkv does not have yet.
+const NEEDS_TTL: &[&str] = &[
+    "expire",
+    "pexpire",
+    "expireat",
+    "pexpireat",
+    "ttl",
+    "pttl",
+    "persist",
+];
+
+/// Why a command is refused before it runs.
+fn needs_one_copy(name: &str) -> Reply {
+    Reply::err(format!(
+        "'{name}' needs an atomic read-modify-write on one copy of the key; ringkv keeps \
+         several equal replicas and resolves concurrent writes as siblings, so it has no such \
+         copy (read with GET and write with SET instead)"
+    ))
+}
+
+/// Parses one command; `Err` is the reply that refuses it.
+pub fn parse(args: &[Vec<u8>], limits: &CommandLimits) -> Result<Command, Reply> {
+    let Some((name, rest)) = args.split_first() else {
+        return Err(Reply::err("empty command"));
+    };
+    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+    let arity = |ok: bool| {
+        if ok {
+            Ok(())
+        } else {
+            Err(Reply::err(format!(
+                "wrong number of arguments for '{name}' command"
+            )))
+        }
+    };
+    let key = |k: &Vec<u8>| check_key(k, limits);
+    let value = |v: &Vec<u8>| check_value(v, limits);
+    match name.as_str() {
+        "ping" => {
+            arity(rest.len() <= 1)?;
+            Ok(Command::Ping(rest.first().cloned()))
+        }
+        "echo" => {
+            arity(rest.len() == 1)?;
+            Ok(Command::Echo(rest[0].clone()))
+        }
+        "hello" => parse_hello(rest),
+        "auth" => match rest {
+            [password] => Ok(Command::Auth {
+                user: None,
+                password: password.clone(),
+            }),
+            [user, password] => Ok(Command::Auth {
+                user: Some(user.clone()),
+                password: password.clone(),
+            }),
+            _ => arity(false).and(Err(Reply::Nil)),
+        },
+        "quit" => Ok(Command::Quit),
+        "select" => {
+            arity(rest.len() == 1)?;
+            if rest[0] == b"0" {
+                Ok(Command::Select)
+            } else {
+                Err(Reply::err(
+                    "DB index is out of range: ringkv has one database, 0",
+                ))
+            }
+        }
+        "get" => {
+            arity(rest.len() == 1)?;
+            Ok(Command::Get(key(&rest[0])?))
+        }
+        "set" => {
+            arity(rest.len() >= 2)?;
+            let (k, v) = (key(&rest[0])?, value(&rest[1])?);
+            if let Some(option) = rest.get(2) {
+                return Err(set_option(option));
+            }
+            Ok(Command::Set(k, v))
+        }
+        "del" | "unlink" => {
+            arity(!rest.is_empty())?;
+            Ok(Command::Del(keys(rest, limits)?))
+        }
+        "exists" => {
+            arity(!rest.is_empty())?;
+            Ok(Command::Exists(keys(rest, limits)?))
+        }
+        "mget" => {
+            arity(!rest.is_empty())?;
+            Ok(Command::MGet(keys(rest, limits)?))
+        }
+        "mset" => {
+            arity(!rest.is_empty() && rest.len() % 2 == 0)?;
+            let pairs = rest
+                .chunks(2)
+                .map(|pair| Ok((key(&pair[0])?, value(&pair[1])?)))
+                .collect::<Result<_, Reply>>()?;
+            Ok(Command::MSet(pairs))
+        }
+        "info" => Ok(Command::Info(
+            rest.iter()
+                .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
+                .collect(),
+        )),
+        "command" => parse_command(rest),
+        "client" => parse_client(rest),
+        "config" => match rest.first().map(|s| s.to_ascii_lowercase()) {
+            Some(sub) if sub == b"get" && rest.len() >= 2 => Ok(Command::ConfigGet),
+            Some(sub) if sub == b"get" => Err(Reply::err(
+                "wrong number of arguments for 'config|get' command",
+            )),
+            _ => Err(Reply::err(
+                "ringkv answers only CONFIG GET (empty); its settings are the node's flags",
+            )),
+        },
+        "ringkv.consistency" => {
+            arity(rest.len() == 1)?;
+            let level = match rest[0].to_ascii_lowercase().as_slice() {
+                b"one" => Consistency::One,
+                b"quorum" => Consistency::Quorum,
+                b"all" => Consistency::All,
+                _ => return Err(Reply::err("RINGKV.CONSISTENCY takes one, quorum or all")),
+            };
+            Ok(Command::Consistency(level))
+        }
+        "ringkv.siblings" => {
+            arity(rest.len() == 1)?;
+            Ok(Command::Siblings(key(&rest[0])?))
+        }
+        "ringkv.resolve" => {
+            arity(rest.len() == 2)?;
+            Ok(Command::Resolve(key(&rest[0])?, value(&rest[1])?))
+        }
+        n if ONE_COPY.contains(&n) => Err(needs_one_copy(n)),
+        n if NEEDS_LIST.contains(&n) => Err(Reply::err(format!(
+            "'{n}' is not supported yet: it needs the node's key listing (the `list` op)"
+        ))),
+        n if NEEDS_TTL.contains(&n) => Err(Reply::err(format!(
+            "'{n}' is not supported: ringkv keys do not expire (no TTL yet)"
+        ))),
+        n if OTHER_TYPES.contains(&n) => Err(Reply::Error(format!(
+            "WRONGTYPE '{n}' is not supported: a ringkv key holds one byte string \
+             (or siblings of them), no lists, sets, hashes or sorted sets"
+        ))),
+        _ => Err(unknown(&name, rest)),
+    }
+}
+
+/// Redis's text for a command it does not know.
+fn unknown(name: &str, rest: &[Vec<u8>]) -> Reply {
+    let args: String = rest
+        .iter()
+        .take(8)
+        .map(|a| format!("'{}' ", String::from_utf8_lossy(a)))
+        .collect();
+    Reply::err(format!(
+        "unknown command '{name}', with args beginning with: {args}"
+    ))
+}
+
+/// The answer to a SET with options.
+fn set_option(option: &[u8]) -> Reply {
+    match option.to_ascii_lowercase().as_slice() {
+        b"ex" | b"px" | b"exat" | b"pxat" | b"keepttl" => Reply::err(
+            "SET with EX/PX/EXAT/PXAT/KEEPTTL is not supported: ringkv keys do not expire \
+             (no TTL yet)",
+        ),
+        b"nx" | b"xx" | b"get" => Reply::err(
+            "SET with NX/XX/GET needs an atomic read-modify-write on one copy of the key; \
+             ringkv keeps several equal replicas and resolves concurrent writes as siblings, \
+             so it has no such copy",
+        ),
+        _ => Reply::err("syntax error"),
+    }
+}
+
+fn parse_hello(rest: &[Vec<u8>]) -> Result<Command, Reply> {
+    let mut protover = None;
+    let mut auth = None;
+    let mut setname = None;
+    let mut at = 0;
+    if let Some(first) = rest.first() {
+        protover = match first.as_slice() {
+            b"2" => Some(2),
+            b"3" => Some(3),
+            _ => return Err(Reply::Error("NOPROTO unsupported protocol version".into())),
+        };
+        at = 1;
+    }
+    while at < rest.len() {
+        match rest[at].to_ascii_lowercase().as_slice() {
+            b"auth" if at + 2 < rest.len() => {
+                auth = Some((rest[at + 1].clone(), rest[at + 2].clone()));
+                at += 3;
+            }
+            b"setname" if at + 1 < rest.len() => {
+                setname = Some(rest[at + 1].clone());
+                at += 2;
+            }
+            _ => {
+                return Err(Reply::err(format!(
+                    "syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(&rest[at])
+                )))
+            }
+        }
+    }
+    Ok(Command::Hello {
+        protover,
+        auth,
+        setname,
+    })
+}
+
+fn parse_command(rest: &[Vec<u8>]) -> Result<Command, Reply> {
+    let Some(sub) = rest.first() else {
+        return Ok(Command::Command(CommandQuery::All));
+    };
+    let names = || rest[1..].to_vec();
+    match sub.to_ascii_lowercase().as_slice() {
+        b"count" => Ok(Command::Command(CommandQuery::Count)),
+        b"info" => Ok(Command::Command(CommandQuery::Info(names()))),
+        b"docs" => Ok(Command::Command(CommandQuery::Docs(names()))),
+        _ => Err(Reply::err(format!(
+            "unknown subcommand '{}'. Try COMMAND COUNT, COMMAND INFO, COMMAND DOCS",
+            String::from_utf8_lossy(sub)
+        ))),
+    }
+}
+
+fn parse_client(rest: &[Vec<u8>]) -> Result<Command, Reply> {
+    let Some(sub) = rest.first() else {
+        return Err(Reply::err("wrong number of arguments for 'client' command"));
+    };
+    let sub = sub.to_ascii_lowercase();
+    let arity = |ok: bool, name: &str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(Reply::err(format!(
+                "wrong number of arguments for 'client|{name}' command"
+            )))
+        }
+    };
+    match sub.as_slice() {
+        b"setname" => {
+            arity(rest.len() == 2, "setname")?;
+            if rest[1].iter().any(|b| *b <= b' ' || *b > b'~') {
+                return Err(Reply::err(
+                    "Client names cannot contain spaces, newlines or special characters.",
+                ));
+            }
+            Ok(Command::Client(ClientCommand::SetName(rest[1].clone())))
+        }
+        b"getname" => Ok(Command::Client(ClientCommand::GetName)),
+        b"id" => Ok(Command::Client(ClientCommand::Id)),
+        b"info" => Ok(Command::Client(ClientCommand::Info)),
+        b"setinfo" => {
+            arity(rest.len() == 3, "setinfo")?;
+            Ok(Command::Client(ClientCommand::SetInfo(
+                rest[1].to_ascii_lowercase(),
+                rest[2].clone(),
+            )))
+        }
+        _ => Err(Reply::err(format!(
+            "CLIENT {} is not supported; ringkv answers CLIENT SETNAME, GETNAME, ID, INFO, SETINFO",
+            String::from_utf8_lossy(&sub).to_ascii_uppercase()
+        ))),
+    }
+}
+
+fn check_key(key: &[u8], limits: &CommandLimits) -> Result<Vec<u8>, Reply> {
+    if key.is_empty() {
+        return Err(Reply::err("a ringkv key may not be empty"));
+    }
+    if key.len() > limits.max_key_bytes {
+        return Err(Reply::err(format!(
+            "key of {} bytes is over the limit of {} bytes (max_key_bytes)",
+            key.len(),
+            limits.max_key_bytes
+        )));
+    }
+    Ok(key.to_vec())
+}
+
+fn check_value(value: &[u8], limits: &CommandLimits) -> Result<Vec<u8>, Reply> {
+    if value.len() > limits.max_value_bytes {
+        return Err(Reply::err(format!(
+            "value of {} bytes is over the limit of {} bytes (max_value_bytes)",
+            value.len(),
+            limits.max_value_bytes
+        )));
+    }
+    Ok(value.to_vec())
+}
+
+fn keys(keys: &[Vec<u8>], limits: &CommandLimits) -> Result<Vec<Vec<u8>>, Reply> {
+    keys.iter().map(|k| check_key(k, limits)).collect()
+}
+
+/// `COMMAND INFO` for one known command (Redis 7's ten fields).
+pub fn command_info(name: &str) -> Option<Reply> {
+    let (name, arity, flags) = COMMANDS.iter().find(|(n, _, _)| *n == name)?;
+    let (first, last, step) = match *name {
+        "get" | "set" | "ringkv.siblings" | "ringkv.resolve" => (1, 1, 1),
+        "del" | "exists" | "mget" => (1, -1, 1),
+        "mset" => (1, -1, 2),
+        _ => (0, 0, 0),
+    };
+    Some(Reply::Array(vec![
+        Reply::text(*name),
+        Reply::Int(*arity),
+        Reply::Array(flags.iter().map(|f| Reply::Simple((*f).into())).collect()),
+        Reply::Int(first),
+        Reply::Int(last),
+        Reply::Int(step),
+        Reply::Array(Vec::new()),
+        Reply::Array(Vec::new()),
+        Reply::Array(Vec::new()),
+        Reply::Array(Vec::new()),
+    ]))
+}
+
+/// The answer to a `COMMAND` query.
+pub fn command_reply(query: &CommandQuery) -> Reply {
+    let lower = |n: &Vec<u8>| String::from_utf8_lossy(n).to_ascii_lowercase();
+    match query {
+        CommandQuery::All => Reply::Array(
+            COMMANDS
+                .iter()
+                .filter_map(|(n, _, _)| command_info(n))
+                .collect(),
+        ),
+        CommandQuery::Count => Reply::Int(COMMANDS.len() as i64),
+        CommandQuery::Info(names) => Reply::Array(
+            names
+                .iter()
+                .map(|n| command_info(&lower(n)).unwrap_or(Reply::Nil))
+                .collect(),
+        ),
+        // Docs are optional for clients (redis-cli uses them for hints):
+        // a short summary per known command.
+        CommandQuery::Docs(names) => {
+            let known: Vec<&str> = if names.is_empty() {
+                COMMANDS.iter().map(|(n, _, _)| *n).collect()
+            } else {
+                COMMANDS
+                    .iter()
+                    .map(|(n, _, _)| *n)
+                    .filter(|n| names.iter().any(|m| lower(m) == *n))
+                    .collect()
+            };
+            Reply::Map(
+                known
+                    .into_iter()
+                    .map(|n| {
+                        (
+                            Reply::text(n),
+                            Reply::Map(vec![
+                                (Reply::text("summary"), Reply::text(summary(n))),
+                                (Reply::text("group"), Reply::text("string")),
+                            ]),
+                        )
+                    })
+                    .collect(),
+            )
+        }
+    }
+}
+
+fn summary(name: &str) -> &'static str {
+    match name {
+        "get" => "Get the value of a key (an error if it has siblings, unless resp_siblings = lww)",
+        "set" => "Set a key, superseding what the coordinating replica holds",
+        "del" => "Delete keys",
+        "exists" => "Count the keys that exist",
+        "mget" => "Get the values of several keys",
+        "mset" => "Set several keys (not atomically)",
+        "ringkv.consistency" => "Set this connection's reads and writes to one, quorum or all",
+        "ringkv.siblings" => "Every sibling value of a key",
+        "ringkv.resolve" => "Write a value that replaces every sibling of a key",
+        _ => "See ringkv's README, \"Redis protocol\"",
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const LIMITS: CommandLimits = CommandLimits {
+        max_key_bytes: 8,
+        max_value_bytes: 16,
+    };
+
+    fn parse_words(words: &[&str]) -> Result<Command, Reply> {
+        let args: Vec<Vec<u8>> = words.iter().map(|w| w.as_bytes().to_vec()).collect();
+        parse(&args, &LIMITS)
+    }
+
+    fn error_text(r: Result<Command, Reply>) -> String {
+        match r {
+            Err(Reply::Error(e)) => e,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_are_case_insensitive() {
+        assert_eq!(
+            parse_words(&["gEt", "k"]).unwrap(),
+            Command::Get(b"k".to_vec())
+        );
+        assert_eq!(
+            parse_words(&["SET", "k", "v"]).unwrap(),
+            Command::Set(b"k".to_vec(), b"v".to_vec())
+        );
+        assert_eq!(parse_words(&["PING"]).unwrap(), Command::Ping(None));
+    }
+
+    #[test]
+    fn wrong_arity_is_redis_s_error() {
+        assert_eq!(
+            error_text(parse_words(&["GET"])),
+            "ERR wrong number of arguments for 'get' command"
+        );
+        assert!(error_text(parse_words(&["MSET", "a", "1", "b"])).contains("wrong number"));
+        assert!(error_text(parse_words(&["ECHO"])).contains("wrong number"));
+    }
+
+    #[test]
+    fn unknown_commands_get_the_standard_error() {
+        let e = error_text(parse_words(&["FOO", "bar"]));
+        assert!(
+            e.starts_with("ERR unknown command 'foo', with args beginning with: 'bar'"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn read_modify_write_commands_say_why_not() {
+        for name in ["INCR", "decr", "INCRBY", "APPEND", "GETSET", "SETNX"] {
+            let e = error_text(parse_words(&[name, "k", "1"]));
+            assert!(e.contains("atomic read-modify-write on one copy"), "{e}");
+        }
+        let e = error_text(parse_words(&["SET", "k", "v", "NX"]));
+        assert!(e.contains("atomic read-modify-write"), "{e}");
+        let e = error_text(parse_words(&["SET", "k", "v", "EX", "10"]));
+        assert!(e.contains("TTL"), "{e}");
+        let e = error_text(parse_words(&["SET", "k", "v", "bogus"]));
+        assert_eq!(e, "ERR syntax error");
+    }
+
+    #[test]
+    fn scan_and_dbsize_are_not_supported_yet() {
+        for name in ["SCAN", "DBSIZE"] {
+            let e = error_text(parse_words(&[name, "0"]));
+            assert!(e.contains("not supported yet"), "{e}");
+        }
+    }
+
+    #[test]
+    fn keys_and_values_are_bounded() {
+        assert!(error_text(parse_words(&["GET", "123456789"])).contains("max_key_bytes"));
+        assert!(error_text(parse_words(&["GET", ""])).contains("empty"));
+        let big = "v".repeat(17);
+        assert!(error_text(parse_words(&["SET", "k", &big])).contains("max_value_bytes"));
+        assert!(error_text(parse_words(&["MSET", "k", "v", "k2", &big])).contains("max_value"));
+    }
+
+    #[test]
+    fn multi_key_commands_keep_their_order() {
+        assert_eq!(
+            parse_words(&["MSET", "a", "1", "b", "2"]).unwrap(),
+            Command::MSet(vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"b".to_vec(), b"2".to_vec())
+            ])
+        );
+        assert_eq!(
+            parse_words(&["DEL", "a", "b"]).unwrap(),
+            Command::Del(vec![b"a".to_vec(), b"b".to_vec()])
+        );
+    }
+
+    #[test]
+    fn hello_takes_a_version_auth_and_a_name() {
+        assert_eq!(
+            parse_words(&["HELLO", "3", "AUTH", "default", "tok", "SETNAME", "app"]).unwrap(),
+            Command::Hello {
+                protover: Some(3),
+                auth: Some((b"default".to_vec(), b"tok".to_vec())),
+                setname: Some(b"app".to_vec()),
+            }
+        );
+        assert_eq!(
+            parse_words(&["HELLO"]).unwrap(),
+            Command::Hello {
+                protover: None,
+                auth: None,
+                setname: None
+            }
+        );
+        assert!(error_text(parse_words(&["HELLO", "4"])).starts_with("NOPROTO"));
+        assert!(error_text(parse_words(&["HELLO", "3", "AUTH", "x"])).contains("syntax"));
+    }
+
+    #[test]
+    fn consistency_levels() {
+        assert_eq!(
+            parse_words(&["RINGKV.CONSISTENCY", "ALL"]).unwrap(),
+            Command::Consistency(Consistency::All)
+        );
+        assert!(parse_words(&["ringkv.consistency", "most"]).is_err());
+    }
+
+    #[test]
+    fn select_knows_only_database_zero() {
+        assert_eq!(parse_words(&["SELECT", "0"]).unwrap(), Command::Select);
+        assert!(error_text(parse_words(&["SELECT", "1"])).contains("out of range"));
+    }
+
+    #[test]
+    fn client_subcommands() {
+        assert_eq!(
+            parse_words(&["CLIENT", "setname", "app"]).unwrap(),
+            Command::Client(ClientCommand::SetName(b"app".to_vec()))
+        );
+        assert!(parse_words(&["CLIENT", "SETNAME", "a b"]).is_err());
+        assert_eq!(
+            parse_words(&["client", "ID"]).unwrap(),
+            Command::Client(ClientCommand::Id)
+        );
+        assert!(parse_words(&["CLIENT", "KILL", "x"]).is_err());
+    }
+
+    #[test]
+    fn command_count_matches_command() {
+        let Reply::Array(all) = command_reply(&CommandQuery::All) else {
+            panic!()
+        };
+        assert_eq!(
+            command_reply(&CommandQuery::Count),
+            Reply::Int(all.len() as i64)
+        );
+        let info = command_reply(&CommandQuery::Info(vec![b"GET".to_vec(), b"nope".to_vec()]));
+        let Reply::Array(info) = info else { panic!() };
+        assert!(matches!(&info[0], Reply::Array(f) if f[0] == Reply::text("get")));
+        assert_eq!(info[1], Reply::Nil);
+    }
+}
