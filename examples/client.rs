@@ -70,6 +70,10 @@ enum Cmd {
         /// Context (hex, from an earlier get) whose versions this replaces.
         #[arg(long)]
         context: Option<Context>,
+        /// The value expires this many milliseconds after the node accepts
+        /// it (reads then find KEY absent).
+        #[arg(long, value_name = "MS")]
+        ttl_ms: Option<u64>,
     },
     /// Print every live sibling of KEY and its context.
     Get {
@@ -119,13 +123,16 @@ async fn main() -> anyhow::Result<()> {
         pr: args.pr,
         pw: args.pw,
         timeout_ms: args.timeout_ms,
+        ttl_ms: None,
     };
     match args.command {
         Cmd::Put {
             key,
             value,
             context,
+            ttl_ms,
         } => {
+            let options = RequestOptions { ttl_ms, ..options };
             let ctx = client
                 .put_with(key.as_bytes(), value.as_bytes(), context.as_ref(), options)
                 .await?;

@@ -245,6 +245,9 @@ pub struct RequestOptions {
     pub pw: Option<usize>,
     /// Server-side deadline, in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// A put's value expires this long after the node accepted it, in
+    /// milliseconds; reads then find the key absent (default: never).
+    pub ttl_ms: Option<u64>,
 }
 
 impl RequestOptions {
@@ -255,6 +258,7 @@ impl RequestOptions {
         pr: None,
         pw: None,
         timeout_ms: None,
+        ttl_ms: None,
     };
 }
 
@@ -467,6 +471,7 @@ impl Client {
             context: context.map(|c| c.0.clone()),
             w: options.w,
             pw: options.pw,
+            ttl_ms: options.ttl_ms,
         };
         self.write(op, options.timeout_ms).await
     }

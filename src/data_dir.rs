@@ -98,9 +98,15 @@ pub fn open_storage(config: &NodeConfig) -> Result<(NodeEnvParts, Option<File>),
 }
 
 /// The LSM engine of the data dir (in a sub-directory of its own), with
-/// this build's key layout.
+/// this build's key layout; its compactions drop expired values' bytes.
 fn open_lsm(dir: &Path, options: &LsmOptions) -> Result<Arc<dyn Engine>, StorageError> {
-    let engine: Arc<dyn Engine> = Arc::new(LsmEngine::open_dir(dir.join("lsm"), options.clone())?);
+    let options = LsmOptions {
+        compaction_filter: Some(ringkv_actors::storage::expiry::expiry_filter(
+            ringkv_actors::storage::expiry::system_now_ms,
+        )),
+        ..options.clone()
+    };
+    let engine: Arc<dyn Engine> = Arc::new(LsmEngine::open_dir(dir.join("lsm"), options)?);
     keys::check_layout(engine.as_ref())?;
     Ok(engine)
 }

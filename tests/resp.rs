@@ -648,3 +648,91 @@ async fn a_set_through_a_node_that_is_no_replica_is_forwarded_with_the_rule() {
         assert_eq!(found.values, vec![b"v2".to_vec()], "{key}");
     }
 }
+
+/// SET EX/PX and SETEX: the value reads as absent once expired (TTL is
+/// part of the version: `tests/ttl.rs` covers the replicas).
+#[tokio::test]
+async fn set_with_a_time_to_live_expires() {
+    let (_cluster, resp) = node(1, ONE_NODE).await;
+    let mut c = Resp::connect(resp[0]).await;
+    let ok = F2::SimpleString(b"OK".to_vec());
+    assert_eq!(c.cmd(&["SET", "short", "v", "PX", "300"]).await, ok);
+    assert_eq!(c.cmd(&["SETEX", "long", "3600", "w"]).await, ok);
+    let e = c.cmd(&["SET", "k", "v", "EX", "0"]).await;
+    assert!(error_of(&e).contains("invalid expire time"), "{e:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while c.cmd(&["GET", "short"]).await != F2::Null {
+        assert!(std::time::Instant::now() < deadline, "never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(c.cmd(&["GET", "long"]).await, bulk("w"));
+    assert_eq!(c.cmd(&["EXISTS", "short", "long"]).await, F2::Integer(1));
+}
+
+/// SCAN pages through every key once (MATCH filters, COUNT sizes the
+/// pages), KEYS and DBSIZE see the same keys, on a 3-node cluster.
+#[tokio::test]
+async fn scan_keys_and_dbsize_see_every_key_once() {
+    let (_cluster, resp) = node(3, &[]).await;
+    let mut c = Resp::connect(resp[0]).await;
+    let mut written = std::collections::BTreeSet::new();
+    for i in 0..150 {
+        let key = format!("{}:{i}", if i % 3 == 0 { "user" } else { "item" });
+        let mut cmd = vec!["SET".to_string(), key.clone(), "v".into()];
+        if i == 149 {
+            cmd = vec!["DEL".into(), "user:0".into()];
+        }
+        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        c.cmd(&args).await;
+        if i != 149 {
+            written.insert(key);
+        }
+    }
+    written.remove("user:0");
+    for (pattern, count) in [(None, "7"), (Some("user:*"), "1000"), (None, "1")] {
+        let mut cursor = "0".to_string();
+        let mut seen = Vec::new();
+        loop {
+            let mut args = vec!["SCAN", cursor.as_str(), "COUNT", count];
+            if let Some(p) = pattern {
+                args.extend(["MATCH", p]);
+            }
+            let F2::Array(reply) = c.cmd(&args).await else {
+                panic!("SCAN answered no array")
+            };
+            let [F2::BulkString(next), F2::Array(keys)] = reply.as_slice() else {
+                panic!("SCAN answered {reply:?}")
+            };
+            for k in keys {
+                let F2::BulkString(k) = k else {
+                    panic!("{k:?}")
+                };
+                seen.push(String::from_utf8(k.clone()).unwrap());
+            }
+            cursor = String::from_utf8(next.clone()).unwrap();
+            if cursor == "0" {
+                break;
+            }
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), seen.len(), "a key came twice");
+        let expected: Vec<String> = written
+            .iter()
+            .filter(|k| pattern.is_none() || k.starts_with("user:"))
+            .cloned()
+            .collect();
+        assert_eq!(sorted, expected, "pattern {pattern:?} count {count}");
+    }
+    let F2::Array(keys) = c.cmd(&["KEYS", "item:1*"]).await else {
+        panic!("KEYS answered no array")
+    };
+    let expected = written.iter().filter(|k| k.starts_with("item:1")).count();
+    assert_eq!(keys.len(), expected);
+    assert_eq!(c.cmd(&["DBSIZE"]).await, F2::Integer(written.len() as i64));
+    let F2::Array(reply) = c.cmd(&["SCAN", "0", "TYPE", "hash"]).await else {
+        panic!("SCAN answered no array")
+    };
+    assert_eq!(reply[1], F2::Array(vec![]));
+}

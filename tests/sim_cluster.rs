@@ -638,6 +638,7 @@ async fn client_loop(
                 context,
                 w: Some(W),
                 pw: None,
+                ttl_ms: None,
             },
             None => ClientOp::Delete {
                 key: key.into(),
@@ -1344,6 +1345,7 @@ fn put_op(key: &str, value: Vec<u8>) -> ClientOp {
         context: None,
         w: Some(W),
         pw: None,
+        ttl_ms: None,
     }
 }
 

@@ -213,6 +213,7 @@ fn client_frames(target: &mut Target<'_>) -> Result<()> {
                 context: Some(VersionVector::new().encode_context()),
                 w: Some(2),
                 pw: None,
+                ttl_ms: None,
             },
         ),
         (

@@ -148,6 +148,7 @@ impl SimClient {
             context: None,
             w: Some(w),
             pw: None,
+            ttl_ms: None,
         })
         .await
     }

@@ -23,6 +23,8 @@ pub struct Reconcile {
     pub answers: Vec<(NodeId, Option<Vec<u8>>)>,
     /// The client request.
     pub trace: u64,
+    /// Wall time of the read, in ms: values expired by then are absent.
+    pub now_ms: u64,
 }
 
 /// The merged view of a key.
@@ -42,8 +44,12 @@ pub struct Reconciled {
     pub stale: Vec<NodeId>,
 }
 
-/// Merges answers; pure, so it is tested without the actor.
-pub fn reconcile(answers: &[(NodeId, Option<Vec<u8>>)]) -> Result<Reconciled, ClientError> {
+/// Merges answers as a read at wall time `now_ms` sees them (expired
+/// values absent); pure, so it is tested without the actor.
+pub fn reconcile(
+    answers: &[(NodeId, Option<Vec<u8>>)],
+    now_ms: u64,
+) -> Result<Reconciled, ClientError> {
     let mut decoded: Vec<(NodeId, Option<Object>)> = Vec::with_capacity(answers.len());
     for (node, bytes) in answers {
         let object = bytes
@@ -83,11 +89,14 @@ pub fn reconcile(answers: &[(NodeId, Option<Vec<u8>>)]) -> Result<Reconciled, Cl
         .collect();
     Ok(Reconciled {
         values: merged
-            .live_values()
+            .live_values_at(now_ms)
             .into_iter()
             .map(<[u8]>::to_vec)
             .collect(),
-        last_writer: merged.last_writer().and_then(|s| s.value.clone()),
+        last_writer: merged
+            .last_writer()
+            .and_then(|s| s.value_at(now_ms))
+            .map(<[u8]>::to_vec),
         context: Some(merged.context().clone()),
         object: Some(merged.encode()),
         stale,
@@ -116,7 +125,7 @@ impl Handler<Reconcile> for ConflictResolver {
     type Result = Result<Reconciled, ClientError>;
 
     fn handle(&mut self, msg: Reconcile, _ctx: &mut Self::Context) -> Self::Result {
-        let result = reconcile(&msg.answers);
+        let result = reconcile(&msg.answers, msg.now_ms);
         if let Err(e) = &result {
             let span = self.span.clone();
             let _span = span.enter();
@@ -150,7 +159,7 @@ mod tests {
 
     #[test]
     fn nothing_anywhere_is_absent_without_context() {
-        let r = reconcile(&[(id("a"), None), (id("b"), None)]).unwrap();
+        let r = reconcile(&[(id("a"), None), (id("b"), None)], 0).unwrap();
         assert!(r.values.is_empty() && r.context.is_none() && r.stale.is_empty());
     }
 
@@ -158,11 +167,14 @@ mod tests {
     fn newer_version_wins_and_the_old_replica_is_stale() {
         let v1 = write(None, &VersionVector::new(), "v1", "a");
         let v2 = write(Some(&v1), v1.context(), "v2", "a");
-        let r = reconcile(&[
-            (id("a"), Some(v2.encode())),
-            (id("b"), Some(v1.encode())),
-            (id("c"), None),
-        ])
+        let r = reconcile(
+            &[
+                (id("a"), Some(v2.encode())),
+                (id("b"), Some(v1.encode())),
+                (id("c"), None),
+            ],
+            0,
+        )
         .unwrap();
         assert_eq!(r.values, vec![b"v2".to_vec()]);
         assert_eq!(r.stale, vec![id("b"), id("c")]);
@@ -172,7 +184,11 @@ mod tests {
     fn concurrent_versions_become_siblings_and_both_replicas_are_stale() {
         let x = write(None, &VersionVector::new(), "x", "a");
         let y = write(None, &VersionVector::new(), "y", "b");
-        let r = reconcile(&[(id("a"), Some(x.encode())), (id("b"), Some(y.encode()))]).unwrap();
+        let r = reconcile(
+            &[(id("a"), Some(x.encode())), (id("b"), Some(y.encode()))],
+            0,
+        )
+        .unwrap();
         let mut values = r.values.clone();
         values.sort();
         assert_eq!(values, vec![b"x".to_vec(), b"y".to_vec()]);
@@ -199,23 +215,29 @@ mod tests {
             (id("z"), Some(early.encode())),
             (id("a"), Some(late.encode())),
         ];
-        let r = reconcile(&answers).unwrap();
+        let r = reconcile(&answers, 0).unwrap();
         assert_eq!(r.values.len(), 2);
         assert_eq!(r.last_writer, Some(b"late".to_vec()));
         // Same time: the larger dot (node "z" > "a") wins, on every node.
         let (_, tie) = at("tie", "a", 5, Some("tie"));
-        let r = reconcile(&[
-            (id("z"), Some(early.encode())),
-            (id("a"), Some(tie.encode())),
-        ])
+        let r = reconcile(
+            &[
+                (id("z"), Some(early.encode())),
+                (id("a"), Some(tie.encode())),
+            ],
+            0,
+        )
         .unwrap();
         assert_eq!(r.last_writer, Some(b"early".to_vec()));
         // A later delete wins: nothing to answer.
         let (_, gone) = at("gone", "b", 10, None);
-        let r = reconcile(&[
-            (id("a"), Some(late.encode())),
-            (id("b"), Some(gone.encode())),
-        ])
+        let r = reconcile(
+            &[
+                (id("a"), Some(late.encode())),
+                (id("b"), Some(gone.encode())),
+            ],
+            0,
+        )
         .unwrap();
         assert_eq!(r.values, vec![b"late".to_vec()]);
         assert_eq!(r.last_writer, None);
@@ -223,7 +245,7 @@ mod tests {
 
     #[test]
     fn garbage_from_a_replica_is_an_internal_error() {
-        let e = reconcile(&[(id("a"), Some(vec![0xff, 0x00]))]).unwrap_err();
+        let e = reconcile(&[(id("a"), Some(vec![0xff, 0x00]))], 0).unwrap_err();
         assert_eq!(e.code, ErrorCode::Internal);
     }
 }

@@ -8,6 +8,12 @@
 //! - object: `[clock, [[node, counter, value | nil, written_ms], ...]]`,
 //!   siblings sorted by dot, `value` a `bin` and `nil` for a tombstone.
 //!
+//! An object with an expiring value (a put with `ttl_ms`) is written in
+//! format [`FORMAT_VERSION_EXPIRY`] instead, whose siblings have a fifth
+//! element: `[node, counter, value | nil, written_ms, expires_ms | nil]`.
+//! Objects without one keep format 1, byte for byte, so stores and peers
+//! that never see a TTL see no change.
+//!
 //! Decoding is total: any input gives an object or a [`VersionError`], never a
 //! panic, and the result satisfies the object invariant (node ids valid,
 //! entries sorted and distinct with counters >= 1, siblings sorted by
@@ -26,6 +32,9 @@ use crate::NodeId;
 /// keep reading the old one) when the layout changes. (Client contexts have
 /// their own, `CONTEXT_FORMAT_VERSION`.)
 pub const FORMAT_VERSION: u8 = 1;
+
+/// The format-version marker of an object with an expiry on some sibling.
+pub const FORMAT_VERSION_EXPIRY: u8 = 2;
 
 /// Bytes an encoded clock entry usually takes beyond its node id, to size the
 /// output buffer once.
@@ -52,6 +61,26 @@ struct WireSiblingIn(
     u64,
     #[serde(with = "serde_bytes")] Option<Vec<u8>>,
     u64,
+);
+
+/// A sibling of format 2 on its way out: format 1's, then expires_ms.
+#[derive(Serialize)]
+struct WireSiblingOutExpiry<'a>(
+    &'a str,
+    u64,
+    #[serde(with = "serde_bytes")] Option<&'a [u8]>,
+    u64,
+    Option<u64>,
+);
+
+/// A sibling of format 2 on its way in.
+#[derive(Deserialize)]
+struct WireSiblingInExpiry(
+    String,
+    u64,
+    #[serde(with = "serde_bytes")] Option<Vec<u8>>,
+    u64,
+    Option<u64>,
 );
 
 /// Serializes a clock as a sequence without building a `Vec` first.
@@ -83,8 +112,26 @@ impl Serialize for SiblingsOut<'_> {
     }
 }
 
+/// Serializes siblings in format 2 (with expiry).
+struct SiblingsOutExpiry<'a>(&'a [Sibling]);
+
+impl Serialize for SiblingsOutExpiry<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|sibling| {
+            WireSiblingOutExpiry(
+                sibling.dot.node.as_str(),
+                sibling.dot.counter,
+                sibling.value.as_deref(),
+                sibling.written_ms,
+                sibling.expires_ms,
+            )
+        }))
+    }
+}
+
 type WireClockIn = Vec<WireEntry<String>>;
 type WireObjectIn = (WireClockIn, Vec<WireSiblingIn>);
+type WireObjectInExpiry = (WireClockIn, Vec<WireSiblingInExpiry>);
 
 impl VersionVector {
     /// About the bytes the encoded clock takes (to size a buffer once).
@@ -130,29 +177,64 @@ impl Object {
             .sum();
         let entries = self.clock.len() + self.siblings.len();
         let mut out = Vec::with_capacity(1 + values + entries * ENTRY_OVERHEAD_BYTES);
-        out.push(FORMAT_VERSION);
-        write_msgpack(
-            &mut out,
-            &(ClockOut(&self.clock), SiblingsOut(&self.siblings)),
-        );
+        if self.has_expiry() {
+            out.push(FORMAT_VERSION_EXPIRY);
+            write_msgpack(
+                &mut out,
+                &(ClockOut(&self.clock), SiblingsOutExpiry(&self.siblings)),
+            );
+        } else {
+            out.push(FORMAT_VERSION);
+            write_msgpack(
+                &mut out,
+                &(ClockOut(&self.clock), SiblingsOut(&self.siblings)),
+            );
+        }
         out
     }
 
     /// Reads a stored or replicated object, checking the object invariant.
     pub fn decode(bytes: &[u8]) -> Result<Object, VersionError> {
-        let (clock, siblings): WireObjectIn = read_msgpack(body(bytes)?)?;
-        let clock = clock_from_wire(clock)?;
-        let siblings = siblings
-            .into_iter()
-            .map(|WireSiblingIn(node, counter, value, written_ms)| {
-                Ok(Sibling {
-                    dot: dot(node, counter)?,
-                    value,
-                    written_ms,
-                })
-            })
-            .collect::<Result<Vec<_>, VersionError>>()?;
-        Object::from_parts(clock, siblings)
+        let (clock, siblings) = match bytes.split_first() {
+            Some((&FORMAT_VERSION_EXPIRY, body)) => {
+                let (clock, siblings): WireObjectInExpiry = read_msgpack(body)?;
+                let siblings = siblings
+                    .into_iter()
+                    .map(
+                        |WireSiblingInExpiry(node, counter, value, written_ms, expires_ms)| {
+                            Ok(Sibling {
+                                dot: dot(node, counter)?,
+                                value,
+                                written_ms,
+                                expires_ms,
+                            })
+                        },
+                    )
+                    .collect::<Result<Vec<_>, VersionError>>()?;
+                if !siblings.iter().any(|s| s.expires_ms.is_some()) {
+                    // Format 2 only ever carries an expiry: one without
+                    // would not re-encode to the same bytes.
+                    return Err(bad("format 2 object without an expiry"));
+                }
+                (clock, siblings)
+            }
+            _ => {
+                let (clock, siblings): WireObjectIn = read_msgpack(body(bytes)?)?;
+                let siblings = siblings
+                    .into_iter()
+                    .map(|WireSiblingIn(node, counter, value, written_ms)| {
+                        Ok(Sibling {
+                            dot: dot(node, counter)?,
+                            value,
+                            written_ms,
+                            expires_ms: None,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, VersionError>>()?;
+                (clock, siblings)
+            }
+        };
+        Object::from_parts(clock_from_wire(clock)?, siblings)
     }
 }
 

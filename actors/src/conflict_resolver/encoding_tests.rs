@@ -5,7 +5,7 @@
 use super::test_support::{dot, node};
 use super::{
     ClockEntry, ContextKey, Object, Sibling, VersionError, VersionVector, CONTEXT_TAG_BYTES,
-    FORMAT_VERSION,
+    FORMAT_VERSION, FORMAT_VERSION_EXPIRY,
 };
 
 /// Clock `{a: 2 @ 1000 ms, b: 1 @ 5 ms}`; siblings `(a, 2) = "hi"` written
@@ -31,11 +31,13 @@ fn golden_object() -> Object {
             dot: dot("a", 2),
             value: Some(b"hi".to_vec()),
             written_ms: 1000,
+            expires_ms: None,
         },
         Sibling {
             dot: dot("b", 1),
             value: None,
             written_ms: 5,
+            expires_ms: None,
         },
     ];
     Object::from_parts(clock, siblings).unwrap()
@@ -162,6 +164,27 @@ fn golden_object_bytes() {
     assert_eq!(Object::decode(&GOLDEN_OBJECT).unwrap(), golden_object());
 }
 
+/// An expiring value is written in format 2 (its siblings carry
+/// `expires_ms`) and reads back whole; an object without one stays in
+/// format 1, and a format-2 object without an expiry is refused (it would
+/// not re-encode to the same bytes).
+#[test]
+fn an_expiry_takes_format_2_and_nothing_else_does() {
+    let mut object = golden_object();
+    object.siblings[0].expires_ms = Some(2_000);
+    let bytes = object.encode();
+    assert_eq!(bytes[0], FORMAT_VERSION_EXPIRY);
+    assert_eq!(Object::decode(&bytes).unwrap(), object);
+    let mut round = bytes.clone();
+    round.truncate(bytes.len() - 1);
+    assert!(Object::decode(&round).is_err());
+    assert_eq!(golden_object().encode()[0], FORMAT_VERSION);
+    let mut plain: Vec<u8> = vec![FORMAT_VERSION_EXPIRY];
+    let siblings = vec![("a", 1u64, None::<u8>, 0u64, None::<u64>)];
+    plain.extend(rmp_serde::to_vec(&(vec![("a", 1u64, 0u64)], siblings)).unwrap());
+    assert!(refused(&plain).contains("without an expiry"));
+}
+
 /// An object body with tombstone siblings, written by hand so that it can
 /// break the invariant.
 fn raw(clock: &[(&str, u64, u64)], siblings: &[(&str, u64, u64)]) -> Vec<u8> {
@@ -214,10 +237,10 @@ fn decode_refuses_framing_errors() {
         refused(&GOLDEN_OBJECT[..cut]);
     }
     let mut future = GOLDEN_OBJECT.to_vec();
-    future[0] = 2;
+    future[0] = 3;
     assert!(matches!(
         Object::decode(&future),
-        Err(VersionError::UnsupportedVersion { got: 2 })
+        Err(VersionError::UnsupportedVersion { got: 3 })
     ));
     let contexts = ContextKey::from_cluster_name("ringkv");
     assert!(matches!(

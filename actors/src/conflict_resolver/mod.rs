@@ -18,7 +18,8 @@
 //!   ([`ContextKey`]), so that clients cannot forge one.
 //! - tests: `laws_tests` (proptest laws), `history_tests` (random concurrent
 //!   histories against a model), `scenario_tests` (Figure 9 and friends),
-//!   `encoding_tests` (golden bytes), `test_support` (strategies).
+//!   `encoding_tests` (golden bytes), `expiry_tests` (TTL), `test_support`
+//!   (strategies).
 //!
 //! # The model
 //! Every write gets a unique [`Dot`] from its coordinator. A put carries the
@@ -27,6 +28,14 @@
 //! survive as siblings. A delete is a put of a tombstone. Replicas converge by
 //! [`Object::merge`], a join (commutative, associative, idempotent), under
 //! which a sibling some replica knows to be replaced never comes back.
+//!
+//! A put with `ttl_ms` gives its sibling an expiry ([`Sibling::expires_ms`],
+//! wall time), minted with the dot and the same on every replica. From then
+//! on reads ([`Object::live_values_at`]) do not see the value, but its dot
+//! and the clock stay: an older version on a stale replica is still
+//! covered, so it never comes back. Compaction drops the expired bytes
+//! ([`Object::without_expired`]: the sibling becomes a tombstone of the
+//! same dot, and merge prefers that form, so replicas converge on it).
 
 mod actor;
 mod clock;
@@ -38,7 +47,7 @@ mod prune;
 pub use actor::{reconcile, ConflictResolver, Reconcile, Reconciled};
 pub use clock::{ClockEntry, Dot, VersionVector};
 pub use context::{ContextKey, CONTEXT_FORMAT_VERSION, CONTEXT_KEY_PURPOSE, CONTEXT_TAG_BYTES};
-pub use encoding::FORMAT_VERSION;
+pub use encoding::{FORMAT_VERSION, FORMAT_VERSION_EXPIRY};
 pub use object::{
     is_stale, Object, Sibling, VersionError, VersionLimits, SIBLINGS_MAX_DEFAULT,
     VCLOCK_ENTRIES_MAX_DEFAULT, VCLOCK_PRUNE_AGE_S_DEFAULT,
@@ -58,3 +67,6 @@ mod history_tests;
 
 #[cfg(test)]
 mod scenario_tests;
+
+#[cfg(test)]
+mod expiry_tests;

@@ -97,6 +97,29 @@ pub struct Sibling {
     pub value: Option<Vec<u8>>,
     /// Wall time (ms) at which the coordinator accepted the write.
     pub written_ms: u64,
+    /// Wall time (ms) from which the value reads as absent (a put with
+    /// `ttl_ms`); `None`: it never expires. Part of the version: every
+    /// replica holds the same expiry for a dot.
+    pub expires_ms: Option<u64>,
+}
+
+impl Sibling {
+    /// Whether this is an expired value whose bytes were dropped
+    /// ([`Object::without_expired`]): no value, an expiry.
+    pub fn is_purged(&self) -> bool {
+        self.value.is_none() && self.expires_ms.is_some()
+    }
+
+    /// Whether the value has expired at wall time `now_ms`.
+    pub fn expired_at(&self, now_ms: u64) -> bool {
+        self.expires_ms.is_some_and(|at| at <= now_ms)
+    }
+
+    /// The value a read at `now_ms` sees: `None` for a tombstone or an
+    /// expired value.
+    pub fn value_at(&self, now_ms: u64) -> Option<&[u8]> {
+        self.value.as_deref().filter(|_| !self.expired_at(now_ms))
+    }
 }
 
 /// A sibling set and its causal context (a dotted causal container).
@@ -134,6 +157,20 @@ impl Object {
         now_ms: u64,
         limits: &VersionLimits,
     ) -> Result<Object, VersionError> {
+        Self::update_expiring(local, context, value, None, coordinator, now_ms, limits)
+    }
+
+    /// [`Object::update`] with an expiry: the new value reads as absent
+    /// from wall time `expires_ms` on (a put with `ttl_ms`).
+    pub fn update_expiring(
+        local: Option<&Object>,
+        context: &VersionVector,
+        value: Option<Vec<u8>>,
+        expires_ms: Option<u64>,
+        coordinator: &NodeId,
+        now_ms: u64,
+        limits: &VersionLimits,
+    ) -> Result<Object, VersionError> {
         let mut clock = local.map(|object| object.clock.clone()).unwrap_or_default();
         let seen = clock.counter(coordinator).max(context.counter(coordinator));
         let counter = seen
@@ -167,6 +204,7 @@ impl Object {
             at,
             Sibling {
                 dot,
+                expires_ms: expires_ms.filter(|_| value.is_some()),
                 value,
                 written_ms: now_ms,
             },
@@ -195,7 +233,10 @@ impl Object {
                 (None, None) => break,
                 (Some(a), Some(b)) => match a.dot.cmp(&b.dot) {
                     Ordering::Equal => {
-                        let kept = (*a).max(*b);
+                        // A copy whose expired value was purged wins over
+                        // one that still holds it (a total order, so merge
+                        // stays a join): replicas converge on the purge.
+                        let kept = std::cmp::max_by_key(*a, *b, |s| (s.is_purged(), *s));
                         ours.next();
                         theirs.next();
                         Some(kept)
@@ -229,6 +270,56 @@ impl Object {
         self.siblings
             .iter()
             .max_by(|a, b| (a.written_ms, &a.dot).cmp(&(b.written_ms, &b.dot)))
+    }
+
+    /// The values a read at wall time `now_ms` sees: [`Object::live_values`]
+    /// without the expired ones. Empty when every value was deleted or has
+    /// expired.
+    pub fn live_values_at(&self, now_ms: u64) -> Vec<&[u8]> {
+        self.siblings
+            .iter()
+            .filter_map(|sibling| sibling.value_at(now_ms))
+            .collect()
+    }
+
+    /// Whether any sibling carries an expiry (the object then needs the
+    /// encoding that has room for it).
+    pub fn has_expiry(&self) -> bool {
+        self.siblings.iter().any(|s| s.expires_ms.is_some())
+    }
+
+    /// The object with every value expired at `now_ms` turned into a
+    /// tombstone of the same dot (its bytes dropped; the clock and the dot
+    /// stay, so no older version comes back), or `None` when nothing
+    /// expired. What compaction keeps of an expired value.
+    pub fn without_expired(&self, now_ms: u64) -> Option<Object> {
+        if !self
+            .siblings
+            .iter()
+            .any(|s| s.value.is_some() && s.expired_at(now_ms))
+        {
+            return None;
+        }
+        let siblings = self
+            .siblings
+            .iter()
+            .map(|s| {
+                if s.value.is_some() && s.expired_at(now_ms) {
+                    Sibling {
+                        dot: s.dot.clone(),
+                        value: None,
+                        written_ms: s.written_ms,
+                        expires_ms: s.expires_ms,
+                    }
+                } else {
+                    s.clone()
+                }
+            })
+            .collect();
+        Some(Object {
+            clock: self.clock.clone(),
+            siblings,
+        })
     }
 
     /// All siblings, tombstones included, sorted by dot.

@@ -51,14 +51,16 @@ pub fn arb_object() -> impl Strategy<Value = Object> {
         1u64..5,
         prop::option::weighted(0.8, prop::collection::vec(0u8..3, 0..3)),
         0u64..100,
+        prop::option::weighted(0.2, 0u64..200),
     );
     (arb_clock(), prop::collection::vec(sibling, 0..5)).prop_map(|(clock, candidates)| {
         let mut siblings: Vec<Sibling> = candidates
             .into_iter()
-            .map(|(index, counter, value, written_ms)| Sibling {
+            .map(|(index, counter, value, written_ms, expires_ms)| Sibling {
                 dot: dot(NODES[index], counter),
                 value,
                 written_ms,
+                expires_ms,
             })
             .filter(|sibling| clock.covers(&sibling.dot))
             .collect();

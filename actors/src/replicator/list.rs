@@ -60,11 +60,15 @@ pub struct ListPage {
     pub cursor: Option<Vec<u8>>,
 }
 
-/// Whether an encoded object holds a live value (for the storage scan).
+/// Whether an encoded object holds a live value (for the storage scan):
+/// one that is neither a tombstone nor expired at the wall time of the
+/// filter's creation (the system clock: a listing is not part of the
+/// simulated cluster's workload).
 pub fn live_filter() -> LiveFilter {
-    Arc::new(|bytes: &[u8]| {
+    let now_ms = crate::storage::expiry::system_now_ms();
+    Arc::new(move |bytes: &[u8]| {
         Object::decode(bytes)
-            .map(|object| !object.live_values().is_empty())
+            .map(|object| !object.live_values_at(now_ms).is_empty())
             .map_err(|e| e.to_string())
     })
 }

@@ -149,6 +149,9 @@ pub struct CoordinateWrite {
     /// read-modify-write (no extra read). The RESP front end's SET and DEL;
     /// see `write::WritePlan::supersede_local`.
     pub supersede_local: bool,
+    /// The value expires this long after the minting replica accepted the
+    /// write, in milliseconds (`None`: never; ignored for a delete).
+    pub ttl_ms: Option<u64>,
     /// Write quorum (default from config).
     pub w: Option<usize>,
     /// Of the W acknowledgements, how many must come from primaries.
@@ -393,6 +396,7 @@ impl Replicator {
             }
             let mut forwarded = write::forwarded(msg.key, msg.value, msg.context, w, pw);
             forwarded.supersede_local = msg.supersede_local;
+            forwarded.ttl_ms = msg.ttl_ms;
             return Box::pin(
                 write::forward(
                     self.replicas.clone(),
@@ -413,6 +417,7 @@ impl Replicator {
         if let Some(error) = self.refuse_quorum("the write", usable, spare.len(), w, pw) {
             return Box::pin(async move { Err(error) });
         }
+        let now_ms = self.clock.now_ms();
         let plan = write::WritePlan {
             key: msg.key,
             value: msg.value,
@@ -426,7 +431,8 @@ impl Replicator {
             stand_in_after_ms: self.options.stand_in_after_ms,
             timeout_ms,
             trace: msg.trace,
-            now_ms: self.clock.now_ms(),
+            now_ms,
+            expires_ms: msg.ttl_ms.map(|ttl| now_ms.saturating_add(ttl)),
             limits: self.options.limits.clone(),
             object_bytes_max: self.options.object_bytes_max,
             contexts: self.options.contexts.clone(),
@@ -472,6 +478,7 @@ impl Replicator {
             trace: msg.trace,
             contexts: self.options.contexts.clone(),
             last_writer_wins: msg.last_writer_wins,
+            now_ms: self.clock.now_ms(),
         };
         let (tx, rx) = oneshot::channel();
         let span =
@@ -728,6 +735,9 @@ impl Handler<Incoming<ForwardedWrite>> for Replicator {
             value: write.value.map(ByteBuf::into_vec),
             context: write.context.map(ByteBuf::into_vec),
             supersede_local: write.supersede_local,
+            ttl_ms: write
+                .ttl_ms
+                .filter(|ttl| (1..=crate::wire::client::TTL_MS_MAX).contains(ttl)),
             w: Some(write.w.clamp(1, self.options.n)),
             pw: Some(write.pw.min(write.w)),
             timeout_ms: Some(msg.timeout_ms),

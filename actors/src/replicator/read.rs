@@ -52,6 +52,8 @@ pub struct ReadPlan {
     /// Answer only the last writer's value (`Object::last_writer`), not
     /// every sibling: the RESP front end's `resp_siblings = lww`.
     pub last_writer_wins: bool,
+    /// Wall time of the read, in ms: values expired by then are absent.
+    pub now_ms: u64,
 }
 
 /// Runs a read; the answer goes to `reply` as soon as it is known, and the
@@ -75,6 +77,7 @@ pub async fn coordinate(
         trace,
         contexts,
         last_writer_wins,
+        now_ms,
     } = plan;
     let now = tokio::time::Instant::now();
     let deadline = now + Duration::from_millis(timeout_ms);
@@ -95,15 +98,17 @@ pub async fn coordinate(
         if let Some(answer) = step.answer.take() {
             if let Some(tx) = reply.take() {
                 let answer = match answer {
-                    Ok(answers) => reconcile(&resolver, answers, trace).await.map(|rec| {
-                        let context = rec.context.map(|clock| contexts.seal(&key, &clock));
-                        let values = if last_writer_wins {
-                            rec.last_writer.into_iter().collect()
-                        } else {
-                            rec.values
-                        };
-                        (values, context)
-                    }),
+                    Ok(answers) => reconcile(&resolver, answers, trace, now_ms)
+                        .await
+                        .map(|rec| {
+                            let context = rec.context.map(|clock| contexts.seal(&key, &clock));
+                            let values = if last_writer_wins {
+                                rec.last_writer.into_iter().collect()
+                            } else {
+                                rec.values
+                            };
+                            (values, context)
+                        }),
                     Err(e) => Err(e),
                 };
                 let _ = tx.send(answer);
@@ -168,7 +173,9 @@ async fn repair_stale(
     if finished.answers.len() < 2 {
         return;
     }
-    match reconcile(resolver, finished.answers, trace).await {
+    // Read repair needs only the merged object and who lacks part of it;
+    // neither depends on the time of the read.
+    match reconcile(resolver, finished.answers, trace, 0).await {
         Ok(Reconciled {
             object: Some(object),
             stale,
@@ -198,9 +205,14 @@ async fn reconcile(
     resolver: &Recipient<Reconcile>,
     answers: Vec<ReadAnswer>,
     trace: u64,
+    now_ms: u64,
 ) -> Result<Reconciled, ClientError> {
     resolver
-        .send(Reconcile { answers, trace })
+        .send(Reconcile {
+            answers,
+            trace,
+            now_ms,
+        })
         .await
         .map_err(|e| {
             ClientError::new(

@@ -69,6 +69,8 @@ pub struct WritePlan {
     pub trace: u64,
     /// Wall time of the write, for the version's timestamps.
     pub now_ms: u64,
+    /// Wall time from which the value reads as absent (`ttl_ms`).
+    pub expires_ms: Option<u64>,
     /// Sibling and clock limits.
     pub limits: VersionLimits,
     /// Largest encoded object the write may leave, in bytes.
@@ -94,6 +96,7 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
         timeout_ms,
         trace,
         now_ms,
+        expires_ms,
         limits,
         object_bytes_max,
         contexts,
@@ -122,8 +125,16 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
             )
         })?;
         let context = superseding(context, local.as_ref(), supersede_local);
-        let mut next = Object::update(local.as_ref(), &context, value, actor, now_ms, &limits)
-            .map_err(refusal)?;
+        let mut next = Object::update_expiring(
+            local.as_ref(),
+            &context,
+            value,
+            expires_ms,
+            actor,
+            now_ms,
+            &limits,
+        )
+        .map_err(refusal)?;
         // Pruning must never drop the coordinator's own entry: its next dot
         // for this key would then reuse a counter that replicas remember.
         next.prune_keeping(actor, now_ms, &limits);
@@ -414,6 +425,7 @@ pub fn forwarded(
         value: value.map(ByteBuf::from),
         context: context.map(ByteBuf::from),
         supersede_local: false,
+        ttl_ms: None,
         w,
         pw,
     }

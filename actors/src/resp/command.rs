@@ -74,8 +74,26 @@ pub enum Command {
     Select,
     /// `GET key`.
     Get(Vec<u8>),
-    /// `SET key value`.
-    Set(Vec<u8>, Vec<u8>),
+    /// `SET key value [EX s | PX ms]`, `SETEX key s value`, `PSETEX key
+    /// ms value`: the value and its time to live in milliseconds.
+    Set(Vec<u8>, Vec<u8>, Option<u64>),
+    /// `SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]`: the `list`
+    /// op's cursor (`None`: the first page), the glob, keys per page, and
+    /// whether the type asked for is `string` (any other type has no keys).
+    Scan {
+        /// Where the previous page stopped.
+        cursor: Option<Vec<u8>>,
+        /// Only keys matching this glob are answered.
+        pattern: Option<Vec<u8>>,
+        /// Keys asked of the `list` op.
+        count: usize,
+        /// False for a `TYPE` other than `string`.
+        strings: bool,
+    },
+    /// `KEYS pattern`.
+    Keys(Vec<u8>),
+    /// `DBSIZE`.
+    DbSize,
     /// `DEL key...`.
     Del(Vec<Vec<u8>>),
     /// `EXISTS key...`.
@@ -132,6 +150,11 @@ pub const COMMANDS: &[(&str, i64, &[&str])] = &[
     ("select", 2, &["loading", "stale", "fast"]),
     ("get", 2, &["readonly", "fast"]),
     ("set", -3, &["write", "denyoom"]),
+    ("setex", 4, &["write", "denyoom"]),
+    ("psetex", 4, &["write", "denyoom"]),
+    ("scan", -2, &["readonly"]),
+    ("keys", 2, &["readonly"]),
+    ("dbsize", 1, &["readonly", "fast"]),
     ("del", -2, &["write"]),
     ("exists", -2, &["readonly", "fast"]),
     ("mget", -2, &["readonly", "fast"]),
@@ -175,7 +198,7 @@ const ONE_COPY: &[&str] = &[
 ];
 
 /// Commands that need the `list` op (not in this build yet).
-const NEEDS_LIST: &[&str] = &["scan", "dbsize", "keys", "randomkey", "flushdb", "flushall"];
+const NEEDS_LIST: &[&str] = &["randomkey", "flushdb", "flushall"];
 
 /// Commands whose data types ringkv does not have: a key holds bytes.
 const OTHER_TYPES: &[&str] = &[
@@ -261,10 +284,65 @@ pub fn parse(args: &[Vec<u8>], limits: &CommandLimits) -> Result<Command, Reply>
         "set" => {
             arity(rest.len() >= 2)?;
             let (k, v) = (key(&rest[0])?, value(&rest[1])?);
-            if let Some(option) = rest.get(2) {
-                return Err(set_option(option));
+            let mut ttl_ms = None;
+            let mut options = rest[2..].iter();
+            while let Some(option) = options.next() {
+                let unit_ms = match option.to_ascii_lowercase().as_slice() {
+                    b"ex" => 1_000,
+                    b"px" => 1,
+                    _ => return Err(set_option(option)),
+                };
+                let (Some(amount), None) = (options.next(), ttl_ms) else {
+                    return Err(Reply::err("syntax error"));
+                };
+                ttl_ms = Some(expire_ms(amount, unit_ms, "set")?);
             }
-            Ok(Command::Set(k, v))
+            Ok(Command::Set(k, v, ttl_ms))
+        }
+        "setex" | "psetex" => {
+            arity(rest.len() == 3)?;
+            let unit_ms = if name == "setex" { 1_000 } else { 1 };
+            let ttl_ms = expire_ms(&rest[1], unit_ms, &name)?;
+            Ok(Command::Set(key(&rest[0])?, value(&rest[2])?, Some(ttl_ms)))
+        }
+        "scan" => {
+            arity(!rest.is_empty())?;
+            let cursor = super::scan::scan_cursor(&rest[0]).map_err(Reply::err)?;
+            let (mut pattern, mut count, mut strings) =
+                (None, super::scan::SCAN_COUNT_DEFAULT, true);
+            let mut options = rest[1..].iter();
+            while let Some(option) = options.next() {
+                let Some(arg) = options.next() else {
+                    return Err(Reply::err("syntax error"));
+                };
+                match option.to_ascii_lowercase().as_slice() {
+                    b"match" => pattern = Some(arg.clone()),
+                    b"count" => {
+                        count = std::str::from_utf8(arg)
+                            .ok()
+                            .and_then(|c| c.parse::<usize>().ok())
+                            .filter(|c| *c >= 1)
+                            .ok_or_else(|| Reply::err("value is not an integer or out of range"))?
+                            .min(crate::wire::client::LIST_LIMIT_MAX);
+                    }
+                    b"type" => strings = arg.eq_ignore_ascii_case(b"string"),
+                    _ => return Err(Reply::err("syntax error")),
+                }
+            }
+            Ok(Command::Scan {
+                cursor,
+                pattern,
+                count,
+                strings,
+            })
+        }
+        "keys" => {
+            arity(rest.len() == 1)?;
+            Ok(Command::Keys(rest[0].clone()))
+        }
+        "dbsize" => {
+            arity(rest.is_empty())?;
+            Ok(Command::DbSize)
         }
         "del" | "unlink" => {
             arity(!rest.is_empty())?;
@@ -325,7 +403,8 @@ pub fn parse(args: &[Vec<u8>], limits: &CommandLimits) -> Result<Command, Reply>
             "'{n}' is not supported yet: it needs the node's key listing (the `list` op)"
         ))),
         n if NEEDS_TTL.contains(&n) => Err(Reply::err(format!(
-            "'{n}' is not supported: ringkv keys do not expire (no TTL yet)"
+            "'{n}' is not supported: a key's expiry is set with its value (SET EX/PX, SETEX, \
+             PSETEX) and cannot be read or changed on its own"
         ))),
         n if OTHER_TYPES.contains(&n) => Err(Reply::Error(format!(
             "WRONGTYPE '{n}' is not supported: a ringkv key holds one byte string \
@@ -347,12 +426,27 @@ fn unknown(name: &str, rest: &[Vec<u8>]) -> Reply {
     ))
 }
 
-/// The answer to a SET with options.
+/// A time to live of `amount` units of `unit_ms`, in milliseconds:
+/// 1..=`TTL_MS_MAX`, else Redis's error.
+fn expire_ms(amount: &[u8], unit_ms: u64, command: &str) -> Result<u64, Reply> {
+    std::str::from_utf8(amount)
+        .ok()
+        .and_then(|a| a.parse::<u64>().ok())
+        .and_then(|a| a.checked_mul(unit_ms))
+        .filter(|ms| (1..=crate::wire::client::TTL_MS_MAX).contains(ms))
+        .ok_or_else(|| Reply::err(format!("invalid expire time in '{command}' command")))
+}
+
+/// The answer to a SET option other than EX and PX.
 fn set_option(option: &[u8]) -> Reply {
     match option.to_ascii_lowercase().as_slice() {
-        b"ex" | b"px" | b"exat" | b"pxat" | b"keepttl" => Reply::err(
-            "SET with EX/PX/EXAT/PXAT/KEEPTTL is not supported: ringkv keys do not expire \
-             (no TTL yet)",
+        b"exat" | b"pxat" => Reply::err(
+            "SET with EXAT/PXAT is not supported: give the time to live with EX or PX \
+             (the expiry is then set by the node that takes the write)",
+        ),
+        b"keepttl" => Reply::err(
+            "SET with KEEPTTL needs the key's current expiry, an atomic read-modify-write on \
+             one copy of the key; ringkv has no such copy",
         ),
         b"nx" | b"xx" | b"get" => Reply::err(
             "SET with NX/XX/GET needs an atomic read-modify-write on one copy of the key; \
@@ -560,7 +654,12 @@ pub fn command_reply(query: &CommandQuery) -> Reply {
 fn summary(name: &str) -> &'static str {
     match name {
         "get" => "Get the value of a key (an error if it has siblings, unless resp_siblings = lww)",
-        "set" => "Set a key, superseding what the coordinating replica holds",
+        "set" => "Set a key (EX/PX: with a time to live), superseding what the coordinating replica holds",
+        "setex" => "Set a key with a time to live in seconds",
+        "psetex" => "Set a key with a time to live in milliseconds",
+        "scan" => "Page through the keys in ring order (the list op; MATCH filters each page)",
+        "keys" => "Every key matching a pattern (refused past RESP_KEYS_MAX keys: use SCAN)",
+        "dbsize" => "The number of keys: exact up to DBSIZE_EXACT_KEYS_MAX, else estimated",
         "del" => "Delete keys",
         "exists" => "Count the keys that exist",
         "mget" => "Get the values of several keys",
@@ -602,7 +701,7 @@ mod tests {
         );
         assert_eq!(
             parse_words(&["SET", "k", "v"]).unwrap(),
-            Command::Set(b"k".to_vec(), b"v".to_vec())
+            Command::Set(b"k".to_vec(), b"v".to_vec(), None)
         );
         assert_eq!(parse_words(&["PING"]).unwrap(), Command::Ping(None));
     }
@@ -634,18 +733,90 @@ mod tests {
         }
         let e = error_text(parse_words(&["SET", "k", "v", "NX"]));
         assert!(e.contains("atomic read-modify-write"), "{e}");
-        let e = error_text(parse_words(&["SET", "k", "v", "EX", "10"]));
-        assert!(e.contains("TTL"), "{e}");
+        let e = error_text(parse_words(&["SET", "k", "v", "KEEPTTL"]));
+        assert!(e.contains("atomic read-modify-write"), "{e}");
         let e = error_text(parse_words(&["SET", "k", "v", "bogus"]));
         assert_eq!(e, "ERR syntax error");
+        let e = error_text(parse_words(&["TTL", "k"]));
+        assert!(e.contains("SET EX/PX"), "{e}");
     }
 
     #[test]
-    fn scan_and_dbsize_are_not_supported_yet() {
-        for name in ["SCAN", "DBSIZE"] {
-            let e = error_text(parse_words(&[name, "0"]));
-            assert!(e.contains("not supported yet"), "{e}");
+    fn set_takes_a_time_to_live() {
+        let set = |words: &[&str]| parse_words(words);
+        let k = || b"k".to_vec();
+        let v = || b"v".to_vec();
+        assert_eq!(
+            set(&["SET", "k", "v", "EX", "10"]).unwrap(),
+            Command::Set(k(), v(), Some(10_000))
+        );
+        assert_eq!(
+            set(&["set", "k", "v", "px", "250"]).unwrap(),
+            Command::Set(k(), v(), Some(250))
+        );
+        assert_eq!(
+            set(&["SETEX", "k", "2", "v"]).unwrap(),
+            Command::Set(k(), v(), Some(2_000))
+        );
+        assert_eq!(
+            set(&["PSETEX", "k", "7", "v"]).unwrap(),
+            Command::Set(k(), v(), Some(7))
+        );
+        for bad in [
+            &["SET", "k", "v", "EX", "0"][..],
+            &["SET", "k", "v", "PX", "-5"],
+            &["SET", "k", "v", "EX", "ten"],
+            &["SETEX", "k", "99999999999999999", "v"],
+        ] {
+            assert!(
+                error_text(set(bad)).contains("invalid expire time"),
+                "{bad:?}"
+            );
         }
+        assert_eq!(
+            error_text(set(&["SET", "k", "v", "EX"])),
+            "ERR syntax error"
+        );
+        assert_eq!(
+            error_text(set(&["SET", "k", "v", "EX", "1", "PX", "5"])),
+            "ERR syntax error"
+        );
+        assert!(error_text(set(&["SET", "k", "v", "EXAT", "1"])).contains("EX or PX"));
+    }
+
+    #[test]
+    fn scan_keys_and_dbsize_parse() {
+        assert_eq!(
+            parse_words(&["SCAN", "0"]).unwrap(),
+            Command::Scan {
+                cursor: None,
+                pattern: None,
+                count: crate::resp::scan::SCAN_COUNT_DEFAULT,
+                strings: true
+            }
+        );
+        assert_eq!(
+            parse_words(&["scan", "01ff", "MATCH", "u:*", "COUNT", "5000", "TYPE", "hash"])
+                .unwrap(),
+            Command::Scan {
+                cursor: Some(vec![1, 0xff]),
+                pattern: Some(b"u:*".to_vec()),
+                count: crate::wire::client::LIST_LIMIT_MAX,
+                strings: false
+            }
+        );
+        assert!(error_text(parse_words(&["SCAN", "zz"])).contains("invalid cursor"));
+        assert!(error_text(parse_words(&["SCAN", "0", "COUNT", "0"])).contains("out of range"));
+        assert_eq!(
+            error_text(parse_words(&["SCAN", "0", "MATCH"])),
+            "ERR syntax error"
+        );
+        assert_eq!(
+            parse_words(&["KEYS", "*"]).unwrap(),
+            Command::Keys(b"*".to_vec())
+        );
+        assert_eq!(parse_words(&["DBSIZE"]).unwrap(), Command::DbSize);
+        assert!(error_text(parse_words(&["DBSIZE", "x"])).contains("wrong number"));
     }
 
     #[test]

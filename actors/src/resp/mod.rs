@@ -8,6 +8,7 @@
 //! - `frame`: RESP framing (the `redis-protocol` crate) and reply encoding;
 //! - `command`: argument list -> typed [`command::Command`] (pure);
 //! - `info`: the text of `INFO` and `CLIENT INFO` (pure);
+//! - `scan`: `SCAN` cursors, `MATCH` globs, the `DBSIZE` estimate (pure);
 //! - `session`: the connection actor.
 //!
 //! The write rule: SET and DEL supersede what the coordinating replica
@@ -19,6 +20,7 @@
 pub mod command;
 pub mod frame;
 pub mod info;
+pub mod scan;
 mod session;
 
 use std::cell::Cell;

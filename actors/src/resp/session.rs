@@ -36,11 +36,15 @@ use tracing::{debug, info, warn};
 use super::command::{self, ClientCommand, Command, Consistency};
 use super::frame::{next_frame, FrameLimits, Framed, Protocol, Reply};
 use super::info::{self, ClientFacts, InfoFacts};
+use super::scan;
 use super::{RespOptions, Shared, SiblingsMode};
 use crate::client_api::access::{Access, AUTH_FAILURES_MAX};
 use crate::failure_detector::{FailureDetector, StatusQuery};
 use crate::net::BoxConnection;
-use crate::replicator::{CoordinateGet, CoordinateWrite, GetAnswer, Replicator};
+use crate::replicator::{
+    CoordinateGet, CoordinateList, CoordinateWrite, GetAnswer, ListPage, Replicator,
+};
+use crate::wire::client::LIST_LIMIT_MAX;
 use crate::wire::client::{ClientError, ClientOp, ClientReply, ErrorCode};
 use crate::NodeId;
 
@@ -52,6 +56,10 @@ type KeyDone = SharedFuture<LocalBoxFuture<'static, ()>>;
 
 /// A read still running: the live values and the context.
 type PendingRead = Pin<Box<dyn Future<Output = Result<GetAnswer, ClientError>>>>;
+
+/// A walk of the `list` op: the keys, and where it stopped (`None`: the
+/// pass ended).
+type WalkResult = Result<(Vec<Vec<u8>>, Option<Vec<u8>>), ClientError>;
 
 /// What the decoder hands the session.
 #[derive(Debug)]
@@ -414,8 +422,8 @@ impl RespSession {
                     ctx,
                 );
             }
-            Command::Set(key, value) => {
-                let write = self.write(key.clone(), Some(value), None);
+            Command::Set(key, value, ttl_ms) => {
+                let write = self.write(key.clone(), Some(value), None, ttl_ms);
                 self.run(
                     vec![key],
                     Box::pin(async move {
@@ -427,11 +435,86 @@ impl RespSession {
                     ctx,
                 );
             }
+            Command::Scan {
+                cursor,
+                pattern,
+                count,
+                strings,
+            } => {
+                let page = self.list_page(cursor, count);
+                self.run(
+                    Vec::new(),
+                    Box::pin(async move {
+                        match page.await {
+                            Ok(page) => {
+                                let keys = page
+                                    .keys
+                                    .into_iter()
+                                    .filter(|_| strings)
+                                    .filter(|k| {
+                                        pattern.as_ref().is_none_or(|p| scan::glob_match(p, k))
+                                    })
+                                    .map(Reply::Bulk)
+                                    .collect();
+                                Reply::Array(vec![
+                                    Reply::Bulk(scan::scan_reply_cursor(page.cursor.as_deref())),
+                                    Reply::Array(keys),
+                                ])
+                            }
+                            Err(e) => client_error(e),
+                        }
+                    }),
+                    ctx,
+                );
+            }
+            Command::Keys(pattern) => {
+                let walk = self.walk_keys(scan::RESP_KEYS_MAX);
+                self.run(
+                    Vec::new(),
+                    Box::pin(async move {
+                        match walk.await {
+                            Ok((keys, None)) => Reply::Array(
+                                keys.into_iter()
+                                    .filter(|k| scan::glob_match(&pattern, k))
+                                    .map(Reply::Bulk)
+                                    .collect(),
+                            ),
+                            Ok((_, Some(_))) => Reply::err(format!(
+                                "KEYS stops at {} keys (RESP_KEYS_MAX); page through them with SCAN",
+                                scan::RESP_KEYS_MAX
+                            )),
+                            Err(e) => client_error(e),
+                        }
+                    }),
+                    ctx,
+                );
+            }
+            Command::DbSize => {
+                let walk = self.walk_keys(scan::DBSIZE_EXACT_KEYS_MAX);
+                let key_bytes_max = self.options.limits.max_key_bytes;
+                self.run(
+                    Vec::new(),
+                    Box::pin(async move {
+                        match walk.await {
+                            Ok((keys, stopped)) => {
+                                let estimate = scan::dbsize_estimate(
+                                    keys.len(),
+                                    stopped.as_deref(),
+                                    key_bytes_max,
+                                );
+                                Reply::Int(i64::try_from(estimate).unwrap_or(i64::MAX))
+                            }
+                            Err(e) => client_error(e),
+                        }
+                    }),
+                    ctx,
+                );
+            }
             Command::MSet(pairs) => {
                 let keys = pairs.iter().map(|(k, _)| k.clone()).collect();
                 let writes: Vec<_> = pairs
                     .into_iter()
-                    .map(|(k, v)| self.write(k, Some(v), None))
+                    .map(|(k, v)| self.write(k, Some(v), None, None))
                     .collect();
                 self.run(
                     keys,
@@ -454,7 +537,7 @@ impl RespSession {
                 let count = keys.len() as i64;
                 let writes: Vec<_> = keys
                     .iter()
-                    .map(|k| self.write(k.clone(), None, None))
+                    .map(|k| self.write(k.clone(), None, None, None))
                     .collect();
                 self.run(
                     keys,
@@ -485,6 +568,7 @@ impl RespSession {
                             value: Some(value),
                             context,
                             supersede_local: true,
+                            ttl_ms: None,
                             w: write_for,
                             pw: None,
                             timeout_ms: None,
@@ -597,13 +681,73 @@ impl RespSession {
         })
     }
 
-    /// A SET (`value`) or DEL (`None`) superseding what the coordinating
-    /// replica holds for the key.
+    /// One page of the `list` op.
+    fn list_page(
+        &self,
+        cursor: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Pin<Box<dyn Future<Output = Result<ListPage, ClientError>>>> {
+        let message = CoordinateList {
+            cursor,
+            limit,
+            timeout_ms: None,
+            trace: self.trace(),
+            key_bytes_max: self.options.limits.max_key_bytes,
+        };
+        let replicator = self.replicator.clone();
+        Box::pin(async move {
+            replicator.send(message).await.map_err(|e| {
+                ClientError::new(ErrorCode::Internal, format!("replicator unavailable: {e}"))
+            })?
+        })
+    }
+
+    /// Walks the `list` op from the start until the pass ends or `max`
+    /// keys are gathered: the keys, and the cursor where it stopped
+    /// (`None`: every key was listed).
+    fn walk_keys(&self, max: usize) -> Pin<Box<dyn Future<Output = WalkResult>>> {
+        let replicator = self.replicator.clone();
+        let key_bytes_max = self.options.limits.max_key_bytes;
+        let first_trace = self.trace();
+        Box::pin(async move {
+            let mut keys = Vec::new();
+            let mut cursor = None;
+            for page_number in 0u64.. {
+                let limit = LIST_LIMIT_MAX.min(max.saturating_sub(keys.len())).max(1);
+                let page = replicator
+                    .send(CoordinateList {
+                        cursor: cursor.take(),
+                        limit,
+                        timeout_ms: None,
+                        trace: first_trace.wrapping_add(page_number),
+                        key_bytes_max,
+                    })
+                    .await
+                    .map_err(|e| {
+                        ClientError::new(
+                            ErrorCode::Internal,
+                            format!("replicator unavailable: {e}"),
+                        )
+                    })??;
+                keys.extend(page.keys);
+                match page.cursor {
+                    None => return Ok((keys, None)),
+                    Some(next) if keys.len() >= max => return Ok((keys, Some(next))),
+                    Some(next) => cursor = Some(next),
+                }
+            }
+            Ok((keys, cursor))
+        })
+    }
+
+    /// A SET (`value`, expiring after `ttl_ms`) or DEL (`None`)
+    /// superseding what the coordinating replica holds for the key.
     fn write(
         &self,
         key: Vec<u8>,
         value: Option<Vec<u8>>,
         context: Option<Vec<u8>>,
+        ttl_ms: Option<u64>,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, ClientError>>>> {
         let replicator = self.replicator.clone();
         let message = CoordinateWrite {
@@ -611,6 +755,7 @@ impl RespSession {
             value,
             context,
             supersede_local: true,
+            ttl_ms,
             w: self.write_quorum(),
             pw: None,
             timeout_ms: None,

@@ -355,6 +355,11 @@ pub struct ForwardedWrite {
     /// replica's versions as siblings.
     #[serde(default)]
     pub supersede_local: bool,
+    /// The value expires this long after the replica accepts the write, in
+    /// milliseconds (a put with `ttl_ms`). A peer from before this field
+    /// ignores it: the value then never expires.
+    #[serde(default)]
+    pub ttl_ms: Option<u64>,
 }
 
 /// A forwarded write succeeded.

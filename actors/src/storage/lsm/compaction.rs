@@ -13,6 +13,10 @@
 //! filters. Flushes wait while the count is at the limit, so it is a hard
 //! bound on the tables a point read consults.
 //!
+//! A [`CompactionFilter`](super::CompactionFilter) in the options rewrites
+//! each live value as it is copied (the node's drops expired values'
+//! bytes).
+//!
 //! Tombstones: a tombstone can be dropped only when the merge includes the
 //! oldest table (nothing older can hold a version it hides) and every input's
 //! sequence bound is at or below the purge watermark set by
@@ -92,7 +96,16 @@ impl Inner {
                 ))
             })
             .collect();
-        let merged = Merge::new(layers).filter(|entry| !(purge && matches!(entry, Ok((_, None)))));
+        let filter = self.options.compaction_filter.clone();
+        let merged = Merge::new(layers)
+            .filter(|entry| !(purge && matches!(entry, Ok((_, None)))))
+            .map(move |entry| match (entry, &filter) {
+                (Ok((key, Some(value))), Some(filter)) => {
+                    let value = (filter.0)(&key, &value).unwrap_or(value);
+                    Ok((key, Some(value)))
+                }
+                (entry, _) => entry,
+            });
         let keys_expected: u64 = inputs.iter().map(|t| t.table.entry_count()).sum();
         let id = self.allocate_table_id();
         let keys_expected = usize::try_from(keys_expected).unwrap_or(usize::MAX);

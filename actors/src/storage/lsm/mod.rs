@@ -56,5 +56,5 @@ pub mod vfs;
 mod tests;
 
 pub use engine::LsmEngine;
-pub use options::{Compression, LsmOptions, SyncPolicy};
+pub use options::{CompactionFilter, Compression, LsmOptions, SyncPolicy};
 pub use vfs::{StdVfs, Vfs};

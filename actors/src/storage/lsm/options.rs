@@ -30,6 +30,25 @@ pub enum Compression {
     Lz4,
 }
 
+/// The rewrite a [`CompactionFilter`] applies: engine key and value in,
+/// `Some(replacement)` or `None` (keep) out.
+pub type CompactionRewrite = dyn Fn(&[u8], &[u8]) -> Option<Vec<u8>> + Send + Sync;
+
+/// Rewrites a live value as compaction copies it: given the engine key and
+/// the value, `Some(new value)` replaces it, `None` keeps it as is. The
+/// node's filter drops the bytes of expired values
+/// (`storage::expiry::expiry_filter`). It must be idempotent and must not
+/// change a value's meaning for reads, since a value may be read before
+/// and after.
+#[derive(Clone)]
+pub struct CompactionFilter(pub std::sync::Arc<CompactionRewrite>);
+
+impl std::fmt::Debug for CompactionFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CompactionFilter")
+    }
+}
+
 /// Options for [`LsmEngine::open`](super::LsmEngine::open).
 #[derive(Clone, Debug)]
 pub struct LsmOptions {
@@ -62,6 +81,8 @@ pub struct LsmOptions {
     /// segment is then written with `O_DIRECT` (see `vfs::direct`). 0
     /// disables both. Default 32 MiB.
     pub log_preallocate_bytes: u64,
+    /// Applied to every live value a compaction copies. Default none.
+    pub compaction_filter: Option<CompactionFilter>,
 }
 
 impl Default for LsmOptions {
@@ -77,6 +98,7 @@ impl Default for LsmOptions {
             tables_per_read_max: 8,
             compaction_tables_max: 4,
             log_preallocate_bytes: 32 << 20,
+            compaction_filter: None,
         }
     }
 }

@@ -118,10 +118,14 @@ pub fn encode_request(request: &ClientRequest) -> Vec<u8> {
             context,
             w,
             pw,
+            ttl_ms,
         } => {
             map.push((s("key"), bin(key)));
             map.push((s("value"), bin(value)));
             push_write_options(&mut map, context, w, pw);
+            if let Some(ttl) = ttl_ms {
+                map.push((s("ttl_ms"), Value::from(*ttl)));
+            }
         }
         ClientOp::Delete {
             key,

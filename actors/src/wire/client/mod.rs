@@ -113,6 +113,10 @@ impl ClientError {
     }
 }
 
+/// Longest `ttl_ms` a put may ask for, in milliseconds: 100 years, far
+/// beyond any use and far from wall-clock overflow.
+pub const TTL_MS_MAX: u64 = 100 * 365 * 24 * 3_600 * 1_000;
+
 /// The limits a request is checked against while it is parsed.
 #[derive(Clone, Copy, Debug)]
 pub struct RequestLimits {
@@ -172,6 +176,9 @@ pub enum ClientOp {
         w: Option<usize>,
         /// Of those, acknowledgements from primaries (default 0).
         pw: Option<usize>,
+        /// The value expires this long after the write was accepted, in
+        /// milliseconds (absent: never).
+        ttl_ms: Option<u64>,
     },
     /// Write a tombstone under `key`, replacing what `context` covers.
     Delete {

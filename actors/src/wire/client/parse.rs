@@ -5,7 +5,7 @@ use rmpv::Value;
 
 use super::{
     AuthToken, ClientError, ClientOp, ClientRequest, ErrorCode, RequestLimits, LIST_LIMIT_MAX,
-    REQUEST_DEPTH_MAX,
+    REQUEST_DEPTH_MAX, TTL_MS_MAX,
 };
 
 /// Parses one request frame. On failure returns the id to answer with (0
@@ -105,6 +105,7 @@ fn parse_op(fields: &Fields<'_>, limits: &RequestLimits) -> Result<ClientOp, Cli
             context: fields.context()?,
             w: fields.quorum("w", limits)?,
             pw: fields.primaries("pw", limits)?,
+            ttl_ms: fields.ttl_ms()?,
         },
         "delete" => ClientOp::Delete {
             key: fields.key(limits)?,
@@ -203,6 +204,19 @@ impl<'a> Fields<'a> {
             _ => Err(bad(format!(
                 "field `{name}` must be an integer in 0..={} (N)",
                 limits.replicas
+            ))),
+        }
+    }
+
+    /// `ttl_ms`: 1..=[`TTL_MS_MAX`] milliseconds.
+    fn ttl_ms(&self) -> Result<Option<u64>, ClientError> {
+        let Some(v) = self.get("ttl_ms") else {
+            return Ok(None);
+        };
+        match v.as_u64() {
+            Some(ttl) if (1..=TTL_MS_MAX).contains(&ttl) => Ok(Some(ttl)),
+            _ => Err(bad(format!(
+                "field `ttl_ms` must be an integer in 1..={TTL_MS_MAX} (milliseconds)"
             ))),
         }
     }

@@ -28,6 +28,7 @@ fn request_round_trip() {
             context: Some(vec![1, 2]),
             w: Some(2),
             pw: Some(1),
+            ttl_ms: Some(60_000),
         },
         timeout_ms: Some(50),
     };
@@ -82,6 +83,37 @@ fn auth_needs_a_token_and_never_shows_it() {
         ErrorCode::parse("unauthorized"),
         Some(ErrorCode::Unauthorized)
     );
+}
+
+#[test]
+fn ttl_ms_lies_in_1_to_its_maximum() {
+    for value in [Value::from(0), Value::from(TTL_MS_MAX + 1), s("5")] {
+        let f = frame(vec![
+            ("id", Value::from(3)),
+            ("op", s("put")),
+            ("key", s("k")),
+            ("value", s("v")),
+            ("ttl_ms", value),
+        ]);
+        let (id, code, message) = code_of(parse_request(&f, &LIMITS));
+        assert_eq!((id, code), (3, ErrorCode::BadRequest));
+        assert!(message.contains("`ttl_ms`"), "{message}");
+    }
+    let f = frame(vec![
+        ("id", Value::from(3)),
+        ("op", s("put")),
+        ("key", s("k")),
+        ("value", s("v")),
+        ("ttl_ms", Value::from(TTL_MS_MAX)),
+    ]);
+    let request = parse_request(&f, &LIMITS).unwrap();
+    assert!(matches!(
+        request.op,
+        ClientOp::Put {
+            ttl_ms: Some(TTL_MS_MAX),
+            ..
+        }
+    ));
 }
 
 #[test]
