@@ -101,8 +101,8 @@ pub fn open_storage(config: &NodeConfig) -> Result<(NodeEnvParts, Option<File>),
 /// this build's key layout; its compactions drop expired values' bytes.
 fn open_lsm(dir: &Path, options: &LsmOptions) -> Result<Arc<dyn Engine>, StorageError> {
     let options = LsmOptions {
-        compaction_filter: Some(ringkv_actors::storage::expiry::expiry_filter(
-            ringkv_actors::storage::expiry::system_now_ms,
+        compaction_filter: Some(ringkv_actors::replicator::expiry::expiry_filter(
+            ringkv_actors::replicator::expiry::system_now_ms,
         )),
         ..options.clone()
     };

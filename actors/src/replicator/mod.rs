@@ -9,13 +9,15 @@
 //!   to a replica);
 //! - `read`: carries out a read (ask, answer at R, read repair hand-off);
 //! - `list_walk`: the key listing's cursor and page walk (pure);
-//! - `list`: carries out a listing page, and serves peers' span requests.
+//! - `list`: carries out a listing page, and serves peers' span requests;
+//! - `expiry`: the storage engine's compaction filter for expired values.
 //!
 //! The actor itself only keeps the rings and the reachable and healthy
 //! sets (from the FailureDetector's `MembershipChanged`), classifies the
 //! key's primaries by them, and spawns the coordination future.
 
 mod coordinator;
+pub mod expiry;
 mod fanout;
 pub mod list;
 pub mod list_walk;

@@ -10,11 +10,9 @@
 //!   minting, hints, recovery after a failed write);
 //! - `worker`: the jobs, the reader threads, the engine slot;
 //! - `actor`: the Storage actor.
-//! - `expiry`: the compaction filter that drops expired values' bytes.
 
 pub mod actor;
 pub mod engine;
-pub mod expiry;
 pub mod keys;
 pub mod lsm;
 pub mod memory_engine;

@@ -37,7 +37,7 @@ pub type CompactionRewrite = dyn Fn(&[u8], &[u8]) -> Option<Vec<u8>> + Send + Sy
 /// Rewrites a live value as compaction copies it: given the engine key and
 /// the value, `Some(new value)` replaces it, `None` keeps it as is. The
 /// node's filter drops the bytes of expired values
-/// (`storage::expiry::expiry_filter`). It must be idempotent and must not
+/// (`replicator::expiry::expiry_filter`). It must be idempotent and must not
 /// change a value's meaning for reads, since a value may be read before
 /// and after.
 #[derive(Clone)]

@@ -3,13 +3,15 @@
 //! the same dots (`Object::without_expired`), so compaction frees their
 //! bytes while the clock and the dots stay and no older version can come
 //! back. Keys outside the data namespace, objects that do not decode and
-//! objects with nothing expired are copied as they are.
+//! objects with nothing expired are copied as they are. It lives here, not
+//! in `storage`, because it reads objects (`conflict_resolver`); the node
+//! hands it to the engine when it opens the data dir.
 
 use std::sync::Arc;
 
-use super::keys::storage_key_of;
-use super::lsm::CompactionFilter;
 use crate::conflict_resolver::Object;
+use crate::storage::keys::storage_key_of;
+use crate::storage::lsm::CompactionFilter;
 
 /// The filter, reading wall time (ms) from `now_ms` at each value.
 pub fn expiry_filter(now_ms: impl Fn() -> u64 + Send + Sync + 'static) -> CompactionFilter {
