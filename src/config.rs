@@ -157,6 +157,11 @@ pub struct NodeArgs {
     /// Address for clients, e.g. 127.0.0.1:7001.
     #[arg(long, value_name = "ADDR")]
     pub client_listen: Option<SocketAddr>,
+    /// Address of the Prometheus metrics endpoint (HTTP `GET /metrics`),
+    /// e.g. 127.0.0.1:9101. Default: off. Same accept policy as the client
+    /// port (loopback only in protected mode).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Directory for this node's data (created if missing).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -308,6 +313,8 @@ pub struct NodeConfig {
     pub advertise_addr: SocketAddr,
     /// Client listen address.
     pub client_listen: SocketAddr,
+    /// Metrics endpoint address (`None`: off).
+    pub metrics_listen: Option<SocketAddr>,
     /// Data directory.
     pub data_dir: PathBuf,
     /// Seeds.
@@ -415,6 +422,14 @@ impl NodeArgs {
         if listen == client_listen {
             return Err(format!("--listen and --client-listen must differ (both {listen})").into());
         }
+        if let Some(metrics) = self.metrics_listen {
+            if (metrics == listen || metrics == client_listen) && metrics.port() != 0 {
+                return Err(format!(
+                    "--metrics-listen {metrics} must differ from --listen and --client-listen"
+                )
+                .into());
+            }
+        }
         let cluster_secret = match self.cluster_secret_file {
             Some(path) => {
                 let secret = ClusterSecret::from_file(&path)?;
@@ -425,6 +440,16 @@ impl NodeArgs {
         if cluster_secret.is_none() {
             let seeds = self.seeds.as_deref().unwrap_or_default();
             protected_mode(listen, client_listen, self.advertise_addr, seeds)?;
+            if let Some(metrics) = self.metrics_listen {
+                if !is_loopback(metrics.ip()) {
+                    return Err(format!(
+                        "--metrics-listen {metrics} is not a loopback address, and this node has \
+                         no --cluster-secret-file: in protected mode the metrics endpoint, like \
+                         the client port, serves this machine only"
+                    )
+                    .into());
+                }
+            }
         }
         let advertise_addr = match self.advertise_addr {
             Some(a) if a.ip().is_unspecified() || a.port() == 0 => {
@@ -610,6 +635,7 @@ impl NodeArgs {
             listen,
             advertise_addr,
             client_listen,
+            metrics_listen: self.metrics_listen,
             data_dir,
             seeds: self.seeds.unwrap_or_default(),
             n,

@@ -34,6 +34,10 @@ pub struct DevArgs {
     /// First peer port; node i listens for peers on base+i-1.
     #[arg(long, default_value_t = 7101)]
     pub peer_port: u16,
+    /// First metrics port (`GET /metrics`); node i serves on base+i-1. 0
+    /// turns the metrics endpoints off.
+    #[arg(long, default_value_t = 9101)]
+    pub metrics_port: u16,
     /// Loopback address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: std::net::IpAddr,
@@ -59,6 +63,8 @@ pub struct DevNode {
     pub client: SocketAddr,
     /// Peer address.
     pub peer: SocketAddr,
+    /// Metrics address (`None`: `--metrics-port 0`).
+    pub metrics: Option<SocketAddr>,
     /// Data dir.
     pub data_dir: PathBuf,
 }
@@ -79,6 +85,8 @@ pub fn plan(args: &DevArgs) -> Result<Vec<DevNode>, String> {
             id: format!("n{}", i + 1),
             client: SocketAddr::new(args.host, args.client_port + i),
             peer: SocketAddr::new(args.host, args.peer_port + i),
+            metrics: (args.metrics_port != 0)
+                .then(|| SocketAddr::new(args.host, args.metrics_port + i)),
             data_dir: args.data_dir.join(format!("n{}", i + 1)),
         })
         .collect())
@@ -136,6 +144,9 @@ pub fn spawn(args: &DevArgs, nodes: &[DevNode], secret: &Path) -> Result<Vec<Chi
             .args(&args.extra);
         if !seeds.is_empty() {
             cmd.args(["--seeds", &seeds.join(",")]);
+        }
+        if let Some(metrics) = node.metrics {
+            cmd.args(["--metrics-listen", &metrics.to_string()]);
         }
         match cmd.spawn() {
             Ok(child) => children.push(child),

@@ -10,6 +10,7 @@
 //! | [`client`] | the async Rust [`Client`] (pipelined; used by examples, tests, benches) |
 //! | [`bench`] | the load generator behind `ringkv bench` |
 //! | [`dev`] | `ringkv dev`: a local cluster of node processes |
+//! | [`metrics_http`] | the `--metrics-listen` endpoint: `GET /metrics` in the Prometheus text format |
 //! | [`logging`] | tracing set-up: pretty or JSON lines, `RUST_LOG` |
 //!
 //! The actors themselves, and the map of who sends what to whom, live in the
@@ -22,6 +23,7 @@ pub mod config;
 pub mod data_dir;
 pub mod dev;
 pub mod logging;
+pub mod metrics_http;
 pub mod node;
 
 pub use client::Client;

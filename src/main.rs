@@ -169,8 +169,11 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         args.w
     );
     for n in &nodes {
+        let metrics = n
+            .metrics
+            .map_or(String::new(), |m| format!("  metrics http://{m}/metrics"));
         println!(
-            "  {}  client {}  peer {}  data {}",
+            "  {}  client {}  peer {}{metrics}  data {}",
             n.id,
             n.client,
             n.peer,

@@ -16,6 +16,7 @@
 //! | [`membership`] | shared vocabulary: `MembershipChanged` (rings, reachability, peers) |
 //! | [`ring`] | the consistent-hash ring: virtual nodes, weights, preference lists |
 //! | [`wire`] | the frame codec (u32 BE length + MessagePack), the client protocol, the typed peer protocol |
+//! | [`metrics`] | the Prometheus metrics handle (`Metrics`): pre-created counters, gauges, histograms; the storage engine's (`EngineMetrics`) |
 //! | [`tls`] | optional TLS for the client and peer ports, as a wrapper around the network seam |
 //! | [`net`] / [`clock`] | the network and clock seams (real sockets and time, or turmoil's in tests); protected mode's accept policy (`AcceptPolicy`) |
 //! | [`persist`] | small snapshots (membership, hints) written atomically off the arbiter |
@@ -84,6 +85,7 @@ pub mod clock;
 pub mod conflict_resolver;
 pub mod failure_detector;
 pub mod membership;
+pub mod metrics;
 pub mod net;
 pub mod node_id;
 pub mod persist;

@@ -58,6 +58,8 @@ pub struct ClientApiOptions {
     /// connection may run every op, admin ops from loopback only); the
     /// policy is `access`.
     pub tokens: access::ClientTokens,
+    /// Requests by op and result, their latency, the replicator's mailbox.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// The client listener actor.

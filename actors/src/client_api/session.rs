@@ -14,6 +14,7 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Instant;
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -24,6 +25,7 @@ use tracing::{debug, info, warn};
 use super::access::{Access, AUTH_FAILURES_MAX};
 use super::ClientApiOptions;
 use crate::failure_detector::{FailureDetector, Forget, Leave, StatusQuery};
+use crate::metrics::Mailbox;
 use crate::net::BoxConnection;
 use crate::replicator::{CoordinateGet, CoordinateWrite, Replicator};
 use crate::storage::{HintCountsQuery, Storage};
@@ -144,24 +146,35 @@ impl ClientSession {
         }
     }
 
+    /// Counts one answered request (`ringkv_requests_total`,
+    /// `ringkv_request_duration_seconds`).
+    fn count(&self, op: &str, error: Option<ErrorCode>, started: Instant) {
+        self.options
+            .metrics
+            .request(op, error, started.elapsed().as_secs_f64());
+    }
+
     fn on_frame(&mut self, frame: Bytes, ctx: &mut Context<Self>) {
+        let started = Instant::now();
         let request = match parse_request(&frame, &self.options.limits) {
             Ok(r) => r,
             Err((id, error)) => {
                 let span = self.span.clone();
                 let _span = span.enter();
                 info!(id, code = error.code.as_str(), message = %error.message, "request failed");
+                self.count("invalid", Some(error.code), started);
                 return self.respond(id, &Err(error), ctx);
             }
         };
         if let ClientOp::Auth { token } = &request.op {
-            return self.on_auth(request.id, &token.0, ctx);
+            return self.on_auth(request.id, &token.0, started, ctx);
         }
         if let Err(error) = self.access.permit(&request.op, self.remote.ip()) {
             let span = self.span.clone();
             let _span = span.enter();
             info!(id = request.id, op = request.op.name(), grant = ?self.access.grant(),
                 message = %error.message, "request refused: unauthorized");
+            self.count(request.op.name(), Some(error.code), started);
             return self.respond(request.id, &Err(error), ctx);
         }
         if self.in_flight >= self.options.client_inflight_max {
@@ -172,6 +185,7 @@ impl ClientSession {
                     self.in_flight
                 ),
             );
+            self.count(request.op.name(), Some(error.code), started);
             return self.respond(request.id, &Err(error), ctx);
         }
         let trace = self.next_trace.get();
@@ -182,6 +196,7 @@ impl ClientSession {
         let span = self.span.clone();
         ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
             act.in_flight -= 1;
+            act.count(op_name, result.as_ref().err().map(|e| e.code), started);
             let _span = span.enter();
             match &result {
                 Ok(_) => debug!(req = %format_args!("{trace:x}"), op = op_name, "request done"),
@@ -198,10 +213,16 @@ impl ClientSession {
     }
 
     /// An `auth`: answered at once. The token itself is never logged.
-    fn on_auth(&mut self, id: u64, token: &[u8], ctx: &mut Context<Self>) {
+    fn on_auth(&mut self, id: u64, token: &[u8], started: Instant, ctx: &mut Context<Self>) {
         let span = self.span.clone();
         let _span = span.enter();
-        match self.access.authenticate(&self.options.tokens, token) {
+        let outcome = self.access.authenticate(&self.options.tokens, token);
+        self.count(
+            "auth",
+            outcome.as_ref().err().map(|_| ErrorCode::Unauthorized),
+            started,
+        );
+        match outcome {
             Ok(grant) => {
                 debug!(?grant, "client authenticated");
                 self.respond(id, &Ok(ClientReply::Authenticated), ctx);
@@ -288,6 +309,7 @@ impl ClientSession {
                 })
             }
             ClientOp::Get { key, r, pr } => {
+                self.options.metrics.mailbox_sent(Mailbox::Replicator);
                 let call = self.replicator.send(CoordinateGet {
                     key,
                     r,
@@ -337,6 +359,7 @@ impl ClientSession {
         write: CoordinateWrite,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<ClientReply, ClientError>>>>
     {
+        self.options.metrics.mailbox_sent(Mailbox::Replicator);
         let call = self.replicator.send(write);
         Box::pin(async move {
             let context = call.await.map_err(|e| {

@@ -69,6 +69,7 @@ impl LsmEngine {
             poison: Mutex::new(None),
             poisoned: AtomicBool::new(false),
             purge_watermark: AtomicU64::new(0),
+            metrics: crate::metrics::EngineMetrics::default(),
             vfs,
             dir,
             options,
@@ -165,6 +166,10 @@ impl Engine for LsmEngine {
 
     fn is_poisoned(&self) -> bool {
         self.inner.is_poisoned()
+    }
+
+    fn metrics(&self) -> Option<crate::metrics::EngineMetrics> {
+        Some(self.inner.metrics.clone())
     }
 
     fn scan(
@@ -290,7 +295,7 @@ fn flush_loop(inner: &Inner) {
             if let Ok(mut log) = inner.log.try_lock() {
                 last_sync = Instant::now();
                 let path = file_path(&inner.dir, &segment_name(log.segment));
-                if let Err(source) = log.sync() {
+                if let Err(source) = inner.timed_sync(&mut log) {
                     drop(log);
                     inner.poison(&io_error("syncing", &path, source));
                 }
@@ -318,6 +323,7 @@ fn compaction_loop(inner: &Inner) {
         loop {
             match inner.compact_once(false) {
                 Ok(true) => {
+                    inner.metrics.compactions.inc();
                     lock(&inner.work).progress += 1;
                     inner.progress_made.notify_all();
                 }
