@@ -126,8 +126,9 @@ pub struct NodeArgs {
     pub cluster_secret_file: Option<PathBuf>,
     /// File holding the client token (line 1) and, optionally, the admin
     /// token (line 2), 16 to 1024 bytes each. With it, clients must send
-    /// `auth` with the client token before any other op; `leave` and
-    /// `forget` need the admin token when there is one (from any address),
+    /// `auth` with the client token before any other op; the admin ops
+    /// (`leave`, `forget`, `members`, `ring`, `repair`) need the admin
+    /// token when there is one (from any address),
     /// else come from loopback only. Keep it readable by the node's user
     /// only. See SECURITY.md.
     #[arg(long, value_name = "PATH")]

@@ -5,6 +5,7 @@
 //! | module | job |
 //! |---|---|
 //! | `main.rs` | the CLI: `ringkv node`, `ringkv dev`, `ringkv admin`, `ringkv bench` |
+//! | [`admin`] | `ringkv admin members / ring / repair`: the admin extensions as nodetool-like tables |
 //! | [`config`] | [`NodeConfig`] from flags and a TOML file, validated once at start-up |
 //! | [`node`] | builds one node: listeners, storage, every actor and its collaborators |
 //! | [`client`] | the async Rust [`Client`] (pipelined; used by examples, tests, benches) |
@@ -17,6 +18,7 @@
 //! `ringkv-actors` crate (`actors/src/lib.rs`).
 #![deny(clippy::unwrap_used)]
 
+pub mod admin;
 pub mod bench;
 pub mod client;
 pub mod config;

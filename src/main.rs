@@ -80,6 +80,20 @@ enum AdminAction {
         /// The member's id.
         node: String,
     },
+    /// Every member: state, dc/rack, load in bytes, tokens, ring share,
+    /// hints pending for it (summed over the members that answer).
+    Members,
+    /// The ring's token ranges with their replicas (consecutive ranges
+    /// with the same replicas merged).
+    Ring,
+    /// Runs an anti-entropy exchange with every peer now and prints what
+    /// each compared and fixed; with --key, read-repairs that key across
+    /// its replicas and prints each replica's version.
+    Repair {
+        /// One key to read-repair instead (its bytes as UTF-8).
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -213,6 +227,34 @@ fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    if matches!(
+        args.action,
+        AdminAction::Members | AdminAction::Ring | AdminAction::Repair { .. }
+    ) {
+        let connect = ringkv::admin::Connect {
+            tls: args.tls_ca.as_ref().map(|ca| ringkv::client::TlsOptions {
+                ca: ca.clone(),
+                server_name: args.tls_server_name.clone(),
+            }),
+            token: match &args.token_file {
+                Some(path) => Some(
+                    ringkv::client::token_from_file(path, true)
+                        .with_context(|| "--token-file".to_string())?,
+                ),
+                None => None,
+            },
+        };
+        return runtime.block_on(async {
+            match args.action {
+                AdminAction::Members => ringkv::admin::members(&connect, &args.addr).await,
+                AdminAction::Ring => ringkv::admin::ring(&connect, &args.addr).await,
+                AdminAction::Repair { key } => {
+                    ringkv::admin::repair(&connect, &args.addr, key).await
+                }
+                _ => Ok(()),
+            }
+        });
+    }
     runtime.block_on(async {
         let client = match &args.tls_ca {
             Some(ca) => {
@@ -258,6 +300,7 @@ fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
                 let via = client.forget(&node).await?;
                 println!("{node} is forgotten (via {via}); its ranges are being copied to their new replicas");
             }
+            AdminAction::Members | AdminAction::Ring | AdminAction::Repair { .. } => {}
             AdminAction::Status => {
                 let status = client.status().await?;
                 let field = |name: &str| {

@@ -399,6 +399,7 @@ pub async fn start(
         replicator,
         failure_detector.clone(),
         storage_for_shutdown.clone(),
+        repair.clone(),
     )
     .start();
     let metrics_addr = match config.metrics_listen {

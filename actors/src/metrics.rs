@@ -130,6 +130,8 @@ pub struct EngineMetrics {
     pub memtable_bytes: Gauge,
     /// Live SSTables.
     pub tables: Gauge,
+    /// Bytes of the live SSTables.
+    pub table_bytes: Gauge,
     /// Compactions completed.
     pub compactions: Counter,
     /// Time writers spent stalled waiting for memtable flushes, in seconds.
@@ -142,6 +144,7 @@ impl Default for EngineMetrics {
             fsync_seconds: fsync_histogram(),
             memtable_bytes: Gauge::default(),
             tables: Gauge::default(),
+            table_bytes: Gauge::default(),
             compactions: Counter::default(),
             write_stall_seconds: Counter::default(),
         }
@@ -154,6 +157,8 @@ pub struct Metrics(Arc<Inner>);
 
 struct Inner {
     registry: Registry,
+    /// The engine's handles (for the load an admin `members` reports).
+    engine: Option<EngineMetrics>,
     /// `[op][result]`, indexed as [`REQUEST_OPS`] x `REQUEST_RESULTS`.
     requests: Vec<[Counter; REQUEST_RESULTS.len()]>,
     durations: Vec<Histogram>,
@@ -287,6 +292,11 @@ impl Metrics {
                 engine.tables.clone(),
             );
             registry.register(
+                "ringkv_storage_table_bytes",
+                "Bytes of the live SSTables",
+                engine.table_bytes.clone(),
+            );
+            registry.register(
                 "ringkv_storage_compactions",
                 "Compactions completed",
                 engine.compactions.clone(),
@@ -299,6 +309,7 @@ impl Metrics {
         }
         Self(Arc::new(Inner {
             registry,
+            engine: engine.cloned(),
             requests,
             durations,
             replica_requests,
@@ -449,6 +460,15 @@ impl Metrics {
             }
             _ => {}
         }
+    }
+
+    /// The store's size on this node (tables and memtables), in bytes;
+    /// `None` for an engine that keeps no metrics.
+    pub fn load_bytes(&self) -> Option<u64> {
+        self.0.engine.as_ref().map(|e| {
+            let bytes = e.table_bytes.get().max(0) + e.memtable_bytes.get().max(0);
+            u64::try_from(bytes).unwrap_or(0)
+        })
     }
 
     /// Every metric in the Prometheus text format (version 0.0.4).

@@ -6,7 +6,8 @@
 //! - A node with a client token (`--client-token-file`, line 1) answers
 //!   every op but `auth` with `unauthorized` until the connection has
 //!   presented that token or the admin token.
-//! - The admin ops (`leave`, `forget`) need the admin token (the file's
+//! - The admin ops (`leave`, `forget`, and the extensions `members`, `ring`,
+//!   `repair`) need the admin token (the file's
 //!   line 2) when the node has one, from every address, loopback
 //!   included: an operator who set an admin token means it, and on a
 //!   shared host any local user reaches the loopback port. A node without
@@ -326,7 +327,14 @@ impl Access {
                 "this node requires a client token: send `auth` with `token` first",
             ));
         }
-        let admin_op = matches!(op, ClientOp::Leave | ClientOp::Forget { .. });
+        let admin_op = matches!(
+            op,
+            ClientOp::Leave
+                | ClientOp::Forget { .. }
+                | ClientOp::Members
+                | ClientOp::Ring
+                | ClientOp::Repair { .. }
+        );
         if !admin_op || self.grant == Grant::Admin {
             return Ok(());
         }

@@ -27,6 +27,8 @@ use super::ClientApiOptions;
 use crate::failure_detector::{FailureDetector, Forget, Leave, StatusQuery};
 use crate::metrics::Mailbox;
 use crate::net::BoxConnection;
+use crate::repair::admin::{RepairKey, RepairNow, RingQuery};
+use crate::repair::Repair;
 use crate::replicator::{CoordinateGet, CoordinateWrite, Replicator};
 use crate::storage::{HintCountsQuery, Storage};
 use crate::wire::client::{
@@ -53,6 +55,7 @@ pub struct ClientSession {
     replicator: Addr<Replicator>,
     failure_detector: Addr<FailureDetector>,
     storage: Addr<Storage>,
+    repair: Addr<Repair>,
     next_trace: Rc<Cell<u64>>,
     open: Rc<Cell<usize>>,
     writer: Option<Writer>,
@@ -73,6 +76,7 @@ impl ClientSession {
         replicator: Addr<Replicator>,
         failure_detector: Addr<FailureDetector>,
         storage: Addr<Storage>,
+        repair: Addr<Repair>,
         next_trace: Rc<Cell<u64>>,
         open: Rc<Cell<usize>>,
     ) -> Self {
@@ -86,6 +90,7 @@ impl ClientSession {
             replicator,
             failure_detector,
             storage,
+            repair,
             next_trace,
             open,
             writer: None,
@@ -306,6 +311,54 @@ impl ClientSession {
                 Box::pin(async move {
                     call.await.map_err(gone)??;
                     Ok(ClientReply::Pong { node: own })
+                })
+            }
+            ClientOp::Members => {
+                let status = self.failure_detector.send(StatusQuery);
+                let ring = self.repair.send(RingQuery);
+                let hints = self.storage.send(HintCountsQuery);
+                let (own, load) = (self.node.clone(), self.options.metrics.load_bytes());
+                Box::pin(async move {
+                    let ClientReply::Status { members, .. } = status.await.map_err(gone)? else {
+                        return Err(ClientError::new(
+                            ErrorCode::Internal,
+                            "the failure detector answered status with another reply",
+                        ));
+                    };
+                    let (ring, _) = ring.await.map_err(gone)?;
+                    let hints = hints.await.map_err(gone)?;
+                    Ok(super::admin::members(&own, &members, &ring, &hints, load))
+                })
+            }
+            ClientOp::Ring => {
+                let ring = self.repair.send(RingQuery);
+                let own = self.node.clone();
+                Box::pin(async move {
+                    let (ring, n) = ring.await.map_err(gone)?;
+                    Ok(super::admin::ring(&own, &ring, n))
+                })
+            }
+            ClientOp::Repair { key: Some(key), .. } => {
+                let call = self.repair.send(RepairKey { key });
+                let own = self.node.clone();
+                Box::pin(async move {
+                    let replicas = call.await.map_err(gone)?;
+                    Ok(super::admin::key_replicas(&own, &replicas))
+                })
+            }
+            ClientOp::Repair { peer, key: None } => {
+                let peer = match peer.map(NodeId::new).transpose() {
+                    Ok(peer) => peer,
+                    Err(e) => {
+                        let error = ClientError::new(ErrorCode::BadRequest, format!("`peer`: {e}"));
+                        return Box::pin(async move { Err(error) });
+                    }
+                };
+                let call = self.repair.send(RepairNow { peer });
+                let own = self.node.clone();
+                Box::pin(async move {
+                    let done = call.await.map_err(gone)?;
+                    Ok(super::admin::exchanges(&own, &done))
                 })
             }
             ClientOp::Get { key, r, pr } => {

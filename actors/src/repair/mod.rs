@@ -4,6 +4,7 @@
 //! them (a merge on their side, so a replica that meanwhile took a newer
 //! write loses nothing). Hinted handoff and Merkle anti-entropy join here.
 
+pub mod admin;
 pub mod anti_entropy;
 pub mod handoff;
 pub mod hints;

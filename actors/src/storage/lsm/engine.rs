@@ -80,6 +80,8 @@ impl LsmEngine {
             inner.flush_memtable(&replayed)?;
         }
         lock(&inner.log).file = inner.create_segment(segment)?;
+        // Sets the table and memtable gauges for what recovery found.
+        inner.swap_version(|_| {});
         let threads = vec![
             spawn("ringkv-lsm-flush", &inner, flush_loop)?,
             spawn("ringkv-lsm-compact", &inner, compaction_loop)?,

@@ -163,6 +163,10 @@ impl Inner {
         self.metrics
             .tables
             .set(i64::try_from(next.tables.len()).unwrap_or(i64::MAX));
+        let table_bytes: u64 = next.tables.iter().map(|t| t.table.size_bytes()).sum();
+        self.metrics
+            .table_bytes
+            .set(i64::try_from(table_bytes).unwrap_or(i64::MAX));
         self.record_memtable_bytes(&next);
         *guard = Arc::new(next);
     }
