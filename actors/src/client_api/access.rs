@@ -416,7 +416,17 @@ mod tests {
         let mut access = Access::new(&tokens);
         access.authenticate(&tokens, CLIENT).unwrap();
         let forget = ClientOp::Forget { node: "n3".into() };
-        for op in [&ClientOp::Leave, &forget] {
+        let repair = ClientOp::Repair {
+            peer: None,
+            key: None,
+        };
+        for op in [
+            &ClientOp::Leave,
+            &forget,
+            &ClientOp::Members,
+            &ClientOp::Ring,
+            &repair,
+        ] {
             for ip in [
                 "10.77.0.200",
                 "2001:db8::1",
@@ -434,6 +444,8 @@ mod tests {
         for ip in ["10.77.0.200", "127.0.0.1"] {
             assert_eq!(access.permit(&ClientOp::Leave, remote(ip)), Ok(()));
             assert_eq!(access.permit(&forget, remote(ip)), Ok(()));
+            assert_eq!(access.permit(&ClientOp::Members, remote(ip)), Ok(()));
+            assert_eq!(access.permit(&repair, remote(ip)), Ok(()));
             assert_eq!(access.permit(&STATUS, remote(ip)), Ok(()));
         }
     }

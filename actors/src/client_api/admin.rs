@@ -153,3 +153,70 @@ pub fn key_replicas(own: &NodeId, replicas: &[KeyReplica]) -> ClientReply {
         ],
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::ring::RingMember;
+    use crate::wire::client::map_field;
+
+    fn status(id: &str, state: &str) -> MemberStatus {
+        MemberStatus {
+            id: id.into(),
+            addr: format!("{id}:1"),
+            client_addr: format!("{id}:2"),
+            dc: "dc1".into(),
+            rack: "r1".into(),
+            state: state.into(),
+            ring_share: 0.5,
+            heartbeat_age_ms: 0,
+        }
+    }
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    #[test]
+    fn members_join_tokens_hints_and_the_own_load() {
+        let ring = Ring::new(
+            &[
+                RingMember {
+                    id: id("a"),
+                    dc: "dc1".into(),
+                    rack: "r1".into(),
+                    weight: 1,
+                },
+                RingMember {
+                    id: id("b"),
+                    dc: "dc1".into(),
+                    rack: "r1".into(),
+                    weight: 2,
+                },
+            ],
+            4,
+        );
+        let hints = vec![(id("b"), 3, 300)];
+        let ClientReply::Admin { fields } = members(
+            &id("a"),
+            &[status("a", "alive"), status("b", "down")],
+            &ring,
+            &hints,
+            Some(1234),
+        ) else {
+            panic!("not an admin reply");
+        };
+        let Value::Array(rows) = &fields[1].1 else {
+            panic!("no rows")
+        };
+        let field = |row: &Value, name: &str| map_field(row, name).cloned();
+        assert_eq!(field(&rows[0], "tokens"), Some(Value::from(4u64)));
+        assert_eq!(field(&rows[1], "tokens"), Some(Value::from(8u64)));
+        assert_eq!(field(&rows[0], "load_bytes"), Some(Value::from(1234u64)));
+        assert_eq!(field(&rows[1], "load_bytes"), None, "only its own load");
+        assert_eq!(field(&rows[0], "hints_pending"), Some(Value::from(0u64)));
+        assert_eq!(field(&rows[1], "hints_pending"), Some(Value::from(3u64)));
+        assert_eq!(field(&rows[1], "state"), Some(Value::from("down")));
+    }
+}
