@@ -9,6 +9,19 @@ use rmpv::Value;
 
 use crate::client::{Client, TlsOptions};
 
+/// `println!` that ends the command quietly when stdout is closed (the
+/// table piped into `head`) instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        if let Err(e) = std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("{}\n", format_args!($($arg)*))) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(());
+            }
+            return Err(e.into());
+        }
+    };
+}
+
 /// How to reach a node (the same TLS and token for every member).
 pub struct Connect {
     /// TLS, if the cluster speaks it.
@@ -105,10 +118,17 @@ pub async fn members(connect: &Connect, addr: &str) -> anyhow::Result<()> {
             }
         }
     }
-    println!("cluster as seen by {node}");
-    println!(
+    out!("cluster as seen by {node}");
+    out!(
         "{:<10} {:<22} {:<8} {:<12} {:>12} {:>6} {:>7} {:>13}",
-        "node", "address", "state", "dc/rack", "load", "tokens", "owns", "hints pending"
+        "node",
+        "address",
+        "state",
+        "dc/rack",
+        "load",
+        "tokens",
+        "owns",
+        "hints pending"
     );
     for m in &members {
         let id = text(m, "id");
@@ -118,7 +138,7 @@ pub async fn members(connect: &Connect, addr: &str) -> anyhow::Result<()> {
             .map_or("?".to_string(), |(_, b)| human_bytes(*b));
         let pending = hints.iter().find(|(n, _)| *n == id).map_or(0, |(_, h)| *h);
         let owns = map_field(m, "owns").and_then(Value::as_f64).unwrap_or(0.0);
-        println!(
+        out!(
             "{:<10} {:<22} {:<8} {:<12} {:>12} {:>6} {:>6.1}% {:>13}",
             id,
             text(m, "addr"),
@@ -131,7 +151,7 @@ pub async fn members(connect: &Connect, addr: &str) -> anyhow::Result<()> {
         );
     }
     if !unreachable.is_empty() {
-        println!(
+        out!(
             "(not asked, down or unreachable: {}; their load is ?, and hints they hold are not counted)",
             unreachable.join(", ")
         );
@@ -145,23 +165,25 @@ pub async fn ring(connect: &Connect, addr: &str) -> anyhow::Result<()> {
     let client = connect.client(addr).await?;
     let answer = client.admin(ClientOp::Ring).await?;
     let ranges = rows(&answer, "ranges");
-    println!(
+    out!(
         "ring as seen by {}: {} tokens, {} ranges (N={})",
         text(&answer, "node"),
         u64_of(&answer, "tokens").unwrap_or(0),
         ranges.len(),
         u64_of(&answer, "n").unwrap_or(0)
     );
-    println!(
+    out!(
         "{:>20} {:>20} {:<10} replicas",
-        "after (excl.)", "upto (incl.)", "primary"
+        "after (excl.)",
+        "upto (incl.)",
+        "primary"
     );
     for r in &ranges {
         let replicas: Vec<String> = rows(r, "replicas")
             .iter()
             .filter_map(|v| v.as_str().map(str::to_owned))
             .collect();
-        println!(
+        out!(
             "{:>20} {:>20} {:<10} {}",
             u64_of(r, "after").unwrap_or(0),
             u64_of(r, "upto").unwrap_or(0),
@@ -183,10 +205,15 @@ pub async fn repair(connect: &Connect, addr: &str, key: Option<String>) -> anyho
                 key: Some(key.clone().into_bytes()),
             })
             .await?;
-        println!("read repair of {key:?} on {}", text(&answer, "node"));
-        println!(
+        out!("read repair of {key:?} on {}", text(&answer, "node"));
+        out!(
             "{:<10} {:<6} {:>8} {:>5} {:<9} {:<9} clock",
-            "replica", "found", "siblings", "live", "tombstone", "repaired"
+            "replica",
+            "found",
+            "siblings",
+            "live",
+            "tombstone",
+            "repaired"
         );
         for r in rows(&answer, "replicas") {
             let flag = |name| {
@@ -194,7 +221,7 @@ pub async fn repair(connect: &Connect, addr: &str, key: Option<String>) -> anyho
                     .and_then(Value::as_bool)
                     .unwrap_or(false)
             };
-            println!(
+            out!(
                 "{:<10} {:<6} {:>8} {:>5} {:<9} {:<9} {}",
                 text(&r, "node"),
                 if flag("found") { "yes" } else { "no" },
@@ -216,10 +243,15 @@ pub async fn repair(connect: &Connect, addr: &str, key: Option<String>) -> anyho
         .filter(|m| m.id != status.node && m.state != "left")
         .map(|m| m.id.clone())
         .collect();
-    println!("anti-entropy on {} with {} peers", status.node, peers.len());
-    println!(
+    out!("anti-entropy on {} with {} peers", status.node, peers.len());
+    out!(
         "{:<10} {:>7} {:>9} {:>7} {:>9} {:>12}  result",
-        "peer", "ranges", "differing", "keys", "repaired", "bytes"
+        "peer",
+        "leaves",
+        "differing",
+        "keys",
+        "repaired",
+        "bytes"
     );
     let (mut keys, mut repaired, mut bytes) = (0u64, 0u64, 0u64);
     for peer in peers {
@@ -237,7 +269,7 @@ pub async fn repair(connect: &Connect, addr: &str, key: Option<String>) -> anyho
             keys += field("keys");
             repaired += field("repaired");
             bytes += field("bytes");
-            println!(
+            out!(
                 "{:<10} {:>7} {:>9} {:>7} {:>9} {:>12}  {}",
                 text(&e, "peer"),
                 field("leaves"),
@@ -253,6 +285,6 @@ pub async fn repair(connect: &Connect, addr: &str, key: Option<String>) -> anyho
             );
         }
     }
-    println!("total: {keys} keys pulled, {repaired} keys repaired, {bytes} bytes");
+    out!("total: {keys} keys pulled, {repaired} keys repaired, {bytes} bytes");
     Ok(())
 }

@@ -72,6 +72,8 @@
 //! | LSM engine (log, memtable, SSTables, compaction, recovery) | `storage/lsm/` (its folders follow its disk format) |
 //! | client protocol | `wire/client/`, served by `client_api/session.rs` |
 //! | peer protocol, typed RPC | `wire/peer.rs`, `bridge/` |
+//! | Prometheus metrics | `metrics.rs` (handles; recorded by client sessions, `replicas.rs`, repair, the LSM engine); served by the binary's `metrics_http.rs` |
+//! | admin `members`, `ring`, `repair` | `ring.rs` (`replica_ranges`), `repair/admin.rs`, answered by `client_api/admin.rs`; printed by the binary's `admin.rs` |
 //!
 //! All actors of a node share one arbiter (messages between them are cheap
 //! same-thread hand-offs); the storage engine runs on its own threads, so no
