@@ -69,7 +69,7 @@ impl LsmEngine {
             poison: Mutex::new(None),
             poisoned: AtomicBool::new(false),
             purge_watermark: AtomicU64::new(0),
-            metrics: crate::metrics::EngineMetrics::default(),
+            metrics: options.metrics.clone(),
             vfs,
             dir,
             options,

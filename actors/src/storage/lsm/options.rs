@@ -62,6 +62,11 @@ pub struct LsmOptions {
     /// segment is then written with `O_DIRECT` (see `vfs::direct`). 0
     /// disables both. Default 32 MiB.
     pub log_preallocate_bytes: u64,
+    /// Where the engine records fsyncs, memtables, tables, compactions and
+    /// stalls: handles shared by every engine opened with these options,
+    /// so an engine reopened after a failed write keeps the node's
+    /// registered metrics.
+    pub metrics: crate::metrics::EngineMetrics,
 }
 
 impl Default for LsmOptions {
@@ -77,6 +82,7 @@ impl Default for LsmOptions {
             tables_per_read_max: 8,
             compaction_tables_max: 4,
             log_preallocate_bytes: 32 << 20,
+            metrics: crate::metrics::EngineMetrics::default(),
         }
     }
 }
