@@ -325,7 +325,6 @@ fn compaction_loop(inner: &Inner) {
         loop {
             match inner.compact_once(false) {
                 Ok(true) => {
-                    inner.metrics.compactions.inc();
                     lock(&inner.work).progress += 1;
                     inner.progress_made.notify_all();
                 }

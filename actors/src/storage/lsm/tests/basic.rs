@@ -261,10 +261,10 @@ fn the_engine_metrics_follow_fsyncs_memtables_tables_and_compactions() {
     assert_eq!(metrics.tables.get(), engine.table_count() as i64);
     assert_eq!(metrics.tables.get(), 1);
     assert_eq!(metrics.table_bytes.get(), engine.table_bytes() as i64);
-    assert!(
-        metrics.compactions.get() >= 1,
-        "5 KB through 2 KB memtables"
-    );
+    // 5 KB through 2 KB memtables made several tables; compact_all
+    // merged them (or a background compaction did, counted before
+    // compact_all could take the compaction lock).
+    assert!(metrics.compactions.get() >= 1);
     drop(engine);
     // A reopened engine records into the same handles.
     let engine = open(&vfs, options).unwrap();
