@@ -594,6 +594,12 @@ impl Client {
         }
     }
 
+    /// Admin (ringkv extensions `members`, `ring`, `repair`): the answer's
+    /// raw map, keys as docs/protocol.md lists them.
+    pub async fn admin(&self, op: ClientOp) -> Result<Value, Error> {
+        self.call(op, None).await
+    }
+
     /// Membership as the node sees it.
     pub async fn status(&self) -> Result<Status, Error> {
         let body = self.call(ClientOp::Status, None).await?;

@@ -136,8 +136,9 @@ pub struct NodeArgs {
     pub cluster_secret_file: Option<PathBuf>,
     /// File holding the client token (line 1) and, optionally, the admin
     /// token (line 2), 16 to 1024 bytes each. With it, clients must send
-    /// `auth` with the client token before any other op; `leave` and
-    /// `forget` need the admin token when there is one (from any address),
+    /// `auth` with the client token before any other op; the admin ops
+    /// (`leave`, `forget`, `members`, `ring`, `repair`) need the admin
+    /// token when there is one (from any address),
     /// else come from loopback only. Keep it readable by the node's user
     /// only. See SECURITY.md.
     #[arg(long, value_name = "PATH")]
@@ -180,6 +181,11 @@ pub struct NodeArgs {
     /// on the RESP port).
     #[arg(long, value_enum)]
     pub resp_siblings: Option<RespSiblings>,
+    /// Address of the Prometheus metrics endpoint (HTTP `GET /metrics`),
+    /// e.g. 127.0.0.1:9101. Default: off. Same accept policy as the client
+    /// port (loopback only in protected mode).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Directory for this node's data (created if missing).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -335,6 +341,8 @@ pub struct NodeConfig {
     pub resp_listen: Option<SocketAddr>,
     /// What a RESP GET answers for a key with siblings.
     pub resp_siblings: RespSiblings,
+    /// Metrics endpoint address (`None`: off).
+    pub metrics_listen: Option<SocketAddr>,
     /// Data directory.
     pub data_dir: PathBuf,
     /// Seeds.
@@ -450,6 +458,14 @@ impl NodeArgs {
                 .into());
             }
         }
+        if let Some(metrics) = self.metrics_listen {
+            if (metrics == listen || metrics == client_listen) && metrics.port() != 0 {
+                return Err(format!(
+                    "--metrics-listen {metrics} must differ from --listen and --client-listen"
+                )
+                .into());
+            }
+        }
         let cluster_secret = match self.cluster_secret_file {
             Some(path) => {
                 let secret = ClusterSecret::from_file(&path)?;
@@ -467,6 +483,16 @@ impl NodeArgs {
                      clients from this machine only"
                 )
                 .into());
+            }
+            if let Some(metrics) = self.metrics_listen {
+                if !is_loopback(metrics.ip()) {
+                    return Err(format!(
+                        "--metrics-listen {metrics} is not a loopback address, and this node has \
+                         no --cluster-secret-file: in protected mode the metrics endpoint, like \
+                         the client port, serves this machine only"
+                    )
+                    .into());
+                }
             }
         }
         let advertise_addr = match self.advertise_addr {
@@ -655,6 +681,7 @@ impl NodeArgs {
             client_listen,
             resp_listen: self.resp_listen,
             resp_siblings: self.resp_siblings.unwrap_or(RespSiblings::Error),
+            metrics_listen: self.metrics_listen,
             data_dir,
             seeds: self.seeds.unwrap_or_default(),
             n,

@@ -238,6 +238,13 @@ fn without_a_secret_only_loopback_addresses_are_accepted() {
             },
             "--seeds 10.0.0.6:7101",
         ),
+        (
+            NodeArgs {
+                metrics_listen: any("10.0.0.5:9101"),
+                ..base()
+            },
+            "--metrics-listen 10.0.0.5:9101",
+        ),
     ];
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret");

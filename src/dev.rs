@@ -38,6 +38,10 @@ pub struct DevArgs {
     /// base+i-1 (`redis-cli -p 6401`).
     #[arg(long, default_value_t = 6401)]
     pub resp_port: u16,
+    /// First metrics port (`GET /metrics`); node i serves on base+i-1. 0
+    /// turns the metrics endpoints off.
+    #[arg(long, default_value_t = 9101)]
+    pub metrics_port: u16,
     /// Loopback address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: std::net::IpAddr,
@@ -65,6 +69,8 @@ pub struct DevNode {
     pub peer: SocketAddr,
     /// RESP (Redis protocol) address.
     pub resp: SocketAddr,
+    /// Metrics address (`None`: `--metrics-port 0`).
+    pub metrics: Option<SocketAddr>,
     /// Data dir.
     pub data_dir: PathBuf,
 }
@@ -86,6 +92,8 @@ pub fn plan(args: &DevArgs) -> Result<Vec<DevNode>, String> {
             client: SocketAddr::new(args.host, args.client_port + i),
             peer: SocketAddr::new(args.host, args.peer_port + i),
             resp: SocketAddr::new(args.host, args.resp_port + i),
+            metrics: (args.metrics_port != 0)
+                .then(|| SocketAddr::new(args.host, args.metrics_port + i)),
             data_dir: args.data_dir.join(format!("n{}", i + 1)),
         })
         .collect())
@@ -144,6 +152,9 @@ pub fn spawn(args: &DevArgs, nodes: &[DevNode], secret: &Path) -> Result<Vec<Chi
             .args(&args.extra);
         if !seeds.is_empty() {
             cmd.args(["--seeds", &seeds.join(",")]);
+        }
+        if let Some(metrics) = node.metrics {
+            cmd.args(["--metrics-listen", &metrics.to_string()]);
         }
         match cmd.spawn() {
             Ok(child) => children.push(child),

@@ -93,6 +93,20 @@ enum AdminAction {
         #[arg(long, default_value_t = 1000)]
         limit: usize,
     },
+    /// Every member: state, dc/rack, load in bytes, tokens, ring share,
+    /// hints pending for it (summed over the members that answer).
+    Members,
+    /// The ring's token ranges with their replicas (consecutive ranges
+    /// with the same replicas merged).
+    Ring,
+    /// Runs an anti-entropy exchange with every peer now and prints what
+    /// each compared and fixed; with --key, read-repairs that key across
+    /// its replicas and prints each replica's version.
+    Repair {
+        /// One key to read-repair instead (its bytes as UTF-8).
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -182,8 +196,11 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         args.w
     );
     for n in &nodes {
+        let metrics = n
+            .metrics
+            .map_or(String::new(), |m| format!("  metrics http://{m}/metrics"));
         println!(
-            "  {}  client {}  peer {}  resp {}  data {}",
+            "  {}  client {}  peer {}  resp {}{metrics}  data {}",
             n.id,
             n.client,
             n.peer,
@@ -225,6 +242,34 @@ fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    if matches!(
+        args.action,
+        AdminAction::Members | AdminAction::Ring | AdminAction::Repair { .. }
+    ) {
+        let connect = ringkv::admin::Connect {
+            tls: args.tls_ca.as_ref().map(|ca| ringkv::client::TlsOptions {
+                ca: ca.clone(),
+                server_name: args.tls_server_name.clone(),
+            }),
+            token: match &args.token_file {
+                Some(path) => Some(
+                    ringkv::client::token_from_file(path, true)
+                        .with_context(|| "--token-file".to_string())?,
+                ),
+                None => None,
+            },
+        };
+        return runtime.block_on(async {
+            match args.action {
+                AdminAction::Members => ringkv::admin::members(&connect, &args.addr).await,
+                AdminAction::Ring => ringkv::admin::ring(&connect, &args.addr).await,
+                AdminAction::Repair { key } => {
+                    ringkv::admin::repair(&connect, &args.addr, key).await
+                }
+                _ => Ok(()),
+            }
+        });
+    }
     runtime.block_on(async {
         let client = match &args.tls_ca {
             Some(ca) => {
@@ -289,6 +334,7 @@ fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
                 out.flush()?;
                 eprintln!("{count} keys");
             }
+            AdminAction::Members | AdminAction::Ring | AdminAction::Repair { .. } => {}
             AdminAction::Status => {
                 let status = client.status().await?;
                 let field = |name: &str| {

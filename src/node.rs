@@ -21,6 +21,7 @@ use ringkv_actors::conflict_resolver::{ConflictResolver, ContextKey};
 use ringkv_actors::failure_detector::{
     FailureDetector, FailureDetectorOptions, GossipOptions, MemberState, PersistedMember, Subscribe,
 };
+use ringkv_actors::metrics::Metrics;
 use ringkv_actors::net::{AcceptPolicy, SharedNet};
 use ringkv_actors::repair::{
     stream_timeout_ms, Repair, RepairOptions, READ_REPAIR_INFLIGHT_MAX_DEFAULT,
@@ -106,6 +107,8 @@ pub struct RunningNode {
     pub peer_addr: SocketAddr,
     /// Where Redis clients connect (`--resp-listen`; `None`: off).
     pub resp_addr: Option<SocketAddr>,
+    /// Where Prometheus scrapes (`None`: no `--metrics-listen`).
+    pub metrics_addr: Option<SocketAddr>,
     /// The Storage actor, closed for writes at shutdown.
     storage: Addr<Storage>,
     /// Held for the node's lifetime: the data dir lock (released on drop).
@@ -243,7 +246,11 @@ pub async fn start(
     dial.dedup();
     let join = should_join(&config.id, &known, !config.seeds.is_empty());
 
+    // One registry for the node; the engine keeps its own handles (it
+    // runs on its own threads), registered here.
+    let metrics = Metrics::new(env.engine.metrics().as_ref());
     let storage_options = StorageOptions {
+        metrics: metrics.clone(),
         threading: env.storage_threading,
         storage_queue_max: config.storage_queue_max,
         hints_bytes_max_per_target: config.hints_bytes_max_per_target,
@@ -282,6 +289,7 @@ pub async fn start(
         own: config.id.clone(),
         storage: storage.clone(),
         bridge: bridge_addr.clone(),
+        metrics: metrics.clone(),
     };
     let resolver = ConflictResolver::new(&config.id).start();
     let repair = Repair::new(
@@ -434,13 +442,35 @@ pub async fn start(
             ),
             accept,
             tokens: config.client_tokens.clone(),
+            metrics: metrics.clone(),
         },
         client_listener,
         replicator,
-        failure_detector,
+        failure_detector.clone(),
         storage_for_shutdown.clone(),
+        repair.clone(),
     )
     .start();
+    let metrics_addr = match config.metrics_listen {
+        Some(addr) => Some(
+            crate::metrics_http::start(
+                addr,
+                accept,
+                metrics,
+                crate::metrics_http::Sources {
+                    failure_detector,
+                    storage: storage_for_shutdown.clone(),
+                },
+            )
+            .await
+            .map_err(|source| NodeError::Bind {
+                addr,
+                what: "--metrics-listen",
+                source,
+            })?,
+        ),
+        None => None,
+    };
     let span = tracing::info_span!("node", node = %config.id, actor = "node");
     let _span = span.enter();
     info!(
@@ -449,6 +479,7 @@ pub async fn start(
         peer_addr = %peer_addr,
         client_addr = %client_addr,
         resp_addr = %resp_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
+        metrics_addr = ?metrics_addr,
         data_dir = %config.data_dir.display(),
         storage = ?config.storage,
         n = config.n, r = config.r, w = config.w,
@@ -462,6 +493,7 @@ pub async fn start(
         client_addr,
         peer_addr,
         resp_addr,
+        metrics_addr,
         storage: storage_for_shutdown,
         _lock: lock,
     })

@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["replicas"],
     &["bridge", "storage", "conflict_resolver"],
     &["membership"],
-    &["tls"],
+    &["tls", "metrics"],
     &["ring", "wire", "net", "clock", "persist"],
     &["node_id", "secret"],
 ];

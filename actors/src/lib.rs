@@ -17,6 +17,7 @@
 //! | [`membership`] | shared vocabulary: `MembershipChanged` (rings, reachability, peers) |
 //! | [`ring`] | the consistent-hash ring: virtual nodes, weights, preference lists |
 //! | [`wire`] | the frame codec (u32 BE length + MessagePack), the client protocol, the typed peer protocol |
+//! | [`metrics`] | the Prometheus metrics handle (`Metrics`): pre-created counters, gauges, histograms; the storage engine's (`EngineMetrics`) |
 //! | [`tls`] | optional TLS for the client and peer ports, as a wrapper around the network seam |
 //! | [`net`] / [`clock`] | the network and clock seams (real sockets and time, or turmoil's in tests); protected mode's accept policy (`AcceptPolicy`) |
 //! | [`persist`] | small snapshots (membership, hints) written atomically off the arbiter |
@@ -75,6 +76,8 @@
 //! | client protocol | `wire/client/`, served by `client_api/session.rs` |
 //! | Redis protocol (RESP), SET/DEL superseding the coordinator's copy | `resp/frame.rs`, `resp/command.rs`, served by `resp/session.rs`; `supersede_local` in `replicator/write.rs` |
 //! | peer protocol, typed RPC | `wire/peer.rs`, `bridge/` |
+//! | Prometheus metrics | `metrics.rs` (handles; recorded by client sessions, `replicas.rs`, repair, the LSM engine); served by the binary's `metrics_http.rs` |
+//! | admin `members`, `ring`, `repair` | `ring.rs` (`replica_ranges`), `repair/admin.rs`, answered by `client_api/admin.rs`; printed by the binary's `admin.rs` |
 //!
 //! All actors of a node share one arbiter (messages between them are cheap
 //! same-thread hand-offs); the storage engine runs on its own threads, so no
@@ -88,6 +91,7 @@ pub mod clock;
 pub mod conflict_resolver;
 pub mod failure_detector;
 pub mod membership;
+pub mod metrics;
 pub mod net;
 pub mod node_id;
 pub mod persist;

@@ -10,6 +10,7 @@ use serde_bytes::ByteBuf;
 
 use crate::bridge::{Bridge, CallPeer, PeerError};
 use crate::conflict_resolver::Object;
+use crate::metrics::{Mailbox, Metrics};
 use crate::storage::{ApplyError, LocalApply, LocalRead, Mutation, Storage, StorageError};
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::wire::peer::{HintedWrite, PeerRpc, ReplicaRead, ReplicaWrite};
@@ -117,6 +118,8 @@ pub struct Replicas {
     pub storage: Addr<Storage>,
     /// The way to every other node.
     pub bridge: Addr<Bridge>,
+    /// Replica requests, the storage mailbox, tombstones.
+    pub metrics: Metrics,
 }
 
 impl Replicas {
@@ -147,13 +150,14 @@ impl Replicas {
         timeout_ms: u64,
     ) -> Result<Option<Vec<u8>>, ReplicaError> {
         if *node == self.own {
+            self.metrics.mailbox_sent(Mailbox::Storage);
             let read = self.storage.send(LocalRead { key: key.to_vec() });
             return Ok(read.await??);
         }
         let request = ReplicaRead {
             key: ByteBuf::from(key.to_vec()),
         };
-        let reply = self.call(node, request, trace, timeout_ms).await?;
+        let reply = self.counted(node, self.call(node, request, trace, timeout_ms).await)?;
         Ok(reply.object.map(ByteBuf::into_vec))
     }
 
@@ -176,8 +180,17 @@ impl Replicas {
             key: ByteBuf::from(key.to_vec()),
             object: ByteBuf::from(object.to_vec()),
         };
-        self.call(node, request, trace, timeout_ms).await?;
+        let reply = self.call(node, request, trace, timeout_ms).await;
+        self.counted(node, reply)?;
         Ok(())
+    }
+
+    /// Counts a replica request's outcome for `ringkv_replica_requests_total`.
+    fn counted<T>(&self, node: &NodeId, reply: Result<T, PeerError>) -> Result<T, PeerError> {
+        let timeout = matches!(&reply, Err(e) if e.is_timeout());
+        self.metrics
+            .replica_request(node.as_str(), reply.is_ok(), timeout);
+        reply
     }
 
     /// Sloppy quorum: asks `node` to keep `object` for `owner` (hinted
@@ -196,7 +209,8 @@ impl Replicas {
             object: ByteBuf::from(object.to_vec()),
             owner: owner.clone(),
         };
-        self.call(node, request, trace, timeout_ms).await?;
+        let reply = self.call(node, request, trace, timeout_ms).await;
+        self.counted(node, reply)?;
         Ok(())
     }
 
@@ -210,10 +224,11 @@ impl Replicas {
         hint_for: Option<NodeId>,
         trace: u64,
     ) -> Result<Option<Vec<u8>>, ReplicaError> {
+        self.metrics.mailbox_sent(Mailbox::Storage);
         let apply = self.storage.send(LocalApply {
             key,
             bytes: object.len(),
-            mutation: merge_mutation(object),
+            mutation: merge_mutation(object, self.metrics.clone()),
             trace,
             minted: None,
             hint_for,
@@ -224,11 +239,13 @@ impl Replicas {
 
 /// The mutation a replica applies to an incoming version: the join of what
 /// it has and what arrived (writes nothing when that changes nothing).
-pub fn merge_mutation(incoming: Vec<u8>) -> Mutation {
+/// Tombstones it makes or replaces are counted in `metrics`.
+pub fn merge_mutation(incoming: Vec<u8>, metrics: Metrics) -> Mutation {
     Box::new(move |current: Option<&[u8]>, _minting_as: &NodeId| {
         let arrived = Object::decode(&incoming)
             .map_err(|e| ClientError::new(ErrorCode::BadRequest, format!("replica write: {e}")))?;
         let Some(current) = current else {
+            metrics.tombstone_transition(false, is_tombstone(&arrived));
             return Ok(Some(incoming));
         };
         let stored = Object::decode(current).map_err(|e| {
@@ -238,6 +255,16 @@ pub fn merge_mutation(incoming: Vec<u8>) -> Mutation {
             )
         })?;
         let merged = stored.merge(&arrived);
-        Ok((merged != stored).then(|| merged.encode()))
+        if merged == stored {
+            return Ok(None);
+        }
+        metrics.tombstone_transition(is_tombstone(&stored), is_tombstone(&merged));
+        Ok(Some(merged.encode()))
     })
+}
+
+/// Whether `object` is a tombstone: it has versions, and every one is a
+/// delete.
+pub fn is_tombstone(object: &Object) -> bool {
+    !object.siblings().is_empty() && object.live_values().is_empty()
 }

@@ -243,6 +243,41 @@ impl Ring {
         arcs
     }
 
+    /// The ring as an operator reads it: consecutive arcs whose keys have
+    /// the same `n` replicas merged into one, in token order, each with its
+    /// replicas (the primary first).
+    pub fn replica_ranges(&self, n: usize) -> Vec<(TokenRange, Vec<NodeId>)> {
+        let mut merged: Vec<(TokenRange, Vec<NodeId>)> = Vec::new();
+        for arc in self.ranges() {
+            let owners = self.preference_list_at(arc.upto, n);
+            match merged.last_mut() {
+                Some((last, last_owners)) if *last_owners == owners => last.upto = arc.upto,
+                _ => merged.push((arc, owners)),
+            }
+        }
+        // The first and the last arc meet at zero: one range when they
+        // have the same replicas (and there is more than one).
+        if merged.len() > 1 && merged.first().map(|f| &f.1) == merged.last().map(|l| &l.1) {
+            if let Some((last, _)) = merged.pop() {
+                merged[0].0.after = last.after;
+            }
+        }
+        merged
+    }
+
+    /// Tokens (virtual nodes) each member holds, in member order.
+    pub fn tokens_per_member(&self) -> Vec<(NodeId, usize)> {
+        let mut counts = vec![0usize; self.members.len()];
+        for &(_, member) in &self.tokens {
+            counts[member] += 1;
+        }
+        self.members
+            .iter()
+            .zip(counts)
+            .map(|(m, c)| (m.id.clone(), c))
+            .collect()
+    }
+
     /// The index in [`Ring::ranges`] of the range holding `token` (0 for an
     /// empty ring).
     pub fn range_index(&self, token: Token) -> usize {
@@ -343,6 +378,40 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replica_ranges_merge_arcs_with_the_same_replicas_and_cover_the_circle() {
+        let ring = Ring::new(&[member("a", 1), member("b", 1), member("c", 2)], 16);
+        let tokens = ring.tokens_per_member();
+        assert_eq!(
+            tokens.iter().map(|(_, c)| c).sum::<usize>(),
+            ring.token_count()
+        );
+        assert_eq!(
+            tokens[2].1,
+            2 * tokens[0].1,
+            "weight 2 holds twice the tokens"
+        );
+        let ranges = ring.replica_ranges(2);
+        assert!(ranges.len() <= ring.ranges().len());
+        // Neighbours differ (else they would have been merged), and every
+        // key's replicas are its range's.
+        for pair in ranges.windows(2) {
+            assert_ne!(pair[0].1, pair[1].1);
+            assert_eq!(pair[0].0.upto, pair[1].0.after, "no gap between ranges");
+        }
+        for i in 0..500u32 {
+            let key = format!("k{i}");
+            let token = Ring::key_token(key.as_bytes());
+            let holding: Vec<_> = ranges.iter().filter(|r| r.0.contains(token)).collect();
+            assert_eq!(holding.len(), 1, "exactly one range holds {key}");
+            assert_eq!(holding[0].1, ring.preference_list(key.as_bytes(), 2));
+        }
+        // One member: one range, the whole circle.
+        let alone = Ring::new(&[member("a", 1)], 8).replica_ranges(3);
+        assert_eq!(alone.len(), 1);
+        assert_eq!(alone[0].0.after, alone[0].0.upto);
+    }
 
     fn member(id: &str, weight: u32) -> RingMember {
         placed(id, weight, "dc1", "r1")

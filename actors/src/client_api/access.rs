@@ -6,7 +6,8 @@
 //! - A node with a client token (`--client-token-file`, line 1) answers
 //!   every op but `auth` with `unauthorized` until the connection has
 //!   presented that token or the admin token.
-//! - The admin ops (`leave`, `forget`) need the admin token (the file's
+//! - The admin ops (`leave`, `forget`, and the extensions `members`, `ring`,
+//!   `repair`) need the admin token (the file's
 //!   line 2) when the node has one, from every address, loopback
 //!   included: an operator who set an admin token means it, and on a
 //!   shared host any local user reaches the loopback port. A node without
@@ -326,7 +327,14 @@ impl Access {
                 "this node requires a client token: send `auth` with `token` first",
             ));
         }
-        let admin_op = matches!(op, ClientOp::Leave | ClientOp::Forget { .. });
+        let admin_op = matches!(
+            op,
+            ClientOp::Leave
+                | ClientOp::Forget { .. }
+                | ClientOp::Members
+                | ClientOp::Ring
+                | ClientOp::Repair { .. }
+        );
         if !admin_op || self.grant == Grant::Admin {
             return Ok(());
         }
@@ -422,7 +430,17 @@ mod tests {
         let mut access = Access::new(&tokens);
         access.authenticate(&tokens, CLIENT).unwrap();
         let forget = ClientOp::Forget { node: "n3".into() };
-        for op in [&ClientOp::Leave, &forget] {
+        let repair = ClientOp::Repair {
+            peer: None,
+            key: None,
+        };
+        for op in [
+            &ClientOp::Leave,
+            &forget,
+            &ClientOp::Members,
+            &ClientOp::Ring,
+            &repair,
+        ] {
             for ip in [
                 "10.77.0.200",
                 "2001:db8::1",
@@ -440,6 +458,8 @@ mod tests {
         for ip in ["10.77.0.200", "127.0.0.1"] {
             assert_eq!(access.permit(&ClientOp::Leave, remote(ip)), Ok(()));
             assert_eq!(access.permit(&forget, remote(ip)), Ok(()));
+            assert_eq!(access.permit(&ClientOp::Members, remote(ip)), Ok(()));
+            assert_eq!(access.permit(&repair, remote(ip)), Ok(()));
             assert_eq!(access.permit(&STATUS, remote(ip)), Ok(()));
         }
     }

@@ -7,6 +7,7 @@
 //! before a byte is read, and logged.
 
 pub mod access;
+pub mod admin;
 mod session;
 
 use std::cell::Cell;
@@ -20,6 +21,7 @@ pub use session::ClientSession;
 
 use crate::failure_detector::FailureDetector;
 use crate::net::{accept_stream, AcceptPolicy, BoxConnection, Listener};
+use crate::repair::Repair;
 use crate::replicator::Replicator;
 use crate::storage::Storage;
 use crate::wire::client::RequestLimits;
@@ -58,6 +60,8 @@ pub struct ClientApiOptions {
     /// connection may run every op, admin ops from loopback only); the
     /// policy is `access`.
     pub tokens: access::ClientTokens,
+    /// Requests by op and result, their latency, the replicator's mailbox.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// The client listener actor.
@@ -68,6 +72,7 @@ pub struct ClientApi {
     replicator: Addr<Replicator>,
     failure_detector: Addr<FailureDetector>,
     storage: Addr<Storage>,
+    repair: Addr<Repair>,
     /// Source of request ids; shared with every session.
     next_trace: Rc<Cell<u64>>,
     /// Open sessions, shared with every session (they decrement on stop).
@@ -84,6 +89,7 @@ impl ClientApi {
         replicator: Addr<Replicator>,
         failure_detector: Addr<FailureDetector>,
         storage: Addr<Storage>,
+        repair: Addr<Repair>,
     ) -> Self {
         // Request ids start at a per-node offset so that ids from different
         // coordinators rarely collide in a merged log.
@@ -96,6 +102,7 @@ impl ClientApi {
             replicator,
             failure_detector,
             storage,
+            repair,
             next_trace: Rc::new(Cell::new(first)),
             open: Rc::new(Cell::new(0)),
             span,
@@ -141,6 +148,7 @@ impl StreamHandler<std::io::Result<(BoxConnection, SocketAddr)>> for ClientApi {
                     self.replicator.clone(),
                     self.failure_detector.clone(),
                     self.storage.clone(),
+                    self.repair.clone(),
                     self.next_trace.clone(),
                     self.open.clone(),
                 )

@@ -14,6 +14,7 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Instant;
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -24,7 +25,10 @@ use tracing::{debug, info, warn};
 use super::access::{Access, AUTH_FAILURES_MAX};
 use super::ClientApiOptions;
 use crate::failure_detector::{FailureDetector, Forget, Leave, StatusQuery};
+use crate::metrics::Mailbox;
 use crate::net::BoxConnection;
+use crate::repair::admin::{RepairKey, RepairNow, RingQuery};
+use crate::repair::Repair;
 use crate::replicator::{CoordinateGet, CoordinateList, CoordinateWrite, Replicator};
 use crate::storage::{HintCountsQuery, Storage};
 use crate::wire::client::{
@@ -52,6 +56,7 @@ pub struct ClientSession {
     replicator: Addr<Replicator>,
     failure_detector: Addr<FailureDetector>,
     storage: Addr<Storage>,
+    repair: Addr<Repair>,
     next_trace: Rc<Cell<u64>>,
     open: Rc<Cell<usize>>,
     writer: Option<Writer>,
@@ -72,6 +77,7 @@ impl ClientSession {
         replicator: Addr<Replicator>,
         failure_detector: Addr<FailureDetector>,
         storage: Addr<Storage>,
+        repair: Addr<Repair>,
         next_trace: Rc<Cell<u64>>,
         open: Rc<Cell<usize>>,
     ) -> Self {
@@ -85,6 +91,7 @@ impl ClientSession {
             replicator,
             failure_detector,
             storage,
+            repair,
             next_trace,
             open,
             writer: None,
@@ -145,24 +152,35 @@ impl ClientSession {
         }
     }
 
+    /// Counts one answered request (`ringkv_requests_total`,
+    /// `ringkv_request_duration_seconds`).
+    fn count(&self, op: &str, error: Option<ErrorCode>, started: Instant) {
+        self.options
+            .metrics
+            .request(op, error, started.elapsed().as_secs_f64());
+    }
+
     fn on_frame(&mut self, frame: Bytes, ctx: &mut Context<Self>) {
+        let started = Instant::now();
         let request = match parse_request(&frame, &self.options.limits) {
             Ok(r) => r,
             Err((id, error)) => {
                 let span = self.span.clone();
                 let _span = span.enter();
                 info!(id, code = error.code.as_str(), message = %error.message, "request failed");
+                self.count("invalid", Some(error.code), started);
                 return self.respond(id, &Err(error), ctx);
             }
         };
         if let ClientOp::Auth { token } = &request.op {
-            return self.on_auth(request.id, &token.0, ctx);
+            return self.on_auth(request.id, &token.0, started, ctx);
         }
         if let Err(error) = self.access.permit(&request.op, self.remote.ip()) {
             let span = self.span.clone();
             let _span = span.enter();
             info!(id = request.id, op = request.op.name(), grant = ?self.access.grant(),
                 message = %error.message, "request refused: unauthorized");
+            self.count(request.op.name(), Some(error.code), started);
             return self.respond(request.id, &Err(error), ctx);
         }
         if self.in_flight >= self.options.client_inflight_max {
@@ -173,6 +191,7 @@ impl ClientSession {
                     self.in_flight
                 ),
             );
+            self.count(request.op.name(), Some(error.code), started);
             return self.respond(request.id, &Err(error), ctx);
         }
         let trace = self.next_trace.get();
@@ -183,6 +202,7 @@ impl ClientSession {
         let span = self.span.clone();
         ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
             act.in_flight -= 1;
+            act.count(op_name, result.as_ref().err().map(|e| e.code), started);
             let _span = span.enter();
             match &result {
                 Ok(_) => debug!(req = %format_args!("{trace:x}"), op = op_name, "request done"),
@@ -199,10 +219,16 @@ impl ClientSession {
     }
 
     /// An `auth`: answered at once. The token itself is never logged.
-    fn on_auth(&mut self, id: u64, token: &[u8], ctx: &mut Context<Self>) {
+    fn on_auth(&mut self, id: u64, token: &[u8], started: Instant, ctx: &mut Context<Self>) {
         let span = self.span.clone();
         let _span = span.enter();
-        match self.access.authenticate(&self.options.tokens, token) {
+        let outcome = self.access.authenticate(&self.options.tokens, token);
+        self.count(
+            "auth",
+            outcome.as_ref().err().map(|_| ErrorCode::Unauthorized),
+            started,
+        );
+        match outcome {
             Ok(grant) => {
                 debug!(?grant, "client authenticated");
                 self.respond(id, &Ok(ClientReply::Authenticated), ctx);
@@ -288,7 +314,56 @@ impl ClientSession {
                     Ok(ClientReply::Pong { node: own })
                 })
             }
+            ClientOp::Members => {
+                let status = self.failure_detector.send(StatusQuery);
+                let ring = self.repair.send(RingQuery);
+                let hints = self.storage.send(HintCountsQuery);
+                let (own, load) = (self.node.clone(), self.options.metrics.load_bytes());
+                Box::pin(async move {
+                    let ClientReply::Status { members, .. } = status.await.map_err(gone)? else {
+                        return Err(ClientError::new(
+                            ErrorCode::Internal,
+                            "the failure detector answered status with another reply",
+                        ));
+                    };
+                    let (ring, _) = ring.await.map_err(gone)?;
+                    let hints = hints.await.map_err(gone)?;
+                    Ok(super::admin::members(&own, &members, &ring, &hints, load))
+                })
+            }
+            ClientOp::Ring => {
+                let ring = self.repair.send(RingQuery);
+                let own = self.node.clone();
+                Box::pin(async move {
+                    let (ring, n) = ring.await.map_err(gone)?;
+                    Ok(super::admin::ring(&own, &ring, n))
+                })
+            }
+            ClientOp::Repair { key: Some(key), .. } => {
+                let call = self.repair.send(RepairKey { key });
+                let own = self.node.clone();
+                Box::pin(async move {
+                    let replicas = call.await.map_err(gone)?;
+                    Ok(super::admin::key_replicas(&own, &replicas))
+                })
+            }
+            ClientOp::Repair { peer, key: None } => {
+                let peer = match peer.map(NodeId::new).transpose() {
+                    Ok(peer) => peer,
+                    Err(e) => {
+                        let error = ClientError::new(ErrorCode::BadRequest, format!("`peer`: {e}"));
+                        return Box::pin(async move { Err(error) });
+                    }
+                };
+                let call = self.repair.send(RepairNow { peer });
+                let own = self.node.clone();
+                Box::pin(async move {
+                    let done = call.await.map_err(gone)?;
+                    Ok(super::admin::exchanges(&own, &done))
+                })
+            }
             ClientOp::Get { key, r, pr } => {
+                self.options.metrics.mailbox_sent(Mailbox::Replicator);
                 let call = self.replicator.send(CoordinateGet {
                     key,
                     r,
@@ -360,6 +435,7 @@ impl ClientSession {
         write: CoordinateWrite,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<ClientReply, ClientError>>>>
     {
+        self.options.metrics.mailbox_sent(Mailbox::Replicator);
         let call = self.replicator.send(write);
         Box::pin(async move {
             let context = call.await.map_err(|e| {

@@ -106,7 +106,12 @@ pub async fn sync_with(
         leaves: local.leaves().len() as u32,
     };
     let remote = match replicas.call(peer, request, 0, timeout_ms).await {
-        Ok(LeafHashes { hashes }) => MerkleTree::from_leaves(hashes),
+        Ok(LeafHashes { hashes }) => {
+            replicas
+                .metrics
+                .anti_entropy_bytes(true, leaf_hash_bytes(hashes.len()));
+            MerkleTree::from_leaves(hashes)
+        }
         Err(source) => {
             return Err(RepairError::PeerTree {
                 peer: peer.clone(),
@@ -126,9 +131,17 @@ pub async fn sync_with(
             source: peer.clone(),
             target: own.clone(),
         };
-        stats.pulled += stream::pull(replicas, &transfer, throttle, timeout_ms, 0).await?;
+        let pulled = stream::pull(replicas, &transfer, throttle, timeout_ms, 0).await?;
+        replicas.metrics.anti_entropy_bytes(true, pulled.bytes);
+        replicas.metrics.anti_entropy_keys_repaired(pulled.changed);
+        stats.pulled += pulled;
     }
     Ok(stats)
+}
+
+/// Bytes of `leaves` Merkle leaf hashes (8 each), as the metrics count them.
+pub fn leaf_hash_bytes(leaves: usize) -> u64 {
+    8 * leaves as u64
 }
 
 /// Serves a peer's tree request.

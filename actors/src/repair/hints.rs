@@ -72,6 +72,9 @@ pub async fn deliver(
         let full = page.len() == HINT_PAGE_ENTRIES;
         for hint in page {
             after = Some(hint.key.clone());
+            replicas
+                .metrics
+                .mailbox_sent(crate::metrics::Mailbox::Storage);
             let object = replicas
                 .storage
                 .send(LocalRead {

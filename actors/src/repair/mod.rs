@@ -4,6 +4,7 @@
 //! them (a merge on their side, so a replica that meanwhile took a newer
 //! write loses nothing). Hinted handoff and Merkle anti-entropy join here.
 
+pub mod admin;
 pub mod anti_entropy;
 pub mod handoff;
 pub mod hints;
@@ -330,6 +331,7 @@ impl Repair {
                 Ok(done) => (done, None),
                 Err((done, why)) => (done, Some(why)),
             };
+            act.replicas.metrics.hints_delivered(done.hints);
             if done.hints > 0 {
                 info!(peer = %owner, delivered = done.hints, bytes = done.bytes,
                     "hinted handoff: delivered writes held for another replica");
@@ -405,7 +407,10 @@ impl Handler<ReadRepair> for Repair {
                 let span = act.span.clone();
                 let _span = span.enter();
                 match result {
-                    Ok(()) => debug!(req = %format_args!("{trace:x}"), peer = %node, "read repair done"),
+                    Ok(()) => {
+                        act.replicas.metrics.read_repair();
+                        debug!(req = %format_args!("{trace:x}"), peer = %node, "read repair done")
+                    }
                     Err(error) => warn!(req = %format_args!("{trace:x}"), peer = %node, %error, "read repair failed"),
                 }
             }));
@@ -571,9 +576,13 @@ impl Handler<Incoming<MerkleLeaves>> for Repair {
         );
         Box::pin(
             async move {
-                anti_entropy::serve_tree(&replicas, &ring, n, &with, leaves)
+                let served = anti_entropy::serve_tree(&replicas, &ring, n, &with, leaves)
                     .await
-                    .map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))
+                    .map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))?;
+                replicas
+                    .metrics
+                    .anti_entropy_bytes(false, anti_entropy::leaf_hash_bytes(served.hashes.len()));
+                Ok(served)
             }
             .instrument(self.span.clone()),
         )

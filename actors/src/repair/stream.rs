@@ -28,12 +28,16 @@ pub struct StreamStats {
     pub keys: u64,
     /// Bytes of keys and objects copied.
     pub bytes: u64,
+    /// Objects that changed the receiving copy (pulls only: a push does
+    /// not learn it).
+    pub changed: u64,
 }
 
 impl std::ops::AddAssign for StreamStats {
     fn add_assign(&mut self, other: Self) {
         self.keys += other.keys;
         self.bytes += other.bytes;
+        self.changed += other.changed;
     }
 }
 
@@ -94,14 +98,16 @@ pub async fn pull(
                 let user = user_key(&key)
                     .ok_or(RepairError::ShortKey("scanned"))?
                     .to_vec();
-                stats += StreamStats {
-                    keys: 1,
-                    bytes: (key.len() + object.len()) as u64,
-                };
-                replicas
+                let bytes = (key.len() + object.len()) as u64;
+                let changed = replicas
                     .merge_locally(user, object, None, trace)
                     .await
                     .map_err(RepairError::LocalMerge)?;
+                stats += StreamStats {
+                    keys: 1,
+                    bytes,
+                    changed: u64::from(changed.is_some()),
+                };
                 cursor = successor(&key);
             }
             if let Some(resume) = page.resume {
@@ -153,6 +159,7 @@ pub async fn push(
                         source,
                     })?;
                 stats += StreamStats {
+                    changed: 0,
                     keys: 1,
                     bytes: (key.len() + object.len()) as u64,
                 };

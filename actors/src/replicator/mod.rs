@@ -622,6 +622,9 @@ impl Handler<CoordinateWrite> for Replicator {
     type Result = ResponseFuture<Result<Vec<u8>, ClientError>>;
 
     fn handle(&mut self, msg: CoordinateWrite, _ctx: &mut Self::Context) -> Self::Result {
+        self.replicas
+            .metrics
+            .mailbox_handled(crate::metrics::Mailbox::Replicator);
         if !self.ready {
             let timeout_ms = msg.timeout_ms;
             return self.hold(timeout_ms, |tx| Held::Write(msg, true, tx));
@@ -634,6 +637,9 @@ impl Handler<CoordinateGet> for Replicator {
     type Result = ResponseFuture<Result<GetAnswer, ClientError>>;
 
     fn handle(&mut self, msg: CoordinateGet, ctx: &mut Self::Context) -> Self::Result {
+        self.replicas
+            .metrics
+            .mailbox_handled(crate::metrics::Mailbox::Replicator);
         if !self.ready {
             let timeout_ms = msg.timeout_ms;
             return self.hold(timeout_ms, |tx| Held::Get(msg, tx));
@@ -658,6 +664,9 @@ impl Handler<Incoming<ReplicaRead>> for Replicator {
             return Box::pin(async move { Err(refused) });
         }
         let span = self.replica_span(&msg.from, msg.trace);
+        self.replicas
+            .metrics
+            .mailbox_sent(crate::metrics::Mailbox::Storage);
         let read = self.replicas.storage.send(LocalRead {
             key: msg.request.key.into_vec(),
         });

@@ -117,6 +117,7 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     // Minted under the store's version actor (the writer thread's: a new
     // one after a failed local write), not the bare node id: a node must
     // never hand out a counter that replicas remember for another write.
+    let metrics = replicas.metrics.clone();
     let mutation = Box::new(move |current: Option<&[u8]>, actor: &NodeId| {
         let local = current.map(Object::decode).transpose().map_err(|e| {
             ClientError::new(
@@ -142,6 +143,10 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
         if encoded.len() > object_bytes_max {
             return Err(too_large(encoded.len(), object_bytes_max));
         }
+        metrics.tombstone_transition(
+            local.as_ref().is_some_and(crate::replicas::is_tombstone),
+            crate::replicas::is_tombstone(&next),
+        );
         Ok(Some(encoded))
     });
     // The local write is durable only after its group's fsync; the new
@@ -152,6 +157,9 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     // is unclean, so the store gets a new incarnation and never reuses the
     // dot; see `data_dir::store_incarnation`.)
     let (minted_tx, minted_rx) = tokio::sync::oneshot::channel();
+    replicas
+        .metrics
+        .mailbox_sent(crate::metrics::Mailbox::Storage);
     let mut apply = Box::pin(replicas.storage.send(LocalApply {
         key: key.clone(),
         mutation,

@@ -66,6 +66,9 @@ pub struct StorageOptions {
     /// Time between attempts to reopen a store whose engine failed a
     /// write, in milliseconds.
     pub storage_reopen_interval_ms: u64,
+    /// Where the mailbox depth of reads and writes is kept (their senders
+    /// count them in, the handlers out).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Default for StorageOptions {
@@ -78,6 +81,7 @@ impl Default for StorageOptions {
             storage_reader_threads: 2,
             hints_bytes_max_per_target: HINTS_BYTES_MAX_PER_TARGET_DEFAULT,
             storage_reopen_interval_ms: 1000,
+            metrics: crate::metrics::Metrics::default(),
         }
     }
 }
@@ -387,6 +391,9 @@ impl Handler<LocalRead> for Storage {
     type Result = ResponseFuture<Result<Option<Vec<u8>>, StorageError>>;
 
     fn handle(&mut self, msg: LocalRead, _ctx: &mut Self::Context) -> Self::Result {
+        self.options
+            .metrics
+            .mailbox_handled(crate::metrics::Mailbox::Storage);
         let key = keys::data_key(&storage_key(&msg.key));
         self.read(|reply| ReadJob::Get { key, reply })
     }
@@ -483,6 +490,9 @@ impl Handler<LocalApply> for Storage {
     type Result = ResponseFuture<Result<Option<Vec<u8>>, ApplyError>>;
 
     fn handle(&mut self, msg: LocalApply, _ctx: &mut Self::Context) -> Self::Result {
+        self.options
+            .metrics
+            .mailbox_handled(crate::metrics::Mailbox::Storage);
         let (reply, rx) = oneshot::channel();
         let job = WriterJob::Apply(ApplyJob {
             key: keys::data_key(&storage_key(&msg.key)),

@@ -118,4 +118,10 @@ pub trait Engine: Send + Sync + 'static {
     fn is_poisoned(&self) -> bool {
         false
     }
+
+    /// The engine's own metrics (fsyncs, memtables, tables, compactions,
+    /// stalls), when it keeps them; node.rs registers them.
+    fn metrics(&self) -> Option<crate::metrics::EngineMetrics> {
+        None
+    }
 }

@@ -108,7 +108,8 @@ impl Inner {
                 log.file
                     .append(records)
                     .map_err(|e| io_error("appending to", &path, e))?;
-                log.file.sync().map_err(|e| io_error("syncing", &path, e))?;
+                self.timed_sync(&mut log)
+                    .map_err(|e| io_error("syncing", &path, e))?;
             }
             SyncPolicy::Periodic { .. } => {
                 log.buffer.extend_from_slice(records);
@@ -122,6 +123,7 @@ impl Inner {
         for (sequence, ops) in batches.drain(..) {
             version.active.apply(sequence, ops);
         }
+        self.record_memtable_bytes(&version);
         if version.active.size_bytes() >= self.options.memtable_bytes_max {
             self.rotate(&mut log)?;
         }
@@ -135,7 +137,8 @@ impl Inner {
         let old_path = file_path(&self.dir, &segment_name(log.segment));
         // Older segments must be whole: recovery allows a torn tail only in
         // the newest one. (A no-op for SyncPolicy::Always.)
-        log.sync().map_err(|e| io_error("syncing", &old_path, e))?;
+        self.timed_sync(log)
+            .map_err(|e| io_error("syncing", &old_path, e))?;
         let segment = log.segment + 1;
         let file = self.create_segment(segment)?;
         log.segment = segment;
@@ -150,6 +153,7 @@ impl Inner {
 
     fn stall_while_flushes_pending(&self) -> Result<(), StorageError> {
         let mut warned = false;
+        let started = std::time::Instant::now();
         let mut work = lock(&self.work);
         while self.current().immutables.len() >= self.options.immutable_memtables_max.max(1) {
             self.check_poison()?;
@@ -168,6 +172,11 @@ impl Inner {
                 .wait_timeout(work, Duration::from_millis(STALL_RECHECK_MS))
                 .map(|(guard, _)| guard)
                 .unwrap_or_else(|e| e.into_inner().0);
+        }
+        if warned {
+            self.metrics
+                .write_stall_seconds
+                .inc_by(started.elapsed().as_secs_f64());
         }
         Ok(())
     }

@@ -117,6 +117,9 @@ impl Inner {
             Ok(())
         })?;
         self.install_compaction(&inputs, output, sequence_max)?;
+        // Counted while the compaction lock is held: once a later
+        // compaction returns, every earlier one is counted.
+        self.metrics.compactions.inc();
         Ok(true)
     }
 

@@ -69,6 +69,7 @@ impl LsmEngine {
             poison: Mutex::new(None),
             poisoned: AtomicBool::new(false),
             purge_watermark: AtomicU64::new(0),
+            metrics: options.metrics.clone(),
             vfs,
             dir,
             options,
@@ -79,6 +80,8 @@ impl LsmEngine {
             inner.flush_memtable(&replayed)?;
         }
         lock(&inner.log).file = inner.create_segment(segment)?;
+        // Sets the table and memtable gauges for what recovery found.
+        inner.swap_version(|_| {});
         let threads = vec![
             spawn("ringkv-lsm-flush", &inner, flush_loop)?,
             spawn("ringkv-lsm-compact", &inner, compaction_loop)?,
@@ -165,6 +168,10 @@ impl Engine for LsmEngine {
 
     fn is_poisoned(&self) -> bool {
         self.inner.is_poisoned()
+    }
+
+    fn metrics(&self) -> Option<crate::metrics::EngineMetrics> {
+        Some(self.inner.metrics.clone())
     }
 
     fn scan(
@@ -290,7 +297,7 @@ fn flush_loop(inner: &Inner) {
             if let Ok(mut log) = inner.log.try_lock() {
                 last_sync = Instant::now();
                 let path = file_path(&inner.dir, &segment_name(log.segment));
-                if let Err(source) = log.sync() {
+                if let Err(source) = inner.timed_sync(&mut log) {
                     drop(log);
                     inner.poison(&io_error("syncing", &path, source));
                 }

@@ -83,6 +83,11 @@ pub struct LsmOptions {
     pub log_preallocate_bytes: u64,
     /// Applied to every live value a compaction copies. Default none.
     pub compaction_filter: Option<CompactionFilter>,
+    /// Where the engine records fsyncs, memtables, tables, compactions and
+    /// stalls: handles shared by every engine opened with these options,
+    /// so an engine reopened after a failed write keeps the node's
+    /// registered metrics.
+    pub metrics: crate::metrics::EngineMetrics,
 }
 
 impl Default for LsmOptions {
@@ -99,6 +104,7 @@ impl Default for LsmOptions {
             compaction_tables_max: 4,
             log_preallocate_bytes: 32 << 20,
             compaction_filter: None,
+            metrics: crate::metrics::EngineMetrics::default(),
         }
     }
 }

@@ -136,6 +136,8 @@ pub struct Inner {
     pub poisoned: AtomicBool,
     /// Tombstones in tables whose sequence bound is at most this may be purged.
     pub purge_watermark: AtomicU64,
+    /// Fsync latency, memtable bytes, tables, compactions, stalls.
+    pub metrics: crate::metrics::EngineMetrics,
 }
 
 /// Locks `mutex`, ignoring poisoning: every critical section leaves its data
@@ -158,7 +160,37 @@ impl Inner {
         let mut guard = self.version.write().unwrap_or_else(|e| e.into_inner());
         let mut next = Version::clone(&guard);
         edit(&mut next);
+        self.metrics
+            .tables
+            .set(i64::try_from(next.tables.len()).unwrap_or(i64::MAX));
+        let table_bytes: u64 = next.tables.iter().map(|t| t.table.size_bytes()).sum();
+        self.metrics
+            .table_bytes
+            .set(i64::try_from(table_bytes).unwrap_or(i64::MAX));
+        self.record_memtable_bytes(&next);
         *guard = Arc::new(next);
+    }
+
+    /// Sets the memtable gauge from `version`.
+    pub fn record_memtable_bytes(&self, version: &Version) {
+        let bytes: usize = std::iter::once(&version.active)
+            .chain(&version.immutables)
+            .map(|m| m.size_bytes())
+            .sum();
+        self.metrics
+            .memtable_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Syncs the log, timing the fsync.
+    pub fn timed_sync(&self, log: &mut LogFile) -> std::io::Result<()> {
+        log.drain()?;
+        let started = std::time::Instant::now();
+        let synced = log.file.sync();
+        self.metrics
+            .fsync_seconds
+            .observe(started.elapsed().as_secs_f64());
+        synced
     }
 
     /// The table layout from the options.

@@ -63,6 +63,11 @@ fn encode_reply(reply: &ClientReply, map: &mut Vec<(Value, Value)>) {
                 map.push((s(k), v.clone()));
             }
         }
+        ClientReply::Admin { fields } => {
+            for (k, v) in fields {
+                map.push((s(k), v.clone()));
+            }
+        }
     }
 }
 
@@ -98,7 +103,19 @@ pub fn encode_request(request: &ClientRequest) -> Vec<u8> {
     ];
     let bin = |b: &[u8]| Value::Binary(b.to_vec());
     match &request.op {
-        ClientOp::Ping | ClientOp::Status | ClientOp::Leave => {}
+        ClientOp::Ping
+        | ClientOp::Status
+        | ClientOp::Leave
+        | ClientOp::Members
+        | ClientOp::Ring => {}
+        ClientOp::Repair { peer, key } => {
+            if let Some(peer) = peer {
+                map.push((s("peer"), s(peer)));
+            }
+            if let Some(key) = key {
+                map.push((s("key"), bin(key)));
+            }
+        }
         ClientOp::Forget { node } => map.push((s("node"), s(node))),
         ClientOp::List { cursor, limit } => {
             if let Some(cursor) = cursor {

@@ -217,6 +217,21 @@ pub enum ClientOp {
         /// The member's id.
         node: String,
     },
+    /// Admin (ringkv extension): every member with its state, place,
+    /// tokens, ring share, the hints held here for it and (for the
+    /// answering node) its load in bytes.
+    Members,
+    /// Admin (ringkv extension): the ring's token ranges with their
+    /// replicas, consecutive ranges with the same replicas merged.
+    Ring,
+    /// Admin (ringkv extension): an anti-entropy exchange now with `peer`
+    /// (or every peer), or, with `key`, the read repair of that key.
+    Repair {
+        /// One peer (absent: every peer).
+        peer: Option<String>,
+        /// One key to read-repair instead.
+        key: Option<Vec<u8>>,
+    },
 }
 
 impl ClientOp {
@@ -232,6 +247,9 @@ impl ClientOp {
             ClientOp::Auth { .. } => "auth",
             ClientOp::Leave => "leave",
             ClientOp::Forget { .. } => "forget",
+            ClientOp::Members => "members",
+            ClientOp::Ring => "ring",
+            ClientOp::Repair { .. } => "repair",
         }
     }
 }
@@ -295,6 +313,12 @@ pub enum ClientReply {
         members: Vec<MemberStatus>,
         /// Extra top-level keys (`n`, `r`, `w`, `ring_vnodes`, ...).
         extra: Vec<(String, Value)>,
+    },
+    /// The admin extensions (`members`, `ring`, `repair`): top-level keys
+    /// as the op's section of docs/protocol.md lists them.
+    Admin {
+        /// The answer's keys.
+        fields: Vec<(String, Value)>,
     },
 }
 

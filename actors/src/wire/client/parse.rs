@@ -77,6 +77,23 @@ fn parse_op(fields: &Fields<'_>, limits: &RequestLimits) -> Result<ClientOp, Cli
                 },
             },
         },
+        "members" => ClientOp::Members,
+        "ring" => ClientOp::Ring,
+        "repair" => ClientOp::Repair {
+            peer: match fields.get("peer") {
+                None | Some(Value::Nil) => None,
+                Some(Value::String(s)) => Some(
+                    s.as_str()
+                        .ok_or_else(|| bad("field `peer` must be valid UTF-8"))?
+                        .to_owned(),
+                ),
+                Some(_) => return Err(bad("field `peer` must be a string")),
+            },
+            key: match fields.get("key") {
+                None | Some(Value::Nil) => None,
+                Some(_) => Some(fields.key(limits)?),
+            },
+        },
         "auth" => ClientOp::Auth {
             token: AuthToken(
                 fields
@@ -117,7 +134,7 @@ fn parse_op(fields: &Fields<'_>, limits: &RequestLimits) -> Result<ClientOp, Cli
             return Err(ClientError::new(
                 ErrorCode::UnknownOp,
                 format!(
-                    "unknown op {other:?}; expected ping, get, put, delete, list, status, auth, leave or forget"
+                    "unknown op {other:?}; expected ping, get, put, delete, list, status, auth, leave, forget, members, ring or repair"
                 ),
             ))
         }

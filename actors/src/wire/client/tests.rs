@@ -46,6 +46,16 @@ fn request_round_trip() {
             pw: Some(3),
         },
         ClientOp::Forget { node: "n4".into() },
+        ClientOp::Members,
+        ClientOp::Ring,
+        ClientOp::Repair {
+            peer: Some("n2".into()),
+            key: None,
+        },
+        ClientOp::Repair {
+            peer: None,
+            key: Some(b"k".to_vec()),
+        },
         ClientOp::Auth {
             token: AuthToken(b"0123456789abcdef".to_vec()),
         },

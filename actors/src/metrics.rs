@@ -1,0 +1,557 @@
+//! The node's Prometheus metrics: one [`Metrics`] handle (an `Arc` of
+//! pre-created counters, gauges and histograms from `prometheus-client`,
+//! all atomics) that node.rs creates and hands to the actors that own each
+//! event. Recording is an index into a table built at start-up: no lock,
+//! no allocation per request (labels that cannot be known up front, a
+//! peer's id, are created once per peer and cached).
+//!
+//! Who records what:
+//! - client sessions: `ringkv_requests_total{op,result}`,
+//!   `ringkv_request_duration_seconds{op}`, and the replicator's mailbox
+//!   depth (they count a request in when they send it; the replicator counts
+//!   it out when its handler starts);
+//! - `Replicas` (replicator and repair): `ringkv_replica_requests_total{peer,result}`,
+//!   the storage mailbox depth (reads and writes sent to the Storage actor,
+//!   counted out when its handler starts), `ringkv_tombstones`;
+//! - repair: hints delivered, anti-entropy bytes and keys, read repairs;
+//! - the LSM engine ([`EngineMetrics`], its own threads): fsync latency,
+//!   memtable bytes, tables, compactions, write stalls;
+//! - the metrics endpoint, at scrape time: `ringkv_members{state}` and
+//!   `ringkv_hints_pending` (asked of the failure detector and storage, which
+//!   already keep them; see [`Metrics::set_members`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::{Arc, RwLock};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::wire::client::ErrorCode;
+
+/// The ops `ringkv_requests_total` and `ringkv_request_duration_seconds`
+/// are labelled with: the client protocol's op names, plus `invalid` for a
+/// frame that did not parse into a request.
+pub const REQUEST_OPS: [&str; 13] = [
+    "ping", "get", "put", "delete", "list", "status", "auth", "leave", "forget", "members", "ring",
+    "repair", "invalid",
+];
+/// Results of a request: `ok` or an error code's wire name.
+const REQUEST_RESULTS: [&str; 8] = [
+    "ok",
+    "bad_request",
+    "too_large",
+    "unknown_op",
+    "unavailable",
+    "timeout",
+    "internal",
+    "unauthorized",
+];
+/// Results of a replica request.
+const REPLICA_RESULTS: [&str; 3] = ["ok", "timeout", "error"];
+/// Member states `ringkv_members` always reports (0 when none).
+pub const MEMBER_STATES: [&str; 6] = ["alive", "suspect", "down", "joining", "leaving", "left"];
+/// Smallest bucket of the request latency histogram, in seconds (100 us);
+/// each next one doubles, over [`LATENCY_BUCKETS`] buckets (to ~3.3 s).
+const LATENCY_BUCKET_MIN_S: f64 = 0.000_1;
+/// Buckets of the latency histograms.
+const LATENCY_BUCKETS: u16 = 16;
+/// Smallest bucket of the fsync histogram, in seconds (20 us; doubling).
+const FSYNC_BUCKET_MIN_S: f64 = 0.000_02;
+
+/// The actors whose mailbox depth is measured (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mailbox {
+    /// Client requests sent to the replicator and not yet handled.
+    Replicator,
+    /// Reads and writes sent to the Storage actor and not yet handled.
+    Storage,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    op: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabel {
+    op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActorLabel {
+    actor: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabel {
+    direction: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(
+        LATENCY_BUCKET_MIN_S,
+        2.0,
+        LATENCY_BUCKETS,
+    ))
+}
+
+fn fsync_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(
+        FSYNC_BUCKET_MIN_S,
+        2.0,
+        LATENCY_BUCKETS,
+    ))
+}
+
+/// What the storage engine records, from its own threads. The engine
+/// creates these (unregistered) when it opens; node.rs registers them.
+#[derive(Clone, Debug)]
+pub struct EngineMetrics {
+    /// Duration of each commit-log fsync, in seconds.
+    pub fsync_seconds: Histogram,
+    /// Bytes in memtables (the active one and those waiting for a flush).
+    pub memtable_bytes: Gauge,
+    /// Live SSTables.
+    pub tables: Gauge,
+    /// Bytes of the live SSTables.
+    pub table_bytes: Gauge,
+    /// Compactions completed.
+    pub compactions: Counter,
+    /// Time writers spent stalled waiting for memtable flushes, in seconds.
+    pub write_stall_seconds: Counter<f64, AtomicU64>,
+}
+
+impl Default for EngineMetrics {
+    fn default() -> Self {
+        Self {
+            fsync_seconds: fsync_histogram(),
+            memtable_bytes: Gauge::default(),
+            tables: Gauge::default(),
+            table_bytes: Gauge::default(),
+            compactions: Counter::default(),
+            write_stall_seconds: Counter::default(),
+        }
+    }
+}
+
+/// The node's metrics (cheap to clone: one `Arc`).
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+struct Inner {
+    registry: Registry,
+    /// The engine's handles (for the load an admin `members` reports).
+    engine: Option<EngineMetrics>,
+    /// `[op][result]`, indexed as [`REQUEST_OPS`] x `REQUEST_RESULTS`.
+    requests: Vec<[Counter; REQUEST_RESULTS.len()]>,
+    durations: Vec<Histogram>,
+    replica_requests: Family<PeerLabels, Counter>,
+    /// Per peer, its three result counters (created once per peer).
+    peers: RwLock<HashMap<String, Arc<[Counter; REPLICA_RESULTS.len()]>>>,
+    mailbox_replicator: Gauge,
+    mailbox_storage: Gauge,
+    members: [Gauge; MEMBER_STATES.len()],
+    hints_pending: Gauge,
+    hints_delivered: Counter,
+    anti_entropy_in: Counter,
+    anti_entropy_out: Counter,
+    anti_entropy_keys_repaired: Counter,
+    read_repairs: Counter,
+    tombstones: Gauge<i64, AtomicI64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    /// A registry of its own, without storage metrics (tests, simulations).
+    fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+impl Metrics {
+    /// Every metric, registered; `engine`: the storage engine's, when it
+    /// keeps them.
+    pub fn new(engine: Option<&EngineMetrics>) -> Self {
+        let mut registry = Registry::default();
+        let request_family = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "ringkv_requests",
+            "Client requests answered, by op and result (ok or the error code)",
+            request_family.clone(),
+        );
+        let duration_family =
+            Family::<OpLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        registry.register(
+            "ringkv_request_duration_seconds",
+            "Time from a client request's arrival to its answer, in seconds, by op",
+            duration_family.clone(),
+        );
+        let requests = REQUEST_OPS
+            .iter()
+            .map(|op| {
+                REQUEST_RESULTS
+                    .map(|result| request_family.get_or_create_owned(&RequestLabels { op, result }))
+            })
+            .collect();
+        let durations = REQUEST_OPS
+            .iter()
+            .map(|op| duration_family.get_or_create_owned(&OpLabel { op }))
+            .collect();
+        let replica_requests = Family::<PeerLabels, Counter>::default();
+        registry.register(
+            "ringkv_replica_requests",
+            "Reads and writes this node sent to other replicas, by peer and result (ok, timeout, error)",
+            replica_requests.clone(),
+        );
+        let mailbox = Family::<ActorLabel, Gauge>::default();
+        registry.register(
+            "ringkv_actor_mailbox_depth",
+            "Messages sent to an actor and not yet handled: client requests for the replicator, reads and writes for storage",
+            mailbox.clone(),
+        );
+        let members_family = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "ringkv_members",
+            "Cluster members this node knows, by state (sampled at scrape time)",
+            members_family.clone(),
+        );
+        let members =
+            MEMBER_STATES.map(|state| members_family.get_or_create_owned(&StateLabel { state }));
+        let hints_pending = Gauge::default();
+        registry.register(
+            "ringkv_hints_pending",
+            "Writes this node holds as a stand-in for replicas that are away (sampled at scrape time)",
+            hints_pending.clone(),
+        );
+        let hints_delivered = Counter::default();
+        registry.register(
+            "ringkv_hints_delivered",
+            "Hinted writes delivered to the replica they were for (or its successors)",
+            hints_delivered.clone(),
+        );
+        let ae_family = Family::<DirectionLabel, Counter>::default();
+        registry.register(
+            "ringkv_anti_entropy_bytes",
+            "Anti-entropy traffic in bytes: in = Merkle leaf hashes and objects pulled by this node's exchanges, out = leaf hashes served to peers",
+            ae_family.clone(),
+        );
+        let anti_entropy_keys_repaired = Counter::default();
+        registry.register(
+            "ringkv_anti_entropy_keys_repaired",
+            "Keys whose local copy changed when anti-entropy merged a peer's version",
+            anti_entropy_keys_repaired.clone(),
+        );
+        let read_repairs = Counter::default();
+        registry.register(
+            "ringkv_read_repairs",
+            "Read-repair writes of a merged version to a stale replica that succeeded",
+            read_repairs.clone(),
+        );
+        let tombstones = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "ringkv_tombstones",
+            "Estimate: keys this node turned into tombstones (every sibling deleted) minus tombstones it saw replaced by a value, since it started",
+            tombstones.clone(),
+        );
+        if let Some(engine) = engine {
+            registry.register(
+                "ringkv_storage_fsync_duration_seconds",
+                "Duration of each commit log fsync, in seconds",
+                engine.fsync_seconds.clone(),
+            );
+            registry.register(
+                "ringkv_storage_memtable_bytes",
+                "Bytes in memtables: the active one and those waiting to be flushed",
+                engine.memtable_bytes.clone(),
+            );
+            registry.register(
+                "ringkv_storage_tables",
+                "Live SSTables",
+                engine.tables.clone(),
+            );
+            registry.register(
+                "ringkv_storage_table_bytes",
+                "Bytes of the live SSTables",
+                engine.table_bytes.clone(),
+            );
+            registry.register(
+                "ringkv_storage_compactions",
+                "Compactions completed",
+                engine.compactions.clone(),
+            );
+            registry.register(
+                "ringkv_storage_write_stall_seconds",
+                "Time writes spent stalled waiting for memtable flushes, in seconds",
+                engine.write_stall_seconds.clone(),
+            );
+        }
+        Self(Arc::new(Inner {
+            registry,
+            engine: engine.cloned(),
+            requests,
+            durations,
+            replica_requests,
+            peers: RwLock::default(),
+            mailbox_replicator: mailbox.get_or_create_owned(&ActorLabel {
+                actor: "replicator",
+            }),
+            mailbox_storage: mailbox.get_or_create_owned(&ActorLabel { actor: "storage" }),
+            members,
+            hints_pending,
+            hints_delivered,
+            anti_entropy_in: ae_family.get_or_create_owned(&DirectionLabel { direction: "in" }),
+            anti_entropy_out: ae_family.get_or_create_owned(&DirectionLabel { direction: "out" }),
+            anti_entropy_keys_repaired,
+            read_repairs,
+            tombstones,
+        }))
+    }
+
+    /// One client request answered: `op` is its wire name (an op not in
+    /// [`REQUEST_OPS`] counts as `invalid`), `error` its error code if it
+    /// failed, `seconds` how long it took.
+    pub fn request(&self, op: &str, error: Option<ErrorCode>, seconds: f64) {
+        let op = REQUEST_OPS
+            .iter()
+            .position(|o| *o == op)
+            .unwrap_or(REQUEST_OPS.len() - 1);
+        let result = match error {
+            None => 0,
+            Some(code) => ErrorCode::ALL
+                .iter()
+                .position(|c| *c == code)
+                .map_or(REQUEST_RESULTS.len() - 2, |i| i + 1),
+        };
+        if let (Some(counters), Some(histogram)) =
+            (self.0.requests.get(op), self.0.durations.get(op))
+        {
+            if let Some(counter) = counters.get(result) {
+                counter.inc();
+            }
+            histogram.observe(seconds);
+        }
+    }
+
+    /// One read or write sent to the replica `peer`: `Ok`, a timeout, or
+    /// another failure.
+    pub fn replica_request(&self, peer: &str, ok: bool, timeout: bool) {
+        let index = match (ok, timeout) {
+            (true, _) => 0,
+            (false, true) => 1,
+            (false, false) => 2,
+        };
+        let cached = self
+            .0
+            .peers
+            .read()
+            .ok()
+            .and_then(|peers| peers.get(peer).cloned());
+        let counters = match cached {
+            Some(counters) => counters,
+            None => {
+                let counters = Arc::new(REPLICA_RESULTS.map(|result| {
+                    self.0.replica_requests.get_or_create_owned(&PeerLabels {
+                        peer: peer.to_owned(),
+                        result,
+                    })
+                }));
+                if let Ok(mut peers) = self.0.peers.write() {
+                    peers.insert(peer.to_owned(), counters.clone());
+                }
+                counters
+            }
+        };
+        counters[index].inc();
+    }
+
+    /// A message for `mailbox` was sent.
+    pub fn mailbox_sent(&self, mailbox: Mailbox) {
+        self.mailbox(mailbox).inc();
+    }
+
+    /// A message for `mailbox` reached its handler.
+    pub fn mailbox_handled(&self, mailbox: Mailbox) {
+        self.mailbox(mailbox).dec();
+    }
+
+    fn mailbox(&self, mailbox: Mailbox) -> &Gauge {
+        match mailbox {
+            Mailbox::Replicator => &self.0.mailbox_replicator,
+            Mailbox::Storage => &self.0.mailbox_storage,
+        }
+    }
+
+    /// The member count of each state (states not in [`MEMBER_STATES`]
+    /// are ignored); states not named are set to 0.
+    pub fn set_members<'a>(&self, states: impl IntoIterator<Item = &'a str>) {
+        let mut counts = [0i64; MEMBER_STATES.len()];
+        for state in states {
+            if let Some(i) = MEMBER_STATES.iter().position(|s| *s == state) {
+                counts[i] += 1;
+            }
+        }
+        for (gauge, count) in self.0.members.iter().zip(counts) {
+            gauge.set(count);
+        }
+    }
+
+    /// Hints held right now.
+    pub fn set_hints_pending(&self, hints: u64) {
+        self.0
+            .hints_pending
+            .set(i64::try_from(hints).unwrap_or(i64::MAX));
+    }
+
+    /// Hints delivered.
+    pub fn hints_delivered(&self, hints: u64) {
+        self.0.hints_delivered.inc_by(hints);
+    }
+
+    /// Anti-entropy bytes received (`incoming`) or sent.
+    pub fn anti_entropy_bytes(&self, incoming: bool, bytes: u64) {
+        let counter = if incoming {
+            &self.0.anti_entropy_in
+        } else {
+            &self.0.anti_entropy_out
+        };
+        counter.inc_by(bytes);
+    }
+
+    /// Keys anti-entropy changed locally.
+    pub fn anti_entropy_keys_repaired(&self, keys: u64) {
+        self.0.anti_entropy_keys_repaired.inc_by(keys);
+    }
+
+    /// One read-repair write succeeded.
+    pub fn read_repair(&self) {
+        self.0.read_repairs.inc();
+    }
+
+    /// A stored object went from `was` tombstone to `is` tombstone.
+    pub fn tombstone_transition(&self, was: bool, is: bool) {
+        match (was, is) {
+            (false, true) => {
+                self.0.tombstones.inc();
+            }
+            (true, false) => {
+                self.0.tombstones.dec();
+            }
+            _ => {}
+        }
+    }
+
+    /// The store's size on this node (tables and memtables), in bytes;
+    /// `None` for an engine that keeps no metrics.
+    pub fn load_bytes(&self) -> Option<u64> {
+        self.0.engine.as_ref().map(|e| {
+            let bytes = e.table_bytes.get().max(0) + e.memtable_bytes.get().max(0);
+            u64::try_from(bytes).unwrap_or(0)
+        })
+    }
+
+    /// Every metric in the Prometheus text format (version 0.0.4).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.0.registry);
+        text
+    }
+}
+
+/// The `Content-Type` of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn requests_count_by_op_and_result_and_time_by_op() {
+        let m = Metrics::default();
+        m.request("get", None, 0.001);
+        m.request("get", None, 0.002);
+        m.request("put", Some(ErrorCode::Timeout), 0.5);
+        m.request("nonsense", Some(ErrorCode::BadRequest), 0.0);
+        let text = m.encode();
+        assert_eq!(
+            line(&text, "ringkv_requests_total{op=\"get\",result=\"ok\"}"),
+            Some("ringkv_requests_total{op=\"get\",result=\"ok\"} 2")
+        );
+        assert!(text.contains("ringkv_requests_total{op=\"put\",result=\"timeout\"} 1"));
+        assert!(text.contains("ringkv_requests_total{op=\"invalid\",result=\"bad_request\"} 1"));
+        assert!(text.contains("ringkv_request_duration_seconds_count{op=\"get\"} 2"));
+        assert!(text.contains("ringkv_request_duration_seconds_count{op=\"put\"} 1"));
+    }
+
+    #[test]
+    fn replica_requests_count_per_peer_and_mailboxes_go_up_and_down() {
+        let m = Metrics::default();
+        m.replica_request("n2", true, false);
+        m.replica_request("n2", false, true);
+        m.replica_request("n3", false, false);
+        m.replica_request("n2", true, false);
+        m.mailbox_sent(Mailbox::Storage);
+        m.mailbox_sent(Mailbox::Storage);
+        m.mailbox_handled(Mailbox::Storage);
+        let text = m.encode();
+        assert!(text.contains("ringkv_replica_requests_total{peer=\"n2\",result=\"ok\"} 2"));
+        assert!(text.contains("ringkv_replica_requests_total{peer=\"n2\",result=\"timeout\"} 1"));
+        assert!(text.contains("ringkv_replica_requests_total{peer=\"n3\",result=\"error\"} 1"));
+        assert!(text.contains("ringkv_actor_mailbox_depth{actor=\"storage\"} 1"));
+        assert!(text.contains("ringkv_actor_mailbox_depth{actor=\"replicator\"} 0"));
+    }
+
+    #[test]
+    fn members_are_counted_by_state_and_absent_states_read_zero() {
+        let m = Metrics::default();
+        m.set_members(["alive", "alive", "down"]);
+        m.set_members(["alive", "alive", "alive"]);
+        let text = m.encode();
+        assert!(text.contains("ringkv_members{state=\"alive\"} 3"));
+        assert!(text.contains("ringkv_members{state=\"down\"} 0"));
+        m.tombstone_transition(false, true);
+        m.tombstone_transition(false, true);
+        m.tombstone_transition(true, false);
+        m.tombstone_transition(true, true);
+        assert!(m.encode().contains("ringkv_tombstones 1"));
+    }
+
+    #[test]
+    fn storage_metrics_appear_only_with_an_engine() {
+        assert!(!Metrics::default().encode().contains("ringkv_storage_"));
+        let engine = EngineMetrics::default();
+        engine.compactions.inc();
+        engine.write_stall_seconds.inc_by(0.5);
+        let text = Metrics::new(Some(&engine)).encode();
+        assert!(text.contains("ringkv_storage_compactions_total 1"));
+        assert!(text.contains("ringkv_storage_write_stall_seconds_total 0.5"));
+        assert!(text.contains("ringkv_storage_fsync_duration_seconds_count 0"));
+    }
+}

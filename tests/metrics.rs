@@ -1,0 +1,178 @@
+//! The `--metrics-listen` endpoint on real processes: `/metrics` parses as
+//! the Prometheus text format (the `prometheus-parse` crate) and its
+//! counters move by exactly what was sent; other paths answer 404.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::SocketAddr;
+
+use common::{free_addr, Cluster};
+use prometheus_parse::{Scrape, Value};
+
+/// `GET path` over a fresh connection: the status code and the body.
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_owned())
+}
+
+fn scrape(addr: SocketAddr) -> Scrape {
+    let (status, body) = http_get(addr, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).unwrap()
+}
+
+/// The value of the sample `metric` whose labels include `labels` (a
+/// histogram reads as its observation count).
+fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(buckets) => buckets
+                .iter()
+                .find(|b| b.less_than.is_infinite())
+                .map_or(0.0, |b| b.count),
+            Value::Summary(_) => f64::NAN,
+        })
+}
+
+#[tokio::test]
+async fn metrics_count_the_requests_sent_and_the_members() {
+    let mut cluster = Cluster::plan(3, &[]);
+    let mut metrics_addrs = Vec::new();
+    for node in &mut cluster.nodes {
+        let addr = free_addr();
+        node.args
+            .extend(["--metrics-listen".to_string(), addr.to_string()]);
+        metrics_addrs.push(addr);
+    }
+    cluster.spawn_all();
+    cluster.wait_all_alive().await;
+    let n1 = metrics_addrs[0];
+    let before = scrape(n1);
+    let count = |s: &Scrape, op: &str, result: &str| {
+        value(
+            s,
+            "ringkv_requests_total",
+            &[("op", op), ("result", result)],
+        )
+        .unwrap_or(0.0)
+    };
+
+    let client = cluster.nodes[0].client().await;
+    const PUTS: usize = 5;
+    const GETS: usize = 7;
+    for i in 0..PUTS {
+        client
+            .put(format!("m-{i}").as_bytes(), b"v", None)
+            .await
+            .unwrap();
+    }
+    let mut context = None;
+    for i in 0..GETS {
+        let found = client
+            .get(format!("m-{}", i % PUTS).as_bytes())
+            .await
+            .unwrap();
+        if i == 0 {
+            context = found.context;
+        }
+    }
+    // A delete that covers the value leaves a tombstone.
+    client.delete(b"m-0", context.as_ref()).await.unwrap();
+
+    let after = scrape(n1);
+    assert_eq!(
+        count(&after, "put", "ok") - count(&before, "put", "ok"),
+        PUTS as f64
+    );
+    assert_eq!(
+        count(&after, "get", "ok") - count(&before, "get", "ok"),
+        GETS as f64
+    );
+    assert_eq!(
+        count(&after, "delete", "ok") - count(&before, "delete", "ok"),
+        1.0
+    );
+    let observed = |s: &Scrape, op: &str| {
+        value(s, "ringkv_request_duration_seconds", &[("op", op)]).unwrap_or(0.0)
+    };
+    assert_eq!(
+        observed(&after, "put") - observed(&before, "put"),
+        PUTS as f64
+    );
+    assert_eq!(
+        observed(&after, "get") - observed(&before, "get"),
+        GETS as f64
+    );
+    assert_eq!(
+        value(&after, "ringkv_members", &[("state", "alive")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        value(&after, "ringkv_members", &[("state", "down")]),
+        Some(0.0)
+    );
+    // Every put and get reached both other replicas (N=3): each peer saw
+    // requests from n1 and answered them.
+    for peer in ["n2", "n3"] {
+        let ok = value(
+            &after,
+            "ringkv_replica_requests_total",
+            &[("peer", peer), ("result", "ok")],
+        );
+        assert!(ok.unwrap_or(0.0) >= 1.0, "no replica requests to {peer}");
+    }
+    // Nothing is queued once every answer is in.
+    assert_eq!(
+        value(
+            &after,
+            "ringkv_actor_mailbox_depth",
+            &[("actor", "replicator")]
+        ),
+        Some(0.0)
+    );
+    // The delete made a tombstone on the coordinator.
+    assert!(value(&after, "ringkv_tombstones", &[]).unwrap() >= 1.0);
+    // The LSM engine's own metrics: every put was fsynced.
+    let fsyncs = value(&after, "ringkv_storage_fsync_duration_seconds", &[]).unwrap();
+    assert!(fsyncs >= PUTS as f64, "fsyncs {fsyncs}");
+    assert!(value(&after, "ringkv_storage_memtable_bytes", &[]).unwrap() > 0.0);
+    for name in [
+        "ringkv_hints_pending",
+        "ringkv_hints_delivered_total",
+        "ringkv_anti_entropy_keys_repaired_total",
+        "ringkv_read_repairs_total",
+        "ringkv_storage_tables",
+        "ringkv_storage_compactions_total",
+        "ringkv_storage_write_stall_seconds_total",
+    ] {
+        assert!(value(&after, name, &[]).is_some(), "{name} missing");
+    }
+    for direction in ["in", "out"] {
+        assert!(value(
+            &after,
+            "ringkv_anti_entropy_bytes_total",
+            &[("direction", direction)]
+        )
+        .is_some());
+    }
+
+    let (status, _) = http_get(n1, "/");
+    assert_eq!(status, 404);
+    let (status, _) = http_get(n1, "/metrics/x");
+    assert_eq!(status, 404);
+}
