@@ -731,6 +731,14 @@ async fn scan_keys_and_dbsize_see_every_key_once() {
     let expected = written.iter().filter(|k| k.starts_with("item:1")).count();
     assert_eq!(keys.len(), expected);
     assert_eq!(c.cmd(&["DBSIZE"]).await, F2::Integer(written.len() as i64));
+    let F2::BulkString(info) = c.cmd(&["INFO", "keyspace"]).await else {
+        panic!("INFO answered no bulk string")
+    };
+    let info = String::from_utf8(info).unwrap();
+    assert!(
+        info.contains(&format!("db0:keys={}\r\n", written.len())),
+        "{info}"
+    );
     let F2::Array(reply) = c.cmd(&["SCAN", "0", "TYPE", "hash"]).await else {
         panic!("SCAN answered no array")
     };

@@ -33,6 +33,9 @@ pub struct InfoFacts {
     /// Every member the node knows (`None`: the failure detector did not
     /// answer).
     pub members: Option<Vec<MemberStatus>>,
+    /// The keys `DBSIZE` would answer (`None`: the walk failed or the
+    /// section was not asked for).
+    pub keys: Option<u64>,
 }
 
 /// The sections `requested` names (empty, `default`, `all`, `everything`:
@@ -104,9 +107,12 @@ pub fn render(facts: &InfoFacts, sections: &[&str]) -> String {
                 }
             }
             "keyspace" => {
-                // Counting keys needs the `list` op (not in this build):
-                // the section is there, empty, as for an empty Redis.
+                // As Redis: no line for an empty database. `expires` and
+                // `avg_ttl` are not counted, so not shown.
                 out.push_str("# Keyspace\r\n");
+                if let Some(keys) = facts.keys.filter(|k| *k > 0) {
+                    line(&mut out, "db0", &format!("keys={keys}"));
+                }
             }
             _ => {}
         }

@@ -907,6 +907,11 @@ impl RespSession {
 
     fn info(&self, sections: Vec<String>) -> Pending {
         let status = self.failure_detector.send(StatusQuery);
+        let sections = info::sections(&sections);
+        let walk = sections
+            .contains(&"keyspace")
+            .then(|| self.walk_keys(scan::DBSIZE_EXACT_KEYS_MAX));
+        let key_bytes_max = self.options.limits.max_key_bytes;
         let mut facts = InfoFacts {
             node: self.node.to_string(),
             tcp_port: self.shared.local_addr.map_or(0, |a| a.port()),
@@ -928,7 +933,15 @@ impl RespSession {
                 facts.w = number("w");
                 facts.members = Some(members);
             }
-            let sections = info::sections(&sections);
+            if let Some(walk) = walk {
+                if let Ok((keys, stopped)) = walk.await {
+                    facts.keys = Some(scan::dbsize_estimate(
+                        keys.len(),
+                        stopped.as_deref(),
+                        key_bytes_max,
+                    ));
+                }
+            }
             Reply::text(info::render(&facts, &sections))
         })
     }
