@@ -419,6 +419,7 @@ pub async fn start(
                     RespSiblings::Error => SiblingsMode::Error,
                     RespSiblings::Lww => SiblingsMode::Lww,
                 },
+                metrics: metrics.clone(),
             },
             listener,
             replicator.clone(),

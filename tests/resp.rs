@@ -744,3 +744,44 @@ async fn scan_keys_and_dbsize_see_every_key_once() {
     };
     assert_eq!(reply[1], F2::Array(vec![]));
 }
+
+/// The RESP port's data commands count in `ringkv_requests_total` as the
+/// client protocol's ops (GET/MGET/EXISTS as get, SET/MSET as put, DEL as
+/// delete, SCAN as list), errors by their native code.
+#[tokio::test]
+async fn resp_commands_count_in_the_request_metrics() {
+    let metrics = free_addr();
+    let mut extra: Vec<String> = ONE_NODE.iter().map(|s| s.to_string()).collect();
+    extra.extend(["--metrics-listen".into(), metrics.to_string()]);
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let (_cluster, resp) = node(1, &extra).await;
+    let count = |op: &str, result: &str| -> u64 {
+        use std::io::{Read as _, Write as _};
+        let mut stream = std::net::TcpStream::connect(metrics).unwrap();
+        write!(stream, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).unwrap();
+        let wanted = format!("ringkv_requests_total{{op=\"{op}\",result=\"{result}\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&wanted))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    let mut c = Resp::connect(resp[0]).await;
+    c.cmd(&["SET", "a", "1"]).await;
+    c.cmd(&["MSET", "b", "2", "c", "3"]).await;
+    c.cmd(&["GET", "a"]).await;
+    c.cmd(&["EXISTS", "a", "b"]).await;
+    c.cmd(&["DEL", "a"]).await;
+    c.cmd(&["SCAN", "0"]).await;
+    c.cmd(&["PING"]).await;
+    c.cmd(&["INCR", "a"]).await;
+    assert_eq!(count("put", "ok"), 2);
+    assert_eq!(count("get", "ok"), 2);
+    assert_eq!(count("delete", "ok"), 1);
+    assert_eq!(count("list", "ok"), 1);
+    assert_eq!(
+        count("ping", "ok"),
+        0,
+        "connection commands are not requests"
+    );
+}

@@ -219,6 +219,19 @@ const NEEDS_TTL: &[&str] = &[
     "persist",
 ];
 
+/// The client protocol op a command counts as in `ringkv_requests_total`
+/// and `ringkv_request_duration_seconds` (`None`: not counted: commands
+/// about the connection or the server, answered without a request).
+pub fn metric_op(command: &Command) -> Option<&'static str> {
+    Some(match command {
+        Command::Get(_) | Command::MGet(_) | Command::Exists(_) | Command::Siblings(_) => "get",
+        Command::Set(..) | Command::MSet(_) | Command::Resolve(..) => "put",
+        Command::Del(_) => "delete",
+        Command::Scan { .. } | Command::Keys(_) | Command::DbSize => "list",
+        _ => return None,
+    })
+}
+
 /// Why a command is refused before it runs.
 fn needs_one_copy(name: &str) -> Reply {
     Reply::err(format!(

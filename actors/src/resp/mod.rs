@@ -77,6 +77,9 @@ pub struct RespOptions {
     pub tokens: ClientTokens,
     /// What a GET of a key with siblings answers.
     pub siblings: SiblingsMode,
+    /// Where data commands are counted (`command::metric_op`), as the
+    /// client port counts its requests.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// State every session of one node shares.

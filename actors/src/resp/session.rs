@@ -166,6 +166,9 @@ pub struct RespSession {
     permits: Arc<Semaphore>,
     /// The permit of the command being handled (taken by `run`).
     permit: Option<OwnedSemaphorePermit>,
+    /// The metrics op of the command being handled and when it was read
+    /// (taken by `run`, which counts it when answered).
+    counting: Option<(&'static str, Instant)>,
     /// Dropped when the session stops: the reader task ends and lets the
     /// socket go.
     stop_reader: Option<oneshot::Sender<()>>,
@@ -210,6 +213,7 @@ impl RespSession {
             slots: VecDeque::new(),
             first_slot: 0,
             in_flight: 0,
+            counting: None,
             key_tails: FnvHashMap::default(),
             permits,
             permit: None,
@@ -322,6 +326,13 @@ impl RespSession {
     }
 
     fn on_command(&mut self, args: &[Vec<u8>], ctx: &mut Context<Self>) {
+        self.dispatch_command(args, ctx);
+        // A command answered without `run` (refused, or about the
+        // connection) is not counted.
+        self.counting = None;
+    }
+
+    fn dispatch_command(&mut self, args: &[Vec<u8>], ctx: &mut Context<Self>) {
         let parsed = command::parse(args, &self.options.limits);
         let command = match parsed {
             Ok(c) => c,
@@ -332,6 +343,7 @@ impl RespSession {
                 return self.answer(reply, ctx);
             }
         };
+        self.counting = command::metric_op(&command).map(|op| (op, Instant::now()));
         // Before authentication only AUTH, HELLO (its AUTH) and QUIT run.
         let pre_auth = matches!(
             command,
@@ -595,6 +607,7 @@ impl RespSession {
         let seq = self.reserve();
         let protocol = self.protocol;
         let permit = self.permit.take();
+        let counting = self.counting.take();
         let before: Vec<KeyDone> = keys
             .iter()
             .filter_map(|k| self.key_tails.get(k).map(|(_, done)| done.clone()))
@@ -613,6 +626,15 @@ impl RespSession {
         };
         ctx.spawn(fut.into_actor(self).map(move |reply, act, ctx| {
             drop(permit);
+            if let Some((op, started)) = counting {
+                let error = match &reply {
+                    Reply::Error(text) => Some(error_code_of(text)),
+                    _ => None,
+                };
+                act.options
+                    .metrics
+                    .request(op, error, started.elapsed().as_secs_f64());
+            }
             act.in_flight -= 1;
             for key in keys {
                 if act.key_tails.get(&key).is_some_and(|(s, _)| *s == seq) {
@@ -945,6 +967,16 @@ impl RespSession {
             Reply::text(info::render(&facts, &sections))
         })
     }
+}
+
+/// The native error code a RESP error came from: the `(code)` that
+/// [`client_error`] appends, else `bad_request` (a refusal of the RESP
+/// layer itself).
+fn error_code_of(text: &str) -> ErrorCode {
+    text.strip_suffix(')')
+        .and_then(|t| t.rsplit_once(" ("))
+        .and_then(|(_, code)| ErrorCode::parse(code))
+        .unwrap_or(ErrorCode::BadRequest)
 }
 
 /// A ringkv error as a RESP error: the native code first, Redis style.
