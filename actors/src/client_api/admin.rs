@@ -14,7 +14,8 @@ fn s(text: &str) -> Value {
     Value::String(text.into())
 }
 
-/// `members`: every member of `status` with its tokens on `ring`, the
+/// `members`: every member of `status` with its tokens on `ring` (the
+/// write ring, as `status`'s shares: a joining member's tokens count), the
 /// hints this node holds for it, and `load_bytes` for `own` when known.
 pub fn members(
     own: &NodeId,

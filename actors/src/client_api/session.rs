@@ -316,7 +316,7 @@ impl ClientSession {
             }
             ClientOp::Members => {
                 let status = self.failure_detector.send(StatusQuery);
-                let ring = self.repair.send(RingQuery);
+                let ring = self.repair.send(RingQuery { write: true });
                 let hints = self.storage.send(HintCountsQuery);
                 let (own, load) = (self.node.clone(), self.options.metrics.load_bytes());
                 Box::pin(async move {
@@ -332,7 +332,7 @@ impl ClientSession {
                 })
             }
             ClientOp::Ring => {
-                let ring = self.repair.send(RingQuery);
+                let ring = self.repair.send(RingQuery { write: false });
                 let own = self.node.clone();
                 Box::pin(async move {
                     let (ring, n) = ring.await.map_err(gone)?;

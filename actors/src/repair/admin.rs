@@ -14,10 +14,14 @@ use crate::replicas::is_tombstone;
 use crate::ring::Ring;
 use crate::NodeId;
 
-/// Asks for the ring reads use and the replication factor.
+/// Asks for a ring and the replication factor: the ring reads use, or
+/// (`write`) the ring writes go to, joining members included.
 #[derive(Message)]
 #[rtype(result = "(Arc<Ring>, usize)")]
-pub struct RingQuery;
+pub struct RingQuery {
+    /// The write ring instead of the read ring.
+    pub write: bool,
+}
 
 /// Runs an anti-entropy exchange now with `peer`, or with every healthy
 /// peer one after another.
@@ -92,8 +96,13 @@ impl VersionSummary {
 impl Handler<RingQuery> for Repair {
     type Result = MessageResult<RingQuery>;
 
-    fn handle(&mut self, _msg: RingQuery, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult((self.read_ring.clone(), self.options.replicas_per_key))
+    fn handle(&mut self, msg: RingQuery, _ctx: &mut Self::Context) -> Self::Result {
+        let ring = if msg.write {
+            self.write_ring.clone()
+        } else {
+            self.read_ring.clone()
+        };
+        MessageResult((ring, self.options.replicas_per_key))
     }
 }
 
