@@ -100,9 +100,10 @@ pub fn open_storage(config: &NodeConfig) -> Result<(NodeEnvParts, Option<File>),
 /// The LSM engine of the data dir (in a sub-directory of its own), with
 /// this build's key layout; its compactions drop expired values' bytes.
 fn open_lsm(dir: &Path, options: &LsmOptions) -> Result<Arc<dyn Engine>, StorageError> {
+    let clock = ringkv_actors::clock::SystemClock::new();
     let options = LsmOptions {
         compaction_filter: Some(ringkv_actors::replicator::expiry::expiry_filter(
-            ringkv_actors::replicator::expiry::system_now_ms,
+            move || ringkv_actors::clock::Clock::now_ms(&clock),
         )),
         ..options.clone()
     };

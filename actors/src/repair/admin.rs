@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::{info, warn, Instrument};
 
-use super::{anti_entropy, stream, Repair};
+use super::{anti_entropy, Repair};
 use crate::conflict_resolver::{is_stale, Object};
 use crate::replicas::is_tombstone;
 use crate::ring::Ring;
@@ -119,26 +119,14 @@ impl Handler<RepairNow> for Repair {
             .filter(|id| msg.peer.as_ref().is_none_or(|p| p == id))
             .collect();
         partners.sort();
-        let (replicas, ring) = (self.replicas.clone(), self.read_ring.clone());
-        let (n, leaves, timeout_ms) = (
-            self.options.replicas_per_key,
-            self.options.merkle_leaves,
-            self.options.repair_timeout_ms.max(5000),
-        );
-        let throttle = stream::Throttle {
-            bytes_per_s_max: self.options.stream_bytes_per_s_max,
-        };
+        let sync = self.sync_params();
         let healthy = self.healthy.clone();
         Box::pin(
             async move {
                 let mut done = Vec::with_capacity(partners.len());
                 for peer in partners {
                     let result = if healthy.contains(&peer) {
-                        anti_entropy::sync_with(
-                            &replicas, &ring, n, &peer, leaves, throttle, timeout_ms,
-                        )
-                        .await
-                        .map_err(|e| e.to_string())
+                        sync.with(&peer).await.map_err(|e| e.to_string())
                     } else {
                         Err("not healthy (suspect or down): skipped".to_string())
                     };

@@ -27,25 +27,9 @@ pub struct Transfer {
 /// Every transfer that takes `n`-way replication from ring `before` to ring
 /// `after`. Adjacent ranges with the same source and target are merged.
 pub fn plan_transfers(before: &Ring, after: &Ring, n: usize) -> Vec<Transfer> {
-    let mut bounds: Vec<Token> = before
-        .ranges()
-        .iter()
-        .chain(after.ranges().iter())
-        .map(|r| r.upto)
-        .collect();
-    bounds.sort_unstable();
-    bounds.dedup();
-    let Some(&last) = bounds.last() else {
-        return Vec::new();
-    };
     let mut transfers: Vec<Transfer> = Vec::new();
-    let mut previous = last;
-    for upto in bounds {
-        let range = TokenRange {
-            after: previous,
-            upto,
-        };
-        previous = upto;
+    for range in common_ranges(before, after) {
+        let upto = range.upto;
         let old = before.preference_list_at(upto, n);
         let new = after.preference_list_at(upto, n);
         let gained = new.iter().filter(|m| !old.contains(m));
@@ -84,25 +68,9 @@ pub fn plan_transfers(before: &Ring, after: &Ring, n: usize) -> Vec<Transfer> {
 /// acknowledged writes that way). A push of what the new owner already
 /// holds merges to no change.
 pub fn pushes_for_lost_ranges(before: &Ring, after: &Ring, n: usize, me: &NodeId) -> Vec<Transfer> {
-    let mut bounds: Vec<Token> = before
-        .ranges()
-        .iter()
-        .chain(after.ranges().iter())
-        .map(|r| r.upto)
-        .collect();
-    bounds.sort_unstable();
-    bounds.dedup();
-    let Some(&last) = bounds.last() else {
-        return Vec::new();
-    };
     let mut by_target: Vec<Vec<Transfer>> = Vec::new();
-    let mut previous = last;
-    for upto in bounds {
-        let range = TokenRange {
-            after: previous,
-            upto,
-        };
-        previous = upto;
+    for range in common_ranges(before, after) {
+        let upto = range.upto;
         let old = before.preference_list_at(upto, n);
         if !old.contains(me) {
             continue;
@@ -124,6 +92,34 @@ pub fn pushes_for_lost_ranges(before: &Ring, after: &Ring, n: usize, me: &NodeId
         }
     }
     by_target.into_iter().flatten().collect()
+}
+
+/// The ranges both rings' tokens cut the circle into, in token order (the
+/// first wraps around from the last token); empty when both are empty.
+fn common_ranges(before: &Ring, after: &Ring) -> Vec<TokenRange> {
+    let mut bounds: Vec<Token> = before
+        .ranges()
+        .iter()
+        .chain(after.ranges().iter())
+        .map(|r| r.upto)
+        .collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    let Some(&last) = bounds.last() else {
+        return Vec::new();
+    };
+    let mut previous = last;
+    bounds
+        .into_iter()
+        .map(|upto| {
+            let range = TokenRange {
+                after: previous,
+                upto,
+            };
+            previous = upto;
+            range
+        })
+        .collect()
 }
 
 fn push_merged(transfers: &mut Vec<Transfer>, next: Transfer) {

@@ -176,6 +176,54 @@ pub struct Repair {
     span: tracing::Span,
 }
 
+/// Shortest deadline of one anti-entropy exchange, in milliseconds, so a
+/// short `repair_timeout_ms` still leaves a tree exchange time to finish.
+const SYNC_TIMEOUT_MS_MIN: u64 = 5_000;
+
+/// What one anti-entropy exchange needs, taken from the actor when it
+/// starts (the scheduled round and `admin repair` share it).
+#[derive(Clone)]
+pub(crate) struct SyncParams {
+    replicas: Replicas,
+    ring: Arc<Ring>,
+    n: usize,
+    leaves: usize,
+    throttle: stream::Throttle,
+    timeout_ms: u64,
+}
+
+impl SyncParams {
+    /// An exchange with `peer`: this node pulls what differs.
+    pub(crate) async fn with(&self, peer: &NodeId) -> Result<anti_entropy::SyncStats, RepairError> {
+        anti_entropy::sync_with(
+            &self.replicas,
+            &self.ring,
+            self.n,
+            peer,
+            self.leaves,
+            self.throttle,
+            self.timeout_ms,
+        )
+        .await
+    }
+}
+
+impl Repair {
+    /// The parameters of an exchange started now.
+    pub(crate) fn sync_params(&self) -> SyncParams {
+        SyncParams {
+            replicas: self.replicas.clone(),
+            ring: self.read_ring.clone(),
+            n: self.options.replicas_per_key,
+            leaves: self.options.merkle_leaves,
+            throttle: stream::Throttle {
+                bytes_per_s_max: self.options.stream_bytes_per_s_max,
+            },
+            timeout_ms: self.options.repair_timeout_ms.max(SYNC_TIMEOUT_MS_MIN),
+        }
+    }
+}
+
 impl Repair {
     /// A repair actor writing through `replicas`.
     pub fn new(replicas: Replicas, options: RepairOptions) -> Self {
@@ -236,19 +284,9 @@ impl Repair {
         let peer = partners[self.next_partner % partners.len()].clone();
         self.next_partner = self.next_partner.wrapping_add(1);
         self.syncing = true;
-        let (replicas, ring) = (self.replicas.clone(), self.read_ring.clone());
-        let (n, leaves, timeout_ms) = (
-            self.options.replicas_per_key,
-            self.options.merkle_leaves,
-            self.options.repair_timeout_ms.max(5000),
-        );
-        let throttle = stream::Throttle {
-            bytes_per_s_max: self.options.stream_bytes_per_s_max,
-        };
+        let sync = self.sync_params();
         let work = async move {
-            let result =
-                anti_entropy::sync_with(&replicas, &ring, n, &peer, leaves, throttle, timeout_ms)
-                    .await;
+            let result = sync.with(&peer).await;
             (peer, result)
         }
         .instrument(self.span.clone());

@@ -25,13 +25,6 @@ pub fn expiry_filter(now_ms: impl Fn() -> u64 + Send + Sync + 'static) -> Compac
     }))
 }
 
-/// Wall time in ms since the Unix epoch (0 before it).
-pub fn system_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -65,7 +65,7 @@ pub struct ListPage {
 /// filter's creation (the system clock: a listing is not part of the
 /// simulated cluster's workload).
 pub fn live_filter() -> LiveFilter {
-    let now_ms = crate::replicator::expiry::system_now_ms();
+    let now_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock::new());
     Arc::new(move |bytes: &[u8]| {
         Object::decode(bytes)
             .map(|object| !object.live_values_at(now_ms).is_empty())

@@ -734,14 +734,15 @@ impl RespSession {
         Box::pin(async move {
             let mut keys = Vec::new();
             let mut cursor = None;
-            for page_number in 0u64.. {
+            let mut trace = first_trace;
+            loop {
                 let limit = LIST_LIMIT_MAX.min(max.saturating_sub(keys.len())).max(1);
                 let page = replicator
                     .send(CoordinateList {
                         cursor: cursor.take(),
                         limit,
                         timeout_ms: None,
-                        trace: first_trace.wrapping_add(page_number),
+                        trace,
                         key_bytes_max,
                     })
                     .await
@@ -757,8 +758,8 @@ impl RespSession {
                     Some(next) if keys.len() >= max => return Ok((keys, Some(next))),
                     Some(next) => cursor = Some(next),
                 }
+                trace = trace.wrapping_add(1);
             }
-            Ok((keys, cursor))
         })
     }
 
