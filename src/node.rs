@@ -350,6 +350,8 @@ pub async fn start(
             stand_in_after_ms: config.stand_in_after_ms,
             object_bytes_max: config.object_bytes_max,
             contexts: context_key(config),
+            dc: config.dc.clone(),
+            dc_replication: config.dc_replication.clone(),
         },
         replicas,
         resolver.recipient(),

@@ -583,6 +583,8 @@ impl RespSession {
                             ttl_ms: None,
                             w: write_for,
                             pw: None,
+                            consistency: None,
+                            dc_quorums: Vec::new(),
                             timeout_ms: None,
                             trace,
                         });
@@ -671,6 +673,7 @@ impl RespSession {
             key,
             r: self.read_quorum(),
             pr: None,
+            consistency: None,
             timeout_ms: None,
             trace: self.trace(),
             last_writer_wins: last_writer && self.options.siblings == SiblingsMode::Lww,
@@ -781,6 +784,8 @@ impl RespSession {
             ttl_ms,
             w: self.write_quorum(),
             pw: None,
+            consistency: None,
+            dc_quorums: Vec::new(),
             timeout_ms: None,
             trace: self.trace(),
         };
