@@ -500,9 +500,10 @@ impl Replicator {
             .iter()
             .filter(|(_, reach)| *reach != Reach::Unusable)
             .count();
+        // The per-DC shortfall first: it names the data center at fault.
         if let Some(error) = self
-            .refuse_quorum("the write", usable, spare.len(), w, pw)
-            .or_else(|| self.refuse_dc_quorum("the write", &scope, &primaries, &spare))
+            .refuse_dc_quorum("the write", &scope, &primaries, &spare)
+            .or_else(|| self.refuse_quorum("the write", usable, spare.len(), w, pw))
         {
             return Box::pin(async move { Err(error) });
         }
@@ -557,9 +558,10 @@ impl Replicator {
             .iter()
             .filter(|(_, reach)| *reach != Reach::Unusable)
             .count();
+        // The per-DC shortfall first: it names the data center at fault.
         if let Some(error) = self
-            .refuse_quorum("the read", usable, spare.len(), r, pr)
-            .or_else(|| self.refuse_dc_quorum("the read", &scope, &primaries, &spare))
+            .refuse_dc_quorum("the read", &scope, &primaries, &spare)
+            .or_else(|| self.refuse_quorum("the read", usable, spare.len(), r, pr))
         {
             return Box::pin(async move { Err(error) });
         }
