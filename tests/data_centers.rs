@@ -3,10 +3,15 @@
 //! `local_quorum` reads and writes through dc1 go on, `each_quorum` is
 //! refused up front (`unavailable`, before anything is sent); dc2 comes
 //! back on its data dirs, catches up by anti-entropy, and each dc2 node,
-//! read alone, holds every write.
+//! read alone, holds every write. And with `dc1:2,dc2:2` (fewer replicas
+//! than nodes per DC): two replicas in each DC per range, writes forwarded
+//! by a non-replica keep their per-DC counts, and a dead dc2 replica's
+//! stand-in is a dc2 node, whose hints reach it when it returns.
 #![allow(clippy::unwrap_used)]
 
 mod common;
+
+use std::time::{Duration, Instant};
 
 use common::Cluster;
 use ringkv::client::{Consistency, Error, RequestOptions};
@@ -22,6 +27,31 @@ fn at(level: Consistency) -> RequestOptions {
     }
 }
 
+/// Plans six nodes, n1-n3 in dc1 and n4-n6 in dc2, with `extra`.
+fn two_dcs(extra: &[&str]) -> Cluster {
+    let mut cluster = Cluster::plan(6, extra);
+    for (i, node) in cluster.nodes.iter_mut().enumerate() {
+        let dc = if DC1.contains(&i) { "dc1" } else { "dc2" };
+        node.args.extend(["--dc".to_owned(), dc.to_owned()]);
+    }
+    cluster.spawn_all();
+    cluster
+}
+
+/// Hints `holder` keeps for `target` (its `members` row).
+async fn hints_for(cluster: &Cluster, holder: usize, target: &str) -> u64 {
+    let client = cluster.nodes[holder].client().await;
+    let answer = client.admin(ClientOp::Members).await.unwrap();
+    let Some(rmpv::Value::Array(rows)) = map_field(&answer, "members") else {
+        panic!("no members in {answer:?}");
+    };
+    rows.iter()
+        .find(|r| map_field(r, "id").and_then(rmpv::Value::as_str) == Some(target))
+        .and_then(|r| map_field(r, "hints_pending"))
+        .and_then(rmpv::Value::as_u64)
+        .unwrap()
+}
+
 fn code(result: Result<impl std::fmt::Debug, Error>) -> (ErrorCode, String) {
     match result {
         Err(Error::Server { code, message }) => (code, message),
@@ -32,20 +62,12 @@ fn code(result: Result<impl std::fmt::Debug, Error>) -> (ErrorCode, String) {
 #[tokio::test]
 async fn a_dead_dc_stops_each_quorum_not_local_quorum_and_catches_up() {
     // No periodic anti-entropy: the repair below is the one that runs.
-    let mut cluster = Cluster::plan(
-        6,
-        &[
-            "--dc-replication",
-            "dc1:3,dc2:3",
-            "--anti-entropy-interval-ms",
-            "3600000",
-        ],
-    );
-    for (i, node) in cluster.nodes.iter_mut().enumerate() {
-        let dc = if DC1.contains(&i) { "dc1" } else { "dc2" };
-        node.args.extend(["--dc".to_owned(), dc.to_owned()]);
-    }
-    cluster.spawn_all();
+    let mut cluster = two_dcs(&[
+        "--dc-replication",
+        "dc1:3,dc2:3",
+        "--anti-entropy-interval-ms",
+        "3600000",
+    ]);
     cluster.wait_all_alive().await;
     let n1 = cluster.nodes[0].client().await;
     let status = n1.status().await.unwrap();
@@ -187,5 +209,93 @@ async fn a_dead_dc_stops_each_quorum_not_local_quorum_and_catches_up() {
                 cluster.nodes[alone].id
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_per_dc_forwarded_writes_and_same_dc_stand_ins() {
+    let mut cluster = two_dcs(&[
+        "--dc-replication",
+        "dc1:2,dc2:2",
+        "--anti-entropy-interval-ms",
+        "3600000",
+    ]);
+    cluster.wait_all_alive().await;
+    let n1 = cluster.nodes[0].client().await;
+
+    // Every range: two replicas in each DC, as `admin ring` shows them.
+    let ring = n1.admin(ClientOp::Ring).await.unwrap();
+    assert_eq!(
+        map_field(&ring, "dc_replication").and_then(rmpv::Value::as_str),
+        Some("dc1:2,dc2:2")
+    );
+    let Some(rmpv::Value::Array(ranges)) = map_field(&ring, "ranges") else {
+        panic!("no ranges in {ring:?}");
+    };
+    let mut n1_replicates = 0;
+    for range in ranges {
+        let Some(rmpv::Value::Array(dcs)) = map_field(range, "dcs") else {
+            panic!("no dcs in {range:?}");
+        };
+        let count = |dc: &str| dcs.iter().filter(|d| d.as_str() == Some(dc)).count();
+        assert_eq!((count("dc1"), count("dc2")), (2, 2), "{range:?}");
+        let Some(rmpv::Value::Array(replicas)) = map_field(range, "replicas") else {
+            panic!("no replicas in {range:?}");
+        };
+        n1_replicates += usize::from(replicas.iter().any(|r| r.as_str() == Some("n1")));
+    }
+    assert!(
+        n1_replicates < ranges.len(),
+        "n1 replicates every range: no write would be forwarded"
+    );
+
+    // One dc2 node dies: each_quorum writes still meet dc2's quorum, its
+    // keys' third dc2 node standing in (n1 forwards the keys it does not
+    // replicate, with the counts it resolved).
+    cluster.nodes[3].kill();
+    cluster.wait_state(0, "n4", "down").await;
+    let data: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("dc-{i}"), format!("v{i}")))
+        .collect();
+    for (key, value) in &data {
+        n1.put_with(
+            key.as_bytes(),
+            value.as_bytes(),
+            None,
+            at(Consistency::EachQuorum),
+        )
+        .await
+        .unwrap();
+    }
+    // The hints for n4 sit in dc2 only.
+    for holder in DC1 {
+        assert_eq!(
+            hints_for(&cluster, holder, "n4").await,
+            0,
+            "n{}",
+            holder + 1
+        );
+    }
+    let in_dc2 = hints_for(&cluster, 4, "n4").await + hints_for(&cluster, 5, "n4").await;
+    assert!(in_dc2 > 0, "no dc2 node stood in for n4");
+
+    // n4 returns: its stand-ins hand the writes over.
+    cluster.nodes[3].restart();
+    cluster.wait_all_alive().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while hints_for(&cluster, 4, "n4").await + hints_for(&cluster, 5, "n4").await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the hints for n4 were never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let n4 = cluster.nodes[3].client().await;
+    for (key, value) in &data {
+        let found = n4
+            .get_with(key.as_bytes(), at(Consistency::EachQuorum))
+            .await
+            .unwrap();
+        assert_eq!(found.values, [value.as_bytes().to_vec()], "{key}");
     }
 }
