@@ -38,6 +38,17 @@ fn two_dcs(extra: &[&str]) -> Cluster {
     cluster
 }
 
+/// `ringkv admin ARGS` against `addr`: its output.
+fn admin(addr: std::net::SocketAddr, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringkv"))
+        .args(["admin", "--addr", &addr.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "admin {args:?} failed: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Hints `holder` keeps for `target` (its `members` row).
 async fn hints_for(cluster: &Cluster, holder: usize, target: &str) -> u64 {
     let client = cluster.nodes[holder].client().await;
@@ -247,6 +258,22 @@ async fn two_replicas_per_dc_forwarded_writes_and_same_dc_stand_ins() {
     assert!(
         n1_replicates < ranges.len(),
         "n1 replicates every range: no write would be forwarded"
+    );
+    // The CLI shows the same: each replica with its DC, and the setting.
+    let addr = cluster.nodes[0].client;
+    let ring = admin(addr, &["ring"]);
+    assert!(ring.contains("per DC dc1:2,dc2:2"), "{ring}");
+    let replicas = ring
+        .lines()
+        .nth(2)
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_default();
+    assert_eq!(replicas.matches("@dc1").count(), 2, "{ring}");
+    assert_eq!(replicas.matches("@dc2").count(), 2, "{ring}");
+    let status = admin(addr, &["status"]);
+    assert!(
+        status.contains("replicas per data center: dc1:2,dc2:2"),
+        "{status}"
     );
 
     // One dc2 node dies: each_quorum writes still meet dc2's quorum, its
