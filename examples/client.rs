@@ -21,7 +21,7 @@ use ringkv::client::{Consistency, Context, RequestOptions, TlsOptions};
 
 fn parse_consistency(name: &str) -> Result<Consistency, String> {
     Consistency::from_name(name).ok_or_else(|| {
-        let names: Vec<&str> = Consistency::ALL.iter().map(|c| c.as_str()).collect();
+        let names: Vec<&str> = Consistency::LEVELS.iter().map(|c| c.as_str()).collect();
         format!("expected one of {}", names.join(", "))
     })
 }

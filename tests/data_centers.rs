@@ -93,7 +93,7 @@ async fn a_dead_dc_stops_each_quorum_not_local_quorum_and_catches_up() {
     );
 
     // Both DCs up: every level is met (a read of all six sees each write).
-    for level in Consistency::ALL {
+    for level in Consistency::LEVELS {
         let key = format!("both-{level}");
         n1.put_with(key.as_bytes(), b"v", None, at(level))
             .await

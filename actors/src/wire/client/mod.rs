@@ -165,7 +165,7 @@ pub enum Consistency {
 
 impl Consistency {
     /// Every level, in the order the protocol lists them.
-    pub const ALL: [Consistency; 6] = [
+    pub const LEVELS: [Consistency; 6] = [
         Consistency::One,
         Consistency::Quorum,
         Consistency::All,
@@ -188,7 +188,7 @@ impl Consistency {
 
     /// The level named `name` (`None`: no such level).
     pub fn from_name(name: &str) -> Option<Consistency> {
-        Self::ALL.into_iter().find(|c| c.as_str() == name)
+        Self::LEVELS.into_iter().find(|c| c.as_str() == name)
     }
 }
 

@@ -60,7 +60,7 @@ fn consistency(fields: &Fields<'_>, op: &ClientOp) -> Result<Option<Consistency>
         return Ok(None);
     };
     let names = || {
-        Consistency::ALL
+        Consistency::LEVELS
             .iter()
             .map(|c| c.as_str())
             .collect::<Vec<_>>()

@@ -369,7 +369,7 @@ fn a_list_page_encodes_keys_and_its_cursor_only_when_there_is_one() {
 
 #[test]
 fn consistency_levels_parse_and_exclude_r_and_w() {
-    for level in Consistency::ALL {
+    for level in Consistency::LEVELS {
         let req = ClientRequest {
             id: 3,
             op: ClientOp::Get {
