@@ -17,7 +17,14 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use ringkv::client::{Context, RequestOptions, TlsOptions};
+use ringkv::client::{Consistency, Context, RequestOptions, TlsOptions};
+
+fn parse_consistency(name: &str) -> Result<Consistency, String> {
+    Consistency::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = Consistency::LEVELS.iter().map(|c| c.as_str()).collect();
+        format!("expected one of {}", names.join(", "))
+    })
+}
 use ringkv::Client;
 
 #[derive(Parser, Debug)]
@@ -40,6 +47,10 @@ struct Args {
     /// replicas.
     #[arg(long)]
     pw: Option<usize>,
+    /// Consistency level instead of --r / --w: one, quorum, all, local_one,
+    /// local_quorum or each_quorum.
+    #[arg(long, value_parser = parse_consistency)]
+    consistency: Option<Consistency>,
     /// Server-side deadline, in milliseconds.
     #[arg(long)]
     timeout_ms: Option<u64>,
@@ -124,6 +135,7 @@ async fn main() -> anyhow::Result<()> {
         pw: args.pw,
         timeout_ms: args.timeout_ms,
         ttl_ms: None,
+        consistency: args.consistency,
     };
     match args.command {
         Cmd::Put {

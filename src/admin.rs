@@ -165,12 +165,18 @@ pub async fn ring(connect: &Connect, addr: &str) -> anyhow::Result<()> {
     let client = connect.client(addr).await?;
     let answer = client.admin(ClientOp::Ring).await?;
     let ranges = rows(&answer, "ranges");
+    let per_dc = text(&answer, "dc_replication");
     out!(
-        "ring as seen by {}: {} tokens, {} ranges (N={})",
+        "ring as seen by {}: {} tokens, {} ranges (N={}{})",
         text(&answer, "node"),
         u64_of(&answer, "tokens").unwrap_or(0),
         ranges.len(),
-        u64_of(&answer, "n").unwrap_or(0)
+        u64_of(&answer, "n").unwrap_or(0),
+        if per_dc.is_empty() || per_dc == "-" {
+            String::new()
+        } else {
+            format!(", per DC {per_dc}")
+        }
     );
     out!(
         "{:>20} {:>20} {:<10} replicas",
@@ -179,9 +185,19 @@ pub async fn ring(connect: &Connect, addr: &str) -> anyhow::Result<()> {
         "primary"
     );
     for r in &ranges {
+        let dcs = rows(r, "dcs");
+        // Each replica with its data center, when the ring spans several.
+        let several_dcs = dcs.windows(2).any(|w| w[0] != w[1]);
         let replicas: Vec<String> = rows(r, "replicas")
             .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
+            .enumerate()
+            .filter_map(|(i, v)| {
+                let id = v.as_str()?;
+                Some(match dcs.get(i).and_then(|d| d.as_str()) {
+                    Some(dc) if several_dcs => format!("{id}@{dc}"),
+                    _ => id.to_owned(),
+                })
+            })
             .collect();
         out!(
             "{:>20} {:>20} {:<10} {}",

@@ -27,6 +27,9 @@ use ringkv_actors::wire::client::{
     ErrorCode,
 };
 use ringkv_actors::wire::{FrameCodec, MAX_FRAME_BYTES_DEFAULT};
+
+/// A request's consistency level ([`RequestOptions::consistency`]).
+pub use ringkv_actors::wire::client::Consistency;
 use rmpv::Value;
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
@@ -248,6 +251,10 @@ pub struct RequestOptions {
     /// A put's value expires this long after the node accepted it, in
     /// milliseconds; reads then find the key absent (default: never).
     pub ttl_ms: Option<u64>,
+    /// A consistency level instead of `r` / `w` (`local_quorum`,
+    /// `each_quorum`, ...; PROTOCOL.md version 2). Never together with them:
+    /// the node answers `bad_request`.
+    pub consistency: Option<Consistency>,
 }
 
 impl RequestOptions {
@@ -259,6 +266,7 @@ impl RequestOptions {
         pw: None,
         timeout_ms: None,
         ttl_ms: None,
+        consistency: None,
     };
 }
 
@@ -380,8 +388,22 @@ impl Client {
     }
 
     async fn call(&self, op: ClientOp, timeout_ms: Option<u64>) -> Result<Value, Error> {
+        self.call_at(op, timeout_ms, None).await
+    }
+
+    async fn call_at(
+        &self,
+        op: ClientOp,
+        timeout_ms: Option<u64>,
+        consistency: Option<Consistency>,
+    ) -> Result<Value, Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_request(&ClientRequest { id, op, timeout_ms });
+        let frame = encode_request(&ClientRequest {
+            id,
+            op,
+            timeout_ms,
+            consistency,
+        });
         let (tx, rx) = oneshot::channel();
         self.waiters
             .lock()
@@ -428,7 +450,9 @@ impl Client {
             r: options.r,
             pr: options.pr,
         };
-        let body = self.call(op, options.timeout_ms).await?;
+        let body = self
+            .call_at(op, options.timeout_ms, options.consistency)
+            .await?;
         let values = match map_field(&body, "values") {
             Some(Value::Array(items)) => items
                 .iter()
@@ -473,7 +497,7 @@ impl Client {
             pw: options.pw,
             ttl_ms: options.ttl_ms,
         };
-        self.write(op, options.timeout_ms).await
+        self.write(op, options).await
     }
 
     /// Deletes (writes a tombstone covering `context`).
@@ -495,11 +519,13 @@ impl Client {
             w: options.w,
             pw: options.pw,
         };
-        self.write(op, options.timeout_ms).await
+        self.write(op, options).await
     }
 
-    async fn write(&self, op: ClientOp, timeout_ms: Option<u64>) -> Result<Context, Error> {
-        let body = self.call(op, timeout_ms).await?;
+    async fn write(&self, op: ClientOp, options: RequestOptions) -> Result<Context, Error> {
+        let body = self
+            .call_at(op, options.timeout_ms, options.consistency)
+            .await?;
         context_of(&body)?.ok_or_else(|| Error::Protocol("write answer has no `context`".into()))
     }
 

@@ -28,7 +28,9 @@ use ringkv_actors::repair::{
 use ringkv_actors::replicator::{
     N_DEFAULT, QUORUM_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT, STAND_IN_AFTER_MS_DEFAULT,
 };
-use ringkv_actors::ring::{RING_TOKENS_MAX, VNODES_PER_WEIGHT_DEFAULT, VNODES_PER_WEIGHT_MAX};
+use ringkv_actors::ring::{
+    DcReplication, RING_TOKENS_MAX, VNODES_PER_WEIGHT_DEFAULT, VNODES_PER_WEIGHT_MAX,
+};
 use ringkv_actors::secret::{ClusterSecret, SecretError};
 use ringkv_actors::storage::{HINTS_BYTES_MAX_PER_TARGET_DEFAULT, STORAGE_QUEUE_MAX_DEFAULT};
 use ringkv_actors::tls::{NodeTls, TlsFiles};
@@ -195,6 +197,13 @@ pub struct NodeArgs {
     /// Replicas per key (N). Default 3.
     #[arg(long)]
     pub n: Option<usize>,
+    /// Replicas per data center, e.g. dc1:3,dc2:2: each key gets, in every
+    /// DC named, that many replicas (the first members of that DC
+    /// clockwise). N is then their sum (--n may be left out, or must equal
+    /// it), and --dc must be one of them. Every node of a cluster must
+    /// have the same setting. Default: N over the whole ring.
+    #[arg(long, value_name = "DC:COUNT,...")]
+    pub dc_replication: Option<String>,
     /// Default read quorum (R), 1..=N. Default 2.
     #[arg(long)]
     pub r: Option<usize>,
@@ -349,6 +358,8 @@ pub struct NodeConfig {
     pub seeds: Vec<SocketAddr>,
     /// N.
     pub n: usize,
+    /// Replicas per data center (empty: N over the whole ring).
+    pub dc_replication: DcReplication,
     /// Default R.
     pub r: usize,
     /// Default W.
@@ -508,9 +519,34 @@ impl NodeArgs {
             None => listen,
         };
         let data_dir = self.data_dir.ok_or("--data-dir is required")?;
-        let n = self.n.unwrap_or(N_DEFAULT);
+        let dc_replication = match &self.dc_replication {
+            Some(text) => DcReplication::parse(text, REPLICAS_MAX)
+                .map_err(|e| format!("--dc-replication {text:?}: {e}"))?,
+            None => DcReplication::default(),
+        };
+        let n = match (self.n, dc_replication.total()) {
+            (n, 0) => n.unwrap_or(N_DEFAULT),
+            (Some(n), total) if n != total => {
+                return Err(format!(
+                    "--n ({n}) must equal the replicas --dc-replication adds up to ({total}), \
+                     or be left out"
+                )
+                .into())
+            }
+            (_, total) => total,
+        };
         if !(1..=REPLICAS_MAX).contains(&n) {
             return Err(format!("--n must be in 1..={REPLICAS_MAX}, got {n}").into());
+        }
+        if !dc_replication.is_empty() {
+            let own = self.dc.as_deref().unwrap_or("dc1");
+            if dc_replication.in_dc(own) == 0 {
+                return Err(format!(
+                    "--dc {own} is not one of the data centers of --dc-replication \
+                     ({dc_replication}): this node would hold no replica"
+                )
+                .into());
+            }
         }
         let r = self.r.unwrap_or(QUORUM_DEFAULT.min(n));
         let w = self.w.unwrap_or(QUORUM_DEFAULT.min(n));
@@ -687,6 +723,7 @@ impl NodeArgs {
             n,
             r,
             w,
+            dc_replication,
             dc: self.dc.unwrap_or_else(|| "dc1".into()),
             rack: self.rack.unwrap_or_else(|| "r1".into()),
             weight,

@@ -472,3 +472,28 @@ fn resp_settings_come_from_the_config_file_too() {
     assert_eq!(c.resp_listen, Some("127.0.0.1:6402".parse().unwrap()));
     assert_eq!(c.resp_siblings, RespSiblings::Lww);
 }
+
+#[test]
+fn dc_replication_sets_n_and_is_checked_against_n_and_dc() {
+    let with = |text: &str, n: Option<usize>, dc: &str| NodeArgs {
+        dc_replication: Some(text.into()),
+        n,
+        dc: Some(dc.into()),
+        ..base()
+    };
+    let c = with("dc2:2,dc1:3", None, "dc2").validate().unwrap();
+    assert_eq!((c.n, c.r, c.w), (5, 2, 2));
+    assert_eq!(c.dc_replication.to_string(), "dc1:3,dc2:2");
+    assert_eq!(with("dc1:2,dc2:2", Some(4), "dc1").validate().unwrap().n, 4);
+    for (args, says) in [
+        (with("dc1:2,dc2:2", Some(3), "dc1"), "--n (3) must equal"),
+        (with("dc1:2,dc2:2", None, "dc3"), "--dc dc3 is not one of"),
+        (with("dc1:0", None, "dc1"), "--dc-replication"),
+        (with("dc1:2,dc1:1", None, "dc1"), "named twice"),
+    ] {
+        let e = args.validate().unwrap_err().to_string();
+        assert!(e.contains(says), "{e}");
+    }
+    // Without it, N is --n over the whole ring.
+    assert!(base().validate().unwrap().dc_replication.is_empty());
+}

@@ -352,6 +352,9 @@ fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
                 if let Some(waiting) = field("waiting_for_seeds") {
                     println!("waiting for seeds: {waiting}");
                 }
+                if let Some(per_dc) = field("dc_replication") {
+                    println!("replicas per data center: {per_dc}");
+                }
                 println!(
                     "{:<10} {:<8} {:>9} {:<22} {:<22} {:<6} {:<6} {:>7}",
                     "member",

@@ -269,7 +269,7 @@ pub async fn start(
     })?
     .start();
     let storage_for_shutdown = storage.clone();
-    let status_extra = vec![
+    let mut status_extra = vec![
         ("n".to_string(), rmpv::Value::from(config.n as u64)),
         ("r".to_string(), rmpv::Value::from(config.r as u64)),
         ("w".to_string(), rmpv::Value::from(config.w as u64)),
@@ -278,6 +278,13 @@ pub async fn start(
             rmpv::Value::from(config.cluster.as_str()),
         ),
     ];
+    if !config.dc_replication.is_empty() {
+        // Replicas per DC, as `--dc-replication` reads (`dc1:3,dc2:2`).
+        status_extra.push((
+            "dc_replication".to_string(),
+            rmpv::Value::from(config.dc_replication.to_string()),
+        ));
+    }
 
     // Requests leave through the Bridge and come back in through it, so
     // the actors that call peers need its address and it needs theirs (to
@@ -312,6 +319,7 @@ pub async fn start(
         FailureDetectorOptions {
             vnodes_per_weight: config.vnodes,
             replicas: config.n,
+            dc_replication: config.dc_replication.clone(),
             members_file: env.members_file.clone(),
             status_extra,
             gossip: GossipOptions {
@@ -342,6 +350,8 @@ pub async fn start(
             stand_in_after_ms: config.stand_in_after_ms,
             object_bytes_max: config.object_bytes_max,
             contexts: context_key(config),
+            dc: config.dc.clone(),
+            dc_replication: config.dc_replication.clone(),
         },
         replicas,
         resolver.recipient(),
@@ -484,6 +494,7 @@ pub async fn start(
         data_dir = %config.data_dir.display(),
         storage = ?config.storage,
         n = config.n, r = config.r, w = config.w,
+        dc_replication = %config.dc_replication,
         known_members = known.len(),
         joining = join,
         seeds = dial.len(),

@@ -466,7 +466,14 @@ async fn consistency_all_writes_every_replica_in_a_three_node_cluster() {
         assert_eq!(one.cmd(&["GET", "k"]).await, bulk("v9"), "via {}", node.id);
     }
     let e = c.cmd(&["RINGKV.CONSISTENCY", "most"]).await;
-    assert!(error_of(&e).contains("one, quorum or all"));
+    assert!(error_of(&e).contains("one, quorum, all, local_one"));
+    // The DC-aware levels too (one data center here: local_quorum is a
+    // quorum of the three).
+    assert_eq!(
+        c.cmd(&["RINGKV.CONSISTENCY", "local_quorum"]).await,
+        F2::SimpleString(b"OK".to_vec())
+    );
+    assert_eq!(c.cmd(&["GET", "k"]).await, bulk("v9"));
 }
 
 /// Whether `tool` can run; under CI a missing tool fails the test.

@@ -62,6 +62,7 @@
 //! | behaviour | code (pure part first, then the actor that carries it out) |
 //! |---|---|
 //! | ring, virtual nodes, weights, racks | `ring.rs` |
+//! | data centers: per-DC placement (`--dc-replication`), DC-aware consistency levels, same-DC stand-ins | `ring.rs` (`DcReplication`, `Ring::preference_list_at`), `replicator/quorum.rs` (`Need::for_level`, per-DC `Tally`), `replicator/fanout.rs` (`DcScope`); resolved per request in `replicator/mod.rs` |
 //! | preference list, sloppy quorum, stand-ins | `replicator/placement.rs`, `replicator/fanout.rs` |
 //! | R / W / PR / PW quorums, deadlines, read-repair trigger | `replicator/coordinator.rs` (`ReadCoordinator`, `WriteCoordinator`: `on_reply` / `on_ack` / `on_deadline` -> steps), `replicator/quorum.rs`; carried out by `replicator/read.rs`, `write.rs` |
 //! | minting versions, the incarnation rule | `storage/writer.rs` |

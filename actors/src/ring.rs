@@ -9,6 +9,12 @@
 //! yet, so one rack or DC failure cannot take every replica; with a uniform
 //! topology this is exactly "the first N distinct nodes".
 //!
+//! With a per-DC replication factor ([`DcReplication`], `--dc-replication
+//! dc1:3,dc2:2`) the list is instead, for each data center named, the first
+//! `n_dc` distinct members of that DC clockwise from the key's token (racks
+//! spread within the DC as above), in clockwise order; members of DCs not
+//! named hold no replicas.
+//!
 //! Pure: no I/O, deterministic for a given membership (every node that knows
 //! the same members computes the same ring).
 
@@ -31,6 +37,109 @@ pub const VNODES_PER_WEIGHT_MAX: u32 = 4096;
 /// scaled down by the same factor (at least one token each), so every node
 /// that knows the same members still builds the same ring.
 pub const RING_TOKENS_MAX: usize = 1 << 20;
+
+/// Most data centers `--dc-replication` may name.
+pub const DC_REPLICATION_DCS_MAX: usize = 16;
+
+/// Replicas per data center (`--dc-replication dc1:3,dc2:2`); empty: one
+/// replication factor N over the whole ring (the default). Sorted by DC
+/// name, so every node that parses the same setting holds the same value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DcReplication(Vec<(String, usize)>);
+
+impl DcReplication {
+    /// Parses `dc1:3,dc2:2`: DC names (see [`is_dc_name`]), each once,
+    /// each count in `1..=replicas_max`, the sum too.
+    pub fn parse(text: &str, replicas_max: usize) -> Result<Self, String> {
+        let mut dcs: Vec<(String, usize)> = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, count) = part
+                .split_once(':')
+                .ok_or_else(|| format!("`{part}` is not DC:COUNT (e.g. dc1:3)"))?;
+            let name = name.trim();
+            if !is_dc_name(name) {
+                return Err(format!(
+                    "`{name}` is not a DC name (1..={DC_NAME_BYTES_MAX} printable ASCII bytes, \
+                     no space, `,` or `:`)"
+                ));
+            }
+            let count: usize = count
+                .trim()
+                .parse()
+                .map_err(|_| format!("the count of {name} must be an integer, got `{count}`"))?;
+            if !(1..=replicas_max).contains(&count) {
+                return Err(format!(
+                    "the count of {name} must be in 1..={replicas_max}, got {count}"
+                ));
+            }
+            if dcs.iter().any(|(n, _)| n == name) {
+                return Err(format!("{name} is named twice"));
+            }
+            dcs.push((name.to_owned(), count));
+        }
+        if dcs.is_empty() {
+            return Err("names no data center (expected e.g. dc1:3,dc2:2)".into());
+        }
+        if dcs.len() > DC_REPLICATION_DCS_MAX {
+            return Err(format!(
+                "names {} data centers, at most {DC_REPLICATION_DCS_MAX}",
+                dcs.len()
+            ));
+        }
+        let total: usize = dcs.iter().map(|(_, c)| c).sum();
+        if total > replicas_max {
+            return Err(format!(
+                "adds up to {total} replicas per key, at most {replicas_max}"
+            ));
+        }
+        dcs.sort();
+        Ok(Self(dcs))
+    }
+
+    /// No per-DC factor: N over the whole ring.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Replicas per key over every DC (N).
+    pub fn total(&self) -> usize {
+        self.0.iter().map(|(_, c)| c).sum()
+    }
+
+    /// Replicas per key in `dc` (0: not named).
+    pub fn in_dc(&self, dc: &str) -> usize {
+        self.0.iter().find(|(n, _)| n == dc).map_or(0, |(_, c)| *c)
+    }
+
+    /// The DCs and their counts, sorted by name.
+    pub fn dcs(&self) -> &[(String, usize)] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DcReplication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (dc, count)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{dc}:{count}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Longest data center name `--dc-replication` takes, in bytes (as `--dc`).
+pub const DC_NAME_BYTES_MAX: usize = 64;
+
+/// Whether `--dc-replication` may name a data center `name`: what `--dc`
+/// takes (printable ASCII without spaces), less its separators `,` and `:`.
+pub fn is_dc_name(name: &str) -> bool {
+    (1..=DC_NAME_BYTES_MAX).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b',' && b != b':')
+}
 
 /// A position on the ring.
 #[derive(
@@ -129,6 +238,8 @@ pub struct Ring {
     /// True when every member has the same (dc, rack): the walk can stop at
     /// the first N distinct members.
     uniform_topology: bool,
+    /// Replicas per DC (empty: N over the whole ring).
+    dc_replication: DcReplication,
 }
 
 impl Ring {
@@ -159,7 +270,28 @@ impl Ring {
             tokens,
             members,
             uniform_topology,
+            dc_replication: DcReplication::default(),
         }
+    }
+
+    /// The same ring placing replicas per data center (see
+    /// [`Ring::preference_list_at`]).
+    pub fn with_dc_replication(mut self, dc_replication: &DcReplication) -> Self {
+        self.dc_replication = dc_replication.clone();
+        self
+    }
+
+    /// Replicas per DC this ring places by (empty: N over the whole ring).
+    pub fn dc_replication(&self) -> &DcReplication {
+        &self.dc_replication
+    }
+
+    /// The data center of `node` (`None`: not a member).
+    pub fn dc_of(&self, node: &NodeId) -> Option<&str> {
+        self.members
+            .binary_search_by(|m| m.id.cmp(node))
+            .ok()
+            .map(|i| self.members[i].dc.as_str())
     }
 
     /// The members, sorted by id.
@@ -184,8 +316,18 @@ impl Ring {
     }
 
     /// The preference list of every key hashing to `token`.
+    ///
+    /// With a [`DcReplication`], `n` is normally its total: the list is
+    /// then each named DC's first `n_dc` distinct members clockwise, in
+    /// clockwise order. A longer walk (`n` past the total, for stand-in
+    /// candidates) takes `ceil(n_dc x n / total)` from each DC, so the
+    /// members past a DC's replicas are that DC's own; a shorter one keeps
+    /// the first `n` of the list.
     pub fn preference_list_at(&self, token: Token, n: usize) -> Vec<NodeId> {
         let start = self.first_token_index(token);
+        if !self.dc_replication.is_empty() {
+            return self.per_dc_list(start, n);
+        }
         let wanted = n.min(self.members.len());
         if self.uniform_topology {
             return self
@@ -197,6 +339,32 @@ impl Ring {
         let candidates: Vec<usize> = self.walk(start).collect();
         spread_across_topology(&candidates, &self.members, wanted)
             .into_iter()
+            .map(|i| self.members[i].id.clone())
+            .collect()
+    }
+
+    fn per_dc_list(&self, start: usize, n: usize) -> Vec<NodeId> {
+        let total = self.dc_replication.total().max(1);
+        let candidates: Vec<usize> = self.walk(start).collect();
+        let mut chosen: Vec<usize> = Vec::new();
+        for (dc, count) in self.dc_replication.dcs() {
+            let quota = (count * n).div_ceil(total);
+            let in_dc: Vec<usize> = candidates
+                .iter()
+                .copied()
+                .filter(|&m| self.members[m].dc == *dc)
+                .collect();
+            chosen.extend(spread_across_topology(&in_dc, &self.members, quota));
+        }
+        // Clockwise order: the list's first member is the key's primary.
+        let mut list: Vec<usize> = candidates
+            .into_iter()
+            .filter(|m| chosen.contains(m))
+            .collect();
+        if n < total {
+            list.truncate(n);
+        }
+        list.into_iter()
             .map(|i| self.members[i].id.clone())
             .collect()
     }
@@ -411,6 +579,97 @@ mod tests {
         let alone = Ring::new(&[member("a", 1)], 8).replica_ranges(3);
         assert_eq!(alone.len(), 1);
         assert_eq!(alone[0].0.after, alone[0].0.upto);
+    }
+
+    fn two_dcs() -> Vec<RingMember> {
+        let mut members = Vec::new();
+        for i in 1..=3 {
+            members.push(placed(&format!("a{i}"), 1, "dc1", &format!("r{}", i % 2)));
+            members.push(placed(&format!("b{i}"), 1, "dc2", "r1"));
+        }
+        members.push(placed("c1", 1, "dc3", "r1"));
+        members
+    }
+
+    #[test]
+    fn dc_replication_parses_and_refuses_clearly() {
+        let d = DcReplication::parse("dc2:2, dc1:3", 8).unwrap();
+        assert_eq!(
+            (d.total(), d.in_dc("dc1"), d.in_dc("dc2"), d.in_dc("x")),
+            (5, 3, 2, 0)
+        );
+        assert_eq!(d.to_string(), "dc1:3,dc2:2", "sorted by name");
+        for (bad, says) in [
+            ("dc1", "DC:COUNT"),
+            ("dc1:0", "1..=8"),
+            ("dc1:x", "integer"),
+            ("dc1:2,dc1:1", "twice"),
+            ("dc1:5,dc2:5", "adds up to 10"),
+            ("", "no data center"),
+            ("d c:1", "not a DC name"),
+        ] {
+            let e = DcReplication::parse(bad, 8).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn per_dc_lists_hold_the_first_members_of_each_dc_clockwise() {
+        let dcs = DcReplication::parse("dc1:2,dc2:1", 8).unwrap();
+        let members = two_dcs();
+        let ring = Ring::new(&members, 32).with_dc_replication(&dcs);
+        let dc = |id: &NodeId| ring.dc_of(id).unwrap().to_owned();
+        for k in 0..500u32 {
+            let token = Ring::key_token(&k.to_be_bytes());
+            let list = ring.preference_list_at(token, 3);
+            let in_dc = |d: &str| list.iter().filter(|id| dc(id) == d).count();
+            assert_eq!(
+                (in_dc("dc1"), in_dc("dc2"), in_dc("dc3")),
+                (2, 1, 0),
+                "{list:?}"
+            );
+            // dc1's two sit on both of its racks, dc2's one is the first
+            // dc2 member clockwise, and the list is in clockwise order.
+            let racks: HashSet<_> = list
+                .iter()
+                .filter(|id| dc(id) == "dc1")
+                .map(|id| {
+                    ring.members()
+                        .iter()
+                        .find(|m| m.id == *id)
+                        .unwrap()
+                        .rack
+                        .clone()
+                })
+                .collect();
+            assert_eq!(racks.len(), 2, "{list:?}");
+            let walk: Vec<NodeId> = ring
+                .walk(ring.first_token_index(token))
+                .map(|i| ring.members[i].id.clone())
+                .collect();
+            let first_dc2 = walk.iter().find(|id| dc(id) == "dc2").unwrap();
+            assert!(list.contains(first_dc2));
+            let positions: Vec<usize> = list
+                .iter()
+                .map(|id| walk.iter().position(|w| w == id).unwrap())
+                .collect();
+            assert!(positions.windows(2).all(|p| p[0] < p[1]), "{positions:?}");
+            // A longer walk holds the list, then each DC's own next members.
+            let long = ring.preference_list_at(token, 9);
+            assert!(list.iter().all(|id| long.contains(id)));
+            let long_in = |d: &str| long.iter().filter(|id| dc(id) == d).count();
+            assert_eq!((long_in("dc1"), long_in("dc2"), long_in("dc3")), (3, 3, 0));
+        }
+        // Fewer members in a DC than its count: all of them.
+        let small = Ring::new(&members[..3], 32).with_dc_replication(&dcs);
+        assert_eq!(small.preference_list(b"k", 3).len(), 3);
+        let lone = DcReplication::parse("dc2:3", 8).unwrap();
+        let ring = Ring::new(&members, 32).with_dc_replication(&lone);
+        let list = ring.preference_list(b"k", 3);
+        assert!(
+            list.iter().all(|id| ring.dc_of(id) == Some("dc2")),
+            "{list:?}"
+        );
     }
 
     fn member(id: &str, weight: u32) -> RingMember {

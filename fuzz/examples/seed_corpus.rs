@@ -189,6 +189,7 @@ fn client_frames(target: &mut Target<'_>) -> Result<()> {
             id,
             op,
             timeout_ms: (id % 2 == 0).then_some(500),
+            consistency: None,
         }))
     };
     let key = b"cart:42".to_vec();

@@ -120,6 +120,7 @@ impl SimClient {
             id,
             op,
             timeout_ms: None,
+            consistency: None,
         }));
         self.stream.write_all(&frame).await?;
         let mut len = [0u8; 4];

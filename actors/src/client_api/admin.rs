@@ -64,7 +64,9 @@ pub fn members(
     }
 }
 
-/// `ring`: the merged token ranges with their `n` replicas.
+/// `ring`: the merged token ranges with their `n` replicas and each
+/// replica's data center (`dcs`, in the same order), and the per-DC
+/// replication when there is one.
 pub fn ring(own: &NodeId, ring: &Ring, n: usize) -> ClientReply {
     let ranges = ring
         .replica_ranges(n)
@@ -77,6 +79,15 @@ pub fn ring(own: &NodeId, ring: &Ring, n: usize) -> ClientReply {
                     s("replicas"),
                     Value::Array(replicas.iter().map(|r| s(r.as_str())).collect()),
                 ),
+                (
+                    s("dcs"),
+                    Value::Array(
+                        replicas
+                            .iter()
+                            .map(|r| s(ring.dc_of(r).unwrap_or("")))
+                            .collect(),
+                    ),
+                ),
             ])
         })
         .collect();
@@ -84,6 +95,10 @@ pub fn ring(own: &NodeId, ring: &Ring, n: usize) -> ClientReply {
         fields: vec![
             (String::from("node"), s(own.as_str())),
             (String::from("n"), Value::from(n as u64)),
+            (
+                String::from("dc_replication"),
+                s(&ring.dc_replication().to_string()),
+            ),
             (
                 String::from("tokens"),
                 Value::from(ring.token_count() as u64),

@@ -261,6 +261,7 @@ impl ClientSession {
             ClientError::new(ErrorCode::Internal, format!("node actor unavailable: {e}"))
         };
         let timeout_ms = request.timeout_ms;
+        let consistency = request.consistency;
         match request.op {
             // Answered in `on_auth`, before dispatch; never granted here.
             ClientOp::Auth { .. } => Box::pin(async move {
@@ -368,6 +369,7 @@ impl ClientSession {
                     key,
                     r,
                     pr,
+                    consistency,
                     timeout_ms,
                     trace,
                     last_writer_wins: false,
@@ -408,6 +410,8 @@ impl ClientSession {
                 ttl_ms,
                 w,
                 pw,
+                consistency,
+                dc_quorums: Vec::new(),
                 timeout_ms,
                 trace,
             }),
@@ -424,6 +428,8 @@ impl ClientSession {
                 ttl_ms: None,
                 w,
                 pw,
+                consistency,
+                dc_quorums: Vec::new(),
                 timeout_ms,
                 trace,
             }),

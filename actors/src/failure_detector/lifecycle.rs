@@ -446,7 +446,8 @@ impl FailureDetector {
             .filter(|m| m.id != self.own.id)
             .cloned()
             .collect();
-        let before = Ring::new(&others, self.options.vnodes_per_weight);
+        let before = Ring::new(&others, self.options.vnodes_per_weight)
+            .with_dc_replication(write_ring.dc_replication());
         let mut pulls = Vec::new();
         for t in plan_transfers(&before, write_ring, n) {
             if t.target != self.own.id {

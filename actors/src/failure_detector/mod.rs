@@ -74,6 +74,9 @@ pub struct FailureDetectorOptions {
     pub vnodes_per_weight: u32,
     /// Replicas per key (for planning handoff).
     pub replicas: usize,
+    /// Replicas per data center (`--dc-replication`; empty: `replicas`
+    /// over the whole ring): the rings it publishes place by it.
+    pub dc_replication: crate::ring::DcReplication,
     /// Where the membership is kept across restarts (`None`: not kept).
     pub members_file: Option<PathBuf>,
     /// Extra keys for `status` (N, R, W, ...).
@@ -210,9 +213,10 @@ impl FailureDetector {
         let now = self.clock.monotonic_ms();
         let members = self.gossip.members(now);
         let view = view::cluster_view(&members, self.options.vnodes_per_weight);
+        let dcs = &self.options.dc_replication;
         self.view = MembershipChanged {
-            read_ring: Arc::new(view.read_ring),
-            write_ring: Arc::new(view.write_ring),
+            read_ring: Arc::new(view.read_ring.with_dc_replication(dcs)),
+            write_ring: Arc::new(view.write_ring.with_dc_replication(dcs)),
             reachable: Arc::new(view.reachable),
             healthy: Arc::new(view.healthy),
             peers: Arc::new(view.peers),

@@ -4,7 +4,7 @@
 //! No actors, no futures, no clocks: `read.rs` and `write.rs` carry the
 //! steps out, and these are unit- and property-tested on their own.
 
-use super::fanout::{Ask, Fanout, Reach, SloppyPolicy};
+use super::fanout::{Ask, DcScope, Fanout, Reach, SloppyPolicy};
 use super::quorum::{Effect, Ending, Role, Verdict};
 use crate::replicas::ReplicaError;
 use crate::wire::client::ClientError;
@@ -54,7 +54,20 @@ impl ReadCoordinator {
         spare: Vec<NodeId>,
         policy: SloppyPolicy,
     ) -> (Self, ReadStep) {
-        let (fanout, asks) = Fanout::start(r, pr, primaries, &[], spare, policy);
+        Self::start_in(DcScope::default(), r, pr, primaries, spare, policy)
+    }
+
+    /// [`ReadCoordinator::start`] within `scope` (per-DC stand-ins and
+    /// quorums).
+    pub fn start_in(
+        scope: DcScope,
+        r: usize,
+        pr: usize,
+        primaries: &[(NodeId, Reach)],
+        spare: Vec<NodeId>,
+        policy: SloppyPolicy,
+    ) -> (Self, ReadStep) {
+        let (fanout, asks) = Fanout::start_in(scope, r, pr, primaries, &[], spare, policy);
         let mut read = Self {
             fanout,
             answers: Vec::new(),
@@ -181,8 +194,22 @@ impl WriteCoordinator {
         spare: Vec<NodeId>,
         policy: SloppyPolicy,
     ) -> (Self, WriteStep) {
+        Self::start_in(DcScope::default(), w, pw, primaries, local, spare, policy)
+    }
+
+    /// [`WriteCoordinator::start`] within `scope` (per-DC stand-ins and
+    /// quorums).
+    pub fn start_in(
+        scope: DcScope,
+        w: usize,
+        pw: usize,
+        primaries: &[(NodeId, Reach)],
+        local: Option<&NodeId>,
+        spare: Vec<NodeId>,
+        policy: SloppyPolicy,
+    ) -> (Self, WriteStep) {
         let already: Vec<NodeId> = local.into_iter().cloned().collect();
-        let (fanout, asks) = Fanout::start(w, pw, primaries, &already, spare, policy);
+        let (fanout, asks) = Fanout::start_in(scope, w, pw, primaries, &already, spare, policy);
         let mut write = Self {
             fanout,
             answered: false,

@@ -14,6 +14,10 @@
 //! timer fires, gets a stand-in too. Every stand-in is asked on behalf of
 //! one primary (`Ask::stand_in_for`), which a write turns into a hint.
 //!
+//! With a [`DcScope`] (per-DC replication), a primary's stand-in is the
+//! first spare node *in the primary's data center*, and the tally also
+//! counts successes per data center for the DC-aware consistency levels.
+//!
 //! Invariants (checked by the tests below and the property test in
 //! `coordinator_tests.rs`): a node is asked at most once per request;
 //! every stand-in stands in for a primary; [`Fanout::verdict`] is
@@ -22,7 +26,7 @@
 
 use std::collections::VecDeque;
 
-use super::quorum::{Role, Tally, Verdict};
+use super::quorum::{DcQuorum, Role, Tally, Verdict};
 use crate::replicas::ReplicaError;
 use crate::NodeId;
 
@@ -56,10 +60,58 @@ pub struct Ask {
     pub stand_in_for: Option<NodeId>,
 }
 
+/// The data centers a request spans, when replication is per DC.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DcScope {
+    /// The data center of each primary and stand-in candidate (empty: one
+    /// replication factor over the whole ring; stand-ins from anywhere).
+    pub dc_of: Vec<(NodeId, String)>,
+    /// Successes needed per data center (the consistency level's).
+    pub quorums: Vec<DcQuorum>,
+}
+
+impl DcScope {
+    /// The data center of `node` (`None`: unknown, or no per-DC scope).
+    pub fn dc(&self, node: &NodeId) -> Option<&str> {
+        self.dc_of
+            .iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, dc)| dc.as_str())
+    }
+
+    /// The first data center whose quorum the request cannot reach even
+    /// if every primary it will ask there and every stand-in candidate of
+    /// that DC answers: `(dc, reachable, needed)`. Checked before anything
+    /// is sent, so `each_quorum` with a DC down answers `unavailable` at
+    /// once.
+    pub fn shortfall(
+        &self,
+        primaries: &[(NodeId, Reach)],
+        spare: &[NodeId],
+    ) -> Option<(String, usize, usize)> {
+        self.quorums.iter().find_map(|q| {
+            let in_dc = |n: &NodeId| self.dc(n) == Some(q.dc.as_str());
+            let usable = primaries
+                .iter()
+                .filter(|(n, reach)| *reach != Reach::Unusable && in_dc(n))
+                .count();
+            // A stand-in only covers an unusable primary of its DC.
+            let unusable = primaries
+                .iter()
+                .filter(|(n, reach)| *reach == Reach::Unusable && in_dc(n))
+                .count();
+            let stand_ins = spare.iter().filter(|n| in_dc(n)).count().min(unusable);
+            (usable + stand_ins < q.needed).then(|| (q.dc.clone(), usable + stand_ins, q.needed))
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Target {
     node: NodeId,
     role: Role,
+    /// The data center it counts for (a stand-in: its primary's).
+    dc: Option<String>,
     /// The primary a stand-in stands in for.
     stand_in_for: Option<NodeId>,
     /// Answered (either way).
@@ -77,6 +129,7 @@ pub struct Fanout {
     uncovered: Vec<NodeId>,
     spare: VecDeque<NodeId>,
     policy: SloppyPolicy,
+    scope: DcScope,
 }
 
 impl Fanout {
@@ -93,8 +146,30 @@ impl Fanout {
         spare: Vec<NodeId>,
         policy: SloppyPolicy,
     ) -> (Self, Vec<Ask>) {
+        Self::start_in(
+            DcScope::default(),
+            needed,
+            needed_primaries,
+            primaries,
+            already_asked,
+            spare,
+            policy,
+        )
+    }
+
+    /// [`Fanout::start`] within `scope`: stand-ins from each primary's own
+    /// data center, and `scope.quorums` needed on top of `needed`.
+    pub fn start_in(
+        scope: DcScope,
+        needed: usize,
+        needed_primaries: usize,
+        primaries: &[(NodeId, Reach)],
+        already_asked: &[NodeId],
+        spare: Vec<NodeId>,
+        policy: SloppyPolicy,
+    ) -> (Self, Vec<Ask>) {
         let mut fanout = Fanout {
-            tally: Tally::new(needed, needed_primaries),
+            tally: Tally::new(needed, needed_primaries).with_dc_quorums(&scope.quorums),
             targets: Vec::with_capacity(primaries.len()),
             uncovered: Vec::new(),
             spare: spare
@@ -102,6 +177,7 @@ impl Fanout {
                 .filter(|n| !primaries.iter().any(|(p, _)| p == n))
                 .collect(),
             policy,
+            scope,
         };
         let mut asks = Vec::new();
         for (node, reach) in primaries {
@@ -109,10 +185,12 @@ impl Fanout {
                 fanout.uncovered.push(node.clone());
                 continue;
             }
-            fanout.tally.asked(Role::Primary);
+            let dc = fanout.scope.dc(node).map(str::to_owned);
+            fanout.tally.asked_in(Role::Primary, dc.as_deref());
             fanout.targets.push(Target {
                 node: node.clone(),
                 role: Role::Primary,
+                dc,
                 stand_in_for: None,
                 answered: false,
                 covered: false,
@@ -142,16 +220,26 @@ impl Fanout {
         if let Some(target) = self.targets.iter_mut().find(|t| t.node == *owner) {
             target.covered = true;
         }
-        let Some(stand_in) = self.spare.pop_front() else {
+        let dc = self.scope.dc(owner).map(str::to_owned);
+        // Per DC, a primary's stand-in comes from its own data center.
+        let next = match &dc {
+            Some(dc) => self
+                .spare
+                .iter()
+                .position(|n| self.scope.dc(n) == Some(dc.as_str())),
+            None => (!self.spare.is_empty()).then_some(0),
+        };
+        let Some(stand_in) = next.and_then(|i| self.spare.remove(i)) else {
             if !self.uncovered.contains(owner) {
                 self.uncovered.push(owner.clone());
             }
             return;
         };
-        self.tally.asked(Role::StandIn);
+        self.tally.asked_in(Role::StandIn, dc.as_deref());
         self.targets.push(Target {
             node: stand_in.clone(),
             role: Role::StandIn,
+            dc,
             stand_in_for: Some(owner.clone()),
             answered: false,
             covered: false,
@@ -173,11 +261,12 @@ impl Fanout {
             return asks;
         };
         target.answered = true;
-        let (role, owner) = (target.role, target.stand_in_for.clone());
+        let (role, owner, dc) = (target.role, target.stand_in_for.clone(), target.dc.clone());
         match result {
-            Ok(()) => self.tally.success(role),
+            Ok(()) => self.tally.success_in(role, dc.as_deref()),
             Err(error) => {
-                self.tally.failure(node.clone(), role, error);
+                self.tally
+                    .failure_in(node.clone(), role, dc.as_deref(), error);
                 if self.policy.replace_failed {
                     // A failed stand-in is replaced for the primary it
                     // stood in for; a failed primary gets its first one.
@@ -340,5 +429,101 @@ mod tests {
         let primaries = [(id("a"), Reach::Unusable), (id("b"), Reach::Usable)];
         let (_, asks) = Fanout::start(1, 0, &primaries, &[], ids(&["b", "c"]), EAGER);
         assert_eq!(asks[1].node, id("c"));
+    }
+
+    fn two_dc_scope(quorums: Vec<DcQuorum>) -> DcScope {
+        let dc_of = ["a1", "a2", "a3", "b1", "b2", "b3"]
+            .iter()
+            .map(|n| {
+                (
+                    id(n),
+                    if n.starts_with('a') { "dc1" } else { "dc2" }.to_owned(),
+                )
+            })
+            .collect();
+        DcScope { dc_of, quorums }
+    }
+
+    #[test]
+    fn per_dc_stand_ins_come_from_the_primary_s_own_dc() {
+        let primaries = vec![
+            (id("a1"), Reach::Usable),
+            (id("b1"), Reach::Unusable),
+            (id("a2"), Reach::Unusable),
+        ];
+        // Spares in ring order: a dc1 node first, yet b1 gets b3.
+        let spare = ids(&["a3", "b3"]);
+        let (mut fanout, asks) = Fanout::start_in(
+            two_dc_scope(Vec::new()),
+            2,
+            0,
+            &primaries,
+            &[],
+            spare,
+            SloppyPolicy::default(),
+        );
+        let stand_in_for = |node: &str| {
+            asks.iter()
+                .find(|a| a.node == id(node))
+                .and_then(|a| a.stand_in_for.clone())
+        };
+        assert_eq!(stand_in_for("b3"), Some(id("b1")));
+        assert_eq!(stand_in_for("a3"), Some(id("a2")));
+        assert_eq!(asks.len(), 3);
+        // With no dc2 spare left, a failed dc2 stand-in stays uncovered.
+        let mut fanout2 = fanout.clone();
+        fanout2.policy.replace_failed = true;
+        assert!(fanout2.on_result(&id("b3"), down()).is_empty());
+        assert_eq!(fanout2.uncovered(), &[id("b1")]);
+        assert!(fanout.on_result(&id("a1"), Ok(())).is_empty());
+    }
+
+    #[test]
+    fn each_quorum_is_refused_up_front_when_a_dc_cannot_answer() {
+        let q = |dc: &str| DcQuorum {
+            dc: dc.into(),
+            needed: 2,
+        };
+        let scope = two_dc_scope(vec![q("dc1"), q("dc2")]);
+        let dc2_down = vec![
+            (id("a1"), Reach::Usable),
+            (id("a2"), Reach::Usable),
+            (id("b1"), Reach::Unusable),
+            (id("b2"), Reach::Unusable),
+        ];
+        // dc1 nodes to spare do not help dc2.
+        assert_eq!(
+            scope.shortfall(&dc2_down, &ids(&["a3"])),
+            Some(("dc2".to_owned(), 0, 2))
+        );
+        // One dc2 stand-in covers one of them: still one short.
+        assert_eq!(
+            scope.shortfall(&dc2_down, &ids(&["b3", "a3"])),
+            Some(("dc2".to_owned(), 1, 2))
+        );
+        let one_down = vec![
+            (id("a1"), Reach::Usable),
+            (id("a2"), Reach::Usable),
+            (id("b1"), Reach::Doubtful),
+            (id("b2"), Reach::Unusable),
+        ];
+        assert_eq!(scope.shortfall(&one_down, &ids(&["b3"])), None);
+        // The request then waits for both DCs' quorums.
+        let (mut fanout, asks) = Fanout::start_in(
+            scope,
+            4,
+            0,
+            &one_down,
+            &[],
+            ids(&["b3"]),
+            SloppyPolicy::default(),
+        );
+        assert_eq!(asks.len(), 4, "{asks:?}");
+        for n in ["a1", "a2", "b1"] {
+            fanout.on_result(&id(n), Ok(()));
+        }
+        assert_eq!(fanout.verdict(), Verdict::Waiting);
+        fanout.on_result(&id("b3"), Ok(()));
+        assert_eq!(fanout.verdict(), Verdict::Reached);
     }
 }

@@ -36,9 +36,9 @@ use tokio::sync::oneshot;
 use tracing::{warn, Instrument};
 
 pub use coordinator::{FinishedRead, ReadCoordinator, ReadStep, WriteCoordinator, WriteStep};
-pub use fanout::{Ask, Fanout, Reach, SloppyPolicy};
+pub use fanout::{Ask, DcScope, Fanout, Reach, SloppyPolicy};
 pub use list::{CoordinateList, ListPage};
-pub use quorum::{Effect, Ending, Role, Tally, Verdict};
+pub use quorum::{DcQuorum, Effect, Ending, Need, Role, Tally, Verdict};
 pub use read::GetAnswer;
 
 use crate::bridge::{Incoming, LinksChanged, PokeLinks};
@@ -46,9 +46,9 @@ use crate::clock::SharedClock;
 use crate::conflict_resolver::{ContextKey, Reconcile, VersionLimits};
 use crate::membership::MembershipChanged;
 use crate::replicas::Replicas;
-use crate::ring::Ring;
+use crate::ring::{DcReplication, Ring, DC_REPLICATION_DCS_MAX};
 use crate::storage::{LocalRead, StorageHealth};
-use crate::wire::client::{ClientError, ErrorCode};
+use crate::wire::client::{ClientError, Consistency, ErrorCode};
 use crate::wire::peer::{
     Coordinated, Durable, ForwardedWrite, HintedWrite, PeerRefusal, RemoteError, ReplicaRead,
     ReplicaWrite, StoredObject,
@@ -88,6 +88,10 @@ pub struct ReplicationOptions {
     /// Seals the contexts this node hands out and checks the ones clients
     /// send back (the same key on every member).
     pub contexts: ContextKey,
+    /// This node's data center (what `local_*` consistency levels count).
+    pub dc: String,
+    /// Replicas per data center (empty: N over the whole ring).
+    pub dc_replication: DcReplication,
 }
 
 /// Requests a node holds while it is still bootstrapping (they wait for
@@ -127,6 +131,8 @@ pub struct CoordinateGet {
     pub r: Option<usize>,
     /// Of the R replies, how many must come from the key's primaries.
     pub pr: Option<usize>,
+    /// A consistency level instead of `r` (never both).
+    pub consistency: Option<Consistency>,
     /// Deadline override, in milliseconds.
     pub timeout_ms: Option<u64>,
     /// The client request id.
@@ -158,6 +164,11 @@ pub struct CoordinateWrite {
     pub w: Option<usize>,
     /// Of the W acknowledgements, how many must come from primaries.
     pub pw: Option<usize>,
+    /// A consistency level instead of `w` (never both).
+    pub consistency: Option<Consistency>,
+    /// Acknowledgements needed per data center on top of `w` (a forwarded
+    /// write's, resolved by the forwarder; empty from clients).
+    pub dc_quorums: Vec<DcQuorum>,
     /// Deadline override, in milliseconds.
     pub timeout_ms: Option<u64>,
     /// The client request id.
@@ -320,6 +331,68 @@ impl Replicator {
         None
     }
 
+    /// The counts a request waits for: its consistency level's, else
+    /// `count` (its `r` / `w`, or the node's default) and `dc_quorums` (a
+    /// forwarded write's).
+    fn need(
+        &self,
+        consistency: Option<Consistency>,
+        count: usize,
+        dc_quorums: Vec<DcQuorum>,
+    ) -> Result<Need, ClientError> {
+        match consistency {
+            Some(level) => Need::for_level(
+                level,
+                self.options.n,
+                &self.options.dc_replication,
+                &self.options.dc,
+            ),
+            None => Ok(Need {
+                needed: count,
+                dcs: dc_quorums,
+            }),
+        }
+    }
+
+    /// The per-DC scope of a request over `primaries` and `beyond` (empty
+    /// without per-DC replication).
+    fn scope(&self, primaries: &[NodeId], beyond: &[NodeId], quorums: Vec<DcQuorum>) -> DcScope {
+        if self.options.dc_replication.is_empty() {
+            return DcScope::default();
+        }
+        let dc_of = primaries
+            .iter()
+            .chain(beyond)
+            .filter_map(|n| {
+                let dc = self
+                    .write_ring
+                    .dc_of(n)
+                    .or_else(|| self.read_ring.dc_of(n))?;
+                Some((n.clone(), dc.to_owned()))
+            })
+            .collect();
+        DcScope { dc_of, quorums }
+    }
+
+    /// The up-front refusal of a request whose per-DC quorum cannot be
+    /// reached with the replicas (and stand-ins) reachable in that DC.
+    fn refuse_dc_quorum(
+        &self,
+        what: &str,
+        scope: &DcScope,
+        primaries: &[(NodeId, Reach)],
+        spare: &[NodeId],
+    ) -> Option<ClientError> {
+        let (dc, reachable, needed) = scope.shortfall(primaries, spare)?;
+        Some(ClientError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "only {reachable} of the key's replicas in {dc} are reachable (stand-ins \
+                 included) and {what} needs {needed} there"
+            ),
+        ))
+    }
+
     /// Why a write forwarded to this node is refused untouched (`None`: it
     /// is coordinated here): this node is not a replica of `key` (the ring
     /// changed on the way) or mints no new versions now.
@@ -342,7 +415,15 @@ impl Replicator {
     /// Starts a write; `may_forward` is false for writes that were already
     /// forwarded to us (no second hop).
     fn start_write(&self, msg: CoordinateWrite, may_forward: bool) -> Reply<Vec<u8>> {
-        let w = msg.w.unwrap_or(self.options.w);
+        let need = match self.need(
+            msg.consistency,
+            msg.w.unwrap_or(self.options.w),
+            msg.dc_quorums.clone(),
+        ) {
+            Ok(need) => need,
+            Err(error) => return Box::pin(async move { Err(error) }),
+        };
+        let w = need.needed;
         let pw = msg.pw.unwrap_or(0);
         if pw > w {
             let error = ClientError::new(
@@ -385,13 +466,14 @@ impl Replicator {
             // New versions are minted by a replica of the key that can
             // mint: hand the write to the other replicas this node can
             // reach, best first; one that cannot mint now refuses and the
-            // next is tried.
+            // next is tried (this node's own data center first).
             let others = || primaries.iter().filter(|(n, _)| *n != self.own);
-            let targets: Vec<NodeId> = others()
+            let mut targets: Vec<NodeId> = others()
                 .filter(|(_, reach)| *reach == Reach::Usable)
                 .chain(others().filter(|(_, reach)| *reach == Reach::Doubtful))
                 .map(|(n, _)| n.clone())
                 .collect();
+            targets.sort_by_key(|n| self.write_ring.dc_of(n) != Some(self.options.dc.as_str()));
             if targets.is_empty() {
                 let error = self.unavailable(0, w, "the write");
                 return Box::pin(async move { Err(error) });
@@ -399,6 +481,7 @@ impl Replicator {
             let mut forwarded = write::forwarded(msg.key, msg.value, msg.context, w, pw);
             forwarded.supersede_local = msg.supersede_local;
             forwarded.ttl_ms = msg.ttl_ms;
+            forwarded.dc_quorums = need.dcs.into_iter().map(|q| (q.dc, q.needed)).collect();
             return Box::pin(
                 write::forward(
                     self.replicas.clone(),
@@ -410,13 +493,18 @@ impl Replicator {
                 .instrument(span),
             );
         }
+        let scope = self.scope(&placement.primaries, &placement.beyond, need.dcs);
         let spare = self.spare(placement.beyond);
         self.poke_unusable(&primaries);
         let usable = primaries
             .iter()
             .filter(|(_, reach)| *reach != Reach::Unusable)
             .count();
-        if let Some(error) = self.refuse_quorum("the write", usable, spare.len(), w, pw) {
+        // The per-DC shortfall first: it names the data center at fault.
+        if let Some(error) = self
+            .refuse_dc_quorum("the write", &scope, &primaries, &spare)
+            .or_else(|| self.refuse_quorum("the write", usable, spare.len(), w, pw))
+        {
             return Box::pin(async move { Err(error) });
         }
         let now_ms = self.clock.now_ms();
@@ -429,6 +517,7 @@ impl Replicator {
             pw,
             primaries,
             spare,
+            scope,
             policy: SLOPPY,
             stand_in_after_ms: self.options.stand_in_after_ms,
             timeout_ms,
@@ -446,7 +535,11 @@ impl Replicator {
     /// as it is known; the read goes on in the actor's context for read
     /// repair.
     fn start_get(&self, msg: CoordinateGet, ctx: &mut Context<Self>) -> Reply<GetAnswer> {
-        let r = msg.r.unwrap_or(self.options.r);
+        let need = match self.need(msg.consistency, msg.r.unwrap_or(self.options.r), Vec::new()) {
+            Ok(need) => need,
+            Err(error) => return Box::pin(async move { Err(error) }),
+        };
+        let r = need.needed;
         let pr = msg.pr.unwrap_or(0);
         if pr > r {
             let error = ClientError::new(
@@ -458,13 +551,18 @@ impl Replicator {
         let placement =
             placement::for_read(&self.read_ring, &self.write_ring, self.options.n, &msg.key);
         let primaries = self.classify(&placement.primaries);
+        let scope = self.scope(&placement.primaries, &placement.beyond, need.dcs);
         let spare = self.spare(placement.beyond);
         self.poke_unusable(&primaries);
         let usable = primaries
             .iter()
             .filter(|(_, reach)| *reach != Reach::Unusable)
             .count();
-        if let Some(error) = self.refuse_quorum("the read", usable, spare.len(), r, pr) {
+        // The per-DC shortfall first: it names the data center at fault.
+        if let Some(error) = self
+            .refuse_dc_quorum("the read", &scope, &primaries, &spare)
+            .or_else(|| self.refuse_quorum("the read", usable, spare.len(), r, pr))
+        {
             return Box::pin(async move { Err(error) });
         }
         let timeout_ms = msg.timeout_ms.unwrap_or(self.options.request_timeout_ms);
@@ -474,6 +572,7 @@ impl Replicator {
             pr,
             primaries,
             spare,
+            scope,
             policy: SLOPPY,
             stand_in_after_ms: self.options.stand_in_after_ms,
             timeout_ms,
@@ -751,6 +850,16 @@ impl Handler<Incoming<ForwardedWrite>> for Replicator {
                 .filter(|ttl| (1..=crate::wire::client::TTL_MS_MAX).contains(ttl)),
             w: Some(write.w.clamp(1, self.options.n)),
             pw: Some(write.pw.min(write.w)),
+            consistency: None,
+            dc_quorums: write
+                .dc_quorums
+                .into_iter()
+                .take(DC_REPLICATION_DCS_MAX)
+                .map(|(dc, needed)| DcQuorum {
+                    dc,
+                    needed: needed.clamp(1, self.options.n),
+                })
+                .collect(),
             timeout_ms: Some(msg.timeout_ms),
             trace: msg.trace,
         };

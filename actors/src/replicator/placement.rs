@@ -167,6 +167,37 @@ mod tests {
     }
 
     #[test]
+    fn per_dc_stand_in_candidates_are_each_dc_s_next_members() {
+        // Four nodes in each of two DCs, one replica per DC: each DC's
+        // primary gets that DC's next two members as candidates.
+        let members: Vec<RingMember> = (0..8)
+            .map(|i| RingMember {
+                id: NodeId::new(format!("n{i}")).unwrap(),
+                dc: if i < 4 { "dc1" } else { "dc2" }.into(),
+                rack: "r1".into(),
+                weight: 1,
+            })
+            .collect();
+        let dcs = crate::ring::DcReplication::parse("dc1:1,dc2:1", 8).unwrap();
+        let ring = Ring::new(&members, 32).with_dc_replication(&dcs);
+        for k in 0..200u32 {
+            let key = k.to_be_bytes();
+            let p = for_write(&ring, &ring, 2, &key);
+            let in_dc = |list: &[NodeId], dc: &str| {
+                list.iter().filter(|n| ring.dc_of(n) == Some(dc)).count()
+            };
+            assert_eq!(
+                (in_dc(&p.primaries, "dc1"), in_dc(&p.primaries, "dc2")),
+                (1, 1)
+            );
+            assert_eq!((in_dc(&p.beyond, "dc1"), in_dc(&p.beyond, "dc2")), (2, 2));
+            for node in &p.beyond {
+                assert!(shares(&ring, &ring, 2, Ring::key_token(&key), node));
+            }
+        }
+    }
+
+    #[test]
     fn stand_in_candidates_follow_the_primaries_clockwise() {
         let all = ring(&["a", "b", "c", "d", "e", "f"]);
         for k in 0..200u32 {

@@ -4,13 +4,107 @@
 //! Replicas are counted by [`Role`]: a quorum needs `needed` successes in
 //! all, of which at least `needed_primaries` from the key's own replicas
 //! (PROTOCOL.md's `pr` / `pw`; 0 by default), so a sloppy quorum can be
-//! told apart from a strict one.
+//! told apart from a strict one. A request at a DC-aware consistency level
+//! also needs [`DcQuorum`]s: that many successes among the replicas of one
+//! data center (a stand-in counts for the DC of the replica it stands in
+//! for). [`Need::for_level`] turns a level into these counts.
 
 use std::fmt::Write as _;
 
 use crate::replicas::ReplicaError;
-use crate::wire::client::{ClientError, ErrorCode};
+use crate::ring::DcReplication;
+use crate::wire::client::{ClientError, Consistency, ErrorCode};
 use crate::NodeId;
+
+/// Successes a request needs among the replicas of one data center.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DcQuorum {
+    /// The data center.
+    pub dc: String,
+    /// Successes needed there.
+    pub needed: usize,
+}
+
+/// What a request at a consistency level waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Need {
+    /// Successes in all (the request's R or W).
+    pub needed: usize,
+    /// Successes per data center, on top.
+    pub dcs: Vec<DcQuorum>,
+}
+
+impl Need {
+    /// The counts of `level` for a key with `n` replicas placed by
+    /// `dc_replication`, coordinated in data center `own_dc`:
+    /// `one` 1, `quorum` N/2+1, `all` N; `local_one` 1 and `local_quorum`
+    /// n_own/2+1 in `own_dc`; `each_quorum` n_dc/2+1 in every DC (their sum
+    /// in all). Without per-DC replication the ring is one data center and
+    /// `local_*` / `each_quorum` are `one` / `quorum`. A `local_*` level on a
+    /// node whose DC holds no replicas is `bad_request`.
+    pub fn for_level(
+        level: Consistency,
+        n: usize,
+        dc_replication: &DcReplication,
+        own_dc: &str,
+    ) -> Result<Need, ClientError> {
+        let majority = |count: usize| count / 2 + 1;
+        let plain = |needed: usize| Need {
+            needed,
+            dcs: Vec::new(),
+        };
+        let local = |needed: usize| Need {
+            needed,
+            dcs: vec![DcQuorum {
+                dc: own_dc.to_owned(),
+                needed,
+            }],
+        };
+        let own = dc_replication.in_dc(own_dc);
+        let per_dc = !dc_replication.is_empty();
+        if per_dc && own == 0 && matches!(level, Consistency::LocalOne | Consistency::LocalQuorum) {
+            return Err(ClientError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "consistency {level}: this node's data center {own_dc} holds no replicas \
+                     (--dc-replication {dc_replication})"
+                ),
+            ));
+        }
+        Ok(match level {
+            Consistency::One => plain(1),
+            Consistency::Quorum => plain(majority(n)),
+            Consistency::All => plain(n),
+            Consistency::LocalOne if per_dc => local(1),
+            Consistency::LocalQuorum if per_dc => local(majority(own)),
+            Consistency::EachQuorum if per_dc => {
+                let dcs: Vec<DcQuorum> = dc_replication
+                    .dcs()
+                    .iter()
+                    .map(|(dc, count)| DcQuorum {
+                        dc: dc.clone(),
+                        needed: majority(*count),
+                    })
+                    .collect();
+                Need {
+                    needed: dcs.iter().map(|q| q.needed).sum(),
+                    dcs,
+                }
+            }
+            Consistency::LocalOne => plain(1),
+            Consistency::LocalQuorum | Consistency::EachQuorum => plain(majority(n)),
+        })
+    }
+}
+
+/// One data center's count within a [`Tally`].
+#[derive(Clone, Debug)]
+struct DcCount {
+    dc: String,
+    needed: usize,
+    outstanding: usize,
+    successes: usize,
+}
 
 /// Whether a replica asked is one of the key's own or a stand-in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +138,7 @@ pub struct Tally {
     successes: usize,
     primary_successes: usize,
     failures: Vec<(NodeId, ReplicaError)>,
+    dcs: Vec<DcCount>,
 }
 
 impl Tally {
@@ -58,36 +153,80 @@ impl Tally {
             successes: 0,
             primary_successes: 0,
             failures: Vec::new(),
+            dcs: Vec::new(),
         }
+    }
+
+    /// The same tally, also needing each of `dcs`.
+    pub fn with_dc_quorums(mut self, dcs: &[DcQuorum]) -> Self {
+        self.dcs = dcs
+            .iter()
+            .map(|q| DcCount {
+                dc: q.dc.clone(),
+                needed: q.needed,
+                outstanding: 0,
+                successes: 0,
+            })
+            .collect();
+        self
+    }
+
+    fn dc_count(&mut self, dc: Option<&str>) -> Option<&mut DcCount> {
+        let dc = dc?;
+        self.dcs.iter_mut().find(|c| c.dc == dc)
     }
 
     /// A replica in `role` was asked.
     pub fn asked(&mut self, role: Role) {
+        self.asked_in(role, None);
+    }
+
+    /// A replica in `role`, counting for data center `dc`, was asked.
+    pub fn asked_in(&mut self, role: Role, dc: Option<&str>) {
         self.outstanding += 1;
         if role == Role::Primary {
             self.outstanding_primaries += 1;
         }
+        if let Some(count) = self.dc_count(dc) {
+            count.outstanding += 1;
+        }
     }
 
-    fn answered(&mut self, role: Role) {
+    fn answered(&mut self, role: Role, dc: Option<&str>) {
         self.outstanding = self.outstanding.saturating_sub(1);
         if role == Role::Primary {
             self.outstanding_primaries = self.outstanding_primaries.saturating_sub(1);
+        }
+        if let Some(count) = self.dc_count(dc) {
+            count.outstanding = count.outstanding.saturating_sub(1);
         }
     }
 
     /// A replica in `role` succeeded.
     pub fn success(&mut self, role: Role) {
-        self.answered(role);
+        self.success_in(role, None);
+    }
+
+    /// A replica in `role`, counting for data center `dc`, succeeded.
+    pub fn success_in(&mut self, role: Role, dc: Option<&str>) {
+        self.answered(role, dc);
         self.successes += 1;
         if role == Role::Primary {
             self.primary_successes += 1;
+        }
+        if let Some(count) = self.dc_count(dc) {
+            count.successes += 1;
         }
     }
 
     /// A replica in `role` failed.
     pub fn failure(&mut self, node: NodeId, role: Role, error: ReplicaError) {
-        self.answered(role);
+        self.failure_in(node, role, None, error);
+    }
+
+    /// A replica in `role`, counting for data center `dc`, failed.
+    pub fn failure_in(&mut self, node: NodeId, role: Role, dc: Option<&str>, error: ReplicaError) {
+        self.answered(role, dc);
         self.failures.push((node, error));
     }
 
@@ -103,10 +242,19 @@ impl Tally {
 
     /// Where the quorum stands.
     pub fn verdict(&self) -> Verdict {
-        if self.successes >= self.needed && self.primary_successes >= self.needed_primaries {
+        let dcs_reached = self.dcs.iter().all(|c| c.successes >= c.needed);
+        let dc_impossible = self
+            .dcs
+            .iter()
+            .any(|c| c.successes + c.outstanding < c.needed);
+        if self.successes >= self.needed
+            && self.primary_successes >= self.needed_primaries
+            && dcs_reached
+        {
             Verdict::Reached
         } else if self.successes + self.outstanding < self.needed
             || self.primary_successes + self.outstanding_primaries < self.needed_primaries
+            || dc_impossible
         {
             Verdict::Impossible
         } else {
@@ -127,6 +275,9 @@ impl Tally {
                 " ({} of {} from primaries)",
                 self.primary_successes, self.needed_primaries
             );
+        }
+        for c in &self.dcs {
+            let _ = write!(message, " ({} of {} in {})", c.successes, c.needed, c.dc);
         }
         for (node, error) in &self.failures {
             let _ = write!(message, "; {node}: {error}");
@@ -283,6 +434,82 @@ mod tests {
         t.success(Role::StandIn);
         assert_eq!(t.verdict(), Verdict::Waiting);
         t.success(Role::Primary);
+        assert_eq!(t.verdict(), Verdict::Reached);
+    }
+
+    fn dcs(text: &str) -> DcReplication {
+        DcReplication::parse(text, 16).unwrap()
+    }
+
+    #[test]
+    fn levels_resolve_to_counts_per_dc() {
+        let two = dcs("dc1:3,dc2:2");
+        let need = |level| Need::for_level(level, 5, &two, "dc2").unwrap();
+        let plain = |needed| Need {
+            needed,
+            dcs: Vec::new(),
+        };
+        let q = |dc: &str, needed| DcQuorum {
+            dc: dc.into(),
+            needed,
+        };
+        assert_eq!(need(Consistency::One), plain(1));
+        assert_eq!(need(Consistency::Quorum), plain(3));
+        assert_eq!(need(Consistency::All), plain(5));
+        let local = |needed| Need {
+            needed,
+            dcs: vec![q("dc2", needed)],
+        };
+        assert_eq!(need(Consistency::LocalOne), local(1));
+        assert_eq!(need(Consistency::LocalQuorum), local(2));
+        assert_eq!(
+            need(Consistency::EachQuorum),
+            Need {
+                needed: 4,
+                dcs: vec![q("dc1", 2), q("dc2", 2)],
+            }
+        );
+        // Without per-DC replication the ring is one DC.
+        let none = DcReplication::default();
+        for (level, needed) in [
+            (Consistency::LocalOne, 1),
+            (Consistency::LocalQuorum, 2),
+            (Consistency::EachQuorum, 2),
+        ] {
+            assert_eq!(
+                Need::for_level(level, 3, &none, "dc1").unwrap(),
+                plain(needed)
+            );
+        }
+        // A coordinator in a DC without replicas has no "local".
+        let e = Need::for_level(Consistency::LocalQuorum, 5, &two, "dc3").unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("dc3 holds no replicas"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_dc_quorum_waits_for_its_own_dc_and_fails_when_its_dc_cannot_make_it() {
+        let quorums = [DcQuorum {
+            dc: "dc2".into(),
+            needed: 2,
+        }];
+        let mut t = Tally::new(2, 0).with_dc_quorums(&quorums);
+        for dc in ["dc1", "dc1", "dc2", "dc2"] {
+            t.asked_in(Role::Primary, Some(dc));
+        }
+        t.success_in(Role::Primary, Some("dc1"));
+        t.success_in(Role::Primary, Some("dc1"));
+        assert_eq!(t.verdict(), Verdict::Waiting, "two answers, none from dc2");
+        t.success_in(Role::Primary, Some("dc2"));
+        assert_eq!(t.verdict(), Verdict::Waiting);
+        t.failure_in(id("b2"), Role::Primary, Some("dc2"), failed());
+        assert_eq!(t.verdict(), Verdict::Impossible);
+        let e = t.error("acks", Ending::Impossible, Effect::Nothing);
+        assert!(e.message.contains("(1 of 2 in dc2)"), "{}", e.message);
+        // A stand-in counting for dc2 makes it possible again.
+        t.asked_in(Role::StandIn, Some("dc2"));
+        assert_eq!(t.verdict(), Verdict::Waiting);
+        t.success_in(Role::StandIn, Some("dc2"));
         assert_eq!(t.verdict(), Verdict::Reached);
     }
 }

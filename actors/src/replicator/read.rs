@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::coordinator::{ReadAnswer, ReadCoordinator, ReadStep};
-use super::fanout::{Reach, SloppyPolicy};
+use super::fanout::{DcScope, Reach, SloppyPolicy};
 use super::ReadRepair;
 use crate::conflict_resolver::{ContextKey, Reconcile, Reconciled};
 use crate::replicas::{ReplicaError, Replicas};
@@ -39,6 +39,8 @@ pub struct ReadPlan {
     pub primaries: Vec<(NodeId, Reach)>,
     /// Stand-in candidates, in ring order.
     pub spare: Vec<NodeId>,
+    /// Per-DC stand-ins and quorums (empty: none).
+    pub scope: DcScope,
     /// When stand-ins are asked.
     pub policy: SloppyPolicy,
     /// Time after which silent primaries get stand-ins, in milliseconds.
@@ -71,6 +73,7 @@ pub async fn coordinate(
         pr,
         primaries,
         spare,
+        scope,
         policy,
         stand_in_after_ms,
         timeout_ms,
@@ -84,7 +87,8 @@ pub async fn coordinate(
     let mut stand_in_timer = policy
         .replace_silent
         .then(|| now + Duration::from_millis(stand_in_after_ms));
-    let (mut coordinator, mut step) = ReadCoordinator::start(r, pr, &primaries, spare, policy);
+    let (mut coordinator, mut step) =
+        ReadCoordinator::start_in(scope, r, pr, &primaries, spare, policy);
     let mut pending: FuturesUnordered<LocalBoxFuture<'static, Reply>> = FuturesUnordered::new();
     let mut reply = Some(reply);
     loop {

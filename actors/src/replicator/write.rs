@@ -22,7 +22,7 @@ use serde_bytes::ByteBuf;
 use tracing::{debug, warn};
 
 use super::coordinator::{WriteCoordinator, WriteStep};
-use super::fanout::{Ask, Reach, SloppyPolicy};
+use super::fanout::{Ask, DcScope, Reach, SloppyPolicy};
 use super::read::sleep_until;
 use crate::bridge::PeerError;
 use crate::conflict_resolver::{ContextKey, Object, VersionError, VersionLimits, VersionVector};
@@ -59,6 +59,8 @@ pub struct WritePlan {
     pub primaries: Vec<(NodeId, Reach)>,
     /// Stand-in candidates, in ring order.
     pub spare: Vec<NodeId>,
+    /// Per-DC stand-ins and quorums (empty: none).
+    pub scope: DcScope,
     /// When stand-ins are asked.
     pub policy: SloppyPolicy,
     /// Time after which silent primaries get stand-ins, in milliseconds.
@@ -91,6 +93,7 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
         pw,
         primaries,
         spare,
+        scope,
         policy,
         stand_in_after_ms,
         timeout_ms,
@@ -103,7 +106,7 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     } = plan;
     let own = replicas.own.clone();
     let (mut coordinator, mut step) =
-        WriteCoordinator::start(w, pw, &primaries, Some(&own), spare, policy);
+        WriteCoordinator::start_in(scope, w, pw, &primaries, Some(&own), spare, policy);
     if let Some(Err(refused)) = step.answer.take() {
         // Not enough replicas to ask: refused before anything is minted.
         return Err(refused);
@@ -436,6 +439,7 @@ pub fn forwarded(
         ttl_ms: None,
         w,
         pw,
+        dc_quorums: Vec::new(),
     }
 }
 

@@ -5,16 +5,10 @@
 
 use super::frame::Reply;
 
-/// A read or write quorum for the connection (`RINGKV.CONSISTENCY`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Consistency {
-    /// R = W = 1.
-    One,
-    /// The node's configured R and W (the default).
-    Quorum,
-    /// R = W = N.
-    All,
-}
+/// The connection's consistency level (`RINGKV.CONSISTENCY`): the client
+/// protocol's levels, except that `quorum` (the default) is the node's
+/// configured R and W.
+pub use crate::wire::client::Consistency;
 
 /// A `CLIENT` subcommand.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -395,11 +389,12 @@ pub fn parse(args: &[Vec<u8>], limits: &CommandLimits) -> Result<Command, Reply>
         },
         "ringkv.consistency" => {
             arity(rest.len() == 1)?;
-            let level = match rest[0].to_ascii_lowercase().as_slice() {
-                b"one" => Consistency::One,
-                b"quorum" => Consistency::Quorum,
-                b"all" => Consistency::All,
-                _ => return Err(Reply::err("RINGKV.CONSISTENCY takes one, quorum or all")),
+            let name = String::from_utf8_lossy(&rest[0]).to_ascii_lowercase();
+            let Some(level) = Consistency::from_name(&name) else {
+                return Err(Reply::err(
+                    "RINGKV.CONSISTENCY takes one, quorum, all, local_one, local_quorum or \
+                     each_quorum",
+                ));
             };
             Ok(Command::Consistency(level))
         }
@@ -677,7 +672,7 @@ fn summary(name: &str) -> &'static str {
         "exists" => "Count the keys that exist",
         "mget" => "Get the values of several keys",
         "mset" => "Set several keys (not atomically)",
-        "ringkv.consistency" => "Set this connection's reads and writes to one, quorum or all",
+        "ringkv.consistency" => "Set this connection's reads and writes to one, quorum, all, local_one, local_quorum or each_quorum",
         "ringkv.siblings" => "Every sibling value of a key",
         "ringkv.resolve" => "Write a value that replaces every sibling of a key",
         _ => "See ringkv's README, \"Redis protocol\"",
@@ -883,6 +878,10 @@ mod tests {
         assert_eq!(
             parse_words(&["RINGKV.CONSISTENCY", "ALL"]).unwrap(),
             Command::Consistency(Consistency::All)
+        );
+        assert_eq!(
+            parse_words(&["ringkv.consistency", "Each_Quorum"]).unwrap(),
+            Command::Consistency(Consistency::EachQuorum)
         );
         assert!(parse_words(&["ringkv.consistency", "most"]).is_err());
     }

@@ -566,7 +566,7 @@ impl RespSession {
             }
             Command::Resolve(key, value) => {
                 let read = self.read(key.clone(), false);
-                let (replicator, write_for) = (self.replicator.clone(), self.write_quorum());
+                let (replicator, write_for) = (self.replicator.clone(), self.level());
                 let trace = self.trace();
                 self.run(
                     vec![key.clone()],
@@ -581,8 +581,10 @@ impl RespSession {
                             context,
                             supersede_local: true,
                             ttl_ms: None,
-                            w: write_for,
+                            w: None,
                             pw: None,
+                            consistency: write_for,
+                            dc_quorums: Vec::new(),
                             timeout_ms: None,
                             trace,
                         });
@@ -651,16 +653,10 @@ impl RespSession {
         trace
     }
 
-    fn read_quorum(&self) -> Option<usize> {
-        match self.consistency {
-            Consistency::One => Some(1),
-            Consistency::Quorum => None,
-            Consistency::All => Some(self.options.replicas),
-        }
-    }
-
-    fn write_quorum(&self) -> Option<usize> {
-        self.read_quorum()
+    /// The level sent with each read and write: none for `quorum`, which
+    /// on this port means the node's configured R and W.
+    fn level(&self) -> Option<Consistency> {
+        (self.consistency != Consistency::Quorum).then_some(self.consistency)
     }
 
     /// A read of `key`: its live values (only the last writer's with
@@ -669,8 +665,9 @@ impl RespSession {
         let replicator = self.replicator.clone();
         let message = CoordinateGet {
             key,
-            r: self.read_quorum(),
+            r: None,
             pr: None,
+            consistency: self.level(),
             timeout_ms: None,
             trace: self.trace(),
             last_writer_wins: last_writer && self.options.siblings == SiblingsMode::Lww,
@@ -779,8 +776,10 @@ impl RespSession {
             context,
             supersede_local: true,
             ttl_ms,
-            w: self.write_quorum(),
+            w: None,
             pw: None,
+            consistency: self.level(),
+            dc_quorums: Vec::new(),
             timeout_ms: None,
             trace: self.trace(),
         };
@@ -901,11 +900,7 @@ impl RespSession {
                 _ => Reply::err("Unrecognized option for CLIENT SETINFO"),
             },
             ClientCommand::Info => {
-                let consistency = match self.consistency {
-                    Consistency::One => "one",
-                    Consistency::Quorum => "quorum",
-                    Consistency::All => "all",
-                };
+                let consistency = self.consistency.as_str();
                 Reply::text(info::client_line(&ClientFacts {
                     id: self.id,
                     addr: self.remote.to_string(),

@@ -360,6 +360,12 @@ pub struct ForwardedWrite {
     /// ignores it: the value then never expires.
     #[serde(default)]
     pub ttl_ms: Option<u64>,
+    /// Of the `w` acknowledgements, how many each data center must give
+    /// (the client's `consistency` level, resolved by the forwarder, whose
+    /// data center `local_*` means). A peer from before this field ignores
+    /// it: it then waits for `w` anywhere.
+    #[serde(default)]
+    pub dc_quorums: Vec<(String, usize)>,
 }
 
 /// A forwarded write succeeded.

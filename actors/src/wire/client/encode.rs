@@ -157,6 +157,9 @@ pub fn encode_request(request: &ClientRequest) -> Vec<u8> {
     if let Some(t) = request.timeout_ms {
         map.push((s("timeout_ms"), Value::from(t)));
     }
+    if let Some(level) = request.consistency {
+        map.push((s("consistency"), s(level.as_str())));
+    }
     to_bytes(&Value::Map(map))
 }
 

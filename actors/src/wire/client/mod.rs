@@ -137,6 +137,65 @@ pub struct ClientRequest {
     pub op: ClientOp,
     /// Overrides the node's `request_timeout_ms`.
     pub timeout_ms: Option<u64>,
+    /// A get's, put's or delete's consistency level instead of `r` / `w`
+    /// (PROTOCOL.md version 2; never together with them).
+    pub consistency: Option<Consistency>,
+}
+
+/// A request's consistency level (the `consistency` key): how many
+/// replicas, and in which data centers, must answer. `local_*` count the
+/// replicas in the coordinator's data center, `each_quorum` a quorum in
+/// every data center of `--dc-replication`; without per-DC replication the
+/// whole ring is one data center.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Consistency {
+    /// One replica.
+    One,
+    /// A majority of the key's N replicas.
+    Quorum,
+    /// All N replicas.
+    All,
+    /// One replica in the coordinator's data center.
+    LocalOne,
+    /// A majority of the key's replicas in the coordinator's data center.
+    LocalQuorum,
+    /// A majority of the key's replicas in every data center.
+    EachQuorum,
+}
+
+impl Consistency {
+    /// Every level, in the order the protocol lists them.
+    pub const LEVELS: [Consistency; 6] = [
+        Consistency::One,
+        Consistency::Quorum,
+        Consistency::All,
+        Consistency::LocalOne,
+        Consistency::LocalQuorum,
+        Consistency::EachQuorum,
+    ];
+
+    /// The level's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consistency::One => "one",
+            Consistency::Quorum => "quorum",
+            Consistency::All => "all",
+            Consistency::LocalOne => "local_one",
+            Consistency::LocalQuorum => "local_quorum",
+            Consistency::EachQuorum => "each_quorum",
+        }
+    }
+
+    /// The level named `name` (`None`: no such level).
+    pub fn from_name(name: &str) -> Option<Consistency> {
+        Self::LEVELS.into_iter().find(|c| c.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Consistency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A client token as it came in an `auth` request. Its `Debug` shows only

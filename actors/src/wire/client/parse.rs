@@ -4,8 +4,8 @@
 use rmpv::Value;
 
 use super::{
-    AuthToken, ClientError, ClientOp, ClientRequest, ErrorCode, RequestLimits, LIST_LIMIT_MAX,
-    REQUEST_DEPTH_MAX, TTL_MS_MAX,
+    AuthToken, ClientError, ClientOp, ClientRequest, Consistency, ErrorCode, RequestLimits,
+    LIST_LIMIT_MAX, REQUEST_DEPTH_MAX, TTL_MS_MAX,
 };
 
 /// Parses one request frame. On failure returns the id to answer with (0
@@ -36,11 +36,46 @@ pub fn parse_request(
             .ok_or_else(|| (0, bad("field `id` must be an unsigned integer")))?,
         None => return Err((0, bad("field `id` is missing"))),
     };
-    parse_op(&fields, limits).map_err(|e| (id, e)).map(|op| {
-        // Already validated by parse_op; read again to keep parse_op small.
-        let timeout_ms = fields.get("timeout_ms").and_then(Value::as_u64);
-        ClientRequest { id, op, timeout_ms }
+    let op = parse_op(&fields, limits).map_err(|e| (id, e))?;
+    let consistency = consistency(&fields, &op).map_err(|e| (id, e))?;
+    // Already validated by parse_op; read again to keep parse_op small.
+    let timeout_ms = fields.get("timeout_ms").and_then(Value::as_u64);
+    Ok(ClientRequest {
+        id,
+        op,
+        timeout_ms,
+        consistency,
     })
+}
+
+/// The `consistency` key of a get, put or delete (ignored on other ops):
+/// a level name, never together with the op's `r` / `w`.
+fn consistency(fields: &Fields<'_>, op: &ClientOp) -> Result<Option<Consistency>, ClientError> {
+    let count = match op {
+        ClientOp::Get { .. } => "r",
+        ClientOp::Put { .. } | ClientOp::Delete { .. } => "w",
+        _ => return Ok(None),
+    };
+    let Some(value) = fields.get("consistency") else {
+        return Ok(None);
+    };
+    let names = || {
+        Consistency::LEVELS
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let level = value
+        .as_str()
+        .and_then(Consistency::from_name)
+        .ok_or_else(|| bad(format!("field `consistency` must be one of {}", names())))?;
+    if fields.get(count).is_some() {
+        return Err(bad(format!(
+            "fields `consistency` and `{count}` exclude each other: give one"
+        )));
+    }
+    Ok(Some(level))
 }
 
 fn parse_op(fields: &Fields<'_>, limits: &RequestLimits) -> Result<ClientOp, ClientError> {

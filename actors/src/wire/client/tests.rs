@@ -31,6 +31,7 @@ fn request_round_trip() {
             ttl_ms: Some(60_000),
         },
         timeout_ms: Some(50),
+        consistency: None,
     };
     assert_eq!(parse_request(&encode_request(&req), &LIMITS).unwrap(), req);
     for op in [
@@ -64,6 +65,7 @@ fn request_round_trip() {
             id: 8,
             op,
             timeout_ms: None,
+            consistency: None,
         };
         assert_eq!(parse_request(&encode_request(&req), &LIMITS).unwrap(), req);
     }
@@ -319,6 +321,7 @@ fn list_takes_an_optional_cursor_and_a_limit_in_1_to_1000() {
             id: 9,
             op,
             timeout_ms: None,
+            consistency: None,
         };
         assert_eq!(parse_request(&encode_request(&req), &LIMITS).unwrap(), req);
     }
@@ -362,4 +365,60 @@ fn a_list_page_encodes_keys_and_its_cursor_only_when_there_is_one() {
     let body = body.unwrap();
     assert_eq!(map_field(&body, "keys"), Some(&Value::Array(Vec::new())));
     assert_eq!(map_field(&body, "cursor"), None, "absent on the last page");
+}
+
+#[test]
+fn consistency_levels_parse_and_exclude_r_and_w() {
+    for level in Consistency::LEVELS {
+        let req = ClientRequest {
+            id: 3,
+            op: ClientOp::Get {
+                key: b"k".to_vec(),
+                r: None,
+                pr: None,
+            },
+            timeout_ms: None,
+            consistency: Some(level),
+        };
+        assert_eq!(parse_request(&encode_request(&req), &LIMITS).unwrap(), req);
+    }
+    let with = |op: &str, extra: Vec<(&str, Value)>| {
+        let mut fields = vec![
+            ("id", Value::from(5)),
+            ("op", s(op)),
+            ("key", s("k")),
+            ("value", s("v")),
+        ];
+        fields.extend(extra);
+        frame(fields)
+    };
+    let put = parse_request(
+        &with("put", vec![("consistency", s("each_quorum"))]),
+        &LIMITS,
+    );
+    assert_eq!(put.unwrap().consistency, Some(Consistency::EachQuorum));
+    for (op, count) in [("get", "r"), ("put", "w"), ("delete", "w")] {
+        let both = with(
+            op,
+            vec![("consistency", s("local_quorum")), (count, Value::from(1))],
+        );
+        let (id, code, message) = code_of(parse_request(&both, &LIMITS));
+        assert_eq!((id, code), (5, ErrorCode::BadRequest), "{message}");
+        assert!(message.contains("exclude each other"), "{message}");
+    }
+    for bad in [s("most"), Value::from(2)] {
+        let (_, code, message) = code_of(parse_request(
+            &with("get", vec![("consistency", bad)]),
+            &LIMITS,
+        ));
+        assert_eq!(code, ErrorCode::BadRequest);
+        assert!(message.contains("local_quorum"), "{message}");
+    }
+    // Other ops ignore it, as they ignore every key they do not take.
+    let ping = frame(vec![
+        ("id", Value::from(1)),
+        ("op", s("ping")),
+        ("consistency", s("x")),
+    ]);
+    assert_eq!(parse_request(&ping, &LIMITS).unwrap().consistency, None);
 }
