@@ -7,11 +7,14 @@
 //! 1. **Space amplification.** The oldest table holds (nearly) every live key
 //!    once; the newer tables hold the writes since, many of them newer
 //!    versions of keys the oldest already has. When all tables together
-//!    exceed `space_amplification_percent_max` percent of the oldest one
-//!    (default 125), every table is merged into one, which drops every
-//!    shadowed version. So the bytes on disk stay within 1.25x of the last
-//!    full merge (plus what is flushed since, below the trigger), where
-//!    plain size tiering let them reach 3-4x under overwrites.
+//!    exceed `space_amplification_percent_max` percent (default 125) of the
+//!    base, every table is merged into one, which drops every shadowed
+//!    version. The base is the oldest table plus every newer table whose
+//!    key range lies outside the span of the tables older than it: such a
+//!    table shadows nothing, so a fill in key order (each flush past the
+//!    last) is never merged for space. So the bytes on disk stay within
+//!    1.25x of the live data under overwrites, where plain size tiering let
+//!    them reach 2-4x.
 //! 2. **Table count.** Otherwise, when the table count reaches
 //!    `tables_per_read_max - 1`, the window of up to `compaction_tables_max`
 //!    adjacent tables with the smallest total size is merged into one table
@@ -63,42 +66,91 @@ pub struct PickLimits {
     /// `compaction_tables_max`: the widest window of a count-triggered merge.
     pub fan_in_max: usize,
     /// `space_amplification_percent_max`: merge everything when all tables
-    /// exceed this percentage of the oldest; 0 turns the trigger off.
+    /// exceed this percentage of the base (see [`space_amplification_exceeded`]);
+    /// 0 turns the trigger off.
     pub space_amplification_percent_max: u64,
 }
 
-/// Chooses the window `[start, end)` of tables (newest first, sizes given)
-/// to merge, or `None` if none is due. `all` forces one window over every
-/// table (a full compaction). See the module doc for the two triggers.
-pub fn pick_window(sizes: &[u64], limits: PickLimits, all: bool) -> Option<(usize, usize)> {
-    if all {
-        return (!sizes.is_empty()).then_some((0, sizes.len()));
+/// What the picker knows of one table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableShape {
+    /// File size.
+    pub size_bytes: u64,
+    /// Whether its key range meets the key span of the tables older than it
+    /// (so it may hold newer versions of their keys); see [`overlaps_older`].
+    pub overlaps_older: bool,
+}
+
+/// For tables newest first, given as key ranges (`None` for an empty table),
+/// whether each one's range meets the span (smallest to largest key) of all
+/// the tables older than it. The oldest table overlaps nothing.
+pub fn overlaps_older(ranges: &[Option<(&[u8], &[u8])>]) -> Vec<bool> {
+    let mut overlaps = vec![false; ranges.len()];
+    let mut span: Option<(&[u8], &[u8])> = None;
+    for (position, range) in ranges.iter().enumerate().rev() {
+        let Some((low, high)) = *range else {
+            continue;
+        };
+        if let Some((span_low, span_high)) = span {
+            overlaps[position] = low <= span_high && high >= span_low;
+            span = Some((span_low.min(low), span_high.max(high)));
+        } else {
+            span = Some((low, high));
+        }
     }
-    if space_amplification_exceeded(sizes, limits.space_amplification_percent_max) {
-        return Some((0, sizes.len()));
+    overlaps
+}
+
+/// Chooses the window `[start, end)` of tables (newest first) to merge, or
+/// `None` if none is due. `all` forces one window over every table (a full
+/// compaction). See the module doc for the two triggers.
+pub fn pick_window(tables: &[TableShape], limits: PickLimits, all: bool) -> Option<(usize, usize)> {
+    if all {
+        return (!tables.is_empty()).then_some((0, tables.len()));
+    }
+    if space_amplification_exceeded(tables, limits.space_amplification_percent_max) {
+        return Some((0, tables.len()));
     }
     let trigger = limits.tables_per_read_max.max(2).saturating_sub(1).max(2);
-    if sizes.len() < trigger {
+    if tables.len() < trigger {
         return None;
     }
-    let width = limits.fan_in_max.max(2).min(sizes.len());
-    (0..=sizes.len() - width)
-        .min_by_key(|start| sizes.iter().skip(*start).take(width).sum::<u64>())
+    let width = limits.fan_in_max.max(2).min(tables.len());
+    (0..=tables.len() - width)
+        .min_by_key(|start| {
+            tables
+                .iter()
+                .skip(*start)
+                .take(width)
+                .map(|t| t.size_bytes)
+                .sum::<u64>()
+        })
         .map(|start| (start, start + width))
 }
 
-/// Whether two or more tables (newest first) sum to more than
-/// `percent_max` percent of the oldest one. An empty oldest table counts as
-/// exceeded as soon as anything is newer; `percent_max` 0 is never exceeded.
-pub fn space_amplification_exceeded(sizes: &[u64], percent_max: u64) -> bool {
-    if sizes.len() < 2 || percent_max == 0 {
+/// Whether all tables (newest first) sum to more than `percent_max` percent
+/// of their base: the oldest table plus every newer one that does not
+/// overlap the tables older than it. Only overlapping tables can hold
+/// versions that shadow older ones, so a store filled in key order (each
+/// table past the last) never triggers, while overwrites do. An empty base
+/// counts as exceeded as soon as anything overlaps; `percent_max` 0 is
+/// never exceeded.
+pub fn space_amplification_exceeded(tables: &[TableShape], percent_max: u64) -> bool {
+    if tables.len() < 2 || percent_max == 0 {
         return false;
     }
-    let Some((oldest, _)) = sizes.split_last() else {
+    let Some((oldest, newer)) = tables.split_last() else {
         return false;
     };
-    let total: u128 = sizes.iter().map(|size| u128::from(*size)).sum();
-    total * 100 > u128::from(*oldest) * u128::from(percent_max)
+    let mut base = u128::from(oldest.size_bytes);
+    let mut total = base;
+    for table in newer {
+        total += u128::from(table.size_bytes);
+        if !table.overlaps_older {
+            base += u128::from(table.size_bytes);
+        }
+    }
+    total * 100 > base * u128::from(percent_max)
 }
 
 impl Inner {
@@ -107,17 +159,23 @@ impl Inner {
     pub fn compact_once(&self, all: bool) -> Result<bool, StorageError> {
         let _only_one = lock(&self.compaction);
         let version = self.current();
-        let sizes: Vec<u64> = version
+        let ranges: Vec<Option<(&[u8], &[u8])>> =
+            version.tables.iter().map(|t| t.table.key_range()).collect();
+        let shapes: Vec<TableShape> = version
             .tables
             .iter()
-            .map(|t| t.table.size_bytes())
+            .zip(overlaps_older(&ranges))
+            .map(|(t, overlaps_older)| TableShape {
+                size_bytes: t.table.size_bytes(),
+                overlaps_older,
+            })
             .collect();
         let limits = PickLimits {
             tables_per_read_max: self.options.tables_per_read_max,
             fan_in_max: self.options.compaction_tables_max,
             space_amplification_percent_max: self.options.space_amplification_percent_max,
         };
-        let Some((start, end)) = pick_window(&sizes, limits, all) else {
+        let Some((start, end)) = pick_window(&shapes, limits, all) else {
             return Ok(false);
         };
         let inputs: Vec<LiveTable> = version.tables.get(start..end).unwrap_or_default().to_vec();
@@ -225,7 +283,9 @@ impl Inner {
 
 #[cfg(test)]
 mod tests {
-    use super::{pick_window, space_amplification_exceeded, PickLimits};
+    use super::{
+        overlaps_older, pick_window, space_amplification_exceeded, PickLimits, TableShape,
+    };
 
     /// The defaults' shape: 8 tables per read, 4 per merge, 125 %.
     const LIMITS: PickLimits = PickLimits {
@@ -240,58 +300,138 @@ mod tests {
         ..LIMITS
     };
 
+    /// Tables of these sizes, each overlapping the older ones (overwrites).
+    fn overwrites(sizes: &[u64]) -> Vec<TableShape> {
+        let last = sizes.len().saturating_sub(1);
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(position, size)| TableShape {
+                size_bytes: *size,
+                overlaps_older: position < last,
+            })
+            .collect()
+    }
+
+    /// Tables of these sizes, none overlapping (a fill in key order).
+    fn appends(sizes: &[u64]) -> Vec<TableShape> {
+        sizes
+            .iter()
+            .map(|size| TableShape {
+                size_bytes: *size,
+                overlaps_older: false,
+            })
+            .collect()
+    }
+
     #[test]
     fn few_tables_need_no_compaction() {
-        assert_eq!(pick_window(&[1, 2, 100], LIMITS, false), None);
-        assert_eq!(pick_window(&[1, 2, 3], TIERED, false), None);
+        assert_eq!(pick_window(&overwrites(&[1, 2, 100]), LIMITS, false), None);
+        assert_eq!(pick_window(&overwrites(&[1, 2, 3]), TIERED, false), None);
         assert_eq!(pick_window(&[], LIMITS, false), None);
-        assert_eq!(pick_window(&[100], LIMITS, false), None);
+        assert_eq!(pick_window(&overwrites(&[100]), LIMITS, false), None);
     }
 
     #[test]
     fn the_smallest_adjacent_window_is_merged() {
         let sizes = [5, 1, 1, 1, 1, 100, 100];
-        assert_eq!(pick_window(&sizes, TIERED, false), Some((1, 5)));
+        assert_eq!(
+            pick_window(&overwrites(&sizes), TIERED, false),
+            Some((1, 5))
+        );
         // Under the space bound too: 109 newer bytes over 1000.
         let sizes = [5, 1, 1, 1, 1, 100, 1000];
-        assert_eq!(pick_window(&sizes, LIMITS, false), Some((1, 5)));
+        assert_eq!(
+            pick_window(&overwrites(&sizes), LIMITS, false),
+            Some((1, 5))
+        );
     }
 
     #[test]
     fn a_full_compaction_takes_everything() {
-        assert_eq!(pick_window(&[1, 2], LIMITS, true), Some((0, 2)));
+        assert_eq!(pick_window(&appends(&[1, 2]), LIMITS, true), Some((0, 2)));
         assert_eq!(pick_window(&[], LIMITS, true), None);
     }
 
     #[test]
     fn newer_tables_past_a_quarter_of_the_oldest_merge_everything() {
         // 25 newer bytes over 100: exactly 125 %, not past it.
-        assert_eq!(pick_window(&[10, 15, 100], LIMITS, false), None);
-        assert_eq!(pick_window(&[10, 16, 100], LIMITS, false), Some((0, 3)));
+        assert_eq!(
+            pick_window(&overwrites(&[10, 15, 100]), LIMITS, false),
+            None
+        );
+        assert_eq!(
+            pick_window(&overwrites(&[10, 16, 100]), LIMITS, false),
+            Some((0, 3))
+        );
         // One flushed table as large as the store: 200 %.
-        assert_eq!(pick_window(&[100, 100], LIMITS, false), Some((0, 2)));
+        assert_eq!(
+            pick_window(&overwrites(&[100, 100]), LIMITS, false),
+            Some((0, 2))
+        );
         // The same tables without the trigger stay as they are.
-        assert_eq!(pick_window(&[100, 100], TIERED, false), None);
+        assert_eq!(pick_window(&overwrites(&[100, 100]), TIERED, false), None);
+    }
+
+    #[test]
+    fn tables_past_the_older_key_span_are_not_amplification() {
+        // A fill in key order: every table is new data.
+        assert_eq!(pick_window(&appends(&[100, 100, 10]), LIMITS, false), None);
+        // Only the overlapping table counts: 30 over a base of 110.
+        let mut tables = appends(&[30, 100, 10]);
+        tables[0].overlaps_older = true;
+        assert!(space_amplification_exceeded(&tables, 125));
+        tables[0].size_bytes = 27;
+        assert!(!space_amplification_exceeded(&tables, 125));
     }
 
     #[test]
     fn the_space_trigger_wins_over_a_narrower_count_merge() {
         let sizes = [1, 1, 1, 1, 1, 100, 300];
-        assert_eq!(pick_window(&sizes, LIMITS, false), Some((0, 7)));
-        assert_eq!(pick_window(&sizes, TIERED, false), Some((0, 4)));
+        assert_eq!(
+            pick_window(&overwrites(&sizes), LIMITS, false),
+            Some((0, 7))
+        );
+        assert_eq!(
+            pick_window(&overwrites(&sizes), TIERED, false),
+            Some((0, 4))
+        );
+        // Appended tables still merge by count, not all at once.
+        assert_eq!(pick_window(&appends(&sizes), LIMITS, false), Some((0, 4)));
     }
 
     #[test]
     fn space_amplification_edges() {
+        let shapes = overwrites;
         assert!(!space_amplification_exceeded(&[], 125));
-        assert!(!space_amplification_exceeded(&[7], 125));
-        assert!(space_amplification_exceeded(&[1, 0], 125));
-        assert!(!space_amplification_exceeded(&[0, 0], 125));
-        assert!(!space_amplification_exceeded(&[1_000, 1], 0));
-        assert!(!space_amplification_exceeded(
-            &[u64::MAX, u64::MAX],
-            u64::MAX
-        ));
-        assert!(space_amplification_exceeded(&[u64::MAX, u64::MAX], 199));
+        assert!(!space_amplification_exceeded(&shapes(&[7]), 125));
+        assert!(space_amplification_exceeded(&shapes(&[1, 0]), 125));
+        assert!(!space_amplification_exceeded(&shapes(&[0, 0]), 125));
+        assert!(!space_amplification_exceeded(&shapes(&[1_000, 1]), 0));
+        let huge = shapes(&[u64::MAX, u64::MAX]);
+        assert!(!space_amplification_exceeded(&huge, u64::MAX));
+        assert!(space_amplification_exceeded(&huge, 199));
+    }
+
+    #[test]
+    fn overlap_is_judged_against_every_older_table() {
+        let range = |low: &'static str, high: &'static str| Some((low.as_bytes(), high.as_bytes()));
+        // Newest first. [j-k] lies past [a-b]; [c-d] lies between them, so
+        // inside the older span a..k; [m-p] lies past everything older.
+        assert_eq!(
+            overlaps_older(&[
+                range("m", "p"),
+                range("c", "d"),
+                range("j", "k"),
+                range("a", "b")
+            ]),
+            vec![false, true, false, false]
+        );
+        // Touching at one key is overlap; empty tables overlap nothing.
+        assert_eq!(
+            overlaps_older(&[range("k", "z"), None, range("a", "k")]),
+            vec![true, false, false]
+        );
+        assert_eq!(overlaps_older(&[]), Vec::<bool>::new());
     }
 }
