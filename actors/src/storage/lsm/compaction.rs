@@ -1,16 +1,40 @@
 //! Compaction: merging adjacent tables into one, dropping shadowed versions.
 //!
-//! Strategy: size-tiered, over a single run of tables ordered newest first.
-//! When the table count reaches `tables_per_read_max - 1`, the window of up
-//! to `compaction_tables_max` adjacent tables with the smallest total size is
-//! merged into one table that takes the window's place. Merging the smallest
-//! neighbours makes tables of similar size meet, as in size-tiered
-//! compaction, so a byte is rewritten about log_fanin(data / memtable)
-//! times. Chosen over leveled compaction because ringkv's storage load is
-//! write-heavy (every replica write, hint and repair lands here) and tiering
-//! writes each byte fewer times; its weakness, reads consulting several
-//! tables, is bounded by `tables_per_read_max` and softened by the bloom
-//! filters. Flushes wait while the count is at the limit, so it is a hard
+//! Strategy: universal (size-tiered) compaction over a single run of tables
+//! ordered newest first, with a space-amplification trigger, as RocksDB's
+//! universal compaction with `max_size_amplification_percent`:
+//!
+//! 1. **Space amplification.** The oldest table holds (nearly) every live key
+//!    once; the newer tables hold the writes since, many of them newer
+//!    versions of keys the oldest already has. When all tables together
+//!    exceed `space_amplification_percent_max` percent (default 125) of the
+//!    base, every table is merged into one, which drops every shadowed
+//!    version. The base is the oldest table plus every newer table whose
+//!    key range lies outside the span of the tables older than it: such a
+//!    table shadows nothing, so a fill in key order (each flush past the
+//!    last) is never merged for space. So the bytes on disk stay within
+//!    1.25x of the live data under overwrites, where plain size tiering let
+//!    them reach 2-4x.
+//! 2. **Table count.** Otherwise, when the table count reaches
+//!    `tables_per_read_max - 1`, the window of up to `compaction_tables_max`
+//!    adjacent tables with the smallest total size is merged into one table
+//!    that takes the window's place. Merging the smallest neighbours makes
+//!    tables of similar size meet, so a byte is rewritten about
+//!    log_fanin(data / memtable) times.
+//!
+//! Write cost: a full merge rewrites the whole store after the newer tables
+//! reach a quarter of it, so in steady state each user byte is rewritten
+//! about (1 + p) / p = 5 times for p = 0.25, plus the log and the flush
+//! (about 7 in all; `benches/README.md` has the measured figures). Leveled
+//! compaction (RocksDB's default) reaches about 1.1x space with partial
+//! merges by key range, at the cost of non-overlapping tables per level and
+//! a levelled manifest; universal keeps this engine's single run and
+//! manifest format (a store written before the trigger existed opens as is
+//! and is brought within the bound by its first compaction). Its weaknesses:
+//! a full merge needs free space for a second copy of the store while it
+//! runs, and a store much larger than the memtable merges whole. Reads
+//! consult at most `tables_per_read_max` tables, softened by the bloom
+//! filters; flushes wait while the count is at the limit, so it is a hard
 //! bound on the tables a point read consults.
 //!
 //! A [`CompactionFilter`](super::CompactionFilter) in the options rewrites
@@ -21,6 +45,8 @@
 //! oldest table (nothing older can hold a version it hides) and every input's
 //! sequence bound is at or below the purge watermark set by
 //! [`LsmEngine::allow_tombstone_purge`](super::LsmEngine::allow_tombstone_purge).
+//! The space trigger's full merges include the oldest table, so purgeable
+//! tombstones go at the latest with the next full merge.
 
 use std::sync::Arc;
 
@@ -32,26 +58,99 @@ use super::state::{lock, Inner, LiveTable};
 use super::vfs::file_path;
 use crate::storage::StorageError;
 
-/// Chooses the window `[start, end)` of tables (newest first, sizes given)
-/// to merge, or `None` if the tables are few enough. `all` forces one
-/// window over every table (a full compaction).
-pub fn pick_window(
-    sizes: &[u64],
-    tables_per_read_max: usize,
-    fan_in_max: usize,
-    all: bool,
-) -> Option<(usize, usize)> {
-    if all {
-        return (!sizes.is_empty()).then_some((0, sizes.len()));
+/// The limits [`pick_window`] applies, from [`LsmOptions`](super::LsmOptions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PickLimits {
+    /// `tables_per_read_max`: merge when the count reaches one below it.
+    pub tables_per_read_max: usize,
+    /// `compaction_tables_max`: the widest window of a count-triggered merge.
+    pub fan_in_max: usize,
+    /// `space_amplification_percent_max`: merge everything when all tables
+    /// exceed this percentage of the base (see [`space_amplification_exceeded`]);
+    /// 0 turns the trigger off.
+    pub space_amplification_percent_max: u64,
+}
+
+/// What the picker knows of one table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableShape {
+    /// File size.
+    pub size_bytes: u64,
+    /// Whether its key range meets the key span of the tables older than it
+    /// (so it may hold newer versions of their keys); see [`overlaps_older`].
+    pub overlaps_older: bool,
+}
+
+/// For tables newest first, given as key ranges (`None` for an empty table),
+/// whether each one's range meets the span (smallest to largest key) of all
+/// the tables older than it. The oldest table overlaps nothing.
+pub fn overlaps_older(ranges: &[Option<(&[u8], &[u8])>]) -> Vec<bool> {
+    let mut overlaps = vec![false; ranges.len()];
+    let mut span: Option<(&[u8], &[u8])> = None;
+    for (position, range) in ranges.iter().enumerate().rev() {
+        let Some((low, high)) = *range else {
+            continue;
+        };
+        if let Some((span_low, span_high)) = span {
+            overlaps[position] = low <= span_high && high >= span_low;
+            span = Some((span_low.min(low), span_high.max(high)));
+        } else {
+            span = Some((low, high));
+        }
     }
-    let trigger = tables_per_read_max.max(2).saturating_sub(1).max(2);
-    if sizes.len() < trigger {
+    overlaps
+}
+
+/// Chooses the window `[start, end)` of tables (newest first) to merge, or
+/// `None` if none is due. `all` forces one window over every table (a full
+/// compaction). See the module doc for the two triggers.
+pub fn pick_window(tables: &[TableShape], limits: PickLimits, all: bool) -> Option<(usize, usize)> {
+    if all {
+        return (!tables.is_empty()).then_some((0, tables.len()));
+    }
+    if space_amplification_exceeded(tables, limits.space_amplification_percent_max) {
+        return Some((0, tables.len()));
+    }
+    let trigger = limits.tables_per_read_max.max(2).saturating_sub(1).max(2);
+    if tables.len() < trigger {
         return None;
     }
-    let width = fan_in_max.max(2).min(sizes.len());
-    (0..=sizes.len() - width)
-        .min_by_key(|start| sizes.iter().skip(*start).take(width).sum::<u64>())
+    let width = limits.fan_in_max.max(2).min(tables.len());
+    (0..=tables.len() - width)
+        .min_by_key(|start| {
+            tables
+                .iter()
+                .skip(*start)
+                .take(width)
+                .map(|t| t.size_bytes)
+                .sum::<u64>()
+        })
         .map(|start| (start, start + width))
+}
+
+/// Whether all tables (newest first) sum to more than `percent_max` percent
+/// of their base: the oldest table plus every newer one that does not
+/// overlap the tables older than it. Only overlapping tables can hold
+/// versions that shadow older ones, so a store filled in key order (each
+/// table past the last) never triggers, while overwrites do. An empty base
+/// counts as exceeded as soon as anything overlaps; `percent_max` 0 is
+/// never exceeded.
+pub fn space_amplification_exceeded(tables: &[TableShape], percent_max: u64) -> bool {
+    if tables.len() < 2 || percent_max == 0 {
+        return false;
+    }
+    let Some((oldest, newer)) = tables.split_last() else {
+        return false;
+    };
+    let mut base = u128::from(oldest.size_bytes);
+    let mut total = base;
+    for table in newer {
+        total += u128::from(table.size_bytes);
+        if !table.overlaps_older {
+            base += u128::from(table.size_bytes);
+        }
+    }
+    total * 100 > base * u128::from(percent_max)
 }
 
 impl Inner {
@@ -60,17 +159,23 @@ impl Inner {
     pub fn compact_once(&self, all: bool) -> Result<bool, StorageError> {
         let _only_one = lock(&self.compaction);
         let version = self.current();
-        let sizes: Vec<u64> = version
+        let ranges: Vec<Option<(&[u8], &[u8])>> =
+            version.tables.iter().map(|t| t.table.key_range()).collect();
+        let shapes: Vec<TableShape> = version
             .tables
             .iter()
-            .map(|t| t.table.size_bytes())
+            .zip(overlaps_older(&ranges))
+            .map(|(t, overlaps_older)| TableShape {
+                size_bytes: t.table.size_bytes(),
+                overlaps_older,
+            })
             .collect();
-        let Some((start, end)) = pick_window(
-            &sizes,
-            self.options.tables_per_read_max,
-            self.options.compaction_tables_max,
-            all,
-        ) else {
+        let limits = PickLimits {
+            tables_per_read_max: self.options.tables_per_read_max,
+            fan_in_max: self.options.compaction_tables_max,
+            space_amplification_percent_max: self.options.space_amplification_percent_max,
+        };
+        let Some((start, end)) = pick_window(&shapes, limits, all) else {
             return Ok(false);
         };
         let inputs: Vec<LiveTable> = version.tables.get(start..end).unwrap_or_default().to_vec();
@@ -178,21 +283,155 @@ impl Inner {
 
 #[cfg(test)]
 mod tests {
-    use super::pick_window;
+    use super::{
+        overlaps_older, pick_window, space_amplification_exceeded, PickLimits, TableShape,
+    };
+
+    /// The defaults' shape: 8 tables per read, 4 per merge, 125 %.
+    const LIMITS: PickLimits = PickLimits {
+        tables_per_read_max: 8,
+        fan_in_max: 4,
+        space_amplification_percent_max: 125,
+    };
+
+    /// The same with the space trigger off (plain size tiering).
+    const TIERED: PickLimits = PickLimits {
+        space_amplification_percent_max: 0,
+        ..LIMITS
+    };
+
+    /// Tables of these sizes, each overlapping the older ones (overwrites).
+    fn overwrites(sizes: &[u64]) -> Vec<TableShape> {
+        let last = sizes.len().saturating_sub(1);
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(position, size)| TableShape {
+                size_bytes: *size,
+                overlaps_older: position < last,
+            })
+            .collect()
+    }
+
+    /// Tables of these sizes, none overlapping (a fill in key order).
+    fn appends(sizes: &[u64]) -> Vec<TableShape> {
+        sizes
+            .iter()
+            .map(|size| TableShape {
+                size_bytes: *size,
+                overlaps_older: false,
+            })
+            .collect()
+    }
 
     #[test]
     fn few_tables_need_no_compaction() {
-        assert_eq!(pick_window(&[1, 2, 3], 8, 4, false), None);
+        assert_eq!(pick_window(&overwrites(&[1, 2, 100]), LIMITS, false), None);
+        assert_eq!(pick_window(&overwrites(&[1, 2, 3]), TIERED, false), None);
+        assert_eq!(pick_window(&[], LIMITS, false), None);
+        assert_eq!(pick_window(&overwrites(&[100]), LIMITS, false), None);
     }
 
     #[test]
     fn the_smallest_adjacent_window_is_merged() {
         let sizes = [5, 1, 1, 1, 1, 100, 100];
-        assert_eq!(pick_window(&sizes, 8, 4, false), Some((1, 5)));
+        assert_eq!(
+            pick_window(&overwrites(&sizes), TIERED, false),
+            Some((1, 5))
+        );
+        // Under the space bound too: 109 newer bytes over 1000.
+        let sizes = [5, 1, 1, 1, 1, 100, 1000];
+        assert_eq!(
+            pick_window(&overwrites(&sizes), LIMITS, false),
+            Some((1, 5))
+        );
     }
 
     #[test]
     fn a_full_compaction_takes_everything() {
-        assert_eq!(pick_window(&[1, 2], 8, 4, true), Some((0, 2)));
+        assert_eq!(pick_window(&appends(&[1, 2]), LIMITS, true), Some((0, 2)));
+        assert_eq!(pick_window(&[], LIMITS, true), None);
+    }
+
+    #[test]
+    fn newer_tables_past_a_quarter_of_the_oldest_merge_everything() {
+        // 25 newer bytes over 100: exactly 125 %, not past it.
+        assert_eq!(
+            pick_window(&overwrites(&[10, 15, 100]), LIMITS, false),
+            None
+        );
+        assert_eq!(
+            pick_window(&overwrites(&[10, 16, 100]), LIMITS, false),
+            Some((0, 3))
+        );
+        // One flushed table as large as the store: 200 %.
+        assert_eq!(
+            pick_window(&overwrites(&[100, 100]), LIMITS, false),
+            Some((0, 2))
+        );
+        // The same tables without the trigger stay as they are.
+        assert_eq!(pick_window(&overwrites(&[100, 100]), TIERED, false), None);
+    }
+
+    #[test]
+    fn tables_past_the_older_key_span_are_not_amplification() {
+        // A fill in key order: every table is new data.
+        assert_eq!(pick_window(&appends(&[100, 100, 10]), LIMITS, false), None);
+        // Only the overlapping table counts: 30 over a base of 110.
+        let mut tables = appends(&[30, 100, 10]);
+        tables[0].overlaps_older = true;
+        assert!(space_amplification_exceeded(&tables, 125));
+        tables[0].size_bytes = 27;
+        assert!(!space_amplification_exceeded(&tables, 125));
+    }
+
+    #[test]
+    fn the_space_trigger_wins_over_a_narrower_count_merge() {
+        let sizes = [1, 1, 1, 1, 1, 100, 300];
+        assert_eq!(
+            pick_window(&overwrites(&sizes), LIMITS, false),
+            Some((0, 7))
+        );
+        assert_eq!(
+            pick_window(&overwrites(&sizes), TIERED, false),
+            Some((0, 4))
+        );
+        // Appended tables still merge by count, not all at once.
+        assert_eq!(pick_window(&appends(&sizes), LIMITS, false), Some((0, 4)));
+    }
+
+    #[test]
+    fn space_amplification_edges() {
+        let shapes = overwrites;
+        assert!(!space_amplification_exceeded(&[], 125));
+        assert!(!space_amplification_exceeded(&shapes(&[7]), 125));
+        assert!(space_amplification_exceeded(&shapes(&[1, 0]), 125));
+        assert!(!space_amplification_exceeded(&shapes(&[0, 0]), 125));
+        assert!(!space_amplification_exceeded(&shapes(&[1_000, 1]), 0));
+        let huge = shapes(&[u64::MAX, u64::MAX]);
+        assert!(!space_amplification_exceeded(&huge, u64::MAX));
+        assert!(space_amplification_exceeded(&huge, 199));
+    }
+
+    #[test]
+    fn overlap_is_judged_against_every_older_table() {
+        let range = |low: &'static str, high: &'static str| Some((low.as_bytes(), high.as_bytes()));
+        // Newest first. [j-k] lies past [a-b]; [c-d] lies between them, so
+        // inside the older span a..k; [m-p] lies past everything older.
+        assert_eq!(
+            overlaps_older(&[
+                range("m", "p"),
+                range("c", "d"),
+                range("j", "k"),
+                range("a", "b")
+            ]),
+            vec![false, true, false, false]
+        );
+        // Touching at one key is overlap; empty tables overlap nothing.
+        assert_eq!(
+            overlaps_older(&[range("k", "z"), None, range("a", "k")]),
+            vec![true, false, false]
+        );
+        assert_eq!(overlaps_older(&[]), Vec::<bool>::new());
     }
 }

@@ -15,8 +15,9 @@
 //! - `merge`: ordered iteration over memtables and tables, newest wins.
 //! - `state`: the shared state of an open engine.
 //! - `commit`: the write path and group commit.
-//! - `flush`: memtable to table; `compaction`: table merges (and why
-//!   size-tiered); `recovery`: opening from disk.
+//! - `flush`: memtable to table; `compaction`: table merges (universal:
+//!   size-tiered with a space-amplification trigger, and why); `recovery`:
+//!   opening from disk.
 //! - `engine`: [`LsmEngine`] and its background threads.
 //! - `fuzz` (feature `fuzzing` only): the readers above, reachable from
 //!   the fuzz targets in `fuzz/`.

@@ -74,6 +74,13 @@ pub struct LsmOptions {
     pub tables_per_read_max: usize,
     /// How many adjacent tables one compaction merges at most. Default 4.
     pub compaction_tables_max: usize,
+    /// When all tables together exceed this percentage of the oldest (the
+    /// last full merge), every table is merged into one: the bound on space
+    /// amplification under overwrites, paid for in rewrites (about
+    /// 100 / (percent - 100) + 1 per byte in steady state; see
+    /// `compaction`). 0 turns the trigger off, leaving plain size tiering.
+    /// Default 125.
+    pub space_amplification_percent_max: u64,
     /// Each new log segment is preallocated to this size (zeros, real
     /// blocks reserved with `fallocate` where the file system can), so an
     /// fdatasync need not update the file size: about 1.5-2x more durable
@@ -102,6 +109,7 @@ impl Default for LsmOptions {
             compression: Compression::Lz4,
             tables_per_read_max: 8,
             compaction_tables_max: 4,
+            space_amplification_percent_max: 125,
             log_preallocate_bytes: 32 << 20,
             compaction_filter: None,
             metrics: crate::metrics::EngineMetrics::default(),

@@ -176,15 +176,20 @@ impl Table {
 
     /// Whether `key` lies outside the table's key range.
     fn out_of_range(&self, key: &[u8]) -> bool {
-        match self
+        match self.key_range() {
+            Some((min_key, max_key)) => key < min_key || key > max_key,
+            None => true,
+        }
+    }
+
+    /// The smallest and the largest key stored, `None` for an empty table.
+    pub fn key_range(&self) -> Option<(&[u8], &[u8])> {
+        let max_key = self
             .index
             .len()
             .checked_sub(1)
-            .and_then(|last| self.index.last_key(last))
-        {
-            Some(max_key) => key < self.min_key.as_slice() || key > max_key,
-            None => true,
-        }
+            .and_then(|last| self.index.last_key(last))?;
+        Some((self.min_key.as_slice(), max_key))
     }
 
     /// The table's id (its name and its age: higher is newer).

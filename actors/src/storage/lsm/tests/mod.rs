@@ -8,6 +8,7 @@ mod corruption;
 mod crash;
 mod golden;
 mod model;
+mod space;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
