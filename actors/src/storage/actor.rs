@@ -1,7 +1,9 @@
 //! The Storage actor: a thin shell that queues requests for the engine's own
 //! threads (the writer, `writer.rs`; the readers, `worker.rs`) and hands
 //! the answers back. It never blocks its arbiter: a full queue is answered
-//! `Overloaded` at once.
+//! `Overloaded` at once. A point read the engine can answer from memory
+//! (memtables, cached blocks: `Engine::get_cached`) is answered in the
+//! handler, without the two thread wake-ups of a reader's round trip.
 //!
 //! Keys: `LocalRead` and `LocalApply` take user keys; `LocalScan` takes and
 //! returns storage keys (token + user key, see `ring::storage_key`); the
@@ -316,6 +318,18 @@ impl Storage {
         })
     }
 
+    /// A point read answered here, on the arbiter, when the engine has
+    /// it in memory (see `Engine::get_cached`); `None`: it needs a reader
+    /// thread. The engine slot is only tried: while the writer swaps in a
+    /// reopened engine, reads go to the readers, which wait for it.
+    fn read_from_memory(&self, key: &[u8]) -> Option<Result<Option<Vec<u8>>, StorageError>> {
+        if self.inline.is_some() {
+            return None;
+        }
+        let engine = self.slot.try_read().ok()?.clone();
+        engine.get_cached(key)
+    }
+
     /// Hands a job to the writer (or runs it here, inline).
     fn write(&mut self, job: WriterJob) -> Result<(), StorageError> {
         match self.inline.as_mut() {
@@ -395,6 +409,9 @@ impl Handler<LocalRead> for Storage {
             .metrics
             .mailbox_handled(crate::metrics::Mailbox::Storage);
         let key = keys::data_key(&storage_key(&msg.key));
+        if let Some(answer) = self.read_from_memory(&key) {
+            return Box::pin(std::future::ready(answer));
+        }
         self.read(|reply| ReadJob::Get { key, reply })
     }
 }
