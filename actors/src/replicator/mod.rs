@@ -43,7 +43,7 @@ pub use read::GetAnswer;
 
 use crate::bridge::{Incoming, LinksChanged, PokeLinks};
 use crate::clock::SharedClock;
-use crate::conflict_resolver::{ContextKey, Reconcile, VersionLimits};
+use crate::conflict_resolver::{ContextKey, VersionLimits};
 use crate::membership::MembershipChanged;
 use crate::replicas::Replicas;
 use crate::ring::Ring;
@@ -187,7 +187,6 @@ pub struct Replicator {
     not_minting: Option<String>,
     held: Vec<Held>,
     replicas: Replicas,
-    resolver: Recipient<Reconcile>,
     read_repair: Recipient<ReadRepair>,
     clock: SharedClock,
     span: tracing::Span,
@@ -200,7 +199,6 @@ impl Replicator {
     pub fn new(
         options: ReplicationOptions,
         replicas: Replicas,
-        resolver: Recipient<Reconcile>,
         read_repair: Recipient<ReadRepair>,
         clock: SharedClock,
     ) -> Self {
@@ -218,7 +216,6 @@ impl Replicator {
             ready: false,
             not_minting: None,
             held: Vec::new(),
-            resolver,
             read_repair,
             clock,
             span,
@@ -485,13 +482,7 @@ impl Replicator {
         let (tx, rx) = oneshot::channel();
         let span =
             tracing::info_span!(parent: &self.span, "read", req = %format_args!("{:x}", msg.trace));
-        let work = read::coordinate(
-            self.replicas.clone(),
-            self.resolver.clone(),
-            self.read_repair.clone(),
-            plan,
-            tx,
-        );
+        let work = read::coordinate(self.replicas.clone(), self.read_repair.clone(), plan, tx);
         ctx.spawn(work.instrument(span).into_actor(self));
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| {
