@@ -97,7 +97,9 @@ pub trait Engine: Send + Sync + 'static {
     /// had from memory (memtables, cached blocks), `None` when it needs a
     /// disk read. The Storage actor serves such reads on its arbiter and
     /// hands only the others to its reader threads (no thread hop, no
-    /// wake-up each way, for the reads that hit memory).
+    /// wake-up each way, for the reads that hit memory). It may wait for a
+    /// lock held across an in-memory update (a memtable insert, a version
+    /// swap), never for I/O.
     fn get_cached(&self, _key: &[u8]) -> Option<Result<Option<Vec<u8>>, StorageError>> {
         None
     }
