@@ -1,7 +1,7 @@
 //! Carrying out a read: the [`ReadCoordinator`] decides, this future asks
 //! the replicas it names (the local one through Storage, the others
 //! through the Bridge), feeds their answers back, reconciles the answers
-//! it hands to the client (ConflictResolver) and, once the read is over,
+//! it hands to the client (`conflict_resolver::reconcile`) and, once the read is over,
 //! sends the merged version to the primaries that answered stale (read
 //! repair).
 
@@ -11,14 +11,14 @@ use actix::prelude::*;
 use futures_util::future::LocalBoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::oneshot;
-use tracing::debug;
+use tracing::{debug, error};
 
 use super::coordinator::{ReadAnswer, ReadCoordinator, ReadStep};
 use super::fanout::{DcScope, Reach, SloppyPolicy};
 use super::ReadRepair;
-use crate::conflict_resolver::{ContextKey, Reconcile, Reconciled};
+use crate::conflict_resolver::{ContextKey, Reconciled};
 use crate::replicas::{ReplicaError, Replicas};
-use crate::wire::client::{ClientError, ErrorCode};
+use crate::wire::client::ClientError;
 use crate::NodeId;
 
 /// What a get answers: live values and the context (absent: never written).
@@ -62,7 +62,6 @@ pub struct ReadPlan {
 /// future goes on to collect late replies for read repair.
 pub async fn coordinate(
     replicas: Replicas,
-    resolver: Recipient<Reconcile>,
     read_repair: Recipient<ReadRepair>,
     plan: ReadPlan,
     reply: oneshot::Sender<Result<GetAnswer, ClientError>>,
@@ -102,24 +101,22 @@ pub async fn coordinate(
         if let Some(answer) = step.answer.take() {
             if let Some(tx) = reply.take() {
                 let answer = match answer {
-                    Ok(answers) => reconcile(&resolver, answers, trace, now_ms)
-                        .await
-                        .map(|rec| {
-                            let context = rec.context.map(|clock| contexts.seal(&key, &clock));
-                            let values = if last_writer_wins {
-                                rec.last_writer.into_iter().collect()
-                            } else {
-                                rec.values
-                            };
-                            (values, context)
-                        }),
+                    Ok(answers) => reconcile(&answers, trace, now_ms).map(|rec| {
+                        let context = rec.context.map(|clock| contexts.seal(&key, &clock));
+                        let values = if last_writer_wins {
+                            rec.last_writer.into_iter().collect()
+                        } else {
+                            rec.values
+                        };
+                        (values, context)
+                    }),
                     Err(e) => Err(e),
                 };
                 let _ = tx.send(answer);
             }
         }
         if let Some(finished) = step.finished.take() {
-            repair_stale(&resolver, &read_repair, key, finished, trace).await;
+            repair_stale(&read_repair, key, finished, trace);
             return;
         }
         step = next_step(
@@ -167,8 +164,7 @@ pub(super) async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 /// Read repair: merges every answer and hands the merged version to Repair
 /// for the primaries whose answer lacked part of it.
-async fn repair_stale(
-    resolver: &Recipient<Reconcile>,
+fn repair_stale(
     read_repair: &Recipient<ReadRepair>,
     key: Vec<u8>,
     finished: super::coordinator::FinishedRead,
@@ -179,7 +175,7 @@ async fn repair_stale(
     }
     // Read repair needs only the merged object and who lacks part of it;
     // neither depends on the time of the read.
-    match reconcile(resolver, finished.answers, trace, 0).await {
+    match reconcile(&finished.answers, trace, 0) {
         Ok(Reconciled {
             object: Some(object),
             stale,
@@ -205,23 +201,12 @@ async fn repair_stale(
     }
 }
 
-async fn reconcile(
-    resolver: &Recipient<Reconcile>,
-    answers: Vec<ReadAnswer>,
-    trace: u64,
-    now_ms: u64,
-) -> Result<Reconciled, ClientError> {
-    resolver
-        .send(Reconcile {
-            answers,
-            trace,
-            now_ms,
-        })
-        .await
-        .map_err(|e| {
-            ClientError::new(
-                ErrorCode::Internal,
-                format!("conflict resolver unavailable: {e}"),
-            )
-        })?
+/// Merges the replicas' answers (the pure rules of `conflict_resolver`);
+/// answers that do not merge are logged here, with the request.
+fn reconcile(answers: &[ReadAnswer], trace: u64, now_ms: u64) -> Result<Reconciled, ClientError> {
+    let result = crate::conflict_resolver::reconcile(answers, now_ms);
+    if let Err(e) = &result {
+        error!(req = %format_args!("{trace:x}"), error = %e, "replica answers do not reconcile");
+    }
+    result
 }

@@ -378,7 +378,7 @@ pub async fn forward(
         match replicas.call(&target, write.clone(), trace, left_ms).await {
             Ok(coordinated) => return Ok(coordinated.context.into_vec()),
             Err(PeerError::Remote(e)) if e.untouched => {
-                debug!(%target, reason = %e.message, "forwarded write refused; trying the next replica");
+                debug!(req = %format_args!("{trace:x}"), %target, reason = %e.message, "forwarded write refused; trying the next replica");
                 skipped.push(format!("{target}: {}", e.message));
             }
             Err(PeerError::Unreachable) => skipped.push(format!("{target}: unreachable")),

@@ -1,7 +1,9 @@
 //! The Storage actor: a thin shell that queues requests for the engine's own
 //! threads (the writer, `writer.rs`; the readers, `worker.rs`) and hands
 //! the answers back. It never blocks its arbiter: a full queue is answered
-//! `Overloaded` at once.
+//! `Overloaded` at once. A point read the engine can answer from memory
+//! (memtables, cached blocks: `Engine::get_cached`) is answered in the
+//! handler, without the two thread wake-ups of a reader's round trip.
 //!
 //! Keys: `LocalRead` and `LocalApply` take user keys; `LocalScan` takes and
 //! returns storage keys (token + user key, see `ring::storage_key`); the
@@ -316,6 +318,18 @@ impl Storage {
         })
     }
 
+    /// A point read answered here, on the arbiter, when the engine has
+    /// it in memory (see `Engine::get_cached`); `None`: it needs a reader
+    /// thread. The engine slot is only tried: while the writer swaps in a
+    /// reopened engine, reads go to the readers, which wait for it.
+    fn read_from_memory(&self, key: &[u8]) -> Option<Result<Option<Vec<u8>>, StorageError>> {
+        if self.inline.is_some() {
+            return None;
+        }
+        let engine = self.slot.try_read().ok()?.clone();
+        engine.get_cached(key)
+    }
+
     /// Hands a job to the writer (or runs it here, inline).
     fn write(&mut self, job: WriterJob) -> Result<(), StorageError> {
         match self.inline.as_mut() {
@@ -395,6 +409,9 @@ impl Handler<LocalRead> for Storage {
             .metrics
             .mailbox_handled(crate::metrics::Mailbox::Storage);
         let key = keys::data_key(&storage_key(&msg.key));
+        if let Some(answer) = self.read_from_memory(&key) {
+            return Box::pin(std::future::ready(answer));
+        }
         self.read(|reply| ReadJob::Get { key, reply })
     }
 }
@@ -573,5 +590,95 @@ impl Handler<CloseWrites> for Storage {
                 None => Ok(()),
             }
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::storage::{KeyValues, MemoryEngine, WriteOp};
+
+    /// A memory engine that says it holds in memory only keys ending in
+    /// `hot`, and counts the reads that reached `get` (a reader thread).
+    #[derive(Default)]
+    struct HotCold {
+        inner: MemoryEngine,
+        gets: AtomicUsize,
+    }
+
+    impl Engine for HotCold {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            self.inner.get(key)
+        }
+
+        fn get_cached(&self, key: &[u8]) -> Option<Result<Option<Vec<u8>>, StorageError>> {
+            key.ends_with(b"hot").then(|| self.inner.get(key))
+        }
+
+        fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StorageError> {
+            self.inner.write_batch(ops)
+        }
+
+        fn scan(
+            &self,
+            start: &[u8],
+            end: Option<&[u8]>,
+            limit: usize,
+        ) -> Result<KeyValues, StorageError> {
+            self.inner.scan(start, end, limit)
+        }
+
+        fn flush(&self) -> Result<(), StorageError> {
+            Ok(())
+        }
+    }
+
+    fn put(key: &[u8], value: &[u8]) -> LocalApply {
+        let value = value.to_vec();
+        LocalApply {
+            key: key.to_vec(),
+            bytes: value.len(),
+            mutation: Box::new(move |_, _| Ok(Some(value))),
+            trace: 0,
+            minted: None,
+            hint_for: None,
+        }
+    }
+
+    #[actix_rt::test]
+    async fn reads_held_in_memory_are_answered_without_a_reader_thread() {
+        let engine = Arc::new(HotCold::default());
+        let node = NodeId::new("n1").unwrap();
+        let storage = Storage::new(
+            &node,
+            engine.clone(),
+            StorageOptions::default(),
+            Backend::in_memory(),
+            1,
+        )
+        .unwrap()
+        .start();
+        storage.send(put(b"k-hot", b"h")).await.unwrap().unwrap();
+        storage.send(put(b"k-cold", b"c")).await.unwrap().unwrap();
+        // The writer's read-modify-write reads through `get` too.
+        let writes = engine.gets.load(Ordering::SeqCst);
+        let read = |key: &[u8]| storage.send(LocalRead { key: key.to_vec() });
+        assert_eq!(read(b"k-hot").await.unwrap().unwrap(), Some(b"h".to_vec()));
+        assert_eq!(read(b"absent-hot").await.unwrap().unwrap(), None);
+        assert_eq!(
+            engine.gets.load(Ordering::SeqCst),
+            writes,
+            "no reader was asked"
+        );
+        assert_eq!(read(b"k-cold").await.unwrap().unwrap(), Some(b"c".to_vec()));
+        assert_eq!(
+            engine.gets.load(Ordering::SeqCst),
+            writes + 1,
+            "a reader read the cold key"
+        );
     }
 }

@@ -93,6 +93,17 @@ pub trait Engine: Send + Sync + 'static {
     /// The newest value of `key`, or `None`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
 
+    /// [`Self::get`] without blocking: the same answer when it can be
+    /// had from memory (memtables, cached blocks), `None` when it needs a
+    /// disk read. The Storage actor serves such reads on its arbiter and
+    /// hands only the others to its reader threads (no thread hop, no
+    /// wake-up each way, for the reads that hit memory). It may wait for a
+    /// lock held across an in-memory update (a memtable insert, a version
+    /// swap), never for I/O.
+    fn get_cached(&self, _key: &[u8]) -> Option<Result<Option<Vec<u8>>, StorageError>> {
+        None
+    }
+
     /// Applies `ops` in order and returns once they are durable. One call is
     /// one group commit: the Storage actor hands every write that arrived
     /// together to a single call, so they share one fsync.

@@ -24,6 +24,10 @@ impl Engine for MemoryEngine {
             .cloned())
     }
 
+    fn get_cached(&self, key: &[u8]) -> Option<Result<Option<Vec<u8>>, StorageError>> {
+        Some(self.get(key))
+    }
+
     fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StorageError> {
         let mut map = self.map.write().map_err(|_| StorageError::Stopped)?;
         for op in ops {

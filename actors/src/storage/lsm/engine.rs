@@ -183,6 +183,26 @@ impl Engine for LsmEngine {
         Ok(None)
     }
 
+    fn get_cached(&self, key: &[u8]) -> Option<Result<Option<Vec<u8>>, StorageError>> {
+        let version = self.inner.current();
+        if let Some(slot) = version.active.get(key) {
+            return Some(Ok(slot));
+        }
+        for frozen in &version.immutables {
+            if let Some(slot) = frozen.get(key) {
+                return Some(Ok(slot));
+            }
+        }
+        for live in &version.tables {
+            match live.table.get_cached(key, &self.inner.cache)? {
+                Ok(Some(slot)) => return Some(Ok(slot)),
+                Ok(None) => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        Some(Ok(None))
+    }
+
     fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StorageError> {
         self.inner.write_batch(ops)
     }

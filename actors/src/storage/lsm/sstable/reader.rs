@@ -224,6 +224,32 @@ impl Table {
         Ok(None)
     }
 
+    /// [`Self::get`] from memory only: `None` when the answer needs a
+    /// block that is not in `cache` (a disk read), so a caller that must
+    /// not block can hand the read to a thread that may.
+    pub fn get_cached(
+        &self,
+        key: &[u8],
+        cache: &BlockCache,
+    ) -> Option<Result<Option<Slot>, StorageError>> {
+        if self.out_of_range(key) || !self.bloom.check(key) {
+            return Some(Ok(None));
+        }
+        let block_index = self.index.seek(key);
+        if block_index >= self.index.len() {
+            return Some(Ok(None));
+        }
+        let Some(entry) = self.index.handle(block_index) else {
+            return Some(Err(corrupt(&self.path, 0, "block index out of range")));
+        };
+        let block = cache.get((self.id, entry.offset))?;
+        let position = block.seek(key);
+        if position < block.len() && block.key(position) == key {
+            return Some(Ok(Some(block.slot(position))));
+        }
+        Some(Ok(None))
+    }
+
     /// Number of data blocks.
     pub fn block_count(&self) -> usize {
         self.index.len()

@@ -271,3 +271,59 @@ fn the_engine_metrics_follow_fsyncs_memtables_tables_and_compactions() {
     engine.write_batch(&[put(b"again", b"v")]).unwrap();
     assert!(metrics.memtable_bytes.get() > 0);
 }
+
+#[test]
+fn get_cached_answers_from_memory_only_and_agrees_with_get() {
+    let vfs = FaultVfs::new();
+    let mut model = BTreeMap::new();
+    let engine = open(&vfs, small_options()).unwrap();
+    for i in 0..97u32 {
+        let batch = [put(
+            format!("key{i:04}").as_bytes(),
+            format!("v{i}").as_bytes(),
+        )];
+        engine.write_batch(&batch).unwrap();
+        apply(&mut model, &batch);
+    }
+    engine.flush().unwrap();
+    drop(engine);
+    // Reopened: every key is in a table and the block cache is cold.
+    let engine = open(&vfs, small_options()).unwrap();
+    assert!(engine.table_count() > 0);
+    assert!(
+        engine.get_cached(b"key0005").is_none(),
+        "a cold block needs a disk read"
+    );
+    assert_eq!(engine.get(b"key0005").unwrap(), Some(b"v5".to_vec()));
+    assert_eq!(
+        engine.get_cached(b"key0005").map(Result::unwrap),
+        Some(Some(b"v5".to_vec())),
+        "the block `get` read is cached now"
+    );
+    // Past every table's last key: no table is asked, nothing to read.
+    assert_eq!(engine.get_cached(b"zzz").map(Result::unwrap), Some(None));
+    // A write lands in the memtable, a delete too.
+    engine.write_batch(&[put(b"key0050", b"new")]).unwrap();
+    engine.write_batch(&[delete(b"key0051")]).unwrap();
+    model.insert(b"key0050".to_vec(), b"new".to_vec());
+    model.remove(b"key0051".as_slice());
+    assert_eq!(
+        engine.get_cached(b"key0050").map(Result::unwrap),
+        Some(Some(b"new".to_vec()))
+    );
+    assert_eq!(
+        engine.get_cached(b"key0051").map(Result::unwrap),
+        Some(None)
+    );
+    // Whatever it answers is what `get` answers.
+    for i in 0..100u32 {
+        let key = format!("key{i:04}");
+        if let Some(cached) = engine.get_cached(key.as_bytes()) {
+            assert_eq!(cached.unwrap(), model.get(key.as_bytes()).cloned(), "{key}");
+        }
+        assert_eq!(
+            engine.get(key.as_bytes()).unwrap(),
+            model.get(key.as_bytes()).cloned()
+        );
+    }
+}
