@@ -17,7 +17,7 @@ use ringkv_actors::bridge::{
 };
 use ringkv_actors::client_api::{client_write_queue_frames_max, ClientApi, ClientApiOptions};
 use ringkv_actors::clock::SharedClock;
-use ringkv_actors::conflict_resolver::ContextKey;
+use ringkv_actors::conflict_resolver::{ConflictResolver, ContextKey};
 use ringkv_actors::failure_detector::{
     FailureDetector, FailureDetectorOptions, GossipOptions, MemberState, PersistedMember, Subscribe,
 };
@@ -298,6 +298,7 @@ pub async fn start(
         bridge: bridge_addr.clone(),
         metrics: metrics.clone(),
     };
+    let resolver = ConflictResolver::new(&config.id).start();
     let repair = Repair::new(
         replicas.clone(),
         RepairOptions {
@@ -353,6 +354,7 @@ pub async fn start(
             dc_replication: config.dc_replication.clone(),
         },
         replicas,
+        resolver.recipient(),
         repair.clone().recipient(),
         env.clock.clone(),
     )

@@ -13,7 +13,7 @@
 //! | [`replicas`] | one handle to the local replica (Storage) and the remote ones (Bridge), and the replica-side merge |
 //! | [`bridge`] | node-to-node TCP: Bridge + one PeerConnection per peer + one PeerSession per inbound link; typed calls (`CallPeer<T>`) and typed serving (`Incoming<T>`); the authenticated handshake (`handshake`) and sealed frames (`seal`) |
 //! | [`storage`] | the Engine seam, the LSM engine (and an in-memory one), the Storage actor with its own threads |
-//! | [`conflict_resolver`] | dotted version vectors, sibling sets, merge; `reconcile` (a read's answers, called by the read future) |
+//! | [`conflict_resolver`] | dotted version vectors, sibling sets, merge; the ConflictResolver actor |
 //! | [`membership`] | shared vocabulary: `MembershipChanged` (rings, reachability, peers) |
 //! | [`ring`] | the consistent-hash ring: virtual nodes, weights, preference lists |
 //! | [`wire`] | the frame codec (u32 BE length + MessagePack), the client protocol, the typed peer protocol |
@@ -41,7 +41,7 @@
 //!  Redis client ──RESP──> RespSession ──┐ (the same messages; SET/DEL with supersede_local)
 //!  client ──frames──> ClientSession ──CoordinateGet/CoordinateWrite──> Replicator
 //!                        │ StatusQuery, Leave                           │  │  │
-//!                        v                                              │  │  └─conflict_resolver::reconcile (a call)
+//!                        v                                              │  │  └─Reconcile──> ConflictResolver
 //!                  FailureDetector ──MembershipChanged──> Replicator,   │  └─ReadRepair──────────────> Repair
 //!                   │    ^      └──StreamTransfers──> Repair   Repair,  │
 //!                   │    │ PeerEvent                            Bridge  │

@@ -1,4 +1,4 @@
-//! The conflict resolver: reconciles the versions replicas answered for
+//! The ConflictResolver actor: reconciles the versions replicas answered for
 //! a read. It merges them (the join of `Object::merge`: what one version
 //! descends from is dropped, concurrent siblings are kept), extracts the live
 //! values and the context covering every version seen, and names the
@@ -7,14 +7,25 @@
 //! New versions are minted inside the Storage writer's read-modify-write
 //! (`Object::update` in the replicator's write mutation), because minting
 //! must be atomic with the local read; the rules are the same pure functions.
-//!
-//! It was an actor of its own; the read future now calls [`reconcile`]
-//! directly (same arbiter, same work, without a message and a oneshot
-//! round trip per read).
+
+use actix::prelude::*;
+use tracing::error;
 
 use super::{is_stale, Object, VersionVector};
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::NodeId;
+
+/// Merge the replicas' answers for one key.
+#[derive(Message)]
+#[rtype(result = "Result<Reconciled, ClientError>")]
+pub struct Reconcile {
+    /// Each replica and the bytes it stores (`None`: nothing).
+    pub answers: Vec<(NodeId, Option<Vec<u8>>)>,
+    /// The client request.
+    pub trace: u64,
+    /// Wall time of the read, in ms: values expired by then are absent.
+    pub now_ms: u64,
+}
 
 /// The merged view of a key.
 #[derive(Debug)]
@@ -90,6 +101,38 @@ pub fn reconcile(
         object: Some(merged.encode()),
         stale,
     })
+}
+
+/// The actor (stateless: the rules are pure).
+pub struct ConflictResolver {
+    span: tracing::Span,
+}
+
+impl ConflictResolver {
+    /// A resolver for node `node`.
+    pub fn new(node: &NodeId) -> Self {
+        Self {
+            span: tracing::info_span!("conflict_resolver", node = %node, actor = "conflict_resolver"),
+        }
+    }
+}
+
+impl Actor for ConflictResolver {
+    type Context = Context<Self>;
+}
+
+impl Handler<Reconcile> for ConflictResolver {
+    type Result = Result<Reconciled, ClientError>;
+
+    fn handle(&mut self, msg: Reconcile, _ctx: &mut Self::Context) -> Self::Result {
+        let result = reconcile(&msg.answers, msg.now_ms);
+        if let Err(e) = &result {
+            let span = self.span.clone();
+            let _span = span.enter();
+            error!(req = %format_args!("{:x}", msg.trace), error = %e, "replica answers do not reconcile");
+        }
+        result
+    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@
 //!   [`is_stale`], [`VersionLimits`] and [`VersionError`].
 //! - `prune`: [`Object::prune`] / [`Object::prune_keeping`], bounding clock
 //!   size, and what it costs (false siblings, never a lost write).
-//! - `actor`: [`reconcile`], which reconciles replicas' answers for a
-//!   read (the read future calls it; once an actor of its own).
+//! - `actor`: the ConflictResolver actor, which reconciles replicas'
+//!   answers for a read ([`reconcile`]).
 //! - `encoding`: the versioned byte forms of an object (disk and replica wire)
 //!   and of a clock.
 //! - `context`: the client context, a clock sealed to its key with a MAC
@@ -44,7 +44,7 @@ mod encoding;
 mod object;
 mod prune;
 
-pub use actor::{reconcile, Reconciled};
+pub use actor::{reconcile, ConflictResolver, Reconcile, Reconciled};
 pub use clock::{ClockEntry, Dot, VersionVector};
 pub use context::{ContextKey, CONTEXT_FORMAT_VERSION, CONTEXT_KEY_PURPOSE, CONTEXT_TAG_BYTES};
 pub use encoding::{FORMAT_VERSION, FORMAT_VERSION_EXPIRY};

@@ -43,7 +43,7 @@ pub use read::GetAnswer;
 
 use crate::bridge::{Incoming, LinksChanged, PokeLinks};
 use crate::clock::SharedClock;
-use crate::conflict_resolver::{ContextKey, VersionLimits};
+use crate::conflict_resolver::{ContextKey, Reconcile, VersionLimits};
 use crate::membership::MembershipChanged;
 use crate::replicas::Replicas;
 use crate::ring::{DcReplication, Ring, DC_REPLICATION_DCS_MAX};
@@ -198,6 +198,7 @@ pub struct Replicator {
     not_minting: Option<String>,
     held: Vec<Held>,
     replicas: Replicas,
+    resolver: Recipient<Reconcile>,
     read_repair: Recipient<ReadRepair>,
     clock: SharedClock,
     span: tracing::Span,
@@ -210,6 +211,7 @@ impl Replicator {
     pub fn new(
         options: ReplicationOptions,
         replicas: Replicas,
+        resolver: Recipient<Reconcile>,
         read_repair: Recipient<ReadRepair>,
         clock: SharedClock,
     ) -> Self {
@@ -227,6 +229,7 @@ impl Replicator {
             ready: false,
             not_minting: None,
             held: Vec::new(),
+            resolver,
             read_repair,
             clock,
             span,
@@ -584,7 +587,13 @@ impl Replicator {
         let span = self.request_span(
             tracing::debug_span!(parent: &self.span, "read", req = %format_args!("{:x}", msg.trace)),
         );
-        let work = read::coordinate(self.replicas.clone(), self.read_repair.clone(), plan, tx);
+        let work = read::coordinate(
+            self.replicas.clone(),
+            self.resolver.clone(),
+            self.read_repair.clone(),
+            plan,
+            tx,
+        );
         ctx.spawn(work.instrument(span).into_actor(self));
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| {

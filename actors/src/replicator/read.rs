@@ -1,9 +1,14 @@
 //! Carrying out a read: the [`ReadCoordinator`] decides, this future asks
 //! the replicas it names (the local one through Storage, the others
 //! through the Bridge), feeds their answers back, reconciles the answers
-//! it hands to the client (`conflict_resolver::reconcile`) and, once the read is over,
-//! sends the merged version to the primaries that answered stale (read
-//! repair).
+//! it hands to the client and, once the read is over, sends the merged
+//! version to the primaries that answered stale (read repair).
+//!
+//! Replicas that disagree are reconciled by the ConflictResolver actor.
+//! When every replica answered the same bytes (the common case: nothing to
+//! resolve), the future decodes them itself with the same pure rules
+//! (`conflict_resolver::reconcile`), without a message round trip, and
+//! there is nothing to repair.
 
 use std::time::Duration;
 
@@ -16,9 +21,9 @@ use tracing::{debug, error};
 use super::coordinator::{ReadAnswer, ReadCoordinator, ReadStep};
 use super::fanout::{DcScope, Reach, SloppyPolicy};
 use super::ReadRepair;
-use crate::conflict_resolver::{ContextKey, Reconciled};
+use crate::conflict_resolver::{ContextKey, Reconcile, Reconciled};
 use crate::replicas::{ReplicaError, Replicas};
-use crate::wire::client::ClientError;
+use crate::wire::client::{ClientError, ErrorCode};
 use crate::NodeId;
 
 /// What a get answers: live values and the context (absent: never written).
@@ -62,6 +67,7 @@ pub struct ReadPlan {
 /// future goes on to collect late replies for read repair.
 pub async fn coordinate(
     replicas: Replicas,
+    resolver: Recipient<Reconcile>,
     read_repair: Recipient<ReadRepair>,
     plan: ReadPlan,
     reply: oneshot::Sender<Result<GetAnswer, ClientError>>,
@@ -101,22 +107,24 @@ pub async fn coordinate(
         if let Some(answer) = step.answer.take() {
             if let Some(tx) = reply.take() {
                 let answer = match answer {
-                    Ok(answers) => reconcile(&answers, trace, now_ms).map(|rec| {
-                        let context = rec.context.map(|clock| contexts.seal(&key, &clock));
-                        let values = if last_writer_wins {
-                            rec.last_writer.into_iter().collect()
-                        } else {
-                            rec.values
-                        };
-                        (values, context)
-                    }),
+                    Ok(answers) => reconcile(&resolver, answers, trace, now_ms)
+                        .await
+                        .map(|rec| {
+                            let context = rec.context.map(|clock| contexts.seal(&key, &clock));
+                            let values = if last_writer_wins {
+                                rec.last_writer.into_iter().collect()
+                            } else {
+                                rec.values
+                            };
+                            (values, context)
+                        }),
                     Err(e) => Err(e),
                 };
                 let _ = tx.send(answer);
             }
         }
         if let Some(finished) = step.finished.take() {
-            repair_stale(&read_repair, key, finished, trace);
+            repair_stale(&resolver, &read_repair, key, finished, trace).await;
             return;
         }
         step = next_step(
@@ -164,18 +172,19 @@ pub(super) async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 /// Read repair: merges every answer and hands the merged version to Repair
 /// for the primaries whose answer lacked part of it.
-fn repair_stale(
+async fn repair_stale(
+    resolver: &Recipient<Reconcile>,
     read_repair: &Recipient<ReadRepair>,
     key: Vec<u8>,
     finished: super::coordinator::FinishedRead,
     trace: u64,
 ) {
-    if finished.answers.len() < 2 {
+    if finished.answers.len() < 2 || answers_agree(&finished.answers) {
         return;
     }
     // Read repair needs only the merged object and who lacks part of it;
     // neither depends on the time of the read.
-    match reconcile(&finished.answers, trace, 0) {
+    match reconcile(resolver, finished.answers, trace, 0).await {
         Ok(Reconciled {
             object: Some(object),
             stale,
@@ -201,12 +210,74 @@ fn repair_stale(
     }
 }
 
-/// Merges the replicas' answers (the pure rules of `conflict_resolver`);
-/// answers that do not merge are logged here, with the request.
-fn reconcile(answers: &[ReadAnswer], trace: u64, now_ms: u64) -> Result<Reconciled, ClientError> {
-    let result = crate::conflict_resolver::reconcile(answers, now_ms);
-    if let Err(e) = &result {
-        error!(req = %format_args!("{trace:x}"), error = %e, "replica answers do not reconcile");
+/// Whether every replica answered the same bytes (or every one nothing).
+fn answers_agree(answers: &[ReadAnswer]) -> bool {
+    match answers.split_first() {
+        Some(((_, first), rest)) => rest.iter().all(|(_, bytes)| bytes == first),
+        None => true,
     }
-    result
+}
+
+/// Merges the replicas' answers: in place when they agree, else through
+/// the ConflictResolver actor.
+async fn reconcile(
+    resolver: &Recipient<Reconcile>,
+    answers: Vec<ReadAnswer>,
+    trace: u64,
+    now_ms: u64,
+) -> Result<Reconciled, ClientError> {
+    if answers_agree(&answers) {
+        let result = crate::conflict_resolver::reconcile(&answers, now_ms);
+        if let Err(e) = &result {
+            error!(req = %format_args!("{trace:x}"), error = %e, "replica answers do not decode");
+        }
+        return result;
+    }
+    resolver
+        .send(Reconcile {
+            answers,
+            trace,
+            now_ms,
+        })
+        .await
+        .map_err(|e| {
+            ClientError::new(
+                ErrorCode::Internal,
+                format!("conflict resolver unavailable: {e}"),
+            )
+        })?
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod agree_tests {
+    use super::*;
+
+    fn answer(node: &str, bytes: Option<&[u8]>) -> ReadAnswer {
+        (NodeId::new(node).unwrap(), bytes.map(<[u8]>::to_vec))
+    }
+
+    #[test]
+    fn answers_agree_only_when_every_replica_sent_the_same_bytes() {
+        assert!(answers_agree(&[]));
+        assert!(answers_agree(&[answer("a", Some(b"x"))]));
+        assert!(answers_agree(&[
+            answer("a", Some(b"x")),
+            answer("b", Some(b"x"))
+        ]));
+        assert!(answers_agree(&[answer("a", None), answer("b", None)]));
+        assert!(!answers_agree(&[
+            answer("a", Some(b"x")),
+            answer("b", None)
+        ]));
+        assert!(!answers_agree(&[
+            answer("a", Some(b"x")),
+            answer("b", Some(b"y"))
+        ]));
+        assert!(!answers_agree(&[
+            answer("a", Some(b"x")),
+            answer("b", Some(b"x")),
+            answer("c", Some(b"y"))
+        ]));
+    }
 }
