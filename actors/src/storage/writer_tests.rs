@@ -106,6 +106,7 @@ fn writer(
         1,
         LIMITS,
         Box::new(move |state| seen.lock().unwrap().push(state)),
+        Arc::new(super::tree::KeyTree::new(super::tree::raw_digest())),
     )
     .unwrap();
     (w, published)
