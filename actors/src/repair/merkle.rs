@@ -30,7 +30,7 @@
 
 use std::sync::Arc;
 
-use crate::conflict_resolver::Object;
+use crate::conflict_resolver::{Object, FORMAT_VERSION_EXPIRY};
 use crate::ring::{hash_bytes, Token, TokenRange};
 use crate::storage::tree::{leaf_of_token, TreeDigest, TREE_LEAF_BITS, TREE_LEAVES};
 
@@ -48,9 +48,12 @@ const _: () = assert!(TREE_LEAF_BITS.is_multiple_of(TREE_FANOUT_BITS));
 /// filter's purge changes no hash; other entries hash as stored. The
 /// expiry is part of the version, so two replicas of one version still
 /// hash alike, and a replica that lacks a version still differs.
+/// Only an object in the expiry format (its first byte) is decoded, so a
+/// write without a TTL costs the storage writer two hashes.
 pub fn entry_digest(storage_key: &[u8], value: &[u8]) -> u64 {
-    let purged = Object::decode(value)
-        .ok()
+    let purged = (value.first() == Some(&FORMAT_VERSION_EXPIRY))
+        .then(|| Object::decode(value).ok())
+        .flatten()
         .filter(Object::has_expiry)
         .and_then(|object| object.without_expired(u64::MAX))
         .map(|object| object.encode());

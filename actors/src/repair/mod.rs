@@ -12,6 +12,9 @@ pub mod merkle;
 pub mod rate;
 pub mod stream;
 
+#[cfg(test)]
+mod merkle_bench_tests;
+
 use fnv::{FnvHashMap, FnvHashSet};
 use std::sync::{Arc, Mutex};
 
