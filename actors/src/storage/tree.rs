@@ -258,17 +258,18 @@ impl TreeWriter {
     }
 
     /// Scans one page of the rebuild; publishes the leaves when the scan
-    /// is done. Does nothing when no rebuild is under way.
-    pub fn rebuild_step(&mut self, engine: &dyn Engine) {
+    /// is done. Does nothing when no rebuild is under way. `false` when the
+    /// scan failed (logged; the next step tries again).
+    pub fn rebuild_step(&mut self, engine: &dyn Engine) -> bool {
         let Some(rebuild) = self.rebuild.as_mut() else {
-            return;
+            return true;
         };
         let end = [keys::DATA + 1];
         let page = match engine.scan(&rebuild.cursor, Some(&end), self.page_entries) {
             Ok(page) => page,
             Err(e) => {
                 warn!(error = %e, "merkle tree rebuild: a scan failed; retrying");
-                return;
+                return false;
             }
         };
         for (key, value) in &page {
@@ -297,16 +298,17 @@ impl TreeWriter {
                 }
             }
         }
+        true
     }
 
     /// Runs the whole rebuild now (a store in memory, in a simulation).
     pub fn rebuild_all(&mut self, engine: &dyn Engine) -> Result<(), StorageError> {
         while self.rebuild.is_some() {
-            let before = self.rebuild.as_ref().map(|r| r.cursor.clone());
-            self.rebuild_step(engine);
-            if self.rebuild.is_some() && self.rebuild.as_ref().map(|r| r.cursor.clone()) == before {
-                // The scan failed (logged): surface it rather than spin.
-                engine.scan(&[keys::DATA], Some(&[keys::DATA + 1]), 1)?;
+            if !self.rebuild_step(engine) {
+                // The scan failed (logged): surface its error rather than spin.
+                let cursor = self.rebuild.as_ref().map(|r| r.cursor.clone());
+                let cursor = cursor.unwrap_or_default();
+                engine.scan(&cursor, Some(&[keys::DATA + 1]), self.page_entries)?;
             }
         }
         Ok(())

@@ -226,19 +226,22 @@ impl Writer {
         let tick = Duration::from_millis(RECOVERY_TICK_MS);
         let started = Instant::now();
         let now_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut rebuild_failed = false;
         loop {
             // While the Merkle leaves are rebuilt, idle time scans for them.
-            let first = if self.tree.rebuilding() {
+            // A page that failed to scan waits a tick like an idle writer.
+            let first = if self.tree.rebuilding() && !rebuild_failed {
                 match jobs.try_recv() {
                     Ok(job) => job,
                     Err(TryRecvError::Empty) => {
-                        self.tree.rebuild_step(&*current(&self.slot));
+                        rebuild_failed = !self.tree.rebuild_step(&*current(&self.slot));
                         self.recover(now_ms());
                         continue;
                     }
                     Err(TryRecvError::Disconnected) => break,
                 }
             } else {
+                rebuild_failed = false;
                 match jobs.recv_timeout(tick) {
                     Ok(job) => job,
                     Err(RecvTimeoutError::Timeout) => {
@@ -260,7 +263,6 @@ impl Writer {
                 }
             }
             self.group(group);
-            self.tree.rebuild_step(&*current(&self.slot));
             self.recover(now_ms());
         }
         debug!("storage writer stopped");
@@ -389,6 +391,8 @@ impl Writer {
                 }
             }
         }
+        // A rebuild of the Merkle leaves goes on between groups.
+        self.tree.rebuild_step(&*engine);
     }
 
     /// Runs one apply job into the group: its mutation, its hint. Returns
