@@ -39,6 +39,14 @@
 //! refuses a hint past `hints_bytes_max_per_target` (`HintsFull`) before
 //! anything is written. Delivery removes a hint only if it still has the
 //! `seq` that was delivered.
+//!
+//! # Merkle leaves
+//!
+//! Each read-modify-write that stores a new object notes its leaf delta
+//! (`tree::TreeWriter::note`, with the old and new bytes it has anyway);
+//! the group's deltas are added once its batch is durable, and a failed
+//! batch or a reopen starts a rebuild, scanned a page after each group
+//! and while idle (see `tree.rs`).
 
 use fnv::FnvHashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
