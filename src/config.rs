@@ -22,8 +22,8 @@ use ringkv_actors::failure_detector::{
 };
 use ringkv_actors::net::is_loopback;
 use ringkv_actors::repair::{
-    ANTI_ENTROPY_INTERVAL_MS_DEFAULT, HINT_DELIVERY_BYTES_PER_S_MAX_DEFAULT,
-    STREAM_BYTES_PER_S_MAX_DEFAULT,
+    ANTI_ENTROPY_BYTES_PER_S_MAX_DEFAULT, ANTI_ENTROPY_INTERVAL_MS_DEFAULT,
+    HINT_DELIVERY_BYTES_PER_S_MAX_DEFAULT, STREAM_BYTES_PER_S_MAX_DEFAULT,
 };
 use ringkv_actors::replicator::{
     N_DEFAULT, QUORUM_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT, STAND_IN_AFTER_MS_DEFAULT,
@@ -287,6 +287,10 @@ pub struct NodeArgs {
     /// milliseconds; 0 turns it off. Default 60000.
     #[arg(long, value_name = "MS")]
     pub anti_entropy_interval_ms: Option<u64>,
+    /// Pace of anti-entropy: bytes of objects an exchange pulls per second
+    /// (0: unthrottled). Default 16 MiB/s.
+    #[arg(long, value_name = "BYTES")]
+    pub anti_entropy_bytes_per_s_max: Option<u64>,
     /// A replica that has not answered a request within this long gets a
     /// sloppy-quorum stand-in (the next reachable node past the key's
     /// replicas), in milliseconds; less than --request-timeout-ms. Default
@@ -408,6 +412,8 @@ pub struct NodeConfig {
     pub stream_bytes_per_s_max: u64,
     /// Anti-entropy exchange interval, in milliseconds (0: off).
     pub anti_entropy_interval_ms: u64,
+    /// Anti-entropy pace, in bytes per second (0: unthrottled).
+    pub anti_entropy_bytes_per_s_max: u64,
     /// Silence after which a replica gets a stand-in, in milliseconds.
     pub stand_in_after_ms: u64,
     /// Longest start-up wait for the seeds, in milliseconds.
@@ -774,6 +780,9 @@ impl NodeArgs {
             anti_entropy_interval_ms: self
                 .anti_entropy_interval_ms
                 .unwrap_or(ANTI_ENTROPY_INTERVAL_MS_DEFAULT),
+            anti_entropy_bytes_per_s_max: self
+                .anti_entropy_bytes_per_s_max
+                .unwrap_or(ANTI_ENTROPY_BYTES_PER_S_MAX_DEFAULT),
             stand_in_after_ms,
             bootstrap_wait_ms: positive(
                 "--bootstrap-wait-ms",

@@ -254,6 +254,7 @@ pub async fn start(
         threading: env.storage_threading,
         storage_queue_max: config.storage_queue_max,
         hints_bytes_max_per_target: config.hints_bytes_max_per_target,
+        merkle_digest: ringkv_actors::repair::merkle::tree_digest(),
         ..StorageOptions::default()
     };
     let storage = Storage::new(
@@ -308,7 +309,7 @@ pub async fn start(
             hint_retry_ms: config.gossip_interval_ms,
             hint_delivery_bytes_per_s_max: config.hint_delivery_bytes_per_s_max,
             anti_entropy_interval_ms: config.anti_entropy_interval_ms,
-            merkle_leaves: ringkv_actors::repair::merkle::MERKLE_LEAVES_DEFAULT,
+            anti_entropy_bytes_per_s_max: config.anti_entropy_bytes_per_s_max,
             replicas_per_key: config.n,
         },
     )
@@ -390,6 +391,7 @@ pub async fn start(
             coordinate: replicator.clone().recipient(),
             scan: repair.clone().recipient(),
             merkle_leaves: repair.clone().recipient(),
+            merkle_nodes: repair.clone().recipient(),
             gossip: failure_detector.clone().recipient(),
             list_keys: replicator.clone().recipient(),
         },

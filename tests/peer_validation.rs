@@ -18,8 +18,8 @@ use ringkv_actors::failure_detector::gossip::{
 use ringkv_actors::failure_detector::{GossipMessage, MemberState};
 use ringkv_actors::ring::VNODES_PER_WEIGHT_DEFAULT;
 use ringkv_actors::wire::peer::{
-    GossipExchange, ListKeys, MemberInfo, MerkleLeaves, PeerReply, PeerRequest, ReplicaRead,
-    ReplicaWrite, ScanRange,
+    GossipExchange, ListKeys, MemberInfo, MerkleLeaves, MerkleNodes, PeerReply, PeerRequest,
+    ReplicaRead, ReplicaWrite, ScanRange,
 };
 use ringkv_actors::NodeId;
 use serde_bytes::ByteBuf;
@@ -172,7 +172,7 @@ async fn what_a_peer_says_is_refused_or_ignored_and_the_cluster_keeps_serving() 
 
     // 3. Requests for ranges `x` does not share (it has no place on the
     // ring): a Write that would overwrite k, a Read, a Scan of the whole
-    // store, a listing of every key, a Merkle tree for another pair. All
+    // store, a listing of every key, Merkle trees for another pair. All
     // refused, logged.
     for (x, node) in peers.iter_mut().zip(&cluster.nodes) {
         let write = PeerRequest::Write(ReplicaWrite {
@@ -204,6 +204,18 @@ async fn what_a_peer_says_is_refused_or_ignored_and_the_cluster_keeps_serving() 
         });
         let why = refusal(x.call(tree).await);
         assert!(why.contains("Merkle tree"), "{}: {why}", node.id);
+        // The incremental tree's walk: for another pair, and for its own.
+        let nodes = |with: &str| {
+            PeerRequest::MerkleNodes(MerkleNodes {
+                with: NodeId::new(with).unwrap(),
+                level: 0,
+                indices: vec![0],
+            })
+        };
+        let why = refusal(x.call(nodes("n2")).await);
+        assert!(why.contains("Merkle tree"), "{}: {why}", node.id);
+        let why = refusal(x.call(nodes("x")).await);
+        assert!(why.contains("not a member"), "{}: {why}", node.id);
         assert!(node.log_contains("refusing a peer request"), "{}", node.id);
     }
 

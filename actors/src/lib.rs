@@ -8,7 +8,7 @@
 //! | [`resp`] | the Redis protocol front end (`--resp-listen`): RespApi (listener) + one RespSession per connection; RESP framing (`frame`, the `redis-protocol` crate), command parsing (`command`), `INFO` text (`info`) |
 //! | [`client_api`] | ClientApi (client listener) + one ClientSession per connection |
 //! | [`failure_detector`] | gossip membership, corroborated failure detection, the join/leave life cycle; publishes `MembershipChanged` |
-//! | [`repair`] | read repair, join/leave handoff streaming, hinted handoff, Merkle anti-entropy; serves peers' scans and Merkle leaves (only what the caller shares, rate-limited per peer: `repair::rate`) |
+//! | [`repair`] | read repair, join/leave handoff streaming, hinted handoff, Merkle anti-entropy; serves peers' scans and Merkle tree nodes (only what the caller shares, rate-limited per peer: `repair::rate`) |
 //! | [`replicator`] | the coordinator: preference list -> fan-out -> quorum -> reply; the key listing (`list`: one replica per ring arc, paged); the replica side of peer reads, writes and listing spans |
 //! | [`replicas`] | one handle to the local replica (Storage) and the remote ones (Bridge), and the replica-side merge |
 //! | [`bridge`] | node-to-node TCP: Bridge + one PeerConnection per peer + one PeerSession per inbound link; typed calls (`CallPeer<T>`) and typed serving (`Incoming<T>`); the authenticated handshake (`handshake`) and sealed frames (`seal`) |
@@ -49,13 +49,13 @@
 //!                   └─CallPeer<GossipExchange>─┘ │                      │
 //!                                                v
 //!                   PeerConnection ==TCP==> (peer) PeerSession ──Incoming<T>──> (peer) Replicator: Read, Write, HintedWrite, Coordinate, ListKeys
-//!                                                                          └──> (peer) Repair: Scan, MerkleLeaves
+//!                                                                          └──> (peer) Repair: Scan, MerkleNodes
 //!                                                                          └──> (peer) FailureDetector: Gossip
 //! ```
 //!
 //! Repair also calls peers through the Bridge: handoff and anti-entropy pull
 //! ranges (`ScanRange`), hinted handoff and read repair write
-//! (`ReplicaWrite`), anti-entropy asks for Merkle leaves.
+//! (`ReplicaWrite`), anti-entropy walks a peer's Merkle tree (`MerkleNodes`).
 //!
 //! # Where the README's behaviours live
 //!
@@ -71,7 +71,7 @@
 //! | bootstrap, join, leave, forget | `failure_detector/bootstrap.rs`, `failure_detector/lifecycle.rs` (`Lifecycle`: `tick` / `on_transfers_done` / `on_leave` -> steps), `repair/handoff.rs` (transfer plans), `repair/stream.rs` |
 //! | hinted handoff | hints written with the stand-in's object in `storage/writer.rs`; delivered by `repair/hints.rs` |
 //! | read repair | `replicator/read.rs` decides, `repair/mod.rs` writes |
-//! | Merkle anti-entropy | `repair/merkle.rs`, `repair/anti_entropy.rs` |
+//! | Merkle anti-entropy | leaves kept as data changes: `storage/tree.rs` (updated by `storage/writer.rs`); pair trees and the walk: `repair/merkle.rs`, `repair/anti_entropy.rs` |
 //! | LSM engine (log, memtable, SSTables, compaction, recovery) | `storage/lsm/` (its folders follow its disk format) |
 //! | key listing (`list`), its cursor and bounds | `replicator/list_walk.rs` (`PageWalk`: `next` / `on_answer` -> asks), carried out by `replicator/list.rs`; the replica's bounded scan `storage/worker.rs` (`list_live`) |
 //! | client protocol | `wire/client/`, served by `client_api/session.rs` |

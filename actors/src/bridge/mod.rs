@@ -43,8 +43,8 @@ use crate::membership::MembershipChanged;
 use crate::net::{accept_stream, AcceptPolicy, BoxConnection, Listener, SharedNet};
 use crate::wire::client::ErrorCode;
 use crate::wire::peer::{
-    ForwardedWrite, GossipExchange, HintedWrite, ListKeys, MemberInfo, MerkleLeaves, PeerRpc,
-    RemoteError, ReplicaRead, ReplicaWrite, ScanRange,
+    ForwardedWrite, GossipExchange, HintedWrite, ListKeys, MemberInfo, MerkleLeaves, MerkleNodes,
+    PeerRpc, RemoteError, ReplicaRead, ReplicaWrite, ScanRange,
 };
 use crate::NodeId;
 
@@ -242,8 +242,10 @@ pub struct PeerHandlers {
     pub coordinate: Recipient<Incoming<ForwardedWrite>>,
     /// Range scans (handoff, anti-entropy).
     pub scan: Recipient<Incoming<ScanRange>>,
-    /// Merkle leaves (anti-entropy).
+    /// Merkle leaves (anti-entropy, older peers).
     pub merkle_leaves: Recipient<Incoming<MerkleLeaves>>,
+    /// Merkle tree nodes (anti-entropy).
+    pub merkle_nodes: Recipient<Incoming<MerkleNodes>>,
     /// Gossip.
     pub gossip: Recipient<Incoming<GossipExchange>>,
     /// Key listing pages (the client `list` op).

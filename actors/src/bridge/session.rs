@@ -307,6 +307,9 @@ impl PeerSession {
             PeerRequest::MerkleLeaves(r) => {
                 serve(&handlers.merkle_leaves, from, trace, timeout_ms, r)
             }
+            PeerRequest::MerkleNodes(r) => {
+                serve(&handlers.merkle_nodes, from, trace, timeout_ms, r)
+            }
             PeerRequest::Gossip(r) => serve(&handlers.gossip, from, trace, timeout_ms, r),
             PeerRequest::ListKeys(r) => serve(&handlers.list_keys, from, trace, timeout_ms, r),
             PeerRequest::Probe(Probe) => Box::pin(async { Ok(Probe::reply_into(Probed)) }),

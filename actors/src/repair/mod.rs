@@ -12,8 +12,11 @@ pub mod merkle;
 pub mod rate;
 pub mod stream;
 
-use fnv::FnvHashSet;
-use std::sync::Arc;
+#[cfg(test)]
+mod merkle_bench_tests;
+
+use fnv::{FnvHashMap, FnvHashSet};
+use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use tracing::{debug, info, warn, Instrument};
@@ -28,7 +31,10 @@ use crate::replicator::{placement, ReadRepair};
 use crate::ring::{user_key, Ring};
 use crate::storage::{HintCountsQuery, LocalScan, StorageError};
 use crate::wire::client::ErrorCode;
-use crate::wire::peer::{LeafHashes, MerkleLeaves, PeerRefusal, RemoteError, ScanPage, ScanRange};
+use crate::wire::peer::{
+    LeafHashes, MerkleLeaves, MerkleNodes, NodeHashes, PeerRefusal, RemoteError, ScanPage,
+    ScanRange,
+};
 use crate::NodeId;
 
 /// Most entries one scan page may hold, whatever a peer asks for.
@@ -99,6 +105,18 @@ pub enum RepairError {
     /// The Storage actor is gone (the node is stopping).
     #[error("storage unavailable: {0}")]
     StorageGone(#[source] MailboxError),
+    /// This node's Merkle leaves are being rebuilt (at start, or after a
+    /// failed write): no exchange until they are ready.
+    #[error("the merkle tree is being rebuilt; no exchange until it is ready")]
+    TreeNotReady,
+    /// A peer answered a tree request with the wrong number of hashes.
+    #[error("a tree reply held {got} hashes for {asked} nodes")]
+    BadTreeReply {
+        /// Nodes asked about.
+        asked: usize,
+        /// Hashes received.
+        got: usize,
+    },
     /// A key without the namespace byte every stored key carries (corrupt
     /// data locally, or a broken peer).
     #[error("a {0} key is too short to carry its namespace")]
@@ -114,6 +132,12 @@ pub const STREAM_BYTES_PER_S_MAX_DEFAULT: u64 = 64 << 20;
 pub const HINT_DELIVERY_BYTES_PER_S_MAX_DEFAULT: u64 = 16 << 20;
 /// Default of [`RepairOptions::anti_entropy_interval_ms`], in milliseconds.
 pub const ANTI_ENTROPY_INTERVAL_MS_DEFAULT: u64 = 60_000;
+/// Default of [`RepairOptions::anti_entropy_bytes_per_s_max`], in bytes
+/// per second.
+pub const ANTI_ENTROPY_BYTES_PER_S_MAX_DEFAULT: u64 = 16 << 20;
+/// How long a pair tree built for a peer's walk is reused for the walk's
+/// deeper levels, in milliseconds (a walk is a handful of round trips).
+pub const PAIR_TREE_REUSE_MS: u64 = 30_000;
 /// Shortest deadline of one streaming request (a handoff or anti-entropy
 /// page), in milliseconds: a page is up to 1 MiB of objects to read and
 /// merge, more than a client request's deadline may allow.
@@ -142,8 +166,9 @@ pub struct RepairOptions {
     /// Time between anti-entropy exchanges (one peer each), in
     /// milliseconds; 0 turns anti-entropy off.
     pub anti_entropy_interval_ms: u64,
-    /// Leaves of each Merkle tree.
-    pub merkle_leaves: usize,
+    /// Anti-entropy's pace: bytes of objects an exchange pulls per second
+    /// (0: unthrottled).
+    pub anti_entropy_bytes_per_s_max: u64,
     /// Replicas per key (to know which keys a pair of nodes shares).
     pub replicas_per_key: usize,
 }
@@ -173,8 +198,14 @@ pub struct Repair {
     limits: rate::PeerLimits,
     /// The origin of the limits' clock (tokio's, so simulated time counts).
     epoch: tokio::time::Instant,
+    /// Per peer: the pair tree its walk is served from, and when it was
+    /// built (ms on `epoch`'s clock). Built at a walk's first request.
+    served_trees: Arc<Mutex<ServedTrees>>,
     span: tracing::Span,
 }
+
+/// Pair trees being walked by peers: when each was built (ms) and the tree.
+type ServedTrees = FnvHashMap<NodeId, (u64, Arc<merkle::PairTree>)>;
 
 /// Shortest deadline of one anti-entropy exchange, in milliseconds, so a
 /// short `repair_timeout_ms` still leaves a tree exchange time to finish.
@@ -187,7 +218,6 @@ pub(crate) struct SyncParams {
     replicas: Replicas,
     ring: Arc<Ring>,
     n: usize,
-    leaves: usize,
     throttle: stream::Throttle,
     timeout_ms: u64,
 }
@@ -200,7 +230,6 @@ impl SyncParams {
             &self.ring,
             self.n,
             peer,
-            self.leaves,
             self.throttle,
             self.timeout_ms,
         )
@@ -215,9 +244,8 @@ impl Repair {
             replicas: self.replicas.clone(),
             ring: self.read_ring.clone(),
             n: self.options.replicas_per_key,
-            leaves: self.options.merkle_leaves,
             throttle: stream::Throttle {
-                bytes_per_s_max: self.options.stream_bytes_per_s_max,
+                bytes_per_s_max: self.options.anti_entropy_bytes_per_s_max,
             },
             timeout_ms: self.options.repair_timeout_ms.max(SYNC_TIMEOUT_MS_MIN),
         }
@@ -238,6 +266,7 @@ impl Repair {
             syncing: false,
             limits: rate::PeerLimits::default(),
             epoch: tokio::time::Instant::now(),
+            served_trees: Arc::default(),
             replicas,
             options,
             reachable: Arc::new(FnvHashSet::default()),
@@ -296,11 +325,14 @@ impl Repair {
             let _span = span.enter();
             match result {
                 Ok(stats) if stats.differing > 0 => info!(
-                    peer = %peer, leaves = stats.leaves, differing = stats.differing,
-                    keys = stats.pulled.keys, bytes = stats.pulled.bytes,
+                    peer = %peer, nodes = stats.leaves, rounds = stats.rounds,
+                    differing = stats.differing, keys = stats.pulled.keys,
+                    repaired = stats.pulled.changed, bytes = stats.pulled.bytes,
                     "anti-entropy: replicas differed; pulled the differing slices"
                 ),
-                Ok(_) => debug!(peer = %peer, "anti-entropy: in sync"),
+                Ok(stats) => debug!(peer = %peer, rounds = stats.rounds, "anti-entropy: in sync"),
+                Err(RepairError::TreeNotReady) => debug!(peer = %peer,
+                    "anti-entropy exchange skipped: this node's merkle tree is being rebuilt"),
                 Err(e) => debug!(peer = %peer, error = %e, "anti-entropy exchange failed"),
             }
         }));
@@ -392,6 +424,8 @@ impl Handler<MembershipChanged> for Repair {
         let (read, write) = (self.read_ring.clone(), self.write_ring.clone());
         self.limits
             .retain(|id| placement::is_placed(&read, &write, id));
+        // Trees built on the old rings compare the wrong ranges.
+        lock(&self.served_trees).clear();
         self.deliver_hints(ctx);
     }
 }
@@ -583,6 +617,92 @@ impl Handler<Incoming<ScanRange>> for Repair {
                 resume: Some(ByteBuf::from(cursor)),
             })
         })
+    }
+}
+
+/// The served trees, even if a panicking holder poisoned the lock.
+fn lock(trees: &Mutex<ServedTrees>) -> std::sync::MutexGuard<'_, ServedTrees> {
+    match trees.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+impl Handler<Incoming<MerkleNodes>> for Repair {
+    type Result = ResponseFuture<Result<NodeHashes, RemoteError>>;
+
+    /// Serves children of nodes of this node's tree over the keys it shares
+    /// with the asking peer (a step of the peer's walk). A walk's first
+    /// request (level 0) builds the pair tree and counts against the
+    /// peer's Merkle-tree rate limit; its deeper requests are answered from
+    /// that tree (for `PAIR_TREE_REUSE_MS`) and count as scan pages.
+    fn handle(&mut self, msg: Incoming<MerkleNodes>, _ctx: &mut Self::Context) -> Self::Result {
+        let MerkleNodes {
+            with,
+            level,
+            indices,
+        } = msg.request;
+        let span = self.span.clone();
+        if with != msg.from {
+            let refusal = PeerRefusal::NotThePair {
+                peer: msg.from.clone(),
+                with,
+            };
+            let _span = span.enter();
+            warn!(peer = %msg.from, reason = %refusal, "refusing a peer request");
+            return Box::pin(async move { Err(refusal.into()) });
+        }
+        let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let cached = (level > 0)
+            .then(|| lock(&self.served_trees).get(&with).cloned())
+            .flatten()
+            .filter(|(built, _)| now_ms.saturating_sub(*built) < PAIR_TREE_REUSE_MS)
+            .map(|(_, tree)| tree);
+        let cost = if cached.is_some() {
+            rate::Costly::Scan
+        } else {
+            rate::Costly::MerkleTree
+        };
+        if let Err(refused) = self.admit(&msg.from, cost) {
+            return Box::pin(async move { Err(refused) });
+        }
+        let (replicas, ring, n) = (
+            self.replicas.clone(),
+            self.read_ring.clone(),
+            self.options.replicas_per_key,
+        );
+        let served_trees = self.served_trees.clone();
+        Box::pin(
+            async move {
+                let tree = match cached {
+                    Some(tree) => tree,
+                    None => {
+                        let own = replicas.own.clone();
+                        let built = anti_entropy::pair_tree(&replicas, &ring, n, &own, &with)
+                            .await
+                            .map_err(|e| RemoteError::new(ErrorCode::Internal, e.to_string()))?;
+                        let Some(built) = built else {
+                            return Err(RemoteError::new(
+                                ErrorCode::Unavailable,
+                                RepairError::TreeNotReady.to_string(),
+                            ));
+                        };
+                        let tree = Arc::new(built);
+                        lock(&served_trees).insert(with.clone(), (now_ms, tree.clone()));
+                        tree
+                    }
+                };
+                let served = anti_entropy::serve_nodes(&tree, level, &indices).map_err(|why| {
+                    warn!(peer = %with, reason = %why, "refusing a malformed MerkleNodes request");
+                    RemoteError::new(ErrorCode::BadRequest, why)
+                })?;
+                replicas
+                    .metrics
+                    .anti_entropy_bytes(false, anti_entropy::leaf_hash_bytes(served.hashes.len()));
+                Ok(served)
+            }
+            .instrument(span),
+        )
     }
 }
 

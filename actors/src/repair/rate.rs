@@ -14,9 +14,11 @@ use crate::NodeId;
 pub const PEER_SCAN_PAGES_PER_S_MAX: u32 = 256;
 /// Scan pages one peer may ask for at once, after a quiet spell.
 pub const PEER_SCAN_PAGES_BURST_MAX: u32 = 1024;
-/// Merkle trees one peer may ask for per second, sustained: each is a scan
-/// of this node's whole store. A peer asks for one per anti-entropy
-/// exchange (`anti_entropy_interval_ms`, one partner at a time).
+/// Merkle trees one peer may ask for per second, sustained: each builds a
+/// pair tree (for an older build's `MerkleLeaves`, a scan of this node's
+/// whole store). A peer asks for one per anti-entropy exchange
+/// (`anti_entropy_interval_ms`, one partner at a time); the deeper steps
+/// of its walk count as scan pages.
 pub const PEER_MERKLE_TREES_PER_S_MAX: u32 = 4;
 /// Merkle trees one peer may ask for at once, after a quiet spell.
 pub const PEER_MERKLE_TREES_BURST_MAX: u32 = 8;

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use super::engine::{Engine, StorageError};
 use super::keys::{self, HintRecord};
+use super::tree::{self, KeyTree, TreeDigest, TreeSnapshot};
 use super::worker::{
     self, ApplyError, ApplyJob, EngineSlot, HeldHint, HintCounts, KeyListing, ListBounds,
     LiveFilter, Mutation, Page, ReadJob, WriterJob,
@@ -71,6 +72,9 @@ pub struct StorageOptions {
     /// Where the mailbox depth of reads and writes is kept (their senders
     /// count them in, the handlers out).
     pub metrics: crate::metrics::Metrics,
+    /// How the Merkle leaves hash a stored entry (`tree.rs`); the node
+    /// hands in `repair::merkle::entry_digest`.
+    pub merkle_digest: TreeDigest,
 }
 
 impl Default for StorageOptions {
@@ -84,6 +88,7 @@ impl Default for StorageOptions {
             hints_bytes_max_per_target: HINTS_BYTES_MAX_PER_TARGET_DEFAULT,
             storage_reopen_interval_ms: 1000,
             metrics: crate::metrics::Metrics::default(),
+            merkle_digest: tree::raw_digest(),
         }
     }
 }
@@ -220,6 +225,8 @@ pub struct Storage {
     health: Option<mpsc::UnboundedReceiver<MintState>>,
     last_health: Option<MintState>,
     subscribers: Vec<Recipient<StorageHealth>>,
+    /// The Merkle leaves the writer keeps.
+    tree: Arc<KeyTree>,
     span: tracing::Span,
 }
 
@@ -239,13 +246,14 @@ impl Storage {
         let (reads, read_rx) = sync_channel(options.storage_queue_max);
         let slot: EngineSlot = Arc::new(RwLock::new(engine));
         let (health_tx, health) = mpsc::unbounded_channel();
+        let tree = Arc::new(KeyTree::new(options.merkle_digest.clone()));
         let limits = WriterLimits {
             batch_max: options.storage_batch_max.max(1),
             batch_bytes_max: options.storage_batch_bytes_max.max(1),
             hints_bytes_max_per_target: options.hints_bytes_max_per_target,
             reopen_interval_ms: options.storage_reopen_interval_ms,
         };
-        let writer = Writer::new(
+        let mut writer = Writer::new(
             slot.clone(),
             backend,
             node.clone(),
@@ -254,6 +262,7 @@ impl Storage {
             Box::new(move |state| {
                 let _ = health_tx.send(state);
             }),
+            tree.clone(),
         )?;
         let mut storage = Self {
             writes,
@@ -265,9 +274,11 @@ impl Storage {
             health: Some(health),
             last_health: None,
             subscribers: Vec::new(),
+            tree,
             span,
         };
         if storage.options.threading == StorageThreading::Inline {
+            writer.rebuild_tree_all()?;
             storage.inline = Some((writer, tokio::time::Instant::now()));
             return Ok(storage);
         }
@@ -413,6 +424,19 @@ impl Handler<LocalRead> for Storage {
             return Box::pin(std::future::ready(answer));
         }
         self.read(|reply| ReadJob::Get { key, reply })
+    }
+}
+
+/// A copy of the Merkle leaves (`None` while they are rebuilt at start).
+#[derive(Message)]
+#[rtype(result = "Option<TreeSnapshot>")]
+pub struct TreeSnapshotQuery;
+
+impl Handler<TreeSnapshotQuery> for Storage {
+    type Result = MessageResult<TreeSnapshotQuery>;
+
+    fn handle(&mut self, _: TreeSnapshotQuery, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.tree.snapshot())
     }
 }
 

@@ -8,6 +8,7 @@
 //! - `memory_engine`: `--storage memory`, for tests and simulations;
 //! - `writer`: the writer thread (group commit of read-modify-writes,
 //!   minting, hints, recovery after a failed write);
+//! - `tree`: the Merkle leaves the writer keeps as data changes;
 //! - `worker`: the jobs, the reader threads, the engine slot;
 //! - `actor`: the Storage actor.
 
@@ -16,6 +17,7 @@ pub mod engine;
 pub mod keys;
 pub mod lsm;
 pub mod memory_engine;
+pub mod tree;
 pub mod worker;
 pub mod writer;
 
@@ -25,7 +27,7 @@ mod writer_tests;
 pub use actor::{
     ClearHint, CloseWrites, HintCountsQuery, LocalApply, LocalHints, LocalListKeys, LocalRead,
     LocalScan, Storage, StorageHealth, StorageOptions, StorageThreading, SubscribeStorage,
-    HINTS_BYTES_MAX_PER_TARGET_DEFAULT, STORAGE_QUEUE_MAX_DEFAULT,
+    TreeSnapshotQuery, HINTS_BYTES_MAX_PER_TARGET_DEFAULT, STORAGE_QUEUE_MAX_DEFAULT,
 };
 pub use engine::{Engine, KeyValues, StorageError, WriteOp};
 pub use lsm::{LsmEngine, LsmOptions};

@@ -39,9 +39,17 @@
 //! refuses a hint past `hints_bytes_max_per_target` (`HintsFull`) before
 //! anything is written. Delivery removes a hint only if it still has the
 //! `seq` that was delivered.
+//!
+//! # Merkle leaves
+//!
+//! Each read-modify-write that stores a new object notes its leaf delta
+//! (`tree::TreeWriter::note`, with the old and new bytes it has anyway);
+//! the group's deltas are added once its batch is durable, and a failed
+//! batch or a reopen starts a rebuild, scanned a page after each group
+//! and while idle (see `tree.rs`).
 
 use fnv::FnvHashMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,6 +58,7 @@ use tracing::{debug, error, info, warn};
 
 use super::engine::{Engine, StorageError, WriteOp};
 use super::keys::{self, HintRecord};
+use super::tree::{KeyTree, TreeDeltas, TreeWriter};
 use super::worker::{
     clone_error, current, ApplyError, ApplyJob, Closed, EngineSlot, HintCounts, WriterJob,
 };
@@ -144,6 +153,8 @@ pub(crate) struct Writer {
     publish: Publish,
     /// When recovery was last tried (on the caller's monotonic clock, ms).
     last_attempt_ms: Option<u64>,
+    /// The Merkle leaves kept as data changes (`tree.rs`).
+    tree: TreeWriter,
 }
 
 impl Writer {
@@ -156,6 +167,7 @@ impl Writer {
         incarnation: u32,
         limits: WriterLimits,
         publish: Publish,
+        tree: Arc<KeyTree>,
     ) -> Result<Self, StorageError> {
         let mut writer = Self {
             slot,
@@ -170,10 +182,16 @@ impl Writer {
             limits,
             publish,
             last_attempt_ms: None,
+            tree: TreeWriter::new(tree),
         };
         writer.count_hints()?;
         (writer.publish)(writer.mint.clone());
         Ok(writer)
+    }
+
+    /// Rebuilds the Merkle leaves at once (inline mode: a store in memory).
+    pub(crate) fn rebuild_tree_all(&mut self) -> Result<(), StorageError> {
+        self.tree.rebuild_all(&*current(&self.slot))
     }
 
     /// The minting state now.
@@ -216,14 +234,30 @@ impl Writer {
         let tick = Duration::from_millis(RECOVERY_TICK_MS);
         let started = Instant::now();
         let now_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut rebuild_failed = false;
         loop {
-            let first = match jobs.recv_timeout(tick) {
-                Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.recover(now_ms());
-                    continue;
+            // While the Merkle leaves are rebuilt, idle time scans for them.
+            // A page that failed to scan waits a tick like an idle writer.
+            let first = if self.tree.rebuilding() && !rebuild_failed {
+                match jobs.try_recv() {
+                    Ok(job) => job,
+                    Err(TryRecvError::Empty) => {
+                        rebuild_failed = !self.tree.rebuild_step(&*current(&self.slot));
+                        self.recover(now_ms());
+                        continue;
+                    }
+                    Err(TryRecvError::Disconnected) => break,
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
+            } else {
+                rebuild_failed = false;
+                match jobs.recv_timeout(tick) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.recover(now_ms());
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
             };
             let mut bytes = first.bytes();
             let mut group = vec![first];
@@ -258,6 +292,7 @@ impl Writer {
         let mut deltas: Vec<(NodeId, i64, i64)> = Vec::new();
         let mut seq = self.hint_seq;
         let mut minted_any = false;
+        let mut tree = TreeDeltas::new();
         for job in jobs {
             match job {
                 WriterJob::HintCounts { reply } => {
@@ -300,8 +335,14 @@ impl Writer {
                         }
                     }
                     let trace = job.trace;
-                    let applied =
-                        self.apply(&*engine, &mut overlay, &mut ops, &mut deltas, &mut seq, job);
+                    let applied = self.apply(
+                        &*engine,
+                        &mut overlay,
+                        &mut ops,
+                        (&mut deltas, &mut tree),
+                        &mut seq,
+                        job,
+                    );
                     if let Some((reply, stored, minted)) = applied {
                         minted_any |= minted;
                         outcomes.push(Outcome::Apply(reply, trace, stored));
@@ -320,6 +361,7 @@ impl Writer {
                     debug!(writes = ops.len(), "storage group commit");
                 }
                 self.hint_seq = seq;
+                self.tree.commit(&tree);
                 for (owner, count, bytes) in deltas {
                     let held = self.hints.entry(owner.clone()).or_default();
                     held.0 = held.0.saturating_add_signed(count);
@@ -331,6 +373,7 @@ impl Writer {
             }
             Err(e) => {
                 error!(error = %e, writes = ops.len(), "storage write batch failed");
+                self.tree.restart("a write batch failed");
                 if minted_any {
                     self.stop_minting(format!(
                         "a write batch failed after this node handed out a version it minted: {e}"
@@ -356,6 +399,8 @@ impl Writer {
                 }
             }
         }
+        // A rebuild of the Merkle leaves goes on between groups.
+        self.tree.rebuild_step(&*engine);
     }
 
     /// Runs one apply job into the group: its mutation, its hint. Returns
@@ -368,7 +413,7 @@ impl Writer {
         engine: &dyn Engine,
         overlay: &mut FnvHashMap<Vec<u8>, Option<Vec<u8>>>,
         ops: &mut Vec<WriteOp>,
-        deltas: &mut Vec<(NodeId, i64, i64)>,
+        (deltas, tree): (&mut Vec<(NodeId, i64, i64)>, &mut TreeDeltas),
         seq: &mut u64,
         job: ApplyJob,
     ) -> Option<(
@@ -428,6 +473,8 @@ impl Writer {
                 }
                 Ok(Some(new)) => {
                     let len = new.len();
+                    self.tree
+                        .note(&job.key, current.as_deref(), Some(&new), tree);
                     overlay.insert(job.key.clone(), Some(new.clone()));
                     ops.push(WriteOp::Put {
                         key: job.key.clone(),
@@ -551,6 +598,7 @@ impl Writer {
         match reopen() {
             Ok(engine) => {
                 self.set_engine(engine);
+                self.tree.restart("the store was reopened");
                 if let Err(e) = self.count_hints() {
                     warn!(error = %e, "cannot count the hints of the reopened store");
                 }

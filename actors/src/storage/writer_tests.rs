@@ -106,6 +106,7 @@ fn writer(
         1,
         LIMITS,
         Box::new(move |state| seen.lock().unwrap().push(state)),
+        Arc::new(super::tree::KeyTree::new(super::tree::raw_digest())),
     )
     .unwrap();
     (w, published)
@@ -262,4 +263,51 @@ fn a_delivered_hint_is_cleared_only_if_it_was_not_hinted_again() {
     clear(&mut w, current);
     assert!(engine.get(&hint).unwrap().is_none());
     assert!(counts(&mut w).is_empty());
+}
+
+/// The leaves a rebuild from scratch finds in `engine` now.
+fn rebuilt_leaves(engine: &dyn Engine) -> Vec<u64> {
+    let tree = Arc::new(super::tree::KeyTree::new(super::tree::raw_digest()));
+    let mut w = super::tree::TreeWriter::new(tree.clone());
+    w.rebuild_all(engine).unwrap();
+    tree.snapshot().unwrap().leaves
+}
+
+#[test]
+fn the_writer_keeps_the_merkle_leaves_through_writes_and_a_failed_batch() {
+    let vfs = FaultVfs::new();
+    let engine =
+        Arc::new(LsmEngine::open(Arc::new(vfs.clone()), "/db", LsmOptions::default()).unwrap());
+    let slot: EngineSlot = Arc::new(RwLock::new(engine.clone() as Arc<dyn Engine>));
+    let tree = Arc::new(super::tree::KeyTree::new(super::tree::raw_digest()));
+    let mut w = Writer::new(
+        slot,
+        Backend::in_memory(),
+        id("n1"),
+        1,
+        LIMITS,
+        Box::new(|_| {}),
+        tree.clone(),
+    )
+    .unwrap();
+    // New keys, overwrites in one group and across groups, a hint.
+    let (a, _) = merge(b"a", b"1", None);
+    let (b, _) = merge(b"b", b"2", Some("n2"));
+    let (a2, _) = merge(b"a", b"3", None);
+    w.group(vec![a, b, a2]);
+    let (b2, _) = merge(b"b", b"4", None);
+    w.group(vec![b2]);
+    let kept = tree.snapshot().expect("rebuilt after the first group");
+    assert_eq!(kept.leaves, rebuilt_leaves(&*engine));
+    assert_eq!(kept.leaves.iter().filter(|h| **h != 0).count(), 2);
+
+    // A failed batch: whatever it left in the engine, the leaves match it
+    // once rebuilt (a group steps the rebuild).
+    vfs.fail_next(FaultOp::Sync, EIO);
+    let (c, _) = merge(b"c", b"5", None);
+    w.group(vec![c]);
+    let (noop, _) = job(b"d", Box::new(|_, _| Ok(None)), 0, None, None);
+    w.group(vec![noop]);
+    let kept = tree.snapshot().expect("rebuilt after the failed batch");
+    assert_eq!(kept.leaves, rebuilt_leaves(&*engine));
 }

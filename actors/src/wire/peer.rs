@@ -284,6 +284,8 @@ peer_rpcs! {
     Scan(ScanRange) => ScanPage;
     /// Anti-entropy: the replica's Merkle leaves over shared keys.
     MerkleLeaves(MerkleLeaves) => LeafHashes;
+    /// Anti-entropy, incremental: children of nodes of the pair's tree.
+    MerkleNodes(MerkleNodes) => NodeHashes;
     /// Gossip: push our member list, get the peer's back.
     Gossip(GossipExchange) => GossipReply;
     /// Key listing: the live keys of a token span the replica holds.
@@ -420,6 +422,33 @@ pub struct MerkleLeaves {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeafHashes {
     /// One hash per leaf.
+    pub hashes: Vec<u64>,
+}
+
+/// Anti-entropy, incremental (`repair::merkle`): the hashes of the
+/// children of `indices` (nodes at `level`, 0 = the root) of this
+/// replica's tree over the keys it shares with `with`, which must be the
+/// sender. At most `repair::MERKLE_NODES_PER_REQUEST_MAX` indices, each
+/// below `TREE_FANOUT^level`, with `level < TREE_DEPTH`; the answer holds
+/// `TREE_FANOUT` hashes per index, in order.
+///
+/// Added without a protocol version bump, like [`ListKeys`]: a peer of an
+/// older build cannot decode it and closes the link; the exchange fails
+/// and is retried on a later tick.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MerkleNodes {
+    /// The asking node (the other half of the pair).
+    pub with: NodeId,
+    /// The level of the nodes named.
+    pub level: u8,
+    /// The nodes whose children are wanted.
+    pub indices: Vec<u32>,
+}
+
+/// The answer to [`MerkleNodes`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeHashes {
+    /// `TREE_FANOUT` child hashes per index asked for, in order.
     pub hashes: Vec<u64>,
 }
 
