@@ -126,22 +126,26 @@ async fn a_node_whose_disk_fills_loses_no_acknowledged_write_and_recovers_when_s
         .await
         .unwrap();
     let filler = tmpfs.path().join("filler");
-    fill(&filler, 256 << 10);
+    fill(&filler, 64 << 10);
 
     // 30 blind puts of one key through n1 at w=2: the disk fills under
     // them. Before, n1 went on minting under the same name after its own
     // copy failed, and replicas took every later write as already seen.
     let c1 = cluster.nodes[0].client().await;
     let mut acknowledged = BTreeSet::new();
+    let mut refused = Vec::new();
     for i in 0..30 {
         let value = format!("v{i:02}-{}", "x".repeat(8 << 10));
-        if c1.put(b"full", value.as_bytes(), None).await.is_ok() {
-            acknowledged.insert(value.into_bytes());
+        match c1.put(b"full", value.as_bytes(), None).await {
+            Ok(_) => {
+                acknowledged.insert(value.into_bytes());
+            }
+            Err(e) => refused.push(format!("{i}: {e}")),
         }
     }
     assert!(
         acknowledged.len() >= 20,
-        "{} acknowledged",
+        "{} acknowledged; refused: {refused:?}",
         acknowledged.len()
     );
     // Every acknowledged value is a sibling (read at R=N, through n2).
@@ -159,11 +163,17 @@ async fn a_node_whose_disk_fills_loses_no_acknowledged_write_and_recovers_when_s
         lost.len(),
         acknowledged.len()
     );
+    // The full disk stopped n1 minting. A failed batch gives back its
+    // space, so n1 may already have found room to reopen under a new name
+    // (it retries every second): either is proof of the stop.
     let minting = cluster.nodes[0].status_field("minting").await.unwrap();
-    assert_eq!(
-        minting.as_bool(),
-        Some(false),
-        "the full disk stopped n1 minting"
+    let during = cluster.nodes[0]
+        .status_field("version_actor")
+        .await
+        .unwrap();
+    assert!(
+        minting.as_bool() == Some(false) || during != before,
+        "the full disk never stopped n1 minting (still {during} and minting)"
     );
 
     // Space comes back: n1 reopens its store and mints under a new name.
