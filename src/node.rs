@@ -303,6 +303,7 @@ pub async fn start(
             anti_entropy_interval_ms: config.anti_entropy_interval_ms,
             merkle_leaves: ringkv_actors::repair::merkle::MERKLE_LEAVES_DEFAULT,
             replicas_per_key: config.n,
+            reap: config.tombstone_reap,
         },
     )
     .start();
@@ -380,6 +381,8 @@ pub async fn start(
             coordinate: replicator.clone().recipient(),
             scan: repair.clone().recipient(),
             merkle_leaves: repair.clone().recipient(),
+            reap_check: repair.clone().recipient(),
+            reap_drop: repair.clone().recipient(),
             gossip: failure_detector.clone().recipient(),
             list_keys: replicator.clone().recipient(),
         },

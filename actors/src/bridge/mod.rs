@@ -44,7 +44,7 @@ use crate::net::{accept_stream, AcceptPolicy, BoxConnection, Listener, SharedNet
 use crate::wire::client::ErrorCode;
 use crate::wire::peer::{
     ForwardedWrite, GossipExchange, HintedWrite, ListKeys, MemberInfo, MerkleLeaves, PeerRpc,
-    RemoteError, ReplicaRead, ReplicaWrite, ScanRange,
+    ReapCheck, ReapDrop, RemoteError, ReplicaRead, ReplicaWrite, ScanRange,
 };
 use crate::NodeId;
 
@@ -248,6 +248,10 @@ pub struct PeerHandlers {
     pub gossip: Recipient<Incoming<GossipExchange>>,
     /// Key listing pages (the client `list` op).
     pub list_keys: Recipient<Incoming<ListKeys>>,
+    /// Tombstone reaping: checks.
+    pub reap_check: Recipient<Incoming<ReapCheck>>,
+    /// Tombstone reaping: drops.
+    pub reap_drop: Recipient<Incoming<ReapDrop>>,
 }
 
 /// Reachability news, for the failure detector.

@@ -170,6 +170,15 @@ impl Engine for LsmEngine {
         self.inner.is_poisoned()
     }
 
+    fn allow_delete_purge(&self) {
+        self.allow_tombstone_purge(self.last_sequence());
+    }
+
+    fn compact_purging_deletes(&self) -> Result<(), StorageError> {
+        self.allow_tombstone_purge(self.last_sequence());
+        self.compact_all()
+    }
+
     fn metrics(&self) -> Option<crate::metrics::EngineMetrics> {
         Some(self.inner.metrics.clone())
     }
