@@ -306,6 +306,7 @@ pub async fn start(
             reap: config.tombstone_reap,
         },
     )
+    .with_clock(env.clock.clone())
     .start();
     let failure_detector = FailureDetector::new(
         own.clone(),

@@ -203,6 +203,9 @@ pub struct Repair {
     reap_pass: ReapPass,
     /// Objects removed here by reaps since the reaper's last compaction.
     reap_removed: Arc<AtomicU64>,
+    /// Wall time for the reaper's minimum age (the node's clock seam, so
+    /// a simulation's time counts).
+    clock: crate::clock::SharedClock,
     span: tracing::Span,
 }
 
@@ -271,12 +274,21 @@ impl Repair {
             ring_epoch: Arc::default(),
             reap_pass: ReapPass::default(),
             reap_removed: Arc::default(),
+            clock: std::rc::Rc::new(crate::clock::SystemClock::new()),
             replicas,
             options,
             reachable: Arc::new(FnvHashSet::default()),
             in_flight: 0,
             span,
         }
+    }
+}
+
+impl Repair {
+    /// Reads wall time from `clock` (the system clock by default).
+    pub fn with_clock(mut self, clock: crate::clock::SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -318,9 +330,7 @@ impl Repair {
             return;
         }
         self.reap_pass.running = true;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let now_ms = self.clock.now_ms();
         let round = reap::Round {
             replicas: self.replicas.clone(),
             read_ring: self.read_ring.clone(),
