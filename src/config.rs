@@ -21,8 +21,12 @@ use ringkv_actors::failure_detector::{
     BOOTSTRAP_WAIT_MS_DEFAULT, JOIN_SETTLE_GOSSIP_ROUNDS_DEFAULT,
 };
 use ringkv_actors::net::is_loopback;
+use ringkv_actors::repair::reap::{
+    ReapOptions, TOMBSTONE_REAP_AGE_MS_MIN_DEFAULT, TOMBSTONE_REAP_BATCH_KEYS_DEFAULT,
+    TOMBSTONE_REAP_BATCH_KEYS_MAX, TOMBSTONE_REAP_INTERVAL_MS_DEFAULT,
+};
 use ringkv_actors::repair::{
-    ANTI_ENTROPY_BYTES_PER_S_MAX_DEFAULT, ANTI_ENTROPY_INTERVAL_MS_DEFAULT,
+    stream_timeout_ms, ANTI_ENTROPY_BYTES_PER_S_MAX_DEFAULT, ANTI_ENTROPY_INTERVAL_MS_DEFAULT,
     HINT_DELIVERY_BYTES_PER_S_MAX_DEFAULT, STREAM_BYTES_PER_S_MAX_DEFAULT,
 };
 use ringkv_actors::replicator::{
@@ -326,6 +330,20 @@ pub struct NodeArgs {
     /// Default 32 MiB.
     #[arg(long, value_name = "BYTES")]
     pub lsm_log_preallocate_bytes: Option<u64>,
+    /// Time between tombstone reaper rounds, in milliseconds; 0 turns
+    /// reaping off (tombstones are then kept forever). Default 60000.
+    #[arg(long, value_name = "MS")]
+    pub tombstone_reap_interval_ms: Option<u64>,
+    /// A tombstone is reaped only when its deletes are at least this old,
+    /// in milliseconds (so replica writes in flight have landed); at least
+    /// the streaming deadline (the larger of --request-timeout-ms and
+    /// 5000). Default 600000.
+    #[arg(long, value_name = "MS")]
+    pub tombstone_reap_age_ms_min: Option<u64>,
+    /// Most tombstones one reaper round checks with every member, in keys
+    /// (1 to 1024). Default 256.
+    #[arg(long, value_name = "KEYS")]
+    pub tombstone_reap_batch_keys: Option<usize>,
 }
 
 /// A validated node configuration.
@@ -426,6 +444,8 @@ pub struct NodeConfig {
     pub hint_delivery_bytes_per_s_max: u64,
     /// LSM engine settings (memtable size, log preallocation).
     pub lsm: ringkv_actors::storage::LsmOptions,
+    /// The tombstone reaper's interval, minimum age and batch.
+    pub tombstone_reap: ReapOptions,
 }
 
 impl NodeArgs {
@@ -798,6 +818,37 @@ impl NodeArgs {
             hint_delivery_bytes_per_s_max: self
                 .hint_delivery_bytes_per_s_max
                 .unwrap_or(HINT_DELIVERY_BYTES_PER_S_MAX_DEFAULT),
+            tombstone_reap: {
+                let age_ms_min = self
+                    .tombstone_reap_age_ms_min
+                    .unwrap_or(TOMBSTONE_REAP_AGE_MS_MIN_DEFAULT);
+                let settle_ms = stream_timeout_ms(request_timeout_ms);
+                if age_ms_min < settle_ms {
+                    return Err(format!(
+                        "--tombstone-reap-age-ms-min must be at least the streaming deadline \
+                         ({settle_ms} ms: the larger of --request-timeout-ms and 5000), got {age_ms_min}"
+                    )
+                    .into());
+                }
+                let batch_keys = positive(
+                    "--tombstone-reap-batch-keys",
+                    self.tombstone_reap_batch_keys,
+                    TOMBSTONE_REAP_BATCH_KEYS_DEFAULT,
+                )?;
+                if batch_keys > TOMBSTONE_REAP_BATCH_KEYS_MAX {
+                    return Err(format!(
+                        "--tombstone-reap-batch-keys must be at most {TOMBSTONE_REAP_BATCH_KEYS_MAX}, got {batch_keys}"
+                    )
+                    .into());
+                }
+                ReapOptions {
+                    interval_ms: self
+                        .tombstone_reap_interval_ms
+                        .unwrap_or(TOMBSTONE_REAP_INTERVAL_MS_DEFAULT),
+                    age_ms_min,
+                    batch_keys,
+                }
+            },
             lsm: {
                 let defaults = ringkv_actors::storage::LsmOptions::default();
                 ringkv_actors::storage::LsmOptions {

@@ -311,8 +311,10 @@ pub async fn start(
             anti_entropy_interval_ms: config.anti_entropy_interval_ms,
             anti_entropy_bytes_per_s_max: config.anti_entropy_bytes_per_s_max,
             replicas_per_key: config.n,
+            reap: config.tombstone_reap,
         },
     )
+    .with_clock(env.clock.clone())
     .start();
     let failure_detector = FailureDetector::new(
         own.clone(),
@@ -392,6 +394,8 @@ pub async fn start(
             scan: repair.clone().recipient(),
             merkle_leaves: repair.clone().recipient(),
             merkle_nodes: repair.clone().recipient(),
+            reap_check: repair.clone().recipient(),
+            reap_drop: repair.clone().recipient(),
             gossip: failure_detector.clone().recipient(),
             list_keys: replicator.clone().recipient(),
         },

@@ -19,7 +19,7 @@ use ringkv_actors::failure_detector::{GossipMessage, MemberState};
 use ringkv_actors::ring::VNODES_PER_WEIGHT_DEFAULT;
 use ringkv_actors::wire::peer::{
     GossipExchange, ListKeys, MemberInfo, MerkleLeaves, MerkleNodes, PeerReply, PeerRequest,
-    ReplicaRead, ReplicaWrite, ScanRange,
+    ReapCheck, ReapDrop, ReplicaRead, ReplicaWrite, ScanRange,
 };
 use ringkv_actors::NodeId;
 use serde_bytes::ByteBuf;
@@ -172,8 +172,8 @@ async fn what_a_peer_says_is_refused_or_ignored_and_the_cluster_keeps_serving() 
 
     // 3. Requests for ranges `x` does not share (it has no place on the
     // ring): a Write that would overwrite k, a Read, a Scan of the whole
-    // store, a listing of every key, Merkle trees for another pair. All
-    // refused, logged.
+    // store, a listing of every key, Merkle trees for another pair, a
+    // tombstone reaper's check and drop. All refused, logged.
     for (x, node) in peers.iter_mut().zip(&cluster.nodes) {
         let write = PeerRequest::Write(ReplicaWrite {
             key: ByteBuf::from(b"k".to_vec()),
@@ -193,7 +193,15 @@ async fn what_a_peer_says_is_refused_or_ignored_and_the_cluster_keeps_serving() 
             end_token: u64::MAX,
             limit: 1000,
         });
-        for request in [write, read, scan, list] {
+        // Tombstone reaping: a check would tell it what every key holds,
+        // a drop would remove tombstones and raise the counter floor.
+        let reap_check = PeerRequest::ReapCheck(ReapCheck {
+            keys: vec![ByteBuf::from(b"k".to_vec())],
+        });
+        let reap_drop = PeerRequest::ReapDrop(ReapDrop {
+            tombstones: vec![(ByteBuf::from(b"k".to_vec()), ByteBuf::from(vec![0x90]))],
+        });
+        for request in [write, read, scan, list, reap_check, reap_drop] {
             let name = request.name();
             let why = refusal(x.call(request).await);
             assert!(why.contains("not a member"), "{}: {name}: {why}", node.id);

@@ -83,6 +83,12 @@ const GOSSIP_INTERVAL_MS: u64 = 100;
 const SUSPECT_AFTER_MS: u64 = 600;
 const REQUEST_TIMEOUT_MS: u64 = 500;
 const ANTI_ENTROPY_INTERVAL_MS: u64 = 1_000;
+/// The tombstone reaper runs often, and reaps deletes as young as the
+/// settings allow (the streaming deadline), so the deletes of the
+/// workload's first second are reaped while faults still come and go.
+const TOMBSTONE_REAP_INTERVAL_MS: u64 = 300;
+/// See [`TOMBSTONE_REAP_INTERVAL_MS`].
+const TOMBSTONE_REAP_AGE_MS_MIN: u64 = 5_000;
 /// Clock entries per key before pruning may start: 1, so the pruning rule
 /// runs on every write. A correct node prunes only entries older than
 /// `vclock_prune_age_s` (a day), which no run reaches even with its clock
@@ -436,6 +442,8 @@ async fn boot_node(
         gossip_interval_ms: Some(GOSSIP_INTERVAL_MS),
         suspect_after_ms: Some(SUSPECT_AFTER_MS),
         anti_entropy_interval_ms: Some(ANTI_ENTROPY_INTERVAL_MS),
+        tombstone_reap_interval_ms: Some(TOMBSTONE_REAP_INTERVAL_MS),
+        tombstone_reap_age_ms_min: Some(TOMBSTONE_REAP_AGE_MS_MIN),
         vclock_entries_max: Some(VCLOCK_ENTRIES_MAX),
         cluster_secret_file: Some(common::sim::secret_file()),
         ..NodeArgs::default()

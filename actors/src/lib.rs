@@ -8,7 +8,7 @@
 //! | [`resp`] | the Redis protocol front end (`--resp-listen`): RespApi (listener) + one RespSession per connection; RESP framing (`frame`, the `redis-protocol` crate), command parsing (`command`), `INFO` text (`info`) |
 //! | [`client_api`] | ClientApi (client listener) + one ClientSession per connection |
 //! | [`failure_detector`] | gossip membership, corroborated failure detection, the join/leave life cycle; publishes `MembershipChanged` |
-//! | [`repair`] | read repair, join/leave handoff streaming, hinted handoff, Merkle anti-entropy; serves peers' scans and Merkle tree nodes (only what the caller shares, rate-limited per peer: `repair::rate`) |
+//! | [`repair`] | read repair, join/leave handoff streaming, hinted handoff, Merkle anti-entropy, tombstone reaping (`repair::reap`); serves peers' scans and Merkle tree nodes (only what the caller shares, rate-limited per peer: `repair::rate`) and reap checks and drops |
 //! | [`replicator`] | the coordinator: preference list -> fan-out -> quorum -> reply; the key listing (`list`: one replica per ring arc, paged); the replica side of peer reads, writes and listing spans |
 //! | [`replicas`] | one handle to the local replica (Storage) and the remote ones (Bridge), and the replica-side merge |
 //! | [`bridge`] | node-to-node TCP: Bridge + one PeerConnection per peer + one PeerSession per inbound link; typed calls (`CallPeer<T>`) and typed serving (`Incoming<T>`); the authenticated handshake (`handshake`) and sealed frames (`seal`) |
@@ -49,7 +49,7 @@
 //!                   └─CallPeer<GossipExchange>─┘ │                      │
 //!                                                v
 //!                   PeerConnection ==TCP==> (peer) PeerSession ──Incoming<T>──> (peer) Replicator: Read, Write, HintedWrite, Coordinate, ListKeys
-//!                                                                          └──> (peer) Repair: Scan, MerkleNodes
+//!                                                                          └──> (peer) Repair: Scan, MerkleNodes, ReapCheck, ReapDrop
 //!                                                                          └──> (peer) FailureDetector: Gossip
 //! ```
 //!
@@ -72,6 +72,7 @@
 //! | hinted handoff | hints written with the stand-in's object in `storage/writer.rs`; delivered by `repair/hints.rs` |
 //! | read repair | `replicator/read.rs` decides, `repair/mod.rs` writes |
 //! | Merkle anti-entropy | leaves kept as data changes: `storage/tree.rs` (updated by `storage/writer.rs`); pair trees and the walk: `repair/merkle.rs`, `repair/anti_entropy.rs` |
+//! | tombstone reaping, the counter floor | `repair/reap.rs` (`decide`, `dominated`: pure; `round` carries it out), the compare-and-delete and the durable floor in `storage/writer.rs`, minting above the floor in `conflict_resolver/object.rs` (`Object::update_above`) |
 //! | LSM engine (log, memtable, SSTables, compaction, recovery) | `storage/lsm/` (its folders follow its disk format) |
 //! | key listing (`list`), its cursor and bounds | `replicator/list_walk.rs` (`PageWalk`: `next` / `on_answer` -> asks), carried out by `replicator/list.rs`; the replica's bounded scan `storage/worker.rs` (`list_live`) |
 //! | client protocol | `wire/client/`, served by `client_api/session.rs` |

@@ -13,7 +13,9 @@
 //! - `Replicas` (replicator and repair): `ringkv_replica_requests_total{peer,result}`,
 //!   the storage mailbox depth (reads and writes sent to the Storage actor,
 //!   counted out when its handler starts), `ringkv_tombstones`;
-//! - repair: hints delivered, anti-entropy bytes and keys, read repairs;
+//! - repair: hints delivered, anti-entropy bytes and keys, read repairs,
+//!   tombstones reaped (and the tombstone reaper's recount of
+//!   `ringkv_tombstones` at the end of each pass over the store);
 //! - the LSM engine ([`EngineMetrics`], its own threads): fsync latency,
 //!   memtable bytes, tables, compactions, write stalls;
 //! - the metrics endpoint, at scrape time: `ringkv_members{state}` and
@@ -175,6 +177,7 @@ struct Inner {
     anti_entropy_keys_repaired: Counter,
     read_repairs: Counter,
     tombstones: Gauge<i64, AtomicI64>,
+    tombstones_reaped: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -272,8 +275,14 @@ impl Metrics {
         let tombstones = Gauge::<i64, AtomicI64>::default();
         registry.register(
             "ringkv_tombstones",
-            "Estimate: keys this node turned into tombstones (every sibling deleted) minus tombstones it saw replaced by a value, since it started",
+            "Tombstones (objects whose every sibling is a delete) this node stores: recounted by each full pass of the tombstone reaper over the store; in between, moved by deletes, overwrites and reaps",
             tombstones.clone(),
+        );
+        let tombstones_reaped = Counter::default();
+        registry.register(
+            "ringkv_tombstones_reaped",
+            "Tombstones this node removed because every replica held them and no hint was pending (its own reaper's or another member's)",
+            tombstones_reaped.clone(),
         );
         if let Some(engine) = engine {
             registry.register(
@@ -326,6 +335,7 @@ impl Metrics {
             anti_entropy_keys_repaired,
             read_repairs,
             tombstones,
+            tombstones_reaped,
         }))
     }
 
@@ -460,6 +470,21 @@ impl Metrics {
             }
             _ => {}
         }
+    }
+
+    /// `count` tombstones were removed from this node's store (reaped).
+    pub fn tombstones_removed(&self, count: u64) {
+        self.0.tombstones_reaped.inc_by(count);
+        self.0
+            .tombstones
+            .dec_by(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// A full pass over the store counted `count` tombstones.
+    pub fn tombstones_counted(&self, count: u64) {
+        self.0
+            .tombstones
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// The store's size on this node (tables and memtables), in bytes;

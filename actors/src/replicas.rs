@@ -11,7 +11,7 @@ use serde_bytes::ByteBuf;
 use crate::bridge::{Bridge, CallPeer, PeerError};
 use crate::conflict_resolver::Object;
 use crate::metrics::{Mailbox, Metrics};
-use crate::storage::{ApplyError, LocalApply, LocalRead, Mutation, Storage, StorageError};
+use crate::storage::{ApplyError, LocalApply, LocalRead, MintAs, Mutation, Storage, StorageError};
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::wire::peer::{HintedWrite, PeerRpc, ReplicaRead, ReplicaWrite};
 use crate::NodeId;
@@ -241,7 +241,7 @@ impl Replicas {
 /// it has and what arrived (writes nothing when that changes nothing).
 /// Tombstones it makes or replaces are counted in `metrics`.
 pub fn merge_mutation(incoming: Vec<u8>, metrics: Metrics) -> Mutation {
-    Box::new(move |current: Option<&[u8]>, _minting_as: &NodeId| {
+    Box::new(move |current: Option<&[u8]>, _minting_as: &MintAs| {
         let arrived = Object::decode(&incoming)
             .map_err(|e| ClientError::new(ErrorCode::BadRequest, format!("replica write: {e}")))?;
         let Some(current) = current else {

@@ -44,7 +44,7 @@ use crate::net::{accept_stream, AcceptPolicy, BoxConnection, Listener, SharedNet
 use crate::wire::client::ErrorCode;
 use crate::wire::peer::{
     ForwardedWrite, GossipExchange, HintedWrite, ListKeys, MemberInfo, MerkleLeaves, MerkleNodes,
-    PeerRpc, RemoteError, ReplicaRead, ReplicaWrite, ScanRange,
+    PeerRpc, ReapCheck, ReapDrop, RemoteError, ReplicaRead, ReplicaWrite, ScanRange,
 };
 use crate::NodeId;
 
@@ -250,6 +250,10 @@ pub struct PeerHandlers {
     pub gossip: Recipient<Incoming<GossipExchange>>,
     /// Key listing pages (the client `list` op).
     pub list_keys: Recipient<Incoming<ListKeys>>,
+    /// Tombstone reaping: checks.
+    pub reap_check: Recipient<Incoming<ReapCheck>>,
+    /// Tombstone reaping: drops.
+    pub reap_drop: Recipient<Incoming<ReapDrop>>,
 }
 
 /// Reachability news, for the failure detector.

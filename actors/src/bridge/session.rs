@@ -312,6 +312,8 @@ impl PeerSession {
             }
             PeerRequest::Gossip(r) => serve(&handlers.gossip, from, trace, timeout_ms, r),
             PeerRequest::ListKeys(r) => serve(&handlers.list_keys, from, trace, timeout_ms, r),
+            PeerRequest::ReapCheck(r) => serve(&handlers.reap_check, from, trace, timeout_ms, r),
+            PeerRequest::ReapDrop(r) => serve(&handlers.reap_drop, from, trace, timeout_ms, r),
             PeerRequest::Probe(Probe) => Box::pin(async { Ok(Probe::reply_into(Probed)) }),
         };
         ctx.spawn(served.into_actor(self).map(move |body, act, ctx| {

@@ -171,8 +171,43 @@ impl Object {
         now_ms: u64,
         limits: &VersionLimits,
     ) -> Result<Object, VersionError> {
+        Self::update_above(
+            local,
+            context,
+            value,
+            expires_ms,
+            coordinator,
+            0,
+            now_ms,
+            limits,
+        )
+    }
+
+    /// [`Object::update_expiring`] whose new dot's counter is also above
+    /// `counter_floor`: the coordinator's floor, the highest counter of its
+    /// own dots in any tombstone this store reaped (`repair::reap`). Once a
+    /// key's object is gone, `local` no longer remembers the counters that
+    /// were handed out for it; without the floor the next write would mint
+    /// `(coordinator, 1)` again, a dot that a client's old context (or a
+    /// replica's clock) still covers, and that write would be silently
+    /// replaced. The floor raises only the counter, never the context: a
+    /// concurrent sibling stays a sibling.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update_above(
+        local: Option<&Object>,
+        context: &VersionVector,
+        value: Option<Vec<u8>>,
+        expires_ms: Option<u64>,
+        coordinator: &NodeId,
+        counter_floor: u64,
+        now_ms: u64,
+        limits: &VersionLimits,
+    ) -> Result<Object, VersionError> {
         let mut clock = local.map(|object| object.clock.clone()).unwrap_or_default();
-        let seen = clock.counter(coordinator).max(context.counter(coordinator));
+        let seen = clock
+            .counter(coordinator)
+            .max(context.counter(coordinator))
+            .max(counter_floor);
         let counter = seen
             .checked_add(1)
             .ok_or_else(|| VersionError::CounterExhausted {

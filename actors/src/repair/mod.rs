@@ -2,7 +2,8 @@
 //! coordinator of a read hands over the merged version and the replicas
 //! that answered stale, and Repair writes the merged version to each of
 //! them (a merge on their side, so a replica that meanwhile took a newer
-//! write loses nothing). Hinted handoff and Merkle anti-entropy join here.
+//! write loses nothing). Hinted handoff, Merkle anti-entropy and tombstone
+//! reaping (`reap`) join here.
 
 pub mod admin;
 pub mod anti_entropy;
@@ -10,12 +11,14 @@ pub mod handoff;
 pub mod hints;
 pub mod merkle;
 pub mod rate;
+pub mod reap;
 pub mod stream;
 
 #[cfg(test)]
 mod merkle_bench_tests;
 
 use fnv::{FnvHashMap, FnvHashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
@@ -29,11 +32,11 @@ use crate::membership::MembershipChanged;
 use crate::replicas::{ReplicaError, Replicas};
 use crate::replicator::{placement, ReadRepair};
 use crate::ring::{user_key, Ring};
-use crate::storage::{HintCountsQuery, LocalScan, StorageError};
+use crate::storage::{CompactStore, HintCountsQuery, LocalScan, StorageError};
 use crate::wire::client::ErrorCode;
 use crate::wire::peer::{
-    LeafHashes, MerkleLeaves, MerkleNodes, NodeHashes, PeerRefusal, RemoteError, ScanPage,
-    ScanRange,
+    LeafHashes, MerkleLeaves, MerkleNodes, NodeHashes, PeerRefusal, ReapCheck, ReapDrop,
+    ReapDropped, ReapHeld, RemoteError, ScanPage, ScanRange, REAP_KEYS_PER_REQUEST_MAX,
 };
 use crate::NodeId;
 
@@ -171,6 +174,23 @@ pub struct RepairOptions {
     pub anti_entropy_bytes_per_s_max: u64,
     /// Replicas per key (to know which keys a pair of nodes shares).
     pub replicas_per_key: usize,
+    /// The tombstone reaper's settings.
+    pub reap: reap::ReapOptions,
+}
+
+/// Where the tombstone reaper is in its pass over the local store.
+#[derive(Debug, Default)]
+struct ReapPass {
+    /// A round is under way.
+    running: bool,
+    /// Where the next round scans from.
+    cursor: Vec<u8>,
+    /// Entries and tombstones seen in this pass, and keys reaped in it.
+    scanned: u64,
+    tombstones: u64,
+    reaped: u64,
+    /// A compaction asked for by the reaper is under way.
+    compacting: bool,
 }
 
 /// The actor.
@@ -201,6 +221,16 @@ pub struct Repair {
     /// Per peer: the pair tree its walk is served from, and when it was
     /// built (ms on `epoch`'s clock). Built at a walk's first request.
     served_trees: Arc<Mutex<ServedTrees>>,
+    /// Bumped at every change of either ring's members (a reap round
+    /// abandons its drop when it moved).
+    ring_epoch: Arc<AtomicU64>,
+    /// The tombstone reaper's pass.
+    reap_pass: ReapPass,
+    /// Objects removed here by reaps since the reaper's last compaction.
+    reap_removed: Arc<AtomicU64>,
+    /// Wall time for the reaper's minimum age (the node's clock seam, so
+    /// a simulation's time counts).
+    clock: crate::clock::SharedClock,
     span: tracing::Span,
 }
 
@@ -267,12 +297,24 @@ impl Repair {
             limits: rate::PeerLimits::default(),
             epoch: tokio::time::Instant::now(),
             served_trees: Arc::default(),
+            ring_epoch: Arc::default(),
+            reap_pass: ReapPass::default(),
+            reap_removed: Arc::default(),
+            clock: std::rc::Rc::new(crate::clock::SystemClock::new()),
             replicas,
             options,
             reachable: Arc::new(FnvHashSet::default()),
             in_flight: 0,
             span,
         }
+    }
+}
+
+impl Repair {
+    /// Reads wall time from `clock` (the system clock by default).
+    pub fn with_clock(mut self, clock: crate::clock::SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -286,6 +328,108 @@ impl Actor for Repair {
             let every = std::time::Duration::from_millis(self.options.anti_entropy_interval_ms);
             ctx.run_interval(every, |act, ctx| act.anti_entropy(ctx));
         }
+        if self.options.reap.interval_ms > 0 {
+            let every = std::time::Duration::from_millis(self.options.reap.interval_ms);
+            ctx.run_interval(every, |act, ctx| act.reap_round(ctx));
+        }
+    }
+}
+
+impl Repair {
+    /// One tombstone reaper round (see `reap`): only when every member is
+    /// reachable, since each must answer.
+    fn reap_round(&mut self, ctx: &mut Context<Self>) {
+        if self.reap_pass.running {
+            return;
+        }
+        let members = reap::members_of(&self.read_ring, &self.write_ring);
+        if !members.contains(&self.replicas.own) {
+            return;
+        }
+        if let Some(away) = members.iter().find(|m| {
+            **m != self.replicas.own
+                && (!self.reachable.contains(*m) || self.unusable_links.contains(*m))
+        }) {
+            let span = self.span.clone();
+            let _span = span.enter();
+            debug!(peer = %away, "tombstone reaper: a member is away; no round");
+            return;
+        }
+        self.reap_pass.running = true;
+        let now_ms = self.clock.now_ms();
+        let round = reap::Round {
+            replicas: self.replicas.clone(),
+            read_ring: self.read_ring.clone(),
+            write_ring: self.write_ring.clone(),
+            n: self.options.replicas_per_key,
+            members,
+            epoch: self.ring_epoch.clone(),
+            epoch_at_start: self.ring_epoch.load(Ordering::Acquire),
+            timeout_ms: self.options.repair_timeout_ms.max(SYNC_TIMEOUT_MS_MIN),
+            now_ms,
+            options: self.options.reap,
+            removed: self.reap_removed.clone(),
+        };
+        let from = self.reap_pass.cursor.clone();
+        let work = reap::round(round, from).instrument(self.span.clone());
+        ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
+            act.reap_pass.running = false;
+            let span = act.span.clone();
+            let _span = span.enter();
+            let stats = match result {
+                Ok(stats) => stats,
+                Err(e) => {
+                    info!(error = %e, "tombstone reaper: round stopped; retrying next round");
+                    return;
+                }
+            };
+            let pass = &mut act.reap_pass;
+            pass.scanned += stats.scanned;
+            pass.tombstones += stats.tombstones;
+            pass.reaped += stats.reaped;
+            if stats.reaped > 0 || stats.kept > 0 {
+                info!(reaped = stats.reaped, kept = stats.kept, first_reason = ?stats.first_keep,
+                    "tombstone reaper: round done");
+            }
+            match stats.next {
+                Some(next) => pass.cursor = next,
+                None => act.end_reap_pass(ctx),
+            }
+        }));
+    }
+
+    /// A pass over the store is over: recount `ringkv_tombstones`, and
+    /// compact when reaps removed a large share of the store.
+    fn end_reap_pass(&mut self, ctx: &mut Context<Self>) {
+        let pass = std::mem::take(&mut self.reap_pass);
+        let compacting = pass.compacting;
+        self.reap_pass.compacting = compacting;
+        self.replicas
+            .metrics
+            .tombstones_counted(pass.tombstones.saturating_sub(pass.reaped));
+        let removed = self.reap_removed.load(Ordering::Relaxed);
+        let entries = pass.scanned.saturating_add(removed);
+        if compacting || removed == 0 || removed * 100 < entries * reap::REAP_COMPACT_PERCENT {
+            return;
+        }
+        self.reap_pass.compacting = true;
+        self.reap_removed.fetch_sub(removed, Ordering::Relaxed);
+        info!(
+            removed,
+            entries = pass.scanned,
+            "tombstone reaper: compacting the store to free reaped tombstones' space"
+        );
+        let compact = self.replicas.storage.send(CompactStore);
+        ctx.spawn(compact.into_actor(self).map(|result, act, _| {
+            act.reap_pass.compacting = false;
+            let span = act.span.clone();
+            let _span = span.enter();
+            match result {
+                Ok(Ok(())) => info!("tombstone reaper: compaction done"),
+                Ok(Err(e)) => warn!(error = %e, "tombstone reaper: compaction failed"),
+                Err(e) => warn!(error = %e, "tombstone reaper: storage unavailable for compaction"),
+            }
+        }));
     }
 }
 
@@ -419,6 +563,11 @@ impl Handler<MembershipChanged> for Repair {
     fn handle(&mut self, msg: MembershipChanged, ctx: &mut Self::Context) {
         self.reachable = msg.reachable;
         self.healthy = msg.healthy;
+        if self.read_ring.members() != msg.read_ring.members()
+            || self.write_ring.members() != msg.write_ring.members()
+        {
+            self.ring_epoch.fetch_add(1, Ordering::AcqRel);
+        }
         self.read_ring = msg.read_ring;
         self.write_ring = msg.write_ring;
         let (read, write) = (self.read_ring.clone(), self.write_ring.clone());
@@ -741,6 +890,95 @@ impl Handler<Incoming<MerkleLeaves>> for Repair {
                     .metrics
                     .anti_entropy_bytes(false, anti_entropy::leaf_hash_bytes(served.hashes.len()));
                 Ok(served)
+            }
+            .instrument(self.span.clone()),
+        )
+    }
+}
+
+impl Repair {
+    /// A reap request's checks: the sender has a place on our rings, and
+    /// asks about at most `REAP_KEYS_PER_REQUEST_MAX` keys.
+    fn admit_reap(&self, from: &NodeId, keys: usize) -> Result<(), RemoteError> {
+        if !placement::is_placed(&self.read_ring, &self.write_ring, from) {
+            let refusal = PeerRefusal::NotAMember { peer: from.clone() };
+            let span = self.span.clone();
+            let _span = span.enter();
+            warn!(peer = %from, reason = %refusal, "refusing a peer request");
+            return Err(refusal.into());
+        }
+        if keys > REAP_KEYS_PER_REQUEST_MAX {
+            return Err(RemoteError::new(
+                ErrorCode::BadRequest,
+                format!("{keys} keys in one reap request (REAP_KEYS_PER_REQUEST_MAX {REAP_KEYS_PER_REQUEST_MAX})"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Handler<Incoming<ReapCheck>> for Repair {
+    type Result = ResponseFuture<Result<ReapHeld, RemoteError>>;
+
+    /// Answers a reaper's check: what this node holds for each key.
+    fn handle(&mut self, msg: Incoming<ReapCheck>, _ctx: &mut Self::Context) -> Self::Result {
+        if let Err(refused) = self.admit_reap(&msg.from, msg.request.keys.len()) {
+            return Box::pin(async move { Err(refused) });
+        }
+        let replicas = self.replicas.clone();
+        let keys: Vec<Vec<u8>> = msg
+            .request
+            .keys
+            .into_iter()
+            .map(ByteBuf::into_vec)
+            .collect();
+        Box::pin(
+            async move {
+                let keys = reap::held_locally(&replicas, &keys)
+                    .await
+                    .map_err(|e| RemoteError::new(ErrorCode::Internal, e))?;
+                Ok(ReapHeld { keys })
+            }
+            .instrument(self.span.clone()),
+        )
+    }
+}
+
+impl Handler<Incoming<ReapDrop>> for Repair {
+    type Result = ResponseFuture<Result<ReapDropped, RemoteError>>;
+
+    /// Serves a reaper's drop: each compare-and-delete, durably.
+    fn handle(&mut self, msg: Incoming<ReapDrop>, _ctx: &mut Self::Context) -> Self::Result {
+        if let Err(refused) = self.admit_reap(&msg.from, msg.request.tombstones.len()) {
+            return Box::pin(async move { Err(refused) });
+        }
+        let mut tombstones = Vec::with_capacity(msg.request.tombstones.len());
+        for (key, object) in msg.request.tombstones {
+            match crate::conflict_resolver::Object::decode(&object) {
+                Ok(object) if crate::replicas::is_tombstone(&object) => {
+                    tombstones.push((key.into_vec(), object))
+                }
+                _ => {
+                    return Box::pin(async move {
+                        Err(RemoteError::new(
+                            ErrorCode::BadRequest,
+                            "a reap drop carries something that is not a tombstone",
+                        ))
+                    })
+                }
+            }
+        }
+        let (replicas, removed, from) =
+            (self.replicas.clone(), self.reap_removed.clone(), msg.from);
+        Box::pin(
+            async move {
+                let count = reap::drop_locally(&replicas, tombstones, &removed)
+                    .await
+                    .map_err(|e| RemoteError::new(ErrorCode::Internal, e))?;
+                if count > 0 {
+                    debug!(peer = %from, removed = count, "tombstone reaper: removed tombstones a member reaped");
+                }
+                Ok(ReapDropped { removed: count })
             }
             .instrument(self.span.clone()),
         )

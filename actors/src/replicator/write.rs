@@ -27,7 +27,7 @@ use super::read::sleep_until;
 use crate::bridge::PeerError;
 use crate::conflict_resolver::{ContextKey, Object, VersionError, VersionLimits, VersionVector};
 use crate::replicas::{ReplicaError, Replicas};
-use crate::storage::LocalApply;
+use crate::storage::{LocalApply, MintAs};
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::wire::peer::ForwardedWrite;
 use crate::NodeId;
@@ -121,7 +121,8 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     // one after a failed local write), not the bare node id: a node must
     // never hand out a counter that replicas remember for another write.
     let metrics = replicas.metrics.clone();
-    let mutation = Box::new(move |current: Option<&[u8]>, actor: &NodeId| {
+    let mutation = Box::new(move |current: Option<&[u8]>, mint: &MintAs| {
+        let actor = &mint.actor;
         let local = current.map(Object::decode).transpose().map_err(|e| {
             ClientError::new(
                 ErrorCode::Internal,
@@ -129,12 +130,13 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
             )
         })?;
         let context = superseding(context, local.as_ref(), supersede_local);
-        let mut next = Object::update_expiring(
+        let mut next = Object::update_above(
             local.as_ref(),
             &context,
             value,
             expires_ms,
             actor,
+            mint.counter_floor,
             now_ms,
             &limits,
         )

@@ -23,7 +23,7 @@ use super::keys::{self, HintRecord};
 use super::tree::{self, KeyTree, TreeDigest, TreeSnapshot};
 use super::worker::{
     self, ApplyError, ApplyJob, EngineSlot, HeldHint, HintCounts, KeyListing, ListBounds,
-    LiveFilter, Mutation, Page, ReadJob, WriterJob,
+    LiveFilter, Mutation, Page, ReadJob, ReapDecide, WriterJob,
 };
 use super::writer::{Backend, MintState, Writer, WriterLimits};
 use crate::ring::storage_key;
@@ -189,6 +189,32 @@ pub struct LocalHints {
 #[derive(Message)]
 #[rtype(result = "HintCounts")]
 pub struct HintCountsQuery;
+
+/// Whether any hint (for any owner) is held for each of `keys` (user
+/// keys), in order.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<bool>, StorageError>")]
+pub struct HintsPending {
+    /// The user keys.
+    pub keys: Vec<Vec<u8>>,
+}
+
+/// A reap's compare-and-delete of `key` (see `writer.rs`, "Reaps and the
+/// counter floor"): answers whether the object was removed, once durable.
+#[derive(Message)]
+#[rtype(result = "Result<bool, StorageError>")]
+pub struct LocalReap {
+    /// The user key.
+    pub key: Vec<u8>,
+    /// The check against the stored object.
+    pub decide: ReapDecide,
+}
+
+/// A full compaction that drops the deletes of reaped tombstones (their
+/// disk space comes back); runs on a reader thread.
+#[derive(Message)]
+#[rtype(result = "Result<(), StorageError>")]
+pub struct CompactStore;
 
 /// Whether this node mints new versions now, and under which name; sent
 /// to subscribers at each change (see `writer.rs`, "Minting").
@@ -569,6 +595,47 @@ impl Handler<ClearHint> for Storage {
             queued?;
             rx.await.map_err(|_| StorageError::Stopped)?
         })
+    }
+}
+
+impl Handler<HintsPending> for Storage {
+    type Result = ResponseFuture<Result<Vec<bool>, StorageError>>;
+
+    fn handle(&mut self, msg: HintsPending, _ctx: &mut Self::Context) -> Self::Result {
+        let (reply, rx) = oneshot::channel();
+        let queued = self.write(WriterJob::HintsPending {
+            keys: msg.keys,
+            reply,
+        });
+        Box::pin(async move {
+            queued?;
+            rx.await.map_err(|_| StorageError::Stopped)?
+        })
+    }
+}
+
+impl Handler<LocalReap> for Storage {
+    type Result = ResponseFuture<Result<bool, StorageError>>;
+
+    fn handle(&mut self, msg: LocalReap, _ctx: &mut Self::Context) -> Self::Result {
+        let (reply, rx) = oneshot::channel();
+        let queued = self.write(WriterJob::Reap {
+            key: keys::data_key(&storage_key(&msg.key)),
+            decide: msg.decide,
+            reply,
+        });
+        Box::pin(async move {
+            queued?;
+            rx.await.map_err(|_| StorageError::Stopped)?
+        })
+    }
+}
+
+impl Handler<CompactStore> for Storage {
+    type Result = ResponseFuture<Result<(), StorageError>>;
+
+    fn handle(&mut self, _msg: CompactStore, _ctx: &mut Self::Context) -> Self::Result {
+        self.read(|reply| ReadJob::Compact { reply })
     }
 }
 

@@ -130,6 +130,20 @@ pub trait Engine: Send + Sync + 'static {
         false
     }
 
+    /// Every engine-level delete written so far may be dropped by
+    /// compaction (ringkv writes `WriteOp::Delete` only for data that is
+    /// gone for good: a delivered hint, a reaped tombstone). Engines
+    /// without such markers ignore it.
+    fn allow_delete_purge(&self) {}
+
+    /// Merges the whole store into as little as it can, dropping the
+    /// deletes [`Engine::allow_delete_purge`] allowed: what makes the disk
+    /// space of reaped tombstones come back. Slow (rewrites the store);
+    /// run off the writer thread.
+    fn compact_purging_deletes(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     /// The engine's own metrics (fsyncs, memtables, tables, compactions,
     /// stalls), when it keeps them; node.rs registers them.
     fn metrics(&self) -> Option<crate::metrics::EngineMetrics> {

@@ -4,7 +4,7 @@
 //!
 //! | namespace | byte | key after the byte | value |
 //! |---|---|---|---|
-//! | meta | `0x00` | a name (`layout`) | the fact (`layout`: the layout version, one byte) |
+//! | meta | `0x00` | a name (`layout`, `counter_floor`) | the fact (`layout`: the layout version, one byte; `counter_floor`: the minting floor, u64 BE) |
 //! | data | `0x01` | token (u64 BE) + user key | the encoded object (sibling set) |
 //! | hints | `0x02` | owner id length (u8) + owner id + user key | a [`HintRecord`] (MessagePack) |
 //!
@@ -36,6 +36,34 @@ pub const LAYOUT_VERSION: u8 = 2;
 
 /// The meta key holding the layout version.
 pub const LAYOUT_KEY: &[u8] = b"\x00layout";
+
+/// The meta key holding the counter floor (`storage::MintAs`): a u64, big
+/// endian. Absent: 0.
+pub const COUNTER_FLOOR_KEY: &[u8] = b"\x00counter_floor";
+
+/// The counter floor stored under [`COUNTER_FLOOR_KEY`] (0 when absent).
+pub fn read_counter_floor(engine: &dyn Engine) -> Result<u64, StorageError> {
+    let Some(bytes) = engine.get(COUNTER_FLOOR_KEY)? else {
+        return Ok(0);
+    };
+    let raw: [u8; 8] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| StorageError::Corruption {
+            file: std::path::PathBuf::from("(meta key counter_floor)"),
+            offset: 0,
+            reason: format!("a counter floor of {} bytes (8 expected)", bytes.len()),
+        })?;
+    Ok(u64::from_be_bytes(raw))
+}
+
+/// The write that records counter floor `floor`.
+pub fn counter_floor_op(floor: u64) -> WriteOp {
+    WriteOp::Put {
+        key: COUNTER_FLOOR_KEY.to_vec(),
+        value: floor.to_be_bytes().to_vec(),
+    }
+}
 
 /// The engine key of a storage key (token + user key).
 pub fn data_key(storage_key: &[u8]) -> Vec<u8> {

@@ -25,14 +25,16 @@ pub mod writer;
 mod writer_tests;
 
 pub use actor::{
-    ClearHint, CloseWrites, HintCountsQuery, LocalApply, LocalHints, LocalListKeys, LocalRead,
-    LocalScan, Storage, StorageHealth, StorageOptions, StorageThreading, SubscribeStorage,
-    TreeSnapshotQuery, HINTS_BYTES_MAX_PER_TARGET_DEFAULT, STORAGE_QUEUE_MAX_DEFAULT,
+    ClearHint, CloseWrites, CompactStore, HintCountsQuery, HintsPending, LocalApply, LocalHints,
+    LocalListKeys, LocalRead, LocalReap, LocalScan, Storage, StorageHealth, StorageOptions,
+    StorageThreading, SubscribeStorage, TreeSnapshotQuery, HINTS_BYTES_MAX_PER_TARGET_DEFAULT,
+    STORAGE_QUEUE_MAX_DEFAULT,
 };
 pub use engine::{Engine, KeyValues, StorageError, WriteOp};
 pub use lsm::{LsmEngine, LsmOptions};
 pub use memory_engine::MemoryEngine;
 pub use worker::{
-    ApplyError, HeldHint, HintCounts, KeyListing, ListBounds, LiveFilter, Mutation, Page,
+    ApplyError, HeldHint, HintCounts, KeyListing, ListBounds, LiveFilter, MintAs, Mutation, Page,
+    ReapDecide, ReapVerdict,
 };
 pub use writer::{Backend, MintState};

@@ -16,11 +16,40 @@ use super::keys::HintRecord;
 use crate::wire::client::ClientError;
 use crate::NodeId;
 
-/// A read-modify-write: gets the stored value (or `None`) and the name new
-/// versions are minted under (this store's version actor), and returns the
-/// new value to store (`None`: leave it as it is) or a refusal.
+/// How this store mints new versions now: under which name, and above
+/// which counter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MintAs {
+    /// The name new versions are minted under (this store's version actor).
+    pub actor: NodeId,
+    /// Every new dot's counter is above this: the highest counter of
+    /// `actor`'s dots in any tombstone this store reaped (see
+    /// `repair::reap`), so a key whose object is gone never reuses a dot.
+    /// Durable before the reap that raised it.
+    pub counter_floor: u64,
+}
+
+/// A read-modify-write: gets the stored value (or `None`) and how new
+/// versions are minted ([`MintAs`]), and returns the new value to store
+/// (`None`: leave it as it is) or a refusal.
 pub type Mutation =
-    Box<dyn FnOnce(Option<&[u8]>, &NodeId) -> Result<Option<Vec<u8>>, ClientError> + Send>;
+    Box<dyn FnOnce(Option<&[u8]>, &MintAs) -> Result<Option<Vec<u8>>, ClientError> + Send>;
+
+/// What a reap's compare-and-delete decided about the stored object.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReapVerdict {
+    /// Remove the object (it is still exactly the reaped tombstone, or one
+    /// it dominates).
+    pub delete: bool,
+    /// Raise this store's counter floor to at least this (its own dots'
+    /// highest counter in the reaped tombstone); written in the same batch.
+    pub counter_floor: u64,
+}
+
+/// A reap's check, run on the writer thread against the stored object (or
+/// `None`) and this store's version actor. `Err`: the stored object does
+/// not decode (nothing is removed).
+pub type ReapDecide = Box<dyn FnOnce(Option<&[u8]>, &NodeId) -> Result<ReapVerdict, String> + Send>;
 
 /// Why an apply failed.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +172,18 @@ pub(crate) enum WriterJob {
     },
     /// How many hints are held, per owner.
     HintCounts { reply: oneshot::Sender<HintCounts> },
+    /// A reap: remove the object under `key` (engine key) if `decide` says
+    /// so, and raise the counter floor, in one batch.
+    Reap {
+        key: Vec<u8>,
+        decide: ReapDecide,
+        reply: oneshot::Sender<Result<bool, StorageError>>,
+    },
+    /// Whether any hint (for any owner) is held for each user key.
+    HintsPending {
+        keys: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Result<Vec<bool>, StorageError>>,
+    },
 }
 
 impl WriterJob {
@@ -150,7 +191,10 @@ impl WriterJob {
     pub(crate) fn bytes(&self) -> usize {
         match self {
             WriterJob::Apply(job) => job.bytes,
-            WriterJob::ClearHint { .. } | WriterJob::HintCounts { .. } => 0,
+            WriterJob::ClearHint { .. }
+            | WriterJob::HintCounts { .. }
+            | WriterJob::Reap { .. }
+            | WriterJob::HintsPending { .. } => 0,
         }
     }
 }
@@ -170,6 +214,11 @@ pub(crate) enum ReadJob {
         limit: usize,
         bytes_max: usize,
         reply: oneshot::Sender<Result<Page, StorageError>>,
+    },
+    /// A full compaction that may drop the engine's deletes (after many
+    /// reaps); run on a reader thread, off the writer.
+    Compact {
+        reply: oneshot::Sender<Result<(), StorageError>>,
     },
     /// The live keys of engine keys `[start, end)`, bounded.
     ListKeys {
@@ -327,6 +376,9 @@ pub(crate) fn serve_read(engine: &dyn Engine, job: ReadJob) {
             reply,
         } => {
             let _ = reply.send(list_live(engine, &start, &end, bounds, &live));
+        }
+        ReadJob::Compact { reply } => {
+            let _ = reply.send(engine.compact_purging_deletes());
         }
     }
 }

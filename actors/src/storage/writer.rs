@@ -30,6 +30,20 @@
 //! the writer checks that the disk takes writes again (a small fsynced
 //! probe file), closes the engine and opens it again from what is durable.
 //!
+//! # Reaps and the counter floor
+//!
+//! A reap (`WriterJob::Reap`, from `repair::reap`) is a compare-and-delete
+//! in the same read-modify-write as every other job: its check runs
+//! against the stored object as this group sees it, so a write that landed
+//! since the reaper looked (not dominated by the tombstone) is kept. The
+//! check also names the highest counter of this store's own dots in the
+//! tombstone: the writer raises its counter floor (`MintAs`) to it and
+//! writes the floor (`keys::COUNTER_FLOOR_KEY`) first in the same batch as
+//! the delete, so the floor is durable whenever the delete is. Every
+//! mutation mints above the floor, so a key whose object is gone never
+//! gets a dot it had before. After a batch with reaps, the engine may drop
+//! its delete markers at compaction (`Engine::allow_delete_purge`).
+//!
 //! # Hints
 //!
 //! A stand-in's write carries `hint_for`: the hint (`keys::hint_key`) goes
@@ -60,7 +74,7 @@ use super::engine::{Engine, StorageError, WriteOp};
 use super::keys::{self, HintRecord};
 use super::tree::{KeyTree, TreeDeltas, TreeWriter};
 use super::worker::{
-    clone_error, current, ApplyError, ApplyJob, Closed, EngineSlot, HintCounts, WriterJob,
+    clone_error, current, ApplyError, ApplyJob, Closed, EngineSlot, HintCounts, MintAs, WriterJob,
 };
 use crate::NodeId;
 
@@ -137,6 +151,7 @@ enum Outcome {
         Option<Vec<u8>>,
     ),
     Clear(oneshot::Sender<Result<(), StorageError>>),
+    Reap(oneshot::Sender<Result<bool, StorageError>>, bool),
 }
 
 /// The writer's state; owned by its thread (or, inline, by the actor).
@@ -145,6 +160,9 @@ pub(crate) struct Writer {
     backend: Backend,
     node: NodeId,
     mint: MintState,
+    /// What mutations mint as: `mint.version_actor` and the counter floor
+    /// (durable; raised by reaps).
+    mint_as: MintAs,
     /// Per owner: hints held and their bytes.
     hints: FnvHashMap<NodeId, (u64, u64)>,
     /// The last hint `seq` given out.
@@ -176,6 +194,10 @@ impl Writer {
                 version_actor: node.version_actor(incarnation),
                 stopped: None,
             },
+            mint_as: MintAs {
+                actor: node.version_actor(incarnation),
+                counter_floor: 0,
+            },
             node,
             hints: FnvHashMap::default(),
             hint_seq: 0,
@@ -185,6 +207,7 @@ impl Writer {
             tree: TreeWriter::new(tree),
         };
         writer.count_hints()?;
+        writer.mint_as.counter_floor = keys::read_counter_floor(&*current(&writer.slot))?;
         (writer.publish)(writer.mint.clone());
         Ok(writer)
     }
@@ -197,6 +220,12 @@ impl Writer {
     /// The minting state now.
     pub(crate) fn mint_state(&self) -> MintState {
         self.mint.clone()
+    }
+
+    /// The counter floor now (see "Reaps and the counter floor").
+    #[cfg(test)]
+    pub(crate) fn counter_floor(&self) -> u64 {
+        self.mint_as.counter_floor
     }
 
     /// Rebuilds the per-owner hint counts from the hints namespace.
@@ -293,10 +322,44 @@ impl Writer {
         let mut seq = self.hint_seq;
         let mut minted_any = false;
         let mut tree = TreeDeltas::new();
+        let (floor_before, mut reaped) = (self.mint_as.counter_floor, 0usize);
         for job in jobs {
             match job {
                 WriterJob::HintCounts { reply } => {
                     let _ = reply.send(self.hint_counts());
+                }
+                WriterJob::HintsPending { keys, reply } => {
+                    let _ = reply.send(self.hints_pending(&*engine, &overlay, &keys));
+                }
+                WriterJob::Reap { key, decide, reply } => {
+                    let stored = match read(&*engine, &overlay, &key) {
+                        Ok(stored) => stored,
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            continue;
+                        }
+                    };
+                    match decide(stored.as_deref(), &self.mint.version_actor) {
+                        Ok(verdict) => {
+                            // Raised at once: a mint later in this group
+                            // already sees it (a failed batch leaves it
+                            // high, which only skips counters).
+                            self.mint_as.counter_floor =
+                                self.mint_as.counter_floor.max(verdict.counter_floor);
+                            let delete = verdict.delete && stored.is_some();
+                            if delete {
+                                self.tree.note(&key, stored.as_deref(), None, &mut tree);
+                                ops.push(WriteOp::Delete { key: key.clone() });
+                                overlay.insert(key, None);
+                                reaped += 1;
+                            }
+                            outcomes.push(Outcome::Reap(reply, delete));
+                        }
+                        Err(why) => {
+                            warn!(key = ?key, error = %why, "reap: the stored object does not decode; kept");
+                            let _ = reply.send(Ok(false));
+                        }
+                    }
                 }
                 WriterJob::ClearHint {
                     owner,
@@ -350,11 +413,23 @@ impl Writer {
                 }
             }
         }
+        if self.mint_as.counter_floor > floor_before {
+            // First in the batch: durable whenever the deletes are.
+            ops.insert(0, keys::counter_floor_op(self.mint_as.counter_floor));
+        }
         let committed = if ops.is_empty() {
             Ok(())
         } else {
             engine.write_batch(&ops)
         };
+        if reaped > 0 && committed.is_ok() {
+            debug!(
+                reaped,
+                counter_floor = self.mint_as.counter_floor,
+                "reaped tombstones removed"
+            );
+            engine.allow_delete_purge();
+        }
         match &committed {
             Ok(()) => {
                 if !ops.is_empty() {
@@ -396,6 +471,9 @@ impl Writer {
                 }
                 Outcome::Clear(reply) => {
                     let _ = reply.send(committed.as_ref().map_err(clone_error).copied());
+                }
+                Outcome::Reap(reply, deleted) => {
+                    let _ = reply.send(committed.as_ref().map_err(clone_error).map(|_| deleted));
                 }
             }
         }
@@ -461,37 +539,37 @@ impl Writer {
                 return None;
             }
         };
-        let (stored, object_bytes, minted) =
-            match (job.mutation)(current.as_deref(), &self.mint.version_actor) {
-                Err(refusal) => {
-                    let _ = job.reply.send(Err(ApplyError::Rejected(refusal)));
-                    return None;
-                }
-                Ok(None) => {
-                    let len = current.as_ref().map_or(0, Vec::len);
-                    (current, len, false)
-                }
-                Ok(Some(new)) => {
-                    let len = new.len();
-                    self.tree
-                        .note(&job.key, current.as_deref(), Some(&new), tree);
-                    overlay.insert(job.key.clone(), Some(new.clone()));
-                    ops.push(WriteOp::Put {
-                        key: job.key.clone(),
-                        value: new.clone(),
-                    });
-                    // Handed over once: through `minted` at once when asked
-                    // (the caller may have gone; the write goes on), else
-                    // with the reply.
-                    match job.minted {
-                        Some(minted) => {
-                            let _ = minted.send(new);
-                            (None, len, true)
-                        }
-                        None => (Some(new), len, false),
+        let (stored, object_bytes, minted) = match (job.mutation)(current.as_deref(), &self.mint_as)
+        {
+            Err(refusal) => {
+                let _ = job.reply.send(Err(ApplyError::Rejected(refusal)));
+                return None;
+            }
+            Ok(None) => {
+                let len = current.as_ref().map_or(0, Vec::len);
+                (current, len, false)
+            }
+            Ok(Some(new)) => {
+                let len = new.len();
+                self.tree
+                    .note(&job.key, current.as_deref(), Some(&new), tree);
+                overlay.insert(job.key.clone(), Some(new.clone()));
+                ops.push(WriteOp::Put {
+                    key: job.key.clone(),
+                    value: new.clone(),
+                });
+                // Handed over once: through `minted` at once when asked
+                // (the caller may have gone; the write goes on), else
+                // with the reply.
+                match job.minted {
+                    Some(minted) => {
+                        let _ = minted.send(new);
+                        (None, len, true)
                     }
+                    None => (Some(new), len, false),
                 }
-            };
+            }
+        };
         if let Some(owner) = job.hint_for {
             *seq += 1;
             let record = HintRecord {
@@ -507,6 +585,28 @@ impl Writer {
             deltas.push((owner, new_hint, object_bytes as i64 - before));
         }
         Some((job.reply, stored, minted))
+    }
+
+    /// Whether any owner's hint is held for each of `user_keys` (as this
+    /// group sees the store).
+    fn hints_pending(
+        &self,
+        engine: &dyn Engine,
+        overlay: &FnvHashMap<Vec<u8>, Option<Vec<u8>>>,
+        user_keys: &[Vec<u8>],
+    ) -> Result<Vec<bool>, StorageError> {
+        let mut pending = Vec::with_capacity(user_keys.len());
+        for key in user_keys {
+            let mut held = false;
+            for owner in self.hints.keys() {
+                if read(engine, overlay, &keys::hint_key(owner, key))?.is_some() {
+                    held = true;
+                    break;
+                }
+            }
+            pending.push(held);
+        }
+        Ok(pending)
     }
 
     /// Hints held, per owner.
@@ -554,6 +654,7 @@ impl Writer {
                     version_actor: self.node.version_actor(incarnation),
                     stopped: None,
                 };
+                self.mint_as.actor = self.mint.version_actor.clone();
                 info!(version_actor = %self.mint.version_actor,
                     "new store incarnation after a failed write: minting again");
                 (self.publish)(self.mint.clone());
@@ -601,6 +702,12 @@ impl Writer {
                 self.tree.restart("the store was reopened");
                 if let Err(e) = self.count_hints() {
                     warn!(error = %e, "cannot count the hints of the reopened store");
+                }
+                match keys::read_counter_floor(&*current(&self.slot)) {
+                    Ok(floor) => self.mint_as.counter_floor = self.mint_as.counter_floor.max(floor),
+                    Err(e) => {
+                        warn!(error = %e, "cannot read the counter floor of the reopened store")
+                    }
                 }
                 info!("store reopened after a failed write");
                 true

@@ -32,7 +32,7 @@ type Reply = oneshot::Receiver<Result<Option<Vec<u8>>, ApplyError>>;
 
 /// A job whose mutation stores the name it was minted under.
 fn mint(key: &[u8]) -> (WriterJob, oneshot::Receiver<Vec<u8>>, Reply) {
-    let mutation: Mutation = Box::new(|_, actor| Ok(Some(actor.as_str().as_bytes().to_vec())));
+    let mutation: Mutation = Box::new(|_, mint| Ok(Some(mint.actor.as_str().as_bytes().to_vec())));
     let (minted_tx, minted) = oneshot::channel();
     let (job, reply) = job(key, mutation, 8, Some(minted_tx), None);
     (job, minted, reply)
@@ -310,4 +310,105 @@ fn the_writer_keeps_the_merkle_leaves_through_writes_and_a_failed_batch() {
     w.group(vec![noop]);
     let kept = tree.snapshot().expect("rebuilt after the failed batch");
     assert_eq!(kept.leaves, rebuilt_leaves(&*engine));
+}
+
+/// A reap job whose check answers `verdict` (and records what it saw).
+fn reap(
+    key: &[u8],
+    verdict: super::worker::ReapVerdict,
+) -> (
+    WriterJob,
+    oneshot::Receiver<Result<bool, super::StorageError>>,
+) {
+    let (reply, rx) = oneshot::channel();
+    let job = WriterJob::Reap {
+        key: keys::data_key(&crate::ring::storage_key(key)),
+        decide: Box::new(move |_, _| Ok(verdict)),
+        reply,
+    };
+    (job, rx)
+}
+
+/// A mutation that records the counter floor it was given.
+fn floor_probe(key: &[u8]) -> (WriterJob, Reply) {
+    let mutation: Mutation =
+        Box::new(|_, mint| Ok(Some(mint.counter_floor.to_be_bytes().to_vec())));
+    job(key, mutation, 8, None, None)
+}
+
+#[test]
+fn a_reap_removes_the_object_and_raises_the_floor_durably_in_one_batch() {
+    let vfs = FaultVfs::new();
+    let open = || -> Arc<dyn Engine> {
+        Arc::new(LsmEngine::open(Arc::new(vfs.clone()), "/db", LsmOptions::default()).unwrap())
+    };
+    let engine = open();
+    let (mut w, _) = writer(engine.clone(), None);
+    let (put, reply) = merge(b"k", b"tombstone", None);
+    w.group(vec![put]);
+    reply.blocking_recv().unwrap().unwrap();
+
+    let (job, reply) = reap(
+        b"k",
+        super::worker::ReapVerdict {
+            delete: true,
+            counter_floor: 7,
+        },
+    );
+    // A mint later in the same group already sees the raised floor.
+    let (probe, probed) = floor_probe(b"other");
+    w.group(vec![job, probe]);
+    assert!(reply.blocking_recv().unwrap().unwrap(), "removed");
+    assert_eq!(
+        probed.blocking_recv().unwrap().unwrap().unwrap(),
+        7u64.to_be_bytes()
+    );
+    let data = keys::data_key(&crate::ring::storage_key(b"k"));
+    assert_eq!(engine.get(&data).unwrap(), None);
+    assert_eq!(w.counter_floor(), 7);
+
+    // A check that keeps the object: nothing removed; a lower floor does
+    // not lower it.
+    let (put, reply) = merge(b"k2", b"value", None);
+    w.group(vec![put]);
+    reply.blocking_recv().unwrap().unwrap();
+    let (job, reply) = reap(
+        b"k2",
+        super::worker::ReapVerdict {
+            delete: false,
+            counter_floor: 3,
+        },
+    );
+    w.group(vec![job]);
+    assert!(!reply.blocking_recv().unwrap().unwrap(), "kept");
+    let data2 = keys::data_key(&crate::ring::storage_key(b"k2"));
+    assert!(engine.get(&data2).unwrap().is_some());
+    assert_eq!(w.counter_floor(), 7);
+
+    // The floor survives a restart (the engine reopened from its files).
+    drop(w);
+    engine.flush().unwrap();
+    drop(engine);
+    let (mut again, _) = writer(open(), None);
+    assert_eq!(again.counter_floor(), 7);
+    let (probe, probed) = floor_probe(b"after");
+    again.group(vec![probe]);
+    assert_eq!(
+        probed.blocking_recv().unwrap().unwrap().unwrap(),
+        7u64.to_be_bytes()
+    );
+}
+
+#[test]
+fn hints_pending_sees_every_owners_hint_for_a_key() {
+    let (mut w, _) = writer(Arc::new(MemoryEngine::default()), None);
+    let (hinted, reply) = merge(b"k", b"v", Some("n2"));
+    w.group(vec![hinted]);
+    reply.blocking_recv().unwrap().unwrap();
+    let (reply, rx) = oneshot::channel();
+    w.group(vec![WriterJob::HintsPending {
+        keys: vec![b"k".to_vec(), b"other".to_vec()],
+        reply,
+    }]);
+    assert_eq!(rx.blocking_recv().unwrap().unwrap(), vec![true, false]);
 }

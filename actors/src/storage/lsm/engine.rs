@@ -211,6 +211,27 @@ impl Engine for LsmEngine {
         self.inner.is_poisoned()
     }
 
+    /// Every delete ringkv writes is final (a delivered hint, a reaped
+    /// tombstone), so from now on every one may go, past and future: a
+    /// watermark at the last batch would let one batch written during a
+    /// compaction (a flush of it) keep every delete of that compaction.
+    fn allow_delete_purge(&self) {
+        self.allow_tombstone_purge(u64::MAX);
+    }
+
+    fn compact_purging_deletes(&self) -> Result<(), StorageError> {
+        self.allow_delete_purge();
+        let before = self.table_bytes();
+        self.compact_all()?;
+        // A merge sizes its table's bloom filter for its inputs' entries
+        // (about 2.5 bytes each); when it dropped most of them, one more
+        // pass over the (now small) rest sizes it for what is left.
+        if self.table_bytes().saturating_mul(2) < before {
+            self.compact_all()?;
+        }
+        Ok(())
+    }
+
     fn metrics(&self) -> Option<crate::metrics::EngineMetrics> {
         Some(self.inner.metrics.clone())
     }
