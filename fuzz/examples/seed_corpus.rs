@@ -20,7 +20,7 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use serde_bytes::ByteBuf;
 
-use ringkv_actors::conflict_resolver::{Object, VersionLimits, VersionVector};
+use ringkv_actors::conflict_resolver::{ContextKey, Object, VersionLimits, VersionVector};
 use ringkv_actors::failure_detector::{Gossip, GossipOptions, MemberState};
 use ringkv_actors::storage::engine::{Engine, WriteOp};
 use ringkv_actors::storage::keys::{data_key, hint_key, HintRecord};
@@ -211,7 +211,7 @@ fn client_frames(target: &mut Target<'_>) -> Result<()> {
             ClientOp::Put {
                 key: key.clone(),
                 value: b"apples".to_vec(),
-                context: Some(VersionVector::new().encode_context()),
+                context: Some(sealed(&key, &VersionVector::new())),
                 w: Some(2),
                 pw: None,
                 ttl_ms: None,
@@ -308,19 +308,29 @@ fn peer_frames(
             PeerFrame::Hello {
                 protocol: PEER_PROTOCOL_VERSION,
                 cluster: "ringkv".into(),
+                node: node("n1")?,
+                nonce: ByteBuf::from(vec![1; 32]),
+            },
+        ),
+        (
+            "challenge",
+            PeerFrame::Challenge {
+                node: node("n2")?,
+                nonce: ByteBuf::from(vec![2; 32]),
+            },
+        ),
+        (
+            "proof",
+            PeerFrame::Proof {
+                proof: ByteBuf::from(vec![3; 32]),
                 member: member("n1", 1)?,
             },
         ),
         (
             "welcome",
             PeerFrame::Welcome {
+                proof: ByteBuf::from(vec![4; 32]),
                 member: member("n2", 2)?,
-            },
-        ),
-        (
-            "refused",
-            PeerFrame::Refused {
-                reason: "cluster name mismatch".into(),
             },
         ),
         (
@@ -361,6 +371,8 @@ fn peer_frames(
                     w: 2,
                     pw: 1,
                     supersede_local: false,
+                    ttl_ms: None,
+                    dc_quorums: vec![("dc1".into(), 2)],
                 }
                 .into_request(),
             ),
@@ -426,6 +438,7 @@ fn peer_frames(
                 ScanRange::reply_into(ScanPage {
                     entries: vec![(key.clone(), object.clone())],
                     more: true,
+                    resume: None,
                 }),
             ),
         ),
@@ -473,11 +486,17 @@ fn versioning(target: &mut Target<'_>, objects: &[(&str, Object)]) -> Result<()>
         target.write(&format!("object-{name}"), &object.encode())?;
         target.write(
             &format!("context-{name}"),
-            &object.context().encode_context(),
+            &sealed(b"k", object.context()),
         )?;
     }
-    target.write("context-empty", &VersionVector::new().encode_context())?;
+    target.write("context-empty", &sealed(b"k", &VersionVector::new()))?;
     Ok(())
+}
+
+/// A client context for `clock` on `key`, sealed as a cluster without a
+/// secret seals it (the fuzz target opens contexts for key `k` so).
+fn sealed(key: &[u8], clock: &VersionVector) -> Vec<u8> {
+    ContextKey::from_cluster_name("ringkv").seal(key, clock)
 }
 
 /// What an engine left on its file system.
