@@ -355,6 +355,20 @@ impl Storage {
         })
     }
 
+    /// Queues a job for the writer that answers through a oneshot, and
+    /// waits for its answer (the twin of [`Storage::read`]).
+    fn ask_writer<T: Send + 'static>(
+        &mut self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StorageError>>) -> WriterJob,
+    ) -> ResponseFuture<Result<T, StorageError>> {
+        let (reply, rx) = oneshot::channel();
+        let queued = self.write(job(reply));
+        Box::pin(async move {
+            queued?;
+            rx.await.map_err(|_| StorageError::Stopped)?
+        })
+    }
+
     /// A point read answered here, on the arbiter, when the engine has
     /// it in memory (see `Engine::get_cached`); `None`: it needs a reader
     /// thread. The engine slot is only tried: while the writer swaps in a
@@ -584,16 +598,11 @@ impl Handler<ClearHint> for Storage {
     type Result = ResponseFuture<Result<(), StorageError>>;
 
     fn handle(&mut self, msg: ClearHint, _ctx: &mut Self::Context) -> Self::Result {
-        let (reply, rx) = oneshot::channel();
-        let queued = self.write(WriterJob::ClearHint {
+        self.ask_writer(|reply| WriterJob::ClearHint {
             owner: msg.owner,
             key: msg.key,
             seq: msg.seq,
             reply,
-        });
-        Box::pin(async move {
-            queued?;
-            rx.await.map_err(|_| StorageError::Stopped)?
         })
     }
 }
@@ -602,14 +611,9 @@ impl Handler<HintsPending> for Storage {
     type Result = ResponseFuture<Result<Vec<bool>, StorageError>>;
 
     fn handle(&mut self, msg: HintsPending, _ctx: &mut Self::Context) -> Self::Result {
-        let (reply, rx) = oneshot::channel();
-        let queued = self.write(WriterJob::HintsPending {
+        self.ask_writer(|reply| WriterJob::HintsPending {
             keys: msg.keys,
             reply,
-        });
-        Box::pin(async move {
-            queued?;
-            rx.await.map_err(|_| StorageError::Stopped)?
         })
     }
 }
@@ -618,15 +622,10 @@ impl Handler<LocalReap> for Storage {
     type Result = ResponseFuture<Result<bool, StorageError>>;
 
     fn handle(&mut self, msg: LocalReap, _ctx: &mut Self::Context) -> Self::Result {
-        let (reply, rx) = oneshot::channel();
-        let queued = self.write(WriterJob::Reap {
+        self.ask_writer(|reply| WriterJob::Reap {
             key: keys::data_key(&storage_key(&msg.key)),
             decide: msg.decide,
             reply,
-        });
-        Box::pin(async move {
-            queued?;
-            rx.await.map_err(|_| StorageError::Stopped)?
         })
     }
 }
