@@ -5,23 +5,7 @@
 
 mod common;
 
-use common::Cluster;
-
-/// Runs `ringkv admin --addr <addr> <args>`; its stdout (it must succeed).
-fn admin(addr: std::net::SocketAddr, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringkv"))
-        .args(["admin", "--addr", &addr.to_string()])
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "admin {args:?} failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
+use common::{admin, Cluster};
 
 /// The whitespace-separated columns of the row starting with `first`.
 fn row<'a>(table: &'a str, first: &str) -> Vec<&'a str> {

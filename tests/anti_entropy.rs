@@ -56,12 +56,7 @@ async fn a_replica_that_missed_writes_catches_up_without_being_read() {
 /// Asked again while the node's merkle tree is still rebuilt after start.
 fn repair(addr: std::net::SocketAddr) -> (u64, u64, String) {
     for _ in 0..100 {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringkv"))
-            .args(["admin", "--addr", &addr.to_string(), "repair"])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "admin repair failed: {stdout}");
+        let stdout = common::admin(addr, &["repair"]);
         if stdout.contains("being rebuilt") {
             std::thread::sleep(Duration::from_millis(50));
             continue;

@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Cluster;
+use common::{admin, Cluster};
 use ringkv::client::{Consistency, Error, RequestOptions};
 use ringkv_actors::wire::client::{map_field, ClientOp, ErrorCode};
 
@@ -36,17 +36,6 @@ fn two_dcs(extra: &[&str]) -> Cluster {
     }
     cluster.spawn_all();
     cluster
-}
-
-/// `ringkv admin ARGS` against `addr`: its output.
-fn admin(addr: std::net::SocketAddr, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringkv"))
-        .args(["admin", "--addr", &addr.to_string()])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "admin {args:?} failed: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Hints `holder` keeps for `target` (its `members` row).

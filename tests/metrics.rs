@@ -8,7 +8,7 @@ mod common;
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 
-use common::{free_addr, Cluster};
+use common::Cluster;
 use prometheus_parse::{Scrape, Value};
 
 /// `GET path` over a fresh connection: the status code and the body.
@@ -52,13 +52,7 @@ fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> 
 #[tokio::test]
 async fn metrics_count_the_requests_sent_and_the_members() {
     let mut cluster = Cluster::plan(3, &[]);
-    let mut metrics_addrs = Vec::new();
-    for node in &mut cluster.nodes {
-        let addr = free_addr();
-        node.args
-            .extend(["--metrics-listen".to_string(), addr.to_string()]);
-        metrics_addrs.push(addr);
-    }
+    let metrics_addrs = cluster.add_metrics_listeners();
     cluster.spawn_all();
     cluster.wait_all_alive().await;
     let n1 = metrics_addrs[0];

@@ -11,7 +11,7 @@ use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{free_addr, Cluster};
+use common::Cluster;
 use futures_util::stream::{self, StreamExt};
 use prometheus_parse::{Scrape, Value};
 use ringkv::client::{Client, RequestOptions};
@@ -79,13 +79,7 @@ fn store(addr: SocketAddr) -> Store {
 async fn cluster(extra: &[&str]) -> (Cluster, Vec<SocketAddr>) {
     let args: Vec<&str> = REAP.iter().chain(&STORE).chain(extra).copied().collect();
     let mut cluster = Cluster::plan(3, &args);
-    let mut metrics = Vec::new();
-    for node in &mut cluster.nodes {
-        let addr = free_addr();
-        node.args
-            .extend(["--metrics-listen".to_string(), addr.to_string()]);
-        metrics.push(addr);
-    }
+    let metrics = cluster.add_metrics_listeners();
     cluster.spawn_all();
     cluster.wait_all_alive().await;
     (cluster, metrics)

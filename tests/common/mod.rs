@@ -320,6 +320,19 @@ impl Cluster {
         Cluster { nodes, _dir: dir }
     }
 
+    /// Gives every planned node a metrics endpoint on a free port; their
+    /// addresses, in node order.
+    pub fn add_metrics_listeners(&mut self) -> Vec<SocketAddr> {
+        let mut addrs = Vec::new();
+        for node in &mut self.nodes {
+            let addr = free_addr();
+            node.args
+                .extend(["--metrics-listen".to_string(), addr.to_string()]);
+            addrs.push(addr);
+        }
+        addrs
+    }
+
     /// Waits until every running node answers `ping`.
     pub async fn wait_ping(&self) {
         for node in self.nodes.iter().filter(|n| n.child.is_some()) {
@@ -493,4 +506,20 @@ impl Cluster {
             );
         }
     }
+}
+
+/// Runs `ringkv admin --addr <addr> <args>`; its stdout (it must succeed).
+pub fn admin(addr: std::net::SocketAddr, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringkv"))
+        .args(["admin", "--addr", &addr.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "admin {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
