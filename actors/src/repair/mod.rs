@@ -970,9 +970,10 @@ impl Handler<Incoming<ReapDrop>> for Repair {
         }
         let (replicas, removed, from) =
             (self.replicas.clone(), self.reap_removed.clone(), msg.from);
+        let shadow_ms = self.options.reap.age_ms_min;
         Box::pin(
             async move {
-                let count = reap::drop_locally(&replicas, tombstones, &removed)
+                let count = reap::drop_locally(&replicas, tombstones, shadow_ms, &removed)
                     .await
                     .map_err(|e| RemoteError::new(ErrorCode::Internal, e))?;
                 if count > 0 {

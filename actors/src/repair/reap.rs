@@ -45,6 +45,15 @@
 //!   was away holds a hint for the key: no reap until it is delivered.
 //! - A write concurrent with the round is not dominated by `T*`: every
 //!   drop compares and keeps it.
+//! - Content read before the delete reached its source and still moving
+//!   at the drop (an anti-entropy page a replica served just before it
+//!   applied the delete, a handoff push, a read repair of an earlier
+//!   read): the check cannot see it. Each drop casts a shadow
+//!   ([`shadow_of`], `storage::ReapShadow`) for `age_ms_min`: a write that
+//!   would store, at a key holding nothing, an object `T*` dominates is not
+//!   stored. Dropping it is always right (the delete superseded it); the
+//!   shadow's length bounds how late such content may land, and a restart
+//!   forgets the shadows.
 //! - A drop that reached some members but not others (a member died):
 //!   the reaper keeps its own tombstone and tries again; members that
 //!   dropped answer "nothing", which is favourable; anti-entropy may copy
@@ -86,7 +95,7 @@ use crate::conflict_resolver::Object;
 use crate::replicas::{is_tombstone, Replicas};
 use crate::replicator::placement;
 use crate::ring::{user_key, Ring};
-use crate::storage::{HintsPending, LocalReap, LocalScan, ReapVerdict};
+use crate::storage::{HintsPending, LocalReap, LocalScan, ReapShadow, ReapVerdict};
 use crate::wire::peer::{HeldForReap, ReapCheck, ReapDrop, REAP_KEYS_PER_REQUEST_MAX};
 use crate::NodeId;
 
@@ -280,17 +289,32 @@ pub async fn held_locally(
     Ok(held)
 }
 
+/// The shadow a reap of `tombstone` leaves for `for_ms`: it covers every
+/// object the tombstone dominates (an object that does not decode is not
+/// covered: it is stored, and refused where it is read, as before).
+pub fn shadow_of(tombstone: Object, for_ms: u64) -> ReapShadow {
+    ReapShadow {
+        covers: Box::new(move |bytes: &[u8]| {
+            Object::decode(bytes).is_ok_and(|arrived| dominated(&arrived, &tombstone))
+        }),
+        for_ms,
+    }
+}
+
 /// Drops each key's local object where `tombstone` still dominates it and
 /// raises the counter floor (see [`dominated`], [`floor_for`]); the count
 /// removed, once durable. Counts removed tombstones in the metrics and in
-/// `removed`.
+/// `removed`. For `shadow_ms` after, a version the tombstone dominates is
+/// not stored again at a key that holds nothing (`storage::ReapShadow`).
 pub async fn drop_locally(
     replicas: &Replicas,
     tombstones: Vec<(Vec<u8>, Object)>,
+    shadow_ms: u64,
     removed: &AtomicU64,
 ) -> Result<u64, String> {
     let mut count = 0;
     for (key, tombstone) in tombstones {
+        let shadow = shadow_of(tombstone.clone(), shadow_ms);
         let decide = Box::new(move |stored: Option<&[u8]>, actor: &NodeId| {
             let delete = match stored {
                 None => false,
@@ -306,7 +330,11 @@ pub async fn drop_locally(
         });
         let deleted = replicas
             .storage
-            .send(LocalReap { key, decide })
+            .send(LocalReap {
+                key,
+                decide,
+                shadow,
+            })
             .await
             .map_err(|e| format!("storage unavailable: {e}"))?
             .map_err(|e| format!("removing a tombstone: {e}"))?;
@@ -550,7 +578,7 @@ pub async fn round(round: Round, from: Vec<u8>) -> Result<RoundStats, String> {
         }
     }
     let count = reap.len() as u64;
-    drop_locally(&round.replicas, reap, &round.removed).await?;
+    drop_locally(&round.replicas, reap, options.age_ms_min, &round.removed).await?;
     stats.reaped = count;
     Ok(stats)
 }

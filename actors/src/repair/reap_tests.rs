@@ -221,6 +221,31 @@ fn the_drop_keeps_anything_the_tombstone_does_not_dominate() {
     assert!(!dominated(&v, &v));
 }
 
+/// The hazard the shadow closes: a replica that had not yet applied the
+/// delete served its old value to an anti-entropy pull (or a read whose
+/// repair is still to come); the reap happens; then that page lands. The
+/// shadow covers exactly what the delete superseded, so the old value is
+/// not stored again, while any write the tombstone does not dominate is.
+#[test]
+fn a_reaped_keys_shadow_covers_the_superseded_value_and_nothing_newer() {
+    let (v, t) = value_and_tombstone();
+    let shadow = shadow_of(t.clone(), 5_000);
+    assert_eq!(shadow.for_ms, 5_000);
+    let covers = |o: &Object| (shadow.covers)(&o.encode());
+    assert!(covers(&v), "the old value, still in flight");
+    assert!(covers(&t), "the tombstone itself");
+    assert!(
+        !covers(&put(Some(&t), t.context(), b"new", "b", 30)),
+        "a rewrite"
+    );
+    assert!(
+        !covers(&put(None, &VersionVector::new(), b"x", "c", 5)),
+        "a concurrent write"
+    );
+    assert!(!covers(&delete(&t, "b", 40)), "a newer delete");
+    assert!(!(shadow.covers)(b"not an object"), "what does not decode");
+}
+
 #[test]
 fn the_floor_is_the_actors_highest_counter_in_the_tombstone() {
     let (_, t) = value_and_tombstone();

@@ -23,7 +23,7 @@ use super::keys::{self, HintRecord};
 use super::tree::{self, KeyTree, TreeDigest, TreeSnapshot};
 use super::worker::{
     self, ApplyError, ApplyJob, EngineSlot, HeldHint, HintCounts, KeyListing, ListBounds,
-    LiveFilter, Mutation, Page, ReadJob, ReapDecide, WriterJob,
+    LiveFilter, Mutation, Page, ReadJob, ReapDecide, ReapShadow, WriterJob,
 };
 use super::writer::{Backend, MintState, Writer, WriterLimits};
 use crate::ring::storage_key;
@@ -208,6 +208,8 @@ pub struct LocalReap {
     pub key: Vec<u8>,
     /// The check against the stored object.
     pub decide: ReapDecide,
+    /// What the key keeps once its object is gone (or if it held none).
+    pub shadow: ReapShadow,
 }
 
 /// A full compaction that drops the deletes of reaped tombstones (their
@@ -625,6 +627,7 @@ impl Handler<LocalReap> for Storage {
         self.ask_writer(|reply| WriterJob::Reap {
             key: keys::data_key(&storage_key(&msg.key)),
             decide: msg.decide,
+            shadow: msg.shadow,
             reply,
         })
     }

@@ -9,6 +9,8 @@
 //! - `writer`: the writer thread (group commit of read-modify-writes,
 //!   minting, hints, recovery after a failed write);
 //! - `tree`: the Merkle leaves the writer keeps as data changes;
+//! - `shadows`: what reaped keys leave behind for a while (stale versions
+//!   still in flight are not stored again);
 //! - `worker`: the jobs, the reader threads, the engine slot;
 //! - `actor`: the Storage actor.
 
@@ -17,6 +19,7 @@ pub mod engine;
 pub mod keys;
 pub mod lsm;
 pub mod memory_engine;
+mod shadows;
 pub mod tree;
 pub mod worker;
 pub mod writer;
@@ -34,7 +37,7 @@ pub use engine::{Engine, KeyValues, StorageError, WriteOp};
 pub use lsm::{LsmEngine, LsmOptions};
 pub use memory_engine::MemoryEngine;
 pub use worker::{
-    ApplyError, HeldHint, HintCounts, KeyListing, ListBounds, LiveFilter, MintAs, Mutation, Page,
-    ReapDecide, ReapVerdict,
+    ApplyError, Covers, HeldHint, HintCounts, KeyListing, ListBounds, LiveFilter, MintAs, Mutation,
+    Page, ReapDecide, ReapShadow, ReapVerdict,
 };
 pub use writer::{Backend, MintState};

@@ -51,6 +51,21 @@ pub struct ReapVerdict {
 /// not decode (nothing is removed).
 pub type ReapDecide = Box<dyn FnOnce(Option<&[u8]>, &NodeId) -> Result<ReapVerdict, String> + Send>;
 
+/// Whether the reaped tombstone covers an arriving object (its bytes):
+/// the tombstone dominates it, so it is a version the delete superseded.
+pub type Covers = Box<dyn Fn(&[u8]) -> bool + Send>;
+
+/// What a reaped key leaves behind for a while: a write of a version its
+/// tombstone covers, arriving at a key that holds nothing, is not stored
+/// (see `writer.rs`, "Reaps and the counter floor": content read before
+/// the reap, still in flight, must not bring the value back).
+pub struct ReapShadow {
+    /// The reaped tombstone's check.
+    pub covers: Covers,
+    /// How long the shadow lasts, in milliseconds.
+    pub for_ms: u64,
+}
+
 /// Why an apply failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -177,6 +192,7 @@ pub(crate) enum WriterJob {
     Reap {
         key: Vec<u8>,
         decide: ReapDecide,
+        shadow: ReapShadow,
         reply: oneshot::Sender<Result<bool, StorageError>>,
     },
     /// Whether any hint (for any owner) is held for each user key.

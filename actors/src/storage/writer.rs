@@ -44,6 +44,14 @@
 //! gets a dot it had before. After a batch with reaps, the engine may drop
 //! its delete markers at compaction (`Engine::allow_delete_purge`).
 //!
+//! A reaped key (or one that held nothing when the reap reached it) keeps
+//! a shadow for a while (`shadows.rs`): a non-minting write arriving at
+//! the key while it holds nothing is not stored if the reaped tombstone
+//! covers what it would store. That is content read before the delete
+//! reached its source and still in flight at the reap (an anti-entropy
+//! page, a handoff push, a read repair); without the shadow it would bring
+//! the deleted value back.
+//!
 //! # Hints
 //!
 //! A stand-in's write carries `hint_for`: the hint (`keys::hint_key`) goes
@@ -72,6 +80,7 @@ use tracing::{debug, error, info, warn};
 
 use super::engine::{Engine, StorageError, WriteOp};
 use super::keys::{self, HintRecord};
+use super::shadows::Shadows;
 use super::tree::{KeyTree, TreeDeltas, TreeWriter};
 use super::worker::{
     clone_error, current, ApplyError, ApplyJob, Closed, EngineSlot, HintCounts, MintAs, WriterJob,
@@ -173,6 +182,8 @@ pub(crate) struct Writer {
     last_attempt_ms: Option<u64>,
     /// The Merkle leaves kept as data changes (`tree.rs`).
     tree: TreeWriter,
+    /// Reaped keys' shadows (`shadows.rs`).
+    shadows: Shadows,
 }
 
 impl Writer {
@@ -205,6 +216,7 @@ impl Writer {
             publish,
             last_attempt_ms: None,
             tree: TreeWriter::new(tree),
+            shadows: Shadows::default(),
         };
         writer.count_hints()?;
         writer.mint_as.counter_floor = keys::read_counter_floor(&*current(&writer.slot))?;
@@ -323,6 +335,8 @@ impl Writer {
         let mut minted_any = false;
         let mut tree = TreeDeltas::new();
         let (floor_before, mut reaped) = (self.mint_as.counter_floor, 0usize);
+        let now = Instant::now();
+        self.shadows.expire(now);
         for job in jobs {
             match job {
                 WriterJob::HintCounts { reply } => {
@@ -331,7 +345,12 @@ impl Writer {
                 WriterJob::HintsPending { keys, reply } => {
                     let _ = reply.send(self.hints_pending(&*engine, &overlay, &keys));
                 }
-                WriterJob::Reap { key, decide, reply } => {
+                WriterJob::Reap {
+                    key,
+                    decide,
+                    shadow,
+                    reply,
+                } => {
                     let stored = match read(&*engine, &overlay, &key) {
                         Ok(stored) => stored,
                         Err(e) => {
@@ -350,8 +369,15 @@ impl Writer {
                             if delete {
                                 self.tree.note(&key, stored.as_deref(), None, &mut tree);
                                 ops.push(WriteOp::Delete { key: key.clone() });
-                                overlay.insert(key, None);
+                                overlay.insert(key.clone(), None);
                                 reaped += 1;
+                            }
+                            // Cast at once (a write later in this group sees
+                            // it); if the batch fails the object is still
+                            // stored, and a shadow only ever drops versions
+                            // the delete superseded.
+                            if delete || stored.is_none() {
+                                self.shadows.cast(key, shadow, now);
                             }
                             outcomes.push(Outcome::Reap(reply, delete));
                         }
@@ -548,6 +574,16 @@ impl Writer {
             Ok(None) => {
                 let len = current.as_ref().map_or(0, Vec::len);
                 (current, len, false)
+            }
+            Ok(Some(new))
+                if current.is_none()
+                    && job.minted.is_none()
+                    && self.shadows.covers(&job.key, &new) =>
+            {
+                // Superseded by a reaped delete: nothing is stored, and
+                // no hint is kept for it.
+                debug!(req = %format_args!("{:x}", job.trace), "a write the reaped tombstone covers; not stored");
+                return Some((job.reply, None, false));
             }
             Ok(Some(new)) => {
                 let len = new.len();

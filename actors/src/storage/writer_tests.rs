@@ -320,13 +320,88 @@ fn reap(
     WriterJob,
     oneshot::Receiver<Result<bool, super::StorageError>>,
 ) {
+    reap_casting(key, verdict, b"", 0)
+}
+
+/// A reap job whose check answers `verdict` and whose shadow, lasting
+/// `for_ms`, covers exactly `covered`.
+fn reap_casting(
+    key: &[u8],
+    verdict: super::worker::ReapVerdict,
+    covered: &[u8],
+    for_ms: u64,
+) -> (
+    WriterJob,
+    oneshot::Receiver<Result<bool, super::StorageError>>,
+) {
     let (reply, rx) = oneshot::channel();
+    let covered = covered.to_vec();
     let job = WriterJob::Reap {
         key: keys::data_key(&crate::ring::storage_key(key)),
         decide: Box::new(move |_, _| Ok(verdict)),
+        shadow: super::worker::ReapShadow {
+            covers: Box::new(move |object| object == covered.as_slice()),
+            for_ms,
+        },
         reply,
     };
     (job, rx)
+}
+
+/// Runs one job alone; its reply.
+fn alone(w: &mut Writer, (job, reply): (WriterJob, Reply)) -> Option<Vec<u8>> {
+    w.group(vec![job]);
+    reply.blocking_recv().unwrap().unwrap()
+}
+
+#[test]
+fn a_reaped_key_does_not_take_back_a_version_its_tombstone_covers() {
+    const DROP: super::worker::ReapVerdict = super::worker::ReapVerdict {
+        delete: true,
+        counter_floor: 0,
+    };
+    let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::default());
+    let (mut w, _) = writer(engine.clone(), None);
+    let data = |k: &[u8]| keys::data_key(&crate::ring::storage_key(k));
+    alone(&mut w, merge(b"k", b"tombstone", None));
+    let (job, reply) = reap_casting(b"k", DROP, b"old", 60_000);
+    w.group(vec![job]);
+    assert!(reply.blocking_recv().unwrap().unwrap());
+
+    // The old value, read before the delete reached its source, lands
+    // after the reap: not stored, and no hint is kept for it.
+    assert_eq!(alone(&mut w, merge(b"k", b"old", None)), None);
+    assert_eq!(alone(&mut w, merge(b"k", b"old", Some("n2"))), None);
+    assert_eq!(engine.get(&data(b"k")).unwrap(), None);
+    assert_eq!(counts(&mut w), Vec::new());
+    // A version the tombstone does not cover is stored.
+    assert_eq!(
+        alone(&mut w, merge(b"k", b"new", None)),
+        Some(b"new".to_vec())
+    );
+    assert_eq!(engine.get(&data(b"k")).unwrap(), Some(b"new".to_vec()));
+
+    // A member that held nothing when the reap reached it keeps the
+    // shadow too; a write later in the same group already sees it.
+    let (job, reply) = reap_casting(b"empty", DROP, b"old", 60_000);
+    let (late, late_reply) = merge(b"empty", b"old", None);
+    w.group(vec![job, late]);
+    assert!(
+        !reply.blocking_recv().unwrap().unwrap(),
+        "nothing to remove"
+    );
+    assert_eq!(late_reply.blocking_recv().unwrap().unwrap(), None);
+    assert_eq!(engine.get(&data(b"empty")).unwrap(), None);
+
+    // A shadow that has ended covers nothing.
+    alone(&mut w, merge(b"brief", b"tombstone", None));
+    let (job, reply) = reap_casting(b"brief", DROP, b"old", 0);
+    w.group(vec![job]);
+    assert!(reply.blocking_recv().unwrap().unwrap());
+    assert_eq!(
+        alone(&mut w, merge(b"brief", b"old", None)),
+        Some(b"old".to_vec())
+    );
 }
 
 /// A mutation that records the counter floor it was given.
