@@ -5,6 +5,9 @@
 //! Shared by the replicator (coordination) and repair (read repair,
 //! handoff, hints, anti-entropy), so it sits below both.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
 use actix::prelude::*;
 use serde_bytes::ByteBuf;
 
@@ -216,7 +219,10 @@ impl Replicas {
 
     /// Merges an incoming version into the local copy (with a durable
     /// hint for `hint_for`, in the same batch, when this node stands in for
-    /// it); answers the stored value when it changed.
+    /// it); answers the stored value when it changed (`None`: nothing
+    /// changed, or the writer did not store it: a version a reaped key's
+    /// shadow covers). Tombstones it made or replaced are counted once the
+    /// change is durable.
     pub async fn merge_locally(
         &self,
         key: Vec<u8>,
@@ -225,27 +231,58 @@ impl Replicas {
         trace: u64,
     ) -> Result<Option<Vec<u8>>, ReplicaError> {
         self.metrics.mailbox_sent(Mailbox::Storage);
+        let change = Arc::new(MergeChange::default());
         let apply = self.storage.send(LocalApply {
             key,
             bytes: object.len(),
-            mutation: merge_mutation(object, self.metrics.clone()),
+            mutation: merge_mutation(object, change.clone()),
             trace,
             minted: None,
             hint_for,
         });
-        Ok(apply.await??)
+        let stored = apply.await??;
+        match (stored, change.take()) {
+            (Some(stored), Some((was, is))) => {
+                self.metrics.tombstone_transition(was, is);
+                Ok(Some(stored))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// What a [`merge_mutation`] changed, told to the caller: whether the
+/// stored object was and is a tombstone (unset: it changed nothing).
+#[derive(Debug, Default)]
+pub struct MergeChange(AtomicU8);
+
+impl MergeChange {
+    const SET: u8 = 1;
+    const WAS: u8 = 2;
+    const IS: u8 = 4;
+
+    fn record(&self, was: bool, is: bool) {
+        let bits = Self::SET | if was { Self::WAS } else { 0 } | if is { Self::IS } else { 0 };
+        self.0.store(bits, Ordering::Release);
+    }
+
+    /// `(was a tombstone, is a tombstone)` if the mutation changed the
+    /// object.
+    pub fn take(&self) -> Option<(bool, bool)> {
+        let bits = self.0.swap(0, Ordering::Acquire);
+        (bits & Self::SET != 0).then_some((bits & Self::WAS != 0, bits & Self::IS != 0))
     }
 }
 
 /// The mutation a replica applies to an incoming version: the join of what
 /// it has and what arrived (writes nothing when that changes nothing).
-/// Tombstones it makes or replaces are counted in `metrics`.
-pub fn merge_mutation(incoming: Vec<u8>, metrics: Metrics) -> Mutation {
+/// What it changed goes to `change`.
+pub fn merge_mutation(incoming: Vec<u8>, change: Arc<MergeChange>) -> Mutation {
     Box::new(move |current: Option<&[u8]>, _minting_as: &MintAs| {
         let arrived = Object::decode(&incoming)
             .map_err(|e| ClientError::new(ErrorCode::BadRequest, format!("replica write: {e}")))?;
         let Some(current) = current else {
-            metrics.tombstone_transition(false, is_tombstone(&arrived));
+            change.record(false, is_tombstone(&arrived));
             return Ok(Some(incoming));
         };
         let stored = Object::decode(current).map_err(|e| {
@@ -258,7 +295,7 @@ pub fn merge_mutation(incoming: Vec<u8>, metrics: Metrics) -> Mutation {
         if merged == stored {
             return Ok(None);
         }
-        metrics.tombstone_transition(is_tombstone(&stored), is_tombstone(&merged));
+        change.record(is_tombstone(&stored), is_tombstone(&merged));
         Ok(Some(merged.encode()))
     })
 }
@@ -267,4 +304,58 @@ pub fn merge_mutation(incoming: Vec<u8>, metrics: Metrics) -> Mutation {
 /// delete.
 pub fn is_tombstone(object: &Object) -> bool {
     !object.siblings().is_empty() && object.live_values().is_empty()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::conflict_resolver::{VersionLimits, VersionVector};
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    /// Runs `merge_mutation(incoming)` over `stored`; what it would store
+    /// and what it told its caller.
+    fn merge(
+        stored: Option<&Object>,
+        incoming: &Object,
+    ) -> (Option<Vec<u8>>, Option<(bool, bool)>) {
+        let change = Arc::new(MergeChange::default());
+        let mint = MintAs {
+            actor: id("n1"),
+            counter_floor: 0,
+        };
+        let current = stored.map(Object::encode);
+        let new =
+            merge_mutation(incoming.encode(), change.clone())(current.as_deref(), &mint).unwrap();
+        (new, change.take())
+    }
+
+    #[test]
+    fn the_merge_tells_what_it_changed_and_nothing_when_it_changed_nothing() {
+        let limits = VersionLimits::default();
+        let value = Object::update(
+            None,
+            &VersionVector::new(),
+            Some(b"v".to_vec()),
+            &id("a"),
+            1,
+            &limits,
+        )
+        .unwrap();
+        let tombstone =
+            Object::update(Some(&value), value.context(), None, &id("a"), 2, &limits).unwrap();
+        // A new key: stored as it came.
+        assert_eq!(merge(None, &value).1, Some((false, false)));
+        assert_eq!(merge(None, &tombstone).1, Some((false, true)));
+        // The delete reaches the value: a tombstone now.
+        let (new, change) = merge(Some(&value), &tombstone);
+        assert!(new.is_some());
+        assert_eq!(change, Some((false, true)));
+        // Something already known: nothing written, nothing told.
+        assert_eq!(merge(Some(&tombstone), &value), (None, None));
+        assert_eq!(merge(Some(&value), &value), (None, None));
+    }
 }
