@@ -14,6 +14,7 @@
 //! outside the preference list forwards the write to the first reachable
 //! replica.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::future::LocalBoxFuture;
@@ -121,6 +122,10 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     // one after a failed local write), not the bare node id: a node must
     // never hand out a counter that replicas remember for another write.
     let metrics = replicas.metrics.clone();
+    // The new version's clock, handed over with its bytes: the client's
+    // context is made from it without decoding the object again.
+    let minted_clock = Arc::new(OnceLock::new());
+    let minted_clock_in = minted_clock.clone();
     let mutation = Box::new(move |current: Option<&[u8]>, mint: &MintAs| {
         let actor = &mint.actor;
         let local = current.map(Object::decode).transpose().map_err(|e| {
@@ -152,6 +157,7 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
             local.as_ref().is_some_and(crate::replicas::is_tombstone),
             crate::replicas::is_tombstone(&next),
         );
+        let _ = minted_clock_in.set(next.context().clone());
         Ok(Some(encoded))
     });
     // The local write is durable only after its group's fsync; the new
@@ -202,13 +208,19 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
         }
         Err(_) => return Err(local_timeout()),
     };
-    let object = Object::decode(&object_bytes).map_err(|e| {
-        ClientError::new(
-            ErrorCode::Internal,
-            format!("new object does not decode: {e}"),
-        )
-    })?;
-    let new_context = contexts.seal(&key, object.context());
+    // Set before the bytes were sent (same mutation, on the writer thread).
+    let new_context = match minted_clock.get() {
+        Some(clock) => contexts.seal(&key, clock),
+        None => {
+            let object = Object::decode(&object_bytes).map_err(|e| {
+                ClientError::new(
+                    ErrorCode::Internal,
+                    format!("new object does not decode: {e}"),
+                )
+            })?;
+            contexts.seal(&key, object.context())
+        }
+    };
 
     let mut pending: Pending = FuturesUnordered::new();
     let local_own = own.clone();
