@@ -5,8 +5,7 @@
 //! Shared by the replicator (coordination) and repair (read repair,
 //! handoff, hints, anti-entropy), so it sits below both.
 
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use actix::prelude::*;
 use serde_bytes::ByteBuf;
@@ -231,7 +230,7 @@ impl Replicas {
         trace: u64,
     ) -> Result<Option<Vec<u8>>, ReplicaError> {
         self.metrics.mailbox_sent(Mailbox::Storage);
-        let change = Arc::new(MergeChange::default());
+        let change = Arc::new(TombstoneChange::new());
         let apply = self.storage.send(LocalApply {
             key,
             bytes: object.len(),
@@ -241,8 +240,8 @@ impl Replicas {
             hint_for,
         });
         let stored = apply.await??;
-        match (stored, change.take()) {
-            (Some(stored), Some((was, is))) => {
+        match (stored, change.get()) {
+            (Some(stored), Some(&(was, is))) => {
                 self.metrics.tombstone_transition(was, is);
                 Ok(Some(stored))
             }
@@ -251,38 +250,21 @@ impl Replicas {
     }
 }
 
-/// What a [`merge_mutation`] changed, told to the caller: whether the
-/// stored object was and is a tombstone (unset: it changed nothing).
-#[derive(Debug, Default)]
-pub struct MergeChange(AtomicU8);
-
-impl MergeChange {
-    const SET: u8 = 1;
-    const WAS: u8 = 2;
-    const IS: u8 = 4;
-
-    fn record(&self, was: bool, is: bool) {
-        let bits = Self::SET | if was { Self::WAS } else { 0 } | if is { Self::IS } else { 0 };
-        self.0.store(bits, Ordering::Release);
-    }
-
-    /// `(was a tombstone, is a tombstone)` if the mutation changed the
-    /// object.
-    pub fn take(&self) -> Option<(bool, bool)> {
-        let bits = self.0.swap(0, Ordering::Acquire);
-        (bits & Self::SET != 0).then_some((bits & Self::WAS != 0, bits & Self::IS != 0))
-    }
-}
+/// What a mutation changed, told to its caller once the writer ran it:
+/// whether the stored object was and is a tombstone (unset: it changed
+/// nothing). The caller counts it in `ringkv_tombstones` once the change
+/// is durable.
+pub type TombstoneChange = OnceLock<(bool, bool)>;
 
 /// The mutation a replica applies to an incoming version: the join of what
 /// it has and what arrived (writes nothing when that changes nothing).
 /// What it changed goes to `change`.
-pub fn merge_mutation(incoming: Vec<u8>, change: Arc<MergeChange>) -> Mutation {
+pub fn merge_mutation(incoming: Vec<u8>, change: Arc<TombstoneChange>) -> Mutation {
     Box::new(move |current: Option<&[u8]>, _minting_as: &MintAs| {
         let arrived = Object::decode(&incoming)
             .map_err(|e| ClientError::new(ErrorCode::BadRequest, format!("replica write: {e}")))?;
         let Some(current) = current else {
-            change.record(false, is_tombstone(&arrived));
+            let _ = change.set((false, is_tombstone(&arrived)));
             return Ok(Some(incoming));
         };
         let stored = Object::decode(current).map_err(|e| {
@@ -295,7 +277,7 @@ pub fn merge_mutation(incoming: Vec<u8>, change: Arc<MergeChange>) -> Mutation {
         if merged == stored {
             return Ok(None);
         }
-        change.record(is_tombstone(&stored), is_tombstone(&merged));
+        let _ = change.set((is_tombstone(&stored), is_tombstone(&merged)));
         Ok(Some(merged.encode()))
     })
 }
@@ -322,7 +304,7 @@ mod tests {
         stored: Option<&Object>,
         incoming: &Object,
     ) -> (Option<Vec<u8>>, Option<(bool, bool)>) {
-        let change = Arc::new(MergeChange::default());
+        let change = Arc::new(TombstoneChange::new());
         let mint = MintAs {
             actor: id("n1"),
             counter_floor: 0,
@@ -330,7 +312,7 @@ mod tests {
         let current = stored.map(Object::encode);
         let new =
             merge_mutation(incoming.encode(), change.clone())(current.as_deref(), &mint).unwrap();
-        (new, change.take())
+        (new, change.get().copied())
     }
 
     #[test]

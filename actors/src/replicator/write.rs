@@ -121,11 +121,11 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     // Minted under the store's version actor (the writer thread's: a new
     // one after a failed local write), not the bare node id: a node must
     // never hand out a counter that replicas remember for another write.
-    let metrics = replicas.metrics.clone();
-    // The new version's clock, handed over with its bytes: the client's
-    // context is made from it without decoding the object again.
-    let minted_clock = Arc::new(OnceLock::new());
-    let minted_clock_in = minted_clock.clone();
+    // The new version's clock and its tombstone change, handed over with
+    // its bytes: the client's context is made from the clock without
+    // decoding the object again, and the change is counted once durable.
+    let minted: Arc<OnceLock<(VersionVector, (bool, bool))>> = Arc::new(OnceLock::new());
+    let minted_in = minted.clone();
     let mutation = Box::new(move |current: Option<&[u8]>, mint: &MintAs| {
         let actor = &mint.actor;
         let local = current.map(Object::decode).transpose().map_err(|e| {
@@ -153,11 +153,11 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
         if encoded.len() > object_bytes_max {
             return Err(too_large(encoded.len(), object_bytes_max));
         }
-        metrics.tombstone_transition(
+        let change = (
             local.as_ref().is_some_and(crate::replicas::is_tombstone),
             crate::replicas::is_tombstone(&next),
         );
-        let _ = minted_clock_in.set(next.context().clone());
+        let _ = minted_in.set((next.context().clone(), change));
         Ok(Some(encoded))
     });
     // The local write is durable only after its group's fsync; the new
@@ -208,25 +208,26 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
         }
         Err(_) => return Err(local_timeout()),
     };
-    // Set before the bytes were sent (same mutation, on the writer thread).
-    let new_context = match minted_clock.get() {
-        Some(clock) => contexts.seal(&key, clock),
-        None => {
-            let object = Object::decode(&object_bytes).map_err(|e| {
-                ClientError::new(
-                    ErrorCode::Internal,
-                    format!("new object does not decode: {e}"),
-                )
-            })?;
-            contexts.seal(&key, object.context())
-        }
+    // Set by the mutation before its bytes were sent.
+    let Some((clock, _)) = minted.get() else {
+        return Err(ClientError::new(
+            ErrorCode::Internal,
+            "the write minted a version without its clock",
+        ));
     };
+    let new_context = contexts.seal(&key, clock);
 
     let mut pending: Pending = FuturesUnordered::new();
     let local_own = own.clone();
+    let metrics = replicas.metrics.clone();
     pending.push(Box::pin(async move {
         let result = match apply.await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(_)) => {
+                if let Some(&(_, (was, is))) = minted.get() {
+                    metrics.tombstone_transition(was, is);
+                }
+                Ok(())
+            }
             Ok(Err(e)) => Err(ReplicaError::from(e)),
             Err(e) => Err(ReplicaError::from(e)),
         };

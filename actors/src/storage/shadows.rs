@@ -57,9 +57,9 @@ impl Shadows {
         }
     }
 
-    /// Casts `key`'s shadow at `now` (replacing an earlier one).
+    /// Casts `key`'s shadow at `now` (replacing an earlier one); the
+    /// writer expires the ended ones once per group, before any cast.
     pub(crate) fn cast(&mut self, key: Vec<u8>, shadow: ReapShadow, now: Instant) {
-        self.expire(now);
         let until = now + Duration::from_millis(shadow.for_ms);
         while self.by_key.len() >= self.keys_max && !self.by_key.contains_key(&key) {
             if !self.warned_full {
