@@ -17,7 +17,6 @@
 //! fresh key each.
 //! `RINGKV_BENCH_ONLY=memory/put` (a substring) runs one case.
 
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -25,9 +24,6 @@ use futures_util::stream::{self, StreamExt};
 use ringkv::client::Client;
 use ringkv::config::{NodeArgs, NodeConfig, StorageKind};
 use ringkv::node::{self, NodeEnv, RunningNode};
-use ringkv_actors::clock::SystemClock;
-use ringkv_actors::net::TokioNet;
-use ringkv_actors::storage::StorageThreading;
 
 /// The node binary's allocator (src/main.rs), so the path allocates as in
 /// `ringkv node`.
@@ -63,14 +59,14 @@ struct Bench {
 fn start(storage: StorageKind) -> Bench {
     let dir = tempfile::tempdir().expect("a temporary data dir");
     // A free port each (the node refuses two listeners on port 0).
-    let loopback = |_| {
+    let free_port = || {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
         probe.local_addr().ok()
     };
     let config: NodeConfig = NodeArgs {
         id: Some("bench".into()),
-        listen: loopback("peer"),
-        client_listen: loopback("client"),
+        listen: free_port(),
+        client_listen: free_port(),
         data_dir: Some(dir.path().join("node")),
         storage: Some(storage),
         n: Some(1),
@@ -83,17 +79,7 @@ fn start(storage: StorageKind) -> Bench {
     let system = actix_rt::System::new();
     let (node, client) = system.block_on(async {
         let (parts, lock) = node::open_storage(&config).expect("the store opens");
-        let env = NodeEnv {
-            net: Rc::new(TokioNet),
-            clock: Rc::new(SystemClock::new()),
-            engine: parts.engine,
-            members_file: parts.members_file,
-            storage_threading: StorageThreading::Threads,
-            incarnation: parts.incarnation,
-            backend: parts.backend,
-            nonces: node::os_nonces(),
-        };
-        let node = node::start(&config, env, lock)
+        let node = node::start(&config, NodeEnv::of_process(parts), lock)
             .await
             .expect("the node starts");
         let client = Client::connect(node.client_addr)

@@ -8,8 +8,6 @@ use ringkv::client::Client;
 use ringkv::config::{LogFormat, NodeArgs};
 use ringkv::dev::{self, DevArgs};
 use ringkv::node::{self, NodeEnv};
-use ringkv_actors::clock::SystemClock;
-use ringkv_actors::net::TokioNet;
 
 /// mimalloc instead of the system allocator: see the note in Cargo.toml.
 #[global_allocator]
@@ -137,17 +135,7 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let system = actix_rt::System::new();
     system.block_on(async move {
         let (parts, lock) = node::open_storage(&config)?;
-        let env = NodeEnv {
-            net: std::rc::Rc::new(TokioNet),
-            clock: std::rc::Rc::new(SystemClock::new()),
-            engine: parts.engine,
-            members_file: parts.members_file,
-            storage_threading: ringkv_actors::storage::StorageThreading::Threads,
-            incarnation: parts.incarnation,
-            backend: parts.backend,
-            nonces: node::os_nonces(),
-        };
-        let running = node::start(&config, env, lock).await?;
+        let running = node::start(&config, NodeEnv::of_process(parts), lock).await?;
         wait_for_shutdown().await;
         tracing::info!(node = %config.id, actor = "node", "shutting down");
         // Every acknowledged write is already durable; a clean stop also

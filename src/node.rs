@@ -66,6 +66,24 @@ pub struct NodeEnv {
     pub nonces: NonceRng,
 }
 
+impl NodeEnv {
+    /// The world of a `ringkv node` process: real sockets and wall time,
+    /// the store opened from its data dir (`open_storage`), storage work on
+    /// threads, nonces from the OS.
+    pub fn of_process(parts: NodeEnvParts) -> Self {
+        Self {
+            net: std::rc::Rc::new(ringkv_actors::net::TokioNet),
+            clock: std::rc::Rc::new(ringkv_actors::clock::SystemClock::new()),
+            engine: parts.engine,
+            members_file: parts.members_file,
+            storage_threading: StorageThreading::Threads,
+            incarnation: parts.incarnation,
+            backend: parts.backend,
+            nonces: os_nonces(),
+        }
+    }
+}
+
 /// The nonce source of a real node: rand's thread-local generator,
 /// seeded from the OS and reseeded as it goes.
 pub fn os_nonces() -> NonceRng {
