@@ -109,6 +109,17 @@ pub enum RespSiblings {
     Lww,
 }
 
+/// Which of a key's replicas a read asks (`--read-asks`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadAsks {
+    /// As many as R needs, this node first; another when one fails or is
+    /// silent past --stand-in-after-ms (default).
+    Needed,
+    /// Every replica: each read reads (and read-repairs) all N.
+    All,
+}
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -301,6 +312,14 @@ pub struct NodeArgs {
     /// 250.
     #[arg(long, value_name = "MS")]
     pub stand_in_after_ms: Option<u64>,
+    /// Which of a key's N replicas a read asks: `needed` (default: as many
+    /// as R needs, this node's own copy first; another replica when one
+    /// fails or is silent past --stand-in-after-ms; read repair reaches the
+    /// replicas asked, anti-entropy the rest) or `all` (every replica, for
+    /// the latency of the fastest R and read repair of all N, at the cost
+    /// of N - R more replica reads per get).
+    #[arg(long, value_enum)]
+    pub read_asks: Option<ReadAsks>,
     /// Longest wait at start-up for the seeds to answer before this node
     /// coordinates with what it knows, in milliseconds (client requests
     /// wait meanwhile). Default 2000.
@@ -434,6 +453,8 @@ pub struct NodeConfig {
     pub anti_entropy_bytes_per_s_max: u64,
     /// Silence after which a replica gets a stand-in, in milliseconds.
     pub stand_in_after_ms: u64,
+    /// Which replicas a read asks.
+    pub read_asks: ReadAsks,
     /// Longest start-up wait for the seeds, in milliseconds.
     pub bootstrap_wait_ms: u64,
     /// Largest stored object, in bytes.
@@ -804,6 +825,7 @@ impl NodeArgs {
                 .anti_entropy_bytes_per_s_max
                 .unwrap_or(ANTI_ENTROPY_BYTES_PER_S_MAX_DEFAULT),
             stand_in_after_ms,
+            read_asks: self.read_asks.unwrap_or(ReadAsks::Needed),
             bootstrap_wait_ms: positive(
                 "--bootstrap-wait-ms",
                 self.bootstrap_wait_ms,

@@ -27,7 +27,7 @@ use ringkv_actors::repair::{
     stream_timeout_ms, Repair, RepairOptions, READ_REPAIR_INFLIGHT_MAX_DEFAULT,
 };
 use ringkv_actors::replicas::Replicas;
-use ringkv_actors::replicator::{ReplicationOptions, Replicator};
+use ringkv_actors::replicator::{Asking, ReplicationOptions, Replicator};
 use ringkv_actors::resp::command::CommandLimits;
 use ringkv_actors::resp::frame::RESP_ARGS_MAX;
 use ringkv_actors::resp::{RespApi, RespOptions, SiblingsMode};
@@ -38,7 +38,7 @@ use ringkv_actors::wire::client::RequestLimits;
 use ringkv_actors::wire::peer::MemberInfo;
 use tracing::info;
 
-use crate::config::{NodeConfig, RespSiblings};
+use crate::config::{NodeConfig, ReadAsks, RespSiblings};
 pub use crate::data_dir::{open_storage, record_clean_shutdown, NodeEnvParts};
 
 /// File in the data dir holding the known members.
@@ -369,6 +369,10 @@ pub async fn start(
             request_timeout_ms: config.request_timeout_ms,
             limits: config.version_limits.clone(),
             stand_in_after_ms: config.stand_in_after_ms,
+            read_asks: match config.read_asks {
+                ReadAsks::Needed => Asking::Needed,
+                ReadAsks::All => Asking::Every,
+            },
             object_bytes_max: config.object_bytes_max,
             contexts: context_key(config),
             dc: config.dc.clone(),

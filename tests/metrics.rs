@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 
 use common::Cluster;
 use prometheus_parse::{Scrape, Value};
+use ringkv::client::RequestOptions;
 
 /// `GET path` over a fresh connection: the status code and the body.
 fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
@@ -169,4 +170,82 @@ async fn metrics_count_the_requests_sent_and_the_members() {
     assert_eq!(status, 404);
     let (status, _) = http_get(n1, "/metrics/x");
     assert_eq!(status, 404);
+}
+
+/// A get asks as many replicas as R needs, its coordinator's own copy
+/// first (`read_asks = needed`, the default): on 3 nodes an R=1 get sends
+/// no replica request, an R=2 get one, an R=3 get two; with `--read-asks
+/// all` every get asks both other replicas.
+#[tokio::test]
+async fn a_get_asks_only_the_replicas_its_r_needs() {
+    for (extra, per_get) in [
+        (&[][..], [0.0, 1.0, 2.0]),
+        (&["--read-asks", "all"][..], [2.0; 3]),
+    ] {
+        let mut cluster = Cluster::plan(3, extra);
+        let metrics_addrs = cluster.add_metrics_listeners();
+        cluster.spawn_all();
+        cluster.wait_all_alive().await;
+        let client = cluster.nodes[0].client().await;
+        let every = RequestOptions {
+            w: Some(3),
+            ..RequestOptions::DEFAULT
+        };
+        const KEYS: usize = 10;
+        for i in 0..KEYS {
+            let key = format!("r-{i}");
+            client
+                .put_with(key.as_bytes(), b"v", None, every)
+                .await
+                .unwrap();
+        }
+        let sent = |s: &Scrape| -> f64 {
+            ["n2", "n3"]
+                .iter()
+                .map(|peer| {
+                    ["ok", "timeout", "error"]
+                        .iter()
+                        .filter_map(|result| {
+                            value(
+                                s,
+                                "ringkv_replica_requests_total",
+                                &[("peer", peer), ("result", result)],
+                            )
+                        })
+                        .sum::<f64>()
+                })
+                .sum()
+        };
+        for (r, per_get) in (1..=3).zip(per_get) {
+            let before = sent(&scrape(metrics_addrs[0]));
+            let with_r = RequestOptions {
+                r: Some(r),
+                ..RequestOptions::DEFAULT
+            };
+            for i in 0..KEYS {
+                let found = client
+                    .get_with(format!("r-{i}").as_bytes(), with_r)
+                    .await
+                    .unwrap();
+                assert_eq!(found.values, vec![b"v".to_vec()]);
+            }
+            // Replies the read stopped waiting for still arrive and are
+            // counted: read until every request is in.
+            let expected = before + per_get * KEYS as f64;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                let now = sent(&scrape(metrics_addrs[0]));
+                if now == expected {
+                    break;
+                }
+                assert!(
+                    now < expected && std::time::Instant::now() < deadline,
+                    "{extra:?} R={r}: {} replica requests for {KEYS} gets, expected {}",
+                    now - before,
+                    expected - before
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
 }

@@ -4,7 +4,7 @@
 //! No actors, no futures, no clocks: `read.rs` and `write.rs` carry the
 //! steps out, and these are unit- and property-tested on their own.
 
-use super::fanout::{Ask, DcScope, Fanout, Reach, SloppyPolicy};
+use super::fanout::{Ask, Asking, DcScope, Fanout, Reach, SloppyPolicy};
 use super::quorum::{Effect, Ending, Role, Verdict};
 use crate::replicas::ReplicaError;
 use crate::wire::client::ClientError;
@@ -34,8 +34,9 @@ pub struct FinishedRead {
     pub primaries: Vec<NodeId>,
 }
 
-/// A read: ask the replicas, answer the client at R replies (PR of them
-/// from primaries), keep listening until everyone answered or the
+/// A read: ask the replicas (every primary, or only as many as R needs:
+/// [`Asking`]), answer the client at R replies (PR of them from
+/// primaries), keep listening until everyone asked answered or the
 /// deadline passed, then hand every answer to read repair.
 #[derive(Debug)]
 pub struct ReadCoordinator {
@@ -54,20 +55,32 @@ impl ReadCoordinator {
         spare: Vec<NodeId>,
         policy: SloppyPolicy,
     ) -> (Self, ReadStep) {
-        Self::start_in(DcScope::default(), r, pr, primaries, spare, policy)
+        Self::start_in(
+            DcScope::default(),
+            Asking::Every,
+            r,
+            pr,
+            primaries,
+            spare,
+            policy,
+        )
     }
 
     /// [`ReadCoordinator::start`] within `scope` (per-DC stand-ins and
-    /// quorums).
+    /// quorums), asking the primaries `asking` says.
     pub fn start_in(
         scope: DcScope,
+        asking: Asking,
         r: usize,
         pr: usize,
         primaries: &[(NodeId, Reach)],
         spare: Vec<NodeId>,
         policy: SloppyPolicy,
     ) -> (Self, ReadStep) {
-        let (fanout, asks) = Fanout::start_in(scope, r, pr, primaries, &[], spare, policy);
+        let (fanout, asks) = match asking {
+            Asking::Every => Fanout::start_in(scope, r, pr, primaries, &[], spare, policy),
+            Asking::Needed => Fanout::start_needed_in(scope, r, pr, primaries, spare, policy),
+        };
         let mut read = Self {
             fanout,
             answers: Vec::new(),
@@ -155,6 +168,12 @@ impl ReadCoordinator {
     /// Whether the request is over.
     pub fn is_finished(&self) -> bool {
         self.finished
+    }
+
+    /// Whether primaries wait in reserve: the stand-in timer would ask
+    /// one in place of a silent primary.
+    pub fn has_reserve(&self) -> bool {
+        self.fanout.has_reserve()
     }
 }
 

@@ -7,6 +7,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::bridge::PeerError;
+use crate::replicator::fanout::Asking;
+use crate::replicator::quorum::DcQuorum;
 use crate::wire::client::ErrorCode;
 
 fn id(s: &str) -> NodeId {
@@ -158,6 +160,143 @@ fn a_write_that_fails_after_sending_is_a_timeout_not_unavailable() {
     );
 }
 
+fn needed(
+    r: usize,
+    pr: usize,
+    primaries: &[(NodeId, Reach)],
+    spare: &[&str],
+    policy: SloppyPolicy,
+) -> (ReadCoordinator, ReadStep) {
+    ReadCoordinator::start_in(
+        DcScope::default(),
+        Asking::Needed,
+        r,
+        pr,
+        primaries,
+        ids(spare),
+        policy,
+    )
+}
+
+fn nodes(asks: &[Ask]) -> Vec<NodeId> {
+    asks.iter().map(|a| a.node.clone()).collect()
+}
+
+#[test]
+fn a_read_asking_only_what_r_needs_asks_the_first_r_and_finishes_with_them() {
+    let (mut read, step) = needed(2, 0, &usable(&["a", "b", "c"]), &["d"], SLOPPY);
+    assert_eq!(nodes(&step.asks), ids(&["a", "b"]), "c waits in reserve");
+    assert!(read.has_reserve());
+    read.on_reply(&id("a"), Ok(Some(b"x".to_vec())));
+    let step = read.on_reply(&id("b"), Ok(Some(b"x".to_vec())));
+    assert_eq!(step.answer.unwrap().unwrap().len(), 2);
+    let finished = step.finished.expect("everyone asked answered");
+    assert_eq!(
+        finished.primaries,
+        ids(&["a", "b"]),
+        "read repair reaches those asked"
+    );
+    assert!(step.asks.is_empty(), "c is never asked");
+}
+
+#[test]
+fn a_reserve_primary_answers_for_a_failed_or_silent_one_before_any_stand_in() {
+    let (mut read, _) = needed(2, 0, &usable(&["a", "b", "c"]), &["d"], SLOPPY);
+    let step = read.on_reply(&id("b"), Err(unreachable()));
+    assert_eq!(
+        step.asks,
+        vec![Ask {
+            node: id("c"),
+            stand_in_for: None
+        }]
+    );
+    let step = read.on_reply(&id("c"), Err(unreachable()));
+    assert_eq!(
+        step.asks,
+        vec![Ask {
+            node: id("d"),
+            stand_in_for: Some(id("c"))
+        }],
+        "the reserve spent, a stand-in"
+    );
+
+    // Silent, with a strict policy: the reserve is still asked (a
+    // speculative retry is no sloppy quorum), a stand-in never.
+    let strict = SloppyPolicy::default();
+    let (mut read, _) = needed(2, 0, &usable(&["a", "b", "c"]), &["d"], strict);
+    read.on_reply(&id("a"), Ok(None));
+    let step = read.on_stand_in_timer();
+    assert_eq!(nodes(&step.asks), ids(&["c"]));
+    let step = read.on_reply(&id("c"), Ok(None));
+    assert!(step.answer.unwrap().is_ok(), "a and c make R=2");
+    let step = read.on_reply(&id("b"), Err(unreachable()));
+    assert!(step.asks.is_empty(), "b was replaced once already");
+    assert!(step.finished.is_some());
+}
+
+#[test]
+fn a_needed_read_asks_usable_primaries_before_doubtful_ones_and_stand_ins_only_for_the_missing() {
+    let primaries = [
+        (id("a"), Reach::Doubtful),
+        (id("b"), Reach::Usable),
+        (id("c"), Reach::Unusable),
+    ];
+    let (_, step) = needed(1, 0, &primaries, &["d"], SLOPPY);
+    assert_eq!(nodes(&step.asks), ids(&["b"]));
+    let (_, step) = needed(2, 0, &primaries, &["d", "e"], SLOPPY);
+    assert_eq!(
+        step.asks,
+        vec![
+            Ask {
+                node: id("b"),
+                stand_in_for: None
+            },
+            Ask {
+                node: id("a"),
+                stand_in_for: None
+            },
+            Ask {
+                node: id("d"),
+                stand_in_for: Some(id("a"))
+            },
+        ],
+        "the doubtful one gets its stand-in at once, as with every primary asked"
+    );
+    let (_, step) = needed(3, 0, &primaries, &["d", "e"], SLOPPY);
+    assert_eq!(
+        nodes(&step.asks),
+        ids(&["b", "a", "d", "e"]),
+        "c is unusable: a stand-in for it"
+    );
+    let (_, step) = needed(2, 2, &usable(&["a", "b", "c"]), &[], SLOPPY);
+    assert_eq!(nodes(&step.asks), ids(&["a", "b"]), "PR counts like R");
+}
+
+#[test]
+fn per_dc_quorums_ask_every_primary_even_when_reads_ask_only_what_they_need() {
+    let scope = DcScope {
+        dc_of: vec![
+            (id("a"), "dc1".into()),
+            (id("b"), "dc1".into()),
+            (id("c"), "dc2".into()),
+        ],
+        quorums: vec![DcQuorum {
+            dc: "dc2".into(),
+            needed: 1,
+        }],
+    };
+    let (_, step) = ReadCoordinator::start_in(
+        scope,
+        Asking::Needed,
+        1,
+        0,
+        &usable(&["a", "b", "c"]),
+        vec![],
+        SLOPPY,
+    );
+    assert_eq!(nodes(&step.asks), ids(&["a", "b", "c"]));
+}
+
 /// One event of a random run.
 #[derive(Clone, Debug)]
 enum Event {
@@ -272,5 +411,104 @@ proptest! {
         }
         prop_assert_eq!(answers, vec![r <= n]);
         prop_assert_eq!(finished, 1);
+    }
+
+    /// A read asking only what R needs, whatever the answers and timers: a
+    /// node is asked at most once, the client is answered at most once,
+    /// and only `Ok` with R replies (PR from primaries).
+    #[test]
+    fn a_needed_read_answers_once_and_only_with_its_quorum(
+        reaches in prop::collection::vec(reach(), 1..5),
+        spare in 0usize..4,
+        r in 1usize..4,
+        pr in 0usize..3,
+        replace_failed in any::<bool>(),
+        replace_silent in any::<bool>(),
+        events in events(),
+    ) {
+        let names = ["p0", "p1", "p2", "p3", "p4"];
+        let primaries: Vec<(NodeId, Reach)> =
+            reaches.iter().enumerate().map(|(i, r)| (id(names[i]), *r)).collect();
+        let spare: Vec<String> = (0..spare).map(|i| format!("s{i}")).collect();
+        let spare: Vec<&str> = spare.iter().map(String::as_str).collect();
+        let policy = SloppyPolicy { replace_failed, replace_silent };
+        let (mut read, step) = needed(r, pr.min(r), &primaries, &spare, policy);
+        let mut asked: HashSet<NodeId> = HashSet::new();
+        let mut outstanding: Vec<NodeId> = Vec::new();
+        let mut answers = usize::from(step.answer.is_some());
+        let (mut ok, mut ok_primaries) = (0usize, 0usize);
+        let mut take = |asks: Vec<Ask>, outstanding: &mut Vec<NodeId>| {
+            for ask in asks {
+                prop_assert!(asked.insert(ask.node.clone()), "{} asked twice", ask.node);
+                outstanding.push(ask.node);
+            }
+            Ok(())
+        };
+        take(step.asks, &mut outstanding)?;
+        for event in events {
+            let step = match event {
+                Event::Answer(i, success) if !outstanding.is_empty() => {
+                    let node = outstanding.remove(i % outstanding.len());
+                    if success {
+                        ok += 1;
+                        ok_primaries += usize::from(primaries.iter().any(|(p, _)| *p == node));
+                        read.on_reply(&node, Ok(None))
+                    } else {
+                        read.on_reply(&node, Err(unreachable()))
+                    }
+                }
+                Event::Answer(..) => continue,
+                Event::StandInTimer => read.on_stand_in_timer(),
+            };
+            if let Some(answer) = &step.answer {
+                answers += 1;
+                if answer.is_ok() {
+                    prop_assert!(ok >= r && ok_primaries >= pr.min(r), "ok {ok}/{r}, primaries {ok_primaries}/{pr}");
+                }
+            }
+            take(step.asks, &mut outstanding)?;
+        }
+        prop_assert!(answers <= 1, "answered {answers} times");
+    }
+
+    /// With every primary usable and at most N - R of them failing, a read
+    /// asking only what R needs still answers `Ok`: each failure brings a
+    /// reserve primary in, without a timer, and no more are asked than R
+    /// plus the failures.
+    #[test]
+    fn a_needed_read_survives_n_minus_r_failures(
+        n in 1usize..6,
+        r in 1usize..6,
+        failing in prop::collection::vec(any::<bool>(), 6),
+        order in prop::collection::vec(0usize..8, 0..12),
+    ) {
+        prop_assume!(r <= n);
+        let names = ["p0", "p1", "p2", "p3", "p4", "p5"];
+        let primaries: Vec<(NodeId, Reach)> =
+            (0..n).map(|i| (id(names[i]), Reach::Usable)).collect();
+        let fails: HashSet<NodeId> = (0..n)
+            .filter(|i| failing[*i])
+            .take(n - r)
+            .map(|i| id(names[i]))
+            .collect();
+        let (mut read, step) = needed(r, 0, &primaries, &[], SloppyPolicy::default());
+        let mut outstanding: Vec<NodeId> = nodes(&step.asks);
+        let mut asked = outstanding.len();
+        let mut answers: Vec<bool> = Vec::new();
+        let mut finished = 0;
+        let mut picks = order.into_iter();
+        while !outstanding.is_empty() {
+            let i = picks.next().unwrap_or(0) % outstanding.len();
+            let node = outstanding.remove(i);
+            let result = if fails.contains(&node) { Err(unreachable()) } else { Ok(None) };
+            let step = read.on_reply(&node, result);
+            asked += step.asks.len();
+            outstanding.extend(nodes(&step.asks));
+            answers.extend(step.answer.iter().map(|a| a.is_ok()));
+            finished += usize::from(step.finished.is_some());
+        }
+        prop_assert_eq!(answers, vec![true]);
+        prop_assert_eq!(finished, 1);
+        prop_assert!(asked <= r + fails.len(), "asked {asked}, r {r}, failures {}", fails.len());
     }
 }

@@ -14,6 +14,14 @@
 //! timer fires, gets a stand-in too. Every stand-in is asked on behalf of
 //! one primary (`Ask::stand_in_for`), which a write turns into a hint.
 //!
+//! A read may ask only as many primaries as its quorum needs
+//! ([`Asking::Needed`], Cassandra's way): the usable ones first, in the
+//! order given (the coordinator puts itself first), the others held in
+//! reserve. A reserve primary is asked in place of one that fails, and in
+//! place of one still silent when the stand-in timer fires (a speculative
+//! retry, whatever the sloppy policy); stand-ins come only once the
+//! reserve is spent. A write always asks every primary.
+//!
 //! With a [`DcScope`] (per-DC replication), a primary's stand-in is the
 //! first spare node *in the primary's data center*, and the tally also
 //! counts successes per data center for the DC-aware consistency levels.
@@ -49,6 +57,18 @@ pub struct SloppyPolicy {
     pub replace_failed: bool,
     /// When the stand-in timer fires, every primary still silent gets one.
     pub replace_silent: bool,
+}
+
+/// Which primaries a request asks when it starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Asking {
+    /// Every primary that may answer (writes; reads with `read_asks =
+    /// all`, which read-repairs every replica a read reaches).
+    #[default]
+    Every,
+    /// Only as many as the quorum needs, the others in reserve (reads by
+    /// default). Per-DC quorums always ask every primary.
+    Needed,
 }
 
 /// Ask `node` (on behalf of `stand_in_for`, when it is a stand-in).
@@ -128,6 +148,9 @@ pub struct Fanout {
     /// Primaries not asked (unusable), still to be covered if possible.
     uncovered: Vec<NodeId>,
     spare: VecDeque<NodeId>,
+    /// Primaries that may answer but were not asked yet
+    /// ([`Asking::Needed`]), in the order to ask them.
+    reserve: VecDeque<NodeId>,
     policy: SloppyPolicy,
     scope: DcScope,
 }
@@ -168,33 +191,14 @@ impl Fanout {
         spare: Vec<NodeId>,
         policy: SloppyPolicy,
     ) -> (Self, Vec<Ask>) {
-        let mut fanout = Fanout {
-            tally: Tally::new(needed, needed_primaries).with_dc_quorums(&scope.quorums),
-            targets: Vec::with_capacity(primaries.len()),
-            uncovered: Vec::new(),
-            spare: spare
-                .into_iter()
-                .filter(|n| !primaries.iter().any(|(p, _)| p == n))
-                .collect(),
-            policy,
-            scope,
-        };
+        let mut fanout = Self::empty(scope, needed, needed_primaries, primaries, spare, policy);
         let mut asks = Vec::new();
         for (node, reach) in primaries {
             if *reach == Reach::Unusable {
                 fanout.uncovered.push(node.clone());
                 continue;
             }
-            let dc = fanout.scope.dc(node).map(str::to_owned);
-            fanout.tally.asked_in(Role::Primary, dc.as_deref());
-            fanout.targets.push(Target {
-                node: node.clone(),
-                role: Role::Primary,
-                dc,
-                stand_in_for: None,
-                answered: false,
-                covered: false,
-            });
+            fanout.target_primary(node);
             if !already_asked.contains(node) {
                 asks.push(Ask {
                     node: node.clone(),
@@ -212,6 +216,122 @@ impl Fanout {
             }
         }
         (fanout, asks)
+    }
+
+    /// A read's fan-out ([`Asking::Needed`]): asks `max(needed,
+    /// needed_primaries)` primaries, usable ones before doubtful ones and
+    /// otherwise in the order of `primaries`; the rest wait in reserve.
+    /// Stand-ins are asked at the start only for the primaries missing
+    /// from that count. With per-DC quorums it is [`Fanout::start_in`].
+    pub fn start_needed_in(
+        scope: DcScope,
+        needed: usize,
+        needed_primaries: usize,
+        primaries: &[(NodeId, Reach)],
+        spare: Vec<NodeId>,
+        policy: SloppyPolicy,
+    ) -> (Self, Vec<Ask>) {
+        if !scope.quorums.is_empty() {
+            return Self::start_in(
+                scope,
+                needed,
+                needed_primaries,
+                primaries,
+                &[],
+                spare,
+                policy,
+            );
+        }
+        let mut fanout = Self::empty(scope, needed, needed_primaries, primaries, spare, policy);
+        let want = needed.max(needed_primaries);
+        let mut asks = Vec::new();
+        let in_order = [Reach::Usable, Reach::Doubtful]
+            .into_iter()
+            .flat_map(|wanted| primaries.iter().filter(move |(_, r)| *r == wanted));
+        for (node, reach) in in_order {
+            if fanout.primaries_asked() >= want {
+                fanout.reserve.push_back(node.clone());
+                continue;
+            }
+            fanout.target_primary(node);
+            asks.push(Ask {
+                node: node.clone(),
+                stand_in_for: None,
+            });
+            if *reach == Reach::Doubtful {
+                fanout.cover(node, &mut asks);
+            }
+        }
+        // Too few primaries may answer: stand-ins for as many unusable
+        // ones as are missing.
+        let missing = want.saturating_sub(fanout.primaries_asked());
+        let unusable: Vec<NodeId> = primaries
+            .iter()
+            .filter(|(_, r)| *r == Reach::Unusable)
+            .map(|(n, _)| n.clone())
+            .take(missing)
+            .collect();
+        for owner in unusable {
+            fanout.cover(&owner, &mut asks);
+        }
+        (fanout, asks)
+    }
+
+    fn empty(
+        scope: DcScope,
+        needed: usize,
+        needed_primaries: usize,
+        primaries: &[(NodeId, Reach)],
+        spare: Vec<NodeId>,
+        policy: SloppyPolicy,
+    ) -> Self {
+        Fanout {
+            tally: Tally::new(needed, needed_primaries).with_dc_quorums(&scope.quorums),
+            targets: Vec::with_capacity(primaries.len()),
+            uncovered: Vec::new(),
+            spare: spare
+                .into_iter()
+                .filter(|n| !primaries.iter().any(|(p, _)| p == n))
+                .collect(),
+            reserve: VecDeque::new(),
+            policy,
+            scope,
+        }
+    }
+
+    /// Primaries asked so far (their stand-ins not counted).
+    fn primaries_asked(&self) -> usize {
+        self.targets
+            .iter()
+            .filter(|t| t.role == Role::Primary)
+            .count()
+    }
+
+    /// Counts `node` as an asked primary.
+    fn target_primary(&mut self, node: &NodeId) {
+        let dc = self.scope.dc(node).map(str::to_owned);
+        self.tally.asked_in(Role::Primary, dc.as_deref());
+        self.targets.push(Target {
+            node: node.clone(),
+            role: Role::Primary,
+            dc,
+            stand_in_for: None,
+            answered: false,
+            covered: false,
+        });
+    }
+
+    /// Asks the next reserve primary, if any; whether it did.
+    fn ask_reserve(&mut self, asks: &mut Vec<Ask>) -> bool {
+        let Some(node) = self.reserve.pop_front() else {
+            return false;
+        };
+        self.target_primary(&node);
+        asks.push(Ask {
+            node,
+            stand_in_for: None,
+        });
+        true
     }
 
     /// Asks a stand-in for `owner` if a spare node is left; records
@@ -267,7 +387,9 @@ impl Fanout {
             Err(error) => {
                 self.tally
                     .failure_in(node.clone(), role, dc.as_deref(), error);
-                if self.policy.replace_failed {
+                if self.ask_reserve(&mut asks) {
+                    // A primary that was held back answers in its place.
+                } else if self.policy.replace_failed {
                     // A failed stand-in is replaced for the primary it
                     // stood in for; a failed primary gets its first one.
                     let owner = owner.unwrap_or_else(|| node.clone());
@@ -282,13 +404,11 @@ impl Fanout {
         asks
     }
 
-    /// The stand-in timer fired: with `replace_silent`, every primary that
-    /// has not answered and has no stand-in gets one.
+    /// The stand-in timer fired: every primary that has not answered and
+    /// has no stand-in gets a reserve primary asked in its place while the
+    /// reserve lasts, then (with `replace_silent`) a stand-in.
     pub fn on_stand_in_timer(&mut self) -> Vec<Ask> {
         let mut asks = Vec::new();
-        if !self.policy.replace_silent {
-            return asks;
-        }
         let silent: Vec<NodeId> = self
             .targets
             .iter()
@@ -296,9 +416,21 @@ impl Fanout {
             .map(|t| t.node.clone())
             .collect();
         for owner in silent {
-            self.cover(&owner, &mut asks);
+            if self.ask_reserve(&mut asks) {
+                if let Some(target) = self.targets.iter_mut().find(|t| t.node == owner) {
+                    target.covered = true;
+                }
+            } else if self.policy.replace_silent {
+                self.cover(&owner, &mut asks);
+            }
         }
         asks
+    }
+
+    /// Whether primaries wait in reserve (the stand-in timer is worth
+    /// setting even without `replace_silent`).
+    pub fn has_reserve(&self) -> bool {
+        !self.reserve.is_empty()
     }
 
     /// Where the quorum stands. `Impossible` only once no stand-in is left

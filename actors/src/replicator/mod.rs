@@ -36,7 +36,7 @@ use tokio::sync::oneshot;
 use tracing::{warn, Instrument};
 
 pub use coordinator::{FinishedRead, ReadCoordinator, ReadStep, WriteCoordinator, WriteStep};
-pub use fanout::{Ask, DcScope, Fanout, Reach, SloppyPolicy};
+pub use fanout::{Ask, Asking, DcScope, Fanout, Reach, SloppyPolicy};
 pub use list::{CoordinateList, ListPage};
 pub use quorum::{DcQuorum, Effect, Ending, Need, Role, Tally, Verdict};
 pub use read::GetAnswer;
@@ -83,8 +83,12 @@ pub struct ReplicationOptions {
     /// response frame with room to spare).
     pub object_bytes_max: usize,
     /// A primary that has not answered a request within this long gets a
-    /// stand-in (sloppy quorum), in milliseconds.
+    /// stand-in (sloppy quorum), in milliseconds; a read asks a primary it
+    /// held in reserve in its place first.
     pub stand_in_after_ms: u64,
+    /// Which primaries a read asks: only as many as R needs (this node
+    /// first; the others when one fails or stays silent), or every one.
+    pub read_asks: Asking,
     /// Seals the contexts this node hands out and checks the ones clients
     /// send back (the same key on every member).
     pub contexts: ContextKey,
@@ -552,7 +556,10 @@ impl Replicator {
         }
         let placement =
             placement::for_read(&self.read_ring, &self.write_ring, self.options.n, &msg.key);
-        let primaries = self.classify(&placement.primaries);
+        let mut primaries = self.classify(&placement.primaries);
+        // This node's own copy first: asking only R replicas, the local
+        // read is one of them.
+        primaries.sort_by_key(|(node, _)| *node != self.own);
         let scope = self.scope(&placement.primaries, &placement.beyond, need.dcs);
         let spare = self.spare(placement.beyond);
         self.poke_unusable(&primaries);
@@ -573,6 +580,7 @@ impl Replicator {
             r,
             pr,
             primaries,
+            asking: self.options.read_asks,
             spare,
             scope,
             policy: SLOPPY,

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, error};
 
 use super::coordinator::{ReadAnswer, ReadCoordinator, ReadStep};
-use super::fanout::{DcScope, Reach, SloppyPolicy};
+use super::fanout::{Asking, DcScope, Reach, SloppyPolicy};
 use super::ReadRepair;
 use crate::conflict_resolver::{ContextKey, Reconcile, Reconciled};
 use crate::replicas::{ReplicaError, Replicas};
@@ -40,8 +40,11 @@ pub struct ReadPlan {
     pub r: usize,
     /// Of those, replies from primaries.
     pub pr: usize,
-    /// The key's primaries, as this node sees them.
+    /// The key's primaries, as this node sees them, in the order to ask
+    /// them (this node first).
     pub primaries: Vec<(NodeId, Reach)>,
+    /// Every primary, or only as many as `r` needs.
+    pub asking: Asking,
     /// Stand-in candidates, in ring order.
     pub spare: Vec<NodeId>,
     /// Per-DC stand-ins and quorums (empty: none).
@@ -77,6 +80,7 @@ pub async fn coordinate(
         r,
         pr,
         primaries,
+        asking,
         spare,
         scope,
         policy,
@@ -89,11 +93,12 @@ pub async fn coordinate(
     } = plan;
     let now = tokio::time::Instant::now();
     let deadline = now + Duration::from_millis(timeout_ms);
-    let mut stand_in_timer = policy
-        .replace_silent
-        .then(|| now + Duration::from_millis(stand_in_after_ms));
     let (mut coordinator, mut step) =
-        ReadCoordinator::start_in(scope, r, pr, &primaries, spare, policy);
+        ReadCoordinator::start_in(scope, asking, r, pr, &primaries, spare, policy);
+    // Silent primaries get a reserve primary (a speculative retry) or, by
+    // the policy, a stand-in.
+    let mut stand_in_timer = (policy.replace_silent || coordinator.has_reserve())
+        .then(|| now + Duration::from_millis(stand_in_after_ms));
     let mut pending: FuturesUnordered<LocalBoxFuture<'static, Reply>> = FuturesUnordered::new();
     let mut reply = Some(reply);
     loop {
