@@ -15,12 +15,21 @@
 //!    last) is never merged for space. So the bytes on disk stay within
 //!    1.25x of the live data under overwrites, where plain size tiering let
 //!    them reach 2-4x.
-//! 2. **Table count.** Otherwise, when the table count reaches
-//!    `tables_per_read_max - 1`, the window of up to `compaction_tables_max`
-//!    adjacent tables with the smallest total size is merged into one table
-//!    that takes the window's place. Merging the smallest neighbours makes
-//!    tables of similar size meet, so a byte is rewritten about
-//!    log_fanin(data / memtable) times.
+//! 2. **Tables a read consults.** Otherwise, when the tables a point read
+//!    may consult reach `tables_per_read_max - 1`, the window of
+//!    `compaction_tables_max` adjacent tables with the smallest total size
+//!    among those holding at least two overlapping tables (any window when
+//!    none does) is merged into one table that takes the window's place.
+//!    Merging the smallest neighbours makes tables of similar size meet, so
+//!    a byte is rewritten about log_fanin(data / memtable) times. A read
+//!    skips every table whose key range does not hold the key, and the
+//!    tables that do not overlap the tables older than them are pairwise
+//!    disjoint, so a read consults at most one of them: they count as one
+//!    ([`tables_a_read_consults`]). So a fill in key order is not merged
+//!    at all until the store holds `TABLES_PER_READ_FACTOR_MAX` times
+//!    `tables_per_read_max` tables (the bound on open tables, their
+//!    filters and indexes), where RocksDB's leveled compaction would move
+//!    such tables down without rewriting them.
 //!
 //! Write cost: a full merge rewrites the whole store after the newer tables
 //! reach a quarter of it, so in steady state each user byte is rewritten
@@ -34,8 +43,8 @@
 //! a full merge needs free space for a second copy of the store while it
 //! runs, and a store much larger than the memtable merges whole. Reads
 //! consult at most `tables_per_read_max` tables, softened by the bloom
-//! filters; flushes wait while the count is at the limit, so it is a hard
-//! bound on the tables a point read consults.
+//! filters; flushes wait while that count (or the store's table count) is
+//! at its limit, so it is a hard bound on the tables a point read consults.
 //!
 //! A [`CompactionFilter`](super::CompactionFilter) in the options rewrites
 //! each live value as it is copied (the node's drops expired values'
@@ -112,20 +121,52 @@ pub fn pick_window(tables: &[TableShape], limits: PickLimits, all: bool) -> Opti
         return Some((0, tables.len()));
     }
     let trigger = limits.tables_per_read_max.max(2).saturating_sub(1).max(2);
-    if tables.len() < trigger {
+    let too_many = tables.len() >= tables_max(limits.tables_per_read_max);
+    if tables_a_read_consults(tables) < trigger && !too_many {
         return None;
     }
     let width = limits.fan_in_max.max(2).min(tables.len());
-    (0..=tables.len() - width)
-        .min_by_key(|start| {
-            tables
-                .iter()
-                .skip(*start)
-                .take(width)
-                .map(|t| t.size_bytes)
-                .sum::<u64>()
-        })
+    let size = |start: &usize| -> u64 {
+        tables[*start..*start + width]
+            .iter()
+            .map(|t| t.size_bytes)
+            .sum()
+    };
+    let overlapping = |start: &usize| -> usize {
+        tables[*start..*start + width]
+            .iter()
+            .filter(|t| t.overlaps_older)
+            .count()
+    };
+    // Merging two overlapping tables lowers the count a read consults;
+    // merging one with disjoint neighbours may not.
+    let windows = 0..=tables.len() - width;
+    windows
+        .clone()
+        .filter(|start| too_many || overlapping(start) >= 2)
+        .min_by_key(size)
+        .or_else(|| windows.min_by_key(size))
         .map(|start| (start, start + width))
+}
+
+/// A store keeps at most this many times `tables_per_read_max` tables, the
+/// disjoint ones a read consults as one included (see the module doc).
+pub const TABLES_PER_READ_FACTOR_MAX: usize = 4;
+
+/// The most tables a store keeps before it merges any (disjoint ones too).
+pub fn tables_max(tables_per_read_max: usize) -> usize {
+    tables_per_read_max
+        .max(2)
+        .saturating_mul(TABLES_PER_READ_FACTOR_MAX)
+}
+
+/// The most tables (newest first) a point read may consult: each table
+/// that overlaps the tables older than it, plus one for all the others,
+/// which are pairwise disjoint (each lies outside the key span of every
+/// table older than it), so at most one holds the key.
+pub fn tables_a_read_consults(tables: &[TableShape]) -> usize {
+    let overlapping = tables.iter().filter(|t| t.overlaps_older).count();
+    overlapping + usize::from(overlapping < tables.len())
 }
 
 /// Whether all tables (newest first) sum to more than `percent_max` percent
@@ -153,23 +194,26 @@ pub fn space_amplification_exceeded(tables: &[TableShape], percent_max: u64) -> 
     total * 100 > base * u128::from(percent_max)
 }
 
+/// The picker's view of `tables` (newest first).
+pub(super) fn shapes_of(tables: &[LiveTable]) -> Vec<TableShape> {
+    let ranges: Vec<Option<(&[u8], &[u8])>> = tables.iter().map(|t| t.table.key_range()).collect();
+    tables
+        .iter()
+        .zip(overlaps_older(&ranges))
+        .map(|(t, overlaps_older)| TableShape {
+            size_bytes: t.table.size_bytes(),
+            overlaps_older,
+        })
+        .collect()
+}
+
 impl Inner {
     /// Runs one compaction if one is due (or over everything when `all`).
     /// Returns whether it merged anything.
     pub fn compact_once(&self, all: bool) -> Result<bool, StorageError> {
         let _only_one = lock(&self.compaction);
         let version = self.current();
-        let ranges: Vec<Option<(&[u8], &[u8])>> =
-            version.tables.iter().map(|t| t.table.key_range()).collect();
-        let shapes: Vec<TableShape> = version
-            .tables
-            .iter()
-            .zip(overlaps_older(&ranges))
-            .map(|(t, overlaps_older)| TableShape {
-                size_bytes: t.table.size_bytes(),
-                overlaps_older,
-            })
-            .collect();
+        let shapes = shapes_of(&version.tables);
         let limits = PickLimits {
             tables_per_read_max: self.options.tables_per_read_max,
             fan_in_max: self.options.compaction_tables_max,
@@ -284,7 +328,8 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::{
-        overlaps_older, pick_window, space_amplification_exceeded, PickLimits, TableShape,
+        overlaps_older, pick_window, space_amplification_exceeded, tables_a_read_consults,
+        tables_max, PickLimits, TableShape,
     };
 
     /// The defaults' shape: 8 tables per read, 4 per merge, 125 %.
@@ -396,8 +441,45 @@ mod tests {
             pick_window(&overwrites(&sizes), TIERED, false),
             Some((0, 4))
         );
-        // Appended tables still merge by count, not all at once.
-        assert_eq!(pick_window(&appends(&sizes), LIMITS, false), Some((0, 4)));
+        // Appended tables are not merged for space either.
+        assert_eq!(pick_window(&appends(&sizes), LIMITS, false), None);
+    }
+
+    #[test]
+    fn disjoint_tables_count_once_until_the_store_holds_too_many() {
+        assert_eq!(tables_a_read_consults(&[]), 0);
+        assert_eq!(tables_a_read_consults(&appends(&[1, 1, 1])), 1);
+        assert_eq!(tables_a_read_consults(&overwrites(&[1, 1, 1])), 3);
+        let mut mixed = appends(&[1, 1, 1, 1]);
+        mixed[0].overlaps_older = true;
+        mixed[2].overlaps_older = true;
+        assert_eq!(tables_a_read_consults(&mixed), 3);
+
+        let max = tables_max(LIMITS.tables_per_read_max);
+        assert_eq!(max, 32);
+        let fill: Vec<u64> = (0..max as u64 - 1).map(|i| 10 + i).collect();
+        assert_eq!(pick_window(&appends(&fill), LIMITS, false), None);
+        let fill: Vec<u64> = (0..max as u64).map(|i| 10 + i).collect();
+        assert_eq!(
+            pick_window(&appends(&fill), LIMITS, false),
+            Some((0, 4)),
+            "at the bound, the smallest window"
+        );
+    }
+
+    #[test]
+    fn a_count_merge_takes_two_overlapping_tables_over_smaller_disjoint_ones() {
+        // Newest first: one overlapping table, four disjoint ones, six
+        // overlapping ones, the base. A read may consult 7 + 1 tables.
+        let mut tables = appends(&[1, 1, 1, 1, 1, 10, 10, 10, 10, 10, 10, 1000]);
+        for i in [0, 5, 6, 7, 8, 9, 10] {
+            tables[i].overlaps_older = true;
+        }
+        assert_eq!(tables_a_read_consults(&tables), 8);
+        assert!(!space_amplification_exceeded(&tables, 125));
+        // (0, 4) and (1, 5) are smaller but hold at most one overlapping
+        // table: merging them would not lower the count.
+        assert_eq!(pick_window(&tables, LIMITS, false), Some((3, 7)));
     }
 
     #[test]

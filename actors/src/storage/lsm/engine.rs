@@ -8,10 +8,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::cache::BlockCache;
+use super::compaction::overlaps_older;
 use super::log::segment_name;
 use super::manifest::io_error;
 use super::memtable::Memtable;
-use super::merge::{Layer, MemtableIter, Merge, TableIter};
+use super::merge::{DisjointTablesIter, Layer, MemtableIter, Merge, TableIter};
 use super::options::{LsmOptions, SyncPolicy};
 use super::recovery::recover;
 use super::sstable::reader::CacheFill;
@@ -143,9 +144,17 @@ impl LsmEngine {
         Ok(merges)
     }
 
-    /// Live tables right now (a point read consults at most this many).
+    /// Live tables right now.
     pub fn table_count(&self) -> usize {
         self.inner.current().tables.len()
+    }
+
+    /// The most tables a point read consults right now: the live tables,
+    /// those that do not overlap older ones counted once (they are
+    /// pairwise disjoint; see `compaction`'s module doc).
+    pub fn tables_a_read_consults(&self) -> usize {
+        let version = self.inner.current();
+        super::compaction::tables_a_read_consults(&super::compaction::shapes_of(&version.tables))
     }
 
     /// Total bytes of the live tables.
@@ -247,7 +256,17 @@ impl Engine for LsmEngine {
         for memtable in std::iter::once(&version.active).chain(&version.immutables) {
             layers.push(Box::new(MemtableIter::new(memtable.clone(), start, end)));
         }
-        for live in &version.tables {
+        // Tables that overlap older ones are merged newest first; the rest
+        // are pairwise disjoint and hold the oldest version of each of
+        // their keys: one layer, last, opened a table at a time.
+        let ranges: Vec<Option<(&[u8], &[u8])>> =
+            version.tables.iter().map(|t| t.table.key_range()).collect();
+        let mut disjoint = Vec::new();
+        for (live, overlaps) in version.tables.iter().zip(overlaps_older(&ranges)) {
+            if !overlaps {
+                disjoint.push(live.table.clone());
+                continue;
+            }
             let cache = self.inner.cache.clone();
             layers.push(Box::new(TableIter::new(
                 live.table.clone(),
@@ -257,6 +276,13 @@ impl Engine for LsmEngine {
                 end,
             )));
         }
+        layers.push(Box::new(DisjointTablesIter::new(
+            disjoint,
+            self.inner.cache.clone(),
+            CacheFill::Fill,
+            start,
+            end,
+        )));
         let mut found = Vec::with_capacity(limit.min(4096));
         for entry in Merge::new(layers) {
             if found.len() >= limit {

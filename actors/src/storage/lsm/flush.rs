@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use super::compaction;
 use super::log::{parse_segment_name, segment_name};
 use super::manifest::{io_error, TableRecord};
 use super::memtable::Memtable;
@@ -138,12 +139,21 @@ impl Inner {
         Ok(())
     }
 
-    /// Holds a flush while the tables already number `tables_per_read_max`,
-    /// so a point read never consults more (compaction frees a slot).
+    /// Holds a flush while a point read may already consult
+    /// `tables_per_read_max` tables, or the store holds
+    /// [`compaction::tables_max`] (compaction frees a slot).
     fn wait_for_table_slot(&self) -> Result<(), StorageError> {
         let mut work = lock(&self.work);
         let mut warned = false;
-        while self.current().tables.len() >= self.options.tables_per_read_max.max(2) {
+        let per_read_max = self.options.tables_per_read_max.max(2);
+        let full = || {
+            let version = self.current();
+            let tables = &version.tables;
+            tables.len() >= compaction::tables_max(per_read_max)
+                || compaction::tables_a_read_consults(&compaction::shapes_of(tables))
+                    >= per_read_max
+        };
+        while full() {
             if work.shutdown {
                 return Err(StorageError::Stopped);
             }

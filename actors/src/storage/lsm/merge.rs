@@ -139,6 +139,72 @@ impl Iterator for TableIter {
     }
 }
 
+/// Iterates pairwise disjoint tables one after another in key order,
+/// opening each only when the one before it is done (LevelDB's level
+/// iterator): a scan over a key-order fill reads blocks of the tables it
+/// reaches, not the first block of every table. Only for tables that do
+/// not overlap the tables older than them (`compaction::overlaps_older`):
+/// a key of one of them has no older version anywhere, so the layer goes
+/// last in a [`Merge`] and every newer table still wins over it.
+pub struct DisjointTablesIter {
+    /// Tables still to open, in descending key order (popped from the end).
+    tables: Vec<Arc<Table>>,
+    current: Option<TableIter>,
+    cache: Arc<BlockCache>,
+    fill: CacheFill,
+    start: Vec<u8>,
+    end: Option<Vec<u8>>,
+}
+
+impl DisjointTablesIter {
+    /// Entries with `start <= key < end` of `tables`, which must be
+    /// pairwise disjoint; tables wholly outside the range are never opened.
+    pub fn new(
+        tables: Vec<Arc<Table>>,
+        cache: Arc<BlockCache>,
+        fill: CacheFill,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Self {
+        let mut tables: Vec<Arc<Table>> = tables
+            .into_iter()
+            .filter(|t| match t.key_range() {
+                Some((low, high)) => high >= start && end.is_none_or(|end| low < end),
+                None => false,
+            })
+            .collect();
+        tables.sort_by(|a, b| b.key_range().cmp(&a.key_range()));
+        Self {
+            tables,
+            current: None,
+            cache,
+            fill,
+            start: start.to_vec(),
+            end: end.map(<[u8]>::to_vec),
+        }
+    }
+}
+
+impl Iterator for DisjointTablesIter {
+    type Item = Result<Entry, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(entry) = self.current.as_mut().and_then(Iterator::next) {
+                return Some(entry);
+            }
+            let table = self.tables.pop()?;
+            self.current = Some(TableIter::new(
+                table,
+                self.cache.clone(),
+                self.fill,
+                &self.start,
+                self.end.as_deref(),
+            ));
+        }
+    }
+}
+
 /// The newest-wins merge of layers given newest first.
 pub struct Merge<'a> {
     layers: Vec<Layer<'a>>,

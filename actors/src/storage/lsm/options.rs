@@ -69,8 +69,10 @@ pub struct LsmOptions {
     pub sync: SyncPolicy,
     /// Data block compression. Default [`Compression::Lz4`].
     pub compression: Compression,
-    /// Compaction keeps at most this many SSTables, so a point read consults
-    /// at most this many tables (bloom filters permitting fewer). Default 8.
+    /// A point read consults at most this many SSTables (bloom filters
+    /// permitting fewer): compaction keeps the tables that overlap older
+    /// ones, plus one for all the disjoint ones, below it, and the store
+    /// below `compaction::TABLES_PER_READ_FACTOR_MAX` times it. Default 8.
     pub tables_per_read_max: usize,
     /// How many adjacent tables one compaction merges at most. Default 4.
     pub compaction_tables_max: usize,

@@ -22,7 +22,7 @@ fn reads_see_writes_through_flushes_compactions_and_reopen() {
         apply(&mut model, &batch);
     }
     assert_equals_model(&engine, &model);
-    assert!(engine.table_count() <= small_options().tables_per_read_max);
+    assert!(engine.tables_a_read_consults() <= small_options().tables_per_read_max);
     engine.flush().unwrap();
     drop(engine);
     let engine = open(&vfs, small_options()).unwrap();
@@ -326,4 +326,92 @@ fn get_cached_answers_from_memory_only_and_agrees_with_get() {
             model.get(key.as_bytes()).cloned()
         );
     }
+}
+
+#[test]
+fn a_fill_in_key_order_is_not_rewritten_and_reads_consult_one_table_of_it() {
+    let vfs = FaultVfs::new();
+    let options = small_options();
+    let engine = open(&vfs, options.clone()).unwrap();
+    let mut model = BTreeMap::new();
+    let mut next = 0u32;
+    // Each table lies past the last: more tables than a read may consult,
+    // none of them merged.
+    while engine.table_count() <= options.tables_per_read_max {
+        let batch: Vec<_> = (0..10)
+            .map(|_| {
+                next += 1;
+                put(format!("key{next:06}").as_bytes(), &[b'v'; 40])
+            })
+            .collect();
+        engine.write_batch(&batch).unwrap();
+        apply(&mut model, &batch);
+        assert!(
+            next < 100_000,
+            "the tables never outnumbered the read bound"
+        );
+    }
+    assert_eq!(engine.tables_a_read_consults(), 1);
+    assert_eq!(
+        options.metrics.compactions.get(),
+        0,
+        "disjoint tables were merged"
+    );
+    assert_equals_model(&engine, &model);
+
+    // Up to the store's bound on tables: then they merge.
+    let tables_max = crate::storage::lsm::compaction::tables_max(options.tables_per_read_max);
+    for _ in 0..tables_max * 4 {
+        let batch: Vec<_> = (0..10)
+            .map(|_| {
+                next += 1;
+                put(format!("key{next:06}").as_bytes(), &[b'v'; 40])
+            })
+            .collect();
+        engine.write_batch(&batch).unwrap();
+        apply(&mut model, &batch);
+        assert!(engine.table_count() <= tables_max);
+    }
+    assert!(options.metrics.compactions.get() > 0);
+
+    // Overwrites and deletes overlap: the count a read consults stays
+    // bounded, and scans (the disjoint tables in one layer, last) see the
+    // newer versions over the older ones.
+    for round in 0..20u32 {
+        let mut batch: Vec<_> = (0..10u32)
+            .map(|i| {
+                put(
+                    format!("key{:06}", (i * 37 + round * 11) % next + 1).as_bytes(),
+                    b"new",
+                )
+            })
+            .collect();
+        batch.push(delete(
+            format!("key{:06}", (round * 53) % next + 1).as_bytes(),
+        ));
+        engine.write_batch(&batch).unwrap();
+        apply(&mut model, &batch);
+        assert!(engine.tables_a_read_consults() <= options.tables_per_read_max);
+    }
+    assert_equals_model(&engine, &model);
+    for (low, high, limit) in [
+        (1, 40, 100),
+        (35, 900, 7),
+        (500, 501, 3),
+        (next - 5, next + 5, 100),
+    ] {
+        let (low, high) = (format!("key{low:06}"), format!("key{high:06}"));
+        let expected: Vec<_> = model
+            .range(low.as_bytes().to_vec()..high.as_bytes().to_vec())
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let scanned = engine
+            .scan(low.as_bytes(), Some(high.as_bytes()), limit)
+            .unwrap();
+        assert_eq!(scanned, expected, "{low}..{high} limit {limit}");
+    }
+    drop(engine);
+    let engine = open(&vfs, options).unwrap();
+    assert_equals_model(&engine, &model);
 }
