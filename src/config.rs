@@ -30,7 +30,8 @@ use ringkv_actors::repair::{
     HINT_DELIVERY_BYTES_PER_S_MAX_DEFAULT, STREAM_BYTES_PER_S_MAX_DEFAULT,
 };
 use ringkv_actors::replicator::{
-    N_DEFAULT, QUORUM_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT, STAND_IN_AFTER_MS_DEFAULT,
+    N_DEFAULT, QUORUM_DEFAULT, READ_RETRY_AFTER_MS_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT,
+    STAND_IN_AFTER_MS_DEFAULT,
 };
 use ringkv_actors::ring::{
     DcReplication, RING_TOKENS_MAX, VNODES_PER_WEIGHT_DEFAULT, VNODES_PER_WEIGHT_MAX,
@@ -320,6 +321,12 @@ pub struct NodeArgs {
     /// of N - R more replica reads per get).
     #[arg(long, value_enum)]
     pub read_asks: Option<ReadAsks>,
+    /// With `--read-asks needed`: a replica a read asked that has not
+    /// answered within this long gets another replica asked in its place
+    /// (a speculative read), in milliseconds; at most --stand-in-after-ms.
+    /// Default 20.
+    #[arg(long, value_name = "MS")]
+    pub read_retry_after_ms: Option<u64>,
     /// Longest wait at start-up for the seeds to answer before this node
     /// coordinates with what it knows, in milliseconds (client requests
     /// wait meanwhile). Default 2000.
@@ -455,6 +462,8 @@ pub struct NodeConfig {
     pub stand_in_after_ms: u64,
     /// Which replicas a read asks.
     pub read_asks: ReadAsks,
+    /// Silence after which a read asks another replica, in milliseconds.
+    pub read_retry_after_ms: u64,
     /// Longest start-up wait for the seeds, in milliseconds.
     pub bootstrap_wait_ms: u64,
     /// Largest stored object, in bytes.
@@ -692,6 +701,19 @@ impl NodeArgs {
                  --request-timeout-ms ({request_timeout_ms}), or no request would wait for a stand-in"
             ).into());
         }
+        let read_retry_after_ms = positive(
+            "--read-retry-after-ms",
+            self.read_retry_after_ms,
+            READ_RETRY_AFTER_MS_DEFAULT.min(stand_in_after_ms),
+        )?;
+        if read_retry_after_ms > stand_in_after_ms {
+            return Err(format!(
+                "--read-retry-after-ms ({read_retry_after_ms}) must not exceed \
+                 --stand-in-after-ms ({stand_in_after_ms}): a read asks another replica \
+                 before it asks a stand-in"
+            )
+            .into());
+        }
         // A get answers a key's whole object in one frame, beside the
         // response's other fields.
         let object_bytes_bound = max_frame_bytes.saturating_sub(OBJECT_FRAME_HEADROOM_BYTES);
@@ -826,6 +848,7 @@ impl NodeArgs {
                 .unwrap_or(ANTI_ENTROPY_BYTES_PER_S_MAX_DEFAULT),
             stand_in_after_ms,
             read_asks: self.read_asks.unwrap_or(ReadAsks::Needed),
+            read_retry_after_ms,
             bootstrap_wait_ms: positive(
                 "--bootstrap-wait-ms",
                 self.bootstrap_wait_ms,

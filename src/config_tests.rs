@@ -497,3 +497,41 @@ fn dc_replication_sets_n_and_is_checked_against_n_and_dc() {
     // Without it, N is --n over the whole ring.
     assert!(base().validate().unwrap().dc_replication.is_empty());
 }
+
+#[test]
+fn reads_ask_what_r_needs_and_retry_before_any_stand_in() {
+    let c = base().validate().unwrap();
+    assert_eq!(c.read_asks, ReadAsks::Needed);
+    assert_eq!(c.read_retry_after_ms, 20);
+    let all = NodeArgs {
+        read_asks: Some(ReadAsks::All),
+        read_retry_after_ms: Some(5),
+        ..base()
+    }
+    .validate()
+    .unwrap();
+    assert_eq!((all.read_asks, all.read_retry_after_ms), (ReadAsks::All, 5));
+    // A short stand-in delay bounds the default retry.
+    let quick = NodeArgs {
+        stand_in_after_ms: Some(10),
+        ..base()
+    }
+    .validate()
+    .unwrap();
+    assert_eq!(quick.read_retry_after_ms, 10);
+    let late = NodeArgs {
+        stand_in_after_ms: Some(100),
+        read_retry_after_ms: Some(101),
+        ..base()
+    };
+    let err = late.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("--read-retry-after-ms (101) must not exceed"),
+        "{err}"
+    );
+    let zero = NodeArgs {
+        read_retry_after_ms: Some(0),
+        ..base()
+    };
+    assert!(zero.validate().is_err());
+}

@@ -373,6 +373,7 @@ pub async fn start(
                 ReadAsks::Needed => Asking::Needed,
                 ReadAsks::All => Asking::Every,
             },
+            read_retry_after_ms: config.read_retry_after_ms,
             object_bytes_max: config.object_bytes_max,
             contexts: context_key(config),
             dc: config.dc.clone(),

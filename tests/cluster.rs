@@ -177,3 +177,56 @@ async fn per_request_quorum_is_validated() {
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::BadRequest), "{err}");
 }
+
+/// A get asks R replicas; when one of them is SIGSTOPped (silent, not
+/// failed), the read asks the third after `--read-retry-after-ms`, long
+/// before the stand-in delay or the request's deadline. With the stand-in
+/// delay (900 ms) past the reads' deadline (600 ms), and gossip slow
+/// enough (a round a second, suspicion after 5 s) that no timed-out
+/// gossip request tears the paused node's link down first, only that
+/// retry can answer the reads that asked the paused node (with
+/// `--read-retry-after-ms 900` they time out, which was checked).
+#[tokio::test]
+async fn a_read_that_asked_a_paused_replica_asks_the_next_one_in_time() {
+    let cluster = Cluster::start(
+        3,
+        &[
+            "--stand-in-after-ms",
+            "900",
+            "--gossip-interval-ms",
+            "1000",
+            "--suspect-after-ms",
+            "5000",
+        ],
+    )
+    .await;
+    let c1 = cluster.nodes[0].client().await;
+    let every = RequestOptions {
+        w: Some(3),
+        ..Default::default()
+    };
+    const KEYS: usize = 20;
+    for i in 0..KEYS {
+        c1.put_with(format!("k{i}").as_bytes(), b"v", None, every)
+            .await
+            .unwrap();
+    }
+    cluster.nodes[1].pause(true);
+    // All at once, before anything marks n2 doubtful: the keys whose
+    // second replica (after n1's own) is n2 ask it.
+    let quorum = RequestOptions {
+        r: Some(2),
+        timeout_ms: Some(600),
+        ..Default::default()
+    };
+    let reads = (0..KEYS).map(|i| {
+        let c1 = &c1;
+        async move { c1.get_with(format!("k{i}").as_bytes(), quorum).await }
+    });
+    let results = futures_util::future::join_all(reads).await;
+    cluster.nodes[1].pause(false);
+    for (i, result) in results.into_iter().enumerate() {
+        let found = result.unwrap_or_else(|e| panic!("k{i}: {e}"));
+        assert_eq!(found.values, vec![b"v".to_vec()], "k{i}");
+    }
+}

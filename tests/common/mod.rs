@@ -252,6 +252,22 @@ impl NodeProc {
             "--join-settle-ms".into(),
             (3 * GOSSIP_INTERVAL_MS).to_string(),
         ];
+        // A flag in `extra` replaces the harness's default for it (the
+        // defaults, from the request timeout on, are flag-value pairs).
+        let defaults_from = args
+            .iter()
+            .position(|a| a == "--request-timeout-ms")
+            .unwrap_or(args.len());
+        let mut kept = args.split_off(defaults_from);
+        let mut i = 0;
+        while i + 1 < kept.len() {
+            if extra.contains(&kept[i].as_str()) {
+                kept.drain(i..i + 2);
+            } else {
+                i += 2;
+            }
+        }
+        args.extend(kept);
         if !seeds.is_empty() {
             args.push("--seeds".into());
             args.push(seeds.join(","));

@@ -115,6 +115,13 @@ impl ReadCoordinator {
         self.step(asks, None)
     }
 
+    /// The retry timer fired: silent primaries get a reserve primary
+    /// asked in their place, never a stand-in.
+    pub fn on_retry_timer(&mut self) -> ReadStep {
+        let asks = self.fanout.on_retry_timer();
+        self.step(asks, None)
+    }
+
     /// The request's deadline passed.
     pub fn on_deadline(&mut self, timeout_ms: u64) -> ReadStep {
         self.step(Vec::new(), Some(timeout_ms))

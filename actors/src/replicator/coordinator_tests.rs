@@ -235,6 +235,42 @@ fn a_reserve_primary_answers_for_a_failed_or_silent_one_before_any_stand_in() {
 }
 
 #[test]
+fn the_retry_timer_asks_reserve_primaries_and_never_a_stand_in() {
+    let (mut read, _) = needed(1, 0, &usable(&["a", "b", "c"]), &["d"], SLOPPY);
+    let step = read.on_retry_timer();
+    assert_eq!(
+        nodes(&step.asks),
+        ids(&["b"]),
+        "a is silent: b in its place"
+    );
+    // Both silent, the reserve (c) spent: the stand-in timer asks d.
+    let step = read.on_stand_in_timer();
+    assert_eq!(
+        step.asks,
+        vec![Ask {
+            node: id("c"),
+            stand_in_for: None
+        }],
+        "b has c in its place; a was replaced once already"
+    );
+    let step = read.on_stand_in_timer();
+    assert_eq!(
+        step.asks,
+        vec![Ask {
+            node: id("d"),
+            stand_in_for: Some(id("c"))
+        }]
+    );
+
+    let (mut read, _) = needed(2, 0, &usable(&["a", "b"]), &["d"], SLOPPY);
+    assert!(!read.has_reserve());
+    assert!(
+        read.on_retry_timer().asks.is_empty(),
+        "no reserve, no stand-in"
+    );
+}
+
+#[test]
 fn a_needed_read_asks_usable_primaries_before_doubtful_ones_and_stand_ins_only_for_the_missing() {
     let primaries = [
         (id("a"), Reach::Doubtful),
@@ -303,6 +339,8 @@ enum Event {
     /// The `i`-th outstanding replica answers (ok or failed).
     Answer(usize, bool),
     StandInTimer,
+    /// A read's retry timer (writes have none).
+    RetryTimer,
 }
 
 fn events() -> impl Strategy<Value = Vec<Event>> {
@@ -310,6 +348,7 @@ fn events() -> impl Strategy<Value = Vec<Event>> {
         prop_oneof![
             8 => (0usize..8, any::<bool>()).prop_map(|(i, ok)| Event::Answer(i, ok)),
             1 => Just(Event::StandInTimer),
+            1 => Just(Event::RetryTimer),
         ],
         0..40,
     )
@@ -371,6 +410,7 @@ proptest! {
                 }
                 Event::Answer(..) => continue,
                 Event::StandInTimer => write.on_stand_in_timer(),
+                Event::RetryTimer => continue,
             };
             if let Some(answer) = &step.answer {
                 answers += 1;
@@ -459,6 +499,14 @@ proptest! {
                 }
                 Event::Answer(..) => continue,
                 Event::StandInTimer => read.on_stand_in_timer(),
+                Event::RetryTimer => {
+                    let step = read.on_retry_timer();
+                    prop_assert!(
+                        step.asks.iter().all(|a| a.stand_in_for.is_none()),
+                        "the retry timer asked a stand-in"
+                    );
+                    step
+                }
             };
             if let Some(answer) = &step.answer {
                 answers += 1;

@@ -18,9 +18,10 @@
 //! ([`Asking::Needed`], Cassandra's way): the usable ones first, in the
 //! order given (the coordinator puts itself first), the others held in
 //! reserve. A reserve primary is asked in place of one that fails, and in
-//! place of one still silent when the stand-in timer fires (a speculative
-//! retry, whatever the sloppy policy); stand-ins come only once the
-//! reserve is spent. A write always asks every primary.
+//! place of one still silent when the read's retry timer (or the stand-in
+//! timer) fires: a speculative retry, whatever the sloppy policy.
+//! Stand-ins come only once the reserve is spent. A write always asks
+//! every primary.
 //!
 //! With a [`DcScope`] (per-DC replication), a primary's stand-in is the
 //! first spare node *in the primary's data center*, and the tally also
@@ -409,22 +410,42 @@ impl Fanout {
     /// reserve lasts, then (with `replace_silent`) a stand-in.
     pub fn on_stand_in_timer(&mut self) -> Vec<Ask> {
         let mut asks = Vec::new();
-        let silent: Vec<NodeId> = self
-            .targets
-            .iter()
-            .filter(|t| t.role == Role::Primary && !t.answered && !t.covered)
-            .map(|t| t.node.clone())
-            .collect();
-        for owner in silent {
+        for owner in self.silent_primaries() {
             if self.ask_reserve(&mut asks) {
-                if let Some(target) = self.targets.iter_mut().find(|t| t.node == owner) {
-                    target.covered = true;
-                }
+                self.mark_covered(&owner);
             } else if self.policy.replace_silent {
                 self.cover(&owner, &mut asks);
             }
         }
         asks
+    }
+
+    /// The read's retry timer fired (before the stand-in timer): every
+    /// primary that has not answered and has no stand-in gets a reserve
+    /// primary asked in its place while the reserve lasts; no stand-ins.
+    pub fn on_retry_timer(&mut self) -> Vec<Ask> {
+        let mut asks = Vec::new();
+        for owner in self.silent_primaries() {
+            if !self.ask_reserve(&mut asks) {
+                break;
+            }
+            self.mark_covered(&owner);
+        }
+        asks
+    }
+
+    fn silent_primaries(&self) -> Vec<NodeId> {
+        self.targets
+            .iter()
+            .filter(|t| t.role == Role::Primary && !t.answered && !t.covered)
+            .map(|t| t.node.clone())
+            .collect()
+    }
+
+    fn mark_covered(&mut self, owner: &NodeId) {
+        if let Some(target) = self.targets.iter_mut().find(|t| t.node == *owner) {
+            target.covered = true;
+        }
     }
 
     /// Whether primaries wait in reserve (the stand-in timer is worth

@@ -53,6 +53,9 @@ pub struct ReadPlan {
     pub policy: SloppyPolicy,
     /// Time after which silent primaries get stand-ins, in milliseconds.
     pub stand_in_after_ms: u64,
+    /// Time after which a silent primary gets a primary held in reserve
+    /// asked in its place, in milliseconds (at most `stand_in_after_ms`).
+    pub retry_after_ms: u64,
     /// Deadline, in milliseconds.
     pub timeout_ms: u64,
     /// The client request.
@@ -85,6 +88,7 @@ pub async fn coordinate(
         scope,
         policy,
         stand_in_after_ms,
+        retry_after_ms,
         timeout_ms,
         trace,
         contexts,
@@ -97,6 +101,9 @@ pub async fn coordinate(
         ReadCoordinator::start_in(scope, asking, r, pr, &primaries, spare, policy);
     // Silent primaries get a reserve primary (a speculative retry) or, by
     // the policy, a stand-in.
+    let mut retry_timer = coordinator
+        .has_reserve()
+        .then(|| now + Duration::from_millis(retry_after_ms));
     let mut stand_in_timer = (policy.replace_silent || coordinator.has_reserve())
         .then(|| now + Duration::from_millis(stand_in_after_ms));
     let mut pending: FuturesUnordered<LocalBoxFuture<'static, Reply>> = FuturesUnordered::new();
@@ -135,35 +142,48 @@ pub async fn coordinate(
         step = next_step(
             &mut coordinator,
             &mut pending,
-            &mut stand_in_timer,
-            deadline,
+            Timers {
+                retry: &mut retry_timer,
+                stand_in: &mut stand_in_timer,
+                deadline,
+            },
             timeout_ms,
         )
         .await;
     }
 }
 
-/// Waits for the next event (a reply, the stand-in timer, the deadline)
-/// and feeds it to the coordinator.
+/// A read's timers (`None`: fired, or never set).
+struct Timers<'a> {
+    retry: &'a mut Option<tokio::time::Instant>,
+    stand_in: &'a mut Option<tokio::time::Instant>,
+    deadline: tokio::time::Instant,
+}
+
+/// Waits for the next event (a reply, the retry or stand-in timer, the
+/// deadline) and feeds it to the coordinator.
 async fn next_step(
     coordinator: &mut ReadCoordinator,
     pending: &mut FuturesUnordered<LocalBoxFuture<'static, Reply>>,
-    stand_in_timer: &mut Option<tokio::time::Instant>,
-    deadline: tokio::time::Instant,
+    timers: Timers<'_>,
     timeout_ms: u64,
 ) -> ReadStep {
-    let timer = *stand_in_timer;
+    let (retry, stand_in) = (*timers.retry, *timers.stand_in);
     // Biased: an answer already there is taken before a timer that fired
     // in the same poll, and the order never depends on tokio's random
     // branch choice (so a simulation seed replays exactly).
     tokio::select! {
         biased;
         Some((node, result)) = pending.next() => coordinator.on_reply(&node, result),
-        () = sleep_until(timer) => {
-            *stand_in_timer = None;
+        () = sleep_until(retry) => {
+            *timers.retry = None;
+            coordinator.on_retry_timer()
+        }
+        () = sleep_until(stand_in) => {
+            *timers.stand_in = None;
             coordinator.on_stand_in_timer()
         }
-        () = tokio::time::sleep_until(deadline) => coordinator.on_deadline(timeout_ms),
+        () = tokio::time::sleep_until(timers.deadline) => coordinator.on_deadline(timeout_ms),
     }
 }
 
