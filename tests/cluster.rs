@@ -188,7 +188,7 @@ async fn per_request_quorum_is_validated() {
 /// `--read-retry-after-ms 900` they time out, which was checked).
 #[tokio::test]
 async fn a_read_that_asked_a_paused_replica_asks_the_next_one_in_time() {
-    let cluster = Cluster::start(
+    let mut cluster = Cluster::plan(
         3,
         &[
             "--stand-in-after-ms",
@@ -198,8 +198,10 @@ async fn a_read_that_asked_a_paused_replica_asks_the_next_one_in_time() {
             "--suspect-after-ms",
             "5000",
         ],
-    )
-    .await;
+    );
+    let metrics = cluster.add_metrics_listeners();
+    cluster.spawn_all();
+    cluster.wait_all_alive().await;
     let c1 = cluster.nodes[0].client().await;
     let every = RequestOptions {
         w: Some(3),
@@ -229,4 +231,21 @@ async fn a_read_that_asked_a_paused_replica_asks_the_next_one_in_time() {
         let found = result.unwrap_or_else(|e| panic!("k{i}: {e}"));
         assert_eq!(found.values, vec![b"v".to_vec()], "k{i}");
     }
+    // The retries answered them, and n1 counted each.
+    let retries = counter(metrics[0], "ringkv_read_retries_total");
+    assert!(retries >= 1.0, "no read retry counted: {retries}");
+}
+
+/// The value of the unlabelled counter `name` on the metrics endpoint at
+/// `addr`.
+fn counter(addr: std::net::SocketAddr, name: &str) -> f64 {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing: {response}"))
 }

@@ -176,6 +176,7 @@ struct Inner {
     anti_entropy_out: Counter,
     anti_entropy_keys_repaired: Counter,
     read_repairs: Counter,
+    read_retries: Counter,
     tombstones: Gauge<i64, AtomicI64>,
     tombstones_reaped: Counter,
 }
@@ -272,6 +273,12 @@ impl Metrics {
             "Read-repair writes of a merged version to a stale replica that succeeded",
             read_repairs.clone(),
         );
+        let read_retries = Counter::default();
+        registry.register(
+            "ringkv_read_retries",
+            "Replicas a read asked in place of one that stayed silent past read_retry_after_ms (speculative reads)",
+            read_retries.clone(),
+        );
         let tombstones = Gauge::<i64, AtomicI64>::default();
         registry.register(
             "ringkv_tombstones",
@@ -334,6 +341,7 @@ impl Metrics {
             anti_entropy_out: ae_family.get_or_create_owned(&DirectionLabel { direction: "out" }),
             anti_entropy_keys_repaired,
             read_repairs,
+            read_retries,
             tombstones,
             tombstones_reaped,
         }))
@@ -457,6 +465,11 @@ impl Metrics {
     /// One read-repair write succeeded.
     pub fn read_repair(&self) {
         self.0.read_repairs.inc();
+    }
+
+    /// A read asked `replicas` in place of silent ones (its retry timer).
+    pub fn read_retries(&self, replicas: u64) {
+        self.0.read_retries.inc_by(replicas);
     }
 
     /// A stored object went from `was` tombstone to `is` tombstone.

@@ -22,6 +22,7 @@ use super::coordinator::{ReadAnswer, ReadCoordinator, ReadStep};
 use super::fanout::{Asking, DcScope, Reach, SloppyPolicy};
 use super::ReadRepair;
 use crate::conflict_resolver::{ContextKey, Reconcile, Reconciled};
+use crate::metrics::Metrics;
 use crate::replicas::{ReplicaError, Replicas};
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::NodeId;
@@ -141,6 +142,7 @@ pub async fn coordinate(
         }
         step = next_step(
             &mut coordinator,
+            &replicas.metrics,
             &mut pending,
             Timers {
                 retry: &mut retry_timer,
@@ -164,6 +166,7 @@ struct Timers<'a> {
 /// deadline) and feeds it to the coordinator.
 async fn next_step(
     coordinator: &mut ReadCoordinator,
+    metrics: &Metrics,
     pending: &mut FuturesUnordered<LocalBoxFuture<'static, Reply>>,
     timers: Timers<'_>,
     timeout_ms: u64,
@@ -177,7 +180,9 @@ async fn next_step(
         Some((node, result)) = pending.next() => coordinator.on_reply(&node, result),
         () = sleep_until(retry) => {
             *timers.retry = None;
-            coordinator.on_retry_timer()
+            let step = coordinator.on_retry_timer();
+            metrics.read_retries(step.asks.len() as u64);
+            step
         }
         () = sleep_until(stand_in) => {
             *timers.stand_in = None;
