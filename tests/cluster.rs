@@ -239,13 +239,9 @@ async fn a_read_that_asked_a_paused_replica_asks_the_next_one_in_time() {
 /// The value of the unlabelled counter `name` on the metrics endpoint at
 /// `addr`.
 fn counter(addr: std::net::SocketAddr, name: &str) -> f64 {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .lines()
+    let (status, body) = common::http_get(addr, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    body.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing: {response}"))
+        .unwrap_or_else(|| panic!("{name} missing: {body}"))
 }

@@ -5,27 +5,11 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 
-use common::Cluster;
+use common::{http_get, Cluster};
 use prometheus_parse::{Scrape, Value};
 use ringkv::client::RequestOptions;
-
-/// `GET path` over a fresh connection: the status code and the body.
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_owned())
-}
 
 fn scrape(addr: SocketAddr) -> Scrape {
     let (status, body) = http_get(addr, "/metrics");

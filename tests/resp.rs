@@ -763,11 +763,7 @@ async fn resp_commands_count_in_the_request_metrics() {
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let (_cluster, resp) = node(1, &extra).await;
     let count = |op: &str, result: &str| -> u64 {
-        use std::io::{Read as _, Write as _};
-        let mut stream = std::net::TcpStream::connect(metrics).unwrap();
-        write!(stream, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut body = String::new();
-        stream.read_to_string(&mut body).unwrap();
+        let (_, body) = common::http_get(metrics, "/metrics");
         let wanted = format!("ringkv_requests_total{{op=\"{op}\",result=\"{result}\"}} ");
         body.lines()
             .find_map(|l| l.strip_prefix(&wanted))

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -33,16 +32,8 @@ const CONVERGE_MAX: Duration = Duration::from_secs(120);
 /// Requests in flight at once while loading.
 const CONCURRENCY: usize = 64;
 
-fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response.split_once("\r\n\r\n").unwrap().1.to_owned()
-}
-
 fn scrape(addr: SocketAddr) -> Scrape {
-    let body = http_get(addr, "/metrics");
+    let (_, body) = common::http_get(addr, "/metrics");
     Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).unwrap()
 }
 
