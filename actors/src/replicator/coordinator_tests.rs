@@ -354,6 +354,15 @@ fn events() -> impl Strategy<Value = Vec<Event>> {
     )
 }
 
+/// Primaries `p0`, `p1`, ... seen as `reaches` says.
+fn numbered(reaches: &[Reach]) -> Vec<(NodeId, Reach)> {
+    reaches
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (id(&format!("p{i}")), *r))
+        .collect()
+}
+
 fn reach() -> impl Strategy<Value = Reach> {
     prop_oneof![
         Just(Reach::Usable),
@@ -376,9 +385,7 @@ proptest! {
         replace_silent in any::<bool>(),
         events in events(),
     ) {
-        let names = ["p0", "p1", "p2", "p3", "p4"];
-        let primaries: Vec<(NodeId, Reach)> =
-            reaches.iter().enumerate().map(|(i, r)| (id(names[i]), *r)).collect();
+        let primaries = numbered(&reaches);
         let spare: Vec<NodeId> = (0..spare).map(|i| id(&format!("s{i}"))).collect();
         let policy = SloppyPolicy { replace_failed, replace_silent };
         let (mut write, step) = WriteCoordinator::start(w, pw, &primaries, None, spare, policy);
@@ -434,9 +441,7 @@ proptest! {
         r in 1usize..5,
         order in prop::collection::vec(0usize..8, 0..8),
     ) {
-        let names = ["p0", "p1", "p2", "p3", "p4"];
-        let primaries: Vec<(NodeId, Reach)> =
-            (0..n).map(|i| (id(names[i]), Reach::Usable)).collect();
+        let primaries = numbered(&vec![Reach::Usable; n]);
         let (mut read, step) = ReadCoordinator::start(r, 0, &primaries, vec![], SLOPPY);
         let mut outstanding: Vec<NodeId> = step.asks.into_iter().map(|a| a.node).collect();
         let mut answers: Vec<bool> = step.answer.iter().map(|a| a.is_ok()).collect();
@@ -466,9 +471,7 @@ proptest! {
         replace_silent in any::<bool>(),
         events in events(),
     ) {
-        let names = ["p0", "p1", "p2", "p3", "p4"];
-        let primaries: Vec<(NodeId, Reach)> =
-            reaches.iter().enumerate().map(|(i, r)| (id(names[i]), *r)).collect();
+        let primaries = numbered(&reaches);
         let spare: Vec<String> = (0..spare).map(|i| format!("s{i}")).collect();
         let spare: Vec<&str> = spare.iter().map(String::as_str).collect();
         let policy = SloppyPolicy { replace_failed, replace_silent };
@@ -531,13 +534,11 @@ proptest! {
         order in prop::collection::vec(0usize..8, 0..12),
     ) {
         prop_assume!(r <= n);
-        let names = ["p0", "p1", "p2", "p3", "p4", "p5"];
-        let primaries: Vec<(NodeId, Reach)> =
-            (0..n).map(|i| (id(names[i]), Reach::Usable)).collect();
+        let primaries = numbered(&vec![Reach::Usable; n]);
         let fails: HashSet<NodeId> = (0..n)
             .filter(|i| failing[*i])
             .take(n - r)
-            .map(|i| id(names[i]))
+            .map(|i| primaries[i].0.clone())
             .collect();
         let (mut read, step) = needed(r, 0, &primaries, &[], SloppyPolicy::default());
         let mut outstanding: Vec<NodeId> = nodes(&step.asks);

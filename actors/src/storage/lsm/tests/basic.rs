@@ -335,17 +335,21 @@ fn a_fill_in_key_order_is_not_rewritten_and_reads_consult_one_table_of_it() {
     let engine = open(&vfs, options.clone()).unwrap();
     let mut model = BTreeMap::new();
     let mut next = 0u32;
-    // Each table lies past the last: more tables than a read may consult,
-    // none of them merged.
-    while engine.table_count() <= options.tables_per_read_max {
+    // Ten puts of the next keys in order, past every key written so far.
+    let append_ten = |engine: &LsmEngine, model: &mut BTreeMap<_, _>, next: &mut u32| {
         let batch: Vec<_> = (0..10)
             .map(|_| {
-                next += 1;
+                *next += 1;
                 put(format!("key{next:06}").as_bytes(), &[b'v'; 40])
             })
             .collect();
         engine.write_batch(&batch).unwrap();
-        apply(&mut model, &batch);
+        apply(model, &batch);
+    };
+    // Each table lies past the last: more tables than a read may consult,
+    // none of them merged.
+    while engine.table_count() <= options.tables_per_read_max {
+        append_ten(&engine, &mut model, &mut next);
         assert!(
             next < 100_000,
             "the tables never outnumbered the read bound"
@@ -362,14 +366,7 @@ fn a_fill_in_key_order_is_not_rewritten_and_reads_consult_one_table_of_it() {
     // Up to the store's bound on tables: then they merge.
     let tables_max = crate::storage::lsm::compaction::tables_max(options.tables_per_read_max);
     for _ in 0..tables_max * 4 {
-        let batch: Vec<_> = (0..10)
-            .map(|_| {
-                next += 1;
-                put(format!("key{next:06}").as_bytes(), &[b'v'; 40])
-            })
-            .collect();
-        engine.write_batch(&batch).unwrap();
-        apply(&mut model, &batch);
+        append_ten(&engine, &mut model, &mut next);
         assert!(engine.table_count() <= tables_max);
     }
     assert!(options.metrics.compactions.get() > 0);
