@@ -373,6 +373,7 @@ impl ClientSession {
                     timeout_ms,
                     trace,
                     last_writer_wins: false,
+                    with_context: true,
                 });
                 Box::pin(async move {
                     let (values, context) = call.await.map_err(gone)??;

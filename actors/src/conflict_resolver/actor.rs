@@ -103,6 +103,46 @@ pub fn reconcile(
     })
 }
 
+/// What a read answers when every replica sent the same bytes (`bytes`,
+/// from `node`; `None`: none holds the key). Nothing is merged and nobody
+/// is stale, so this is [`reconcile`]'s answer without its work: the object
+/// is decoded once, its values are moved out rather than copied, and it is
+/// not encoded again for a read repair that cannot happen. `last_writer_only`
+/// takes only the last writer's value (what `Reconciled::last_writer`
+/// holds), else every live value (`Reconciled::values`); the context is the
+/// object's clock (`Reconciled::context`).
+pub fn answer_agreed(
+    node: &NodeId,
+    bytes: Option<&[u8]>,
+    now_ms: u64,
+    last_writer_only: bool,
+) -> Result<(Vec<Vec<u8>>, Option<VersionVector>), ClientError> {
+    let Some(bytes) = bytes else {
+        return Ok((Vec::new(), None));
+    };
+    let object = Object::decode(bytes).map_err(|e| {
+        ClientError::new(
+            ErrorCode::Internal,
+            format!("replica {node} returned an object that does not decode: {e}"),
+        )
+    })?;
+    let last_writer = if last_writer_only {
+        object.last_writer().map(|s| s.dot.clone())
+    } else {
+        None
+    };
+    let Object { clock, siblings } = object;
+    let values = siblings
+        .into_iter()
+        .filter(|sibling| {
+            sibling.value_at(now_ms).is_some()
+                && (!last_writer_only || last_writer.as_ref() == Some(&sibling.dot))
+        })
+        .filter_map(|sibling| sibling.value)
+        .collect();
+    Ok((values, Some(clock)))
+}
+
 /// The actor (stateless: the rules are pure).
 pub struct ConflictResolver {
     span: tracing::Span,
@@ -241,6 +281,40 @@ mod tests {
         .unwrap();
         assert_eq!(r.values, vec![b"late".to_vec()]);
         assert_eq!(r.last_writer, None);
+    }
+
+    /// `answer_agreed` answers what `reconcile` answers for agreeing replicas.
+    #[test]
+    fn an_agreed_answer_is_what_reconcile_answers() {
+        let x = write(None, &VersionVector::new(), "x", "a");
+        let y = write(None, &VersionVector::new(), "y", "b");
+        let siblings = x.merge(&y);
+        let deleted = Object::update(
+            Some(&x),
+            x.context(),
+            None,
+            &id("a"),
+            2,
+            &VersionLimits::default(),
+        )
+        .unwrap();
+        for object in [None, Some(x), Some(siblings), Some(deleted)] {
+            let bytes = object.as_ref().map(Object::encode);
+            let answers = vec![(id("a"), bytes.clone()), (id("b"), bytes.clone())];
+            let full = reconcile(&answers, 0).unwrap();
+            let all = answer_agreed(&id("a"), bytes.as_deref(), 0, false).unwrap();
+            let mut expected = full.values.clone();
+            let mut got = all.0.clone();
+            expected.sort();
+            got.sort();
+            assert_eq!(got, expected);
+            assert_eq!(all.1, full.context);
+            let last = answer_agreed(&id("a"), bytes.as_deref(), 0, true).unwrap();
+            assert_eq!(last.0, full.last_writer.into_iter().collect::<Vec<_>>());
+            assert_eq!(last.1, full.context);
+        }
+        let e = answer_agreed(&id("a"), Some(&[0xff, 0x00]), 0, false).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Internal);
     }
 
     #[test]

@@ -44,7 +44,7 @@ mod encoding;
 mod object;
 mod prune;
 
-pub use actor::{reconcile, ConflictResolver, Reconcile, Reconciled};
+pub use actor::{answer_agreed, reconcile, ConflictResolver, Reconcile, Reconciled};
 pub use clock::{ClockEntry, Dot, VersionVector};
 pub use context::{ContextKey, CONTEXT_FORMAT_VERSION, CONTEXT_KEY_PURPOSE, CONTEXT_TAG_BYTES};
 pub use encoding::{FORMAT_VERSION, FORMAT_VERSION_EXPIRY};

@@ -154,6 +154,9 @@ pub struct CoordinateGet {
     /// Answer only the last writer's value, not every sibling (the RESP
     /// front end's `resp_siblings = lww`).
     pub last_writer_wins: bool,
+    /// Answer the context (sealed to the key). A RESP GET has no use for
+    /// it and skips sealing it.
+    pub with_context: bool,
 }
 
 /// Coordinate a put (`value` set) or a delete (`value` `None`).
@@ -600,6 +603,7 @@ impl Replicator {
             trace: msg.trace,
             contexts: self.options.contexts.clone(),
             last_writer_wins: msg.last_writer_wins,
+            with_context: msg.with_context,
             now_ms: self.clock.now_ms(),
         };
         let (tx, rx) = oneshot::channel();

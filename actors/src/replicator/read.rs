@@ -6,8 +6,8 @@
 //!
 //! Replicas that disagree are reconciled by the ConflictResolver actor.
 //! When every replica answered the same bytes (the common case: nothing to
-//! resolve), the future decodes them itself with the same pure rules
-//! (`conflict_resolver::reconcile`), without a message round trip, and
+//! resolve), the future decodes them itself, once, with the same pure rules
+//! (`conflict_resolver::answer_agreed`), without a message round trip, and
 //! there is nothing to repair.
 
 use std::time::Duration;
@@ -21,7 +21,7 @@ use tracing::{debug, error};
 use super::coordinator::{ReadAnswer, ReadCoordinator, ReadStep};
 use super::fanout::{Asking, DcScope, Reach, SloppyPolicy};
 use super::ReadRepair;
-use crate::conflict_resolver::{ContextKey, Reconcile, Reconciled};
+use crate::conflict_resolver::{answer_agreed, ContextKey, Reconcile, Reconciled, VersionVector};
 use crate::metrics::Metrics;
 use crate::replicas::{ReplicaError, Replicas};
 use crate::wire::client::{ClientError, ErrorCode};
@@ -66,6 +66,8 @@ pub struct ReadPlan {
     /// Answer only the last writer's value (`Object::last_writer`), not
     /// every sibling: the RESP front end's `resp_siblings = lww`.
     pub last_writer_wins: bool,
+    /// Seal and answer the context (`CoordinateGet::with_context`).
+    pub with_context: bool,
     /// Wall time of the read, in ms: values expired by then are absent.
     pub now_ms: u64,
 }
@@ -94,6 +96,7 @@ pub async fn coordinate(
         trace,
         contexts,
         last_writer_wins,
+        with_context,
         now_ms,
     } = plan;
     let now = tokio::time::Instant::now();
@@ -120,17 +123,16 @@ pub async fn coordinate(
         if let Some(answer) = step.answer.take() {
             if let Some(tx) = reply.take() {
                 let answer = match answer {
-                    Ok(answers) => reconcile(&resolver, answers, trace, now_ms)
-                        .await
-                        .map(|rec| {
-                            let context = rec.context.map(|clock| contexts.seal(&key, &clock));
-                            let values = if last_writer_wins {
-                                rec.last_writer.into_iter().collect()
-                            } else {
-                                rec.values
-                            };
-                            (values, context)
-                        }),
+                    Ok(answers) => {
+                        answer_of(&resolver, answers, trace, now_ms, last_writer_wins)
+                            .await
+                            .map(|(values, clock)| {
+                                let context = clock
+                                    .filter(|_| with_context)
+                                    .map(|clock| contexts.seal(&key, &clock));
+                                (values, context)
+                            })
+                    }
                     Err(e) => Err(e),
                 };
                 let _ = tx.send(answer);
@@ -248,21 +250,44 @@ fn answers_agree(answers: &[ReadAnswer]) -> bool {
     }
 }
 
-/// Merges the replicas' answers: in place when they agree, else through
-/// the ConflictResolver actor.
+/// What the client gets from the replicas' answers: the live values (only
+/// the last writer's with `last_writer_only`) and the clock for its
+/// context. Answers that agree are decoded in place
+/// (`conflict_resolver::answer_agreed`), others are merged by the
+/// ConflictResolver actor.
+async fn answer_of(
+    resolver: &Recipient<Reconcile>,
+    answers: Vec<ReadAnswer>,
+    trace: u64,
+    now_ms: u64,
+    last_writer_only: bool,
+) -> Result<(Vec<Vec<u8>>, Option<VersionVector>), ClientError> {
+    if answers_agree(&answers) {
+        let Some((node, bytes)) = answers.first() else {
+            return Ok((Vec::new(), None));
+        };
+        let result = answer_agreed(node, bytes.as_deref(), now_ms, last_writer_only);
+        if let Err(e) = &result {
+            error!(req = %format_args!("{trace:x}"), error = %e, "replica answers do not decode");
+        }
+        return result;
+    }
+    let merged = reconcile(resolver, answers, trace, now_ms).await?;
+    let values = if last_writer_only {
+        merged.last_writer.into_iter().collect()
+    } else {
+        merged.values
+    };
+    Ok((values, merged.context))
+}
+
+/// Merges answers that disagree, through the ConflictResolver actor.
 async fn reconcile(
     resolver: &Recipient<Reconcile>,
     answers: Vec<ReadAnswer>,
     trace: u64,
     now_ms: u64,
 ) -> Result<Reconciled, ClientError> {
-    if answers_agree(&answers) {
-        let result = crate::conflict_resolver::reconcile(&answers, now_ms);
-        if let Err(e) = &result {
-            error!(req = %format_args!("{trace:x}"), error = %e, "replica answers do not decode");
-        }
-        return result;
-    }
     resolver
         .send(Reconcile {
             answers,

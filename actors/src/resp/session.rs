@@ -57,6 +57,19 @@ type KeyDone = SharedFuture<LocalBoxFuture<'static, ()>>;
 /// A read still running: the live values and the context.
 type PendingRead = Pin<Box<dyn Future<Output = Result<GetAnswer, ClientError>>>>;
 
+/// What a command reads a key for, which decides what the read answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReadFor {
+    /// GET, MGET, EXISTS: the value (only the last writer's under
+    /// `resp_siblings = lww`); no context.
+    Value,
+    /// RINGKV.SIBLINGS: every live sibling; no context.
+    Siblings,
+    /// RINGKV.RESOLVE: every live sibling and the context the write
+    /// replaces.
+    Resolve,
+}
+
 /// A walk of the `list` op: the keys, and where it stopped (`None`: the
 /// pass ended).
 type WalkResult = Result<(Vec<Vec<u8>>, Option<Vec<u8>>), ClientError>;
@@ -403,7 +416,7 @@ impl RespSession {
                 );
             }
             Command::Exists(keys) => {
-                let reads: Vec<_> = keys.iter().map(|k| self.read(k.clone(), true)).collect();
+                let reads: Vec<_> = keys.iter().map(|k| self.read(k.clone(), ReadFor::Value)).collect();
                 self.run(
                     keys,
                     Box::pin(async move {
@@ -420,7 +433,7 @@ impl RespSession {
                 );
             }
             Command::Siblings(key) => {
-                let read = self.read(key.clone(), false);
+                let read = self.read(key.clone(), ReadFor::Siblings);
                 self.run(
                     vec![key],
                     Box::pin(async move {
@@ -565,7 +578,7 @@ impl RespSession {
                 );
             }
             Command::Resolve(key, value) => {
-                let read = self.read(key.clone(), false);
+                let read = self.read(key.clone(), ReadFor::Resolve);
                 let (replicator, write_for) = (self.replicator.clone(), self.level());
                 let trace = self.trace();
                 self.run(
@@ -659,9 +672,9 @@ impl RespSession {
         (self.consistency != Consistency::Quorum).then_some(self.consistency)
     }
 
-    /// A read of `key`: its live values (only the last writer's with
-    /// `last_writer`) and its context.
-    fn read(&self, key: Vec<u8>, last_writer: bool) -> PendingRead {
+    /// A read of `key`: its live values (only the last writer's for a
+    /// value under `resp_siblings = lww`) and, to resolve, its context.
+    fn read(&self, key: Vec<u8>, reading_for: ReadFor) -> PendingRead {
         let replicator = self.replicator.clone();
         let message = CoordinateGet {
             key,
@@ -670,7 +683,9 @@ impl RespSession {
             consistency: self.level(),
             timeout_ms: None,
             trace: self.trace(),
-            last_writer_wins: last_writer && self.options.siblings == SiblingsMode::Lww,
+            last_writer_wins: reading_for == ReadFor::Value
+                && self.options.siblings == SiblingsMode::Lww,
+            with_context: reading_for == ReadFor::Resolve,
         };
         // Sent when first polled: after the commands it waits for.
         Box::pin(async move {
@@ -683,7 +698,7 @@ impl RespSession {
     /// GET of one key: its value, nil, or (siblings, `resp_siblings =
     /// error`) an error that says how to resolve them.
     fn get_one(&self, key: Vec<u8>) -> Pending {
-        let read = self.read(key, true);
+        let read = self.read(key, ReadFor::Value);
         Box::pin(async move {
             match read.await {
                 Ok((mut values, _)) => match values.len() {
