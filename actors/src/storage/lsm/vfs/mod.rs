@@ -83,6 +83,8 @@ struct StdWritable {
     /// a hole: direct writes into a hole fall back to the page cache and
     /// allocate, which would make them slower, not faster.
     allocated: bool,
+    /// The length `preallocate` set (0: none).
+    allocated_bytes: u64,
     /// Set by `bypass_page_cache`.
     direct: Option<direct::DirectWriter>,
 }
@@ -108,6 +110,7 @@ impl WritableFile for StdWritable {
         // The write cursor stays at 0: appends overwrite the zeros.
         if direct::allocate(&self.file, len_bytes).is_ok() {
             self.allocated = true;
+            self.allocated_bytes = len_bytes;
             return Ok(());
         }
         self.file.set_len(len_bytes)
@@ -120,7 +123,7 @@ impl WritableFile for StdWritable {
         if !self.allocated {
             return Ok(false);
         }
-        self.direct = direct::DirectWriter::open(&self.path, self.position);
+        self.direct = direct::DirectWriter::open(&self.path, self.position, self.allocated_bytes);
         Ok(self.direct.is_some())
     }
 }
@@ -157,6 +160,7 @@ impl Vfs for StdVfs {
             file,
             position: 0,
             allocated: false,
+            allocated_bytes: 0,
             direct: None,
         }))
     }
