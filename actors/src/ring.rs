@@ -18,7 +18,6 @@
 //! Pure: no I/O, deterministic for a given membership (every node that knows
 //! the same members computes the same ring).
 
-use std::collections::HashSet;
 
 use crate::node_id::NODE_WEIGHT_MAX;
 use crate::NodeId;
@@ -343,6 +342,19 @@ impl Ring {
             .collect()
     }
 
+    /// Whether `node` is in the preference list of `token` of length `n`:
+    /// `preference_list_at(token, n).contains(node)`, without building the
+    /// list (nor cloning its ids) when the topology is uniform. Every peer
+    /// request asks it (`placement::shares`).
+    pub fn holds_at(&self, token: Token, n: usize, node: &NodeId) -> bool {
+        if !self.dc_replication.is_empty() || !self.uniform_topology {
+            return self.preference_list_at(token, n).contains(node);
+        }
+        self.walk(self.first_token_index(token))
+            .take(n.min(self.members.len()))
+            .any(|i| self.members[i].id == *node)
+    }
+
     fn per_dc_list(&self, start: usize, n: usize) -> Vec<NodeId> {
         let total = self.dc_replication.total().max(1);
         let candidates: Vec<usize> = self.walk(start).collect();
@@ -472,7 +484,9 @@ impl Ring {
 
     /// Distinct member indexes in clockwise order from token index `start`.
     fn walk(&self, start: usize) -> impl Iterator<Item = usize> + '_ {
-        let mut seen = HashSet::with_capacity(self.members.len());
+        // One flag per member, not a hash set: no hashing and no random
+        // state per walk, and every request walks (placement, admission).
+        let mut seen = vec![false; self.members.len()];
         let total = self.members.len();
         self.tokens
             .iter()
@@ -480,7 +494,7 @@ impl Ring {
             .skip(start)
             .take(self.tokens.len())
             .map(|&(_, m)| m)
-            .filter(move |m| seen.insert(*m))
+            .filter(move |m| seen.get_mut(*m).is_some_and(|s| !std::mem::replace(s, true)))
             .take(total)
     }
 }
@@ -546,6 +560,7 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn replica_ranges_merge_arcs_with_the_same_replicas_and_cover_the_circle() {
@@ -767,6 +782,35 @@ mod tests {
         // Asking for more than there are gives every member once.
         assert_eq!(ring.preference_list(b"k", 9).len(), 5);
         assert!(Ring::new(&[], 8).preference_list(b"k", 3).is_empty());
+    }
+
+    #[test]
+    fn holds_at_agrees_with_the_preference_list() {
+        let uniform: Vec<_> = (1..=5).map(|i| member(&format!("n{i}"), i)).collect();
+        let racks = vec![
+            placed("n1", 1, "dc1", "a"),
+            placed("n2", 2, "dc1", "a"),
+            placed("n3", 1, "dc1", "b"),
+            placed("n4", 1, "dc2", "c"),
+        ];
+        let per_dc = Ring::new(&racks, 16)
+            .with_dc_replication(&DcReplication::parse("dc1:2,dc2:1", 8).unwrap());
+        for ring in [Ring::new(&uniform, 16), Ring::new(&racks, 16), per_dc] {
+            for k in 0..300u32 {
+                let token = Ring::key_token(&k.to_be_bytes());
+                for n in 0..=6 {
+                    let list = ring.preference_list_at(token, n);
+                    for member in ring.members() {
+                        assert_eq!(
+                            ring.holds_at(token, n, &member.id),
+                            list.contains(&member.id),
+                            "{} in {list:?}",
+                            member.id
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -93,6 +93,10 @@ pub fn is_placed(read_ring: &Ring, write_ring: &Ring, node: &NodeId) -> bool {
 /// moving counts for its old and its new home) or stand-in candidates.
 /// The stand-in slack also covers views that differ for a gossip round.
 pub fn shares(read_ring: &Ring, write_ring: &Ring, n: usize, token: Token, node: &NodeId) -> bool {
+    // The common case, a primary, without building the lists.
+    if read_ring.holds_at(token, n, node) || write_ring.holds_at(token, n, node) {
+        return true;
+    }
     let mut primaries = read_ring.preference_list_at(token, n);
     for member in write_ring.preference_list_at(token, n) {
         if !primaries.contains(&member) {
