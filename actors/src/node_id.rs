@@ -1,8 +1,9 @@
 //! `NodeId`: the name a node is known by on the ring, in clocks and in logs.
 
 use std::fmt;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Upper bound on a node id's length in bytes: ids travel in every clock entry,
 /// so they are kept short.
@@ -17,9 +18,37 @@ pub const NODE_WEIGHT_MAX: u32 = 1000;
 
 /// A node's stable identity (`--id`). A node that restarts with the same id
 /// takes its old place on the ring and keeps its clock entries.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct NodeId(String);
+///
+/// Shared text (`Arc<str>`): every request copies ids around (preference
+/// lists, the replicas it asks, their answers), and a clone is a count
+/// increment, not an allocation and a copy. On the wire and on disk it is
+/// the plain string, as before.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(Arc<str>);
+
+impl Serialize for NodeId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeId {
+    /// Any string, unchecked (as the plain `String` it replaced): the
+    /// callers that take ids from peers validate them.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = NodeId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a node id")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<NodeId, E> {
+                Ok(NodeId(Arc::from(text)))
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
+}
 
 impl NodeId {
     /// Builds an id, refusing empty, over-long or non-printable names so that
@@ -40,7 +69,7 @@ impl NodeId {
                 "node id {id:?} may only hold ASCII letters, digits, '-', '_' and '.'"
             ));
         }
-        Ok(Self(id))
+        Ok(Self(Arc::from(id)))
     }
 
     /// The id as text.
@@ -59,7 +88,7 @@ impl NodeId {
     /// remembered dot is taken as already seen: silently lost. A fresh
     /// store starts a fresh incarnation, so its dots are new names.
     pub fn version_actor(&self, incarnation: u32) -> NodeId {
-        NodeId(format!("{}#{incarnation:08x}", self.0))
+        NodeId(Arc::from(format!("{}#{incarnation:08x}", self.0)))
     }
 
     /// Parses a node as found in a dot or clock entry: a node id, or a
@@ -79,7 +108,7 @@ impl NodeId {
                 "version actor {text:?} must end in '#' and 8 lowercase hex digits"
             ));
         }
-        Ok(Self(text))
+        Ok(Self(Arc::from(text)))
     }
 }
 
