@@ -18,7 +18,6 @@
 //! Pure: no I/O, deterministic for a given membership (every node that knows
 //! the same members computes the same ring).
 
-
 use crate::node_id::NODE_WEIGHT_MAX;
 use crate::NodeId;
 
@@ -494,7 +493,10 @@ impl Ring {
             .skip(start)
             .take(self.tokens.len())
             .map(|&(_, m)| m)
-            .filter(move |m| seen.get_mut(*m).is_some_and(|s| !std::mem::replace(s, true)))
+            .filter(move |m| {
+                seen.get_mut(*m)
+                    .is_some_and(|s| !std::mem::replace(s, true))
+            })
             .take(total)
     }
 }

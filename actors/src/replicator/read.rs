@@ -123,16 +123,14 @@ pub async fn coordinate(
         if let Some(answer) = step.answer.take() {
             if let Some(tx) = reply.take() {
                 let answer = match answer {
-                    Ok(answers) => {
-                        answer_of(&resolver, answers, trace, now_ms, last_writer_wins)
-                            .await
-                            .map(|(values, clock)| {
-                                let context = clock
-                                    .filter(|_| with_context)
-                                    .map(|clock| contexts.seal(&key, &clock));
-                                (values, context)
-                            })
-                    }
+                    Ok(answers) => answer_of(&resolver, answers, trace, now_ms, last_writer_wins)
+                        .await
+                        .map(|(values, clock)| {
+                            let context = clock
+                                .filter(|_| with_context)
+                                .map(|clock| contexts.seal(&key, &clock));
+                            (values, context)
+                        }),
                     Err(e) => Err(e),
                 };
                 let _ = tx.send(answer);

@@ -416,7 +416,10 @@ impl RespSession {
                 );
             }
             Command::Exists(keys) => {
-                let reads: Vec<_> = keys.iter().map(|k| self.read(k.clone(), ReadFor::Value)).collect();
+                let reads: Vec<_> = keys
+                    .iter()
+                    .map(|k| self.read(k.clone(), ReadFor::Value))
+                    .collect();
                 self.run(
                     keys,
                     Box::pin(async move {

@@ -283,13 +283,16 @@ impl Memtable {
 mod tests {
     use proptest::prelude::*;
 
-    use super::{Memtable, MemKey};
+    use super::{MemKey, Memtable};
     use crate::storage::WriteOp;
 
     fn key() -> impl Strategy<Value = Vec<u8>> {
         // Short keys, few distinct bytes: shared heads, prefixes of each
         // other, zeros like the padding.
-        proptest::collection::vec(prop_oneof![Just(0u8), Just(1u8), Just(255u8), any::<u8>()], 0..12)
+        proptest::collection::vec(
+            prop_oneof![Just(0u8), Just(1u8), Just(255u8), any::<u8>()],
+            0..12,
+        )
     }
 
     proptest! {
