@@ -13,7 +13,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use ringkv_actors::bridge::handshake::PeerKey;
 use ringkv_actors::bridge::{
-    peer_max_frame_bytes, Bridge, BridgeOptions, Dial, NonceRng, PeerAuth, PeerHandlers,
+    peer_max_frame_bytes, Bridge, BridgeOptions, Dial, LinkDirectory, NonceRng, PeerAuth,
+    PeerHandlers,
 };
 use ringkv_actors::client_api::{client_write_queue_frames_max, ClientApi, ClientApiOptions};
 use ringkv_actors::clock::SharedClock;
@@ -285,8 +286,9 @@ pub async fn start(
     .map_err(|e| NodeError::DataDir {
         dir: config.data_dir.clone(),
         reason: format!("cannot start storage: {e}"),
-    })?
-    .start();
+    })?;
+    let memory_reads = storage.memory_reads();
+    let storage = storage.start();
     let storage_for_shutdown = storage.clone();
     let mut status_extra = vec![
         ("n".to_string(), rmpv::Value::from(config.n as u64)),
@@ -311,10 +313,13 @@ pub async fn start(
     // address exists before it runs. The modules themselves form a DAG.
     let bridge_context = Context::<Bridge>::new();
     let bridge_addr = bridge_context.address();
+    let links = LinkDirectory::default();
     let replicas = Replicas {
         own: config.id.clone(),
         storage: storage.clone(),
+        memory: memory_reads,
         bridge: bridge_addr.clone(),
+        links: links.clone(),
         metrics: metrics.clone(),
     };
     let resolver = ConflictResolver::new(&config.id).start();
@@ -398,33 +403,36 @@ pub async fn start(
         Some(_) => AcceptPolicy::Any,
         None => AcceptPolicy::LoopbackOnly,
     };
-    bridge_context.run(Bridge::new(
-        own.clone(),
-        config.cluster.clone(),
-        PeerAuth {
-            key: PeerKey::new(secret),
-            nonces: env.nonces.clone(),
-            accept,
-        },
-        peer_net,
-        bridge_options,
-        peer_listener,
-        PeerHandlers {
-            read: replicator.clone().recipient(),
-            write: replicator.clone().recipient(),
-            hinted_write: replicator.clone().recipient(),
-            coordinate: replicator.clone().recipient(),
-            scan: repair.clone().recipient(),
-            merkle_leaves: repair.clone().recipient(),
-            merkle_nodes: repair.clone().recipient(),
-            reap_check: repair.clone().recipient(),
-            reap_drop: repair.clone().recipient(),
-            gossip: failure_detector.clone().recipient(),
-            list_keys: replicator.clone().recipient(),
-        },
-        failure_detector.clone().recipient(),
-        vec![replicator.clone().recipient(), repair.clone().recipient()],
-    ));
+    bridge_context.run(
+        Bridge::new(
+            own.clone(),
+            config.cluster.clone(),
+            PeerAuth {
+                key: PeerKey::new(secret),
+                nonces: env.nonces.clone(),
+                accept,
+            },
+            peer_net,
+            bridge_options,
+            peer_listener,
+            PeerHandlers {
+                read: replicator.clone().recipient(),
+                write: replicator.clone().recipient(),
+                hinted_write: replicator.clone().recipient(),
+                coordinate: replicator.clone().recipient(),
+                scan: repair.clone().recipient(),
+                merkle_leaves: repair.clone().recipient(),
+                merkle_nodes: repair.clone().recipient(),
+                reap_check: repair.clone().recipient(),
+                reap_drop: repair.clone().recipient(),
+                gossip: failure_detector.clone().recipient(),
+                list_keys: replicator.clone().recipient(),
+            },
+            failure_detector.clone().recipient(),
+            vec![replicator.clone().recipient(), repair.clone().recipient()],
+        )
+        .with_directory(links),
+    );
     storage_for_shutdown.do_send(SubscribeStorage(replicator.clone().recipient()));
     storage_for_shutdown.do_send(SubscribeStorage(failure_detector.clone().recipient()));
     failure_detector.do_send(Subscribe(replicator.clone().recipient()));

@@ -10,10 +10,12 @@ use std::sync::{Arc, OnceLock};
 use actix::prelude::*;
 use serde_bytes::ByteBuf;
 
-use crate::bridge::{Bridge, CallPeer, PeerError};
+use crate::bridge::{Bridge, CallPeer, LinkDirectory, PeerError};
 use crate::conflict_resolver::Object;
 use crate::metrics::{Mailbox, Metrics};
-use crate::storage::{ApplyError, LocalApply, LocalRead, MintAs, Mutation, Storage, StorageError};
+use crate::storage::{
+    ApplyError, LocalApply, LocalRead, MemoryReads, MintAs, Mutation, Storage, StorageError,
+};
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::wire::peer::{HintedWrite, PeerRpc, ReplicaRead, ReplicaWrite};
 use crate::NodeId;
@@ -118,8 +120,12 @@ pub struct Replicas {
     pub own: NodeId,
     /// The local store.
     pub storage: Addr<Storage>,
+    /// Its reads from memory, made here (`Storage::memory_reads`).
+    pub memory: MemoryReads,
     /// The way to every other node.
     pub bridge: Addr<Bridge>,
+    /// The Bridge's links, called directly (`Bridge::with_directory`).
+    pub links: LinkDirectory,
     /// Replica requests, the storage mailbox, tombstones.
     pub metrics: Metrics,
 }
@@ -133,6 +139,10 @@ impl Replicas {
         trace: u64,
         timeout_ms: u64,
     ) -> Result<T::Reply, PeerError> {
+        let request = match self.links.call(node, request, trace, timeout_ms) {
+            Ok(call) => return call.await,
+            Err(request) => request,
+        };
         let call = self.bridge.send(CallPeer {
             node: node.clone(),
             request,
@@ -152,6 +162,9 @@ impl Replicas {
         timeout_ms: u64,
     ) -> Result<Option<Vec<u8>>, ReplicaError> {
         if *node == self.own {
+            if let Some(answer) = self.memory.get(key) {
+                return Ok(answer?);
+            }
             self.metrics.mailbox_sent(Mailbox::Storage);
             let read = self.storage.send(LocalRead { key: key.to_vec() });
             return Ok(read.await??);

@@ -210,6 +210,64 @@ impl<T: PeerRpc> Message for Incoming<T> {
     type Result = Result<T::Reply, RemoteError>;
 }
 
+/// Each linked node's connection actor, as the Bridge last published its
+/// links: lets a caller on any thread send a request straight to the
+/// connection ([`LinkDirectory::call`]) instead of through the Bridge's
+/// mailbox, one actor message per peer call fewer. The Bridge rewrites it
+/// whenever a link is added, replaced or dropped; a call that finds no
+/// connection, or one that has stopped, gets what the Bridge would answer
+/// for a node without a live link ([`PeerError::Unreachable`]).
+#[derive(Clone, Default)]
+pub struct LinkDirectory(Arc<std::sync::RwLock<FnvHashMap<NodeId, Addr<PeerConnection>>>>);
+
+impl LinkDirectory {
+    /// The connection to `node`, if the Bridge has a link to it.
+    pub fn connection(&self, node: &NodeId) -> Option<Addr<PeerConnection>> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(node)
+            .cloned()
+    }
+
+    /// Calls `node` with a typed request through its connection; the
+    /// request back when no link to it is known here (ask the Bridge).
+    #[allow(clippy::result_large_err)]
+    pub fn call<T: PeerRpc>(
+        &self,
+        node: &NodeId,
+        request: T,
+        trace: u64,
+        timeout_ms: u64,
+    ) -> Result<impl std::future::Future<Output = Result<T::Reply, PeerError>>, T> {
+        let Some(connection) = self.connection(node) else {
+            return Err(request);
+        };
+        let call = connection.send(PeerCall {
+            body: request.into_request(),
+            trace,
+            timeout_ms,
+        });
+        Ok(async move {
+            let reply = call.await.unwrap_or(Err(PeerError::Unreachable))?;
+            T::reply_from(reply).map_err(|other| PeerError::UnexpectedReply {
+                asked: T::NAME,
+                got: other.name(),
+            })
+        })
+    }
+
+    fn set(&self, links: &FnvHashMap<NodeId, Link>) {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        map.clear();
+        map.extend(
+            links
+                .iter()
+                .map(|(id, link)| (id.clone(), link.connection.clone())),
+        );
+    }
+}
+
 /// Calls `node` with a request of type `T`; answers `T`'s reply.
 pub struct CallPeer<T: PeerRpc> {
     /// The node to ask.
@@ -408,6 +466,8 @@ pub struct Bridge {
     watchers: Vec<Recipient<LinksChanged>>,
     /// What they heard last.
     published: LinksChanged,
+    /// Every link's connection, for callers that skip this mailbox.
+    directory: LinkDirectory,
     span: tracing::Span,
 }
 
@@ -445,9 +505,17 @@ impl Bridge {
             links: FnvHashMap::default(),
             seeds: FnvHashMap::default(),
             watchers,
+            directory: LinkDirectory::default(),
             published: LinksChanged::default(),
             span,
         }
+    }
+
+    /// Keeps `directory` up to date with this Bridge's links (they start
+    /// in a directory of its own).
+    pub fn with_directory(mut self, directory: LinkDirectory) -> Self {
+        self.directory = directory;
+        self
     }
 
     fn connect(&self, addr: SocketAddr, ctx: &mut Context<Self>) -> Addr<PeerConnection> {
@@ -521,6 +589,7 @@ impl Bridge {
     /// Tells the watchers which links cannot be used and which are up,
     /// if that changed.
     fn publish(&mut self) {
+        self.directory.set(&self.links);
         let having = |states: &[LinkState]| -> FnvHashSet<NodeId> {
             self.links
                 .iter()
@@ -763,5 +832,52 @@ impl Handler<MembershipChanged> for Bridge {
         for peer in msg.peers.iter() {
             self.follow(peer, ctx);
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod directory_tests {
+    use super::*;
+    use crate::wire::peer::ReplicaRead;
+    use serde_bytes::ByteBuf;
+
+    fn read() -> ReplicaRead {
+        ReplicaRead {
+            key: ByteBuf::from(b"k".to_vec()),
+        }
+    }
+
+    /// A node the directory has no link to gets its request back (the
+    /// caller asks the Bridge); a linked node's request goes to its
+    /// connection, and a connection that is gone answers `Unreachable`,
+    /// as the Bridge does for a node without a live link.
+    #[actix_rt::test]
+    async fn a_call_goes_to_the_published_connection_or_back_to_the_caller() {
+        let (n2, n3) = (NodeId::new("n2").unwrap(), NodeId::new("n3").unwrap());
+        let directory = LinkDirectory::default();
+        assert!(directory.call(&n2, read(), 1, 100).is_err());
+
+        let context = Context::<PeerConnection>::new();
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut links = FnvHashMap::default();
+        links.insert(
+            n2.clone(),
+            Link {
+                addr,
+                wanted: addr,
+                connection: context.address(),
+                state: LinkState::Up,
+            },
+        );
+        directory.set(&links);
+        assert!(directory.connection(&n2) == Some(context.address()));
+        assert!(directory.call(&n3, read(), 1, 100).is_err());
+        let call = directory.call(&n2, read(), 1, 100).ok().unwrap();
+        drop(context);
+        assert!(matches!(call.await, Err(PeerError::Unreachable)));
+
+        directory.set(&FnvHashMap::default());
+        assert!(directory.connection(&n2).is_none());
     }
 }

@@ -788,6 +788,14 @@ impl Handler<Incoming<ReplicaRead>> for Replicator {
         if let Err(refused) = self.admit_peer(&msg.from, "Read", &msg.request.key) {
             return Box::pin(async move { Err(refused) });
         }
+        if let Some(answer) = self.replicas.memory.get(&msg.request.key) {
+            let answer = answer
+                .map(|object| StoredObject {
+                    object: object.map(ByteBuf::from),
+                })
+                .map_err(|e| internal(e.to_string()));
+            return Box::pin(std::future::ready(answer));
+        }
         let span = self.replica_span(&msg.from, msg.trace);
         self.replicas
             .metrics

@@ -372,15 +372,20 @@ impl Storage {
     }
 
     /// A point read answered here, on the arbiter, when the engine has
-    /// it in memory (see `Engine::get_cached`); `None`: it needs a reader
-    /// thread. The engine slot is only tried: while the writer swaps in a
-    /// reopened engine, reads go to the readers, which wait for it.
+    /// it in memory (see [`MemoryReads`]); `None`: it needs a reader.
     fn read_from_memory(&self, key: &[u8]) -> Option<Result<Option<Vec<u8>>, StorageError>> {
         if self.inline.is_some() {
             return None;
         }
-        let engine = self.slot.try_read().ok()?.clone();
-        engine.get_cached(key)
+        cached_read(&self.slot, key)
+    }
+
+    /// The same reads from memory for the store's callers, without a
+    /// message to this actor.
+    pub fn memory_reads(&self) -> MemoryReads {
+        MemoryReads {
+            slot: self.inline.is_none().then(|| self.slot.clone()),
+        }
     }
 
     /// Hands a job to the writer (or runs it here, inline).
@@ -451,6 +456,38 @@ impl Handler<SubscribeStorage> for Storage {
             msg.0.do_send(StorageHealth(state));
         }
         self.subscribers.push(msg.0);
+    }
+}
+
+/// `engine.get_cached(key)` of the engine in `slot`. The slot is only
+/// tried: while the writer swaps in a reopened engine, reads go to the
+/// readers, which wait for it.
+fn cached_read(slot: &EngineSlot, key: &[u8]) -> Option<Result<Option<Vec<u8>>, StorageError>> {
+    let engine = slot.try_read().ok()?.clone();
+    engine.get_cached(key)
+}
+
+/// Point reads the engine answers from memory (memtables, cached blocks:
+/// `Engine::get_cached`), made by the caller on its own thread: what a
+/// [`LocalRead`] starts with, without the message to the Storage actor and
+/// its reply. A read that needs the disk still goes to Storage (`get`
+/// answers `None`), and so does every read of a store served inline (a
+/// simulation's).
+#[derive(Clone)]
+pub struct MemoryReads {
+    slot: Option<EngineSlot>,
+}
+
+impl MemoryReads {
+    /// Reads that always go to Storage.
+    pub fn none() -> Self {
+        Self { slot: None }
+    }
+
+    /// `key`'s stored bytes (as [`LocalRead`] answers), if the engine has
+    /// them in memory; `None`: send a `LocalRead`.
+    pub fn get(&self, key: &[u8]) -> Option<Result<Option<Vec<u8>>, StorageError>> {
+        cached_read(self.slot.as_ref()?, &keys::data_key(&storage_key(key)))
     }
 }
 
@@ -740,6 +777,46 @@ mod tests {
             minted: None,
             hint_for: None,
         }
+    }
+
+    /// `MemoryReads` answers what a `LocalRead` answers for keys the
+    /// engine holds in memory, without a message or a reader, and leaves
+    /// the rest to Storage; a store served inline leaves it every read.
+    #[actix_rt::test]
+    async fn memory_reads_answer_held_keys_and_leave_the_rest_to_storage() {
+        let engine = Arc::new(HotCold::default());
+        let node = NodeId::new("n1").unwrap();
+        let storage = Storage::new(
+            &node,
+            engine.clone(),
+            StorageOptions::default(),
+            Backend::in_memory(),
+            1,
+        )
+        .unwrap();
+        let memory = storage.memory_reads();
+        let storage = storage.start();
+        storage.send(put(b"k-hot", b"h")).await.unwrap().unwrap();
+        storage.send(put(b"k-cold", b"c")).await.unwrap().unwrap();
+        let writes = engine.gets.load(Ordering::SeqCst);
+        assert_eq!(memory.get(b"k-hot").unwrap().unwrap(), Some(b"h".to_vec()));
+        assert_eq!(memory.get(b"absent-hot").unwrap().unwrap(), None);
+        assert!(memory.get(b"k-cold").is_none(), "needs a reader");
+        assert_eq!(engine.gets.load(Ordering::SeqCst), writes);
+        assert!(MemoryReads::none().get(b"k-hot").is_none());
+
+        let inline = Storage::new(
+            &node,
+            Arc::new(HotCold::default()),
+            StorageOptions {
+                threading: StorageThreading::Inline,
+                ..StorageOptions::default()
+            },
+            Backend::in_memory(),
+            1,
+        )
+        .unwrap();
+        assert!(inline.memory_reads().get(b"k-hot").is_none());
     }
 
     #[actix_rt::test]

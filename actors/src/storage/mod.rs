@@ -29,9 +29,9 @@ mod writer_tests;
 
 pub use actor::{
     ClearHint, CloseWrites, CompactStore, HintCountsQuery, HintsPending, LocalApply, LocalHints,
-    LocalListKeys, LocalRead, LocalReap, LocalScan, Storage, StorageHealth, StorageOptions,
-    StorageThreading, SubscribeStorage, TreeSnapshotQuery, HINTS_BYTES_MAX_PER_TARGET_DEFAULT,
-    STORAGE_QUEUE_MAX_DEFAULT,
+    LocalListKeys, LocalRead, LocalReap, LocalScan, MemoryReads, Storage, StorageHealth,
+    StorageOptions, StorageThreading, SubscribeStorage, TreeSnapshotQuery,
+    HINTS_BYTES_MAX_PER_TARGET_DEFAULT, STORAGE_QUEUE_MAX_DEFAULT,
 };
 pub use engine::{Engine, KeyValues, StorageError, WriteOp};
 pub use lsm::{LsmEngine, LsmOptions};
