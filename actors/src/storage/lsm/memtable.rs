@@ -13,6 +13,7 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::sstable::heads::head;
 use crate::storage::WriteOp;
 
 /// Per-entry bookkeeping bytes counted on top of key and value (the B-tree
@@ -22,22 +23,11 @@ const ENTRY_OVERHEAD_BYTES: usize = 32;
 /// A value or a tombstone (`None`): what every layer of the LSM stores.
 pub type Slot = Option<Vec<u8>>;
 
-/// The first 8 bytes of `key` as a big-endian number, zero-padded.
-fn head_of(key: &[u8]) -> u64 {
-    let mut head = [0u8; 8];
-    let len = key.len().min(8);
-    if let (Some(to), Some(from)) = (head.get_mut(..len), key.get(..len)) {
-        to.copy_from_slice(from);
-    }
-    u64::from_be_bytes(head)
-}
-
-/// A key as the memtable compares it: its head ([`head_of`]) first, then
-/// its bytes. That is the bytes' own order: where two heads differ, the
-/// first differing byte among the first 8 decides both (a shorter key's
-/// padding is 0, below any byte of a longer key that shares its bytes so
-/// far, and a key that ends there sorts first anyway); equal heads fall
-/// back to the bytes. A lookup in the B-tree compares the probe with
+/// A key as the memtable compares it: its head (`sstable::heads::head`,
+/// the same poor man's normalized key the tables' searches use) first,
+/// then its bytes. That is the bytes' own order: two keys whose heads
+/// differ compare as their heads (the proof is in `sstable/heads.rs`);
+/// equal heads fall back to the bytes. A lookup in the B-tree compares the probe with
 /// about 30 keys; the head sits inline in the node, so most comparisons
 /// end without following the key's pointer to its heap bytes (a cache
 /// miss each). Storage keys start with the 8-byte ring token of the user
@@ -81,7 +71,7 @@ struct MemKey {
 impl MemKey {
     fn new(bytes: Vec<u8>) -> Self {
         Self {
-            head: head_of(&bytes),
+            head: head(&bytes),
             bytes,
         }
     }
@@ -131,7 +121,7 @@ struct Probe<'a> {
 impl<'a> Probe<'a> {
     fn new(bytes: &'a [u8]) -> Self {
         Self {
-            head: head_of(bytes),
+            head: head(bytes),
             bytes,
         }
     }
@@ -286,13 +276,10 @@ mod tests {
     use super::{MemKey, Memtable};
     use crate::storage::WriteOp;
 
+    /// Short keys, few distinct bytes: shared heads, prefixes of each
+    /// other, zeros like the padding.
     fn key() -> impl Strategy<Value = Vec<u8>> {
-        // Short keys, few distinct bytes: shared heads, prefixes of each
-        // other, zeros like the padding.
-        proptest::collection::vec(
-            prop_oneof![Just(0u8), Just(1u8), Just(255u8), any::<u8>()],
-            0..12,
-        )
+        crate::storage::lsm::sstable::heads::tests::byte_string()
     }
 
     proptest! {

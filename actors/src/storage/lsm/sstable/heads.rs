@@ -35,8 +35,10 @@ const HEAD_BYTES: usize = 8;
 /// is read from the first key.
 const PREFIX_INLINE_BYTES: usize = 24;
 
-/// The head of `rest`: its first 8 bytes, big-endian, zero-padded.
-fn head(rest: &[u8]) -> u64 {
+/// The head of `rest`: its first 8 bytes, big-endian, zero-padded. Two
+/// keys whose heads differ compare as their heads (see the module doc);
+/// the memtable orders its keys by it too.
+pub(crate) fn head(rest: &[u8]) -> u64 {
     let mut bytes = [0u8; HEAD_BYTES];
     for (to, from) in bytes.iter_mut().zip(rest) {
         *to = *from;
@@ -109,7 +111,7 @@ impl KeyHeads {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
 
     use super::*;
@@ -145,8 +147,8 @@ mod tests {
     }
 
     /// Short byte strings rich in 0, 1 and 255, the bytes where padding and
-    /// prefixes matter.
-    fn byte_string() -> impl Strategy<Value = Vec<u8>> {
+    /// prefixes matter (the memtable's key tests use them too).
+    pub(crate) fn byte_string() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(
             prop_oneof![Just(0u8), Just(1u8), Just(255u8), any::<u8>()],
             0..20,
