@@ -232,7 +232,6 @@ impl LinkDirectory {
 
     /// Calls `node` with a typed request through its connection; the
     /// request back when no link to it is known here (ask the Bridge).
-    #[allow(clippy::result_large_err)]
     pub fn call<T: PeerRpc>(
         &self,
         node: &NodeId,
@@ -240,21 +239,10 @@ impl LinkDirectory {
         trace: u64,
         timeout_ms: u64,
     ) -> Result<impl std::future::Future<Output = Result<T::Reply, PeerError>>, T> {
-        let Some(connection) = self.connection(node) else {
-            return Err(request);
-        };
-        let call = connection.send(PeerCall {
-            body: request.into_request(),
-            trace,
-            timeout_ms,
-        });
-        Ok(async move {
-            let reply = call.await.unwrap_or(Err(PeerError::Unreachable))?;
-            T::reply_from(reply).map_err(|other| PeerError::UnexpectedReply {
-                asked: T::NAME,
-                got: other.name(),
-            })
-        })
+        match self.connection(node) {
+            Some(connection) => Ok(call_on(&connection, request, trace, timeout_ms)),
+            None => Err(request),
+        }
     }
 
     fn set(&self, links: &FnvHashMap<NodeId, Link>) {
@@ -265,6 +253,28 @@ impl LinkDirectory {
                 .iter()
                 .map(|(id, link)| (id.clone(), link.connection.clone())),
         );
+    }
+}
+
+/// Sends a typed request to a link's connection; its typed reply (a
+/// connection that has stopped is `Unreachable`).
+fn call_on<T: PeerRpc>(
+    connection: &Addr<PeerConnection>,
+    request: T,
+    trace: u64,
+    timeout_ms: u64,
+) -> impl std::future::Future<Output = Result<T::Reply, PeerError>> {
+    let call = connection.send(PeerCall {
+        body: request.into_request(),
+        trace,
+        timeout_ms,
+    });
+    async move {
+        let reply = call.await.unwrap_or(Err(PeerError::Unreachable))?;
+        T::reply_from(reply).map_err(|other| PeerError::UnexpectedReply {
+            asked: T::NAME,
+            got: other.name(),
+        })
     }
 }
 
@@ -806,21 +816,15 @@ impl<T: PeerRpc> Handler<CallPeer<T>> for Bridge {
     type Result = ResponseFuture<Result<T::Reply, PeerError>>;
 
     fn handle(&mut self, msg: CallPeer<T>, _ctx: &mut Self::Context) -> Self::Result {
-        let Some(conn) = self.links.get(&msg.node).map(|l| l.connection.clone()) else {
+        let Some(link) = self.links.get(&msg.node) else {
             return Box::pin(async { Err(PeerError::Unreachable) });
         };
-        let call = conn.send(PeerCall {
-            body: msg.request.into_request(),
-            trace: msg.trace,
-            timeout_ms: msg.timeout_ms,
-        });
-        Box::pin(async move {
-            let reply = call.await.unwrap_or(Err(PeerError::Unreachable))?;
-            T::reply_from(reply).map_err(|other| PeerError::UnexpectedReply {
-                asked: T::NAME,
-                got: other.name(),
-            })
-        })
+        Box::pin(call_on(
+            &link.connection,
+            msg.request,
+            msg.trace,
+            msg.timeout_ms,
+        ))
     }
 }
 
