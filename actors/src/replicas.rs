@@ -8,6 +8,7 @@
 use std::sync::{Arc, OnceLock};
 
 use actix::prelude::*;
+use futures_util::future::Either;
 use serde_bytes::ByteBuf;
 
 use crate::bridge::{Bridge, CallPeer, LinkDirectory, PeerError};
@@ -162,18 +163,34 @@ impl Replicas {
         timeout_ms: u64,
     ) -> Result<Option<Vec<u8>>, ReplicaError> {
         if *node == self.own {
-            if let Some(answer) = self.memory.get(key) {
-                return Ok(answer?);
-            }
-            self.metrics.mailbox_sent(Mailbox::Storage);
-            let read = self.storage.send(LocalRead { key: key.to_vec() });
-            return Ok(read.await??);
+            return self.read_local(key).await;
         }
         let request = ReplicaRead {
             key: ByteBuf::from(key.to_vec()),
         };
         let reply = self.counted(node, self.call(node, request, trace, timeout_ms).await)?;
         Ok(reply.object.map(ByteBuf::into_vec))
+    }
+
+    /// Reads this node's stored bytes for `key`: in place when the engine
+    /// holds them in memory ([`MemoryReads`]), else through Storage.
+    pub fn read_local(
+        &self,
+        key: &[u8],
+    ) -> impl std::future::Future<Output = Result<Option<Vec<u8>>, ReplicaError>> {
+        let read = match self.memory.get(key) {
+            Some(answer) => Either::Left(answer),
+            None => {
+                self.metrics.mailbox_sent(Mailbox::Storage);
+                Either::Right(self.storage.send(LocalRead { key: key.to_vec() }))
+            }
+        };
+        async move {
+            match read {
+                Either::Left(answer) => Ok(answer?),
+                Either::Right(read) => Ok(read.await??),
+            }
+        }
     }
 
     /// Merges `object` (encoded) into `node`'s copy of `key`, durably.

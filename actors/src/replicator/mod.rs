@@ -47,7 +47,7 @@ use crate::conflict_resolver::{ContextKey, Reconcile, VersionLimits};
 use crate::membership::MembershipChanged;
 use crate::replicas::Replicas;
 use crate::ring::{DcReplication, Ring, DC_REPLICATION_DCS_MAX};
-use crate::storage::{LocalRead, StorageHealth};
+use crate::storage::StorageHealth;
 use crate::wire::client::{ClientError, Consistency, ErrorCode};
 use crate::wire::peer::{
     Coordinated, Durable, ForwardedWrite, HintedWrite, PeerRefusal, RemoteError, ReplicaRead,
@@ -788,27 +788,11 @@ impl Handler<Incoming<ReplicaRead>> for Replicator {
         if let Err(refused) = self.admit_peer(&msg.from, "Read", &msg.request.key) {
             return Box::pin(async move { Err(refused) });
         }
-        if let Some(answer) = self.replicas.memory.get(&msg.request.key) {
-            let answer = answer
-                .map(|object| StoredObject {
-                    object: object.map(ByteBuf::from),
-                })
-                .map_err(|e| internal(e.to_string()));
-            return Box::pin(std::future::ready(answer));
-        }
         let span = self.replica_span(&msg.from, msg.trace);
-        self.replicas
-            .metrics
-            .mailbox_sent(crate::metrics::Mailbox::Storage);
-        let read = self.replicas.storage.send(LocalRead {
-            key: msg.request.key.into_vec(),
-        });
+        let read = self.replicas.read_local(&msg.request.key);
         Box::pin(
             async move {
-                let object = read
-                    .await
-                    .map_err(|e| internal(e.to_string()))?
-                    .map_err(|e| internal(e.to_string()))?;
+                let object = read.await.map_err(|e| internal(e.to_string()))?;
                 Ok(StoredObject {
                     object: object.map(ByteBuf::from),
                 })
