@@ -767,6 +767,21 @@ mod tests {
         }
     }
 
+    /// A store of node n1 on `engine`, not started.
+    fn storage_on(engine: Arc<HotCold>, threading: StorageThreading) -> Storage {
+        Storage::new(
+            &NodeId::new("n1").unwrap(),
+            engine,
+            StorageOptions {
+                threading,
+                ..StorageOptions::default()
+            },
+            Backend::in_memory(),
+            1,
+        )
+        .unwrap()
+    }
+
     fn put(key: &[u8], value: &[u8]) -> LocalApply {
         let value = value.to_vec();
         LocalApply {
@@ -785,15 +800,7 @@ mod tests {
     #[actix_rt::test]
     async fn memory_reads_answer_held_keys_and_leave_the_rest_to_storage() {
         let engine = Arc::new(HotCold::default());
-        let node = NodeId::new("n1").unwrap();
-        let storage = Storage::new(
-            &node,
-            engine.clone(),
-            StorageOptions::default(),
-            Backend::in_memory(),
-            1,
-        )
-        .unwrap();
+        let storage = storage_on(engine.clone(), StorageThreading::Threads);
         let memory = storage.memory_reads();
         let storage = storage.start();
         storage.send(put(b"k-hot", b"h")).await.unwrap().unwrap();
@@ -805,33 +812,14 @@ mod tests {
         assert_eq!(engine.gets.load(Ordering::SeqCst), writes);
         assert!(MemoryReads::none().get(b"k-hot").is_none());
 
-        let inline = Storage::new(
-            &node,
-            Arc::new(HotCold::default()),
-            StorageOptions {
-                threading: StorageThreading::Inline,
-                ..StorageOptions::default()
-            },
-            Backend::in_memory(),
-            1,
-        )
-        .unwrap();
+        let inline = storage_on(Arc::new(HotCold::default()), StorageThreading::Inline);
         assert!(inline.memory_reads().get(b"k-hot").is_none());
     }
 
     #[actix_rt::test]
     async fn reads_held_in_memory_are_answered_without_a_reader_thread() {
         let engine = Arc::new(HotCold::default());
-        let node = NodeId::new("n1").unwrap();
-        let storage = Storage::new(
-            &node,
-            engine.clone(),
-            StorageOptions::default(),
-            Backend::in_memory(),
-            1,
-        )
-        .unwrap()
-        .start();
+        let storage = storage_on(engine.clone(), StorageThreading::Threads).start();
         storage.send(put(b"k-hot", b"h")).await.unwrap().unwrap();
         storage.send(put(b"k-cold", b"c")).await.unwrap().unwrap();
         // The writer's read-modify-write reads through `get` too.
