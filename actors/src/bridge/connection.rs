@@ -35,11 +35,10 @@ use fnv::FnvHashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
 use bytes::Bytes;
-use tokio::io::WriteHalf;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn, Instrument};
 
@@ -52,6 +51,7 @@ use super::{
 };
 use crate::net::{BoxConnection, SharedNet};
 use crate::wire::peer::{MemberInfo, PeerFrame, PeerReply, PeerRequest, PeerRpc, Probe};
+use crate::wire::writer::write_queued_frames;
 use crate::wire::{FrameCodec, FrameError};
 
 /// Sends one request to this peer.
@@ -85,7 +85,58 @@ pub struct RedialNow;
 #[rtype(result = "()")]
 pub struct Poke;
 
-type Writer = FramedWrite<Bytes, WriteHalf<BoxConnection>, FrameCodec>;
+/// The link's write half: frames queued here are written by a task of
+/// their own ([`write_queued_frames`]), so the requests coordinators send in
+/// one turn of the event loop go out in one write.
+struct Writer {
+    frames: mpsc::UnboundedSender<Bytes>,
+    task: JoinHandle<()>,
+}
+
+impl Writer {
+    /// Starts the writing task on `write`. If a write fails, the task tells
+    /// this connection, naming the dial `attempt` it belongs to.
+    fn start(
+        write: tokio::io::WriteHalf<BoxConnection>,
+        codec: FrameCodec,
+        connection: Addr<PeerConnection>,
+        attempt: u64,
+    ) -> Self {
+        let (frames, queue) = mpsc::unbounded_channel();
+        let task = actix::spawn(async move {
+            if let Err(error) = write_queued_frames(write, codec, queue, |_| {}).await {
+                connection.do_send(WriteFailed { attempt, error });
+            }
+        });
+        Self { frames, task }
+    }
+
+    fn write(&self, frame: Bytes) {
+        // A closed queue means the task stopped on a write error, which it
+        // reported: the link is being torn down.
+        let _ = self.frames.send(frame);
+    }
+
+    /// Stops writing at once (as dropping it does): what is still queued
+    /// is dropped and the write half closes. A torn-down link may have a
+    /// peer that no longer reads, which a graceful close would wait on
+    /// forever.
+    fn abort(self) {}
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A write on the link failed (the task has stopped).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WriteFailed {
+    attempt: u64,
+    error: FrameError,
+}
 
 /// Requests in a row that may time out, with no response at all between
 /// them, before the link is judged stuck and redialled.
@@ -224,7 +275,7 @@ impl PeerConnection {
         let (read, write) = tokio::io::split(conn);
         let codec = FrameCodec::new(self.options.max_frame_bytes);
         self.reader = Some(ctx.add_stream(FramedRead::new(read, codec.clone())));
-        let mut writer = FramedWrite::new(write, codec, ctx);
+        let writer = Writer::start(write, codec, ctx.address(), self.attempt);
         let step = match handshake::hello(&self.credentials, fresh_nonce(&self.nonces)) {
             Ok((waiting, hello)) => {
                 writer.write(Bytes::from(hello));
@@ -257,12 +308,12 @@ impl PeerConnection {
         let was = std::mem::replace(&mut self.link, Link::Down);
         let node = match was {
             Link::Up(writer, member, _) => {
-                ctx.cancel_future(writer.handle());
+                writer.abort();
                 info!(peer = %member.id, %reason, "peer disconnected");
                 Some(member.id)
             }
             Link::Handshaking(writer, _) => {
-                ctx.cancel_future(writer.handle());
+                writer.abort();
                 debug!(%reason, "peer handshake failed");
                 None
             }
@@ -384,7 +435,7 @@ impl PeerConnection {
         if member.id == self.credentials.own.id {
             // A seed list that names this node itself.
             debug!("peer address is this node itself; not dialling it again");
-            ctx.cancel_future(writer.handle());
+            writer.abort();
             ctx.stop();
             return;
         }
@@ -547,26 +598,15 @@ impl StreamHandler<Result<Bytes, FrameError>> for PeerConnection {
     }
 }
 
-impl WriteHandler<FrameError> for PeerConnection {
-    fn error(&mut self, err: FrameError, ctx: &mut Self::Context) -> Running {
-        // Called from inside the writer's own poll, which holds the writer's
-        // state borrowed: tearing the link down here (asking the writer for
-        // its handle, dropping it) panicked in actix ("RefCell already
-        // mutably borrowed") and then again in the writer's destructor,
-        // which aborted the whole node when a peer died mid-write. The link
-        // is torn down on the next turn instead, unless the reader found the
-        // loss first.
-        let reason = format!("write failed: {err}");
-        let attempt = self.attempt;
-        ctx.run_later(Duration::ZERO, move |act, ctx| {
-            if act.attempt == attempt && !matches!(act.link, Link::Down) {
-                act.lost(ctx, &reason);
-            }
-        });
-        Running::Continue
-    }
+impl Handler<WriteFailed> for PeerConnection {
+    type Result = ();
 
-    fn finished(&mut self, _ctx: &mut Self::Context) {}
+    fn handle(&mut self, msg: WriteFailed, ctx: &mut Self::Context) {
+        // Unless the reader found the loss first, or it was another dial's.
+        if msg.attempt == self.attempt && !matches!(self.link, Link::Down) {
+            self.lost(ctx, &format!("write failed: {}", msg.error));
+        }
+    }
 }
 
 impl Handler<PeerCall> for PeerConnection {
