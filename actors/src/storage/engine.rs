@@ -109,6 +109,13 @@ pub trait Engine: Send + Sync + 'static {
     /// together to a single call, so they share one fsync.
     fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StorageError>;
 
+    /// [`Engine::write_batch`] of ops the caller no longer needs: an engine
+    /// that keeps the keys and values (in a memtable) takes them instead of
+    /// copying them. The storage writer's group commits come this way.
+    fn write_batch_owned(&self, ops: Vec<WriteOp>) -> Result<(), StorageError> {
+        self.write_batch(&ops)
+    }
+
     /// Up to `limit` entries with `start <= key < end` (no upper bound when
     /// `end` is `None`), in ascending key order.
     fn scan(

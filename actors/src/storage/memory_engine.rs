@@ -29,14 +29,18 @@ impl Engine for MemoryEngine {
     }
 
     fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StorageError> {
+        self.write_batch_owned(ops.to_vec())
+    }
+
+    fn write_batch_owned(&self, ops: Vec<WriteOp>) -> Result<(), StorageError> {
         let mut map = self.map.write().map_err(|_| StorageError::Stopped)?;
         for op in ops {
             match op {
                 WriteOp::Put { key, value } => {
-                    map.insert(key.clone(), value.clone());
+                    map.insert(key, value);
                 }
                 WriteOp::Delete { key } => {
-                    map.remove(key);
+                    map.remove(&key);
                 }
             }
         }

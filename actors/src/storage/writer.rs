@@ -443,10 +443,11 @@ impl Writer {
             // First in the batch: durable whenever the deletes are.
             ops.insert(0, keys::counter_floor_op(self.mint_as.counter_floor));
         }
+        let writes = ops.len();
         let committed = if ops.is_empty() {
             Ok(())
         } else {
-            engine.write_batch(&ops)
+            engine.write_batch_owned(ops)
         };
         if reaped > 0 && committed.is_ok() {
             debug!(
@@ -458,8 +459,8 @@ impl Writer {
         }
         match &committed {
             Ok(()) => {
-                if !ops.is_empty() {
-                    debug!(writes = ops.len(), "storage group commit");
+                if writes > 0 {
+                    debug!(writes, "storage group commit");
                 }
                 self.hint_seq = seq;
                 self.tree.commit(&tree);
@@ -473,7 +474,7 @@ impl Writer {
                 }
             }
             Err(e) => {
-                error!(error = %e, writes = ops.len(), "storage write batch failed");
+                error!(error = %e, writes, "storage write batch failed");
                 self.tree.restart("a write batch failed");
                 if minted_any {
                     self.stop_minting(format!(

@@ -28,22 +28,20 @@ const STALL_RECHECK_MS: u64 = 100;
 
 impl Inner {
     /// Logs and applies `ops` as one batch; returns once it is durable (per
-    /// the sync policy).
-    pub fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StorageError> {
+    /// the sync policy). The memtable keeps the ops' keys and values.
+    pub fn write_batch(&self, ops: Vec<WriteOp>) -> Result<(), StorageError> {
         self.check_poison()?;
-        if payload_bytes(ops) > RECORD_PAYLOAD_BYTES_MAX {
+        if payload_bytes(&ops) > RECORD_PAYLOAD_BYTES_MAX {
             return Err(StorageError::Io {
                 context: "logging a batch larger than RECORD_PAYLOAD_BYTES_MAX".to_owned(),
                 source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
             });
         }
-        // Copied before taking the lock, so concurrent writers copy in parallel.
-        let owned = ops.to_vec();
         let mut queue = lock(&self.commit);
         let sequence = queue.sequence_next;
         queue.sequence_next += 1;
-        encode_record(&mut queue.records, sequence, ops);
-        queue.batches.push((sequence, owned));
+        encode_record(&mut queue.records, sequence, &ops);
+        queue.batches.push((sequence, ops));
         loop {
             if queue.sequence_applied >= sequence {
                 return Ok(());

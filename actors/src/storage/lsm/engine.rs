@@ -213,6 +213,10 @@ impl Engine for LsmEngine {
     }
 
     fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StorageError> {
+        self.inner.write_batch(ops.to_vec())
+    }
+
+    fn write_batch_owned(&self, ops: Vec<WriteOp>) -> Result<(), StorageError> {
         self.inner.write_batch(ops)
     }
 
