@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
+use tokio::io::WriteHalf;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::codec::FramedRead;
@@ -97,7 +98,7 @@ impl Writer {
     /// Starts the writing task on `write`. If a write fails, the task tells
     /// this connection, naming the dial `attempt` it belongs to.
     fn start(
-        write: tokio::io::WriteHalf<BoxConnection>,
+        write: WriteHalf<BoxConnection>,
         codec: FrameCodec,
         connection: Addr<PeerConnection>,
         attempt: u64,
@@ -116,14 +117,11 @@ impl Writer {
         // reported: the link is being torn down.
         let _ = self.frames.send(frame);
     }
-
-    /// Stops writing at once (as dropping it does): what is still queued
-    /// is dropped and the write half closes. A torn-down link may have a
-    /// peer that no longer reads, which a graceful close would wait on
-    /// forever.
-    fn abort(self) {}
 }
 
+/// Dropping the writer stops it at once: what is still queued is dropped
+/// and the write half closes. A torn-down link may have a peer that no
+/// longer reads, which a graceful close would wait on forever.
 impl Drop for Writer {
     fn drop(&mut self) {
         self.task.abort();
@@ -308,12 +306,12 @@ impl PeerConnection {
         let was = std::mem::replace(&mut self.link, Link::Down);
         let node = match was {
             Link::Up(writer, member, _) => {
-                writer.abort();
+                drop(writer);
                 info!(peer = %member.id, %reason, "peer disconnected");
                 Some(member.id)
             }
             Link::Handshaking(writer, _) => {
-                writer.abort();
+                drop(writer);
                 debug!(%reason, "peer handshake failed");
                 None
             }
@@ -435,7 +433,7 @@ impl PeerConnection {
         if member.id == self.credentials.own.id {
             // A seed list that names this node itself.
             debug!("peer address is this node itself; not dialling it again");
-            writer.abort();
+            drop(writer);
             ctx.stop();
             return;
         }
