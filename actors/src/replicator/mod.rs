@@ -8,6 +8,8 @@
 //! - `write`: carries out a write (mint locally, send, count; or forward
 //!   to a replica);
 //! - `read`: carries out a read (ask, answer at R, read repair hand-off);
+//! - `timer`: every request's retry, stand-in and deadline timers, on one
+//!   tokio timer per Replicator;
 //! - `list_walk`: the key listing's cursor and page walk (pure);
 //! - `list`: carries out a listing page, and serves peers' span requests;
 //! - `expiry`: the storage engine's compaction filter for expired values.
@@ -24,6 +26,7 @@ pub mod list_walk;
 pub mod placement;
 mod quorum;
 mod read;
+mod timer;
 mod write;
 
 use fnv::FnvHashSet;
@@ -40,6 +43,7 @@ pub use fanout::{Ask, Asking, DcScope, Fanout, Reach, SloppyPolicy};
 pub use list::{CoordinateList, ListPage};
 pub use quorum::{DcQuorum, Effect, Ending, Need, Role, Tally, Verdict};
 pub use read::GetAnswer;
+use timer::TimerHub;
 
 use crate::bridge::{Incoming, LinksChanged, PokeLinks};
 use crate::clock::SharedClock;
@@ -218,6 +222,8 @@ pub struct Replicator {
     resolver: Recipient<Reconcile>,
     read_repair: Recipient<ReadRepair>,
     clock: SharedClock,
+    /// Every request's timers, on one tokio timer (`timer.rs`).
+    timers: TimerHub,
     span: tracing::Span,
 }
 
@@ -249,6 +255,7 @@ impl Replicator {
             resolver,
             read_repair,
             clock,
+            timers: TimerHub::default(),
             span,
         }
     }
@@ -529,6 +536,7 @@ impl Replicator {
         let now_ms = self.clock.now_ms();
         let plan = write::WritePlan {
             key: msg.key,
+            timers: self.timers.clone(),
             value: msg.value,
             context,
             supersede_local: msg.supersede_local,
@@ -590,6 +598,7 @@ impl Replicator {
         let timeout_ms = msg.timeout_ms.unwrap_or(self.options.request_timeout_ms);
         let plan = read::ReadPlan {
             key: msg.key,
+            timers: self.timers.clone(),
             r,
             pr,
             primaries,

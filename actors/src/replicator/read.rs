@@ -20,6 +20,7 @@ use tracing::{debug, error};
 
 use super::coordinator::{ReadAnswer, ReadCoordinator, ReadStep};
 use super::fanout::{Asking, DcScope, Reach, SloppyPolicy};
+use super::timer::{TimerHub, Timers};
 use super::ReadRepair;
 use crate::conflict_resolver::{answer_agreed, ContextKey, Reconcile, Reconciled, VersionVector};
 use crate::metrics::Metrics;
@@ -37,6 +38,8 @@ type Reply = (NodeId, Result<Option<Vec<u8>>, ReplicaError>);
 pub struct ReadPlan {
     /// The key.
     pub key: Vec<u8>,
+    /// Keeps the read's timers (the Replicator's).
+    pub timers: TimerHub,
     /// Replies to wait for.
     pub r: usize,
     /// Of those, replies from primaries.
@@ -83,6 +86,7 @@ pub async fn coordinate(
 ) {
     let ReadPlan {
         key,
+        timers,
         r,
         pr,
         primaries,
@@ -105,11 +109,17 @@ pub async fn coordinate(
         ReadCoordinator::start_in(scope, asking, r, pr, &primaries, spare, policy);
     // Silent primaries get a reserve primary (a speculative retry) or, by
     // the policy, a stand-in.
-    let mut retry_timer = coordinator
-        .has_reserve()
-        .then(|| now + Duration::from_millis(retry_after_ms));
-    let mut stand_in_timer = (policy.replace_silent || coordinator.has_reserve())
-        .then(|| now + Duration::from_millis(stand_in_after_ms));
+    let mut timers = Timers::new(
+        timers,
+        [
+            coordinator
+                .has_reserve()
+                .then(|| now + Duration::from_millis(retry_after_ms)),
+            (policy.replace_silent || coordinator.has_reserve())
+                .then(|| now + Duration::from_millis(stand_in_after_ms)),
+            Some(deadline),
+        ],
+    );
     let mut pending: FuturesUnordered<LocalBoxFuture<'static, Reply>> = FuturesUnordered::new();
     let mut reply = Some(reply);
     loop {
@@ -144,23 +154,18 @@ pub async fn coordinate(
             &mut coordinator,
             &replicas.metrics,
             &mut pending,
-            Timers {
-                retry: &mut retry_timer,
-                stand_in: &mut stand_in_timer,
-                deadline,
-            },
+            &mut timers,
             timeout_ms,
         )
         .await;
     }
 }
 
-/// A read's timers (`None`: fired, or never set).
-struct Timers<'a> {
-    retry: &'a mut Option<tokio::time::Instant>,
-    stand_in: &'a mut Option<tokio::time::Instant>,
-    deadline: tokio::time::Instant,
-}
+/// A read's timers, by index: the retry and stand-in timers (unset once
+/// fired, or never set) and the deadline.
+type ReadTimers = Timers<3>;
+const RETRY: usize = 0;
+const STAND_IN: usize = 1;
 
 /// Waits for the next event (a reply, the retry or stand-in timer, the
 /// deadline) and feeds it to the coordinator.
@@ -168,35 +173,28 @@ async fn next_step(
     coordinator: &mut ReadCoordinator,
     metrics: &Metrics,
     pending: &mut FuturesUnordered<LocalBoxFuture<'static, Reply>>,
-    timers: Timers<'_>,
+    timers: &mut ReadTimers,
     timeout_ms: u64,
 ) -> ReadStep {
-    let (retry, stand_in) = (*timers.retry, *timers.stand_in);
     // Biased: an answer already there is taken before a timer that fired
     // in the same poll, and the order never depends on tokio's random
     // branch choice (so a simulation seed replays exactly).
     tokio::select! {
         biased;
         Some((node, result)) = pending.next() => coordinator.on_reply(&node, result),
-        () = sleep_until(retry) => {
-            *timers.retry = None;
-            let step = coordinator.on_retry_timer();
-            metrics.read_retries(step.asks.len() as u64);
-            step
-        }
-        () = sleep_until(stand_in) => {
-            *timers.stand_in = None;
-            coordinator.on_stand_in_timer()
-        }
-        () = tokio::time::sleep_until(timers.deadline) => coordinator.on_deadline(timeout_ms),
-    }
-}
-
-/// Sleeps until `at`, or forever when there is no `at`.
-pub(super) async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+        due = timers.next() => match due {
+            RETRY => {
+                timers.unset(RETRY);
+                let step = coordinator.on_retry_timer();
+                metrics.read_retries(step.asks.len() as u64);
+                step
+            }
+            STAND_IN => {
+                timers.unset(STAND_IN);
+                coordinator.on_stand_in_timer()
+            }
+            _ => coordinator.on_deadline(timeout_ms),
+        },
     }
 }
 

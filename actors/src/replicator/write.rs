@@ -24,7 +24,7 @@ use tracing::{debug, warn};
 
 use super::coordinator::{WriteCoordinator, WriteStep};
 use super::fanout::{Ask, DcScope, Reach, SloppyPolicy};
-use super::read::sleep_until;
+use super::timer::{TimerHub, Timers};
 use crate::bridge::PeerError;
 use crate::conflict_resolver::{ContextKey, Object, VersionError, VersionLimits, VersionVector};
 use crate::replicas::{ReplicaError, Replicas};
@@ -43,6 +43,8 @@ type Pending = FuturesUnordered<LocalBoxFuture<'static, Acknowledgement>>;
 pub struct WritePlan {
     /// The key.
     pub key: Vec<u8>,
+    /// Keeps the write's timers (the Replicator's).
+    pub timers: TimerHub,
     /// The value; `None` writes a tombstone.
     pub value: Option<Vec<u8>>,
     /// The client's context (empty: concurrent with everything).
@@ -87,6 +89,7 @@ pub struct WritePlan {
 pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, ClientError> {
     let WritePlan {
         key,
+        timers,
         value,
         context,
         supersede_local,
@@ -114,9 +117,15 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     }
     let now = tokio::time::Instant::now();
     let deadline = now + Duration::from_millis(timeout_ms);
-    let mut stand_in_timer = policy
-        .replace_silent
-        .then(|| now + Duration::from_millis(stand_in_after_ms));
+    let mut timers = Timers::new(
+        timers,
+        [
+            policy
+                .replace_silent
+                .then(|| now + Duration::from_millis(stand_in_after_ms)),
+            Some(deadline),
+        ],
+    );
     let bytes = value.as_ref().map_or(0, Vec::len);
     // Minted under the store's version actor (the writer thread's: a new
     // one after a failed local write), not the bare node id: a node must
@@ -254,27 +263,14 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
                         for ask in std::mem::take(&mut step.asks) {
                             pending.push(send.replica_write(ask));
                         }
-                        step = next_step(
-                            &mut coordinator,
-                            &mut pending,
-                            &mut stand_in_timer,
-                            deadline,
-                            timeout_ms,
-                        )
-                        .await;
+                        step = next_step(&mut coordinator, &mut pending, &mut timers, timeout_ms)
+                            .await;
                     }
                 });
             }
             return answer.map(|()| new_context);
         }
-        step = next_step(
-            &mut coordinator,
-            &mut pending,
-            &mut stand_in_timer,
-            deadline,
-            timeout_ms,
-        )
-        .await;
+        step = next_step(&mut coordinator, &mut pending, &mut timers, timeout_ms).await;
     }
 }
 
@@ -320,24 +316,29 @@ impl Sender {
 async fn next_step(
     coordinator: &mut WriteCoordinator,
     pending: &mut Pending,
-    stand_in_timer: &mut Option<tokio::time::Instant>,
-    deadline: tokio::time::Instant,
+    timers: &mut WriteTimers,
     timeout_ms: u64,
 ) -> WriteStep {
-    let timer = *stand_in_timer;
     // Biased: an answer already there is taken before a timer that fired
     // in the same poll, and the order never depends on tokio's random
     // branch choice (so a simulation seed replays exactly).
     tokio::select! {
         biased;
         Some((node, result)) = pending.next() => coordinator.on_ack(&node, result),
-        () = sleep_until(timer) => {
-            *stand_in_timer = None;
-            coordinator.on_stand_in_timer()
-        }
-        () = tokio::time::sleep_until(deadline) => coordinator.on_deadline(timeout_ms),
+        due = timers.next() => match due {
+            STAND_IN => {
+                timers.unset(STAND_IN);
+                coordinator.on_stand_in_timer()
+            }
+            _ => coordinator.on_deadline(timeout_ms),
+        },
     }
 }
+
+/// A write's timers, by index: the stand-in timer (unset once fired, or
+/// never set) and the deadline.
+type WriteTimers = Timers<2>;
+const STAND_IN: usize = 0;
 
 /// The refusal of a write that would leave an object over
 /// `object_bytes_max`.

@@ -1,0 +1,308 @@
+//! Requests' timers (the retry, stand-in and deadline timers of each read
+//! or write coordination), all on one tokio timer per Replicator.
+//!
+//! Registering a tokio timer earlier than the timer driver's next planned
+//! wake-up (or any timer, when none was registered as the thread last went
+//! idle) makes tokio wake its own thread through the I/O driver, even
+//! when the registering thread is that thread: an eventfd write, and one
+//! more `epoll_wait` return. `next_wake` is only updated when the thread
+//! parks, so every request started in a busy turn paid it: a coordination
+//! registered its timers (`tokio::time::sleep_until`) afresh at each of
+//! its waits, and at 32 gets in flight that was 0.5-1.2 eventfd writes
+//! per get over the three nodes (`perf record -e syscalls:sys_enter_write`;
+//! benches/README.md, Session 12).
+//!
+//! A [`TimerHub`] keeps the waits of every request of one actor in
+//! instant order, and one tokio timer at (or before) the earliest. A new
+//! request's timers come later than the ones already waiting (each is its
+//! start plus a fixed delay), so starting one registers nothing with
+//! tokio. When the tokio timer fires, the hub wakes the waits that are
+//! due and the first one that is not, which sets the tokio timer again for
+//! itself.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+use tokio::time::{Instant, Sleep};
+
+/// The timers of one actor's requests (one thread: the hub is `Rc`).
+#[derive(Clone)]
+pub struct TimerHub(Rc<Hub>);
+
+struct Hub {
+    waiting: Arc<Waiting>,
+    /// Wakes `waiting`; handed to the tokio timer.
+    waker: Waker,
+    /// The tokio timer and the instant it is set for (created at the first
+    /// wait, inside the runtime).
+    sleep: RefCell<Option<(Pin<Box<Sleep>>, Instant)>>,
+    next_id: Cell<u64>,
+}
+
+/// Waits not yet due, in instant order: `(instant, wait id)` -> its waker.
+struct Waiting(Mutex<BTreeMap<(Instant, u64), Waker>>);
+
+impl Waiting {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Instant, u64), Waker>> {
+        // A panic while holding it leaves the map whole (no multi-step
+        // update), so a poisoned lock is still good.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Wake for Waiting {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    /// The tokio timer fired: wakes the waits that are due, and the first
+    /// one that is not (its poll sets the tokio timer again).
+    fn wake_by_ref(self: &Arc<Self>) {
+        let now = Instant::now();
+        let wakers: Vec<Waker> = {
+            let waiting = self.lock();
+            let due = waiting.range(..(now, u64::MAX)).count();
+            waiting.values().take(due + 1).cloned().collect()
+        };
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+}
+
+impl Default for TimerHub {
+    fn default() -> Self {
+        let waiting = Arc::new(Waiting(Mutex::new(BTreeMap::new())));
+        Self(Rc::new(Hub {
+            waker: Waker::from(waiting.clone()),
+            waiting,
+            sleep: RefCell::new(None),
+            next_id: Cell::new(0),
+        }))
+    }
+}
+
+impl TimerHub {
+    /// Polls the wait `entry` (its instant and id) until its instant.
+    fn poll_until(&self, entry: (Instant, u64), cx: &mut Context<'_>) -> Poll<()> {
+        let hub = &self.0;
+        if Instant::now() >= entry.0 {
+            hub.waiting.lock().remove(&entry);
+            return Poll::Ready(());
+        }
+        let earliest = {
+            let mut waiting = hub.waiting.lock();
+            match waiting.get_mut(&entry) {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                Some(waker) => waker.clone_from(cx.waker()),
+                None => {
+                    waiting.insert(entry, cx.waker().clone());
+                }
+            }
+            match waiting.keys().next() {
+                Some(&(at, _)) => at,
+                None => entry.0,
+            }
+        };
+        let mut sleep = hub.sleep.borrow_mut();
+        let timer = match &mut *sleep {
+            Some((timer, set_for)) => {
+                // Set too late, or fired: set for the earliest wait. (Set
+                // earlier than needed, it fires and wakes that wait, which
+                // sets it again.)
+                if *set_for > earliest || timer.is_elapsed() {
+                    timer.as_mut().reset(earliest);
+                    *set_for = earliest;
+                }
+                timer
+            }
+            None => {
+                &mut sleep
+                    .insert((Box::pin(tokio::time::sleep_until(earliest)), earliest))
+                    .0
+            }
+        };
+        if timer
+            .as_mut()
+            .poll(&mut Context::from_waker(&hub.waker))
+            .is_ready()
+        {
+            // Already passed: the waits due are woken now (this one is
+            // not due, but it is the first one that is not if it is the
+            // earliest left, and then it sets the timer again).
+            drop(sleep);
+            Wake::wake_by_ref(&hub.waiting);
+        }
+        Poll::Pending
+    }
+
+    fn forget(&self, entry: (Instant, u64)) {
+        self.0.waiting.lock().remove(&entry);
+    }
+
+    fn new_id(&self) -> u64 {
+        let id = self.0.next_id.get();
+        self.0.next_id.set(id.wrapping_add(1));
+        id
+    }
+}
+
+/// `K` timers of one request, each set (it fires at its instant, and at
+/// every wait after that until it is unset) or unset (it never fires).
+pub(super) struct Timers<const K: usize> {
+    hub: TimerHub,
+    at: [Option<Instant>; K],
+    /// This request's wait in the hub: its instant and id.
+    entry: Option<(Instant, u64)>,
+}
+
+impl<const K: usize> Timers<K> {
+    /// Timers firing at `at` (`None`: never), kept by `hub`.
+    pub(super) fn new(hub: TimerHub, at: [Option<Instant>; K]) -> Self {
+        Self {
+            hub,
+            at,
+            entry: None,
+        }
+    }
+
+    /// Unsets timer `i`: it never fires again.
+    pub(super) fn unset(&mut self, i: usize) {
+        self.at[i] = None;
+    }
+
+    /// The earliest set timer, the lowest index first among those set for
+    /// the same instant.
+    fn earliest(&self) -> Option<(usize, Instant)> {
+        (0..K)
+            .filter_map(|i| self.at[i].map(|at| (i, at)))
+            .min_by_key(|&(i, at)| (at, i))
+    }
+
+    /// Waits until the earliest set timer's instant (at once if it has
+    /// passed) and returns its index; waits forever when none is set.
+    /// Cancel-safe: dropping the wait leaves it in the hub for the next.
+    pub(super) async fn next(&mut self) -> usize {
+        let Some((i, at)) = self.earliest() else {
+            if let Some(entry) = self.entry.take() {
+                self.hub.forget(entry);
+            }
+            return std::future::pending().await;
+        };
+        let entry = match self.entry {
+            Some(entry) if entry.0 == at => entry,
+            Some(old) => {
+                self.hub.forget(old);
+                (at, self.hub.new_id())
+            }
+            None => (at, self.hub.new_id()),
+        };
+        self.entry = Some(entry);
+        poll_fn(|cx| self.hub.poll_until(entry, cx)).await;
+        i
+    }
+}
+
+impl<const K: usize> Drop for Timers<K> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            self.hub.forget(entry);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Whether `timers.next()` returns at its first poll, and with what.
+    async fn due_now<const K: usize>(timers: &mut Timers<K>) -> Option<usize> {
+        tokio::select! {
+            biased;
+            i = timers.next() => Some(i),
+            () = std::future::ready(()) => None,
+        }
+    }
+
+    fn ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    #[tokio::test]
+    async fn timers_fire_in_order_and_a_set_one_fires_at_every_wait() {
+        let now = Instant::now();
+        let hub = TimerHub::default();
+        let mut timers = Timers::new(hub, [Some(now + ms(20)), Some(now + ms(10)), None]);
+        // A wait dropped before the instant fires nothing.
+        assert_eq!(due_now(&mut timers).await, None);
+        assert_eq!(timers.next().await, 1);
+        assert!(Instant::now() >= now + ms(10));
+        // Still set: fires again at once.
+        assert_eq!(due_now(&mut timers).await, Some(1));
+        timers.unset(1);
+        assert_eq!(due_now(&mut timers).await, None);
+        assert_eq!(timers.next().await, 0);
+        assert!(Instant::now() >= now + ms(20));
+        timers.unset(0);
+        let waited = tokio::time::timeout(ms(30), timers.next()).await;
+        assert!(waited.is_err(), "no timer is set");
+    }
+
+    #[tokio::test]
+    async fn timers_due_together_fire_lowest_index_first() {
+        let at = Instant::now() + ms(5);
+        let mut timers = Timers::new(TimerHub::default(), [None, Some(at), Some(at)]);
+        assert_eq!(timers.next().await, 1);
+        assert_eq!(timers.next().await, 1);
+        timers.unset(1);
+        assert_eq!(due_now(&mut timers).await, Some(2));
+    }
+
+    /// Many requests' timers on one hub, started in any order and some
+    /// dropped before they fire: each fires at (not before) its instant,
+    /// whatever the others do.
+    #[tokio::test]
+    async fn every_request_on_a_hub_fires_at_its_instant() {
+        let hub = TimerHub::default();
+        let start = Instant::now();
+        let delays = [30u64, 5, 18, 5, 40, 1, 25, 12];
+        let local = tokio::task::LocalSet::new();
+        let fired = Rc::new(RefCell::new(Vec::new()));
+        for (n, &delay) in delays.iter().enumerate() {
+            let (hub, fired) = (hub.clone(), fired.clone());
+            local.spawn_local(async move {
+                let at = start + ms(delay);
+                let mut timers = Timers::new(hub, [Some(at)]);
+                if n == 4 {
+                    // Dropped before it fires: it must not hold up the
+                    // hub for the others.
+                    let _ = tokio::time::timeout(ms(2), timers.next()).await;
+                    return;
+                }
+                timers.next().await;
+                assert!(Instant::now() >= at);
+                fired.borrow_mut().push(delay);
+            });
+        }
+        // Far past the latest instant: a wait the hub forgot never ends.
+        let all_ended = tokio::time::timeout(Duration::from_secs(10), local).await;
+        assert!(all_ended.is_ok(), "a wait never fired: {:?}", fired.borrow());
+        let mut fired = fired.take();
+        assert_eq!(fired.len(), delays.len() - 1);
+        let in_order = fired.clone();
+        fired.sort_unstable();
+        assert_eq!(in_order, fired, "timers fired out of instant order");
+        assert!(
+            hub.0.waiting.lock().is_empty(),
+            "a finished wait is still in the hub"
+        );
+    }
+}
