@@ -172,6 +172,14 @@ impl Replicas {
         Ok(reply.object.map(ByteBuf::into_vec))
     }
 
+    /// This node's stored bytes for `key` when the engine holds them in
+    /// memory ([`MemoryReads`]); `None`: they need a read through Storage.
+    pub fn read_in_memory(&self, key: &[u8]) -> Option<Result<Option<Vec<u8>>, ReplicaError>> {
+        self.memory
+            .get(key)
+            .map(|answer| answer.map_err(ReplicaError::from))
+    }
+
     /// Reads this node's stored bytes for `key`: in place when the engine
     /// holds them in memory ([`MemoryReads`]), else through Storage.
     pub fn read_local(

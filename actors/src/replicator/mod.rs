@@ -562,18 +562,22 @@ impl Replicator {
     /// as it is known; the read goes on in the actor's context for read
     /// repair.
     fn start_get(&self, msg: CoordinateGet, ctx: &mut Context<Self>) -> Reply<GetAnswer> {
-        let need = match self.need(msg.consistency, msg.r.unwrap_or(self.options.r), Vec::new()) {
-            Ok(need) => need,
-            Err(error) => return Box::pin(async move { Err(error) }),
-        };
+        match self.plan_get(msg) {
+            Ok(plan) => self.spawn_read(plan, ctx),
+            Err(error) => Box::pin(async move { Err(error) }),
+        }
+    }
+
+    /// A read's plan, or why it cannot be made.
+    fn plan_get(&self, msg: CoordinateGet) -> Result<read::ReadPlan, ClientError> {
+        let need = self.need(msg.consistency, msg.r.unwrap_or(self.options.r), Vec::new())?;
         let r = need.needed;
         let pr = msg.pr.unwrap_or(0);
         if pr > r {
-            let error = ClientError::new(
+            return Err(ClientError::new(
                 ErrorCode::BadRequest,
                 format!("field `pr` ({pr}) must not exceed `r` ({r})"),
-            );
-            return Box::pin(async move { Err(error) });
+            ));
         }
         let placement =
             placement::for_read(&self.read_ring, &self.write_ring, self.options.n, &msg.key);
@@ -593,10 +597,10 @@ impl Replicator {
             .refuse_dc_quorum("the read", &scope, &primaries, &spare)
             .or_else(|| self.refuse_quorum("the read", usable, spare.len(), r, pr))
         {
-            return Box::pin(async move { Err(error) });
+            return Err(error);
         }
         let timeout_ms = msg.timeout_ms.unwrap_or(self.options.request_timeout_ms);
-        let plan = read::ReadPlan {
+        Ok(read::ReadPlan {
             key: msg.key,
             timers: self.timers.clone(),
             r,
@@ -614,10 +618,15 @@ impl Replicator {
             last_writer_wins: msg.last_writer_wins,
             with_context: msg.with_context,
             now_ms: self.clock.now_ms(),
-        };
+        })
+    }
+
+    /// Runs a read's coordination in the actor's context; its answer
+    /// comes through the returned future.
+    fn spawn_read(&self, plan: read::ReadPlan, ctx: &mut Context<Self>) -> Reply<GetAnswer> {
         let (tx, rx) = oneshot::channel();
         let span = self.request_span(
-            tracing::debug_span!(parent: &self.span, "read", req = %format_args!("{:x}", msg.trace)),
+            tracing::debug_span!(parent: &self.span, "read", req = %format_args!("{:x}", plan.trace)),
         );
         let work = read::coordinate(
             self.replicas.clone(),
@@ -768,7 +777,7 @@ impl Handler<CoordinateWrite> for Replicator {
 }
 
 impl Handler<CoordinateGet> for Replicator {
-    type Result = ResponseFuture<Result<GetAnswer, ClientError>>;
+    type Result = Response<Result<GetAnswer, ClientError>>;
 
     fn handle(&mut self, msg: CoordinateGet, ctx: &mut Self::Context) -> Self::Result {
         self.replicas
@@ -776,9 +785,18 @@ impl Handler<CoordinateGet> for Replicator {
             .mailbox_handled(crate::metrics::Mailbox::Replicator);
         if !self.ready {
             let timeout_ms = msg.timeout_ms;
-            return self.hold(timeout_ms, |tx| Held::Get(msg, tx));
+            return Response::fut(self.hold(timeout_ms, |tx| Held::Get(msg, tx)));
         }
-        self.start_get(msg, ctx)
+        let plan = match self.plan_get(msg) {
+            Ok(plan) => plan,
+            Err(error) => return Response::reply(Err(error)),
+        };
+        // Only this node's copy, held in memory: answered now, without a
+        // coordination (`read::answer_in_place`).
+        if let Some(answer) = read::answer_in_place(&self.replicas, &plan) {
+            return Response::reply(answer);
+        }
+        Response::fut(self.spawn_read(plan, ctx))
     }
 }
 

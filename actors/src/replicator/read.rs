@@ -161,6 +161,53 @@ pub async fn coordinate(
     }
 }
 
+/// Answers a read at once when it needs only this node's copy and the
+/// engine holds that copy in memory: R = 1 with this node the only one
+/// asked (N = 1, or `--read-asks needed`). The same pure steps as
+/// [`coordinate`] (the coordinator fed the local answer, the answer
+/// decoded in place, the context sealed), without a future, a task, a
+/// timer or a channel. `None`: the read needs [`coordinate`] (a disk
+/// read, a failed one, or other replicas to ask).
+pub fn answer_in_place(
+    replicas: &Replicas,
+    plan: &ReadPlan,
+) -> Option<Result<GetAnswer, ClientError>> {
+    let own = &replicas.own;
+    if plan.r != 1 || plan.primaries.first().map(|(node, _)| node) != Some(own) {
+        return None;
+    }
+    let (mut coordinator, step) = ReadCoordinator::start_in(
+        plan.scope.clone(),
+        plan.asking,
+        plan.r,
+        plan.pr,
+        &plan.primaries,
+        plan.spare.clone(),
+        plan.policy,
+    );
+    let only_own =
+        matches!(step.asks.as_slice(), [ask] if ask.node == *own && ask.stand_in_for.is_none());
+    if step.answer.is_some() || !only_own {
+        return None;
+    }
+    let local = replicas.read_in_memory(&plan.key)?;
+    let step = coordinator.on_reply(own, local);
+    if !step.asks.is_empty() || step.finished.is_none() {
+        return None;
+    }
+    let answers = match step.answer? {
+        Ok(answers) => answers,
+        Err(e) => return Some(Err(e)),
+    };
+    let answer = agreed_answer(&answers, plan.trace, plan.now_ms, plan.last_writer_wins)?;
+    Some(answer.map(|(values, clock)| {
+        let context = clock
+            .filter(|_| plan.with_context)
+            .map(|clock| plan.contexts.seal(&plan.key, &clock));
+        (values, context)
+    }))
+}
+
 /// A read's timers, by index: the retry and stand-in timers (unset once
 /// fired, or never set) and the deadline.
 type ReadTimers = Timers<3>;
@@ -257,15 +304,8 @@ async fn answer_of(
     trace: u64,
     now_ms: u64,
     last_writer_only: bool,
-) -> Result<(Vec<Vec<u8>>, Option<VersionVector>), ClientError> {
-    if answers_agree(&answers) {
-        let Some((node, bytes)) = answers.first() else {
-            return Ok((Vec::new(), None));
-        };
-        let result = answer_agreed(node, bytes.as_deref(), now_ms, last_writer_only);
-        if let Err(e) = &result {
-            error!(req = %format_args!("{trace:x}"), error = %e, "replica answers do not decode");
-        }
+) -> Result<Decoded, ClientError> {
+    if let Some(result) = agreed_answer(&answers, trace, now_ms, last_writer_only) {
         return result;
     }
     let merged = reconcile(resolver, answers, trace, now_ms).await?;
@@ -275,6 +315,30 @@ async fn answer_of(
         merged.values
     };
     Ok((values, merged.context))
+}
+
+/// The live values of an answer and its clock.
+type Decoded = (Vec<Vec<u8>>, Option<VersionVector>);
+
+/// [`answer_of`] for answers that agree (decoded here, in place); `None`
+/// when they disagree.
+fn agreed_answer(
+    answers: &[ReadAnswer],
+    trace: u64,
+    now_ms: u64,
+    last_writer_only: bool,
+) -> Option<Result<Decoded, ClientError>> {
+    if !answers_agree(answers) {
+        return None;
+    }
+    let Some((node, bytes)) = answers.first() else {
+        return Some(Ok((Vec::new(), None)));
+    };
+    let result = answer_agreed(node, bytes.as_deref(), now_ms, last_writer_only);
+    if let Err(e) = &result {
+        error!(req = %format_args!("{trace:x}"), error = %e, "replica answers do not decode");
+    }
+    Some(result)
 }
 
 /// Merges answers that disagree, through the ConflictResolver actor.
@@ -332,3 +396,8 @@ mod agree_tests {
         ]));
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[path = "read_tests.rs"]
+mod in_place_tests;

@@ -294,7 +294,11 @@ mod tests {
         }
         // Far past the latest instant: a wait the hub forgot never ends.
         let all_ended = tokio::time::timeout(Duration::from_secs(10), local).await;
-        assert!(all_ended.is_ok(), "a wait never fired: {:?}", fired.borrow());
+        assert!(
+            all_ended.is_ok(),
+            "a wait never fired: {:?}",
+            fired.borrow()
+        );
         let mut fired = fired.take();
         assert_eq!(fired.len(), delays.len() - 1);
         let in_order = fired.clone();
