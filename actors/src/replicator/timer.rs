@@ -17,8 +17,8 @@
 //! request's timers come later than the ones already waiting (each is its
 //! start plus a fixed delay), so starting one registers nothing with
 //! tokio. When the tokio timer fires, the hub wakes the waits that are
-//! due and the first one that is not, which sets the tokio timer again for
-//! itself.
+//! due (they leave it) and the first one that is not, which sets the tokio
+//! timer again for itself.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -63,13 +63,20 @@ impl Wake for Waiting {
     }
 
     /// The tokio timer fired: wakes the waits that are due, and the first
-    /// one that is not (its poll sets the tokio timer again).
+    /// one that is not (its poll sets the tokio timer again). The due ones
+    /// leave the hub: their next poll finds their instant passed without
+    /// it, and a request that is busy elsewhere when its wait comes due
+    /// (awaiting a reconcile, say) leaves no past instant behind to set
+    /// the tokio timer for again and again.
     fn wake_by_ref(self: &Arc<Self>) {
         let now = Instant::now();
         let wakers: Vec<Waker> = {
-            let waiting = self.lock();
-            let due = waiting.range(..(now, u64::MAX)).count();
-            waiting.values().take(due + 1).cloned().collect()
+            let mut waiting = self.lock();
+            let not_due = waiting.split_off(&(now, u64::MAX));
+            let due = std::mem::replace(&mut *waiting, not_due);
+            due.into_values()
+                .chain(waiting.values().next().cloned())
+                .collect()
         };
         for waker in wakers {
             waker.wake();
@@ -264,6 +271,35 @@ mod tests {
         assert_eq!(timers.next().await, 1);
         timers.unset(1);
         assert_eq!(due_now(&mut timers).await, Some(2));
+    }
+
+    /// A wait that comes due while its request awaits something else is
+    /// woken once and leaves the hub: the other requests' waits do not
+    /// spin on its past instant.
+    #[tokio::test]
+    async fn a_due_wait_whose_request_is_busy_elsewhere_leaves_the_hub() {
+        let hub = TimerHub::default();
+        let now = Instant::now();
+        let mut busy = Timers::new(hub.clone(), [Some(now + ms(2))]);
+        // Registered, then dropped: the request goes on to other work.
+        assert_eq!(due_now(&mut busy).await, None);
+        let mut other = Timers::new(hub.clone(), [Some(now + ms(40))]);
+        let polls = Cell::new(0u32);
+        let counted = async {
+            poll_fn(|cx| {
+                polls.set(polls.get() + 1);
+                let next = std::pin::pin!(other.next());
+                next.poll(cx)
+            })
+            .await
+        };
+        assert_eq!(counted.await, 0);
+        assert!(Instant::now() >= now + ms(40));
+        // A handful of polls (the first, the busy wait's instant, the
+        // other's), not one per turn of the loop between.
+        assert!(polls.get() <= 5, "{} polls", polls.get());
+        assert!(hub.0.waiting.lock().is_empty());
+        assert_eq!(due_now(&mut busy).await, Some(0));
     }
 
     /// Many requests' timers on one hub, started in any order and some
