@@ -288,6 +288,7 @@ pub async fn start(
         reason: format!("cannot start storage: {e}"),
     })?;
     let memory_reads = storage.memory_reads();
+    let writer_queue = storage.writer_queue();
     let storage = storage.start();
     let storage_for_shutdown = storage.clone();
     let mut status_extra = vec![
@@ -318,6 +319,7 @@ pub async fn start(
         own: config.id.clone(),
         storage: storage.clone(),
         memory: memory_reads,
+        writer: writer_queue,
         bridge: bridge_addr.clone(),
         links: links.clone(),
         metrics: metrics.clone(),

@@ -8,7 +8,7 @@
 use std::sync::{Arc, OnceLock};
 
 use actix::prelude::*;
-use futures_util::future::Either;
+use futures_util::future::{Either, FutureExt};
 use serde_bytes::ByteBuf;
 
 use crate::bridge::{Bridge, CallPeer, LinkDirectory, PeerError};
@@ -16,6 +16,7 @@ use crate::conflict_resolver::Object;
 use crate::metrics::{Mailbox, Metrics};
 use crate::storage::{
     ApplyError, LocalApply, LocalRead, MemoryReads, MintAs, Mutation, Storage, StorageError,
+    WriterQueue,
 };
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::wire::peer::{HintedWrite, PeerRpc, ReplicaRead, ReplicaWrite};
@@ -123,6 +124,9 @@ pub struct Replicas {
     pub storage: Addr<Storage>,
     /// Its reads from memory, made here (`Storage::memory_reads`).
     pub memory: MemoryReads,
+    /// Its writer's queue, which this node's writes go to directly
+    /// (`Storage::writer_queue`); `None`: through the Storage actor.
+    pub writer: Option<WriterQueue>,
     /// The way to every other node.
     pub bridge: Addr<Bridge>,
     /// The Bridge's links, called directly (`Bridge::with_directory`).
@@ -201,6 +205,22 @@ impl Replicas {
         }
     }
 
+    /// Hands `apply` to this node's writer: straight to its queue when
+    /// it runs on a thread of its own, else through the Storage actor.
+    pub fn apply_local(
+        &self,
+        apply: LocalApply,
+    ) -> impl std::future::Future<Output = Result<Result<Option<Vec<u8>>, ApplyError>, MailboxError>>
+    {
+        match &self.writer {
+            Some(queue) => Either::Left(queue.apply(apply).map(Ok)),
+            None => {
+                self.metrics.mailbox_sent(Mailbox::Storage);
+                Either::Right(self.storage.send(apply))
+            }
+        }
+    }
+
     /// Merges `object` (encoded) into `node`'s copy of `key`, durably.
     pub async fn write(
         &self,
@@ -267,9 +287,8 @@ impl Replicas {
         hint_for: Option<NodeId>,
         trace: u64,
     ) -> Result<Option<Vec<u8>>, ReplicaError> {
-        self.metrics.mailbox_sent(Mailbox::Storage);
         let change = Arc::new(TombstoneChange::new());
-        let apply = self.storage.send(LocalApply {
+        let apply = self.apply_local(LocalApply {
             key,
             bytes: object.len(),
             mutation: merge_mutation(object, change.clone()),

@@ -47,10 +47,12 @@ fn replicas() -> Replicas {
     )
     .unwrap();
     let memory = storage.memory_reads();
+    let writer = storage.writer_queue();
     Replicas {
         own,
         storage: storage.start(),
         memory,
+        writer,
         bridge: actix::Context::<Bridge>::new().address(),
         links: LinkDirectory::default(),
         metrics: Metrics::default(),

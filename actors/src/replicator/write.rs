@@ -177,10 +177,7 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     // is unclean, so the store gets a new incarnation and never reuses the
     // dot; see `data_dir::store_incarnation`.)
     let (minted_tx, minted_rx) = tokio::sync::oneshot::channel();
-    replicas
-        .metrics
-        .mailbox_sent(crate::metrics::Mailbox::Storage);
-    let mut apply = Box::pin(replicas.storage.send(LocalApply {
+    let mut apply = Box::pin(replicas.apply_local(LocalApply {
         key: key.clone(),
         mutation,
         trace,

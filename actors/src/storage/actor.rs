@@ -240,7 +240,7 @@ pub struct CloseWrites;
 
 /// The actor.
 pub struct Storage {
-    writes: SyncSender<WriterJob>,
+    writes: WriterQueue,
     /// Answers when the writer thread has returned (`Threads` mode).
     writer_done: Option<oneshot::Receiver<Result<(), String>>>,
     reads: SyncSender<ReadJob>,
@@ -270,7 +270,11 @@ impl Storage {
         incarnation: u32,
     ) -> Result<Self, StorageError> {
         let span = tracing::info_span!("storage", node = %node, actor = "storage");
-        let (writes, write_rx) = sync_channel(options.storage_queue_max);
+        let (write_tx, write_rx) = sync_channel(options.storage_queue_max);
+        let writes = WriterQueue {
+            sender: Arc::new(Mutex::new(write_tx)),
+            limit: options.storage_queue_max,
+        };
         let (reads, read_rx) = sync_channel(options.storage_queue_max);
         let slot: EngineSlot = Arc::new(RwLock::new(engine));
         let (health_tx, health) = mpsc::unbounded_channel();
@@ -396,8 +400,88 @@ impl Storage {
                 writer.recover(elapsed_ms(*started));
                 Ok(())
             }
-            None => worker::offer(&self.writes, job, self.options.storage_queue_max),
+            None => self.writes.offer(job),
         }
+    }
+
+    /// The writer's queue, for callers that hand it `LocalApply` jobs
+    /// directly ([`WriterQueue::apply`]); `None` when the writer runs
+    /// inline (a simulation's store), where every job goes through this
+    /// actor.
+    pub fn writer_queue(&self) -> Option<WriterQueue> {
+        self.inline.is_none().then(|| self.writes.clone())
+    }
+}
+
+/// The writer thread's queue, shared by the Storage actor and the callers
+/// that hand it `LocalApply` jobs themselves (`Replicas`: a coordinator's
+/// and a replica's writes), without a message to the actor and the task
+/// its answer would take. Closing it (`CloseWrites`) closes it for all:
+/// the one sender lives here, and its holders only lock it to send.
+#[derive(Clone)]
+pub struct WriterQueue {
+    sender: Arc<Mutex<SyncSender<WriterJob>>>,
+    /// Jobs it holds at most (`storage_queue_max`), for the error.
+    limit: usize,
+}
+
+impl WriterQueue {
+    /// Queues `job`; refused when the queue is full or closed.
+    fn offer(&self, job: WriterJob) -> Result<(), StorageError> {
+        // A panic while holding it cannot leave the sender half-changed.
+        let sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        worker::offer(&sender, job, self.limit)
+    }
+
+    /// Hands `apply` to the writer; answers as the Storage actor answers
+    /// a `LocalApply`.
+    pub fn apply(
+        &self,
+        apply: LocalApply,
+    ) -> impl std::future::Future<Output = Result<Option<Vec<u8>>, ApplyError>> {
+        let (job, answer) = apply.into_job();
+        let queued = self.offer(job);
+        async move {
+            queued?;
+            answer
+                .await
+                .map_err(|_| ApplyError::Storage(StorageError::Stopped))?
+        }
+    }
+
+    /// Closes the queue: every later job is refused (`Stopped`), and the
+    /// writer ends once it has done the jobs queued before.
+    fn close(&self) {
+        let (closed, _) = sync_channel(0);
+        let mut sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        drop(std::mem::replace(&mut *sender, closed));
+    }
+}
+
+/// Where a `LocalApply`'s answer comes from the writer.
+type ApplyAnswer = oneshot::Receiver<Result<Option<Vec<u8>>, ApplyError>>;
+
+impl LocalApply {
+    /// The writer's job for this apply, and where its answer comes.
+    fn into_job(self) -> (WriterJob, ApplyAnswer) {
+        let (reply, answer) = oneshot::channel();
+        let job = WriterJob::Apply(ApplyJob {
+            key: keys::data_key(&storage_key(&self.key)),
+            user_key: self.key,
+            mutation: self.mutation,
+            trace: self.trace,
+            bytes: self.bytes,
+            reply,
+            minted: self.minted,
+            hint_for: self.hint_for,
+        });
+        (job, answer)
     }
 }
 
@@ -613,17 +697,7 @@ impl Handler<LocalApply> for Storage {
         self.options
             .metrics
             .mailbox_handled(crate::metrics::Mailbox::Storage);
-        let (reply, rx) = oneshot::channel();
-        let job = WriterJob::Apply(ApplyJob {
-            key: keys::data_key(&storage_key(&msg.key)),
-            user_key: msg.key,
-            mutation: msg.mutation,
-            trace: msg.trace,
-            bytes: msg.bytes,
-            reply,
-            minted: msg.minted,
-            hint_for: msg.hint_for,
-        });
+        let (job, rx) = msg.into_job();
         let queued = self.write(job);
         Box::pin(async move {
             queued?;
@@ -699,8 +773,7 @@ impl Handler<CloseWrites> for Storage {
     fn handle(&mut self, _msg: CloseWrites, _ctx: &mut Self::Context) -> Self::Result {
         // A sender whose receiver is gone: every later write is `Stopped`.
         // Dropping the old one ends the writer loop once its queue is done.
-        let (closed, _) = sync_channel(0);
-        drop(std::mem::replace(&mut self.writes, closed));
+        self.writes.close();
         let done = self.writer_done.take();
         let inline = self.inline.take();
         let slot = self.slot.clone();
@@ -814,6 +887,52 @@ mod tests {
 
         let inline = storage_on(Arc::new(HotCold::default()), StorageThreading::Inline);
         assert!(inline.memory_reads().get(b"k-hot").is_none());
+    }
+
+    /// A write handed to the writer's queue directly is answered and
+    /// stored as one sent to the actor; once the store is closed for
+    /// writes, the queue refuses, and the writer thread ends although a
+    /// caller still holds the queue.
+    #[actix_rt::test]
+    async fn writes_handed_to_the_queue_directly_end_with_the_store() {
+        let engine = Arc::new(HotCold::default());
+        let storage = storage_on(engine.clone(), StorageThreading::Threads);
+        let queue = storage.writer_queue().expect("a writer thread");
+        let storage = storage.start();
+        assert_eq!(
+            queue.apply(put(b"k-hot", b"direct")).await.unwrap(),
+            Some(b"direct".to_vec())
+        );
+        assert_eq!(
+            storage
+                .send(LocalRead {
+                    key: b"k-hot".to_vec()
+                })
+                .await
+                .unwrap()
+                .unwrap(),
+            Some(b"direct".to_vec())
+        );
+        let closed = tokio::time::timeout(Duration::from_secs(10), storage.send(CloseWrites)).await;
+        assert_eq!(closed.expect("the writer thread ended").unwrap(), Ok(()));
+        let refused = queue.apply(put(b"k-hot", b"late")).await;
+        assert!(
+            matches!(refused, Err(ApplyError::Storage(StorageError::Stopped))),
+            "{refused:?}"
+        );
+        assert_eq!(
+            engine
+                .inner
+                .get(&keys::data_key(&storage_key(b"k-hot")))
+                .unwrap(),
+            Some(b"direct".to_vec())
+        );
+
+        let inline = storage_on(Arc::new(HotCold::default()), StorageThreading::Inline);
+        assert!(
+            inline.writer_queue().is_none(),
+            "an inline writer takes jobs only through the actor"
+        );
     }
 
     #[actix_rt::test]

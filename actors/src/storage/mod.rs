@@ -30,7 +30,7 @@ mod writer_tests;
 pub use actor::{
     ClearHint, CloseWrites, CompactStore, HintCountsQuery, HintsPending, LocalApply, LocalHints,
     LocalListKeys, LocalRead, LocalReap, LocalScan, MemoryReads, Storage, StorageHealth,
-    StorageOptions, StorageThreading, SubscribeStorage, TreeSnapshotQuery,
+    StorageOptions, StorageThreading, SubscribeStorage, TreeSnapshotQuery, WriterQueue,
     HINTS_BYTES_MAX_PER_TARGET_DEFAULT, STORAGE_QUEUE_MAX_DEFAULT,
 };
 pub use engine::{Engine, KeyValues, StorageError, WriteOp};
