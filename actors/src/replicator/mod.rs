@@ -809,20 +809,25 @@ impl Handler<CoordinateList> for Replicator {
 }
 
 impl Handler<Incoming<ReplicaRead>> for Replicator {
-    type Result = ResponseFuture<Result<StoredObject, RemoteError>>;
+    type Result = Response<Result<StoredObject, RemoteError>>;
 
     fn handle(&mut self, msg: Incoming<ReplicaRead>, _ctx: &mut Self::Context) -> Self::Result {
         if let Err(refused) = self.admit_peer(&msg.from, "Read", &msg.request.key) {
-            return Box::pin(async move { Err(refused) });
+            return Response::reply(Err(refused));
+        }
+        let stored = |object: Option<Vec<u8>>| StoredObject {
+            object: object.map(ByteBuf::from),
+        };
+        // Held in memory: answered now, without a future and its task.
+        if let Some(read) = self.replicas.read_in_memory(&msg.request.key) {
+            return Response::reply(read.map(stored).map_err(|e| internal(e.to_string())));
         }
         let span = self.replica_span(&msg.from, msg.trace);
         let read = self.replicas.read_local(&msg.request.key);
-        Box::pin(
+        Response::fut(
             async move {
                 let object = read.await.map_err(|e| internal(e.to_string()))?;
-                Ok(StoredObject {
-                    object: object.map(ByteBuf::from),
-                })
+                Ok(stored(object))
             }
             .instrument(span),
         )
