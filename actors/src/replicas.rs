@@ -184,24 +184,26 @@ impl Replicas {
             .map(|answer| answer.map_err(ReplicaError::from))
     }
 
+    /// Reads this node's stored bytes for `key` through Storage (a reader
+    /// thread), for a key [`Replicas::read_in_memory`] did not answer.
+    pub fn read_from_storage(
+        &self,
+        key: &[u8],
+    ) -> impl std::future::Future<Output = Result<Option<Vec<u8>>, ReplicaError>> {
+        self.metrics.mailbox_sent(Mailbox::Storage);
+        let read = self.storage.send(LocalRead { key: key.to_vec() });
+        async move { Ok(read.await??) }
+    }
+
     /// Reads this node's stored bytes for `key`: in place when the engine
     /// holds them in memory ([`MemoryReads`]), else through Storage.
     pub fn read_local(
         &self,
         key: &[u8],
     ) -> impl std::future::Future<Output = Result<Option<Vec<u8>>, ReplicaError>> {
-        let read = match self.memory.get(key) {
-            Some(answer) => Either::Left(answer),
-            None => {
-                self.metrics.mailbox_sent(Mailbox::Storage);
-                Either::Right(self.storage.send(LocalRead { key: key.to_vec() }))
-            }
-        };
-        async move {
-            match read {
-                Either::Left(answer) => Ok(answer?),
-                Either::Right(read) => Ok(read.await??),
-            }
+        match self.read_in_memory(key) {
+            Some(answer) => Either::Left(std::future::ready(answer)),
+            None => Either::Right(self.read_from_storage(key)),
         }
     }
 

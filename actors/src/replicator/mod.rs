@@ -823,7 +823,7 @@ impl Handler<Incoming<ReplicaRead>> for Replicator {
             return Response::reply(read.map(stored).map_err(|e| internal(e.to_string())));
         }
         let span = self.replica_span(&msg.from, msg.trace);
-        let read = self.replicas.read_local(&msg.request.key);
+        let read = self.replicas.read_from_storage(&msg.request.key);
         Response::fut(
             async move {
                 let object = read.await.map_err(|e| internal(e.to_string()))?;

@@ -200,45 +200,17 @@ async fn reads_needing_more_than_the_local_copy_in_memory_are_coordinated() {
         .await
         .unwrap()
         .unwrap();
-    let in_place = |plan: ReadPlan| answer_in_place(&replicas, &plan).is_some();
-    assert!(in_place(plan(
-        b"k",
-        1,
-        &["n1", "n2"],
-        Asking::Needed,
-        false
-    )));
+    let in_place = |r, primaries: &[&str], asking| {
+        answer_in_place(&replicas, &plan(b"k", r, primaries, asking, false)).is_some()
+    };
+    assert!(in_place(1, &["n1", "n2"], Asking::Needed));
     // R = 2: another replica must answer too.
-    assert!(!in_place(plan(
-        b"k",
-        2,
-        &["n1", "n2"],
-        Asking::Needed,
-        false
-    )));
+    assert!(!in_place(2, &["n1", "n2"], Asking::Needed));
     // Every primary asked, not only this node.
-    assert!(!in_place(plan(
-        b"k",
-        1,
-        &["n1", "n2"],
-        Asking::Every,
-        false
-    )));
+    assert!(!in_place(1, &["n1", "n2"], Asking::Every));
     // This node is not the key's first primary (or not one at all).
-    assert!(!in_place(plan(
-        b"k",
-        1,
-        &["n2", "n1"],
-        Asking::Needed,
-        false
-    )));
-    assert!(!in_place(plan(
-        b"k",
-        1,
-        &["n2", "n3"],
-        Asking::Needed,
-        false
-    )));
+    assert!(!in_place(1, &["n2", "n1"], Asking::Needed));
+    assert!(!in_place(1, &["n2", "n3"], Asking::Needed));
     // The store does not hold the key in memory (a disk read).
     let cold = Replicas {
         memory: MemoryReads::none(),
