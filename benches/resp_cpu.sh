@@ -7,7 +7,9 @@
 # same against redis-server with `--appendonly yes --appendfsync always`
 # on the same disk. Several binaries take turns (an A/B). PERF=1 also
 # records each ringkv node with `perf record -e cpu-clock -g` into
-# DIR/perf-<i>.data. Ports RESP_PORT (ringkv; its peer and client ports
+# DIR/perf-<i>.data. SYSCALLS=1 counts each ringkv node's system calls
+# and context switches with `perf stat` and prints them per operation
+# (run one test at a time, TESTS=set or TESTS=get). Ports RESP_PORT (ringkv; its peer and client ports
 # are +1000 and +900) and REDIS_PORT.
 set -euo pipefail
 DIR=${DIR:-/tmp/ringkv-resp-cpu}
@@ -50,8 +52,21 @@ for BIN in "$@"; do
     perf record -e cpu-clock -g -p "$RK" -o "$DIR/perf-$i.data" 2>/dev/null &
     PP=$!
   fi
+  if [ -n "${SYSCALLS:-}" ]; then
+    EVENTS=context-switches
+    for s in recvfrom sendto write futex epoll_wait pwrite64 fdatasync; do
+      EVENTS="$EVENTS,syscalls:sys_enter_$s"
+    done
+    perf stat -e "$EVENTS" -p "$RK" -o "$DIR/syscalls-$i.txt" 2>/dev/null &
+    SP=$!
+  fi
   bench ringkv "$RESP_PORT" "$RK"
   if [ -n "${PERF:-}" ]; then kill -INT "$PP"; wait "$PP" || true; fi
+  if [ -n "${SYSCALLS:-}" ]; then
+    kill -INT "$SP"
+    wait "$SP" || true
+    awk -v n="$N" '$1 ~ /^[0-9,]+$/ {gsub(",", "", $1); sub("syscalls:sys_enter_", "", $2); printf "%s %.3f  ", $2, $1 / n} END {print "(per op)"}' "$DIR/syscalls-$i.txt"
+  fi
   kill "$RK"
   wait "$RK" || true
 done

@@ -26,6 +26,9 @@ pub mod list_walk;
 pub mod placement;
 mod quorum;
 mod read;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod test_support;
 mod timer;
 mod write;
 

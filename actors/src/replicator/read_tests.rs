@@ -3,15 +3,10 @@
 //! this node answers at once exactly what `coordinate` answers, and every
 //! other read is left to `coordinate`.
 
-use std::sync::Arc;
-
+use super::super::test_support::{node, replicas};
 use super::*;
-use crate::bridge::{Bridge, LinkDirectory};
 use crate::conflict_resolver::{ConflictResolver, Object, VersionLimits};
-use crate::metrics::Metrics;
-use crate::storage::{
-    Backend, LocalApply, MemoryEngine, MemoryReads, Storage, StorageOptions, StorageThreading,
-};
+use crate::storage::{LocalApply, MemoryReads};
 
 /// Read repairs, dropped (nothing to repair with one answer).
 struct NoRepair;
@@ -24,39 +19,6 @@ impl Handler<ReadRepair> for NoRepair {
     type Result = ();
 
     fn handle(&mut self, _: ReadRepair, _: &mut Self::Context) {}
-}
-
-fn node(id: &str) -> NodeId {
-    NodeId::new(id).unwrap()
-}
-
-/// Node n1's replicas: its store in memory, served by threads (so reads
-/// of what it holds are answered in memory), and a Bridge never started
-/// (no other node is asked).
-fn replicas() -> Replicas {
-    let own = node("n1");
-    let storage = Storage::new(
-        &own,
-        Arc::new(MemoryEngine::default()),
-        StorageOptions {
-            threading: StorageThreading::Threads,
-            ..StorageOptions::default()
-        },
-        Backend::in_memory(),
-        1,
-    )
-    .unwrap();
-    let memory = storage.memory_reads();
-    let writer = storage.writer_queue();
-    Replicas {
-        own,
-        storage: storage.start(),
-        memory,
-        writer,
-        bridge: actix::Context::<Bridge>::new().address(),
-        links: LinkDirectory::default(),
-        metrics: Metrics::default(),
-    }
 }
 
 fn store(key: &[u8], object: &Object) -> LocalApply {

@@ -109,8 +109,13 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
         contexts,
     } = plan;
     let own = replicas.own.clone();
+    let no_stand_ins = spare.is_empty();
     let (mut coordinator, mut step) =
         WriteCoordinator::start_in(scope, w, pw, &primaries, Some(&own), spare, policy);
+    // Nobody else to send the new version to, now or later (N = 1, or
+    // every other primary unusable with no stand-in left: then the quorum
+    // rests on this copy alone): the write waits for its own copy only.
+    let alone = step.asks.is_empty() && no_stand_ins;
     if let Some(Err(refused)) = step.answer.take() {
         // Not enough replicas to ask: refused before anything is minted.
         return Err(refused);
@@ -176,13 +181,20 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     // fsync leaves a version elsewhere that this store lacks: that restart
     // is unclean, so the store gets a new incarnation and never reuses the
     // dot; see `data_dir::store_incarnation`.)
-    let (minted_tx, minted_rx) = tokio::sync::oneshot::channel();
+    // A write with nobody to send its version to does not ask for it: that
+    // hand-off would wake this thread once more for nothing.
+    let (minted_tx, minted_rx) = if alone {
+        (None, None)
+    } else {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Some(tx), Some(rx))
+    };
     let mut apply = Box::pin(replicas.apply_local(LocalApply {
         key: key.clone(),
         mutation,
         trace,
         bytes,
-        minted: Some(minted_tx),
+        minted: minted_tx,
         hint_for: None,
     }));
     let local_timeout = || {
@@ -191,28 +203,30 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
             format!("local write did not finish within {timeout_ms} ms"),
         )
     };
-    let object_bytes = match tokio::time::timeout_at(deadline, minted_rx).await {
-        Ok(Ok(bytes)) => bytes,
-        // Nothing was minted: the apply's own answer says why.
-        Ok(Err(_)) => {
+    // What the local write answered, when it was awaited already.
+    let mut finished_apply = None;
+    let object_bytes = match minted_rx {
+        Some(minted_rx) => match tokio::time::timeout_at(deadline, minted_rx).await {
+            Ok(Ok(bytes)) => bytes,
+            // Nothing was minted: the apply's own answer says why.
+            Ok(Err(_)) => {
+                let result = tokio::time::timeout_at(deadline, &mut apply)
+                    .await
+                    .map_err(|_| local_timeout())?;
+                return Err(refusal_of(result));
+            }
+            Err(_) => return Err(local_timeout()),
+        },
+        None => {
             let result = tokio::time::timeout_at(deadline, &mut apply)
                 .await
                 .map_err(|_| local_timeout())?;
-            // Refused (or, in the moment before the Replicator heard that
-            // this store stopped minting, `CannotMint`: `unavailable`).
-            let refused = match result {
-                Ok(Ok(_)) => {
-                    return Err(ClientError::new(
-                        ErrorCode::Internal,
-                        "the write minted no new version",
-                    ))
-                }
-                Ok(Err(e)) => ReplicaError::from(e),
-                Err(e) => ReplicaError::from(e),
-            };
-            return Err(refused.to_client());
+            if minted.get().is_none() {
+                return Err(refusal_of(result));
+            }
+            finished_apply = Some(result);
+            Vec::new()
         }
-        Err(_) => return Err(local_timeout()),
     };
     // Set by the mutation before its bytes were sent.
     let Some((clock, _)) = minted.get() else {
@@ -227,7 +241,11 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     let local_own = own.clone();
     let metrics = replicas.metrics.clone();
     pending.push(Box::pin(async move {
-        let result = match apply.await {
+        let applied = match finished_apply {
+            Some(result) => result,
+            None => apply.await,
+        };
+        let result = match applied {
             Ok(Ok(_)) => {
                 if let Some(&(_, (was, is))) = minted.get() {
                     metrics.tombstone_transition(was, is);
@@ -269,6 +287,22 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
         }
         step = next_step(&mut coordinator, &mut pending, &mut timers, timeout_ms).await;
     }
+}
+
+/// Why a local write that minted nothing failed: refused (its mutation's
+/// error, or `CannotMint` in the moment before the Replicator heard that
+/// this store stopped minting: `unavailable`), or the store's error.
+fn refusal_of(
+    result: Result<Result<Option<Vec<u8>>, crate::storage::ApplyError>, actix::MailboxError>,
+) -> ClientError {
+    let refused = match result {
+        Ok(Ok(_)) => {
+            return ClientError::new(ErrorCode::Internal, "the write minted no new version")
+        }
+        Ok(Err(e)) => ReplicaError::from(e),
+        Err(e) => ReplicaError::from(e),
+    };
+    refused.to_client()
 }
 
 /// Sends the new version of one key to replicas.
@@ -459,7 +493,85 @@ pub fn forwarded(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::super::test_support::{node, replicas};
     use super::*;
+    use crate::conflict_resolver::ContextKey;
+
+    /// Primaries by name, each with its reachability.
+    type Primaries<'a> = &'a [(&'a str, Reach)];
+
+    fn plan(
+        key: &[u8],
+        value: &[u8],
+        context: VersionVector,
+        primaries: &[(&str, Reach)],
+        object_bytes_max: usize,
+    ) -> WritePlan {
+        WritePlan {
+            key: key.to_vec(),
+            timers: TimerHub::default(),
+            value: Some(value.to_vec()),
+            context,
+            supersede_local: false,
+            w: 1,
+            pw: 0,
+            primaries: primaries.iter().map(|(n, r)| (node(n), *r)).collect(),
+            spare: Vec::new(),
+            scope: DcScope::default(),
+            policy: SloppyPolicy {
+                replace_failed: true,
+                replace_silent: true,
+            },
+            stand_in_after_ms: 250,
+            timeout_ms: 2_000,
+            trace: 1,
+            now_ms: 1_000,
+            expires_ms: None,
+            limits: VersionLimits::default(),
+            object_bytes_max,
+            contexts: ContextKey::from_cluster_name("write-tests"),
+        }
+    }
+
+    /// A write whose version has nowhere else to go (N = 1, or the other
+    /// primary unusable with no stand-in) does not ask for the minted
+    /// version and waits for its own copy only; one with a replica to
+    /// send to (n2, whose link never answers, W = 1) waits for the minted
+    /// version first. Both answer the same: a context that supersedes the
+    /// write, and the same refusal of an object over `object_bytes_max`.
+    #[actix_rt::test]
+    async fn a_write_answers_alike_with_and_without_replicas_to_send_to() {
+        let replicas = replicas();
+        let contexts = ContextKey::from_cluster_name("write-tests");
+        let n1 = node("n1").version_actor(1);
+        let cases: [(&[u8], Primaries); 3] = [
+            (b"alone", &[("n1", Reach::Usable)]),
+            (
+                b"other-unusable",
+                &[("n1", Reach::Usable), ("n2", Reach::Unusable)],
+            ),
+            (b"sent", &[("n1", Reach::Usable), ("n2", Reach::Usable)]),
+        ];
+        for (key, primaries) in cases {
+            let stored = || {
+                let bytes = replicas.read_in_memory(key).unwrap().unwrap().unwrap();
+                Object::decode(&bytes).unwrap()
+            };
+            let write = |value: &[u8], context, max| {
+                coordinate(replicas.clone(), plan(key, value, context, primaries, max))
+            };
+            let first = write(b"a", VersionVector::new(), 1 << 20).await.unwrap();
+            let clock = contexts.open(key, &first).unwrap();
+            assert_eq!(clock.counter(&n1), 1, "{key:?}");
+            let second = write(b"b", clock, 1 << 20).await.unwrap();
+            assert_eq!(stored().live_values(), vec![&b"b"[..]], "{key:?}");
+            let clock = contexts.open(key, &second).unwrap();
+            assert_eq!(clock.counter(&n1), 2, "{key:?}");
+            let refused = write(b"c", clock, 8).await.unwrap_err();
+            assert_eq!(refused.code, ErrorCode::TooLarge, "{key:?}");
+            assert_eq!(stored().live_values(), vec![&b"b"[..]], "{key:?}");
+        }
+    }
 
     fn write(local: Option<&Object>, value: &[u8], actor: &str, supersede_local: bool) -> Object {
         let context = superseding(VersionVector::new(), local, supersede_local);
