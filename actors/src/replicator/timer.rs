@@ -18,7 +18,11 @@
 //! start plus a fixed delay), so starting one registers nothing with
 //! tokio. When the tokio timer fires, the hub wakes the waits that are
 //! due (they leave it) and the first one that is not, which sets the tokio
-//! timer again for itself.
+//! timer again for itself. That one may leave instead (its request ended,
+//! or its instant passed before it was polled): a wait that leaves while
+//! the tokio timer has fired and is not set again wakes the hub's waits
+//! as the firing did, so the next one sets it. Without that, the waits
+//! after it fired only when some other request polled the hub.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -101,7 +105,9 @@ impl TimerHub {
     fn poll_until(&self, entry: (Instant, u64), cx: &mut Context<'_>) -> Poll<()> {
         let hub = &self.0;
         if Instant::now() >= entry.0 {
-            hub.waiting.lock().remove(&entry);
+            // Woken to set the tokio timer again, it may have come due
+            // since: `forget` wakes the next one to set it.
+            self.forget(entry);
             return Poll::Ready(());
         }
         let earliest = {
@@ -150,8 +156,21 @@ impl TimerHub {
         Poll::Pending
     }
 
+    /// Removes the wait `entry`. When the tokio timer has fired and not
+    /// been set again, the waits left are woken as at a firing: the wait
+    /// woken to set it again (the first not due) may be leaving without
+    /// another poll, its request ended by something else in the same turn,
+    /// and then the next one sets it (or no wait is left to fire).
     fn forget(&self, entry: (Instant, u64)) {
-        self.0.waiting.lock().remove(&entry);
+        let hub = &self.0;
+        hub.waiting.lock().remove(&entry);
+        let fired = hub
+            .sleep
+            .try_borrow()
+            .is_ok_and(|sleep| sleep.as_ref().is_some_and(|(timer, _)| timer.is_elapsed()));
+        if fired {
+            Wake::wake_by_ref(&hub.waiting);
+        }
     }
 
     fn new_id(&self) -> u64 {
@@ -300,6 +319,93 @@ mod tests {
         assert!(polls.get() <= 5, "{} polls", polls.get());
         assert!(hub.0.waiting.lock().is_empty());
         assert_eq!(due_now(&mut busy).await, Some(0));
+    }
+
+    /// The tokio timer fires for one wait and wakes the next one (the
+    /// first not due) to set it again; that request ends instead (its
+    /// answer came in the same turn) and drops its wait. The waits after
+    /// it must still fire, with nothing else running on the thread.
+    #[tokio::test]
+    async fn a_wait_dropped_when_woken_to_set_the_timer_strands_no_other() {
+        let hub = TimerHub::default();
+        let start = Instant::now();
+        let local = tokio::task::LocalSet::new();
+        let mut first = Timers::new(hub.clone(), [Some(start + ms(5))]);
+        local.spawn_local(async move {
+            first.next().await;
+        });
+        let mut ending = Timers::new(hub.clone(), [Some(start + ms(10))]);
+        local.spawn_local(async move {
+            let mut polls = 0;
+            poll_fn(|cx| {
+                polls += 1;
+                if polls > 1 {
+                    // Woken (by the hub, at 5 ms): the request ends.
+                    return Poll::Ready(());
+                }
+                let next = std::pin::pin!(ending.next());
+                assert!(next.poll(cx).is_pending());
+                Poll::Pending
+            })
+            .await;
+            drop(ending);
+        });
+        let mut last = Timers::new(hub.clone(), [Some(start + ms(30))]);
+        local.spawn_local(async move {
+            last.next().await;
+            assert!(Instant::now() >= start + ms(30));
+        });
+        let ended = tokio::time::timeout(Duration::from_secs(5), local).await;
+        assert!(ended.is_ok(), "the last wait never fired");
+        assert!(hub.0.waiting.lock().is_empty());
+    }
+
+    /// The same with the wait woken to set the timer again come due by
+    /// the time it is polled (the thread was busy): it fires, and its
+    /// request goes on to other work (its timers kept). The waits after
+    /// it must still fire at their instant, not when that request ends.
+    #[tokio::test]
+    async fn a_wait_due_when_woken_to_set_the_timer_strands_no_other() {
+        let hub = TimerHub::default();
+        let start = Instant::now();
+        let local = tokio::task::LocalSet::new();
+        let mut first = Timers::new(hub.clone(), [Some(start + ms(5))]);
+        local.spawn_local(async move {
+            first.next().await;
+            // The thread stays busy past the next wait's instant.
+            std::thread::sleep(ms(6));
+            tokio::time::sleep(ms(500)).await;
+            drop(first);
+        });
+        // When the last wait fired, and whether it had when the request
+        // holding the next one went on (asserted here: a panic in a task
+        // of the LocalSet would not fail the test).
+        let last_fired = Rc::new(Cell::new(None));
+        let fired_before_next_ended = Rc::new(Cell::new(false));
+        let mut next = Timers::new(hub.clone(), [Some(start + ms(8))]);
+        let (fired, before) = (last_fired.clone(), fired_before_next_ended.clone());
+        local.spawn_local(async move {
+            next.next().await;
+            // Other work, far longer than the last wait's instant (and
+            // ending before the first request's).
+            tokio::time::sleep(ms(300)).await;
+            before.set(fired.get().is_some());
+            drop(next);
+        });
+        let mut last = Timers::new(hub.clone(), [Some(start + ms(30))]);
+        let fired = last_fired.clone();
+        local.spawn_local(async move {
+            last.next().await;
+            fired.set(Some(Instant::now()));
+        });
+        let ended = tokio::time::timeout(Duration::from_secs(5), local).await;
+        assert!(ended.is_ok(), "the last wait never fired");
+        assert!(last_fired.get().is_some_and(|at| at >= start + ms(30)));
+        assert!(
+            fired_before_next_ended.get(),
+            "the last wait fired only when another request ended"
+        );
+        assert!(hub.0.waiting.lock().is_empty());
     }
 
     /// Many requests' timers on one hub, started in any order and some
