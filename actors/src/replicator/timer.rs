@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -46,16 +47,26 @@ struct Hub {
     /// wait, inside the runtime).
     sleep: RefCell<Option<(Pin<Box<Sleep>>, Instant)>>,
     next_id: Cell<u64>,
+    /// Polls that went past the fast path (tests count them).
+    #[cfg(test)]
+    slow_polls: Cell<u32>,
 }
 
-/// Waits not yet due, in instant order: `(instant, wait id)` -> its waker.
-struct Waiting(Mutex<BTreeMap<(Instant, u64), Waker>>);
+/// Waits not yet due, in instant order: `(instant, wait id)` -> its
+/// waker; and how many times they were woken as at a firing.
+struct Waiting {
+    map: Mutex<BTreeMap<(Instant, u64), Waker>>,
+    /// Counts the firings: while it stays the same, no wait left the hub
+    /// but by its own request, and the tokio timer is set for the
+    /// earliest wait or before and has not fired.
+    fired: AtomicU64,
+}
 
 impl Waiting {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Instant, u64), Waker>> {
         // A panic while holding it leaves the map whole (no multi-step
         // update), so a poisoned lock is still good.
-        self.0
+        self.map
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -73,6 +84,7 @@ impl Wake for Waiting {
     /// (awaiting a reconcile, say) leaves no past instant behind to set
     /// the tokio timer for again and again.
     fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let wakers: Vec<Waker> = {
             let mut waiting = self.lock();
@@ -90,23 +102,51 @@ impl Wake for Waiting {
 
 impl Default for TimerHub {
     fn default() -> Self {
-        let waiting = Arc::new(Waiting(Mutex::new(BTreeMap::new())));
+        let waiting = Arc::new(Waiting {
+            map: Mutex::new(BTreeMap::new()),
+            fired: AtomicU64::new(0),
+        });
         Self(Rc::new(Hub {
             waker: Waker::from(waiting.clone()),
             waiting,
             sleep: RefCell::new(None),
             next_id: Cell::new(0),
+            #[cfg(test)]
+            slow_polls: Cell::new(0),
         }))
     }
 }
 
 impl TimerHub {
     /// Polls the wait `entry` (its instant and id) until its instant.
-    fn poll_until(&self, entry: (Instant, u64), cx: &mut Context<'_>) -> Poll<()> {
+    /// `registered`: the waker `entry` was last left in the hub with and
+    /// the firing count then, kept by the caller (`None` if it is not in
+    /// the hub).
+    fn poll_until(
+        &self,
+        entry: (Instant, u64),
+        registered: &mut Option<(Waker, u64)>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
         let hub = &self.0;
+        // Polled again (another branch of its request woke it) with no
+        // firing since it was left in the hub with this waker: it is still
+        // there, and the tokio timer is set for it or an earlier wait, so
+        // a firing will wake it when due. (As with a tokio timer, a wait
+        // whose instant just passed is ready once the timer driver fires.)
+        // Most polls of a request's timers are these: no clock read, no
+        // lock.
+        if registered.as_ref().is_some_and(|(waker, fired)| {
+            *fired == hub.waiting.fired.load(Ordering::Relaxed) && waker.will_wake(cx.waker())
+        }) {
+            return Poll::Pending;
+        }
+        #[cfg(test)]
+        hub.slow_polls.set(hub.slow_polls.get() + 1);
         if Instant::now() >= entry.0 {
             // Woken to set the tokio timer again, it may have come due
             // since: `forget` wakes the next one to set it.
+            *registered = None;
             self.forget(entry);
             return Poll::Ready(());
         }
@@ -142,11 +182,12 @@ impl TimerHub {
                     .0
             }
         };
-        if timer
-            .as_mut()
-            .poll(&mut Context::from_waker(&hub.waker))
-            .is_ready()
-        {
+        let polled = timer.as_mut().poll(&mut Context::from_waker(&hub.waker));
+        *registered = Some((
+            cx.waker().clone(),
+            hub.waiting.fired.load(Ordering::Relaxed),
+        ));
+        if polled.is_ready() {
             // Already passed: the waits due are woken now (this one is
             // not due, but it is the first one that is not if it is the
             // earliest left, and then it sets the timer again).
@@ -187,6 +228,9 @@ pub(super) struct Timers<const K: usize> {
     at: [Option<Instant>; K],
     /// This request's wait in the hub: its instant and id.
     entry: Option<(Instant, u64)>,
+    /// The waker `entry` was last left in the hub with, and the hub's
+    /// firing count then (see `TimerHub::poll_until`).
+    registered: Option<(Waker, u64)>,
 }
 
 impl<const K: usize> Timers<K> {
@@ -196,6 +240,7 @@ impl<const K: usize> Timers<K> {
             hub,
             at,
             entry: None,
+            registered: None,
         }
     }
 
@@ -226,12 +271,14 @@ impl<const K: usize> Timers<K> {
             Some(entry) if entry.0 == at => entry,
             Some(old) => {
                 self.hub.forget(old);
+                self.registered = None;
                 (at, self.hub.new_id())
             }
             None => (at, self.hub.new_id()),
         };
         self.entry = Some(entry);
-        poll_fn(|cx| self.hub.poll_until(entry, cx)).await;
+        let (hub, registered) = (&self.hub, &mut self.registered);
+        poll_fn(|cx| hub.poll_until(entry, registered, cx)).await;
         i
     }
 }
@@ -290,6 +337,42 @@ mod tests {
         assert_eq!(timers.next().await, 1);
         timers.unset(1);
         assert_eq!(due_now(&mut timers).await, Some(2));
+    }
+
+    /// A wait polled again by its own task, with no firing since, returns
+    /// at once (no clock read, no lock); a firing (here: of another wait)
+    /// sends the next poll the whole way, and the wait still fires at its
+    /// instant.
+    #[tokio::test]
+    async fn a_wait_polled_again_between_firings_takes_the_fast_path() {
+        let hub = TimerHub::default();
+        let now = Instant::now();
+        let mut waiting = Timers::new(hub.clone(), [Some(now + ms(30))]);
+        let mut early = Timers::new(hub.clone(), [Some(now + ms(5))]);
+        let polls = || hub.0.slow_polls.get();
+        let repolled = async {
+            assert_eq!(due_now(&mut waiting).await, None);
+            let after_first = polls();
+            for _ in 0..10 {
+                assert_eq!(due_now(&mut waiting).await, None);
+            }
+            assert_eq!(
+                polls(),
+                after_first,
+                "a poll between firings went the whole way"
+            );
+            // Another wait fires: the next poll goes the whole way.
+            assert_eq!(early.next().await, 0);
+            let before = polls();
+            assert_eq!(due_now(&mut waiting).await, None);
+            assert_eq!(polls(), before + 1);
+            // And the one after that is fast again.
+            assert_eq!(due_now(&mut waiting).await, None);
+            assert_eq!(polls(), before + 1);
+            assert_eq!(waiting.next().await, 0);
+        };
+        repolled.await;
+        assert!(Instant::now() >= now + ms(30));
     }
 
     /// A wait that comes due while its request awaits something else is
