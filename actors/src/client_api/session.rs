@@ -415,6 +415,7 @@ impl ClientSession {
                 dc_quorums: Vec::new(),
                 timeout_ms,
                 trace,
+                with_context: true,
             }),
             ClientOp::Delete {
                 key,
@@ -433,6 +434,7 @@ impl ClientSession {
                 dc_quorums: Vec::new(),
                 timeout_ms,
                 trace,
+                with_context: true,
             }),
         }
     }

@@ -197,6 +197,10 @@ pub struct CoordinateWrite {
     pub timeout_ms: Option<u64>,
     /// The client request id.
     pub trace: u64,
+    /// Seal and answer the new version's context (`false`: the caller
+    /// does not use it, as the RESP front end's SET and DEL; the answer
+    /// is then empty).
+    pub with_context: bool,
 }
 
 /// The actor.
@@ -557,6 +561,7 @@ impl Replicator {
             limits: self.options.limits.clone(),
             object_bytes_max: self.options.object_bytes_max,
             contexts: self.options.contexts.clone(),
+            with_context: msg.with_context,
         };
         Box::pin(write::coordinate(self.replicas.clone(), plan).instrument(span))
     }
@@ -915,6 +920,8 @@ impl Handler<Incoming<ForwardedWrite>> for Replicator {
                 .collect(),
             timeout_ms: Some(msg.timeout_ms),
             trace: msg.trace,
+            // The forwarder's client may use it; the request does not say.
+            with_context: true,
         };
         if self.ready {
             if let Some(why) = self.forwarded_refusal_for(&coordinate.key) {

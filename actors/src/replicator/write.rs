@@ -82,6 +82,8 @@ pub struct WritePlan {
     pub object_bytes_max: usize,
     /// Seals the new version's context to the key.
     pub contexts: ContextKey,
+    /// Seal and answer the new context (`false`: answer an empty one).
+    pub with_context: bool,
 }
 
 /// Runs a write with this node as coordinator; answers the new context.
@@ -107,6 +109,7 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
         limits,
         object_bytes_max,
         contexts,
+        with_context,
     } = plan;
     let own = replicas.own.clone();
     let no_stand_ins = spare.is_empty();
@@ -235,7 +238,11 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
             "the write minted a version without its clock",
         ));
     };
-    let new_context = contexts.seal(&key, clock);
+    let new_context = if with_context {
+        contexts.seal(&key, clock)
+    } else {
+        Vec::new()
+    };
 
     let mut pending: Pending = FuturesUnordered::new();
     let local_own = own.clone();
@@ -530,6 +537,7 @@ mod tests {
             limits: VersionLimits::default(),
             object_bytes_max,
             contexts: ContextKey::from_cluster_name("write-tests"),
+            with_context: true,
         }
     }
 
@@ -567,9 +575,18 @@ mod tests {
             assert_eq!(stored().live_values(), vec![&b"b"[..]], "{key:?}");
             let clock = contexts.open(key, &second).unwrap();
             assert_eq!(clock.counter(&n1), 2, "{key:?}");
-            let refused = write(b"c", clock, 8).await.unwrap_err();
+            let refused = write(b"c", clock.clone(), 8).await.unwrap_err();
             assert_eq!(refused.code, ErrorCode::TooLarge, "{key:?}");
             assert_eq!(stored().live_values(), vec![&b"b"[..]], "{key:?}");
+            // A caller that does not use the context (RESP) gets none; the
+            // write is made all the same.
+            let unsealed = WritePlan {
+                with_context: false,
+                ..plan(key, b"d", clock, primaries, 1 << 20)
+            };
+            let answer = coordinate(replicas.clone(), unsealed).await.unwrap();
+            assert!(answer.is_empty(), "{key:?}");
+            assert_eq!(stored().live_values(), vec![&b"d"[..]], "{key:?}");
         }
     }
 

@@ -603,6 +603,7 @@ impl RespSession {
                             dc_quorums: Vec::new(),
                             timeout_ms: None,
                             trace,
+                            with_context: false,
                         });
                         match write.await {
                             Ok(Ok(_)) => Reply::ok(),
@@ -800,6 +801,8 @@ impl RespSession {
             dc_quorums: Vec::new(),
             timeout_ms: None,
             trace: self.trace(),
+            // No RESP reply carries a context.
+            with_context: false,
         };
         Box::pin(async move {
             replicator.send(message).await.map_err(|e| {
