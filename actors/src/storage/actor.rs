@@ -25,7 +25,7 @@ use super::worker::{
     self, ApplyError, ApplyJob, EngineSlot, HeldHint, HintCounts, KeyListing, ListBounds,
     LiveFilter, Mutation, Page, ReadJob, ReapDecide, ReapShadow, WriterJob,
 };
-use super::writer::{Backend, MintState, Writer, WriterLimits};
+use super::writer::{Backend, Delivery, MintState, Writer, WriterLimits};
 use crate::ring::storage_key;
 use crate::NodeId;
 
@@ -251,6 +251,9 @@ pub struct Storage {
     inline: Option<(Writer, tokio::time::Instant)>,
     /// What the writer reports (read in `started`).
     health: Option<mpsc::UnboundedReceiver<MintState>>,
+    /// The writer's answers, a group at a time, sent on from here (read
+    /// in `started`; `writer::Deliver`).
+    deliveries: Option<mpsc::UnboundedReceiver<Vec<Delivery>>>,
     last_health: Option<MintState>,
     subscribers: Vec<Recipient<StorageHealth>>,
     /// The Merkle leaves the writer keeps.
@@ -304,6 +307,7 @@ impl Storage {
             options,
             inline: None,
             health: Some(health),
+            deliveries: None,
             last_health: None,
             subscribers: Vec::new(),
             tree,
@@ -318,6 +322,9 @@ impl Storage {
             context: "starting the storage threads".into(),
             source: e,
         };
+        let (deliver, deliveries) = mpsc::unbounded_channel();
+        writer.deliver_through(deliver);
+        storage.deliveries = Some(deliveries);
         let writer_span = storage.span.clone();
         let (done_tx, writer_done) = oneshot::channel();
         std::thread::Builder::new()
@@ -506,6 +513,11 @@ impl Actor for Storage {
                 rx.recv().await.map(|state| (state, rx))
             }));
         }
+        if let Some(deliveries) = self.deliveries.take() {
+            ctx.add_stream(stream::unfold(deliveries, |mut rx| async move {
+                rx.recv().await.map(|answers| (Answers(answers), rx))
+            }));
+        }
         if self.inline.is_some() {
             let every = Duration::from_millis(self.options.storage_reopen_interval_ms.max(1));
             ctx.run_interval(every, |act, _| {
@@ -525,6 +537,22 @@ impl StreamHandler<MintState> for Storage {
         self.last_health = Some(state);
     }
 
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
+}
+
+/// A group's answers from the writer thread (`writer::Deliver`).
+struct Answers(Vec<Delivery>);
+
+impl StreamHandler<Answers> for Storage {
+    /// Sends each answer: its caller's task runs on this thread, so each
+    /// wakes it without a cross-thread wake-up.
+    fn handle(&mut self, answers: Answers, _ctx: &mut Self::Context) {
+        for answer in answers.0 {
+            answer();
+        }
+    }
+
+    /// The writer thread has ended; the actor goes on (reads, health).
     fn finished(&mut self, _ctx: &mut Self::Context) {}
 }
 

@@ -17,7 +17,8 @@
 //!
 //! A coordinator's mutation mints a new version under this store's
 //! version actor (`<id>#<incarnation>`), with the next counter after what
-//! the store holds, and hands it out at once (`ApplyJob::minted`) so the
+//! the store holds, and hands it out before the group's batch is written
+//! (`ApplyJob::minted`, with the group's other minted versions) so the
 //! other replicas write it while the local batch is fsynced. If that batch
 //! then fails, the version exists elsewhere but not here, and the next
 //! mint of the key would pick the same counter: replicas would take the
@@ -152,6 +153,16 @@ pub struct MintState {
 /// What the writer reports: its minting state after each change.
 pub type Publish = Box<dyn FnMut(MintState) + Send>;
 
+/// One answer of the writer to a caller (a oneshot send), run where the
+/// callers wait.
+pub type Delivery = Box<dyn FnOnce() + Send>;
+
+/// Where the writer hands a group's answers, all at once: the thread the
+/// callers' tasks run on (the Storage actor's), which sends each, so
+/// waking them is a same-thread wake-up. Without it (or once that end is
+/// gone) the writer sends them itself, one cross-thread wake-up each.
+pub type Deliver = tokio::sync::mpsc::UnboundedSender<Vec<Delivery>>;
+
 /// The answer a job of a group gets once the batch is written (or not).
 enum Outcome {
     Apply(
@@ -184,6 +195,8 @@ pub(crate) struct Writer {
     tree: TreeWriter,
     /// Reaped keys' shadows (`shadows.rs`).
     shadows: Shadows,
+    /// Where a group's answers go (see [`Deliver`]).
+    deliver: Option<Deliver>,
 }
 
 impl Writer {
@@ -217,11 +230,35 @@ impl Writer {
             last_attempt_ms: None,
             tree: TreeWriter::new(tree),
             shadows: Shadows::default(),
+            deliver: None,
         };
         writer.count_hints()?;
         writer.mint_as.counter_floor = keys::read_counter_floor(&*current(&writer.slot))?;
         (writer.publish)(writer.mint.clone());
         Ok(writer)
+    }
+
+    /// Hands each group's answers to `deliver` from now on.
+    pub(crate) fn deliver_through(&mut self, deliver: Deliver) {
+        self.deliver = Some(deliver);
+    }
+
+    /// Sends `answers` through the caller's thread (one wake-up for all),
+    /// or here when there is none.
+    fn hand_over(&self, answers: Vec<Delivery>) {
+        if answers.is_empty() {
+            return;
+        }
+        let answers = match &self.deliver {
+            Some(deliver) => match deliver.send(answers) {
+                Ok(()) => return,
+                Err(refused) => refused.0,
+            },
+            None => answers,
+        };
+        for answer in answers {
+            answer();
+        }
     }
 
     /// Rebuilds the Merkle leaves at once (inline mode: a store in memory).
@@ -333,6 +370,9 @@ impl Writer {
         let mut deltas: Vec<(NodeId, i64, i64)> = Vec::new();
         let mut seq = self.hint_seq;
         let mut minted_any = false;
+        // The versions minted in this group, handed out together before
+        // the batch is written.
+        let mut minted_out: Vec<Delivery> = Vec::new();
         let mut tree = TreeDeltas::new();
         let (floor_before, mut reaped) = (self.mint_as.counter_floor, 0usize);
         let now = Instant::now();
@@ -426,8 +466,7 @@ impl Writer {
                     let trace = job.trace;
                     let applied = self.apply(
                         &*engine,
-                        &mut overlay,
-                        &mut ops,
+                        (&mut overlay, &mut ops, &mut minted_out),
                         (&mut deltas, &mut tree),
                         &mut seq,
                         job,
@@ -443,6 +482,7 @@ impl Writer {
             // First in the batch: durable whenever the deletes are.
             ops.insert(0, keys::counter_floor_op(self.mint_as.counter_floor));
         }
+        self.hand_over(minted_out);
         let writes = ops.len();
         let committed = if ops.is_empty() {
             Ok(())
@@ -483,8 +523,10 @@ impl Writer {
                 }
             }
         }
+        let mut answers: Vec<Delivery> = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
-            match outcome {
+            // The caller may have timed out and gone; that is fine.
+            answers.push(match outcome {
                 Outcome::Apply(reply, trace, stored) => {
                     let result = match &committed {
                         Ok(()) => Ok(stored),
@@ -493,17 +535,25 @@ impl Writer {
                     if let Err(e) = &result {
                         debug!(req = %format_args!("{trace:x}"), error = %e, "apply failed");
                     }
-                    // The caller may have timed out and gone; that is fine.
-                    let _ = reply.send(result);
+                    Box::new(move || {
+                        let _ = reply.send(result);
+                    })
                 }
                 Outcome::Clear(reply) => {
-                    let _ = reply.send(committed.as_ref().map_err(clone_error).copied());
+                    let result = committed.as_ref().map_err(clone_error).copied();
+                    Box::new(move || {
+                        let _ = reply.send(result);
+                    })
                 }
                 Outcome::Reap(reply, deleted) => {
-                    let _ = reply.send(committed.as_ref().map_err(clone_error).map(|_| deleted));
+                    let result = committed.as_ref().map_err(clone_error).map(|_| deleted);
+                    Box::new(move || {
+                        let _ = reply.send(result);
+                    })
                 }
-            }
+            });
         }
+        self.hand_over(answers);
         // A rebuild of the Merkle leaves goes on between groups.
         self.tree.rebuild_step(&*engine);
     }
@@ -516,8 +566,11 @@ impl Writer {
     fn apply(
         &self,
         engine: &dyn Engine,
-        overlay: &mut FnvHashMap<Vec<u8>, Option<Vec<u8>>>,
-        ops: &mut Vec<WriteOp>,
+        (overlay, ops, minted_out): (
+            &mut FnvHashMap<Vec<u8>, Option<Vec<u8>>>,
+            &mut Vec<WriteOp>,
+            &mut Vec<Delivery>,
+        ),
         (deltas, tree): (&mut Vec<(NodeId, i64, i64)>, &mut TreeDeltas),
         seq: &mut u64,
         job: ApplyJob,
@@ -595,12 +648,15 @@ impl Writer {
                     key: job.key.clone(),
                     value: new.clone(),
                 });
-                // Handed over once: through `minted` at once when asked
-                // (the caller may have gone; the write goes on), else
-                // with the reply.
+                // Handed over once: through `minted` when asked, with the
+                // group's other minted versions before its batch is
+                // written (the caller may have gone; the write goes on),
+                // else with the reply.
                 match job.minted {
                     Some(minted) => {
-                        let _ = minted.send(new);
+                        minted_out.push(Box::new(move || {
+                            let _ = minted.send(new);
+                        }));
                         (None, len, true)
                     }
                     None => (Some(new), len, false),

@@ -487,3 +487,44 @@ fn hints_pending_sees_every_owners_hint_for_a_key() {
     }]);
     assert_eq!(rx.blocking_recv().unwrap().unwrap(), vec![true, false]);
 }
+
+/// With a place to deliver them, a group's minted versions are handed
+/// over in one batch before its write, and its answers in one batch after
+/// it; nothing reaches a caller until the batch is run where the callers
+/// wait. With that end gone, the writer answers each caller itself.
+#[test]
+fn a_groups_answers_are_handed_over_together_where_the_callers_wait() {
+    let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::default());
+    let (mut w, _) = writer(engine, None);
+    let (deliver, mut deliveries) = tokio::sync::mpsc::unbounded_channel();
+    w.deliver_through(deliver);
+    let (first, mut first_minted, mut first_reply) = mint(b"a");
+    let (second, mut second_minted, mut second_reply) = mint(b"b");
+    let (replica, mut replica_reply) = merge(b"c", b"v", None);
+    w.group(vec![first, second, replica]);
+    assert!(first_minted.try_recv().is_err(), "handed over, not sent");
+    assert!(first_reply.try_recv().is_err());
+    let minted = deliveries.try_recv().unwrap();
+    assert_eq!(minted.len(), 2, "both minted versions, together");
+    let answers = deliveries.try_recv().unwrap();
+    assert_eq!(answers.len(), 3, "every job's answer, together");
+    assert!(deliveries.try_recv().is_err());
+    for answer in minted {
+        answer();
+    }
+    assert_eq!(first_minted.try_recv().unwrap(), b"n1#00000001");
+    assert_eq!(second_minted.try_recv().unwrap(), b"n1#00000001");
+    assert!(second_reply.try_recv().is_err(), "not durable yet");
+    for answer in answers {
+        answer();
+    }
+    assert!(first_reply.try_recv().unwrap().is_ok());
+    assert!(second_reply.try_recv().unwrap().is_ok());
+    assert!(replica_reply.try_recv().unwrap().is_ok());
+    // The receiving end is gone (the actor stopped): answered directly.
+    drop(deliveries);
+    let (job, minted, reply) = mint(b"d");
+    w.group(vec![job]);
+    assert_eq!(minted.blocking_recv().unwrap(), b"n1#00000001");
+    assert!(reply.blocking_recv().unwrap().is_ok());
+}
