@@ -184,20 +184,19 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     // fsync leaves a version elsewhere that this store lacks: that restart
     // is unclean, so the store gets a new incarnation and never reuses the
     // dot; see `data_dir::store_incarnation`.)
-    // A write with nobody to send its version to does not ask for it: that
-    // hand-off would wake this thread once more for nothing.
-    let (minted_tx, minted_rx) = if alone {
-        (None, None)
-    } else {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        (Some(tx), Some(rx))
-    };
+    // A write with nobody to send its version to does not wait for it: it
+    // drops the receiving end, so the writer skips the hand-off (which
+    // would wake this thread once more for nothing). The job still asks
+    // for one: that is what makes it a minting job to the writer (refused
+    // while minting is stopped, counted when its batch fails).
+    let (minted_tx, minted_rx) = tokio::sync::oneshot::channel();
+    let minted_rx = (!alone).then_some(minted_rx);
     let mut apply = Box::pin(replicas.apply_local(LocalApply {
         key: key.clone(),
         mutation,
         trace,
         bytes,
-        minted: minted_tx,
+        minted: Some(minted_tx),
         hint_for: None,
     }));
     let local_timeout = || {

@@ -654,9 +654,13 @@ impl Writer {
                 // else with the reply.
                 match job.minted {
                     Some(minted) => {
-                        minted_out.push(Box::new(move || {
-                            let _ = minted.send(new);
-                        }));
+                        // Nobody waits for it (a write with no other
+                        // replica to send it to): not handed over.
+                        if !minted.is_closed() {
+                            minted_out.push(Box::new(move || {
+                                let _ = minted.send(new);
+                            }));
+                        }
                         (None, len, true)
                     }
                     None => (Some(new), len, false),

@@ -528,3 +528,45 @@ fn a_groups_answers_are_handed_over_together_where_the_callers_wait() {
     assert_eq!(minted.blocking_recv().unwrap(), b"n1#00000001");
     assert!(reply.blocking_recv().unwrap().is_ok());
 }
+
+/// A minting job whose caller does not wait for the minted version (it
+/// has no other replica to send it to, and dropped the receiving end) gets
+/// no hand-over, and is a minting job all the same: once a failed batch
+/// has handed out a version, it is refused like any other.
+#[test]
+fn a_minting_job_nobody_waits_for_is_not_handed_over_but_still_mints() {
+    let vfs = FaultVfs::new();
+    let engine =
+        Arc::new(LsmEngine::open(Arc::new(vfs.clone()), "/db", LsmOptions::default()).unwrap());
+    let (mut w, _) = writer(engine, None);
+    let (deliver, mut deliveries) = tokio::sync::mpsc::unbounded_channel();
+    w.deliver_through(deliver);
+    let (job, minted, reply) = mint(b"k0");
+    drop(minted);
+    w.group(vec![job]);
+    let answers = deliveries.try_recv().unwrap();
+    assert_eq!(answers.len(), 1, "its answer only, no minted version");
+    assert!(deliveries.try_recv().is_err());
+    answers.into_iter().for_each(|answer| answer());
+    assert!(reply.blocking_recv().unwrap().is_ok());
+
+    // A version is handed out, then its batch fails: minting stops.
+    vfs.fail_next(FaultOp::Sync, EIO);
+    let (job, minted, reply) = mint(b"k1");
+    w.group(vec![job]);
+    while let Ok(answers) = deliveries.try_recv() {
+        answers.into_iter().for_each(|answer| answer());
+    }
+    assert_eq!(minted.blocking_recv().unwrap(), b"n1#00000001");
+    assert!(reply.blocking_recv().unwrap().is_err());
+    let (job, minted, reply) = mint(b"k1");
+    drop(minted);
+    w.group(vec![job]);
+    while let Ok(answers) = deliveries.try_recv() {
+        answers.into_iter().for_each(|answer| answer());
+    }
+    assert!(matches!(
+        reply.blocking_recv().unwrap(),
+        Err(ApplyError::CannotMint { .. })
+    ));
+}
