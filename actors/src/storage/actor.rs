@@ -25,7 +25,7 @@ use super::worker::{
     self, ApplyError, ApplyJob, EngineSlot, HeldHint, HintCounts, KeyListing, ListBounds,
     LiveFilter, Mutation, Page, ReadJob, ReapDecide, ReapShadow, WriterJob,
 };
-use super::writer::{Backend, Delivery, MintState, Writer, WriterLimits};
+use super::writer::{Answer, Backend, MintState, Writer, WriterLimits};
 use crate::ring::storage_key;
 use crate::NodeId;
 
@@ -253,7 +253,7 @@ pub struct Storage {
     health: Option<mpsc::UnboundedReceiver<MintState>>,
     /// The writer's answers, a group at a time, sent on from here (read
     /// in `started`; `writer::Deliver`).
-    deliveries: Option<mpsc::UnboundedReceiver<Vec<Delivery>>>,
+    deliveries: Option<mpsc::UnboundedReceiver<Vec<Answer>>>,
     last_health: Option<MintState>,
     subscribers: Vec<Recipient<StorageHealth>>,
     /// The Merkle leaves the writer keeps.
@@ -541,15 +541,13 @@ impl StreamHandler<MintState> for Storage {
 }
 
 /// A group's answers from the writer thread (`writer::Deliver`).
-struct Answers(Vec<Delivery>);
+struct Answers(Vec<Answer>);
 
 impl StreamHandler<Answers> for Storage {
     /// Sends each answer: its caller's task runs on this thread, so each
     /// wakes it without a cross-thread wake-up.
     fn handle(&mut self, answers: Answers, _ctx: &mut Self::Context) {
-        for answer in answers.0 {
-            answer();
-        }
+        answers.0.into_iter().for_each(Answer::send);
     }
 
     /// The writer thread has ended; the actor goes on (reads, health).

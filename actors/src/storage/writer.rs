@@ -153,15 +153,53 @@ pub struct MintState {
 /// What the writer reports: its minting state after each change.
 pub type Publish = Box<dyn FnMut(MintState) + Send>;
 
-/// One answer of the writer to a caller (a oneshot send), run where the
-/// callers wait.
-pub type Delivery = Box<dyn FnOnce() + Send>;
+/// One answer of the writer to a caller, sent where the callers wait.
+pub enum Answer {
+    /// A version minted for a coordinator's write, before its batch is
+    /// written.
+    Minted(oneshot::Sender<Vec<u8>>, Vec<u8>),
+    /// An apply job's result, once its batch is written (or not).
+    Applied(
+        oneshot::Sender<Result<Option<Vec<u8>>, ApplyError>>,
+        Result<Option<Vec<u8>>, ApplyError>,
+    ),
+    /// A hint clear's result.
+    Cleared(
+        oneshot::Sender<Result<(), StorageError>>,
+        Result<(), StorageError>,
+    ),
+    /// A reap's result: whether the object was removed.
+    Reaped(
+        oneshot::Sender<Result<bool, StorageError>>,
+        Result<bool, StorageError>,
+    ),
+}
+
+impl Answer {
+    /// Sends it; the caller may have timed out and gone, which is fine.
+    pub fn send(self) {
+        match self {
+            Answer::Minted(reply, bytes) => {
+                let _ = reply.send(bytes);
+            }
+            Answer::Applied(reply, result) => {
+                let _ = reply.send(result);
+            }
+            Answer::Cleared(reply, result) => {
+                let _ = reply.send(result);
+            }
+            Answer::Reaped(reply, result) => {
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
 
 /// Where the writer hands a group's answers, all at once: the thread the
 /// callers' tasks run on (the Storage actor's), which sends each, so
 /// waking them is a same-thread wake-up. Without it (or once that end is
 /// gone) the writer sends them itself, one cross-thread wake-up each.
-pub type Deliver = tokio::sync::mpsc::UnboundedSender<Vec<Delivery>>;
+pub type Deliver = tokio::sync::mpsc::UnboundedSender<Vec<Answer>>;
 
 /// The answer a job of a group gets once the batch is written (or not).
 enum Outcome {
@@ -245,7 +283,7 @@ impl Writer {
 
     /// Sends `answers` through the caller's thread (one wake-up for all),
     /// or here when there is none.
-    fn hand_over(&self, answers: Vec<Delivery>) {
+    fn hand_over(&self, answers: Vec<Answer>) {
         if answers.is_empty() {
             return;
         }
@@ -256,9 +294,7 @@ impl Writer {
             },
             None => answers,
         };
-        for answer in answers {
-            answer();
-        }
+        answers.into_iter().for_each(Answer::send);
     }
 
     /// Rebuilds the Merkle leaves at once (inline mode: a store in memory).
@@ -372,7 +408,7 @@ impl Writer {
         let mut minted_any = false;
         // The versions minted in this group, handed out together before
         // the batch is written.
-        let mut minted_out: Vec<Delivery> = Vec::new();
+        let mut minted_out: Vec<Answer> = Vec::new();
         let mut tree = TreeDeltas::new();
         let (floor_before, mut reaped) = (self.mint_as.counter_floor, 0usize);
         let now = Instant::now();
@@ -523,10 +559,9 @@ impl Writer {
                 }
             }
         }
-        let mut answers: Vec<Delivery> = Vec::with_capacity(outcomes.len());
-        for outcome in outcomes {
-            // The caller may have timed out and gone; that is fine.
-            answers.push(match outcome {
+        let answers = outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
                 Outcome::Apply(reply, trace, stored) => {
                     let result = match &committed {
                         Ok(()) => Ok(stored),
@@ -535,24 +570,17 @@ impl Writer {
                     if let Err(e) = &result {
                         debug!(req = %format_args!("{trace:x}"), error = %e, "apply failed");
                     }
-                    Box::new(move || {
-                        let _ = reply.send(result);
-                    })
+                    Answer::Applied(reply, result)
                 }
                 Outcome::Clear(reply) => {
-                    let result = committed.as_ref().map_err(clone_error).copied();
-                    Box::new(move || {
-                        let _ = reply.send(result);
-                    })
+                    Answer::Cleared(reply, committed.as_ref().map_err(clone_error).copied())
                 }
-                Outcome::Reap(reply, deleted) => {
-                    let result = committed.as_ref().map_err(clone_error).map(|_| deleted);
-                    Box::new(move || {
-                        let _ = reply.send(result);
-                    })
-                }
-            });
-        }
+                Outcome::Reap(reply, deleted) => Answer::Reaped(
+                    reply,
+                    committed.as_ref().map_err(clone_error).map(|_| deleted),
+                ),
+            })
+            .collect();
         self.hand_over(answers);
         // A rebuild of the Merkle leaves goes on between groups.
         self.tree.rebuild_step(&*engine);
@@ -569,7 +597,7 @@ impl Writer {
         (overlay, ops, minted_out): (
             &mut FnvHashMap<Vec<u8>, Option<Vec<u8>>>,
             &mut Vec<WriteOp>,
-            &mut Vec<Delivery>,
+            &mut Vec<Answer>,
         ),
         (deltas, tree): (&mut Vec<(NodeId, i64, i64)>, &mut TreeDeltas),
         seq: &mut u64,
@@ -657,9 +685,7 @@ impl Writer {
                         // Nobody waits for it (a write with no other
                         // replica to send it to): not handed over.
                         if !minted.is_closed() {
-                            minted_out.push(Box::new(move || {
-                                let _ = minted.send(new);
-                            }));
+                            minted_out.push(Answer::Minted(minted, new));
                         }
                         (None, len, true)
                     }

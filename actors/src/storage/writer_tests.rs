@@ -13,7 +13,7 @@ use super::keys::{self, HintRecord};
 use super::lsm::vfs::fault::{FaultOp, FaultVfs, EIO};
 use super::lsm::{LsmEngine, LsmOptions};
 use super::worker::{ApplyError, ApplyJob, EngineSlot, HintCounts, Mutation, WriterJob};
-use super::writer::{Backend, MintState, Writer, WriterLimits};
+use super::writer::{Answer, Backend, MintState, Writer, WriterLimits};
 use super::MemoryEngine;
 use crate::NodeId;
 
@@ -64,6 +64,13 @@ fn job(
         hint_for,
     });
     (job, rx)
+}
+
+/// Sends every answer the writer handed over (what the Storage actor does).
+fn send_handed_over(deliveries: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<Answer>>) {
+    while let Ok(answers) = deliveries.try_recv() {
+        answers.into_iter().for_each(Answer::send);
+    }
 }
 
 fn counts(writer: &mut Writer) -> HintCounts {
@@ -509,15 +516,11 @@ fn a_groups_answers_are_handed_over_together_where_the_callers_wait() {
     let answers = deliveries.try_recv().unwrap();
     assert_eq!(answers.len(), 3, "every job's answer, together");
     assert!(deliveries.try_recv().is_err());
-    for answer in minted {
-        answer();
-    }
+    minted.into_iter().for_each(Answer::send);
     assert_eq!(first_minted.try_recv().unwrap(), b"n1#00000001");
     assert_eq!(second_minted.try_recv().unwrap(), b"n1#00000001");
     assert!(second_reply.try_recv().is_err(), "not durable yet");
-    for answer in answers {
-        answer();
-    }
+    answers.into_iter().for_each(Answer::send);
     assert!(first_reply.try_recv().unwrap().is_ok());
     assert!(second_reply.try_recv().unwrap().is_ok());
     assert!(replica_reply.try_recv().unwrap().is_ok());
@@ -547,24 +550,20 @@ fn a_minting_job_nobody_waits_for_is_not_handed_over_but_still_mints() {
     let answers = deliveries.try_recv().unwrap();
     assert_eq!(answers.len(), 1, "its answer only, no minted version");
     assert!(deliveries.try_recv().is_err());
-    answers.into_iter().for_each(|answer| answer());
+    answers.into_iter().for_each(Answer::send);
     assert!(reply.blocking_recv().unwrap().is_ok());
 
     // A version is handed out, then its batch fails: minting stops.
     vfs.fail_next(FaultOp::Sync, EIO);
     let (job, minted, reply) = mint(b"k1");
     w.group(vec![job]);
-    while let Ok(answers) = deliveries.try_recv() {
-        answers.into_iter().for_each(|answer| answer());
-    }
+    send_handed_over(&mut deliveries);
     assert_eq!(minted.blocking_recv().unwrap(), b"n1#00000001");
     assert!(reply.blocking_recv().unwrap().is_err());
     let (job, minted, reply) = mint(b"k1");
     drop(minted);
     w.group(vec![job]);
-    while let Ok(answers) = deliveries.try_recv() {
-        answers.into_iter().for_each(|answer| answer());
-    }
+    send_handed_over(&mut deliveries);
     assert!(matches!(
         reply.blocking_recv().unwrap(),
         Err(ApplyError::CannotMint { .. })
