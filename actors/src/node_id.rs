@@ -55,20 +55,7 @@ impl NodeId {
     /// ids are safe to print in logs and to use as file names.
     pub fn new(id: impl Into<String>) -> Result<Self, String> {
         let id = id.into();
-        if id.is_empty() || id.len() > NODE_ID_BYTES_MAX {
-            return Err(format!(
-                "node id must be 1..={NODE_ID_BYTES_MAX} bytes, got {}",
-                id.len()
-            ));
-        }
-        if !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return Err(format!(
-                "node id {id:?} may only hold ASCII letters, digits, '-', '_' and '.'"
-            ));
-        }
+        check_id(&id)?;
         Ok(Self(Arc::from(id)))
     }
 
@@ -93,12 +80,12 @@ impl NodeId {
 
     /// Parses a node as found in a dot or clock entry: a node id, or a
     /// version actor made by [`NodeId::version_actor`].
-    pub fn parse_version_actor(text: impl Into<String>) -> Result<Self, String> {
-        let text = text.into();
+    pub fn parse_version_actor(text: &str) -> Result<Self, String> {
         let Some((id, incarnation)) = text.split_once('#') else {
-            return Self::new(text);
+            check_id(text)?;
+            return Ok(Self(Arc::from(text)));
         };
-        Self::new(id)?;
+        check_id(id)?;
         if incarnation.len() != 8
             || !incarnation
                 .chars()
@@ -110,6 +97,26 @@ impl NodeId {
         }
         Ok(Self(Arc::from(text)))
     }
+}
+
+/// Refuses empty, over-long or non-printable ids (see [`NodeId::new`]),
+/// without allocating.
+fn check_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > NODE_ID_BYTES_MAX {
+        return Err(format!(
+            "node id must be 1..={NODE_ID_BYTES_MAX} bytes, got {}",
+            id.len()
+        ));
+    }
+    if !id
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    {
+        return Err(format!(
+            "node id {id:?} may only hold ASCII letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
 }
 
 impl fmt::Display for NodeId {

@@ -18,11 +18,19 @@
 //! panic, and the result satisfies the object invariant (node ids valid,
 //! entries sorted and distinct with counters >= 1, siblings sorted by
 //! distinct dots each covered by the clock, no trailing bytes). The golden
-//! tests at the bottom pin both forms.
-
-use std::io::Cursor;
-
-use serde::{de::DeserializeOwned, Deserialize, Serialize, Serializer};
+//! tests in `encoding_tests.rs` pin both forms.
+//!
+//! Both directions are written by hand over the MessagePack markers rather
+//! than through serde: an object is encoded and decoded on every write
+//! (the read-modify-write, and each replica's merge) and on every read, and
+//! the serde path cost 2-4% of a request's CPU, most of it in allocations
+//! (each node name was copied into a `String`, then into its `NodeId`). The
+//! decoder allocates each clock entry's name once and shares it with the
+//! siblings whose dots name it. It reads every integer width MessagePack
+//! has but, for strings, values and arrays, only the markers MessagePack
+//! defines for them: what rmp-serde writes, and so every object stored or
+//! sent by earlier versions. A test checks it against rmp-serde's
+//! encoder and decoder (`encoding_tests.rs`).
 
 use super::clock::{ClockEntry, Dot, VersionVector};
 use super::object::{Object, Sibling, VersionError};
@@ -40,98 +48,14 @@ pub const FORMAT_VERSION_EXPIRY: u8 = 2;
 /// output buffer once.
 const ENTRY_OVERHEAD_BYTES: usize = 20;
 
-/// A clock entry on the wire.
-#[derive(Serialize, Deserialize)]
-struct WireEntry<N>(N, u64, u64);
+/// The fewest bytes an encoded clock entry takes (array marker, a one-byte
+/// string, two one-byte integers): bounds the capacity reserved for a
+/// length read from untrusted input.
+const CLOCK_ENTRY_BYTES_MIN: usize = 4;
 
-/// A sibling on its way out: node, counter, value (`bin`, or `nil` for a
-/// tombstone), written_ms.
-#[derive(Serialize)]
-struct WireSiblingOut<'a>(
-    &'a str,
-    u64,
-    #[serde(with = "serde_bytes")] Option<&'a [u8]>,
-    u64,
-);
-
-/// A sibling on its way in; same layout as [`WireSiblingOut`].
-#[derive(Deserialize)]
-struct WireSiblingIn(
-    String,
-    u64,
-    #[serde(with = "serde_bytes")] Option<Vec<u8>>,
-    u64,
-);
-
-/// A sibling of format 2 on its way out: format 1's, then expires_ms.
-#[derive(Serialize)]
-struct WireSiblingOutExpiry<'a>(
-    &'a str,
-    u64,
-    #[serde(with = "serde_bytes")] Option<&'a [u8]>,
-    u64,
-    Option<u64>,
-);
-
-/// A sibling of format 2 on its way in.
-#[derive(Deserialize)]
-struct WireSiblingInExpiry(
-    String,
-    u64,
-    #[serde(with = "serde_bytes")] Option<Vec<u8>>,
-    u64,
-    Option<u64>,
-);
-
-/// Serializes a clock as a sequence without building a `Vec` first.
-struct ClockOut<'a>(&'a VersionVector);
-
-impl Serialize for ClockOut<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(
-            self.0
-                .iter()
-                .map(|(node, entry)| WireEntry(node.as_str(), entry.counter, entry.updated_ms)),
-        )
-    }
-}
-
-/// Serializes siblings as a sequence without building a `Vec` first.
-struct SiblingsOut<'a>(&'a [Sibling]);
-
-impl Serialize for SiblingsOut<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(|sibling| {
-            WireSiblingOut(
-                sibling.dot.node.as_str(),
-                sibling.dot.counter,
-                sibling.value.as_deref(),
-                sibling.written_ms,
-            )
-        }))
-    }
-}
-
-/// Serializes siblings in format 2 (with expiry).
-struct SiblingsOutExpiry<'a>(&'a [Sibling]);
-
-impl Serialize for SiblingsOutExpiry<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(|sibling| {
-            WireSiblingOutExpiry(
-                sibling.dot.node.as_str(),
-                sibling.dot.counter,
-                sibling.value.as_deref(),
-                sibling.written_ms,
-                sibling.expires_ms,
-            )
-        }))
-    }
-}
-
-type WireClockIn = Vec<WireEntry<String>>;
-type WireObjectIn = (WireClockIn, Vec<WireSiblingIn>);
-type WireObjectInExpiry = (WireClockIn, Vec<WireSiblingInExpiry>);
+/// The fewest bytes an encoded sibling takes (array marker, a one-byte
+/// string, a one-byte integer, `nil`, a one-byte integer).
+const SIBLING_BYTES_MIN: usize = 5;
 
 impl VersionVector {
     /// About the bytes the encoded clock takes (to size a buffer once).
@@ -139,9 +63,16 @@ impl VersionVector {
         self.len() * ENTRY_OVERHEAD_BYTES
     }
 
-    /// Appends the clock's MessagePack form (no format byte) to `out`.
+    /// Appends the clock's MessagePack form (no format byte) to `out`:
+    /// `[[node, counter, updated_ms], ...]`.
     pub(super) fn encode_clock(&self, out: &mut Vec<u8>) {
-        write_msgpack(out, &ClockOut(self));
+        put_array_len(out, self.len());
+        for (node, entry) in self.iter() {
+            put_array_len(out, 3);
+            put_str(out, node.as_str());
+            put_uint(out, entry.counter);
+            put_uint(out, entry.updated_ms);
+        }
     }
 
     /// The clock's MessagePack form alone (tests pin and corrupt it).
@@ -155,7 +86,10 @@ impl VersionVector {
     /// Reads a clock written by [`Self::encode_clock`]; refuses anything it
     /// would not have produced from a valid clock (trailing bytes included).
     pub(super) fn decode_clock(body: &[u8]) -> Result<VersionVector, VersionError> {
-        clock_from_wire(read_msgpack(body)?)
+        let mut reader = Reader::new(body);
+        let entries = read_clock(&mut reader)?;
+        reader.finish()?;
+        Ok(VersionVector::from_sorted(entries))
     }
 
     /// [`Self::decode_clock`], opened to the fuzz targets (feature
@@ -168,7 +102,8 @@ impl VersionVector {
 
 impl Object {
     /// The stored and replicated form: [`FORMAT_VERSION`], then
-    /// `[clock, siblings]`.
+    /// `[clock, siblings]` (format 2, [`FORMAT_VERSION_EXPIRY`], when a
+    /// sibling expires: each sibling then has a fifth element).
     pub fn encode(&self) -> Vec<u8> {
         let values: usize = self
             .siblings
@@ -177,72 +112,80 @@ impl Object {
             .sum();
         let entries = self.clock.len() + self.siblings.len();
         let mut out = Vec::with_capacity(1 + values + entries * ENTRY_OVERHEAD_BYTES);
-        if self.has_expiry() {
-            out.push(FORMAT_VERSION_EXPIRY);
-            write_msgpack(
-                &mut out,
-                &(ClockOut(&self.clock), SiblingsOutExpiry(&self.siblings)),
-            );
+        let expiry = self.has_expiry();
+        out.push(if expiry {
+            FORMAT_VERSION_EXPIRY
         } else {
-            out.push(FORMAT_VERSION);
-            write_msgpack(
-                &mut out,
-                &(ClockOut(&self.clock), SiblingsOut(&self.siblings)),
-            );
+            FORMAT_VERSION
+        });
+        put_array_len(&mut out, 2);
+        self.clock.encode_clock(&mut out);
+        put_array_len(&mut out, self.siblings.len());
+        for sibling in &self.siblings {
+            put_array_len(&mut out, if expiry { 5 } else { 4 });
+            put_str(&mut out, sibling.dot.node.as_str());
+            put_uint(&mut out, sibling.dot.counter);
+            match &sibling.value {
+                Some(value) => put_bin(&mut out, value),
+                None => out.push(NIL),
+            }
+            put_uint(&mut out, sibling.written_ms);
+            if expiry {
+                match sibling.expires_ms {
+                    Some(at) => put_uint(&mut out, at),
+                    None => out.push(NIL),
+                }
+            }
         }
         out
     }
 
     /// Reads a stored or replicated object, checking the object invariant.
     pub fn decode(bytes: &[u8]) -> Result<Object, VersionError> {
-        let (clock, siblings) = match bytes.split_first() {
-            Some((&FORMAT_VERSION_EXPIRY, body)) => {
-                let (clock, siblings): WireObjectInExpiry = read_msgpack(body)?;
-                let siblings = siblings
-                    .into_iter()
-                    .map(
-                        |WireSiblingInExpiry(node, counter, value, written_ms, expires_ms)| {
-                            Ok(Sibling {
-                                dot: dot(node, counter)?,
-                                value,
-                                written_ms,
-                                expires_ms,
-                            })
-                        },
-                    )
-                    .collect::<Result<Vec<_>, VersionError>>()?;
-                if !siblings.iter().any(|s| s.expires_ms.is_some()) {
-                    // Format 2 only ever carries an expiry: one without
-                    // would not re-encode to the same bytes.
-                    return Err(bad("format 2 object without an expiry"));
-                }
-                (clock, siblings)
-            }
-            _ => {
-                let (clock, siblings): WireObjectIn = read_msgpack(body(bytes)?)?;
-                let siblings = siblings
-                    .into_iter()
-                    .map(|WireSiblingIn(node, counter, value, written_ms)| {
-                        Ok(Sibling {
-                            dot: dot(node, counter)?,
-                            value,
-                            written_ms,
-                            expires_ms: None,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, VersionError>>()?;
-                (clock, siblings)
-            }
+        let (expiry, body) = match bytes.split_first() {
+            Some((&FORMAT_VERSION_EXPIRY, rest)) => (true, rest),
+            _ => (false, body(bytes)?),
         };
-        Object::from_parts(clock_from_wire(clock)?, siblings)
-    }
-}
-
-fn write_msgpack<T: Serialize>(out: &mut Vec<u8>, value: &T) {
-    if let Err(error) = rmp_serde::encode::write(out, value) {
-        // Writing plain data into a Vec has no failure path; reaching this is
-        // a bug in this module, not bad input.
-        unreachable!("encoding versioning data into memory failed: {error}");
+        let mut reader = Reader::new(body);
+        if reader.array_len()? != 2 {
+            return Err(bad("an object is not [clock, siblings]"));
+        }
+        let clock = read_clock(&mut reader)?;
+        let count = reader.array_len()?;
+        let mut siblings = Vec::with_capacity(count.min(reader.left() / SIBLING_BYTES_MIN));
+        for _ in 0..count {
+            let fields = reader.array_len()?;
+            if fields != if expiry { 5 } else { 4 } {
+                return Err(bad(format!("a sibling of {fields} fields")));
+            }
+            let node = reader.str()?;
+            let counter = reader.uint()?;
+            // A dot covered by the clock names one of its entries: that
+            // entry's name is shared rather than allocated again.
+            let node = match clock.binary_search_by(|(n, _)| n.as_str().cmp(node)) {
+                Ok(at) => clock[at].0.clone(),
+                Err(_) => NodeId::parse_version_actor(node).map_err(bad)?,
+            };
+            if counter == 0 {
+                return Err(bad(format!("counter 0 for node {node}")));
+            }
+            let value = reader.bin_or_nil()?.map(<[u8]>::to_vec);
+            let written_ms = reader.uint()?;
+            let expires_ms = if expiry { reader.uint_or_nil()? } else { None };
+            siblings.push(Sibling {
+                dot: Dot { node, counter },
+                value,
+                written_ms,
+                expires_ms,
+            });
+        }
+        reader.finish()?;
+        if expiry && !siblings.iter().any(|s| s.expires_ms.is_some()) {
+            // Format 2 only ever carries an expiry: one without would not
+            // re-encode to the same bytes.
+            return Err(bad("format 2 object without an expiry"));
+        }
+        Object::from_parts(VersionVector::from_sorted(clock), siblings)
     }
 }
 
@@ -255,20 +198,22 @@ fn body(bytes: &[u8]) -> Result<&[u8], VersionError> {
     }
 }
 
-fn read_msgpack<T: DeserializeOwned>(body: &[u8]) -> Result<T, VersionError> {
-    let mut deserializer = rmp_serde::Deserializer::new(Cursor::new(body));
-    let value = T::deserialize(&mut deserializer).map_err(|error| bad(error.to_string()))?;
-    let read = deserializer.position();
-    if read != body.len() as u64 {
-        return Err(bad(format!("{} trailing bytes", body.len() as u64 - read)));
-    }
-    Ok(value)
-}
-
-fn clock_from_wire(entries: WireClockIn) -> Result<VersionVector, VersionError> {
-    let mut checked: Vec<(NodeId, ClockEntry)> = Vec::with_capacity(entries.len());
-    for WireEntry(node, counter, updated_ms) in entries {
-        let Dot { node, counter } = dot(node, counter)?;
+/// A clock's entries, checked: valid names, sorted and distinct, counters
+/// of at least 1 (counter 0 names no write).
+fn read_clock(reader: &mut Reader<'_>) -> Result<Vec<(NodeId, ClockEntry)>, VersionError> {
+    let count = reader.array_len()?;
+    let mut checked: Vec<(NodeId, ClockEntry)> =
+        Vec::with_capacity(count.min(reader.left() / CLOCK_ENTRY_BYTES_MIN));
+    for _ in 0..count {
+        if reader.array_len()? != 3 {
+            return Err(bad("a clock entry is not [node, counter, updated_ms]"));
+        }
+        let node = NodeId::parse_version_actor(reader.str()?).map_err(bad)?;
+        let counter = reader.uint()?;
+        let updated_ms = reader.uint()?;
+        if counter == 0 {
+            return Err(bad(format!("counter 0 for node {node}")));
+        }
         if checked
             .last()
             .is_some_and(|(previous, _)| previous >= &node)
@@ -285,18 +230,209 @@ fn clock_from_wire(entries: WireClockIn) -> Result<VersionVector, VersionError> 
             },
         ));
     }
-    Ok(VersionVector::from_sorted(checked))
+    Ok(checked)
 }
 
-/// A dot (or a clock entry's position) from the wire: a valid node id or
-/// version actor (`NodeId::version_actor`) and a counter of at least 1
-/// (counter 0 names no write).
-fn dot(node: String, counter: u64) -> Result<Dot, VersionError> {
-    let node = NodeId::parse_version_actor(node).map_err(bad)?;
-    if counter == 0 {
-        return Err(bad(format!("counter 0 for node {node}")));
+// MessagePack markers (https://github.com/msgpack/msgpack/blob/master/spec.md).
+const NIL: u8 = 0xc0;
+const BIN8: u8 = 0xc4;
+const BIN16: u8 = 0xc5;
+const BIN32: u8 = 0xc6;
+const UINT8: u8 = 0xcc;
+const UINT16: u8 = 0xcd;
+const UINT32: u8 = 0xce;
+const UINT64: u8 = 0xcf;
+const STR8: u8 = 0xd9;
+const STR16: u8 = 0xda;
+const STR32: u8 = 0xdb;
+const ARRAY16: u8 = 0xdc;
+const ARRAY32: u8 = 0xdd;
+
+/// Appends an array header in its shortest form (as rmp-serde does).
+fn put_array_len(out: &mut Vec<u8>, len: usize) {
+    if len < 16 {
+        out.push(0x90 | len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        out.push(ARRAY16);
+        out.extend_from_slice(&len.to_be_bytes());
+    } else {
+        out.push(ARRAY32);
+        out.extend_from_slice(&u32_len(len).to_be_bytes());
     }
-    Ok(Dot { node, counter })
+}
+
+/// Appends an unsigned integer in its shortest form.
+fn put_uint(out: &mut Vec<u8>, value: u64) {
+    if value < 128 {
+        out.push(value as u8);
+    } else if let Ok(value) = u8::try_from(value) {
+        out.extend_from_slice(&[UINT8, value]);
+    } else if let Ok(value) = u16::try_from(value) {
+        out.push(UINT16);
+        out.extend_from_slice(&value.to_be_bytes());
+    } else if let Ok(value) = u32::try_from(value) {
+        out.push(UINT32);
+        out.extend_from_slice(&value.to_be_bytes());
+    } else {
+        out.push(UINT64);
+        out.extend_from_slice(&value.to_be_bytes());
+    }
+}
+
+/// Appends a string in its shortest form.
+fn put_str(out: &mut Vec<u8>, text: &str) {
+    let len = text.len();
+    if len < 32 {
+        out.push(0xa0 | len as u8);
+    } else if let Ok(len) = u8::try_from(len) {
+        out.extend_from_slice(&[STR8, len]);
+    } else if let Ok(len) = u16::try_from(len) {
+        out.push(STR16);
+        out.extend_from_slice(&len.to_be_bytes());
+    } else {
+        out.push(STR32);
+        out.extend_from_slice(&u32_len(len).to_be_bytes());
+    }
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// Appends a byte string (`bin`) in its shortest form.
+fn put_bin(out: &mut Vec<u8>, bytes: &[u8]) {
+    let len = bytes.len();
+    if let Ok(len) = u8::try_from(len) {
+        out.extend_from_slice(&[BIN8, len]);
+    } else if let Ok(len) = u16::try_from(len) {
+        out.push(BIN16);
+        out.extend_from_slice(&len.to_be_bytes());
+    } else {
+        out.push(BIN32);
+        out.extend_from_slice(&u32_len(len).to_be_bytes());
+    }
+    out.extend_from_slice(bytes);
+}
+
+/// A length MessagePack can carry. Objects are bounded far below 4 GiB
+/// (`object_bytes_max`), so a longer one is a bug here, not bad input.
+fn u32_len(len: usize) -> u32 {
+    match u32::try_from(len) {
+        Ok(len) => len,
+        Err(_) => unreachable!("a versioning field of {len} bytes"),
+    }
+}
+
+/// Reads MessagePack values off a byte slice; every read checks the
+/// marker and the bytes left, so any input gives a value or an error.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes }
+    }
+
+    /// Bytes not read yet.
+    fn left(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Refuses bytes after the value.
+    fn finish(&self) -> Result<(), VersionError> {
+        match self.bytes.len() {
+            0 => Ok(()),
+            n => Err(bad(format!("{n} trailing bytes"))),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], VersionError> {
+        if n > self.bytes.len() {
+            return Err(bad(format!(
+                "truncated: {n} bytes wanted, {} left",
+                self.bytes.len()
+            )));
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn marker(&mut self) -> Result<u8, VersionError> {
+        let (&first, rest) = self.bytes.split_first().ok_or_else(|| bad("truncated"))?;
+        self.bytes = rest;
+        Ok(first)
+    }
+
+    /// A big-endian unsigned integer of `N` bytes.
+    fn be<const N: usize>(&mut self) -> Result<u64, VersionError> {
+        let mut value = 0u64;
+        for &byte in self.take(N)? {
+            value = value << 8 | u64::from(byte);
+        }
+        Ok(value)
+    }
+
+    /// A length of `N` bytes, as an index.
+    fn len<const N: usize>(&mut self) -> Result<usize, VersionError> {
+        usize::try_from(self.be::<N>()?).map_err(|_| bad("a length beyond this machine"))
+    }
+
+    fn array_len(&mut self) -> Result<usize, VersionError> {
+        match self.marker()? {
+            m @ 0x90..=0x9f => Ok(usize::from(m & 0x0f)),
+            ARRAY16 => self.len::<2>(),
+            ARRAY32 => self.len::<4>(),
+            m => Err(unexpected("an array", m)),
+        }
+    }
+
+    fn uint(&mut self) -> Result<u64, VersionError> {
+        let marker = self.marker()?;
+        self.uint_after(marker)
+    }
+
+    fn uint_after(&mut self, marker: u8) -> Result<u64, VersionError> {
+        match marker {
+            m @ 0x00..=0x7f => Ok(u64::from(m)),
+            UINT8 => self.be::<1>(),
+            UINT16 => self.be::<2>(),
+            UINT32 => self.be::<4>(),
+            UINT64 => self.be::<8>(),
+            m => Err(unexpected("an unsigned integer", m)),
+        }
+    }
+
+    fn uint_or_nil(&mut self) -> Result<Option<u64>, VersionError> {
+        match self.marker()? {
+            NIL => Ok(None),
+            m => self.uint_after(m).map(Some),
+        }
+    }
+
+    fn str(&mut self) -> Result<&'a str, VersionError> {
+        let len = match self.marker()? {
+            m @ 0xa0..=0xbf => usize::from(m & 0x1f),
+            STR8 => self.len::<1>()?,
+            STR16 => self.len::<2>()?,
+            STR32 => self.len::<4>()?,
+            m => return Err(unexpected("a string", m)),
+        };
+        std::str::from_utf8(self.take(len)?).map_err(|e| bad(format!("a string: {e}")))
+    }
+
+    fn bin_or_nil(&mut self) -> Result<Option<&'a [u8]>, VersionError> {
+        let len = match self.marker()? {
+            NIL => return Ok(None),
+            BIN8 => self.len::<1>()?,
+            BIN16 => self.len::<2>()?,
+            BIN32 => self.len::<4>()?,
+            m => return Err(unexpected("bytes or nil", m)),
+        };
+        self.take(len).map(Some)
+    }
+}
+
+fn unexpected(wanted: &str, marker: u8) -> VersionError {
+    bad(format!("{wanted} expected, found marker {marker:#04x}"))
 }
 
 pub(super) fn bad(reason: impl Into<String>) -> VersionError {
