@@ -34,6 +34,7 @@
 
 use super::clock::{ClockEntry, Dot, VersionVector};
 use super::object::{Object, Sibling, VersionError};
+use crate::wire::msgpack::{put_array_len, put_bin, put_str, put_uint, MsgpackError, Reader, NIL};
 use crate::NodeId;
 
 /// The format-version marker, the first byte of an object. Bump it (and
@@ -233,210 +234,14 @@ fn read_clock(reader: &mut Reader<'_>) -> Result<Vec<(NodeId, ClockEntry)>, Vers
     Ok(checked)
 }
 
-// MessagePack markers (https://github.com/msgpack/msgpack/blob/master/spec.md).
-const NIL: u8 = 0xc0;
-const BIN8: u8 = 0xc4;
-const BIN16: u8 = 0xc5;
-const BIN32: u8 = 0xc6;
-const UINT8: u8 = 0xcc;
-const UINT16: u8 = 0xcd;
-const UINT32: u8 = 0xce;
-const UINT64: u8 = 0xcf;
-const STR8: u8 = 0xd9;
-const STR16: u8 = 0xda;
-const STR32: u8 = 0xdb;
-const ARRAY16: u8 = 0xdc;
-const ARRAY32: u8 = 0xdd;
-
-/// Appends an array header in its shortest form (as rmp-serde does).
-fn put_array_len(out: &mut Vec<u8>, len: usize) {
-    if len < 16 {
-        out.push(0x90 | len as u8);
-    } else if let Ok(len) = u16::try_from(len) {
-        out.push(ARRAY16);
-        out.extend_from_slice(&len.to_be_bytes());
-    } else {
-        out.push(ARRAY32);
-        out.extend_from_slice(&u32_len(len).to_be_bytes());
-    }
-}
-
-/// Appends an unsigned integer in its shortest form.
-fn put_uint(out: &mut Vec<u8>, value: u64) {
-    if value < 128 {
-        out.push(value as u8);
-    } else if let Ok(value) = u8::try_from(value) {
-        out.extend_from_slice(&[UINT8, value]);
-    } else if let Ok(value) = u16::try_from(value) {
-        out.push(UINT16);
-        out.extend_from_slice(&value.to_be_bytes());
-    } else if let Ok(value) = u32::try_from(value) {
-        out.push(UINT32);
-        out.extend_from_slice(&value.to_be_bytes());
-    } else {
-        out.push(UINT64);
-        out.extend_from_slice(&value.to_be_bytes());
-    }
-}
-
-/// Appends a string in its shortest form.
-fn put_str(out: &mut Vec<u8>, text: &str) {
-    let len = text.len();
-    if len < 32 {
-        out.push(0xa0 | len as u8);
-    } else if let Ok(len) = u8::try_from(len) {
-        out.extend_from_slice(&[STR8, len]);
-    } else if let Ok(len) = u16::try_from(len) {
-        out.push(STR16);
-        out.extend_from_slice(&len.to_be_bytes());
-    } else {
-        out.push(STR32);
-        out.extend_from_slice(&u32_len(len).to_be_bytes());
-    }
-    out.extend_from_slice(text.as_bytes());
-}
-
-/// Appends a byte string (`bin`) in its shortest form.
-fn put_bin(out: &mut Vec<u8>, bytes: &[u8]) {
-    let len = bytes.len();
-    if let Ok(len) = u8::try_from(len) {
-        out.extend_from_slice(&[BIN8, len]);
-    } else if let Ok(len) = u16::try_from(len) {
-        out.push(BIN16);
-        out.extend_from_slice(&len.to_be_bytes());
-    } else {
-        out.push(BIN32);
-        out.extend_from_slice(&u32_len(len).to_be_bytes());
-    }
-    out.extend_from_slice(bytes);
-}
-
-/// A length MessagePack can carry. Objects are bounded far below 4 GiB
-/// (`object_bytes_max`), so a longer one is a bug here, not bad input.
-fn u32_len(len: usize) -> u32 {
-    match u32::try_from(len) {
-        Ok(len) => len,
-        Err(_) => unreachable!("a versioning field of {len} bytes"),
-    }
-}
-
-/// Reads MessagePack values off a byte slice; every read checks the
-/// marker and the bytes left, so any input gives a value or an error.
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes }
-    }
-
-    /// Bytes not read yet.
-    fn left(&self) -> usize {
-        self.bytes.len()
-    }
-
-    /// Refuses bytes after the value.
-    fn finish(&self) -> Result<(), VersionError> {
-        match self.bytes.len() {
-            0 => Ok(()),
-            n => Err(bad(format!("{n} trailing bytes"))),
-        }
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], VersionError> {
-        if n > self.bytes.len() {
-            return Err(bad(format!(
-                "truncated: {n} bytes wanted, {} left",
-                self.bytes.len()
-            )));
-        }
-        let (head, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        Ok(head)
-    }
-
-    fn marker(&mut self) -> Result<u8, VersionError> {
-        let (&first, rest) = self.bytes.split_first().ok_or_else(|| bad("truncated"))?;
-        self.bytes = rest;
-        Ok(first)
-    }
-
-    /// A big-endian unsigned integer of `N` bytes.
-    fn be<const N: usize>(&mut self) -> Result<u64, VersionError> {
-        let mut value = 0u64;
-        for &byte in self.take(N)? {
-            value = value << 8 | u64::from(byte);
-        }
-        Ok(value)
-    }
-
-    /// A length of `N` bytes, as an index.
-    fn len<const N: usize>(&mut self) -> Result<usize, VersionError> {
-        usize::try_from(self.be::<N>()?).map_err(|_| bad("a length beyond this machine"))
-    }
-
-    fn array_len(&mut self) -> Result<usize, VersionError> {
-        match self.marker()? {
-            m @ 0x90..=0x9f => Ok(usize::from(m & 0x0f)),
-            ARRAY16 => self.len::<2>(),
-            ARRAY32 => self.len::<4>(),
-            m => Err(unexpected("an array", m)),
-        }
-    }
-
-    fn uint(&mut self) -> Result<u64, VersionError> {
-        let marker = self.marker()?;
-        self.uint_after(marker)
-    }
-
-    fn uint_after(&mut self, marker: u8) -> Result<u64, VersionError> {
-        match marker {
-            m @ 0x00..=0x7f => Ok(u64::from(m)),
-            UINT8 => self.be::<1>(),
-            UINT16 => self.be::<2>(),
-            UINT32 => self.be::<4>(),
-            UINT64 => self.be::<8>(),
-            m => Err(unexpected("an unsigned integer", m)),
-        }
-    }
-
-    fn uint_or_nil(&mut self) -> Result<Option<u64>, VersionError> {
-        match self.marker()? {
-            NIL => Ok(None),
-            m => self.uint_after(m).map(Some),
-        }
-    }
-
-    fn str(&mut self) -> Result<&'a str, VersionError> {
-        let len = match self.marker()? {
-            m @ 0xa0..=0xbf => usize::from(m & 0x1f),
-            STR8 => self.len::<1>()?,
-            STR16 => self.len::<2>()?,
-            STR32 => self.len::<4>()?,
-            m => return Err(unexpected("a string", m)),
-        };
-        std::str::from_utf8(self.take(len)?).map_err(|e| bad(format!("a string: {e}")))
-    }
-
-    fn bin_or_nil(&mut self) -> Result<Option<&'a [u8]>, VersionError> {
-        let len = match self.marker()? {
-            NIL => return Ok(None),
-            BIN8 => self.len::<1>()?,
-            BIN16 => self.len::<2>()?,
-            BIN32 => self.len::<4>()?,
-            m => return Err(unexpected("bytes or nil", m)),
-        };
-        self.take(len).map(Some)
-    }
-}
-
-fn unexpected(wanted: &str, marker: u8) -> VersionError {
-    bad(format!("{wanted} expected, found marker {marker:#04x}"))
-}
-
 pub(super) fn bad(reason: impl Into<String>) -> VersionError {
     VersionError::BadEncoding {
         reason: reason.into(),
+    }
+}
+
+impl From<MsgpackError> for VersionError {
+    fn from(error: MsgpackError) -> Self {
+        bad(error.to_string())
     }
 }

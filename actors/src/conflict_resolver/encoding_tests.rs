@@ -499,3 +499,27 @@ proptest! {
         }
     }
 }
+
+/// Every single-byte change and every cut of the golden objects (both
+/// formats): the decoder accepts nothing the serde decoder refused, and
+/// reads what it read.
+#[test]
+fn every_byte_changed_decodes_as_serde_decoded() {
+    let mut expiring = golden_object();
+    expiring.siblings[0].expires_ms = Some(70_000);
+    for bytes in [GOLDEN_OBJECT.to_vec(), expiring.encode()] {
+        let mut damaged: Vec<Vec<u8>> = (0..bytes.len()).map(|i| bytes[..i].to_vec()).collect();
+        for i in 0..bytes.len() {
+            for byte in 0..=u8::MAX {
+                let mut changed = bytes.clone();
+                changed[i] = byte;
+                damaged.push(changed);
+            }
+        }
+        for bytes in damaged {
+            if let Ok(ours) = Object::decode(&bytes) {
+                assert_eq!(Some(ours), reference::decode(&bytes), "{bytes:02x?}");
+            }
+        }
+    }
+}

@@ -3,7 +3,9 @@
 
 pub mod client;
 pub mod frame;
+pub(crate) mod msgpack;
 pub mod peer;
+mod peer_fast;
 pub mod writer;
 
 pub use frame::{FrameCodec, FrameError, MAX_FRAME_BYTES_DEFAULT};

@@ -677,11 +677,29 @@ pub struct PeerEncodeError(String);
 impl PeerFrame {
     /// Encodes the frame body.
     pub fn encode(&self) -> Result<Vec<u8>, PeerEncodeError> {
-        rmp_serde::to_vec_named(self).map_err(|e| PeerEncodeError(e.to_string()))
+        // A replica read or write and their answers: the same bytes, by
+        // hand (`peer_fast.rs`).
+        if let Some(bytes) = super::peer_fast::encode(self) {
+            return Ok(bytes);
+        }
+        self.encode_serde()
     }
 
     /// Decodes a frame body; never panics.
     pub fn decode(bytes: &[u8]) -> Result<Self, PeerDecodeError> {
+        if let Some(frame) = super::peer_fast::decode(bytes) {
+            return Ok(frame);
+        }
+        Self::decode_serde(bytes)
+    }
+
+    /// [`Self::encode`] through serde alone (every frame's general path).
+    pub(crate) fn encode_serde(&self) -> Result<Vec<u8>, PeerEncodeError> {
+        rmp_serde::to_vec_named(self).map_err(|e| PeerEncodeError(e.to_string()))
+    }
+
+    /// [`Self::decode`] through serde alone.
+    pub(crate) fn decode_serde(bytes: &[u8]) -> Result<Self, PeerDecodeError> {
         rmp_serde::from_slice(bytes).map_err(|e| PeerDecodeError(e.to_string()))
     }
 }
