@@ -27,7 +27,7 @@ use ringkv_actors::net::{AcceptPolicy, SharedNet};
 use ringkv_actors::repair::{
     stream_timeout_ms, Repair, RepairOptions, READ_REPAIR_INFLIGHT_MAX_DEFAULT,
 };
-use ringkv_actors::replicas::Replicas;
+use ringkv_actors::replicas::{ReplicaHandles, Replicas};
 use ringkv_actors::replicator::{Asking, ReplicationOptions, Replicator};
 use ringkv_actors::resp::command::CommandLimits;
 use ringkv_actors::resp::frame::RESP_ARGS_MAX;
@@ -315,7 +315,7 @@ pub async fn start(
     let bridge_context = Context::<Bridge>::new();
     let bridge_addr = bridge_context.address();
     let links = LinkDirectory::default();
-    let replicas = Replicas {
+    let replicas = Replicas::from(ReplicaHandles {
         own: config.id.clone(),
         storage: storage.clone(),
         memory: memory_reads,
@@ -323,7 +323,7 @@ pub async fn start(
         bridge: bridge_addr.clone(),
         links: links.clone(),
         metrics: metrics.clone(),
-    };
+    });
     let resolver = ConflictResolver::new(&config.id).start();
     let repair = Repair::new(
         replicas.clone(),

@@ -115,9 +115,29 @@ impl From<MailboxError> for ReplicaError {
     }
 }
 
-/// Handles to every replica.
+/// Handles to every replica, shared: each request's coordination holds a
+/// clone, which is one reference count (an actix `Addr` clone allocates,
+/// and a clone of the handles themselves took two per request).
 #[derive(Clone)]
-pub struct Replicas {
+pub struct Replicas(Arc<ReplicaHandles>);
+
+impl std::ops::Deref for Replicas {
+    type Target = ReplicaHandles;
+
+    fn deref(&self) -> &ReplicaHandles {
+        &self.0
+    }
+}
+
+impl From<ReplicaHandles> for Replicas {
+    fn from(handles: ReplicaHandles) -> Self {
+        Self(Arc::new(handles))
+    }
+}
+
+/// What [`Replicas`] holds.
+#[derive(Clone)]
+pub struct ReplicaHandles {
     /// This node.
     pub own: NodeId,
     /// The local store.

@@ -485,17 +485,34 @@ impl Ring {
     fn walk(&self, start: usize) -> impl Iterator<Item = usize> + '_ {
         // One flag per member, not a hash set: no hashing and no random
         // state per walk, and every request walks (placement, admission).
-        let mut seen = vec![false; self.members.len()];
+        // Up to 64 members the flags are the bits of one word, with no
+        // allocation.
         let total = self.members.len();
+        let mut bits = 0u64;
+        let mut flags = if total > u64::BITS as usize {
+            vec![false; total]
+        } else {
+            Vec::new()
+        };
         self.tokens
             .iter()
             .cycle()
             .skip(start)
             .take(self.tokens.len())
             .map(|&(_, m)| m)
-            .filter(move |m| {
-                seen.get_mut(*m)
-                    .is_some_and(|s| !std::mem::replace(s, true))
+            .filter(move |&m| {
+                if m >= total {
+                    false
+                } else if flags.is_empty() {
+                    let bit = 1u64 << m;
+                    let new = bits & bit == 0;
+                    bits |= bit;
+                    new
+                } else {
+                    flags
+                        .get_mut(m)
+                        .is_some_and(|s| !std::mem::replace(s, true))
+                }
             })
             .take(total)
     }
@@ -784,6 +801,27 @@ mod tests {
         // Asking for more than there are gives every member once.
         assert_eq!(ring.preference_list(b"k", 9).len(), 5);
         assert!(Ring::new(&[], 8).preference_list(b"k", 3).is_empty());
+    }
+
+    /// The walk keeps its flags in one word up to 64 members and in a
+    /// vector beyond: both give each member once, in clockwise order of
+    /// first appearance (checked against a walk with a hash set).
+    #[test]
+    fn walks_give_each_member_once_below_and_above_64_members() {
+        for count in [1usize, 3, 63, 64, 65, 100] {
+            let members: Vec<_> = (0..count).map(|i| member(&format!("n{i}"), 1)).collect();
+            let ring = Ring::new(&members, 4);
+            for start in [0, 1, ring.token_count() / 2, ring.token_count() - 1] {
+                let walked: Vec<usize> = ring.walk(start).collect();
+                let mut seen = HashSet::new();
+                let expected: Vec<usize> = (0..ring.token_count())
+                    .map(|i| ring.tokens[(start + i) % ring.token_count()].1)
+                    .filter(|m| seen.insert(*m))
+                    .collect();
+                assert_eq!(walked, expected, "{count} members from token {start}");
+                assert_eq!(walked.len(), count);
+            }
+        }
     }
 
     #[test]

@@ -239,8 +239,11 @@ impl LinkDirectory {
         trace: u64,
         timeout_ms: u64,
     ) -> Result<impl std::future::Future<Output = Result<T::Reply, PeerError>>, T> {
-        match self.connection(node) {
-            Some(connection) => Ok(call_on(&connection, request, trace, timeout_ms)),
+        // Sent under the read lock rather than from a clone of the
+        // address: an actix `Addr` clone allocates.
+        let links = self.0.read().unwrap_or_else(|e| e.into_inner());
+        match links.get(node) {
+            Some(connection) => Ok(call_on(connection, request, trace, timeout_ms)),
             None => Err(request),
         }
     }

@@ -6,6 +6,7 @@
 use super::super::test_support::{node, replicas};
 use super::*;
 use crate::conflict_resolver::{ConflictResolver, Object, VersionLimits};
+use crate::replicas::ReplicaHandles;
 use crate::storage::{LocalApply, MemoryReads};
 
 /// Read repairs, dropped (nothing to repair with one answer).
@@ -174,9 +175,9 @@ async fn reads_needing_more_than_the_local_copy_in_memory_are_coordinated() {
     assert!(!in_place(1, &["n2", "n1"], Asking::Needed));
     assert!(!in_place(1, &["n2", "n3"], Asking::Needed));
     // The store does not hold the key in memory (a disk read).
-    let cold = Replicas {
+    let cold = Replicas::from(ReplicaHandles {
         memory: MemoryReads::none(),
-        ..replicas.clone()
-    };
+        ..(*replicas).clone()
+    });
     assert!(answer_in_place(&cold, &plan(b"k", 1, &["n1"], Asking::Needed, false)).is_none());
 }

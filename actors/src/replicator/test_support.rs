@@ -7,7 +7,7 @@ use actix::{Actor, AsyncContext};
 
 use crate::bridge::{Bridge, LinkDirectory};
 use crate::metrics::Metrics;
-use crate::replicas::Replicas;
+use crate::replicas::{ReplicaHandles, Replicas};
 use crate::storage::{Backend, MemoryEngine, Storage, StorageOptions, StorageThreading};
 use crate::NodeId;
 
@@ -34,7 +34,7 @@ pub(super) fn replicas() -> Replicas {
     .unwrap();
     let memory = storage.memory_reads();
     let writer = storage.writer_queue();
-    Replicas {
+    Replicas::from(ReplicaHandles {
         own,
         storage: storage.start(),
         memory,
@@ -42,5 +42,5 @@ pub(super) fn replicas() -> Replicas {
         bridge: actix::Context::<Bridge>::new().address(),
         links: LinkDirectory::default(),
         metrics: Metrics::default(),
-    }
+    })
 }
