@@ -101,7 +101,7 @@ impl NodeId {
 
 /// Refuses empty, over-long or non-printable ids (see [`NodeId::new`]),
 /// without allocating.
-fn check_id(id: &str) -> Result<(), String> {
+pub(crate) fn check_id(id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > NODE_ID_BYTES_MAX {
         return Err(format!(
             "node id must be 1..={NODE_ID_BYTES_MAX} bytes, got {}",

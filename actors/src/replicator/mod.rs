@@ -226,8 +226,7 @@ pub struct Replicator {
     not_minting: Option<String>,
     held: Vec<Held>,
     replicas: Replicas,
-    resolver: Recipient<Reconcile>,
-    read_repair: Recipient<ReadRepair>,
+    read_helpers: Arc<read::ReadHelpers>,
     clock: SharedClock,
     /// Every request's timers, on one tokio timer (`timer.rs`).
     timers: TimerHub,
@@ -259,8 +258,10 @@ impl Replicator {
             ready: false,
             not_minting: None,
             held: Vec::new(),
-            resolver,
-            read_repair,
+            read_helpers: Arc::new(read::ReadHelpers {
+                resolver,
+                read_repair,
+            }),
             clock,
             timers: TimerHub::default(),
             span,
@@ -636,13 +637,7 @@ impl Replicator {
         let span = self.request_span(
             tracing::debug_span!(parent: &self.span, "read", req = %format_args!("{:x}", plan.trace)),
         );
-        let work = read::coordinate(
-            self.replicas.clone(),
-            self.resolver.clone(),
-            self.read_repair.clone(),
-            plan,
-            tx,
-        );
+        let work = read::coordinate(self.replicas.clone(), self.read_helpers.clone(), plan, tx);
         ctx.spawn(work.instrument(span).into_actor(self));
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| {

@@ -10,6 +10,7 @@
 //! (`conflict_resolver::answer_agreed`), without a message round trip, and
 //! there is nothing to repair.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -75,15 +76,27 @@ pub struct ReadPlan {
     pub now_ms: u64,
 }
 
+/// The actors a read may need once its replicas answer: shared by every
+/// read, as one reference count (cloning a `Recipient` allocates).
+pub struct ReadHelpers {
+    /// Merges answers that are not all the same version.
+    pub resolver: Recipient<Reconcile>,
+    /// Writes the merged version back to stale replicas.
+    pub read_repair: Recipient<ReadRepair>,
+}
+
 /// Runs a read; the answer goes to `reply` as soon as it is known, and the
 /// future goes on to collect late replies for read repair.
 pub async fn coordinate(
     replicas: Replicas,
-    resolver: Recipient<Reconcile>,
-    read_repair: Recipient<ReadRepair>,
+    helpers: Arc<ReadHelpers>,
     plan: ReadPlan,
     reply: oneshot::Sender<Result<GetAnswer, ClientError>>,
 ) {
+    let ReadHelpers {
+        resolver,
+        read_repair,
+    } = &*helpers;
     let ReadPlan {
         key,
         timers,
@@ -133,7 +146,7 @@ pub async fn coordinate(
         if let Some(answer) = step.answer.take() {
             if let Some(tx) = reply.take() {
                 let answer = match answer {
-                    Ok(answers) => answer_of(&resolver, answers, trace, now_ms, last_writer_wins)
+                    Ok(answers) => answer_of(resolver, answers, trace, now_ms, last_writer_wins)
                         .await
                         .map(|(values, clock)| {
                             let context = clock
@@ -147,7 +160,7 @@ pub async fn coordinate(
             }
         }
         if let Some(finished) = step.finished.take() {
-            repair_stale(&resolver, &read_repair, key, finished, trace).await;
+            repair_stale(resolver, read_repair, key, finished, trace).await;
             return;
         }
         step = next_step(

@@ -129,8 +129,10 @@ async fn a_read_answered_in_place_answers_what_its_coordination_answers() {
                 let (tx, rx) = oneshot::channel();
                 coordinate(
                     replicas.clone(),
-                    resolver.clone(),
-                    repair.clone(),
+                    Arc::new(ReadHelpers {
+                        resolver: resolver.clone(),
+                        read_repair: repair.clone(),
+                    }),
                     plan(key, 1, primaries, asking, lww),
                     tx,
                 )

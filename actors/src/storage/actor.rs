@@ -479,7 +479,7 @@ impl LocalApply {
     fn into_job(self) -> (WriterJob, ApplyAnswer) {
         let (reply, answer) = oneshot::channel();
         let job = WriterJob::Apply(ApplyJob {
-            key: keys::data_key(&storage_key(&self.key)),
+            key: keys::user_data_key(&self.key),
             user_key: self.key,
             mutation: self.mutation,
             trace: self.trace,
@@ -597,7 +597,7 @@ impl MemoryReads {
     /// `key`'s stored bytes (as [`LocalRead`] answers), if the engine has
     /// them in memory; `None`: send a `LocalRead`.
     pub fn get(&self, key: &[u8]) -> Option<Result<Option<Vec<u8>>, StorageError>> {
-        cached_read(self.slot.as_ref()?, &keys::data_key(&storage_key(key)))
+        cached_read(self.slot.as_ref()?, &keys::user_data_key(key))
     }
 }
 
@@ -608,7 +608,7 @@ impl Handler<LocalRead> for Storage {
         self.options
             .metrics
             .mailbox_handled(crate::metrics::Mailbox::Storage);
-        let key = keys::data_key(&storage_key(&msg.key));
+        let key = keys::user_data_key(&msg.key);
         if let Some(answer) = self.read_from_memory(&key) {
             return Box::pin(std::future::ready(answer));
         }

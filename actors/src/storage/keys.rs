@@ -65,6 +65,17 @@ pub fn counter_floor_op(floor: u64) -> WriteOp {
     }
 }
 
+/// The engine key of user key `key`: [`data_key`] of its storage key
+/// (`ring::storage_key`: token + key), built in one allocation (every
+/// read and write of a key makes it).
+pub fn user_data_key(key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + 8 + key.len());
+    out.push(DATA);
+    out.extend_from_slice(&crate::ring::Ring::key_token(key).0.to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
 /// The engine key of a storage key (token + user key).
 pub fn data_key(storage_key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + storage_key.len());
@@ -192,6 +203,15 @@ pub fn holds_no_data(engine: &dyn Engine) -> Result<bool, StorageError> {
 mod tests {
     use super::*;
     use crate::storage::MemoryEngine;
+
+    #[test]
+    fn a_user_keys_data_key_is_its_storage_keys() {
+        for key in [&b""[..], b"k", b"a longer key, past one word"] {
+            let expected = data_key(&crate::ring::storage_key(key));
+            assert_eq!(user_data_key(key), expected);
+            assert_eq!(user_data_key(key).capacity(), expected.len());
+        }
+    }
 
     #[test]
     fn namespaces_never_overlap_and_keys_round_trip() {

@@ -105,7 +105,7 @@ impl MemberInfo {
                 id.len()
             )));
         }
-        NodeId::new(id).map_err(InvalidMember::Id)?;
+        crate::node_id::check_id(id).map_err(InvalidMember::Id)?;
         if !(1..=NODE_WEIGHT_MAX).contains(&self.weight) {
             return Err(InvalidMember::Weight(self.weight));
         }
