@@ -364,7 +364,7 @@ pub fn merge_mutation(incoming: Vec<u8>, change: Arc<TombstoneChange>) -> Mutati
 /// Whether `object` is a tombstone: it has versions, and every one is a
 /// delete.
 pub fn is_tombstone(object: &Object) -> bool {
-    !object.siblings().is_empty() && object.live_values().is_empty()
+    !object.siblings().is_empty() && object.siblings().iter().all(|s| s.value.is_none())
 }
 
 #[cfg(test)]

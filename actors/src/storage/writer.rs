@@ -400,8 +400,7 @@ impl Writer {
         if engine.is_poisoned() && self.mint.stopped.is_none() {
             self.stop_minting("the store refuses writes (a write to disk failed)".into());
         }
-        let mut overlay: FnvHashMap<Vec<u8>, Option<Vec<u8>>> = FnvHashMap::default();
-        let mut ops = Vec::with_capacity(jobs.len());
+        let mut writes = GroupWrites::with_capacity(jobs.len());
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut deltas: Vec<(NodeId, i64, i64)> = Vec::new();
         let mut seq = self.hint_seq;
@@ -419,7 +418,7 @@ impl Writer {
                     let _ = reply.send(self.hint_counts());
                 }
                 WriterJob::HintsPending { keys, reply } => {
-                    let _ = reply.send(self.hints_pending(&*engine, &overlay, &keys));
+                    let _ = reply.send(self.hints_pending(&*engine, &writes, &keys));
                 }
                 WriterJob::Reap {
                     key,
@@ -427,7 +426,7 @@ impl Writer {
                     shadow,
                     reply,
                 } => {
-                    let stored = match read(&*engine, &overlay, &key) {
+                    let stored = match read(&*engine, &writes, &key) {
                         Ok(stored) => stored,
                         Err(e) => {
                             let _ = reply.send(Err(e));
@@ -444,8 +443,7 @@ impl Writer {
                             let delete = verdict.delete && stored.is_some();
                             if delete {
                                 self.tree.note(&key, stored.as_deref(), None, &mut tree);
-                                ops.push(WriteOp::Delete { key: key.clone() });
-                                overlay.insert(key.clone(), None);
+                                writes.delete(key.clone());
                                 reaped += 1;
                             }
                             // Cast at once (a write later in this group sees
@@ -470,11 +468,10 @@ impl Writer {
                     reply,
                 } => {
                     let hint = keys::hint_key(&owner, &key);
-                    match read(&*engine, &overlay, &hint) {
+                    match read(&*engine, &writes, &hint) {
                         Ok(Some(bytes)) => match HintRecord::decode(&bytes) {
                             Ok(record) if record.seq == delivered => {
-                                ops.push(WriteOp::Delete { key: hint.clone() });
-                                overlay.insert(hint, None);
+                                writes.delete(hint);
                                 deltas.push((owner, -1, -(record.object_bytes as i64)));
                                 outcomes.push(Outcome::Clear(reply));
                             }
@@ -502,7 +499,7 @@ impl Writer {
                     let trace = job.trace;
                     let applied = self.apply(
                         &*engine,
-                        (&mut overlay, &mut ops, &mut minted_out),
+                        (&mut writes, &mut minted_out),
                         (&mut deltas, &mut tree),
                         &mut seq,
                         job,
@@ -516,9 +513,12 @@ impl Writer {
         }
         if self.mint_as.counter_floor > floor_before {
             // First in the batch: durable whenever the deletes are.
-            ops.insert(0, keys::counter_floor_op(self.mint_as.counter_floor));
+            writes
+                .ops
+                .insert(0, keys::counter_floor_op(self.mint_as.counter_floor));
         }
         self.hand_over(minted_out);
+        let ops = writes.ops;
         let writes = ops.len();
         let committed = if ops.is_empty() {
             Ok(())
@@ -594,11 +594,7 @@ impl Writer {
     fn apply(
         &self,
         engine: &dyn Engine,
-        (overlay, ops, minted_out): (
-            &mut FnvHashMap<Vec<u8>, Option<Vec<u8>>>,
-            &mut Vec<WriteOp>,
-            &mut Vec<Answer>,
-        ),
+        (writes, minted_out): (&mut GroupWrites, &mut Vec<Answer>),
         (deltas, tree): (&mut Vec<(NodeId, i64, i64)>, &mut TreeDeltas),
         seq: &mut u64,
         job: ApplyJob,
@@ -612,7 +608,7 @@ impl Writer {
         let mut previous_hint: Option<HintRecord> = None;
         if let Some(owner) = &job.hint_for {
             let hint = keys::hint_key(owner, &job.user_key);
-            previous_hint = match read(engine, overlay, &hint)
+            previous_hint = match read(engine, writes, &hint)
                 .and_then(|v| v.as_deref().map(HintRecord::decode).transpose())
             {
                 Ok(record) => record,
@@ -640,7 +636,7 @@ impl Writer {
                 return None;
             }
         }
-        let current = match read(engine, overlay, &job.key) {
+        let current = match read(engine, writes, &job.key) {
             Ok(current) => current,
             Err(e) => {
                 let _ = job.reply.send(Err(ApplyError::Storage(e)));
@@ -671,11 +667,7 @@ impl Writer {
                 let len = new.len();
                 self.tree
                     .note(&job.key, current.as_deref(), Some(&new), tree);
-                overlay.insert(job.key.clone(), Some(new.clone()));
-                ops.push(WriteOp::Put {
-                    key: job.key.clone(),
-                    value: new.clone(),
-                });
+                writes.put(job.key.clone(), new.clone());
                 // Handed over once: through `minted` when asked, with the
                 // group's other minted versions before its batch is
                 // written (the caller may have gone; the write goes on),
@@ -701,8 +693,7 @@ impl Writer {
             };
             let hint = keys::hint_key(&owner, &job.user_key);
             let value = record.encode();
-            overlay.insert(hint.clone(), Some(value.clone()));
-            ops.push(WriteOp::Put { key: hint, value });
+            writes.put(hint, value);
             let before = previous_hint.map_or(0, |r| r.object_bytes as i64);
             let new_hint = i64::from(previous_hint.is_none());
             deltas.push((owner, new_hint, object_bytes as i64 - before));
@@ -715,14 +706,14 @@ impl Writer {
     fn hints_pending(
         &self,
         engine: &dyn Engine,
-        overlay: &FnvHashMap<Vec<u8>, Option<Vec<u8>>>,
+        writes: &GroupWrites,
         user_keys: &[Vec<u8>],
     ) -> Result<Vec<bool>, StorageError> {
         let mut pending = Vec::with_capacity(user_keys.len());
         for key in user_keys {
             let mut held = false;
             for owner in self.hints.keys() {
-                if read(engine, overlay, &keys::hint_key(owner, key))?.is_some() {
+                if read(engine, writes, &keys::hint_key(owner, key))?.is_some() {
                     held = true;
                     break;
                 }
@@ -855,11 +846,49 @@ impl Writer {
 /// or in the engine.
 fn read(
     engine: &dyn Engine,
-    overlay: &FnvHashMap<Vec<u8>, Option<Vec<u8>>>,
+    writes: &GroupWrites,
     key: &[u8],
 ) -> Result<Option<Vec<u8>>, StorageError> {
-    match overlay.get(key) {
-        Some(value) => Ok(value.clone()),
+    match writes.get(key) {
+        Some(value) => Ok(value.map(<[u8]>::to_vec)),
         None => engine.get(key),
+    }
+}
+
+/// A group's writes, in order, and where the last write of each key is
+/// (what later jobs of the group read instead of the engine). Each write is
+/// held once: the index refers to it rather than keeping a copy of its
+/// value.
+struct GroupWrites {
+    ops: Vec<WriteOp>,
+    latest: FnvHashMap<Vec<u8>, usize>,
+}
+
+impl GroupWrites {
+    fn with_capacity(jobs: usize) -> Self {
+        Self {
+            ops: Vec::with_capacity(jobs),
+            latest: FnvHashMap::with_capacity_and_hasher(jobs, Default::default()),
+        }
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.latest.insert(key.clone(), self.ops.len());
+        self.ops.push(WriteOp::Put { key, value });
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.latest.insert(key.clone(), self.ops.len());
+        self.ops.push(WriteOp::Delete { key });
+    }
+
+    /// `key`'s last write in the group: `Some(None)` a delete, `None` not
+    /// written in this group.
+    fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        let op = self.ops.get(*self.latest.get(key)?)?;
+        Some(match op {
+            WriteOp::Put { value, .. } => Some(value.as_slice()),
+            WriteOp::Delete { .. } => None,
+        })
     }
 }

@@ -100,20 +100,23 @@ impl Inner {
         batches: &mut Vec<(u64, Vec<WriteOp>)>,
     ) -> Result<(), StorageError> {
         let mut log = lock(&self.log);
-        let path = file_path(&self.dir, &segment_name(log.segment));
+        // The segment's path is built only for an error message: it is
+        // two allocations, and this runs for every group.
+        let segment = log.segment;
+        let failed =
+            |action: &str, e| io_error(action, &file_path(&self.dir, &segment_name(segment)), e);
         match self.options.sync {
             SyncPolicy::Always => {
                 log.file
                     .append(records)
-                    .map_err(|e| io_error("appending to", &path, e))?;
+                    .map_err(|e| failed("appending to", e))?;
                 self.timed_sync(&mut log)
-                    .map_err(|e| io_error("syncing", &path, e))?;
+                    .map_err(|e| failed("syncing", e))?;
             }
             SyncPolicy::Periodic { .. } => {
                 log.buffer.extend_from_slice(records);
                 if log.buffer.len() >= LOG_BUFFER_BYTES {
-                    log.drain()
-                        .map_err(|e| io_error("appending to", &path, e))?;
+                    log.drain().map_err(|e| failed("appending to", e))?;
                 }
             }
         }
