@@ -116,8 +116,8 @@ impl From<MailboxError> for ReplicaError {
 }
 
 /// Handles to every replica, shared: each request's coordination holds a
-/// clone, which is one reference count (an actix `Addr` clone allocates,
-/// and a clone of the handles themselves took two per request).
+/// clone, which is one reference count. (Cloning the handles themselves
+/// allocated twice: an actix `Addr` clone allocates a sender task.)
 #[derive(Clone)]
 pub struct Replicas(Arc<ReplicaHandles>);
 
