@@ -16,8 +16,11 @@ use super::peer::{
     Durable, PeerFrame, PeerReply, PeerRequest, ReplicaRead, ReplicaWrite, StoredObject,
 };
 
-/// Bytes a frame written here takes beyond its key and object.
-const FRAME_OVERHEAD_BYTES: usize = 80;
+/// Bytes reserved for a frame written here beyond its key and object: its
+/// names and integers (at most about 100 bytes, with a 64-bit trace id)
+/// and the 16-byte tag the session appends (`bridge::seal`), so sealing
+/// does not grow the buffer.
+const FRAME_OVERHEAD_BYTES: usize = 128;
 
 /// The frame's bytes, for the frames written here (`None`: serde writes it).
 pub(super) fn encode(frame: &PeerFrame) -> Option<Vec<u8>> {

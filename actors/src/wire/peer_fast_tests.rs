@@ -214,3 +214,38 @@ fn every_byte_changed_reads_as_serde_reads() {
         }
     }
 }
+
+/// A frame written here has room for the session's 16-byte tag
+/// (`bridge::seal::TAG_BYTES`) even with the widest integers, so sealing
+/// appends without growing the buffer.
+#[test]
+fn a_frame_has_room_for_its_tag() {
+    let key = ByteBuf::from(vec![1; 40]);
+    let widest = [
+        PeerFrame::Request {
+            id: u64::MAX,
+            trace: u64::MAX,
+            timeout_ms: u64::MAX,
+            body: PeerRequest::Write(ReplicaWrite {
+                key: key.clone(),
+                object: ByteBuf::from(vec![2; 70_000]),
+            }),
+        },
+        PeerFrame::Request {
+            id: u64::MAX,
+            trace: u64::MAX,
+            timeout_ms: u64::MAX,
+            body: PeerRequest::Read(ReplicaRead { key }),
+        },
+        PeerFrame::Response {
+            id: u64::MAX,
+            body: Ok(PeerReply::Read(StoredObject {
+                object: Some(ByteBuf::from(vec![3; 70_000])),
+            })),
+        },
+    ];
+    for frame in widest {
+        let bytes = encode(&frame).unwrap();
+        assert!(bytes.capacity() >= bytes.len() + 16, "{}", frame.name());
+    }
+}
