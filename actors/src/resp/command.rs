@@ -235,12 +235,30 @@ fn needs_one_copy(name: &str) -> Reply {
     ))
 }
 
+/// Command names up to this many bytes are lower-cased on the stack; a
+/// longer one (no command is) into a `String`.
+const COMMAND_NAME_INLINE_BYTES: usize = 32;
+
 /// Parses one command; `Err` is the reply that refuses it.
 pub fn parse(args: &[Vec<u8>], limits: &CommandLimits) -> Result<Command, Reply> {
-    let Some((name, rest)) = args.split_first() else {
+    let Some((raw, rest)) = args.split_first() else {
         return Err(Reply::err("empty command"));
     };
-    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+    // Lower-cased on the stack when it fits (every command name does):
+    // no allocation per command.
+    let mut inline = [0u8; COMMAND_NAME_INLINE_BYTES];
+    let owned: String;
+    let name: &str = match inline.get_mut(..raw.len()) {
+        Some(folded) if raw.is_ascii() => {
+            folded.copy_from_slice(raw);
+            folded.make_ascii_lowercase();
+            std::str::from_utf8(folded).unwrap_or_default()
+        }
+        _ => {
+            owned = String::from_utf8_lossy(raw).to_ascii_lowercase();
+            &owned
+        }
+    };
     let arity = |ok: bool| {
         if ok {
             Ok(())
@@ -252,7 +270,7 @@ pub fn parse(args: &[Vec<u8>], limits: &CommandLimits) -> Result<Command, Reply>
     };
     let key = |k: &Vec<u8>| check_key(k, limits);
     let value = |v: &Vec<u8>| check_value(v, limits);
-    match name.as_str() {
+    match name {
         "ping" => {
             arity(rest.len() <= 1)?;
             Ok(Command::Ping(rest.first().cloned()))
@@ -309,7 +327,7 @@ pub fn parse(args: &[Vec<u8>], limits: &CommandLimits) -> Result<Command, Reply>
         "setex" | "psetex" => {
             arity(rest.len() == 3)?;
             let unit_ms = if name == "setex" { 1_000 } else { 1 };
-            let ttl_ms = expire_ms(&rest[1], unit_ms, &name)?;
+            let ttl_ms = expire_ms(&rest[1], unit_ms, name)?;
             Ok(Command::Set(key(&rest[0])?, value(&rest[2])?, Some(ttl_ms)))
         }
         "scan" => {
@@ -418,7 +436,7 @@ pub fn parse(args: &[Vec<u8>], limits: &CommandLimits) -> Result<Command, Reply>
             "WRONGTYPE '{n}' is not supported: a ringkv key holds one byte string \
              (or siblings of them), no lists, sets, hashes or sorted sets"
         ))),
-        _ => Err(unknown(&name, rest)),
+        _ => Err(unknown(name, rest)),
     }
 }
 
@@ -712,6 +730,16 @@ mod tests {
             Command::Set(b"k".to_vec(), b"v".to_vec(), None)
         );
         assert_eq!(parse_words(&["PING"]).unwrap(), Command::Ping(None));
+        // Names past the inline buffer, and ones that are not ASCII, are
+        // lower-cased as before (into a String; ASCII letters only).
+        let long = "X".repeat(COMMAND_NAME_INLINE_BYTES + 1);
+        let e = error_text(parse_words(&[long.as_str()]));
+        assert!(
+            e.contains(&"x".repeat(COMMAND_NAME_INLINE_BYTES + 1)),
+            "{e}"
+        );
+        let e = error_text(parse_words(&["ÉTÉ"]));
+        assert!(e.contains("unknown command 'ÉtÉ'"), "{e}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -153,7 +154,9 @@ pub struct RespSession {
     access: Access,
     node: NodeId,
     options: RespOptions,
-    replicator: Addr<Replicator>,
+    /// Shared by every command's future: cloning an actix `Addr`
+    /// allocates, and each command takes the replicator with it.
+    replicator: Rc<Addr<Replicator>>,
     failure_detector: Addr<FailureDetector>,
     shared: Shared,
     /// `CLIENT ID`.
@@ -212,7 +215,7 @@ impl RespSession {
             access: Access::new(&options.tokens),
             node,
             options,
-            replicator,
+            replicator: Rc::new(replicator),
             failure_detector,
             shared,
             id,
@@ -582,7 +585,7 @@ impl RespSession {
             }
             Command::Resolve(key, value) => {
                 let read = self.read(key.clone(), ReadFor::Resolve);
-                let (replicator, write_for) = (self.replicator.clone(), self.level());
+                let (replicator, write_for) = (Rc::clone(&self.replicator), self.level());
                 let trace = self.trace();
                 self.run(
                     vec![key.clone()],
@@ -679,7 +682,7 @@ impl RespSession {
     /// A read of `key`: its live values (only the last writer's for a
     /// value under `resp_siblings = lww`) and, to resolve, its context.
     fn read(&self, key: Vec<u8>, reading_for: ReadFor) -> PendingRead {
-        let replicator = self.replicator.clone();
+        let replicator = Rc::clone(&self.replicator);
         let message = CoordinateGet {
             key,
             r: None,
@@ -732,7 +735,7 @@ impl RespSession {
             trace: self.trace(),
             key_bytes_max: self.options.limits.max_key_bytes,
         };
-        let replicator = self.replicator.clone();
+        let replicator = Rc::clone(&self.replicator);
         Box::pin(async move {
             replicator.send(message).await.map_err(|e| {
                 ClientError::new(ErrorCode::Internal, format!("replicator unavailable: {e}"))
@@ -744,7 +747,7 @@ impl RespSession {
     /// keys are gathered: the keys, and the cursor where it stopped
     /// (`None`: every key was listed).
     fn walk_keys(&self, max: usize) -> Pin<Box<dyn Future<Output = WalkResult>>> {
-        let replicator = self.replicator.clone();
+        let replicator = Rc::clone(&self.replicator);
         let key_bytes_max = self.options.limits.max_key_bytes;
         let first_trace = self.trace();
         Box::pin(async move {
@@ -788,7 +791,7 @@ impl RespSession {
         context: Option<Vec<u8>>,
         ttl_ms: Option<u64>,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, ClientError>>>> {
-        let replicator = self.replicator.clone();
+        let replicator = Rc::clone(&self.replicator);
         let message = CoordinateWrite {
             key,
             value,
