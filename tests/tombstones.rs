@@ -31,6 +31,8 @@ const STORE: [&str; 2] = ["--lsm-memtable-bytes-max", "262144"];
 const CONVERGE_MAX: Duration = Duration::from_secs(120);
 /// Requests in flight at once while loading.
 const CONCURRENCY: usize = 64;
+/// Bytes a stored tombstone of a `key(i)` takes at least, compacted.
+const TOMBSTONE_BYTES_MIN: usize = 30;
 
 fn scrape(addr: SocketAddr) -> Scrape {
     let (_, body) = common::http_get(addr, "/metrics");
@@ -175,11 +177,18 @@ async fn ten_thousand_deletes_are_reaped_and_their_space_comes_back() {
     let (cluster, metrics) = cluster(&[]).await;
     let client = cluster.nodes[0].client().await;
     write_then_delete(&client, KEYS, 3).await;
-    // Every node holds every key (N=3): the stores are full of tombstones
-    // (the data written is about 10,000 * 100 bytes per node).
+    // Every node holds every key (N=3): the stores are full of tombstones.
+    // A key's tombstone takes about 50 bytes once flushed and compacted
+    // (its key, clock and dot); more while the memtable still counts the
+    // 100-byte value it replaced. How much is compacted by now depends on
+    // the timing (a node measured 490 kB, its peers 524 kB), so the bound
+    // is what the tombstones alone take.
     let loaded: Vec<Store> = metrics.iter().map(|a| store(*a)).collect();
     for s in &loaded {
-        assert!(s.data_bytes > 500_000.0, "{loaded:?}");
+        assert!(
+            s.data_bytes > (KEYS * TOMBSTONE_BYTES_MIN) as f64,
+            "{loaded:?}"
+        );
     }
     until_every_store(&cluster, &metrics, "every tombstone reaped", |s| {
         s.tombstones == 0.0 && s.reaped >= KEYS as f64
