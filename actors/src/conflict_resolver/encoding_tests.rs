@@ -10,6 +10,7 @@ use super::{
     ClockEntry, ContextKey, Object, Sibling, VersionError, VersionVector, CONTEXT_TAG_BYTES,
     FORMAT_VERSION, FORMAT_VERSION_EXPIRY,
 };
+use crate::wire::msgpack::damage::{any_damage, every_damage};
 use crate::NodeId;
 
 /// Clock `{a: 2 @ 1000 ms, b: 1 @ 5 ms}`; siblings `(a, 2) = "hi"` written
@@ -475,18 +476,9 @@ proptest! {
     #[test]
     fn the_decoder_accepts_no_more_than_the_serde_one(
         object in wide_object(),
-        at in any::<prop::sample::Index>(),
-        byte in any::<u8>(),
-        how in 0u8..4,
+        damage in any_damage(),
     ) {
-        let mut bytes = object.encode();
-        let i = at.index(bytes.len());
-        match how {
-            0 => bytes[i] = byte,
-            1 => bytes.truncate(i),
-            2 => bytes.insert(i, byte),
-            _ => bytes[i] ^= 1 << (byte % 8),
-        }
+        let bytes = damage.to(object.encode());
         let ours = Object::decode(&bytes).ok();
         let theirs = reference::decode(&bytes);
         if let Some(ours) = &ours {
@@ -508,15 +500,7 @@ fn every_byte_changed_decodes_as_serde_decoded() {
     let mut expiring = golden_object();
     expiring.siblings[0].expires_ms = Some(70_000);
     for bytes in [GOLDEN_OBJECT.to_vec(), expiring.encode()] {
-        let mut damaged: Vec<Vec<u8>> = (0..bytes.len()).map(|i| bytes[..i].to_vec()).collect();
-        for i in 0..bytes.len() {
-            for byte in 0..=u8::MAX {
-                let mut changed = bytes.clone();
-                changed[i] = byte;
-                damaged.push(changed);
-            }
-        }
-        for bytes in damaged {
+        for bytes in every_damage(&bytes) {
             if let Ok(ours) = Object::decode(&bytes) {
                 assert_eq!(Some(ours), reference::decode(&bytes), "{bytes:02x?}");
             }

@@ -39,30 +39,71 @@ pub const ARRAY32: u8 = 0xdd;
 pub const MAP16: u8 = 0xde;
 pub const MAP32: u8 = 0xdf;
 
-/// Appends an array header in its shortest form (as rmp-serde does).
-pub fn put_array_len(out: &mut Vec<u8>, len: usize) {
-    if len < 16 {
-        out.push(0x90 | len as u8);
-    } else if let Ok(len) = u16::try_from(len) {
-        out.push(ARRAY16);
-        out.extend_from_slice(&len.to_be_bytes());
-    } else {
-        out.push(ARRAY32);
-        out.extend_from_slice(&u32_len(len).to_be_bytes());
+/// How a type's length is written: a fixed form holding the length in
+/// the marker (base marker, lengths below the limit) where the type has
+/// one, then its 8-bit (where it has one), 16-bit and 32-bit forms.
+struct Lengths {
+    what: &'static str,
+    fixed: Option<(u8, usize)>,
+    len8: Option<u8>,
+    len16: u8,
+    len32: u8,
+}
+
+const ARRAY: Lengths = Lengths {
+    what: "an array",
+    fixed: Some((0x90, 16)),
+    len8: None,
+    len16: ARRAY16,
+    len32: ARRAY32,
+};
+const MAP: Lengths = Lengths {
+    what: "a map",
+    fixed: Some((0x80, 16)),
+    len8: None,
+    len16: MAP16,
+    len32: MAP32,
+};
+const STR: Lengths = Lengths {
+    what: "a string",
+    fixed: Some((0xa0, 32)),
+    len8: Some(STR8),
+    len16: STR16,
+    len32: STR32,
+};
+const BIN: Lengths = Lengths {
+    what: "bytes or nil",
+    fixed: None,
+    len8: Some(BIN8),
+    len16: BIN16,
+    len32: BIN32,
+};
+
+/// Appends a length header of `kind` in its shortest form (as rmp-serde
+/// does).
+fn put_len(out: &mut Vec<u8>, kind: &Lengths, len: usize) {
+    match (kind.fixed, kind.len8, u8::try_from(len), u16::try_from(len)) {
+        (Some((base, limit)), _, Ok(short), _) if len < limit => out.push(base | short),
+        (_, Some(marker), Ok(short), _) => out.extend_from_slice(&[marker, short]),
+        (_, _, _, Ok(medium)) => {
+            out.push(kind.len16);
+            out.extend_from_slice(&medium.to_be_bytes());
+        }
+        _ => {
+            out.push(kind.len32);
+            out.extend_from_slice(&u32_len(len).to_be_bytes());
+        }
     }
+}
+
+/// Appends an array header in its shortest form.
+pub fn put_array_len(out: &mut Vec<u8>, len: usize) {
+    put_len(out, &ARRAY, len);
 }
 
 /// Appends a map header in its shortest form.
 pub fn put_map_len(out: &mut Vec<u8>, len: usize) {
-    if len < 16 {
-        out.push(0x80 | len as u8);
-    } else if let Ok(len) = u16::try_from(len) {
-        out.push(MAP16);
-        out.extend_from_slice(&len.to_be_bytes());
-    } else {
-        out.push(MAP32);
-        out.extend_from_slice(&u32_len(len).to_be_bytes());
-    }
+    put_len(out, &MAP, len);
 }
 
 /// Appends an unsigned integer in its shortest form.
@@ -85,33 +126,13 @@ pub fn put_uint(out: &mut Vec<u8>, value: u64) {
 
 /// Appends a string in its shortest form.
 pub fn put_str(out: &mut Vec<u8>, text: &str) {
-    let len = text.len();
-    if len < 32 {
-        out.push(0xa0 | len as u8);
-    } else if let Ok(len) = u8::try_from(len) {
-        out.extend_from_slice(&[STR8, len]);
-    } else if let Ok(len) = u16::try_from(len) {
-        out.push(STR16);
-        out.extend_from_slice(&len.to_be_bytes());
-    } else {
-        out.push(STR32);
-        out.extend_from_slice(&u32_len(len).to_be_bytes());
-    }
+    put_len(out, &STR, text.len());
     out.extend_from_slice(text.as_bytes());
 }
 
 /// Appends a byte string (`bin`) in its shortest form.
 pub fn put_bin(out: &mut Vec<u8>, bytes: &[u8]) {
-    let len = bytes.len();
-    if let Ok(len) = u8::try_from(len) {
-        out.extend_from_slice(&[BIN8, len]);
-    } else if let Ok(len) = u16::try_from(len) {
-        out.push(BIN16);
-        out.extend_from_slice(&len.to_be_bytes());
-    } else {
-        out.push(BIN32);
-        out.extend_from_slice(&u32_len(len).to_be_bytes());
-    }
+    put_len(out, &BIN, bytes.len());
     out.extend_from_slice(bytes);
 }
 
@@ -181,13 +202,32 @@ impl<'a> Reader<'a> {
         usize::try_from(self.be::<N>()?).map_err(|_| bad("a length beyond this machine"))
     }
 
-    pub fn array_len(&mut self) -> Result<usize, MsgpackError> {
-        match self.marker()? {
-            m @ 0x90..=0x9f => Ok(usize::from(m & 0x0f)),
-            ARRAY16 => self.len::<2>(),
-            ARRAY32 => self.len::<4>(),
-            m => Err(unexpected("an array", m)),
+    /// The length a header of `kind` after `marker` gives, in any of the
+    /// type's forms.
+    fn len_after(&mut self, kind: &Lengths, marker: u8) -> Result<usize, MsgpackError> {
+        let fixed = kind.fixed.and_then(|(base, limit)| {
+            marker
+                .checked_sub(base)
+                .map(usize::from)
+                .filter(|&len| len < limit)
+        });
+        if let Some(len) = fixed {
+            Ok(len)
+        } else if kind.len8 == Some(marker) {
+            self.len::<1>()
+        } else if marker == kind.len16 {
+            self.len::<2>()
+        } else if marker == kind.len32 {
+            self.len::<4>()
+        } else {
+            Err(unexpected(kind.what, marker))
         }
+    }
+
+    /// An array header: the number of elements.
+    pub fn array_len(&mut self) -> Result<usize, MsgpackError> {
+        let marker = self.marker()?;
+        self.len_after(&ARRAY, marker)
     }
 
     pub fn uint(&mut self) -> Result<u64, MsgpackError> {
@@ -219,38 +259,81 @@ impl<'a> Reader<'a> {
 
     /// A string's bytes, not checked for UTF-8 (to compare with a name).
     pub fn str_bytes(&mut self) -> Result<&'a [u8], MsgpackError> {
-        let len = match self.marker()? {
-            m @ 0xa0..=0xbf => usize::from(m & 0x1f),
-            STR8 => self.len::<1>()?,
-            STR16 => self.len::<2>()?,
-            STR32 => self.len::<4>()?,
-            m => return Err(unexpected("a string", m)),
-        };
+        let marker = self.marker()?;
+        let len = self.len_after(&STR, marker)?;
         self.take(len)
     }
 
+    /// A byte string (`bin`), or `nil`.
     pub fn bin_or_nil(&mut self) -> Result<Option<&'a [u8]>, MsgpackError> {
-        let len = match self.marker()? {
-            NIL => return Ok(None),
-            BIN8 => self.len::<1>()?,
-            BIN16 => self.len::<2>()?,
-            BIN32 => self.len::<4>()?,
-            m => return Err(unexpected("bytes or nil", m)),
-        };
-        self.take(len).map(Some)
+        match self.marker()? {
+            NIL => Ok(None),
+            marker => {
+                let len = self.len_after(&BIN, marker)?;
+                self.take(len).map(Some)
+            }
+        }
     }
 
     /// A map header: the number of key-value pairs.
     pub fn map_len(&mut self) -> Result<usize, MsgpackError> {
-        match self.marker()? {
-            m @ 0x80..=0x8f => Ok(usize::from(m & 0x0f)),
-            MAP16 => self.len::<2>(),
-            MAP32 => self.len::<4>(),
-            m => Err(unexpected("a map", m)),
-        }
+        let marker = self.marker()?;
+        self.len_after(&MAP, marker)
     }
 }
 
 fn unexpected(wanted: &str, marker: u8) -> MsgpackError {
     bad(format!("{wanted} expected, found marker {marker:#04x}"))
+}
+
+/// Damaged copies of encoded bytes, for the tests that check a hand-written
+/// reader against serde's (`encoding_tests.rs`, `peer_fast_tests.rs`).
+#[cfg(test)]
+pub(crate) mod damage {
+    use proptest::prelude::*;
+
+    /// One damage: `bytes` with a byte changed, cut short, a byte added,
+    /// or a bit flipped.
+    #[derive(Clone, Debug)]
+    pub struct Damage {
+        at: prop::sample::Index,
+        byte: u8,
+        how: u8,
+    }
+
+    /// Any [`Damage`].
+    pub fn any_damage() -> impl Strategy<Value = Damage> {
+        (any::<prop::sample::Index>(), any::<u8>(), 0u8..4).prop_map(|(at, byte, how)| Damage {
+            at,
+            byte,
+            how,
+        })
+    }
+
+    impl Damage {
+        /// `bytes` (not empty) with this damage done.
+        pub fn to(&self, mut bytes: Vec<u8>) -> Vec<u8> {
+            let i = self.at.index(bytes.len());
+            match self.how {
+                0 => bytes[i] = self.byte,
+                1 => bytes.truncate(i),
+                2 => bytes.insert(i, self.byte),
+                _ => bytes[i] ^= 1 << (self.byte % 8),
+            }
+            bytes
+        }
+    }
+
+    /// Every cut of `bytes`, and every single-byte change.
+    pub fn every_damage(bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut damaged: Vec<Vec<u8>> = (0..bytes.len()).map(|i| bytes[..i].to_vec()).collect();
+        for i in 0..bytes.len() {
+            for byte in 0..=u8::MAX {
+                let mut changed = bytes.to_vec();
+                changed[i] = byte;
+                damaged.push(changed);
+            }
+        }
+        damaged
+    }
 }

@@ -12,6 +12,7 @@ use super::super::peer::{
 };
 use super::{decode, encode};
 use crate::wire::client::ErrorCode;
+use crate::wire::msgpack::damage::{any_damage, every_damage};
 use crate::NodeId;
 
 /// Integers of every MessagePack width.
@@ -81,18 +82,9 @@ proptest! {
     #[test]
     fn the_fast_reader_accepts_no_more_than_serde(
         frame in fast_frame(),
-        at in any::<prop::sample::Index>(),
-        byte in any::<u8>(),
-        how in 0u8..4,
+        damage in any_damage(),
     ) {
-        let mut bytes = frame.encode().unwrap();
-        let i = at.index(bytes.len());
-        match how {
-            0 => bytes[i] = byte,
-            1 => bytes.truncate(i),
-            2 => bytes.insert(i, byte),
-            _ => bytes[i] ^= 1 << (byte % 8),
-        }
+        let bytes = damage.to(frame.encode().unwrap());
         if let Some(fast) = decode(&bytes) {
             prop_assert_eq!(Some(fast), PeerFrame::decode_serde(&bytes).ok());
         }
@@ -195,15 +187,7 @@ fn every_byte_changed_reads_as_serde_reads() {
     ];
     for frame in frames {
         let bytes = frame.encode().unwrap();
-        let mut damaged: Vec<Vec<u8>> = (0..bytes.len()).map(|i| bytes[..i].to_vec()).collect();
-        for i in 0..bytes.len() {
-            for byte in 0..=u8::MAX {
-                let mut changed = bytes.clone();
-                changed[i] = byte;
-                damaged.push(changed);
-            }
-        }
-        for bytes in damaged {
+        for bytes in every_damage(&bytes) {
             if let Some(fast) = decode(&bytes) {
                 assert_eq!(
                     Some(&fast),
