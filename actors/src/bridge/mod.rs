@@ -221,7 +221,9 @@ impl<T: PeerRpc> Message for Incoming<T> {
 pub struct LinkDirectory(Arc<std::sync::RwLock<FnvHashMap<NodeId, Addr<PeerConnection>>>>);
 
 impl LinkDirectory {
-    /// The connection to `node`, if the Bridge has a link to it.
+    /// The connection to `node`, if the Bridge has a link to it (what the
+    /// tests check; calls send under the lock instead, see [`Self::call`]).
+    #[cfg(test)]
     pub fn connection(&self, node: &NodeId) -> Option<Addr<PeerConnection>> {
         self.0
             .read()

@@ -39,18 +39,13 @@ pub(super) fn encode(frame: &PeerFrame) -> Option<Vec<u8>> {
             let mut out = Vec::with_capacity(
                 FRAME_OVERHEAD_BYTES + key.len() + object.map_or(0, |object| object.len()),
             );
-            put_map_len(&mut out, 1);
-            put_str(&mut out, "Request");
+            put_variant(&mut out, "Request");
             put_map_len(&mut out, 4);
-            put_str(&mut out, "id");
-            put_uint(&mut out, *id);
-            put_str(&mut out, "trace");
-            put_uint(&mut out, *trace);
-            put_str(&mut out, "timeout_ms");
-            put_uint(&mut out, *timeout_ms);
+            put_uint_field(&mut out, "id", *id);
+            put_uint_field(&mut out, "trace", *trace);
+            put_uint_field(&mut out, "timeout_ms", *timeout_ms);
             put_str(&mut out, "body");
-            put_map_len(&mut out, 1);
-            put_str(&mut out, variant);
+            put_variant(&mut out, variant);
             put_map_len(&mut out, if object.is_some() { 2 } else { 1 });
             put_str(&mut out, "key");
             put_bin(&mut out, key);
@@ -73,22 +68,18 @@ pub(super) fn encode(frame: &PeerFrame) -> Option<Vec<u8>> {
                 .and_then(Option::as_ref)
                 .map_or(0, |object| object.len());
             let mut out = Vec::with_capacity(FRAME_OVERHEAD_BYTES + stored);
-            put_map_len(&mut out, 1);
-            put_str(&mut out, "Response");
+            put_variant(&mut out, "Response");
             put_map_len(&mut out, 2);
-            put_str(&mut out, "id");
-            put_uint(&mut out, *id);
+            put_uint_field(&mut out, "id", *id);
             put_str(&mut out, "body");
-            put_map_len(&mut out, 1);
-            put_str(&mut out, "Ok");
-            put_map_len(&mut out, 1);
+            put_variant(&mut out, "Ok");
             match object {
                 None => {
-                    put_str(&mut out, "Write");
+                    put_variant(&mut out, "Write");
                     put_array_len(&mut out, 0);
                 }
                 Some(object) => {
-                    put_str(&mut out, "Read");
+                    put_variant(&mut out, "Read");
                     put_map_len(&mut out, 1);
                     put_str(&mut out, "object");
                     match object {
@@ -170,6 +161,20 @@ pub(super) fn decode(bytes: &[u8]) -> Option<PeerFrame> {
     };
     reader.finish().ok()?;
     Some(frame)
+}
+
+/// The head of an enum variant as serde writes it: a map of one entry,
+/// `{name: ...}`, whose value follows (what `one_of(reader, 1)` and a
+/// name read back).
+fn put_variant(out: &mut Vec<u8>, name: &str) {
+    put_map_len(out, 1);
+    put_str(out, name);
+}
+
+/// A field `name` holding an unsigned integer (what [`uint_field`] reads).
+fn put_uint_field(out: &mut Vec<u8>, name: &str, value: u64) {
+    put_str(out, name);
+    put_uint(out, value);
 }
 
 /// A map of exactly `len` entries.
