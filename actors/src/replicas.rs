@@ -15,8 +15,8 @@ use crate::bridge::{Bridge, CallPeer, LinkDirectory, PeerError};
 use crate::conflict_resolver::Object;
 use crate::metrics::{Mailbox, Metrics};
 use crate::storage::{
-    ApplyError, LocalApply, LocalRead, MemoryReads, MintAs, Mutation, Storage, StorageError,
-    WriterQueue,
+    ApplyError, LocalApply, LocalRead, MemoryReads, MintAs, MintPermit, Mutation, Storage,
+    StorageError, WriterQueue,
 };
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::wire::peer::{HintedWrite, PeerRpc, ReplicaRead, ReplicaWrite};
@@ -243,6 +243,30 @@ impl Replicas {
         }
     }
 
+    /// Hands `apply`, a job that mints a version of its key, to this
+    /// node's writer, as [`Replicas::apply_local`] does; with the writer on
+    /// a thread of its own, mints of the key here wait until it is done
+    /// ([`Replicas::mint_here`]).
+    pub fn apply_minting(
+        &self,
+        apply: LocalApply,
+    ) -> impl std::future::Future<Output = Result<Result<Option<Vec<u8>>, ApplyError>, MailboxError>>
+    {
+        match &self.writer {
+            Some(queue) => Either::Left(queue.apply_minting(apply).map(Ok)),
+            None => Either::Right(self.apply_local(apply)),
+        }
+    }
+
+    /// Leave to mint a new version of `key` here, on this thread, from
+    /// the stored object ([`WriterQueue::mint_here`]): the store holds the
+    /// key in memory and no minting job of it is pending. `None`: the
+    /// writer mints it.
+    pub fn mint_here(&self, key: &[u8]) -> Option<MintPermit<'_>> {
+        let queue = self.writer.as_ref()?;
+        queue.mint_here(key, || self.memory.get(key)?.ok())
+    }
+
     /// Merges `object` (encoded) into `node`'s copy of `key`, durably.
     pub async fn write(
         &self,
@@ -316,6 +340,7 @@ impl Replicas {
             mutation: merge_mutation(object, change.clone()),
             trace,
             minted: None,
+            handed_out: false,
             hint_for,
         });
         let stored = apply.await??;
@@ -358,6 +383,27 @@ pub fn merge_mutation(incoming: Vec<u8>, change: Arc<TombstoneChange>) -> Mutati
         }
         let _ = change.set((is_tombstone(&stored), is_tombstone(&merged)));
         Ok(Some(merged.encode()))
+    })
+}
+
+/// The mutation that stores `minted`, a new version the coordinator made
+/// from `minted_from` (the stored bytes it read) and handed out: the
+/// version as it is when the store still holds `minted_from`, else joined
+/// with what the store holds by then (a replica write that landed
+/// meanwhile). `change` gets what it changed; `made` is what the
+/// coordinator's mutation changed, from `minted_from`.
+pub fn store_minted(
+    minted_from: Option<Vec<u8>>,
+    minted: Vec<u8>,
+    made: (bool, bool),
+    change: Arc<TombstoneChange>,
+) -> Mutation {
+    Box::new(move |current: Option<&[u8]>, minting_as: &MintAs| {
+        if current == minted_from.as_deref() {
+            let _ = change.set(made);
+            return Ok(Some(minted));
+        }
+        merge_mutation(minted, change)(current, minting_as)
     })
 }
 

@@ -30,6 +30,7 @@ fn store(key: &[u8], object: &Object) -> LocalApply {
         mutation: Box::new(move |_, _| Ok(Some(bytes))),
         trace: 0,
         minted: None,
+        handed_out: false,
         hint_for: None,
     }
 }

@@ -27,8 +27,8 @@ use super::fanout::{Ask, DcScope, Reach, SloppyPolicy};
 use super::timer::{TimerHub, Timers};
 use crate::bridge::PeerError;
 use crate::conflict_resolver::{ContextKey, Object, VersionError, VersionLimits, VersionVector};
-use crate::replicas::{ReplicaError, Replicas};
-use crate::storage::{LocalApply, MintAs};
+use crate::replicas::{store_minted, ReplicaError, Replicas, TombstoneChange};
+use crate::storage::{AppliedLater, LocalApply, MintAs, MintPermit};
 use crate::wire::client::{ClientError, ErrorCode};
 use crate::wire::peer::ForwardedWrite;
 use crate::NodeId;
@@ -141,42 +141,43 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     // The new version's clock and its tombstone change, handed over with
     // its bytes: the client's context is made from the clock without
     // decoding the object again, and the change is counted once durable.
-    let minted: Arc<OnceLock<(VersionVector, (bool, bool))>> = Arc::new(OnceLock::new());
+    let minted: Arc<MintedVersion> = Arc::new(OnceLock::new());
     let minted_in = minted.clone();
-    let mutation = Box::new(move |current: Option<&[u8]>, mint: &MintAs| {
-        let actor = &mint.actor;
-        let local = current.map(Object::decode).transpose().map_err(|e| {
-            ClientError::new(
-                ErrorCode::Internal,
-                format!("stored object does not decode: {e}"),
+    let mutation: crate::storage::Mutation =
+        Box::new(move |current: Option<&[u8]>, mint: &MintAs| {
+            let actor = &mint.actor;
+            let local = current.map(Object::decode).transpose().map_err(|e| {
+                ClientError::new(
+                    ErrorCode::Internal,
+                    format!("stored object does not decode: {e}"),
+                )
+            })?;
+            let context = superseding(context, local.as_ref(), supersede_local);
+            let mut next = Object::update_above(
+                local.as_ref(),
+                &context,
+                value,
+                expires_ms,
+                actor,
+                mint.counter_floor,
+                now_ms,
+                &limits,
             )
-        })?;
-        let context = superseding(context, local.as_ref(), supersede_local);
-        let mut next = Object::update_above(
-            local.as_ref(),
-            &context,
-            value,
-            expires_ms,
-            actor,
-            mint.counter_floor,
-            now_ms,
-            &limits,
-        )
-        .map_err(refusal)?;
-        // Pruning must never drop the coordinator's own entry: its next dot
-        // for this key would then reuse a counter that replicas remember.
-        next.prune_keeping(actor, now_ms, &limits);
-        let encoded = next.encode();
-        if encoded.len() > object_bytes_max {
-            return Err(too_large(encoded.len(), object_bytes_max));
-        }
-        let change = (
-            local.as_ref().is_some_and(crate::replicas::is_tombstone),
-            crate::replicas::is_tombstone(&next),
-        );
-        let _ = minted_in.set((next.context().clone(), change));
-        Ok(Some(encoded))
-    });
+            .map_err(refusal)?;
+            // Pruning must never drop the coordinator's own entry: its next dot
+            // for this key would then reuse a counter that replicas remember.
+            next.prune_keeping(actor, now_ms, &limits);
+            let encoded = next.encode();
+            if encoded.len() > object_bytes_max {
+                return Err(too_large(encoded.len(), object_bytes_max));
+            }
+            let change = (
+                local.as_ref().is_some_and(crate::replicas::is_tombstone),
+                crate::replicas::is_tombstone(&next),
+            );
+            let _ = minted_in.set((next.context().clone(), change));
+            Ok(Some(encoded))
+        });
     // The local write is durable only after its group's fsync; the new
     // version is known before that. It goes to the other replicas at once,
     // so their writes overlap the local one, and the local copy counts as
@@ -184,50 +185,37 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     // fsync leaves a version elsewhere that this store lacks: that restart
     // is unclean, so the store gets a new incarnation and never reuses the
     // dot; see `data_dir::store_incarnation`.)
-    // A write with nobody to send its version to does not wait for it: it
-    // drops the receiving end, so the writer skips the hand-off (which
-    // would wake this thread once more for nothing). The job still asks
-    // for one: that is what makes it a minting job to the writer (refused
-    // while minting is stopped, counted when its batch fails).
-    let (minted_tx, minted_rx) = tokio::sync::oneshot::channel();
-    let minted_rx = (!alone).then_some(minted_rx);
-    let mut apply = Box::pin(replicas.apply_local(LocalApply {
-        key: key.clone(),
-        mutation,
-        trace,
-        bytes,
-        minted: Some(minted_tx),
-        hint_for: None,
-    }));
-    let local_timeout = || {
-        ClientError::new(
-            ErrorCode::Timeout,
-            format!("local write did not finish within {timeout_ms} ms"),
-        )
+    // When the store holds the key in memory and no minting job of it is
+    // pending, the version is minted here, on this thread, and the replica
+    // writes leave without waiting for the writer thread (two wake-ups
+    // off the put's path); the writer then stores it (`storage::writer`,
+    // "Minting on the event loop"). A write with nobody to send its
+    // version to gains nothing from that and leaves it to the writer.
+    let minted_here = {
+        let here = if alone {
+            None
+        } else {
+            replicas.mint_here(&key)
+        };
+        match here {
+            Some(permit) => Ok(mint_with(permit, mutation, &key, (trace, bytes), &minted)),
+            None => Err(mutation),
+        }
     };
-    // What the local write answered, when it was awaited already.
-    let mut finished_apply = None;
-    let object_bytes = match minted_rx {
-        Some(minted_rx) => match tokio::time::timeout_at(deadline, minted_rx).await {
-            Ok(Ok(bytes)) => bytes,
-            // Nothing was minted: the apply's own answer says why.
-            Ok(Err(_)) => {
-                let result = tokio::time::timeout_at(deadline, &mut apply)
-                    .await
-                    .map_err(|_| local_timeout())?;
-                return Err(refusal_of(result));
-            }
-            Err(_) => return Err(local_timeout()),
-        },
-        None => {
-            let result = tokio::time::timeout_at(deadline, &mut apply)
-                .await
-                .map_err(|_| local_timeout())?;
-            if minted.get().is_none() {
-                return Err(refusal_of(result));
-            }
-            finished_apply = Some(result);
-            Vec::new()
+    let (local, object_bytes) = match minted_here {
+        Ok(minted_here) => minted_here?,
+        Err(mutation) => {
+            mint_in_writer(
+                &replicas,
+                &key,
+                mutation,
+                (trace, bytes),
+                alone,
+                deadline,
+                timeout_ms,
+                &minted,
+            )
+            .await?
         }
     };
     // Set by the mutation before its bytes were sent.
@@ -247,13 +235,14 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     let local_own = own.clone();
     let metrics = replicas.metrics.clone();
     pending.push(Box::pin(async move {
-        let applied = match finished_apply {
-            Some(result) => result,
-            None => apply.await,
+        let (applied, change) = match local {
+            LocalWrite::Answered(result) => (result, minted.get().map(|m| m.1)),
+            LocalWrite::Writing(apply) => (apply.await, minted.get().map(|m| m.1)),
+            LocalWrite::MintedHere(apply, change) => (Ok(apply.await), change.get().copied()),
         };
         let result = match applied {
             Ok(Ok(_)) => {
-                if let Some(&(_, (was, is))) = minted.get() {
+                if let Some((was, is)) = change {
                     metrics.tombstone_transition(was, is);
                 }
                 Ok(())
@@ -292,6 +281,120 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
             return answer.map(|()| new_context);
         }
         step = next_step(&mut coordinator, &mut pending, &mut timers, timeout_ms).await;
+    }
+}
+
+/// What the local write answers: whether its copy became durable.
+type LocalAnswer = Result<Result<Option<Vec<u8>>, crate::storage::ApplyError>, actix::MailboxError>;
+
+/// The coordinator's own copy of a write, as the replica writes leave.
+enum LocalWrite {
+    /// The writer minted the version; its answer is still to come.
+    Writing(LocalBoxFuture<'static, LocalAnswer>),
+    /// The writer minted the version and has answered already (a write
+    /// with nobody to send it to waits for that).
+    Answered(LocalAnswer),
+    /// Minted here; the writer stores it, and says in `TombstoneChange`
+    /// what that changed.
+    MintedHere(AppliedLater, Arc<TombstoneChange>),
+}
+
+/// The set the clock of a write's new version and what it changed, once
+/// its mutation ran.
+type MintedVersion = OnceLock<(VersionVector, (bool, bool))>;
+
+/// Mints a write's new version here, on this thread, with `permit`, and
+/// queues the job that stores it; the local write and the version's bytes.
+fn mint_with(
+    permit: MintPermit<'_>,
+    mutation: crate::storage::Mutation,
+    key: &[u8],
+    (trace, bytes): (u64, usize),
+    minted: &MintedVersion,
+) -> Result<(LocalWrite, Vec<u8>), ClientError> {
+    let minted_from = permit.stored.clone();
+    let made = match mutation(minted_from.as_deref(), &permit.minting_as)? {
+        Some(made) => made,
+        None => {
+            return Err(ClientError::new(
+                ErrorCode::Internal,
+                "the write minted no new version",
+            ))
+        }
+    };
+    let change = Arc::new(TombstoneChange::new());
+    let transition = minted.get().map_or((false, false), |m| m.1);
+    let apply = permit.queue(LocalApply {
+        key: key.to_vec(),
+        mutation: store_minted(minted_from, made.clone(), transition, change.clone()),
+        trace,
+        bytes,
+        minted: None,
+        handed_out: true,
+        hint_for: None,
+    });
+    Ok((LocalWrite::MintedHere(apply, change), made))
+}
+
+/// Hands a write's `mutation` to the writer thread, which mints the new
+/// version and hands it back before its batch is durable; the local write
+/// and the version's bytes (none for a write with nobody to send it to,
+/// which waits for its own copy instead).
+#[allow(clippy::too_many_arguments)]
+async fn mint_in_writer(
+    replicas: &Replicas,
+    key: &[u8],
+    mutation: crate::storage::Mutation,
+    (trace, bytes): (u64, usize),
+    alone: bool,
+    deadline: tokio::time::Instant,
+    timeout_ms: u64,
+    minted: &MintedVersion,
+) -> Result<(LocalWrite, Vec<u8>), ClientError> {
+    // A write with nobody to send its version to does not wait for it: it
+    // drops the receiving end, so the writer skips the hand-off (which
+    // would wake this thread once more for nothing). The job still asks
+    // for one: that is what makes it a minting job to the writer (refused
+    // while minting is stopped, counted when its batch fails).
+    let (minted_tx, minted_rx) = tokio::sync::oneshot::channel();
+    let minted_rx = (!alone).then_some(minted_rx);
+    let mut apply: LocalBoxFuture<'static, LocalAnswer> =
+        Box::pin(replicas.apply_minting(LocalApply {
+            key: key.to_vec(),
+            mutation,
+            trace,
+            bytes,
+            minted: Some(minted_tx),
+            handed_out: false,
+            hint_for: None,
+        }));
+    let local_timeout = || {
+        ClientError::new(
+            ErrorCode::Timeout,
+            format!("local write did not finish within {timeout_ms} ms"),
+        )
+    };
+    match minted_rx {
+        Some(minted_rx) => match tokio::time::timeout_at(deadline, minted_rx).await {
+            Ok(Ok(bytes)) => Ok((LocalWrite::Writing(apply), bytes)),
+            // Nothing was minted: the apply's own answer says why.
+            Ok(Err(_)) => {
+                let result = tokio::time::timeout_at(deadline, &mut apply)
+                    .await
+                    .map_err(|_| local_timeout())?;
+                Err(refusal_of(result))
+            }
+            Err(_) => Err(local_timeout()),
+        },
+        None => {
+            let result = tokio::time::timeout_at(deadline, &mut apply)
+                .await
+                .map_err(|_| local_timeout())?;
+            if minted.get().is_none() {
+                return Err(refusal_of(result));
+            }
+            Ok((LocalWrite::Answered(result), Vec::new()))
+        }
     }
 }
 
@@ -587,6 +690,158 @@ mod tests {
             assert!(answer.is_empty(), "{key:?}");
             assert_eq!(stored().live_values(), vec![&b"d"[..]], "{key:?}");
         }
+    }
+
+    /// What a write of `key` would be minted here from, and how; `None`:
+    /// by the writer. Nothing is minted.
+    fn mintable(replicas: &Replicas, key: &[u8]) -> Option<(Option<Vec<u8>>, MintAs)> {
+        let permit = replicas.mint_here(key)?;
+        Some((permit.stored.clone(), permit.minting_as.clone()))
+    }
+
+    /// A job that holds the writer thread in its mutation until released.
+    struct Hold {
+        entered: std::sync::mpsc::Receiver<()>,
+        release: std::sync::mpsc::Sender<()>,
+    }
+
+    impl Hold {
+        /// Waits (without blocking this thread) until the writer is in it.
+        async fn entered(&self) {
+            while self.entered.try_recv().is_err() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+
+        /// Lets the writer go on (now, or once it gets to the job).
+        fn release(self) {
+            self.release.send(()).unwrap();
+        }
+    }
+
+    /// The answer of a [`Hold`] job, once released.
+    type Held = tokio::task::JoinHandle<
+        Result<Result<Option<Vec<u8>>, crate::storage::ApplyError>, actix::MailboxError>,
+    >;
+
+    /// Queues a [`Hold`] job (of a key of its own) with the writer.
+    fn hold(replicas: &Replicas) -> (Hold, Held) {
+        let (entered_tx, entered) = std::sync::mpsc::channel::<()>();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let job = replicas.apply_local(LocalApply {
+            key: b"held".to_vec(),
+            mutation: Box::new(move |_, _| {
+                let _ = entered_tx.send(());
+                let _ = released.recv();
+                Ok(None)
+            }),
+            trace: 0,
+            bytes: 0,
+            minted: None,
+            handed_out: false,
+            hint_for: None,
+        });
+        (Hold { entered, release }, tokio::task::spawn_local(job))
+    }
+
+    /// A write is minted here, on this thread, when the store holds its
+    /// key in memory and no minting job of the key is pending; while one
+    /// is, the writer mints it after that job. Either way every version
+    /// gets a dot of its own: blind writes piled up behind a held writer
+    /// all stay siblings, with distinct dots.
+    #[actix_rt::test]
+    async fn a_version_is_minted_here_only_when_no_mint_of_its_key_is_pending() {
+        let replicas = replicas();
+        let sent: Primaries = &[("n1", Reach::Usable), ("n2", Reach::Usable)];
+        let n1 = node("n1").version_actor(1);
+        let blind = |value: &[u8]| {
+            coordinate(
+                replicas.clone(),
+                plan(b"k", value, VersionVector::new(), sent, 1 << 20),
+            )
+        };
+        let (from, minting_as) = mintable(&replicas, b"k").unwrap();
+        assert_eq!((from, &minting_as.actor), (None, &n1), "nothing stored yet");
+        blind(b"a").await.unwrap();
+        let (from, _) = mintable(&replicas, b"k").unwrap();
+        let from = Object::decode(&from.unwrap()).unwrap();
+        assert_eq!(from.live_values(), vec![&b"a"[..]], "the stored version");
+
+        // The writer held in a job of another key; the writes of `k` and a
+        // second held job queue behind it, so they make one group. While
+        // that group runs (held in its second job, before its batch is in
+        // the store), the jobs of `k` are pending.
+        let (first, first_held) = hold(&replicas);
+        let writes: Vec<_> = [b"b", b"c", b"d", b"e"]
+            .into_iter()
+            .map(|value| tokio::task::spawn_local(blind(value)))
+            .collect();
+        // Each write queues its job on its first poll.
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+        let (second, second_held) = hold(&replicas);
+
+        assert!(
+            mintable(&replicas, b"k").is_none(),
+            "the writes of k are queued, not done"
+        );
+        assert!(mintable(&replicas, b"other-key").is_some());
+        first.release();
+        second.entered().await;
+        assert!(
+            mintable(&replicas, b"k").is_none(),
+            "the group holding the writes of k is not in the store yet"
+        );
+
+        second.release();
+        first_held.await.unwrap().unwrap().unwrap();
+        second_held.await.unwrap().unwrap().unwrap();
+        for write in writes {
+            write.await.unwrap().unwrap();
+        }
+        let bytes = replicas.read_in_memory(b"k").unwrap().unwrap().unwrap();
+        let stored = Object::decode(&bytes).unwrap();
+        let mut values = stored.live_values();
+        values.sort();
+        assert_eq!(values, vec![&b"a"[..], b"b", b"c", b"d", b"e"]);
+        let dots: std::collections::HashSet<_> =
+            stored.siblings().iter().map(|s| s.dot.clone()).collect();
+        assert_eq!(dots.len(), 5, "every version has a dot of its own");
+        assert_eq!(stored.context().counter(&n1), 5);
+        assert!(mintable(&replicas, b"k").is_some(), "nothing pending again");
+    }
+
+    /// The writer stores a version minted here as it was made when the
+    /// store still holds what it was made from, and joins it with what the
+    /// store holds otherwise (a replica write that landed meanwhile).
+    #[test]
+    fn a_version_minted_here_is_joined_with_what_landed_meanwhile() {
+        let minting_as = MintAs {
+            actor: node("n1").version_actor(1),
+            counter_floor: 0,
+        };
+        let from = write(None, b"a", "n1", false);
+        let made = write(Some(&from), b"b", "n1", true);
+        let store = |current: Option<&Object>| {
+            let change = Arc::new(TombstoneChange::new());
+            let mutation = store_minted(
+                Some(from.encode()),
+                made.encode(),
+                (false, false),
+                change.clone(),
+            );
+            let stored = mutation(current.map(Object::encode).as_deref(), &minting_as)
+                .unwrap()
+                .unwrap();
+            (Object::decode(&stored).unwrap(), *change.get().unwrap())
+        };
+        assert_eq!(store(Some(&from)), (made.clone(), (false, false)));
+        let landed = write(Some(&from), b"c", "n2", false);
+        let (joined, _) = store(Some(&landed));
+        let mut values = joined.live_values();
+        values.sort();
+        assert_eq!(values, vec![&b"b"[..], b"c"]);
     }
 
     fn write(local: Option<&Object>, value: &[u8], actor: &str, supersede_local: bool) -> Object {

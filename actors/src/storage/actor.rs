@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use actix::prelude::*;
+use fnv::FnvHashMap;
 use futures_util::stream;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -23,9 +24,9 @@ use super::keys::{self, HintRecord};
 use super::tree::{self, KeyTree, TreeDigest, TreeSnapshot};
 use super::worker::{
     self, ApplyError, ApplyJob, EngineSlot, HeldHint, HintCounts, KeyListing, ListBounds,
-    LiveFilter, Mutation, Page, ReadJob, ReapDecide, ReapShadow, WriterJob,
+    LiveFilter, MintAs, Mutation, Page, ReadJob, ReapDecide, ReapShadow, WriterJob,
 };
-use super::writer::{Answer, Backend, MintState, Writer, WriterLimits};
+use super::writer::{Answer, Backend, MintGate, MintState, Writer, WriterLimits};
 use crate::ring::storage_key;
 use crate::NodeId;
 
@@ -155,6 +156,11 @@ pub struct LocalApply {
     /// not run (`ApplyError::CannotMint`). A write coordinator sends it to
     /// the other replicas meanwhile (see `replicator::write`).
     pub minted: Option<oneshot::Sender<Vec<u8>>>,
+    /// The mutation stores a version the coordinator minted on its own
+    /// thread and handed out already (see `writer`, "Minting on the event
+    /// loop"): it is stored even while the writer does not mint, and a
+    /// failed batch stops minting as for a version the writer handed out.
+    pub handed_out: bool,
     /// Sloppy quorum: this node stands in for this replica; a hint for it
     /// is written in the same batch.
     pub hint_for: Option<NodeId>,
@@ -274,10 +280,6 @@ impl Storage {
     ) -> Result<Self, StorageError> {
         let span = tracing::info_span!("storage", node = %node, actor = "storage");
         let (write_tx, write_rx) = sync_channel(options.storage_queue_max);
-        let writes = WriterQueue {
-            sender: Arc::new(Mutex::new(write_tx)),
-            limit: options.storage_queue_max,
-        };
         let (reads, read_rx) = sync_channel(options.storage_queue_max);
         let slot: EngineSlot = Arc::new(RwLock::new(engine));
         let (health_tx, health) = mpsc::unbounded_channel();
@@ -299,6 +301,13 @@ impl Storage {
             }),
             tree.clone(),
         )?;
+        // Numbered from 1: the gate's 0 says that no job is done yet.
+        let writes = WriterQueue {
+            sender: Arc::new(Mutex::new((write_tx, 1))),
+            limit: options.storage_queue_max,
+            gate: writer.gate(),
+            mints: Arc::default(),
+        };
         let mut storage = Self {
             writes,
             writer_done: None,
@@ -407,7 +416,7 @@ impl Storage {
                 writer.recover(elapsed_ms(*started));
                 Ok(())
             }
-            None => self.writes.offer(job),
+            None => self.writes.offer(job).map(|_| ()),
         }
     }
 
@@ -427,20 +436,62 @@ impl Storage {
 /// the one sender lives here, and its holders only lock it to send.
 #[derive(Clone)]
 pub struct WriterQueue {
-    sender: Arc<Mutex<SyncSender<WriterJob>>>,
+    /// The sender, and the number the next job gets (jobs are numbered in
+    /// queue order; see [`WriterQueue::apply_numbered`]).
+    sender: Arc<Mutex<(NumberedSender, u64)>>,
     /// Jobs it holds at most (`storage_queue_max`), for the error.
     limit: usize,
+    /// What the writer publishes for minting on the caller's thread.
+    gate: Arc<MintGate>,
+    /// Per key, the number of the last minting job queued for it (see
+    /// [`WriterQueue::mint_here`]); entries of done jobs are dropped once
+    /// there are `MINTS_TRACKED_PRUNE_AT`.
+    mints: Arc<Mutex<FnvHashMap<Vec<u8>, u64>>>,
 }
 
+/// Leave to mint one version on the caller's thread
+/// ([`WriterQueue::mint_here`]); while it lives, no minting job is queued.
+pub struct MintPermit<'a> {
+    queue: &'a WriterQueue,
+    mints: std::sync::MutexGuard<'a, FnvHashMap<Vec<u8>, u64>>,
+    /// The stored object to mint from (`None`: the key is not stored).
+    pub stored: Option<Vec<u8>>,
+    /// The name and floor to mint under.
+    pub minting_as: MintAs,
+}
+
+impl MintPermit<'_> {
+    /// Queues `apply`, the job that stores the version minted (with
+    /// `handed_out`), as the key's last minting job.
+    pub fn queue(mut self, apply: LocalApply) -> AppliedLater {
+        Box::pin(self.queue.queue_minting(&mut self.mints, apply))
+    }
+}
+
+/// The writer's answer to a job queued by [`MintPermit::queue`].
+pub type AppliedLater =
+    futures_util::future::BoxFuture<'static, Result<Option<Vec<u8>>, ApplyError>>;
+
+/// The writer's queue of jobs, each with its number.
+type NumberedSender = SyncSender<(u64, WriterJob)>;
+
+/// Keys whose last minting job is tracked, at which those whose job is
+/// done are dropped.
+const MINTS_TRACKED_PRUNE_AT: usize = 1024;
+
 impl WriterQueue {
-    /// Queues `job`; refused when the queue is full or closed.
-    fn offer(&self, job: WriterJob) -> Result<(), StorageError> {
+    /// Queues `job`; its number, or why it was refused (the queue is full
+    /// or closed).
+    fn offer(&self, job: WriterJob) -> Result<u64, StorageError> {
         // A panic while holding it cannot leave the sender half-changed.
-        let sender = self
+        let mut sender = self
             .sender
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        worker::offer(&sender, job, self.limit)
+        let number = sender.1;
+        worker::offer(&sender.0, (number, job), self.limit)?;
+        sender.1 += 1;
+        Ok(number)
     }
 
     /// Hands `apply` to the writer; answers as the Storage actor answers
@@ -449,14 +500,96 @@ impl WriterQueue {
         &self,
         apply: LocalApply,
     ) -> impl std::future::Future<Output = Result<Option<Vec<u8>>, ApplyError>> {
+        self.apply_numbered(apply).1
+    }
+
+    /// [`WriterQueue::apply`], and the job's number when it was queued:
+    /// once [`MintGate::done`] reaches it, the job's write is in the engine
+    /// (or failed).
+    fn apply_numbered(
+        &self,
+        apply: LocalApply,
+    ) -> (
+        Option<u64>,
+        impl std::future::Future<Output = Result<Option<Vec<u8>>, ApplyError>>,
+    ) {
         let (job, answer) = apply.into_job();
         let queued = self.offer(job);
-        async move {
+        let number = queued.as_ref().ok().copied();
+        let answer = async move {
             queued?;
             answer
                 .await
                 .map_err(|_| ApplyError::Storage(StorageError::Stopped))?
+        };
+        (number, answer)
+    }
+
+    /// Leave to mint a new version of `key` on the caller's thread now,
+    /// with what `read` (the stored object, from memory) answered; `None`
+    /// when the writer must mint it instead: a minting job of the key is
+    /// not done yet, `read` has no answer, or minting is stopped.
+    ///
+    /// The order is what makes the dot fresh (`writer`, "Minting on the
+    /// event loop"): the key's jobs are done before the read, so it sees
+    /// every version this store minted for the key; the minting name and
+    /// floor are read after it, so a floor raised by a reap whose delete
+    /// the read saw is seen too. The leave holds the lock of the key's
+    /// jobs until [`MintPermit::queue`] queues the job that stores the
+    /// version, so no other thread mints in between.
+    pub fn mint_here(
+        &self,
+        key: &[u8],
+        read: impl FnOnce() -> Option<Option<Vec<u8>>>,
+    ) -> Option<MintPermit<'_>> {
+        let mints = self.mints();
+        let done = self.gate.done();
+        if mints.get(key).is_some_and(|&last| last > done) {
+            return None;
         }
+        let stored = read()?;
+        let minting_as = self.gate.minting_as()?;
+        Some(MintPermit {
+            queue: self,
+            mints,
+            stored,
+            minting_as,
+        })
+    }
+
+    /// [`WriterQueue::apply`] for a job that mints a version of its key:
+    /// mints of the key on any thread wait until it is done.
+    pub fn apply_minting(
+        &self,
+        apply: LocalApply,
+    ) -> impl std::future::Future<Output = Result<Option<Vec<u8>>, ApplyError>> {
+        self.queue_minting(&mut self.mints(), apply)
+    }
+
+    /// Queues a minting job and notes it as its key's last, under the
+    /// `mints` lock (taken before the sender's).
+    fn queue_minting(
+        &self,
+        mints: &mut FnvHashMap<Vec<u8>, u64>,
+        apply: LocalApply,
+    ) -> impl std::future::Future<Output = Result<Option<Vec<u8>>, ApplyError>> {
+        let key = apply.key.clone();
+        let (number, answer) = self.apply_numbered(apply);
+        if let Some(number) = number {
+            if mints.len() >= MINTS_TRACKED_PRUNE_AT {
+                let done = self.gate.done();
+                mints.retain(|_, last| *last > done);
+            }
+            mints.insert(key, number);
+        }
+        answer
+    }
+
+    /// The last minting job of each key (see [`WriterQueue::mint_here`]).
+    fn mints(&self) -> std::sync::MutexGuard<'_, FnvHashMap<Vec<u8>, u64>> {
+        self.mints
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Closes the queue: every later job is refused (`Stopped`), and the
@@ -467,7 +600,7 @@ impl WriterQueue {
             .sender
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        drop(std::mem::replace(&mut *sender, closed));
+        drop(std::mem::replace(&mut sender.0, closed));
     }
 }
 
@@ -486,6 +619,7 @@ impl LocalApply {
             bytes: self.bytes,
             reply,
             minted: self.minted,
+            handed_out: self.handed_out,
             hint_for: self.hint_for,
         });
         (job, answer)
@@ -889,6 +1023,7 @@ mod tests {
             mutation: Box::new(move |_, _| Ok(Some(value))),
             trace: 0,
             minted: None,
+            handed_out: false,
             hint_for: None,
         }
     }

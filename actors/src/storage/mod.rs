@@ -28,10 +28,10 @@ pub mod writer;
 mod writer_tests;
 
 pub use actor::{
-    ClearHint, CloseWrites, CompactStore, HintCountsQuery, HintsPending, LocalApply, LocalHints,
-    LocalListKeys, LocalRead, LocalReap, LocalScan, MemoryReads, Storage, StorageHealth,
-    StorageOptions, StorageThreading, SubscribeStorage, TreeSnapshotQuery, WriterQueue,
-    HINTS_BYTES_MAX_PER_TARGET_DEFAULT, STORAGE_QUEUE_MAX_DEFAULT,
+    AppliedLater, ClearHint, CloseWrites, CompactStore, HintCountsQuery, HintsPending, LocalApply,
+    LocalHints, LocalListKeys, LocalRead, LocalReap, LocalScan, MemoryReads, MintPermit, Storage,
+    StorageHealth, StorageOptions, StorageThreading, SubscribeStorage, TreeSnapshotQuery,
+    WriterQueue, HINTS_BYTES_MAX_PER_TARGET_DEFAULT, STORAGE_QUEUE_MAX_DEFAULT,
 };
 pub use engine::{Engine, KeyValues, StorageError, WriteOp};
 pub use lsm::{LsmEngine, LsmOptions};
@@ -40,4 +40,4 @@ pub use worker::{
     ApplyError, Covers, HeldHint, HintCounts, KeyListing, ListBounds, LiveFilter, MintAs, Mutation,
     Page, ReapDecide, ReapShadow, ReapVerdict,
 };
-pub use writer::{Backend, MintState};
+pub use writer::{Backend, MintGate, MintState};

@@ -119,6 +119,9 @@ pub(crate) struct ApplyJob {
     /// made it, before the group is written (dropped unsent when nothing
     /// new is written).
     pub minted: Option<oneshot::Sender<Vec<u8>>>,
+    /// The job stores a version its coordinator minted and handed out
+    /// already (`writer`, "Minting on the event loop").
+    pub handed_out: bool,
     /// Sloppy quorum: this node stands in for `owner`; a hint is written
     /// in the same batch.
     pub hint_for: Option<NodeId>,

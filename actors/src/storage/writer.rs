@@ -31,6 +31,23 @@
 //! the writer checks that the disk takes writes again (a small fsynced
 //! probe file), closes the engine and opens it again from what is durable.
 //!
+//! # Minting on the event loop
+//!
+//! A coordinator may also mint a version itself, on its event loop, from
+//! the stored object as the engine holds it in memory, and hand it out
+//! before this thread sees the job (one thread hop less on a put's path).
+//! That is safe only when the stored object is the newest this store has
+//! minted for the key: the writer publishes what the coordinator needs in
+//! a [`MintGate`]: the name and floor new versions are minted under
+//! (nothing while minting is stopped, set before the jobs of a failed
+//! batch are answered), and the number of the last job whose group is
+//! done ([`WriterQueue`](super::WriterQueue) numbers jobs in queue order),
+//! published once its batch is in the engine (or failed). The coordinator
+//! mints only for a key whose earlier minting jobs are all done. Such a
+//! job comes with `handed_out`: a failed batch stops minting as for a
+//! version this thread handed out, and it is never refused for that (its
+//! version is out already).
+//!
 //! # Reaps and the counter floor
 //!
 //! A reap (`WriterJob::Reap`, from `repair::reap`) is a compare-and-delete
@@ -72,8 +89,9 @@
 //! and while idle (see `tree.rs`).
 
 use fnv::FnvHashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -152,6 +170,40 @@ pub struct MintState {
 
 /// What the writer reports: its minting state after each change.
 pub type Publish = Box<dyn FnMut(MintState) + Send>;
+
+/// What a coordinator needs to mint a version on its own thread (see
+/// "Minting on the event loop"), kept current by the writer.
+#[derive(Debug, Default)]
+pub struct MintGate {
+    /// The name and floor new versions are minted under; `None` while
+    /// minting is stopped.
+    minting: Mutex<Option<MintAs>>,
+    /// The number of the last queued job whose group is done: written to
+    /// the engine (so a read from memory sees it), or failed.
+    done: AtomicU64,
+}
+
+impl MintGate {
+    /// How to mint now; `None` while minting is stopped.
+    pub fn minting_as(&self) -> Option<MintAs> {
+        self.minting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The number of the last queued job whose group is done.
+    pub fn done(&self) -> u64 {
+        self.done.load(Ordering::SeqCst)
+    }
+
+    fn set(&self, minting: Option<MintAs>) {
+        *self
+            .minting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = minting;
+    }
+}
 
 /// One answer of the writer to a caller, sent where the callers wait.
 pub enum Answer {
@@ -235,6 +287,8 @@ pub(crate) struct Writer {
     shadows: Shadows,
     /// Where a group's answers go (see [`Deliver`]).
     deliver: Option<Deliver>,
+    /// What coordinators mint on their own thread with.
+    gate: Arc<MintGate>,
 }
 
 impl Writer {
@@ -269,11 +323,24 @@ impl Writer {
             tree: TreeWriter::new(tree),
             shadows: Shadows::default(),
             deliver: None,
+            gate: Arc::default(),
         };
         writer.count_hints()?;
         writer.mint_as.counter_floor = keys::read_counter_floor(&*current(&writer.slot))?;
-        (writer.publish)(writer.mint.clone());
+        writer.publish_mint();
         Ok(writer)
+    }
+
+    /// The gate coordinators mint through on their own thread.
+    pub(crate) fn gate(&self) -> Arc<MintGate> {
+        self.gate.clone()
+    }
+
+    /// Reports the minting state (after each change), to the gate first.
+    fn publish_mint(&mut self) {
+        let minting = self.mint.stopped.is_none().then(|| self.mint_as.clone());
+        self.gate.set(minting);
+        (self.publish)(self.mint.clone());
     }
 
     /// Hands each group's answers to `deliver` from now on.
@@ -305,6 +372,12 @@ impl Writer {
     /// The minting state now.
     pub(crate) fn mint_state(&self) -> MintState {
         self.mint.clone()
+    }
+
+    /// Stops minting as a failed batch does.
+    #[cfg(test)]
+    pub(crate) fn stop_minting_for_test(&mut self, reason: &str) {
+        self.stop_minting(reason.into());
     }
 
     /// The counter floor now (see "Reaps and the counter floor").
@@ -344,7 +417,7 @@ impl Writer {
 
     /// The writer loop: runs until every sender is dropped, then flushes
     /// the engine (for a clean stop) and says whether that worked.
-    pub(crate) fn run(mut self, jobs: Receiver<WriterJob>) -> Result<(), String> {
+    pub(crate) fn run(mut self, jobs: Receiver<(u64, WriterJob)>) -> Result<(), String> {
         let tick = Duration::from_millis(RECOVERY_TICK_MS);
         let started = Instant::now();
         let now_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -373,18 +446,20 @@ impl Writer {
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             };
+            let (mut last, first) = first;
             let mut bytes = first.bytes();
             let mut group = vec![first];
             while group.len() < self.limits.batch_max && bytes < self.limits.batch_bytes_max {
                 match jobs.try_recv() {
-                    Ok(job) => {
+                    Ok((number, job)) => {
                         bytes += job.bytes();
                         group.push(job);
+                        last = number;
                     }
                     Err(_) => break,
                 }
             }
-            self.group(group);
+            self.group_through(group, Some(last));
             self.recover(now_ms());
         }
         debug!("storage writer stopped");
@@ -396,6 +471,13 @@ impl Writer {
 
     /// Applies one group of jobs and answers each (one engine write batch).
     pub(crate) fn group(&mut self, jobs: Vec<WriterJob>) {
+        self.group_through(jobs, None);
+    }
+
+    /// [`Writer::group`] of the queued jobs numbered up to `last`: the
+    /// gate says they are done once the batch is in the engine (or failed),
+    /// before any of them is answered.
+    fn group_through(&mut self, jobs: Vec<WriterJob>, last: Option<u64>) {
         let engine = current(&self.slot);
         if engine.is_poisoned() && self.mint.stopped.is_none() {
             self.stop_minting("the store refuses writes (a write to disk failed)".into());
@@ -440,6 +522,12 @@ impl Writer {
                             // high, which only skips counters).
                             self.mint_as.counter_floor =
                                 self.mint_as.counter_floor.max(verdict.counter_floor);
+                            // Before the delete is in the engine: a
+                            // coordinator that reads the key gone from
+                            // memory mints above the floor.
+                            if self.mint.stopped.is_none() {
+                                self.gate.set(Some(self.mint_as.clone()));
+                            }
                             let delete = verdict.delete && stored.is_some();
                             if delete {
                                 self.tree.note(&key, stored.as_deref(), None, &mut tree);
@@ -488,7 +576,10 @@ impl Writer {
                     }
                 }
                 WriterJob::Apply(job) => {
-                    let minting = job.minted.is_some();
+                    // A version handed out already is stored even while
+                    // minting is stopped: its dot is fresh (see "Minting
+                    // on the event loop").
+                    let minting = job.minted.is_some() && !job.handed_out;
                     if minting {
                         if let Some(reason) = &self.mint.stopped {
                             let reason = reason.clone();
@@ -558,6 +649,9 @@ impl Writer {
                     ));
                 }
             }
+        }
+        if let Some(last) = last {
+            self.gate.done.fetch_max(last, Ordering::SeqCst);
         }
         let answers = outcomes
             .into_iter()
@@ -656,6 +750,7 @@ impl Writer {
             Ok(Some(new))
                 if current.is_none()
                     && job.minted.is_none()
+                    && !job.handed_out
                     && self.shadows.covers(&job.key, &new) =>
             {
                 // Superseded by a reaped delete: nothing is stored, and
@@ -681,7 +776,7 @@ impl Writer {
                         }
                         (None, len, true)
                     }
-                    None => (Some(new), len, false),
+                    None => (Some(new), len, job.handed_out),
                 }
             }
         };
@@ -737,7 +832,7 @@ impl Writer {
     fn stop_minting(&mut self, reason: String) {
         error!(%reason, "this node stops minting new versions until it has a new incarnation; writes go to other replicas");
         self.mint.stopped = Some(reason);
-        (self.publish)(self.mint.clone());
+        self.publish_mint();
     }
 
     /// After a failure: reopens a poisoned store when the disk takes writes
@@ -771,7 +866,7 @@ impl Writer {
                 self.mint_as.actor = self.mint.version_actor.clone();
                 info!(version_actor = %self.mint.version_actor,
                     "new store incarnation after a failed write: minting again");
-                (self.publish)(self.mint.clone());
+                self.publish_mint();
             }
             Err(e) => warn!(error = %e, "cannot record a new incarnation yet; still not minting"),
         }

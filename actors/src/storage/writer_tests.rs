@@ -61,6 +61,7 @@ fn job(
         bytes,
         reply,
         minted,
+        handed_out: false,
         hint_for,
     });
     (job, rx)
@@ -125,6 +126,10 @@ fn after_a_failed_batch_that_handed_out_a_version_no_dot_is_minted_again_under_t
     let engine =
         Arc::new(LsmEngine::open(Arc::new(vfs.clone()), "/db", LsmOptions::default()).unwrap());
     let (mut w, published) = writer(engine, Some(vfs.clone()));
+    // Coordinators minting on their own thread see the same name.
+    let gate = w.gate();
+    let minting = |gate: &super::writer::MintGate| gate.minting_as().map(|m| m.actor);
+    assert_eq!(minting(&gate), Some(id("n1").version_actor(1)));
     let (job, minted, reply) = mint(b"k0");
     w.group(vec![job]);
     assert_eq!(minted.blocking_recv().unwrap(), b"n1#00000001");
@@ -140,6 +145,7 @@ fn after_a_failed_batch_that_handed_out_a_version_no_dot_is_minted_again_under_t
         Err(ApplyError::Storage(_))
     ));
     assert!(published.lock().unwrap().last().unwrap().stopped.is_some());
+    assert_eq!(minting(&gate), None, "nor on a coordinator's thread");
 
     // From now on nothing is minted under n1#00000001: the next write of
     // k1 would reuse the dot the failed one handed out.
@@ -156,6 +162,7 @@ fn after_a_failed_batch_that_handed_out_a_version_no_dot_is_minted_again_under_t
     let state = published.lock().unwrap().last().cloned().unwrap();
     assert_eq!(state.stopped, None);
     assert_eq!(state.version_actor.as_str(), "n1#00000002");
+    assert_eq!(minting(&gate), Some(id("n1").version_actor(2)));
     let (job, minted, reply) = mint(b"k1");
     w.group(vec![job]);
     assert_eq!(minted.blocking_recv().unwrap(), b"n1#00000002");
@@ -166,6 +173,64 @@ fn after_a_failed_batch_that_handed_out_a_version_no_dot_is_minted_again_under_t
         reply.blocking_recv().unwrap().is_ok(),
         "the reopened store takes writes"
     );
+}
+
+/// A job storing a version its coordinator minted on its own thread and
+/// handed out (`handed_out`).
+fn handed_out(key: &[u8], value: &[u8]) -> (WriterJob, Reply) {
+    let (mut job, reply) = merge(key, value, None);
+    if let WriterJob::Apply(apply) = &mut job {
+        apply.handed_out = true;
+    }
+    (job, reply)
+}
+
+/// A version a coordinator minted on its own thread and handed out is
+/// stored even while the writer mints nothing (its dot is fresh: the
+/// coordinator minted it only with no minting job of the key pending),
+/// and when its batch fails the writer stops minting, as for a version it
+/// handed out itself.
+#[test]
+fn a_version_handed_out_already_is_stored_even_while_minting_is_stopped_and_its_loss_stops_minting()
+{
+    let vfs = FaultVfs::new();
+    let engine =
+        Arc::new(LsmEngine::open(Arc::new(vfs.clone()), "/db", LsmOptions::default()).unwrap());
+    let (mut w, published) = writer(engine.clone(), None);
+    vfs.fail_next(FaultOp::Sync, EIO);
+    let (job, reply) = handed_out(b"k", b"v1");
+    w.group(vec![job]);
+    assert!(reply.blocking_recv().unwrap().is_err());
+    assert!(
+        published.lock().unwrap().last().unwrap().stopped.is_some(),
+        "a lost version that was handed out stops minting"
+    );
+    assert!(w.gate().minting_as().is_none());
+    // The engine refuses writes now (poisoned), so the job fails, but as a
+    // storage error, not as a refusal to mint.
+    let (job, reply) = handed_out(b"k", b"v2");
+    w.group(vec![job]);
+    assert!(matches!(
+        reply.blocking_recv().unwrap(),
+        Err(ApplyError::Storage(_))
+    ));
+
+    // A writer that stopped minting over a memory store that takes writes
+    // (its minting job was refused) still stores a handed-out version.
+    let (mut w, _) = writer(Arc::new(MemoryEngine::default()), None);
+    let (job, _, _) = mint(b"x");
+    w.group(vec![job]);
+    w.stop_minting_for_test("a test");
+    let (job, minted, reply) = mint(b"k");
+    w.group(vec![job]);
+    assert!(minted.blocking_recv().is_err(), "nothing minted");
+    assert!(matches!(
+        reply.blocking_recv().unwrap(),
+        Err(ApplyError::CannotMint { .. })
+    ));
+    let (job, reply) = handed_out(b"k", b"v3");
+    w.group(vec![job]);
+    assert!(reply.blocking_recv().unwrap().is_ok(), "stored");
 }
 
 #[test]
@@ -448,6 +513,8 @@ fn a_reap_removes_the_object_and_raises_the_floor_durably_in_one_batch() {
     let data = keys::data_key(&crate::ring::storage_key(b"k"));
     assert_eq!(engine.get(&data).unwrap(), None);
     assert_eq!(w.counter_floor(), 7);
+    // A coordinator that sees the key gone mints above it too.
+    assert_eq!(w.gate().minting_as().unwrap().counter_floor, 7);
 
     // A check that keeps the object: nothing removed; a lower floor does
     // not lower it.
