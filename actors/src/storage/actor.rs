@@ -444,16 +444,51 @@ pub struct WriterQueue {
     /// What the writer publishes for minting on the caller's thread.
     gate: Arc<MintGate>,
     /// Per key, the number of the last minting job queued for it (see
-    /// [`WriterQueue::mint_here`]); entries of done jobs are dropped once
-    /// there are `MINTS_TRACKED_PRUNE_AT`.
-    mints: Arc<Mutex<FnvHashMap<Vec<u8>, u64>>>,
+    /// [`WriterQueue::mint_here`]).
+    mints: Arc<Mutex<MintsQueued>>,
+}
+
+/// Per key, the number of the last minting job queued for it. Entries of
+/// done jobs are dropped when the map reaches `prune_at`, which is then set
+/// to twice what is left (at least `MINTS_TRACKED_PRUNE_AT`), so a map full
+/// of pending jobs is not swept on every insert.
+#[derive(Debug)]
+struct MintsQueued {
+    last: FnvHashMap<Vec<u8>, u64>,
+    prune_at: usize,
+}
+
+impl Default for MintsQueued {
+    fn default() -> Self {
+        Self {
+            last: FnvHashMap::default(),
+            prune_at: MINTS_TRACKED_PRUNE_AT,
+        }
+    }
+}
+
+impl MintsQueued {
+    /// Whether a minting job of `key` is not done yet (`done`: the number
+    /// of the last job done).
+    fn pending(&self, key: &[u8], done: u64) -> bool {
+        self.last.get(key).is_some_and(|&last| last > done)
+    }
+
+    /// Notes job `number` as `key`'s last minting job.
+    fn note(&mut self, key: Vec<u8>, number: u64, done: u64) {
+        if self.last.len() >= self.prune_at {
+            self.last.retain(|_, last| *last > done);
+            self.prune_at = (self.last.len() * 2).max(MINTS_TRACKED_PRUNE_AT);
+        }
+        self.last.insert(key, number);
+    }
 }
 
 /// Leave to mint one version on the caller's thread
 /// ([`WriterQueue::mint_here`]); while it lives, no minting job is queued.
 pub struct MintPermit<'a> {
     queue: &'a WriterQueue,
-    mints: std::sync::MutexGuard<'a, FnvHashMap<Vec<u8>, u64>>,
+    mints: std::sync::MutexGuard<'a, MintsQueued>,
     /// The stored object to mint from (`None`: the key is not stored).
     pub stored: Option<Vec<u8>>,
     /// The name and floor to mint under.
@@ -475,8 +510,8 @@ pub type AppliedLater =
 /// The writer's queue of jobs, each with its number.
 type NumberedSender = SyncSender<(u64, WriterJob)>;
 
-/// Keys whose last minting job is tracked, at which those whose job is
-/// done are dropped.
+/// Keys whose last minting job is tracked, at least, at which those whose
+/// job is done are dropped ([`MintsQueued`]).
 const MINTS_TRACKED_PRUNE_AT: usize = 1024;
 
 impl WriterQueue {
@@ -544,7 +579,7 @@ impl WriterQueue {
     ) -> Option<MintPermit<'_>> {
         let mints = self.mints();
         let done = self.gate.done();
-        if mints.get(key).is_some_and(|&last| last > done) {
+        if mints.pending(key, done) {
             return None;
         }
         let stored = read()?;
@@ -570,23 +605,19 @@ impl WriterQueue {
     /// `mints` lock (taken before the sender's).
     fn queue_minting(
         &self,
-        mints: &mut FnvHashMap<Vec<u8>, u64>,
+        mints: &mut MintsQueued,
         apply: LocalApply,
     ) -> impl std::future::Future<Output = Result<Option<Vec<u8>>, ApplyError>> {
         let key = apply.key.clone();
         let (number, answer) = self.apply_numbered(apply);
         if let Some(number) = number {
-            if mints.len() >= MINTS_TRACKED_PRUNE_AT {
-                let done = self.gate.done();
-                mints.retain(|_, last| *last > done);
-            }
-            mints.insert(key, number);
+            mints.note(key, number, self.gate.done());
         }
         answer
     }
 
     /// The last minting job of each key (see [`WriterQueue::mint_here`]).
-    fn mints(&self) -> std::sync::MutexGuard<'_, FnvHashMap<Vec<u8>, u64>> {
+    fn mints(&self) -> std::sync::MutexGuard<'_, MintsQueued> {
         self.mints
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -963,6 +994,39 @@ mod tests {
 
     use super::*;
     use crate::storage::{KeyValues, MemoryEngine, WriteOp};
+
+    /// The last minting job of each key: pending until done reaches it;
+    /// done entries are dropped when the map reaches its mark, and a map
+    /// of pending jobs grows without being swept on every insert.
+    #[test]
+    fn queued_mints_are_pending_until_done_and_swept_in_doubling_steps() {
+        let key = |i: u64| i.to_be_bytes().to_vec();
+        let mut mints = MintsQueued::default();
+        mints.note(key(0), 1, 0);
+        assert!(mints.pending(&key(0), 0));
+        assert!(!mints.pending(&key(0), 1));
+        assert!(!mints.pending(&key(1), 0), "never queued");
+        mints.note(key(0), 7, 1);
+        assert!(mints.pending(&key(0), 6), "the key's last job counts");
+
+        // Every job done as it is queued: the map stays at its mark.
+        let mut mints = MintsQueued::default();
+        for i in 0..10 * MINTS_TRACKED_PRUNE_AT as u64 {
+            mints.note(key(i), i + 1, i);
+        }
+        assert!(mints.last.len() <= MINTS_TRACKED_PRUNE_AT);
+        assert_eq!(mints.prune_at, MINTS_TRACKED_PRUNE_AT);
+
+        // Nothing done: every entry stays, and the mark doubles.
+        let mut mints = MintsQueued::default();
+        let queued = 3 * MINTS_TRACKED_PRUNE_AT as u64;
+        for i in 0..queued {
+            mints.note(key(i), i + 1, 0);
+        }
+        assert_eq!(mints.last.len() as u64, queued);
+        assert_eq!(mints.prune_at, 4 * MINTS_TRACKED_PRUNE_AT);
+        assert!((0..queued).all(|i| mints.pending(&key(i), 0)));
+    }
 
     /// A memory engine that says it holds in memory only keys ending in
     /// `hot`, and counts the reads that reached `get` (a reader thread).
