@@ -150,6 +150,31 @@ async fn metrics_count_the_requests_sent_and_the_members() {
         .is_some());
     }
 
+    // A put whose key's last version is in the engine (W=3: the put
+    // before it answered once its own copy was written) and in memory is
+    // minted on the coordinator's event loop; every put is minted once.
+    let minted = |s: &Scrape, on: &str| {
+        value(s, "ringkv_versions_minted_total", &[("on", on)]).unwrap_or(0.0)
+    };
+    let all = RequestOptions {
+        w: Some(3),
+        ..RequestOptions::default()
+    };
+    let before = scrape(n1);
+    let mut context = None;
+    for value in [&b"x"[..], b"y", b"z"] {
+        let written = client
+            .put_with(b"minted", value, context.as_ref(), all)
+            .await
+            .unwrap();
+        context = Some(written);
+    }
+    let after = scrape(n1);
+    let here = minted(&after, "event_loop") - minted(&before, "event_loop");
+    let by_writer = minted(&after, "writer") - minted(&before, "writer");
+    assert_eq!(here + by_writer, 3.0, "{here} + {by_writer}");
+    assert!(here >= 2.0, "minted on the event loop: {here}");
+
     let (status, _) = http_get(n1, "/");
     assert_eq!(status, 404);
     let (status, _) = http_get(n1, "/metrics/x");

@@ -92,6 +92,11 @@ struct PeerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MintedOnLabel {
+    on: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActorLabel {
     actor: &'static str,
 }
@@ -179,6 +184,10 @@ struct Inner {
     read_retries: Counter,
     tombstones: Gauge<i64, AtomicI64>,
     tombstones_reaped: Counter,
+    /// Versions minted as a write's coordinator: on the event loop, by
+    /// the writer thread.
+    minted_here: Counter,
+    minted_by_writer: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -291,6 +300,12 @@ impl Metrics {
             "Tombstones this node removed because every replica held them and no hint was pending (its own reaper's or another member's)",
             tombstones_reaped.clone(),
         );
+        let minted = Family::<MintedOnLabel, Counter>::default();
+        registry.register(
+            "ringkv_versions_minted",
+            "New versions this node minted as a write's coordinator, by where: on=event_loop (from the stored object in memory; the replica writes leave at once) or on=writer (by the storage writer thread, which hands the version back: the key not in memory, an earlier mint of it not yet in the engine, or no other replica to send it to)",
+            minted.clone(),
+        );
         if let Some(engine) = engine {
             registry.register(
                 "ringkv_storage_fsync_duration_seconds",
@@ -344,6 +359,8 @@ impl Metrics {
             read_retries,
             tombstones,
             tombstones_reaped,
+            minted_here: minted.get_or_create_owned(&MintedOnLabel { on: "event_loop" }),
+            minted_by_writer: minted.get_or_create_owned(&MintedOnLabel { on: "writer" }),
         }))
     }
 
@@ -482,6 +499,16 @@ impl Metrics {
                 self.0.tombstones.dec();
             }
             _ => {}
+        }
+    }
+
+    /// This node minted a write's new version as its coordinator: on its
+    /// event loop (`here`) or by its writer thread.
+    pub fn version_minted(&self, here: bool) {
+        if here {
+            self.0.minted_here.inc();
+        } else {
+            self.0.minted_by_writer.inc();
         }
     }
 

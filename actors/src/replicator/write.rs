@@ -218,6 +218,9 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
             .await?
         }
     };
+    replicas
+        .metrics
+        .version_minted(matches!(local, LocalWrite::MintedHere(..)));
     // Set by the mutation before its bytes were sent.
     let Some((clock, _)) = minted.get() else {
         return Err(ClientError::new(
