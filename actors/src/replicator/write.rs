@@ -327,15 +327,19 @@ fn mint_with(
     };
     let change = Arc::new(TombstoneChange::new());
     let transition = minted.get().map_or((false, false), |m| m.1);
-    let apply = permit.queue(LocalApply {
-        key: key.to_vec(),
-        mutation: store_minted(minted_from, made.clone(), transition, change.clone()),
-        trace,
-        bytes,
-        minted: None,
-        handed_out: true,
-        hint_for: None,
-    });
+    // Refused by the writer's queue: nothing is handed out (no later mint
+    // of the key here would see this version).
+    let apply = permit
+        .queue(LocalApply {
+            key: key.to_vec(),
+            mutation: store_minted(minted_from, made.clone(), transition, change.clone()),
+            trace,
+            bytes,
+            minted: None,
+            handed_out: true,
+            hint_for: None,
+        })
+        .map_err(|e| refusal_of(Ok(Err(e.into()))))?;
     Ok((LocalWrite::MintedHere(apply, change), made))
 }
 
@@ -745,6 +749,41 @@ mod tests {
             hint_for: None,
         });
         (Hold { entered, release }, tokio::task::spawn_local(job))
+    }
+
+    /// A version minted here that the writer's queue refuses (full, or
+    /// closed as here) is not handed out: no later mint of the key would
+    /// see it. The write answers the refusal before any replica write
+    /// leaves, and counts no mint.
+    #[actix_rt::test]
+    async fn a_version_minted_here_that_the_queue_refuses_is_not_handed_out() {
+        let replicas = replicas();
+        let sent: Primaries = &[("n1", Reach::Usable), ("n2", Reach::Usable)];
+        let write = |value: &[u8]| {
+            coordinate(
+                replicas.clone(),
+                plan(b"k", value, VersionVector::new(), sent, 1 << 20),
+            )
+        };
+        let minted_here = |count: u32| {
+            let line = format!("ringkv_versions_minted_total{{on=\"event_loop\"}} {count}");
+            replicas.metrics.encode().lines().any(|l| l == line)
+        };
+        write(b"a").await.unwrap();
+        assert!(minted_here(1));
+        replicas
+            .storage
+            .send(crate::storage::CloseWrites)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            mintable(&replicas, b"k").is_some(),
+            "leave to mint is given"
+        );
+        let refused = write(b"b").await.unwrap_err();
+        assert!(refused.message.contains("stopped"), "{refused:?}");
+        assert!(minted_here(1), "{}", replicas.metrics.encode());
     }
 
     /// A write is minted here, on this thread, when the store holds its

@@ -437,7 +437,7 @@ impl Storage {
 #[derive(Clone)]
 pub struct WriterQueue {
     /// The sender, and the number the next job gets (jobs are numbered in
-    /// queue order; see [`WriterQueue::apply_numbered`]).
+    /// queue order; see [`WriterQueue::queue_numbered`]).
     sender: Arc<Mutex<(NumberedSender, u64)>>,
     /// Jobs it holds at most (`storage_queue_max`), for the error.
     limit: usize,
@@ -498,8 +498,11 @@ pub struct MintPermit<'a> {
 impl MintPermit<'_> {
     /// Queues `apply`, the job that stores the version minted (with
     /// `handed_out`), as the key's last minting job.
-    pub fn queue(mut self, apply: LocalApply) -> AppliedLater {
-        Box::pin(self.queue.queue_minting(&mut self.mints, apply))
+    /// Refused (the queue is full or closed): the version must not be
+    /// handed out, since no later mint of the key would see it.
+    pub fn queue(mut self, apply: LocalApply) -> Result<AppliedLater, StorageError> {
+        let answer = self.queue.queue_minting(&mut self.mints, apply)?;
+        Ok(Box::pin(answered(answer)))
     }
 }
 
@@ -535,29 +538,17 @@ impl WriterQueue {
         &self,
         apply: LocalApply,
     ) -> impl std::future::Future<Output = Result<Option<Vec<u8>>, ApplyError>> {
-        self.apply_numbered(apply).1
+        let queued = self.queue_numbered(apply);
+        async move { answered(queued?.1).await }
     }
 
-    /// [`WriterQueue::apply`], and the job's number when it was queued:
-    /// once [`MintGate::done`] reaches it, the job's write is in the engine
-    /// (or failed).
-    fn apply_numbered(
-        &self,
-        apply: LocalApply,
-    ) -> (
-        Option<u64>,
-        impl std::future::Future<Output = Result<Option<Vec<u8>>, ApplyError>>,
-    ) {
+    /// Queues `apply`: the job's number (once [`MintGate::done`] reaches
+    /// it, the job's write is in the engine, or failed) and where its
+    /// answer comes; or why it was refused (the queue is full or closed).
+    fn queue_numbered(&self, apply: LocalApply) -> Result<(u64, ApplyAnswer), StorageError> {
         let (job, answer) = apply.into_job();
-        let queued = self.offer(job);
-        let number = queued.as_ref().ok().copied();
-        let answer = async move {
-            queued?;
-            answer
-                .await
-                .map_err(|_| ApplyError::Storage(StorageError::Stopped))?
-        };
-        (number, answer)
+        let number = self.offer(job)?;
+        Ok((number, answer))
     }
 
     /// Leave to mint a new version of `key` on the caller's thread now,
@@ -598,7 +589,8 @@ impl WriterQueue {
         &self,
         apply: LocalApply,
     ) -> impl std::future::Future<Output = Result<Option<Vec<u8>>, ApplyError>> {
-        self.queue_minting(&mut self.mints(), apply)
+        let queued = self.queue_minting(&mut self.mints(), apply);
+        async move { answered(queued?).await }
     }
 
     /// Queues a minting job and notes it as its key's last, under the
@@ -607,13 +599,11 @@ impl WriterQueue {
         &self,
         mints: &mut MintsQueued,
         apply: LocalApply,
-    ) -> impl std::future::Future<Output = Result<Option<Vec<u8>>, ApplyError>> {
+    ) -> Result<ApplyAnswer, StorageError> {
         let key = apply.key.clone();
-        let (number, answer) = self.apply_numbered(apply);
-        if let Some(number) = number {
-            mints.note(key, number, self.gate.done());
-        }
-        answer
+        let (number, answer) = self.queue_numbered(apply)?;
+        mints.note(key, number, self.gate.done());
+        Ok(answer)
     }
 
     /// The last minting job of each key (see [`WriterQueue::mint_here`]).
@@ -637,6 +627,14 @@ impl WriterQueue {
 
 /// Where a `LocalApply`'s answer comes from the writer.
 type ApplyAnswer = oneshot::Receiver<Result<Option<Vec<u8>>, ApplyError>>;
+
+/// The writer's answer to a queued job, once it comes (`Stopped` if the
+/// writer ended without one).
+async fn answered(answer: ApplyAnswer) -> Result<Option<Vec<u8>>, ApplyError> {
+    answer
+        .await
+        .map_err(|_| ApplyError::Storage(StorageError::Stopped))?
+}
 
 impl LocalApply {
     /// The writer's job for this apply, and where its answer comes.

@@ -46,7 +46,8 @@
 //! mints only for a key whose earlier minting jobs are all done. Such a
 //! job comes with `handed_out`: a failed batch stops minting as for a
 //! version this thread handed out, and it is never refused for that (its
-//! version is out already).
+//! version is out already). A version whose job the queue refuses (full
+//! or closed) is never handed out: no later mint of the key would see it.
 //!
 //! # Reaps and the counter floor
 //!
