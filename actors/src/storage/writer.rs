@@ -45,8 +45,9 @@
 //! published once its batch is in the engine (or failed). The coordinator
 //! mints only for a key whose earlier minting jobs are all done. Such a
 //! job comes with `handed_out`: a failed batch stops minting as for a
-//! version this thread handed out, and it is never refused for that (its
-//! version is out already). A version whose job the queue refuses (full
+//! version this thread handed out, and so does the job failing on its own
+//! (its stored object unreadable); it is never refused for not minting
+//! (its version is out already). A version whose job the queue refuses (full
 //! or closed) is never handed out: no later mint of the key would see it.
 //!
 //! # Reaps and the counter floor
@@ -589,6 +590,7 @@ impl Writer {
                         }
                     }
                     let trace = job.trace;
+                    let handed_out = job.handed_out;
                     let applied = self.apply(
                         &*engine,
                         (&mut writes, &mut minted_out),
@@ -596,9 +598,18 @@ impl Writer {
                         &mut seq,
                         job,
                     );
-                    if let Some((reply, stored, minted)) = applied {
-                        minted_any |= minted;
-                        outcomes.push(Outcome::Apply(reply, trace, stored));
+                    match applied {
+                        Some((reply, stored, minted)) => {
+                            minted_any |= minted;
+                            outcomes.push(Outcome::Apply(reply, trace, stored));
+                        }
+                        // Answered with an error: a version out already is
+                        // not in the store, and a later mint would not see
+                        // its dot.
+                        None if handed_out => self.stop_minting(
+                            "a version this node minted on its event loop and handed out could not be stored".into(),
+                        ),
+                        None => {}
                     }
                 }
             }

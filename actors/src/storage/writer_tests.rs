@@ -233,6 +233,31 @@ fn a_version_handed_out_already_is_stored_even_while_minting_is_stopped_and_its_
     assert!(reply.blocking_recv().unwrap().is_ok(), "stored");
 }
 
+/// A handed-out version whose job fails before its batch (its stored
+/// object does not decode, so it cannot be merged in) stops minting too.
+#[test]
+fn a_handed_out_version_that_cannot_be_stored_stops_minting() {
+    let (mut w, published) = writer(Arc::new(MemoryEngine::default()), None);
+    let (stored, reply) = merge(b"k", b"v", None);
+    w.group(vec![stored]);
+    assert!(reply.blocking_recv().unwrap().is_ok());
+    assert!(w.gate().minting_as().is_some());
+    let refused: Mutation = Box::new(|_, _| {
+        Err(crate::wire::client::ClientError::new(
+            crate::wire::client::ErrorCode::Internal,
+            "stored object does not decode",
+        ))
+    });
+    let (mut lost, reply) = job(b"k", refused, 0, None, None);
+    if let WriterJob::Apply(apply) = &mut lost {
+        apply.handed_out = true;
+    }
+    w.group(vec![lost]);
+    assert!(reply.blocking_recv().unwrap().is_err());
+    assert!(published.lock().unwrap().last().unwrap().stopped.is_some());
+    assert!(w.gate().minting_as().is_none());
+}
+
 #[test]
 fn every_job_of_a_failed_batch_fails_even_one_that_changed_nothing() {
     let vfs = FaultVfs::new();
