@@ -302,8 +302,8 @@ enum LocalWrite {
     MintedHere(AppliedLater, Arc<TombstoneChange>),
 }
 
-/// The set the clock of a write's new version and what it changed, once
-/// its mutation ran.
+/// Where a write's mutation leaves the clock of its new version and what
+/// it changed (from tombstone, to tombstone), once it ran.
 type MintedVersion = OnceLock<(VersionVector, (bool, bool))>;
 
 /// Mints a write's new version here, on this thread, with `permit`, and
