@@ -72,6 +72,40 @@ async fn concurrent_writes_become_siblings_and_a_merged_write_resolves_them_ever
     }
 }
 
+/// Blind writes of one key in flight together through every node (each
+/// coordinator mints some on its event loop and, while one of the key is
+/// still on its way to the engine, leaves the next to its writer): every
+/// acknowledged value survives as a sibling of its own, so no two of them
+/// got the same dot.
+#[tokio::test]
+async fn blind_writes_of_one_key_in_flight_together_through_every_node_all_survive() {
+    const PER_NODE: usize = 20;
+    let cluster = Cluster::start(3, &[]).await;
+    let mut clients = Vec::new();
+    for node in &cluster.nodes {
+        clients.push(node.client().await);
+    }
+    let mut writes = Vec::new();
+    for (i, client) in clients.iter().enumerate() {
+        for j in 0..PER_NODE {
+            let value = format!("n{}-{j}", i + 1).into_bytes();
+            writes.push(async move {
+                client.put(b"hot", &value, None).await.unwrap();
+                value
+            });
+        }
+    }
+    let written = futures_util::future::join_all(writes).await;
+    let found = clients[0].get_with(b"hot", ALL).await.unwrap();
+    let text = |values: Vec<Vec<u8>>| -> Vec<String> {
+        sorted(values)
+            .into_iter()
+            .map(|v| String::from_utf8(v).unwrap())
+            .collect()
+    };
+    assert_eq!(text(found.values), text(written));
+}
+
 #[tokio::test]
 async fn two_writes_through_one_node_from_one_stale_context_both_survive() {
     let cluster = Cluster::start(3, &[]).await;
