@@ -38,6 +38,18 @@ fn mint(key: &[u8]) -> (WriterJob, oneshot::Receiver<Vec<u8>>, Reply) {
     (job, minted, reply)
 }
 
+/// Asserts that `w` refuses a minting job of `key`: nothing minted, the
+/// job answered `CannotMint`.
+fn refuses_to_mint(w: &mut Writer, key: &[u8]) {
+    let (job, minted, reply) = mint(key);
+    w.group(vec![job]);
+    assert!(minted.blocking_recv().is_err(), "nothing minted");
+    assert!(matches!(
+        reply.blocking_recv().unwrap(),
+        Err(ApplyError::CannotMint { .. })
+    ));
+}
+
 /// A replica-side job storing `value` (a hinted one with `hint_for`).
 fn merge(key: &[u8], value: &[u8], hint_for: Option<&str>) -> (WriterJob, Reply) {
     let stored = value.to_vec();
@@ -149,13 +161,7 @@ fn after_a_failed_batch_that_handed_out_a_version_no_dot_is_minted_again_under_t
 
     // From now on nothing is minted under n1#00000001: the next write of
     // k1 would reuse the dot the failed one handed out.
-    let (job, minted, reply) = mint(b"k1");
-    w.group(vec![job]);
-    assert!(minted.blocking_recv().is_err(), "nothing minted");
-    assert!(matches!(
-        reply.blocking_recv().unwrap(),
-        Err(ApplyError::CannotMint { .. })
-    ));
+    refuses_to_mint(&mut w, b"k1");
 
     // Recovery reopens the store from what is durable and takes a new name.
     w.recover(u64::MAX);
@@ -221,13 +227,7 @@ fn a_version_handed_out_already_is_stored_even_while_minting_is_stopped_and_its_
     let (job, _, _) = mint(b"x");
     w.group(vec![job]);
     w.stop_minting_for_test("a test");
-    let (job, minted, reply) = mint(b"k");
-    w.group(vec![job]);
-    assert!(minted.blocking_recv().is_err(), "nothing minted");
-    assert!(matches!(
-        reply.blocking_recv().unwrap(),
-        Err(ApplyError::CannotMint { .. })
-    ));
+    refuses_to_mint(&mut w, b"k");
     let (job, reply) = handed_out(b"k", b"v3");
     w.group(vec![job]);
     assert!(reply.blocking_recv().unwrap().is_ok(), "stored");
