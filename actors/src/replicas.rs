@@ -243,21 +243,6 @@ impl Replicas {
         }
     }
 
-    /// Hands `apply`, a job that mints a version of its key, to this
-    /// node's writer, as [`Replicas::apply_local`] does; with the writer on
-    /// a thread of its own, mints of the key here wait until it is done
-    /// ([`Replicas::mint_here`]).
-    pub fn apply_minting(
-        &self,
-        apply: LocalApply,
-    ) -> impl std::future::Future<Output = Result<Result<Option<Vec<u8>>, ApplyError>, MailboxError>>
-    {
-        match &self.writer {
-            Some(queue) => Either::Left(queue.apply_minting(apply).map(Ok)),
-            None => Either::Right(self.apply_local(apply)),
-        }
-    }
-
     /// Leave to mint a new version of `key` here, on this thread, from
     /// the stored object ([`WriterQueue::mint_here`]): the store holds the
     /// key in memory and no minting job of it is pending. `None`: the

@@ -309,13 +309,13 @@ type MintedVersion = OnceLock<(VersionVector, (bool, bool))>;
 /// Mints a write's new version here, on this thread, with `permit`, and
 /// queues the job that stores it; the local write and the version's bytes.
 fn mint_with(
-    permit: MintPermit<'_>,
+    mut permit: MintPermit<'_>,
     mutation: crate::storage::Mutation,
     key: &[u8],
     (trace, bytes): (u64, usize),
     minted: &MintedVersion,
 ) -> Result<(LocalWrite, Vec<u8>), ClientError> {
-    let minted_from = permit.stored.clone();
+    let minted_from = permit.stored.take();
     let made = match mutation(minted_from.as_deref(), &permit.minting_as)? {
         Some(made) => made,
         None => {
@@ -366,7 +366,7 @@ async fn mint_in_writer(
     let (minted_tx, minted_rx) = tokio::sync::oneshot::channel();
     let minted_rx = (!alone).then_some(minted_rx);
     let mut apply: LocalBoxFuture<'static, LocalAnswer> =
-        Box::pin(replicas.apply_minting(LocalApply {
+        Box::pin(replicas.apply_local(LocalApply {
             key: key.to_vec(),
             mutation,
             trace,

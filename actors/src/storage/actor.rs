@@ -533,13 +533,19 @@ impl WriterQueue {
     }
 
     /// Hands `apply` to the writer; answers as the Storage actor answers
-    /// a `LocalApply`.
+    /// a `LocalApply`. A job that mints a version of its key (`minted`)
+    /// is noted as the key's last minting job: mints of the key on any
+    /// thread wait until it is done ([`WriterQueue::mint_here`]).
     pub fn apply(
         &self,
         apply: LocalApply,
     ) -> impl std::future::Future<Output = Result<Option<Vec<u8>>, ApplyError>> {
-        let queued = self.queue_numbered(apply);
-        async move { answered(queued?.1).await }
+        let queued = if apply.minted.is_some() {
+            self.queue_minting(&mut self.mints(), apply)
+        } else {
+            self.queue_numbered(apply).map(|(_, answer)| answer)
+        };
+        async move { answered(queued?).await }
     }
 
     /// Queues `apply`: the job's number (once [`MintGate::done`] reaches
@@ -581,16 +587,6 @@ impl WriterQueue {
             stored,
             minting_as,
         })
-    }
-
-    /// [`WriterQueue::apply`] for a job that mints a version of its key:
-    /// mints of the key on any thread wait until it is done.
-    pub fn apply_minting(
-        &self,
-        apply: LocalApply,
-    ) -> impl std::future::Future<Output = Result<Option<Vec<u8>>, ApplyError>> {
-        let queued = self.queue_minting(&mut self.mints(), apply);
-        async move { answered(queued?).await }
     }
 
     /// Queues a minting job and notes it as its key's last, under the
