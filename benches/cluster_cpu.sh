@@ -54,6 +54,7 @@ bench_one() {
         "\($bin) \($name): \(.totals.throughput_ops_per_s | floor) ops/s, "
         + "p50 \(.latency_us.all.p50_us) us, p99 \(.latency_us.all.p99_us) us, "
         + "p99.9 \(.latency_us.all.p999_us) us, errors \(.totals.errors), "
+        + (if .config.rate then "rate \(.config.rate), late \(.totals.late_requests), " else "" end)
         + "node_cpu_us_per_op=\(.cpu.node_cpu_us_per_op // "n/a" | if type == "number" then (. * 10 | round / 10) else . end) "
         + "(\(.cpu.nodes | length) nodes, \(.cpu.node_source)), "
         + "bench_cpu_us_per_op=\(.cpu.bench_cpu_us_per_op // 0 | . * 10 | round / 10)"' <<<"$out"

@@ -189,3 +189,50 @@ async fn bench_reports_an_unreachable_node_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("cannot connect to {addr}")), "{err}");
 }
+
+#[tokio::test]
+async fn bench_open_loop_keeps_its_rate_and_counts_late_requests_from_when_they_were_due() {
+    let cluster = Cluster::start(1, &["--n", "1", "--r", "1", "--w", "1"]).await;
+    // A rate the node keeps: the run cannot end before its last request
+    // is due (599 / 2000 s after the start), so it is never faster than
+    // the rate.
+    let paced = bench_json(
+        &cluster,
+        &["--rate", "2000", "--requests", "600", "--concurrency", "16"],
+    );
+    assert_eq!(paced["config"]["rate"].as_f64(), Some(2000.0));
+    assert_eq!(u(&paced["totals"]["ok"]), 600, "{paced:#}");
+    let elapsed = paced["totals"]["elapsed_s"].as_f64().unwrap();
+    assert!(
+        elapsed >= 599.0 / 2000.0,
+        "600 requests at 2000/s in {elapsed} s"
+    );
+    assert!(paced["totals"]["late_requests"].is_u64(), "{paced:#}");
+
+    // A rate no node keeps with one request in flight: request i is due
+    // i µs after the start, so every one after the first is due before
+    // the one ahead of it is answered. Each is late, and its latency
+    // counts from when it was due: the last one waited for nearly the
+    // whole run.
+    let swamped = bench_json(
+        &cluster,
+        &[
+            "--rate",
+            "1000000",
+            "--requests",
+            "300",
+            "--concurrency",
+            "1",
+        ],
+    );
+    assert!(u(&swamped["totals"]["late_requests"]) >= 299, "{swamped:#}");
+    let run_us = swamped["totals"]["elapsed_s"].as_f64().unwrap() * 1e6;
+    let max_us = u(&swamped["latency_us"]["all"]["max_us"]) as f64;
+    assert!(
+        max_us * 2.0 >= run_us,
+        "max {max_us} µs in a run of {run_us} µs"
+    );
+    // Closed loop: no rate, no late count.
+    let closed = bench_json(&cluster, &["--requests", "100", "--concurrency", "4"]);
+    assert!(closed["config"]["rate"].is_null() && closed["totals"]["late_requests"].is_null());
+}

@@ -10,6 +10,7 @@
 //! | module | job |
 //! |---|---|
 //! | `workload` | the operation mix, key distributions (YCSB zipfian), key names |
+//! | `pace` | `--rate`: the open-loop schedule, and where a late request's latency starts |
 //! | `stats` | HDR histograms per op, errors by kind, per-second intervals |
 //! | `cpu` | `/proc/PID/stat` CPU samples, finding the node processes |
 //! | `report` | the report (JSON shape) and its text form |
@@ -23,6 +24,7 @@
 //! gets that saw siblings.
 
 pub mod cpu;
+pub mod pace;
 pub mod plot;
 pub mod report;
 pub mod stats;
@@ -42,8 +44,9 @@ use rand::SeedableRng as _;
 
 use crate::client::{Client, Context, RequestOptions};
 use cpu::NodeProcess;
+use pace::Rate;
 use report::{ConfigReport, PreloadReport, Report, Totals};
-use stats::{Interval, OpKind, WorkerStats};
+use stats::{Interval, OpKind, RunStats};
 use workload::{key_name, KeyDist, KeyRef, Step, Workload, Zipfian};
 
 /// Longest wait for a connection and its first `ping`, in milliseconds.
@@ -129,9 +132,18 @@ pub struct BenchArgs {
     /// Measure for this many seconds instead of a number of requests.
     #[arg(long, value_name = "S")]
     pub duration_s: Option<u64>,
-    /// Requests in flight at once.
+    /// Requests in flight at once; with --rate, the most in flight (a
+    /// request due while every one is busy waits, and its latency counts
+    /// from when it was due).
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub concurrency: usize,
+    /// Open loop: send this many requests per second, evenly spaced (in
+    /// 1 ms bursts), whether or not earlier ones were answered, and count
+    /// each request's latency from when it was due (no coordinated
+    /// omission). Without it, each of --concurrency workers sends its next
+    /// request when its last one is answered.
+    #[arg(long, value_name = "REQUESTS_PER_S")]
+    pub rate: Option<f64>,
     /// Connections to open, spread over --addrs (default: one per address).
     #[arg(long, value_name = "N")]
     pub connections: Option<usize>,
@@ -190,6 +202,8 @@ pub struct Plan {
     pub preload: bool,
     /// Connections to open.
     pub connections: usize,
+    /// The open-loop rate (`None`: closed loop).
+    pub rate: Option<Rate>,
 }
 
 /// Checks the flags and resolves the shorthands.
@@ -265,6 +279,7 @@ pub fn resolve(args: &BenchArgs) -> Result<Plan, String> {
         stop,
         preload,
         connections,
+        rate: args.rate.map(Rate::new).transpose()?,
     })
 }
 
@@ -323,11 +338,14 @@ struct Shared {
     value: Vec<u8>,
     options: RequestOptions,
     contexts: Contexts,
+    /// Requests claimed so far: the next one's number.
     issued: AtomicU64,
     fresh: AtomicU64,
+    /// `--rate` requests sent after they were due (every worker busy).
+    late: AtomicU64,
 }
 
-fn lock(stats: &Mutex<WorkerStats>) -> std::sync::MutexGuard<'_, WorkerStats> {
+fn lock(stats: &Mutex<RunStats>) -> std::sync::MutexGuard<'_, RunStats> {
     stats
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -337,29 +355,44 @@ fn lock(stats: &Mutex<WorkerStats>) -> std::sync::MutexGuard<'_, WorkerStats> {
 async fn worker(
     shared: Arc<Shared>,
     client: Client,
-    stats: Arc<Mutex<WorkerStats>>,
+    stats: Arc<Mutex<RunStats>>,
     seed: u64,
     started: Instant,
 ) {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     loop {
-        match shared.plan.stop {
-            Stop::Requests(n) => {
-                if shared.issued.fetch_add(1, Ordering::Relaxed) >= n {
-                    break;
-                }
-            }
-            Stop::After(d) => {
-                if started.elapsed() >= d {
-                    break;
-                }
-            }
+        let i = shared.issued.fetch_add(1, Ordering::Relaxed);
+        if matches!(shared.plan.stop, Stop::Requests(n) if i >= n) {
+            break;
         }
+        let t = match shared.plan.rate {
+            None => {
+                if matches!(shared.plan.stop, Stop::After(d) if started.elapsed() >= d) {
+                    break;
+                }
+                Instant::now()
+            }
+            Some(rate) => {
+                let due_in = rate.due(i);
+                if matches!(shared.plan.stop, Stop::After(d) if due_in >= d) {
+                    break;
+                }
+                let due = started + due_in;
+                let claimed = Instant::now();
+                if claimed < due {
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let (start, late) = pace::latency_start(due, claimed, Instant::now());
+                if late {
+                    shared.late.fetch_add(1, Ordering::Relaxed);
+                }
+                start
+            }
+        };
         let step = shared
             .plan
             .workload
             .next(&mut rng, || shared.fresh.fetch_add(1, Ordering::Relaxed));
-        let t = Instant::now();
         match step {
             Step::Get(i) => {
                 let key = key_name(shared.run, KeyRef::Space(i));
@@ -433,7 +466,7 @@ async fn worker(
 
 /// Collects intervals from the workers and prints the progress line.
 struct Ticker {
-    workers: Vec<Arc<Mutex<WorkerStats>>>,
+    stats: Arc<Mutex<RunStats>>,
     intervals: Vec<Interval>,
     so_far: Histogram<u64>,
     errors_so_far: u64,
@@ -452,15 +485,7 @@ enum Progress {
 
 impl Ticker {
     fn tick(&mut self, now_ms: u64) -> Result<(), String> {
-        let mut latency = Histogram::new_from(&self.so_far);
-        let mut errors = 0;
-        for w in &self.workers {
-            let (h, e) = lock(w).take_interval();
-            latency
-                .add(&h)
-                .map_err(|e| format!("merging histograms: {e}"))?;
-            errors += e;
-        }
+        let (latency, errors) = lock(&self.stats).take_interval();
         self.so_far
             .add(&latency)
             .map_err(|e| format!("merging histograms: {e}"))?;
@@ -638,6 +663,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
         contexts: Contexts::new(),
         issued: AtomicU64::new(0),
         fresh: AtomicU64::new(0),
+        late: AtomicU64::new(0),
     });
     let preloaded = if plan.preload {
         Some(preload(&shared, &clients, args.concurrency).await)
@@ -652,12 +678,14 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
     } else {
         Progress::Off
     };
-    let mut workers = Vec::with_capacity(args.concurrency);
-    for _ in 0..args.concurrency {
-        workers.push(Arc::new(Mutex::new(WorkerStats::new()?)));
-    }
+    // One set of counts for every worker: they all run on this thread
+    // (a current-thread runtime), so the lock is never contended, and a
+    // tick takes one interval histogram, not one per worker (at 1,024 in
+    // flight, merging theirs stalled the loop for tens of milliseconds
+    // each second, and every request in flight then looked slow).
+    let run_stats = Arc::new(Mutex::new(RunStats::new()?));
     let mut ticker = Ticker {
-        workers: workers.clone(),
+        stats: run_stats.clone(),
         intervals: Vec::new(),
         so_far: stats::new_histogram()?,
         errors_so_far: 0,
@@ -670,12 +698,12 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
     let bench_before = cpu::own_ticks();
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(args.concurrency);
-    for (i, stats) in workers.iter().enumerate() {
+    for i in 0..args.concurrency {
         let client = clients[i % clients.len()].clone();
         tasks.push(tokio::spawn(worker(
             shared.clone(),
             client,
-            stats.clone(),
+            run_stats.clone(),
             run ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             started,
         )));
@@ -704,10 +732,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
         j.map_err(|e| format!("a worker failed: {e}"))?;
     }
 
-    let mut total = WorkerStats::new()?;
-    for w in &workers {
-        total.merge(&lock(w))?;
-    }
+    let total = lock(&run_stats).clone();
     let ok = total.ok_count();
     let errors = total.error_count();
     let requests = ok + errors;
@@ -736,6 +761,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
             addrs: args.addrs.iter().map(|a| a.to_string()).collect(),
             connections: plan.connections,
             concurrency: args.concurrency,
+            rate: plan.rate.map(Rate::per_s),
             read_ratio: plan.workload.read_ratio,
             delete_ratio: plan.workload.delete_ratio,
             distribution: distribution.to_owned(),
@@ -765,6 +791,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
             get_hits: total.get_hits,
             get_misses: total.get_misses,
             get_siblings: total.get_siblings,
+            late_requests: plan.rate.map(|_| shared.late.load(Ordering::Relaxed)),
         },
         latency_us,
         errors: total.errors.clone(),
@@ -773,14 +800,20 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
     };
     if let Some(path) = &args.plot {
         let title = format!(
-            "ringkv bench: {:.0}% gets, {} over {} keys, {} in flight, {} ops/s",
+            "ringkv bench: {:.0}% gets, {} over {} keys, {}, {} ops/s",
             report.config.read_ratio * 100.0,
             match zipf_theta {
                 Some(theta) => format!("zipfian {theta}"),
                 None => distribution.to_owned(),
             },
             report::thousands(report.config.keys),
-            args.concurrency,
+            match plan.rate {
+                Some(rate) => format!(
+                    "open loop at {}/s",
+                    report::thousands(rate.per_s().round() as u64)
+                ),
+                None => format!("{} in flight", args.concurrency),
+            },
             report::thousands(report.totals.throughput_ops_per_s.round() as u64),
         );
         plot::draw(path, &title, &plot::plot_data(&report.timeline))?;
@@ -852,6 +885,9 @@ mod tests {
         assert_eq!(p.workload.dist.keys(), 500);
         assert_eq!(p.stop, Stop::After(Duration::from_secs(3)));
         assert_eq!(p.connections, 8);
+        assert_eq!(p.rate, None);
+        let p = plan(&["--rate", "1500", "--concurrency", "64"]).unwrap();
+        assert_eq!(p.rate.map(Rate::per_s), Some(1500.0));
     }
 
     #[test]
@@ -881,6 +917,8 @@ mod tests {
         refused(&["--requests", "0"], "--requests");
         refused(&["--duration-s", "0"], "--duration-s");
         refused(&["--value-bytes", "1000000000"], "--value-bytes");
+        refused(&["--rate", "0"], "--rate");
+        refused(&["--rate", "NaN"], "--rate");
         assert!(args(&["--requests", "5", "--duration-s", "5"]).is_err());
         assert!(args(&["--distribution", "pareto"]).is_err());
     }

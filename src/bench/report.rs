@@ -16,8 +16,10 @@ pub struct ConfigReport {
     pub addrs: Vec<String>,
     /// Connections opened (spread over the addresses).
     pub connections: usize,
-    /// Requests in flight.
+    /// Requests in flight (with `rate`: the most in flight).
     pub concurrency: usize,
+    /// The open-loop rate, requests per second (`None`: closed loop).
+    pub rate: Option<f64>,
     /// Share of gets.
     pub read_ratio: f64,
     /// Share of deletes.
@@ -74,6 +76,9 @@ pub struct Totals {
     pub get_misses: u64,
     /// Gets that found two or more siblings.
     pub get_siblings: u64,
+    /// With a rate: requests sent after they were due because every
+    /// worker was busy (their latency counts from when they were due).
+    pub late_requests: Option<u64>,
 }
 
 /// The whole report.
@@ -136,10 +141,17 @@ pub fn render_text(r: &Report) -> String {
     } else {
         "the same keys"
     };
+    let load = match c.rate {
+        Some(rate) => format!(
+            "open loop at {} requests/s, at most {} in flight",
+            thousands(rate.round() as u64),
+            c.concurrency
+        ),
+        None => format!("{} in flight", c.concurrency),
+    };
     let _ = writeln!(
         out,
-        "ringkv bench: {mode}, {} in flight over {} connections to {}",
-        c.concurrency,
+        "ringkv bench: {mode}, {load} over {} connections to {}",
         c.connections,
         c.addrs.join(",")
     );
@@ -174,6 +186,15 @@ pub fn render_text(r: &Report) -> String {
         thousands(t.errors),
         thousands(t.throughput_ops_per_s.round() as u64)
     );
+    if let Some(late) = t.late_requests.filter(|&late| late > 0) {
+        let _ = writeln!(
+            out,
+            "  {} requests sent late: every one of the {} workers was busy when they were due \
+             (the rate was not kept; their latency counts from when they were due)",
+            thousands(late),
+            c.concurrency
+        );
+    }
     if t.get_hits + t.get_misses > 0 {
         let _ = writeln!(
             out,
@@ -263,6 +284,7 @@ mod tests {
                 addrs: vec!["127.0.0.1:7001".into()],
                 connections: 1,
                 concurrency: 4,
+                rate: Some(2_000.0),
                 read_ratio: 0.5,
                 delete_ratio: 0.0,
                 distribution: "zipfian".into(),
@@ -290,6 +312,7 @@ mod tests {
                 get_hits: 9,
                 get_misses: 0,
                 get_siblings: 0,
+                late_requests: Some(3),
             },
             latency_us: BTreeMap::from([
                 ("get".to_owned(), summary.clone()),
@@ -345,6 +368,8 @@ mod tests {
         assert_eq!(v["config"]["distribution"], "zipfian");
         assert_eq!(v["config"]["duration_s"], serde_json::Value::Null);
         assert_eq!(v["totals"]["requests"], 20);
+        assert_eq!(v["totals"]["late_requests"], 3);
+        assert_eq!(v["config"]["rate"], 2_000.0);
         assert_eq!(v["latency_us"]["get"]["p999_us"], 1500);
         assert_eq!(v["latency_us"]["all"]["count"], 19);
         assert_eq!(v["errors"]["timeout"], 1);
@@ -364,6 +389,8 @@ mod tests {
             "timeout 1",
             "node CPU: 500.0 µs per op",
             "preload: 1,000 keys",
+            "open loop at 2,000 requests/s, at most 4 in flight",
+            "3 requests sent late",
         ] {
             assert!(text.contains(want), "no {want:?} in\n{text}");
         }

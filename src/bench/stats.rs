@@ -94,9 +94,10 @@ pub fn summarize(h: &Histogram<u64>) -> Summary {
     }
 }
 
-/// One worker's counts; the ticker takes its interval part each second.
+/// The run's counts, shared by every worker; the ticker takes the
+/// interval part each second.
 #[derive(Clone, Debug)]
-pub struct WorkerStats {
+pub struct RunStats {
     /// Latency of successful requests per kind, whole run.
     pub latency: BTreeMap<OpKind, Histogram<u64>>,
     /// Failed requests by kind of error (`unavailable`, `timeout`,
@@ -114,11 +115,11 @@ pub struct WorkerStats {
     pub interval_errors: u64,
 }
 
-impl WorkerStats {
+impl RunStats {
     /// Empty counts.
-    pub fn new() -> Result<WorkerStats, String> {
+    pub fn new() -> Result<RunStats, String> {
         let empty = new_histogram()?;
-        Ok(WorkerStats {
+        Ok(RunStats {
             latency: OpKind::ALL
                 .iter()
                 .map(|k| (*k, Histogram::new_from(&empty)))
@@ -155,7 +156,7 @@ impl WorkerStats {
     }
 
     /// Adds `other`'s whole-run counts to these.
-    pub fn merge(&mut self, other: &WorkerStats) -> Result<(), String> {
+    pub fn merge(&mut self, other: &RunStats) -> Result<(), String> {
         for (kind, h) in &other.latency {
             if let Some(mine) = self.latency.get_mut(kind) {
                 mine.add(h)
@@ -294,8 +295,8 @@ mod tests {
     }
 
     #[test]
-    fn worker_stats_count_merge_and_take_intervals() {
-        let mut a = WorkerStats::new().unwrap();
+    fn run_stats_count_merge_and_take_intervals() {
+        let mut a = RunStats::new().unwrap();
         a.ok(OpKind::Get, 100);
         a.ok(OpKind::Put, 0); // recorded as 1 µs, not lost
         a.error("timeout");
@@ -306,8 +307,8 @@ mod tests {
         // Slower than the histogram's range: clamped, still counted.
         a.ok(OpKind::Put, LATENCY_US_MAX * 10);
 
-        let mut total = WorkerStats::new().unwrap();
-        let mut b = WorkerStats::new().unwrap();
+        let mut total = RunStats::new().unwrap();
+        let mut b = RunStats::new().unwrap();
         b.ok(OpKind::Get, 300);
         b.error("timeout");
         b.error("connection");
