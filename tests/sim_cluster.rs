@@ -3,7 +3,10 @@
 //!
 //! Each seed draws a cluster of 3 to 5 real nodes (every actor, the bridge,
 //! the client API, the LSM engine on a fault-injecting in-memory file
-//! system) on turmoil's simulated network and clock, a set-add and a
+//! system, its writer as a task that takes a group of its queue every 1-3
+//! simulated ms: the queue, the mint gate, reads of the engine's memory and
+//! minting on the event loop as on a writer thread) on turmoil's simulated
+//! network and clock, a set-add and a
 //! register workload over a few keys (read, then write with the context the
 //! read returned; sometimes a delete, sometimes a blind write), and two
 //! fault tracks that run alongside it:
@@ -100,6 +103,9 @@ const WORKLOAD_MS: u64 = 6_000;
 /// How long the supervisor waits before it starts a node whose start failed
 /// again, in simulated ms.
 const SUPERVISOR_RESTART_MS: u64 = 1_000;
+/// Longest time between two groups of a node's writer, in simulated
+/// milliseconds (drawn per seed from 1..=this).
+const WRITER_EVERY_MS_MAX: u64 = 3;
 /// After the heal, how long the cluster may take to settle, in simulated ms.
 const SETTLE_MS_MAX: u64 = 30_000;
 /// A client gives up on an answer after this long (a paused node or a held
@@ -204,6 +210,11 @@ struct Scenario {
     /// synced survives anywhere, so a write acknowledged before its fsync
     /// is lost.
     power_cut_all: bool,
+    /// Each node's writer takes one group of its queue every this many
+    /// simulated milliseconds (`StorageThreading::Task`: the writer's
+    /// queue, the mint gate and minting on the event loop as on a writer
+    /// thread). Drawn last, so the draws before it are as they were.
+    writer_every_ms: u64,
 }
 
 impl Scenario {
@@ -243,7 +254,9 @@ impl Scenario {
             }
         }
         episodes.sort_by_key(|e| e.at_ms);
+        let writer_every_ms = rng.gen_range(1..=WRITER_EVERY_MS_MAX);
         Scenario {
+            writer_every_ms,
             nodes,
             clients,
             max_latency_ms,
@@ -387,9 +400,14 @@ fn incarnation(id: &str, boot: u32, renewal: u32) -> u32 {
 /// and is started again after `SUPERVISOR_RESTART_MS` of simulated time, as
 /// a new process (a new boot). The failure stays in the node's
 /// `failed_starts` and in the log.
-async fn run_node(id: &'static str, cluster: Vec<&'static str>, disks: Disks) -> turmoil::Result {
+async fn run_node(
+    id: &'static str,
+    cluster: Vec<&'static str>,
+    disks: Disks,
+    writer_every_ms: u64,
+) -> turmoil::Result {
     loop {
-        let Err(e) = boot_node(id, cluster.clone(), disks.clone()).await;
+        let Err(e) = boot_node(id, cluster.clone(), disks.clone(), writer_every_ms).await;
         let at_ms = turmoil::sim_elapsed().unwrap_or_default().as_millis();
         tracing::warn!(node = id, error = %e, "the node exited; the supervisor restarts it");
         if let Some(disk) = disks.borrow_mut().get_mut(id) {
@@ -405,6 +423,7 @@ async fn boot_node(
     id: &'static str,
     cluster: Vec<&'static str>,
     disks: Disks,
+    writer_every_ms: u64,
 ) -> Result<std::convert::Infallible, String> {
     let (vfs, boot, renewals, wall_step_ms) = {
         let mut disks = disks.borrow_mut();
@@ -481,7 +500,9 @@ async fn boot_node(
         }),
         engine,
         members_file: None,
-        storage_threading: StorageThreading::Inline,
+        storage_threading: StorageThreading::Task {
+            every_ms: writer_every_ms,
+        },
         incarnation: incarnation(id, boot, 0),
         backend,
         nonces: common::sim::nonces(id, boot),
@@ -974,7 +995,10 @@ fn run_seed(seed: u64) -> Report {
     let disks: Disks = Rc::default();
     for id in &nodes {
         let (id, cluster, disks) = (*id, nodes.clone(), disks.clone());
-        sim.host(id, move || run_node(id, cluster.clone(), disks.clone()));
+        let every_ms = scenario.writer_every_ms;
+        sim.host(id, move || {
+            run_node(id, cluster.clone(), disks.clone(), every_ms)
+        });
     }
     let history = Rc::new(RefCell::new(History {
         clients_running: scenario.clients,
@@ -1311,7 +1335,7 @@ fn a_full_disk_costs_no_write_forwarded_to_it() {
     let disks: Disks = Rc::default();
     for id in &nodes {
         let (id, cluster, disks) = (*id, nodes.clone(), disks.clone());
-        sim.host(id, move || run_node(id, cluster.clone(), disks.clone()));
+        sim.host(id, move || run_node(id, cluster.clone(), disks.clone(), 1));
     }
     let failed = Rc::new(RefCell::new(Vec::new()));
     {

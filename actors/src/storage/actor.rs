@@ -9,6 +9,8 @@
 //! returns storage keys (token + user key, see `ring::storage_key`); the
 //! data namespace of the engine's keyspace (`keys`) is added here.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -17,7 +19,7 @@ use actix::prelude::*;
 use fnv::FnvHashMap;
 use futures_util::stream;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument as _};
 
 use super::engine::{Engine, StorageError};
 use super::keys::{self, HintRecord};
@@ -47,6 +49,25 @@ pub enum StorageThreading {
     /// block (the memory engine) in deterministic simulations, where real
     /// threads would make reply timing depend on the OS scheduler.
     Inline,
+    /// The writer as a task on the actor's arbiter that takes one group of
+    /// the queued jobs every `every_ms` of the runtime's clock
+    /// ([`Writer::run_on_clock`]); reads served in place. For
+    /// deterministic simulations of the path `Threads` takes: jobs wait
+    /// in the writer's queue, coordinators mint on their own thread
+    /// through the mint gate and read the engine's memory directly
+    /// ([`MemoryReads`]), and the writer's answers come back a group at a
+    /// time. Only for engines that never block, as `Inline`.
+    Task {
+        /// Time between two groups, in milliseconds (at least 1).
+        every_ms: u64,
+    },
+}
+
+impl StorageThreading {
+    /// Whether reads are served in place rather than by reader threads.
+    fn reads_in_place(self) -> bool {
+        self != StorageThreading::Threads
+    }
 }
 
 /// Tuning of the Storage actor; every limit named with its unit.
@@ -255,6 +276,9 @@ pub struct Storage {
     /// The writer itself in `StorageThreading::Inline` mode, and when it
     /// started on the runtime's clock (simulated time in a simulation).
     inline: Option<(Writer, tokio::time::Instant)>,
+    /// In `StorageThreading::Task` mode until `started` spawns it: the
+    /// writer's task.
+    writer_task: Option<Pin<Box<dyn Future<Output = ()>>>>,
     /// What the writer reports (read in `started`).
     health: Option<mpsc::UnboundedReceiver<MintState>>,
     /// The writer's answers, a group at a time, sent on from here (read
@@ -315,6 +339,7 @@ impl Storage {
             slot: slot.clone(),
             options,
             inline: None,
+            writer_task: None,
             health: Some(health),
             deliveries: None,
             last_health: None,
@@ -336,6 +361,18 @@ impl Storage {
         storage.deliveries = Some(deliveries);
         let writer_span = storage.span.clone();
         let (done_tx, writer_done) = oneshot::channel();
+        storage.writer_done = Some(writer_done);
+        if let StorageThreading::Task { every_ms } = storage.options.threading {
+            writer.rebuild_tree_all()?;
+            let every = Duration::from_millis(every_ms.max(1));
+            storage.writer_task = Some(Box::pin(
+                async move {
+                    let _ = done_tx.send(writer.run_on_clock(write_rx, every).await);
+                }
+                .instrument(writer_span),
+            ));
+            return Ok(storage);
+        }
         std::thread::Builder::new()
             .name("ringkv-storage-w".into())
             .spawn(move || {
@@ -354,7 +391,6 @@ impl Storage {
                 })
                 .map_err(spawn_error)?;
         }
-        storage.writer_done = Some(writer_done);
         Ok(storage)
     }
 
@@ -365,7 +401,7 @@ impl Storage {
     ) -> ResponseFuture<Result<T, StorageError>> {
         let (reply, rx) = oneshot::channel();
         let job = job(reply);
-        let queued = if self.inline.is_some() {
+        let queued = if self.options.threading.reads_in_place() {
             worker::serve_read(&*worker::current(&self.slot), job);
             Ok(())
         } else {
@@ -671,6 +707,9 @@ impl Actor for Storage {
             ctx.add_stream(stream::unfold(health, |mut rx| async move {
                 rx.recv().await.map(|state| (state, rx))
             }));
+        }
+        if let Some(task) = self.writer_task.take() {
+            ctx.spawn(task.into_actor(self));
         }
         if let Some(deliveries) = self.deliveries.take() {
             ctx.add_stream(stream::unfold(deliveries, |mut rx| async move {
@@ -1151,6 +1190,60 @@ mod tests {
         assert!(
             inline.writer_queue().is_none(),
             "an inline writer takes jobs only through the actor"
+        );
+    }
+
+    /// `StorageThreading::Task`: jobs wait in the writer's queue until
+    /// the writer's task takes them on its tick (on this same thread, so
+    /// nothing is applied before the test yields), the mint gate is
+    /// published as by the writer thread (a key whose minting job waits
+    /// is not minted here; once it is stored, it is), reads are served in
+    /// place, and closing the store ends the task.
+    #[actix_rt::test]
+    async fn a_writer_on_the_clock_holds_jobs_until_its_tick_and_keeps_the_mint_gate() {
+        use futures_util::FutureExt as _;
+        let engine = Arc::new(HotCold::default());
+        let storage = storage_on(engine.clone(), StorageThreading::Task { every_ms: 5 });
+        let queue = storage.writer_queue().expect("a queue in task mode");
+        let memory = storage.memory_reads();
+        let storage = storage.start();
+        let mut first = Box::pin(queue.apply(put(b"k-hot", b"v1")));
+        assert!(
+            first.as_mut().now_or_never().is_none(),
+            "applied before a tick"
+        );
+        assert_eq!(first.await.unwrap(), Some(b"v1".to_vec()));
+        assert_eq!(memory.get(b"k-hot").unwrap().unwrap(), Some(b"v1".to_vec()));
+
+        // A version minted here: its job waits for the tick, and while it
+        // does the key is not minted here again.
+        let permit = queue
+            .mint_here(b"k-hot", || memory.get(b"k-hot")?.ok())
+            .expect("the gate lets a stored key be minted here");
+        assert_eq!(permit.stored, Some(b"v1".to_vec()));
+        let stored = permit
+            .queue(LocalApply {
+                handed_out: true,
+                ..put(b"k-hot", b"v2")
+            })
+            .unwrap();
+        assert!(queue.mint_here(b"k-hot", || Some(None)).is_none());
+        assert_eq!(stored.await.unwrap(), Some(b"v2".to_vec()));
+        assert!(queue.mint_here(b"k-hot", || Some(None)).is_some());
+
+        // A read the engine's memory does not hold: served in place.
+        queue.apply(put(b"k-cold", b"c")).await.unwrap();
+        let read = storage.send(LocalRead {
+            key: b"k-cold".to_vec(),
+        });
+        assert_eq!(read.await.unwrap().unwrap(), Some(b"c".to_vec()));
+
+        let closed = tokio::time::timeout(Duration::from_secs(10), storage.send(CloseWrites)).await;
+        assert_eq!(closed.expect("the writer task ended").unwrap(), Ok(()));
+        let refused = queue.apply(put(b"k-hot", b"late")).await;
+        assert!(
+            matches!(refused, Err(ApplyError::Storage(StorageError::Stopped))),
+            "{refused:?}"
         );
     }
 

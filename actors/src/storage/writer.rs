@@ -448,23 +448,72 @@ impl Writer {
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             };
-            let (mut last, first) = first;
-            let mut bytes = first.bytes();
-            let mut group = vec![first];
-            while group.len() < self.limits.batch_max && bytes < self.limits.batch_bytes_max {
-                match jobs.try_recv() {
-                    Ok((number, job)) => {
-                        bytes += job.bytes();
-                        group.push(job);
-                        last = number;
-                    }
-                    Err(_) => break,
-                }
-            }
+            let (group, last) = self.take_group(first, &jobs);
             self.group_through(group, Some(last));
             self.recover(now_ms());
         }
         debug!("storage writer stopped");
+        self.finish()
+    }
+
+    /// The writer loop as a task on the runtime's clock
+    /// (`StorageThreading::Task`, for deterministic simulations): every
+    /// `every` it takes one group of what is queued, as [`Writer::run`]
+    /// does on its thread (or, with nothing queued, a page of a Merkle
+    /// rebuild), and tries to recover; it ends as `run` does once every
+    /// sender is dropped. Jobs wait in the queue in between, so their
+    /// callers meet a writer that lags behind them, as a real one does.
+    pub(crate) async fn run_on_clock(
+        mut self,
+        jobs: Receiver<(u64, WriterJob)>,
+        every: Duration,
+    ) -> Result<(), String> {
+        let started = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(every).await;
+            match jobs.try_recv() {
+                Ok(first) => {
+                    let (group, last) = self.take_group(first, &jobs);
+                    self.group_through(group, Some(last));
+                }
+                Err(TryRecvError::Empty) => {
+                    if self.tree.rebuilding() {
+                        self.tree.rebuild_step(&*current(&self.slot));
+                    }
+                }
+                Err(TryRecvError::Disconnected) => break,
+            }
+            self.recover(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+        }
+        debug!("storage writer stopped");
+        self.finish()
+    }
+
+    /// One group: `first` and what else is queued, up to the batch limits;
+    /// with the number of its last job.
+    fn take_group(
+        &self,
+        (mut last, first): (u64, WriterJob),
+        jobs: &Receiver<(u64, WriterJob)>,
+    ) -> (Vec<WriterJob>, u64) {
+        let mut bytes = first.bytes();
+        let mut group = vec![first];
+        while group.len() < self.limits.batch_max && bytes < self.limits.batch_bytes_max {
+            match jobs.try_recv() {
+                Ok((number, job)) => {
+                    bytes += job.bytes();
+                    group.push(job);
+                    last = number;
+                }
+                Err(_) => break,
+            }
+        }
+        (group, last)
+    }
+
+    /// The end of the writer loop: flushes the engine (for a clean stop)
+    /// and says whether that worked.
+    fn finish(&self) -> Result<(), String> {
         if self.mint.stopped.is_some() {
             return Err("the store failed a write and was not recovered".into());
         }
