@@ -99,6 +99,34 @@ pub fn plan(args: &DevArgs) -> Result<Vec<DevNode>, String> {
         .collect())
 }
 
+/// Checks that every port the nodes will listen on is free, by binding
+/// each for a moment; the first taken one is an error that names it and
+/// its flag. Without this check a second `ringkv dev` on the same ports
+/// looked ready (the first cluster's nodes accepted its connections)
+/// while its own nodes were exiting, and clients reached the old cluster.
+pub fn check_ports_free(nodes: &[DevNode]) -> Result<(), String> {
+    for node in nodes {
+        let ports = [
+            (Some(node.client), "--client-port"),
+            (Some(node.peer), "--peer-port"),
+            (Some(node.resp), "--resp-port"),
+            (node.metrics, "--metrics-port"),
+        ];
+        for (addr, flag) in ports {
+            let Some(addr) = addr else { continue };
+            if let Err(e) = std::net::TcpListener::bind(addr) {
+                return Err(format!(
+                    "{addr} (node {}, from {flag}) cannot be listened on: {e}; is another \
+                     `ringkv dev` or node running there? Stop it, or choose other ports \
+                     with {flag}",
+                    node.id
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The cluster secret file in `data_dir`: created (with the directory)
 /// if missing, readable by its owner only; an existing one is kept.
 pub fn ensure_secret(data_dir: &Path) -> Result<PathBuf, String> {
@@ -217,6 +245,35 @@ pub fn stop(children: &mut [Child]) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_already_listened_on_is_refused_with_its_flag_named() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        };
+        let node = |peer: SocketAddr| DevNode {
+            id: "n2".into(),
+            client: free(),
+            peer,
+            resp: free(),
+            metrics: None,
+            data_dir: PathBuf::from("unused"),
+        };
+        let e = check_ports_free(&[node(taken.local_addr().unwrap())]).unwrap_err();
+        assert!(
+            e.contains(&format!("127.0.0.1:{port}"))
+                && e.contains("--peer-port")
+                && e.contains("n2"),
+            "{e}"
+        );
+        drop(taken);
+        assert_eq!(check_ports_free(&[node(free())]), Ok(()));
+    }
 
     #[test]
     fn the_dev_secret_is_created_once_owner_only_and_kept() {

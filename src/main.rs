@@ -170,6 +170,7 @@ async fn wait_for_shutdown() {
 fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     ringkv::logging::init(LogFormat::Pretty);
     let nodes = dev::plan(&args).map_err(anyhow::Error::msg)?;
+    dev::check_ports_free(&nodes).map_err(anyhow::Error::msg)?;
     let secret = dev::ensure_secret(&args.data_dir).map_err(anyhow::Error::msg)?;
     let mut children = dev::spawn(&args, &nodes, &secret).map_err(anyhow::Error::msg)?;
     if let Err(e) = dev::wait_ready(&mut children, &nodes) {
