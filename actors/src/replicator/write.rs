@@ -339,7 +339,7 @@ fn mint_with(
             handed_out: true,
             hint_for: None,
         })
-        .map_err(|e| refusal_of(Ok(Err(e.into()))))?;
+        .map_err(|e| ReplicaError::from(e).to_client())?;
     Ok((LocalWrite::MintedHere(apply, change), made))
 }
 

@@ -1125,6 +1125,23 @@ mod tests {
         }
     }
 
+    /// Closes `storage` for writes (its writer, `which`, must end and
+    /// flush within 10 s), then checks that `queue` refuses a write.
+    async fn close_and_see_the_queue_refuse(
+        storage: &Addr<Storage>,
+        queue: &WriterQueue,
+        which: &str,
+    ) {
+        let closed = tokio::time::timeout(Duration::from_secs(10), storage.send(CloseWrites)).await;
+        let closed = closed.unwrap_or_else(|_| panic!("{which} did not end"));
+        assert_eq!(closed.unwrap(), Ok(()));
+        let refused = queue.apply(put(b"k-hot", b"late")).await;
+        assert!(
+            matches!(refused, Err(ApplyError::Storage(StorageError::Stopped))),
+            "{refused:?}"
+        );
+    }
+
     /// `MemoryReads` answers what a `LocalRead` answers for keys the
     /// engine holds in memory, without a message or a reader, and leaves
     /// the rest to Storage; a store served inline leaves it every read.
@@ -1171,13 +1188,7 @@ mod tests {
                 .unwrap(),
             Some(b"direct".to_vec())
         );
-        let closed = tokio::time::timeout(Duration::from_secs(10), storage.send(CloseWrites)).await;
-        assert_eq!(closed.expect("the writer thread ended").unwrap(), Ok(()));
-        let refused = queue.apply(put(b"k-hot", b"late")).await;
-        assert!(
-            matches!(refused, Err(ApplyError::Storage(StorageError::Stopped))),
-            "{refused:?}"
-        );
+        close_and_see_the_queue_refuse(&storage, &queue, "the writer thread").await;
         assert_eq!(
             engine
                 .inner
@@ -1238,13 +1249,7 @@ mod tests {
         });
         assert_eq!(read.await.unwrap().unwrap(), Some(b"c".to_vec()));
 
-        let closed = tokio::time::timeout(Duration::from_secs(10), storage.send(CloseWrites)).await;
-        assert_eq!(closed.expect("the writer task ended").unwrap(), Ok(()));
-        let refused = queue.apply(put(b"k-hot", b"late")).await;
-        assert!(
-            matches!(refused, Err(ApplyError::Storage(StorageError::Stopped))),
-            "{refused:?}"
-        );
+        close_and_see_the_queue_refuse(&storage, &queue, "the writer task").await;
     }
 
     #[actix_rt::test]
