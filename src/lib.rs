@@ -13,6 +13,7 @@
 //! | [`dev`] | `ringkv dev`: a local cluster of node processes |
 //! | [`metrics_http`] | the `--metrics-listen` endpoint: `GET /metrics` in the Prometheus text format |
 //! | [`logging`] | tracing set-up: pretty or JSON lines, `RUST_LOG` |
+//! | [`huge_pages`] | transparent huge pages off for the process, first thing in `main` (why: the module's doc) |
 //!
 //! The actors themselves, and the map of who sends what to whom, live in the
 //! `ringkv-actors` crate (`actors/src/lib.rs`).
@@ -24,6 +25,7 @@ pub mod client;
 pub mod config;
 pub mod data_dir;
 pub mod dev;
+pub mod huge_pages;
 pub mod logging;
 pub mod metrics_http;
 pub mod node;

@@ -108,9 +108,11 @@ enum AdminAction {
 }
 
 fn main() -> std::process::ExitCode {
+    // First, before the allocator maps much: see `ringkv::huge_pages`.
+    let huge_pages = ringkv::huge_pages::turn_off();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Node(args) => run_node(*args),
+        Command::Node(args) => run_node(*args, huge_pages),
         Command::Dev(args) => run_dev(args),
         Command::Admin(args) => run_admin(args),
         Command::Bench(args) => run_bench(args),
@@ -126,12 +128,13 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+fn run_node(args: NodeArgs, huge_pages: std::io::Result<()>) -> anyhow::Result<()> {
     let config = args
         .with_file()
         .and_then(|a| a.validate())
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     ringkv::logging::init(config.log_format);
+    ringkv::huge_pages::log_outcome(&config.id, &huge_pages);
     let system = actix_rt::System::new();
     system.block_on(async move {
         let (parts, lock) = node::open_storage(&config)?;

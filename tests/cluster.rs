@@ -22,6 +22,14 @@ async fn put_through_one_node_get_through_the_others() {
     let missing = c1.get(b"never-written").await.unwrap();
     assert!(missing.values.is_empty() && missing.context.is_none());
     assert_eq!(c1.ping().await.unwrap(), "n1");
+    // Every node runs with transparent huge pages off (src/huge_pages.rs),
+    // and says so.
+    for node in &cluster.nodes {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", node.pid().unwrap()));
+        let status = status.unwrap();
+        assert!(status.contains("THP_enabled:\t0"), "{}: {status}", node.id);
+        assert!(node.log_contains("transparent huge pages off"), "{}", node.id);
+    }
 }
 
 #[tokio::test]
