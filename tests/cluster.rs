@@ -28,7 +28,11 @@ async fn put_through_one_node_get_through_the_others() {
         let status = std::fs::read_to_string(format!("/proc/{}/status", node.pid().unwrap()));
         let status = status.unwrap();
         assert!(status.contains("THP_enabled:\t0"), "{}: {status}", node.id);
-        assert!(node.log_contains("transparent huge pages off"), "{}", node.id);
+        assert!(
+            node.log_contains("transparent huge pages off"),
+            "{}",
+            node.id
+        );
     }
 }
 
