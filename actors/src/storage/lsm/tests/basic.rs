@@ -412,3 +412,25 @@ fn a_fill_in_key_order_is_not_rewritten_and_reads_consult_one_table_of_it() {
     let engine = open(&vfs, options).unwrap();
     assert_equals_model(&engine, &model);
 }
+
+#[test]
+fn flush_and_compaction_threads_run_at_the_lowest_priority() {
+    let vfs = FaultVfs::new();
+    let engine = open(&vfs, small_options()).unwrap();
+    assert_eq!(engine.thread_ids.len(), 2);
+    for tid in &engine.thread_ids {
+        // The kernel's view, from /proc (field 19 of stat: nice), read
+        // after the name and its parentheses.
+        let stat =
+            std::fs::read_to_string(format!("/proc/self/task/{}/stat", tid.as_raw_nonzero()))
+                .unwrap();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        assert_eq!(
+            fields[16],
+            crate::storage::lsm::engine::BACKGROUND_THREAD_NICE.to_string(),
+            "{stat}"
+        );
+    }
+    // Requests' threads are left alone.
+    assert_eq!(rustix::process::getpriority_process(None).unwrap(), 0);
+}
