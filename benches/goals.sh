@@ -12,14 +12,19 @@
 #      at most HALF_MAX_IN_FLIGHT (default 1024) in flight: p99.9 <= 10 ms
 #      for puts and gets, each request timed from when it was due;
 #   4. a lone put (one in flight): p50 <= 400 us.
-# Usage: benches/goals.sh [BIN] (default: the release build). N_RESP,
-# PUTS, GETS, HALF_SECONDS, LONE_PUTS set the run lengths; CLIENT_PORT / PEER_PORT the
-# cluster's ports (default 27501 / 27601), RESP_PORT / REDIS_PORT the one
-# node's. Needs redis-server, redis-benchmark, redis-cli and jq. Runs for
-# about three minutes; run it on a machine that is otherwise idle.
+# Usage: benches/goals.sh [BIN] (default: the release build). ROUNDS
+# (default 3) runs all four that many times, one after the other, and
+# prints each figure's median with the lowest and highest in brackets
+# (the verdict is the median's): on a shared VM one run of a figure can
+# be off by half. N_RESP, PUTS, GETS, HALF_SECONDS, LONE_PUTS set the run
+# lengths; CLIENT_PORT / PEER_PORT the cluster's ports (default 27501 /
+# 27601), RESP_PORT / REDIS_PORT the one node's. Needs redis-server,
+# redis-benchmark, redis-cli and jq. Runs for about a minute a round;
+# run it on a machine that is otherwise idle.
 set -u
 here=$(dirname "$0")
 BIN=${1:-$here/../target/release/ringkv}
+ROUNDS=${ROUNDS:-3}
 N_RESP=${N_RESP:-200000}
 PUTS=${PUTS:-150000}
 GETS=${GETS:-300000}
@@ -46,45 +51,92 @@ cluster() { # concurrency workloads
   BENCH=$BIN CONCURRENCY=$1 ROUNDS=1 WORKLOADS=$2 "$here/cluster_cpu.sh" "$BIN"
 }
 
-resp=$(N=$N_RESP TESTS="set get" "$here/resp_cpu.sh" "$BIN" 2>&1)
-rps() { # which-server SET|GET
-  awk -v server="$1" -v t="$2:" '
-    /^== ringkv/ {s = "ringkv"} /^== redis/ {s = "redis"}
-    s == server && $1 == t {print $2; exit}' <<<"$resp"
+# One round: every figure as "name value" lines on stdout.
+round() {
+  local resp peak put_line get_line put_rate get_rate half lone half_put half_get t lower ours theirs
+  resp=$(N=$N_RESP TESTS="set get" "$here/resp_cpu.sh" "$BIN" 2>&1)
+  rps() { # which-server SET|GET
+    awk -v server="$1" -v t="$2:" '
+      /^== ringkv/ {s = "ringkv"} /^== redis/ {s = "redis"}
+      s == server && $1 == t {print $2; exit}' <<<"$resp"
+  }
+  cpu_of() { # which-server set|get
+    sed -n "s/.*$1 $2: cpu \([0-9.]*\) us per op.*/\1/p" <<<"$resp" | head -1
+  }
+  for t in SET GET; do
+    lower=$(tr 'A-Z' 'a-z' <<<"$t")
+    ours=$(rps ringkv "$t")
+    theirs=$(rps redis "$t")
+    echo "${lower}_ours $ours"
+    echo "${lower}_redis $theirs"
+    echo "${lower}_ratio $(awk -v a="$ours" -v b="$theirs" 'BEGIN {if (b > 0) printf "%.2f", a / b}')"
+    echo "${lower}_cpu_ours $(cpu_of ringkv "$lower")"
+    echo "${lower}_cpu_redis $(cpu_of redis "$lower")"
+  done
+  peak=$(cluster 128 "put:--op put --requests $PUTS|get:--op get --requests $GETS")
+  put_line=$(grep ' put: ' <<<"$peak")
+  get_line=$(grep ' get: ' <<<"$peak")
+  put_rate=$(half_rate "$(field "$put_line" put:)")
+  get_rate=$(half_rate "$(field "$get_line" get:)")
+  half=$(cluster "$HALF_MAX_IN_FLIGHT" "put:--op put --rate $put_rate --requests $((put_rate * HALF_SECONDS))|get:--op get --rate $get_rate --requests $((get_rate * HALF_SECONDS))")
+  lone=$(cluster 1 "put:--op put --requests $LONE_PUTS")
+  half_put=$(grep ' put: ' <<<"$half")
+  half_get=$(grep ' get: ' <<<"$half")
+  echo "puts $(field "$put_line" put:)"
+  echo "put_cpu $(field "$put_line" node_cpu_us_per_op)"
+  echo "gets $(field "$get_line" get:)"
+  echo "get_cpu $(field "$get_line" node_cpu_us_per_op)"
+  echo "half_put_p999 $(field "$half_put" p99.9)"
+  echo "half_put_rate $(field "$half_put" put:)"
+  echo "half_put_late $(field "$half_put" late)"
+  echo "half_get_p999 $(field "$half_get" p99.9)"
+  echo "half_get_rate $(field "$half_get" get:)"
+  echo "half_get_late $(field "$half_get" late)"
+  echo "lone_p50 $(field "$lone" p50)"
 }
-cpu_of() { # which-server set|get
-  sed -n "s/.*$1 $2: cpu \([0-9.]*\) us per op.*/\1/p" <<<"$resp" | head -1
-}
-peak=$(cluster 128 "put:--op put --requests $PUTS|get:--op get --requests $GETS")
-put_line=$(grep ' put: ' <<<"$peak")
-get_line=$(grep ' get: ' <<<"$peak")
-# Half the peak rates (1000/s if a peak run failed), for HALF_SECONDS.
+# Half the peak rates (1000/s if a peak run failed).
 half_rate() {
   awk -v r="$1" 'BEGIN {r = int(r / 2); print (r > 0 ? r : 1000)}'
 }
-put_rate=$(half_rate "$(field "$put_line" put:)")
-get_rate=$(half_rate "$(field "$get_line" get:)")
-half=$(cluster "$HALF_MAX_IN_FLIGHT" "put:--op put --rate $put_rate --requests $((put_rate * HALF_SECONDS))|get:--op get --rate $get_rate --requests $((get_rate * HALF_SECONDS))")
-lone=$(cluster 1 "put:--op put --requests $LONE_PUTS")
-half_put=$(grep ' put: ' <<<"$half")
-half_get=$(grep ' get: ' <<<"$half")
 
-echo "ringkv $BIN, $(nproc) cores, $(date -u +%FT%TZ)"
+figures=$(for i in $(seq "$ROUNDS"); do
+  echo "round $i of $ROUNDS" >&2
+  round
+done)
+# med NAME: the median of NAME's values over the rounds.
+med() {
+  awk -v n="$1" '$1 == n && $2 != "" {print $2}' <<<"$figures" | sort -g |
+    awk '{v[NR] = $1} END {if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}'
+}
+# shown NAME: the median, then [lowest-highest] with more than one round.
+shown() {
+  awk -v n="$1" '$1 == n && $2 != "" {print $2}' <<<"$figures" | sort -g |
+    awk '{v[NR] = $1} END {
+      if (!NR) {print "no result"; exit}
+      m = (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)
+      printf "%s", m
+      if (NR > 1) printf " [%s-%s]", v[1], v[NR]
+      print ""
+    }'
+}
+goal() { # what, name, op, limit
+  row "$1" "$(shown "$2")" "$3 $4" "$(verdict "$(med "$2")" "$3" "$4")"
+}
+
+echo "ringkv $BIN, $(nproc) cores, $(date -u +%FT%TZ), median [lowest-highest] of $ROUNDS rounds"
 row "goal" "measured" "target" "verdict"
-for t in SET GET; do
-  lower=$(tr 'A-Z' 'a-z' <<<"$t")
-  ours=$(rps ringkv "$t")
-  theirs=$(rps redis "$t")
-  ratio=$(awk -v a="$ours" -v b="$theirs" 'BEGIN {if (b > 0) printf "%.2f", a / b}')
-  row "1 node $t / Redis (req/s)" "$ratio ($ours / $theirs)" ">= 1.0" "$(verdict "$ratio" ">=" 1.0)"
-  row "  CPU per $t, ringkv / Redis" "$(cpu_of ringkv "$lower") / $(cpu_of redis "$lower") us" "" ""
-done
-row "3 nodes, 128 in flight: puts/s" "$(field "$put_line" put:)" ">= 40000" "$(verdict "$(field "$put_line" put:)" ">=" 40000)"
-row "  node CPU per put (us)" "$(field "$put_line" node_cpu_us_per_op)" "<= 45" "$(verdict "$(field "$put_line" node_cpu_us_per_op)" "<=" 45)"
-row "3 nodes, 128 in flight: gets/s" "$(field "$get_line" get:)" ">= 80000" "$(verdict "$(field "$get_line" get:)" ">=" 80000)"
-row "  node CPU per get (us)" "$(field "$get_line" node_cpu_us_per_op)" "<= 22" "$(verdict "$(field "$get_line" node_cpu_us_per_op)" "<=" 22)"
-row "open loop, half the peak: put p99.9 (us)" "$(field "$half_put" p99.9) at $(field "$half_put" put:)/s" "<= 10000" "$(verdict "$(field "$half_put" p99.9)" "<=" 10000)"
-row "  puts sent late (all workers busy)" "$(field "$half_put" late)" "" ""
-row "open loop, half the peak: get p99.9 (us)" "$(field "$half_get" p99.9) at $(field "$half_get" get:)/s" "<= 10000" "$(verdict "$(field "$half_get" p99.9)" "<=" 10000)"
-row "  gets sent late (all workers busy)" "$(field "$half_get" late)" "" ""
-row "lone put p50 (us)" "$(field "$lone" p50)" "<= 400" "$(verdict "$(field "$lone" p50)" "<=" 400)"
+goal "1 node SET / Redis (req/s)" set_ratio ">=" 1.0
+row "  SET/s, ringkv / Redis" "$(med set_ours) / $(med set_redis)" "" ""
+row "  CPU per SET, ringkv / Redis (us)" "$(med set_cpu_ours) / $(med set_cpu_redis)" "" ""
+goal "1 node GET / Redis (req/s)" get_ratio ">=" 1.0
+row "  GET/s, ringkv / Redis" "$(med get_ours) / $(med get_redis)" "" ""
+row "  CPU per GET, ringkv / Redis (us)" "$(med get_cpu_ours) / $(med get_cpu_redis)" "" ""
+goal "3 nodes, 128 in flight: puts/s" puts ">=" 40000
+goal "  node CPU per put (us)" put_cpu "<=" 45
+goal "3 nodes, 128 in flight: gets/s" gets ">=" 80000
+goal "  node CPU per get (us)" get_cpu "<=" 22
+goal "open loop, half the peak: put p99.9 (us)" half_put_p999 "<=" 10000
+row "  at puts/s; sent late (all workers busy)" "$(med half_put_rate); $(shown half_put_late)" "" ""
+goal "open loop, half the peak: get p99.9 (us)" half_get_p999 "<=" 10000
+row "  at gets/s; sent late (all workers busy)" "$(med half_get_rate); $(shown half_get_late)" "" ""
+goal "lone put p50 (us)" lone_p50 "<=" 400
