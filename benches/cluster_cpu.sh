@@ -2,7 +2,8 @@
 # Cluster load with the nodes' CPU per operation (benches/README.md,
 # "Cluster load"): for each ringkv binary given (default: the release
 # build), starts `ringkv dev` (3 nodes, N=3 R=2 W=2) in a temporary data
-# dir, waits until it answers `status`, and runs one `ringkv bench` per
+# dir, waits until every node answers `status` and says it is serving
+# (its start-up handoff done), and runs one `ringkv bench` per
 # workload (puts of fresh keys, gets of preloaded keys, a 50/50 mix over
 # preloaded keys) at CONCURRENCY in flight. `ringkv bench` itself reads the
 # node processes' user+system CPU from /proc (they are found listening on
@@ -44,6 +45,21 @@ bench_one() {
     rm -rf "$dir"
     return 1
   fi
+  # Nodes that start together answer at once but first pull their ranges
+  # from each other ("joining: streaming" in `admin status`); load sent
+  # then is pulled again by that handoff (about 100 k keys per node, 10 s
+  # of a core, in a run of 150 k puts): wait until each says "serving".
+  local port serving
+  for _ in $(seq 150); do
+    serving=0
+    for port in $CLIENT_PORT $((CLIENT_PORT + 1)) $((CLIENT_PORT + 2)); do
+      "$bin" admin --addr "127.0.0.1:$port" status 2>/dev/null | head -1 | grep -q serving &&
+        serving=$((serving + 1))
+    done
+    [ "$serving" -eq 3 ] && break
+    sleep 0.2
+  done
+  [ "$serving" -eq 3 ] || echo "$bin: not every node says serving after 30 s; measuring anyway" >&2
   IFS='|' read -r -a specs <<<"$WORKLOADS"
   for spec in "${specs[@]}"; do
     name=${spec%%:*}
