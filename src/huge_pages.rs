@@ -9,10 +9,9 @@
 //! of the writer: `clear_page_erms` under `do_huge_pmd_anonymous_page`, 163
 //! of the window's 176 samples), and every request queued behind it waited
 //! as long. With `PR_SET_THP_DISABLE` pages come 4 KiB at a time: an open
-//! loop of puts at 15 k/s on three nodes went from p99.9 55-61 ms to 6.5-30
-//! ms and CPU per put at 128 in flight from 53-55 to 47 µs
-//! (benches/README.md, "Session 18"). The node holds no data set large
-//! enough for huge pages to save much in TLB misses.
+//! loop of puts at 15 k/s on three nodes went from p99.9 156-194 ms to
+//! 17-30 ms, and CPU per put at 128 in flight from 50-55 to 45-48 µs, with
+//! gets unchanged (benches/README.md, "Session 18").
 //!
 //! The flag is the process's (`prctl(2)`: every thread, and kept across
 //! `fork` and `execve`, so `ringkv dev`'s nodes start with it too). Every

@@ -29,8 +29,10 @@ const IDLE_RECHECK_MS: u64 = 1_000;
 /// comes in bursts of CPU (a memtable of 6.7 MB took 120-410 ms to become
 /// a table on this project's 2-core VMs, three nodes flushing at once) that
 /// at the default priority took the cores from the event loops and writers
-/// serving requests: an open loop of puts at half the peak had p99.9s of
-/// 41-114 ms against 16-67 ms with this (benches/README.md, "Session 18").
+/// serving requests. An open loop of puts at half the peak had the lower
+/// p99.9 with this in 12 of 16 pairs of runs, 12-13 ms in two of three on
+/// a finished cluster (benches/README.md, "Session 18"), but not always:
+/// a woken request thread still waits a little for a busy one of these.
 /// They now run on what the request path leaves; should they fall behind,
 /// the memtable and table limits stall writes (`write_stall_*`), which
 /// hands them the CPU. RocksDB lowers its compaction pool the same way
