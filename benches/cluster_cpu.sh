@@ -67,7 +67,7 @@ bench_one() {
     # shellcheck disable=SC2086 # flags are words on purpose
     if out=$("$BENCH" bench --addrs "$addrs" --concurrency "$CONCURRENCY" --keys 10000 $flags --json); then
       jq -r --arg bin "$bin" --arg name "$name" '
-        "\($bin) \($name): \(.totals.throughput_ops_per_s | floor) ops/s, "
+        "\($bin) \($name): \(.totals.throughput_ops_per_s | floor) ops/s, requests \(.totals.requests), "
         + "p50 \(.latency_us.all.p50_us) us, p99 \(.latency_us.all.p99_us) us, "
         + "p99.9 \(.latency_us.all.p999_us) us, errors \(.totals.errors), "
         + (if .config.rate then "rate \(.config.rate), late \(.totals.late_requests), " else "" end)

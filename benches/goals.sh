@@ -94,11 +94,10 @@ round() {
   echo "puts $(field "$put_line" put:)"
   echo "put_cpu $(field "$put_line" node_cpu_us_per_op)"
   # CPU per put with what the nodes spent in the settle run (its own one
-  # put a second is noise): (cpu per put x puts + cpu per op x ops / s x
-  # seconds) / puts.
+  # put a second is noise): (cpu per put x puts + cpu per op x ops) / puts.
   echo "put_cpu_all $(awk -v c="$(field "$put_line" node_cpu_us_per_op)" -v n="$PUTS" \
-    -v sc="$(field "$settle_line" node_cpu_us_per_op)" -v sr="$(field "$settle_line" settle:)" \
-    -v ss="$SETTLE_SECONDS" 'BEGIN {if (c != "" && sc != "") printf "%.1f", (c * n + sc * sr * ss) / n}')"
+    -v sc="$(field "$settle_line" node_cpu_us_per_op)" -v sn="$(field "$settle_line" requests)" \
+    'BEGIN {if (c != "" && sc != "" && sn != "") printf "%.1f", (c * n + sc * sn) / n}')"
   echo "gets $(field "$get_line" get:)"
   echo "get_cpu $(field "$get_line" node_cpu_us_per_op)"
   echo "half_put_p999 $(field "$half_put" p99.9)"
@@ -118,21 +117,20 @@ figures=$(for i in $(seq "$ROUNDS"); do
   echo "round $i of $ROUNDS" >&2
   round
 done)
-# med NAME: the median of NAME's values over the rounds.
-med() {
-  awk -v n="$1" '$1 == n && $2 != "" {print $2}' <<<"$figures" | sort -g |
-    awk '{v[NR] = $1} END {if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}'
-}
-# shown NAME: the median, then [lowest-highest] with more than one round.
-shown() {
+# stats NAME: "median lowest highest" of NAME's values over the rounds
+# (nothing when no round gave one).
+stats() {
   awk -v n="$1" '$1 == n && $2 != "" {print $2}' <<<"$figures" | sort -g |
     awk '{v[NR] = $1} END {
-      if (!NR) {print "no result"; exit}
-      m = (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)
-      printf "%s", m
-      if (NR > 1) printf " [%s-%s]", v[1], v[NR]
-      print ""
+      if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2), v[1], v[NR]
     }'
+}
+med() { stats "$1" | cut -d' ' -f1; }
+# shown NAME: the median, then [lowest-highest] with more than one round.
+shown() {
+  stats "$1" | awk -v rounds="$ROUNDS" '
+    {printf "%s", $1; if (rounds > 1) printf " [%s-%s]", $2, $3; print ""}
+    END {if (!NR) print "no result"}'
 }
 goal() { # what, name, op, limit
   row "$1" "$(shown "$2")" "$3 $4" "$(verdict "$(med "$2")" "$3" "$4")"
