@@ -38,19 +38,6 @@ pub fn turn_off() -> io::Result<()> {
     }
 }
 
-/// Whether transparent huge pages are off for this process (`false`
-/// where the platform cannot tell).
-pub fn are_off() -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        rustix::thread::transparent_huge_pages_are_disabled().unwrap_or(false)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        false
-    }
-}
-
 /// The node's log line about [`turn_off`]'s outcome.
 pub fn log_outcome(node: &impl std::fmt::Display, outcome: &io::Result<()>) {
     match outcome {
@@ -73,6 +60,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn turning_them_off_sticks_for_the_process() {
+        let are_off = || rustix::thread::transparent_huge_pages_are_disabled().unwrap();
         turn_off().unwrap();
         assert!(are_off());
         // The flag is the process's, not the calling thread's.
