@@ -341,7 +341,8 @@ struct Shared {
     /// Requests claimed so far: the next one's number.
     issued: AtomicU64,
     fresh: AtomicU64,
-    /// `--rate` requests sent after they were due (every worker busy).
+    /// `--rate` requests sent after they were due because every worker
+    /// was busy (`pace::latency_start`: not a worker's first).
     late: AtomicU64,
 }
 
@@ -360,6 +361,7 @@ async fn worker(
     started: Instant,
 ) {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let mut first = true;
     loop {
         let i = shared.issued.fetch_add(1, Ordering::Relaxed);
         if matches!(shared.plan.stop, Stop::Requests(n) if i >= n) {
@@ -382,7 +384,8 @@ async fn worker(
                 if claimed < due {
                     tokio::time::sleep_until(due.into()).await;
                 }
-                let (start, late) = pace::latency_start(due, claimed, Instant::now());
+                let (start, late) = pace::latency_start(due, claimed, Instant::now(), first);
+                first = false;
                 if late {
                     shared.late.fetch_add(1, Ordering::Relaxed);
                 }
