@@ -5,7 +5,10 @@
  * by fdatasync. AHEAD > 0: a write that reaches past the blocks written so
  * far goes on with zeros to the next multiple of AHEAD (the engine's
  * DIRECT_ZERO_AHEAD_BYTES). Prints wall time and CPU (user + system) per
- * append+sync.
+ * append+sync. PROBE_BUFFERED=1: the same appends through the page cache
+ * instead (STEP bytes each, into a segment zeroed first so no extent is
+ * converted; AHEAD is ignored), for comparison (benches/README.md,
+ * "Session 19: two things tried and taken out").
  *
  *   cc -O2 -o /tmp/log_sync_probe benches/log_sync_probe.c
  *   /tmp/log_sync_probe AHEAD N STEP [DIR]     e.g. 0 4000 2000, 65536 4000 2000
@@ -30,14 +33,22 @@ int main(int argc, char **argv) {
   char path[4096];
   snprintf(path, sizeof path, "%s/log_sync_probe.seg", argc > 4 ? argv[4] : "/tmp");
   long len = 32L << 20;
+  int buffered = getenv("PROBE_BUFFERED") != NULL;
   unlink(path);
   int fd = open(path, O_CREAT | O_RDWR, 0644);
-  if (fd < 0 || fallocate(fd, 0, 0, len) != 0 || fsync(fd) != 0) {
+  int prepared = fd >= 0 && fallocate(fd, 0, 0, len) == 0;
+  if (prepared && buffered) {
+    char *zeros = calloc(1, 1 << 20);
+    for (long o = 0; prepared && o < len; o += 1 << 20)
+      prepared = zeros && pwrite(fd, zeros, 1 << 20, o) == 1 << 20;
+    free(zeros);
+  }
+  if (!prepared || fsync(fd) != 0) {
     perror("preparing the segment");
     return 1;
   }
   close(fd);
-  fd = open(path, O_RDWR | O_DIRECT);
+  fd = open(path, buffered ? O_RDWR : O_RDWR | O_DIRECT);
   char *buf = aligned_alloc(4096, (size_t)(ahead + step + 8192));
   if (fd < 0 || !buf) {
     perror("opening with O_DIRECT");
@@ -56,6 +67,7 @@ int main(int argc, char **argv) {
       end = to < len ? to : (len > end ? len : end);
     }
     if (end > written) written = end;
+    if (buffered) start = pos, end = pos + step;
     if (pwrite(fd, buf, (size_t)(end - start), start) != end - start || fdatasync(fd) != 0) {
       perror("append");
       return 1;
@@ -66,8 +78,8 @@ int main(int argc, char **argv) {
   getrusage(RUSAGE_SELF, &r1);
   double cpu = us(r1.ru_utime) - us(r0.ru_utime) + us(r1.ru_stime) - us(r0.ru_stime);
   double wall = (t1.tv_sec - t0.tv_sec) * 1e6 + (t1.tv_nsec - t0.tv_nsec) / 1e3;
-  printf("ahead %ld, %ld bytes per append: %.1f us wall, %.1f us cpu per append+sync\n", ahead,
-         step, wall / n, cpu / n);
+  printf("%s %ld, %ld bytes per append: %.1f us wall, %.1f us cpu per append+sync\n",
+         buffered ? "buffered, ahead ignored" : "ahead", ahead, step, wall / n, cpu / n);
   unlink(path);
   return 0;
 }
