@@ -14,6 +14,7 @@
 //! | [`metrics_http`] | the `--metrics-listen` endpoint: `GET /metrics` in the Prometheus text format |
 //! | [`logging`] | tracing set-up: pretty or JSON lines, `RUST_LOG` |
 //! | [`huge_pages`] | transparent huge pages off for the process, first thing in `main` (why: the module's doc) |
+//! | [`event_loop`] | the event loop's lag, sampled into `ringkv_event_loop_lag_seconds` (and logged when long) |
 //!
 //! The actors themselves, and the map of who sends what to whom, live in the
 //! `ringkv-actors` crate (`actors/src/lib.rs`).
@@ -25,6 +26,7 @@ pub mod client;
 pub mod config;
 pub mod data_dir;
 pub mod dev;
+pub mod event_loop;
 pub mod huge_pages;
 pub mod logging;
 pub mod metrics_http;

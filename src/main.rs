@@ -139,6 +139,13 @@ fn run_node(args: NodeArgs, huge_pages: std::io::Result<()>) -> anyhow::Result<(
     system.block_on(async move {
         let (parts, lock) = node::open_storage(&config)?;
         let running = node::start(&config, NodeEnv::of_process(parts), lock).await?;
+        // On the arbiter every actor runs on (ends with it).
+        actix_rt::spawn(ringkv::event_loop::probe(
+            running.metrics.clone(),
+            config.id.to_string(),
+            std::time::Duration::from_millis(ringkv::event_loop::EVENT_LOOP_PROBE_INTERVAL_MS),
+            std::time::Duration::from_millis(ringkv::event_loop::EVENT_LOOP_LAG_WARN_MS),
+        ));
         wait_for_shutdown().await;
         tracing::info!(node = %config.id, actor = "node", "shutting down");
         // Every acknowledged write is already durable; a clean stop also

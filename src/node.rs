@@ -128,6 +128,8 @@ pub struct RunningNode {
     pub resp_addr: Option<SocketAddr>,
     /// Where Prometheus scrapes (`None`: no `--metrics-listen`).
     pub metrics_addr: Option<SocketAddr>,
+    /// The node's metrics (what `--metrics-listen` serves).
+    pub metrics: Metrics,
     /// The Storage actor, closed for writes at shutdown.
     storage: Addr<Storage>,
     /// Held for the node's lifetime: the data dir lock (released on drop).
@@ -506,7 +508,7 @@ pub async fn start(
             crate::metrics_http::start(
                 addr,
                 accept,
-                metrics,
+                metrics.clone(),
                 crate::metrics_http::Sources {
                     failure_detector,
                     storage: storage_for_shutdown.clone(),
@@ -545,6 +547,7 @@ pub async fn start(
         peer_addr,
         resp_addr,
         metrics_addr,
+        metrics,
         storage: storage_for_shutdown,
         _lock: lock,
     })

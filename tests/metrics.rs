@@ -130,6 +130,16 @@ async fn metrics_count_the_requests_sent_and_the_members() {
     let fsyncs = value(&after, "ringkv_storage_fsync_duration_seconds", &[]).unwrap();
     assert!(fsyncs >= PUTS as f64, "fsyncs {fsyncs}");
     assert!(value(&after, "ringkv_storage_memtable_bytes", &[]).unwrap() > 0.0);
+    // The event loop's lag probe samples every 50 ms from the start
+    // (`ringkv::event_loop`).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while value(&scrape(n1), "ringkv_event_loop_lag_seconds", &[]).unwrap() < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no event loop lag sample in 5 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     for name in [
         "ringkv_hints_pending",
         "ringkv_hints_delivered_total",

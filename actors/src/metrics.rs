@@ -64,6 +64,9 @@ const LATENCY_BUCKET_MIN_S: f64 = 0.000_1;
 const LATENCY_BUCKETS: u16 = 16;
 /// Smallest bucket of the fsync histogram, in seconds (20 us; doubling).
 const FSYNC_BUCKET_MIN_S: f64 = 0.000_02;
+/// Smallest bucket of the event-loop lag histogram, in seconds (50 us;
+/// doubling, over [`LATENCY_BUCKETS`] buckets, to ~1.6 s).
+const LAG_BUCKET_MIN_S: f64 = 0.000_05;
 
 /// The actors whose mailbox depth is measured (see the module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,6 +191,7 @@ struct Inner {
     /// the writer thread.
     minted_here: Counter,
     minted_by_writer: Counter,
+    event_loop_lag: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -306,6 +310,13 @@ impl Metrics {
             "New versions this node minted as a write's coordinator, by where: on=event_loop (from the stored object in memory; the replica writes leave at once) or on=writer (by the storage writer thread, which hands the version back: the key not in memory, an earlier mint of it not yet in the engine, or no other replica to send it to)",
             minted.clone(),
         );
+        let event_loop_lag =
+            Histogram::new(exponential_buckets(LAG_BUCKET_MIN_S, 2.0, LATENCY_BUCKETS));
+        registry.register(
+            "ringkv_event_loop_lag_seconds",
+            "How late the event loop (every actor's thread) ran a timer that was due, in seconds, sampled every 50 ms (ringkv's event_loop module): a request that arrived then waited at least as long before any actor saw it",
+            event_loop_lag.clone(),
+        );
         if let Some(engine) = engine {
             registry.register(
                 "ringkv_storage_fsync_duration_seconds",
@@ -361,7 +372,14 @@ impl Metrics {
             tombstones_reaped,
             minted_here: minted.get_or_create_owned(&MintedOnLabel { on: "event_loop" }),
             minted_by_writer: minted.get_or_create_owned(&MintedOnLabel { on: "writer" }),
+            event_loop_lag,
         }))
+    }
+
+    /// One sample of the event loop's lag: how long after it was due a
+    /// timer ran.
+    pub fn event_loop_lag(&self, lag: std::time::Duration) {
+        self.0.event_loop_lag.observe(lag.as_secs_f64());
     }
 
     /// One client request answered: `op` is its wire name (an op not in
