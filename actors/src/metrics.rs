@@ -20,7 +20,9 @@
 //!   memtable bytes, tables, compactions, write stalls;
 //! - the metrics endpoint, at scrape time: `ringkv_members{state}` and
 //!   `ringkv_hints_pending` (asked of the failure detector and storage, which
-//!   already keep them; see [`Metrics::set_members`]).
+//!   already keep them; see [`Metrics::set_members`]);
+//! - the node process's event-loop probe (the binary's `event_loop`
+//!   module): `ringkv_event_loop_lag_seconds`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64};
