@@ -116,20 +116,14 @@ struct DirectionLabel {
     direction: &'static str,
 }
 
-fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(
-        LATENCY_BUCKET_MIN_S,
-        2.0,
-        LATENCY_BUCKETS,
-    ))
+/// A histogram whose first bucket ends at `min_s` seconds, each next one
+/// doubling, over [`LATENCY_BUCKETS`] buckets.
+fn doubling_histogram(min_s: f64) -> Histogram {
+    Histogram::new(exponential_buckets(min_s, 2.0, LATENCY_BUCKETS))
 }
 
-fn fsync_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(
-        FSYNC_BUCKET_MIN_S,
-        2.0,
-        LATENCY_BUCKETS,
-    ))
+fn latency_histogram() -> Histogram {
+    doubling_histogram(LATENCY_BUCKET_MIN_S)
 }
 
 /// What the storage engine records, from its own threads. The engine
@@ -153,7 +147,7 @@ pub struct EngineMetrics {
 impl Default for EngineMetrics {
     fn default() -> Self {
         Self {
-            fsync_seconds: fsync_histogram(),
+            fsync_seconds: doubling_histogram(FSYNC_BUCKET_MIN_S),
             memtable_bytes: Gauge::default(),
             tables: Gauge::default(),
             table_bytes: Gauge::default(),
@@ -312,8 +306,7 @@ impl Metrics {
             "New versions this node minted as a write's coordinator, by where: on=event_loop (from the stored object in memory; the replica writes leave at once) or on=writer (by the storage writer thread, which hands the version back: the key not in memory, an earlier mint of it not yet in the engine, or no other replica to send it to)",
             minted.clone(),
         );
-        let event_loop_lag =
-            Histogram::new(exponential_buckets(LAG_BUCKET_MIN_S, 2.0, LATENCY_BUCKETS));
+        let event_loop_lag = doubling_histogram(LAG_BUCKET_MIN_S);
         registry.register(
             "ringkv_event_loop_lag_seconds",
             "How late the event loop (every actor's thread) ran a timer that was due, in seconds, sampled every 50 ms (ringkv's event_loop module): a request that arrived then waited at least as long before any actor saw it",
