@@ -392,8 +392,11 @@ pub async fn start(
         resolver.recipient(),
         repair.clone().recipient(),
         env.clock.clone(),
-    )
-    .start();
+    );
+    // Taken before the actor starts: RESP sessions answer some reads
+    // themselves (`replicator::LocalReads`).
+    let local_reads = replicator.local_reads();
+    let replicator = replicator.start();
     let bridge_options = BridgeOptions {
         max_frame_bytes: peer_max_frame_bytes(config.max_frame_bytes),
         reconnect_backoff_max_ms: config.reconnect_backoff_max_ms,
@@ -474,6 +477,7 @@ pub async fn start(
             },
             listener,
             replicator.clone(),
+            local_reads,
             failure_detector.clone(),
         )
         .start();

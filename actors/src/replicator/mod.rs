@@ -23,6 +23,7 @@ pub mod expiry;
 mod fanout;
 pub mod list;
 pub mod list_walk;
+mod local_read;
 pub mod placement;
 mod quorum;
 mod read;
@@ -33,6 +34,7 @@ mod timer;
 mod write;
 
 use fnv::FnvHashSet;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +46,7 @@ use tracing::{warn, Instrument};
 pub use coordinator::{FinishedRead, ReadCoordinator, ReadStep, WriteCoordinator, WriteStep};
 pub use fanout::{Ask, Asking, DcScope, Fanout, Reach, SloppyPolicy};
 pub use list::{CoordinateList, ListPage};
+pub use local_read::LocalReads;
 pub use quorum::{DcQuorum, Effect, Ending, Need, Role, Tally, Verdict};
 pub use read::GetAnswer;
 use timer::TimerHub;
@@ -230,6 +233,9 @@ pub struct Replicator {
     clock: SharedClock,
     /// Every request's timers, on one tokio timer (`timer.rs`).
     timers: TimerHub,
+    /// The reads sessions answer without asking (`local_read.rs`): told
+    /// the rings whenever they change, once this node is ready.
+    local_reads: Rc<LocalReads>,
     span: tracing::Span,
 }
 
@@ -246,6 +252,11 @@ impl Replicator {
     ) -> Self {
         let own = replicas.own.clone();
         let span = tracing::info_span!("replicator", node = %own, actor = "replicator");
+        let local_reads = Rc::new(LocalReads::new(
+            replicas.clone(),
+            options.clone(),
+            clock.clone(),
+        ));
         Self {
             replicas,
             own,
@@ -264,8 +275,15 @@ impl Replicator {
             }),
             clock,
             timers: TimerHub::default(),
+            local_reads,
             span,
         }
+    }
+
+    /// The reads this node's sessions may answer without a message to
+    /// this actor (see `local_read.rs`); take it before starting the actor.
+    pub fn local_reads(&self) -> Rc<LocalReads> {
+        Rc::clone(&self.local_reads)
     }
 
     /// How this node sees `node` for a request (Dynamo §4.8.1: its own
@@ -744,6 +762,10 @@ impl Handler<MembershipChanged> for Replicator {
         if msg.ready && !self.ready {
             self.ready = true;
             self.release_held(ctx);
+        }
+        if self.ready {
+            self.local_reads
+                .publish(self.read_ring.clone(), self.write_ring.clone());
         }
     }
 }

@@ -335,7 +335,7 @@ type Decoded = (Vec<Vec<u8>>, Option<VersionVector>);
 
 /// [`answer_of`] for answers that agree (decoded here, in place); `None`
 /// when they disagree.
-fn agreed_answer(
+pub(super) fn agreed_answer(
     answers: &[ReadAnswer],
     trace: u64,
     now_ms: u64,

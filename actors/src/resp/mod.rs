@@ -36,7 +36,7 @@ pub use session::RespSession;
 use crate::client_api::access::ClientTokens;
 use crate::failure_detector::FailureDetector;
 use crate::net::{accept_stream, AcceptPolicy, BoxConnection, Listener};
-use crate::replicator::Replicator;
+use crate::replicator::{LocalReads, Replicator};
 use crate::NodeId;
 
 /// What a GET answers for a key with siblings (`resp_siblings`).
@@ -95,6 +95,9 @@ pub struct Shared {
     pub started: Instant,
     /// The address the listener is bound to.
     pub local_addr: Option<SocketAddr>,
+    /// Reads a session answers without asking the replicator (a GET of a
+    /// key only this node holds, with R = 1: `replicator::LocalReads`).
+    pub local_reads: Rc<LocalReads>,
 }
 
 /// The RESP listener actor.
@@ -115,6 +118,7 @@ impl RespApi {
         options: RespOptions,
         listener: Box<dyn Listener>,
         replicator: Addr<Replicator>,
+        local_reads: Rc<LocalReads>,
         failure_detector: Addr<FailureDetector>,
     ) -> Self {
         // Request ids at a per-node offset apart from the client port's.
@@ -134,6 +138,7 @@ impl RespApi {
                 open: Rc::new(Cell::new(0)),
                 started: Instant::now(),
                 local_addr,
+                local_reads,
             },
             span,
         }

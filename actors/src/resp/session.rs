@@ -407,6 +407,11 @@ impl RespSession {
                 self.run(Vec::new(), fut, ctx);
             }
             Command::Get(key) => {
+                if let Some(reply) = self.get_in_place(&key) {
+                    let counting = self.counting.take();
+                    self.count(counting, &reply);
+                    return self.answer(reply, ctx);
+                }
                 let fut = self.get_one(key.clone());
                 self.run(vec![key], fut, ctx);
             }
@@ -648,15 +653,7 @@ impl RespSession {
         };
         ctx.spawn(fut.into_actor(self).map(move |reply, act, ctx| {
             drop(permit);
-            if let Some((op, started)) = counting {
-                let error = match &reply {
-                    Reply::Error(text) => Some(error_code_of(text)),
-                    _ => None,
-                };
-                act.options
-                    .metrics
-                    .request(op, error, started.elapsed().as_secs_f64());
-            }
+            act.count(counting, &reply);
             act.in_flight -= 1;
             for key in keys {
                 if act.key_tails.get(&key).is_some_and(|(s, _)| *s == seq) {
@@ -665,6 +662,20 @@ impl RespSession {
             }
             act.fill(seq, reply, protocol, ctx);
         }));
+    }
+
+    /// Counts a command's answer for the request metrics (`counting`: its
+    /// op and when it was read; `None`, a command not counted).
+    fn count(&self, counting: Option<(&'static str, Instant)>, reply: &Reply) {
+        if let Some((op, started)) = counting {
+            let error = match reply {
+                Reply::Error(text) => Some(error_code_of(text)),
+                _ => None,
+            };
+            self.options
+                .metrics
+                .request(op, error, started.elapsed().as_secs_f64());
+        }
     }
 
     fn trace(&self) -> u64 {
@@ -706,20 +717,24 @@ impl RespSession {
     /// error`) an error that says how to resolve them.
     fn get_one(&self, key: Vec<u8>) -> Pending {
         let read = self.read(key, ReadFor::Value);
-        Box::pin(async move {
-            match read.await {
-                Ok((mut values, _)) => match values.len() {
-                    0 => Reply::Nil,
-                    1 => Reply::Bulk(values.remove(0)),
-                    n => Reply::err(format!(
-                        "key has {n} siblings (concurrent writes); read them with \
-                         RINGKV.SIBLINGS key and write the one to keep with RINGKV.RESOLVE key \
-                         value (or run the node with resp_siblings = lww)"
-                    )),
-                },
-                Err(e) => client_error(e),
-            }
-        })
+        Box::pin(async move { value_reply(read.await) })
+    }
+
+    /// GET of a key that this node alone holds, with R = 1 and its copy in
+    /// memory, answered now (`replicator::LocalReads`); `None`: the GET
+    /// goes to the replicator. Only when no earlier command of this
+    /// connection on the key is still running: it must see that one's
+    /// effect.
+    fn get_in_place(&self, key: &[u8]) -> Option<Reply> {
+        if self.key_tails.contains_key(key) {
+            return None;
+        }
+        let lww = self.options.siblings == SiblingsMode::Lww;
+        let answer = self
+            .shared
+            .local_reads
+            .answer(key, self.level(), lww, self.trace())?;
+        Some(value_reply(answer))
     }
 
     /// One page of the `list` op.
@@ -997,6 +1012,23 @@ fn error_code_of(text: &str) -> ErrorCode {
         .and_then(|t| t.rsplit_once(" ("))
         .and_then(|(_, code)| ErrorCode::parse(code))
         .unwrap_or(ErrorCode::BadRequest)
+}
+
+/// A GET's reply: the value, nil, or (siblings, `resp_siblings = error`)
+/// an error that says how to resolve them.
+fn value_reply(read: Result<GetAnswer, ClientError>) -> Reply {
+    match read {
+        Ok((mut values, _)) => match values.len() {
+            0 => Reply::Nil,
+            1 => Reply::Bulk(values.remove(0)),
+            n => Reply::err(format!(
+                "key has {n} siblings (concurrent writes); read them with \
+                 RINGKV.SIBLINGS key and write the one to keep with RINGKV.RESOLVE key \
+                 value (or run the node with resp_siblings = lww)"
+            )),
+        },
+        Err(e) => client_error(e),
+    }
 }
 
 /// A ringkv error as a RESP error: the native code first, Redis style.

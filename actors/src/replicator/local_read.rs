@@ -1,0 +1,126 @@
+//! Reads a front end answers on its own, without a message to the
+//! Replicator: a read of R = 1 of a key whose only read primary is this
+//! node, its copy held in memory. The Replicator answers such a read in
+//! its handler already (`read::answer_in_place`), with nothing to
+//! coordinate; asking it still took a message to its mailbox, a reply
+//! channel, and a task in the session to wait for the reply. A RESP
+//! session asks a [`LocalReads`] first and sends `CoordinateGet` only when
+//! it declines: on one node (N = 1) a GET then costs 7.4-8.2 µs of CPU
+//! instead of 9.1-9.8 (benches/README.md, "Session 20"). Only RESP GET
+//! asks it so far: MGET and the client port's get still send
+//! `CoordinateGet` for every key.
+//!
+//! The Replicator owns it and publishes here, whenever its rings change,
+//! the part of its state such a read depends on; nothing is published
+//! before the node is ready (requests then wait in the Replicator). The
+//! answer is the one the Replicator's coordination gives (the tests
+//! below compare the two): the local copy, decoded by the same pure rules
+//! (`conflict_resolver::answer_agreed`). Everything else (R > 1, other
+//! primaries, per-DC quorums, a copy not in memory, a failed read) is
+//! declined and goes to the Replicator as before.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use super::quorum::Need;
+use super::read::{agreed_answer, GetAnswer};
+use super::{placement, ReplicationOptions};
+use crate::clock::SharedClock;
+use crate::replicas::Replicas;
+use crate::ring::Ring;
+use crate::wire::client::{ClientError, Consistency};
+
+/// The reads a session may answer itself (see the module doc); shared on
+/// the node's event loop by the Replicator and the sessions.
+pub struct LocalReads {
+    replicas: Replicas,
+    options: ReplicationOptions,
+    clock: SharedClock,
+    /// The Replicator's rings once it is ready (`None` before).
+    rings: RefCell<Option<Rings>>,
+}
+
+impl std::fmt::Debug for LocalReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalReads")
+            .field("own", &self.replicas.own)
+            .field("published", &self.rings.borrow().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The rings a read's placement comes from.
+struct Rings {
+    read: Arc<Ring>,
+    write: Arc<Ring>,
+}
+
+impl LocalReads {
+    /// Answers nothing until [`LocalReads::publish`].
+    pub(super) fn new(replicas: Replicas, options: ReplicationOptions, clock: SharedClock) -> Self {
+        Self {
+            replicas,
+            options,
+            clock,
+            rings: RefCell::new(None),
+        }
+    }
+
+    /// The Replicator's rings, from now on (it is ready).
+    pub(super) fn publish(&self, read: Arc<Ring>, write: Arc<Ring>) {
+        *self.rings.borrow_mut() = Some(Rings { read, write });
+    }
+
+    /// The answer to a read of `key` (`consistency`: its level; `None`, the
+    /// node's R), when this node alone answers it and holds its copy in
+    /// memory; `None`: send the read to the Replicator. `last_writer_wins`
+    /// as `CoordinateGet`'s; the answer has no context (a session that
+    /// needs one asks the Replicator).
+    pub fn answer(
+        &self,
+        key: &[u8],
+        consistency: Option<Consistency>,
+        last_writer_wins: bool,
+        trace: u64,
+    ) -> Option<Result<GetAnswer, ClientError>> {
+        let rings = self.rings.borrow();
+        let rings = rings.as_ref()?;
+        let options = &self.options;
+        if !options.dc_replication.is_empty() {
+            return None;
+        }
+        let r = match consistency {
+            None => options.r,
+            Some(level) => {
+                let need =
+                    Need::for_level(level, options.n, &options.dc_replication, &options.dc).ok()?;
+                if !need.dcs.is_empty() {
+                    return None;
+                }
+                need.needed
+            }
+        };
+        if r != 1 {
+            return None;
+        }
+        let primaries = placement::read_primaries_at(
+            &rings.read,
+            &rings.write,
+            options.n,
+            Ring::key_token(key),
+        );
+        if !matches!(primaries.as_slice(), [only] if *only == self.replicas.own) {
+            return None;
+        }
+        // A failed read is the coordination's to handle (stand-ins).
+        let stored = self.replicas.read_in_memory(key)?.ok()?;
+        let answers = [(self.replicas.own.clone(), stored)];
+        let answer = agreed_answer(&answers, trace, self.clock.now_ms(), last_writer_wins)?;
+        Some(answer.map(|(values, _)| (values, None)))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+#[path = "local_read_tests.rs"]
+mod tests;

@@ -1,0 +1,272 @@
+//! [`LocalReads`] against the Replicator it stands in for: a read it
+//! answers is answered as `CoordinateGet` answers it, and it declines the
+//! reads the Replicator must coordinate (or hold, before it is ready).
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use fnv::FnvHashSet;
+
+use super::super::test_support::{node, replicas};
+use super::super::{Asking, CoordinateGet, ReadRepair, ReplicationOptions, Replicator};
+use super::LocalReads;
+use crate::clock::Clock;
+use crate::conflict_resolver::{
+    ConflictResolver, ContextKey, Object, VersionLimits, VersionVector,
+};
+use crate::membership::MembershipChanged;
+use crate::replicas::Replicas;
+use crate::ring::{DcReplication, Ring, RingMember};
+use crate::storage::LocalApply;
+use crate::wire::client::Consistency;
+
+/// Read repairs, dropped (nothing to repair with one answer).
+struct NoRepair;
+
+impl Actor for NoRepair {
+    type Context = actix::Context<Self>;
+}
+
+impl Handler<ReadRepair> for NoRepair {
+    type Result = ();
+
+    fn handle(&mut self, _: ReadRepair, _: &mut Self::Context) {}
+}
+
+const NOW_MS: u64 = 1_000_000;
+
+/// Wall time that stands still, so both answers expire alike.
+struct Fixed;
+
+impl Clock for Fixed {
+    fn now_ms(&self) -> u64 {
+        NOW_MS
+    }
+
+    fn monotonic_ms(&self) -> u64 {
+        0
+    }
+}
+
+fn options(n: usize, r: usize) -> ReplicationOptions {
+    ReplicationOptions {
+        n,
+        r,
+        w: 1,
+        request_timeout_ms: 2_000,
+        limits: VersionLimits::default(),
+        object_bytes_max: 1 << 20,
+        stand_in_after_ms: 250,
+        read_asks: Asking::Needed,
+        read_retry_after_ms: 20,
+        contexts: ContextKey::from_cluster_name("local-reads"),
+        dc: "dc1".into(),
+        dc_replication: DcReplication::default(),
+    }
+}
+
+fn ring(ids: &[&str]) -> Arc<Ring> {
+    let members: Vec<RingMember> = ids
+        .iter()
+        .map(|id| RingMember {
+            id: node(id),
+            dc: "dc1".into(),
+            rack: "r1".into(),
+            weight: 1,
+        })
+        .collect();
+    Arc::new(Ring::new(&members, 8))
+}
+
+/// A started Replicator of node n1 over `replicas`, its local reads, and
+/// whether it was told it is ready in a cluster of `members`.
+fn replicator(
+    replicas: &Replicas,
+    options: ReplicationOptions,
+    members: &[&str],
+    ready: bool,
+) -> (Addr<Replicator>, Rc<LocalReads>) {
+    let replicator = Replicator::new(
+        options,
+        replicas.clone(),
+        ConflictResolver::new(&node("n1")).start().recipient(),
+        NoRepair.start().recipient(),
+        Rc::new(Fixed),
+    );
+    let local_reads = replicator.local_reads();
+    let replicator = replicator.start();
+    let all: FnvHashSet<_> = members.iter().map(|id| node(id)).collect();
+    replicator.do_send(MembershipChanged {
+        read_ring: ring(members),
+        write_ring: ring(members),
+        reachable: Arc::new(all.clone()),
+        healthy: Arc::new(all),
+        peers: Arc::new(Vec::new()),
+        ready,
+    });
+    (replicator, local_reads)
+}
+
+async fn store(replicas: &Replicas, key: &[u8], object: &Object) {
+    let bytes = object.encode();
+    replicas
+        .storage
+        .send(LocalApply {
+            key: key.to_vec(),
+            bytes: bytes.len(),
+            mutation: Box::new(move |_, _| Ok(Some(bytes))),
+            trace: 0,
+            minted: None,
+            handed_out: false,
+            hint_for: None,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+fn get(key: &[u8], consistency: Option<Consistency>, lww: bool) -> CoordinateGet {
+    CoordinateGet {
+        key: key.to_vec(),
+        r: None,
+        pr: None,
+        consistency,
+        timeout_ms: None,
+        trace: 1,
+        last_writer_wins: lww,
+        with_context: false,
+    }
+}
+
+/// A read that returns once the Replicator handled what was sent before.
+fn sync() -> CoordinateGet {
+    CoordinateGet {
+        timeout_ms: Some(10),
+        ..get(b"absent", Some(Consistency::One), false)
+    }
+}
+
+#[actix_rt::test]
+async fn a_local_read_answers_what_the_replicator_answers() {
+    let replicas = replicas();
+    let limits = VersionLimits::default();
+    let empty = VersionVector::default();
+    let write = |local: Option<&Object>, value: Option<&[u8]>, by: &str, expires_ms| {
+        Object::update_expiring(
+            local,
+            &empty,
+            value.map(<[u8]>::to_vec),
+            expires_ms,
+            &node(by),
+            NOW_MS - 10,
+            &limits,
+        )
+        .unwrap()
+    };
+    let plain = write(None, Some(b"v"), "n1", None);
+    let siblings = write(
+        Some(&write(None, Some(b"a"), "n1", None)),
+        Some(b"b"),
+        "n2",
+        None,
+    );
+    // A delete that saw the value.
+    let tombstone = Object::update(
+        Some(&plain),
+        plain.context(),
+        None,
+        &node("n1"),
+        NOW_MS - 5,
+        &limits,
+    )
+    .unwrap();
+    let expired = write(None, Some(b"gone"), "n1", Some(NOW_MS - 1));
+    for (key, object) in [
+        (&b"plain"[..], &plain),
+        (b"siblings", &siblings),
+        (b"tombstone", &tombstone),
+        (b"expired", &expired),
+    ] {
+        store(&replicas, key, object).await;
+    }
+    let (replicator, local_reads) = replicator(&replicas, options(1, 1), &["n1"], true);
+    // The first message makes the Replicator ready (and publishes).
+    replicator
+        .send(get(b"plain", None, false))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut values = 0;
+    for key in [
+        &b"plain"[..],
+        b"siblings",
+        b"tombstone",
+        b"expired",
+        b"absent",
+    ] {
+        for lww in [false, true] {
+            for consistency in [None, Some(Consistency::One), Some(Consistency::All)] {
+                let local = local_reads
+                    .answer(key, consistency, lww, 7)
+                    .expect("N = 1 on this node, in memory: answered locally");
+                let asked = replicator.send(get(key, consistency, lww)).await.unwrap();
+                assert_eq!(local, asked, "key {key:?}, lww {lww}, {consistency:?}");
+                values += local.unwrap().0.len();
+            }
+        }
+    }
+    // plain: 1 value, siblings: 2 (1 with lww), the rest none; 3 levels.
+    assert_eq!(values, 3 * ((1 + 1) + (2 + 1)));
+}
+
+#[actix_rt::test]
+async fn reads_the_replicator_must_coordinate_or_hold_are_declined() {
+    let replicas = replicas();
+    let object = Object::update(
+        None,
+        &VersionVector::default(),
+        Some(b"v".to_vec()),
+        &node("n1"),
+        NOW_MS,
+        &VersionLimits::default(),
+    )
+    .unwrap();
+    store(&replicas, b"k", &object).await;
+    let answers = |options, members: &[&str], ready, consistency| {
+        let (replicator, local_reads) = replicator(&replicas, options, members, ready);
+        async move {
+            // Handled after MembershipChanged (one mailbox, in order);
+            // held for its 10 ms when the node is not ready.
+            let _ = replicator.send(sync()).await;
+            local_reads.answer(b"k", consistency, false, 1).is_some()
+        }
+    };
+    assert!(answers(options(1, 1), &["n1"], true, None).await);
+    // Not ready: the Replicator holds reads until it is.
+    assert!(!answers(options(1, 1), &["n1"], false, None).await);
+    // R = 2 (a level or the node's R) needs another replica.
+    assert!(!answers(options(3, 2), &["n1"], true, None).await);
+    assert!(!answers(options(3, 1), &["n1"], true, Some(Consistency::All)).await);
+    assert!(answers(options(3, 1), &["n1"], true, Some(Consistency::One)).await);
+    // Other primaries hold the key too (N = 3 over three nodes), or the
+    // key is another node's (N = 1 over three: n1 holds a third).
+    assert!(!answers(options(3, 1), &["n1", "n2", "n3"], true, None).await);
+    let mut declined = 0;
+    for i in 0..30u32 {
+        let key = format!("k{i}");
+        store(&replicas, key.as_bytes(), &object).await;
+        let (replicator, local_reads) =
+            replicator(&replicas, options(1, 1), &["n1", "n2", "n3"], true);
+        let _ = replicator.send(sync()).await;
+        let primary = ring(&["n1", "n2", "n3"]).preference_list(key.as_bytes(), 1);
+        let local = local_reads.answer(key.as_bytes(), None, false, 1).is_some();
+        assert_eq!(local, primary == vec![node("n1")], "key {key}");
+        declined += usize::from(!local);
+    }
+    assert!(declined > 0, "some keys are other nodes'");
+    // Per-DC replication: quorums per data center, always coordinated.
+    let mut per_dc = options(1, 1);
+    per_dc.dc_replication = DcReplication::parse("dc1:1", 1).unwrap();
+    assert!(!answers(per_dc, &["n1"], true, None).await);
+}
