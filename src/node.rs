@@ -424,6 +424,7 @@ pub async fn start(
             peer_listener,
             PeerHandlers {
                 read: replicator.clone().recipient(),
+                read_in_place: local_reads.clone(),
                 write: replicator.clone().recipient(),
                 hinted_write: replicator.clone().recipient(),
                 coordinate: replicator.clone().recipient(),
@@ -477,7 +478,7 @@ pub async fn start(
             },
             listener,
             replicator.clone(),
-            local_reads,
+            local_reads.clone(),
             failure_detector.clone(),
         )
         .start();

@@ -44,7 +44,7 @@ use crate::net::{accept_stream, AcceptPolicy, BoxConnection, Listener, SharedNet
 use crate::wire::client::ErrorCode;
 use crate::wire::peer::{
     ForwardedWrite, GossipExchange, HintedWrite, ListKeys, MemberInfo, MerkleLeaves, MerkleNodes,
-    PeerRpc, ReapCheck, ReapDrop, RemoteError, ReplicaRead, ReplicaWrite, ScanRange,
+    PeerRpc, ReapCheck, ReapDrop, RemoteError, ReplicaRead, ReplicaWrite, ScanRange, StoredObject,
 };
 use crate::NodeId;
 
@@ -299,6 +299,20 @@ impl<T: PeerRpc> Message for CallPeer<T> {
     type Result = Result<T::Reply, PeerError>;
 }
 
+/// Answers some incoming requests on the spot, on the session's thread,
+/// without a message to the actor that serves their type (the replicator's
+/// `LocalReads`: a replica read of a copy held in memory). It declines
+/// (`None`) whatever that actor must see itself; the request then goes to
+/// the actor as before.
+pub trait PeerInPlace {
+    /// The answer to a replica read of `request` from `from`.
+    fn replica_read(
+        &self,
+        from: &NodeId,
+        request: &ReplicaRead,
+    ) -> Option<Result<StoredObject, RemoteError>>;
+}
+
 /// Where the bridge delivers each type of incoming request: the actor that
 /// owns it (the replicator serves replica reads and writes and forwarded
 /// writes, repair serves scans and Merkle leaves, the failure detector
@@ -307,6 +321,8 @@ impl<T: PeerRpc> Message for CallPeer<T> {
 pub struct PeerHandlers {
     /// Replica reads.
     pub read: Recipient<Incoming<ReplicaRead>>,
+    /// Replica reads answered without a message to `read`'s actor.
+    pub read_in_place: Rc<dyn PeerInPlace>,
     /// Replica writes.
     pub write: Recipient<Incoming<ReplicaWrite>>,
     /// Sloppy-quorum writes held for another replica.

@@ -33,7 +33,8 @@ use super::{fresh_nonce, Bridge, BridgeOptions, Incoming, NonceRng, PeerHandlers
 use crate::net::{BoxConnection, LocalBoxFuture};
 use crate::wire::client::ErrorCode;
 use crate::wire::peer::{
-    MemberInfo, PeerFrame, PeerRefusal, PeerReply, PeerRequest, PeerRpc, Probe, Probed, RemoteError,
+    MemberInfo, PeerFrame, PeerRefusal, PeerReply, PeerRequest, PeerRpc, Probe, Probed,
+    RemoteError, ReplicaRead,
 };
 use crate::wire::writer::write_queued_frames;
 use crate::wire::{FrameCodec, FrameError};
@@ -292,6 +293,13 @@ impl PeerSession {
                 ),
             );
             return self.respond(id, Err(failure), ctx);
+        }
+        if let PeerRequest::Read(read) = &body {
+            // A copy held in memory: answered now, without the replicator's
+            // mailbox, a timer and a task (`PeerInPlace`).
+            if let Some(answer) = self.handlers.read_in_place.replica_read(&peer.id, read) {
+                return self.respond(id, answer.map(ReplicaRead::reply_into), ctx);
+            }
         }
         self.in_flight += 1;
         let from = peer.id.clone();

@@ -25,10 +25,15 @@ use std::sync::Arc;
 use super::quorum::Need;
 use super::read::{agreed_answer, GetAnswer};
 use super::{placement, ReplicationOptions};
+use serde_bytes::ByteBuf;
+
+use crate::bridge::PeerInPlace;
 use crate::clock::SharedClock;
 use crate::replicas::Replicas;
 use crate::ring::Ring;
 use crate::wire::client::{ClientError, Consistency};
+use crate::wire::peer::{RemoteError, ReplicaRead, StoredObject};
+use crate::NodeId;
 
 /// The reads a session may answer itself (see the module doc); shared on
 /// the node's event loop by the Replicator and the sessions.
@@ -117,6 +122,37 @@ impl LocalReads {
         let answers = [(self.replicas.own.clone(), stored)];
         let answer = agreed_answer(&answers, trace, self.clock.now_ms(), last_writer_wins)?;
         Some(answer.map(|(values, _)| (values, None)))
+    }
+}
+
+impl PeerInPlace for LocalReads {
+    /// A replica read from `from` of a copy held in memory, when the
+    /// Replicator would serve it (`admit_peer`: `from` is a member and
+    /// this node holds the key); a refusal, a disk read or a failed read
+    /// is the Replicator's.
+    fn replica_read(
+        &self,
+        from: &NodeId,
+        request: &ReplicaRead,
+    ) -> Option<Result<StoredObject, RemoteError>> {
+        let rings = self.rings.borrow();
+        let rings = rings.as_ref()?;
+        let token = Ring::key_token(&request.key);
+        if !placement::is_placed(&rings.read, &rings.write, from)
+            || !placement::shares(
+                &rings.read,
+                &rings.write,
+                self.options.n,
+                token,
+                &self.replicas.own,
+            )
+        {
+            return None;
+        }
+        let object = self.replicas.read_in_memory(&request.key)?.ok()?;
+        Some(Ok(StoredObject {
+            object: object.map(ByteBuf::from),
+        }))
     }
 }
 

@@ -270,3 +270,64 @@ async fn reads_the_replicator_must_coordinate_or_hold_are_declined() {
     per_dc.dc_replication = DcReplication::parse("dc1:1", 1).unwrap();
     assert!(!answers(per_dc, &["n1"], true, None).await);
 }
+
+#[actix_rt::test]
+async fn a_replica_read_in_place_answers_what_the_replicator_answers_or_is_declined() {
+    use crate::bridge::{Incoming, PeerInPlace};
+    use crate::wire::peer::ReplicaRead;
+    use serde_bytes::ByteBuf;
+
+    let replicas = replicas();
+    let object = Object::update(
+        None,
+        &VersionVector::default(),
+        Some(b"v".to_vec()),
+        &node("n1"),
+        NOW_MS,
+        &VersionLimits::default(),
+    )
+    .unwrap();
+    let members = ["n1", "n2", "n3"];
+    let (serving, local_reads) = replicator(&replicas, options(1, 1), &members, true);
+    let _ = serving.send(sync()).await;
+    let (mut answered, mut declined) = (0, 0);
+    for i in 0..30u32 {
+        let key = format!("k{i}");
+        store(&replicas, key.as_bytes(), &object).await;
+        for (from, key) in [("n2", key.as_str()), ("n2", "absent"), ("n9", key.as_str())] {
+            let request = ReplicaRead {
+                key: ByteBuf::from(key.as_bytes().to_vec()),
+            };
+            let in_place = local_reads.replica_read(&node(from), &request);
+            let asked = serving
+                .send(Incoming {
+                    from: node(from),
+                    trace: 1,
+                    timeout_ms: 1_000,
+                    request,
+                })
+                .await
+                .unwrap();
+            match in_place {
+                Some(answer) => {
+                    assert_eq!(answer.unwrap(), asked.unwrap(), "{from} {key}");
+                    answered += 1;
+                }
+                // Declined: what the Replicator refuses (n9 is no member;
+                // n1 holds a third of the keys at N = 1), never what it serves.
+                None => {
+                    assert!(asked.is_err(), "{from} {key}: served, yet declined");
+                    declined += 1;
+                }
+            }
+        }
+    }
+    assert!(answered > 0 && declined > 0, "{answered} / {declined}");
+    // Before the node is ready the Replicator answers alone.
+    let (holding, local_reads) = replicator(&replicas, options(1, 1), &members, false);
+    let _ = holding.send(sync()).await;
+    let request = ReplicaRead {
+        key: ByteBuf::from(b"k0".to_vec()),
+    };
+    assert!(local_reads.replica_read(&node("n2"), &request).is_none());
+}
