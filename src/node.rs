@@ -424,7 +424,7 @@ pub async fn start(
             peer_listener,
             PeerHandlers {
                 read: replicator.clone().recipient(),
-                read_in_place: local_reads.clone(),
+                direct: local_reads.clone(),
                 write: replicator.clone().recipient(),
                 hinted_write: replicator.clone().recipient(),
                 coordinate: replicator.clone().recipient(),

@@ -34,6 +34,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use futures_util::future::LocalBoxFuture;
 use tracing::{debug, info, warn};
 
 pub use connection::{PeerCall, PeerConnection, RedialNow, Shutdown};
@@ -43,8 +44,9 @@ use crate::membership::MembershipChanged;
 use crate::net::{accept_stream, AcceptPolicy, BoxConnection, Listener, SharedNet};
 use crate::wire::client::ErrorCode;
 use crate::wire::peer::{
-    ForwardedWrite, GossipExchange, HintedWrite, ListKeys, MemberInfo, MerkleLeaves, MerkleNodes,
-    PeerRpc, ReapCheck, ReapDrop, RemoteError, ReplicaRead, ReplicaWrite, ScanRange, StoredObject,
+    Durable, ForwardedWrite, GossipExchange, HintedWrite, ListKeys, MemberInfo, MerkleLeaves,
+    MerkleNodes, PeerRpc, ReapCheck, ReapDrop, RemoteError, ReplicaRead, ReplicaWrite, ScanRange,
+    StoredObject,
 };
 use crate::NodeId;
 
@@ -299,18 +301,27 @@ impl<T: PeerRpc> Message for CallPeer<T> {
     type Result = Result<T::Reply, PeerError>;
 }
 
-/// Answers some incoming requests on the spot, on the session's thread,
-/// without a message to the actor that serves their type (the replicator's
-/// `LocalReads`: a replica read of a copy held in memory). It declines
-/// (`None`) whatever that actor must see itself; the request then goes to
-/// the actor as before.
-pub trait PeerInPlace {
+/// Serves some incoming requests without a message to the actor that
+/// owns their type (the replicator's `LocalReads`): a replica read of a
+/// copy held in memory is answered on the spot, a replica write goes
+/// straight to the store. It declines (`None`) whatever that actor must
+/// see itself; the request then goes to the actor as before.
+pub trait PeerDirect {
     /// The answer to a replica read of `request` from `from`.
     fn replica_read(
         &self,
         from: &NodeId,
         request: &ReplicaRead,
     ) -> Option<Result<StoredObject, RemoteError>>;
+
+    /// A replica write of `request` from `from`, under way: it answers
+    /// once the version is durable here.
+    fn replica_write(
+        &self,
+        from: &NodeId,
+        trace: u64,
+        request: ReplicaWrite,
+    ) -> Result<LocalBoxFuture<'static, Result<Durable, RemoteError>>, ReplicaWrite>;
 }
 
 /// Where the bridge delivers each type of incoming request: the actor that
@@ -321,8 +332,9 @@ pub trait PeerInPlace {
 pub struct PeerHandlers {
     /// Replica reads.
     pub read: Recipient<Incoming<ReplicaRead>>,
-    /// Replica reads answered without a message to `read`'s actor.
-    pub read_in_place: Rc<dyn PeerInPlace>,
+    /// Replica reads and writes served without a message to their
+    /// actor.
+    pub direct: Rc<dyn PeerDirect>,
     /// Replica writes.
     pub write: Recipient<Incoming<ReplicaWrite>>,
     /// Sloppy-quorum writes held for another replica.

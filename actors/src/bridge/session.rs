@@ -17,12 +17,15 @@
 //! this node's memory.
 
 use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
@@ -34,7 +37,7 @@ use crate::net::{BoxConnection, LocalBoxFuture};
 use crate::wire::client::ErrorCode;
 use crate::wire::peer::{
     MemberInfo, PeerFrame, PeerRefusal, PeerReply, PeerRequest, PeerRpc, Probe, Probed,
-    RemoteError, ReplicaRead,
+    RemoteError, ReplicaRead, ReplicaWrite,
 };
 use crate::wire::writer::write_queued_frames;
 use crate::wire::{FrameCodec, FrameError};
@@ -296,8 +299,8 @@ impl PeerSession {
         }
         if let PeerRequest::Read(read) = &body {
             // A copy held in memory: answered now, without the replicator's
-            // mailbox, a timer and a task (`PeerInPlace`).
-            if let Some(answer) = self.handlers.read_in_place.replica_read(&peer.id, read) {
+            // mailbox, a timer and a task (`PeerDirect`).
+            if let Some(answer) = self.handlers.direct.replica_read(&peer.id, read) {
                 return self.respond(id, answer.map(ReplicaRead::reply_into), ctx);
             }
         }
@@ -306,7 +309,15 @@ impl PeerSession {
         let handlers = &self.handlers;
         let served = match body {
             PeerRequest::Read(r) => serve(&handlers.read, from, trace, timeout_ms, r),
-            PeerRequest::Write(r) => serve(&handlers.write, from, trace, timeout_ms, r),
+            // Straight to the store when the replicator would take it
+            // (`PeerDirect`): no message to its mailbox.
+            PeerRequest::Write(r) => match handlers.direct.replica_write(&from, trace, r) {
+                Ok(write) => within(
+                    timeout_ms,
+                    write.map(|r| Ok::<_, Infallible>(r.map(ReplicaWrite::reply_into))),
+                ),
+                Err(r) => serve(&handlers.write, from, trace, timeout_ms, r),
+            },
             PeerRequest::HintedWrite(r) => {
                 serve(&handlers.hinted_write, from, trace, timeout_ms, r)
             }
@@ -346,10 +357,19 @@ fn serve<T: PeerRpc>(
         timeout_ms,
         request,
     });
+    within(timeout_ms, call.map(|r| r.map(|r| r.map(T::reply_into))))
+}
+
+/// The answer of `call` (a local handler's: `Err` when it is gone) for the
+/// wire, or a timeout after `timeout_ms`.
+fn within<E: std::fmt::Display>(
+    timeout_ms: u64,
+    call: impl Future<Output = Result<Result<PeerReply, RemoteError>, E>> + 'static,
+) -> LocalBoxFuture<'static, Result<PeerReply, RemoteError>> {
     let limit = Duration::from_millis(timeout_ms);
     Box::pin(async move {
         match tokio::time::timeout(limit, call).await {
-            Ok(Ok(result)) => result.map(T::reply_into),
+            Ok(Ok(result)) => result,
             Ok(Err(e)) => Err(RemoteError::new(
                 ErrorCode::Internal,
                 format!("local handler unavailable: {e}"),

@@ -25,14 +25,15 @@ use std::sync::Arc;
 use super::quorum::Need;
 use super::read::{agreed_answer, GetAnswer};
 use super::{placement, ReplicationOptions};
+use futures_util::future::LocalBoxFuture;
 use serde_bytes::ByteBuf;
 
-use crate::bridge::PeerInPlace;
+use crate::bridge::PeerDirect;
 use crate::clock::SharedClock;
 use crate::replicas::Replicas;
 use crate::ring::Ring;
 use crate::wire::client::{ClientError, Consistency};
-use crate::wire::peer::{RemoteError, ReplicaRead, StoredObject};
+use crate::wire::peer::{Durable, RemoteError, ReplicaRead, ReplicaWrite, StoredObject};
 use crate::NodeId;
 
 /// The reads a session may answer itself (see the module doc); shared on
@@ -41,6 +42,9 @@ pub struct LocalReads {
     replicas: Replicas,
     options: ReplicationOptions,
     clock: SharedClock,
+    /// The Replicator's span (replica writes run in it, as in the
+    /// Replicator).
+    span: tracing::Span,
     /// The Replicator's rings once it is ready (`None` before).
     rings: RefCell<Option<Rings>>,
 }
@@ -62,13 +66,38 @@ struct Rings {
 
 impl LocalReads {
     /// Answers nothing until [`LocalReads::publish`].
-    pub(super) fn new(replicas: Replicas, options: ReplicationOptions, clock: SharedClock) -> Self {
+    pub(super) fn new(
+        replicas: Replicas,
+        options: ReplicationOptions,
+        clock: SharedClock,
+        span: tracing::Span,
+    ) -> Self {
         Self {
             replicas,
             options,
             clock,
+            span,
             rings: RefCell::new(None),
         }
+    }
+
+    /// Whether the Replicator serves `from`'s replica request for `key`
+    /// (`Replicator::admit_peer`: `from` is a member and this node shares
+    /// the key, a primary or a stand-in candidate), once it is ready; `false` leaves it to the Replicator,
+    /// which refuses it and says why.
+    fn admits(&self, from: &NodeId, key: &[u8]) -> bool {
+        let rings = self.rings.borrow();
+        let Some(rings) = rings.as_ref() else {
+            return false;
+        };
+        placement::is_placed(&rings.read, &rings.write, from)
+            && placement::shares(
+                &rings.read,
+                &rings.write,
+                self.options.n,
+                Ring::key_token(key),
+                &self.replicas.own,
+            )
     }
 
     /// The Replicator's rings, from now on (it is ready).
@@ -125,34 +154,42 @@ impl LocalReads {
     }
 }
 
-impl PeerInPlace for LocalReads {
+impl PeerDirect for LocalReads {
     /// A replica read from `from` of a copy held in memory, when the
-    /// Replicator would serve it (`admit_peer`: `from` is a member and
-    /// this node holds the key); a refusal, a disk read or a failed read
+    /// Replicator would serve it; a refusal, a disk read or a failed read
     /// is the Replicator's.
     fn replica_read(
         &self,
         from: &NodeId,
         request: &ReplicaRead,
     ) -> Option<Result<StoredObject, RemoteError>> {
-        let rings = self.rings.borrow();
-        let rings = rings.as_ref()?;
-        let token = Ring::key_token(&request.key);
-        if !placement::is_placed(&rings.read, &rings.write, from)
-            || !placement::shares(
-                &rings.read,
-                &rings.write,
-                self.options.n,
-                token,
-                &self.replicas.own,
-            )
-        {
+        if !self.admits(from, &request.key) {
             return None;
         }
         let object = self.replicas.read_in_memory(&request.key)?.ok()?;
         Some(Ok(StoredObject {
             object: object.map(ByteBuf::from),
         }))
+    }
+
+    /// A replica write from `from`, when the Replicator would take it: the
+    /// same store and answer as its handler's, without its mailbox.
+    fn replica_write(
+        &self,
+        from: &NodeId,
+        trace: u64,
+        request: ReplicaWrite,
+    ) -> Result<LocalBoxFuture<'static, Result<Durable, RemoteError>>, ReplicaWrite> {
+        if !self.admits(from, &request.key) {
+            return Err(request);
+        }
+        let span = super::replica_span(&self.span, from, trace);
+        Ok(super::replica_write(
+            self.replicas.clone(),
+            request,
+            trace,
+            span,
+        ))
     }
 }
 

@@ -273,7 +273,7 @@ async fn reads_the_replicator_must_coordinate_or_hold_are_declined() {
 
 #[actix_rt::test]
 async fn a_replica_read_in_place_answers_what_the_replicator_answers_or_is_declined() {
-    use crate::bridge::{Incoming, PeerInPlace};
+    use crate::bridge::{Incoming, PeerDirect};
     use crate::wire::peer::ReplicaRead;
     use serde_bytes::ByteBuf;
 
@@ -330,4 +330,66 @@ async fn a_replica_read_in_place_answers_what_the_replicator_answers_or_is_decli
         key: ByteBuf::from(b"k0".to_vec()),
     };
     assert!(local_reads.replica_read(&node("n2"), &request).is_none());
+}
+
+#[actix_rt::test]
+async fn a_replica_write_goes_straight_to_the_store_when_the_replicator_would_take_it() {
+    use crate::bridge::{Incoming, PeerDirect};
+    use crate::wire::peer::{Durable, ReplicaWrite};
+    use serde_bytes::ByteBuf;
+
+    let replicas = replicas();
+    let object = Object::update(
+        None,
+        &VersionVector::default(),
+        Some(b"v".to_vec()),
+        &node("n2"),
+        NOW_MS,
+        &VersionLimits::default(),
+    )
+    .unwrap();
+    let (serving, local_reads) = replicator(&replicas, options(1, 1), &["n1", "n2", "n3"], true);
+    let _ = serving.send(sync()).await;
+    let (mut direct, mut declined) = (0, 0);
+    for i in 0..30u32 {
+        for from in ["n2", "n9"] {
+            let key = format!("{from}-k{i}");
+            let request = || ReplicaWrite {
+                key: ByteBuf::from(key.as_bytes().to_vec()),
+                object: ByteBuf::from(object.encode()),
+            };
+            let asked = |request| {
+                serving.send(Incoming {
+                    from: node(from),
+                    trace: 1,
+                    timeout_ms: 1_000,
+                    request,
+                })
+            };
+            match local_reads.replica_write(&node(from), 1, request()) {
+                Ok(write) => {
+                    assert_eq!(write.await, Ok(Durable), "{key}");
+                    let stored = replicas.read_in_memory(key.as_bytes()).unwrap().unwrap();
+                    assert_eq!(stored, Some(object.encode()), "{key}");
+                    // The Replicator takes the same write (joined: no change).
+                    assert_eq!(asked(request()).await.unwrap(), Ok(Durable), "{key}");
+                    direct += 1;
+                }
+                // Declined, given back whole: what the Replicator refuses.
+                Err(back) => {
+                    assert_eq!(back, request());
+                    assert!(
+                        asked(back).await.unwrap().is_err(),
+                        "{key}: taken, yet declined"
+                    );
+                    assert_eq!(
+                        replicas.read_in_memory(key.as_bytes()).unwrap().unwrap(),
+                        None
+                    );
+                    declined += 1;
+                }
+            }
+        }
+    }
+    assert!(direct > 0 && declined > 0, "{direct} / {declined}");
 }

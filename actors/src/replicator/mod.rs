@@ -35,6 +35,8 @@ mod write;
 
 use fnv::FnvHashSet;
 use std::rc::Rc;
+
+use futures_util::future::LocalBoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -256,6 +258,7 @@ impl Replicator {
             replicas.clone(),
             options.clone(),
             clock.clone(),
+            span.clone(),
         ));
         Self {
             replicas,
@@ -867,18 +870,7 @@ impl Handler<Incoming<ReplicaWrite>> for Replicator {
             return Box::pin(async move { Err(refused) });
         }
         let span = self.replica_span(&msg.from, msg.trace);
-        let replicas = self.replicas.clone();
-        let (key, object) = (msg.request.key.into_vec(), msg.request.object.into_vec());
-        Box::pin(
-            async move {
-                replicas
-                    .merge_locally(key, object, None, msg.trace)
-                    .await
-                    .map(|_| Durable)
-                    .map_err(|e| e.to_client().into())
-            }
-            .instrument(span),
-        )
+        replica_write(self.replicas.clone(), msg.request, msg.trace, span)
     }
 }
 
@@ -992,9 +984,7 @@ impl Replicator {
 
     /// The span of one replica-side request from `from`.
     fn replica_span(&self, from: &NodeId, trace: u64) -> tracing::Span {
-        self.request_span(
-            tracing::debug_span!(parent: &self.span, "replica", req = %format_args!("{trace:x}"), from = %from),
-        )
+        replica_span(&self.span, from, trace)
     }
 
     /// The span a request's future runs in: `span`, the request's own
@@ -1009,6 +999,38 @@ impl Replicator {
         } else {
             span
         }
+    }
+}
+
+/// Stores a replica write (the join of what this node holds and the
+/// version that came); answers once it is durable.
+fn replica_write(
+    replicas: Replicas,
+    request: ReplicaWrite,
+    trace: u64,
+    span: tracing::Span,
+) -> LocalBoxFuture<'static, Result<Durable, RemoteError>> {
+    let (key, object) = (request.key.into_vec(), request.object.into_vec());
+    Box::pin(
+        async move {
+            replicas
+                .merge_locally(key, object, None, trace)
+                .await
+                .map(|_| Durable)
+                .map_err(|e| e.to_client().into())
+        }
+        .instrument(span),
+    )
+}
+
+/// The span of one replica-side request from `from`, under the
+/// Replicator's `actor_span` (see `Replicator::request_span`).
+fn replica_span(actor_span: &tracing::Span, from: &NodeId, trace: u64) -> tracing::Span {
+    let span = tracing::debug_span!(parent: actor_span, "replica", req = %format_args!("{trace:x}"), from = %from);
+    if span.is_disabled() {
+        actor_span.clone()
+    } else {
+        span
     }
 }
 
