@@ -6,9 +6,11 @@
 //! channel, and a task in the session to wait for the reply. A RESP
 //! session asks a [`LocalReads`] first and sends `CoordinateGet` only when
 //! it declines: on one node (N = 1) a GET then costs 7.4-8.2 µs of CPU
-//! instead of 9.1-9.8 (benches/README.md, "Session 20"). Only RESP GET
-//! asks it so far: MGET and the client port's get still send
-//! `CoordinateGet` for every key.
+//! instead of 9.1-9.8 (benches/README.md, "Session 20"). RESP GET and
+//! MGET ask it; the client port's get (which answers a sealed context,
+//! and takes R and PR per request) still sends `CoordinateGet`. The
+//! bridge's peer sessions use it too, for replica reads and writes from
+//! other nodes (`bridge::PeerDirect`, below).
 //!
 //! The Replicator owns it and publishes here, whenever its rings change,
 //! the part of its state such a read depends on; nothing is published

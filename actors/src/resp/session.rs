@@ -416,6 +416,16 @@ impl RespSession {
                 self.run(vec![key], fut, ctx);
             }
             Command::MGet(keys) => {
+                // Every key answered in place, or the whole MGET is sent
+                // on (its replies stay in one array, in order).
+                let in_place: Option<Vec<Reply>> =
+                    keys.iter().map(|k| self.get_in_place(k)).collect();
+                if let Some(values) = in_place {
+                    let reply = Reply::Array(values);
+                    let counting = self.counting.take();
+                    self.count(counting, &reply);
+                    return self.answer(reply, ctx);
+                }
                 let gets: Vec<Pending> = keys.iter().map(|k| self.get_one(k.clone())).collect();
                 self.run(
                     keys,
@@ -720,9 +730,9 @@ impl RespSession {
         Box::pin(async move { value_reply(read.await) })
     }
 
-    /// GET of a key that this node alone holds, with R = 1 and its copy in
-    /// memory, answered now (`replicator::LocalReads`); `None`: the GET
-    /// goes to the replicator. Only when no earlier command of this
+    /// GET (or an MGET's key) of a key that this node alone holds, with R =
+    /// 1 and its copy in memory, answered now (`replicator::LocalReads`);
+    /// `None`: the GET goes to the replicator. Only when no earlier command of this
     /// connection on the key is still running: it must see that one's
     /// effect.
     fn get_in_place(&self, key: &[u8]) -> Option<Reply> {
