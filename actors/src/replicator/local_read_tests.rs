@@ -8,31 +8,17 @@ use std::sync::Arc;
 use actix::prelude::*;
 use fnv::FnvHashSet;
 
-use super::super::test_support::{node, replicas};
-use super::super::{Asking, CoordinateGet, ReadRepair, ReplicationOptions, Replicator};
+use super::super::test_support::{
+    self, kinds_and_absent, node, one_value, replicas, versions_of_each_kind, NoRepair,
+};
+use super::super::{Asking, CoordinateGet, ReplicationOptions, Replicator};
 use super::LocalReads;
 use crate::clock::Clock;
-use crate::conflict_resolver::{
-    ConflictResolver, ContextKey, Object, VersionLimits, VersionVector,
-};
+use crate::conflict_resolver::{ConflictResolver, ContextKey, Object, VersionLimits};
 use crate::membership::MembershipChanged;
 use crate::replicas::Replicas;
 use crate::ring::{DcReplication, Ring, RingMember};
-use crate::storage::LocalApply;
 use crate::wire::client::Consistency;
-
-/// Read repairs, dropped (nothing to repair with one answer).
-struct NoRepair;
-
-impl Actor for NoRepair {
-    type Context = actix::Context<Self>;
-}
-
-impl Handler<ReadRepair> for NoRepair {
-    type Result = ();
-
-    fn handle(&mut self, _: ReadRepair, _: &mut Self::Context) {}
-}
 
 const NOW_MS: u64 = 1_000_000;
 
@@ -109,18 +95,9 @@ fn replicator(
 }
 
 async fn store(replicas: &Replicas, key: &[u8], object: &Object) {
-    let bytes = object.encode();
     replicas
         .storage
-        .send(LocalApply {
-            key: key.to_vec(),
-            bytes: bytes.len(),
-            mutation: Box::new(move |_, _| Ok(Some(bytes))),
-            trace: 0,
-            minted: None,
-            handed_out: false,
-            hint_for: None,
-        })
+        .send(test_support::store(key, object))
         .await
         .unwrap()
         .unwrap();
@@ -150,45 +127,8 @@ fn sync() -> CoordinateGet {
 #[actix_rt::test]
 async fn a_local_read_answers_what_the_replicator_answers() {
     let replicas = replicas();
-    let limits = VersionLimits::default();
-    let empty = VersionVector::default();
-    let write = |local: Option<&Object>, value: Option<&[u8]>, by: &str, expires_ms| {
-        Object::update_expiring(
-            local,
-            &empty,
-            value.map(<[u8]>::to_vec),
-            expires_ms,
-            &node(by),
-            NOW_MS - 10,
-            &limits,
-        )
-        .unwrap()
-    };
-    let plain = write(None, Some(b"v"), "n1", None);
-    let siblings = write(
-        Some(&write(None, Some(b"a"), "n1", None)),
-        Some(b"b"),
-        "n2",
-        None,
-    );
-    // A delete that saw the value.
-    let tombstone = Object::update(
-        Some(&plain),
-        plain.context(),
-        None,
-        &node("n1"),
-        NOW_MS - 5,
-        &limits,
-    )
-    .unwrap();
-    let expired = write(None, Some(b"gone"), "n1", Some(NOW_MS - 1));
-    for (key, object) in [
-        (&b"plain"[..], &plain),
-        (b"siblings", &siblings),
-        (b"tombstone", &tombstone),
-        (b"expired", &expired),
-    ] {
-        store(&replicas, key, object).await;
+    for (key, object) in versions_of_each_kind(NOW_MS) {
+        store(&replicas, key, &object).await;
     }
     let (replicator, local_reads) = replicator(&replicas, options(1, 1), &["n1"], true);
     // The first message makes the Replicator ready (and publishes).
@@ -198,13 +138,7 @@ async fn a_local_read_answers_what_the_replicator_answers() {
         .unwrap()
         .unwrap();
     let mut values = 0;
-    for key in [
-        &b"plain"[..],
-        b"siblings",
-        b"tombstone",
-        b"expired",
-        b"absent",
-    ] {
+    for key in kinds_and_absent(NOW_MS) {
         for lww in [false, true] {
             for consistency in [None, Some(Consistency::One), Some(Consistency::All)] {
                 let local = local_reads
@@ -223,15 +157,7 @@ async fn a_local_read_answers_what_the_replicator_answers() {
 #[actix_rt::test]
 async fn reads_the_replicator_must_coordinate_or_hold_are_declined() {
     let replicas = replicas();
-    let object = Object::update(
-        None,
-        &VersionVector::default(),
-        Some(b"v".to_vec()),
-        &node("n1"),
-        NOW_MS,
-        &VersionLimits::default(),
-    )
-    .unwrap();
+    let object = one_value("n1", NOW_MS);
     store(&replicas, b"k", &object).await;
     let answers = |options, members: &[&str], ready, consistency| {
         let (replicator, local_reads) = replicator(&replicas, options, members, ready);
@@ -278,15 +204,7 @@ async fn a_replica_read_in_place_answers_what_the_replicator_answers_or_is_decli
     use serde_bytes::ByteBuf;
 
     let replicas = replicas();
-    let object = Object::update(
-        None,
-        &VersionVector::default(),
-        Some(b"v".to_vec()),
-        &node("n1"),
-        NOW_MS,
-        &VersionLimits::default(),
-    )
-    .unwrap();
+    let object = one_value("n1", NOW_MS);
     let members = ["n1", "n2", "n3"];
     let (serving, local_reads) = replicator(&replicas, options(1, 1), &members, true);
     let _ = serving.send(sync()).await;
@@ -339,15 +257,7 @@ async fn a_replica_write_goes_straight_to_the_store_when_the_replicator_would_ta
     use serde_bytes::ByteBuf;
 
     let replicas = replicas();
-    let object = Object::update(
-        None,
-        &VersionVector::default(),
-        Some(b"v".to_vec()),
-        &node("n2"),
-        NOW_MS,
-        &VersionLimits::default(),
-    )
-    .unwrap();
+    let object = one_value("n2", NOW_MS);
     let (serving, local_reads) = replicator(&replicas, options(1, 1), &["n1", "n2", "n3"], true);
     let _ = serving.send(sync()).await;
     let (mut direct, mut declined) = (0, 0);

@@ -3,37 +3,13 @@
 //! this node answers at once exactly what `coordinate` answers, and every
 //! other read is left to `coordinate`.
 
-use super::super::test_support::{node, replicas};
+use super::super::test_support::{
+    kinds_and_absent, node, one_value, replicas, store, versions_of_each_kind, NoRepair,
+};
 use super::*;
-use crate::conflict_resolver::{ConflictResolver, Object, VersionLimits};
+use crate::conflict_resolver::ConflictResolver;
 use crate::replicas::ReplicaHandles;
-use crate::storage::{LocalApply, MemoryReads};
-
-/// Read repairs, dropped (nothing to repair with one answer).
-struct NoRepair;
-
-impl Actor for NoRepair {
-    type Context = actix::Context<Self>;
-}
-
-impl Handler<ReadRepair> for NoRepair {
-    type Result = ();
-
-    fn handle(&mut self, _: ReadRepair, _: &mut Self::Context) {}
-}
-
-fn store(key: &[u8], object: &Object) -> LocalApply {
-    let bytes = object.encode();
-    LocalApply {
-        key: key.to_vec(),
-        bytes: bytes.len(),
-        mutation: Box::new(move |_, _| Ok(Some(bytes))),
-        trace: 0,
-        minted: None,
-        handed_out: false,
-        hint_for: None,
-    }
-}
+use crate::storage::MemoryReads;
 
 const NOW_MS: u64 = 1_000_000;
 
@@ -65,47 +41,10 @@ fn plan(key: &[u8], r: usize, primaries: &[&str], asking: Asking, lww: bool) -> 
 #[actix_rt::test]
 async fn a_read_answered_in_place_answers_what_its_coordination_answers() {
     let replicas = replicas();
-    let limits = VersionLimits::default();
-    let empty = VersionVector::default();
-    let write = |local: Option<&Object>, value: Option<&[u8]>, by: &str, expires_ms| {
-        Object::update_expiring(
-            local,
-            &empty,
-            value.map(<[u8]>::to_vec),
-            expires_ms,
-            &node(by),
-            NOW_MS - 10,
-            &limits,
-        )
-        .unwrap()
-    };
-    let plain = write(None, Some(b"v"), "n1", None);
-    // Two writes from the empty context: siblings.
-    let siblings = write(
-        Some(&write(None, Some(b"a"), "n1", None)),
-        Some(b"b"),
-        "n2",
-        None,
-    );
-    let tombstone = Object::update(
-        Some(&plain),
-        plain.context(),
-        None,
-        &node("n1"),
-        NOW_MS - 5,
-        &limits,
-    )
-    .unwrap();
-    let expired = write(None, Some(b"gone"), "n1", Some(NOW_MS - 1));
-    for (key, object) in [
-        (&b"plain"[..], &plain),
-        (b"siblings", &siblings),
-        (b"tombstone", &tombstone),
-        (b"expired", &expired),
-    ] {
+    for (key, object) in versions_of_each_kind(NOW_MS) {
         replicas
             .storage
-            .send(store(key, object))
+            .send(store(key, &object))
             .await
             .unwrap()
             .unwrap();
@@ -113,13 +52,7 @@ async fn a_read_answered_in_place_answers_what_its_coordination_answers() {
     let resolver = ConflictResolver::new(&node("n1")).start().recipient();
     let repair = NoRepair.start().recipient();
     let mut answered_values = 0;
-    for key in [
-        &b"plain"[..],
-        b"siblings",
-        b"tombstone",
-        b"expired",
-        b"absent",
-    ] {
+    for key in kinds_and_absent(NOW_MS) {
         for lww in [false, true] {
             for (primaries, asking) in [
                 (&["n1"][..], Asking::Every),
@@ -151,15 +84,7 @@ async fn a_read_answered_in_place_answers_what_its_coordination_answers() {
 #[actix_rt::test]
 async fn reads_needing_more_than_the_local_copy_in_memory_are_coordinated() {
     let replicas = replicas();
-    let object = Object::update(
-        None,
-        &VersionVector::default(),
-        Some(b"v".to_vec()),
-        &node("n1"),
-        NOW_MS,
-        &VersionLimits::default(),
-    )
-    .unwrap();
+    let object = one_value("n1", NOW_MS);
     replicas
         .storage
         .send(store(b"k", &object))
