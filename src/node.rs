@@ -503,6 +503,7 @@ pub async fn start(
         },
         client_listener,
         replicator,
+        local_reads,
         failure_detector.clone(),
         storage_for_shutdown.clone(),
         repair.clone(),

@@ -236,3 +236,31 @@ async fn a_node_that_lost_its_disk_does_not_reuse_an_old_version() {
         );
     }
 }
+
+/// On a node that is its keys' only replica a get at R = 1 is answered by
+/// the client session itself (`replicator::LocalReads`): its context is
+/// the same sealed context, so a put with it supersedes the value instead
+/// of adding a sibling, and a get the session cannot answer (R = 2 with
+/// one replica up) is still refused by the coordinator.
+#[tokio::test]
+async fn a_get_answered_by_its_session_hands_out_a_context_that_supersedes() {
+    let cluster = Cluster::start(1, &["--n", "3", "--r", "1", "--w", "1"]).await;
+    let client = cluster.nodes[0].client().await;
+    client.put(b"k", b"v1", None).await.unwrap();
+    let found = client.get(b"k").await.unwrap();
+    assert_eq!(found.values, vec![b"v1".to_vec()]);
+    client
+        .put(b"k", b"v2", found.context.as_ref())
+        .await
+        .unwrap();
+    let found = client.get(b"k").await.unwrap();
+    assert_eq!(found.values, vec![b"v2".to_vec()], "superseded, no sibling");
+    let absent = client.get(b"never").await.unwrap();
+    assert!(absent.values.is_empty() && absent.context.is_none());
+    let two = RequestOptions {
+        r: Some(2),
+        ..RequestOptions::DEFAULT
+    };
+    let refused = client.get_with(b"k", two).await.unwrap_err();
+    assert!(refused.to_string().contains("Unavailable"), "{refused}");
+}

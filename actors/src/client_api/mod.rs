@@ -22,7 +22,7 @@ pub use session::ClientSession;
 use crate::failure_detector::FailureDetector;
 use crate::net::{accept_stream, AcceptPolicy, BoxConnection, Listener};
 use crate::repair::Repair;
-use crate::replicator::Replicator;
+use crate::replicator::{LocalReads, Replicator};
 use crate::storage::Storage;
 use crate::wire::client::RequestLimits;
 use crate::NodeId;
@@ -70,6 +70,8 @@ pub struct ClientApi {
     options: ClientApiOptions,
     listener: Option<Box<dyn Listener>>,
     replicator: Addr<Replicator>,
+    /// Gets answered without asking the replicator (`LocalReads`).
+    local_reads: Rc<LocalReads>,
     failure_detector: Addr<FailureDetector>,
     storage: Addr<Storage>,
     repair: Addr<Repair>,
@@ -82,11 +84,13 @@ pub struct ClientApi {
 
 impl ClientApi {
     /// An API serving `listener`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         node: NodeId,
         options: ClientApiOptions,
         listener: Box<dyn Listener>,
         replicator: Addr<Replicator>,
+        local_reads: Rc<LocalReads>,
         failure_detector: Addr<FailureDetector>,
         storage: Addr<Storage>,
         repair: Addr<Repair>,
@@ -100,6 +104,7 @@ impl ClientApi {
             options,
             listener: Some(listener),
             replicator,
+            local_reads,
             failure_detector,
             storage,
             repair,
@@ -146,6 +151,7 @@ impl StreamHandler<std::io::Result<(BoxConnection, SocketAddr)>> for ClientApi {
                     self.node.clone(),
                     self.options.clone(),
                     self.replicator.clone(),
+                    Rc::clone(&self.local_reads),
                     self.failure_detector.clone(),
                     self.storage.clone(),
                     self.repair.clone(),

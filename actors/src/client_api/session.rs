@@ -29,7 +29,9 @@ use crate::metrics::Mailbox;
 use crate::net::BoxConnection;
 use crate::repair::admin::{RepairKey, RepairNow, RingQuery};
 use crate::repair::Repair;
-use crate::replicator::{CoordinateGet, CoordinateList, CoordinateWrite, Replicator};
+use crate::replicator::{
+    CoordinateGet, CoordinateList, CoordinateWrite, LocalRead, LocalReads, Replicator,
+};
 use crate::storage::{HintCountsQuery, Storage};
 use crate::wire::client::{
     encode_response, parse_request, ClientError, ClientOp, ClientReply, ClientRequest, ErrorCode,
@@ -54,6 +56,9 @@ pub struct ClientSession {
     node: NodeId,
     options: ClientApiOptions,
     replicator: Addr<Replicator>,
+    /// Gets answered without asking the replicator (a key only this node
+    /// holds, at R = 1, in memory: `replicator::LocalReads`).
+    local_reads: Rc<LocalReads>,
     failure_detector: Addr<FailureDetector>,
     storage: Addr<Storage>,
     repair: Addr<Repair>,
@@ -75,6 +80,7 @@ impl ClientSession {
         node: NodeId,
         options: ClientApiOptions,
         replicator: Addr<Replicator>,
+        local_reads: Rc<LocalReads>,
         failure_detector: Addr<FailureDetector>,
         storage: Addr<Storage>,
         repair: Addr<Repair>,
@@ -89,6 +95,7 @@ impl ClientSession {
             node,
             options,
             replicator,
+            local_reads,
             failure_detector,
             storage,
             repair,
@@ -196,26 +203,67 @@ impl ClientSession {
         }
         let trace = self.next_trace.get();
         self.next_trace.set(trace.wrapping_add(1));
-        self.in_flight += 1;
         let (id, op_name) = (request.id, request.op.name());
+        if let Some(result) = self.get_in_place(&request, trace) {
+            return self.finish(id, op_name, trace, started, result, ctx);
+        }
+        self.in_flight += 1;
         let fut = self.dispatch(request, trace);
-        let span = self.span.clone();
         ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
             act.in_flight -= 1;
-            act.count(op_name, result.as_ref().err().map(|e| e.code), started);
-            let _span = span.enter();
-            match &result {
-                Ok(_) => debug!(req = %format_args!("{trace:x}"), op = op_name, "request done"),
-                Err(e) => info!(
-                    req = %format_args!("{trace:x}"), op = op_name, code = e.code.as_str(),
-                    message = %e.message, "request failed"
-                ),
-            }
-            act.respond(id, &result, ctx);
-            if act.client_done && act.in_flight == 0 {
-                act.close(ctx);
-            }
+            act.finish(id, op_name, trace, started, result, ctx);
         }));
+    }
+
+    /// A `get` of a key only this node holds, at R = 1, with its copy in
+    /// memory, answered now (`replicator::LocalReads`: what the replicator
+    /// would answer); `None`: dispatched as any request. Requests on a
+    /// connection may be answered in any order (the protocol's), so an
+    /// earlier one still running does not hold it.
+    fn get_in_place(
+        &self,
+        request: &ClientRequest,
+        trace: u64,
+    ) -> Option<Result<ClientReply, ClientError>> {
+        let ClientOp::Get { key, r, pr } = &request.op else {
+            return None;
+        };
+        let answer = self.local_reads.answer(&LocalRead {
+            key,
+            r: *r,
+            pr: *pr,
+            consistency: request.consistency,
+            last_writer_wins: false,
+            with_context: true,
+            trace,
+        })?;
+        Some(answer.map(|(values, context)| ClientReply::Values { values, context }))
+    }
+
+    /// Counts, logs and answers a request that finished.
+    fn finish(
+        &mut self,
+        id: u64,
+        op_name: &'static str,
+        trace: u64,
+        started: Instant,
+        result: Result<ClientReply, ClientError>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.count(op_name, result.as_ref().err().map(|e| e.code), started);
+        let span = self.span.clone();
+        let _span = span.enter();
+        match &result {
+            Ok(_) => debug!(req = %format_args!("{trace:x}"), op = op_name, "request done"),
+            Err(e) => info!(
+                req = %format_args!("{trace:x}"), op = op_name, code = e.code.as_str(),
+                message = %e.message, "request failed"
+            ),
+        }
+        self.respond(id, &result, ctx);
+        if self.client_done && self.in_flight == 0 {
+            self.close(ctx);
+        }
     }
 
     /// An `auth`: answered at once. The token itself is never logged.

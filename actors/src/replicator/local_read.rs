@@ -7,10 +7,9 @@
 //! session asks a [`LocalReads`] first and sends `CoordinateGet` only when
 //! it declines: on one node (N = 1) a GET then costs 7.4-8.2 µs of CPU
 //! instead of 9.1-9.8 (benches/README.md, "Session 20"). RESP GET and
-//! MGET ask it; the client port's get (which answers a sealed context,
-//! and takes R and PR per request) still sends `CoordinateGet`. The
-//! bridge's peer sessions use it too, for replica reads and writes from
-//! other nodes (`bridge::PeerDirect`, below).
+//! MGET ask it, and so does the client port's `get` (with its R, PR and
+//! a sealed context). The bridge's peer sessions use it too, for replica
+//! reads and writes from other nodes (`bridge::PeerDirect`, below).
 //!
 //! The Replicator owns it and publishes here, whenever its rings change,
 //! the part of its state such a read depends on; nothing is published
@@ -39,7 +38,8 @@ use crate::wire::peer::{Durable, RemoteError, ReplicaRead, ReplicaWrite, StoredO
 use crate::NodeId;
 
 /// The reads a session may answer itself (see the module doc); shared on
-/// the node's event loop by the Replicator and the sessions.
+/// the node's event loop by the Replicator and the sessions (RESP, client
+/// port, peers).
 pub struct LocalReads {
     replicas: Replicas,
     options: ReplicationOptions,
@@ -107,26 +107,19 @@ impl LocalReads {
         *self.rings.borrow_mut() = Some(Rings { read, write });
     }
 
-    /// The answer to a read of `key` (`consistency`: its level; `None`, the
-    /// node's R), when this node alone answers it and holds its copy in
-    /// memory; `None`: send the read to the Replicator. `last_writer_wins`
-    /// as `CoordinateGet`'s; the answer has no context (a session that
-    /// needs one asks the Replicator).
-    pub fn answer(
-        &self,
-        key: &[u8],
-        consistency: Option<Consistency>,
-        last_writer_wins: bool,
-        trace: u64,
-    ) -> Option<Result<GetAnswer, ClientError>> {
+    /// The answer to `read` when this node alone answers it (R = 1, this
+    /// node the key's only read primary, no per-DC quorum) and holds its
+    /// copy in memory: what `CoordinateGet` with the same fields answers.
+    /// `None`: send the read to the Replicator.
+    pub fn answer(&self, read: &LocalRead<'_>) -> Option<Result<GetAnswer, ClientError>> {
         let rings = self.rings.borrow();
         let rings = rings.as_ref()?;
         let options = &self.options;
         if !options.dc_replication.is_empty() {
             return None;
         }
-        let r = match consistency {
-            None => options.r,
+        let r = match read.consistency {
+            None => read.r.unwrap_or(options.r),
             Some(level) => {
                 let need =
                     Need::for_level(level, options.n, &options.dc_replication, &options.dc).ok()?;
@@ -136,24 +129,50 @@ impl LocalReads {
                 need.needed
             }
         };
-        if r != 1 {
+        // PR above R is refused by the Replicator, which says why.
+        if r != 1 || read.pr.unwrap_or(0) > r {
             return None;
         }
         let primaries = placement::read_primaries_at(
             &rings.read,
             &rings.write,
             options.n,
-            Ring::key_token(key),
+            Ring::key_token(read.key),
         );
         if !matches!(primaries.as_slice(), [only] if *only == self.replicas.own) {
             return None;
         }
         // A failed read is the coordination's to handle (stand-ins).
-        let stored = self.replicas.read_in_memory(key)?.ok()?;
+        let stored = self.replicas.read_in_memory(read.key)?.ok()?;
         let answers = [(self.replicas.own.clone(), stored)];
-        let answer = agreed_answer(&answers, trace, self.clock.now_ms(), last_writer_wins)?;
-        Some(answer.map(|(values, _)| (values, None)))
+        let now_ms = self.clock.now_ms();
+        let answer = agreed_answer(&answers, read.trace, now_ms, read.last_writer_wins)?;
+        Some(answer.map(|(values, clock)| {
+            let context = clock
+                .filter(|_| read.with_context)
+                .map(|clock| options.contexts.seal(read.key, &clock));
+            (values, context)
+        }))
     }
+}
+
+/// A read to answer locally: `CoordinateGet`'s fields, borrowed.
+#[derive(Clone, Copy, Debug)]
+pub struct LocalRead<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// Replies to wait for (`None`: the node's R).
+    pub r: Option<usize>,
+    /// Of those, from primaries (`None`: 0).
+    pub pr: Option<usize>,
+    /// A consistency level (it sets R instead).
+    pub consistency: Option<Consistency>,
+    /// Answer only the last writer's value.
+    pub last_writer_wins: bool,
+    /// Seal and answer the context.
+    pub with_context: bool,
+    /// The request id, for the logs.
+    pub trace: u64,
 }
 
 impl PeerDirect for LocalReads {

@@ -12,7 +12,7 @@ use super::super::test_support::{
     self, kinds_and_absent, node, one_value, replicas, versions_of_each_kind, NoRepair,
 };
 use super::super::{Asking, CoordinateGet, ReplicationOptions, Replicator};
-use super::LocalReads;
+use super::{LocalRead, LocalReads};
 use crate::clock::Clock;
 use crate::conflict_resolver::{ConflictResolver, ContextKey, Object, VersionLimits};
 use crate::membership::MembershipChanged;
@@ -117,6 +117,19 @@ fn get(key: &[u8], consistency: Option<Consistency>, lww: bool) -> CoordinateGet
 }
 
 /// A read that returns once the Replicator handled what was sent before.
+/// `read`'s fields as `LocalReads` takes them.
+fn local(read: &CoordinateGet) -> LocalRead<'_> {
+    LocalRead {
+        key: &read.key,
+        r: read.r,
+        pr: read.pr,
+        consistency: read.consistency,
+        last_writer_wins: read.last_writer_wins,
+        with_context: read.with_context,
+        trace: read.trace,
+    }
+}
+
 fn sync() -> CoordinateGet {
     CoordinateGet {
         timeout_ms: Some(10),
@@ -141,17 +154,29 @@ async fn a_local_read_answers_what_the_replicator_answers() {
     for key in kinds_and_absent(NOW_MS) {
         for lww in [false, true] {
             for consistency in [None, Some(Consistency::One), Some(Consistency::All)] {
-                let local = local_reads
-                    .answer(key, consistency, lww, 7)
-                    .expect("N = 1 on this node, in memory: answered locally");
-                let asked = replicator.send(get(key, consistency, lww)).await.unwrap();
-                assert_eq!(local, asked, "key {key:?}, lww {lww}, {consistency:?}");
-                values += local.unwrap().0.len();
+                for (r, pr, with_context) in [(None, None, false), (Some(1), Some(1), true)] {
+                    let read = CoordinateGet {
+                        r,
+                        pr,
+                        with_context,
+                        ..get(key, consistency, lww)
+                    };
+                    let answered = local_reads
+                        .answer(&local(&read))
+                        .expect("N = 1 on this node, in memory: answered locally");
+                    let asked = replicator.send(read).await.unwrap();
+                    assert_eq!(answered, asked, "key {key:?}, lww {lww}, {consistency:?}");
+                    let (found, context) = answered.unwrap();
+                    // A context for a key ever written, when asked for.
+                    assert_eq!(context.is_some(), with_context && *key != b"absent"[..]);
+                    values += found.len();
+                }
             }
         }
     }
-    // plain: 1 value, siblings: 2 (1 with lww), the rest none; 3 levels.
-    assert_eq!(values, 3 * ((1 + 1) + (2 + 1)));
+    // plain: 1 value, siblings: 2 (1 with lww), the rest none; 3 levels,
+    // 2 requests each.
+    assert_eq!(values, 2 * 3 * ((1 + 1) + (2 + 1)));
 }
 
 #[actix_rt::test]
@@ -159,14 +184,17 @@ async fn reads_the_replicator_must_coordinate_or_hold_are_declined() {
     let replicas = replicas();
     let object = one_value("n1", NOW_MS);
     store(&replicas, b"k", &object).await;
-    let answers = |options, members: &[&str], ready, consistency| {
+    let answers_read = |options, members: &[&str], ready, read: CoordinateGet| {
         let (replicator, local_reads) = replicator(&replicas, options, members, ready);
         async move {
             // Handled after MembershipChanged (one mailbox, in order);
             // held for its 10 ms when the node is not ready.
             let _ = replicator.send(sync()).await;
-            local_reads.answer(b"k", consistency, false, 1).is_some()
+            local_reads.answer(&local(&read)).is_some()
         }
+    };
+    let answers = |options, members: &[&str], ready, consistency| {
+        answers_read(options, members, ready, get(b"k", consistency, false))
     };
     assert!(answers(options(1, 1), &["n1"], true, None).await);
     // Not ready: the Replicator holds reads until it is.
@@ -175,6 +203,15 @@ async fn reads_the_replicator_must_coordinate_or_hold_are_declined() {
     assert!(!answers(options(3, 2), &["n1"], true, None).await);
     assert!(!answers(options(3, 1), &["n1"], true, Some(Consistency::All)).await);
     assert!(answers(options(3, 1), &["n1"], true, Some(Consistency::One)).await);
+    let with = |r, pr| CoordinateGet {
+        r,
+        pr,
+        ..get(b"k", None, false)
+    };
+    assert!(!answers_read(options(1, 1), &["n1"], true, with(Some(2), None)).await);
+    assert!(answers_read(options(3, 2), &["n1"], true, with(Some(1), Some(1))).await);
+    // PR above R: the Replicator refuses it and says why.
+    assert!(!answers_read(options(1, 1), &["n1"], true, with(Some(1), Some(2))).await);
     // Other primaries hold the key too (N = 3 over three nodes), or the
     // key is another node's (N = 1 over three: n1 holds a third).
     assert!(!answers(options(3, 1), &["n1", "n2", "n3"], true, None).await);
@@ -186,9 +223,10 @@ async fn reads_the_replicator_must_coordinate_or_hold_are_declined() {
             replicator(&replicas, options(1, 1), &["n1", "n2", "n3"], true);
         let _ = replicator.send(sync()).await;
         let primary = ring(&["n1", "n2", "n3"]).preference_list(key.as_bytes(), 1);
-        let local = local_reads.answer(key.as_bytes(), None, false, 1).is_some();
-        assert_eq!(local, primary == vec![node("n1")], "key {key}");
-        declined += usize::from(!local);
+        let read = get(key.as_bytes(), None, false);
+        let answered = local_reads.answer(&local(&read)).is_some();
+        assert_eq!(answered, primary == vec![node("n1")], "key {key}");
+        declined += usize::from(!answered);
     }
     assert!(declined > 0, "some keys are other nodes'");
     // Per-DC replication: quorums per data center, always coordinated.

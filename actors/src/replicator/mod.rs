@@ -48,7 +48,7 @@ use tracing::{warn, Instrument};
 pub use coordinator::{FinishedRead, ReadCoordinator, ReadStep, WriteCoordinator, WriteStep};
 pub use fanout::{Ask, Asking, DcScope, Fanout, Reach, SloppyPolicy};
 pub use list::{CoordinateList, ListPage};
-pub use local_read::LocalReads;
+pub use local_read::{LocalRead, LocalReads};
 pub use quorum::{DcQuorum, Effect, Ending, Need, Role, Tally, Verdict};
 pub use read::GetAnswer;
 use timer::TimerHub;

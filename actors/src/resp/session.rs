@@ -43,7 +43,7 @@ use crate::client_api::access::{Access, AUTH_FAILURES_MAX};
 use crate::failure_detector::{FailureDetector, StatusQuery};
 use crate::net::BoxConnection;
 use crate::replicator::{
-    CoordinateGet, CoordinateList, CoordinateWrite, GetAnswer, ListPage, Replicator,
+    CoordinateGet, CoordinateList, CoordinateWrite, GetAnswer, ListPage, LocalRead, Replicator,
 };
 use crate::wire::client::LIST_LIMIT_MAX;
 use crate::wire::client::{ClientError, ClientOp, ClientReply, ErrorCode};
@@ -739,11 +739,15 @@ impl RespSession {
         if self.key_tails.contains_key(key) {
             return None;
         }
-        let lww = self.options.siblings == SiblingsMode::Lww;
-        let answer = self
-            .shared
-            .local_reads
-            .answer(key, self.level(), lww, self.trace())?;
+        let answer = self.shared.local_reads.answer(&LocalRead {
+            key,
+            r: None,
+            pr: None,
+            consistency: self.level(),
+            last_writer_wins: self.options.siblings == SiblingsMode::Lww,
+            with_context: false,
+            trace: self.trace(),
+        })?;
         Some(value_reply(answer))
     }
 
