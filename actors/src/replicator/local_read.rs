@@ -23,12 +23,12 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use super::quorum::Need;
-use super::read::{agreed_answer, GetAnswer};
-use super::{placement, ReplicationOptions};
 use futures_util::future::LocalBoxFuture;
 use serde_bytes::ByteBuf;
 
+use super::quorum::Need;
+use super::read::{agreed_answer, GetAnswer};
+use super::{placement, ReplicationOptions};
 use crate::bridge::PeerDirect;
 use crate::clock::SharedClock;
 use crate::replicas::Replicas;

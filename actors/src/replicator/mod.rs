@@ -35,12 +35,11 @@ mod write;
 
 use fnv::FnvHashSet;
 use std::rc::Rc;
-
-use futures_util::future::LocalBoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use futures_util::future::LocalBoxFuture;
 use serde_bytes::ByteBuf;
 use tokio::sync::oneshot;
 use tracing::{warn, Instrument};
