@@ -92,14 +92,14 @@ impl LocalReads {
         let Some(rings) = rings.as_ref() else {
             return false;
         };
-        placement::is_placed(&rings.read, &rings.write, from)
-            && placement::shares(
-                &rings.read,
-                &rings.write,
-                self.options.n,
-                Ring::key_token(key),
-                &self.replicas.own,
-            )
+        super::peer_refusal(
+            (&rings.read, &rings.write),
+            self.options.n,
+            &self.replicas.own,
+            from,
+            key,
+        )
+        .is_none()
     }
 
     /// The Replicator's rings, from now on (it is ready).

@@ -968,12 +968,13 @@ impl Replicator {
         request: &'static str,
         key: &[u8],
     ) -> Result<(), RemoteError> {
-        let (read, write) = (&self.read_ring, &self.write_ring);
-        let refusal = if !placement::is_placed(read, write, from) {
-            PeerRefusal::NotAMember { peer: from.clone() }
-        } else if !placement::shares(read, write, self.options.n, Ring::key_token(key), &self.own) {
-            PeerRefusal::NotShared
-        } else {
+        let Some(refusal) = peer_refusal(
+            (&self.read_ring, &self.write_ring),
+            self.options.n,
+            &self.own,
+            from,
+            key,
+        ) else {
             return Ok(());
         };
         let _span = self.span.enter();
@@ -998,6 +999,26 @@ impl Replicator {
         } else {
             span
         }
+    }
+}
+
+/// Why `own` refuses `from`'s replica request for `key` under these
+/// rings (`None`: it serves it): `from` is no member, or `own` does not
+/// share the key (a primary or a stand-in candidate). The Replicator's
+/// `admit_peer` and `LocalReads` ask the same.
+fn peer_refusal(
+    (read, write): (&Ring, &Ring),
+    n: usize,
+    own: &NodeId,
+    from: &NodeId,
+    key: &[u8],
+) -> Option<PeerRefusal> {
+    if !placement::is_placed(read, write, from) {
+        Some(PeerRefusal::NotAMember { peer: from.clone() })
+    } else if !placement::shares(read, write, n, Ring::key_token(key), own) {
+        Some(PeerRefusal::NotShared)
+    } else {
+        None
     }
 }
 
