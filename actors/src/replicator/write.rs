@@ -812,8 +812,12 @@ mod tests {
         // The writer held in a job of another key; the writes of `k` and a
         // second held job queue behind it, so they make one group. While
         // that group runs (held in its second job, before its batch is in
-        // the store), the jobs of `k` are pending.
+        // the store), the jobs of `k` are pending. The writer must be in
+        // the first job before the writes queue: a writer thread slow to
+        // wake would otherwise take them into the first job's group, and
+        // the second job would run alone after them.
         let (first, first_held) = hold(&replicas);
+        first.entered().await;
         let writes: Vec<_> = [b"b", b"c", b"d", b"e"]
             .into_iter()
             .map(|value| tokio::task::spawn_local(blind(value)))
