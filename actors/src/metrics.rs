@@ -66,6 +66,8 @@ const LATENCY_BUCKET_MIN_S: f64 = 0.000_1;
 const LATENCY_BUCKETS: u16 = 16;
 /// Smallest bucket of the fsync histogram, in seconds (20 us; doubling).
 const FSYNC_BUCKET_MIN_S: f64 = 0.000_02;
+/// Buckets of the writes-per-commit histogram: 1, 2, 4, ..., 512 writes.
+const COMMIT_WRITES_BUCKETS: u16 = 10;
 /// Smallest bucket of the event-loop lag histogram, in seconds (50 us;
 /// doubling, over [`LATENCY_BUCKETS`] buckets, to ~1.6 s).
 const LAG_BUCKET_MIN_S: f64 = 0.000_05;
@@ -132,6 +134,9 @@ fn latency_histogram() -> Histogram {
 pub struct EngineMetrics {
     /// Duration of each commit-log fsync, in seconds.
     pub fsync_seconds: Histogram,
+    /// Writes each group commit made durable with one log append and
+    /// fsync (`SyncPolicy::Always`): the jobs that share a commit's cost.
+    pub commit_writes: Histogram,
     /// Bytes in memtables (the active one and those waiting for a flush).
     pub memtable_bytes: Gauge,
     /// Live SSTables.
@@ -148,6 +153,7 @@ impl Default for EngineMetrics {
     fn default() -> Self {
         Self {
             fsync_seconds: doubling_histogram(FSYNC_BUCKET_MIN_S),
+            commit_writes: Histogram::new(exponential_buckets(1.0, 2.0, COMMIT_WRITES_BUCKETS)),
             memtable_bytes: Gauge::default(),
             tables: Gauge::default(),
             table_bytes: Gauge::default(),
@@ -317,6 +323,11 @@ impl Metrics {
                 "ringkv_storage_fsync_duration_seconds",
                 "Duration of each commit log fsync, in seconds",
                 engine.fsync_seconds.clone(),
+            );
+            registry.register(
+                "ringkv_storage_commit_writes",
+                "Writes each group commit made durable with one commit log append and fsync (sync always): how many writes share a commit's cost",
+                engine.commit_writes.clone(),
             );
             registry.register(
                 "ringkv_storage_memtable_bytes",

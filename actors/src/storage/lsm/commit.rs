@@ -112,6 +112,8 @@ impl Inner {
                     .map_err(|e| failed("appending to", e))?;
                 self.timed_sync(&mut log)
                     .map_err(|e| failed("syncing", e))?;
+                let writes: usize = batches.iter().map(|(_, ops)| ops.len()).sum();
+                self.metrics.commit_writes.observe(writes as f64);
             }
             SyncPolicy::Periodic { .. } => {
                 log.buffer.extend_from_slice(records);

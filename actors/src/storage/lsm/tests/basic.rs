@@ -257,6 +257,28 @@ fn the_engine_metrics_follow_fsyncs_memtables_tables_and_compactions() {
     }
     // SyncPolicy::Always: one fsync per batch at least.
     assert!(fsyncs() >= fsyncs_at_open + 50);
+    // Each of those commits made one write durable; a batch of ten, one
+    // commit of ten (in the 16 bucket, not the 8 one).
+    let commit_writes = |field: &str| -> u64 {
+        let text = crate::metrics::Metrics::new(Some(&metrics)).encode();
+        let name = format!("ringkv_storage_commit_writes_{field}");
+        let line = text.lines().find(|l| l.starts_with(&name)).unwrap();
+        line.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64
+    };
+    let (count, sum) = (commit_writes("count"), commit_writes("sum"));
+    assert_eq!((count, sum), (50, 50));
+    let (upto_8, upto_16) = (
+        commit_writes("bucket{le=\"8\"}"),
+        commit_writes("bucket{le=\"16\"}"),
+    );
+    let ten: Vec<_> = (0..10u32)
+        .map(|i| put(format!("ten{i}").as_bytes(), b"v"))
+        .collect();
+    engine.write_batch(&ten).unwrap();
+    assert_eq!(commit_writes("count"), count + 1);
+    assert_eq!(commit_writes("sum"), sum + 10);
+    assert_eq!(commit_writes("bucket{le=\"8\"}"), upto_8);
+    assert_eq!(commit_writes("bucket{le=\"16\"}"), upto_16 + 1);
     engine.compact_all().unwrap();
     assert_eq!(metrics.tables.get(), engine.table_count() as i64);
     assert_eq!(metrics.tables.get(), 1);
