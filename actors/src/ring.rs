@@ -568,6 +568,12 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
         h ^= b as u64;
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
+    mix64(h)
+}
+
+/// murmur3's 64-bit finalizer: spreads every input bit over the output
+/// (`hash_bytes`'s, and the memtable key filter's).
+pub fn mix64(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
