@@ -11,7 +11,7 @@
 //! | [`repair`] | read repair, join/leave handoff streaming, hinted handoff, Merkle anti-entropy, tombstone reaping (`repair::reap`); serves peers' scans and Merkle tree nodes (only what the caller shares, rate-limited per peer: `repair::rate`) and reap checks and drops |
 //! | [`replicator`] | the coordinator: preference list -> fan-out -> quorum -> reply; the key listing (`list`: one replica per ring arc, paged); the replica side of peer reads, writes and listing spans |
 //! | [`replicas`] | one handle to the local replica (Storage) and the remote ones (Bridge), and the replica-side merge |
-//! | [`bridge`] | node-to-node TCP: Bridge + one PeerConnection per peer + one PeerSession per inbound link; typed calls (`CallPeer<T>`, or straight to a link's connection through the `LinkDirectory` the Bridge publishes) and typed serving (`Incoming<T>`); the authenticated handshake (`handshake`) and sealed frames (`seal`) |
+//! | [`bridge`] | node-to-node TCP: Bridge + one PeerConnection per peer + one PeerSession per inbound link; typed calls (`CallPeer<T>`, or straight onto a link through the `LinkDirectory` the Bridge publishes: its `Outbound` sending side while it is up, its connection otherwise) and typed serving (`Incoming<T>`); the authenticated handshake (`handshake`) and sealed frames (`seal`) |
 //! | [`storage`] | the Engine seam, the LSM engine (and an in-memory one), the Storage actor with its own threads |
 //! | [`conflict_resolver`] | dotted version vectors, sibling sets, merge; the ConflictResolver actor |
 //! | [`membership`] | shared vocabulary: `MembershipChanged` (rings, reachability, peers) |

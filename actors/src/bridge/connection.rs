@@ -5,10 +5,12 @@
 //! `Hello`, the listener's `Challenge`, our `Proof`, its `Welcome`). A
 //! listener that cannot prove it holds the cluster secret, or that closes
 //! the connection after our proof (it refused us), is redialled only after
-//! the longest backoff: both are configuration errors. While up it seals
-//! each request, assigns it an id, starts its deadline timer and matches
-//! the response by id; a request whose deadline passes is answered
-//! `Timeout` and forgotten (a late response is dropped). A response that
+//! the longest backoff: both are configuration errors. While up, callers
+//! seal and queue their requests through its [`Outbound`] (each with an
+//! id and a deadline; `outbound.rs`), and it matches each response by id;
+//! its one timer, set for the earliest deadline pending, answers
+//! `Timeout` to each request whose deadline passed, which is forgotten (a
+//! late response is dropped). A response that
 //! fails its MAC check closes the link.
 //!
 //! What it tells the Bridge about the link, which the coordinators use as
@@ -31,7 +33,6 @@
 //! links come up; requests made while the link is down fail at once with
 //! `Unreachable`, so the coordinator turns to a stand-in instead of waiting.
 
-use fnv::FnvHashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -46,7 +47,8 @@ use tracing::{debug, info, warn, Instrument};
 use std::rc::Rc;
 
 use super::handshake::{self, AwaitingChallenge, AwaitingWelcome, Credentials, Session};
-use super::seal::TAG_BYTES;
+use super::outbound::{Outbound, Reply, Sent};
+use super::seal::FrameOpener;
 use super::{
     fresh_nonce, Bridge, BridgeOptions, NonceRng, PeerDown, PeerError, PeerHealth, PeerUp,
 };
@@ -86,6 +88,12 @@ pub struct RedialNow;
 #[rtype(result = "()")]
 pub struct Poke;
 
+/// A caller sent a request whose deadline comes before the timeout
+/// timer (or none is set): set it for the earliest deadline.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct ArmTimer;
+
 /// The link's write half: frames queued here are written by a task of
 /// their own ([`write_queued_frames`]), so the requests coordinators send in
 /// one turn of the event loop go out in one write.
@@ -116,6 +124,12 @@ impl Writer {
         // A closed queue means the task stopped on a write error, which it
         // reported: the link is being torn down.
         let _ = self.frames.send(frame);
+    }
+
+    /// Where frames are queued for the task (handed to [`Outbound`] once
+    /// the link is up).
+    fn queue(&self) -> mpsc::UnboundedSender<Bytes> {
+        self.frames.clone()
     }
 }
 
@@ -153,8 +167,9 @@ enum Link {
     Dialing,
     /// TCP is up, the handshake under way.
     Handshaking(Writer, Step),
-    /// Authenticated: ready for requests.
-    Up(Writer, MemberInfo, Box<Session>),
+    /// Authenticated: ready for requests, which callers send through
+    /// [`Outbound`] (holding the sealer); this keeps the opener.
+    Up(Writer, MemberInfo, Box<FrameOpener>),
 }
 
 /// Where the dialler's handshake is.
@@ -165,12 +180,6 @@ enum Step {
     Welcome(Box<AwaitingWelcome>),
     /// The step's frame is being handled (or failed).
     Spent,
-}
-
-/// A request sent and not yet answered.
-struct Pending {
-    reply: oneshot::Sender<Result<PeerReply, PeerError>>,
-    timer: SpawnHandle,
 }
 
 /// A request made while the link was being dialled.
@@ -191,9 +200,12 @@ pub struct PeerConnection {
     options: BridgeOptions,
     link: Link,
     reader: Option<SpawnHandle>,
-    pending: FnvHashMap<u64, Pending>,
+    /// The sending side, shared with callers (the requests pending, by id
+    /// and by deadline).
+    outbound: Outbound,
+    /// The timer set for the earliest pending deadline.
+    sweep: Option<SpawnHandle>,
     waiting: Vec<Waiting>,
-    next_id: u64,
     backoff_ms: u64,
     /// The scheduled redial while down.
     retry: Option<SpawnHandle>,
@@ -212,9 +224,11 @@ pub struct PeerConnection {
 }
 
 impl PeerConnection {
-    /// A connection to `addr`, dialled once started.
+    /// A connection to `addr`, dialled once started, sending through
+    /// `outbound` once up.
     pub fn new(
         addr: SocketAddr,
+        outbound: Outbound,
         credentials: Rc<Credentials>,
         nonces: NonceRng,
         net: SharedNet,
@@ -232,9 +246,9 @@ impl PeerConnection {
             options,
             link: Link::Down,
             reader: None,
-            pending: FnvHashMap::default(),
+            outbound,
+            sweep: None,
             waiting: Vec::new(),
-            next_id: 1,
             retry: None,
             connecting: None,
             attempt: 0,
@@ -325,9 +339,11 @@ impl PeerConnection {
             addr: self.addr,
             connection: ctx.address(),
         });
-        for (_, pending) in self.pending.drain() {
-            ctx.cancel_future(pending.timer);
-            let _ = pending.reply.send(Err(PeerError::Disconnected));
+        if let Some(sweep) = self.sweep.take() {
+            ctx.cancel_future(sweep);
+        }
+        for reply in self.outbound.down() {
+            let _ = reply.send(Err(PeerError::Disconnected));
         }
         for waiting in self.waiting.drain(..) {
             let _ = waiting.reply.send(Err(PeerError::Unreachable));
@@ -350,8 +366,8 @@ impl PeerConnection {
                 let step = std::mem::replace(step, Step::Spent);
                 self.on_handshake(step, bytes, ctx);
             }
-            Link::Up(_, member, session) => {
-                let opened = session.open(bytes);
+            Link::Up(_, member, opener) => {
+                let opened = opener.open(bytes);
                 let peer = member.id.clone();
                 match opened.map(PeerFrame::decode) {
                     Ok(Ok(frame)) => self.on_frame(frame, ctx),
@@ -407,10 +423,7 @@ impl PeerConnection {
                 if self.degraded {
                     self.set_degraded(false);
                 }
-                if let Some(pending) = self.pending.remove(&id) {
-                    ctx.cancel_future(pending.timer);
-                    let _ = pending.reply.send(body.map_err(PeerError::Remote));
-                }
+                self.outbound.answer(id, body.map_err(PeerError::Remote));
             }
             other => {
                 let reason = format!(
@@ -441,12 +454,15 @@ impl PeerConnection {
         let _span = span.enter();
         info!(peer = %member.id, "peer connected");
         self.backoff_ms = self.options.reconnect_backoff_min_ms;
+        let (sealer, opener) = session.split();
+        self.outbound.up(writer.queue(), sealer);
         self.bridge.do_send(PeerUp {
             member: member.clone(),
             addr: self.addr,
             connection: ctx.address(),
+            outbound: self.outbound.clone(),
         });
-        self.link = Link::Up(writer, member, Box::new(session));
+        self.link = Link::Up(writer, member, Box::new(opener));
         let now = tokio::time::Instant::now();
         for waiting in std::mem::take(&mut self.waiting) {
             let left = waiting.deadline.saturating_duration_since(now).as_millis() as u64;
@@ -463,56 +479,51 @@ impl PeerConnection {
         }
     }
 
-    /// Writes `call` on the link (which is up) and starts its timer.
-    fn send(
-        &mut self,
-        call: PeerCall,
-        reply: oneshot::Sender<Result<PeerReply, PeerError>>,
-        ctx: &mut Context<Self>,
-    ) {
-        let Link::Up(writer, _, session) = &mut self.link else {
-            let _ = reply.send(Err(PeerError::Unreachable));
-            return;
-        };
-        let id = self.next_id;
-        self.next_id += 1;
-        let timeout_ms = call.timeout_ms;
-        let frame = PeerFrame::Request {
-            id,
-            trace: call.trace,
-            timeout_ms,
-            body: call.body,
-        };
-        let bytes = match frame.encode() {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                let _ = reply.send(Err(PeerError::Local(e.to_string())));
-                return;
+    /// Writes `call` on the link (which is up), its answer to go to
+    /// `reply`, and sets the timeout timer if it comes first.
+    fn send(&mut self, call: PeerCall, reply: Reply, ctx: &mut Context<Self>) {
+        match self.outbound.send(call, reply) {
+            Ok(Sent { arm }) => {
+                if arm {
+                    self.arm(ctx);
+                }
             }
-        };
-        // A frame the peer would refuse would also make the writer fail and
-        // tear the link down for every other request: refuse it here. (Its
-        // tag counts; refused before sealing, it takes no sequence number.)
-        let limit = self.options.max_frame_bytes;
-        if bytes.len() + TAG_BYTES > limit {
-            let bytes = bytes.len() + TAG_BYTES;
-            let _ = reply.send(Err(PeerError::TooLarge { bytes, limit }));
-            return;
-        }
-        match session.seal(bytes) {
-            Ok(sealed) => writer.write(Bytes::from(sealed)),
-            Err(e) => {
-                let _ = reply.send(Err(PeerError::Local(e.to_string())));
-                return;
+            Err(refused) => {
+                let _ = refused.1.send(Err(PeerError::Unreachable));
             }
         }
-        let timer = ctx.run_later(Duration::from_millis(timeout_ms), move |act, ctx| {
-            if let Some(pending) = act.pending.remove(&id) {
-                let _ = pending.reply.send(Err(PeerError::Timeout { timeout_ms }));
-                act.timed_out(ctx);
+    }
+
+    /// Sets the timeout timer for the earliest deadline pending (none if
+    /// nothing is pending).
+    fn arm(&mut self, ctx: &mut Context<Self>) {
+        if let Some(sweep) = self.sweep.take() {
+            ctx.cancel_future(sweep);
+        }
+        if let Some(at) = self.outbound.earliest() {
+            let after = at.saturating_duration_since(tokio::time::Instant::now());
+            self.sweep = Some(ctx.run_later(after, |act, ctx| {
+                act.sweep = None;
+                act.expire(ctx);
+            }));
+        }
+    }
+
+    /// The timer fired: answers `Timeout` to each request now due, counts
+    /// them against the link, and sets the timer for the next deadline.
+    fn expire(&mut self, ctx: &mut Context<Self>) {
+        let due = self.outbound.expire(tokio::time::Instant::now());
+        for (reply, timeout_ms) in due {
+            let _ = reply.send(Err(PeerError::Timeout { timeout_ms }));
+            // Counted while the link is up (a redial after the third
+            // fails the rest `Timeout` all the same).
+            if matches!(self.link, Link::Up(..)) {
+                self.timed_out(ctx);
             }
-        });
-        self.pending.insert(id, Pending { reply, timer });
+        }
+        if matches!(self.link, Link::Up(..)) {
+            self.arm(ctx);
+        }
     }
 
     /// A request got no answer in time: the link is degraded until
@@ -667,6 +678,14 @@ impl PeerConnection {
     }
 }
 
+impl Handler<ArmTimer> for PeerConnection {
+    type Result = ();
+
+    fn handle(&mut self, _: ArmTimer, ctx: &mut Self::Context) {
+        self.arm(ctx);
+    }
+}
+
 impl Handler<Poke> for PeerConnection {
     type Result = ();
 
@@ -692,8 +711,8 @@ impl Handler<Shutdown> for PeerConnection {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
-        for (_, pending) in self.pending.drain() {
-            let _ = pending.reply.send(Err(PeerError::Disconnected));
+        for reply in self.outbound.down() {
+            let _ = reply.send(Err(PeerError::Disconnected));
         }
         for waiting in self.waiting.drain(..) {
             let _ = waiting.reply.send(Err(PeerError::Unreachable));

@@ -291,6 +291,12 @@ impl Session {
     pub fn open<'a>(&mut self, frame: &'a [u8]) -> Result<&'a [u8], SealError> {
         self.opener.open(frame)
     }
+
+    /// The two directions apart: the outbound link's callers seal, its
+    /// reader opens.
+    pub fn split(self) -> (FrameSealer, FrameOpener) {
+        (self.sealer, self.opener)
+    }
 }
 
 fn decode(bytes: &[u8]) -> Result<PeerFrame, HandshakeError> {

@@ -3,7 +3,9 @@
 //! - [`Bridge`] owns the peer listener and one [`PeerConnection`] per peer
 //!   address; other actors reach peers only through [`CallPeer`];
 //! - [`PeerConnection`] (connection.rs) is the outbound link this node sends
-//!   its requests on, with ids, deadlines and reconnect-with-backoff;
+//!   its requests on, with ids, deadlines and reconnect-with-backoff; its
+//!   sending side (outbound.rs) is shared with callers, who seal and queue
+//!   their requests on an up link themselves;
 //! - [`PeerSession`] (session.rs) serves one inbound link: handshake check,
 //!   then each request handed, as an [`Incoming`] of its type, to the actor
 //!   that owns that type ([`PeerHandlers`]);
@@ -24,6 +26,7 @@
 
 mod connection;
 pub mod handshake;
+mod outbound;
 pub mod seal;
 mod session;
 
@@ -37,7 +40,9 @@ use actix::prelude::*;
 use futures_util::future::LocalBoxFuture;
 use tracing::{debug, info, warn};
 
+use connection::ArmTimer;
 pub use connection::{PeerCall, PeerConnection, RedialNow, Shutdown};
+use outbound::{Outbound, Sent};
 pub use session::PeerSession;
 
 use crate::membership::MembershipChanged;
@@ -212,15 +217,19 @@ impl<T: PeerRpc> Message for Incoming<T> {
     type Result = Result<T::Reply, RemoteError>;
 }
 
-/// Each linked node's connection actor, as the Bridge last published its
-/// links: lets a caller on any thread send a request straight to the
-/// connection ([`LinkDirectory::call`]) instead of through the Bridge's
-/// mailbox, one actor message per peer call fewer. The Bridge rewrites it
-/// whenever a link is added, replaced or dropped; a call that finds no
-/// connection, or one that has stopped, gets what the Bridge would answer
-/// for a node without a live link ([`PeerError::Unreachable`]).
+/// Each linked node's connection actor and its sending side, as the
+/// Bridge last published its links: lets a caller on any thread send a
+/// request straight onto an up link ([`LinkDirectory::call`]; see
+/// `outbound.rs`), or else to its connection, instead of through the
+/// Bridge's mailbox. The Bridge rewrites it whenever a link is added,
+/// replaced or dropped; a call that finds no connection, or one that has
+/// stopped, gets what the Bridge would answer for a node without a live
+/// link ([`PeerError::Unreachable`]).
 #[derive(Clone, Default)]
-pub struct LinkDirectory(Arc<std::sync::RwLock<FnvHashMap<NodeId, Addr<PeerConnection>>>>);
+pub struct LinkDirectory(Arc<std::sync::RwLock<FnvHashMap<NodeId, Linked>>>);
+
+/// A published link: its connection, and its sending side once it was up.
+type Linked = (Addr<PeerConnection>, Option<Outbound>);
 
 impl LinkDirectory {
     /// The connection to `node`, if the Bridge has a link to it (what the
@@ -231,7 +240,7 @@ impl LinkDirectory {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(node)
-            .cloned()
+            .map(|(connection, _)| connection.clone())
     }
 
     /// Calls `node` with a typed request through its connection; the
@@ -247,7 +256,13 @@ impl LinkDirectory {
         // address: an actix `Addr` clone allocates.
         let links = self.0.read().unwrap_or_else(|e| e.into_inner());
         match links.get(node) {
-            Some(connection) => Ok(call_on(connection, request, trace, timeout_ms)),
+            Some((connection, outbound)) => Ok(call_on(
+                connection,
+                outbound.as_ref(),
+                request,
+                trace,
+                timeout_ms,
+            )),
             None => Err(request),
         }
     }
@@ -255,29 +270,48 @@ impl LinkDirectory {
     fn set(&self, links: &FnvHashMap<NodeId, Link>) {
         let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
         map.clear();
-        map.extend(
-            links
-                .iter()
-                .map(|(id, link)| (id.clone(), link.connection.clone())),
-        );
+        map.extend(links.iter().map(|(id, link)| {
+            let linked = (link.connection.clone(), link.outbound.clone());
+            (id.clone(), linked)
+        }));
     }
 }
 
-/// Sends a typed request to a link's connection; its typed reply (a
-/// connection that has stopped is `Unreachable`).
+/// Sends a typed request on a link: straight onto it while it is up
+/// (`outbound`), else to its connection; its typed reply (a connection
+/// that has stopped is `Unreachable`).
 fn call_on<T: PeerRpc>(
     connection: &Addr<PeerConnection>,
+    outbound: Option<&Outbound>,
     request: T,
     trace: u64,
     timeout_ms: u64,
 ) -> impl std::future::Future<Output = Result<T::Reply, PeerError>> {
-    let call = connection.send(PeerCall {
+    let call = PeerCall {
         body: request.into_request(),
         trace,
         timeout_ms,
-    });
+    };
+    let call = match outbound {
+        Some(outbound) => {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            match outbound.send(call, reply) {
+                Ok(Sent { arm }) => {
+                    if arm {
+                        connection.do_send(ArmTimer);
+                    }
+                    Ok(answer)
+                }
+                Err(refused) => Err(connection.send(refused.0)),
+            }
+        }
+        None => Err(connection.send(call)),
+    };
     async move {
-        let reply = call.await.unwrap_or(Err(PeerError::Unreachable))?;
+        let reply = match call {
+            Ok(answer) => answer.await.unwrap_or(Err(PeerError::Disconnected)),
+            Err(request) => request.await.unwrap_or(Err(PeerError::Unreachable)),
+        }?;
         T::reply_from(reply).map_err(|other| PeerError::UnexpectedReply {
             asked: T::NAME,
             got: other.name(),
@@ -431,6 +465,8 @@ pub struct PeerUp {
     pub addr: SocketAddr,
     /// The connection actor.
     pub connection: Addr<PeerConnection>,
+    /// Its sending side, which callers use directly while the link is up.
+    pub outbound: Outbound,
 }
 
 /// From a connection: the link is lost or a dial failed.
@@ -485,6 +521,9 @@ struct Link {
     /// (a restart on another port), a link that is not up is replaced.
     wanted: SocketAddr,
     connection: Addr<PeerConnection>,
+    /// The connection's sending side, once it was up (callers send
+    /// through it while it is up; see [`LinkDirectory`]).
+    outbound: Option<Outbound>,
     state: LinkState,
 }
 
@@ -564,6 +603,7 @@ impl Bridge {
     fn connect(&self, addr: SocketAddr, ctx: &mut Context<Self>) -> Addr<PeerConnection> {
         PeerConnection::new(
             addr,
+            Outbound::new(self.options.max_frame_bytes),
             self.credentials.clone(),
             self.nonces.clone(),
             self.net.clone(),
@@ -610,6 +650,7 @@ impl Bridge {
                 addr,
                 wanted: addr,
                 connection,
+                outbound: None,
                 state,
             },
         );
@@ -744,6 +785,7 @@ impl Handler<PeerUp> for Bridge {
                 addr: msg.addr,
                 wanted,
                 connection: msg.connection,
+                outbound: Some(msg.outbound),
                 state: LinkState::Up,
             },
         );
@@ -854,6 +896,7 @@ impl<T: PeerRpc> Handler<CallPeer<T>> for Bridge {
         };
         Box::pin(call_on(
             &link.connection,
+            link.outbound.as_ref(),
             msg.request,
             msg.trace,
             msg.timeout_ms,
@@ -876,7 +919,7 @@ impl Handler<MembershipChanged> for Bridge {
 #[allow(clippy::unwrap_used)]
 mod directory_tests {
     use super::*;
-    use crate::wire::peer::ReplicaRead;
+    use crate::wire::peer::{PeerFrame, ReplicaRead};
     use serde_bytes::ByteBuf;
 
     fn read() -> ReplicaRead {
@@ -904,6 +947,7 @@ mod directory_tests {
                 addr,
                 wanted: addr,
                 connection: context.address(),
+                outbound: None,
                 state: LinkState::Up,
             },
         );
@@ -916,5 +960,52 @@ mod directory_tests {
 
         directory.set(&FnvHashMap::default());
         assert!(directory.connection(&n2).is_none());
+    }
+
+    /// While the link's sending side is up, a call goes onto the link
+    /// itself (no message to the connection, whose mailbox is gone here)
+    /// and its typed answer comes back by id; once it is down, the call
+    /// goes to the connection again.
+    #[actix_rt::test]
+    async fn a_call_on_an_up_link_skips_the_connection() {
+        let n2 = NodeId::new("n2").unwrap();
+        let key = [5u8; seal::SESSION_KEY_BYTES];
+        let outbound = Outbound::new(1 << 20);
+        let (frames, mut queue) = tokio::sync::mpsc::unbounded_channel();
+        outbound.up(frames, seal::FrameSealer::new(&key));
+        let mut opener = seal::FrameOpener::new(&key);
+
+        let context = Context::<PeerConnection>::new();
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let link = |outbound: &Outbound| Link {
+            addr,
+            wanted: addr,
+            connection: context.address(),
+            outbound: Some(outbound.clone()),
+            state: LinkState::Up,
+        };
+        let directory = LinkDirectory::default();
+        directory.set(&FnvHashMap::from_iter([(n2.clone(), link(&outbound))]));
+        let call = directory.call(&n2, read(), 1, 100).ok().unwrap();
+        let sealed = queue.try_recv().unwrap();
+        let PeerFrame::Request { id, body, .. } =
+            PeerFrame::decode(opener.open(&sealed).unwrap()).unwrap()
+        else {
+            panic!("not a request");
+        };
+        assert_eq!(body.name(), "Read");
+        let object = Some(serde_bytes::ByteBuf::from(b"v".to_vec()));
+        let reply = StoredObject {
+            object: object.clone(),
+        };
+        assert!(outbound.answer(id, Ok(ReplicaRead::reply_into(reply))));
+        assert_eq!(call.await.unwrap().object, object);
+
+        // Down: to the connection, which is gone.
+        assert!(outbound.down().is_empty());
+        let call = directory.call(&n2, read(), 1, 100).ok().unwrap();
+        drop(context);
+        assert!(matches!(call.await, Err(PeerError::Unreachable)));
+        assert!(queue.try_recv().is_err());
     }
 }
