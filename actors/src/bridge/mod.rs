@@ -29,6 +29,8 @@ pub mod handshake;
 mod outbound;
 pub mod seal;
 mod session;
+#[cfg(test)]
+mod session_tests;
 
 use fnv::{FnvHashMap, FnvHashSet};
 use std::cell::RefCell;

@@ -11,22 +11,31 @@
 //! that fails its MAC check after the handshake closes the link the same
 //! way.
 //!
+//! Each request is served within its own `timeout_ms`: the session keeps
+//! the deadlines of the requests it serves in instant order under one
+//! timer (set for the earliest), and at a deadline drops the unfinished
+//! future and answers `Timeout`. (A tokio timeout per request cost a timer
+//! registered and cancelled, and a boxed future, on every replica write.)
+//! The requests being served are what `peer_inflight_max` bounds.
+//!
 //! Responses go through a queue to a writer task that owns the socket's
 //! write half. The queue is bounded in bytes (`peer_write_queue_bytes_max`):
 //! a peer that keeps asking but does not read is cut off instead of growing
 //! this node's memory.
 
 use std::cell::Cell;
-use std::convert::Infallible;
-use std::future::Future;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
+use fnv::FnvHashMap;
+use futures_util::future::Either;
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
@@ -36,7 +45,7 @@ use super::{fresh_nonce, Bridge, BridgeOptions, Incoming, NonceRng, PeerHandlers
 use crate::net::{BoxConnection, LocalBoxFuture};
 use crate::wire::client::ErrorCode;
 use crate::wire::peer::{
-    MemberInfo, PeerFrame, PeerRefusal, PeerReply, PeerRequest, PeerRpc, Probe, Probed,
+    Durable, MemberInfo, PeerFrame, PeerRefusal, PeerReply, PeerRequest, PeerRpc, Probe, Probed,
     RemoteError, ReplicaRead, ReplicaWrite,
 };
 use crate::wire::writer::write_queued_frames;
@@ -76,8 +85,25 @@ pub struct PeerSession {
     conn: Option<BoxConnection>,
     /// The dialler, once it proved itself.
     peer: Option<MemberInfo>,
-    in_flight: usize,
+    /// Requests being served, by a number of this session's own (the
+    /// peer's ids are its business): the served future's handle, the
+    /// request's id, its deadline and its timeout in milliseconds. Their
+    /// count is what `peer_inflight_max` bounds.
+    serving: FnvHashMap<u64, Serving>,
+    /// The same requests' deadlines, in instant order.
+    deadlines: BTreeSet<(Instant, u64)>,
+    next_serving: u64,
+    /// The one timer for the deadlines, and the instant it is set for.
+    sweep: Option<(SpawnHandle, Instant)>,
     span: tracing::Span,
+}
+
+/// A request being served.
+struct Serving {
+    handle: SpawnHandle,
+    id: u64,
+    deadline: Instant,
+    timeout_ms: u64,
 }
 
 impl PeerSession {
@@ -105,7 +131,10 @@ impl PeerSession {
             queued_bytes: Rc::new(Cell::new(0)),
             conn: Some(conn),
             peer: None,
-            in_flight: 0,
+            serving: FnvHashMap::default(),
+            deadlines: BTreeSet::new(),
+            next_serving: 0,
+            sweep: None,
             span,
         }
     }
@@ -287,12 +316,12 @@ impl PeerSession {
             warn!(reason = %refusal, request = body.name(), "refusing a peer request");
             return self.respond(id, Err(refusal.into()), ctx);
         }
-        if self.in_flight >= self.options.peer_inflight_max {
+        if self.serving.len() >= self.options.peer_inflight_max {
             let failure = RemoteError::new(
                 ErrorCode::Unavailable,
                 format!(
                     "{} requests in flight from this peer (peer_inflight_max)",
-                    self.in_flight
+                    self.serving.len()
                 ),
             );
             return self.respond(id, Err(failure), ctx);
@@ -304,20 +333,89 @@ impl PeerSession {
                 return self.respond(id, answer.map(ReplicaRead::reply_into), ctx);
             }
         }
-        self.in_flight += 1;
         let from = peer.id.clone();
         let handlers = &self.handlers;
         let served = match body {
-            PeerRequest::Read(r) => serve(&handlers.read, from, trace, timeout_ms, r),
             // Straight to the store when the replicator would take it
             // (`PeerDirect`): no message to its mailbox.
             PeerRequest::Write(r) => match handlers.direct.replica_write(&from, trace, r) {
-                Ok(write) => within(
-                    timeout_ms,
-                    write.map(|r| Ok::<_, Infallible>(r.map(ReplicaWrite::reply_into))),
-                ),
-                Err(r) => serve(&handlers.write, from, trace, timeout_ms, r),
+                Ok(write) => Either::Left(write.map(durable as fn(_) -> _)),
+                Err(r) => Either::Right(serve(&handlers.write, from, trace, timeout_ms, r)),
             },
+            body => Either::Right(self.serve(from, trace, timeout_ms, body)),
+        };
+        let seq = self.next_serving;
+        self.next_serving += 1;
+        let handle = ctx.spawn(served.into_actor(self).map(move |body, act, ctx| {
+            if let Some(served) = act.serving.remove(&seq) {
+                act.deadlines.remove(&(served.deadline, seq));
+            }
+            act.respond(id, body, ctx);
+        }));
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        let serving = Serving {
+            handle,
+            id,
+            deadline,
+            timeout_ms,
+        };
+        self.serving.insert(seq, serving);
+        self.deadlines.insert((deadline, seq));
+        if self.sweep.as_ref().is_none_or(|&(_, at)| deadline < at) {
+            self.arm(ctx);
+        }
+    }
+
+    /// Sets the deadline timer for the earliest request being served (none
+    /// when nothing is).
+    fn arm(&mut self, ctx: &mut Context<Self>) {
+        if let Some((sweep, _)) = self.sweep.take() {
+            ctx.cancel_future(sweep);
+        }
+        if let Some(&(at, _)) = self.deadlines.first() {
+            let after = at.saturating_duration_since(Instant::now());
+            let sweep = ctx.run_later(after, |act, ctx| {
+                act.sweep = None;
+                act.expire(ctx);
+            });
+            self.sweep = Some((sweep, at));
+        }
+    }
+
+    /// The timer fired: each request whose deadline passed is dropped
+    /// unfinished and answered `Timeout`; the timer is set for the next.
+    fn expire(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        while let Some(&(at, seq)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(served) = self.serving.remove(&seq) {
+                ctx.cancel_future(served.handle);
+                let timeout_ms = served.timeout_ms;
+                let failure = RemoteError::new(
+                    ErrorCode::Timeout,
+                    format!("replica did not finish within {timeout_ms} ms"),
+                );
+                self.respond(served.id, Err(failure), ctx);
+            }
+        }
+        self.arm(ctx);
+    }
+
+    /// Hands a request to the actor that serves its type.
+    fn serve(
+        &self,
+        from: NodeId,
+        trace: u64,
+        timeout_ms: u64,
+        body: PeerRequest,
+    ) -> LocalBoxFuture<'static, Result<PeerReply, RemoteError>> {
+        let handlers = &self.handlers;
+        match body {
+            PeerRequest::Read(r) => serve(&handlers.read, from, trace, timeout_ms, r),
+            PeerRequest::Write(r) => serve(&handlers.write, from, trace, timeout_ms, r),
             PeerRequest::HintedWrite(r) => {
                 serve(&handlers.hinted_write, from, trace, timeout_ms, r)
             }
@@ -334,16 +432,17 @@ impl PeerSession {
             PeerRequest::ReapCheck(r) => serve(&handlers.reap_check, from, trace, timeout_ms, r),
             PeerRequest::ReapDrop(r) => serve(&handlers.reap_drop, from, trace, timeout_ms, r),
             PeerRequest::Probe(Probe) => Box::pin(async { Ok(Probe::reply_into(Probed)) }),
-        };
-        ctx.spawn(served.into_actor(self).map(move |body, act, ctx| {
-            act.in_flight -= 1;
-            act.respond(id, body, ctx);
-        }));
+        }
     }
 }
 
-/// Hands `request` to the actor serving its type, within its time budget,
-/// and wraps the answer for the wire.
+/// A replica write's answer for the wire.
+fn durable(result: Result<Durable, RemoteError>) -> Result<PeerReply, RemoteError> {
+    result.map(ReplicaWrite::reply_into)
+}
+
+/// Hands `request` to the actor serving its type (the session answers
+/// `Timeout` for it at its deadline) and wraps the answer for the wire.
 fn serve<T: PeerRpc>(
     to: &Recipient<Incoming<T>>,
     from: NodeId,
@@ -357,29 +456,13 @@ fn serve<T: PeerRpc>(
         timeout_ms,
         request,
     });
-    within(timeout_ms, call.map(|r| r.map(|r| r.map(T::reply_into))))
-}
-
-/// The answer of `call` (a local handler's: `Err` when it is gone) for the
-/// wire, or a timeout after `timeout_ms`.
-fn within<E: std::fmt::Display>(
-    timeout_ms: u64,
-    call: impl Future<Output = Result<Result<PeerReply, RemoteError>, E>> + 'static,
-) -> LocalBoxFuture<'static, Result<PeerReply, RemoteError>> {
-    let limit = Duration::from_millis(timeout_ms);
-    Box::pin(async move {
-        match tokio::time::timeout(limit, call).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(e)) => Err(RemoteError::new(
-                ErrorCode::Internal,
-                format!("local handler unavailable: {e}"),
-            )),
-            Err(_) => Err(RemoteError::new(
-                ErrorCode::Timeout,
-                format!("replica did not finish within {timeout_ms} ms"),
-            )),
-        }
-    })
+    Box::pin(call.map(|answer| match answer {
+        Ok(result) => result.map(T::reply_into),
+        Err(e) => Err(RemoteError::new(
+            ErrorCode::Internal,
+            format!("local handler unavailable: {e}"),
+        )),
+    }))
 }
 
 impl Actor for PeerSession {
