@@ -562,4 +562,4 @@ impl AwaitingProof {
 
 #[cfg(test)]
 #[path = "handshake_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -10,9 +10,9 @@ use super::*;
 use crate::bridge::seal::TAG_BYTES;
 use crate::wire::peer::{PeerRpc, ReplicaRead};
 
-const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+pub(crate) const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
-fn member(id: &str, port: u16) -> MemberInfo {
+pub(crate) fn member(id: &str, port: u16) -> MemberInfo {
     MemberInfo {
         id: NodeId::new(id).unwrap(),
         peer_addr: format!("127.0.0.1:{port}"),
@@ -23,11 +23,11 @@ fn member(id: &str, port: u16) -> MemberInfo {
     }
 }
 
-fn key(secret: &[u8]) -> PeerKey {
+pub(crate) fn key(secret: &[u8]) -> PeerKey {
     PeerKey::new(Some(&ClusterSecret::from_bytes(secret).unwrap()))
 }
 
-fn credentials(id: &str, port: u16, key: PeerKey) -> Credentials {
+pub(crate) fn credentials(id: &str, port: u16, key: PeerKey) -> Credentials {
     Credentials {
         own: member(id, port),
         cluster: "ringkv".into(),

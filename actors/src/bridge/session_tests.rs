@@ -13,9 +13,8 @@ use rand::SeedableRng;
 use serde_bytes::ByteBuf;
 use tokio_util::codec::Framed;
 
-use super::handshake::{self, Credentials, PeerKey};
+use super::handshake::{self, Credentials};
 use super::*;
-use crate::secret::ClusterSecret;
 use crate::wire::peer::{PeerFrame, PeerRpc, ReplicaRead, StoredObject};
 use crate::wire::FrameCodec;
 
@@ -56,20 +55,9 @@ impl PeerDirect for Decline {
     }
 }
 
+/// A member's credentials under the handshake tests' cluster secret.
 fn credentials(id: &str, port: u16) -> Credentials {
-    let secret = ClusterSecret::from_bytes(b"0123456789abcdef0123456789abcdef").unwrap();
-    Credentials {
-        own: MemberInfo {
-            id: NodeId::new(id).unwrap(),
-            peer_addr: format!("127.0.0.1:{port}"),
-            client_addr: format!("127.0.0.1:{}", port - 100),
-            dc: "dc1".into(),
-            rack: "r1".into(),
-            weight: 1,
-        },
-        cluster: "ringkv".into(),
-        key: PeerKey::new(Some(&secret)),
-    }
+    handshake::tests::credentials(id, port, handshake::tests::key(handshake::tests::SECRET))
 }
 
 fn read(timeout_ms: u64, id: u64) -> PeerFrame {
