@@ -342,7 +342,7 @@ impl PeerSession {
                 Ok(write) => Either::Left(write.map(durable as fn(_) -> _)),
                 Err(r) => Either::Right(serve(&handlers.write, from, trace, timeout_ms, r)),
             },
-            body => Either::Right(self.serve(from, trace, timeout_ms, body)),
+            body => Either::Right(self.to_handler(from, trace, timeout_ms, body)),
         };
         let seq = self.next_serving;
         self.next_serving += 1;
@@ -405,7 +405,7 @@ impl PeerSession {
     }
 
     /// Hands a request to the actor that serves its type.
-    fn serve(
+    fn to_handler(
         &self,
         from: NodeId,
         trace: u64,
