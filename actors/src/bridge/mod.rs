@@ -25,6 +25,7 @@
 //! requests; a response always travels on the connection its request came on.
 
 mod connection;
+mod deadlines;
 pub mod handshake;
 mod outbound;
 pub mod seal;

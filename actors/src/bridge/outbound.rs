@@ -21,15 +21,14 @@
 //!
 //! [`PeerConnection`]: super::PeerConnection
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use fnv::FnvHashMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::connection::PeerCall;
+use super::deadlines::Deadlines;
 use super::seal::{FrameSealer, TAG_BYTES};
 use super::PeerError;
 use crate::wire::peer::{PeerFrame, PeerReply};
@@ -45,22 +44,17 @@ struct Sending {
     /// Set while the link is up: where sealed frames are queued for the
     /// connection's writing task, and the sealer of this direction.
     up: Option<(mpsc::UnboundedSender<Bytes>, FrameSealer)>,
-    /// Requests sent and not yet answered, by id.
-    pending: FnvHashMap<u64, Pending>,
-    /// The same requests' deadlines, in instant order.
-    deadlines: BTreeSet<(Instant, u64)>,
+    /// Requests sent and not yet answered, by id, with their deadlines
+    /// (the connection's one timer is set for the earliest).
+    pending: Deadlines<Pending>,
     /// The next request's id.
     next_id: u64,
-    /// The instant the connection's timeout timer is set for (`None`: not
-    /// set, or a sweep is under way and will set it).
-    timer_at: Option<Instant>,
     /// Frames longer than this (tag included) are refused before sealing.
     max_frame_bytes: usize,
 }
 
 struct Pending {
     reply: Reply,
-    deadline: Instant,
     timeout_ms: u64,
 }
 
@@ -78,10 +72,8 @@ impl Outbound {
     pub fn new(max_frame_bytes: usize) -> Self {
         Self(Arc::new(Mutex::new(Sending {
             up: None,
-            pending: FnvHashMap::default(),
-            deadlines: BTreeSet::new(),
+            pending: Deadlines::default(),
             next_id: 1,
-            timer_at: None,
             max_frame_bytes,
         })))
     }
@@ -109,9 +101,12 @@ impl Outbound {
     pub fn down(&self) -> Vec<Reply> {
         let mut sending = self.lock();
         sending.up = None;
-        sending.deadlines.clear();
-        sending.timer_at = None;
-        sending.pending.drain().map(|(_, p)| p.reply).collect()
+        sending
+            .pending
+            .drain()
+            .into_iter()
+            .map(|p| p.reply)
+            .collect()
     }
 
     /// Seals and queues `call` if the link is up, its answer to go to
@@ -161,33 +156,18 @@ impl Outbound {
         }
         sending.next_id += 1;
         let deadline = Instant::now() + std::time::Duration::from_millis(timeout_ms);
-        sending.pending.insert(
-            id,
-            Pending {
-                reply,
-                deadline,
-                timeout_ms,
-            },
-        );
-        sending.deadlines.insert((deadline, id));
-        let arm = sending.timer_at.is_none_or(|at| deadline < at);
-        if arm {
-            // Claimed now, so that the other requests of this turn do not
-            // ask again; the connection sets the timer for the earliest.
-            sending.timer_at = Some(deadline);
-        }
+        let arm = sending
+            .pending
+            .insert(id, deadline, Pending { reply, timeout_ms });
         Ok(Sent { arm })
     }
 
     /// The response to request `id`, handed to its caller; `false` if no
     /// such request is pending (it timed out, or the link was lost since).
     pub fn answer(&self, id: u64, body: Result<PeerReply, PeerError>) -> bool {
-        let mut sending = self.lock();
-        let Some(pending) = sending.pending.remove(&id) else {
+        let Some(pending) = self.lock().pending.remove(id) else {
             return false;
         };
-        sending.deadlines.remove(&(pending.deadline, id));
-        drop(sending);
         let _ = pending.reply.send(body);
         true
     }
@@ -195,29 +175,15 @@ impl Outbound {
     /// Takes out the requests whose deadline is `now` or earlier, each with
     /// its timeout in milliseconds, and forgets the timer (it fired).
     pub fn expire(&self, now: Instant) -> Vec<(Reply, u64)> {
-        let mut sending = self.lock();
-        sending.timer_at = None;
-        let mut expired = Vec::new();
-        while let Some(&(deadline, id)) = sending.deadlines.first() {
-            if deadline > now {
-                break;
-            }
-            sending.deadlines.pop_first();
-            if let Some(pending) = sending.pending.remove(&id) {
-                expired.push((pending.reply, pending.timeout_ms));
-            }
-        }
-        expired
+        let due = self.lock().pending.due(now);
+        due.into_iter().map(|p| (p.reply, p.timeout_ms)).collect()
     }
 
     /// The earliest deadline pending, which the connection sets its timer
     /// for (recorded as the timer's instant); `None` when nothing is
     /// pending (and no timer is needed).
     pub fn earliest(&self) -> Option<Instant> {
-        let mut sending = self.lock();
-        let at = sending.deadlines.first().map(|&(at, _)| at);
-        sending.timer_at = at;
-        at
+        self.lock().pending.next_timer()
     }
 
     /// Requests pending on the link.

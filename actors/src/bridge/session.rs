@@ -12,11 +12,9 @@
 //! way.
 //!
 //! Each request is served within its own `timeout_ms`: the session keeps
-//! the deadlines of the requests it serves in instant order under one
-//! timer (set for the earliest), and at a deadline drops the unfinished
-//! future and answers `Timeout`. (A tokio timeout per request cost a timer
-//! registered and cancelled, and a boxed future, on every replica write.)
-//! The requests being served are what `peer_inflight_max` bounds.
+//! the requests it serves under one timer (`deadlines.rs`), and at a
+//! deadline drops the unfinished future and answers `Timeout`. The
+//! requests being served are what `peer_inflight_max` bounds.
 //!
 //! Responses go through a queue to a writer task that owns the socket's
 //! write half. The queue is bounded in bytes (`peer_write_queue_bytes_max`):
@@ -24,14 +22,12 @@
 //! this node's memory.
 
 use std::cell::Cell;
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use fnv::FnvHashMap;
 use futures_util::future::Either;
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
@@ -39,6 +35,7 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
+use super::deadlines::Deadlines;
 use super::handshake::{self, AwaitingProof, Credentials, Session};
 use super::seal::TAG_BYTES;
 use super::{fresh_nonce, Bridge, BridgeOptions, Incoming, NonceRng, PeerHandlers, PeerIntroduced};
@@ -86,23 +83,20 @@ pub struct PeerSession {
     /// The dialler, once it proved itself.
     peer: Option<MemberInfo>,
     /// Requests being served, by a number of this session's own (the
-    /// peer's ids are its business): the served future's handle, the
-    /// request's id, its deadline and its timeout in milliseconds. Their
-    /// count is what `peer_inflight_max` bounds.
-    serving: FnvHashMap<u64, Serving>,
-    /// The same requests' deadlines, in instant order.
-    deadlines: BTreeSet<(Instant, u64)>,
+    /// peer's ids are its business), with their deadlines. Their count is
+    /// what `peer_inflight_max` bounds.
+    serving: Deadlines<Serving>,
     next_serving: u64,
-    /// The one timer for the deadlines, and the instant it is set for.
-    sweep: Option<(SpawnHandle, Instant)>,
+    /// The one timer for the deadlines.
+    sweep: Option<SpawnHandle>,
     span: tracing::Span,
 }
 
-/// A request being served.
+/// A request being served: its future's handle, its id, its timeout in
+/// milliseconds.
 struct Serving {
     handle: SpawnHandle,
     id: u64,
-    deadline: Instant,
     timeout_ms: u64,
 }
 
@@ -131,8 +125,7 @@ impl PeerSession {
             queued_bytes: Rc::new(Cell::new(0)),
             conn: Some(conn),
             peer: None,
-            serving: FnvHashMap::default(),
-            deadlines: BTreeSet::new(),
+            serving: Deadlines::default(),
             next_serving: 0,
             sweep: None,
             span,
@@ -340,28 +333,23 @@ impl PeerSession {
             // (`PeerDirect`): no message to its mailbox.
             PeerRequest::Write(r) => match handlers.direct.replica_write(&from, trace, r) {
                 Ok(write) => Either::Left(write.map(durable as fn(_) -> _)),
-                Err(r) => Either::Right(serve(&handlers.write, from, trace, timeout_ms, r)),
+                Err(r) => Either::Right(self.to_handler(from, trace, timeout_ms, r.into_request())),
             },
             body => Either::Right(self.to_handler(from, trace, timeout_ms, body)),
         };
         let seq = self.next_serving;
         self.next_serving += 1;
         let handle = ctx.spawn(served.into_actor(self).map(move |body, act, ctx| {
-            if let Some(served) = act.serving.remove(&seq) {
-                act.deadlines.remove(&(served.deadline, seq));
-            }
+            act.serving.remove(seq);
             act.respond(id, body, ctx);
         }));
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         let serving = Serving {
             handle,
             id,
-            deadline,
             timeout_ms,
         };
-        self.serving.insert(seq, serving);
-        self.deadlines.insert((deadline, seq));
-        if self.sweep.as_ref().is_none_or(|&(_, at)| deadline < at) {
+        if self.serving.insert(seq, deadline, serving) {
             self.arm(ctx);
         }
     }
@@ -369,37 +357,29 @@ impl PeerSession {
     /// Sets the deadline timer for the earliest request being served (none
     /// when nothing is).
     fn arm(&mut self, ctx: &mut Context<Self>) {
-        if let Some((sweep, _)) = self.sweep.take() {
+        if let Some(sweep) = self.sweep.take() {
             ctx.cancel_future(sweep);
         }
-        if let Some(&(at, _)) = self.deadlines.first() {
+        if let Some(at) = self.serving.next_timer() {
             let after = at.saturating_duration_since(Instant::now());
-            let sweep = ctx.run_later(after, |act, ctx| {
+            self.sweep = Some(ctx.run_later(after, |act, ctx| {
                 act.sweep = None;
                 act.expire(ctx);
-            });
-            self.sweep = Some((sweep, at));
+            }));
         }
     }
 
     /// The timer fired: each request whose deadline passed is dropped
     /// unfinished and answered `Timeout`; the timer is set for the next.
     fn expire(&mut self, ctx: &mut Context<Self>) {
-        let now = Instant::now();
-        while let Some(&(at, seq)) = self.deadlines.first() {
-            if at > now {
-                break;
-            }
-            self.deadlines.pop_first();
-            if let Some(served) = self.serving.remove(&seq) {
-                ctx.cancel_future(served.handle);
-                let timeout_ms = served.timeout_ms;
-                let failure = RemoteError::new(
-                    ErrorCode::Timeout,
-                    format!("replica did not finish within {timeout_ms} ms"),
-                );
-                self.respond(served.id, Err(failure), ctx);
-            }
+        for served in self.serving.due(Instant::now()) {
+            ctx.cancel_future(served.handle);
+            let timeout_ms = served.timeout_ms;
+            let failure = RemoteError::new(
+                ErrorCode::Timeout,
+                format!("replica did not finish within {timeout_ms} ms"),
+            );
+            self.respond(served.id, Err(failure), ctx);
         }
         self.arm(ctx);
     }
