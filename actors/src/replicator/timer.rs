@@ -342,9 +342,19 @@ mod tests {
     /// A wait polled again by its own task, with no firing since, returns
     /// at once (no clock read, no lock); a firing (here: the hub woken as
     /// the tokio timer wakes it) sends the next poll the whole way, and
-    /// the one after that is fast again.
+    /// the one after that is fast again. Run as a task, as requests are:
+    /// the waker of a test's own future (`block_on`'s) is cloned into one
+    /// with another vtable, which `Waker::will_wake` does not take for the
+    /// same (every poll went the slow way in a release build).
     #[tokio::test]
     async fn a_wait_polled_again_between_firings_takes_the_fast_path() {
+        let ran = tokio::task::LocalSet::new()
+            .run_until(async { tokio::task::spawn_local(polled_again_between_firings()).await })
+            .await;
+        assert!(ran.is_ok(), "the test's task panicked: {ran:?}");
+    }
+
+    async fn polled_again_between_firings() {
         let hub = TimerHub::default();
         // Far off: no stall of this machine makes it due during the test.
         let mut waiting = Timers::new(hub.clone(), [Some(Instant::now() + ms(60_000))]);
