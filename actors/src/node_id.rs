@@ -16,6 +16,18 @@ pub const NODE_ID_BYTES_MAX: usize = 64;
 /// check it.
 pub const NODE_WEIGHT_MAX: u32 = 1000;
 
+/// Version actors a thread keeps parsed ([`NodeId::parse_version_actor`]),
+/// at most: a cluster's clocks name a few per node (one per incarnation), so
+/// 256 holds every name of a large cluster; past it the thread forgets them
+/// all and starts again (names are only shared, never needed).
+pub const VERSION_ACTORS_INTERNED_MAX: usize = 256;
+
+thread_local! {
+    /// The version actors this thread has parsed, by their text.
+    static INTERNED: std::cell::RefCell<fnv::FnvHashMap<Box<str>, NodeId>> =
+        std::cell::RefCell::default();
+}
+
 /// A node's stable identity (`--id`). A node that restarts with the same id
 /// takes its old place on the ring and keeps its clock entries.
 ///
@@ -80,7 +92,27 @@ impl NodeId {
 
     /// Parses a node as found in a dot or clock entry: a node id, or a
     /// version actor made by [`NodeId::version_actor`].
+    ///
+    /// A name parsed before on this thread is shared, not allocated again
+    /// (see [`VERSION_ACTORS_INTERNED_MAX`]): every object decoded names
+    /// the same few version actors in its clock.
     pub fn parse_version_actor(text: &str) -> Result<Self, String> {
+        if let Some(known) = INTERNED.with(|interned| interned.borrow().get(text).cloned()) {
+            return Ok(known);
+        }
+        let parsed = Self::check_version_actor(text)?;
+        INTERNED.with(|interned| {
+            let mut interned = interned.borrow_mut();
+            if interned.len() >= VERSION_ACTORS_INTERNED_MAX {
+                interned.clear();
+            }
+            interned.insert(Box::from(text), parsed.clone());
+        });
+        Ok(parsed)
+    }
+
+    /// [`NodeId::parse_version_actor`] without the names already parsed.
+    fn check_version_actor(text: &str) -> Result<Self, String> {
         let Some((id, incarnation)) = text.split_once('#') else {
             check_id(text)?;
             return Ok(Self(Arc::from(text)));
@@ -157,6 +189,28 @@ mod tests {
         let longest = NodeId::new("a".repeat(NODE_ID_BYTES_MAX)).unwrap();
         let actor = longest.version_actor(u32::MAX);
         assert_eq!(NodeId::parse_version_actor(actor.as_str()).unwrap(), actor);
+    }
+
+    /// A name parsed again on the same thread is the same shared text; a
+    /// bad name is refused every time (it is never kept); past the limit
+    /// the thread starts again and still parses every name right.
+    #[test]
+    fn version_actors_parsed_again_are_shared() {
+        let first = NodeId::parse_version_actor("n7#0000000a").unwrap();
+        let again = NodeId::parse_version_actor("n7#0000000a").unwrap();
+        assert!(Arc::ptr_eq(&first.0, &again.0));
+        for _ in 0..2 {
+            assert!(NodeId::parse_version_actor("n7#0000000A").is_err());
+        }
+        let many: Vec<NodeId> = (0..VERSION_ACTORS_INTERNED_MAX + 10)
+            .map(|i| NodeId::parse_version_actor(&format!("m{i}#00000001")).unwrap())
+            .collect();
+        for (i, id) in many.iter().enumerate() {
+            let parsed = NodeId::parse_version_actor(&format!("m{i}#00000001")).unwrap();
+            assert_eq!(&parsed, id);
+        }
+        let held = INTERNED.with(|interned| interned.borrow().len());
+        assert!(held <= VERSION_ACTORS_INTERNED_MAX, "{held} names kept");
     }
 
     #[test]

@@ -30,16 +30,26 @@ pub struct Dot {
     pub counter: u64,
 }
 
-/// A version vector over node ids, kept in a `BTreeMap` so that iteration,
-/// equality and encoding are canonical.
+/// A version vector over node ids, kept as a vector sorted by node (one
+/// entry per node) so that iteration, equality and encoding are canonical.
+/// A clock names the few nodes that ever coordinated a write of its key,
+/// and every put and get decodes, merges and encodes a few of them: a
+/// sorted vector is the decoded entries themselves, where a `BTreeMap` was
+/// one more allocation per clock and a tree walk per lookup.
 ///
 /// Laws of [`VersionVector::merge`] (checked by proptest in `laws_tests`):
 /// commutative, associative and idempotent (it is the entrywise maximum of
 /// both `counter` and `updated_ms`), and the result descends from both inputs.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct VersionVector {
-    /// node -> entry; a node absent from the map has counter 0.
-    entries: BTreeMap<NodeId, ClockEntry>,
+    /// Sorted by node, distinct nodes; a node absent has counter 0.
+    entries: Vec<(NodeId, ClockEntry)>,
+}
+
+impl std::fmt::Debug for VersionVector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
 }
 
 impl VersionVector {
@@ -58,19 +68,25 @@ impl VersionVector {
         self.entries.len()
     }
 
+    /// Where `node`'s entry is (`Ok`), or would go (`Err`).
+    fn find(&self, node: &NodeId) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(n, _)| n.cmp(node))
+    }
+
     /// The highest counter of `node` this clock has seen (0 if none).
     pub fn counter(&self, node: &NodeId) -> u64 {
-        self.entries.get(node).map_or(0, |entry| entry.counter)
+        self.entry(node).map_or(0, |entry| entry.counter)
     }
 
     /// The entry of `node`, if the clock has one.
     pub fn entry(&self, node: &NodeId) -> Option<&ClockEntry> {
-        self.entries.get(node)
+        let at = self.find(node).ok()?;
+        self.entries.get(at).map(|(_, entry)| entry)
     }
 
     /// The entries in node order.
     pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &ClockEntry)> {
-        self.entries.iter()
+        self.entries.iter().map(|(node, entry)| (node, entry))
     }
 
     /// True when the write named `dot` is among the writes this clock has seen.
@@ -92,16 +108,17 @@ impl VersionVector {
     /// the larger `updated_ms`. Commutative, associative, idempotent.
     pub fn merge(&mut self, other: &VersionVector) {
         for (node, theirs) in &other.entries {
-            // Look up before inserting: cloning the id allocates, and most
-            // merges are between clocks that share their nodes.
-            match self.entries.get_mut(node) {
-                Some(ours) => {
-                    ours.counter = ours.counter.max(theirs.counter);
-                    ours.updated_ms = ours.updated_ms.max(theirs.updated_ms);
+            // Look up before inserting: cloning the id is an atomic
+            // increment, and most merges are between clocks that share
+            // their nodes.
+            match self.find(node) {
+                Ok(at) => {
+                    if let Some((_, ours)) = self.entries.get_mut(at) {
+                        ours.counter = ours.counter.max(theirs.counter);
+                        ours.updated_ms = ours.updated_ms.max(theirs.updated_ms);
+                    }
                 }
-                None => {
-                    self.entries.insert(node.clone(), *theirs);
-                }
+                Err(at) => self.entries.insert(at, (node.clone(), *theirs)),
             }
         }
     }
@@ -109,28 +126,52 @@ impl VersionVector {
     /// Records that `node` handed out `counter` at `now_ms`. Only ever moves
     /// the entry forward, so the clock keeps covering what it covered.
     pub(crate) fn advance(&mut self, node: &NodeId, counter: u64, now_ms: u64) {
-        let entry = self.entries.entry(node.clone()).or_default();
-        entry.counter = entry.counter.max(counter);
-        entry.updated_ms = entry.updated_ms.max(now_ms);
+        let at = match self.find(node) {
+            Ok(at) => at,
+            Err(at) => {
+                self.entries
+                    .insert(at, (node.clone(), ClockEntry::default()));
+                at
+            }
+        };
+        if let Some((_, entry)) = self.entries.get_mut(at) {
+            entry.counter = entry.counter.max(counter);
+            entry.updated_ms = entry.updated_ms.max(now_ms);
+        }
     }
 
     /// Sets an entry as-is (tests build arbitrary clocks this way).
     #[cfg(test)]
     pub(crate) fn insert(&mut self, node: NodeId, entry: ClockEntry) {
-        self.entries.insert(node, entry);
+        match self.find(&node) {
+            Ok(at) => {
+                if let Some(slot) = self.entries.get_mut(at) {
+                    slot.1 = entry;
+                }
+            }
+            Err(at) => self.entries.insert(at, (node, entry)),
+        }
     }
 
-    /// Builds a clock from entries already sorted by distinct node (decoding
-    /// checks that first), in one bulk build rather than one insert each.
-    pub(crate) fn from_sorted(entries: Vec<(NodeId, ClockEntry)>) -> Self {
-        Self {
-            entries: entries.into_iter().collect(),
+    /// Builds a clock from entries sorted by distinct node (decoding checks
+    /// that first), keeping them as they are. Entries that are not (only
+    /// tests build such) are sorted, the last of a node's entries kept.
+    pub(crate) fn from_sorted(mut entries: Vec<(NodeId, ClockEntry)>) -> Self {
+        if !entries
+            .windows(2)
+            .all(|pair| matches!(pair, [a, b] if a.0 < b.0))
+        {
+            let map: BTreeMap<NodeId, ClockEntry> = entries.into_iter().collect();
+            entries = map.into_iter().collect();
         }
+        Self { entries }
     }
 
     /// Drops `node`'s entry (pruning): the clock forgets that node's writes.
     pub(crate) fn remove(&mut self, node: &NodeId) {
-        self.entries.remove(node);
+        if let Ok(at) = self.find(node) {
+            self.entries.remove(at);
+        }
     }
 }
 
