@@ -24,6 +24,7 @@ fn bad(reason: impl Into<String>) -> MsgpackError {
 }
 
 pub const NIL: u8 = 0xc0;
+pub const TRUE: u8 = 0xc3;
 pub const BIN8: u8 = 0xc4;
 pub const BIN16: u8 = 0xc5;
 pub const BIN32: u8 = 0xc6;

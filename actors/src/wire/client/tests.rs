@@ -422,3 +422,50 @@ fn consistency_levels_parse_and_exclude_r_and_w() {
     ]);
     assert_eq!(parse_request(&ping, &LIMITS).unwrap().consistency, None);
 }
+
+/// A get's and a put's replies, written directly, are byte for byte what
+/// the MessagePack value of the same response encodes to: every length
+/// form of the id, of the values (none, empty, 31, 255, 256, 65,536 bytes)
+/// and of the context, with and without one.
+#[test]
+fn data_replies_written_directly_match_the_value_encoding() {
+    let ids = [
+        0,
+        127,
+        128,
+        255,
+        256,
+        65_535,
+        65_536,
+        u64::from(u32::MAX) + 1,
+        u64::MAX,
+    ];
+    let sizes = [0usize, 1, 31, 32, 255, 256, 65_535, 65_536];
+    let bytes = |n: usize| (0..n).map(|i| i as u8).collect::<Vec<u8>>();
+    let mut replies = Vec::new();
+    for &n in &sizes {
+        replies.push(ClientReply::Written { context: bytes(n) });
+        replies.push(ClientReply::Values {
+            values: vec![bytes(n)],
+            context: Some(bytes(n / 2 + 1)),
+        });
+    }
+    replies.push(ClientReply::Values {
+        values: vec![],
+        context: None,
+    });
+    replies.push(ClientReply::Values {
+        values: (0..20).map(bytes).collect(),
+        context: None,
+    });
+    for id in ids {
+        for reply in &replies {
+            let result = Ok(reply.clone());
+            assert_eq!(
+                encode_response(id, &result),
+                super::encode::encode_response_as_value(id, &result),
+                "id {id}, {reply:?}"
+            );
+        }
+    }
+}
