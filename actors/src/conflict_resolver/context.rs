@@ -106,7 +106,7 @@ impl ContextKey {
 
     /// The context for `clock` as read or written under `key`.
     pub fn seal(&self, key: &[u8], clock: &VersionVector) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + clock.encoded_len_hint() + CONTEXT_TAG_BYTES);
+        let mut out = Vec::with_capacity(1 + clock.encoded_len_max() + CONTEXT_TAG_BYTES);
         out.push(CONTEXT_FORMAT_VERSION);
         clock.encode_clock(&mut out);
         let tag = self.tag(key, &out).finalize().into_bytes();

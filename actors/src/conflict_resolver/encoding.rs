@@ -45,9 +45,21 @@ pub const FORMAT_VERSION: u8 = 1;
 /// The format-version marker of an object with an expiry on some sibling.
 pub const FORMAT_VERSION_EXPIRY: u8 = 2;
 
-/// Bytes an encoded clock entry usually takes beyond its node id, to size the
+/// Bytes an encoded clock entry takes beyond its node id, at most: the
+/// array marker, the string's header (a version actor is under 256 bytes:
+/// `str8`, 2), two `uint64`s (9 each). With the ids' lengths it sizes the
 /// output buffer once.
-const ENTRY_OVERHEAD_BYTES: usize = 20;
+const CLOCK_ENTRY_OVERHEAD_BYTES_MAX: usize = 21;
+
+/// Bytes an encoded sibling takes beyond its node id and value, at most:
+/// the array marker, the string's header (2), the counter (9), the value's
+/// `bin32` header (5), the write time (9) and the expiry (9).
+const SIBLING_OVERHEAD_BYTES_MAX: usize = 35;
+
+/// Bytes an encoded object takes besides its clock and its siblings, at
+/// most: the format byte, the outer array's marker and the siblings'
+/// `array32` header (5).
+const OBJECT_OVERHEAD_BYTES_MAX: usize = 7;
 
 /// The fewest bytes an encoded clock entry takes (array marker, a one-byte
 /// string, two one-byte integers): bounds the capacity reserved for a
@@ -59,9 +71,13 @@ const CLOCK_ENTRY_BYTES_MIN: usize = 4;
 const SIBLING_BYTES_MIN: usize = 5;
 
 impl VersionVector {
-    /// About the bytes the encoded clock takes (to size a buffer once).
-    pub(super) fn encoded_len_hint(&self) -> usize {
-        self.len() * ENTRY_OVERHEAD_BYTES
+    /// The most bytes the encoded clock takes (to size a buffer once): its
+    /// `array32` header and its entries.
+    pub(super) fn encoded_len_max(&self) -> usize {
+        5 + self
+            .iter()
+            .map(|(node, _)| node.as_str().len() + CLOCK_ENTRY_OVERHEAD_BYTES_MAX)
+            .sum::<usize>()
     }
 
     /// Appends the clock's MessagePack form (no format byte) to `out`:
@@ -102,17 +118,26 @@ impl VersionVector {
 }
 
 impl Object {
+    /// The most bytes [`Object::encode`] writes (to size its buffer once).
+    pub(super) fn encoded_len_max(&self) -> usize {
+        OBJECT_OVERHEAD_BYTES_MAX
+            + self.clock.encoded_len_max()
+            + self
+                .siblings
+                .iter()
+                .map(|s| {
+                    s.dot.node.as_str().len()
+                        + s.value.as_ref().map_or(0, Vec::len)
+                        + SIBLING_OVERHEAD_BYTES_MAX
+                })
+                .sum::<usize>()
+    }
+
     /// The stored and replicated form: [`FORMAT_VERSION`], then
     /// `[clock, siblings]` (format 2, [`FORMAT_VERSION_EXPIRY`], when a
     /// sibling expires: each sibling then has a fifth element).
     pub fn encode(&self) -> Vec<u8> {
-        let values: usize = self
-            .siblings
-            .iter()
-            .map(|s| s.value.as_ref().map_or(0, Vec::len))
-            .sum();
-        let entries = self.clock.len() + self.siblings.len();
-        let mut out = Vec::with_capacity(1 + values + entries * ENTRY_OVERHEAD_BYTES);
+        let mut out = Vec::with_capacity(self.encoded_len_max());
         let expiry = self.has_expiry();
         out.push(if expiry {
             FORMAT_VERSION_EXPIRY

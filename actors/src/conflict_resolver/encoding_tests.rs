@@ -469,6 +469,18 @@ proptest! {
         prop_assert_eq!(Object::decode(&bytes).unwrap(), object);
     }
 
+    /// The buffer an object and its clock are encoded into is sized once:
+    /// what is written never passes the size reserved.
+    #[test]
+    fn encoding_fits_the_size_reserved(object in wide_object()) {
+        let bytes = object.encode();
+        prop_assert!(bytes.len() <= object.encoded_len_max());
+        prop_assert_eq!(bytes.capacity(), object.encoded_len_max(), "grown while encoding");
+        let mut clock = Vec::new();
+        object.clock.encode_clock(&mut clock);
+        prop_assert!(clock.len() <= object.clock.encoded_len_max());
+    }
+
     /// On damaged bytes (a byte changed, cut short, or bytes added), the
     /// decoder accepts nothing the serde decoder refused, and reads the
     /// same object from what both accept; where the serde decoder accepts
@@ -490,6 +502,35 @@ proptest! {
             }
         }
     }
+}
+
+/// The widest clock entry and sibling (every integer a `uint64`, the
+/// longest version actor, a value with a `bin32` header, an expiry) take
+/// exactly the most bytes reserved for them: the reserve is only the
+/// array headers' (one byte each here, five reserved).
+#[test]
+fn the_widest_object_fills_the_size_reserved_but_for_array_headers() {
+    let node = NodeId::parse_version_actor(&format!("{}#ffffffff", "z".repeat(64))).unwrap();
+    let mut clock = VersionVector::new();
+    clock.insert(
+        node.clone(),
+        ClockEntry {
+            counter: u64::MAX,
+            updated_ms: u64::MAX,
+        },
+    );
+    let sibling = Sibling {
+        dot: Dot {
+            node,
+            counter: u64::MAX,
+        },
+        value: Some(vec![7; 65_536]),
+        written_ms: u64::MAX,
+        expires_ms: Some(u64::MAX),
+    };
+    let object = Object::from_parts(clock, vec![sibling]).unwrap();
+    let bytes = object.encode();
+    assert_eq!(object.encoded_len_max() - bytes.len(), 4 + 4);
 }
 
 /// Every single-byte change and every cut of the golden objects (both
