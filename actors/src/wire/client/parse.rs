@@ -1,7 +1,12 @@
 //! Request parsing: every rejection names the field at fault; `str` is
 //! accepted where `bin` is expected; unknown keys are ignored.
+//!
+//! A request is read as a [`ValueRef`] borrowing the frame: a field's name
+//! and a string's bytes are not copied, and a key, value or context is
+//! copied once, into the request (a put's parse allocates the map's entries
+//! and those three).
 
-use rmpv::Value;
+use rmpv::{Value, ValueRef};
 
 use super::{
     AuthToken, ClientError, ClientOp, ClientRequest, Consistency, ErrorCode, RequestLimits,
@@ -15,7 +20,7 @@ pub fn parse_request(
     limits: &RequestLimits,
 ) -> Result<ClientRequest, (u64, ClientError)> {
     let mut cursor = frame;
-    let value = rmpv::decode::read_value_with_max_depth(&mut cursor, REQUEST_DEPTH_MAX)
+    let value = rmpv::decode::read_value_ref_with_max_depth(&mut cursor, REQUEST_DEPTH_MAX)
         .map_err(|e| (0, bad(format!("frame is not valid MessagePack: {e}"))))?;
     if !cursor.is_empty() {
         return Err((
@@ -26,7 +31,7 @@ pub fn parse_request(
             )),
         ));
     }
-    let Value::Map(entries) = value else {
+    let ValueRef::Map(entries) = value else {
         return Err((0, bad("request must be a MessagePack map")));
     };
     let fields = Fields(&entries);
@@ -39,7 +44,7 @@ pub fn parse_request(
     let op = parse_op(&fields, limits).map_err(|e| (id, e))?;
     let consistency = consistency(&fields, &op).map_err(|e| (id, e))?;
     // Already validated by parse_op; read again to keep parse_op small.
-    let timeout_ms = fields.get("timeout_ms").and_then(Value::as_u64);
+    let timeout_ms = fields.get("timeout_ms").and_then(ValueRef::as_u64);
     Ok(ClientRequest {
         id,
         op,
@@ -50,7 +55,10 @@ pub fn parse_request(
 
 /// The `consistency` key of a get, put or delete (ignored on other ops):
 /// a level name, never together with the op's `r` / `w`.
-fn consistency(fields: &Fields<'_>, op: &ClientOp) -> Result<Option<Consistency>, ClientError> {
+fn consistency(
+    fields: &RequestFields<'_, '_>,
+    op: &ClientOp,
+) -> Result<Option<Consistency>, ClientError> {
     let count = match op {
         ClientOp::Get { .. } => "r",
         ClientOp::Put { .. } | ClientOp::Delete { .. } => "w",
@@ -66,10 +74,11 @@ fn consistency(fields: &Fields<'_>, op: &ClientOp) -> Result<Option<Consistency>
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let level = value
-        .as_str()
-        .and_then(Consistency::from_name)
-        .ok_or_else(|| bad(format!("field `consistency` must be one of {}", names())))?;
+    let level = match value {
+        ValueRef::String(s) => s.as_str().and_then(Consistency::from_name),
+        _ => None,
+    }
+    .ok_or_else(|| bad(format!("field `consistency` must be one of {}", names())))?;
     if fields.get(count).is_some() {
         return Err(bad(format!(
             "fields `consistency` and `{count}` exclude each other: give one"
@@ -78,9 +87,12 @@ fn consistency(fields: &Fields<'_>, op: &ClientOp) -> Result<Option<Consistency>
     Ok(Some(level))
 }
 
-fn parse_op(fields: &Fields<'_>, limits: &RequestLimits) -> Result<ClientOp, ClientError> {
+fn parse_op(
+    fields: &RequestFields<'_, '_>,
+    limits: &RequestLimits,
+) -> Result<ClientOp, ClientError> {
     let op = match fields.get("op") {
-        Some(Value::String(s)) => s.as_str().unwrap_or("").to_owned(),
+        Some(ValueRef::String(s)) => s.as_str().unwrap_or(""),
         Some(_) => return Err(bad("field `op` must be a string")),
         None => return Err(bad("field `op` is missing")),
     };
@@ -90,14 +102,14 @@ fn parse_op(fields: &Fields<'_>, limits: &RequestLimits) -> Result<ClientOp, Cli
             _ => return Err(bad("field `timeout_ms` must be an unsigned integer > 0")),
         }
     }
-    Ok(match op.as_str() {
+    Ok(match op {
         "ping" => ClientOp::Ping,
         "status" => ClientOp::Status,
         "leave" => ClientOp::Leave,
         "list" => ClientOp::List {
             cursor: match fields.get("cursor") {
-                None | Some(Value::Nil) => None,
-                Some(Value::Binary(b)) => Some(b.clone()),
+                None | Some(ValueRef::Nil) => None,
+                Some(ValueRef::Binary(b)) => Some(b.to_vec()),
                 Some(_) => return Err(bad("field `cursor` must be bin")),
             },
             limit: match fields.get("limit") {
@@ -116,8 +128,8 @@ fn parse_op(fields: &Fields<'_>, limits: &RequestLimits) -> Result<ClientOp, Cli
         "ring" => ClientOp::Ring,
         "repair" => ClientOp::Repair {
             peer: match fields.get("peer") {
-                None | Some(Value::Nil) => None,
-                Some(Value::String(s)) => Some(
+                None | Some(ValueRef::Nil) => None,
+                Some(ValueRef::String(s)) => Some(
                     s.as_str()
                         .ok_or_else(|| bad("field `peer` must be valid UTF-8"))?
                         .to_owned(),
@@ -125,7 +137,7 @@ fn parse_op(fields: &Fields<'_>, limits: &RequestLimits) -> Result<ClientOp, Cli
                 Some(_) => return Err(bad("field `peer` must be a string")),
             },
             key: match fields.get("key") {
-                None | Some(Value::Nil) => None,
+                None | Some(ValueRef::Nil) => None,
                 Some(_) => Some(fields.key(limits)?),
             },
         },
@@ -138,7 +150,7 @@ fn parse_op(fields: &Fields<'_>, limits: &RequestLimits) -> Result<ClientOp, Cli
         },
         "forget" => ClientOp::Forget {
             node: match fields.get("node") {
-                Some(Value::String(s)) => s
+                Some(ValueRef::String(s)) => s
                     .as_str()
                     .ok_or_else(|| bad("field `node` must be valid UTF-8"))?
                     .to_owned(),
@@ -180,23 +192,49 @@ fn bad(message: impl Into<String>) -> ClientError {
     ClientError::new(ErrorCode::BadRequest, message)
 }
 
-/// The request map, looked up by string key (later duplicates are ignored).
-pub(super) struct Fields<'a>(pub(super) &'a [(Value, Value)]);
+/// A map, looked up by string key (later duplicates are ignored): a
+/// request's ([`ValueRef`]) or a response's ([`Value`]).
+pub(super) struct Fields<'a, V>(pub(super) &'a [(V, V)]);
 
-impl<'a> Fields<'a> {
-    pub(super) fn get(&self, name: &str) -> Option<&'a Value> {
+/// A map key that may be a string.
+pub(super) trait FieldName {
+    fn field_name(&self) -> Option<&str>;
+}
+
+impl FieldName for Value {
+    fn field_name(&self) -> Option<&str> {
+        self.as_str()
+    }
+}
+
+impl FieldName for ValueRef<'_> {
+    fn field_name(&self) -> Option<&str> {
+        match self {
+            ValueRef::String(s) => s.as_str(),
+            _ => None,
+        }
+    }
+}
+
+impl<'a, V: FieldName> Fields<'a, V> {
+    pub(super) fn get(&self, name: &str) -> Option<&'a V> {
         self.0
             .iter()
-            .find(|(k, _)| k.as_str() == Some(name))
+            .find(|(k, _)| k.field_name() == Some(name))
             .map(|(_, v)| v)
     }
+}
 
+/// A request's map, borrowing the frame.
+type RequestFields<'a, 'f> = Fields<'a, ValueRef<'f>>;
+
+impl<'f> RequestFields<'_, 'f> {
     /// `bin`, or `str` taken as its UTF-8 bytes.
     fn bytes(&self, name: &str) -> Result<Option<Vec<u8>>, ClientError> {
         match self.get(name) {
             None => Ok(None),
-            Some(Value::Binary(b)) => Ok(Some(b.clone())),
-            Some(Value::String(s)) => Ok(Some(s.as_bytes().to_vec())),
+            Some(ValueRef::Binary(b)) => Ok(Some(b.to_vec())),
+            Some(ValueRef::String(s)) => Ok(Some((*s).into_bytes())),
             Some(_) => Err(bad(format!("field `{name}` must be bin or str"))),
         }
     }
@@ -240,8 +278,8 @@ impl<'a> Fields<'a> {
 
     fn context(&self) -> Result<Option<Vec<u8>>, ClientError> {
         match self.get("context") {
-            None | Some(Value::Nil) => Ok(None),
-            Some(Value::Binary(b)) => Ok(Some(b.clone())),
+            None | Some(ValueRef::Nil) => Ok(None),
+            Some(ValueRef::Binary(b)) => Ok(Some(b.to_vec())),
             Some(_) => Err(bad("field `context` must be bin")),
         }
     }

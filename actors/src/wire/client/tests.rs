@@ -469,3 +469,32 @@ fn data_replies_written_directly_match_the_value_encoding() {
         }
     }
 }
+
+#[test]
+fn str_fields_keep_their_bytes_even_when_not_utf8_and_the_first_duplicate_wins() {
+    // {"id": 5, "op": "put", "key": str [ff fe], "value": str [c3 28],
+    //  "key": "zz"}: strings that are not UTF-8, written by hand.
+    let mut f = vec![
+        0x85, 0xa2, b'i', b'd', 5, 0xa2, b'o', b'p', 0xa3, b'p', b'u', b't',
+    ];
+    f.extend([0xa3, b'k', b'e', b'y', 0xa2, 0xff, 0xfe]);
+    f.extend([0xa5, b'v', b'a', b'l', b'u', b'e', 0xa2, 0xc3, 0x28]);
+    f.extend([0xa3, b'k', b'e', b'y', 0xa2, b'z', b'z']);
+    let req = parse_request(&f, &LIMITS).unwrap();
+    match req.op {
+        ClientOp::Put { key, value, .. } => {
+            assert_eq!((key, value), (vec![0xff, 0xfe], vec![0xc3, 0x28]));
+        }
+        other => panic!("not a put: {other:?}"),
+    }
+    // The op's name must be UTF-8 to be known.
+    let mut f = vec![
+        0x82, 0xa2, b'i', b'd', 6, 0xa2, b'o', b'p', 0xa2, 0xff, 0xfe,
+    ];
+    let (id, code, _) = code_of(parse_request(&f, &LIMITS));
+    assert_eq!((id, code), (6, ErrorCode::UnknownOp));
+    // A bin that claims more bytes than the frame holds.
+    f = vec![0x81, 0xa3, b'k', b'e', b'y', 0xc4, 100, 1, 2, 3];
+    let (id, code, message) = code_of(parse_request(&f, &LIMITS));
+    assert_eq!((id, code), (0, ErrorCode::BadRequest), "{message}");
+}
