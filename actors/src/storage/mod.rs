@@ -16,6 +16,7 @@
 
 pub mod actor;
 pub mod engine;
+mod group_writes;
 pub mod keys;
 pub mod lsm;
 pub mod memory_engine;

@@ -99,7 +99,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
-use super::engine::{Engine, StorageError, WriteOp};
+use super::engine::{Engine, StorageError};
+use super::group_writes::GroupWrites;
 use super::keys::{self, HintRecord};
 use super::shadows::Shadows;
 use super::tree::{KeyTree, TreeDeltas, TreeWriter};
@@ -663,14 +664,11 @@ impl Writer {
                 }
             }
         }
-        if self.mint_as.counter_floor > floor_before {
-            // First in the batch: durable whenever the deletes are.
-            writes
-                .ops
-                .insert(0, keys::counter_floor_op(self.mint_as.counter_floor));
-        }
+        // First in the batch: durable whenever the deletes are.
+        let floor = (self.mint_as.counter_floor > floor_before)
+            .then(|| keys::counter_floor_op(self.mint_as.counter_floor));
         self.hand_over(minted_out);
-        let ops = writes.ops;
+        let ops = writes.into_batch(floor);
         let writes = ops.len();
         let committed = if ops.is_empty() {
             Ok(())
@@ -823,7 +821,7 @@ impl Writer {
                 let len = new.len();
                 self.tree
                     .note(&job.key, current.as_deref(), Some(&new), tree);
-                writes.put(job.key.clone(), new.clone());
+                writes.put(job.key, new.clone());
                 // Handed over once: through `minted` when asked, with the
                 // group's other minted versions before its batch is
                 // written (the caller may have gone; the write goes on),
@@ -1008,43 +1006,5 @@ fn read(
     match writes.get(key) {
         Some(value) => Ok(value.map(<[u8]>::to_vec)),
         None => engine.get(key),
-    }
-}
-
-/// A group's writes, in order, and where the last write of each key is
-/// (what later jobs of the group read instead of the engine). Each write is
-/// held once: the index refers to it rather than keeping a copy of its
-/// value.
-struct GroupWrites {
-    ops: Vec<WriteOp>,
-    latest: FnvHashMap<Vec<u8>, usize>,
-}
-
-impl GroupWrites {
-    fn with_capacity(jobs: usize) -> Self {
-        Self {
-            ops: Vec::with_capacity(jobs),
-            latest: FnvHashMap::with_capacity_and_hasher(jobs, Default::default()),
-        }
-    }
-
-    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.latest.insert(key.clone(), self.ops.len());
-        self.ops.push(WriteOp::Put { key, value });
-    }
-
-    fn delete(&mut self, key: Vec<u8>) {
-        self.latest.insert(key.clone(), self.ops.len());
-        self.ops.push(WriteOp::Delete { key });
-    }
-
-    /// `key`'s last write in the group: `Some(None)` a delete, `None` not
-    /// written in this group.
-    fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
-        let op = self.ops.get(*self.latest.get(key)?)?;
-        Some(match op {
-            WriteOp::Put { value, .. } => Some(value.as_slice()),
-            WriteOp::Delete { .. } => None,
-        })
     }
 }
