@@ -253,23 +253,25 @@ impl Replicas {
     }
 
     /// Merges `object` (encoded) into `node`'s copy of `key`, durably.
+    /// Takes the bytes it sends or stores (each replica's copy is made once,
+    /// by the caller).
     pub async fn write(
         &self,
         node: &NodeId,
-        key: &[u8],
-        object: &[u8],
+        key: Vec<u8>,
+        object: Vec<u8>,
         trace: u64,
         timeout_ms: u64,
     ) -> Result<(), ReplicaError> {
         if *node == self.own {
             return self
-                .merge_locally(key.to_vec(), object.to_vec(), None, trace)
+                .merge_locally(key, object, None, trace)
                 .await
                 .map(|_| ());
         }
         let request = ReplicaWrite {
-            key: ByteBuf::from(key.to_vec()),
-            object: ByteBuf::from(object.to_vec()),
+            key: ByteBuf::from(key),
+            object: ByteBuf::from(object),
         };
         let reply = self.call(node, request, trace, timeout_ms).await;
         self.counted(node, reply)?;
@@ -290,14 +292,14 @@ impl Replicas {
         &self,
         node: &NodeId,
         owner: &NodeId,
-        key: &[u8],
-        object: &[u8],
+        key: Vec<u8>,
+        object: Vec<u8>,
         trace: u64,
         timeout_ms: u64,
     ) -> Result<(), ReplicaError> {
         let request = HintedWrite {
-            key: ByteBuf::from(key.to_vec()),
-            object: ByteBuf::from(object.to_vec()),
+            key: ByteBuf::from(key),
+            object: ByteBuf::from(object),
             owner: owner.clone(),
         };
         let reply = self.call(node, request, trace, timeout_ms).await;

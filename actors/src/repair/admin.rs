@@ -192,7 +192,7 @@ impl Handler<RepairKey> for Repair {
                             if let Some(merged) = &merged {
                                 if is_stale(object.as_ref(), merged) {
                                     let written = replicas
-                                        .write(&node, &key, &merged.encode(), 0, timeout_ms)
+                                        .write(&node, key.clone(), merged.encode(), 0, timeout_ms)
                                         .await;
                                     match written {
                                         Ok(()) => {

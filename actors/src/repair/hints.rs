@@ -94,7 +94,7 @@ pub async fn deliver(
                 }
                 for target in &targets {
                     replicas
-                        .write(target, &hint.key, &object, 0, timeout_ms)
+                        .write(target, hint.key.clone(), object.clone(), 0, timeout_ms)
                         .await
                         .map_err(|e| (done, format!("writing to {target}: {e}")))?;
                 }

@@ -617,9 +617,7 @@ impl Handler<ReadRepair> for Repair {
                 self.options.repair_timeout_ms,
             );
             let work = async move {
-                let result = replicas
-                    .write(&node, &key, &object, trace, timeout_ms)
-                    .await;
+                let result = replicas.write(&node, key, object, trace, timeout_ms).await;
                 (node, result)
             }
             .instrument(self.span.clone());

@@ -151,8 +151,9 @@ pub async fn push(
             };
             for (key, object) in page.entries {
                 let user = user_key(&key).ok_or(RepairError::ShortKey("stored"))?;
+                let bytes = (key.len() + object.len()) as u64;
                 replicas
-                    .write(&transfer.target, user, &object, trace, timeout_ms)
+                    .write(&transfer.target, user.to_vec(), object, trace, timeout_ms)
                     .await
                     .map_err(|source| RepairError::PeerWrite {
                         peer: transfer.target.clone(),
@@ -161,7 +162,7 @@ pub async fn push(
                 stats += StreamStats {
                     changed: 0,
                     keys: 1,
-                    bytes: (key.len() + object.len()) as u64,
+                    bytes,
                 };
                 cursor = successor(&key);
             }

@@ -443,10 +443,10 @@ impl Sender {
                 .max(1) as u64;
             let node = ask.node;
             let result = match &ask.stand_in_for {
-                None => replicas.write(&node, &key, &object, trace, budget).await,
+                None => replicas.write(&node, key, object, trace, budget).await,
                 Some(owner) => {
                     replicas
-                        .write_hinted(&node, owner, &key, &object, trace, budget)
+                        .write_hinted(&node, owner, key, object, trace, budget)
                         .await
                 }
             };
