@@ -7,7 +7,9 @@
 # `ringkv bench` of OP (get: of keys preloaded first; put: new writes),
 # and prints allocations per op. RECORD=1 also records the probes' call
 # stacks into DIR/alloc-OP.data (`perf report -i` it, or `perf script`),
-# with a shorter run (REQUESTS=3000 is plenty). Ports CLIENT_PORT..+2 and
+# with a shorter run (REQUESTS=3000 is plenty; WARMUP=5000 runs that many
+# puts before counting, so the cluster's start (joins, ring builds) is
+# left out of a short run). Ports CLIENT_PORT..+2 and
 # PEER_PORT..+2 (default 27501, 27601). The probes are removed at the end.
 set -u
 BIN=${1:-$(dirname "$0")/../target/release/ringkv}
@@ -45,6 +47,9 @@ if [ "$OP" = get ]; then
   flags=(--read-ratio 1)
 else
   flags=(--op put)
+fi
+if [ "${WARMUP:-0}" -gt 0 ]; then
+  "$BIN" bench --addrs "$addrs" --concurrency 32 --keys 10000 --op put --requests "$WARMUP" >/dev/null
 fi
 events="$GROUP:mi_malloc_aligned,$GROUP:mi_realloc_aligned,$GROUP:mi_zalloc_aligned"
 if [ -n "${RECORD:-}" ]; then
