@@ -1,8 +1,10 @@
 //! RESP framing: splitting the byte stream into commands and encoding the
 //! replies, RESP2 or RESP3 (the connection's `HELLO`). The frames are
-//! decoded and encoded by the `redis-protocol` crate; this module only
-//! bounds them before the crate sees them and turns them into argument
-//! lists and back.
+//! decoded and encoded by the `redis-protocol` crate; this module bounds
+//! them before the crate sees them and turns them into argument lists and
+//! back. An array of bulk strings, every client's command, is read straight
+//! from the bytes [`delimit`] has checked (a test holds it to the crate's
+//! decoding); any other array goes to the crate.
 //!
 //! What the stream may hold, as Redis takes it:
 //! - an array of bulk strings (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`): a
@@ -118,9 +120,39 @@ fn inline(buf: &[u8]) -> Framed {
     }
 }
 
-/// The crate decodes the delimited array; its elements must be bulk
-/// strings.
+/// The delimited array's arguments: read straight from the bytes when
+/// every element is a bulk string (what clients send), else decoded by the
+/// crate; its elements must be bulk strings.
 fn decode_array(frame: &[u8], len: usize) -> Framed {
+    if let Some(args) = bulk_strings(frame) {
+        return if args.is_empty() {
+            Framed::Nothing(len)
+        } else {
+            Framed::Command(args, len)
+        };
+    }
+    decode_array_by_crate(frame, len)
+}
+
+/// The elements of an array [`delimit`] has checked, when all of them are
+/// bulk strings that are not null; `None` for any other shape.
+fn bulk_strings(frame: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let (count, mut at) = header(frame, 0).ok()??;
+    let mut args = Vec::with_capacity(usize::try_from(count).ok()?);
+    for _ in 0..count {
+        if frame.get(at) != Some(&b'$') {
+            return None;
+        }
+        let (len, body) = header(frame, at).ok()??;
+        let end = body.checked_add(usize::try_from(len).ok()?)?;
+        args.push(frame.get(body..end)?.to_vec());
+        at = end + 2;
+    }
+    (at == frame.len()).then_some(args)
+}
+
+/// The crate decodes the delimited array.
+fn decode_array_by_crate(frame: &[u8], len: usize) -> Framed {
     match decode_resp2(frame) {
         Ok(Some((Frame2::Array(items), used))) if used == len => {
             let mut args = Vec::with_capacity(items.len());
@@ -403,6 +435,36 @@ mod tests {
         let buf = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n";
         assert_eq!(frame(buf), Framed::Command(args(&["GET", "k"]), 20));
         assert_eq!(frame(&buf[20..]), Framed::Command(args(&["PING"]), 14));
+    }
+
+    /// One element of a generated array: a bulk string (any bytes), a
+    /// null bulk string, an integer or a simple string.
+    fn element() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => proptest::collection::vec(
+                prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'$'), any::<u8>()],
+                0..12,
+            )
+            .prop_map(|bytes| [format!("${}\r\n", bytes.len()).into_bytes(), bytes, b"\r\n".to_vec()].concat()),
+            1 => Just(b"$-1\r\n".to_vec()),
+            1 => any::<i32>().prop_map(|n| format!(":{n}\r\n").into_bytes()),
+            1 => Just(b"+OK\r\n".to_vec()),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Arrays read straight from the bytes frame exactly as the crate
+        /// decodes them, whatever their elements.
+        #[test]
+        fn arrays_read_directly_match_the_crate(
+            elements in proptest::collection::vec(element(), 0..6),
+        ) {
+            let buf = [format!("*{}\r\n", elements.len()).into_bytes(), elements.concat()].concat();
+            let len = delimit(&buf, &LIMITS).unwrap().unwrap();
+            proptest::prop_assert_eq!(len, buf.len());
+            proptest::prop_assert_eq!(decode_array(&buf, len), decode_array_by_crate(&buf, len));
+        }
     }
 
     #[test]
