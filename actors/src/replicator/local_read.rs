@@ -133,13 +133,13 @@ impl LocalReads {
         if r != 1 || read.pr.unwrap_or(0) > r {
             return None;
         }
-        let primaries = placement::read_primaries_at(
+        if !placement::sole_read_primary_at(
             &rings.read,
             &rings.write,
             options.n,
             Ring::key_token(read.key),
-        );
-        if !matches!(primaries.as_slice(), [only] if *only == self.replicas.own) {
+            &self.replicas.own,
+        ) {
             return None;
         }
         // A failed read is the coordination's to handle (stand-ins).

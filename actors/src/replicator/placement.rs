@@ -66,6 +66,30 @@ pub fn read_primaries_at(
     primaries
 }
 
+/// Whether `node` is the only read primary of `token`:
+/// `read_primaries_at(..) == [node]`, without building the list when N = 1
+/// and neither ring places by data center (a one-node GET answered in
+/// place asks it for every request).
+pub fn sole_read_primary_at(
+    read_ring: &Ring,
+    write_ring: &Ring,
+    n: usize,
+    token: Token,
+    node: &NodeId,
+) -> bool {
+    if n == 1 && read_ring.dc_replication().is_empty() && write_ring.dc_replication().is_empty() {
+        // The one primary: the read ring's first at the token, or the
+        // write ring's while the read ring has no member.
+        let ring = if read_ring.members().is_empty() {
+            write_ring
+        } else {
+            read_ring
+        };
+        return ring.holds_at(token, 1, node);
+    }
+    matches!(read_primaries_at(read_ring, write_ring, n, token).as_slice(), [only] if only == node)
+}
+
 /// The placement of `key`'s writes.
 pub fn for_write(read_ring: &Ring, write_ring: &Ring, n: usize, key: &[u8]) -> Placement {
     let mut primaries = read_ring.preference_list(key, n);
@@ -168,6 +192,52 @@ mod tests {
         // A joining node (write ring only) is placed and shares its future keys.
         let joined = self::ring(&["n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "x"]);
         assert!(is_placed(&ring, &joined, &stranger));
+    }
+
+    #[test]
+    fn the_sole_read_primary_is_what_the_list_says() {
+        let racks: Vec<RingMember> = (0..4)
+            .map(|i| RingMember {
+                id: NodeId::new(format!("n{i}")).unwrap(),
+                dc: "dc1".into(),
+                rack: format!("r{}", i % 2),
+                weight: 1 + i,
+            })
+            .collect();
+        let dcs = crate::ring::DcReplication::parse("dc1:1", 8).unwrap();
+        let rings = [
+            ring(&[]),
+            ring(&["n0"]),
+            ring(&["n0", "n1", "n2"]),
+            ring(&["n1", "n2", "n3"]),
+            Ring::new(&racks, 8),
+            ring(&["n0", "n1"]).with_dc_replication(&dcs),
+        ];
+        let nodes: Vec<NodeId> = ["n0", "n1", "n2", "n3", "x"]
+            .iter()
+            .map(|id| NodeId::new(*id).unwrap())
+            .collect();
+        let mut sole = 0;
+        for read in &rings {
+            for write in &rings {
+                for n in 1..=3 {
+                    for k in 0..64u32 {
+                        let token = Ring::key_token(&k.to_be_bytes());
+                        let list = read_primaries_at(read, write, n, token);
+                        for node in &nodes {
+                            let want = list.as_slice() == std::slice::from_ref(node);
+                            sole += usize::from(want);
+                            assert_eq!(
+                                sole_read_primary_at(read, write, n, token, node),
+                                want,
+                                "n {n}, key {k}, node {node}, list {list:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert!(sole > 1000, "the cases hold sole primaries too: {sole}");
     }
 
     #[test]
