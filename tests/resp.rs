@@ -187,23 +187,37 @@ async fn strings_round_trip_over_raw_resp() {
 
 #[tokio::test]
 async fn pipelined_commands_are_answered_in_order() {
-    let (_cluster, resp) = node(1, ONE_NODE).await;
-    let mut c = Resp::connect(resp[0]).await;
-    const COMMANDS: usize = 300;
-    let mut batch = Vec::new();
-    for i in 0..COMMANDS {
-        let (key, value) = (format!("p{}", i % 7), format!("v{i}"));
-        batch.extend(command(&[b"SET", key.as_bytes(), value.as_bytes()]));
-        batch.extend(command(&[b"GET", key.as_bytes()]));
+    // The default in-flight limit (1,024: the whole batch read at once),
+    // and a limit of 2, where the session stops reading after two commands
+    // until one is done, many times over.
+    let low_limit: Vec<&str> = ONE_NODE
+        .iter()
+        .copied()
+        .chain(["--client-inflight-max", "2"])
+        .collect();
+    for flags in [ONE_NODE, low_limit.as_slice()] {
+        let (_cluster, resp) = node(1, flags).await;
+        let mut c = Resp::connect(resp[0]).await;
+        const COMMANDS: usize = 300;
+        let mut batch = Vec::new();
+        for i in 0..COMMANDS {
+            let (key, value) = (format!("p{}", i % 7), format!("v{i}"));
+            batch.extend(command(&[b"SET", key.as_bytes(), value.as_bytes()]));
+            batch.extend(command(&[b"GET", key.as_bytes()]));
+        }
+        batch.extend_from_slice(b"PING\r\n"); // inline, as redis-benchmark sends it
+        c.send(&batch).await;
+        for i in 0..COMMANDS {
+            assert_eq!(
+                c.read2().await,
+                F2::SimpleString(b"OK".to_vec()),
+                "SET {i} {flags:?}"
+            );
+            // Each GET sees the SET just before it on this connection.
+            assert_eq!(c.read2().await, bulk(&format!("v{i}")), "GET {i} {flags:?}");
+        }
+        assert_eq!(c.read2().await, F2::SimpleString(b"PONG".to_vec()));
     }
-    batch.extend_from_slice(b"PING\r\n"); // inline, as redis-benchmark sends it
-    c.send(&batch).await;
-    for i in 0..COMMANDS {
-        assert_eq!(c.read2().await, F2::SimpleString(b"OK".to_vec()), "SET {i}");
-        // Each GET sees the SET just before it on this connection.
-        assert_eq!(c.read2().await, bulk(&format!("v{i}")), "GET {i}");
-    }
-    assert_eq!(c.read2().await, F2::SimpleString(b"PONG".to_vec()));
 }
 
 #[tokio::test]

@@ -176,7 +176,7 @@ pub struct RespSession {
     /// Per key, the last command of this connection on it (its reply slot)
     /// and when it is done.
     key_tails: FnvHashMap<Vec<u8>, (u64, KeyDone)>,
-    /// Commands read but not done: the reader takes a permit per command
+    /// Commands read but not done: the read stream takes a permit per command
     /// and waits when there is none (`client_inflight_max`), so a client
     /// that pipelines more waits on TCP instead of being refused.
     permits: Arc<Semaphore>,
@@ -185,9 +185,6 @@ pub struct RespSession {
     /// The metrics op of the command being handled and when it was read
     /// (taken by `run`, which counts it when answered).
     counting: Option<(&'static str, Instant)>,
-    /// Dropped when the session stops: the reader task ends and lets the
-    /// socket go.
-    stop_reader: Option<oneshot::Sender<()>>,
     /// No more commands are taken (QUIT, a fatal frame, the client closed
     /// its side): close once every reply is out.
     closing: bool,
@@ -233,7 +230,6 @@ impl RespSession {
             key_tails: FnvHashMap::default(),
             permits,
             permit: None,
-            stop_reader: None,
             closing: false,
             span,
         }
@@ -1073,30 +1069,22 @@ impl Actor for RespSession {
             },
             failed: false,
         };
-        // The read half in its own task: one permit per command, so at
-        // most `client_inflight_max` commands are read and not done.
-        let mut frames = FramedRead::new(read, decoder);
-        let (permits, me) = (self.permits.clone(), ctx.address());
-        let (stop_reader, mut stopped) = oneshot::channel::<()>();
-        self.stop_reader = Some(stop_reader);
-        actix::spawn(async move {
-            loop {
-                // The session dropped its sender: it stopped.
-                let item = tokio::select! {
-                    item = frames.next() => item,
-                    _ = &mut stopped => return,
-                };
-                let Some(item) = item else { break };
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    return; // the session stopped
-                };
-                if !me.connected() {
-                    return;
-                }
-                me.do_send(Incoming(item, permit));
-            }
-            me.do_send(ReadClosed);
-        });
+        // The read half on the session's own task, one permit per command
+        // taken before it is handed over: at most `client_inflight_max`
+        // commands are read and not done (then the stream waits, and the
+        // client on TCP). No message and no wake-up of another task per
+        // command; the stream ends with the session.
+        let frames = FramedRead::new(read, decoder);
+        let input = futures_util::stream::unfold(
+            (frames, self.permits.clone()),
+            |(mut frames, permits)| async move {
+                let item = frames.next().await?;
+                // Closed: the session stopped.
+                let permit = permits.clone().acquire_owned().await.ok()?;
+                Some((Incoming(item, permit), (frames, permits)))
+            },
+        );
+        ctx.add_stream(input);
         let (writer, replies) = mpsc::channel::<Bytes>(self.options.write_queue_replies_max.max(1));
         self.writer = Some(writer);
         actix::spawn(write_replies(write, replies));
@@ -1107,7 +1095,6 @@ impl Actor for RespSession {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.permits.close();
-        self.stop_reader = None;
         let open = &self.shared.open;
         open.set(open.get().saturating_sub(1));
         let span = self.span.clone();
@@ -1116,19 +1103,10 @@ impl Actor for RespSession {
     }
 }
 
-/// What the reader task hands the session: one input, with its permit.
-#[derive(Message)]
-#[rtype(result = "()")]
+/// What the session reads: one input, with its permit.
 struct Incoming(Result<Input, std::io::Error>, OwnedSemaphorePermit);
 
-/// The client closed its side (or the read failed).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct ReadClosed;
-
-impl Handler<Incoming> for RespSession {
-    type Result = ();
-
+impl StreamHandler<Incoming> for RespSession {
     fn handle(&mut self, Incoming(item, permit): Incoming, ctx: &mut Self::Context) {
         match item {
             Ok(input) => {
@@ -1145,14 +1123,10 @@ impl Handler<Incoming> for RespSession {
             }
         }
     }
-}
 
-impl Handler<ReadClosed> for RespSession {
-    type Result = ();
-
-    fn handle(&mut self, _: ReadClosed, ctx: &mut Self::Context) {
-        // The client closed its side: let the pending replies go out, then
-        // stop.
+    /// The client closed its side (or the read failed): let the pending
+    /// replies go out, then stop.
+    fn finished(&mut self, ctx: &mut Self::Context) {
         self.closing = true;
         if self.slots.is_empty() {
             self.close(ctx);
