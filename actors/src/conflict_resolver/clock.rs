@@ -108,49 +108,36 @@ impl VersionVector {
     /// the larger `updated_ms`. Commutative, associative, idempotent.
     pub fn merge(&mut self, other: &VersionVector) {
         for (node, theirs) in &other.entries {
-            // Look up before inserting: cloning the id is an atomic
-            // increment, and most merges are between clocks that share
-            // their nodes.
-            match self.find(node) {
-                Ok(at) => {
-                    if let Some((_, ours)) = self.entries.get_mut(at) {
-                        ours.counter = ours.counter.max(theirs.counter);
-                        ours.updated_ms = ours.updated_ms.max(theirs.updated_ms);
-                    }
-                }
-                Err(at) => self.entries.insert(at, (node.clone(), *theirs)),
-            }
+            // entry_mut looks up before inserting: most merges are
+            // between clocks that share their nodes.
+            let ours = self.entry_mut(node);
+            ours.counter = ours.counter.max(theirs.counter);
+            ours.updated_ms = ours.updated_ms.max(theirs.updated_ms);
         }
     }
 
     /// Records that `node` handed out `counter` at `now_ms`. Only ever moves
     /// the entry forward, so the clock keeps covering what it covered.
     pub(crate) fn advance(&mut self, node: &NodeId, counter: u64, now_ms: u64) {
-        let at = match self.find(node) {
-            Ok(at) => at,
-            Err(at) => {
-                self.entries
-                    .insert(at, (node.clone(), ClockEntry::default()));
-                at
-            }
-        };
-        if let Some((_, entry)) = self.entries.get_mut(at) {
-            entry.counter = entry.counter.max(counter);
-            entry.updated_ms = entry.updated_ms.max(now_ms);
-        }
+        let entry = self.entry_mut(node);
+        entry.counter = entry.counter.max(counter);
+        entry.updated_ms = entry.updated_ms.max(now_ms);
+    }
+
+    /// `node`'s entry, made (counter 0) where it had none.
+    fn entry_mut(&mut self, node: &NodeId) -> &mut ClockEntry {
+        let at = self.find(node).unwrap_or_else(|at| {
+            self.entries
+                .insert(at, (node.clone(), ClockEntry::default()));
+            at
+        });
+        &mut self.entries[at].1
     }
 
     /// Sets an entry as-is (tests build arbitrary clocks this way).
     #[cfg(test)]
     pub(crate) fn insert(&mut self, node: NodeId, entry: ClockEntry) {
-        match self.find(&node) {
-            Ok(at) => {
-                if let Some(slot) = self.entries.get_mut(at) {
-                    slot.1 = entry;
-                }
-            }
-            Err(at) => self.entries.insert(at, (node, entry)),
-        }
+        *self.entry_mut(&node) = entry;
     }
 
     /// Builds a clock from entries sorted by distinct node (decoding checks
