@@ -5,7 +5,8 @@
 # dir, waits until every node answers `status` and says it is serving
 # (its start-up handoff done), and runs one `ringkv bench` per
 # workload (puts of fresh keys, gets of preloaded keys, a 50/50 mix over
-# preloaded keys) at CONCURRENCY in flight. `ringkv bench` itself reads the
+# preloaded keys; a key space of KEYS, default 10000) at CONCURRENCY in
+# flight. `ringkv bench` itself reads the
 # node processes' user+system CPU from /proc (they are found listening on
 # the client ports) and reports it per operation; this script prints one
 # line per run and stops the cluster. With several binaries (A/B) they take
@@ -17,6 +18,7 @@ set -u
 here=$(dirname "$0")
 ROUNDS=${ROUNDS:-2}
 CONCURRENCY=${CONCURRENCY:-32}
+KEYS=${KEYS:-10000}
 CLIENT_PORT=${CLIENT_PORT:-7001}
 PEER_PORT=${PEER_PORT:-7101}
 BENCH=${BENCH:-$here/../target/release/ringkv}
@@ -65,7 +67,7 @@ bench_one() {
     name=${spec%%:*}
     flags=${spec#*:}
     # shellcheck disable=SC2086 # flags are words on purpose
-    if out=$("$BENCH" bench --addrs "$addrs" --concurrency "$CONCURRENCY" --keys 10000 $flags --json); then
+    if out=$("$BENCH" bench --addrs "$addrs" --concurrency "$CONCURRENCY" --keys "$KEYS" $flags --json); then
       jq -r --arg bin "$bin" --arg name "$name" '
         "\($bin) \($name): \(.totals.throughput_ops_per_s | floor) ops/s, requests \(.totals.requests), "
         + "p50 \(.latency_us.all.p50_us) us, p99 \(.latency_us.all.p99_us) us, "
