@@ -795,7 +795,8 @@ impl MemoryReads {
     /// `key`'s stored bytes (as [`LocalRead`] answers), if the engine has
     /// them in memory; `None`: send a `LocalRead`.
     pub fn get(&self, key: &[u8]) -> Option<Result<Option<Vec<u8>>, StorageError>> {
-        cached_read(self.slot.as_ref()?, &keys::user_data_key(key))
+        let slot = self.slot.as_ref()?;
+        keys::with_user_data_key(key, |key| cached_read(slot, key))
     }
 }
 

@@ -76,6 +76,26 @@ pub fn user_data_key(key: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Engine keys of user keys up to this long (`1 + 8 + key`, 55-byte
+/// user keys) are built on the stack by [`with_user_data_key`].
+pub const USER_DATA_KEY_INLINE_BYTES: usize = 64;
+
+/// Calls `f` with [`user_data_key`] of `key`, built on the stack when it
+/// fits [`USER_DATA_KEY_INLINE_BYTES`]: a point read answered from memory
+/// then allocates nothing for its probe.
+pub fn with_user_data_key<R>(key: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    let len = 1 + 8 + key.len();
+    let mut inline = [0u8; USER_DATA_KEY_INLINE_BYTES];
+    let Some(buf) = inline.get_mut(..len) else {
+        return f(&user_data_key(key));
+    };
+    let (head, user) = buf.split_at_mut(9);
+    head[0] = DATA;
+    head[1..].copy_from_slice(&crate::ring::Ring::key_token(key).0.to_be_bytes());
+    user.copy_from_slice(key);
+    f(buf)
+}
+
 /// The engine key of a storage key (token + user key).
 pub fn data_key(storage_key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + storage_key.len());
@@ -210,6 +230,18 @@ mod tests {
             let expected = data_key(&crate::ring::storage_key(key));
             assert_eq!(user_data_key(key), expected);
             assert_eq!(user_data_key(key).capacity(), expected.len());
+        }
+    }
+
+    /// Built on the stack or not, it is the same key: up to and past the
+    /// inline size.
+    #[test]
+    fn a_user_data_key_on_the_stack_is_the_same_key() {
+        for len in [0, 1, 54, 55, 56, 200] {
+            let key = vec![b'k'; len];
+            with_user_data_key(&key, |built| {
+                assert_eq!(built, user_data_key(&key), "{len}")
+            });
         }
     }
 
