@@ -256,9 +256,12 @@ fn header(buf: &[u8], at: usize) -> Result<Option<(i64, usize)>, String> {
         return Ok(None);
     };
     let digits = &buf[at + 1..end - 2];
-    let value = std::str::from_utf8(digits)
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
+    let value = plain_length(digits)
+        .or_else(|| {
+            std::str::from_utf8(digits)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+        })
         .filter(|n| *n >= -1)
         .ok_or_else(|| {
             format!(
@@ -267,6 +270,18 @@ fn header(buf: &[u8], at: usize) -> Result<Option<(i64, usize)>, String> {
             )
         })?;
     Ok(Some((value, end)))
+}
+
+/// Up to 18 decimal digits, nothing else (every length a client sends):
+/// their value, read without `str::parse`; `None` sends anything else
+/// (signs, longer numbers, junk) to the parse, which decides as before.
+fn plain_length(digits: &[u8]) -> Option<i64> {
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    digits.iter().try_fold(0i64, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+    })
 }
 
 /// The end (past `\r\n`) of the line starting at `at`, within `max` bytes.
@@ -454,6 +469,27 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// A header's length reads as `str::parse` reads it, whatever the
+        /// line holds: digits, signs, leading zeros, 19-digit overflows.
+        #[test]
+        fn lengths_read_as_the_parse_reads_them(
+            digits in proptest::collection::vec(
+                proptest::prop_oneof![
+                    8 => proptest::char::range('0', '9'),
+                    1 => proptest::prelude::Just('-'),
+                    1 => proptest::prelude::Just('+'),
+                    1 => proptest::prelude::Just('x'),
+                ],
+                0..22,
+            ),
+        ) {
+            let digits: String = digits.into_iter().collect();
+            let parsed = digits.parse::<i64>().ok().filter(|n| *n >= -1);
+            let line = format!("${digits}\r\n");
+            let read = header(line.as_bytes(), 0).ok().flatten().map(|(n, _)| n);
+            proptest::prop_assert_eq!(read, parsed);
+        }
+
         /// Arrays read straight from the bytes frame exactly as the crate
         /// decodes them, whatever their elements.
         #[test]
@@ -464,6 +500,29 @@ mod tests {
             let len = delimit(&buf, &LIMITS).unwrap().unwrap();
             proptest::prop_assert_eq!(len, buf.len());
             proptest::prop_assert_eq!(decode_array(&buf, len), decode_array_by_crate(&buf, len));
+        }
+    }
+
+    /// The edges the generated lines rarely reach: the largest length, one
+    /// past it, many leading zeros, a sign, nothing.
+    #[test]
+    fn lengths_at_the_edges_read_as_the_parse_reads_them() {
+        for digits in [
+            "9223372036854775807",
+            "9223372036854775808",
+            "99999999999999999999",
+            "999999999999999999",
+            "000000000000000000005",
+            "+5",
+            "-1",
+            "-2",
+            "",
+            "0",
+        ] {
+            let parsed = digits.parse::<i64>().ok().filter(|n| *n >= -1);
+            let line = format!("${digits}\r\n");
+            let read = header(line.as_bytes(), 0).ok().flatten().map(|(n, _)| n);
+            assert_eq!(read, parsed, "{digits:?}");
         }
     }
 
