@@ -27,16 +27,16 @@ use bytes::{Bytes, BytesMut};
 use fnv::FnvHashMap;
 use futures_util::future::{join_all, FutureExt, LocalBoxFuture, Shared as SharedFuture};
 use futures_util::StreamExt;
-use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::oneshot;
 use tokio_util::codec::{Decoder, FramedRead};
 use tracing::{debug, info, warn};
 
 use super::command::{self, ClientCommand, Command, Consistency};
 use super::frame::{next_frame, FrameLimits, Framed, Protocol, Reply};
 use super::info::{self, ClientFacts, InfoFacts};
+use super::permits::{Permit, Permits};
 use super::scan;
 use super::{RespOptions, Shared, SiblingsMode};
 use crate::client_api::access::{Access, AUTH_FAILURES_MAX};
@@ -179,9 +179,9 @@ pub struct RespSession {
     /// Commands read but not done: the read stream takes a permit per command
     /// and waits when there is none (`client_inflight_max`), so a client
     /// that pipelines more waits on TCP instead of being refused.
-    permits: Arc<Semaphore>,
+    permits: Permits,
     /// The permit of the command being handled (taken by `run`).
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<Permit>,
     /// The metrics op of the command being handled and when it was read
     /// (taken by `run`, which counts it when answered).
     counting: Option<(&'static str, Instant)>,
@@ -205,7 +205,7 @@ impl RespSession {
         let id = shared.next_client_id.get();
         shared.next_client_id.set(id.wrapping_add(1));
         let span = tracing::info_span!("resp_session", node = %node, actor = "resp_session", client = %remote, client_id = id);
-        let permits = Arc::new(Semaphore::new(options.inflight_max.max(1)));
+        let permits = Permits::new(options.inflight_max);
         Self {
             conn: Some(conn),
             remote,
@@ -1080,7 +1080,7 @@ impl Actor for RespSession {
             |(mut frames, permits)| async move {
                 let item = frames.next().await?;
                 // Closed: the session stopped.
-                let permit = permits.clone().acquire_owned().await.ok()?;
+                let permit = permits.acquire().await?;
                 Some((Incoming(item, permit), (frames, permits)))
             },
         );
@@ -1104,7 +1104,7 @@ impl Actor for RespSession {
 }
 
 /// What the session reads: one input, with its permit.
-struct Incoming(Result<Input, std::io::Error>, OwnedSemaphorePermit);
+struct Incoming(Result<Input, std::io::Error>, Permit);
 
 impl StreamHandler<Incoming> for RespSession {
     fn handle(&mut self, Incoming(item, permit): Incoming, ctx: &mut Self::Context) {
