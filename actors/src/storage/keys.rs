@@ -65,34 +65,41 @@ pub fn counter_floor_op(floor: u64) -> WriteOp {
     }
 }
 
+/// Bytes of a data engine key before the user key: the namespace byte and
+/// the 8-byte ring token.
+const DATA_KEY_HEAD_BYTES: usize = 1 + 8;
+
+/// Writes the engine key of user key `key` into `out`, which is exactly
+/// [`DATA_KEY_HEAD_BYTES`] longer than `key`.
+fn put_user_data_key(out: &mut [u8], key: &[u8]) {
+    let (head, user) = out.split_at_mut(DATA_KEY_HEAD_BYTES);
+    head[0] = DATA;
+    head[1..].copy_from_slice(&crate::ring::Ring::key_token(key).0.to_be_bytes());
+    user.copy_from_slice(key);
+}
+
 /// The engine key of user key `key`: [`data_key`] of its storage key
 /// (`ring::storage_key`: token + key), built in one allocation (every
 /// read and write of a key makes it).
 pub fn user_data_key(key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + 8 + key.len());
-    out.push(DATA);
-    out.extend_from_slice(&crate::ring::Ring::key_token(key).0.to_be_bytes());
-    out.extend_from_slice(key);
+    let mut out = vec![0; DATA_KEY_HEAD_BYTES + key.len()];
+    put_user_data_key(&mut out, key);
     out
 }
 
-/// Engine keys of user keys up to this long (`1 + 8 + key`, 55-byte
-/// user keys) are built on the stack by [`with_user_data_key`].
+/// Engine keys of user keys up to this long (55-byte user keys) are built
+/// on the stack by [`with_user_data_key`].
 pub const USER_DATA_KEY_INLINE_BYTES: usize = 64;
 
 /// Calls `f` with [`user_data_key`] of `key`, built on the stack when it
 /// fits [`USER_DATA_KEY_INLINE_BYTES`]: a point read answered from memory
 /// then allocates nothing for its probe.
 pub fn with_user_data_key<R>(key: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
-    let len = 1 + 8 + key.len();
     let mut inline = [0u8; USER_DATA_KEY_INLINE_BYTES];
-    let Some(buf) = inline.get_mut(..len) else {
+    let Some(buf) = inline.get_mut(..DATA_KEY_HEAD_BYTES + key.len()) else {
         return f(&user_data_key(key));
     };
-    let (head, user) = buf.split_at_mut(9);
-    head[0] = DATA;
-    head[1..].copy_from_slice(&crate::ring::Ring::key_token(key).0.to_be_bytes());
-    user.copy_from_slice(key);
+    put_user_data_key(buf, key);
     f(buf)
 }
 
