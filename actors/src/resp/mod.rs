@@ -20,6 +20,7 @@
 pub mod command;
 pub mod frame;
 pub mod info;
+mod io;
 mod permits;
 pub mod scan;
 mod session;

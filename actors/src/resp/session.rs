@@ -23,19 +23,19 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use fnv::FnvHashMap;
 use futures_util::future::{join_all, FutureExt, LocalBoxFuture, Shared as SharedFuture};
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
-use tokio_util::codec::{Decoder, FramedRead};
+use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
 use super::command::{self, ClientCommand, Command, Consistency};
-use super::frame::{next_frame, FrameLimits, Framed, Protocol, Reply};
+use super::frame::{FrameLimits, Protocol, Reply};
 use super::info::{self, ClientFacts, InfoFacts};
+use super::io::{write_replies, Input, RespDecoder};
 use super::permits::{Permit, Permits};
 use super::scan;
 use super::{RespOptions, Shared, SiblingsMode};
@@ -74,78 +74,6 @@ enum ReadFor {
 /// A walk of the `list` op: the keys, and where it stopped (`None`: the
 /// pass ended).
 type WalkResult = Result<(Vec<Vec<u8>>, Option<Vec<u8>>), ClientError>;
-
-/// What the decoder hands the session.
-#[derive(Debug)]
-enum Input {
-    /// A command's arguments.
-    Command(Vec<Vec<u8>>),
-    /// Not a command; the connection goes on.
-    NotACommand(String),
-    /// The stream cannot be framed any more.
-    Fatal(String),
-}
-
-/// Splits the byte stream into [`Input`]s (`frame::next_frame`).
-struct RespDecoder {
-    limits: FrameLimits,
-    /// A fatal frame was reported: nothing more is read.
-    failed: bool,
-}
-
-impl Decoder for RespDecoder {
-    type Item = Input;
-    type Error = std::io::Error;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Input>, std::io::Error> {
-        loop {
-            if self.failed {
-                src.clear();
-                return Ok(None);
-            }
-            match next_frame(src, &self.limits) {
-                Framed::Incomplete => return Ok(None),
-                Framed::Nothing(len) => {
-                    let _ = src.split_to(len);
-                }
-                Framed::Command(args, len) => {
-                    let _ = src.split_to(len);
-                    return Ok(Some(Input::Command(args)));
-                }
-                Framed::NotACommand(e, len) => {
-                    let _ = src.split_to(len);
-                    return Ok(Some(Input::NotACommand(e)));
-                }
-                Framed::Fatal(e) => {
-                    self.failed = true;
-                    return Ok(Some(Input::Fatal(e)));
-                }
-            }
-        }
-    }
-}
-
-/// Writes queued replies to the socket, everything queued at a wake-up
-/// with one flush; closes the socket once the session drops its sender.
-async fn write_replies<W: tokio::io::AsyncWrite + Unpin>(
-    mut write: W,
-    mut queue: mpsc::Receiver<Bytes>,
-) {
-    while let Some(first) = queue.recv().await {
-        let mut sent = write.write_all(&first).await;
-        while sent.is_ok() {
-            let Ok(more) = queue.try_recv() else { break };
-            sent = write.write_all(&more).await;
-        }
-        if sent.is_ok() {
-            sent = write.flush().await;
-        }
-        if sent.is_err() {
-            return;
-        }
-    }
-    let _ = write.shutdown().await;
-}
 
 /// The session actor.
 pub struct RespSession {
