@@ -347,15 +347,22 @@ pub struct NodeArgs {
     /// (0: unthrottled). Default 16 MiB/s.
     #[arg(long, value_name = "BYTES")]
     pub hint_delivery_bytes_per_s_max: Option<u64>,
-    /// LSM engine: a memtable past this size is flushed to a table, in
-    /// bytes. Default 32 MiB.
+    /// LSM engine: a memtable holding more than this is flushed to a
+    /// table, in bytes (what its entries hold: an overwrite replaces the
+    /// old value). Default 32 MiB.
     #[arg(long, value_name = "BYTES")]
     pub lsm_memtable_bytes_max: Option<usize>,
     /// LSM engine: each commit log segment is reserved on disk at this
     /// size up front (faster fsyncs), in bytes; 0 reserves nothing.
-    /// Default 32 MiB.
+    /// Default 64 MiB.
     #[arg(long, value_name = "BYTES")]
     pub lsm_log_preallocate_bytes: Option<u64>,
+    /// LSM engine: a commit log segment holding this many bytes of records
+    /// is closed and its memtable flushed, however little memory the
+    /// memtable holds (overwrites of the same keys do not grow it); bounds
+    /// what a restart replays, in bytes. Default 64 MiB.
+    #[arg(long, value_name = "BYTES")]
+    pub lsm_log_segment_bytes_max: Option<u64>,
     /// Time between tombstone reaper rounds, in milliseconds; 0 turns
     /// reaping off (tombstones are then kept forever). Default 60000.
     #[arg(long, value_name = "MS")]
@@ -905,6 +912,11 @@ impl NodeArgs {
                     log_preallocate_bytes: self
                         .lsm_log_preallocate_bytes
                         .unwrap_or(defaults.log_preallocate_bytes),
+                    log_segment_bytes_max: positive(
+                        "--lsm-log-segment-bytes-max",
+                        self.lsm_log_segment_bytes_max,
+                        defaults.log_segment_bytes_max,
+                    )?,
                     ..defaults
                 }
             },

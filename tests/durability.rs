@@ -116,6 +116,8 @@ async fn a_node_whose_disk_fills_loses_no_acknowledged_write_and_recovers_when_s
             "131072",
             "--lsm-log-preallocate-bytes",
             "0",
+            "--lsm-log-segment-bytes-max",
+            "131072",
         ]
         .map(String::from),
     );

@@ -63,6 +63,8 @@ const NODE_FLAGS: &[&str] = &[
     "262144",
     "--lsm-log-preallocate-bytes",
     "0",
+    "--lsm-log-segment-bytes-max",
+    "262144",
 ];
 /// Each node's data dir: a tmpfs of this size.
 const DISK_BYTES: u64 = 64 << 20;

@@ -25,8 +25,15 @@ const REAP: [&str; 6] = [
     "--tombstone-reap-batch-keys",
     "1024",
 ];
-/// Small memtables, so the data lands in tables and compaction matters.
-const STORE: [&str; 2] = ["--lsm-memtable-bytes-max", "262144"];
+/// Small memtables and log segments (deletes and overwrites do not grow a
+/// memtable; the segment bound flushes it), so the data lands in tables and
+/// compaction matters.
+const STORE: [&str; 4] = [
+    "--lsm-memtable-bytes-max",
+    "262144",
+    "--lsm-log-segment-bytes-max",
+    "262144",
+];
 /// Longest wait for the cluster to converge and reap.
 const CONVERGE_MAX: Duration = Duration::from_secs(120);
 /// Requests in flight at once while loading.

@@ -122,12 +122,18 @@ impl Inner {
                 }
             }
         }
+        log.bytes += records.len() as u64;
         let version = self.current();
         for (sequence, ops) in batches.drain(..) {
             version.active.apply(sequence, ops);
         }
         self.record_memtable_bytes(&version);
-        if version.active.size_bytes() >= self.options.memtable_bytes_max {
+        // The memtable counts what it holds, so overwrites of a few keys
+        // leave it small while the log grows with every write: the
+        // segment's own bound keeps what recovery replays in check.
+        if version.active.size_bytes() >= self.options.memtable_bytes_max
+            || log.bytes >= self.options.log_segment_bytes_max
+        {
             self.rotate(&mut log)?;
         }
         Ok(())
@@ -146,6 +152,7 @@ impl Inner {
         let file = self.create_segment(segment)?;
         log.segment = segment;
         log.file = file;
+        log.bytes = 0;
         self.swap_version(|version| {
             let frozen = std::mem::replace(&mut version.active, Arc::new(Memtable::new(segment)));
             version.immutables.insert(0, frozen);

@@ -74,6 +74,7 @@ impl LsmEngine {
                 segment,
                 file: Box::new(NullFile),
                 buffer: Vec::new(),
+                bytes: 0,
             }),
             commit: Mutex::new(CommitQueue {
                 sequence_next: recovered.sequence_max + 1,

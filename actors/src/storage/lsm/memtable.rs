@@ -1,5 +1,5 @@
-//! The memtable: the newest writes, sorted in memory, with their size
-//! accounted so the engine knows when to freeze and flush it.
+//! The memtable: the newest writes, sorted in memory, with the memory they
+//! hold accounted so the engine knows when to freeze and flush it.
 //!
 //! A memtable is written only by the group-commit leader while it is active;
 //! once frozen it is read-only until its SSTable is installed. Each memtable
@@ -290,19 +290,32 @@ impl Memtable {
     /// Applies one batch, in order.
     pub fn apply(&self, sequence: u64, ops: Vec<WriteOp>) {
         let mut entries = self.write();
-        let mut added = 0usize;
+        // What the entries hold, not what was written: an overwrite
+        // replaces the old value in place (the B-tree keeps the old key),
+        // so it counts the new value and gives back the old one. The log
+        // that grows with every write has its own bound
+        // (`LsmOptions::log_segment_bytes_max`).
+        let (mut grown, mut shrunk) = (0usize, 0usize);
         for op in ops {
             let (key, slot) = match op {
                 WriteOp::Put { key, value } => (key, Some(value)),
                 WriteOp::Delete { key } => (key, None),
             };
-            let new_bytes = key.len() + slot.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD_BYTES;
-            // Overwrites are counted again: cheap, and errs towards flushing early.
-            added += new_bytes;
+            let (key_bytes, value_bytes) = (key.len(), slot.as_ref().map_or(0, Vec::len));
             self.filter.insert(&key);
-            entries.insert(MemKey::new(key), slot);
+            match entries.insert(MemKey::new(key), slot) {
+                None => grown += key_bytes + value_bytes + ENTRY_OVERHEAD_BYTES,
+                Some(old) => {
+                    grown += value_bytes;
+                    shrunk += old.map_or(0, |value| value.len());
+                }
+            }
         }
-        self.size_bytes.fetch_add(added, Ordering::Relaxed);
+        // Only the writer changes the size, under the entries' write lock;
+        // `shrunk` was counted in it before, so this cannot underflow.
+        let size = self.size_bytes.load(Ordering::Relaxed) + grown;
+        self.size_bytes
+            .store(size.saturating_sub(shrunk), Ordering::Relaxed);
         self.sequence_max.fetch_max(sequence, Ordering::Relaxed);
     }
 
@@ -376,7 +389,7 @@ impl Memtable {
 mod tests {
     use proptest::prelude::*;
 
-    use super::{KeyFilter, MemKey, Memtable};
+    use super::{KeyFilter, MemKey, Memtable, ENTRY_OVERHEAD_BYTES};
     use crate::storage::WriteOp;
 
     /// Short keys, few distinct bytes: shared heads, prefixes of each
@@ -413,23 +426,36 @@ mod tests {
         }
 
         /// Lookups, chunks and the flush's walk see what a plain sorted
-        /// map of the same writes holds.
+        /// map of the same writes holds, and the size counts what it
+        /// holds: an overwrite, in its batch or a later one, replaces the
+        /// old value's bytes instead of adding to them.
         #[test]
         fn the_memtable_reads_like_a_sorted_map(
             writes in proptest::collection::vec((key(), proptest::option::of(key())), 0..60),
+            batch in 1usize..4,
             probes in proptest::collection::vec(key(), 0..20),
             count in 0usize..10,
         ) {
             let table = Memtable::new(1);
             let mut model = std::collections::BTreeMap::new();
-            for (k, v) in &writes {
-                let op = match v {
-                    Some(v) => WriteOp::Put { key: k.clone(), value: v.clone() },
-                    None => WriteOp::Delete { key: k.clone() },
-                };
-                table.apply(1, vec![op]);
-                model.insert(k.clone(), v.clone());
+            for (sequence, chunk) in (1..).zip(writes.chunks(batch)) {
+                let ops = chunk
+                    .iter()
+                    .map(|(k, v)| match v {
+                        Some(v) => WriteOp::Put { key: k.clone(), value: v.clone() },
+                        None => WriteOp::Delete { key: k.clone() },
+                    })
+                    .collect();
+                table.apply(sequence, ops);
+                for (k, v) in chunk {
+                    model.insert(k.clone(), v.clone());
+                }
             }
+            let held: usize = model
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD_BYTES)
+                .sum();
+            prop_assert_eq!(table.size_bytes(), held);
             for probe in &probes {
                 prop_assert_eq!(table.get(probe), model.get(probe).cloned());
                 let from: Vec<_> = model

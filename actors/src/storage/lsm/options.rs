@@ -88,8 +88,18 @@ pub struct LsmOptions {
     /// fdatasync need not update the file size: about 1.5-2x more durable
     /// writes per second on ext4. With [`SyncPolicy::Always`] the reserved
     /// segment is then written with `O_DIRECT` (see `vfs::direct`). 0
-    /// disables both. Default 32 MiB.
+    /// disables both. Default 64 MiB, `log_segment_bytes_max`'s default,
+    /// so every append of a full segment lands in reserved space.
     pub log_preallocate_bytes: u64,
+    /// A log segment holding this many bytes of records is closed and a
+    /// new one started, its memtable frozen and flushed as if full. The
+    /// memtable limit counts the memory the entries hold, which overwrites
+    /// of the same keys do not grow, while the log grows with every write:
+    /// this bounds the log that a restart replays. Default 64 MiB, twice
+    /// the memtable, so a store that overwrites a working set smaller than
+    /// the memtable keeps it there for about twice the memtable's bytes of
+    /// writes before a flush (benches/README.md, "Session 26").
+    pub log_segment_bytes_max: u64,
     /// Applied to every live value a compaction copies. Default none.
     pub compaction_filter: Option<CompactionFilter>,
     /// Where the engine records fsyncs, memtables, tables, compactions and
@@ -112,7 +122,8 @@ impl Default for LsmOptions {
             tables_per_read_max: 8,
             compaction_tables_max: 4,
             space_amplification_percent_max: 125,
-            log_preallocate_bytes: 32 << 20,
+            log_preallocate_bytes: 64 << 20,
+            log_segment_bytes_max: 64 << 20,
             compaction_filter: None,
             metrics: crate::metrics::EngineMetrics::default(),
         }

@@ -48,6 +48,8 @@ pub struct LogFile {
     pub file: Box<dyn WritableFile>,
     /// Records not yet handed to the OS (only in periodic sync mode).
     pub buffer: Vec<u8>,
+    /// Bytes of records written to this segment (buffered ones included).
+    pub bytes: u64,
 }
 
 impl LogFile {

@@ -456,3 +456,54 @@ fn flush_and_compaction_threads_run_at_the_lowest_priority() {
     // Requests' threads are left alone.
     assert_eq!(rustix::process::getpriority_process(None).unwrap(), 0);
 }
+
+/// Overwrites of one key keep the memtable at one entry (it counts what it
+/// holds, not what was written), so they do not flush it; the log segment
+/// that grows with every write is closed at `log_segment_bytes_max`,
+/// which freezes and flushes the memtable it covers.
+#[test]
+fn overwrites_stay_in_the_memtable_until_their_log_segment_fills() {
+    let vfs = FaultVfs::new();
+    let options = LsmOptions {
+        memtable_bytes_max: 2 << 10,
+        log_segment_bytes_max: 16 << 10,
+        ..small_options()
+    };
+    let metrics = options.metrics.clone();
+    let engine = open(&vfs, options).unwrap();
+    let newest_segment = || {
+        vfs.paths()
+            .iter()
+            .filter_map(|p| {
+                p.file_name()?
+                    .to_str()?
+                    .strip_suffix(".log")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .unwrap()
+    };
+    let first = newest_segment();
+    let value = |i: u32| format!("{i:0100}").into_bytes();
+    // 60 records of about 130 bytes: 8 KB of log, four times the
+    // memtable's limit, half the segment's.
+    for i in 0..60 {
+        engine.write_batch(&[put(b"hot", &value(i))]).unwrap();
+    }
+    assert_eq!(newest_segment(), first, "no segment was closed");
+    assert_eq!(engine.table_count(), 0);
+    // One entry: key, value and the per-entry overhead.
+    assert_eq!(metrics.memtable_bytes.get(), 3 + 100 + 32);
+    assert_eq!(engine.get(b"hot").unwrap(), Some(value(59)));
+    for i in 60..200 {
+        engine.write_batch(&[put(b"hot", &value(i))]).unwrap();
+    }
+    assert!(newest_segment() > first, "a full segment was closed");
+    engine.flush().unwrap();
+    assert!(engine.table_count() >= 1);
+    assert_eq!(engine.get(b"hot").unwrap(), Some(value(199)));
+    drop(engine);
+    let engine = open(&vfs, small_options()).unwrap();
+    assert_eq!(engine.get(b"hot").unwrap(), Some(value(199)));
+}

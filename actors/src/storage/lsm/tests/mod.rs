@@ -32,6 +32,9 @@ pub fn small_options() -> LsmOptions {
         compaction_tables_max: 2,
         // Small, so tests cover preallocated (zero-filled) segment tails.
         log_preallocate_bytes: 4 << 10,
+        // As small as the memtable, so overwrites of a few keys (which
+        // leave the memtable small) still rotate segments and flush.
+        log_segment_bytes_max: 2 << 10,
         ..LsmOptions::default()
     }
 }
