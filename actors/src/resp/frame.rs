@@ -401,6 +401,30 @@ impl Reply {
 
     /// The reply's bytes in `protocol`.
     pub fn encode(self, protocol: Protocol) -> Result<Vec<u8>, String> {
+        // The replies of GET, SET and the counters, written here: the
+        // crate sizes a frame first, with a floating-point log10 per
+        // length, and wants an owned frame tree (about 1.8% of a GET's
+        // CPU). The same bytes in both protocols but for nil.
+        match (self, protocol) {
+            (Reply::Bulk(bytes), _) => Ok(bulk_string(&bytes)),
+            (Reply::Nil, Protocol::Resp2) => Ok(b"$-1\r\n".to_vec()),
+            (Reply::Nil, Protocol::Resp3) => Ok(b"_\r\n".to_vec()),
+            (Reply::Int(n), _) => {
+                let mut out = Vec::with_capacity(24);
+                out.push(b':');
+                if n < 0 {
+                    out.push(b'-');
+                }
+                put_decimal(&mut out, n.unsigned_abs());
+                out.extend_from_slice(b"\r\n");
+                Ok(out)
+            }
+            (reply, protocol) => reply.encode_frame(protocol),
+        }
+    }
+
+    /// Encodes through redis-protocol's frame types (every kind of reply).
+    fn encode_frame(self, protocol: Protocol) -> Result<Vec<u8>, String> {
         match protocol {
             Protocol::Resp2 => {
                 let frame = self.resp2();
@@ -416,6 +440,37 @@ impl Reply {
             }
         }
     }
+}
+
+/// `$<length>\r\n<bytes>\r\n`.
+fn bulk_string(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + BULK_HEADER_BYTES_MAX);
+    out.push(b'$');
+    put_decimal(&mut out, bytes.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// `$`, at most 20 digits, and the two line ends of a bulk string.
+const BULK_HEADER_BYTES_MAX: usize = 1 + 20 + 4;
+
+/// Appends `n` in decimal.
+fn put_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        if let Some(digit) = digits.get_mut(start) {
+            *digit = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(start..).unwrap_or_default());
 }
 
 /// An error line may not hold a line break (it would end the frame).
@@ -500,6 +555,27 @@ mod tests {
             let len = delimit(&buf, &LIMITS).unwrap().unwrap();
             proptest::prop_assert_eq!(len, buf.len());
             proptest::prop_assert_eq!(decode_array(&buf, len), decode_array_by_crate(&buf, len));
+        }
+
+        /// Bulk strings, nil and integers written directly are the bytes
+        /// the crate writes for them, in both protocols.
+        #[test]
+        fn replies_written_directly_match_the_crate(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            n in proptest::prelude::any::<i64>(),
+        ) {
+            let edges = [0, 9, 10, -1, -10, i64::MAX, i64::MIN];
+            for protocol in [Protocol::Resp2, Protocol::Resp3] {
+                let replies = [Reply::Bulk(bytes.clone()), Reply::Nil, Reply::Int(n)]
+                    .into_iter()
+                    .chain(edges.map(Reply::Int));
+                for reply in replies {
+                    proptest::prop_assert_eq!(
+                        reply.clone().encode(protocol),
+                        reply.encode_frame(protocol)
+                    );
+                }
+            }
         }
     }
 
