@@ -1,12 +1,12 @@
 //! A RESP connection's bytes: the decoder that splits the stream into
 //! commands, and the task that writes the replies (`session` drives both).
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 use tokio_util::codec::Decoder;
 
 use super::frame::{next_frame, FrameLimits, Framed};
+use super::local::QueuedReplies;
 
 /// What the decoder hands the session.
 #[derive(Debug)]
@@ -62,12 +62,12 @@ impl Decoder for RespDecoder {
 /// with one flush; closes the socket once the session drops its sender.
 pub(super) async fn write_replies<W: tokio::io::AsyncWrite + Unpin>(
     mut write: W,
-    mut queue: mpsc::Receiver<Bytes>,
+    mut queue: QueuedReplies,
 ) {
     while let Some(first) = queue.recv().await {
         let mut sent = write.write_all(&first).await;
         while sent.is_ok() {
-            let Ok(more) = queue.try_recv() else { break };
+            let Some(more) = queue.try_recv() else { break };
             sent = write.write_all(&more).await;
         }
         if sent.is_ok() {

@@ -21,6 +21,7 @@ pub mod command;
 pub mod frame;
 pub mod info;
 mod io;
+mod local;
 mod permits;
 pub mod scan;
 mod session;

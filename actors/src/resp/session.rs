@@ -27,7 +27,6 @@ use bytes::Bytes;
 use fnv::FnvHashMap;
 use futures_util::future::{join_all, FutureExt, LocalBoxFuture, Shared as SharedFuture};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
@@ -36,6 +35,7 @@ use super::command::{self, ClientCommand, Command, Consistency};
 use super::frame::{FrameLimits, Protocol, Reply};
 use super::info::{self, ClientFacts, InfoFacts};
 use super::io::{write_replies, Input, RespDecoder};
+use super::local::{self, reply_queue, Replies};
 use super::permits::{Permit, Permits};
 use super::scan;
 use super::{RespOptions, Shared, SiblingsMode};
@@ -95,7 +95,7 @@ pub struct RespSession {
     lib_ver: Vec<u8>,
     protocol: Protocol,
     consistency: Consistency,
-    writer: Option<mpsc::Sender<Bytes>>,
+    writer: Option<Replies>,
     /// Reply slots in command order; the front is the oldest unanswered.
     slots: VecDeque<Option<Bytes>>,
     /// The sequence number of `slots[0]`.
@@ -989,7 +989,7 @@ impl Actor for RespSession {
             ctx.stop();
             return;
         };
-        let (read, write) = tokio::io::split(conn);
+        let (read, write) = local::split(conn);
         let decoder = RespDecoder {
             limits: FrameLimits {
                 frame_bytes_max: self.options.frame_bytes_max,
@@ -1013,7 +1013,7 @@ impl Actor for RespSession {
             },
         );
         ctx.add_stream(input);
-        let (writer, replies) = mpsc::channel::<Bytes>(self.options.write_queue_replies_max.max(1));
+        let (writer, replies) = reply_queue(self.options.write_queue_replies_max);
         self.writer = Some(writer);
         actix::spawn(write_replies(write, replies));
         let span = self.span.clone();
