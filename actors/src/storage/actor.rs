@@ -769,10 +769,13 @@ impl Handler<SubscribeStorage> for Storage {
 
 /// `engine.get_cached(key)` of the engine in `slot`. The slot is only
 /// tried: while the writer swaps in a reopened engine, reads go to the
-/// readers, which wait for it.
+/// readers, which wait for it. The read is made under the slot's read
+/// lock rather than on a clone of the engine's `Arc`: a memory read takes
+/// well under a microsecond, and the clone and its drop were two atomic
+/// operations on a line every thread's reads share (0.7% of a one-node
+/// GET's samples).
 fn cached_read(slot: &EngineSlot, key: &[u8]) -> Option<Result<Option<Vec<u8>>, StorageError>> {
-    let engine = slot.try_read().ok()?.clone();
-    engine.get_cached(key)
+    slot.try_read().ok()?.get_cached(key)
 }
 
 /// Point reads the engine answers from memory (memtables, cached blocks:
