@@ -9,8 +9,9 @@
 //! GET's CPU (benches/README.md, "Session 26"). Here the halves share the
 //! connection through a `RefCell` and the queue is a `VecDeque` with a
 //! counted bound, with the same behaviour: the queue refuses a reply past
-//! `write_queue_replies_max`, and the writer sees the end once the session
-//! drops its sender and everything queued is taken.
+//! `write_queue_replies_max` or once the writer has stopped (a failed
+//! write), and the writer sees the end once the session drops its sender
+//! and everything queued is taken.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -99,6 +100,8 @@ struct Queue {
     max: usize,
     /// The sender was dropped.
     closed: Cell<bool>,
+    /// The writer is gone (its write failed): nothing more is taken.
+    abandoned: Cell<bool>,
     /// The writer, waiting for a reply.
     waiting: Cell<Option<Waker>>,
 }
@@ -123,17 +126,19 @@ pub fn reply_queue(max: usize) -> (Replies, QueuedReplies) {
         replies: RefCell::new(VecDeque::new()),
         max: max.max(1),
         closed: Cell::new(false),
+        abandoned: Cell::new(false),
         waiting: Cell::new(None),
     });
     (Replies(queue.clone()), QueuedReplies(queue))
 }
 
 impl Replies {
-    /// Queues `reply`; gives it back when the queue is full.
+    /// Queues `reply`; gives it back when the queue is full or the
+    /// writer is gone.
     pub fn try_send(&self, reply: Bytes) -> Result<(), Bytes> {
         {
             let mut replies = self.0.replies.borrow_mut();
-            if replies.len() >= self.0.max {
+            if replies.len() >= self.0.max || self.0.abandoned.get() {
                 return Err(reply);
             }
             replies.push_back(reply);
@@ -173,6 +178,13 @@ impl QueuedReplies {
     }
 }
 
+impl Drop for QueuedReplies {
+    fn drop(&mut self) {
+        self.0.abandoned.set(true);
+        self.0.replies.borrow_mut().clear();
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -199,6 +211,16 @@ mod tests {
         // What was queued before the sender went is still handed out.
         assert_eq!(queued.recv().await.as_deref(), Some(&b"c"[..]));
         assert_eq!(queued.recv().await, None);
+    }
+
+    /// A writer that stopped (its write failed) takes nothing more: the
+    /// session is refused at once, as a closed channel refused it.
+    #[test]
+    fn a_gone_writer_refuses_replies() {
+        let (replies, queued) = reply_queue(4);
+        replies.try_send(Bytes::from_static(b"a")).unwrap();
+        drop(queued);
+        assert!(replies.try_send(Bytes::from_static(b"b")).is_err());
     }
 
     #[tokio::test]
