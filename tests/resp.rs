@@ -221,6 +221,45 @@ async fn pipelined_commands_are_answered_in_order() {
 }
 
 #[tokio::test]
+async fn a_pipelined_command_waits_for_every_earlier_one_on_any_of_its_keys() {
+    // Commands on several keys, pipelined: each starts once the earlier
+    // commands on each of its keys are done (a command can wait on two at
+    // once, and two can wait on one), many times over.
+    let (_cluster, resp) = node(1, ONE_NODE).await;
+    let mut c = Resp::connect(resp[0]).await;
+    const ROUNDS: usize = 50;
+    let mut batch = Vec::new();
+    for i in 0..ROUNDS {
+        let (a, b) = (format!("a{i}"), format!("b{}", i + 1));
+        batch.extend(command(&[b"SET", b"a", a.as_bytes()]));
+        batch.extend(command(&[b"SET", b"b", b.as_bytes()]));
+        batch.extend(command(&[b"MGET", b"a", b"b"]));
+        batch.extend(command(&[b"DEL", b"a", b"b"]));
+        batch.extend(command(&[b"EXISTS", b"a", b"b"]));
+        batch.extend(command(&[b"MSET", b"a", b.as_bytes(), b"b", a.as_bytes()]));
+        batch.extend(command(&[b"GET", b"b"]));
+        batch.extend(command(&[b"GET", b"a"]));
+    }
+    c.send(&batch).await;
+    for i in 0..ROUNDS {
+        let (a, b) = (format!("a{i}"), format!("b{}", i + 1));
+        let ok = F2::SimpleString(b"OK".to_vec());
+        assert_eq!(c.read2().await, ok, "SET a, round {i}");
+        assert_eq!(c.read2().await, ok, "SET b, round {i}");
+        assert_eq!(
+            c.read2().await,
+            F2::Array(vec![bulk(&a), bulk(&b)]),
+            "MGET, round {i}"
+        );
+        assert_eq!(c.read2().await, F2::Integer(2), "DEL, round {i}");
+        assert_eq!(c.read2().await, F2::Integer(0), "EXISTS, round {i}");
+        assert_eq!(c.read2().await, ok, "MSET, round {i}");
+        assert_eq!(c.read2().await, bulk(&a), "GET b, round {i}");
+        assert_eq!(c.read2().await, bulk(&b), "GET a, round {i}");
+    }
+}
+
+#[tokio::test]
 async fn a_malformed_frame_is_answered_and_the_connection_kept_where_it_can_be() {
     let (_cluster, resp) = node(1, ONE_NODE).await;
     let mut c = Resp::connect(resp[0]).await;

@@ -25,7 +25,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use bytes::Bytes;
 use fnv::FnvHashMap;
-use futures_util::future::{join_all, FutureExt, LocalBoxFuture, Shared as SharedFuture};
+use futures_util::future::join_all;
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
 use tokio_util::codec::FramedRead;
@@ -51,9 +51,6 @@ use crate::NodeId;
 
 /// A reply still being computed.
 type Pending = Pin<Box<dyn Future<Output = Reply>>>;
-
-/// Done once a command on a key is done (or dropped).
-type KeyDone = SharedFuture<LocalBoxFuture<'static, ()>>;
 
 /// A read still running: the live values and the context.
 type PendingRead = Pin<Box<dyn Future<Output = Result<GetAnswer, ClientError>>>>;
@@ -101,9 +98,14 @@ pub struct RespSession {
     /// The sequence number of `slots[0]`.
     first_slot: u64,
     in_flight: usize,
-    /// Per key, the last command of this connection on it (its reply slot)
-    /// and when it is done.
-    key_tails: FnvHashMap<Vec<u8>, (u64, KeyDone)>,
+    /// Per key, the last command of this connection on it still running
+    /// (its reply slot).
+    key_tails: FnvHashMap<Vec<u8>, u64>,
+    /// Per running command (its reply slot), the commands waiting for it to
+    /// be done: made only when a command on one of its keys comes while it
+    /// runs, so a command nobody waits for costs a map entry per key and
+    /// no channel.
+    key_waiters: FnvHashMap<u64, Vec<oneshot::Sender<()>>>,
     /// Commands read but not done: the read stream takes a permit per command
     /// and waits when there is none (`client_inflight_max`), so a client
     /// that pipelines more waits on TCP instead of being refused.
@@ -156,6 +158,7 @@ impl RespSession {
             in_flight: 0,
             counting: None,
             key_tails: FnvHashMap::default(),
+            key_waiters: FnvHashMap::default(),
             permits,
             permit: None,
             closing: false,
@@ -569,30 +572,38 @@ impl RespSession {
         let protocol = self.protocol;
         let permit = self.permit.take();
         let counting = self.counting.take();
-        let before: Vec<KeyDone> = keys
-            .iter()
-            .filter_map(|k| self.key_tails.get(k).map(|(_, done)| done.clone()))
-            .collect();
-        let (finished, done) = oneshot::channel::<()>();
-        let done: KeyDone = done.map(|_| ()).boxed_local().shared();
+        // The last earlier command on each key that is still running.
+        let mut before = Vec::new();
         for key in &keys {
-            self.key_tails.insert(key.clone(), (seq, done.clone()));
+            if let Some(&tail) = self.key_tails.get(key) {
+                let (done, wait) = oneshot::channel::<()>();
+                self.key_waiters.entry(tail).or_default().push(done);
+                before.push(wait);
+            }
+        }
+        for key in &keys {
+            self.key_tails.insert(key.clone(), seq);
         }
         self.in_flight += 1;
         let fut = async move {
-            join_all(before).await;
-            let reply = work.await;
-            let _ = finished.send(());
-            reply
+            // Sent when that command is done; dropped (also an answer
+            // here) only when the session stops.
+            for wait in before {
+                let _ = wait.await;
+            }
+            work.await
         };
         ctx.spawn(fut.into_actor(self).map(move |reply, act, ctx| {
             drop(permit);
             act.count(counting, &reply);
             act.in_flight -= 1;
             for key in keys {
-                if act.key_tails.get(&key).is_some_and(|(s, _)| *s == seq) {
+                if act.key_tails.get(&key) == Some(&seq) {
                     act.key_tails.remove(&key);
                 }
+            }
+            for done in act.key_waiters.remove(&seq).into_iter().flatten() {
+                let _ = done.send(());
             }
             act.fill(seq, reply, protocol, ctx);
         }));
@@ -743,7 +754,7 @@ impl RespSession {
         value: Option<Vec<u8>>,
         context: Option<Vec<u8>>,
         ttl_ms: Option<u64>,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, ClientError>>>> {
+    ) -> impl Future<Output = Result<Vec<u8>, ClientError>> + 'static {
         let replicator = Rc::clone(&self.replicator);
         let message = CoordinateWrite {
             key,
@@ -760,11 +771,11 @@ impl RespSession {
             // No RESP reply carries a context.
             with_context: false,
         };
-        Box::pin(async move {
+        async move {
             replicator.send(message).await.map_err(|e| {
                 ClientError::new(ErrorCode::Internal, format!("replicator unavailable: {e}"))
             })?
-        })
+        }
     }
 
     /// `AUTH`: the client token as the password (username `default` or
