@@ -192,6 +192,68 @@ async fn a_node_whose_disk_fills_loses_no_acknowledged_write_and_recovers_when_s
     drop(tmpfs);
 }
 
+#[tokio::test]
+async fn a_lone_node_whose_disk_fills_acknowledges_only_what_it_stored() {
+    if !is_root() {
+        eprintln!("SKIPPED: mounting a small tmpfs needs root");
+        return;
+    }
+    // N = 1: the node's own copy is the whole quorum, and its answer is
+    // the write's (no replica to wait for). A put whose batch fails on
+    // the full disk must be refused, never acknowledged.
+    let tmpfs = Tmpfs::mount(24 << 20);
+    let mut cluster = Cluster::plan(1, &["--n", "1", "--r", "1", "--w", "1"]);
+    cluster.nodes[0].move_data_dir(tmpfs.path().join("n1"));
+    cluster.nodes[0].args.extend(
+        [
+            "--lsm-memtable-bytes-max",
+            "131072",
+            "--lsm-log-preallocate-bytes",
+            "0",
+            "--lsm-log-segment-bytes-max",
+            "131072",
+        ]
+        .map(String::from),
+    );
+    cluster.spawn_all();
+    cluster.wait_all_alive().await;
+    let filler = tmpfs.path().join("filler");
+    fill(&filler, 64 << 10);
+
+    let c1 = cluster.nodes[0].client().await;
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    for i in 0..30 {
+        let key = format!("k{i:02}");
+        let value = format!("v{i:02}-{}", "x".repeat(8 << 10));
+        match c1.put(key.as_bytes(), value.as_bytes(), None).await {
+            Ok(_) => acknowledged.push((key, value)),
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(refused > 0, "the full disk refused no put");
+
+    // Space comes back and the store reopens: every acknowledged put is
+    // there.
+    std::fs::remove_file(&filler).unwrap();
+    let n1 = &cluster.nodes[0];
+    until("n1 mints again", n1, || async {
+        n1.status_field("minting").await.and_then(|v| v.as_bool()) == Some(true)
+    })
+    .await;
+    for (key, value) in &acknowledged {
+        let found = c1.get(key.as_bytes()).await.unwrap();
+        assert_eq!(
+            found.values,
+            vec![value.clone().into_bytes()],
+            "acknowledged put of {key} ({} acknowledged, {refused} refused)",
+            acknowledged.len()
+        );
+    }
+    drop(cluster);
+    drop(tmpfs);
+}
+
 /// Keys the 4-node ring replicates exactly on n1, n2 and n3 (n4 is their
 /// only possible stand-in).
 fn keys_on_n1_n2_n3(count: usize) -> Vec<String> {

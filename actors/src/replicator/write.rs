@@ -234,27 +234,38 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
         Vec::new()
     };
 
-    let mut pending: Pending = FuturesUnordered::new();
-    let local_own = own.clone();
     let metrics = replicas.metrics.clone();
-    pending.push(Box::pin(async move {
-        let (applied, change) = match local {
-            LocalWrite::Answered(result) => (result, minted.get().map(|m| m.1)),
-            LocalWrite::Writing(apply) => (apply.await, minted.get().map(|m| m.1)),
-            LocalWrite::MintedHere(apply, change) => (Ok(apply.await), change.get().copied()),
-        };
-        let result = match applied {
-            Ok(Ok(_)) => {
-                if let Some((was, is)) = change {
-                    metrics.tombstone_transition(was, is);
+    let local = match local {
+        // A write with nobody to send its version to has its local answer
+        // already: the coordinator takes it here, and the write answers
+        // without a set of pending replica writes to poll.
+        LocalWrite::Answered(result) => {
+            let ack = local_acknowledgement(result, minted.get().map(|m| m.1), &metrics);
+            let mut next = coordinator.on_ack(&own, ack);
+            next.asks.append(&mut step.asks);
+            step = next;
+            if step.finished && step.asks.is_empty() {
+                if let Some(answer) = step.answer.take() {
+                    return answer.map(|()| new_context);
                 }
-                Ok(())
             }
-            Ok(Err(e)) => Err(ReplicaError::from(e)),
-            Err(e) => Err(ReplicaError::from(e)),
-        };
-        (local_own, result)
-    }));
+            None
+        }
+        writing => Some(writing),
+    };
+    let mut pending: Pending = FuturesUnordered::new();
+    if let Some(local) = local {
+        let local_own = own.clone();
+        pending.push(Box::pin(async move {
+            let (applied, change) = match local {
+                // (Taken above; an answer is an answer here too.)
+                LocalWrite::Answered(result) => (result, minted.get().map(|m| m.1)),
+                LocalWrite::Writing(apply) => (apply.await, minted.get().map(|m| m.1)),
+                LocalWrite::MintedHere(apply, change) => (Ok(apply.await), change.get().copied()),
+            };
+            (local_own, local_acknowledgement(applied, change, &metrics))
+        }));
+    }
     let send = Sender {
         replicas,
         key,
@@ -289,6 +300,25 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
 
 /// What the local write answers: whether its copy became durable.
 type LocalAnswer = Result<Result<Option<Vec<u8>>, crate::storage::ApplyError>, actix::MailboxError>;
+
+/// The coordinator's own copy as an acknowledgement: durable or failed;
+/// a durable one counts what it changed (from tombstone, to tombstone).
+fn local_acknowledgement(
+    applied: LocalAnswer,
+    change: Option<(bool, bool)>,
+    metrics: &crate::metrics::Metrics,
+) -> Result<(), ReplicaError> {
+    match applied {
+        Ok(Ok(_)) => {
+            if let Some((was, is)) = change {
+                metrics.tombstone_transition(was, is);
+            }
+            Ok(())
+        }
+        Ok(Err(e)) => Err(ReplicaError::from(e)),
+        Err(e) => Err(ReplicaError::from(e)),
+    }
+}
 
 /// The coordinator's own copy of a write, as the replica writes leave.
 enum LocalWrite {
