@@ -14,6 +14,9 @@
 //! A frame that is not a command is answered with an error and the
 //! connection goes on; one that cannot be framed is answered and the
 //! connection closed once the replies before it are out (`frame`).
+//!
+//! The key-space commands are in `keyspace`; AUTH, HELLO, CLIENT and
+//! INFO in `connection`.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -25,52 +28,29 @@ use std::time::Instant;
 use actix::prelude::*;
 use bytes::Bytes;
 use fnv::FnvHashMap;
-use futures_util::future::join_all;
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
-use super::command::{self, ClientCommand, Command, Consistency};
+use super::command::{self, Command, Consistency};
 use super::frame::{FrameLimits, Protocol, Reply};
-use super::info::{self, ClientFacts, InfoFacts};
 use super::io::{write_replies, Input, RespDecoder};
 use super::local::{self, reply_queue, Replies};
 use super::permits::{Permit, Permits};
-use super::scan;
-use super::{RespOptions, Shared, SiblingsMode};
-use crate::client_api::access::{Access, AUTH_FAILURES_MAX};
-use crate::failure_detector::{FailureDetector, StatusQuery};
+use super::{RespOptions, Shared};
+use crate::client_api::access::Access;
+use crate::failure_detector::FailureDetector;
 use crate::net::BoxConnection;
-use crate::replicator::{
-    CoordinateGet, CoordinateList, CoordinateWrite, GetAnswer, ListPage, LocalRead, Replicator,
-};
-use crate::wire::client::LIST_LIMIT_MAX;
-use crate::wire::client::{ClientError, ClientOp, ClientReply, ErrorCode};
+use crate::replicator::Replicator;
+use crate::wire::client::{ClientOp, ErrorCode};
 use crate::NodeId;
+
+mod connection;
+mod keyspace;
 
 /// A reply still being computed.
 type Pending = Pin<Box<dyn Future<Output = Reply>>>;
-
-/// A read still running: the live values and the context.
-type PendingRead = Pin<Box<dyn Future<Output = Result<GetAnswer, ClientError>>>>;
-
-/// What a command reads a key for, which decides what the read answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ReadFor {
-    /// GET, MGET, EXISTS: the value (only the last writer's under
-    /// `resp_siblings = lww`); no context.
-    Value,
-    /// RINGKV.SIBLINGS: every live sibling; no context.
-    Siblings,
-    /// RINGKV.RESOLVE: every live sibling and the context the write
-    /// replaces.
-    Resolve,
-}
-
-/// A walk of the `list` op: the keys, and where it stopped (`None`: the
-/// pass ended).
-type WalkResult = Result<(Vec<Vec<u8>>, Option<Vec<u8>>), ClientError>;
 
 /// The session actor.
 pub struct RespSession {
@@ -333,232 +313,22 @@ impl RespSession {
                 let fut = self.info(sections);
                 self.run(Vec::new(), fut, ctx);
             }
-            Command::Get(key) => {
-                if let Some(reply) = self.get_in_place(&key) {
-                    let counting = self.counting.take();
-                    self.count(counting, &reply);
-                    return self.answer(reply, ctx);
-                }
-                let fut = self.get_one(key.clone());
-                self.run(vec![key], fut, ctx);
-            }
-            Command::MGet(keys) => {
-                // Every key answered in place, or the whole MGET is sent
-                // on (its replies stay in one array, in order).
-                let in_place: Option<Vec<Reply>> =
-                    keys.iter().map(|k| self.get_in_place(k)).collect();
-                if let Some(values) = in_place {
-                    let reply = Reply::Array(values);
-                    let counting = self.counting.take();
-                    self.count(counting, &reply);
-                    return self.answer(reply, ctx);
-                }
-                let gets: Vec<Pending> = keys.iter().map(|k| self.get_one(k.clone())).collect();
-                self.run(
-                    keys,
-                    Box::pin(async move { Reply::Array(join_all(gets).await) }),
-                    ctx,
-                );
-            }
-            Command::Exists(keys) => {
-                let reads: Vec<_> = keys
-                    .iter()
-                    .map(|k| self.read(k.clone(), ReadFor::Value))
-                    .collect();
-                self.run(
-                    keys,
-                    Box::pin(async move {
-                        let mut count = 0;
-                        for result in join_all(reads).await {
-                            match result {
-                                Ok((values, _)) => count += i64::from(!values.is_empty()),
-                                Err(e) => return client_error(e),
-                            }
-                        }
-                        Reply::Int(count)
-                    }),
-                    ctx,
-                );
-            }
-            Command::Siblings(key) => {
-                let read = self.read(key.clone(), ReadFor::Siblings);
-                self.run(
-                    vec![key],
-                    Box::pin(async move {
-                        match read.await {
-                            Ok((values, _)) => {
-                                Reply::Array(values.into_iter().map(Reply::Bulk).collect())
-                            }
-                            Err(e) => client_error(e),
-                        }
-                    }),
-                    ctx,
-                );
-            }
-            Command::Set(key, value, ttl_ms) => {
-                let write = self.write(key.clone(), Some(value), None, ttl_ms);
-                self.run(
-                    vec![key],
-                    Box::pin(async move {
-                        match write.await {
-                            Ok(_) => Reply::ok(),
-                            Err(e) => client_error(e),
-                        }
-                    }),
-                    ctx,
-                );
-            }
+            Command::Get(key) => self.get(key, ctx),
+            Command::MGet(keys) => self.mget(keys, ctx),
+            Command::Exists(keys) => self.exists(keys, ctx),
+            Command::Siblings(key) => self.siblings(key, ctx),
+            Command::Set(key, value, ttl_ms) => self.set(key, value, ttl_ms, ctx),
             Command::Scan {
                 cursor,
                 pattern,
                 count,
                 strings,
-            } => {
-                let page = self.list_page(cursor, count);
-                self.run(
-                    Vec::new(),
-                    Box::pin(async move {
-                        match page.await {
-                            Ok(page) => {
-                                let keys = page
-                                    .keys
-                                    .into_iter()
-                                    .filter(|_| strings)
-                                    .filter(|k| {
-                                        pattern.as_ref().is_none_or(|p| scan::glob_match(p, k))
-                                    })
-                                    .map(Reply::Bulk)
-                                    .collect();
-                                Reply::Array(vec![
-                                    Reply::Bulk(scan::scan_reply_cursor(page.cursor.as_deref())),
-                                    Reply::Array(keys),
-                                ])
-                            }
-                            Err(e) => client_error(e),
-                        }
-                    }),
-                    ctx,
-                );
-            }
-            Command::Keys(pattern) => {
-                let walk = self.walk_keys(scan::RESP_KEYS_MAX);
-                self.run(
-                    Vec::new(),
-                    Box::pin(async move {
-                        match walk.await {
-                            Ok((keys, None)) => Reply::Array(
-                                keys.into_iter()
-                                    .filter(|k| scan::glob_match(&pattern, k))
-                                    .map(Reply::Bulk)
-                                    .collect(),
-                            ),
-                            Ok((_, Some(_))) => Reply::err(format!(
-                                "KEYS stops at {} keys (RESP_KEYS_MAX); page through them with SCAN",
-                                scan::RESP_KEYS_MAX
-                            )),
-                            Err(e) => client_error(e),
-                        }
-                    }),
-                    ctx,
-                );
-            }
-            Command::DbSize => {
-                let walk = self.walk_keys(scan::DBSIZE_EXACT_KEYS_MAX);
-                let key_bytes_max = self.options.limits.max_key_bytes;
-                self.run(
-                    Vec::new(),
-                    Box::pin(async move {
-                        match walk.await {
-                            Ok((keys, stopped)) => {
-                                let estimate = scan::dbsize_estimate(
-                                    keys.len(),
-                                    stopped.as_deref(),
-                                    key_bytes_max,
-                                );
-                                Reply::Int(i64::try_from(estimate).unwrap_or(i64::MAX))
-                            }
-                            Err(e) => client_error(e),
-                        }
-                    }),
-                    ctx,
-                );
-            }
-            Command::MSet(pairs) => {
-                let keys = pairs.iter().map(|(k, _)| k.clone()).collect();
-                let writes: Vec<_> = pairs
-                    .into_iter()
-                    .map(|(k, v)| self.write(k, Some(v), None, None))
-                    .collect();
-                self.run(
-                    keys,
-                    Box::pin(async move {
-                        let results = join_all(writes).await;
-                        let failed = results.iter().filter(|r| r.is_err()).count();
-                        match results.into_iter().find_map(Result::err) {
-                            None => Reply::ok(),
-                            Some(e) => Reply::err(format!(
-                                "{failed} of the MSET's keys were not written (MSET is not \
-                                 atomic in ringkv; the others were): {}",
-                                e.message
-                            )),
-                        }
-                    }),
-                    ctx,
-                );
-            }
-            Command::Del(keys) => {
-                let count = keys.len() as i64;
-                let writes: Vec<_> = keys
-                    .iter()
-                    .map(|k| self.write(k.clone(), None, None, None))
-                    .collect();
-                self.run(
-                    keys,
-                    Box::pin(async move {
-                        for result in join_all(writes).await {
-                            if let Err(e) = result {
-                                return client_error(e);
-                            }
-                        }
-                        Reply::Int(count)
-                    }),
-                    ctx,
-                );
-            }
-            Command::Resolve(key, value) => {
-                let read = self.read(key.clone(), ReadFor::Resolve);
-                let (replicator, write_for) = (Rc::clone(&self.replicator), self.level());
-                let trace = self.trace();
-                self.run(
-                    vec![key.clone()],
-                    Box::pin(async move {
-                        let context = match read.await {
-                            Ok((_, context)) => context,
-                            Err(e) => return client_error(e),
-                        };
-                        let write = replicator.send(CoordinateWrite {
-                            key,
-                            value: Some(value),
-                            context,
-                            supersede_local: true,
-                            ttl_ms: None,
-                            w: None,
-                            pw: None,
-                            consistency: write_for,
-                            dc_quorums: Vec::new(),
-                            timeout_ms: None,
-                            trace,
-                            with_context: false,
-                        });
-                        match write.await {
-                            Ok(Ok(_)) => Reply::ok(),
-                            Ok(Err(e)) => client_error(e),
-                            Err(e) => Reply::err(format!("replicator unavailable: {e}")),
-                        }
-                    }),
-                    ctx,
-                );
-            }
+            } => self.scan(cursor, pattern, count, strings, ctx),
+            Command::Keys(pattern) => self.keys(pattern, ctx),
+            Command::DbSize => self.dbsize(ctx),
+            Command::MSet(pairs) => self.mset(pairs, ctx),
+            Command::Del(keys) => self.del(keys, ctx),
+            Command::Resolve(key, value) => self.resolve(key, value, ctx),
         }
     }
 
@@ -634,362 +404,16 @@ impl RespSession {
     fn level(&self) -> Option<Consistency> {
         (self.consistency != Consistency::Quorum).then_some(self.consistency)
     }
-
-    /// A read of `key`: its live values (only the last writer's for a
-    /// value under `resp_siblings = lww`) and, to resolve, its context.
-    fn read(&self, key: Vec<u8>, reading_for: ReadFor) -> PendingRead {
-        let replicator = Rc::clone(&self.replicator);
-        let message = CoordinateGet {
-            key,
-            r: None,
-            pr: None,
-            consistency: self.level(),
-            timeout_ms: None,
-            trace: self.trace(),
-            last_writer_wins: reading_for == ReadFor::Value
-                && self.options.siblings == SiblingsMode::Lww,
-            with_context: reading_for == ReadFor::Resolve,
-        };
-        // Sent when first polled: after the commands it waits for.
-        Box::pin(async move {
-            replicator.send(message).await.map_err(|e| {
-                ClientError::new(ErrorCode::Internal, format!("replicator unavailable: {e}"))
-            })?
-        })
-    }
-
-    /// GET of one key: its value, nil, or (siblings, `resp_siblings =
-    /// error`) an error that says how to resolve them.
-    fn get_one(&self, key: Vec<u8>) -> Pending {
-        let read = self.read(key, ReadFor::Value);
-        Box::pin(async move { value_reply(read.await) })
-    }
-
-    /// GET (or an MGET's key) of a key that this node alone holds, with R =
-    /// 1 and its copy in memory, answered now (`replicator::LocalReads`);
-    /// `None`: the GET goes to the replicator. Only when no earlier command of this
-    /// connection on the key is still running: it must see that one's
-    /// effect.
-    fn get_in_place(&self, key: &[u8]) -> Option<Reply> {
-        if self.key_tails.contains_key(key) {
-            return None;
-        }
-        let answer = self.shared.local_reads.answer(&LocalRead {
-            key,
-            r: None,
-            pr: None,
-            consistency: self.level(),
-            last_writer_wins: self.options.siblings == SiblingsMode::Lww,
-            with_context: false,
-            trace: self.trace(),
-        })?;
-        Some(value_reply(answer))
-    }
-
-    /// One page of the `list` op.
-    fn list_page(
-        &self,
-        cursor: Option<Vec<u8>>,
-        limit: usize,
-    ) -> Pin<Box<dyn Future<Output = Result<ListPage, ClientError>>>> {
-        let message = CoordinateList {
-            cursor,
-            limit,
-            timeout_ms: None,
-            trace: self.trace(),
-            key_bytes_max: self.options.limits.max_key_bytes,
-        };
-        let replicator = Rc::clone(&self.replicator);
-        Box::pin(async move {
-            replicator.send(message).await.map_err(|e| {
-                ClientError::new(ErrorCode::Internal, format!("replicator unavailable: {e}"))
-            })?
-        })
-    }
-
-    /// Walks the `list` op from the start until the pass ends or `max`
-    /// keys are gathered: the keys, and the cursor where it stopped
-    /// (`None`: every key was listed).
-    fn walk_keys(&self, max: usize) -> Pin<Box<dyn Future<Output = WalkResult>>> {
-        let replicator = Rc::clone(&self.replicator);
-        let key_bytes_max = self.options.limits.max_key_bytes;
-        let first_trace = self.trace();
-        Box::pin(async move {
-            let mut keys = Vec::new();
-            let mut cursor = None;
-            let mut trace = first_trace;
-            loop {
-                let limit = LIST_LIMIT_MAX.min(max.saturating_sub(keys.len())).max(1);
-                let page = replicator
-                    .send(CoordinateList {
-                        cursor: cursor.take(),
-                        limit,
-                        timeout_ms: None,
-                        trace,
-                        key_bytes_max,
-                    })
-                    .await
-                    .map_err(|e| {
-                        ClientError::new(
-                            ErrorCode::Internal,
-                            format!("replicator unavailable: {e}"),
-                        )
-                    })??;
-                keys.extend(page.keys);
-                match page.cursor {
-                    None => return Ok((keys, None)),
-                    Some(next) if keys.len() >= max => return Ok((keys, Some(next))),
-                    Some(next) => cursor = Some(next),
-                }
-                trace = trace.wrapping_add(1);
-            }
-        })
-    }
-
-    /// A SET (`value`, expiring after `ttl_ms`) or DEL (`None`)
-    /// superseding what the coordinating replica holds for the key.
-    fn write(
-        &self,
-        key: Vec<u8>,
-        value: Option<Vec<u8>>,
-        context: Option<Vec<u8>>,
-        ttl_ms: Option<u64>,
-    ) -> impl Future<Output = Result<Vec<u8>, ClientError>> + 'static {
-        let replicator = Rc::clone(&self.replicator);
-        let message = CoordinateWrite {
-            key,
-            value,
-            context,
-            supersede_local: true,
-            ttl_ms,
-            w: None,
-            pw: None,
-            consistency: self.level(),
-            dc_quorums: Vec::new(),
-            timeout_ms: None,
-            trace: self.trace(),
-            // No RESP reply carries a context.
-            with_context: false,
-        };
-        async move {
-            replicator.send(message).await.map_err(|e| {
-                ClientError::new(ErrorCode::Internal, format!("replicator unavailable: {e}"))
-            })?
-        }
-    }
-
-    /// `AUTH`: the client token as the password (username `default` or
-    /// none). The token is never logged.
-    fn authenticate(&mut self, user: Option<&[u8]>, password: &[u8]) -> Reply {
-        let span = self.span.clone();
-        let _span = span.enter();
-        if user.is_some_and(|u| u != b"default") {
-            info!("RESP AUTH with a username other than `default`; refused");
-            return Reply::Error(
-                "WRONGPASS invalid username-password pair or user is disabled.".into(),
-            );
-        }
-        match self.access.authenticate(&self.options.tokens, password) {
-            Ok(grant) => {
-                debug!(?grant, "RESP client authenticated");
-                Reply::ok()
-            }
-            Err(refused) => {
-                warn!(
-                    failures = refused.failures,
-                    limit = AUTH_FAILURES_MAX,
-                    "RESP client sent a wrong token"
-                );
-                if refused.close {
-                    warn!(
-                        limit = AUTH_FAILURES_MAX,
-                        "closing the RESP connection: too many wrong tokens (AUTH_FAILURES_MAX)"
-                    );
-                    self.closing = true;
-                }
-                Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into())
-            }
-        }
-    }
-
-    fn on_hello(
-        &mut self,
-        protover: Option<u8>,
-        auth: Option<(Vec<u8>, Vec<u8>)>,
-        setname: Option<Vec<u8>>,
-        ctx: &mut Context<Self>,
-    ) {
-        if let Some((user, password)) = auth {
-            let reply = self.authenticate(Some(&user), &password);
-            if matches!(reply, Reply::Error(_)) {
-                return self.answer(reply, ctx);
-            }
-        }
-        if self
-            .access
-            .permit(&ClientOp::Ping, self.remote.ip())
-            .is_err()
-        {
-            return self.answer(
-                Reply::Error(
-                    "NOAUTH HELLO must be called with the client already authenticated, \
-                     otherwise the HELLO <proto> AUTH <user> <pass> option can be used to \
-                     authenticate the client and select the RESP protocol version at the \
-                     same time"
-                        .into(),
-                ),
-                ctx,
-            );
-        }
-        match protover {
-            Some(3) => self.protocol = Protocol::Resp3,
-            Some(_) => self.protocol = Protocol::Resp2,
-            None => {}
-        }
-        if let Some(name) = setname {
-            self.name = name;
-        }
-        let proto = if self.protocol == Protocol::Resp3 {
-            3
-        } else {
-            2
-        };
-        let reply = Reply::Map(vec![
-            (Reply::text("server"), Reply::text("ringkv")),
-            (Reply::text("version"), Reply::text(info::REDIS_VERSION)),
-            (Reply::text("proto"), Reply::Int(proto)),
-            (Reply::text("id"), Reply::Int(self.id as i64)),
-            (Reply::text("mode"), Reply::text("standalone")),
-            (Reply::text("role"), Reply::text("master")),
-            (Reply::text("modules"), Reply::Array(Vec::new())),
-            (Reply::text("ringkv_node"), Reply::text(self.node.as_str())),
-        ]);
-        self.answer(reply, ctx);
-    }
-
-    fn on_client(&mut self, sub: ClientCommand) -> Reply {
-        match sub {
-            ClientCommand::SetName(name) => {
-                self.name = name;
-                Reply::ok()
-            }
-            ClientCommand::GetName if self.name.is_empty() => Reply::Nil,
-            ClientCommand::GetName => Reply::Bulk(self.name.clone()),
-            ClientCommand::Id => Reply::Int(self.id as i64),
-            ClientCommand::SetInfo(attr, value) => match attr.as_slice() {
-                b"lib-name" => {
-                    self.lib_name = value;
-                    Reply::ok()
-                }
-                b"lib-ver" => {
-                    self.lib_ver = value;
-                    Reply::ok()
-                }
-                _ => Reply::err("Unrecognized option for CLIENT SETINFO"),
-            },
-            ClientCommand::Info => {
-                let consistency = self.consistency.as_str();
-                Reply::text(info::client_line(&ClientFacts {
-                    id: self.id,
-                    addr: self.remote.to_string(),
-                    laddr: self
-                        .shared
-                        .local_addr
-                        .map_or_else(String::new, |a| a.to_string()),
-                    name: &self.name,
-                    resp: if self.protocol == Protocol::Resp3 {
-                        3
-                    } else {
-                        2
-                    },
-                    lib_name: &self.lib_name,
-                    lib_ver: &self.lib_ver,
-                    consistency,
-                    age_s: self.opened.elapsed().as_secs(),
-                }))
-            }
-        }
-    }
-
-    fn info(&self, sections: Vec<String>) -> Pending {
-        let status = self.failure_detector.send(StatusQuery);
-        let sections = info::sections(&sections);
-        let walk = sections
-            .contains(&"keyspace")
-            .then(|| self.walk_keys(scan::DBSIZE_EXACT_KEYS_MAX));
-        let key_bytes_max = self.options.limits.max_key_bytes;
-        let mut facts = InfoFacts {
-            node: self.node.to_string(),
-            tcp_port: self.shared.local_addr.map_or(0, |a| a.port()),
-            uptime_s: self.shared.started.elapsed().as_secs(),
-            connected_clients: self.shared.open.get(),
-            n: self.options.replicas,
-            ..InfoFacts::default()
-        };
-        Box::pin(async move {
-            if let Ok(ClientReply::Status { members, extra, .. }) = status.await {
-                let number = |name: &str| {
-                    extra
-                        .iter()
-                        .find(|(k, _)| k == name)
-                        .and_then(|(_, v)| v.as_u64())
-                        .map_or(0, |v| v as usize)
-                };
-                facts.r = number("r");
-                facts.w = number("w");
-                facts.members = Some(members);
-            }
-            if let Some(walk) = walk {
-                if let Ok((keys, stopped)) = walk.await {
-                    facts.keys = Some(scan::dbsize_estimate(
-                        keys.len(),
-                        stopped.as_deref(),
-                        key_bytes_max,
-                    ));
-                }
-            }
-            Reply::text(info::render(&facts, &sections))
-        })
-    }
 }
 
 /// The native error code a RESP error came from: the `(code)` that
-/// [`client_error`] appends, else `bad_request` (a refusal of the RESP
+/// [`keyspace::client_error`] appends, else `bad_request` (a refusal of the RESP
 /// layer itself).
 fn error_code_of(text: &str) -> ErrorCode {
     text.strip_suffix(')')
         .and_then(|t| t.rsplit_once(" ("))
         .and_then(|(_, code)| ErrorCode::parse(code))
         .unwrap_or(ErrorCode::BadRequest)
-}
-
-/// A GET's reply: the value, nil, or (siblings, `resp_siblings = error`)
-/// an error that says how to resolve them.
-fn value_reply(read: Result<GetAnswer, ClientError>) -> Reply {
-    match read {
-        Ok((mut values, _)) => match values.len() {
-            0 => Reply::Nil,
-            1 => Reply::Bulk(values.remove(0)),
-            n => Reply::err(format!(
-                "key has {n} siblings (concurrent writes); read them with \
-                 RINGKV.SIBLINGS key and write the one to keep with RINGKV.RESOLVE key \
-                 value (or run the node with resp_siblings = lww)"
-            )),
-        },
-        Err(e) => client_error(e),
-    }
-}
-
-/// A ringkv error as a RESP error: the native code first, Redis style.
-fn client_error(e: ClientError) -> Reply {
-    let code = match e.code {
-        ErrorCode::Unauthorized => "NOAUTH",
-        ErrorCode::Unavailable => "CLUSTERDOWN",
-        ErrorCode::Timeout => "TIMEOUT",
-        ErrorCode::TooLarge => "TOOLARGE",
-        _ => "ERR",
-    };
-    Reply::Error(format!("{code} {} ({})", e.message, e.code.as_str()))
 }
 
 impl Actor for RespSession {
