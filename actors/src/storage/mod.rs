@@ -12,6 +12,8 @@
 //! - `shadows`: what reaped keys leave behind for a while (stale versions
 //!   still in flight are not stored again);
 //! - `worker`: the jobs, the reader threads, the engine slot;
+//! - `writer_queue`: the writer's queue, which callers hand jobs to
+//!   without a message to the actor, and minting on their own thread;
 //! - `actor`: the Storage actor.
 
 pub mod actor;
@@ -24,6 +26,7 @@ mod shadows;
 pub mod tree;
 pub mod worker;
 pub mod writer;
+mod writer_queue;
 
 #[cfg(test)]
 mod writer_tests;
