@@ -235,7 +235,7 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
     };
 
     let metrics = replicas.metrics.clone();
-    let local = match local {
+    let local: Option<LocalBoxFuture<'static, Acknowledgement>> = match local {
         // A write with nobody to send its version to has its local answer
         // already: the coordinator takes it here, and the write answers
         // without a set of pending replica writes to poll.
@@ -251,21 +251,25 @@ pub async fn coordinate(replicas: Replicas, plan: WritePlan) -> Result<Vec<u8>, 
             }
             None
         }
-        writing => Some(writing),
+        LocalWrite::Writing(apply) => {
+            let local_own = own.clone();
+            Some(Box::pin(async move {
+                let applied = apply.await;
+                let change = minted.get().map(|m| m.1);
+                (local_own, local_acknowledgement(applied, change, &metrics))
+            }))
+        }
+        LocalWrite::MintedHere(apply, change) => {
+            let local_own = own.clone();
+            Some(Box::pin(async move {
+                let applied = Ok(apply.await);
+                let change = change.get().copied();
+                (local_own, local_acknowledgement(applied, change, &metrics))
+            }))
+        }
     };
     let mut pending: Pending = FuturesUnordered::new();
-    if let Some(local) = local {
-        let local_own = own.clone();
-        pending.push(Box::pin(async move {
-            let (applied, change) = match local {
-                // (Taken above; an answer is an answer here too.)
-                LocalWrite::Answered(result) => (result, minted.get().map(|m| m.1)),
-                LocalWrite::Writing(apply) => (apply.await, minted.get().map(|m| m.1)),
-                LocalWrite::MintedHere(apply, change) => (Ok(apply.await), change.get().copied()),
-            };
-            (local_own, local_acknowledgement(applied, change, &metrics))
-        }));
-    }
+    pending.extend(local);
     let send = Sender {
         replicas,
         key,
