@@ -98,17 +98,14 @@ async fn until<F: std::future::Future<Output = bool>>(
     }
 }
 
-#[tokio::test]
-async fn a_node_whose_disk_fills_loses_no_acknowledged_write_and_recovers_when_space_is_back() {
-    if !is_root() {
-        eprintln!("SKIPPED: mounting a small tmpfs needs root");
-        return;
-    }
-    // n1 keeps its data (and its log: a node must outlive a log it cannot
-    // write) on a small tmpfs, with small LSM files so that the disk fills
-    // with a few writes.
+/// A cluster of `count` nodes planned with `extra` flags, whose n1 keeps
+/// its data (and its log: a node must outlive a log it cannot write) on a
+/// small tmpfs, with small LSM files so that the disk fills with a few
+/// writes; started, every node alive. The tmpfs is unmounted when
+/// dropped, after the cluster.
+async fn n1_on_a_small_tmpfs(count: usize, extra: &[&str]) -> (Cluster, Tmpfs) {
     let tmpfs = Tmpfs::mount(24 << 20);
-    let mut cluster = Cluster::plan(3, &[]);
+    let mut cluster = Cluster::plan(count, extra);
     cluster.nodes[0].move_data_dir(tmpfs.path().join("n1"));
     cluster.nodes[0].args.extend(
         [
@@ -123,6 +120,26 @@ async fn a_node_whose_disk_fills_loses_no_acknowledged_write_and_recovers_when_s
     );
     cluster.spawn_all();
     cluster.wait_all_alive().await;
+    (cluster, tmpfs)
+}
+
+/// Waits until n1 (on a disk that filled) has reopened its store and
+/// mints again.
+async fn until_n1_mints_again(cluster: &Cluster) {
+    let n1 = &cluster.nodes[0];
+    until("n1 mints again", n1, || async {
+        n1.status_field("minting").await.and_then(|v| v.as_bool()) == Some(true)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_node_whose_disk_fills_loses_no_acknowledged_write_and_recovers_when_space_is_back() {
+    if !is_root() {
+        eprintln!("SKIPPED: mounting a small tmpfs needs root");
+        return;
+    }
+    let (cluster, tmpfs) = n1_on_a_small_tmpfs(3, &[]).await;
     let before = cluster.nodes[0]
         .status_field("version_actor")
         .await
@@ -180,11 +197,8 @@ async fn a_node_whose_disk_fills_loses_no_acknowledged_write_and_recovers_when_s
 
     // Space comes back: n1 reopens its store and mints under a new name.
     std::fs::remove_file(&filler).unwrap();
+    until_n1_mints_again(&cluster).await;
     let n1 = &cluster.nodes[0];
-    until("n1 mints again", n1, || async {
-        n1.status_field("minting").await.and_then(|v| v.as_bool()) == Some(true)
-    })
-    .await;
     let after = n1.status_field("version_actor").await.unwrap();
     assert_ne!(before, after, "a new incarnation after the failure");
     c1.put(b"after", b"space is back", None).await.unwrap();
@@ -201,22 +215,7 @@ async fn a_lone_node_whose_disk_fills_acknowledges_only_what_it_stored() {
     // N = 1: the node's own copy is the whole quorum, and its answer is
     // the write's (no replica to wait for). A put whose batch fails on
     // the full disk must be refused, never acknowledged.
-    let tmpfs = Tmpfs::mount(24 << 20);
-    let mut cluster = Cluster::plan(1, &["--n", "1", "--r", "1", "--w", "1"]);
-    cluster.nodes[0].move_data_dir(tmpfs.path().join("n1"));
-    cluster.nodes[0].args.extend(
-        [
-            "--lsm-memtable-bytes-max",
-            "131072",
-            "--lsm-log-preallocate-bytes",
-            "0",
-            "--lsm-log-segment-bytes-max",
-            "131072",
-        ]
-        .map(String::from),
-    );
-    cluster.spawn_all();
-    cluster.wait_all_alive().await;
+    let (cluster, tmpfs) = n1_on_a_small_tmpfs(1, &["--n", "1", "--r", "1", "--w", "1"]).await;
     let filler = tmpfs.path().join("filler");
     fill(&filler, 64 << 10);
 
@@ -236,11 +235,7 @@ async fn a_lone_node_whose_disk_fills_acknowledges_only_what_it_stored() {
     // Space comes back and the store reopens: every acknowledged put is
     // there.
     std::fs::remove_file(&filler).unwrap();
-    let n1 = &cluster.nodes[0];
-    until("n1 mints again", n1, || async {
-        n1.status_field("minting").await.and_then(|v| v.as_bool()) == Some(true)
-    })
-    .await;
+    until_n1_mints_again(&cluster).await;
     for (key, value) in &acknowledged {
         let found = c1.get(key.as_bytes()).await.unwrap();
         assert_eq!(
