@@ -7,6 +7,11 @@
 //! amplification of `LsmEngine` after random overwrites are printed, and after
 //! them a paired, interleaved ringkv/fjall run of one durable writer
 //! (`durable_puts_1_writers_paired`, see `durable_paired`).
+//!
+//! `RINGKV_BENCH_READ_COUNT=N` runs no criterion group: it makes `N` hot
+//! random reads of a loaded ringkv store and exits, for a count of
+//! instructions and cache misses per read under cachegrind, which a noisy
+//! machine does not blur (`benches/read_misses.sh`; see `read_count`).
 
 // The allocator the ringkv binary uses; all three engines share it.
 #[global_allocator]
@@ -18,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkGroup, Criterion, Throughput};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use ringkv_actors::storage::lsm::vfs::counting::CountingVfs;
@@ -518,6 +523,44 @@ fn durable_paired(_c: &mut Criterion) {
     );
 }
 
+/// Hot reads of this many keys warm the block cache before a counted run:
+/// with 1 M keys (about 28 k blocks) it leaves almost no block unread.
+const READ_COUNT_WARM_GETS: u64 = 300_000;
+
+/// `RINGKV_BENCH_READ_COUNT=N`: `N` random reads of present keys (the
+/// readrandom_hot workload, same seed every run) from a ringkv store of
+/// `keys_loaded()` keys in `ringkv-bench-engine/reads-ringkv`, after
+/// [`READ_COUNT_WARM_GETS`] reads that fill the block cache. The store is
+/// built on the first run and kept (it is built natively, so the counted
+/// runs under valgrind only open it). Two runs with different `N` differ
+/// only by the extra reads: their difference per read is what a hot read
+/// costs, setup and warm-up cancelled.
+fn read_count(count: u64) {
+    let dir = bench_root().join(format!("reads-ringkv-{}", keys_loaded()));
+    if !dir.join("MANIFEST").exists() {
+        std::fs::remove_dir_all(&dir).ok();
+        let store = Kind::Ringkv.open(&dir, HOT_CACHE_BYTES, false);
+        let mut rng = SmallRng::seed_from_u64(1);
+        for n in 0..keys_loaded() {
+            store.put(&key(n), &value(&mut rng));
+        }
+        store.settle();
+        drop(store);
+        // Reopened once so a counted run finds it as it will stay.
+        Kind::Ringkv.open(&dir, HOT_CACHE_BYTES, false).settle();
+        eprintln!("built {} with {} keys", dir.display(), keys_loaded());
+    }
+    let store = Kind::Ringkv.open(&dir, HOT_CACHE_BYTES, false);
+    let mut rng = SmallRng::seed_from_u64(3);
+    for _ in 0..READ_COUNT_WARM_GETS + count {
+        black_box(
+            store
+                .get(&key(rng.gen_range(0..keys_loaded())))
+                .expect("present"),
+        );
+    }
+}
+
 criterion_group!(
     benches,
     amplification,
@@ -526,4 +569,15 @@ criterion_group!(
     durable_puts,
     durable_paired
 );
-criterion_main!(benches);
+
+fn main() {
+    if let Some(count) = std::env::var("RINGKV_BENCH_READ_COUNT")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        read_count(count);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
