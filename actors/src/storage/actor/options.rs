@@ -1,0 +1,87 @@
+//! The Storage actor's tuning ([`StorageOptions`]) and where the engine's
+//! work runs ([`StorageThreading`]).
+
+use super::super::tree::{self, TreeDigest};
+
+/// Default of [`StorageOptions::hints_bytes_max_per_target`]: 1 GiB of
+/// writes held for one replica that is away.
+pub const HINTS_BYTES_MAX_PER_TARGET_DEFAULT: u64 = 1 << 30;
+
+/// Default of [`StorageOptions::storage_queue_max`], in requests.
+pub const STORAGE_QUEUE_MAX_DEFAULT: usize = 4096;
+
+/// Where the engine's work runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageThreading {
+    /// On the engine's own threads (a writer and readers): the default,
+    /// and the only choice for engines that touch a disk.
+    Threads,
+    /// In the actor's handler, on its arbiter. Only for engines that never
+    /// block (the memory engine) in deterministic simulations, where real
+    /// threads would make reply timing depend on the OS scheduler.
+    Inline,
+    /// The writer as a task on the actor's arbiter that takes one group of
+    /// the queued jobs every `every_ms` of the runtime's clock
+    /// ([`Writer::run_on_clock`]); reads served in place. For
+    /// deterministic simulations of the path `Threads` takes: jobs wait
+    /// in the writer's queue, coordinators mint on their own thread
+    /// through the mint gate and read the engine's memory directly
+    /// ([`MemoryReads`]), and the writer's answers come back a group at a
+    /// time. Only for engines that never block, as `Inline`.
+    Task {
+        /// Time between two groups, in milliseconds (at least 1).
+        every_ms: u64,
+    },
+}
+
+impl StorageThreading {
+    /// Whether reads are served in place rather than by reader threads.
+    pub(super) fn reads_in_place(self) -> bool {
+        self != StorageThreading::Threads
+    }
+}
+
+/// Tuning of the Storage actor; every limit named with its unit.
+#[derive(Clone, Debug)]
+pub struct StorageOptions {
+    /// Where the engine's work runs.
+    pub threading: StorageThreading,
+    /// Requests that may wait for the writer (or the readers) before new
+    /// ones are refused with `Overloaded`.
+    pub storage_queue_max: usize,
+    /// Most writes handed to the engine in one group commit.
+    pub storage_batch_max: usize,
+    /// Incoming bytes at which a group commit stops taking writes (one
+    /// batch must stay under the engine's record limit).
+    pub storage_batch_bytes_max: usize,
+    /// Threads serving point reads.
+    pub storage_reader_threads: usize,
+    /// Bytes of hints (the hinted objects' sizes) this node holds for one
+    /// replica; past it, it refuses to stand in for that replica.
+    pub hints_bytes_max_per_target: u64,
+    /// Time between attempts to reopen a store whose engine failed a
+    /// write, in milliseconds.
+    pub storage_reopen_interval_ms: u64,
+    /// Where the mailbox depth of reads and writes is kept (their senders
+    /// count them in, the handlers out).
+    pub metrics: crate::metrics::Metrics,
+    /// How the Merkle leaves hash a stored entry (`tree.rs`); the node
+    /// hands in `repair::merkle::entry_digest`.
+    pub merkle_digest: TreeDigest,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        Self {
+            threading: StorageThreading::Threads,
+            storage_queue_max: STORAGE_QUEUE_MAX_DEFAULT,
+            storage_batch_max: 256,
+            storage_batch_bytes_max: 16 << 20,
+            storage_reader_threads: 2,
+            hints_bytes_max_per_target: HINTS_BYTES_MAX_PER_TARGET_DEFAULT,
+            storage_reopen_interval_ms: 1000,
+            metrics: crate::metrics::Metrics::default(),
+            merkle_digest: tree::raw_digest(),
+        }
+    }
+}
