@@ -30,7 +30,10 @@
 mod connection;
 mod deadlines;
 mod directory;
+mod error;
 pub mod handshake;
+mod messages;
+mod options;
 mod outbound;
 pub mod seal;
 mod session;
@@ -38,372 +41,37 @@ mod session;
 mod session_tests;
 
 use fnv::{FnvHashMap, FnvHashSet};
-use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use futures_util::future::LocalBoxFuture;
 use tracing::{debug, info, warn};
 
 pub use connection::{PeerCall, PeerConnection, RedialNow, Shutdown};
 use directory::call_on;
 pub use directory::LinkDirectory;
+pub use error::PeerError;
+pub use messages::{
+    CallPeer, Dial, Incoming, LinksChanged, PeerBack, PeerDirect, PeerDown, PeerEvent,
+    PeerHandlers, PeerHealth, PeerIntroduced, PeerUp, PokeLinks,
+};
+pub use options::{
+    peer_max_frame_bytes, BridgeOptions, NonceRng, PeerAuth, RECONNECT_BACKOFF_MAX_MS_DEFAULT,
+};
 use outbound::Outbound;
 pub use session::PeerSession;
 
 use crate::membership::MembershipChanged;
 use crate::net::{accept_stream, AcceptPolicy, BoxConnection, Listener, SharedNet};
-use crate::wire::client::ErrorCode;
-use crate::wire::peer::{
-    Durable, ForwardedWrite, GossipExchange, HintedWrite, ListKeys, MemberInfo, MerkleLeaves,
-    MerkleNodes, PeerRpc, ReapCheck, ReapDrop, RemoteError, ReplicaRead, ReplicaWrite, ScanRange,
-    StoredObject,
-};
+use crate::wire::peer::{MemberInfo, PeerRpc};
 use crate::NodeId;
-
-/// Where handshake nonces come from: the OS-seeded generator in a node
-/// (`rand::thread_rng`), a seeded one in a simulation, so that a run
-/// replays. Shared by the bridge's connections (one arbiter, no locking).
-pub type NonceRng = Rc<RefCell<dyn rand::RngCore>>;
-
-/// How the bridge authenticates its peers.
-#[derive(Clone)]
-pub struct PeerAuth {
-    /// The cluster secret (or protected mode's public key) the handshake
-    /// proves.
-    pub key: handshake::PeerKey,
-    /// Where nonces come from.
-    pub nonces: NonceRng,
-    /// Which remote addresses may connect at all: loopback only in
-    /// protected mode.
-    pub accept: AcceptPolicy,
-}
 
 /// Draws a fresh handshake nonce.
 fn fresh_nonce(rng: &NonceRng) -> handshake::Nonce {
     let mut nonce = [0u8; handshake::NONCE_BYTES];
     rng.borrow_mut().fill_bytes(&mut nonce);
     nonce
-}
-
-/// Default of [`BridgeOptions::reconnect_backoff_max_ms`], in milliseconds.
-pub const RECONNECT_BACKOFF_MAX_MS_DEFAULT: u64 = 5000;
-
-/// The largest peer frame body a node accepts, in bytes, given its
-/// `max_frame_bytes` for clients: twice that, because a peer frame carries
-/// a whole object (at most `object_bytes_max`, itself below the client
-/// frame) plus the request around it, and stream pages of several objects
-/// up to their own byte bound. One rule, used by the node and the defaults.
-pub fn peer_max_frame_bytes(client_max_frame_bytes: usize) -> usize {
-    client_max_frame_bytes.saturating_mul(2)
-}
-
-/// Limits of the bridge; each named with its unit.
-#[derive(Clone, Debug)]
-pub struct BridgeOptions {
-    /// Largest peer frame body, in bytes.
-    pub max_frame_bytes: usize,
-    /// Time allowed for TCP connect and for the handshake, in milliseconds.
-    pub connect_timeout_ms: u64,
-    /// First redial delay after a lost link, in milliseconds (doubles).
-    pub reconnect_backoff_min_ms: u64,
-    /// Cap on the redial delay, in milliseconds.
-    pub reconnect_backoff_max_ms: u64,
-    /// Requests one peer may have in flight here before the rest are refused.
-    pub peer_inflight_max: usize,
-    /// Mailbox capacity of each connection actor, in messages.
-    pub peer_mailbox_max: usize,
-    /// Response bytes queued for one inbound peer's socket. A peer that
-    /// lets more pile up (it sends requests but does not read the answers)
-    /// has its session closed; it redials like after any lost link. One
-    /// response is always accepted into an empty queue, however large.
-    pub peer_write_queue_bytes_max: usize,
-    /// While requests to a peer time out, how often the link asks it
-    /// whether it is there (a `Probe`), in milliseconds; the link is used
-    /// again at the first answer.
-    pub peer_probe_interval_ms: u64,
-}
-
-impl Default for BridgeOptions {
-    fn default() -> Self {
-        Self {
-            max_frame_bytes: peer_max_frame_bytes(crate::wire::MAX_FRAME_BYTES_DEFAULT),
-            connect_timeout_ms: 1000,
-            reconnect_backoff_min_ms: 100,
-            reconnect_backoff_max_ms: RECONNECT_BACKOFF_MAX_MS_DEFAULT,
-            peer_inflight_max: 4096,
-            peer_mailbox_max: 4096,
-            peer_write_queue_bytes_max: 64 << 20,
-            peer_probe_interval_ms: 200,
-        }
-    }
-}
-
-/// Why a peer call failed: the typed error of every call through the
-/// bridge. [`PeerError::is_timeout`] tells the quorum logic whether the
-/// peer may still act on the request.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PeerError {
-    /// No live connection to that node: the request was not sent.
-    #[error("peer unreachable")]
-    Unreachable,
-    /// The link dropped while the request was pending.
-    #[error("peer disconnected")]
-    Disconnected,
-    /// No answer before the deadline.
-    #[error("peer did not answer within {timeout_ms} ms")]
-    Timeout {
-        /// The deadline that passed.
-        timeout_ms: u64,
-    },
-    /// The peer answered with the reply of another request type (a bug on
-    /// one side; the link itself is fine).
-    #[error("peer answered a {asked} request with a {got} reply")]
-    UnexpectedReply {
-        /// The request sent.
-        asked: &'static str,
-        /// The reply's request type.
-        got: &'static str,
-    },
-    /// The peer served the request and it failed there.
-    #[error("peer failed: {0}")]
-    Remote(RemoteError),
-    /// The request does not fit one peer frame (`max_frame_bytes` of the
-    /// peer protocol); it was not sent.
-    #[error("request of {bytes} bytes is over the peer frame limit of {limit} bytes")]
-    TooLarge {
-        /// The encoded request's size.
-        bytes: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// An actor on this node is gone (shutting down).
-    #[error("bridge unavailable: {0}")]
-    Local(String),
-}
-
-impl PeerError {
-    /// Whether the peer may still act on the request (it timed out here
-    /// or there), as opposed to a failure that ruled the request out.
-    pub fn is_timeout(&self) -> bool {
-        match self {
-            PeerError::Timeout { .. } => true,
-            PeerError::Remote(e) => e.code == ErrorCode::Timeout,
-            _ => false,
-        }
-    }
-
-    /// The client error code this failure maps to when a client's request
-    /// depended on it alone (a forwarded write).
-    pub fn client_code(&self) -> ErrorCode {
-        match self {
-            PeerError::Unreachable => ErrorCode::Unavailable,
-            PeerError::Remote(e) => e.code,
-            PeerError::TooLarge { .. } => ErrorCode::TooLarge,
-            PeerError::UnexpectedReply { .. } | PeerError::Local(_) => ErrorCode::Internal,
-            PeerError::Disconnected | PeerError::Timeout { .. } => ErrorCode::Timeout,
-        }
-    }
-}
-
-/// A request from a peer, for the actor that serves requests of type `T`
-/// (see [`PeerHandlers`]).
-pub struct Incoming<T: PeerRpc> {
-    /// The asking node.
-    pub from: NodeId,
-    /// The client request it serves.
-    pub trace: u64,
-    /// Time left, in milliseconds.
-    pub timeout_ms: u64,
-    /// What is asked.
-    pub request: T,
-}
-
-impl<T: PeerRpc> Message for Incoming<T> {
-    type Result = Result<T::Reply, RemoteError>;
-}
-
-/// Calls `node` with a request of type `T`; answers `T`'s reply.
-pub struct CallPeer<T: PeerRpc> {
-    /// The node to ask.
-    pub node: NodeId,
-    /// What to ask.
-    pub request: T,
-    /// The client request it serves.
-    pub trace: u64,
-    /// Deadline from now, in milliseconds.
-    pub timeout_ms: u64,
-}
-
-impl<T: PeerRpc> Message for CallPeer<T> {
-    type Result = Result<T::Reply, PeerError>;
-}
-
-/// Serves some incoming requests without a message to the actor that
-/// owns their type (the replicator's `LocalReads`): a replica read of a
-/// copy held in memory is answered on the spot, a replica write goes
-/// straight to the store. It declines (`None`) whatever that actor must
-/// see itself; the request then goes to the actor as before.
-pub trait PeerDirect {
-    /// The answer to a replica read of `request` from `from`.
-    fn replica_read(
-        &self,
-        from: &NodeId,
-        request: &ReplicaRead,
-    ) -> Option<Result<StoredObject, RemoteError>>;
-
-    /// A replica write of `request` from `from`, under way: it answers
-    /// once the version is durable here.
-    fn replica_write(
-        &self,
-        from: &NodeId,
-        trace: u64,
-        request: ReplicaWrite,
-    ) -> Result<LocalBoxFuture<'static, Result<Durable, RemoteError>>, ReplicaWrite>;
-}
-
-/// Where the bridge delivers each type of incoming request: the actor that
-/// owns it (the replicator serves replica reads and writes and forwarded
-/// writes, repair serves scans and Merkle leaves, the failure detector
-/// gossip).
-#[derive(Clone)]
-pub struct PeerHandlers {
-    /// Replica reads.
-    pub read: Recipient<Incoming<ReplicaRead>>,
-    /// Replica reads and writes served without a message to their
-    /// actor.
-    pub direct: Rc<dyn PeerDirect>,
-    /// Replica writes.
-    pub write: Recipient<Incoming<ReplicaWrite>>,
-    /// Sloppy-quorum writes held for another replica.
-    pub hinted_write: Recipient<Incoming<HintedWrite>>,
-    /// Client writes forwarded to a replica of the key.
-    pub coordinate: Recipient<Incoming<ForwardedWrite>>,
-    /// Range scans (handoff, anti-entropy).
-    pub scan: Recipient<Incoming<ScanRange>>,
-    /// Merkle leaves (anti-entropy, older peers).
-    pub merkle_leaves: Recipient<Incoming<MerkleLeaves>>,
-    /// Merkle tree nodes (anti-entropy).
-    pub merkle_nodes: Recipient<Incoming<MerkleNodes>>,
-    /// Gossip.
-    pub gossip: Recipient<Incoming<GossipExchange>>,
-    /// Key listing pages (the client `list` op).
-    pub list_keys: Recipient<Incoming<ListKeys>>,
-    /// Tombstone reaping: checks.
-    pub reap_check: Recipient<Incoming<ReapCheck>>,
-    /// Tombstone reaping: drops.
-    pub reap_drop: Recipient<Incoming<ReapDrop>>,
-}
-
-/// Reachability news, for the failure detector.
-#[derive(Message, Clone, Debug)]
-#[rtype(result = "()")]
-pub enum PeerEvent {
-    /// Our outbound link to `member`, dialled at `addr`, completed its
-    /// handshake.
-    Reachable {
-        /// Who answered.
-        member: MemberInfo,
-        /// The address dialled (a seed's, or the member's gossiped one).
-        addr: SocketAddr,
-    },
-    /// Our outbound link to `node` is gone.
-    Unreachable(NodeId),
-    /// A dial to `addr` failed before we learned who is there (a seed that
-    /// is not running).
-    DialFailed(SocketAddr),
-    /// `member` dialled us (we learn of it, not that we can reach it).
-    Introduced(MemberInfo),
-}
-
-/// The links this node cannot use now, for the coordinators: their own
-/// view of reachability, on top of gossip's. Sent to every watcher at
-/// each change.
-#[derive(Message, Clone, Debug, Default)]
-#[rtype(result = "()")]
-pub struct LinksChanged {
-    /// Members whose link is down, or whose requests time out.
-    pub unusable: Arc<FnvHashSet<NodeId>>,
-    /// Members whose link completed its handshake and answers: proof that
-    /// they run, whatever gossip last said.
-    pub up: Arc<FnvHashSet<NodeId>>,
-}
-
-/// Makes sure a connection to `addr` exists (a seed, or a member from the
-/// persisted membership).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Dial {
-    /// Peer address.
-    pub addr: SocketAddr,
-}
-
-/// Gossip says `node` is alive again: if our link to it is down, dial now
-/// instead of waiting out the backoff.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct PeerBack {
-    /// The member.
-    pub node: NodeId,
-}
-
-/// A coordinator could not use these peers for a request (their links are
-/// down or timing out): each link dials now if it is due, as a call to the
-/// peer would make it. So a node whose links were all cut finds them again
-/// at its clients' next requests, not only at its next gossip round or
-/// backoff.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct PokeLinks {
-    /// The peers.
-    pub nodes: Vec<NodeId>,
-}
-
-/// From a connection: handshake done.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct PeerUp {
-    /// Who answered.
-    pub member: MemberInfo,
-    /// The address dialled.
-    pub addr: SocketAddr,
-    /// The connection actor.
-    pub connection: Addr<PeerConnection>,
-    /// Its sending side, which callers use directly while the link is up.
-    pub outbound: Outbound,
-}
-
-/// From a connection: the link is lost or a dial failed.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct PeerDown {
-    /// Who it was (`None`: the link never got as far as the handshake).
-    pub node: Option<NodeId>,
-    /// The address dialled.
-    pub addr: SocketAddr,
-    /// The connection actor.
-    pub connection: Addr<PeerConnection>,
-}
-
-/// From a connection: its requests time out (`degraded`), or it answers
-/// again.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct PeerHealth {
-    /// The peer.
-    pub node: NodeId,
-    /// Whether requests to it time out.
-    pub degraded: bool,
-}
-
-/// From a session: a node dialled us.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct PeerIntroduced {
-    /// The dialler.
-    pub member: MemberInfo,
 }
 
 /// The state of our outbound link to one member.

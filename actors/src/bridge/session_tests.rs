@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::LocalBoxFuture;
 use futures_util::{SinkExt, StreamExt};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -15,6 +16,8 @@ use tokio_util::codec::Framed;
 
 use super::handshake::{self, Credentials};
 use super::*;
+use crate::wire::client::ErrorCode;
+use crate::wire::peer::{Durable, RemoteError, ReplicaWrite};
 use crate::wire::peer::{PeerFrame, PeerRpc, ReplicaRead, StoredObject};
 use crate::wire::FrameCodec;
 
