@@ -6,7 +6,7 @@ use std::hash::Hasher;
 
 use fnv::FnvHashMap;
 
-use super::engine::WriteOp;
+use super::engine::{Engine, StorageError, WriteOp};
 
 /// A group's writes, in order, and where the last write of each key is.
 /// Each write is held once: the index refers to it rather than keeping a
@@ -71,6 +71,19 @@ impl GroupWrites {
             WriteOp::Put { value, .. } => Some(value.as_slice()),
             WriteOp::Delete { .. } => None,
         })
+    }
+
+    /// The value of `key` as the group sees it: written earlier in the
+    /// group, or in `engine`.
+    pub(super) fn read(
+        &self,
+        engine: &dyn Engine,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        match self.get(key) {
+            Some(value) => Ok(value.map(<[u8]>::to_vec)),
+            None => engine.get(key),
+        }
     }
 
     /// The batch to write: `first` (when given), then the group's writes

@@ -145,7 +145,7 @@ impl Writer {
         ),
         now: Instant,
     ) {
-        let stored = match read(engine, &group.writes, &key) {
+        let stored = match group.writes.read(engine, &key) {
             Ok(stored) => stored,
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -306,7 +306,8 @@ impl Writer {
         let mut previous_hint: Option<HintRecord> = None;
         if let Some(owner) = &job.hint_for {
             let hint = keys::hint_key(owner, &job.user_key);
-            previous_hint = match read(engine, writes, &hint)
+            previous_hint = match writes
+                .read(engine, &hint)
                 .and_then(|v| v.as_deref().map(HintRecord::decode).transpose())
             {
                 Ok(record) => record,
@@ -334,7 +335,7 @@ impl Writer {
                 return None;
             }
         }
-        let current = match read(engine, writes, &job.key) {
+        let current = match writes.read(engine, &job.key) {
             Ok(current) => current,
             Err(e) => {
                 let _ = job.reply.send(Err(ApplyError::Storage(e)));
@@ -411,7 +412,7 @@ fn clear_hint(
     reply: oneshot::Sender<Result<(), StorageError>>,
 ) {
     let hint = keys::hint_key(&owner, &key);
-    match read(engine, &group.writes, &hint) {
+    match group.writes.read(engine, &hint) {
         Ok(Some(bytes)) => match HintRecord::decode(&bytes) {
             Ok(record) if record.seq == delivered => {
                 group.writes.delete(hint);
@@ -456,17 +457,4 @@ fn answers(outcomes: Vec<Outcome>, committed: &Result<(), StorageError>) -> Vec<
             ),
         })
         .collect()
-}
-
-/// The value of `key` as the group sees it: written earlier in the group,
-/// or in the engine.
-pub(super) fn read(
-    engine: &dyn Engine,
-    writes: &GroupWrites,
-    key: &[u8],
-) -> Result<Option<Vec<u8>>, StorageError> {
-    match writes.get(key) {
-        Some(value) => Ok(value.map(<[u8]>::to_vec)),
-        None => engine.get(key),
-    }
 }

@@ -3,7 +3,6 @@
 
 use tracing::warn;
 
-use super::group::read;
 use super::Writer;
 use crate::storage::engine::{Engine, StorageError};
 use crate::storage::group_writes::GroupWrites;
@@ -55,7 +54,7 @@ impl Writer {
         for key in user_keys {
             let mut held = false;
             for owner in self.hints.keys() {
-                if read(engine, writes, &keys::hint_key(owner, key))?.is_some() {
+                if writes.read(engine, &keys::hint_key(owner, key))?.is_some() {
                     held = true;
                     break;
                 }
