@@ -27,7 +27,9 @@ use criterion::{criterion_group, BenchmarkGroup, Criterion, Throughput};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use ringkv_actors::storage::lsm::vfs::counting::CountingVfs;
-use ringkv_actors::storage::lsm::{LsmEngine, LsmOptions, StdVfs, SyncPolicy};
+use ringkv_actors::storage::lsm::{
+    LsmEngine, LsmOptions, StdVfs, SyncPolicy, TABLE_FORMAT_VERSION,
+};
 use ringkv_actors::storage::{Engine, WriteOp};
 
 const KEY_BYTES: usize = 16;
@@ -529,14 +531,19 @@ const READ_COUNT_WARM_GETS: u64 = 300_000;
 
 /// `RINGKV_BENCH_READ_COUNT=N`: `N` random reads of present keys (the
 /// readrandom_hot workload, same seed every run) from a ringkv store of
-/// `keys_loaded()` keys in `ringkv-bench-engine/reads-ringkv`, after
-/// [`READ_COUNT_WARM_GETS`] reads that fill the block cache. The store is
-/// built on the first run and kept (it is built natively, so the counted
-/// runs under valgrind only open it). Two runs with different `N` differ
+/// `keys_loaded()` keys in `ringkv-bench-engine/reads-ringkv-<keys>-v<table
+/// format>`, after [`READ_COUNT_WARM_GETS`] reads that fill the block
+/// cache. The store is built on the first run and kept (it is built
+/// natively, so the counted runs under valgrind only open it); a build
+/// writing another table format builds its own, so it counts reads of its
+/// own tables. Two runs with different `N` differ
 /// only by the extra reads: their difference per read is what a hot read
 /// costs, setup and warm-up cancelled.
 fn read_count(count: u64) {
-    let dir = bench_root().join(format!("reads-ringkv-{}", keys_loaded()));
+    let dir = bench_root().join(format!(
+        "reads-ringkv-{}-v{TABLE_FORMAT_VERSION}",
+        keys_loaded()
+    ));
     if !dir.join("MANIFEST").exists() {
         std::fs::remove_dir_all(&dir).ok();
         let store = Kind::Ringkv.open(&dir, HOT_CACHE_BYTES, false);

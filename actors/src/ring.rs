@@ -473,7 +473,8 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
 }
 
 /// murmur3's 64-bit finalizer: spreads every input bit over the output
-/// (`hash_bytes`'s, and the memtable key filter's).
+/// (`hash_bytes`'s, and the key filters' `sstable::filter::key_hash`, whose
+/// values are stored in every table: never change it).
 pub fn mix64(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);

@@ -631,6 +631,14 @@ fn sstables(corpus: &mut Corpus, store: &StoreFiles) -> Result<()> {
         tables.write_mode(name, 0, table)?;
         tables.write_mode(name, 1, table)?;
     }
+    // The engine writes the newest table format only; older tables are
+    // still read, so the golden file of format version 1 seeds them.
+    let v1 = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../actors/src/storage/lsm/testdata/golden_table_v1.sst"),
+    )?;
+    tables.write_mode("golden-v1.sst", 0, &v1)?;
+    tables.write_mode("golden-v1.sst", 1, &v1)?;
     let mut indexes = Vec::new();
     let mut blocks = Vec::new();
     for (name, table) in &store.tables {

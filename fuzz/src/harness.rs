@@ -176,7 +176,7 @@ pub const TABLE_FOOTER_BYTES: usize = 56;
 const TABLE_HEADER_BYTES: usize = 12;
 
 /// Recomputes a table's checksums where the footer and the index point:
-/// every data block the index names, the index, the bloom filter, and the
+/// every data block the index names, the index, the key filter, and the
 /// footer itself (in that order, since each covers the ones before).
 pub fn fix_table(table: &mut [u8]) {
     let Some(footer) = table.len().checked_sub(TABLE_FOOTER_BYTES) else {

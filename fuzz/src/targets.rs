@@ -232,9 +232,10 @@ pub fn sstable_index(data: &[u8]) {
     }
 }
 
-/// Whole SSTables: `Table::open` (header, footer, index and bloom filter
+/// Whole SSTables: `Table::open` (header, footer, index and key filter
 /// sections with their checksums, the first block), then every block read
-/// and every key looked up through the bloom filter and the index.
+/// and every key looked up through the key filter and the index (tables
+/// of every format version the reader knows; the seeds hold both).
 ///
 /// The first byte picks the mode: even, the rest is a table file as is;
 /// odd, the same with every checksum the footer and index lead to fixed.

@@ -13,6 +13,7 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::sstable::filter::key_hash;
 use super::sstable::heads::head;
 use crate::storage::WriteOp;
 
@@ -221,25 +222,6 @@ impl std::fmt::Debug for KeyFilter {
             .field("blocks", &self.blocks.len())
             .finish()
     }
-}
-
-/// A 64-bit hash of all of `key`'s bytes (8 at a time, then murmur3's
-/// finalizer, `ring::mix64`): the filter's, not stored anywhere. Not
-/// `ring::hash_bytes`, which takes a byte at a time: this runs twice for
-/// every put on every replica.
-fn key_hash(key: &[u8]) -> u64 {
-    let mut hash = 0x243F_6A88_85A3_08D3 ^ key.len() as u64;
-    let mut chunks = key.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        hash = (hash ^ u64::from_le_bytes(word))
-            .wrapping_mul(0xFF51_AFD7_ED55_8CCD)
-            .rotate_left(31);
-    }
-    let mut last = [0u8; 8];
-    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-    crate::ring::mix64(hash ^ u64::from_le_bytes(last))
 }
 
 /// A sorted, size-accounted map of the newest writes.

@@ -58,4 +58,6 @@ mod tests;
 
 pub use engine::LsmEngine;
 pub use options::{CompactionFilter, Compression, LsmOptions, SyncPolicy};
+/// The SSTable format this build writes (older ones are still read).
+pub use sstable::TABLE_FORMAT_VERSION;
 pub use vfs::{StdVfs, Vfs};

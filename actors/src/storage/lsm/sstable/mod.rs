@@ -5,7 +5,7 @@
 //! A table file `<id:020>.sst`, all integers little-endian:
 //!
 //! ```text
-//! header      magic "RKVTABLE" (8 bytes), format version u32 (= 1)
+//! header      magic "RKVTABLE" (8 bytes), format version u32 (= 2)
 //! data block* body, then a 9-byte trailer:
 //!               compression u8 (0 = none, 1 = lz4), uncompressed length u32,
 //!               CRC32C u32 of body + the first 5 trailer bytes
@@ -15,19 +15,26 @@
 //! index       entry count u32, then per data block:
 //!               last key (u32 length + bytes), offset u64, stored length u32
 //!               (body + trailer)
-//! bloom       the `bloomfilter` v3 serialisation (`Bloom::to_bytes`) of
-//!             every key in the table, built with the fixed seed BLOOM_SEED
+//! filter      every key of the table in a blocked bloom filter (the
+//!             format is in `filter.rs`: one 64-byte line per key)
 //! footer      56 bytes: index offset u64, index length u32, index CRC32C u32,
-//!             bloom offset u64, bloom length u32, bloom CRC32C u32,
+//!             filter offset u64, filter length u32, filter CRC32C u32,
 //!             entry count u64, format version u32,
 //!             CRC32C u32 of the 44 footer bytes before it, magic (8 bytes)
 //! ```
 //!
+//! Version 1 tables differ only in the filter: the `bloomfilter` crate's
+//! v3 serialisation (`Bloom::to_bytes`, which stores its seed; the writer
+//! used the fixed `b"ringkv bloom seed, fixed forever"`), k bits anywhere in the bitmap. They are still read (and
+//! rewritten as version 2 when compaction merges them); only version 2 is
+//! written.
+//!
 //! Every byte a read depends on is covered by a checksum that is verified
 //! before the bytes are parsed; a mismatch is `StorageError::Corruption`.
-//! The format is pinned by the golden-file test in `tests/golden.rs`.
+//! Both formats are pinned by the golden-file tests in `tests/golden.rs`.
 
 pub mod block;
+pub mod filter;
 pub mod heads;
 pub mod index;
 pub mod reader;
@@ -35,8 +42,12 @@ pub mod writer;
 
 /// First and last 8 bytes of every table.
 pub const TABLE_MAGIC: [u8; 8] = *b"RKVTABLE";
-/// Bumped on any incompatible change of the layout above.
-pub const TABLE_FORMAT_VERSION: u32 = 1;
+/// The format tables are written in; bumped on any incompatible change of
+/// the layout above.
+pub const TABLE_FORMAT_VERSION: u32 = 2;
+/// The oldest format still read: version 1, with the `bloomfilter`
+/// crate's filter.
+pub const TABLE_FORMAT_VERSION_BLOOM: u32 = 1;
 /// Magic plus version.
 pub const TABLE_HEADER_BYTES: usize = 12;
 /// The fixed-size footer.
@@ -57,14 +68,11 @@ pub const BLOCK_UNCOMPRESSED_BYTES_MAX: usize = 128 << 20;
 /// positive rate is already far below anything measurable, and it keeps
 /// the number of hash functions under [`BLOOM_HASHES_MAX`].
 pub const BLOOM_BITS_PER_KEY_MAX: usize = 64;
-/// A bloom filter with more hash functions than this is corrupt: every
+/// A version 1 bloom filter with more hash functions than this is corrupt: every
 /// lookup runs one round per function, and a filter of
 /// `BLOOM_BITS_PER_KEY_MAX` bits per key has about 44 (bits per key times
 /// ln 2), so every filter the writer makes is accepted.
 pub const BLOOM_HASHES_MAX: u32 = 64;
-/// Bloom filters use a fixed seed so a table's bytes depend only on its
-/// contents (the golden test relies on it). Any constant works.
-pub const BLOOM_SEED: [u8; 32] = *b"ringkv bloom seed, fixed forever";
 
 /// The file name of table `id`.
 pub fn table_name(id: u64) -> String {

@@ -2,12 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use bloomfilter::Bloom;
-
 use super::block::{put_entry, seal};
-use super::{
-    BLOCK_BYTES_MAX, BLOOM_BITS_PER_KEY_MAX, BLOOM_SEED, TABLE_FORMAT_VERSION, TABLE_MAGIC,
-};
+use super::filter::{key_hash, BlockedFilter};
+use super::{BLOCK_BYTES_MAX, TABLE_FORMAT_VERSION, TABLE_MAGIC};
 use crate::storage::lsm::codec::{len_u32, put_bytes, put_u32, put_u64};
 use crate::storage::lsm::memtable::Slot;
 use crate::storage::lsm::options::Compression;
@@ -38,28 +35,28 @@ pub struct TableWriter {
     block: Vec<u8>,
     last_key: Vec<u8>,
     index: Vec<(Vec<u8>, u64, u32)>,
-    bloom: Bloom<[u8]>,
+    filter: BlockedFilter,
     entry_count: u64,
 }
 
 impl TableWriter {
     /// Starts a table expected to hold about `keys_expected` entries (sizes
-    /// the bloom filter; an over-estimate only lowers its false positives).
+    /// the key filter; an over-estimate only lowers its false positives).
     pub fn new(
         file: Box<dyn WritableFile>,
         path: &Path,
         layout: TableLayout,
         keys_expected: usize,
     ) -> Result<Self, StorageError> {
-        let keys = keys_expected.max(1);
-        let bits_per_key = layout.bloom_bits_per_key.clamp(1, BLOOM_BITS_PER_KEY_MAX);
-        let bitmap_bytes = (keys * bits_per_key).div_ceil(8);
-        let bloom = Bloom::new_with_seed(bitmap_bytes, keys, &BLOOM_SEED).map_err(|reason| {
-            StorageError::Io {
-                context: format!("sizing the bloom filter of {}", path.display()),
-                source: std::io::Error::other(reason),
-            }
-        })?;
+        let filter =
+            BlockedFilter::new(keys_expected, layout.bloom_bits_per_key).ok_or_else(|| {
+                StorageError::Io {
+                    context: format!("sizing the key filter of {}", path.display()),
+                    source: std::io::Error::other(format!(
+                        "{keys_expected} keys need more than u32::MAX filter lines"
+                    )),
+                }
+            })?;
         let mut buffer = Vec::with_capacity(WRITE_BUFFER_BYTES);
         buffer.extend_from_slice(&TABLE_MAGIC);
         put_u32(&mut buffer, TABLE_FORMAT_VERSION);
@@ -72,7 +69,7 @@ impl TableWriter {
             block: Vec::new(),
             last_key: Vec::new(),
             index: Vec::new(),
-            bloom,
+            filter,
             entry_count: 0,
         })
     }
@@ -80,7 +77,7 @@ impl TableWriter {
     /// Adds the next entry; keys must ascend strictly.
     pub fn add(&mut self, key: &[u8], slot: &Slot) -> Result<(), StorageError> {
         put_entry(&mut self.block, key, slot);
-        self.bloom.set(key);
+        self.filter.insert(key_hash(key));
         self.entry_count += 1;
         self.last_key.clear();
         self.last_key.extend_from_slice(key);
@@ -95,7 +92,7 @@ impl TableWriter {
         self.entry_count
     }
 
-    /// Writes index, bloom filter and footer, syncs the file; returns its size.
+    /// Writes index, key filter and footer, syncs the file; returns its size.
     pub fn finish(mut self) -> Result<u64, StorageError> {
         if !self.block.is_empty() {
             self.seal_block()?;
@@ -109,16 +106,16 @@ impl TableWriter {
             put_u32(&mut index, *stored_len);
         }
         self.buffer.extend_from_slice(&index);
-        let bloom_offset = self.offset();
-        let bloom = self.bloom.to_bytes();
-        self.buffer.extend_from_slice(&bloom);
+        let filter_offset = self.offset();
+        let filter = self.filter.to_bytes();
+        self.buffer.extend_from_slice(&filter);
         let mut footer = Vec::new();
         put_u64(&mut footer, index_offset);
         put_u32(&mut footer, len_u32(index.len()));
         put_u32(&mut footer, crc32c::crc32c(&index));
-        put_u64(&mut footer, bloom_offset);
-        put_u32(&mut footer, len_u32(bloom.len()));
-        put_u32(&mut footer, crc32c::crc32c(&bloom));
+        put_u64(&mut footer, filter_offset);
+        put_u32(&mut footer, len_u32(filter.len()));
+        put_u32(&mut footer, crc32c::crc32c(&filter));
         put_u64(&mut footer, self.entry_count);
         put_u32(&mut footer, TABLE_FORMAT_VERSION);
         let footer_crc = crc32c::crc32c(&footer);
