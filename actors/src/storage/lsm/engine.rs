@@ -15,6 +15,7 @@ use super::memtable::Memtable;
 use super::merge::{DisjointTablesIter, Layer, MemtableIter, Merge, TableIter};
 use super::options::{LsmOptions, SyncPolicy};
 use super::recovery::recover;
+use super::sstable::filter::HashedKey;
 use super::sstable::reader::CacheFill;
 use super::state::{lock, CommitQueue, Inner, LogFile, Version, Work};
 use super::vfs::{file_path, StdVfs, Vfs};
@@ -201,6 +202,7 @@ impl LsmEngine {
 
 impl Engine for LsmEngine {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let key = HashedKey::new(key);
         let version = self.inner.current();
         if let Some(slot) = version.active.get(key) {
             return Ok(slot);
@@ -219,6 +221,7 @@ impl Engine for LsmEngine {
     }
 
     fn get_cached(&self, key: &[u8]) -> Option<Result<Option<Vec<u8>>, StorageError>> {
+        let key = HashedKey::new(key);
         let version = self.inner.current();
         if let Some(slot) = version.active.get(key) {
             return Some(Ok(slot));

@@ -24,6 +24,7 @@ use super::manifest::{Manifest, MANIFEST_NAME};
 use super::memtable::Slot;
 use super::recovery::recover;
 use super::sstable::block::Block;
+use super::sstable::filter::HashedKey;
 use super::sstable::index::BlockIndex;
 use super::sstable::reader::{CacheFill, Table};
 use super::vfs::fault::FaultVfs;
@@ -85,11 +86,11 @@ pub fn table(bytes: &[u8]) -> Result<Vec<Entry>, StorageError> {
             .extend((0..block.len()).map(|index| (block.key(index).to_vec(), block.slot(index))));
     }
     for (key, _) in &entries {
-        table.get(key, &cache)?;
+        table.get(HashedKey::new(key), &cache)?;
         table.seek_block(key);
     }
-    table.get(b"", &cache)?;
-    table.get(&[0xff; 16], &cache)?;
+    table.get(HashedKey::new(b""), &cache)?;
+    table.get(HashedKey::new(&[0xff; 16]), &cache)?;
     Ok(entries)
 }
 

@@ -13,7 +13,7 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::sstable::filter::key_hash;
+use super::sstable::filter::{key_hash, HashedKey};
 use super::sstable::heads::head;
 use crate::storage::WriteOp;
 
@@ -187,9 +187,8 @@ impl KeyFilter {
         }
     }
 
-    /// The key's block and its bits there.
-    fn probe(&self, key: &[u8]) -> (&FilterBlock, [(usize, u64); KEY_FILTER_PROBES as usize]) {
-        let hash = key_hash(key);
+    /// The block of the key hashed to `hash`, and its bits there.
+    fn probe(&self, hash: u64) -> (&FilterBlock, [(usize, u64); KEY_FILTER_PROBES as usize]) {
         let block = &self.blocks[(hash as usize) % KEY_FILTER_BLOCKS];
         let mut bits = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (hash >> 29);
         let probes = std::array::from_fn(|_| {
@@ -201,15 +200,15 @@ impl KeyFilter {
     }
 
     fn insert(&self, key: &[u8]) {
-        let (block, probes) = self.probe(key);
+        let (block, probes) = self.probe(key_hash(key));
         for (word, mask) in probes {
             block.0[word].fetch_or(mask, Ordering::Relaxed);
         }
     }
 
     /// `false`: the key was never inserted.
-    fn may_hold(&self, key: &[u8]) -> bool {
-        let (block, probes) = self.probe(key);
+    fn may_hold(&self, key: HashedKey<'_>) -> bool {
+        let (block, probes) = self.probe(key.hash);
         probes
             .iter()
             .all(|(word, mask)| block.0[*word].load(Ordering::Relaxed) & mask != 0)
@@ -302,12 +301,12 @@ impl Memtable {
     }
 
     /// The slot for `key`: `Some(None)` is a tombstone, `None` means absent.
-    pub fn get(&self, key: &[u8]) -> Option<Slot> {
+    pub fn get(&self, key: HashedKey<'_>) -> Option<Slot> {
         let entries = self.read();
         if !self.filter.may_hold(key) {
             return None;
         }
-        entries.get(&Probe::new(key) as &dyn KeyView).cloned()
+        entries.get(&Probe::new(key.key) as &dyn KeyView).cloned()
     }
 
     /// Up to `count` entries with `key > after` (or `key >= start` when
@@ -371,7 +370,7 @@ impl Memtable {
 mod tests {
     use proptest::prelude::*;
 
-    use super::{KeyFilter, MemKey, Memtable, ENTRY_OVERHEAD_BYTES};
+    use super::{HashedKey, KeyFilter, MemKey, Memtable, ENTRY_OVERHEAD_BYTES};
     use crate::storage::WriteOp;
 
     /// Short keys, few distinct bytes: shared heads, prefixes of each
@@ -392,9 +391,9 @@ mod tests {
         for i in 0..200_000 {
             filter.insert(&key(i));
         }
-        assert!((0..200_000).all(|i| filter.may_hold(&key(i))));
+        assert!((0..200_000).all(|i| filter.may_hold(HashedKey::new(&key(i)))));
         let passed = (200_000..300_000)
-            .filter(|i| filter.may_hold(&key(*i)))
+            .filter(|i| filter.may_hold(HashedKey::new(&key(*i))))
             .count();
         // 200,000 keys is about the most a full default memtable holds.
         assert!(passed < 5_000, "{passed} of 100,000 absent keys passed");
@@ -439,7 +438,7 @@ mod tests {
                 .sum();
             prop_assert_eq!(table.size_bytes(), held);
             for probe in &probes {
-                prop_assert_eq!(table.get(probe), model.get(probe).cloned());
+                prop_assert_eq!(table.get(HashedKey::new(probe)), model.get(probe).cloned());
                 let from: Vec<_> = model
                     .range(probe.clone()..)
                     .take(count)

@@ -63,6 +63,26 @@ pub fn key_hash(key: &[u8]) -> u64 {
     crate::ring::mix64(hash ^ u64::from_le_bytes(last))
 }
 
+/// A key being looked up and its [`key_hash`], computed once for every
+/// filter the lookup asks (the memtables' and each table's).
+#[derive(Clone, Copy, Debug)]
+pub struct HashedKey<'a> {
+    /// The key's bytes.
+    pub key: &'a [u8],
+    /// `key_hash(key)`.
+    pub hash: u64,
+}
+
+impl<'a> HashedKey<'a> {
+    /// Hashes `key`.
+    pub fn new(key: &'a [u8]) -> Self {
+        Self {
+            key,
+            hash: key_hash(key),
+        }
+    }
+}
+
 /// Probes per key for `bits_per_key` bits per key: about 0.6 per bit, the
 /// best rate for 512-bit lines (RocksDB chooses 6 at 10 bits per key, as
 /// this does), at least 1 and at most [`FILTER_PROBES_MAX`].

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bloomfilter::Bloom;
 
 use super::block::Block;
-use super::filter::{key_hash, BlockedFilter};
+use super::filter::{BlockedFilter, HashedKey};
 use super::index::BlockIndex;
 use super::{
     BLOOM_HASHES_MAX, TABLE_FOOTER_BYTES, TABLE_FORMAT_VERSION, TABLE_FORMAT_VERSION_BLOOM,
@@ -43,10 +43,10 @@ enum KeyFilter {
 
 impl KeyFilter {
     /// `false`: the table does not hold `key`.
-    fn may_hold(&self, key: &[u8]) -> bool {
+    fn may_hold(&self, key: HashedKey<'_>) -> bool {
         match self {
-            Self::Bloom(bloom) => bloom.check(key),
-            Self::Blocked(filter) => filter.may_hold(key_hash(key)),
+            Self::Bloom(bloom) => bloom.check(key.key),
+            Self::Blocked(filter) => filter.may_hold(key.hash),
         }
     }
 
@@ -243,8 +243,13 @@ impl Table {
     }
 
     /// The slot for `key` if this table has one (`Some(None)` = tombstone).
-    pub fn get(&self, key: &[u8], cache: &BlockCache) -> Result<Option<Slot>, StorageError> {
-        if self.out_of_range(key) || !self.filter.may_hold(key) {
+    pub fn get(
+        &self,
+        hashed: HashedKey<'_>,
+        cache: &BlockCache,
+    ) -> Result<Option<Slot>, StorageError> {
+        let key = hashed.key;
+        if self.out_of_range(key) || !self.filter.may_hold(hashed) {
             return Ok(None);
         }
         let block_index = self.index.seek(key);
@@ -264,10 +269,11 @@ impl Table {
     /// not block can hand the read to a thread that may.
     pub fn get_cached(
         &self,
-        key: &[u8],
+        hashed: HashedKey<'_>,
         cache: &BlockCache,
     ) -> Option<Result<Option<Slot>, StorageError>> {
-        if self.out_of_range(key) || !self.filter.may_hold(key) {
+        let key = hashed.key;
+        if self.out_of_range(key) || !self.filter.may_hold(hashed) {
             return Some(Ok(None));
         }
         let block_index = self.index.seek(key);
@@ -414,13 +420,16 @@ mod tests {
         let cache = BlockCache::new(1 << 20);
         let table = table_bytes(10);
         let table = open(with_filter(&table, &filter_of(&table))).unwrap();
-        assert_eq!(table.get(b"c", &cache).unwrap(), Some(Some(b"v".to_vec())));
+        assert_eq!(
+            table.get(HashedKey::new(b"c"), &cache).unwrap(),
+            Some(Some(b"v".to_vec()))
+        );
         // A cache of its own: the cache knows blocks by table id and offset.
         let cache = BlockCache::new(1 << 20);
         let table = v1_table();
         let table = open(with_filter(&table, &filter_of(&table))).unwrap();
         assert_eq!(
-            table.get(b"key-01", &cache).unwrap(),
+            table.get(HashedKey::new(b"key-01"), &cache).unwrap(),
             Some(Some(b"value-1-x".to_vec()))
         );
     }
@@ -491,7 +500,10 @@ mod tests {
         for bits_per_key in [0, 1, 10, 64, 65, 1_000] {
             let table = open(table_bytes(bits_per_key)).unwrap();
             let cache = BlockCache::new(0);
-            assert!(table.get(b"a", &cache).unwrap().is_some(), "{bits_per_key}");
+            assert!(
+                table.get(HashedKey::new(b"a"), &cache).unwrap().is_some(),
+                "{bits_per_key}"
+            );
         }
     }
 }

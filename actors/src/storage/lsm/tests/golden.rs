@@ -67,6 +67,7 @@ fn a_version_1_table_reads_back() {
 /// around them do not.
 fn read_back(bytes: Vec<u8>) {
     use crate::storage::lsm::cache::BlockCache;
+    use crate::storage::lsm::sstable::filter::HashedKey;
     use crate::storage::lsm::sstable::reader::Table;
     let vfs = FaultVfs::from_snapshot(&[("/t.sst".into(), bytes)]);
     let table = Table::open(
@@ -78,22 +79,25 @@ fn read_back(bytes: Vec<u8>) {
     let cache = BlockCache::new(1 << 20);
     assert!(table.block_count() > 1);
     assert_eq!(
-        table.get(b"key-03", &cache).unwrap(),
+        table.get(HashedKey::new(b"key-03"), &cache).unwrap(),
         Some(None),
         "a tombstone"
     );
     assert_eq!(
-        table.get(b"key-01", &cache).unwrap(),
+        table.get(HashedKey::new(b"key-01"), &cache).unwrap(),
         Some(Some(b"value-1-x".to_vec()))
     );
     for i in 0..12u32 {
         let slot =
             (i % 5 != 3).then(|| format!("value-{i}-{}", "x".repeat(i as usize)).into_bytes());
         let key = format!("key-{i:02}");
-        assert_eq!(table.get(key.as_bytes(), &cache).unwrap(), Some(slot));
+        assert_eq!(
+            table.get(HashedKey::new(key.as_bytes()), &cache).unwrap(),
+            Some(slot)
+        );
     }
     for absent in [&b"key-"[..], b"key-00a", b"key-05a", b"key-1", b"key-99"] {
-        assert_eq!(table.get(absent, &cache).unwrap(), None);
+        assert_eq!(table.get(HashedKey::new(absent), &cache).unwrap(), None);
     }
 }
 
