@@ -34,13 +34,17 @@ case $OP in
     exit 2
     ;;
 esac
-# perf names the probe group after the binary, with characters it does
-# not take in event names replaced.
-GROUP=probe_$(basename "$BIN" | tr -c 'a-zA-Z0-9_\n' '_')
+# The probes' group is named here: perf's default (after the binary, cut
+# at its first character an event name does not take, so `probe_ringkv`
+# for a binary named `ringkv-new`) did not match what this script
+# counted and removed.
+GROUP=ringkv_allocs
 mkdir -p "$DIR"
 addrs=127.0.0.1:$CLIENT_PORT,127.0.0.1:$((CLIENT_PORT + 1)),127.0.0.1:$((CLIENT_PORT + 2))
 perf probe -q -d "$GROUP:*" 2>/dev/null
-perf probe -q -x "$BIN" -a mi_malloc_aligned -a mi_realloc_aligned -a mi_zalloc_aligned || exit 1
+perf probe -q -x "$BIN" -a "$GROUP:mi_malloc_aligned=mi_malloc_aligned" \
+  -a "$GROUP:mi_realloc_aligned=mi_realloc_aligned" \
+  -a "$GROUP:mi_zalloc_aligned=mi_zalloc_aligned" || exit 1
 data=$(mktemp -d /tmp/ringkv-allocs.XXXX)
 if [ "${OP#resp-}" = "$OP" ]; then
   setsid "$BIN" dev --data-dir "$data" --client-port "$CLIENT_PORT" --peer-port "$PEER_PORT" \
