@@ -13,7 +13,6 @@
 //! ```
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,7 +23,6 @@ use futures_util::{SinkExt, StreamExt};
 use ringkv_actors::client_api::access::{TokenFile, TokenFileError};
 use ringkv_actors::wire::client::{
     encode_request, map_field, map_str, parse_response, AuthToken, ClientOp, ClientRequest,
-    ErrorCode,
 };
 use ringkv_actors::wire::{FrameCodec, MAX_FRAME_BYTES_DEFAULT};
 
@@ -48,43 +46,11 @@ const OUTBOX_REQUESTS_MAX: usize = 1024;
 /// most (`FramedWrite`'s backpressure boundary).
 const WRITE_BURST_BYTES_MAX: usize = 64 * 1024;
 
-/// What can go wrong in a call.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The node answered with an error.
-    #[error("{code:?}: {message}")]
-    Server {
-        /// The protocol error code.
-        code: ErrorCode,
-        /// The node's message.
-        message: String,
-    },
-    /// Connecting or the connection failed.
-    #[error("connection: {0}")]
-    Io(#[from] std::io::Error),
-    /// The connection closed before the answer came.
-    #[error("connection closed")]
-    Closed,
-    /// The node's answer did not follow the protocol.
-    #[error("protocol: {0}")]
-    Protocol(String),
-    /// The TLS settings could not be loaded, or the handshake failed.
-    #[error("TLS: {0}")]
-    Tls(String),
-    /// No answer within the client-side deadline.
-    #[error("no answer within {0:?}")]
-    TimedOut(Duration),
-}
+mod types;
 
-impl Error {
-    /// The server's error code, if the node answered with one.
-    pub fn code(&self) -> Option<ErrorCode> {
-        match self {
-            Error::Server { code, .. } => Some(*code),
-            _ => None,
-        }
-    }
-}
+pub use types::{
+    printable_key, Context, Error, Found, KeyPage, Member, RequestOptions, Status, TlsOptions,
+};
 
 /// The token a client presents from a token file (`--token-file`): the
 /// file holds the client token on its first line and, optionally, the
@@ -100,178 +66,10 @@ pub fn token_from_file(path: &Path, admin: bool) -> Result<Vec<u8>, TokenFileErr
     })
 }
 
-/// How a client reaches a node over TLS (`--tls-ca`, `--tls-server-name`).
-#[derive(Clone, Debug)]
-pub struct TlsOptions {
-    /// The CA certificate(s) (PEM) the node's certificate must chain to.
-    pub ca: std::path::PathBuf,
-    /// The name the node's certificate must carry (`None`: the host part
-    /// of the address dialled).
-    pub server_name: Option<String>,
-}
-
 /// The host part of `host:port` (`[v6]:port` too).
 fn host_of(addr: &str) -> &str {
     let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
     host.trim_start_matches('[').trim_end_matches(']')
-}
-
-/// The opaque causal context of a key: hand it back on the next write so it
-/// replaces exactly the versions you saw.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Context(pub Vec<u8>);
-
-impl fmt::Debug for Context {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Context({self})")
-    }
-}
-
-impl fmt::Display for Context {
-    /// Hex, as the client example prints it (and accepts with `--context`).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in &self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::str::FromStr for Context {
-    type Err = String;
-
-    fn from_str(hex: &str) -> Result<Self, String> {
-        if !hex.len().is_multiple_of(2) {
-            return Err("a context is an even number of hex digits".into());
-        }
-        (0..hex.len())
-            .step_by(2)
-            .map(|i| {
-                hex.get(i..i + 2)
-                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                    .ok_or_else(|| format!("not hex at position {i}"))
-            })
-            .collect::<Result<Vec<u8>, String>>()
-            .map(Context)
-    }
-}
-
-/// What a get found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Found {
-    /// Every live sibling: one value normally, several after concurrent
-    /// writes, none when the key is absent or deleted.
-    pub values: Vec<Vec<u8>>,
-    /// Covers every version seen; `None` when the key was never written.
-    pub context: Option<Context>,
-}
-
-impl Found {
-    /// Reconciles siblings with `merge` (called only when there are two or
-    /// more) and returns the value to write back with [`Found::context`].
-    /// `None` when there is nothing live.
-    pub fn resolve(&self, merge: impl FnOnce(&[Vec<u8>]) -> Vec<u8>) -> Option<Vec<u8>> {
-        match self.values.as_slice() {
-            [] => None,
-            [one] => Some(one.clone()),
-            many => Some(merge(many)),
-        }
-    }
-}
-
-/// One member in a status answer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Member {
-    /// Node id.
-    pub id: String,
-    /// Peer address.
-    pub addr: String,
-    /// Client address (if the node reports it).
-    pub client_addr: Option<String>,
-    /// Data center.
-    pub dc: String,
-    /// Rack (if reported).
-    pub rack: Option<String>,
-    /// `alive`, `suspect`, `down` or `left`.
-    pub state: String,
-    /// Share of the ring (if reported).
-    pub ring_share: Option<f64>,
-    /// Milliseconds since the answering node saw this member's heartbeat
-    /// advance (if reported).
-    pub heartbeat_age_ms: Option<u64>,
-}
-
-/// A status answer.
-#[derive(Clone, Debug)]
-pub struct Status {
-    /// The answering node.
-    pub node: String,
-    /// Every member it knows.
-    pub members: Vec<Member>,
-    /// The whole answer, for keys this client does not know.
-    pub raw: Value,
-}
-
-/// One page of a key listing ([`Client::list_page`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct KeyPage {
-    /// Live keys, in ring order.
-    pub keys: Vec<Vec<u8>>,
-    /// Where the next page starts; `None` on the last page.
-    pub cursor: Option<Vec<u8>>,
-}
-
-/// A key as one line of text: itself when it is printable ASCII (no
-/// spaces), else `0x` and its hex (so any key prints on one line, and the
-/// two forms cannot be confused unless a key itself starts with `0x`).
-pub fn printable_key(key: &[u8]) -> String {
-    if !key.is_empty() && key.iter().all(|b| b.is_ascii_graphic()) && !key.starts_with(b"0x") {
-        String::from_utf8_lossy(key).into_owned()
-    } else {
-        let mut out = String::with_capacity(2 + key.len() * 2);
-        out.push_str("0x");
-        for b in key {
-            out.push_str(&format!("{b:02x}"));
-        }
-        out
-    }
-}
-
-/// Per-request options (`None`: the node's default).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RequestOptions {
-    /// Read quorum for a get.
-    pub r: Option<usize>,
-    /// Write quorum for a put or delete.
-    pub w: Option<usize>,
-    /// Of the R replies, how many must come from the key's primaries
-    /// rather than sloppy-quorum stand-ins (default 0).
-    pub pr: Option<usize>,
-    /// Of the W acknowledgements, how many must come from primaries
-    /// (default 0).
-    pub pw: Option<usize>,
-    /// Server-side deadline, in milliseconds.
-    pub timeout_ms: Option<u64>,
-    /// A put's value expires this long after the node accepted it, in
-    /// milliseconds; reads then find the key absent (default: never).
-    pub ttl_ms: Option<u64>,
-    /// A consistency level instead of `r` / `w` (`local_quorum`,
-    /// `each_quorum`, ...; PROTOCOL.md version 2). Never together with them:
-    /// the node answers `bad_request`.
-    pub consistency: Option<Consistency>,
-}
-
-impl RequestOptions {
-    /// Every option at the node's default (usable in a `const`).
-    pub const DEFAULT: RequestOptions = RequestOptions {
-        r: None,
-        w: None,
-        pr: None,
-        pw: None,
-        timeout_ms: None,
-        ttl_ms: None,
-        consistency: None,
-    };
 }
 
 /// The connection's writer task: sends what `queued` holds until it
@@ -705,131 +503,5 @@ fn member_of(v: &Value) -> Result<Member, Error> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_print_as_text_or_hex_on_one_line() {
-        assert_eq!(printable_key(b"cart:42"), "cart:42");
-        assert_eq!(printable_key(b"a b"), "0x612062");
-        assert_eq!(printable_key(&[0, 0xff]), "0x00ff");
-        assert_eq!(
-            printable_key(b"0x12"),
-            "0x30783132",
-            "no confusion with hex"
-        );
-    }
-
-    #[test]
-    fn context_hex_round_trip() {
-        let c = Context(vec![0x01, 0xab, 0xff]);
-        assert_eq!(c.to_string(), "01abff");
-        assert_eq!("01abff".parse::<Context>().unwrap(), c);
-        assert!("abc".parse::<Context>().is_err());
-        assert!("zz".parse::<Context>().is_err());
-    }
-
-    #[test]
-    fn resolve_calls_merge_only_for_siblings() {
-        let one = Found {
-            values: vec![b"a".to_vec()],
-            context: None,
-        };
-        assert_eq!(
-            one.resolve(|_| panic!("no merge for one value")),
-            Some(b"a".to_vec())
-        );
-        let two = Found {
-            values: vec![b"a".to_vec(), b"b".to_vec()],
-            context: None,
-        };
-        assert_eq!(two.resolve(|vs| vs.concat()), Some(b"ab".to_vec()));
-        let none = Found {
-            values: vec![],
-            context: None,
-        };
-        assert_eq!(none.resolve(|vs| vs.concat()), None);
-    }
-
-    /// A node answering with a frame that is not a response fails the
-    /// waiting call with a protocol error at once (it used to be skipped,
-    /// and the caller waited out its 30 s), and the connection closes.
-    #[tokio::test]
-    async fn a_response_that_cannot_be_parsed_fails_the_call_at_once() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut length = [0u8; 4];
-            socket.read_exact(&mut length).await.unwrap();
-            let mut request = vec![0u8; u32::from_be_bytes(length) as usize];
-            socket.read_exact(&mut request).await.unwrap();
-            // A well-framed body that is not MessagePack (0xc1 is never used).
-            socket.write_all(&[0, 0, 0, 2, 0xc1, 0xc1]).await.unwrap();
-            socket
-        });
-        let client = Client::connect(addr).await.unwrap();
-        let answer = client.ping().await;
-        assert!(
-            matches!(answer, Err(Error::Protocol(_))),
-            "expected a protocol error, got {answer:?}"
-        );
-        assert!(matches!(client.ping().await, Err(Error::Closed)));
-        drop(server.await.unwrap());
-    }
-
-    /// What a writer was asked to write, one entry per `poll_write`.
-    #[derive(Clone, Default)]
-    struct Writes(Arc<Mutex<Vec<Vec<u8>>>>);
-
-    impl tokio::io::AsyncWrite for Writes {
-        fn poll_write(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            buf: &[u8],
-        ) -> std::task::Poll<std::io::Result<usize>> {
-            self.0.lock().unwrap().push(buf.to_vec());
-            std::task::Poll::Ready(Ok(buf.len()))
-        }
-        fn poll_flush(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<std::io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn poll_shutdown(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<std::io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-    }
-
-    /// Requests queued while the writer task waits its turn go out in one
-    /// write, in order: the one it woke for, those already queued, and
-    /// one queued by a caller that ran after the writer woke (the yield
-    /// in `write_burst`; without it that request is a second write).
-    #[tokio::test(flavor = "current_thread")]
-    async fn requests_queued_in_one_turn_go_out_in_one_write() {
-        let writes = Writes::default();
-        let mut sink = FramedWrite::new(writes.clone(), FrameCodec::new(1024));
-        let (outbox, mut queued) = mpsc::channel::<Bytes>(16);
-        let writer = tokio::spawn(async move { write_requests(&mut sink, &mut queued).await });
-        outbox.send(Bytes::from_static(b"a")).await.unwrap();
-        outbox.send(Bytes::from_static(b"b")).await.unwrap();
-        // The writer runs now, then this task once more.
-        tokio::task::yield_now().await;
-        outbox.send(Bytes::from_static(b"c")).await.unwrap();
-        drop(outbox);
-        writer.await.unwrap();
-        let writes = writes.0.lock().unwrap().clone();
-        let framed = |body: &[u8]| [&(body.len() as u32).to_be_bytes()[..], body].concat();
-        assert_eq!(
-            writes,
-            vec![[framed(b"a"), framed(b"b"), framed(b"c")].concat()],
-            "one write of every queued frame, in order"
-        );
-    }
-}
+#[path = "client_tests.rs"]
+mod tests;

@@ -229,7 +229,7 @@ fn write_durably(dir: &Path, name: &str, contents: &[u8]) -> std::io::Result<()>
     File::open(dir)?.sync_all()
 }
 
-/// The storage half of a [`NodeEnv`].
+/// The storage half of a [`NodeEnv`](crate::node::NodeEnv).
 pub struct NodeEnvParts {
     /// The engine.
     pub engine: Arc<dyn Engine>,

@@ -9,7 +9,7 @@
 //! | [`config`] | [`NodeConfig`] from flags and a TOML file, validated once at start-up |
 //! | [`node`] | builds one node: listeners, storage, every actor and its collaborators |
 //! | [`client`] | the async Rust [`Client`] (pipelined; used by examples, tests, benches) |
-//! | [`bench`] | `ringkv bench`: mixed workloads, HDR latency, node CPU per op from `/proc`, JSON, SVG plot |
+//! | [`bench`](mod@bench) | `ringkv bench`: mixed workloads, HDR latency, node CPU per op from `/proc`, JSON, SVG plot |
 //! | [`dev`] | `ringkv dev`: a local cluster of node processes |
 //! | [`metrics_http`] | the `--metrics-listen` endpoint: `GET /metrics` in the Prometheus text format |
 //! | [`logging`] | tracing set-up: pretty or JSON lines, `RUST_LOG` |
