@@ -1,4 +1,7 @@
 //! Validation of node settings, and the config file.
+use ringkv_actors::ring::VNODES_PER_WEIGHT_MAX;
+use ringkv_actors::wire::peer::NODE_WEIGHT_MAX;
+
 use super::*;
 
 fn base() -> NodeArgs {
