@@ -22,13 +22,16 @@
 mod coordinator;
 pub mod expiry;
 mod fanout;
+mod held;
 pub mod list;
 pub mod list_walk;
 mod local_read;
 mod peer;
 pub mod placement;
 mod quorum;
+mod reach;
 mod read;
+mod start;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod test_support;
@@ -38,14 +41,12 @@ mod write;
 use fnv::FnvHashSet;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
-use tokio::sync::oneshot;
-use tracing::Instrument;
 
 pub use coordinator::{FinishedRead, ReadCoordinator, ReadStep, WriteCoordinator, WriteStep};
 pub use fanout::{Ask, Asking, DcScope, Fanout, Reach, SloppyPolicy};
+use held::Held;
 pub use list::{CoordinateList, ListPage};
 pub use local_read::{LocalRead, LocalReads};
 use peer::{peer_refusal, replica_span, replica_write};
@@ -53,14 +54,14 @@ pub use quorum::{DcQuorum, Effect, Ending, Need, Role, Tally, Verdict};
 pub use read::GetAnswer;
 use timer::TimerHub;
 
-use crate::bridge::{LinksChanged, PokeLinks};
+use crate::bridge::LinksChanged;
 use crate::clock::SharedClock;
 use crate::conflict_resolver::{ContextKey, Reconcile, VersionLimits};
 use crate::membership::MembershipChanged;
 use crate::replicas::Replicas;
 use crate::ring::{DcReplication, Ring};
 use crate::storage::StorageHealth;
-use crate::wire::client::{ClientError, Consistency, ErrorCode};
+use crate::wire::client::{ClientError, Consistency};
 use crate::NodeId;
 
 /// Default replicas per key (N).
@@ -284,467 +285,10 @@ impl Replicator {
     pub fn local_reads(&self) -> Rc<LocalReads> {
         Rc::clone(&self.local_reads)
     }
-
-    /// How this node sees `node` for a request (Dynamo §4.8.1: its own
-    /// view, on top of gossip's):
-    /// - a member whose link from here is down or timing out is not asked;
-    /// - a member gossip reports down is not asked either, unless its link
-    ///   is up (a fresh handshake: it runs), when it is doubtful;
-    /// - a suspect is doubtful: asked, and a stand-in too;
-    /// - the rest, and this node, are usable.
-    fn reach(&self, node: &NodeId) -> Reach {
-        if *node == self.own {
-            Reach::Usable
-        } else if self.links.unusable.contains(node) {
-            Reach::Unusable
-        } else if !self.reachable.contains(node) {
-            if self.links.up.contains(node) {
-                Reach::Doubtful
-            } else {
-                Reach::Unusable
-            }
-        } else if !self.healthy.contains(node) {
-            Reach::Doubtful
-        } else {
-            Reach::Usable
-        }
-    }
-
-    /// The primaries of a placement, each with how this node sees it.
-    fn classify(&self, primaries: &[NodeId]) -> Vec<(NodeId, Reach)> {
-        primaries
-            .iter()
-            .map(|n| (n.clone(), self.reach(n)))
-            .collect()
-    }
-
-    /// Stand-in candidates: the members of `beyond` this node sees as
-    /// usable, in ring order.
-    fn spare(&self, beyond: Vec<NodeId>) -> Vec<NodeId> {
-        beyond
-            .into_iter()
-            .filter(|n| self.reach(n) == Reach::Usable)
-            .collect()
-    }
-
-    fn unavailable(&self, live: usize, needed: usize, what: &str) -> ClientError {
-        ClientError::new(
-            ErrorCode::Unavailable,
-            format!(
-                "only {live} of the key's {} replicas are reachable and {what} needs {needed}",
-                self.options.n
-            ),
-        )
-    }
-
-    /// The up-front refusal of a request that cannot reach its quorum:
-    /// `usable` primaries and `spare` stand-ins for `needed` replies, of
-    /// which `needed_primaries` from primaries.
-    /// The primaries a request will not ask because their links are down
-    /// or timing out: each link is poked to dial now if it is due (a call
-    /// would have done it; the coordinator makes none), so a healed link is
-    /// found at the next request rather than at the next backoff.
-    fn poke_unusable(&self, primaries: &[(NodeId, Reach)]) {
-        let nodes: Vec<NodeId> = primaries
-            .iter()
-            .filter(|(_, reach)| *reach == Reach::Unusable)
-            .map(|(node, _)| node.clone())
-            .collect();
-        if !nodes.is_empty() {
-            self.replicas.bridge.do_send(PokeLinks { nodes });
-        }
-    }
-
-    fn refuse_quorum(
-        &self,
-        what: &str,
-        usable: usize,
-        spare: usize,
-        needed: usize,
-        needed_primaries: usize,
-    ) -> Option<ClientError> {
-        if usable < needed_primaries {
-            let mut error = self.unavailable(usable, needed_primaries, what);
-            error
-                .message
-                .push_str(" from the key's own replicas (pr/pw)");
-            return Some(error);
-        }
-        if usable + spare < needed {
-            let mut error = self.unavailable(usable, needed, what);
-            error.message.push_str(&format!(
-                " (and {spare} stand-in(s) are reachable past them)"
-            ));
-            return Some(error);
-        }
-        None
-    }
-
-    /// The counts a request waits for: its consistency level's, else
-    /// `count` (its `r` / `w`, or the node's default) and `dc_quorums` (a
-    /// forwarded write's).
-    fn need(
-        &self,
-        consistency: Option<Consistency>,
-        count: usize,
-        dc_quorums: Vec<DcQuorum>,
-    ) -> Result<Need, ClientError> {
-        match consistency {
-            Some(level) => Need::for_level(
-                level,
-                self.options.n,
-                &self.options.dc_replication,
-                &self.options.dc,
-            ),
-            None => Ok(Need {
-                needed: count,
-                dcs: dc_quorums,
-            }),
-        }
-    }
-
-    /// The per-DC scope of a request over `primaries` and `beyond` (empty
-    /// without per-DC replication).
-    fn scope(&self, primaries: &[NodeId], beyond: &[NodeId], quorums: Vec<DcQuorum>) -> DcScope {
-        if self.options.dc_replication.is_empty() {
-            return DcScope::default();
-        }
-        let dc_of = primaries
-            .iter()
-            .chain(beyond)
-            .filter_map(|n| {
-                let dc = self
-                    .write_ring
-                    .dc_of(n)
-                    .or_else(|| self.read_ring.dc_of(n))?;
-                Some((n.clone(), dc.to_owned()))
-            })
-            .collect();
-        DcScope { dc_of, quorums }
-    }
-
-    /// The up-front refusal of a request whose per-DC quorum cannot be
-    /// reached with the replicas (and stand-ins) reachable in that DC.
-    fn refuse_dc_quorum(
-        &self,
-        what: &str,
-        scope: &DcScope,
-        primaries: &[(NodeId, Reach)],
-        spare: &[NodeId],
-    ) -> Option<ClientError> {
-        let (dc, reachable, needed) = scope.shortfall(primaries, spare)?;
-        Some(ClientError::new(
-            ErrorCode::Unavailable,
-            format!(
-                "only {reachable} of the key's replicas in {dc} are reachable (stand-ins \
-                 included) and {what} needs {needed} there"
-            ),
-        ))
-    }
-
-    /// Why a write forwarded to this node is refused untouched (`None`: it
-    /// is coordinated here): this node is not a replica of `key` (the ring
-    /// changed on the way) or mints no new versions now.
-    fn forwarded_refusal_for(&self, key: &[u8]) -> Option<String> {
-        let placement =
-            placement::for_write(&self.read_ring, &self.write_ring, self.options.n, key);
-        let replica = placement.primaries.contains(&self.own);
-        (!replica || self.not_minting.is_some()).then(|| self.forwarded_refusal(replica))
-    }
-
-    /// The refusal text of a forwarded write this node cannot coordinate.
-    fn forwarded_refusal(&self, replica: bool) -> String {
-        match &self.not_minting {
-            Some(reason) if replica => format!("this replica mints no new versions now ({reason})"),
-            _ => "forwarded write reached a node that is not a replica of the key (ring changing?)"
-                .into(),
-        }
-    }
-
-    /// Starts a write; `may_forward` is false for writes that were already
-    /// forwarded to us (no second hop).
-    fn start_write(&self, msg: CoordinateWrite, may_forward: bool) -> Reply<Vec<u8>> {
-        let need = match self.need(
-            msg.consistency,
-            msg.w.unwrap_or(self.options.w),
-            msg.dc_quorums.clone(),
-        ) {
-            Ok(need) => need,
-            Err(error) => return Box::pin(async move { Err(error) }),
-        };
-        let w = need.needed;
-        let pw = msg.pw.unwrap_or(0);
-        if pw > w {
-            let error = ClientError::new(
-                ErrorCode::BadRequest,
-                format!("field `pw` ({pw}) must not exceed `w` ({w})"),
-            );
-            return Box::pin(async move { Err(error) });
-        }
-        // A context some member sealed for this very key, or nothing: it is
-        // checked here, before the write is forwarded or anything minted.
-        let context = match msg
-            .context
-            .as_deref()
-            .map(|bytes| self.options.contexts.open(&msg.key, bytes))
-            .transpose()
-        {
-            Ok(c) => c.unwrap_or_default(),
-            Err(e) => {
-                let error = ClientError::new(
-                    ErrorCode::BadRequest,
-                    format!(
-                        "field `context` is not a context this cluster issued for this key: {e}"
-                    ),
-                );
-                return Box::pin(async move { Err(error) });
-            }
-        };
-        let timeout_ms = msg.timeout_ms.unwrap_or(self.options.request_timeout_ms);
-        let placement =
-            placement::for_write(&self.read_ring, &self.write_ring, self.options.n, &msg.key);
-        let primaries = self.classify(&placement.primaries);
-        let span = self.request_span(
-            tracing::debug_span!(parent: &self.span, "write", req = %format_args!("{:x}", msg.trace)),
-        );
-        let replica = placement.primaries.contains(&self.own);
-        if !replica || self.not_minting.is_some() {
-            if !may_forward {
-                let why = self.forwarded_refusal(replica);
-                let error = ClientError::new(ErrorCode::Unavailable, why);
-                return Box::pin(async move { Err(error) });
-            }
-            // New versions are minted by a replica of the key that can
-            // mint: hand the write to the other replicas this node can
-            // reach, best first; one that cannot mint now refuses and the
-            // next is tried (this node's own data center first).
-            let others = || primaries.iter().filter(|(n, _)| *n != self.own);
-            let mut targets: Vec<NodeId> = others()
-                .filter(|(_, reach)| *reach == Reach::Usable)
-                .chain(others().filter(|(_, reach)| *reach == Reach::Doubtful))
-                .map(|(n, _)| n.clone())
-                .collect();
-            targets.sort_by_key(|n| self.write_ring.dc_of(n) != Some(self.options.dc.as_str()));
-            if targets.is_empty() {
-                let error = self.unavailable(0, w, "the write");
-                return Box::pin(async move { Err(error) });
-            }
-            let mut forwarded = write::forwarded(msg.key, msg.value, msg.context, w, pw);
-            forwarded.supersede_local = msg.supersede_local;
-            forwarded.ttl_ms = msg.ttl_ms;
-            forwarded.dc_quorums = need.dcs.into_iter().map(|q| (q.dc, q.needed)).collect();
-            return Box::pin(
-                write::forward(
-                    self.replicas.clone(),
-                    targets,
-                    forwarded,
-                    msg.trace,
-                    timeout_ms,
-                )
-                .instrument(span),
-            );
-        }
-        let scope = self.scope(&placement.primaries, &placement.beyond, need.dcs);
-        let spare = self.spare(placement.beyond);
-        self.poke_unusable(&primaries);
-        let usable = primaries
-            .iter()
-            .filter(|(_, reach)| *reach != Reach::Unusable)
-            .count();
-        // The per-DC shortfall first: it names the data center at fault.
-        if let Some(error) = self
-            .refuse_dc_quorum("the write", &scope, &primaries, &spare)
-            .or_else(|| self.refuse_quorum("the write", usable, spare.len(), w, pw))
-        {
-            return Box::pin(async move { Err(error) });
-        }
-        let now_ms = self.clock.now_ms();
-        let plan = write::WritePlan {
-            key: msg.key,
-            timers: self.timers.clone(),
-            value: msg.value,
-            context,
-            supersede_local: msg.supersede_local,
-            w,
-            pw,
-            primaries,
-            spare,
-            scope,
-            policy: SLOPPY,
-            stand_in_after_ms: self.options.stand_in_after_ms,
-            timeout_ms,
-            trace: msg.trace,
-            now_ms,
-            expires_ms: msg.ttl_ms.map(|ttl| now_ms.saturating_add(ttl)),
-            limits: self.options.limits.clone(),
-            object_bytes_max: self.options.object_bytes_max,
-            contexts: self.options.contexts.clone(),
-            with_context: msg.with_context,
-        };
-        Box::pin(write::coordinate(self.replicas.clone(), plan).instrument(span))
-    }
-
-    /// Starts a read: its answer comes through the returned future as soon
-    /// as it is known; the read goes on in the actor's context for read
-    /// repair.
-    fn start_get(&self, msg: CoordinateGet, ctx: &mut Context<Self>) -> Reply<GetAnswer> {
-        match self.plan_get(msg) {
-            Ok(plan) => self.spawn_read(plan, ctx),
-            Err(error) => Box::pin(async move { Err(error) }),
-        }
-    }
-
-    /// A read's plan, or why it cannot be made.
-    fn plan_get(&self, msg: CoordinateGet) -> Result<read::ReadPlan, ClientError> {
-        let need = self.need(msg.consistency, msg.r.unwrap_or(self.options.r), Vec::new())?;
-        let r = need.needed;
-        let pr = msg.pr.unwrap_or(0);
-        if pr > r {
-            return Err(ClientError::new(
-                ErrorCode::BadRequest,
-                format!("field `pr` ({pr}) must not exceed `r` ({r})"),
-            ));
-        }
-        let placement =
-            placement::for_read(&self.read_ring, &self.write_ring, self.options.n, &msg.key);
-        let mut primaries = self.classify(&placement.primaries);
-        // This node's own copy first: asking only R replicas, the local
-        // read is one of them.
-        primaries.sort_by_key(|(node, _)| *node != self.own);
-        let scope = self.scope(&placement.primaries, &placement.beyond, need.dcs);
-        let spare = self.spare(placement.beyond);
-        self.poke_unusable(&primaries);
-        let usable = primaries
-            .iter()
-            .filter(|(_, reach)| *reach != Reach::Unusable)
-            .count();
-        // The per-DC shortfall first: it names the data center at fault.
-        if let Some(error) = self
-            .refuse_dc_quorum("the read", &scope, &primaries, &spare)
-            .or_else(|| self.refuse_quorum("the read", usable, spare.len(), r, pr))
-        {
-            return Err(error);
-        }
-        let timeout_ms = msg.timeout_ms.unwrap_or(self.options.request_timeout_ms);
-        Ok(read::ReadPlan {
-            key: msg.key,
-            timers: self.timers.clone(),
-            r,
-            pr,
-            primaries,
-            asking: self.options.read_asks,
-            spare,
-            scope,
-            policy: SLOPPY,
-            retry_after_ms: self.options.read_retry_after_ms,
-            stand_in_after_ms: self.options.stand_in_after_ms,
-            timeout_ms,
-            trace: msg.trace,
-            contexts: self.options.contexts.clone(),
-            last_writer_wins: msg.last_writer_wins,
-            with_context: msg.with_context,
-            now_ms: self.clock.now_ms(),
-        })
-    }
-
-    /// Runs a read's coordination in the actor's context; its answer
-    /// comes through the returned future.
-    fn spawn_read(&self, plan: read::ReadPlan, ctx: &mut Context<Self>) -> Reply<GetAnswer> {
-        let (tx, rx) = oneshot::channel();
-        let span = self.request_span(
-            tracing::debug_span!(parent: &self.span, "read", req = %format_args!("{:x}", plan.trace)),
-        );
-        let work = read::coordinate(self.replicas.clone(), self.read_helpers.clone(), plan, tx);
-        ctx.spawn(work.instrument(span).into_actor(self));
-        Box::pin(async move {
-            rx.await.unwrap_or_else(|_| {
-                Err(ClientError::new(
-                    ErrorCode::Internal,
-                    "read coordination stopped",
-                ))
-            })
-        })
-    }
-
-    /// Holds a request until the node is ready, within its deadline.
-    fn hold<T: 'static>(
-        &mut self,
-        timeout_ms: Option<u64>,
-        held: impl FnOnce(oneshot::Sender<Result<T, ClientError>>) -> Held,
-    ) -> Reply<T> {
-        if self.held.len() >= BOOTSTRAP_HELD_REQUESTS_MAX {
-            let error = ClientError::new(
-                ErrorCode::Unavailable,
-                format!(
-                    "this node is still starting (waiting for its seeds) and holds \
-                     {BOOTSTRAP_HELD_REQUESTS_MAX} requests already"
-                ),
-            );
-            return Box::pin(async move { Err(error) });
-        }
-        let (tx, rx) = oneshot::channel();
-        self.held.push(held(tx));
-        let wait = Duration::from_millis(timeout_ms.unwrap_or(self.options.request_timeout_ms));
-        Box::pin(async move {
-            match tokio::time::timeout(wait, rx).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(ClientError::new(
-                    ErrorCode::Internal,
-                    "request dropped while the node was starting",
-                )),
-                Err(_) => Err(ClientError::new(
-                    ErrorCode::Unavailable,
-                    "this node is still starting: it has not heard from its seeds yet \
-                     (see `status`: ready, waiting_for_seeds); nothing was written",
-                )),
-            }
-        })
-    }
-
-    /// The node became ready: runs the requests it held.
-    fn release_held(&mut self, ctx: &mut Context<Self>) {
-        for held in std::mem::take(&mut self.held) {
-            match held {
-                Held::Get(msg, tx) if !tx.is_closed() => {
-                    let work = self.start_get(msg, ctx);
-                    ctx.spawn(
-                        async move {
-                            let _ = tx.send(work.await);
-                        }
-                        .into_actor(self),
-                    );
-                }
-                Held::Write(msg, may_forward, tx) if !tx.is_closed() => {
-                    let work = self.start_write(msg, may_forward);
-                    ctx.spawn(
-                        async move {
-                            let _ = tx.send(work.await);
-                        }
-                        .into_actor(self),
-                    );
-                }
-                // Its client gave up already.
-                _ => {}
-            }
-        }
-    }
 }
 
 /// A boxed answer to a coordination request.
 type Reply<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, ClientError>>>>;
-
-/// A request held while the node bootstraps.
-enum Held {
-    Get(
-        CoordinateGet,
-        oneshot::Sender<Result<GetAnswer, ClientError>>,
-    ),
-    Write(
-        CoordinateWrite,
-        bool,
-        oneshot::Sender<Result<Vec<u8>, ClientError>>,
-    ),
-}
 
 impl Actor for Replicator {
     type Context = Context<Self>;
