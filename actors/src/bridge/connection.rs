@@ -38,9 +38,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use tokio::io::WriteHalf;
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn, Instrument};
 
@@ -49,13 +47,16 @@ use std::rc::Rc;
 use super::handshake::{self, AwaitingChallenge, AwaitingWelcome, Credentials, Session};
 use super::outbound::{Outbound, Reply, Sent};
 use super::seal::FrameOpener;
-use super::{
-    fresh_nonce, Bridge, BridgeOptions, NonceRng, PeerDown, PeerError, PeerHealth, PeerUp,
-};
+use super::{fresh_nonce, Bridge, BridgeOptions, NonceRng, PeerDown, PeerError, PeerUp};
 use crate::net::{BoxConnection, SharedNet};
-use crate::wire::peer::{MemberInfo, PeerFrame, PeerReply, PeerRequest, PeerRpc, Probe};
-use crate::wire::writer::write_queued_frames;
-use crate::wire::{FrameCodec, FrameError};
+use crate::wire::peer::{MemberInfo, PeerFrame, PeerReply, PeerRequest};
+use crate::wire::FrameCodec;
+
+mod handlers;
+mod health;
+mod writer;
+
+use writer::Writer;
 
 /// Sends one request to this peer.
 #[derive(Message)]
@@ -93,62 +94,6 @@ pub struct Poke;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(super) struct ArmTimer;
-
-/// The link's write half: frames queued here are written by a task of
-/// their own ([`write_queued_frames`]), so the requests coordinators send in
-/// one turn of the event loop go out in one write.
-struct Writer {
-    frames: mpsc::UnboundedSender<Bytes>,
-    task: JoinHandle<()>,
-}
-
-impl Writer {
-    /// Starts the writing task on `write`. If a write fails, the task tells
-    /// this connection, naming the dial `attempt` it belongs to.
-    fn start(
-        write: WriteHalf<BoxConnection>,
-        codec: FrameCodec,
-        connection: Addr<PeerConnection>,
-        attempt: u64,
-    ) -> Self {
-        let (frames, queue) = mpsc::unbounded_channel();
-        let task = actix::spawn(async move {
-            if let Err(error) = write_queued_frames(write, codec, queue, |_| {}).await {
-                connection.do_send(WriteFailed { attempt, error });
-            }
-        });
-        Self { frames, task }
-    }
-
-    fn write(&self, frame: Bytes) {
-        // A closed queue means the task stopped on a write error, which it
-        // reported: the link is being torn down.
-        let _ = self.frames.send(frame);
-    }
-
-    /// Where frames are queued for the task (handed to [`Outbound`] once
-    /// the link is up).
-    fn queue(&self) -> mpsc::UnboundedSender<Bytes> {
-        self.frames.clone()
-    }
-}
-
-/// Dropping the writer stops it at once: what is still queued is dropped
-/// and the write half closes. A torn-down link may have a peer that no
-/// longer reads, which a graceful close would wait on forever.
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// A write on the link failed (the task has stopped).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct WriteFailed {
-    attempt: u64,
-    error: FrameError,
-}
 
 /// Requests in a row that may time out, with no response at all between
 /// them, before the link is judged stuck and redialled.
@@ -492,231 +437,5 @@ impl PeerConnection {
                 let _ = refused.1.send(Err(PeerError::Unreachable));
             }
         }
-    }
-
-    /// Sets the timeout timer for the earliest deadline pending (none if
-    /// nothing is pending).
-    fn arm(&mut self, ctx: &mut Context<Self>) {
-        if let Some(sweep) = self.sweep.take() {
-            ctx.cancel_future(sweep);
-        }
-        if let Some(at) = self.outbound.earliest() {
-            let after = at.saturating_duration_since(tokio::time::Instant::now());
-            self.sweep = Some(ctx.run_later(after, |act, ctx| {
-                act.sweep = None;
-                act.expire(ctx);
-            }));
-        }
-    }
-
-    /// The timer fired: answers `Timeout` to each request now due, counts
-    /// them against the link, and sets the timer for the next deadline.
-    fn expire(&mut self, ctx: &mut Context<Self>) {
-        let due = self.outbound.expire(tokio::time::Instant::now());
-        for (reply, timeout_ms) in due {
-            let _ = reply.send(Err(PeerError::Timeout { timeout_ms }));
-            // Counted while the link is up (a redial after the third
-            // fails the rest `Timeout` all the same).
-            if matches!(self.link, Link::Up(..)) {
-                self.timed_out(ctx);
-            }
-        }
-        if matches!(self.link, Link::Up(..)) {
-            self.arm(ctx);
-        }
-    }
-
-    /// A request got no answer in time: the link is degraded until
-    /// anything answers, and torn down after a few in a row.
-    fn timed_out(&mut self, ctx: &mut Context<Self>) {
-        self.timeouts_in_a_row += 1;
-        if self.timeouts_in_a_row >= PEER_TIMEOUTS_BEFORE_REDIAL {
-            self.lost(ctx, "requests keep timing out; redialling");
-        } else if !self.degraded {
-            self.set_degraded(true);
-            self.probe(ctx);
-        }
-    }
-
-    fn set_degraded(&mut self, degraded: bool) {
-        self.degraded = degraded;
-        let Link::Up(_, member, _) = &self.link else {
-            return;
-        };
-        let span = self.span.clone();
-        let _span = span.enter();
-        if degraded {
-            info!(peer = %member.id, "a request to the peer timed out; using stand-ins for it until it answers");
-        } else {
-            info!(peer = %member.id, "peer answers again");
-        }
-        self.bridge.do_send(PeerHealth {
-            node: member.id.clone(),
-            degraded,
-        });
-    }
-
-    /// While degraded, asks the peer whether it is there, every
-    /// `peer_probe_interval_ms`.
-    fn probe(&mut self, ctx: &mut Context<Self>) {
-        if !self.degraded || !matches!(self.link, Link::Up(..)) {
-            return;
-        }
-        let interval = self.options.peer_probe_interval_ms.max(1);
-        let (reply, _answer) = oneshot::channel();
-        let call = PeerCall {
-            body: Probe.into_request(),
-            trace: 0,
-            timeout_ms: interval,
-        };
-        self.send(call, reply, ctx);
-        ctx.run_later(Duration::from_millis(interval), |act, ctx| act.probe(ctx));
-    }
-}
-
-impl Actor for PeerConnection {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.options.peer_mailbox_max);
-        self.dial(ctx);
-    }
-}
-
-impl StreamHandler<Result<Bytes, FrameError>> for PeerConnection {
-    fn handle(&mut self, item: Result<Bytes, FrameError>, ctx: &mut Self::Context) {
-        match item {
-            Ok(bytes) => self.on_bytes(&bytes, ctx),
-            Err(e) => self.lost(ctx, &e.to_string()),
-        }
-    }
-
-    fn finished(&mut self, ctx: &mut Self::Context) {
-        // Not the default (stopping the actor): the link is lost, we redial.
-        if matches!(self.link, Link::Handshaking(_, Step::Welcome(_))) {
-            // It read our proof and hung up: a refusal, whose reason is in
-            // its log only.
-            self.refused(
-                ctx,
-                "the peer closed the connection after our proof: it refused us \
-                 (another --cluster-secret-file or --cluster? its log says why)",
-            );
-        } else {
-            self.lost(ctx, "connection closed by peer");
-        }
-    }
-}
-
-impl Handler<WriteFailed> for PeerConnection {
-    type Result = ();
-
-    fn handle(&mut self, msg: WriteFailed, ctx: &mut Self::Context) {
-        // Unless the reader found the loss first, or it was another dial's.
-        if msg.attempt == self.attempt && !matches!(self.link, Link::Down) {
-            self.lost(ctx, &format!("write failed: {}", msg.error));
-        }
-    }
-}
-
-impl Handler<PeerCall> for PeerConnection {
-    type Result = ResponseFuture<Result<PeerReply, PeerError>>;
-
-    fn handle(&mut self, msg: PeerCall, ctx: &mut Self::Context) -> Self::Result {
-        let (reply, rx) = oneshot::channel();
-        // A request to a down link (gossip's, in practice: coordinators
-        // skip such peers) dials at once: that is how a healed partition
-        // is found within a gossip round rather than after the backoff. A
-        // dial still connecting after the shortest backoff most likely
-        // lost its SYN to the partition (a LAN connect takes well under a
-        // millisecond; the retransmit would come only after a second), so
-        // it is begun again.
-        self.redial_if_due(ctx);
-        match self.link {
-            Link::Up(..) => self.send(msg, reply, ctx),
-            Link::Dialing | Link::Handshaking(..) => {
-                // Wait for the dial, within the request's own deadline.
-                let deadline = tokio::time::Instant::now() + Duration::from_millis(msg.timeout_ms);
-                let timeout_ms = msg.timeout_ms;
-                self.waiting.push(Waiting {
-                    call: msg,
-                    reply,
-                    deadline,
-                });
-                ctx.run_later(Duration::from_millis(timeout_ms), move |act, _ctx| {
-                    let now = tokio::time::Instant::now();
-                    let (expired, kept) = std::mem::take(&mut act.waiting)
-                        .into_iter()
-                        .partition(|w| w.deadline <= now);
-                    act.waiting = kept;
-                    for w in expired {
-                        let _ = w.reply.send(Err(PeerError::Timeout { timeout_ms }));
-                    }
-                });
-            }
-            Link::Down => {
-                let _ = reply.send(Err(PeerError::Unreachable));
-            }
-        }
-        Box::pin(async move { rx.await.unwrap_or(Err(PeerError::Disconnected)) })
-    }
-}
-
-impl PeerConnection {
-    /// Dials a down link (at most every `DOWN_LINK_DIAL_GAP_MS`), or begins
-    /// again a dial still connecting after the shortest backoff.
-    fn redial_if_due(&mut self, ctx: &mut Context<Self>) {
-        let since_dial = self.last_dial.map(|at| at.elapsed());
-        let redial = match self.link {
-            Link::Down => since_dial.is_none_or(|d| d.as_millis() as u64 >= DOWN_LINK_DIAL_GAP_MS),
-            Link::Dialing => since_dial
-                .is_some_and(|d| d.as_millis() as u64 >= self.options.reconnect_backoff_min_ms),
-            Link::Handshaking(..) | Link::Up(..) => false,
-        };
-        if redial {
-            self.dial(ctx);
-        }
-    }
-}
-
-impl Handler<ArmTimer> for PeerConnection {
-    type Result = ();
-
-    fn handle(&mut self, _: ArmTimer, ctx: &mut Self::Context) {
-        self.arm(ctx);
-    }
-}
-
-impl Handler<Poke> for PeerConnection {
-    type Result = ();
-
-    fn handle(&mut self, _: Poke, ctx: &mut Self::Context) {
-        self.redial_if_due(ctx);
-    }
-}
-
-impl Handler<RedialNow> for PeerConnection {
-    type Result = ();
-
-    fn handle(&mut self, _: RedialNow, ctx: &mut Self::Context) {
-        // A connect begun while the peer was cut off may hang on a lost
-        // SYN until its timeout; a fresh one goes through now.
-        if matches!(self.link, Link::Down | Link::Dialing) {
-            self.backoff_ms = self.options.reconnect_backoff_min_ms;
-            self.dial(ctx);
-        }
-    }
-}
-
-impl Handler<Shutdown> for PeerConnection {
-    type Result = ();
-
-    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
-        for reply in self.outbound.down() {
-            let _ = reply.send(Err(PeerError::Disconnected));
-        }
-        for waiting in self.waiting.drain(..) {
-            let _ = waiting.reply.send(Err(PeerError::Unreachable));
-        }
-        ctx.stop();
     }
 }

@@ -4,7 +4,7 @@
 use super::CommandQuery;
 use crate::resp::frame::Reply;
 
-/// The commands [`parse`] knows, with Redis's arity (negative: at least
+/// The commands [`parse`](super::parse) knows, with Redis's arity (negative: at least
 /// that many arguments) and flags, for `COMMAND`.
 pub const COMMANDS: &[(&str, i64, &[&str])] = &[
     ("ping", -1, &["fast", "stale"]),

@@ -22,11 +22,11 @@ pub enum StorageThreading {
     Inline,
     /// The writer as a task on the actor's arbiter that takes one group of
     /// the queued jobs every `every_ms` of the runtime's clock
-    /// ([`Writer::run_on_clock`]); reads served in place. For
+    /// (`Writer::run_on_clock`); reads served in place. For
     /// deterministic simulations of the path `Threads` takes: jobs wait
     /// in the writer's queue, coordinators mint on their own thread
     /// through the mint gate and read the engine's memory directly
-    /// ([`MemoryReads`]), and the writer's answers come back a group at a
+    /// ([`MemoryReads`](super::MemoryReads)), and the writer's answers come back a group at a
     /// time. Only for engines that never block, as `Inline`.
     Task {
         /// Time between two groups, in milliseconds (at least 1).
