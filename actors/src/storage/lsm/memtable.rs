@@ -13,7 +13,7 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::sstable::filter::{key_hash, HashedKey};
+use super::sstable::filter::{bits_of, key_hash, HashedKey};
 use super::sstable::heads::head;
 use crate::storage::WriteOp;
 
@@ -158,7 +158,7 @@ const KEY_FILTER_BITS: usize = 1 << 21;
 const KEY_FILTER_BLOCKS: usize = KEY_FILTER_BITS / 512;
 
 /// Bits set per key, all in one 64-byte block of the filter.
-const KEY_FILTER_PROBES: u32 = 6;
+const KEY_FILTER_PROBES: u8 = 6;
 
 /// One cache line of the filter.
 #[repr(align(64))]
@@ -167,7 +167,8 @@ struct FilterBlock([AtomicU64; 8]);
 
 /// A blocked bloom filter over the memtable's keys (Putze, Sanders and
 /// Singler, "Cache-, Hash- and Space-Efficient Bloom Filters"): a key's
-/// bits all sit in one cache line. Most lookups of a memtable miss (a
+/// bits all sit in one cache line, placed as the tables' filters place
+/// them (`sstable::filter::bits_of`, from the same hash). Most lookups of a memtable miss (a
 /// put reads its key before writing it, on the coordinator and on each
 /// replica, and a fresh key is in no memtable; a get of a key written
 /// long ago is in a table), and a miss in the B-tree walks five or six
@@ -187,31 +188,19 @@ impl KeyFilter {
         }
     }
 
-    /// The block of the key hashed to `hash`, and its bits there.
-    fn probe(&self, hash: u64) -> (&FilterBlock, [(usize, u64); KEY_FILTER_PROBES as usize]) {
-        let block = &self.blocks[(hash as usize) % KEY_FILTER_BLOCKS];
-        let mut bits = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (hash >> 29);
-        let probes = std::array::from_fn(|_| {
-            let bit = (bits & 511) as usize;
-            bits = bits.rotate_right(9);
-            (bit / 64, 1u64 << (bit % 64))
-        });
-        (block, probes)
-    }
-
     fn insert(&self, key: &[u8]) {
-        let (block, probes) = self.probe(key_hash(key));
-        for (word, mask) in probes {
-            block.0[word].fetch_or(mask, Ordering::Relaxed);
+        let (block, masks) = bits_of(key_hash(key), KEY_FILTER_BLOCKS, KEY_FILTER_PROBES);
+        let words = &self.blocks[block].0;
+        for (word, mask) in masks {
+            words[word].fetch_or(mask, Ordering::Relaxed);
         }
     }
 
     /// `false`: the key was never inserted.
     fn may_hold(&self, key: HashedKey<'_>) -> bool {
-        let (block, probes) = self.probe(key.hash);
-        probes
-            .iter()
-            .all(|(word, mask)| block.0[*word].load(Ordering::Relaxed) & mask != 0)
+        let (block, mut masks) = bits_of(key.hash, KEY_FILTER_BLOCKS, KEY_FILTER_PROBES);
+        let words = &self.blocks[block].0;
+        masks.all(|(word, mask)| words[word].load(Ordering::Relaxed) & mask != 0)
     }
 }
 

@@ -83,6 +83,22 @@ impl<'a> HashedKey<'a> {
     }
 }
 
+/// Where the key hashed to `hash` keeps its bits in a blocked filter of
+/// `lines` lines (at least one; the layout in the module's doc): its line,
+/// and for each of `probes` probes the word of the line and the bit's mask
+/// in it. The tables' filters (stored) and the memtables' (`memtable.rs`)
+/// both place bits this way.
+pub fn bits_of(hash: u64, lines: usize, probes: u8) -> (usize, impl Iterator<Item = (usize, u64)>) {
+    let line = ((hash >> 32) * lines as u64) >> 32;
+    let mut bits = hash as u32;
+    let masks = (0..probes).map(move |_| {
+        bits = bits.wrapping_mul(0x9E37_79B9);
+        let bit = (bits >> 23) as usize;
+        (bit / 64, 1u64 << (bit % 64))
+    });
+    (line as usize, masks)
+}
+
 /// Probes per key for `bits_per_key` bits per key: about 0.6 per bit, the
 /// best rate for 512-bit lines (RocksDB chooses 6 at 10 bits per key, as
 /// this does), at least 1 and at most [`FILTER_PROBES_MAX`].
@@ -143,35 +159,20 @@ impl BlockedFilter {
         })
     }
 
-    /// The line of the key hashed to `hash`, and its probe sequence seed.
-    fn line(&self, hash: u64) -> (usize, u32) {
-        let line = ((hash >> 32) * self.lines.len() as u64) >> 32;
-        (line as usize, hash as u32)
-    }
-
     /// Adds the key hashed to `hash`.
     pub fn insert(&mut self, hash: u64) {
-        let (line, mut bits) = self.line(hash);
+        let (line, masks) = bits_of(hash, self.lines.len(), self.probes);
         let words = &mut self.lines[line].0;
-        for _ in 0..self.probes {
-            bits = bits.wrapping_mul(0x9E37_79B9);
-            let bit = (bits >> 23) as usize;
-            words[bit / 64] |= 1 << (bit % 64);
+        for (word, mask) in masks {
+            words[word] |= mask;
         }
     }
 
     /// `false`: no key hashed to `hash` was added.
     pub fn may_hold(&self, hash: u64) -> bool {
-        let (line, mut bits) = self.line(hash);
+        let (line, mut masks) = bits_of(hash, self.lines.len(), self.probes);
         let words = &self.lines[line].0;
-        for _ in 0..self.probes {
-            bits = bits.wrapping_mul(0x9E37_79B9);
-            let bit = (bits >> 23) as usize;
-            if words[bit / 64] & (1 << (bit % 64)) == 0 {
-                return false;
-            }
-        }
-        true
+        masks.all(|(word, mask)| words[word] & mask != 0)
     }
 
     /// The filter in its stored form.
