@@ -44,7 +44,37 @@ impl Replicator {
 
     /// Stand-in candidates: the members of `beyond` this node sees as
     /// usable, in ring order.
-    pub(super) fn spare(&self, beyond: Vec<NodeId>) -> Vec<NodeId> {
+    /// A request's per-DC scope and its stand-in candidates, or the refusal
+    /// when too few of `primaries` (placed as `placement`) and stand-ins
+    /// can give `needed` answers, `needed_primaries` of them from
+    /// primaries: the per-DC shortfall first, as it names the data center
+    /// at fault. The links of unusable primaries are poked either way.
+    pub(super) fn quorum_or_refusal(
+        &self,
+        what: &str,
+        placement: placement::Placement,
+        primaries: &[(NodeId, Reach)],
+        quorums: Vec<DcQuorum>,
+        needed: usize,
+        needed_primaries: usize,
+    ) -> Result<(DcScope, Vec<NodeId>), ClientError> {
+        let scope = self.scope(&placement.primaries, &placement.beyond, quorums);
+        let spare = self.spare(placement.beyond);
+        self.poke_unusable(primaries);
+        let usable = primaries
+            .iter()
+            .filter(|(_, reach)| *reach != Reach::Unusable)
+            .count();
+        match self
+            .refuse_dc_quorum(what, &scope, primaries, &spare)
+            .or_else(|| self.refuse_quorum(what, usable, spare.len(), needed, needed_primaries))
+        {
+            Some(error) => Err(error),
+            None => Ok((scope, spare)),
+        }
+    }
+
+    fn spare(&self, beyond: Vec<NodeId>) -> Vec<NodeId> {
         beyond
             .into_iter()
             .filter(|n| self.reach(n) == Reach::Usable)
@@ -68,7 +98,7 @@ impl Replicator {
     /// or timing out: each link is poked to dial now if it is due (a call
     /// would have done it; the coordinator makes none), so a healed link is
     /// found at the next request rather than at the next backoff.
-    pub(super) fn poke_unusable(&self, primaries: &[(NodeId, Reach)]) {
+    fn poke_unusable(&self, primaries: &[(NodeId, Reach)]) {
         let nodes: Vec<NodeId> = primaries
             .iter()
             .filter(|(_, reach)| *reach == Reach::Unusable)
@@ -79,7 +109,7 @@ impl Replicator {
         }
     }
 
-    pub(super) fn refuse_quorum(
+    fn refuse_quorum(
         &self,
         what: &str,
         usable: usize,
@@ -129,12 +159,7 @@ impl Replicator {
 
     /// The per-DC scope of a request over `primaries` and `beyond` (empty
     /// without per-DC replication).
-    pub(super) fn scope(
-        &self,
-        primaries: &[NodeId],
-        beyond: &[NodeId],
-        quorums: Vec<DcQuorum>,
-    ) -> DcScope {
+    fn scope(&self, primaries: &[NodeId], beyond: &[NodeId], quorums: Vec<DcQuorum>) -> DcScope {
         if self.options.dc_replication.is_empty() {
             return DcScope::default();
         }
@@ -154,7 +179,7 @@ impl Replicator {
 
     /// The up-front refusal of a request whose per-DC quorum cannot be
     /// reached with the replicas (and stand-ins) reachable in that DC.
-    pub(super) fn refuse_dc_quorum(
+    fn refuse_dc_quorum(
         &self,
         what: &str,
         scope: &DcScope,

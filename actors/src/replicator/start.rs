@@ -95,20 +95,11 @@ impl Replicator {
                 .instrument(span),
             );
         }
-        let scope = self.scope(&placement.primaries, &placement.beyond, need.dcs);
-        let spare = self.spare(placement.beyond);
-        self.poke_unusable(&primaries);
-        let usable = primaries
-            .iter()
-            .filter(|(_, reach)| *reach != Reach::Unusable)
-            .count();
-        // The per-DC shortfall first: it names the data center at fault.
-        if let Some(error) = self
-            .refuse_dc_quorum("the write", &scope, &primaries, &spare)
-            .or_else(|| self.refuse_quorum("the write", usable, spare.len(), w, pw))
-        {
-            return Box::pin(async move { Err(error) });
-        }
+        let (scope, spare) =
+            match self.quorum_or_refusal("the write", placement, &primaries, need.dcs, w, pw) {
+                Ok(admitted) => admitted,
+                Err(error) => return Box::pin(async move { Err(error) }),
+            };
         let now_ms = self.clock.now_ms();
         let plan = write::WritePlan {
             key: msg.key,
@@ -166,20 +157,8 @@ impl Replicator {
         // This node's own copy first: asking only R replicas, the local
         // read is one of them.
         primaries.sort_by_key(|(node, _)| *node != self.own);
-        let scope = self.scope(&placement.primaries, &placement.beyond, need.dcs);
-        let spare = self.spare(placement.beyond);
-        self.poke_unusable(&primaries);
-        let usable = primaries
-            .iter()
-            .filter(|(_, reach)| *reach != Reach::Unusable)
-            .count();
-        // The per-DC shortfall first: it names the data center at fault.
-        if let Some(error) = self
-            .refuse_dc_quorum("the read", &scope, &primaries, &spare)
-            .or_else(|| self.refuse_quorum("the read", usable, spare.len(), r, pr))
-        {
-            return Err(error);
-        }
+        let (scope, spare) =
+            self.quorum_or_refusal("the read", placement, &primaries, need.dcs, r, pr)?;
         let timeout_ms = msg.timeout_ms.unwrap_or(self.options.request_timeout_ms);
         Ok(read::ReadPlan {
             key: msg.key,
