@@ -16,31 +16,29 @@ use ringkv_actors::bridge::{
     peer_max_frame_bytes, Bridge, BridgeOptions, Dial, LinkDirectory, NonceRng, PeerAuth,
     PeerHandlers,
 };
-use ringkv_actors::client_api::{client_write_queue_frames_max, ClientApi, ClientApiOptions};
+use ringkv_actors::client_api::ClientApi;
 use ringkv_actors::clock::SharedClock;
-use ringkv_actors::conflict_resolver::{ConflictResolver, ContextKey};
-use ringkv_actors::failure_detector::{
-    FailureDetector, FailureDetectorOptions, GossipOptions, MemberState, PersistedMember, Subscribe,
-};
+use ringkv_actors::conflict_resolver::ConflictResolver;
+use ringkv_actors::failure_detector::{FailureDetector, MemberState, PersistedMember, Subscribe};
 use ringkv_actors::metrics::Metrics;
 use ringkv_actors::net::{AcceptPolicy, SharedNet};
-use ringkv_actors::repair::{
-    stream_timeout_ms, Repair, RepairOptions, READ_REPAIR_INFLIGHT_MAX_DEFAULT,
-};
+use ringkv_actors::repair::Repair;
 use ringkv_actors::replicas::{ReplicaHandles, Replicas};
-use ringkv_actors::replicator::{Asking, ReplicationOptions, Replicator};
-use ringkv_actors::resp::command::CommandLimits;
-use ringkv_actors::resp::frame::RESP_ARGS_MAX;
-use ringkv_actors::resp::{RespApi, RespOptions, SiblingsMode};
+use ringkv_actors::replicator::Replicator;
+use ringkv_actors::resp::RespApi;
 use ringkv_actors::storage::{
     CloseWrites, Engine, Storage, StorageOptions, StorageThreading, SubscribeStorage,
 };
-use ringkv_actors::wire::client::RequestLimits;
 use ringkv_actors::wire::peer::MemberInfo;
 use tracing::info;
 
-use crate::config::{NodeConfig, ReadAsks, RespSiblings};
+use crate::config::NodeConfig;
+
+mod options;
 pub use crate::data_dir::{open_storage, record_clean_shutdown, NodeEnvParts};
+use options::{
+    client_api_options, failure_detector_options, repair_options, replication_options, resp_options,
+};
 
 /// File in the data dir holding the known members.
 pub(crate) const MEMBERS_FILE: &str = "members.mpk";
@@ -179,13 +177,6 @@ fn should_join(own: &ringkv_actors::NodeId, known: &[PersistedMember], has_seeds
 /// The key this node seals client contexts with: from the cluster secret,
 /// or (integrity only, see `conflict_resolver::context`) from the cluster
 /// name when there is none.
-fn context_key(config: &NodeConfig) -> ContextKey {
-    match &config.cluster_secret {
-        Some((_, secret)) => ContextKey::from_secret(secret),
-        None => ContextKey::from_cluster_name(&config.cluster),
-    }
-}
-
 /// Starts every actor of a node on the current arbiter.
 pub async fn start(
     config: &NodeConfig,
@@ -293,22 +284,6 @@ pub async fn start(
     let writer_queue = storage.writer_queue();
     let storage = storage.start();
     let storage_for_shutdown = storage.clone();
-    let mut status_extra = vec![
-        ("n".to_string(), rmpv::Value::from(config.n as u64)),
-        ("r".to_string(), rmpv::Value::from(config.r as u64)),
-        ("w".to_string(), rmpv::Value::from(config.w as u64)),
-        (
-            "cluster".to_string(),
-            rmpv::Value::from(config.cluster.as_str()),
-        ),
-    ];
-    if !config.dc_replication.is_empty() {
-        // Replicas per DC, as `--dc-replication` reads (`dc1:3,dc2:2`).
-        status_extra.push((
-            "dc_replication".to_string(),
-            rmpv::Value::from(config.dc_replication.to_string()),
-        ));
-    }
 
     // Requests leave through the Bridge and come back in through it, so
     // the actors that call peers need its address and it needs theirs (to
@@ -327,67 +302,20 @@ pub async fn start(
         metrics: metrics.clone(),
     });
     let resolver = ConflictResolver::new(&config.id).start();
-    let repair = Repair::new(
-        replicas.clone(),
-        RepairOptions {
-            read_repair_inflight_max: READ_REPAIR_INFLIGHT_MAX_DEFAULT,
-            repair_timeout_ms: config.request_timeout_ms,
-            stream_bytes_per_s_max: config.stream_bytes_per_s_max,
-            hint_retry_ms: config.gossip_interval_ms,
-            hint_delivery_bytes_per_s_max: config.hint_delivery_bytes_per_s_max,
-            anti_entropy_interval_ms: config.anti_entropy_interval_ms,
-            anti_entropy_bytes_per_s_max: config.anti_entropy_bytes_per_s_max,
-            replicas_per_key: config.n,
-            reap: config.tombstone_reap,
-        },
-    )
-    .with_clock(env.clock.clone())
-    .start();
+    let repair = Repair::new(replicas.clone(), repair_options(config))
+        .with_clock(env.clock.clone())
+        .start();
     let failure_detector = FailureDetector::new(
         own.clone(),
         known.clone(),
-        FailureDetectorOptions {
-            vnodes_per_weight: config.vnodes,
-            replicas: config.n,
-            dc_replication: config.dc_replication.clone(),
-            members_file: env.members_file.clone(),
-            status_extra,
-            gossip: GossipOptions {
-                gossip_interval_ms: config.gossip_interval_ms,
-                gossip_fanout: config.gossip_fanout,
-                suspect_after_ms: config.suspect_after_ms,
-                generation_skew_ms_max: config.generation_skew_ms_max,
-                ..GossipOptions::default()
-            },
-            join,
-            join_settle_ms: config.join_settle_ms,
-            stream_timeout_ms: stream_timeout_ms(config.request_timeout_ms),
-            seeds: dial.clone(),
-            bootstrap_wait_ms: config.bootstrap_wait_ms,
-        },
+        failure_detector_options(config, env.members_file.clone(), join, dial.clone()),
         bridge_addr.clone(),
         repair.clone().recipient(),
         env.clock.clone(),
     )
     .start();
     let replicator = Replicator::new(
-        ReplicationOptions {
-            n: config.n,
-            r: config.r,
-            w: config.w,
-            request_timeout_ms: config.request_timeout_ms,
-            limits: config.version_limits.clone(),
-            stand_in_after_ms: config.stand_in_after_ms,
-            read_asks: match config.read_asks {
-                ReadAsks::Needed => Asking::Needed,
-                ReadAsks::All => Asking::Every,
-            },
-            read_retry_after_ms: config.read_retry_after_ms,
-            object_bytes_max: config.object_bytes_max,
-            contexts: context_key(config),
-            dc: config.dc.clone(),
-            dc_replication: config.dc_replication.clone(),
-        },
+        replication_options(config),
         replicas,
         resolver.recipient(),
         repair.clone().recipient(),
@@ -457,25 +385,7 @@ pub async fn start(
     if let Some(listener) = resp_listener {
         RespApi::new(
             config.id.clone(),
-            RespOptions {
-                frame_bytes_max: config.max_frame_bytes,
-                args_max: RESP_ARGS_MAX,
-                limits: CommandLimits {
-                    max_key_bytes: config.max_key_bytes,
-                    max_value_bytes: config.max_value_bytes,
-                },
-                replicas: config.n,
-                inflight_max: config.client_inflight_max,
-                connections_max: config.client_connections_max,
-                write_queue_replies_max: client_write_queue_frames_max(config.client_inflight_max),
-                accept,
-                tokens: config.client_tokens.clone(),
-                siblings: match config.resp_siblings {
-                    RespSiblings::Error => SiblingsMode::Error,
-                    RespSiblings::Lww => SiblingsMode::Lww,
-                },
-                metrics: metrics.clone(),
-            },
+            resp_options(config, accept, metrics.clone()),
             listener,
             replicator.clone(),
             local_reads.clone(),
@@ -485,22 +395,7 @@ pub async fn start(
     }
     ClientApi::new(
         config.id.clone(),
-        ClientApiOptions {
-            max_frame_bytes: config.max_frame_bytes,
-            limits: RequestLimits {
-                max_key_bytes: config.max_key_bytes,
-                max_value_bytes: config.max_value_bytes,
-                replicas: config.n,
-            },
-            client_inflight_max: config.client_inflight_max,
-            client_connections_max: config.client_connections_max,
-            client_write_queue_frames_max: client_write_queue_frames_max(
-                config.client_inflight_max,
-            ),
-            accept,
-            tokens: config.client_tokens.clone(),
-            metrics: metrics.clone(),
-        },
+        client_api_options(config, accept, metrics.clone()),
         client_listener,
         replicator,
         local_reads,
@@ -560,56 +455,4 @@ pub async fn start(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use ringkv_actors::failure_detector::gossip::MemberRecord;
-    use ringkv_actors::NodeId;
-
-    fn persisted(id: &str, status: MemberState) -> PersistedMember {
-        PersistedMember {
-            info: MemberInfo {
-                id: NodeId::new(id).unwrap(),
-                peer_addr: "127.0.0.1:1".into(),
-                client_addr: "127.0.0.1:2".into(),
-                dc: "dc1".into(),
-                rack: "r1".into(),
-                weight: 1,
-            },
-            record: MemberRecord {
-                generation: 1,
-                heartbeat: 1,
-                status,
-                status_version: 1,
-            },
-        }
-    }
-
-    #[test]
-    fn joins_when_new_with_seeds_or_when_it_never_finished_joining() {
-        let me = NodeId::new("n1").unwrap();
-        assert!(should_join(&me, &[], true), "a new node with seeds joins");
-        assert!(!should_join(&me, &[], false), "the first node does not");
-        let serving = [
-            persisted("n1", MemberState::Alive),
-            persisted("n2", MemberState::Alive),
-        ];
-        assert!(
-            !should_join(&me, &serving, true),
-            "a restart of a serving node serves"
-        );
-        let crashed = [
-            persisted("n1", MemberState::Joining),
-            persisted("n2", MemberState::Alive),
-        ];
-        assert!(
-            should_join(&me, &crashed, true),
-            "a crash mid-join joins again"
-        );
-        let left = [persisted("n1", MemberState::Left)];
-        assert!(
-            should_join(&me, &left, true),
-            "a node that left streams before serving again"
-        );
-    }
-}
+mod tests;
