@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::conflict_resolver::{VersionLimits, VersionVector};
+use crate::ring::Ring;
 
 const AGE_MS: u64 = 1_000;
 
