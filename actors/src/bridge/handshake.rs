@@ -50,6 +50,11 @@ use crate::secret::{ClusterSecret, HmacSha256};
 use crate::wire::peer::{MemberInfo, PeerFrame, PEER_PROTOCOL_VERSION};
 use crate::NodeId;
 
+mod dialler;
+mod listener;
+pub use dialler::{hello, AwaitingChallenge, AwaitingWelcome};
+pub use listener::{on_hello, Accepted, AwaitingProof};
+
 /// Bytes of each side's nonce.
 pub const NONCE_BYTES: usize = 32;
 /// Bytes of a proof (a whole HMAC-SHA256 output).
@@ -321,106 +326,6 @@ fn checked_id(id: NodeId) -> Result<NodeId, HandshakeError> {
     NodeId::new(id.as_str()).map_err(HandshakeError::NodeId)
 }
 
-// ------------------------------------------------------------- the dialler
-
-/// The dialler, `Hello` sent, waiting for the `Challenge`.
-pub struct AwaitingChallenge {
-    nonce: Nonce,
-}
-
-/// Opens a handshake as the dialler: the state to keep and the `Hello` to
-/// send (plain).
-pub fn hello(
-    credentials: &Credentials,
-    nonce: Nonce,
-) -> Result<(AwaitingChallenge, Vec<u8>), HandshakeError> {
-    let frame = PeerFrame::Hello {
-        protocol: PEER_PROTOCOL_VERSION,
-        cluster: credentials.cluster.clone(),
-        node: credentials.own.id.clone(),
-        nonce: ByteBuf::from(nonce.to_vec()),
-    };
-    Ok((AwaitingChallenge { nonce }, encode(&frame)?))
-}
-
-impl AwaitingChallenge {
-    /// Reads the listener's `Challenge`; answers the sealed `Proof` to send.
-    pub fn on_challenge(
-        self,
-        credentials: &Credentials,
-        frame: &[u8],
-    ) -> Result<(AwaitingWelcome, Vec<u8>), HandshakeError> {
-        let (node, nonce) = match decode(frame)? {
-            PeerFrame::Challenge { node, nonce } => (node, nonce),
-            other => {
-                return Err(HandshakeError::Unexpected {
-                    expected: "Challenge",
-                    got: other.name(),
-                })
-            }
-        };
-        let transcript = Transcript {
-            cluster: credentials.cluster.clone(),
-            dialler: credentials.own.id.clone(),
-            listener: checked_id(node)?,
-            dialler_nonce: self.nonce,
-            listener_nonce: nonce_of(&nonce)?,
-        };
-        let mut session = transcript.session(&credentials.key, Role::Dialler);
-        let proof = PeerFrame::Proof {
-            proof: ByteBuf::from(transcript.proof(&credentials.key, Role::Dialler).to_vec()),
-            member: credentials.own.clone(),
-        };
-        let sealed = session
-            .seal(encode(&proof)?)
-            .map_err(|e| HandshakeError::Local(e.to_string()))?;
-        Ok((
-            AwaitingWelcome {
-                transcript,
-                session,
-            },
-            sealed,
-        ))
-    }
-}
-
-/// The dialler, `Proof` sent, waiting for the `Welcome`.
-pub struct AwaitingWelcome {
-    transcript: Transcript,
-    session: Session,
-}
-
-impl AwaitingWelcome {
-    /// Reads the listener's `Welcome`: the listener, proven, and the
-    /// session to send requests on.
-    pub fn on_welcome(
-        mut self,
-        credentials: &Credentials,
-        frame: &[u8],
-    ) -> Result<(MemberInfo, Session), HandshakeError> {
-        let (proof, member) = read_proven(frame, "Welcome", |f| match f {
-            PeerFrame::Welcome { proof, member } => Ok((proof, member)),
-            other => Err(other.name()),
-        })?;
-        self.transcript
-            .verify(&credentials.key, Role::Listener, &proof)?;
-        self.session
-            .open(frame)
-            .map_err(|_| HandshakeError::BadTag { frame: "Welcome" })?;
-        let member = MemberInfo {
-            id: checked_id(member.id)?,
-            ..member
-        };
-        if member.id != self.transcript.listener {
-            return Err(HandshakeError::MemberMismatch {
-                proved: self.transcript.listener,
-                described: member.id,
-            });
-        }
-        Ok((member, self.session))
-    }
-}
-
 /// Decodes a sealed `Proof` or `Welcome` without checking its tag yet
 /// (the proof is checked first, so a wrong secret is reported as such).
 fn read_proven(
@@ -430,134 +335,6 @@ fn read_proven(
 ) -> Result<(ByteBuf, MemberInfo), HandshakeError> {
     let (body, _tag) = split_tag(frame).map_err(|_| HandshakeError::BadTag { frame: expected })?;
     pick(decode(body)?).map_err(|got| HandshakeError::Unexpected { expected, got })
-}
-
-// ------------------------------------------------------------ the listener
-
-/// The listener, `Challenge` sent, waiting for the `Proof`.
-pub struct AwaitingProof {
-    transcript: Transcript,
-    session: Session,
-    /// The cluster the dialler named: refused at `Proof`, not at `Hello`,
-    /// so a caller cannot try names until one gets a `Challenge`.
-    claimed_cluster: String,
-}
-
-/// The listener reads the dialler's `Hello`: the state to keep and the
-/// `Challenge` to send (plain), with our fresh `nonce`.
-pub fn on_hello(
-    credentials: &Credentials,
-    frame: &[u8],
-    nonce: Nonce,
-) -> Result<(AwaitingProof, Vec<u8>), HandshakeError> {
-    let (protocol, cluster, node, their_nonce) = match decode(frame)? {
-        PeerFrame::Hello {
-            protocol,
-            cluster,
-            node,
-            nonce,
-        } => (protocol, cluster, node, nonce),
-        other => {
-            return Err(HandshakeError::Unexpected {
-                expected: "Hello",
-                got: other.name(),
-            })
-        }
-    };
-    if protocol != PEER_PROTOCOL_VERSION {
-        return Err(HandshakeError::Protocol { theirs: protocol });
-    }
-    let transcript = Transcript {
-        // Ours, not theirs: a dialler of another cluster fails its proof.
-        cluster: credentials.cluster.clone(),
-        dialler: checked_id(node)?,
-        listener: credentials.own.id.clone(),
-        dialler_nonce: nonce_of(&their_nonce)?,
-        listener_nonce: nonce,
-    };
-    let challenge = PeerFrame::Challenge {
-        node: credentials.own.id.clone(),
-        nonce: ByteBuf::from(nonce.to_vec()),
-    };
-    let session = transcript.session(&credentials.key, Role::Listener);
-    Ok((
-        AwaitingProof {
-            transcript,
-            session,
-            claimed_cluster: cluster,
-        },
-        encode(&challenge)?,
-    ))
-}
-
-/// A dialler that proved itself.
-pub struct Accepted {
-    /// The dialler.
-    pub member: MemberInfo,
-    /// The session to read its requests on and answer them.
-    pub session: Session,
-    /// The sealed `Welcome` to send.
-    pub welcome: Vec<u8>,
-}
-
-impl AwaitingProof {
-    /// Reads the dialler's `Proof`: the dialler, proven, and the sealed
-    /// `Welcome` to send.
-    pub fn on_proof(
-        mut self,
-        credentials: &Credentials,
-        frame: &[u8],
-    ) -> Result<Accepted, HandshakeError> {
-        let (proof, member) = read_proven(frame, "Proof", |f| match f {
-            PeerFrame::Proof { proof, member } => Ok((proof, member)),
-            other => Err(other.name()),
-        })?;
-        if self.claimed_cluster != credentials.cluster {
-            return Err(HandshakeError::Cluster {
-                theirs: self.claimed_cluster,
-                ours: credentials.cluster.clone(),
-            });
-        }
-        self.transcript
-            .verify(&credentials.key, Role::Dialler, &proof)?;
-        self.session
-            .open(frame)
-            .map_err(|_| HandshakeError::BadTag { frame: "Proof" })?;
-        let member = MemberInfo {
-            id: checked_id(member.id)?,
-            ..member
-        };
-        if member.id != self.transcript.dialler {
-            return Err(HandshakeError::MemberMismatch {
-                proved: self.transcript.dialler,
-                described: member.id,
-            });
-        }
-        let own = &credentials.own;
-        if member.id == own.id && member.peer_addr != own.peer_addr {
-            return Err(HandshakeError::DuplicateId {
-                id: member.id,
-                ours: own.peer_addr.clone(),
-            });
-        }
-        let welcome = PeerFrame::Welcome {
-            proof: ByteBuf::from(
-                self.transcript
-                    .proof(&credentials.key, Role::Listener)
-                    .to_vec(),
-            ),
-            member: own.clone(),
-        };
-        let welcome = self
-            .session
-            .seal(encode(&welcome)?)
-            .map_err(|e| HandshakeError::Local(e.to_string()))?;
-        Ok(Accepted {
-            member,
-            session: self.session,
-            welcome,
-        })
-    }
 }
 
 #[cfg(test)]
