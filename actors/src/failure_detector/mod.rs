@@ -19,6 +19,7 @@
 pub mod bootstrap;
 pub mod gossip;
 mod lifecycle;
+mod status;
 pub mod view;
 
 use fnv::FnvHashMap;
@@ -38,6 +39,7 @@ pub use gossip::{
     Tick,
 };
 pub use lifecycle::{Forget, Leave};
+pub use status::StatusQuery;
 
 /// Default longest start-up wait for the seeds, in milliseconds: long
 /// enough for nodes started together to bind their listeners, short enough
@@ -53,14 +55,9 @@ use crate::clock::SharedClock;
 use crate::membership::MembershipChanged;
 use crate::repair::StreamTransfers;
 use crate::storage::{MintState, StorageHealth};
-use crate::wire::client::{ClientError, ClientReply, ErrorCode};
+use crate::wire::client::{ClientError, ErrorCode};
 use crate::wire::peer::{GossipExchange, GossipReply, MemberInfo, RemoteError};
 use crate::NodeId;
-
-/// Asks for the `status` reply.
-#[derive(Message)]
-#[rtype(result = "ClientReply")]
-pub struct StatusQuery;
 
 /// Adds a subscriber; it gets the current state at once.
 #[derive(Message)]
@@ -459,57 +456,6 @@ impl Handler<StorageHealth> for FailureDetector {
 
     fn handle(&mut self, msg: StorageHealth, _ctx: &mut Self::Context) {
         self.mint = Some(msg.0);
-    }
-}
-
-impl Handler<StatusQuery> for FailureDetector {
-    type Result = MessageResult<StatusQuery>;
-
-    fn handle(&mut self, _: StatusQuery, _ctx: &mut Self::Context) -> Self::Result {
-        let now = self.clock.monotonic_ms();
-        let members = self.gossip.members(now);
-        let rows = view::status_rows(&members, &self.view.write_ring);
-        let mut extra = self.options.status_extra.clone();
-        extra.push((
-            "ring_tokens".into(),
-            rmpv::Value::from(self.view.read_ring.token_count() as u64),
-        ));
-        extra.push(("ready".into(), rmpv::Value::from(self.bootstrap.is_ready())));
-        if let Some(mint) = &self.mint {
-            extra.push((
-                "version_actor".into(),
-                rmpv::Value::from(mint.version_actor.as_str()),
-            ));
-            extra.push(("minting".into(), rmpv::Value::from(mint.stopped.is_none())));
-            if let Some(why) = &mint.stopped {
-                extra.push((
-                    "not_minting_because".into(),
-                    rmpv::Value::from(why.as_str()),
-                ));
-            }
-        }
-        let waiting: Vec<rmpv::Value> = self
-            .bootstrap
-            .waiting_for()
-            .iter()
-            .map(|a| rmpv::Value::from(a.to_string()))
-            .collect();
-        if !waiting.is_empty() {
-            extra.push(("waiting_for_seeds".into(), rmpv::Value::Array(waiting)));
-        }
-        extra.push((
-            "lifecycle".into(),
-            rmpv::Value::from(self.lifecycle.as_str()),
-        ));
-        extra.push((
-            "lost_range_pushes_pending".into(),
-            rmpv::Value::from(self.lost.pending() as u64),
-        ));
-        MessageResult(ClientReply::Status {
-            node: self.own.id.to_string(),
-            members: rows,
-            extra,
-        })
     }
 }
 
