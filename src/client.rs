@@ -46,6 +46,8 @@ const OUTBOX_REQUESTS_MAX: usize = 1024;
 /// most (`FramedWrite`'s backpressure boundary).
 const WRITE_BURST_BYTES_MAX: usize = 64 * 1024;
 
+mod admin;
+mod list;
 mod types;
 
 pub use types::{
@@ -377,106 +379,6 @@ impl Client {
         .await
         .map(|_| ())
     }
-
-    /// Asks the node to hand its ranges off and leave the cluster (an admin
-    /// extension; answers once it has started: watch `status`).
-    pub async fn leave(&self) -> Result<String, Error> {
-        let body = self.call(ClientOp::Leave, None).await?;
-        map_str(&body, "node").ok_or_else(|| Error::Protocol("leave answer has no `node`".into()))
-    }
-
-    /// Admin: removes `node`, a member that is down for good, from the
-    /// cluster; its ranges are re-replicated from the other replicas.
-    pub async fn forget(&self, node: &str) -> Result<String, Error> {
-        let body = self
-            .call(
-                ClientOp::Forget {
-                    node: node.to_owned(),
-                },
-                None,
-            )
-            .await?;
-        map_str(&body, "node").ok_or_else(|| Error::Protocol("forget answer has no `node`".into()))
-    }
-
-    /// One page of the cluster's live keys, in ring order (PROTOCOL.md
-    /// version 2 `list`): from `cursor` (`None`: the first page), at most
-    /// `limit` keys (`None`: the node's default, 100; the node refuses
-    /// anything outside 1..=1000). A page may hold fewer keys, even none,
-    /// and still have a next page; [`KeyPage::cursor`] is `None` only on
-    /// the last one.
-    pub async fn list_page(
-        &self,
-        cursor: Option<&[u8]>,
-        limit: Option<usize>,
-    ) -> Result<KeyPage, Error> {
-        let op = ClientOp::List {
-            cursor: cursor.map(<[u8]>::to_vec),
-            limit,
-        };
-        let body = self.call(op, None).await?;
-        let keys = match map_field(&body, "keys") {
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| match v {
-                    Value::Binary(b) => Ok(b.clone()),
-                    _ => Err(Error::Protocol("a listed key is not bin".into())),
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            _ => return Err(Error::Protocol("list answer has no `keys` array".into())),
-        };
-        let cursor = match map_field(&body, "cursor") {
-            None | Some(Value::Nil) => None,
-            Some(Value::Binary(b)) => Some(b.clone()),
-            Some(_) => return Err(Error::Protocol("`cursor` is not bin".into())),
-        };
-        Ok(KeyPage { keys, cursor })
-    }
-
-    /// Walks every page of a listing from the start, `limit` keys per page,
-    /// handing each page's keys to `each` in ring order; answers how many
-    /// keys there were. Memory stays at one page. A failed page stops the
-    /// walk with its error (the pages before it were handed over).
-    pub async fn list_all(
-        &self,
-        limit: Option<usize>,
-        mut each: impl FnMut(Vec<u8>),
-    ) -> Result<u64, Error> {
-        let (mut cursor, mut count) = (None::<Vec<u8>>, 0u64);
-        loop {
-            let page = self.list_page(cursor.as_deref(), limit).await?;
-            count += page.keys.len() as u64;
-            page.keys.into_iter().for_each(&mut each);
-            match page.cursor {
-                Some(next) => cursor = Some(next),
-                None => return Ok(count),
-            }
-        }
-    }
-
-    /// Admin (ringkv extensions `members`, `ring`, `repair`): the answer's
-    /// raw map, keys as docs/protocol.md lists them.
-    pub async fn admin(&self, op: ClientOp) -> Result<Value, Error> {
-        self.call(op, None).await
-    }
-
-    /// Membership as the node sees it.
-    pub async fn status(&self) -> Result<Status, Error> {
-        let body = self.call(ClientOp::Status, None).await?;
-        let node =
-            map_str(&body, "node").ok_or_else(|| Error::Protocol("status has no `node`".into()))?;
-        let members = match map_field(&body, "members") {
-            Some(Value::Array(items)) => {
-                items.iter().map(member_of).collect::<Result<Vec<_>, _>>()?
-            }
-            _ => return Err(Error::Protocol("status has no `members` array".into())),
-        };
-        Ok(Status {
-            node,
-            members,
-            raw: body,
-        })
-    }
 }
 
 fn context_of(body: &Value) -> Result<Option<Context>, Error> {
@@ -485,21 +387,6 @@ fn context_of(body: &Value) -> Result<Option<Context>, Error> {
         Some(Value::Binary(b)) => Ok(Some(Context(b.clone()))),
         Some(_) => Err(Error::Protocol("`context` is not bin".into())),
     }
-}
-
-fn member_of(v: &Value) -> Result<Member, Error> {
-    let need =
-        |k: &str| map_str(v, k).ok_or_else(|| Error::Protocol(format!("member has no `{k}`")));
-    Ok(Member {
-        id: need("id")?,
-        addr: need("addr")?,
-        client_addr: map_str(v, "client_addr"),
-        dc: need("dc")?,
-        rack: map_str(v, "rack"),
-        state: need("state")?,
-        ring_share: map_field(v, "ring_share").and_then(Value::as_f64),
-        heartbeat_age_ms: map_field(v, "heartbeat_age_ms").and_then(Value::as_u64),
-    })
 }
 
 #[cfg(test)]
