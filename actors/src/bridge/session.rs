@@ -38,16 +38,17 @@ use tracing::{debug, info, warn};
 use super::deadlines::Deadlines;
 use super::handshake::{self, AwaitingProof, Credentials, Session};
 use super::seal::TAG_BYTES;
-use super::{fresh_nonce, Bridge, BridgeOptions, Incoming, NonceRng, PeerHandlers, PeerIntroduced};
-use crate::net::{BoxConnection, LocalBoxFuture};
+use super::{fresh_nonce, Bridge, BridgeOptions, NonceRng, PeerHandlers, PeerIntroduced};
+use crate::net::BoxConnection;
 use crate::wire::client::ErrorCode;
 use crate::wire::peer::{
-    Durable, MemberInfo, PeerFrame, PeerRefusal, PeerReply, PeerRequest, PeerRpc, Probe, Probed,
-    RemoteError, ReplicaRead, ReplicaWrite,
+    Durable, MemberInfo, PeerFrame, PeerRefusal, PeerReply, PeerRequest, PeerRpc, RemoteError,
+    ReplicaRead, ReplicaWrite,
 };
 use crate::wire::writer::write_queued_frames;
 use crate::wire::{FrameCodec, FrameError};
-use crate::NodeId;
+
+mod route;
 
 /// The queue to the writer task; dropping it lets the task send what is
 /// queued and close the socket.
@@ -383,66 +384,11 @@ impl PeerSession {
         }
         self.arm(ctx);
     }
-
-    /// Hands a request to the actor that serves its type.
-    fn to_handler(
-        &self,
-        from: NodeId,
-        trace: u64,
-        timeout_ms: u64,
-        body: PeerRequest,
-    ) -> LocalBoxFuture<'static, Result<PeerReply, RemoteError>> {
-        let handlers = &self.handlers;
-        match body {
-            PeerRequest::Read(r) => serve(&handlers.read, from, trace, timeout_ms, r),
-            PeerRequest::Write(r) => serve(&handlers.write, from, trace, timeout_ms, r),
-            PeerRequest::HintedWrite(r) => {
-                serve(&handlers.hinted_write, from, trace, timeout_ms, r)
-            }
-            PeerRequest::Coordinate(r) => serve(&handlers.coordinate, from, trace, timeout_ms, r),
-            PeerRequest::Scan(r) => serve(&handlers.scan, from, trace, timeout_ms, r),
-            PeerRequest::MerkleLeaves(r) => {
-                serve(&handlers.merkle_leaves, from, trace, timeout_ms, r)
-            }
-            PeerRequest::MerkleNodes(r) => {
-                serve(&handlers.merkle_nodes, from, trace, timeout_ms, r)
-            }
-            PeerRequest::Gossip(r) => serve(&handlers.gossip, from, trace, timeout_ms, r),
-            PeerRequest::ListKeys(r) => serve(&handlers.list_keys, from, trace, timeout_ms, r),
-            PeerRequest::ReapCheck(r) => serve(&handlers.reap_check, from, trace, timeout_ms, r),
-            PeerRequest::ReapDrop(r) => serve(&handlers.reap_drop, from, trace, timeout_ms, r),
-            PeerRequest::Probe(Probe) => Box::pin(async { Ok(Probe::reply_into(Probed)) }),
-        }
-    }
 }
 
 /// A replica write's answer for the wire.
 fn durable(result: Result<Durable, RemoteError>) -> Result<PeerReply, RemoteError> {
     result.map(ReplicaWrite::reply_into)
-}
-
-/// Hands `request` to the actor serving its type (the session answers
-/// `Timeout` for it at its deadline) and wraps the answer for the wire.
-fn serve<T: PeerRpc>(
-    to: &Recipient<Incoming<T>>,
-    from: NodeId,
-    trace: u64,
-    timeout_ms: u64,
-    request: T,
-) -> LocalBoxFuture<'static, Result<PeerReply, RemoteError>> {
-    let call = to.send(Incoming {
-        from,
-        trace,
-        timeout_ms,
-        request,
-    });
-    Box::pin(call.map(|answer| match answer {
-        Ok(result) => result.map(T::reply_into),
-        Err(e) => Err(RemoteError::new(
-            ErrorCode::Internal,
-            format!("local handler unavailable: {e}"),
-        )),
-    }))
 }
 
 impl Actor for PeerSession {
