@@ -35,12 +35,15 @@
 use actix::prelude::*;
 use tracing::{info, warn};
 
-use super::{refused, FailureDetector, MemberState};
+use super::{FailureDetector, MemberState};
 use crate::repair::handoff::{plan_transfers, pushes_for_lost_ranges, Transfer};
 use crate::repair::{Direction, StreamTransfers};
 use crate::ring::Ring;
-use crate::wire::client::ClientError;
-use crate::NodeId;
+
+mod lost_ranges;
+mod requests;
+pub(super) use lost_ranges::LostRanges;
+pub use requests::{Forget, Leave};
 
 /// Where this node is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,89 +187,6 @@ pub(super) enum LifecycleStep {
     PullReplaced,
     /// Push each range this node holds to the replica taking its place.
     Push,
-}
-
-/// Asks this node to leave the cluster: hand off its ranges, then go.
-/// Answers at once; `status` shows `leaving`, then `left`.
-#[derive(Message)]
-#[rtype(result = "Result<(), ClientError>")]
-pub struct Leave;
-
-/// Admin: removes a dead member for good; its ranges are re-replicated
-/// from the remaining replicas.
-#[derive(Message)]
-#[rtype(result = "Result<(), ClientError>")]
-pub struct Forget {
-    /// The member to remove.
-    pub node: NodeId,
-}
-
-/// Pushes this node owes for ranges it stopped replicating, one target at
-/// a time.
-#[derive(Debug, Default)]
-pub(super) struct LostRanges {
-    /// Transfers not yet done, in the order they are tried.
-    pending: Vec<Transfer>,
-    /// A push is under way.
-    running: bool,
-}
-
-impl LostRanges {
-    /// Transfers still owed.
-    pub(super) fn pending(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Adds `transfers`, skipping those already pending.
-    fn add(&mut self, transfers: Vec<Transfer>) -> usize {
-        let before = self.pending.len();
-        for t in transfers {
-            if !self.pending.contains(&t) {
-                self.pending.push(t);
-            }
-        }
-        self.pending.len() - before
-    }
-
-    /// The next batch: every pending transfer to the first target `usable`
-    /// accepts; transfers to targets `placed` refuses (they left the ring)
-    /// are dropped.
-    fn next_batch(
-        &mut self,
-        placed: impl Fn(&NodeId) -> bool,
-        usable: impl Fn(&NodeId) -> bool,
-    ) -> Option<Vec<Transfer>> {
-        if self.running {
-            return None;
-        }
-        self.pending.retain(|t| placed(&t.target));
-        let target = self
-            .pending
-            .iter()
-            .find(|t| usable(&t.target))?
-            .target
-            .clone();
-        self.running = true;
-        Some(
-            self.pending
-                .iter()
-                .filter(|t| t.target == target)
-                .cloned()
-                .collect(),
-        )
-    }
-
-    /// A batch ended: done, it leaves the list; failed, it goes to the back
-    /// so other targets get their turn.
-    fn finish(&mut self, batch: &[Transfer], ok: bool) {
-        self.running = false;
-        let (sent, rest): (Vec<Transfer>, Vec<Transfer>) =
-            self.pending.drain(..).partition(|t| batch.contains(t));
-        self.pending = rest;
-        if !ok {
-            self.pending.extend(sent);
-        }
-    }
 }
 
 impl FailureDetector {
@@ -521,42 +441,6 @@ impl FailureDetector {
                 }
             }
         }));
-    }
-}
-
-impl Handler<Leave> for FailureDetector {
-    type Result = Result<(), ClientError>;
-
-    fn handle(&mut self, _: Leave, _ctx: &mut Self::Context) -> Self::Result {
-        let now = self.clock.monotonic_ms();
-        let Some(status) = self.lifecycle.on_leave(now).map_err(refused)? else {
-            return Ok(());
-        };
-        let span = self.span.clone();
-        let _span = span.enter();
-        info!("leaving the cluster: handing off every range first");
-        let changes = self.gossip.set_own_status(status, now);
-        self.apply(changes);
-        Ok(())
-    }
-}
-
-impl Handler<Forget> for FailureDetector {
-    type Result = Result<(), ClientError>;
-
-    fn handle(&mut self, msg: Forget, _ctx: &mut Self::Context) -> Self::Result {
-        if msg.node == self.own.id {
-            return Err(refused(
-                "a node cannot forget itself; ask it to leave instead",
-            ));
-        }
-        let now = self.clock.monotonic_ms();
-        let changes = self.gossip.forget(&msg.node, now).map_err(refused)?;
-        let span = self.span.clone();
-        let _span = span.enter();
-        info!(peer = %msg.node, "forgetting a dead member for good (admin forget)");
-        self.apply(changes);
-        Ok(())
     }
 }
 

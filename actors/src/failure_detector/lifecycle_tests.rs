@@ -264,5 +264,5 @@ fn lost_ranges_are_pushed_one_target_at_a_time_until_done() {
     // A target that left the ring is dropped.
     lost.add(vec![t(60, "c")]);
     assert!(lost.next_batch(|n| n.as_str() != "c", all).is_none());
-    assert!(lost.pending.is_empty());
+    assert_eq!(lost.pending(), 0);
 }
