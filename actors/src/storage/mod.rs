@@ -29,6 +29,8 @@ pub mod writer;
 mod writer_queue;
 
 #[cfg(test)]
+mod writer_reap_tests;
+#[cfg(test)]
 mod writer_tests;
 
 pub use actor::{
