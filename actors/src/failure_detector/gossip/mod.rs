@@ -144,6 +144,8 @@ mod record;
 #[cfg(test)]
 mod laws_tests;
 #[cfg(test)]
+mod relay_tests;
+#[cfg(test)]
 mod sim_tests;
 #[cfg(test)]
 mod tests;
