@@ -30,7 +30,7 @@
 //! has but, for strings, values and arrays, only the markers MessagePack
 //! defines for them: what rmp-serde writes, and so every object stored or
 //! sent by earlier versions. A test checks it against rmp-serde's
-//! encoder and decoder (`encoding_tests.rs`).
+//! encoder and decoder (`codec_tests.rs`).
 
 use super::clock::{ClockEntry, Dot, VersionVector};
 use super::object::{Object, Sibling, VersionError};

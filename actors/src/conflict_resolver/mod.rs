@@ -18,8 +18,8 @@
 //!   ([`ContextKey`]), so that clients cannot forge one.
 //! - tests: `laws_tests` (proptest laws), `history_tests` (random concurrent
 //!   histories against a model), `scenario_tests` (Figure 9 and friends),
-//!   `encoding_tests` (golden bytes), `expiry_tests` (TTL), `test_support`
-//!   (strategies).
+//!   `encoding_tests` (golden bytes), `codec_tests` (the codec against
+//!   the serde form), `expiry_tests` (TTL), `test_support` (strategies).
 //!
 //! # The model
 //! Every write gets a unique [`Dot`] from its coordinator. A put carries the
@@ -55,6 +55,9 @@ pub use object::{
 
 #[cfg(test)]
 mod test_support;
+
+#[cfg(test)]
+mod codec_tests;
 
 #[cfg(test)]
 mod encoding_tests;
