@@ -318,3 +318,7 @@ impl WriteCoordinator {
 #[cfg(test)]
 #[path = "coordinator_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "coordinator_property_tests.rs"]
+mod property_tests;

@@ -28,7 +28,7 @@
 //! counts successes per data center for the DC-aware consistency levels.
 //!
 //! Invariants (checked by the tests below and the property test in
-//! `coordinator_tests.rs`): a node is asked at most once per request;
+//! `coordinator_property_tests.rs`): a node is asked at most once per request;
 //! every stand-in stands in for a primary; [`Fanout::verdict`] is
 //! `Reached` only with `needed` successes, `needed_primaries` of them from
 //! primaries.
