@@ -72,7 +72,7 @@
 //! | hinted handoff | hints written with the stand-in's object in `storage/writer.rs`; delivered by `repair/hints.rs` |
 //! | read repair | `replicator/read.rs` decides, `repair/mod.rs` writes |
 //! | Merkle anti-entropy | leaves kept as data changes: `storage/tree.rs` (updated by `storage/writer.rs`); pair trees and the walk: `repair/merkle.rs`, `repair/anti_entropy.rs` |
-//! | tombstone reaping, the counter floor | `repair/reap.rs` (`decide`, `dominated`: pure; `round` carries it out), the compare-and-delete and the durable floor in `storage/writer.rs`, minting above the floor in `conflict_resolver/object.rs` (`Object::update_above`) |
+//! | tombstone reaping, the counter floor | `repair/reap.rs` (`decide`, `dominated`: pure; `round`, in `repair/reap/round.rs`, carries it out), the compare-and-delete and the durable floor in `storage/writer.rs`, minting above the floor in `conflict_resolver/object.rs` (`Object::update_above`) |
 //! | LSM engine (log, memtable, SSTables, compaction, recovery) | `storage/lsm/` (its folders follow its disk format) |
 //! | key listing (`list`), its cursor and bounds | `replicator/list_walk.rs` (`PageWalk`: `next` / `on_answer` -> asks), carried out by `replicator/list.rs`; the replica's bounded scan `storage/worker.rs` (`list_live`) |
 //! | client protocol | `wire/client/`, served by `client_api/session.rs` |
