@@ -302,3 +302,8 @@ fn read_file(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>, 
 #[allow(clippy::unwrap_used)]
 #[path = "config_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+#[path = "config_security_tests.rs"]
+mod security_tests;
