@@ -1,5 +1,5 @@
-//! Engine-level tests: behaviour, the `BTreeMap` model, crashes, corruption
-//! and the pinned table format.
+//! Engine-level tests: behaviour, durability (syncs, poisoning), the
+//! `BTreeMap` model, crashes, corruption and the pinned table format.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,6 +9,7 @@ mod crash;
 mod golden;
 mod model;
 mod space;
+mod sync;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
