@@ -326,6 +326,22 @@ fn checked_id(id: NodeId) -> Result<NodeId, HandshakeError> {
     NodeId::new(id.as_str()).map_err(HandshakeError::NodeId)
 }
 
+/// The member a `Proof` or `Welcome` describes, its id checked, if it is
+/// the node the transcript `proved`.
+fn as_proven(member: MemberInfo, proved: &NodeId) -> Result<MemberInfo, HandshakeError> {
+    let member = MemberInfo {
+        id: checked_id(member.id)?,
+        ..member
+    };
+    if member.id != *proved {
+        return Err(HandshakeError::MemberMismatch {
+            proved: proved.clone(),
+            described: member.id,
+        });
+    }
+    Ok(member)
+}
+
 /// Decodes a sealed `Proof` or `Welcome` without checking its tag yet
 /// (the proof is checked first, so a wrong secret is reported as such).
 fn read_proven(

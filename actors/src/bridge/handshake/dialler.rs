@@ -5,8 +5,8 @@
 use serde_bytes::ByteBuf;
 
 use super::{
-    checked_id, decode, encode, nonce_of, read_proven, Credentials, HandshakeError, Nonce, Role,
-    Session, Transcript,
+    as_proven, checked_id, decode, encode, nonce_of, read_proven, Credentials, HandshakeError,
+    Nonce, Role, Session, Transcript,
 };
 use crate::wire::peer::{MemberInfo, PeerFrame, PEER_PROTOCOL_VERSION};
 
@@ -94,16 +94,7 @@ impl AwaitingWelcome {
         self.session
             .open(frame)
             .map_err(|_| HandshakeError::BadTag { frame: "Welcome" })?;
-        let member = MemberInfo {
-            id: checked_id(member.id)?,
-            ..member
-        };
-        if member.id != self.transcript.listener {
-            return Err(HandshakeError::MemberMismatch {
-                proved: self.transcript.listener,
-                described: member.id,
-            });
-        }
+        let member = as_proven(member, &self.transcript.listener)?;
         Ok((member, self.session))
     }
 }

@@ -5,8 +5,8 @@
 use serde_bytes::ByteBuf;
 
 use super::{
-    checked_id, decode, encode, nonce_of, read_proven, Credentials, HandshakeError, Nonce, Role,
-    Session, Transcript,
+    as_proven, checked_id, decode, encode, nonce_of, read_proven, Credentials, HandshakeError,
+    Nonce, Role, Session, Transcript,
 };
 use crate::wire::peer::{MemberInfo, PeerFrame, PEER_PROTOCOL_VERSION};
 
@@ -100,16 +100,7 @@ impl AwaitingProof {
         self.session
             .open(frame)
             .map_err(|_| HandshakeError::BadTag { frame: "Proof" })?;
-        let member = MemberInfo {
-            id: checked_id(member.id)?,
-            ..member
-        };
-        if member.id != self.transcript.dialler {
-            return Err(HandshakeError::MemberMismatch {
-                proved: self.transcript.dialler,
-                described: member.id,
-            });
-        }
+        let member = as_proven(member, &self.transcript.dialler)?;
         let own = &credentials.own;
         if member.id == own.id && member.peer_addr != own.peer_addr {
             return Err(HandshakeError::DuplicateId {
