@@ -78,6 +78,33 @@ pub enum StorageKind {
     Memory,
 }
 
+/// Where a node's storage writer runs (`--storage-writer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageWriter {
+    /// A thread of its own (default): the event loop hands it each write
+    /// and takes the answers back; the loop goes on while a group syncs.
+    Thread,
+    /// The node's event loop, as Redis writes: no thread wake-up per
+    /// write and larger groups (less CPU per write), but the loop waits
+    /// for each group's log sync (steps that may wait longer, such as a
+    /// write stall or a store reopen, still go to a thread).
+    Loop,
+}
+
+impl StorageWriter {
+    /// The Storage actor's threading for this choice.
+    pub fn threading(self) -> ringkv_actors::storage::StorageThreading {
+        use ringkv_actors::storage::StorageThreading;
+        match self {
+            StorageWriter::Thread => StorageThreading::Threads,
+            StorageWriter::Loop => StorageThreading::Loop {
+                blocking_off_loop: true,
+            },
+        }
+    }
+}
+
 /// What a RESP GET answers for a key with siblings (`--resp-siblings`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -177,6 +204,8 @@ pub struct NodeConfig {
     pub client_connections_max: usize,
     /// Storage queue.
     pub storage_queue_max: usize,
+    /// Where the storage writer runs.
+    pub storage_writer: StorageWriter,
     /// Cap on peer redial delay, in milliseconds.
     pub reconnect_backoff_max_ms: u64,
     /// Gossip round interval, in milliseconds.

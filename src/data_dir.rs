@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ringkv_actors::storage::{
-    keys, Backend, Engine, LsmEngine, LsmOptions, MemoryEngine, StorageError,
+    keys, Backend, Engine, LsmEngine, LsmOptions, MemoryEngine, StorageError, StorageThreading,
 };
 use tracing::info;
 
@@ -48,6 +48,7 @@ pub fn open_storage(config: &NodeConfig) -> Result<(NodeEnvParts, Option<File>),
                 // Nothing survives a restart, so every start is fresh.
                 incarnation: rand::random(),
                 backend: Backend::in_memory(),
+                storage_threading: config.storage_writer.threading(),
             },
             None,
         ));
@@ -92,6 +93,7 @@ pub fn open_storage(config: &NodeConfig) -> Result<(NodeEnvParts, Option<File>),
             members_file,
             incarnation,
             backend,
+            storage_threading: config.storage_writer.threading(),
         },
         Some(lock),
     ))
@@ -240,6 +242,8 @@ pub struct NodeEnvParts {
     /// How the storage writer reopens the store and renews its
     /// incarnation after a failed write.
     pub backend: Backend,
+    /// Where storage work runs (`--storage-writer`).
+    pub storage_threading: StorageThreading,
 }
 
 /// A data dir belongs to one node id for life: restarting it under another

@@ -67,15 +67,15 @@ pub struct NodeEnv {
 
 impl NodeEnv {
     /// The world of a `ringkv node` process: real sockets and wall time,
-    /// the store opened from its data dir (`open_storage`), storage work on
-    /// threads, nonces from the OS.
+    /// the store opened from its data dir (`open_storage`), storage work
+    /// where `--storage-writer` says, nonces from the OS.
     pub fn of_process(parts: NodeEnvParts) -> Self {
         Self {
             net: std::rc::Rc::new(ringkv_actors::net::TokioNet),
             clock: std::rc::Rc::new(ringkv_actors::clock::SystemClock::new()),
             engine: parts.engine,
             members_file: parts.members_file,
-            storage_threading: StorageThreading::Threads,
+            storage_threading: parts.storage_threading,
             incarnation: parts.incarnation,
             backend: parts.backend,
             nonces: os_nonces(),

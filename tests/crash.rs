@@ -12,7 +12,21 @@ use ringkv::client::RequestOptions;
 
 #[tokio::test]
 async fn sigkill_under_write_load_loses_no_acknowledged_write() {
-    let mut cluster = Cluster::start(3, &[]).await;
+    sigkill_under_write_load(&[]).await;
+}
+
+/// The same with every node's storage writer on its event loop
+/// (`--storage-writer loop`).
+#[tokio::test]
+async fn sigkill_under_write_load_with_the_writer_on_the_loop_loses_no_acknowledged_write() {
+    sigkill_under_write_load(&["--storage-writer", "loop"]).await;
+}
+
+/// Writes at W=3 through n2, SIGKILLs n1 (`nodes[0]`) once writes are
+/// being acknowledged, and reads every acknowledged write from n1 alone
+/// once it is restarted on its data dir.
+async fn sigkill_under_write_load(extra: &[&str]) {
+    let mut cluster = Cluster::start(3, extra).await;
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     // W=3 while all are up: every acknowledged write is on n1's disk.
     let all = RequestOptions {
@@ -33,7 +47,10 @@ async fn sigkill_under_write_load_loses_no_acknowledged_write() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Kill n1 in the middle of the load, once writes are acknowledged.
+    while acked.lock().unwrap().len() < 300 && !writers.iter().all(|w| w.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     cluster.nodes[0].kill();
     for w in writers {
         w.await.unwrap();

@@ -215,9 +215,28 @@ struct Scenario {
     /// queue, the mint gate and minting on the event loop as on a writer
     /// thread). Drawn last, so the draws before it are as they were.
     writer_every_ms: u64,
+    /// Each node's writer runs on its event loop instead
+    /// (`StorageThreading::Loop`, every step in place: the simulated
+    /// disk never blocks), for half the seeds. Drawn after
+    /// `writer_every_ms`; the seeds kept as regression tests run with the
+    /// writer on the clock, as when they failed ([`assert_seed`]).
+    writer_on_loop: bool,
 }
 
 impl Scenario {
+    /// Where each node's storage writer runs.
+    fn writer(&self) -> StorageThreading {
+        if self.writer_on_loop {
+            StorageThreading::Loop {
+                blocking_off_loop: false,
+            }
+        } else {
+            StorageThreading::Task {
+                every_ms: self.writer_every_ms,
+            }
+        }
+    }
+
     fn draw(seed: u64) -> Scenario {
         let mut rng = SmallRng::seed_from_u64(seed);
         let nodes = rng.gen_range(3..=5);
@@ -255,8 +274,10 @@ impl Scenario {
         }
         episodes.sort_by_key(|e| e.at_ms);
         let writer_every_ms = rng.gen_range(1..=WRITER_EVERY_MS_MAX);
+        let writer_on_loop = rng.gen_bool(0.5);
         Scenario {
             writer_every_ms,
+            writer_on_loop,
             nodes,
             clients,
             max_latency_ms,
@@ -404,10 +425,10 @@ async fn run_node(
     id: &'static str,
     cluster: Vec<&'static str>,
     disks: Disks,
-    writer_every_ms: u64,
+    writer: StorageThreading,
 ) -> turmoil::Result {
     loop {
-        let Err(e) = boot_node(id, cluster.clone(), disks.clone(), writer_every_ms).await;
+        let Err(e) = boot_node(id, cluster.clone(), disks.clone(), writer).await;
         let at_ms = turmoil::sim_elapsed().unwrap_or_default().as_millis();
         tracing::warn!(node = id, error = %e, "the node exited; the supervisor restarts it");
         if let Some(disk) = disks.borrow_mut().get_mut(id) {
@@ -423,7 +444,7 @@ async fn boot_node(
     id: &'static str,
     cluster: Vec<&'static str>,
     disks: Disks,
-    writer_every_ms: u64,
+    writer: StorageThreading,
 ) -> Result<std::convert::Infallible, String> {
     let (vfs, boot, renewals, wall_step_ms) = {
         let mut disks = disks.borrow_mut();
@@ -500,9 +521,7 @@ async fn boot_node(
         }),
         engine,
         members_file: None,
-        storage_threading: StorageThreading::Task {
-            every_ms: writer_every_ms,
-        },
+        storage_threading: writer,
         incarnation: incarnation(id, boot, 0),
         backend,
         nonces: common::sim::nonces(id, boot),
@@ -983,7 +1002,11 @@ impl Nemesis<'_> {
 
 /// Runs one seed and checks its history.
 fn run_seed(seed: u64) -> Report {
-    let scenario = Scenario::draw(seed);
+    run_scenario(seed, Scenario::draw(seed))
+}
+
+/// Runs `seed` as `scenario` says (drawn from it, perhaps changed).
+fn run_scenario(seed: u64, scenario: Scenario) -> Report {
     let nodes: Vec<&'static str> = HOSTS[..scenario.nodes].to_vec();
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
@@ -995,9 +1018,9 @@ fn run_seed(seed: u64) -> Report {
     let disks: Disks = Rc::default();
     for id in &nodes {
         let (id, cluster, disks) = (*id, nodes.clone(), disks.clone());
-        let every_ms = scenario.writer_every_ms;
+        let writer = scenario.writer();
         sim.host(id, move || {
-            run_node(id, cluster.clone(), disks.clone(), every_ms)
+            run_node(id, cluster.clone(), disks.clone(), writer)
         });
     }
     let history = Rc::new(RefCell::new(History {
@@ -1126,7 +1149,11 @@ fn replay_command(seed: u64) -> String {
 
 /// Runs one seed and fails with its violations and the replay command.
 fn assert_seed(seed: u64) {
-    let report = run_seed(seed);
+    let scenario = Scenario {
+        writer_on_loop: false,
+        ..Scenario::draw(seed)
+    };
+    let report = run_scenario(seed, scenario);
     assert!(
         report.violations.is_empty(),
         "seed {seed} failed:\n  {}\n  faults: {}\nreplay: {}",
@@ -1335,7 +1362,10 @@ fn a_full_disk_costs_no_write_forwarded_to_it() {
     let disks: Disks = Rc::default();
     for id in &nodes {
         let (id, cluster, disks) = (*id, nodes.clone(), disks.clone());
-        sim.host(id, move || run_node(id, cluster.clone(), disks.clone(), 1));
+        let writer = StorageThreading::Task { every_ms: 1 };
+        sim.host(id, move || {
+            run_node(id, cluster.clone(), disks.clone(), writer)
+        });
     }
     let failed = Rc::new(RefCell::new(Vec::new()));
     {

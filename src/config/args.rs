@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use super::{LogFormat, ReadAsks, RespSiblings, StorageKind};
+use super::{LogFormat, ReadAsks, RespSiblings, StorageKind, StorageWriter};
 
 /// Flags of `ringkv node`; each also a key of the `--config` file.
 #[derive(Args, Debug, Default, Clone, Serialize, Deserialize)]
@@ -152,6 +152,13 @@ pub struct NodeArgs {
     /// Storage requests queued before new ones are refused. Default 4096.
     #[arg(long)]
     pub storage_queue_max: Option<usize>,
+    /// Where the storage writer runs: thread (default: its own thread;
+    /// the event loop goes on while a write syncs) or loop (the event
+    /// loop, as Redis does: less CPU per write and larger group commits,
+    /// but the loop waits for each sync; best for one node or a light
+    /// cluster, see benches/README.md).
+    #[arg(long, value_enum)]
+    pub storage_writer: Option<StorageWriter>,
     /// Cap on the delay between redials of a lost peer, in milliseconds. Default 5000.
     #[arg(long, value_name = "MS")]
     pub reconnect_backoff_max_ms: Option<u64>,

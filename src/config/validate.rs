@@ -33,7 +33,7 @@ use ringkv_actors::NodeId;
 use super::limits::{Frames, Timings};
 use super::{
     positive, protected_mode, ConfigError, LogFormat, NodeArgs, NodeConfig, ReadAsks, RespSiblings,
-    StorageKind, REPLICAS_MAX,
+    StorageKind, StorageWriter, REPLICAS_MAX,
 };
 
 /// The node's addresses and its secret.
@@ -133,6 +133,7 @@ impl NodeArgs {
                 self.storage_queue_max,
                 STORAGE_QUEUE_MAX_DEFAULT,
             )?,
+            storage_writer: self.storage_writer.unwrap_or(StorageWriter::Thread),
             reconnect_backoff_max_ms: positive(
                 "--reconnect-backoff-max-ms",
                 self.reconnect_backoff_max_ms,

@@ -1,6 +1,7 @@
 //! The Storage actor: a thin shell that queues requests for the engine's own
 //! threads (the writer, `writer.rs`; the readers, `worker.rs`) and hands
-//! the answers back. It never blocks its arbiter: a full queue is answered
+//! the answers back. (With `StorageThreading::Loop` the writer is a task on
+//! this actor's arbiter instead: `writer/event_loop.rs`.) It never blocks its arbiter: a full queue is answered
 //! `Overloaded` at once. A point read the engine can answer from memory
 //! (memtables, cached blocks: `Engine::get_cached`) is answered in the
 //! handler, without the two thread wake-ups of a reader's round trip.
@@ -24,7 +25,7 @@ use super::engine::{Engine, StorageError};
 use super::keys;
 use super::tree::KeyTree;
 use super::worker::{self, ApplyError, EngineSlot, HintCounts, ReadJob, WriterJob};
-use super::writer::{Answer, Backend, MintState, Writer, WriterLimits};
+use super::writer::{Answer, Backend, LoopWake, MintState, Writer, WriterLimits};
 use crate::ring::storage_key;
 use crate::NodeId;
 
@@ -54,8 +55,8 @@ pub struct Storage {
     /// The writer itself in `StorageThreading::Inline` mode, and when it
     /// started on the runtime's clock (simulated time in a simulation).
     inline: Option<(Writer, tokio::time::Instant)>,
-    /// In `StorageThreading::Task` mode until `started` spawns it: the
-    /// writer's task.
+    /// In `StorageThreading::Task` and `Loop` modes until `started`
+    /// spawns it: the writer's task.
     writer_task: Option<Pin<Box<dyn Future<Output = ()>>>>,
     /// What the writer reports (read in `started`).
     health: Option<mpsc::UnboundedReceiver<MintState>>,
@@ -128,30 +129,46 @@ impl Storage {
             context: "starting the storage threads".into(),
             source: e,
         };
-        let (deliver, deliveries) = mpsc::unbounded_channel();
-        writer.deliver_through(deliver);
-        storage.deliveries = Some(deliveries);
         let writer_span = storage.span.clone();
         let (done_tx, writer_done) = oneshot::channel();
         storage.writer_done = Some(writer_done);
-        if let StorageThreading::Task { every_ms } = storage.options.threading {
-            writer.rebuild_tree_all()?;
-            let every = Duration::from_millis(every_ms.max(1));
+        if let StorageThreading::Loop { blocking_off_loop } = storage.options.threading {
+            // Answers go from the loop (or the blocking thread) directly.
+            let wake = Arc::new(LoopWake::default());
+            storage.writes.wake_through(wake.clone());
             storage.writer_task = Some(Box::pin(
                 async move {
-                    let _ = done_tx.send(writer.run_on_clock(write_rx, every).await);
+                    let run = writer.run_on_loop(write_rx, wake, blocking_off_loop);
+                    let _ = done_tx.send(run.await);
                 }
                 .instrument(writer_span),
             ));
-            return Ok(storage);
+            if !blocking_off_loop {
+                return Ok(storage);
+            }
+        } else {
+            let (deliver, deliveries) = mpsc::unbounded_channel();
+            writer.deliver_through(deliver);
+            storage.deliveries = Some(deliveries);
+            if let StorageThreading::Task { every_ms } = storage.options.threading {
+                writer.rebuild_tree_all()?;
+                let every = Duration::from_millis(every_ms.max(1));
+                storage.writer_task = Some(Box::pin(
+                    async move {
+                        let _ = done_tx.send(writer.run_on_clock(write_rx, every).await);
+                    }
+                    .instrument(writer_span),
+                ));
+                return Ok(storage);
+            }
+            std::thread::Builder::new()
+                .name("ringkv-storage-w".into())
+                .spawn(move || {
+                    let _guard = writer_span.enter();
+                    let _ = done_tx.send(writer.run(write_rx));
+                })
+                .map_err(spawn_error)?;
         }
-        std::thread::Builder::new()
-            .name("ringkv-storage-w".into())
-            .spawn(move || {
-                let _guard = writer_span.enter();
-                let _ = done_tx.send(writer.run(write_rx));
-            })
-            .map_err(spawn_error)?;
         let read_rx = Arc::new(Mutex::new(read_rx));
         for i in 0..storage.options.storage_reader_threads.max(1) {
             let (slot, rx, reader_span) = (slot.clone(), read_rx.clone(), storage.span.clone());
@@ -251,6 +268,7 @@ impl Actor for Storage {
             queue_max = self.options.storage_queue_max,
             batch_max = self.options.storage_batch_max,
             readers = self.options.storage_reader_threads,
+            threading = ?self.options.threading,
             "storage started"
         );
         if let Some(health) = self.health.take() {

@@ -7,11 +7,15 @@ use super::*;
 use crate::storage::{KeyValues, MemoryEngine, WriteOp};
 
 /// A memory engine that says it holds in memory only keys ending in
-/// `hot`, and counts the reads that reached `get` (a reader thread).
+/// `hot`, and counts the reads that reached `get` (a reader thread);
+/// it notes the thread and size of each batch written, and says a write
+/// may wait (a stall) while `may_wait` is set.
 #[derive(Default)]
 struct HotCold {
     inner: MemoryEngine,
     gets: AtomicUsize,
+    batches: std::sync::Mutex<Vec<(std::thread::ThreadId, usize)>>,
+    may_wait: std::sync::atomic::AtomicBool,
 }
 
 impl Engine for HotCold {
@@ -25,7 +29,13 @@ impl Engine for HotCold {
     }
 
     fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StorageError> {
+        let batch = (std::thread::current().id(), ops.len());
+        self.batches.lock().unwrap().push(batch);
         self.inner.write_batch(ops)
+    }
+
+    fn write_may_wait(&self) -> bool {
+        self.may_wait.load(Ordering::SeqCst)
     }
 
     fn scan(
@@ -191,6 +201,93 @@ async fn a_writer_on_the_clock_holds_jobs_until_its_tick_and_keeps_the_mint_gate
     assert_eq!(read.await.unwrap().unwrap(), Some(b"c".to_vec()));
 
     close_and_see_the_queue_refuse(&storage, &queue, "the writer task").await;
+}
+
+/// `StorageThreading::Loop`: the writer commits on the event loop (this
+/// test's thread), one group for every job queued while it yields; a
+/// group while the engine may stall goes to a blocking thread (when
+/// `blocking_off_loop`) and is answered all the same; cold reads go to
+/// the reader threads; closing the store ends the task after its flush.
+#[actix_rt::test]
+async fn a_writer_on_the_loop_gathers_a_group_and_hands_stalls_to_a_thread() {
+    let engine = Arc::new(HotCold::default());
+    let threading = StorageThreading::Loop {
+        blocking_off_loop: true,
+    };
+    let storage = storage_on(engine.clone(), threading);
+    let queue = storage.writer_queue().expect("a queue on the loop");
+    let storage = storage.start();
+    let here = std::thread::current().id();
+    // The first group also ends the start-up rebuild of the Merkle
+    // leaves (an empty store: one page), on a blocking thread.
+    assert_eq!(
+        queue.apply(put(b"first-hot", b"1")).await.unwrap(),
+        Some(b"1".to_vec())
+    );
+    engine.batches.lock().unwrap().clear();
+
+    // Twenty jobs queued before the loop runs: one group, on the loop.
+    let puts: Vec<_> = (0..20)
+        .map(|i| queue.apply(put(format!("k{i}-hot").as_bytes(), b"v")))
+        .collect();
+    for answer in futures_util::future::join_all(puts).await {
+        assert_eq!(answer.unwrap(), Some(b"v".to_vec()));
+    }
+    assert_eq!(*engine.batches.lock().unwrap(), vec![(here, 20)]);
+
+    // While the engine may stall, the group goes to a thread.
+    engine.may_wait.store(true, Ordering::SeqCst);
+    engine.batches.lock().unwrap().clear();
+    assert_eq!(
+        queue.apply(put(b"k-cold", b"c")).await.unwrap(),
+        Some(b"c".to_vec())
+    );
+    let batches = engine.batches.lock().unwrap().clone();
+    assert_eq!(batches.len(), 1);
+    assert_ne!(batches[0].0, here, "a group that may stall ran on the loop");
+
+    // A read the engine's memory does not hold: a reader thread's.
+    let gets = engine.gets.load(Ordering::SeqCst);
+    let read = storage.send(LocalRead {
+        key: b"k-cold".to_vec(),
+    });
+    assert_eq!(read.await.unwrap().unwrap(), Some(b"c".to_vec()));
+    assert_eq!(engine.gets.load(Ordering::SeqCst), gets + 1);
+
+    close_and_see_the_queue_refuse(&storage, &queue, "the writer on the loop").await;
+}
+
+/// `StorageThreading::Loop` in place (simulations): a group that may stall
+/// runs on the loop too, and reads are served in place.
+#[actix_rt::test]
+async fn a_writer_on_the_loop_in_place_keeps_every_step_on_the_loop() {
+    let engine = Arc::new(HotCold::default());
+    engine.may_wait.store(true, Ordering::SeqCst);
+    let threading = StorageThreading::Loop {
+        blocking_off_loop: false,
+    };
+    let storage = storage_on(engine.clone(), threading);
+    let queue = storage.writer_queue().expect("a queue on the loop");
+    let storage = storage.start();
+    for key in [&b"a-hot"[..], b"b-cold"] {
+        assert_eq!(
+            queue.apply(put(key, b"v")).await.unwrap(),
+            Some(b"v".to_vec())
+        );
+    }
+    let here = std::thread::current().id();
+    assert!(engine.batches.lock().unwrap().iter().all(|b| b.0 == here));
+    let gets = engine.gets.load(Ordering::SeqCst);
+    let read = storage.send(LocalRead {
+        key: b"b-cold".to_vec(),
+    });
+    assert_eq!(read.await.unwrap().unwrap(), Some(b"v".to_vec()));
+    assert_eq!(
+        engine.gets.load(Ordering::SeqCst),
+        gets + 1,
+        "served in place"
+    );
+    close_and_see_the_queue_refuse(&storage, &queue, "the writer on the loop").await;
 }
 
 #[actix_rt::test]

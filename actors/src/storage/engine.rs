@@ -137,6 +137,15 @@ pub trait Engine: Send + Sync + 'static {
         false
     }
 
+    /// Whether a [`Engine::write_batch`] now may wait for background work
+    /// (a write stall: memtables waiting for their flush) rather than only
+    /// for its own I/O. The writer on the event loop
+    /// (`StorageThreading::Loop`) hands such a group to a thread. Engines
+    /// that never wait for anything answer `false`.
+    fn write_may_wait(&self) -> bool {
+        false
+    }
+
     /// Every engine-level delete written so far may be dropped by
     /// compaction (ringkv writes `WriteOp::Delete` only for data that is
     /// gone for good: a delivered hint, a reaped tombstone). Engines

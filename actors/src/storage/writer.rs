@@ -91,12 +91,14 @@
 //! and while idle (see `tree.rs`).
 
 mod answer;
+mod event_loop;
 mod gate;
 mod group;
 mod hints;
 mod recovery;
 
 pub use answer::{Answer, Deliver};
+pub use event_loop::{LoopWake, GATHER_YIELDS_MAX};
 pub use gate::{MintGate, MintState, Publish};
 
 use fnv::FnvHashMap;

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use super::engine::StorageError;
 use super::keys;
 use super::worker::{self, ApplyError, ApplyJob, MintAs, WriterJob};
-use super::writer::MintGate;
+use super::writer::{LoopWake, MintGate};
 use super::LocalApply;
 
 /// The writer thread's queue, shared by the Storage actor and the callers
@@ -32,6 +32,10 @@ pub struct WriterQueue {
     /// Per key, the number of the last minting job queued for it (see
     /// [`WriterQueue::mint_here`]).
     mints: Arc<Mutex<MintsQueued>>,
+    /// The writer on the event loop, told of each job and of the close
+    /// (`StorageThreading::Loop`); `None`: a writer thread waits on the
+    /// queue itself.
+    wake: Option<Arc<LoopWake>>,
 }
 
 /// Per key, the number of the last minting job queued for it. Entries of
@@ -113,7 +117,14 @@ impl WriterQueue {
             limit,
             gate,
             mints: Arc::default(),
+            wake: None,
         }
+    }
+
+    /// Tells `wake` of every job queued, and of the close, from now on
+    /// (the writer on the event loop).
+    pub(super) fn wake_through(&mut self, wake: Arc<LoopWake>) {
+        self.wake = Some(wake);
     }
 
     /// Queues `job`; its number, or why it was refused (the queue is full
@@ -127,6 +138,9 @@ impl WriterQueue {
         let number = sender.1;
         worker::offer(&sender.0, (number, job), self.limit)?;
         sender.1 += 1;
+        if let Some(wake) = &self.wake {
+            wake.offered();
+        }
         Ok(number)
     }
 
@@ -216,6 +230,9 @@ impl WriterQueue {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         drop(std::mem::replace(&mut sender.0, closed));
+        if let Some(wake) = &self.wake {
+            wake.closed();
+        }
     }
 }
 

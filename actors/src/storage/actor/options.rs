@@ -32,12 +32,33 @@ pub enum StorageThreading {
         /// Time between two groups, in milliseconds (at least 1).
         every_ms: u64,
     },
+    /// The writer as a task on the actor's arbiter, the node's event loop
+    /// (`Writer::run_on_loop`), the way Redis writes: no thread wakes
+    /// another for a write or its answer, and a group gathers every job
+    /// the sessions queue while the loop yields to them (up to
+    /// `writer::GATHER_YIELDS_MAX` times). The loop waits for each
+    /// group's sync, so under load it forwards no frame meanwhile; what
+    /// may wait longer than a sync (a group while the engine may stall,
+    /// while the Merkle leaves are rebuilt, the reopen of a failed store,
+    /// the final flush) goes to a blocking thread when
+    /// `blocking_off_loop` (a process; point reads then go to the reader
+    /// threads), or runs in place (a deterministic simulation, whose
+    /// engine never blocks; reads served in place as `Task` does).
+    Loop {
+        /// Whether steps that may block run on a thread (`true`) or in
+        /// place (`false`: simulations only).
+        blocking_off_loop: bool,
+    },
 }
 
 impl StorageThreading {
     /// Whether reads are served in place rather than by reader threads.
     pub(super) fn reads_in_place(self) -> bool {
-        self != StorageThreading::Threads
+        match self {
+            StorageThreading::Threads => false,
+            StorageThreading::Inline | StorageThreading::Task { .. } => true,
+            StorageThreading::Loop { blocking_off_loop } => !blocking_off_loop,
+        }
     }
 }
 

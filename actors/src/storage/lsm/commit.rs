@@ -161,6 +161,14 @@ impl Inner {
         Ok(())
     }
 
+    /// Whether the next memtable rotation would stall
+    /// ([`Self::stall_while_flushes_pending`]): one frozen memtable more
+    /// reaches `immutable_memtables_max`. Any group may be the one that
+    /// rotates, so this is asked before each.
+    pub fn write_may_wait(&self) -> bool {
+        self.current().immutables.len() + 1 >= self.options.immutable_memtables_max.max(1)
+    }
+
     fn stall_while_flushes_pending(&self) -> Result<(), StorageError> {
         let mut warned = false;
         let started = std::time::Instant::now();

@@ -253,6 +253,10 @@ impl Engine for LsmEngine {
         self.inner.is_poisoned()
     }
 
+    fn write_may_wait(&self) -> bool {
+        self.inner.write_may_wait()
+    }
+
     /// Every delete ringkv writes is final (a delivered hint, a reaped
     /// tombstone), so from now on every one may go, past and future: a
     /// watermark at the last batch would let one batch written during a

@@ -30,13 +30,7 @@ impl Writer {
     /// in milliseconds (the writer thread's own; the inline actor's
     /// runtime clock, so a simulation's time counts).
     pub(crate) fn recover(&mut self, now_ms: u64) {
-        if self.mint.stopped.is_none() {
-            return;
-        }
-        if self
-            .last_attempt_ms
-            .is_some_and(|at| now_ms.saturating_sub(at) < self.limits.reopen_interval_ms)
-        {
+        if !self.recovery_due(now_ms) {
             return;
         }
         self.last_attempt_ms = Some(now_ms);
@@ -59,6 +53,15 @@ impl Writer {
             }
             Err(e) => warn!(error = %e, "cannot record a new incarnation yet; still not minting"),
         }
+    }
+
+    /// Whether [`Writer::recover`] has something to try at `now_ms`:
+    /// minting is stopped and the last attempt is a reopen interval old.
+    pub(crate) fn recovery_due(&self, now_ms: u64) -> bool {
+        self.mint.stopped.is_some()
+            && self
+                .last_attempt_ms
+                .is_none_or(|at| now_ms.saturating_sub(at) >= self.limits.reopen_interval_ms)
     }
 
     /// Closes the poisoned engine and opens the store again; whether it
