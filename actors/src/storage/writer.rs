@@ -98,7 +98,7 @@ mod hints;
 mod recovery;
 
 pub use answer::{Answer, Deliver};
-pub use event_loop::{LoopWake, GATHER_YIELDS_MAX};
+pub use event_loop::{LoopWake, GATHER_IDLE_YIELDS, GATHER_YIELDS_MAX};
 pub use gate::{MintGate, MintState, Publish};
 
 use fnv::FnvHashMap;

@@ -35,8 +35,8 @@ pub enum StorageThreading {
     /// The writer as a task on the actor's arbiter, the node's event loop
     /// (`Writer::run_on_loop`), the way Redis writes: no thread wakes
     /// another for a write or its answer, and a group gathers every job
-    /// the sessions queue while the loop yields to them (up to
-    /// `writer::GATHER_YIELDS_MAX` times). The loop waits for each
+    /// the sessions queue while the loop yields to them
+    /// (`writer::GATHER_IDLE_YIELDS`, `writer::GATHER_YIELDS_MAX`). The loop waits for each
     /// group's sync, so under load it forwards no frame meanwhile; what
     /// may wait longer than a sync (a group while the engine may stall,
     /// while the Merkle leaves are rebuilt, the reopen of a failed store,

@@ -8,9 +8,9 @@
 //! event loop. On the loop, as in Redis, nothing wakes another thread, and
 //! a group takes every job the sessions queue while the loop yields to
 //! them: the loop yields to the runtime (which polls the sockets first)
-//! after the first job, and again while jobs keep arriving, at most
-//! [`GATHER_YIELDS_MAX`] times; then it takes the group ([`Writer::take_group`])
-//! and commits it. Measured in `benches/README.md` (sessions 30-31).
+//! after the first job, and again until [`GATHER_IDLE_YIELDS`] yields in
+//! a row brought nothing (at most [`GATHER_YIELDS_MAX`] yields); then it
+//! takes the group ([`Writer::take_group`]) and commits it. Measured in `benches/README.md` (sessions 30-31).
 //!
 //! # What stays off the loop
 //!
@@ -42,9 +42,15 @@ use tracing::debug;
 use super::{Writer, RECOVERY_TICK_MS};
 use crate::storage::worker::{current, WriterJob};
 
-/// Times the loop yields to the runtime, at most, while jobs keep arriving,
-/// before it takes a group (session 30's "loop-8").
-pub const GATHER_YIELDS_MAX: u32 = 8;
+/// Times the loop yields to the runtime, at most, while it gathers a
+/// group.
+pub const GATHER_YIELDS_MAX: u32 = 16;
+
+/// Yields in a row that brought no job, after which the loop takes the
+/// group. One (session 30's "loop-8") made groups of 27 one-node SETs
+/// from 50 clients; two make 37, for 5-10% less CPU per SET
+/// (`benches/README.md`, session 31).
+pub const GATHER_IDLE_YIELDS: u32 = 2;
 
 /// How the writer's queue wakes the writer on the loop: a job was queued,
 /// or the queue closed.
@@ -145,14 +151,16 @@ impl Writer {
     }
 }
 
-/// Yields to the runtime while jobs keep arriving, at most
-/// [`GATHER_YIELDS_MAX`] times.
+/// Yields to the runtime until [`GATHER_IDLE_YIELDS`] yields in a row
+/// brought no job, at most [`GATHER_YIELDS_MAX`] times.
 async fn gather(wake: &LoopWake) {
     let mut seen = wake.count();
+    let mut idle = 0;
     for _ in 0..GATHER_YIELDS_MAX {
         tokio::task::yield_now().await;
         let now = wake.count();
-        if now == seen {
+        idle = if now == seen { idle + 1 } else { 0 };
+        if idle >= GATHER_IDLE_YIELDS {
             break;
         }
         seen = now;
