@@ -39,7 +39,8 @@ pub use messages::{
     LocalListKeys, LocalRead, LocalReap, LocalScan, StorageHealth, SubscribeStorage,
 };
 pub use options::{
-    StorageOptions, StorageThreading, HINTS_BYTES_MAX_PER_TARGET_DEFAULT, STORAGE_QUEUE_MAX_DEFAULT,
+    StorageOptions, StorageThreading, HINTS_BYTES_MAX_PER_TARGET_DEFAULT,
+    LOOP_SLOW_GROUP_MS_DEFAULT, STORAGE_QUEUE_MAX_DEFAULT,
 };
 use reads::cached_read;
 pub use reads::{MemoryReads, TreeSnapshotQuery};
@@ -136,9 +137,10 @@ impl Storage {
             // Answers go from the loop (or the blocking thread) directly.
             let wake = Arc::new(LoopWake::default());
             storage.writes.wake_through(wake.clone());
+            let slow = Duration::from_millis(storage.options.loop_slow_group_ms);
             storage.writer_task = Some(Box::pin(
                 async move {
-                    let run = writer.run_on_loop(write_rx, wake, blocking_off_loop);
+                    let run = writer.run_on_loop(write_rx, wake, blocking_off_loop, slow);
                     let _ = done_tx.send(run.await);
                 }
                 .instrument(writer_span),

@@ -16,6 +16,8 @@ struct HotCold {
     gets: AtomicUsize,
     batches: std::sync::Mutex<Vec<(std::thread::ThreadId, usize)>>,
     may_wait: std::sync::atomic::AtomicBool,
+    /// How long each batch takes, in milliseconds (a slow disk).
+    batch_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Engine for HotCold {
@@ -31,6 +33,7 @@ impl Engine for HotCold {
     fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StorageError> {
         let batch = (std::thread::current().id(), ops.len());
         self.batches.lock().unwrap().push(batch);
+        std::thread::sleep(Duration::from_millis(self.batch_ms.load(Ordering::SeqCst)));
         self.inner.write_batch(ops)
     }
 
@@ -59,6 +62,9 @@ fn storage_on(engine: Arc<HotCold>, threading: StorageThreading) -> Storage {
         engine,
         StorageOptions {
             threading,
+            // A writer on the loop keeps its groups there however long a
+            // loaded test machine takes over one.
+            loop_slow_group_ms: 60_000,
             ..StorageOptions::default()
         },
         Backend::in_memory(),
@@ -255,6 +261,49 @@ async fn a_writer_on_the_loop_gathers_a_group_and_hands_stalls_to_a_thread() {
     assert_eq!(engine.gets.load(Ordering::SeqCst), gets + 1);
 
     close_and_see_the_queue_refuse(&storage, &queue, "the writer on the loop").await;
+}
+
+/// `StorageThreading::Loop`: after a group slower than
+/// `loop_slow_group_ms` (a slow disk), the next group goes to a thread,
+/// and after one that is fast there, groups are back on the loop.
+#[actix_rt::test]
+async fn a_writer_on_the_loop_hands_groups_to_a_thread_after_a_slow_one() {
+    let engine = Arc::new(HotCold::default());
+    let storage = Storage::new(
+        &NodeId::new("n1").unwrap(),
+        engine.clone(),
+        StorageOptions {
+            threading: StorageThreading::Loop {
+                blocking_off_loop: true,
+            },
+            // Far above what a batch takes on a loaded machine, far
+            // below the slow batch's.
+            loop_slow_group_ms: 300,
+            ..StorageOptions::default()
+        },
+        Backend::in_memory(),
+        1,
+    )
+    .unwrap();
+    let queue = storage.writer_queue().expect("a queue on the loop");
+    let _storage = storage.start();
+    let here = std::thread::current().id();
+    // The start-up rebuild's group, on a thread.
+    queue.apply(put(b"first-hot", b"1")).await.unwrap();
+    engine.batches.lock().unwrap().clear();
+    engine.batch_ms.store(600, Ordering::SeqCst);
+    queue.apply(put(b"slow-hot", b"1")).await.unwrap();
+    engine.batch_ms.store(0, Ordering::SeqCst);
+    queue.apply(put(b"after-hot", b"1")).await.unwrap();
+    queue.apply(put(b"again-hot", b"1")).await.unwrap();
+    let threads: Vec<bool> = engine
+        .batches
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b.0 == here)
+        .collect();
+    assert_eq!(threads, vec![true, false, true], "on the loop, per batch");
 }
 
 /// `StorageThreading::Loop` in place (simulations): a group that may stall

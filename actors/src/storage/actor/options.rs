@@ -7,6 +7,11 @@ use super::super::tree::{self, TreeDigest};
 /// writes held for one replica that is away.
 pub const HINTS_BYTES_MAX_PER_TARGET_DEFAULT: u64 = 1 << 30;
 
+/// Default of [`StorageOptions::loop_slow_group_ms`]: a group commit on the
+/// event loop that takes longer (a sync of this VM's disk takes 0.07-0.3
+/// ms) hands the next ones to a thread.
+pub const LOOP_SLOW_GROUP_MS_DEFAULT: u64 = 2;
+
 /// Default of [`StorageOptions::storage_queue_max`], in requests.
 pub const STORAGE_QUEUE_MAX_DEFAULT: usize = 4096;
 
@@ -86,6 +91,10 @@ pub struct StorageOptions {
     /// Where the mailbox depth of reads and writes is kept (their senders
     /// count them in, the handlers out).
     pub metrics: crate::metrics::Metrics,
+    /// With the writer on the event loop (`StorageThreading::Loop`): a
+    /// group that took longer than this, in milliseconds, sends the next
+    /// groups to a thread until one there takes less.
+    pub loop_slow_group_ms: u64,
     /// How the Merkle leaves hash a stored entry (`tree.rs`); the node
     /// hands in `repair::merkle::entry_digest`.
     pub merkle_digest: TreeDigest,
@@ -102,6 +111,7 @@ impl Default for StorageOptions {
             hints_bytes_max_per_target: HINTS_BYTES_MAX_PER_TARGET_DEFAULT,
             storage_reopen_interval_ms: 1000,
             metrics: crate::metrics::Metrics::default(),
+            loop_slow_group_ms: LOOP_SLOW_GROUP_MS_DEFAULT,
             merkle_digest: tree::raw_digest(),
         }
     }

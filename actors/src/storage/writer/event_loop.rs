@@ -25,7 +25,11 @@
 //! - a page of the rebuild while idle;
 //! - recovery after a failed write (`Writer::recover`: the disk probe, the
 //!   store's reopen, the new incarnation);
-//! - the final flush when the queue closes.
+//! - the final flush when the queue closes;
+//! - every group after one that took longer than the slow-group limit
+//!   (`StorageOptions::loop_slow_group_ms`: a disk that syncs slowly for
+//!   a while), until one takes less on the thread: a slow disk stops the
+//!   event loop for one group, not for each.
 //!
 //! Jobs queued meanwhile wait in the queue as they would for a busy writer
 //! thread. In a deterministic simulation (`blocking_off_loop` false) those
@@ -89,12 +93,16 @@ impl Writer {
         jobs: Receiver<(u64, WriterJob)>,
         wake: std::sync::Arc<LoopWake>,
         blocking_off_loop: bool,
+        slow_group: Duration,
     ) -> Result<(), String> {
         let started = tokio::time::Instant::now();
         let now_ms = move || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let tick = Duration::from_millis(RECOVERY_TICK_MS);
         let mut writer = self;
         let mut rebuild_failed = false;
+        // The last group took longer than `slow_group`: the next goes to
+        // the thread (see the module's doc).
+        let mut slow = false;
         loop {
             let first = match jobs.try_recv() {
                 Ok(job) => job,
@@ -124,14 +132,28 @@ impl Writer {
             };
             gather(&wake).await;
             let (group, last) = writer.take_group(first, &jobs);
-            if writer.group_may_block() {
-                writer = step(writer, blocking_off_loop, move |w| {
-                    w.group_through(group, Some(last))
+            let took = if slow || writer.group_may_block() {
+                let took;
+                (writer, took) = step(writer, blocking_off_loop, move |w| {
+                    timed(|| w.group_through(group, Some(last)))
                 })
-                .await?
-                .0;
+                .await?;
+                took
             } else {
-                writer.group_through(group, Some(last));
+                timed(|| writer.group_through(group, Some(last)))
+            };
+            if (took > slow_group) != slow {
+                slow = !slow;
+                debug!(
+                    took_us = took.as_micros(),
+                    slow,
+                    "the storage writer's groups go {} from now on",
+                    if slow {
+                        "to a thread"
+                    } else {
+                        "back to the loop"
+                    }
+                );
             }
             if writer.recovery_due(now_ms()) {
                 let now = now_ms();
@@ -149,6 +171,14 @@ impl Writer {
     fn group_may_block(&self) -> bool {
         self.tree.rebuilding() || current(&self.slot).write_may_wait()
     }
+}
+
+/// How long `work` took (on the real clock: a simulation's groups run in
+/// place either way).
+fn timed(work: impl FnOnce()) -> Duration {
+    let began = std::time::Instant::now();
+    work();
+    began.elapsed()
 }
 
 /// Yields to the runtime until [`GATHER_IDLE_YIELDS`] yields in a row
