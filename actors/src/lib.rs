@@ -66,6 +66,7 @@
 //! | preference list, sloppy quorum, stand-ins | `replicator/placement.rs`, `replicator/fanout.rs` |
 //! | R / W / PR / PW quorums, deadlines, read-repair trigger | `replicator/coordinator.rs` (`ReadCoordinator`, `WriteCoordinator`: `on_reply` / `on_ack` / `on_deadline` -> steps), `replicator/quorum.rs`; carried out by `replicator/read.rs`, `write.rs` |
 //! | minting versions, the incarnation rule | `storage/writer.rs` |
+//! | group commit on a thread or on the event loop (`--storage-writer`) | `storage/writer.rs` (`run`), `storage/writer/event_loop.rs` (`run_on_loop`: what stays off the loop) |
 //! | siblings, causal contexts, merge, pruning | `conflict_resolver/{clock,object,prune,encoding}.rs` |
 //! | gossip, suspicion, failure detection | `failure_detector/gossip/`, `failure_detector/view.rs` |
 //! | bootstrap, join, leave, forget | `failure_detector/bootstrap.rs`, `failure_detector/lifecycle.rs` (`Lifecycle`: `tick` / `on_transfers_done` / `on_leave` -> steps), `repair/handoff.rs` (transfer plans), `repair/stream.rs` |

@@ -7,7 +7,8 @@
 //!   with bloom filters, compaction, crash-safe recovery) — the default;
 //! - `memory_engine`: `--storage memory`, for tests and simulations;
 //! - `writer`: the writer thread (group commit of read-modify-writes,
-//!   minting, hints, recovery after a failed write);
+//!   minting, hints, recovery after a failed write), or the writer on the
+//!   event loop (`writer/event_loop.rs`, `--storage-writer loop`);
 //! - `tree`: the Merkle leaves the writer keeps as data changes;
 //! - `shadows`: what reaped keys leave behind for a while (stale versions
 //!   still in flight are not stored again);
