@@ -195,6 +195,10 @@ struct Inner {
     /// the writer thread.
     minted_here: Counter,
     minted_by_writer: Counter,
+    /// Group commits of the writer on the event loop: on the loop, on
+    /// the blocking thread.
+    groups_on_loop: Counter,
+    groups_on_thread: Counter,
     event_loop_lag: Histogram,
 }
 
@@ -363,6 +367,16 @@ impl Metrics {
             self.0.minted_here.inc();
         } else {
             self.0.minted_by_writer.inc();
+        }
+    }
+
+    /// The writer on the event loop committed a group: on the loop
+    /// (`on_loop`) or on its blocking thread.
+    pub fn writer_group(&self, on_loop: bool) {
+        if on_loop {
+            self.0.groups_on_loop.inc();
+        } else {
+            self.0.groups_on_thread.inc();
         }
     }
 

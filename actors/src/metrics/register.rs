@@ -120,6 +120,12 @@ impl Metrics {
             "New versions this node minted as a write's coordinator, by where: on=event_loop (from the stored object in memory; the replica writes leave at once) or on=writer (by the storage writer thread, which hands the version back: the key not in memory, an earlier mint of it not yet in the engine, or no other replica to send it to)",
             minted.clone(),
         );
+        let groups = Family::<MintedOnLabel, Counter>::default();
+        registry.register(
+            "ringkv_writer_groups",
+            "Group commits of the storage writer on the event loop (--storage-writer loop), by where they ran: on=loop, or on=thread (the engine might stall, the Merkle leaves were being rebuilt, or the group before took longer than the slow-group limit); stays 0 with the writer on its own thread",
+            groups.clone(),
+        );
         let event_loop_lag = doubling_histogram(LAG_BUCKET_MIN_S);
         registry.register(
             "ringkv_event_loop_lag_seconds",
@@ -186,6 +192,8 @@ impl Metrics {
             tombstones_reaped,
             minted_here: minted.get_or_create_owned(&MintedOnLabel { on: "event_loop" }),
             minted_by_writer: minted.get_or_create_owned(&MintedOnLabel { on: "writer" }),
+            groups_on_loop: groups.get_or_create_owned(&MintedOnLabel { on: "loop" }),
+            groups_on_thread: groups.get_or_create_owned(&MintedOnLabel { on: "thread" }),
             event_loop_lag,
         }))
     }

@@ -138,9 +138,10 @@ impl Storage {
             let wake = Arc::new(LoopWake::default());
             storage.writes.wake_through(wake.clone());
             let slow = Duration::from_millis(storage.options.loop_slow_group_ms);
+            let metrics = storage.options.metrics.clone();
             storage.writer_task = Some(Box::pin(
                 async move {
-                    let run = writer.run_on_loop(write_rx, wake, blocking_off_loop, slow);
+                    let run = writer.run_on_loop(write_rx, wake, blocking_off_loop, slow, metrics);
                     let _ = done_tx.send(run.await);
                 }
                 .instrument(writer_span),

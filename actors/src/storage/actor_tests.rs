@@ -269,6 +269,7 @@ async fn a_writer_on_the_loop_gathers_a_group_and_hands_stalls_to_a_thread() {
 #[actix_rt::test]
 async fn a_writer_on_the_loop_hands_groups_to_a_thread_after_a_slow_one() {
     let engine = Arc::new(HotCold::default());
+    let metrics = crate::metrics::Metrics::default();
     let storage = Storage::new(
         &NodeId::new("n1").unwrap(),
         engine.clone(),
@@ -279,6 +280,7 @@ async fn a_writer_on_the_loop_hands_groups_to_a_thread_after_a_slow_one() {
             // Far above what a batch takes on a loaded machine, far
             // below the slow batch's.
             loop_slow_group_ms: 300,
+            metrics: metrics.clone(),
             ..StorageOptions::default()
         },
         Backend::in_memory(),
@@ -304,6 +306,12 @@ async fn a_writer_on_the_loop_hands_groups_to_a_thread_after_a_slow_one() {
         .map(|b| b.0 == here)
         .collect();
     assert_eq!(threads, vec![true, false, true], "on the loop, per batch");
+    // With the start-up rebuild's group: two on each.
+    let text = metrics.encode();
+    for on in ["loop", "thread"] {
+        let line = format!("ringkv_writer_groups_total{{on=\"{on}\"}} 2");
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
 }
 
 /// `StorageThreading::Loop` in place (simulations): a group that may stall

@@ -94,6 +94,7 @@ impl Writer {
         wake: std::sync::Arc<LoopWake>,
         blocking_off_loop: bool,
         slow_group: Duration,
+        metrics: crate::metrics::Metrics,
     ) -> Result<(), String> {
         let started = tokio::time::Instant::now();
         let now_ms = move || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -132,7 +133,9 @@ impl Writer {
             };
             gather(&wake).await;
             let (group, last) = writer.take_group(first, &jobs);
-            let took = if slow || writer.group_may_block() {
+            let off_loop = slow || writer.group_may_block();
+            metrics.writer_group(!off_loop);
+            let took = if off_loop {
                 let took;
                 (writer, took) = step(writer, blocking_off_loop, move |w| {
                     timed(|| w.group_through(group, Some(last)))
