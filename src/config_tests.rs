@@ -309,6 +309,31 @@ fn dc_replication_sets_n_and_is_checked_against_n_and_dc() {
     assert!(base().validate().unwrap().dc_replication.is_empty());
 }
 
+/// The storage writer runs on its own thread unless `--storage-writer
+/// loop` (or `storage_writer = "loop"` in the file) puts it on the event
+/// loop, with its blocking steps on a thread.
+#[test]
+fn the_storage_writer_is_a_thread_unless_asked_for_the_loop() {
+    use ringkv_actors::storage::StorageThreading;
+    let c = base().validate().unwrap();
+    assert_eq!(c.storage_writer, StorageWriter::Thread);
+    assert_eq!(c.storage_writer.threading(), StorageThreading::Threads);
+    let on_loop = NodeArgs {
+        storage_writer: Some(StorageWriter::Loop),
+        ..base()
+    }
+    .validate()
+    .unwrap();
+    assert_eq!(
+        on_loop.storage_writer.threading(),
+        StorageThreading::Loop {
+            blocking_off_loop: true
+        }
+    );
+    let file: NodeArgs = toml::from_str("storage_writer = \"loop\"").unwrap();
+    assert_eq!(file.storage_writer, Some(StorageWriter::Loop));
+}
+
 #[test]
 fn reads_ask_what_r_needs_and_retry_before_any_stand_in() {
     let c = base().validate().unwrap();
