@@ -82,13 +82,14 @@ pub enum StorageKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageWriter {
-    /// A thread of its own (default): the event loop hands it each write
-    /// and takes the answers back; the loop goes on while a group syncs.
+    /// A thread of its own: the event loop hands it each write and takes
+    /// the answers back; the loop goes on while a group syncs.
     Thread,
-    /// The node's event loop, as Redis writes: no thread wake-up per
-    /// write and larger groups (less CPU per write), but the loop waits
-    /// for each group's log sync (steps that may wait longer, such as a
-    /// write stall or a store reopen, still go to a thread).
+    /// The node's event loop (default), as Redis writes: no thread
+    /// wake-up per write and larger groups (less CPU per write), but the
+    /// loop waits for each group's log sync (steps that may wait longer,
+    /// such as a write stall, a store reopen or any group after a slow
+    /// one, go to a thread).
     Loop,
 }
 

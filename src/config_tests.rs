@@ -309,29 +309,29 @@ fn dc_replication_sets_n_and_is_checked_against_n_and_dc() {
     assert!(base().validate().unwrap().dc_replication.is_empty());
 }
 
-/// The storage writer runs on its own thread unless `--storage-writer
-/// loop` (or `storage_writer = "loop"` in the file) puts it on the event
-/// loop, with its blocking steps on a thread.
+/// The storage writer runs on the event loop, with its blocking steps on
+/// a thread, unless `--storage-writer thread` (or `storage_writer =
+/// "thread"` in the file) gives it a thread of its own.
 #[test]
-fn the_storage_writer_is_a_thread_unless_asked_for_the_loop() {
+fn the_storage_writer_is_on_the_loop_unless_asked_for_a_thread() {
     use ringkv_actors::storage::StorageThreading;
     let c = base().validate().unwrap();
-    assert_eq!(c.storage_writer, StorageWriter::Thread);
-    assert_eq!(c.storage_writer.threading(), StorageThreading::Threads);
-    let on_loop = NodeArgs {
-        storage_writer: Some(StorageWriter::Loop),
-        ..base()
-    }
-    .validate()
-    .unwrap();
+    assert_eq!(c.storage_writer, StorageWriter::Loop);
     assert_eq!(
-        on_loop.storage_writer.threading(),
+        c.storage_writer.threading(),
         StorageThreading::Loop {
             blocking_off_loop: true
         }
     );
-    let file: NodeArgs = toml::from_str("storage_writer = \"loop\"").unwrap();
-    assert_eq!(file.storage_writer, Some(StorageWriter::Loop));
+    let thread = NodeArgs {
+        storage_writer: Some(StorageWriter::Thread),
+        ..base()
+    }
+    .validate()
+    .unwrap();
+    assert_eq!(thread.storage_writer.threading(), StorageThreading::Threads);
+    let file: NodeArgs = toml::from_str("storage_writer = \"thread\"").unwrap();
+    assert_eq!(file.storage_writer, Some(StorageWriter::Thread));
 }
 
 #[test]

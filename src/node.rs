@@ -52,7 +52,9 @@ pub struct NodeEnv {
     pub engine: Arc<dyn Engine>,
     /// Where membership is kept across restarts (`None`: not kept).
     pub members_file: Option<PathBuf>,
-    /// Where storage work runs (threads, or inline for simulations).
+    /// Where storage work runs (`--storage-writer`: the writer on the
+    /// event loop or a thread; in simulations inline, on the clock or in
+    /// place on the loop).
     pub storage_threading: StorageThreading,
     /// The incarnation of the store: new whenever the store starts empty.
     /// Writes are versioned as `NodeId::version_actor(incarnation)`.

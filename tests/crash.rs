@@ -15,11 +15,11 @@ async fn sigkill_under_write_load_loses_no_acknowledged_write() {
     sigkill_under_write_load(&[]).await;
 }
 
-/// The same with every node's storage writer on its event loop
-/// (`--storage-writer loop`).
+/// The same with every node's storage writer on a thread of its own
+/// (`--storage-writer thread`; the default is the event loop).
 #[tokio::test]
-async fn sigkill_under_write_load_with_the_writer_on_the_loop_loses_no_acknowledged_write() {
-    sigkill_under_write_load(&["--storage-writer", "loop"]).await;
+async fn sigkill_under_write_load_with_the_writer_on_a_thread_loses_no_acknowledged_write() {
+    sigkill_under_write_load(&["--storage-writer", "thread"]).await;
 }
 
 /// Writes at W=3 through n2, SIGKILLs n1 (`nodes[0]`) once writes are

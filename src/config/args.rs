@@ -152,11 +152,11 @@ pub struct NodeArgs {
     /// Storage requests queued before new ones are refused. Default 4096.
     #[arg(long)]
     pub storage_queue_max: Option<usize>,
-    /// Where the storage writer runs: thread (default: its own thread;
-    /// the event loop goes on while a write syncs) or loop (the event
-    /// loop, as Redis does: less CPU per write and larger group commits,
-    /// but the loop waits for each sync; best for one node or a light
-    /// cluster, see benches/README.md).
+    /// Where the storage writer runs: loop (default: the event loop, as
+    /// Redis does: less CPU per write and larger group commits; the loop
+    /// waits for each sync, and hands anything slower to a thread) or
+    /// thread (its own thread: the event loop goes on while a write
+    /// syncs). See README "Storage" and benches/README.md.
     #[arg(long, value_enum)]
     pub storage_writer: Option<StorageWriter>,
     /// Cap on the delay between redials of a lost peer, in milliseconds. Default 5000.

@@ -133,7 +133,7 @@ impl NodeArgs {
                 self.storage_queue_max,
                 STORAGE_QUEUE_MAX_DEFAULT,
             )?,
-            storage_writer: self.storage_writer.unwrap_or(StorageWriter::Thread),
+            storage_writer: self.storage_writer.unwrap_or(StorageWriter::Loop),
             reconnect_backoff_max_ms: positive(
                 "--reconnect-backoff-max-ms",
                 self.reconnect_backoff_max_ms,
