@@ -100,8 +100,10 @@ struct PeerLabels {
     result: &'static str,
 }
 
+/// Where something was done (`on=...`): a version minted, a writer group
+/// committed.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct MintedOnLabel {
+struct OnLabel {
     on: &'static str,
 }
 

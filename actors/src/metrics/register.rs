@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 
 use super::{
     doubling_histogram, latency_histogram, ActorLabel, DirectionLabel, EngineMetrics, Inner,
-    Metrics, MintedOnLabel, OpLabel, PeerLabels, RequestLabels, StateLabel, LAG_BUCKET_MIN_S,
+    Metrics, OnLabel, OpLabel, PeerLabels, RequestLabels, StateLabel, LAG_BUCKET_MIN_S,
     MEMBER_STATES, REQUEST_OPS, REQUEST_RESULTS,
 };
 
@@ -114,13 +114,13 @@ impl Metrics {
             "Tombstones this node removed because every replica held them and no hint was pending (its own reaper's or another member's)",
             tombstones_reaped.clone(),
         );
-        let minted = Family::<MintedOnLabel, Counter>::default();
+        let minted = Family::<OnLabel, Counter>::default();
         registry.register(
             "ringkv_versions_minted",
             "New versions this node minted as a write's coordinator, by where: on=event_loop (from the stored object in memory; the replica writes leave at once) or on=writer (by the storage writer thread, which hands the version back: the key not in memory, an earlier mint of it not yet in the engine, or no other replica to send it to)",
             minted.clone(),
         );
-        let groups = Family::<MintedOnLabel, Counter>::default();
+        let groups = Family::<OnLabel, Counter>::default();
         registry.register(
             "ringkv_writer_groups",
             "Group commits of the storage writer on the event loop (--storage-writer loop), by where they ran: on=loop, or on=thread (the engine might stall, the Merkle leaves were being rebuilt, or the group before took longer than the slow-group limit); stays 0 with the writer on its own thread",
@@ -190,10 +190,10 @@ impl Metrics {
             read_retries,
             tombstones,
             tombstones_reaped,
-            minted_here: minted.get_or_create_owned(&MintedOnLabel { on: "event_loop" }),
-            minted_by_writer: minted.get_or_create_owned(&MintedOnLabel { on: "writer" }),
-            groups_on_loop: groups.get_or_create_owned(&MintedOnLabel { on: "loop" }),
-            groups_on_thread: groups.get_or_create_owned(&MintedOnLabel { on: "thread" }),
+            minted_here: minted.get_or_create_owned(&OnLabel { on: "event_loop" }),
+            minted_by_writer: minted.get_or_create_owned(&OnLabel { on: "writer" }),
+            groups_on_loop: groups.get_or_create_owned(&OnLabel { on: "loop" }),
+            groups_on_thread: groups.get_or_create_owned(&OnLabel { on: "thread" }),
             event_loop_lag,
         }))
     }

@@ -1,10 +1,12 @@
 //! The Storage actor: a thin shell that queues requests for the engine's own
 //! threads (the writer, `writer.rs`; the readers, `worker.rs`) and hands
-//! the answers back. (With `StorageThreading::Loop` the writer is a task on
-//! this actor's arbiter instead: `writer/event_loop.rs`.) It never blocks its arbiter: a full queue is answered
-//! `Overloaded` at once. A point read the engine can answer from memory
-//! (memtables, cached blocks: `Engine::get_cached`) is answered in the
-//! handler, without the two thread wake-ups of a reader's round trip.
+//! the answers back. Its handlers never block the arbiter: a full queue
+//! is answered `Overloaded` at once. A point read the engine can answer
+//! from memory (memtables, cached blocks: `Engine::get_cached`) is
+//! answered in the handler, without the two thread wake-ups of a reader's
+//! round trip. (With `StorageThreading::Loop` the writer is a task on this
+//! actor's arbiter instead, which waits for each group's sync there:
+//! `writer/event_loop.rs`.)
 //!
 //! Keys: `LocalRead` and `LocalApply` take user keys; `LocalScan` takes and
 //! returns storage keys (token + user key, see `ring::storage_key`); the

@@ -105,58 +105,53 @@ impl Writer {
         // the thread (see the module's doc).
         let mut slow = false;
         loop {
-            let first = match jobs.try_recv() {
-                Ok(job) => job,
-                Err(TryRecvError::Disconnected) => break,
-                Err(TryRecvError::Empty) => {
-                    if writer.tree.rebuilding() && !rebuild_failed {
-                        // While the Merkle leaves are rebuilt, idle time
-                        // scans for them; a page that failed waits a tick.
-                        let (back, failed) = step(writer, blocking_off_loop, |w| {
-                            !w.tree.rebuild_step(&*current(&w.slot))
+            match jobs.try_recv() {
+                Ok(first) => {
+                    gather(&wake).await;
+                    let (group, last) = writer.take_group(first, &jobs);
+                    let off_loop = slow || writer.group_may_block();
+                    metrics.writer_group(!off_loop);
+                    let took = if off_loop {
+                        let took;
+                        (writer, took) = step(writer, blocking_off_loop, move |w| {
+                            timed(|| w.group_through(group, Some(last)))
                         })
                         .await?;
-                        (writer, rebuild_failed) = (back, failed);
-                    } else if writer.recovery_due(now_ms()) {
-                        let now = now_ms();
-                        writer = step(writer, blocking_off_loop, move |w| w.recover(now))
-                            .await?
-                            .0;
+                        took
                     } else {
-                        rebuild_failed = false;
-                        // A job queued since the `try_recv` left a permit:
-                        // this returns at once.
+                        timed(|| writer.group_through(group, Some(last)))
+                    };
+                    let was_slow = std::mem::replace(&mut slow, took > slow_group);
+                    if slow != was_slow {
+                        debug!(
+                            took_us = took.as_micros(),
+                            slow,
+                            "the storage writer's groups go {} from now on",
+                            if slow {
+                                "to a thread"
+                            } else {
+                                "back to the loop"
+                            }
+                        );
+                    }
+                }
+                Err(TryRecvError::Disconnected) => break,
+                // While the Merkle leaves are rebuilt, idle time scans for
+                // them; a page that failed waits a tick.
+                Err(TryRecvError::Empty) if writer.tree.rebuilding() && !rebuild_failed => {
+                    (writer, rebuild_failed) = step(writer, blocking_off_loop, |w| {
+                        !w.tree.rebuild_step(&*current(&w.slot))
+                    })
+                    .await?;
+                }
+                Err(TryRecvError::Empty) => {
+                    rebuild_failed = false;
+                    if !writer.recovery_due(now_ms()) {
+                        // A job queued since the `try_recv` left a
+                        // permit: this returns at once.
                         let _ = tokio::time::timeout(tick, wake.notify.notified()).await;
                     }
-                    continue;
                 }
-            };
-            gather(&wake).await;
-            let (group, last) = writer.take_group(first, &jobs);
-            let off_loop = slow || writer.group_may_block();
-            metrics.writer_group(!off_loop);
-            let took = if off_loop {
-                let took;
-                (writer, took) = step(writer, blocking_off_loop, move |w| {
-                    timed(|| w.group_through(group, Some(last)))
-                })
-                .await?;
-                took
-            } else {
-                timed(|| writer.group_through(group, Some(last)))
-            };
-            if (took > slow_group) != slow {
-                slow = !slow;
-                debug!(
-                    took_us = took.as_micros(),
-                    slow,
-                    "the storage writer's groups go {} from now on",
-                    if slow {
-                        "to a thread"
-                    } else {
-                        "back to the loop"
-                    }
-                );
             }
             if writer.recovery_due(now_ms()) {
                 let now = now_ms();
