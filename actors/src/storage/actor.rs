@@ -135,27 +135,29 @@ impl Storage {
         let writer_span = storage.span.clone();
         let (done_tx, writer_done) = oneshot::channel();
         storage.writer_done = Some(writer_done);
-        if let StorageThreading::Loop { blocking_off_loop } = storage.options.threading {
-            // Answers go from the loop (or the blocking thread) directly.
-            let wake = Arc::new(LoopWake::default());
-            storage.writes.wake_through(wake.clone());
-            let slow = Duration::from_millis(storage.options.loop_slow_group_ms);
-            let metrics = storage.options.metrics.clone();
-            storage.writer_task = Some(Box::pin(
-                async move {
-                    let run = writer.run_on_loop(write_rx, wake, blocking_off_loop, slow, metrics);
-                    let _ = done_tx.send(run.await);
-                }
-                .instrument(writer_span),
-            ));
-            if !blocking_off_loop {
-                return Ok(storage);
-            }
-        } else {
+        if !matches!(storage.options.threading, StorageThreading::Loop { .. }) {
+            // Answers come back through the actor; the loop writer sends
+            // them itself.
             let (deliver, deliveries) = mpsc::unbounded_channel();
             writer.deliver_through(deliver);
             storage.deliveries = Some(deliveries);
-            if let StorageThreading::Task { every_ms } = storage.options.threading {
+        }
+        match storage.options.threading {
+            StorageThreading::Loop { blocking_off_loop } => {
+                let wake = Arc::new(LoopWake::default());
+                storage.writes.wake_through(wake.clone());
+                let slow = Duration::from_millis(storage.options.loop_slow_group_ms);
+                let metrics = storage.options.metrics.clone();
+                storage.writer_task = Some(Box::pin(
+                    async move {
+                        let run =
+                            writer.run_on_loop(write_rx, wake, blocking_off_loop, slow, metrics);
+                        let _ = done_tx.send(run.await);
+                    }
+                    .instrument(writer_span),
+                ));
+            }
+            StorageThreading::Task { every_ms } => {
                 writer.rebuild_tree_all()?;
                 let every = Duration::from_millis(every_ms.max(1));
                 storage.writer_task = Some(Box::pin(
@@ -164,15 +166,20 @@ impl Storage {
                     }
                     .instrument(writer_span),
                 ));
-                return Ok(storage);
             }
-            std::thread::Builder::new()
-                .name("ringkv-storage-w".into())
-                .spawn(move || {
-                    let _guard = writer_span.enter();
-                    let _ = done_tx.send(writer.run(write_rx));
-                })
-                .map_err(spawn_error)?;
+            // (`Inline` kept its writer in the actor and returned above.)
+            StorageThreading::Threads | StorageThreading::Inline => {
+                std::thread::Builder::new()
+                    .name("ringkv-storage-w".into())
+                    .spawn(move || {
+                        let _guard = writer_span.enter();
+                        let _ = done_tx.send(writer.run(write_rx));
+                    })
+                    .map_err(spawn_error)?;
+            }
+        }
+        if storage.options.threading.reads_in_place() {
+            return Ok(storage);
         }
         let read_rx = Arc::new(Mutex::new(read_rx));
         for i in 0..storage.options.storage_reader_threads.max(1) {
