@@ -1,5 +1,5 @@
 //! The fuzz harness, shared by the fuzz targets (`fuzz_targets/`), the
-//! seed corpus generator (`examples/seed_corpus.rs`) and the corpus
+//! seed corpus generator (`examples/seed_corpus/`) and the corpus
 //! regression test of the root package (`tests/fuzz_corpus.rs`, which
 //! compiles `harness.rs` and `targets.rs` itself).
 //!
