@@ -9,7 +9,7 @@
 #   LL=33554432,16,64 benches/read_misses.sh   # model a 32 MiB last level
 #
 # It builds the engine bench, lets it build its store once natively
-# (benches/engine.rs, read_count), then runs N1 and N2 reads under
+# (benches/engine/main.rs, read_count), then runs N1 and N2 reads under
 # cachegrind; the difference divided by N2 - N1 is the cost of one read,
 # setup and warm-up cancelled. LL (cachegrind's --LL size,assoc,line)
 # defaults to 512 KiB, 8-way, 64 B: the per-core L2 of the AMD EPYC VMs
