@@ -379,8 +379,9 @@ fn frames_from_another_session_are_refused() {
 
 /// Pins the proofs and the session keys (through a sealed request): a
 /// change here is a new `PEER_PROTOCOL_VERSION`. The expected bytes were
-/// computed outside this code, with Python's `hmac` from the formulas in
-/// the module doc.
+/// computed outside this code from the formulas in SECURITY.md: the proofs
+/// and session keys with Python's `hmac`, the frame's GMAC tag with its
+/// `cryptography` (`AESGCM(session key).encrypt(nonce, b"", frame)`).
 #[test]
 fn golden_proofs_and_sealed_request() {
     let d = dialler();
@@ -395,11 +396,11 @@ fn golden_proofs_and_sealed_request() {
     let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
     assert_eq!(
         hex(&transcript.proof(&d.key, Role::Dialler)),
-        "b283b8d5e40abd6b9cf08f032a5d96b694f3afdb6b2a8c2008db9cbe5b500685"
+        "bdbf6c3d79cda22321c772adef10b62ece6b9551095e09efacef890d7dcd816a"
     );
     assert_eq!(
         hex(&transcript.proof(&d.key, Role::Listener)),
-        "0771c54ad1bc070d0472df6966be3ef6ec8def1b6dc3ce62088091593fdfb4f9"
+        "917058f7355856888b2664f10cfe0f0289d84910f20736ca3b8deca19092a40f"
     );
     let (result, _) = handshake(&d, &l, ([1; 32], [2; 32]));
     let (mut session, _) = result.unwrap();
@@ -419,6 +420,6 @@ fn golden_proofs_and_sealed_request() {
     // Frame 1 of the dialler's direction (its Proof was frame 0).
     assert_eq!(
         hex(&sealed[body.len()..]),
-        "9f56064443783088b936cdebb93bf3fb"
+        "0a378907555b8abec5d2247105cd4475"
     );
 }

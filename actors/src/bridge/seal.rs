@@ -9,7 +9,7 @@
 //! | L: u32 BE  | L - 16 bytes: one MessagePack | tag: 16 bytes     |
 //! |            | peer frame                   |                   |
 //! +------------+------------------------------+-------------------+
-//! tag = HMAC-SHA256(session key of this direction, seq: u64 BE || body)[..16]
+//! tag = GMAC(session key of this direction, nonce = 0u32 || seq: u64 BE, body)
 //! ```
 //!
 //! `seq` is never sent: each side counts the frames of each direction from
@@ -19,20 +19,24 @@
 //! connection, another one, or the other direction, which has its own key)
 //! fails its tag, and the link is closed.
 //!
-//! The tag is HMAC-SHA256 truncated to 128 bits, as RFC 4868 does for
-//! IPsec's HMAC-SHA-256-128: a forger must guess 128 bits per frame, and
-//! one wrong guess closes the link. The keyed HMAC state (its inner and
-//! outer padded keys) is computed once per session and cloned per frame,
-//! so a frame costs its own bytes' hashing plus four SHA-256 blocks.
+//! The tag is GMAC: AES-256-GCM (`ring`) over an empty plaintext with the
+//! frame as its associated data, a full 128-bit tag (NIST SP 800-38D). A
+//! forger must guess 128 bits per frame, and one wrong guess closes the
+//! link. GMAC is safe only while no nonce repeats under one key: the nonce
+//! is the frame's sequence number, which never wraps
+//! ([`SealError::SequenceExhausted`]), and each direction of each session
+//! has its own key (the handshake derives it from both sides' fresh
+//! nonces), so no (key, nonce) pair is ever used twice. Session 33
+//! replaced HMAC-SHA256-128 with it (peer protocol version 5): a tag costs
+//! half as much (benches/README.md, "Session 33"); a version 4 node and a
+//! version 5 node refuse each other at the handshake.
 
-use hmac::Mac;
-
-use crate::secret::HmacSha256;
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM, NONCE_LEN};
 
 /// Bytes of the tag appended to every sealed frame.
 pub const TAG_BYTES: usize = 16;
 
-/// Bytes of a session key (an HMAC-SHA256 output).
+/// Bytes of a session key (an HMAC-SHA256 output, an AES-256 key).
 pub const SESSION_KEY_BYTES: usize = 32;
 
 /// Why a sealed frame was refused.
@@ -60,8 +64,8 @@ pub enum SealError {
 /// Seals the frames of one direction of a session.
 #[derive(Clone)]
 pub struct FrameSealer {
-    /// HMAC keyed with the direction's session key (cloned per frame).
-    mac: HmacSha256,
+    /// AES-256-GCM keyed with the direction's session key.
+    key: LessSafeKey,
     /// The next frame's sequence number.
     next: u64,
 }
@@ -69,24 +73,25 @@ pub struct FrameSealer {
 /// Opens (verifies) the frames of one direction of a session.
 #[derive(Clone)]
 pub struct FrameOpener {
-    /// HMAC keyed with the direction's session key (cloned per frame).
-    mac: HmacSha256,
+    /// AES-256-GCM keyed with the direction's session key.
+    key: LessSafeKey,
     /// The sequence number the next frame must carry.
     next: u64,
 }
 
-/// The tag of frame `seq` with body `body`.
-fn tag(keyed: &HmacSha256, seq: u64, body: &[u8]) -> HmacSha256 {
-    let mut mac = keyed.clone();
-    mac.update(&seq.to_be_bytes());
-    mac.update(body);
-    mac
+/// The nonce of frame `seq`: four zero bytes, then `seq` big-endian.
+fn nonce(seq: u64) -> Nonce {
+    let mut bytes = [0u8; NONCE_LEN];
+    bytes[NONCE_LEN - 8..].copy_from_slice(&seq.to_be_bytes());
+    Nonce::assume_unique_for_key(bytes)
 }
 
-fn keyed(key: &[u8; SESSION_KEY_BYTES]) -> HmacSha256 {
-    // HMAC takes keys of any length; this never fails.
-    <HmacSha256 as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"))
+fn keyed(key: &[u8; SESSION_KEY_BYTES]) -> LessSafeKey {
+    // A 32-byte key is what AES-256 takes; this never fails.
+    LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, key)
+            .unwrap_or_else(|_| unreachable!("AES-256-GCM takes a 32-byte key")),
+    )
 }
 
 impl FrameSealer {
@@ -94,7 +99,7 @@ impl FrameSealer {
     /// frame 0.
     pub fn new(key: &[u8; SESSION_KEY_BYTES]) -> Self {
         Self {
-            mac: keyed(key),
+            key: keyed(key),
             next: 0,
         }
     }
@@ -105,8 +110,13 @@ impl FrameSealer {
     pub fn seal(&mut self, mut body: Vec<u8>) -> Result<Vec<u8>, SealError> {
         let seq = self.next;
         self.next = seq.checked_add(1).ok_or(SealError::SequenceExhausted)?;
-        let full = tag(&self.mac, seq, &body).finalize().into_bytes();
-        body.extend_from_slice(full.get(..TAG_BYTES).unwrap_or_default());
+        // An empty plaintext: sealing only fails for one longer than GCM's
+        // limit (64 GiB).
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce(seq), Aad::from(&body), &mut [])
+            .unwrap_or_else(|_| unreachable!("an empty plaintext is within GCM's limit"));
+        body.extend_from_slice(tag.as_ref());
         Ok(body)
     }
 }
@@ -116,7 +126,7 @@ impl FrameOpener {
     /// frame 0 first.
     pub fn new(key: &[u8; SESSION_KEY_BYTES]) -> Self {
         Self {
-            mac: keyed(key),
+            key: keyed(key),
             next: 0,
         }
     }
@@ -127,8 +137,10 @@ impl FrameOpener {
     pub fn open<'a>(&mut self, frame: &'a [u8]) -> Result<&'a [u8], SealError> {
         let (body, given) = split_tag(frame)?;
         let seq = self.next;
-        tag(&self.mac, seq, body)
-            .verify_truncated_left(given)
+        let given = Tag::try_from(given).map_err(|_| SealError::BadTag { seq })?;
+        // ring compares the tags in constant time.
+        self.key
+            .open_in_place_separate_tag(nonce(seq), Aad::from(body), given, &mut [], 0..)
             .map_err(|_| SealError::BadTag { seq })?;
         self.next = seq.checked_add(1).ok_or(SealError::SequenceExhausted)?;
         Ok(body)
@@ -226,7 +238,9 @@ mod tests {
         assert_eq!(tag, GOLDEN_TAG);
     }
 
-    /// HMAC-SHA256(key = 32 x 0x07, 0u64 BE || "ringkv"), first 16 bytes,
-    /// computed outside this code (Python's `hmac`).
-    const GOLDEN_TAG: &str = "17b7173ea2b2e3e4bfa747442fe757dc";
+    /// AES-256-GCM(key = 32 x 0x07, nonce = 12 zero bytes, plaintext
+    /// empty, associated data "ringkv"): its tag, computed outside this
+    /// code (Python's `cryptography`:
+    /// `AESGCM(bytes([7] * 32)).encrypt(bytes(12), b"", b"ringkv")`).
+    const GOLDEN_TAG: &str = "b6050207fc1e3cee5f4354b8be437766";
 }

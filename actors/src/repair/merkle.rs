@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use crate::conflict_resolver::{Object, FORMAT_VERSION_EXPIRY};
 use crate::ring::{hash_bytes, Token, TokenRange};
-use crate::storage::tree::{leaf_of_token, TreeDigest, TREE_LEAF_BITS, TREE_LEAVES};
+use crate::storage::tree::{leaf_of_token, pair_digest, TreeDigest, TREE_LEAF_BITS, TREE_LEAVES};
 
 /// Children of an interior node of a [`PairTree`], as a power of two.
 pub const TREE_FANOUT_BITS: u32 = 3;
@@ -58,7 +58,7 @@ pub fn entry_digest(storage_key: &[u8], value: &[u8]) -> u64 {
         .and_then(|object| object.without_expired(u64::MAX))
         .map(|object| object.encode());
     let bytes = purged.as_deref().unwrap_or(value);
-    hash_bytes(storage_key) ^ hash_bytes(bytes).rotate_left(17)
+    pair_digest(storage_key, bytes)
 }
 
 /// [`entry_digest`] as the storage writer takes it.
@@ -234,7 +234,7 @@ impl MerkleTree {
     /// Adds one stored entry (its token, engine key and stored bytes).
     pub fn insert(&mut self, token: Token, key: &[u8], value: &[u8]) {
         let leaf = self.leaf_of(token);
-        let entry = hash_bytes(key) ^ hash_bytes(value).rotate_left(17);
+        let entry = pair_digest(key, value);
         if let Some(h) = self.leaves.get_mut(leaf) {
             *h = h.wrapping_add(entry);
         }

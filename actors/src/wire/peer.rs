@@ -49,8 +49,13 @@ use crate::NodeId;
 /// authenticated handshake (`Hello` with a nonce, `Challenge`, `Proof`,
 /// `Welcome` with a proof; no more `Refused`, which told any caller the
 /// cluster's name) and sealed frames. A version 3 node cannot decode a
-/// version 4 `Hello` and the other way round: they refuse each other.
-pub const PEER_PROTOCOL_VERSION: u32 = 4;
+/// version 4 `Hello` and the other way round: they refuse each other. 5,
+/// sealed frames tagged with GMAC (AES-256-GCM) instead of HMAC-SHA256,
+/// and the Merkle leaves summing XXH3 digests of entries instead of FNV-1a
+/// ones (`storage::tree::pair_digest`): a version 4 node could not open a
+/// version 5 node's frames and would see every leaf differ, so the
+/// handshake refuses the pair (`Hello` is unchanged and says 5).
+pub const PEER_PROTOCOL_VERSION: u32 = 5;
 
 /// One frame between peers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
