@@ -204,9 +204,11 @@ fn needs_one_copy(name: &str) -> Reply {
 /// longer one (no command is) into a `String`.
 const COMMAND_NAME_INLINE_BYTES: usize = 32;
 
-/// Parses one command; `Err` is the reply that refuses it.
-pub fn parse(args: &[Vec<u8>], limits: &CommandLimits) -> Result<Command, Reply> {
-    let Some((raw, rest)) = args.split_first() else {
+/// Parses one command; `Err` is the reply that refuses it. The keys and
+/// values the command keeps are moved out of `args` (left empty), not
+/// copied.
+pub fn parse(args: &mut [Vec<u8>], limits: &CommandLimits) -> Result<Command, Reply> {
+    let Some((raw, rest)) = args.split_first_mut() else {
         return Err(Reply::err("empty command"));
     };
     // Lower-cased on the stack when it fits (every command name does):
@@ -233,8 +235,8 @@ pub fn parse(args: &[Vec<u8>], limits: &CommandLimits) -> Result<Command, Reply>
             )))
         }
     };
-    let key = |k: &Vec<u8>| check_key(k, limits);
-    let value = |v: &Vec<u8>| check_value(v, limits);
+    let key = |k: &mut Vec<u8>| check_key(k, limits);
+    let value = |v: &mut Vec<u8>| check_value(v, limits);
     match name {
         "ping" => {
             arity(rest.len() <= 1)?;
@@ -269,11 +271,11 @@ pub fn parse(args: &[Vec<u8>], limits: &CommandLimits) -> Result<Command, Reply>
         }
         "get" => {
             arity(rest.len() == 1)?;
-            Ok(Command::Get(key(&rest[0])?))
+            Ok(Command::Get(key(&mut rest[0])?))
         }
         "set" => {
             arity(rest.len() >= 2)?;
-            let (k, v) = (key(&rest[0])?, value(&rest[1])?);
+            let (k, v) = (key(&mut rest[0])?, value(&mut rest[1])?);
             let mut ttl_ms = None;
             let mut options = rest[2..].iter();
             while let Some(option) = options.next() {
@@ -293,7 +295,11 @@ pub fn parse(args: &[Vec<u8>], limits: &CommandLimits) -> Result<Command, Reply>
             arity(rest.len() == 3)?;
             let unit_ms = if name == "setex" { 1_000 } else { 1 };
             let ttl_ms = expire_ms(&rest[1], unit_ms, name)?;
-            Ok(Command::Set(key(&rest[0])?, value(&rest[2])?, Some(ttl_ms)))
+            Ok(Command::Set(
+                key(&mut rest[0])?,
+                value(&mut rest[2])?,
+                Some(ttl_ms),
+            ))
         }
         "scan" => {
             arity(!rest.is_empty())?;
@@ -349,8 +355,8 @@ pub fn parse(args: &[Vec<u8>], limits: &CommandLimits) -> Result<Command, Reply>
         "mset" => {
             arity(!rest.is_empty() && rest.len() % 2 == 0)?;
             let pairs = rest
-                .chunks(2)
-                .map(|pair| Ok((key(&pair[0])?, value(&pair[1])?)))
+                .chunks_mut(2)
+                .map(|pair| Ok((key(&mut pair[0])?, value(&mut pair[1])?)))
                 .collect::<Result<_, Reply>>()?;
             Ok(Command::MSet(pairs))
         }
@@ -383,11 +389,11 @@ pub fn parse(args: &[Vec<u8>], limits: &CommandLimits) -> Result<Command, Reply>
         }
         "ringkv.siblings" => {
             arity(rest.len() == 1)?;
-            Ok(Command::Siblings(key(&rest[0])?))
+            Ok(Command::Siblings(key(&mut rest[0])?))
         }
         "ringkv.resolve" => {
             arity(rest.len() == 2)?;
-            Ok(Command::Resolve(key(&rest[0])?, value(&rest[1])?))
+            Ok(Command::Resolve(key(&mut rest[0])?, value(&mut rest[1])?))
         }
         n if ONE_COPY.contains(&n) => Err(needs_one_copy(n)),
         n if NEEDS_LIST.contains(&n) => Err(Reply::err(format!(
@@ -448,7 +454,8 @@ fn set_option(option: &[u8]) -> Reply {
     }
 }
 
-fn check_key(key: &[u8], limits: &CommandLimits) -> Result<Vec<u8>, Reply> {
+/// `key`, moved out of the command's arguments, if it is a valid key.
+fn check_key(key: &mut Vec<u8>, limits: &CommandLimits) -> Result<Vec<u8>, Reply> {
     if key.is_empty() {
         return Err(Reply::err("a ringkv key may not be empty"));
     }
@@ -459,10 +466,12 @@ fn check_key(key: &[u8], limits: &CommandLimits) -> Result<Vec<u8>, Reply> {
             limits.max_key_bytes
         )));
     }
-    Ok(key.to_vec())
+    Ok(std::mem::take(key))
 }
 
-fn check_value(value: &[u8], limits: &CommandLimits) -> Result<Vec<u8>, Reply> {
+/// `value`, moved out of the command's arguments, if it is within the
+/// limit.
+fn check_value(value: &mut Vec<u8>, limits: &CommandLimits) -> Result<Vec<u8>, Reply> {
     if value.len() > limits.max_value_bytes {
         return Err(Reply::err(format!(
             "value of {} bytes is over the limit of {} bytes (max_value_bytes)",
@@ -470,11 +479,11 @@ fn check_value(value: &[u8], limits: &CommandLimits) -> Result<Vec<u8>, Reply> {
             limits.max_value_bytes
         )));
     }
-    Ok(value.to_vec())
+    Ok(std::mem::take(value))
 }
 
-fn keys(keys: &[Vec<u8>], limits: &CommandLimits) -> Result<Vec<Vec<u8>>, Reply> {
-    keys.iter().map(|k| check_key(k, limits)).collect()
+fn keys(keys: &mut [Vec<u8>], limits: &CommandLimits) -> Result<Vec<Vec<u8>>, Reply> {
+    keys.iter_mut().map(|k| check_key(k, limits)).collect()
 }
 
 #[cfg(test)]

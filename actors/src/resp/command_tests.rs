@@ -9,8 +9,8 @@ const LIMITS: CommandLimits = CommandLimits {
 };
 
 fn parse_words(words: &[&str]) -> Result<Command, Reply> {
-    let args: Vec<Vec<u8>> = words.iter().map(|w| w.as_bytes().to_vec()).collect();
-    parse(&args, &LIMITS)
+    let mut args: Vec<Vec<u8>> = words.iter().map(|w| w.as_bytes().to_vec()).collect();
+    parse(&mut args, &LIMITS)
 }
 
 fn error_text(r: Result<Command, Reply>) -> String {

@@ -25,6 +25,8 @@
 //! would exhaust the stack) and would wait for any announced length, so
 //! nesting, the argument count and every length are bounded first.
 
+use std::borrow::Cow;
+
 use redis_protocol::resp2::decode::decode as decode_resp2;
 use redis_protocol::resp2::encode::encode as encode_resp2;
 use redis_protocol::resp2::types::{OwnedFrame as Frame2, Resp2Frame};
@@ -314,8 +316,9 @@ pub enum Protocol {
 /// A reply, before it is encoded for the connection's protocol.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reply {
-    /// A simple string (`+OK`).
-    Simple(String),
+    /// A simple string (`+OK`): one line, no CR or LF. Borrowed for the
+    /// constant ones, so `+OK` allocates nothing.
+    Simple(Cow<'static, str>),
     /// An error (`-ERR ...`): the text starts with its code.
     Error(String),
     /// An integer.
@@ -333,7 +336,7 @@ pub enum Reply {
 impl Reply {
     /// `+OK`.
     pub fn ok() -> Reply {
-        Reply::Simple("OK".into())
+        Reply::Simple(Cow::Borrowed("OK"))
     }
 
     /// An error with the generic `ERR` code.
@@ -348,7 +351,7 @@ impl Reply {
 
     fn resp2(self) -> Frame2 {
         match self {
-            Reply::Simple(s) => Frame2::SimpleString(s.into_bytes()),
+            Reply::Simple(s) => Frame2::SimpleString(s.into_owned().into_bytes()),
             Reply::Error(e) => Frame2::Error(one_line(e)),
             Reply::Int(i) => Frame2::Integer(i),
             Reply::Bulk(b) => Frame2::BulkString(b),
@@ -366,7 +369,7 @@ impl Reply {
     fn resp3(self) -> Frame3 {
         match self {
             Reply::Simple(s) => Frame3::SimpleString {
-                data: s.into_bytes(),
+                data: s.into_owned().into_bytes(),
                 attributes: None,
             },
             Reply::Error(e) => Frame3::SimpleError {
@@ -407,6 +410,13 @@ impl Reply {
         // CPU). The same bytes in both protocols but for nil.
         match (self, protocol) {
             (Reply::Bulk(bytes), _) => Ok(bulk_string(&bytes)),
+            (Reply::Simple(s), _) if !s.contains(['\r', '\n']) => {
+                let mut out = Vec::with_capacity(s.len() + 3);
+                out.push(b'+');
+                out.extend_from_slice(s.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                Ok(out)
+            }
             (Reply::Nil, Protocol::Resp2) => Ok(b"$-1\r\n".to_vec()),
             (Reply::Nil, Protocol::Resp3) => Ok(b"_\r\n".to_vec()),
             (Reply::Int(n), _) => {

@@ -200,6 +200,7 @@ fn an_endless_header_or_inline_line_is_fatal() {
 fn replies_encode_in_both_protocols() {
     let enc = |r: Reply, p| String::from_utf8(r.encode(p).unwrap()).unwrap();
     assert_eq!(enc(Reply::ok(), Protocol::Resp2), "+OK\r\n");
+    assert_eq!(enc(Reply::ok(), Protocol::Resp3), "+OK\r\n");
     assert_eq!(enc(Reply::Nil, Protocol::Resp2), "$-1\r\n");
     assert_eq!(enc(Reply::Nil, Protocol::Resp3), "_\r\n");
     assert_eq!(enc(Reply::Int(3), Protocol::Resp3), ":3\r\n");
@@ -217,4 +218,20 @@ fn replies_encode_in_both_protocols() {
         ),
         "*2\r\n$1\r\nx\r\n$-1\r\n"
     );
+}
+
+/// The simple strings written by hand (`Reply::encode`) are the bytes the
+/// crate writes for them, in both protocols.
+#[test]
+fn simple_strings_encode_as_the_crate_does() {
+    for text in ["OK", "PONG", "readonly", ""] {
+        for protocol in [Protocol::Resp2, Protocol::Resp3] {
+            let reply = || Reply::Simple(text.to_owned().into());
+            assert_eq!(
+                reply().encode(protocol).unwrap(),
+                reply().encode_frame(protocol).unwrap(),
+                "{text:?} in {protocol:?}"
+            );
+        }
+    }
 }

@@ -52,6 +52,45 @@ mod keyspace;
 /// A reply still being computed.
 type Pending = Pin<Box<dyn Future<Output = Reply>>>;
 
+/// The keys `RespSession::run` orders a command by, as their
+/// [`key_order`] hashes: no copy of a key per command, and none of a
+/// one-key command's list.
+pub(super) enum KeyOrder {
+    /// A command on no key (INFO, SCAN, KEYS, DBSIZE).
+    None,
+    /// A command on one key (GET, SET, ...).
+    One(u64),
+    /// A command on several (MGET, MSET, DEL, EXISTS).
+    Many(Vec<u64>),
+}
+
+impl KeyOrder {
+    /// A command on `key`.
+    pub(super) fn of(key: &[u8]) -> Self {
+        KeyOrder::One(key_order(key))
+    }
+
+    /// A command on each of `keys`.
+    pub(super) fn of_all<'a>(keys: impl IntoIterator<Item = &'a Vec<u8>>) -> Self {
+        KeyOrder::Many(keys.into_iter().map(|k| key_order(k)).collect())
+    }
+
+    fn hashes(&self) -> &[u64] {
+        match self {
+            KeyOrder::None => &[],
+            KeyOrder::One(hash) => std::slice::from_ref(hash),
+            KeyOrder::Many(hashes) => hashes,
+        }
+    }
+}
+
+/// The hash a session orders its commands on a key by. Two keys with one
+/// hash (one chance in 2^64 per pair) only make a command wait for an
+/// earlier one it did not need to: never a wrong answer.
+pub(super) fn key_order(key: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key)
+}
+
 /// The session actor.
 pub struct RespSession {
     conn: Option<BoxConnection>,
@@ -78,9 +117,9 @@ pub struct RespSession {
     /// The sequence number of `slots[0]`.
     first_slot: u64,
     in_flight: usize,
-    /// Per key, the last command of this connection on it still running
-    /// (its reply slot).
-    key_tails: FnvHashMap<Vec<u8>, u64>,
+    /// Per key (its [`key_order`] hash), the last command of this
+    /// connection on it still running (its reply slot).
+    key_tails: FnvHashMap<u64, u64>,
     /// Per running command (its reply slot), the commands waiting for it to
     /// be done: made only when a command on one of its keys comes while it
     /// runs, so a command nobody waits for costs a map entry per key and
@@ -196,6 +235,10 @@ impl RespSession {
     /// The reply's bytes; one over the frame limit is replaced by an error
     /// that says why (never a silent drop: the client would wait forever).
     fn encode(&self, reply: Reply, protocol: Protocol) -> Bytes {
+        // SET's answer, the most common one, without an allocation.
+        if matches!(&reply, Reply::Simple(s) if s == "OK") {
+            return Bytes::from_static(b"+OK\r\n");
+        }
         let encoded = reply.encode(protocol).and_then(|bytes| {
             if bytes.len() > self.options.frame_bytes_max {
                 Err(format!(
@@ -231,7 +274,7 @@ impl RespSession {
             return;
         }
         match input {
-            Input::Command(args) => self.on_command(&args, ctx),
+            Input::Command(mut args) => self.on_command(&mut args, ctx),
             Input::NotACommand(e) => {
                 let _span = self.span.enter();
                 info!(error = %e, "RESP frame is not a command; answered, connection kept");
@@ -248,14 +291,14 @@ impl RespSession {
         }
     }
 
-    fn on_command(&mut self, args: &[Vec<u8>], ctx: &mut Context<Self>) {
+    fn on_command(&mut self, args: &mut [Vec<u8>], ctx: &mut Context<Self>) {
         self.dispatch_command(args, ctx);
         // A command answered without `run` (refused, or about the
         // connection) is not counted.
         self.counting = None;
     }
 
-    fn dispatch_command(&mut self, args: &[Vec<u8>], ctx: &mut Context<Self>) {
+    fn dispatch_command(&mut self, args: &mut [Vec<u8>], ctx: &mut Context<Self>) {
         let parsed = command::parse(args, &self.options.limits);
         let command = match parsed {
             Ok(c) => c,
@@ -311,7 +354,7 @@ impl RespSession {
             Command::ConfigGet => self.answer(Reply::Map(Vec::new()), ctx),
             Command::Info(sections) => {
                 let fut = self.info(sections);
-                self.run(Vec::new(), fut, ctx);
+                self.run(KeyOrder::None, fut, ctx);
             }
             Command::Get(key) => self.get(key, ctx),
             Command::MGet(keys) => self.mget(keys, ctx),
@@ -337,22 +380,22 @@ impl RespSession {
     /// on one of its keys is done, so a GET pipelined behind a SET of the
     /// same key sees it (commands on other keys run side by side). It
     /// holds its in-flight permit until it is done.
-    fn run(&mut self, keys: Vec<Vec<u8>>, work: Pending, ctx: &mut Context<Self>) {
+    fn run(&mut self, keys: KeyOrder, work: Pending, ctx: &mut Context<Self>) {
         let seq = self.reserve();
         let protocol = self.protocol;
         let permit = self.permit.take();
         let counting = self.counting.take();
         // The last earlier command on each key that is still running.
         let mut before = Vec::new();
-        for key in &keys {
+        for key in keys.hashes() {
             if let Some(&tail) = self.key_tails.get(key) {
                 let (done, wait) = oneshot::channel::<()>();
                 self.key_waiters.entry(tail).or_default().push(done);
                 before.push(wait);
             }
         }
-        for key in &keys {
-            self.key_tails.insert(key.clone(), seq);
+        for &key in keys.hashes() {
+            self.key_tails.insert(key, seq);
         }
         self.in_flight += 1;
         let fut = async move {
@@ -367,9 +410,9 @@ impl RespSession {
             drop(permit);
             act.count(counting, &reply);
             act.in_flight -= 1;
-            for key in keys {
-                if act.key_tails.get(&key) == Some(&seq) {
-                    act.key_tails.remove(&key);
+            for key in keys.hashes() {
+                if act.key_tails.get(key) == Some(&seq) {
+                    act.key_tails.remove(key);
                 }
             }
             for done in act.key_waiters.remove(&seq).into_iter().flatten() {

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use actix::prelude::*;
 use futures_util::future::join_all;
 
-use super::{Pending, RespSession};
+use super::{key_order, KeyOrder, Pending, RespSession};
 use crate::replicator::{
     CoordinateGet, CoordinateList, CoordinateWrite, GetAnswer, ListPage, LocalRead,
 };
@@ -49,8 +49,9 @@ impl RespSession {
             self.count(counting, &reply);
             return self.answer(reply, ctx);
         }
-        let fut = self.get_one(key.clone());
-        self.run(vec![key], fut, ctx);
+        let order = KeyOrder::of(&key);
+        let fut = self.get_one(key);
+        self.run(order, fut, ctx);
     }
 
     /// MGET: every key answered in place, or the whole MGET sent on (its
@@ -63,9 +64,10 @@ impl RespSession {
             self.count(counting, &reply);
             return self.answer(reply, ctx);
         }
-        let gets: Vec<Pending> = keys.iter().map(|k| self.get_one(k.clone())).collect();
+        let order = KeyOrder::of_all(&keys);
+        let gets: Vec<Pending> = keys.into_iter().map(|k| self.get_one(k)).collect();
         self.run(
-            keys,
+            order,
             Box::pin(async move { Reply::Array(join_all(gets).await) }),
             ctx,
         );
@@ -73,12 +75,13 @@ impl RespSession {
 
     /// EXISTS: how many of `keys` (counted with repeats) hold a value.
     pub(super) fn exists(&mut self, keys: Vec<Vec<u8>>, ctx: &mut Context<Self>) {
+        let order = KeyOrder::of_all(&keys);
         let reads: Vec<_> = keys
-            .iter()
-            .map(|k| self.read(k.clone(), ReadFor::Value))
+            .into_iter()
+            .map(|k| self.read(k, ReadFor::Value))
             .collect();
         self.run(
-            keys,
+            order,
             Box::pin(async move {
                 let mut count = 0;
                 for result in join_all(reads).await {
@@ -95,9 +98,10 @@ impl RespSession {
 
     /// RINGKV.SIBLINGS: every live value of `key`.
     pub(super) fn siblings(&mut self, key: Vec<u8>, ctx: &mut Context<Self>) {
-        let read = self.read(key.clone(), ReadFor::Siblings);
+        let order = KeyOrder::of(&key);
+        let read = self.read(key, ReadFor::Siblings);
         self.run(
-            vec![key],
+            order,
             Box::pin(async move {
                 match read.await {
                     Ok((values, _)) => Reply::Array(values.into_iter().map(Reply::Bulk).collect()),
@@ -116,9 +120,10 @@ impl RespSession {
         ttl_ms: Option<u64>,
         ctx: &mut Context<Self>,
     ) {
-        let write = self.write(key.clone(), Some(value), None, ttl_ms);
+        let order = KeyOrder::of(&key);
+        let write = self.write(key, Some(value), None, ttl_ms);
         self.run(
-            vec![key],
+            order,
             Box::pin(async move {
                 match write.await {
                     Ok(_) => Reply::ok(),
@@ -140,7 +145,7 @@ impl RespSession {
     ) {
         let page = self.list_page(cursor, count);
         self.run(
-            Vec::new(),
+            KeyOrder::None,
             Box::pin(async move {
                 match page.await {
                     Ok(page) => {
@@ -167,7 +172,7 @@ impl RespSession {
     pub(super) fn keys(&mut self, pattern: Vec<u8>, ctx: &mut Context<Self>) {
         let walk = self.walk_keys(scan::RESP_KEYS_MAX);
         self.run(
-            Vec::new(),
+            KeyOrder::None,
             Box::pin(async move {
                 match walk.await {
                     Ok((keys, None)) => Reply::Array(
@@ -192,7 +197,7 @@ impl RespSession {
         let walk = self.walk_keys(scan::DBSIZE_EXACT_KEYS_MAX);
         let key_bytes_max = self.options.limits.max_key_bytes;
         self.run(
-            Vec::new(),
+            KeyOrder::None,
             Box::pin(async move {
                 match walk.await {
                     Ok((keys, stopped)) => {
@@ -209,13 +214,13 @@ impl RespSession {
 
     /// MSET: one write per key, side by side (not atomic).
     pub(super) fn mset(&mut self, pairs: Vec<(Vec<u8>, Vec<u8>)>, ctx: &mut Context<Self>) {
-        let keys = pairs.iter().map(|(k, _)| k.clone()).collect();
+        let order = KeyOrder::of_all(pairs.iter().map(|(k, _)| k));
         let writes: Vec<_> = pairs
             .into_iter()
             .map(|(k, v)| self.write(k, Some(v), None, None))
             .collect();
         self.run(
-            keys,
+            order,
             Box::pin(async move {
                 let results = join_all(writes).await;
                 let failed = results.iter().filter(|r| r.is_err()).count();
@@ -235,12 +240,13 @@ impl RespSession {
     /// DEL: a tombstone per key; answers how many keys were named.
     pub(super) fn del(&mut self, keys: Vec<Vec<u8>>, ctx: &mut Context<Self>) {
         let count = keys.len() as i64;
+        let order = KeyOrder::of_all(&keys);
         let writes: Vec<_> = keys
-            .iter()
-            .map(|k| self.write(k.clone(), None, None, None))
+            .into_iter()
+            .map(|k| self.write(k, None, None, None))
             .collect();
         self.run(
-            keys,
+            order,
             Box::pin(async move {
                 for result in join_all(writes).await {
                     if let Err(e) = result {
@@ -260,7 +266,7 @@ impl RespSession {
         let (replicator, write_for) = (Rc::clone(&self.replicator), self.level());
         let trace = self.trace();
         self.run(
-            vec![key.clone()],
+            KeyOrder::of(&key),
             Box::pin(async move {
                 let context = match read.await {
                     Ok((_, context)) => context,
@@ -326,7 +332,7 @@ impl RespSession {
     /// connection on the key is still running: it must see that one's
     /// effect.
     fn get_in_place(&self, key: &[u8]) -> Option<Reply> {
-        if self.key_tails.contains_key(key) {
+        if self.key_tails.contains_key(&key_order(key)) {
             return None;
         }
         let answer = self.shared.local_reads.answer(&LocalRead {
