@@ -180,6 +180,23 @@ impl Ring {
         self
     }
 
+    /// Whether `other` places every key as this ring does (the same
+    /// members, tokens and per-DC replication): the membership view then
+    /// hands out one ring as both its read and its write ring.
+    pub fn places_as(&self, other: &Ring) -> bool {
+        self.tokens == other.tokens
+            && self.members == other.members
+            && self.uniform_topology == other.uniform_topology
+            && self.dc_replication == other.dc_replication
+    }
+
+    /// Whether a preference list of `n` is always the first `n` of a longer
+    /// one (every member in one DC and rack, no per-DC replication): the
+    /// walk then simply takes members clockwise.
+    pub fn lists_are_prefixes(&self) -> bool {
+        self.uniform_topology && self.dc_replication.is_empty()
+    }
+
     /// Replicas per DC this ring places by (empty: N over the whole ring).
     pub fn dc_replication(&self) -> &DcReplication {
         &self.dc_replication

@@ -211,9 +211,19 @@ impl FailureDetector {
         let members = self.gossip.members(now);
         let view = view::cluster_view(&members, self.options.vnodes_per_weight);
         let dcs = &self.options.dc_replication;
+        let read_ring = Arc::new(view.read_ring.with_dc_replication(dcs));
+        let write_ring = view.write_ring.with_dc_replication(dcs);
+        // No member joining or leaving (nearly always): one ring for both,
+        // which lets a write's placement walk it once
+        // (`replicator::placement::for_write`).
+        let write_ring = if write_ring.places_as(&read_ring) {
+            Arc::clone(&read_ring)
+        } else {
+            Arc::new(write_ring)
+        };
         self.view = MembershipChanged {
-            read_ring: Arc::new(view.read_ring.with_dc_replication(dcs)),
-            write_ring: Arc::new(view.write_ring.with_dc_replication(dcs)),
+            read_ring,
+            write_ring,
             reachable: Arc::new(view.reachable),
             healthy: Arc::new(view.healthy),
             peers: Arc::new(view.peers),

@@ -92,6 +92,18 @@ pub fn sole_read_primary_at(
 
 /// The placement of `key`'s writes.
 pub fn for_write(read_ring: &Ring, write_ring: &Ring, n: usize, key: &[u8]) -> Placement {
+    // One ring for both (the membership view shares it when no member is
+    // joining or leaving) whose lists are prefixes of longer ones: one walk
+    // gives the primaries and, after them, the stand-in candidates. The
+    // same lists as below, without two more walks and key hashes.
+    if std::ptr::eq(read_ring, write_ring) && write_ring.lists_are_prefixes() {
+        let token = Ring::key_token(key);
+        let primaries_len = n.min(write_ring.members().len());
+        let walk = primaries_len + n * STAND_IN_CANDIDATES_PER_REPLICA;
+        let mut primaries = write_ring.preference_list_at(token, walk);
+        let beyond = primaries.split_off(primaries_len.min(primaries.len()));
+        return Placement { primaries, beyond };
+    }
     let mut primaries = read_ring.preference_list(key, n);
     for node in write_ring.preference_list(key, n) {
         if !primaries.contains(&node) {
@@ -269,6 +281,36 @@ mod tests {
                 assert!(shares(&ring, &ring, 2, Ring::key_token(&key), node));
             }
         }
+    }
+
+    /// One ring for reads and writes takes the single-walk path; a copy
+    /// of it (another object) the general one: both place every key alike.
+    #[test]
+    fn one_shared_ring_places_writes_as_two_equal_rings_do() {
+        let mut racks = ring(&["a", "b", "c", "d", "e"]).members().to_vec();
+        racks[1].rack = "r2".into();
+        for shared in [
+            ring(&["a"]),
+            ring(&["a", "b", "c"]),
+            ring(&["a", "b", "c", "d", "e", "f", "g", "h", "i"]),
+            Ring::new(&racks, 32),
+        ] {
+            let copy = shared.clone();
+            assert!(shared.places_as(&copy));
+            for n in 1..=4 {
+                for k in 0..200u32 {
+                    let key = k.to_be_bytes();
+                    let one = for_write(&shared, &shared, n, &key);
+                    let two = for_write(&shared, &copy, n, &key);
+                    assert_eq!(
+                        (&one.primaries, &one.beyond),
+                        (&two.primaries, &two.beyond),
+                        "n {n}, key {k}"
+                    );
+                }
+            }
+        }
+        assert!(!ring(&["a", "b"]).places_as(&ring(&["a", "c"])));
     }
 
     #[test]
