@@ -27,9 +27,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use fnv::FnvHashMap;
 use futures_util::StreamExt;
-use tokio::sync::oneshot;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
@@ -48,48 +46,12 @@ use crate::NodeId;
 
 mod connection;
 mod keyspace;
+mod order;
+
+use order::{KeyOrder, KeyTails};
 
 /// A reply still being computed.
 type Pending = Pin<Box<dyn Future<Output = Reply>>>;
-
-/// The keys `RespSession::run` orders a command by, as their
-/// [`key_order`] hashes: no copy of a key per command, and none of a
-/// one-key command's list.
-pub(super) enum KeyOrder {
-    /// A command on no key (INFO, SCAN, KEYS, DBSIZE).
-    None,
-    /// A command on one key (GET, SET, ...).
-    One(u64),
-    /// A command on several (MGET, MSET, DEL, EXISTS).
-    Many(Vec<u64>),
-}
-
-impl KeyOrder {
-    /// A command on `key`.
-    pub(super) fn of(key: &[u8]) -> Self {
-        KeyOrder::One(key_order(key))
-    }
-
-    /// A command on each of `keys`.
-    pub(super) fn of_all<'a>(keys: impl IntoIterator<Item = &'a Vec<u8>>) -> Self {
-        KeyOrder::Many(keys.into_iter().map(|k| key_order(k)).collect())
-    }
-
-    fn hashes(&self) -> &[u64] {
-        match self {
-            KeyOrder::None => &[],
-            KeyOrder::One(hash) => std::slice::from_ref(hash),
-            KeyOrder::Many(hashes) => hashes,
-        }
-    }
-}
-
-/// The hash a session orders its commands on a key by. Two keys with one
-/// hash (one chance in 2^64 per pair) only make a command wait for an
-/// earlier one it did not need to: never a wrong answer.
-pub(super) fn key_order(key: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(key)
-}
 
 /// The session actor.
 pub struct RespSession {
@@ -117,14 +79,8 @@ pub struct RespSession {
     /// The sequence number of `slots[0]`.
     first_slot: u64,
     in_flight: usize,
-    /// Per key (its [`key_order`] hash), the last command of this
-    /// connection on it still running (its reply slot).
-    key_tails: FnvHashMap<u64, u64>,
-    /// Per running command (its reply slot), the commands waiting for it to
-    /// be done: made only when a command on one of its keys comes while it
-    /// runs, so a command nobody waits for costs a map entry per key and
-    /// no channel.
-    key_waiters: FnvHashMap<u64, Vec<oneshot::Sender<()>>>,
+    /// The running commands by key (`order.rs`).
+    key_tails: KeyTails,
     /// Commands read but not done: the read stream takes a permit per command
     /// and waits when there is none (`client_inflight_max`), so a client
     /// that pipelines more waits on TCP instead of being refused.
@@ -176,8 +132,7 @@ impl RespSession {
             first_slot: 0,
             in_flight: 0,
             counting: None,
-            key_tails: FnvHashMap::default(),
-            key_waiters: FnvHashMap::default(),
+            key_tails: KeyTails::default(),
             permits,
             permit: None,
             closing: false,
@@ -386,17 +341,7 @@ impl RespSession {
         let permit = self.permit.take();
         let counting = self.counting.take();
         // The last earlier command on each key that is still running.
-        let mut before = Vec::new();
-        for key in keys.hashes() {
-            if let Some(&tail) = self.key_tails.get(key) {
-                let (done, wait) = oneshot::channel::<()>();
-                self.key_waiters.entry(tail).or_default().push(done);
-                before.push(wait);
-            }
-        }
-        for &key in keys.hashes() {
-            self.key_tails.insert(key, seq);
-        }
+        let before = self.key_tails.enter(&keys, seq);
         self.in_flight += 1;
         let fut = async move {
             // Sent when that command is done; dropped (also an answer
@@ -410,14 +355,7 @@ impl RespSession {
             drop(permit);
             act.count(counting, &reply);
             act.in_flight -= 1;
-            for key in keys.hashes() {
-                if act.key_tails.get(key) == Some(&seq) {
-                    act.key_tails.remove(key);
-                }
-            }
-            for done in act.key_waiters.remove(&seq).into_iter().flatten() {
-                let _ = done.send(());
-            }
+            act.key_tails.leave(&keys, seq);
             act.fill(seq, reply, protocol, ctx);
         }));
     }

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use actix::prelude::*;
 use futures_util::future::join_all;
 
-use super::{key_order, KeyOrder, Pending, RespSession};
+use super::{KeyOrder, Pending, RespSession};
 use crate::replicator::{
     CoordinateGet, CoordinateList, CoordinateWrite, GetAnswer, ListPage, LocalRead,
 };
@@ -332,7 +332,7 @@ impl RespSession {
     /// connection on the key is still running: it must see that one's
     /// effect.
     fn get_in_place(&self, key: &[u8]) -> Option<Reply> {
-        if self.key_tails.contains_key(&key_order(key)) {
+        if self.key_tails.running(key) {
             return None;
         }
         let answer = self.shared.local_reads.answer(&LocalRead {
