@@ -19,8 +19,12 @@
 //! the same members computes the same ring).
 
 mod dc_replication;
+mod keys;
+mod topology;
 
 pub use dc_replication::{is_dc_name, DcReplication, DC_NAME_BYTES_MAX, DC_REPLICATION_DCS_MAX};
+pub use keys::{hash_bytes, mix64, storage_key, user_key};
+use topology::spread_across_topology;
 
 use crate::node_id::NODE_WEIGHT_MAX;
 use crate::NodeId;
@@ -184,9 +188,9 @@ impl Ring {
     /// members, tokens and per-DC replication): the membership view then
     /// hands out one ring as both its read and its write ring.
     pub fn places_as(&self, other: &Ring) -> bool {
+        // `uniform_topology` follows from the members.
         self.tokens == other.tokens
             && self.members == other.members
-            && self.uniform_topology == other.uniform_topology
             && self.dc_replication == other.dc_replication
     }
 
@@ -434,70 +438,6 @@ impl Ring {
             })
             .take(total)
     }
-}
-
-/// Picks `wanted` of `candidates` (distinct members in clockwise order),
-/// preferring at each step the first candidate in a new data center, then
-/// the first in a new rack, then simply the next one.
-fn spread_across_topology(
-    candidates: &[usize],
-    members: &[RingMember],
-    wanted: usize,
-) -> Vec<usize> {
-    let mut chosen: Vec<usize> = Vec::with_capacity(wanted);
-    let mut remaining: Vec<usize> = candidates.to_vec();
-    while chosen.len() < wanted && !remaining.is_empty() {
-        let new_dc = |m: &usize| chosen.iter().all(|c| members[*c].dc != members[*m].dc);
-        let new_rack = |m: &usize| {
-            chosen.iter().all(|c| {
-                (&members[*c].dc, &members[*c].rack) != (&members[*m].dc, &members[*m].rack)
-            })
-        };
-        let pick = remaining
-            .iter()
-            .position(new_dc)
-            .or_else(|| remaining.iter().position(new_rack))
-            .unwrap_or(0);
-        chosen.push(remaining.remove(pick));
-    }
-    chosen
-}
-
-/// The engine key of a user key: its token (big-endian), then the key.
-/// Storing keys in ring order makes "every key in this token range" one
-/// range scan, which is what handoff and anti-entropy stream.
-pub fn storage_key(key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + key.len());
-    out.extend_from_slice(&Ring::key_token(key).0.to_be_bytes());
-    out.extend_from_slice(key);
-    out
-}
-
-/// The user key inside an engine key (`None` for a key too short to be one).
-pub fn user_key(storage_key: &[u8]) -> Option<&[u8]> {
-    storage_key.get(8..)
-}
-
-/// 64-bit hash for tokens and keys: FNV-1a, then the murmur3 finalizer,
-/// because FNV alone leaves short, similar inputs (`n1#0`, `n1#1`) clustered.
-pub fn hash_bytes(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    mix64(h)
-}
-
-/// murmur3's 64-bit finalizer: spreads every input bit over the output
-/// (`hash_bytes`'s, and the key filters' `sstable::filter::key_hash`, whose
-/// values are stored in every table: never change it).
-pub fn mix64(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
 }
 
 #[cfg(test)]
